@@ -1,0 +1,32 @@
+//! # tunstack — a userspace TCP/IP stack you can read
+//!
+//! tunstack opens a Linux TUN device and implements the layers of the classic TCP/IP
+//! diagram itself, one module per layer:
+//!
+//! ```text
+//!  curl / browser (Linux kernel, other side of the TUN)
+//!         │ IPv4 packets
+//!  ┌──────▼──────────────────────────────────────────────────────────────┐
+//!  │ link     network interface: the TUN device, pcap capture            │
+//!  │ ip       internet: IPv4 parse + validate, ICMP echo / unreachable    │
+//!  │ tcp      transport: segments, sequence numbers, the state machine,   │
+//!  │          retransmission, windows, listeners            (sans-IO)     │
+//!  │ stack    the host (IP demux, sans-IO) and the event loop that owns   │
+//!  │          the device and drives the layers and their timers           │
+//!  │ socket   TcpListener / TcpStream with std::io::Read + Write          │
+//!  │ http     application: an HTTP/1.1 server and client                  │
+//!  └─────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! The protocol core (`ip`, `tcp`, `stack::Interface`) is *sans-IO*: it takes a packet
+//! and the current [`time::Instant`] and returns what to send. It never reads a clock,
+//! sleeps or touches the device, so every RFC rule is testable with a virtual clock.
+#![deny(unsafe_code)]
+
+pub mod http;
+pub mod ip;
+pub mod link;
+pub mod socket;
+pub mod stack;
+pub mod tcp;
+pub mod time;
