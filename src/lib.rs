@@ -30,3 +30,4 @@ pub mod socket;
 pub mod stack;
 pub mod tcp;
 pub mod time;
+pub mod trace;

@@ -1,1 +1,196 @@
-fn main() {}
+//! The `tunstack` command: the command line only. Every protocol lives in the library.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use tunstack::link::pcap::PcapWriter;
+use tunstack::link::tun::TunDevice;
+use tunstack::stack::{self, Direction, PacketHook, StackConfig, StackHandle};
+
+#[derive(Parser)]
+#[command(
+    name = "tunstack",
+    version,
+    about = "A userspace TCP/IP stack on a TUN device, serving HTTP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the stack lives: shared by every subcommand.
+#[derive(clap::Args, Clone)]
+struct LinkArgs {
+    /// Name of the TUN device to create.
+    #[arg(long, default_value = "tun0")]
+    tun: String,
+    /// Address and prefix given to the kernel's side of the TUN.
+    #[arg(long, default_value = "10.0.0.1/24")]
+    host_ip: String,
+    /// The address our stack answers as.
+    #[arg(long, default_value = "10.0.0.2")]
+    ip: Ipv4Addr,
+    /// MTU of the TUN device.
+    #[arg(long, default_value_t = 1500)]
+    mtu: usize,
+    /// Write every packet that crosses the device to this pcap file.
+    #[arg(long)]
+    pcap: Option<PathBuf>,
+    /// Print a one-line, per-layer account of every packet in and out.
+    #[arg(long)]
+    trace: bool,
+    /// Seed for ISNs and ephemeral ports (random by default), for reproducible runs.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP/1.1 on a TUN device (the built-in site unless --root is given).
+    Serve {
+        #[command(flatten)]
+        link: LinkArgs,
+        /// TCP port to listen on.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+        /// Serve files under this directory instead of the built-in site.
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Most HTTP connections served at once.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// Seconds a client may take to send a request head.
+        #[arg(long, default_value_t = 10)]
+        header_timeout: u64,
+        /// Seconds an idle keep-alive connection is kept.
+        #[arg(long, default_value_t = 15)]
+        idle_timeout: u64,
+    },
+    /// Download URL through our own stack (active open) and write the body.
+    Get {
+        /// http://ADDR[:PORT]/PATH
+        url: String,
+        #[command(flatten)]
+        link: LinkArgs,
+        /// Write the body here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            link,
+            port,
+            root,
+            max_connections,
+            header_timeout,
+            idle_timeout,
+        } => serve(
+            &link,
+            port,
+            root,
+            max_connections,
+            Duration::from_secs(header_timeout),
+            Duration::from_secs(idle_timeout),
+        ),
+        Command::Get {
+            url,
+            link,
+            output,
+            timeout,
+        } => get(&link, &url, output, Duration::from_secs(timeout)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tunstack: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Open and configure the TUN, build the packet hooks, start the stack.
+fn start_stack(link: &LinkArgs) -> io::Result<StackHandle> {
+    let device = TunDevice::open(&link.tun)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening TUN {}: {e}", link.tun)))?;
+    device.configure(&link.host_ip, link.mtu)?;
+    log::info!(
+        "link: TUN {} up, kernel side {}, stack answers as {}",
+        device.name(),
+        link.host_ip,
+        link.ip
+    );
+    let (mut reader, mut writer) = device.split();
+    let mut config = StackConfig::new(link.ip);
+    config.mtu = link.mtu;
+    config.seed = link.seed;
+    config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
+    let hook = packet_hook(link)?;
+    stack::start(
+        move |buf: &mut [u8]| reader.recv(buf),
+        move |pkt: &[u8]| writer.send(pkt),
+        config,
+        hook,
+    )
+}
+
+fn packet_hook(link: &LinkArgs) -> io::Result<Option<PacketHook>> {
+    let mut pcap = match &link.pcap {
+        Some(path) => {
+            let file = File::create(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            Some(PcapWriter::new(BufWriter::new(file))?)
+        }
+        None => None,
+    };
+    let trace = link.trace;
+    if pcap.is_none() && !trace {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(move |dir: Direction, packet: &[u8]| {
+        if let Some(w) = pcap.as_mut() {
+            if let Err(e) = w
+                .write_packet(std::time::SystemTime::now(), packet)
+                .and_then(|_| w.flush())
+            {
+                log::warn!("pcap: {e}");
+            }
+        }
+        if trace {
+            eprintln!("{}", tunstack::trace::describe(dir, packet));
+        }
+    })))
+}
+
+/// Wait for SIGINT/SIGTERM on a thread of its own and call `on_signal` once.
+fn on_termination(on_signal: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("signal {sig}: closing connections");
+                on_signal();
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! A one-line, per-layer description of a packet, for `--trace` and debug logs.
+//!
+//! ```text
+//! → IPv4 10.0.0.2 > 10.0.0.1 ttl 64 id 7 len 52 | TCP 80 > 43512 [S.] seq 1234 ack 999 win 65535 len 0 <mss 1460>
+//! ```
+
+use std::fmt::Write as _;
+
+use crate::ip::ipv4::{self, Ipv4Packet};
+use crate::stack::Direction;
+use crate::tcp::Segment;
+
+/// Describe an IP packet layer by layer. Never fails: what does not parse is said so.
+pub fn describe(direction: Direction, packet: &[u8]) -> String {
+    let arrow = match direction {
+        Direction::In => "←",
+        Direction::Out => "→",
+    };
+    let mut line = String::with_capacity(160);
+    let ip = match Ipv4Packet::parse(packet) {
+        Ok(ip) => ip,
+        Err(e) => {
+            let _ = write!(line, "{arrow} {} bytes, not valid IPv4: {e}", packet.len());
+            return line;
+        }
+    };
+    let _ = write!(
+        line,
+        "{arrow} IPv4 {} > {} ttl {} id {} len {}",
+        ip.src,
+        ip.dst,
+        ip.ttl,
+        ip.id,
+        packet.len()
+    );
+    match ip.protocol {
+        ipv4::PROTO_TCP => match Segment::parse(ip.src, ip.dst, ip.payload) {
+            Ok(s) => {
+                let _ = write!(
+                    line,
+                    " | TCP {} > {} [{}] seq {}",
+                    s.src_port, s.dst_port, s.flags, s.seq
+                );
+                if s.flags.ack {
+                    let _ = write!(line, " ack {}", s.ack);
+                }
+                let _ = write!(line, " win {} len {}", s.window, s.payload.len());
+                let o = &s.options;
+                let mut opts = Vec::new();
+                if let Some(mss) = o.mss {
+                    opts.push(format!("mss {mss}"));
+                }
+                if let Some(ws) = o.window_scale {
+                    opts.push(format!("wscale {ws}"));
+                }
+                if o.sack_permitted {
+                    opts.push("sackOK".to_string());
+                }
+                if let Some((v, e)) = o.timestamps {
+                    opts.push(format!("TS val {v} ecr {e}"));
+                }
+                if !opts.is_empty() {
+                    let _ = write!(line, " <{}>", opts.join(","));
+                }
+                if let Some(first) = first_line(&s.payload) {
+                    let _ = write!(line, " | {first}");
+                }
+            }
+            Err(e) => {
+                let _ = write!(line, " | TCP invalid: {e}");
+            }
+        },
+        ipv4::PROTO_ICMP => {
+            let kind = match ip.payload.first() {
+                Some(0) => "echo reply",
+                Some(8) => "echo request",
+                Some(3) => "destination unreachable",
+                _ => "other",
+            };
+            let _ = write!(line, " | ICMP {kind}");
+        }
+        p => {
+            let _ = write!(line, " | protocol {p}");
+        }
+    }
+    line
+}
+
+/// The first line of an HTTP message at the start of a payload, if it looks like one.
+fn first_line(payload: &[u8]) -> Option<String> {
+    let end = payload.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let line = std::str::from_utf8(payload.get(..end)?).ok()?;
+    let looks_http =
+        line.starts_with("HTTP/") || line.ends_with("HTTP/1.1") || line.ends_with("HTTP/1.0");
+    looks_http.then(|| line.to_string())
+}
