@@ -81,6 +81,20 @@ impl std::error::Error for IcmpError {}
 ///   message must be returned in the echo reply message").
 /// - Any other type → `Ok(None)` (nothing to answer; replies and errors we do not act on yet).
 /// - Malformed (shorter than 8 bytes, bad checksum) → `Err`, to be counted and dropped.
+///
+/// ```
+/// use tunstack::ip::{checksum, icmp};
+///
+/// // Echo request, id 1, seq 1, data "hi", with its checksum filled in.
+/// let mut request = vec![8, 0, 0, 0, 0, 1, 0, 1, b'h', b'i'];
+/// let sum = checksum(&request);
+/// request[2..4].copy_from_slice(&sum.to_be_bytes());
+///
+/// let reply = icmp::handle(&request)?.expect("echo requests are answered");
+/// assert_eq!(reply[0], icmp::TYPE_ECHO_REPLY);
+/// assert_eq!(&reply[4..], &request[4..]);
+/// # Ok::<(), icmp::IcmpError>(())
+/// ```
 pub fn handle(message: &[u8]) -> Result<Option<Vec<u8>>, IcmpError> {
     let len = message.len();
     let (icmp_type, code) = match message {

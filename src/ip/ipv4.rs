@@ -23,6 +23,22 @@
 //!
 //! The byte work is done here by hand with checked slicing (`get`), so that *we* decide
 //! every drop reason and no input can make the parser index out of bounds.
+//!
+//! ```
+//! use std::net::Ipv4Addr;
+//! use tunstack::ip::ipv4::{self, Ipv4Error, Ipv4Packet, PROTO_TCP};
+//!
+//! let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+//! let bytes = ipv4::emit(a, b, PROTO_TCP, 64, 1, b"segment");
+//! let packet = Ipv4Packet::parse(&bytes)?;
+//! assert_eq!((packet.src, packet.dst, packet.payload), (a, b, &b"segment"[..]));
+//!
+//! let mut corrupt = bytes.clone();
+//! corrupt[8] ^= 1; // TTL changed, checksum not updated
+//! let err = Ipv4Packet::parse(&corrupt).unwrap_err();
+//! assert_eq!(err.reason(), "bad-checksum");
+//! # Ok::<(), Ipv4Error>(())
+//! ```
 
 use std::fmt;
 use std::net::Ipv4Addr;

@@ -14,8 +14,8 @@
 //! would need an Ethernet + ARP layer here; that is a later step.)
 //!
 //! Other devices implement the same trait: [`memory::pair`] connects two stacks back to back
-//! inside one process for tests, and [`pcap::PcapWriter`] records what crosses a device in a
-//! file Wireshark and tcpdump read.
+//! inside one process for tests, and [`pcap::PcapDevice`] wraps any device to record what
+//! crosses it with a [`pcap::PcapWriter`], in a file Wireshark and tcpdump read.
 
 use std::io;
 

@@ -16,6 +16,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::Device;
+
 /// Magic number of a microsecond-resolution pcap file.
 pub const MAGIC: u32 = 0xa1b2_c3d4;
 /// Largest number of bytes stored per packet.
@@ -96,6 +98,71 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
+/// A middleware [`Device`] that records every packet received from and sent to the wrapped
+/// device into a pcap stream (as smoltcp's `PcapWriter` device does), timestamped with the
+/// wall clock. Capture write errors are logged and do not disturb the traffic.
+#[derive(Debug)]
+pub struct PcapDevice<D, W: Write> {
+    inner: D,
+    writer: PcapWriter<W>,
+    write_errors: u64,
+}
+
+impl<D: Device, W: Write + Send> PcapDevice<D, W> {
+    /// Wraps `inner`, capturing into `writer`.
+    pub fn new(inner: D, writer: PcapWriter<W>) -> Self {
+        PcapDevice {
+            inner,
+            writer,
+            write_errors: 0,
+        }
+    }
+
+    /// Flushes the capture.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+
+    /// How many packets could not be written to the capture.
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors
+    }
+
+    /// Returns the wrapped device and the capture writer.
+    pub fn into_parts(self) -> (D, PcapWriter<W>) {
+        (self.inner, self.writer)
+    }
+
+    fn record(&mut self, pkt: &[u8]) {
+        if let Err(e) = self.writer.write_packet(SystemTime::now(), pkt) {
+            // Warn once; a full disk must not flood the log or stop the stack.
+            if self.write_errors == 0 {
+                log::warn!("pcap capture failed, further errors are only counted: {e}");
+            }
+            self.write_errors = self.write_errors.saturating_add(1);
+        }
+    }
+}
+
+impl<D: Device, W: Write + Send> Device for PcapDevice<D, W> {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.recv(buf)?;
+        self.record(buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+
+    fn send(&mut self, packet: &[u8]) -> io::Result<()> {
+        self.inner.send(packet)?;
+        // Recorded only once the device took it, like a capture on the interface.
+        self.record(packet);
+        Ok(())
+    }
+
+    fn mtu(&self) -> usize {
+        self.inner.mtu()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +207,52 @@ mod tests {
         assert_eq!(&bytes[32..36], &SNAPLEN.to_le_bytes());
         assert_eq!(&bytes[36..40], &(SNAPLEN + 5).to_le_bytes());
         assert_eq!(bytes.len(), 24 + 16 + SNAPLEN as usize);
+    }
+
+    #[test]
+    fn pcap_device_records_both_directions() {
+        let (a, mut b) = crate::link::memory::pair();
+        let mut dev = PcapDevice::new(a, PcapWriter::new(Vec::new()).unwrap());
+        assert_eq!(dev.mtu(), 1500);
+        dev.send(b"out").unwrap();
+        b.send(b"in!!").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(dev.recv(&mut buf).unwrap(), 4);
+        assert_eq!(
+            dev.recv(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+        dev.flush().unwrap();
+        assert_eq!(dev.write_errors(), 0);
+        let (_a, w) = dev.into_parts();
+        let bytes = w.into_inner();
+        assert_eq!(bytes.len(), 24 + 16 + 3 + 16 + 4);
+        assert_eq!(&bytes[24 + 8..24 + 12], &3u32.to_le_bytes());
+        assert_eq!(&bytes[40..43], b"out");
+        assert_eq!(&bytes[43 + 16..], b"in!!");
+    }
+
+    /// A writer that always fails, standing in for a full disk.
+    struct Failing;
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn capture_errors_do_not_disturb_traffic() {
+        assert!(PcapWriter::new(Failing).is_err());
+        let (a, mut b) = crate::link::memory::pair();
+        let writer = PcapWriter { out: Failing };
+        let mut dev = PcapDevice::new(a, writer);
+        dev.send(b"x").unwrap();
+        dev.send(b"y").unwrap();
+        assert_eq!(dev.write_errors(), 2);
+        assert_eq!(b.recv(&mut [0u8; 4]).unwrap(), 1);
     }
 
     /// Reads the file back with tshark (Wireshark's CLI) when it is installed.
