@@ -1,1 +1,50 @@
-//! placeholder
+//! # Network interface layer
+//!
+//! The lowest layer of the TCP/IP model: it moves whole packets between this host and a
+//! network medium. Everything above it (IP, TCP, HTTP) only needs two operations — "give me
+//! the next packet" and "put this packet on the wire" — plus the largest packet the medium
+//! carries (the MTU). That is the [`Device`] trait.
+//!
+//! Our medium is a Linux **TUN** device ([`tun`]): a virtual point-to-point interface whose
+//! other end is the kernel's own IP stack. A TUN works at layer 3: each `read` returns exactly
+//! one bare IP packet and each `write` injects one, with no Ethernet header, no MAC addresses
+//! and therefore no ARP. That is why a TUN is ideal for a userspace stack that starts at IP:
+//! the kernel routes packets for the TUN's subnet into our process, and we answer as if we
+//! were another host on that subnet. (A TAP device would carry Ethernet frames instead and
+//! would need an Ethernet + ARP layer here; that is a later step.)
+//!
+//! Other devices implement the same trait: [`memory::pair`] connects two stacks back to back
+//! inside one process for tests, and [`pcap::PcapDevice`] wraps any device to record what
+//! crosses it with a [`pcap::PcapWriter`], in a file Wireshark and tcpdump read.
+
+use std::io;
+
+pub mod memory;
+pub mod pcap;
+pub mod tun;
+
+/// A network device that carries bare IPv4 packets (no link-layer header).
+///
+/// Implementations must be `Send` so that the stack's event-loop thread can own them.
+pub trait Device: Send {
+    /// Receive one IP packet into `buf`; `Ok(n)` is its length. May block up to the device's
+    /// configured timeout; returns `Err` of kind `WouldBlock` or `TimedOut` when nothing
+    /// arrived. A packet longer than `buf` is truncated to `buf.len()` (size `buf` to the MTU).
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Send one IP packet.
+    fn send(&mut self, packet: &[u8]) -> io::Result<()>;
+    /// Largest packet (MTU) the device carries.
+    fn mtu(&self) -> usize;
+}
+
+impl<D: Device + ?Sized> Device for Box<D> {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).recv(buf)
+    }
+    fn send(&mut self, packet: &[u8]) -> io::Result<()> {
+        (**self).send(packet)
+    }
+    fn mtu(&self) -> usize {
+        (**self).mtu()
+    }
+}

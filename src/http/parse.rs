@@ -1,0 +1,843 @@
+//! Our own HTTP/1.1 message parser (RFC 9112), push style.
+//!
+//! The caller appends whatever bytes arrived to a buffer and calls [`parse_request_head`] (or
+//! [`parse_response_head`]) on the whole buffer; the answer is [`Parsed::Partial`] until the
+//! empty line that ends the head has arrived, then [`Parsed::Complete`] with the typed head
+//! and how many bytes it used. Bytes after that belong to the body or to the next, pipelined,
+//! request. Everything is bounded: the head size and the number of header fields are limits
+//! ([`Limits`]), so a peer cannot make us buffer without end.
+//!
+//! ```text
+//!  "GET /a?b HTTP/1.1\r\nHost: x\r\n\r\nGET /next..."
+//!   └──── request-line ─┘└ field ─┘└┘ ← empty line: head complete, consumed = 30
+//! ```
+//!
+//! Strictness choices (each one closes a known ambiguity between parsers):
+//! - request-line is exactly `method SP request-target SP HTTP-version` (RFC 9112 §3);
+//! - no whitespace between a field name and the colon (RFC 9112 §5.1: MUST reject);
+//! - obs-fold (a line starting with SP/HTAB continuing the previous field) is rejected
+//!   (RFC 9112 §5.2 allows a server to reject it with 400);
+//! - control characters (including a bare CR) are rejected anywhere in the head;
+//! - a bare LF is accepted as a line end in the head (RFC 9112 §2.2 MAY) but *not* inside
+//!   chunked framing, where lenient line ends have enabled request smuggling.
+//!
+//! [`ChunkedDecoder`] decodes `Transfer-Encoding: chunked` (RFC 9112 §7.1) incrementally,
+//! including chunk extensions (skipped) and trailer fields (validated, then kept aside).
+
+use std::fmt;
+
+use super::request::{Headers, Version};
+
+/// The result of feeding a buffer to a push parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed<T> {
+    /// The head is complete: the value, and how many bytes of the buffer it used.
+    Complete {
+        /// The parsed head.
+        value: T,
+        /// Bytes of the input consumed, including the final empty line.
+        consumed: usize,
+    },
+    /// More bytes are needed.
+    Partial,
+}
+
+/// Bounds on what the parser accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum size of the head in bytes (request line + fields + empty line).
+    pub max_head_bytes: usize,
+    /// Maximum number of header fields.
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 8 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+/// Why a head was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// The head exceeds [`Limits::max_head_bytes`] (431).
+    HeadTooLarge,
+    /// More fields than [`Limits::max_headers`] (431).
+    TooManyHeaders,
+    /// The request line is not `method SP target SP version`.
+    RequestLine,
+    /// The method is not a token.
+    Method,
+    /// The request-target is empty or contains forbidden bytes.
+    Target,
+    /// The version is not `HTTP/DIGIT.DIGIT`.
+    Version,
+    /// A well-formed version other than HTTP/1.0 and HTTP/1.1 (505).
+    UnsupportedVersion(u8, u8),
+    /// The status line of a response is malformed.
+    StatusLine,
+    /// A field line has no colon, or its name is empty or not a token.
+    HeaderName,
+    /// Whitespace between the field name and the colon (RFC 9112 §5.1).
+    WhitespaceBeforeColon,
+    /// A field value contains a forbidden byte (a control character, bare CR, NUL).
+    HeaderValue,
+    /// Obsolete line folding (RFC 9112 §5.2).
+    ObsFold,
+}
+
+impl ParseError {
+    /// The status code a server answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ParseError::HeadTooLarge | ParseError::TooManyHeaders => 431,
+            ParseError::UnsupportedVersion(..) => 505,
+            _ => 400,
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::HeadTooLarge => write!(f, "message head too large"),
+            ParseError::TooManyHeaders => write!(f, "too many header fields"),
+            ParseError::RequestLine => write!(f, "malformed request line"),
+            ParseError::Method => write!(f, "invalid method"),
+            ParseError::Target => write!(f, "invalid request-target"),
+            ParseError::Version => write!(f, "malformed HTTP version"),
+            ParseError::UnsupportedVersion(a, b) => write!(f, "unsupported version HTTP/{a}.{b}"),
+            ParseError::StatusLine => write!(f, "malformed status line"),
+            ParseError::HeaderName => write!(f, "invalid header field name"),
+            ParseError::WhitespaceBeforeColon => {
+                write!(f, "whitespace between field name and colon")
+            }
+            ParseError::HeaderValue => write!(f, "invalid header field value"),
+            ParseError::ObsFold => write!(f, "obsolete line folding"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// A parsed request head (request line + header fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method token, case-sensitive (RFC 9110 §9.1): `GET`, `POST`, ...
+    pub method: String,
+    /// The raw request-target, still percent-encoded.
+    pub target: String,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The header fields in order.
+    pub headers: Headers,
+}
+
+/// A parsed response head (status line + header fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusHead {
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The three-digit status code.
+    pub status: u16,
+    /// The reason phrase (may be empty).
+    pub reason: String,
+    /// The header fields in order.
+    pub headers: Headers,
+}
+
+/// `tchar` of RFC 9110 §5.6.2: the characters of a token (method, field name).
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// True if `s` is a non-empty token.
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// Bytes allowed in a field value: field-vchar, SP, HTAB, obs-text (RFC 9110 §5.5).
+fn is_field_value_byte(b: u8) -> bool {
+    b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
+}
+
+/// Split `buf` into the lines of a head. Skips empty lines before the first line (RFC 9112
+/// §2.2: SHOULD ignore at least one empty line before the request-line). Returns the lines
+/// (without their CRLF/LF) and the number of bytes consumed, or `None` if the empty line that
+/// ends the head has not arrived yet.
+#[allow(clippy::type_complexity)]
+fn split_head<'a>(
+    buf: &'a [u8],
+    limits: &Limits,
+) -> Result<Option<(Vec<&'a [u8]>, usize)>, ParseError> {
+    let mut pos = 0;
+    // Leading empty lines (e.g. the stray CRLF some clients send after a POST body).
+    loop {
+        match buf.get(pos..) {
+            Some([b'\r', b'\n', ..]) => pos += 2,
+            Some([b'\n', ..]) => pos += 1,
+            Some([b'\r']) => return Ok(None),
+            _ => break,
+        }
+        if pos > limits.max_head_bytes {
+            return Err(ParseError::HeadTooLarge);
+        }
+    }
+    let mut lines = Vec::new();
+    loop {
+        let rest = buf.get(pos..).unwrap_or(&[]);
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            if buf.len() > limits.max_head_bytes {
+                return Err(ParseError::HeadTooLarge);
+            }
+            return Ok(None);
+        };
+        let end = pos + nl + 1;
+        if end > limits.max_head_bytes {
+            return Err(ParseError::HeadTooLarge);
+        }
+        let line = &rest[..nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        pos = end;
+        if line.is_empty() {
+            if lines.is_empty() {
+                // Cannot happen after skipping leading empty lines; treat as malformed.
+                return Err(ParseError::RequestLine);
+            }
+            return Ok(Some((lines, pos)));
+        }
+        // +1: the start line is not a header field.
+        if lines.len() > limits.max_headers {
+            return Err(ParseError::TooManyHeaders);
+        }
+        lines.push(line);
+    }
+}
+
+/// Parse one field line `name ":" OWS value OWS` (RFC 9112 §5).
+pub fn parse_field_line(line: &[u8]) -> Result<(String, String), ParseError> {
+    if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+        return Err(ParseError::ObsFold);
+    }
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(ParseError::HeaderName)?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.last().is_some_and(|&b| b == b' ' || b == b'\t') {
+        return Err(ParseError::WhitespaceBeforeColon);
+    }
+    if !is_token(name) {
+        return Err(ParseError::HeaderName);
+    }
+    let value = trim_ows(value);
+    if !value.iter().all(|&b| is_field_value_byte(b)) {
+        return Err(ParseError::HeaderValue);
+    }
+    // Names are tokens, hence ASCII. Values may carry obs-text (non-UTF-8 bytes); those are
+    // replaced by U+FFFD, which no framing-relevant field ever legitimately contains.
+    let name = String::from_utf8_lossy(name).into_owned();
+    let value = String::from_utf8_lossy(value).into_owned();
+    Ok((name, value))
+}
+
+/// Strip optional whitespace (SP / HTAB) at both ends.
+pub fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn parse_fields(lines: &[&[u8]], limits: &Limits) -> Result<Headers, ParseError> {
+    if lines.len() > limits.max_headers {
+        return Err(ParseError::TooManyHeaders);
+    }
+    let mut headers = Headers::new();
+    for line in lines {
+        let (name, value) = parse_field_line(line)?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// Parse `HTTP/DIGIT.DIGIT` (RFC 9112 §2.3).
+fn parse_version(v: &[u8]) -> Result<Version, ParseError> {
+    match v {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            match (major - b'0', minor - b'0') {
+                (1, 0) => Ok(Version::Http10),
+                (1, 1) => Ok(Version::Http11),
+                (a, b) => Err(ParseError::UnsupportedVersion(a, b)),
+            }
+        }
+        _ => Err(ParseError::Version),
+    }
+}
+
+/// Parse a request head from the start of `buf`.
+pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, ParseError> {
+    let Some((lines, consumed)) = split_head(buf, limits)? else {
+        return Ok(Parsed::Partial);
+    };
+    let (first, fields) = lines.split_first().ok_or(ParseError::RequestLine)?;
+    let mut parts = first.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ParseError::RequestLine);
+    };
+    if !is_token(method) {
+        return Err(ParseError::Method);
+    }
+    // request-target: visible ASCII only (RFC 3986 characters; no SP, no controls).
+    if target.is_empty() || !target.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(ParseError::Target);
+    }
+    let version = parse_version(version)?;
+    let headers = parse_fields(fields, limits)?;
+    Ok(Parsed::Complete {
+        value: RequestHead {
+            // Both checked to be ASCII above.
+            method: String::from_utf8_lossy(method).into_owned(),
+            target: String::from_utf8_lossy(target).into_owned(),
+            version,
+            headers,
+        },
+        consumed,
+    })
+}
+
+/// Parse a response head from the start of `buf` (used by the client).
+pub fn parse_response_head(buf: &[u8], limits: &Limits) -> Result<Parsed<StatusHead>, ParseError> {
+    let Some((lines, consumed)) = split_head(buf, limits)? else {
+        return Ok(Parsed::Partial);
+    };
+    let (first, fields) = lines.split_first().ok_or(ParseError::StatusLine)?;
+    // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 §4); a missing
+    // final SP is tolerated, as most clients do.
+    let version = first.get(..8).ok_or(ParseError::StatusLine)?;
+    let version = parse_version(version)?;
+    let code = match first.get(8..12) {
+        Some([b' ', a, b, c]) if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => return Err(ParseError::StatusLine),
+    };
+    let reason = match first.get(12..) {
+        None | Some([]) => &[][..],
+        Some([b' ', rest @ ..]) => rest,
+        Some(_) => return Err(ParseError::StatusLine),
+    };
+    if !reason.iter().all(|&b| is_field_value_byte(b)) {
+        return Err(ParseError::StatusLine);
+    }
+    let headers = parse_fields(fields, limits)?;
+    Ok(Parsed::Complete {
+        value: StatusHead {
+            version,
+            status: code,
+            reason: String::from_utf8_lossy(reason).into_owned(),
+            headers,
+        },
+        consumed,
+    })
+}
+
+/// Why a chunked body was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkError {
+    /// The chunk-size line is not hex digits (plus extensions) ending in CRLF.
+    BadSize,
+    /// The chunk size does not fit in 64 bits.
+    SizeOverflow,
+    /// A chunk extension is too long or contains forbidden bytes.
+    BadExtension,
+    /// The CRLF after the chunk data is missing.
+    MissingCrlf,
+    /// A trailer field is malformed, or the trailer section is too large.
+    BadTrailer,
+}
+
+impl fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ChunkError::BadSize => "malformed chunk size",
+            ChunkError::SizeOverflow => "chunk size overflow",
+            ChunkError::BadExtension => "malformed chunk extension",
+            ChunkError::MissingCrlf => "missing CRLF after chunk data",
+            ChunkError::BadTrailer => "malformed trailer section",
+        };
+        f.write_str(s)
+    }
+}
+
+impl std::error::Error for ChunkError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading hex digits of the chunk size.
+    Size,
+    /// After the size: BWS, then `;` extensions, until CR.
+    Ext,
+    /// Expecting the LF of the size line.
+    SizeLf,
+    /// Copying chunk data; this many bytes are left.
+    Data(u64),
+    /// Expecting the CR after chunk data.
+    DataCr,
+    /// Expecting the LF after chunk data.
+    DataLf,
+    /// Reading a trailer line (or the final empty line).
+    Trailer,
+    /// Expecting the LF of a trailer line.
+    TrailerLf,
+    /// The last chunk and the trailer section have been read.
+    Done,
+}
+
+/// Incremental decoder for `Transfer-Encoding: chunked` (RFC 9112 §7.1).
+///
+/// ```text
+///  chunked-body = *chunk last-chunk trailer-section CRLF
+///  chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+///  last-chunk   = 1*("0") [ chunk-ext ] CRLF
+///  e.g.  "4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nExpires: never\r\n\r\n"
+/// ```
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    size: u64,
+    digits: usize,
+    ext_len: usize,
+    line: Vec<u8>,
+    trailer_bytes: usize,
+    trailers: Headers,
+}
+
+/// Longest accepted chunk-ext per chunk.
+const MAX_EXT_LEN: usize = 4096;
+/// Largest accepted trailer section.
+const MAX_TRAILER_BYTES: usize = 8 * 1024;
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkedDecoder {
+    /// A decoder at the start of a chunked body.
+    pub fn new() -> Self {
+        ChunkedDecoder {
+            state: ChunkState::Size,
+            size: 0,
+            digits: 0,
+            ext_len: 0,
+            line: Vec::new(),
+            trailer_bytes: 0,
+            trailers: Headers::new(),
+        }
+    }
+
+    /// True once the last chunk and the trailer section have been decoded.
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Trailer fields received after the last chunk.
+    pub fn trailers(&self) -> &Headers {
+        &self.trailers
+    }
+
+    /// Decode from `input`, appending chunk data to `out`. Returns how many bytes of `input`
+    /// were consumed; once [`is_done`](Self::is_done), the rest of `input` is not touched
+    /// (it belongs to the next message).
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ChunkError> {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                ChunkState::Done => break,
+                ChunkState::Data(left) => {
+                    let avail = input.len() - i;
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(avail);
+                    out.extend_from_slice(&input[i..i + n]);
+                    i += n;
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                    continue;
+                }
+                ChunkState::Size => match (b as char).to_digit(16) {
+                    Some(d) => {
+                        self.digits += 1;
+                        self.size = self
+                            .size
+                            .checked_mul(16)
+                            .and_then(|s| s.checked_add(u64::from(d)))
+                            .ok_or(ChunkError::SizeOverflow)?;
+                    }
+                    None if self.digits == 0 => return Err(ChunkError::BadSize),
+                    None if b == b'\r' => self.state = ChunkState::SizeLf,
+                    None if b == b';' || b == b' ' || b == b'\t' => {
+                        self.ext_len = 1;
+                        self.state = ChunkState::Ext;
+                    }
+                    None => return Err(ChunkError::BadSize),
+                },
+                ChunkState::Ext => {
+                    // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ): we do not
+                    // use extensions, so only bound them and refuse control bytes (a bare LF
+                    // here is a known smuggling vector).
+                    if b == b'\r' {
+                        self.state = ChunkState::SizeLf;
+                    } else if !is_field_value_byte(b) {
+                        return Err(ChunkError::BadExtension);
+                    } else {
+                        self.ext_len += 1;
+                        if self.ext_len > MAX_EXT_LEN {
+                            return Err(ChunkError::BadExtension);
+                        }
+                    }
+                }
+                ChunkState::SizeLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError::BadSize);
+                    }
+                    self.state = if self.size == 0 {
+                        ChunkState::Trailer
+                    } else {
+                        ChunkState::Data(self.size)
+                    };
+                    self.size = 0;
+                    self.digits = 0;
+                }
+                ChunkState::DataCr => {
+                    if b != b'\r' {
+                        return Err(ChunkError::MissingCrlf);
+                    }
+                    self.state = ChunkState::DataLf;
+                }
+                ChunkState::DataLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError::MissingCrlf);
+                    }
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailer => {
+                    self.trailer_bytes += 1;
+                    if self.trailer_bytes > MAX_TRAILER_BYTES {
+                        return Err(ChunkError::BadTrailer);
+                    }
+                    if b == b'\r' {
+                        self.state = ChunkState::TrailerLf;
+                    } else {
+                        self.line.push(b);
+                    }
+                }
+                ChunkState::TrailerLf => {
+                    if b != b'\n' {
+                        return Err(ChunkError::BadTrailer);
+                    }
+                    if self.line.is_empty() {
+                        self.state = ChunkState::Done;
+                    } else {
+                        let (name, value) =
+                            parse_field_line(&self.line).map_err(|_| ChunkError::BadTrailer)?;
+                        self.trailers.append(name, value);
+                        self.line.clear();
+                        self.state = ChunkState::Trailer;
+                    }
+                }
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(s: &str) -> Result<Parsed<RequestHead>, ParseError> {
+        parse_request_head(s.as_bytes(), &Limits::default())
+    }
+
+    fn complete(s: &str) -> (RequestHead, usize) {
+        match req(s) {
+            Ok(Parsed::Complete { value, consumed }) => (value, consumed),
+            other => panic!("expected complete parse of {s:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let (h, n) = complete("GET /a?b=c HTTP/1.1\r\nHost: x\r\nAccept:  */* \r\n\r\nrest");
+        assert_eq!(h.method, "GET");
+        assert_eq!(h.target, "/a?b=c");
+        assert_eq!(h.version, Version::Http11);
+        assert_eq!(h.headers.get("host"), Some("x"));
+        assert_eq!(h.headers.get("ACCEPT"), Some("*/*"));
+        assert_eq!(
+            n,
+            "GET /a?b=c HTTP/1.1\r\nHost: x\r\nAccept:  */* \r\n\r\n".len()
+        );
+    }
+
+    #[test]
+    fn partial_until_empty_line() {
+        let full = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for cut in 0..full.len() {
+            assert_eq!(req(&full[..cut]), Ok(Parsed::Partial), "cut at {cut}");
+        }
+        assert!(
+            matches!(req(full), Ok(Parsed::Complete { consumed, .. }) if consumed == full.len())
+        );
+    }
+
+    #[test]
+    fn bare_lf_and_leading_empty_lines() {
+        let (h, n) = complete("\r\n\nGET / HTTP/1.0\nHost: x\n\n");
+        assert_eq!(h.version, Version::Http10);
+        assert_eq!(n, "\r\n\nGET / HTTP/1.0\nHost: x\n\n".len());
+    }
+
+    #[test]
+    fn request_line_errors() {
+        assert_eq!(req("GET  / HTTP/1.1\r\n\r\n"), Err(ParseError::RequestLine));
+        assert_eq!(
+            req("GET / HTTP/1.1 x\r\n\r\n"),
+            Err(ParseError::RequestLine)
+        );
+        assert_eq!(req("GET /\r\n\r\n"), Err(ParseError::RequestLine));
+        assert_eq!(req("G(T / HTTP/1.1\r\n\r\n"), Err(ParseError::Method));
+        assert_eq!(req("GET /\x01 HTTP/1.1\r\n\r\n"), Err(ParseError::Target));
+        assert_eq!(req("GET / HTTP/1.x\r\n\r\n"), Err(ParseError::Version));
+        assert_eq!(req("GET / http/1.1\r\n\r\n"), Err(ParseError::Version));
+        assert_eq!(req("GET / HTTP/11\r\n\r\n"), Err(ParseError::Version));
+        assert_eq!(
+            req("GET / HTTP/2.0\r\n\r\n"),
+            Err(ParseError::UnsupportedVersion(2, 0))
+        );
+        assert_eq!(req("GET / HTTP/1.2\r\n\r\n").unwrap_err().status(), 505);
+    }
+
+    #[test]
+    fn field_errors() {
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nHost : x\r\n\r\n"),
+            Err(ParseError::WhitespaceBeforeColon)
+        );
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n"),
+            Err(ParseError::ObsFold)
+        );
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nnocolon\r\n\r\n"),
+            Err(ParseError::HeaderName)
+        );
+        assert_eq!(
+            req("GET / HTTP/1.1\r\n: x\r\n\r\n"),
+            Err(ParseError::HeaderName)
+        );
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nA(: x\r\n\r\n"),
+            Err(ParseError::HeaderName)
+        );
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nA: x\0y\r\n\r\n"),
+            Err(ParseError::HeaderValue)
+        );
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nA: x\ry\r\n\r\n"),
+            Err(ParseError::HeaderValue)
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let limits = Limits {
+            max_head_bytes: 64,
+            max_headers: 2,
+        };
+        let big = format!("GET /{} HTTP/1.1\r\n", "a".repeat(100));
+        assert_eq!(
+            parse_request_head(big.as_bytes(), &limits),
+            Err(ParseError::HeadTooLarge)
+        );
+        // Too large even before any line end arrives.
+        assert_eq!(
+            parse_request_head(&[b'a'; 65], &limits),
+            Err(ParseError::HeadTooLarge)
+        );
+        let many = "GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
+        assert_eq!(
+            parse_request_head(many.as_bytes(), &limits),
+            Err(ParseError::TooManyHeaders)
+        );
+        let ok = "GET / HTTP/1.1\r\na: 1\r\nb: 2\r\n\r\n";
+        assert!(matches!(
+            parse_request_head(ok.as_bytes(), &limits),
+            Ok(Parsed::Complete { .. })
+        ));
+    }
+
+    #[test]
+    fn status_lines() {
+        let p = |s: &str| parse_response_head(s.as_bytes(), &Limits::default());
+        match p("HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nabc") {
+            Ok(Parsed::Complete { value, consumed }) => {
+                assert_eq!(value.status, 404);
+                assert_eq!(value.reason, "Not Found");
+                assert_eq!(value.headers.get("content-length"), Some("3"));
+                assert_eq!(consumed, 45);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            p("HTTP/1.0 200\r\n\r\n"),
+            Ok(Parsed::Complete { .. })
+        ));
+        assert!(matches!(
+            p("HTTP/1.1 200 \r\n\r\n"),
+            Ok(Parsed::Complete { .. })
+        ));
+        assert_eq!(p("HTTP/1.1 20 OK\r\n\r\n"), Err(ParseError::StatusLine));
+        assert_eq!(p("HTTP/1.1 2000 OK\r\n\r\n"), Err(ParseError::StatusLine));
+        assert_eq!(p("HTTX/1.1 200 OK\r\n\r\n"), Err(ParseError::Version));
+        assert_eq!(p("HTTP/1.1 200 OK\r\n"), Ok(Parsed::Partial));
+    }
+
+    fn dechunk(input: &[u8]) -> Result<(Vec<u8>, usize, ChunkedDecoder), ChunkError> {
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let n = d.decode(input, &mut out)?;
+        Ok((out, n, d))
+    }
+
+    #[test]
+    fn chunked_basic_ext_trailers() {
+        let body = b"4\r\nWiki\r\n5;name=\"v\"\r\npedia\r\nD \r\n in\r\n\r\nchunks\r\n0\r\nExpires: never\r\n\r\nNEXT";
+        let (out, n, d) = dechunk(body).unwrap();
+        assert_eq!(out, b"Wikipedia in\r\n\r\nchunks");
+        assert!(d.is_done());
+        assert_eq!(&body[n..], b"NEXT");
+        assert_eq!(d.trailers().get("expires"), Some("never"));
+    }
+
+    #[test]
+    fn chunked_byte_at_a_time() {
+        let body = b"3;x\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n";
+        let mut d = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        for b in body.iter() {
+            assert_eq!(d.decode(std::slice::from_ref(b), &mut out), Ok(1));
+        }
+        assert!(d.is_done());
+        assert_eq!(out, b"abc0123456789abcdef");
+    }
+
+    #[test]
+    fn chunked_errors() {
+        assert_eq!(dechunk(b"x\r\n").unwrap_err(), ChunkError::BadSize);
+        assert_eq!(dechunk(b"\r\n").unwrap_err(), ChunkError::BadSize);
+        assert_eq!(dechunk(b"3\nabc").unwrap_err(), ChunkError::BadSize);
+        assert_eq!(dechunk(b"3\r\nabcX").unwrap_err(), ChunkError::MissingCrlf);
+        assert_eq!(
+            dechunk(b"3;a\nb\r\n").unwrap_err(),
+            ChunkError::BadExtension
+        );
+        assert_eq!(
+            dechunk(b"fffffffffffffffff\r\n").unwrap_err(),
+            ChunkError::SizeOverflow
+        );
+        assert_eq!(
+            dechunk(b"0\r\nbad trailer\r\n\r\n").unwrap_err(),
+            ChunkError::BadTrailer
+        );
+        let (_, _, d) = dechunk(b"5\r\nab").unwrap();
+        assert!(!d.is_done());
+    }
+
+    /// Differential test: on a corpus of requests, our parser and httparse agree on whether
+    /// the head is valid, and on its contents when it is.
+    #[test]
+    fn differential_against_httparse() {
+        let corpus: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            b"GET /index.html?x=1&y=%20 HTTP/1.0\r\n\r\n",
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+            b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http://a.b/c HTTP/1.1\r\nHost: a.b\r\n\r\n",
+            b"PATCH /x HTTP/1.1\r\nX-Empty:\r\nX-Tab:\tv\t\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: lf\n\n",
+            b"M-SEARCH * HTTP/1.1\r\nHost: 239.255.255.250:1900\r\n\r\n",
+            b"GET /~user/!$&'()*+,;=:@ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b: c\r\n\r\n",
+            // invalid
+            b"GET  / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1 \r\n\r\n",
+            b" GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA\r\n\r\n",
+            b"GET / HTTP/1.1\r\n: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: \x01\r\n\r\n",
+            b"G\x7fT / HTTP/1.1\r\n\r\n",
+            b"GET /a\"b HTTP/1.1\r\n\r\n",
+            b"GET /a b HTTP/1.1\r\n\r\n",
+            b"GET / FTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA\x00b: c\r\n\r\n",
+            b"GET / HTTP/1.1\rHost: a\r\n\r\n",
+        ];
+        for raw in corpus {
+            let mut storage = [httparse::EMPTY_HEADER; 64];
+            let mut theirs = httparse::Request::new(&mut storage);
+            let their = theirs.parse(raw);
+            let ours = parse_request_head(raw, &Limits::default());
+            let shown = String::from_utf8_lossy(raw);
+            match (their, ours) {
+                (Ok(httparse::Status::Complete(n)), Ok(Parsed::Complete { value, consumed })) => {
+                    assert_eq!(n, consumed, "{shown:?}");
+                    assert_eq!(theirs.method, Some(value.method.as_str()), "{shown:?}");
+                    assert_eq!(theirs.path, Some(value.target.as_str()), "{shown:?}");
+                    let v = match value.version {
+                        Version::Http10 => 0,
+                        Version::Http11 => 1,
+                    };
+                    assert_eq!(theirs.version, Some(v), "{shown:?}");
+                    let theirs_h: Vec<(String, String)> = theirs
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            let v = trim_ows(h.value);
+                            (h.name.to_string(), String::from_utf8_lossy(v).into_owned())
+                        })
+                        .collect();
+                    let ours_h: Vec<(String, String)> = value
+                        .headers
+                        .iter()
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .collect();
+                    assert_eq!(theirs_h, ours_h, "{shown:?}");
+                }
+                (Err(_), Err(_)) => {}
+                (t, o) => panic!("disagreement on {shown:?}: httparse {t:?}, ours {o:?}"),
+            }
+        }
+    }
+}

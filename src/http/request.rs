@@ -1,0 +1,381 @@
+//! The request a [`Handler`](super::Handler) sees, and the framing rules that decide how its
+//! body is read.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// The protocol version of a message. Only HTTP/1.0 and HTTP/1.1 are spoken here; anything
+/// else is answered with 505.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// HTTP/1.0: one request per connection unless `Connection: keep-alive`.
+    Http10,
+    /// HTTP/1.1: persistent connections by default, `Host` required.
+    Http11,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        })
+    }
+}
+
+/// Header fields in arrival order, with case-insensitive lookup (RFC 9110 §5.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    entries: Vec<(String, String)>,
+}
+
+impl Headers {
+    /// An empty field list.
+    pub fn new() -> Self {
+        Headers::default()
+    }
+
+    /// The first value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All values of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True if a field called `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// True if any comma-separated element of any `name` field equals `token`, ignoring case
+    /// (e.g. `has_token("connection", "close")`).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.get_all(name)
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// Add a field, keeping existing ones with the same name.
+    pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.entries.push((name.into(), value.into()));
+    }
+
+    /// Set a field, replacing every existing field with the same name.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        let name = name.into();
+        self.remove(&name);
+        self.entries.push((name, value.into()));
+    }
+
+    /// Remove every field called `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// Iterate over `(name, value)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A complete request: head plus the whole body (read up to the server's `max_body`).
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The method, e.g. `GET`.
+    pub method: String,
+    /// The raw request-target as sent (still percent-encoded), e.g. `/a%20b?x=1`.
+    pub target: String,
+    /// The percent-decoded path, e.g. `/a b`. For an absolute-form target
+    /// (`http://host/p`) this is the path part; for `*` it is `*`.
+    pub path: String,
+    /// The raw query string after `?`, if any (not decoded).
+    pub query: Option<String>,
+    /// The request's protocol version.
+    pub version: Version,
+    /// The header fields.
+    pub headers: Headers,
+    /// The body, de-chunked if it was sent chunked.
+    pub body: Vec<u8>,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+}
+
+/// How the body of a request is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A request whose framing headers are unacceptable, with the status to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramingError {
+    /// 400 or 501.
+    pub status: u16,
+    /// Why, for the log.
+    pub reason: &'static str,
+}
+
+fn framing_err(status: u16, reason: &'static str) -> FramingError {
+    FramingError { status, reason }
+}
+
+/// Decide how the request body is framed, rejecting ambiguous messages.
+pub fn request_framing(version: Version, headers: &Headers) -> Result<Framing, FramingError> {
+    let has_te = headers.contains("transfer-encoding");
+    let has_cl = headers.contains("content-length");
+    if has_te {
+        // RFC 9112 §6.3 (3): TE and CL together may be a smuggling attempt; a server MAY
+        // reject it, and we do.
+        if has_cl {
+            return Err(framing_err(
+                400,
+                "both Transfer-Encoding and Content-Length",
+            ));
+        }
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+        if version == Version::Http10 {
+            return Err(framing_err(400, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        let codings: Vec<&str> = headers
+            .get_all("transfer-encoding")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        let Some((last, before)) = codings.split_last() else {
+            return Err(framing_err(400, "empty Transfer-Encoding"));
+        };
+        // We implement no content codings as transfer codings (RFC 9112 §6.1: 501 for a
+        // coding we do not understand).
+        if before.iter().any(|c| !c.eq_ignore_ascii_case("chunked")) {
+            return Err(framing_err(501, "unsupported transfer-coding"));
+        }
+        if !before.is_empty() {
+            return Err(framing_err(400, "chunked applied more than once"));
+        }
+        if !last.eq_ignore_ascii_case("chunked") {
+            // RFC 9112 §6.3 (4): chunked must be the final coding of a request, but an
+            // unknown coding is reported as such first.
+            let known = [
+                "gzip",
+                "deflate",
+                "compress",
+                "x-gzip",
+                "x-compress",
+                "identity",
+            ];
+            if known.iter().any(|k| last.eq_ignore_ascii_case(k)) {
+                return Err(framing_err(400, "chunked is not the final transfer-coding"));
+            }
+            return Err(framing_err(501, "unsupported transfer-coding"));
+        }
+        return Ok(Framing::Chunked);
+    }
+    if has_cl {
+        // RFC 9110 §8.6: a list of identical values may be accepted as one; differing or
+        // invalid values are unrecoverable framing errors (RFC 9112 §6.3 (5)).
+        let mut len: Option<u64> = None;
+        for v in headers.get_all("content-length").flat_map(|v| v.split(',')) {
+            let v = v.trim();
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(framing_err(400, "invalid Content-Length"));
+            }
+            let n: u64 = v
+                .parse()
+                .map_err(|_| framing_err(400, "Content-Length overflow"))?;
+            if len.is_some_and(|l| l != n) {
+                return Err(framing_err(400, "conflicting Content-Length values"));
+            }
+            len = Some(n);
+        }
+        return Ok(match len {
+            Some(0) | None => Framing::None,
+            Some(n) => Framing::Length(n),
+        });
+    }
+    Ok(Framing::None)
+}
+
+/// Percent-decode `s` (RFC 3986 §2.1). `None` if a `%` is not followed by two hex digits.
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+            let hi = hex(bytes.get(i + 1))?;
+            let lo = hex(bytes.get(i + 2))?;
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Split a request-target into its decoded path and raw query. `None` if the target is not a
+/// usable form or its path does not decode to UTF-8.
+pub fn split_target(target: &str) -> Option<(String, Option<String>)> {
+    if target == "*" {
+        return Some(("*".to_string(), None));
+    }
+    let origin = if target.starts_with('/') {
+        target
+    } else {
+        // absolute-form (RFC 9112 §3.2.2): scheme "://" authority path-abempty
+        let (scheme, rest) = target.split_once("://")?;
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return None;
+        }
+        match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => &rest[i..],
+            // No path: the path is "/" and whatever follows is the query.
+            Some(i) => return split_target(&format!("/{}", &rest[i..])),
+            None => "/",
+        }
+    };
+    // A fragment is never sent in a request-target; tolerate and drop it.
+    let origin = origin.split('#').next().unwrap_or(origin);
+    let (path, query) = match origin.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_string())),
+        None => (origin, None),
+    };
+    let path = String::from_utf8(percent_decode(path)?).ok()?;
+    Some((path, query))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::new();
+        for (n, v) in pairs {
+            h.append(*n, *v);
+        }
+        h
+    }
+
+    #[test]
+    fn headers_case_insensitive() {
+        let mut hs = h(&[("Content-Type", "a"), ("X", "1"), ("x", "2")]);
+        assert_eq!(hs.get("content-type"), Some("a"));
+        assert_eq!(hs.get_all("X").collect::<Vec<_>>(), vec!["1", "2"]);
+        hs.insert("X", "3");
+        assert_eq!(hs.get_all("x").collect::<Vec<_>>(), vec!["3"]);
+        let c = h(&[("Connection", "Keep-Alive, Upgrade")]);
+        assert!(c.has_token("connection", "keep-alive"));
+        assert!(!c.has_token("connection", "close"));
+    }
+
+    #[test]
+    fn framing_rules() {
+        let v = Version::Http11;
+        assert_eq!(request_framing(v, &h(&[])), Ok(Framing::None));
+        assert_eq!(
+            request_framing(v, &h(&[("Content-Length", "10")])),
+            Ok(Framing::Length(10))
+        );
+        assert_eq!(
+            request_framing(v, &h(&[("Content-Length", "10"), ("content-length", "10")])),
+            Ok(Framing::Length(10))
+        );
+        assert_eq!(
+            request_framing(v, &h(&[("Content-Length", "10, 10")])),
+            Ok(Framing::Length(10))
+        );
+        for bad in [
+            "10, 11",
+            "-1",
+            "+5",
+            "1e3",
+            "",
+            "0x10",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(
+                request_framing(v, &h(&[("Content-Length", bad)])).map_err(|e| e.status),
+                Err(400),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            request_framing(v, &h(&[("Content-Length", "1"), ("Content-Length", "2")]))
+                .map_err(|e| e.status),
+            Err(400)
+        );
+        assert_eq!(
+            request_framing(v, &h(&[("Transfer-Encoding", "Chunked")])),
+            Ok(Framing::Chunked)
+        );
+        let te =
+            |val: &str| request_framing(v, &h(&[("Transfer-Encoding", val)])).map_err(|e| e.status);
+        assert_eq!(te("gzip, chunked"), Err(501));
+        assert_eq!(te("chunked, chunked"), Err(400));
+        assert_eq!(te("gzip"), Err(400));
+        assert_eq!(te("foo"), Err(501));
+        assert_eq!(
+            request_framing(
+                v,
+                &h(&[("Transfer-Encoding", "chunked"), ("Content-Length", "3")])
+            )
+            .map_err(|e| e.status),
+            Err(400)
+        );
+        assert_eq!(
+            request_framing(Version::Http10, &h(&[("Transfer-Encoding", "chunked")]))
+                .map_err(|e| e.status),
+            Err(400)
+        );
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            split_target("/a%20b/c?x=1%20"),
+            Some(("/a b/c".into(), Some("x=1%20".into())))
+        );
+        assert_eq!(split_target("/..%2f"), Some(("/../".into(), None)));
+        assert_eq!(
+            split_target("http://h:8/p?q"),
+            Some(("/p".into(), Some("q".into())))
+        );
+        assert_eq!(split_target("http://h"), Some(("/".into(), None)));
+        assert_eq!(
+            split_target("http://h?q"),
+            Some(("/".into(), Some("q".into())))
+        );
+        assert_eq!(split_target("*"), Some(("*".into(), None)));
+        assert_eq!(split_target("/%zz"), None);
+        assert_eq!(split_target("/%ff"), None);
+        assert_eq!(split_target("ftp://h/x"), None);
+        assert_eq!(split_target("example.com:443"), None);
+    }
+}

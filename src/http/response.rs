@@ -1,0 +1,325 @@
+//! The response a [`Handler`](super::Handler) returns, and how it is put on the wire.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::parse::is_token;
+use super::request::Headers;
+
+/// A response body. Files are streamed in [`FILE_CHUNK`]-sized pieces, never read whole.
+#[derive(Debug)]
+pub enum Body {
+    /// No body (Content-Length: 0).
+    Empty,
+    /// Owned bytes.
+    Bytes(Vec<u8>),
+    /// Bytes compiled into the binary (the built-in site).
+    Static(&'static [u8]),
+    /// An open file, `len` bytes of which are sent from its current position.
+    File {
+        /// The open file.
+        file: File,
+        /// How many bytes to send (the Content-Length).
+        len: u64,
+    },
+}
+
+impl Body {
+    /// The body's length, announced as Content-Length.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::Static(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    /// True if the body has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Size of the pieces a file body is streamed in.
+pub const FILE_CHUNK: usize = 64 * 1024;
+
+/// A response: status, header fields, body. The server adds `Date`, `Server`,
+/// `Content-Length` and `Connection` itself.
+#[derive(Debug)]
+pub struct Response {
+    /// The status code, e.g. 200.
+    pub status: u16,
+    /// Header fields set by the handler (framing fields are ignored: the server owns them).
+    pub headers: Headers,
+    /// The body.
+    pub body: Body,
+}
+
+impl Response {
+    /// A response with the given status, no fields and no body.
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: Headers::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// Builder: add a header field.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Builder: set the body.
+    pub fn with_body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// A response with a body of the given content type.
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        Response::new(status)
+            .with_header("Content-Type", content_type)
+            .with_body(Body::Bytes(body))
+    }
+
+    /// A `text/plain` response.
+    pub fn text(status: u16, text: impl Into<String>) -> Self {
+        Response::bytes(
+            status,
+            "text/plain; charset=utf-8",
+            text.into().into_bytes(),
+        )
+    }
+
+    /// A short plain-text error page: `404 Not Found`.
+    pub fn error(status: u16) -> Self {
+        Response::text(status, format!("{status} {}\n", reason_phrase(status)))
+    }
+
+    /// 405 with the `Allow` field listing the methods the resource supports (RFC 9110 §15.5.6).
+    pub fn method_not_allowed(allow: &str) -> Self {
+        Response::error(405).with_header("Allow", allow)
+    }
+}
+
+/// The canonical reason phrase of a status code (RFC 9110 §15).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// True if a response with this status never has a body (RFC 9110 §6.4.1).
+fn status_has_no_body(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204 || status == 304
+}
+
+/// Format a time as an IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // 1970-01-01 was a Thursday.
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    // Civil-from-days (H. Hinnant's algorithm), for days >= 0.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mon = months[(month - 1) as usize % 12];
+    format!("{weekday}, {day:02} {mon} {year} {h:02}:{m:02}:{s:02} GMT")
+}
+
+/// How the server frames a response on the wire.
+pub(crate) struct WireOptions {
+    /// HEAD request: send the fields (with the GET's Content-Length) but no body.
+    pub head_only: bool,
+    /// Send `Connection: close` (the connection ends after this response).
+    pub close: bool,
+    /// Send `Connection: keep-alive` (an HTTP/1.0 client asked for a persistent connection).
+    pub keep_alive_10: bool,
+}
+
+/// Serialize and send a response. Returns the number of body bytes sent. A file that turns out
+/// shorter than announced is an error (the framing would be wrong, so the connection must close).
+pub(crate) fn write_response<W: Write>(
+    w: &mut W,
+    resp: Response,
+    opts: &WireOptions,
+) -> io::Result<u64> {
+    let mut head = Vec::with_capacity(256);
+    let status = resp.status;
+    // Always our highest version (RFC 9110 §6.2), also in reply to HTTP/1.0 requests.
+    let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+    let _ = write!(
+        head,
+        "Date: {}\r\nServer: tunstack\r\n",
+        http_date(SystemTime::now())
+    );
+    for (name, value) in resp.headers.iter() {
+        let owned_by_server = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "date",
+            "server",
+        ]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n));
+        // A handler must not be able to split the response with CR/LF in a field.
+        let valid = is_token(name.as_bytes())
+            && value
+                .bytes()
+                .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        if owned_by_server {
+            continue;
+        }
+        if !valid {
+            log::warn!("dropping invalid response field {name:?}");
+            continue;
+        }
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    let len = resp.body.len();
+    if !status_has_no_body(status) {
+        let _ = write!(head, "Content-Length: {len}\r\n");
+    }
+    if opts.close {
+        head.extend_from_slice(b"Connection: close\r\n");
+    } else if opts.keep_alive_10 {
+        head.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    if opts.head_only || status_has_no_body(status) {
+        w.write_all(&head)?;
+        w.flush()?;
+        return Ok(0);
+    }
+    match resp.body {
+        Body::Empty => w.write_all(&head)?,
+        Body::Bytes(b) => write_small(w, head, &b)?,
+        Body::Static(b) => write_small(w, head, b)?,
+        Body::File { file, len } => {
+            w.write_all(&head)?;
+            let mut buf = vec![0u8; FILE_CHUNK];
+            let mut left = len;
+            let mut file = file.take(len);
+            while left > 0 {
+                let n = match file.read(&mut buf) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "file shorter than its announced length",
+                        ))
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                w.write_all(&buf[..n])?;
+                left -= n as u64;
+            }
+        }
+    }
+    w.flush()?;
+    Ok(len)
+}
+
+/// Small bodies go out in the same write as the head (one segment instead of two).
+fn write_small<W: Write>(w: &mut W, mut head: Vec<u8>, body: &[u8]) -> io::Result<()> {
+    if body.len() <= FILE_CHUNK {
+        head.extend_from_slice(body);
+        w.write_all(&head)
+    } else {
+        w.write_all(&head)?;
+        w.write_all(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(http_date(leap), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    fn wire(resp: Response, head_only: bool) -> String {
+        let mut out = Vec::new();
+        let opts = WireOptions {
+            head_only,
+            close: true,
+            keep_alive_10: false,
+        };
+        write_response(&mut out, resp, &opts).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn serialization() {
+        let r = Response::text(200, "hi")
+            .with_header("X-Bad", "a\r\nInjected: yes")
+            .with_header("Content-Length", "999");
+        let s = wire(r, false);
+        assert!(s.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{s}");
+        assert!(s.contains("\r\nServer: tunstack\r\n"));
+        assert!(s.contains("\r\nContent-Length: 2\r\n"));
+        assert!(s.contains("\r\nConnection: close\r\n"));
+        assert!(!s.contains("Injected"));
+        assert!(!s.contains("999"));
+        assert!(s.ends_with("\r\n\r\nhi"));
+        let h = wire(Response::text(200, "hello"), true);
+        assert!(h.contains("Content-Length: 5\r\n") && h.ends_with("\r\n\r\n"));
+        let nc = wire(Response::new(204), false);
+        assert!(!nc.contains("Content-Length"));
+    }
+}

@@ -1,0 +1,310 @@
+//! ICMP for IPv4 (RFC 792): answering echo requests ("ping") and building destination
+//! unreachable errors. Sans-IO: functions take message bytes and return message bytes; the
+//! caller wraps them in an IPv4 header ([`super::ipv4::emit`]).
+//!
+//! Every ICMP message starts with the same 4 bytes, then a type-specific rest
+//! (RFC 792, "Echo or Echo Reply Message"):
+//!
+//! ```text
+//!     0                   1                   2                   3
+//!     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!    |     Type      |     Code      |          Checksum             |
+//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!    |           Identifier          |        Sequence Number        |
+//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//!    |     Data ...
+//!    +-+-+-+-+-
+//! ```
+//!
+//! The checksum covers the whole ICMP message (header and data), not just the header.
+
+use std::fmt;
+
+use super::ipv4::{checksum, Ipv4Packet, PROTO_ICMP};
+
+/// Type 0: echo reply.
+pub const TYPE_ECHO_REPLY: u8 = 0;
+/// Type 3: destination unreachable.
+pub const TYPE_DEST_UNREACHABLE: u8 = 3;
+/// Type 8: echo request.
+pub const TYPE_ECHO_REQUEST: u8 = 8;
+/// Type 11: time exceeded.
+pub const TYPE_TIME_EXCEEDED: u8 = 11;
+
+/// Destination unreachable code 2: the transport protocol is not supported (RFC 792).
+pub const CODE_PROTOCOL_UNREACHABLE: u8 = 2;
+/// Destination unreachable code 3: no one listens on the port (RFC 792; for UDP — TCP
+/// answers with RST instead, RFC 9293 §3.10.7.1).
+pub const CODE_PORT_UNREACHABLE: u8 = 3;
+
+/// Length of the fixed ICMP header (type, code, checksum, 4 type-specific bytes).
+pub const HEADER_LEN: usize = 8;
+
+/// Why an incoming ICMP message was dropped; [`IcmpError::reason`] is a stable stats key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpError {
+    /// Shorter than the 8-byte ICMP header.
+    TooShort {
+        /// Bytes received.
+        len: usize,
+    },
+    /// The checksum over the whole message does not verify (RFC 792).
+    BadChecksum,
+}
+
+impl IcmpError {
+    /// A stable short name for this drop reason, usable as a statistics key.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IcmpError::TooShort { .. } => "too-short",
+            IcmpError::BadChecksum => "bad-checksum",
+        }
+    }
+}
+
+impl fmt::Display for IcmpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IcmpError::TooShort { len } => write!(f, "{} ({len} bytes)", self.reason()),
+            IcmpError::BadChecksum => f.write_str(self.reason()),
+        }
+    }
+}
+
+impl std::error::Error for IcmpError {}
+
+/// Handles an ICMP message addressed to us (the payload of a validated IPv4 packet).
+///
+/// - Echo request (type 8, code 0) → `Ok(Some(echo reply))`: type 0, same identifier,
+///   sequence number and data, checksum recomputed (RFC 792: "the data received in the echo
+///   message must be returned in the echo reply message").
+/// - Any other type → `Ok(None)` (nothing to answer; replies and errors we do not act on yet).
+/// - Malformed (shorter than 8 bytes, bad checksum) → `Err`, to be counted and dropped.
+///
+/// ```
+/// use tunstack::ip::{checksum, icmp};
+///
+/// // Echo request, id 1, seq 1, data "hi", with its checksum filled in.
+/// let mut request = vec![8, 0, 0, 0, 0, 1, 0, 1, b'h', b'i'];
+/// let sum = checksum(&request);
+/// request[2..4].copy_from_slice(&sum.to_be_bytes());
+///
+/// let reply = icmp::handle(&request)?.expect("echo requests are answered");
+/// assert_eq!(reply[0], icmp::TYPE_ECHO_REPLY);
+/// assert_eq!(&reply[4..], &request[4..]);
+/// # Ok::<(), icmp::IcmpError>(())
+/// ```
+pub fn handle(message: &[u8]) -> Result<Option<Vec<u8>>, IcmpError> {
+    let len = message.len();
+    let (icmp_type, code) = match message {
+        [t, c, ..] if len >= HEADER_LEN => (*t, *c),
+        _ => return Err(IcmpError::TooShort { len }),
+    };
+    if checksum(message) != 0 {
+        return Err(IcmpError::BadChecksum);
+    }
+    if icmp_type != TYPE_ECHO_REQUEST || code != 0 {
+        log::trace!("icmp type {icmp_type} code {code}: nothing to answer");
+        return Ok(None);
+    }
+    let mut reply = message.to_vec();
+    if let Some(t) = reply.first_mut() {
+        *t = TYPE_ECHO_REPLY;
+    }
+    set_checksum(&mut reply);
+    Ok(Some(reply))
+}
+
+/// Builds a destination unreachable message (type 3, `code`) about `original`, the IP packet
+/// that could not be delivered. RFC 792: the data is "the internet header plus the first 64
+/// bits of the original datagram's data", so the sender can match it to a connection.
+///
+/// Robust to any `original`: the quoted header length comes from its IHL when sane (20..=60),
+/// else 20, and the quote is cut at the bytes available.
+///
+/// RFC 1122 §3.2.2 lists packets that must *not* get an ICMP error; check
+/// [`may_send_error_for`] before calling this.
+pub fn dest_unreachable(code: u8, original: &[u8]) -> Vec<u8> {
+    let header_len = original
+        .first()
+        .map(|b| usize::from(b & 0x0f) * 4)
+        .filter(|&hl| hl >= 20)
+        .unwrap_or(20);
+    let quote_len = header_len.saturating_add(8).min(original.len());
+    let quote = original.get(..quote_len).unwrap_or_default();
+    let mut msg = Vec::with_capacity(HEADER_LEN + quote.len());
+    // Type, code, checksum placeholder, 4 unused bytes (zero; RFC 1191 would put the next-hop
+    // MTU in the last two for code 4, which we never send).
+    msg.extend_from_slice(&[TYPE_DEST_UNREACHABLE, code, 0, 0, 0, 0, 0, 0]);
+    msg.extend_from_slice(quote);
+    set_checksum(&mut msg);
+    msg
+}
+
+/// Whether RFC 1122 §3.2.2 allows sending an ICMP error about `packet`. An ICMP error
+/// MUST NOT be sent in response to: an ICMP error message, a datagram to a broadcast or
+/// multicast address, a non-initial fragment (never reaches us: the parser rejects
+/// fragments), or a datagram whose source does not define a single host (rejected by the
+/// parser as well). This is what prevents error storms between two hosts.
+pub fn may_send_error_for(packet: &Ipv4Packet<'_>) -> bool {
+    if packet.dst.is_broadcast() || packet.dst.is_multicast() {
+        return false;
+    }
+    if packet.protocol == PROTO_ICMP {
+        // Only queries (echo, timestamp, ...) may trigger an error; errors never do.
+        return match packet.payload.first() {
+            Some(&t) => matches!(t, TYPE_ECHO_REQUEST | TYPE_ECHO_REPLY | 13 | 14 | 15 | 16),
+            None => false,
+        };
+    }
+    true
+}
+
+/// Zeroes the checksum field of an ICMP message and fills in the checksum over all of it.
+fn set_checksum(msg: &mut [u8]) {
+    if let Some(field) = msg.get_mut(2..4) {
+        field.copy_from_slice(&[0, 0]);
+    }
+    let sum = checksum(msg);
+    if let Some(field) = msg.get_mut(2..4) {
+        field.copy_from_slice(&sum.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ip::ipv4::{emit, PROTO_TCP, PROTO_UDP};
+    use std::net::Ipv4Addr;
+
+    fn echo_request(id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+        let mut m = vec![TYPE_ECHO_REQUEST, 0, 0, 0];
+        m.extend_from_slice(&id.to_be_bytes());
+        m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(data);
+        set_checksum(&mut m);
+        m
+    }
+
+    #[test]
+    fn echo_request_gets_reply_with_same_id_seq_data() {
+        let req = echo_request(0xbeef, 7, b"abcdefgh");
+        let reply = handle(&req).unwrap().unwrap();
+        assert_eq!(reply[0], TYPE_ECHO_REPLY);
+        assert_eq!(reply[1], 0);
+        assert_eq!(&reply[4..], &req[4..]);
+        assert_eq!(checksum(&reply), 0);
+        // etherparse agrees it is a well-formed echo reply.
+        let (hdr, rest) = etherparse::Icmpv4Header::from_slice(&reply).unwrap();
+        assert_eq!(
+            hdr.icmp_type,
+            etherparse::Icmpv4Type::EchoReply(etherparse::IcmpEchoHeader { id: 0xbeef, seq: 7 })
+        );
+        assert_eq!(hdr.checksum, hdr.icmp_type.calc_checksum(rest));
+    }
+
+    #[test]
+    fn large_and_odd_payloads() {
+        for size in [0usize, 1, 55, 56, 1400, 1401, 1472, 65_000] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let req = echo_request(1, 2, &data);
+            let reply = handle(&req).unwrap().unwrap();
+            assert_eq!(reply.len(), req.len(), "size {size}");
+            assert_eq!(checksum(&reply), 0, "size {size}");
+            assert_eq!(&reply[8..], &data[..]);
+        }
+    }
+
+    #[test]
+    fn too_short_is_rejected() {
+        let req = echo_request(1, 1, b"");
+        for n in 0..8 {
+            assert_eq!(handle(&req[..n]), Err(IcmpError::TooShort { len: n }));
+        }
+    }
+
+    #[test]
+    fn bad_checksum_is_rejected_anywhere_in_message() {
+        let req = echo_request(1, 1, b"payload bytes");
+        for i in 0..req.len() {
+            let mut bad = req.clone();
+            bad[i] ^= 0x10;
+            assert_eq!(handle(&bad), Err(IcmpError::BadChecksum), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn other_types_are_not_answered() {
+        for (t, c) in [
+            (TYPE_ECHO_REPLY, 0),
+            (TYPE_DEST_UNREACHABLE, 3),
+            (11, 0),
+            (8, 1),
+        ] {
+            let mut m = vec![t, c, 0, 0, 0, 0, 0, 0, 1, 2, 3];
+            set_checksum(&mut m);
+            assert_eq!(handle(&m), Ok(None), "type {t} code {c}");
+        }
+    }
+
+    #[test]
+    fn dest_unreachable_quotes_header_and_eight_bytes() {
+        let orig = emit(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            PROTO_UDP,
+            64,
+            3,
+            b"0123456789abcdef",
+        );
+        let msg = dest_unreachable(CODE_PORT_UNREACHABLE, &orig);
+        assert_eq!(&msg[..2], &[TYPE_DEST_UNREACHABLE, CODE_PORT_UNREACHABLE]);
+        assert_eq!(&msg[4..8], &[0, 0, 0, 0]);
+        assert_eq!(&msg[8..], &orig[..28]);
+        assert_eq!(checksum(&msg), 0);
+        // Our own handler accepts it (and does not answer an error).
+        assert_eq!(handle(&msg), Ok(None));
+    }
+
+    #[test]
+    fn dest_unreachable_with_options_and_short_originals() {
+        let mut with_opts = vec![0x46u8; 40]; // IHL 6 → 24-byte header, quote 32
+        with_opts[1] = 0;
+        assert_eq!(dest_unreachable(2, &with_opts).len(), 8 + 32);
+        assert_eq!(dest_unreachable(2, &[]).len(), 8);
+        assert_eq!(dest_unreachable(2, &[0x45, 0, 0]).len(), 11);
+        // Garbage IHL falls back to 20.
+        assert_eq!(dest_unreachable(2, &[0x41; 100]).len(), 8 + 28);
+    }
+
+    #[test]
+    fn error_suppression_rules() {
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        let b = Ipv4Addr::new(10, 0, 0, 2);
+        let tcp = emit(a, b, PROTO_TCP, 64, 1, &[0; 20]);
+        assert!(may_send_error_for(&Ipv4Packet::parse(&tcp).unwrap()));
+        let bcast = emit(a, Ipv4Addr::BROADCAST, PROTO_UDP, 64, 1, &[0; 8]);
+        assert!(!may_send_error_for(&Ipv4Packet::parse(&bcast).unwrap()));
+        let mcast = emit(a, Ipv4Addr::new(224, 0, 0, 251), PROTO_UDP, 64, 1, &[0; 8]);
+        assert!(!may_send_error_for(&Ipv4Packet::parse(&mcast).unwrap()));
+        let err = emit(a, b, PROTO_ICMP, 64, 1, &dest_unreachable(3, &tcp));
+        assert!(!may_send_error_for(&Ipv4Packet::parse(&err).unwrap()));
+        let ping = emit(a, b, PROTO_ICMP, 64, 1, &echo_request(1, 1, b""));
+        assert!(may_send_error_for(&Ipv4Packet::parse(&ping).unwrap()));
+        let empty_icmp = emit(a, b, PROTO_ICMP, 64, 1, b"");
+        assert!(!may_send_error_for(
+            &Ipv4Packet::parse(&empty_icmp).unwrap()
+        ));
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(IcmpError::BadChecksum.to_string(), "bad-checksum");
+        assert_eq!(IcmpError::TooShort { len: 3 }.reason(), "too-short");
+        assert_eq!(
+            IcmpError::TooShort { len: 3 }.to_string(),
+            "too-short (3 bytes)"
+        );
+    }
+}

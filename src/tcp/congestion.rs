@@ -1,0 +1,201 @@
+//! Congestion control: slow start, congestion avoidance, fast retransmit and NewReno fast
+//! recovery (RFC 5681, RFC 6582), with the initial window of RFC 6928.
+//!
+//! The connection talks to the controller only through [`NewReno::on_ack`],
+//! [`NewReno::on_dup_ack`], [`NewReno::on_timeout`] and [`NewReno::cwnd`], so another
+//! algorithm (CUBIC, RFC 9438) can replace it later without touching the state machine.
+//!
+//! ```text
+//!   cwnd
+//!    ^            3 dup ACKs: ssthresh = flight/2,        RTO: ssthresh = flight/2,
+//!    |     CA     cwnd = ssthresh + 3·MSS (fast recovery) cwnd = 1·MSS (slow start again)
+//!    |    /\      /\                                     |
+//!    |   /  \    /  \      /                             |
+//!    |  / SS \  /    \    /                              |
+//!    | /      \/      \__/                               |
+//!    +------------------------------------------------------> time
+//! ```
+
+use super::seq::SeqNum;
+
+/// What the connection must do after the controller saw an ACK.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum AckAction {
+    /// Nothing special: send what the (possibly larger) window allows.
+    None,
+    /// Retransmit the first unacknowledged segment now (fast retransmit on the third
+    /// duplicate ACK, RFC 5681 §3.2, or a partial ACK in NewReno recovery, RFC 6582 §3.2).
+    Retransmit,
+}
+
+/// Reno congestion control with the NewReno modification to fast recovery.
+#[derive(Clone, Debug)]
+pub struct NewReno {
+    mss: u32,
+    cwnd: u32,
+    ssthresh: u32,
+    /// Bytes acknowledged since cwnd last grew in congestion avoidance (RFC 5681 §3.1,
+    /// the "appropriate byte counting" variant).
+    bytes_acked: u32,
+    /// Consecutive duplicate ACKs seen.
+    dup_acks: u32,
+    /// RFC 6582 `recover`: the highest sequence number sent when recovery began.
+    recover: SeqNum,
+    in_recovery: bool,
+}
+
+impl NewReno {
+    /// A controller for a connection with sender MSS `mss`, whose initial send sequence
+    /// number is `iss`. The initial window follows RFC 6928:
+    /// `min(10·MSS, max(2·MSS, 14600))`.
+    pub fn new(mss: u16, iss: SeqNum) -> NewReno {
+        let mss = u32::from(mss.max(1));
+        NewReno {
+            mss,
+            cwnd: Self::initial_window(mss),
+            ssthresh: u32::MAX,
+            bytes_acked: 0,
+            dup_acks: 0,
+            recover: iss,
+            in_recovery: false,
+        }
+    }
+
+    fn initial_window(mss: u32) -> u32 {
+        // RFC 6928 §2.
+        (10 * mss).min((2 * mss).max(14600))
+    }
+
+    /// Change the MSS (once the peer's MSS option is known); resets the initial window.
+    pub fn set_mss(&mut self, mss: u16) {
+        self.mss = u32::from(mss.max(1));
+        self.cwnd = Self::initial_window(self.mss);
+    }
+
+    /// The congestion window in bytes.
+    pub fn cwnd(&self) -> u32 {
+        self.cwnd
+    }
+
+    /// The slow-start threshold in bytes (`u32::MAX` until the first loss).
+    pub fn ssthresh(&self) -> u32 {
+        self.ssthresh
+    }
+
+    /// True during NewReno fast recovery.
+    pub fn in_recovery(&self) -> bool {
+        self.in_recovery
+    }
+
+    /// An ACK advanced SND.UNA to `ack`, acknowledging `acked` new bytes.
+    pub fn on_ack(&mut self, ack: SeqNum, acked: u32, flight_after: u32) -> AckAction {
+        self.dup_acks = 0;
+        if self.in_recovery {
+            if ack.gt(self.recover) {
+                // RFC 6582 §3.2 step 3, full acknowledgment: deflate the window.
+                self.cwnd = self.ssthresh.min(flight_after.max(self.mss) + self.mss);
+                self.in_recovery = false;
+                self.bytes_acked = 0;
+                return AckAction::None;
+            }
+            // Partial acknowledgment: retransmit the next hole, deflate by the amount
+            // acknowledged, add back one MSS if that was at least one MSS.
+            self.cwnd = self.cwnd.saturating_sub(acked);
+            if acked >= self.mss {
+                self.cwnd = self.cwnd.saturating_add(self.mss);
+            }
+            self.cwnd = self.cwnd.max(self.mss);
+            return AckAction::Retransmit;
+        }
+        if self.cwnd < self.ssthresh {
+            // RFC 5681 §3.1 slow start (with RFC 3465 L = 2·SMSS).
+            self.cwnd = self.cwnd.saturating_add(acked.min(2 * self.mss));
+        } else {
+            // Congestion avoidance: about one MSS per RTT.
+            self.bytes_acked = self.bytes_acked.saturating_add(acked);
+            if self.bytes_acked >= self.cwnd {
+                self.bytes_acked -= self.cwnd;
+                self.cwnd = self.cwnd.saturating_add(self.mss);
+            }
+        }
+        AckAction::None
+    }
+
+    /// A duplicate ACK (RFC 5681 §2 definition) arrived. `snd_una` is the cumulative ACK,
+    /// `snd_max` the highest sequence number sent, `flight` the bytes outstanding.
+    pub fn on_dup_ack(&mut self, snd_una: SeqNum, snd_max: SeqNum, flight: u32) -> AckAction {
+        self.dup_acks = self.dup_acks.saturating_add(1);
+        if self.in_recovery {
+            // RFC 5681 §3.2 step 4: inflate for each segment that left the network.
+            self.cwnd = self.cwnd.saturating_add(self.mss);
+            return AckAction::None;
+        }
+        if self.dup_acks == 3 {
+            // RFC 6582 §3.2 step 2: only enter recovery if the ACK covers more than
+            // `recover`, so that a loss after a timeout does not start a second reduction.
+            // (`recover` starts at the ISS, so a lost first data segment still counts.)
+            if snd_una.gt(self.recover) {
+                self.ssthresh = (flight / 2).max(2 * self.mss);
+                self.cwnd = self.ssthresh.saturating_add(3 * self.mss);
+                self.recover = snd_max;
+                self.in_recovery = true;
+                return AckAction::Retransmit;
+            }
+        }
+        AckAction::None
+    }
+
+    /// The retransmission timer expired with `flight` bytes outstanding (RFC 5681 §3.1,
+    /// equation 4; RFC 6582 §3.2 step 4).
+    pub fn on_timeout(&mut self, flight: u32, snd_max: SeqNum) {
+        self.ssthresh = (flight / 2).max(2 * self.mss);
+        self.cwnd = self.mss;
+        self.bytes_acked = 0;
+        self.dup_acks = 0;
+        self.in_recovery = false;
+        self.recover = snd_max;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_window_rfc6928() {
+        assert_eq!(NewReno::new(1460, SeqNum(0)).cwnd(), 14600);
+        assert_eq!(NewReno::new(536, SeqNum(0)).cwnd(), 5360);
+        assert_eq!(NewReno::new(9000, SeqNum(0)).cwnd(), 18000);
+    }
+
+    #[test]
+    fn slow_start_then_avoidance() {
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        let w0 = cc.cwnd();
+        cc.on_ack(SeqNum(1001), 1000, 0);
+        assert_eq!(cc.cwnd(), w0 + 1000);
+        cc.on_timeout(20_000, SeqNum(5000));
+        assert_eq!(cc.cwnd(), 1000);
+        assert_eq!(cc.ssthresh(), 10_000);
+    }
+
+    #[test]
+    fn fast_retransmit_and_newreno_recovery() {
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        let una = SeqNum(1001);
+        let max = SeqNum(10_001);
+        assert_eq!(cc.on_dup_ack(una, max, 9000), AckAction::None);
+        assert_eq!(cc.on_dup_ack(una, max, 9000), AckAction::None);
+        assert_eq!(cc.on_dup_ack(una, max, 9000), AckAction::Retransmit);
+        assert!(cc.in_recovery());
+        assert_eq!(cc.ssthresh(), 4500);
+        assert_eq!(cc.cwnd(), 7500);
+        // Partial ACK: retransmit the next hole, stay in recovery.
+        assert_eq!(cc.on_ack(SeqNum(2001), 1000, 8000), AckAction::Retransmit);
+        assert!(cc.in_recovery());
+        // Full ACK: leave recovery with cwnd <= ssthresh.
+        assert_eq!(cc.on_ack(SeqNum(10_001), 8000, 0), AckAction::None);
+        assert!(!cc.in_recovery());
+        assert!(cc.cwnd() <= 4500);
+    }
+}

@@ -1,0 +1,1007 @@
+//! The TCP endpoint: every connection and listener of one host, the demultiplexer that
+//! hands each arriving segment to its connection (RFC 9293 §3.10.7), ISNs (RFC 6528),
+//! ephemeral ports, and RSTs for segments nobody wants (§3.10.7.1).
+//!
+//! ```text
+//!   on_segment(src, dst, seg)
+//!        │
+//!        ├─ (local, remote) in the connection table? ──► Connection::on_segment
+//!        ├─ a listener on (dst, port) or (*, port)?  ──► SYN: new SYN-RECEIVED TCB
+//!        └─ otherwise (CLOSED)                       ──► RST (§3.10.7.1)
+//!
+//!   poll_transmit(now) ──► endpoint RSTs first, then connections with work, round robin
+//! ```
+//!
+//! Connections live in a slab; a [`ConnId`] carries the slot's generation so a stale id
+//! (its connection freed) is detected and answered with [`TcpError::InvalidHandle`].
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::connection::{Connection, Owner};
+use super::segment::{Flags, Segment};
+use super::seq::SeqNum;
+use super::state::State;
+use crate::time::Instant;
+
+/// First ephemeral port (RFC 6335 §6 dynamic range).
+pub const EPHEMERAL_FIRST: u16 = 49152;
+/// Last ephemeral port.
+pub const EPHEMERAL_LAST: u16 = 65535;
+
+/// Tunables of the TCP layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Our maximum segment size, announced on SYNs (1460 = 1500-byte MTU minus headers).
+    pub mss: u16,
+    /// Send buffer per connection, bytes.
+    pub send_buffer: usize,
+    /// Receive buffer per connection, bytes (at most 65535 until window scaling).
+    pub recv_buffer: usize,
+    /// Maximum segment lifetime; TIME-WAIT lasts 2·MSL.
+    pub msl: Duration,
+    /// RTO before any RTT sample (RFC 6298 (2.1)).
+    pub rto_initial: Duration,
+    /// Lower bound of the RTO (Linux uses 200 ms).
+    pub rto_min: Duration,
+    /// Upper bound of the RTO.
+    pub rto_max: Duration,
+    /// Consecutive retransmission timeouts before the connection is declared dead.
+    pub max_retransmits: u32,
+    /// SYN (and SYN-ACK) retransmissions before giving up on a handshake.
+    pub syn_retries: u32,
+    /// Most TCBs alive at once (including TIME-WAIT and half-open).
+    pub max_connections: usize,
+    /// Backlog used when `listen` is given 0.
+    pub default_backlog: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            mss: 1460,
+            send_buffer: 256 * 1024,
+            recv_buffer: 65535,
+            msl: Duration::from_secs(30),
+            rto_initial: Duration::from_secs(1),
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(60),
+            max_retransmits: 15,
+            syn_retries: 6,
+            max_connections: 65536,
+            default_backlog: 128,
+        }
+    }
+}
+
+/// Handle of a connection: slot index plus generation.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}.{}", self.index, self.generation)
+    }
+}
+
+/// Handle of a listener: slot index plus generation.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub struct ListenerId {
+    index: u32,
+    generation: u32,
+}
+
+/// Errors reported to the application.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum TcpError {
+    /// The peer reset the connection.
+    ConnectionReset,
+    /// The peer answered our SYN with a RST (nobody listening).
+    ConnectionRefused,
+    /// The connection was aborted locally.
+    ConnectionAborted,
+    /// Retransmissions (or the handshake) timed out.
+    TimedOut,
+    /// The local address (and port) is taken.
+    AddrInUse,
+    /// The local address cannot be used (unspecified, or no ephemeral port left).
+    AddrNotAvailable,
+    /// The connection is not (or no longer) connected.
+    NotConnected,
+    /// Nothing to read yet.
+    WouldBlock,
+    /// Send after shutdown.
+    BrokenPipe,
+    /// The connection table is full.
+    TooManyConnections,
+    /// A stale or unknown handle.
+    InvalidHandle,
+}
+
+impl TcpError {
+    /// The matching `std::io::ErrorKind`.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            TcpError::ConnectionReset => io::ErrorKind::ConnectionReset,
+            TcpError::ConnectionRefused => io::ErrorKind::ConnectionRefused,
+            TcpError::ConnectionAborted => io::ErrorKind::ConnectionAborted,
+            TcpError::TimedOut => io::ErrorKind::TimedOut,
+            TcpError::AddrInUse => io::ErrorKind::AddrInUse,
+            TcpError::AddrNotAvailable => io::ErrorKind::AddrNotAvailable,
+            TcpError::NotConnected => io::ErrorKind::NotConnected,
+            TcpError::WouldBlock => io::ErrorKind::WouldBlock,
+            TcpError::BrokenPipe => io::ErrorKind::BrokenPipe,
+            TcpError::TooManyConnections => io::ErrorKind::OutOfMemory,
+            TcpError::InvalidHandle => io::ErrorKind::InvalidInput,
+        }
+    }
+}
+
+impl fmt::Display for TcpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            TcpError::ConnectionReset => "connection reset by peer",
+            TcpError::ConnectionRefused => "connection refused",
+            TcpError::ConnectionAborted => "connection aborted",
+            TcpError::TimedOut => "connection timed out",
+            TcpError::AddrInUse => "address in use",
+            TcpError::AddrNotAvailable => "address not available",
+            TcpError::NotConnected => "not connected",
+            TcpError::WouldBlock => "operation would block",
+            TcpError::BrokenPipe => "broken pipe",
+            TcpError::TooManyConnections => "too many connections",
+            TcpError::InvalidHandle => "invalid connection handle",
+        };
+        f.write_str(s)
+    }
+}
+
+impl std::error::Error for TcpError {}
+
+impl From<TcpError> for io::Error {
+    fn from(e: TcpError) -> io::Error {
+        io::Error::new(e.kind(), e)
+    }
+}
+
+/// One segment to send, with its IP addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Source IPv4 address (ours).
+    pub src: Ipv4Addr,
+    /// Destination IPv4 address.
+    pub dst: Ipv4Addr,
+    /// The segment.
+    pub segment: Segment,
+}
+
+/// Counters of the TCP layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpStats {
+    /// Segments handed to `on_segment`.
+    pub segments_in: u64,
+    /// Segments returned by `poll_transmit`.
+    pub segments_out: u64,
+    /// Segments (or SYNs) sent again.
+    pub retransmits: u64,
+    /// RSTs generated.
+    pub resets_sent: u64,
+    /// RSTs that closed a connection.
+    pub resets_received: u64,
+    /// Segments dropped: unacceptable, unknown, or a full backlog.
+    pub dropped: u64,
+    /// Active opens (connect).
+    pub connections_opened: u64,
+    /// Passive opens that completed the handshake.
+    pub connections_accepted: u64,
+    /// SYNs dropped because a listener's backlog was full.
+    pub listen_overflows: u64,
+    /// Connections that died of retransmission (or handshake) timeouts.
+    pub timeouts: u64,
+    /// Zero-window probes sent.
+    pub window_probes: u64,
+}
+
+#[derive(Debug)]
+struct Listener {
+    local: SocketAddrV4,
+    backlog: usize,
+    accept_queue: VecDeque<ConnId>,
+    half_open: usize,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    conn: Option<Connection>,
+}
+
+#[derive(Debug, Default)]
+struct ListenerSlot {
+    generation: u32,
+    listener: Option<Listener>,
+}
+
+/// All TCP state of one host.
+#[derive(Debug)]
+pub struct Tcp {
+    config: Config,
+    rng: StdRng,
+    /// RFC 6528 secret key for the ISN hash.
+    secret: [u64; 2],
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    live: usize,
+    /// (local, remote) → slot index, for every connection not CLOSED.
+    table: HashMap<(SocketAddrV4, SocketAddrV4), u32>,
+    listeners: Vec<ListenerSlot>,
+    listener_table: HashMap<SocketAddrV4, u32>,
+    /// RSTs not tied to a live connection.
+    pending: VecDeque<Transmit>,
+    /// Connections that may have something to send.
+    dirty: VecDeque<u32>,
+    events: bool,
+    stats: TcpStats,
+}
+
+impl Tcp {
+    /// A TCP layer with `config`; `seed` makes ISNs and ephemeral ports reproducible.
+    pub fn new(config: Config, seed: u64) -> Tcp {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let secret = [rng.random::<u64>(), rng.random::<u64>()];
+        Tcp {
+            config,
+            rng,
+            secret,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            live: 0,
+            table: HashMap::new(),
+            listeners: Vec::new(),
+            listener_table: HashMap::new(),
+            pending: VecDeque::new(),
+            dirty: VecDeque::new(),
+            events: false,
+            stats: TcpStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &TcpStats {
+        &self.stats
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Slab helpers.
+
+    fn conn(&self, id: ConnId) -> Option<&Connection> {
+        let slot = self.slots.get(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.conn.as_ref()
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Connection> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.conn.as_mut()
+    }
+
+    fn id_of(&self, index: u32) -> ConnId {
+        let generation = self.slots.get(index as usize).map_or(0, |s| s.generation);
+        ConnId { index, generation }
+    }
+
+    fn insert(&mut self, conn: Connection) -> ConnId {
+        let key = (conn.local, conn.remote);
+        let index = match self.free_slots.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.conn = Some(conn);
+        self.live += 1;
+        self.table.insert(key, index);
+        self.mark_dirty(index);
+        ConnId {
+            index,
+            generation: slot.generation,
+        }
+    }
+
+    fn mark_dirty(&mut self, index: u32) {
+        if let Some(c) = self
+            .slots
+            .get_mut(index as usize)
+            .and_then(|s| s.conn.as_mut())
+        {
+            if !c.in_dirty {
+                c.in_dirty = true;
+                self.dirty.push_back(index);
+            }
+        }
+    }
+
+    /// Run `f` on the connection in slot `index`, then do the endpoint's bookkeeping
+    /// (accept queue, table, freeing, events, RSTs, dirty list).
+    fn with_conn<R>(
+        &mut self,
+        index: u32,
+        f: impl FnOnce(&mut Connection, &mut TcpStats) -> R,
+    ) -> Option<R> {
+        let conn = self
+            .slots
+            .get_mut(index as usize)
+            .and_then(|s| s.conn.as_mut())?;
+        let before = conn.state;
+        let r = f(conn, &mut self.stats);
+        self.after(index, before);
+        Some(r)
+    }
+
+    fn after(&mut self, index: u32, before: State) {
+        let Some(conn) = self
+            .slots
+            .get_mut(index as usize)
+            .and_then(|s| s.conn.as_mut())
+        else {
+            return;
+        };
+        let after = conn.state;
+        if conn.changed {
+            conn.changed = false;
+            self.events = true;
+        }
+        if let Some(rst) = conn.pending_rst.take() {
+            let t = Transmit {
+                src: *conn.local.ip(),
+                dst: *conn.remote.ip(),
+                segment: rst,
+            };
+            self.pending.push_back(t);
+        }
+        let key = (conn.local, conn.remote);
+        let owner = conn.owner;
+        if before == State::SynReceived && after != State::SynReceived {
+            if let Owner::Listener(li, lg) = owner {
+                let id = self.id_of(index);
+                if let Some(l) = self.listener_mut(li, lg) {
+                    l.half_open = l.half_open.saturating_sub(1);
+                    if after != State::Closed {
+                        l.accept_queue.push_back(id);
+                        self.stats.connections_accepted += 1;
+                        self.events = true;
+                    }
+                }
+            }
+        }
+        if after == State::Closed && before != State::Closed {
+            if self.table.get(&key) == Some(&index) {
+                self.table.remove(&key);
+            }
+            self.events = true;
+        }
+        if after == State::Closed && owner != Owner::App {
+            self.free(index);
+        } else {
+            self.mark_dirty(index);
+        }
+    }
+
+    fn free(&mut self, index: u32) {
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            if let Some(conn) = slot.conn.take() {
+                let key = (conn.local, conn.remote);
+                if self.table.get(&key) == Some(&index) {
+                    self.table.remove(&key);
+                }
+                slot.generation = slot.generation.wrapping_add(1);
+                self.free_slots.push(index);
+                self.live = self.live.saturating_sub(1);
+            }
+        }
+    }
+
+    fn listener_mut(&mut self, index: u32, generation: u32) -> Option<&mut Listener> {
+        let slot = self.listeners.get_mut(index as usize)?;
+        if slot.generation != generation {
+            return None;
+        }
+        slot.listener.as_mut()
+    }
+
+    fn listener(&self, l: ListenerId) -> Option<&Listener> {
+        let slot = self.listeners.get(l.index as usize)?;
+        if slot.generation != l.generation {
+            return None;
+        }
+        slot.listener.as_ref()
+    }
+
+    /// The listener for a segment to `local`: exact address first, then the wildcard.
+    fn find_listener(&self, local: SocketAddrV4) -> Option<u32> {
+        self.listener_table.get(&local).copied().or_else(|| {
+            self.listener_table
+                .get(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port()))
+                .copied()
+        })
+    }
+
+    fn port_has_listener(&self, port: u16) -> bool {
+        self.listener_table.keys().any(|a| a.port() == port)
+    }
+
+    // ----------------------------------------------------------------------------------
+    // ISNs and ports.
+
+    /// RFC 6528: ISN = M + F(localip, localport, remoteip, remoteport, secretkey), where
+    /// M is a 4 µs clock and F a keyed hash, so ISNs are unpredictable per 4-tuple yet
+    /// still increase for a reused 4-tuple (which TIME-WAIT reuse relies on).
+    fn isn(&self, local: SocketAddrV4, remote: SocketAddrV4, now: Instant) -> SeqNum {
+        let m = (now.total_micros() / 4) as u32;
+        let mut h = DefaultHasher::new();
+        self.secret.hash(&mut h);
+        local.hash(&mut h);
+        remote.hash(&mut h);
+        SeqNum(m.wrapping_add(h.finish() as u32))
+    }
+
+    fn ephemeral_port(&mut self, local_ip: Ipv4Addr, remote: SocketAddrV4) -> Option<u16> {
+        let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
+        let start = self.rng.random_range(0..span);
+        (0..span)
+            .map(|i| EPHEMERAL_FIRST + ((start + i) % span) as u16)
+            .find(|&p| {
+                !self
+                    .table
+                    .contains_key(&(SocketAddrV4::new(local_ip, p), remote))
+                    && !self.port_has_listener(p)
+            })
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Application calls.
+
+    /// Passive OPEN (RFC 9293 §3.10.1) on `local` (ip may be UNSPECIFIED for any; port
+    /// 0 picks an ephemeral port). At most `backlog` connections wait in the accept queue
+    /// and at most `backlog` more are half-open; further SYNs are dropped.
+    pub fn listen(&mut self, local: SocketAddrV4, backlog: usize) -> Result<ListenerId, TcpError> {
+        let mut local = local;
+        if local.port() == 0 {
+            let port = self
+                .ephemeral_port(
+                    *local.ip(),
+                    SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                )
+                .ok_or(TcpError::AddrNotAvailable)?;
+            local.set_port(port);
+        }
+        let clash = self.listener_table.keys().any(|a| {
+            a.port() == local.port()
+                && (a.ip() == local.ip() || a.ip().is_unspecified() || local.ip().is_unspecified())
+        });
+        if clash {
+            return Err(TcpError::AddrInUse);
+        }
+        let backlog = if backlog == 0 {
+            self.config.default_backlog
+        } else {
+            backlog
+        }
+        .max(1);
+        let listener = Listener {
+            local,
+            backlog,
+            accept_queue: VecDeque::new(),
+            half_open: 0,
+        };
+        let index = match self.listeners.iter().position(|s| s.listener.is_none()) {
+            Some(i) => i,
+            None => {
+                self.listeners.push(ListenerSlot::default());
+                self.listeners.len() - 1
+            }
+        };
+        let slot = &mut self.listeners[index];
+        slot.listener = Some(listener);
+        self.listener_table.insert(local, index as u32);
+        log::debug!("{local}: CLOSED → LISTEN (backlog {backlog})");
+        Ok(ListenerId {
+            index: index as u32,
+            generation: slot.generation,
+        })
+    }
+
+    /// The address a listener is bound to.
+    pub fn listener_addr(&self, l: ListenerId) -> Option<SocketAddrV4> {
+        self.listener(l).map(|l| l.local)
+    }
+
+    /// Pop a connection that finished its handshake (it may already be in CLOSE-WAIT
+    /// with data waiting).
+    pub fn accept(&mut self, l: ListenerId) -> Option<ConnId> {
+        loop {
+            let id = self
+                .listeners
+                .get_mut(l.index as usize)
+                .filter(|s| s.generation == l.generation)
+                .and_then(|s| s.listener.as_mut())?
+                .accept_queue
+                .pop_front()?;
+            if let Some(c) = self.conn_mut(id) {
+                c.owner = Owner::App;
+                return Some(id);
+            }
+            // Died (and was freed) while queued: skip it.
+        }
+    }
+
+    /// True if `accept` would return a connection (or the listener is gone).
+    pub fn listener_ready(&self, l: ListenerId) -> bool {
+        match self.listener(l) {
+            Some(listener) => listener
+                .accept_queue
+                .iter()
+                .any(|&id| self.conn(id).is_some()),
+            None => true,
+        }
+    }
+
+    /// Close a listener: its port is free again; queued and half-open connections get a
+    /// RST.
+    pub fn close_listener(&mut self, l: ListenerId, now: Instant) {
+        let _ = now;
+        let Some(slot) = self.listeners.get_mut(l.index as usize) else {
+            return;
+        };
+        if slot.generation != l.generation {
+            return;
+        }
+        let Some(listener) = slot.listener.take() else {
+            return;
+        };
+        slot.generation = slot.generation.wrapping_add(1);
+        if self.listener_table.get(&listener.local) == Some(&l.index) {
+            self.listener_table.remove(&listener.local);
+        }
+        log::debug!("{}: LISTEN → CLOSED on close", listener.local);
+        let owned: Vec<u32> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.conn
+                    .as_ref()
+                    .is_some_and(|c| c.owner == Owner::Listener(l.index, l.generation))
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        for index in owned {
+            self.with_conn(index, |c, stats| {
+                c.owner = Owner::Released;
+                if c.state != State::Closed {
+                    stats.resets_sent += 1;
+                }
+                c.abort("listener closed");
+            });
+        }
+        self.events = true;
+    }
+
+    /// Active OPEN (RFC 9293 §3.10.1): send a SYN from `local` (port 0 = ephemeral) to
+    /// `remote`.
+    pub fn connect(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        now: Instant,
+    ) -> Result<ConnId, TcpError> {
+        if self.live >= self.config.max_connections {
+            return Err(TcpError::TooManyConnections);
+        }
+        if local.ip().is_unspecified() || remote.ip().is_unspecified() || remote.port() == 0 {
+            return Err(TcpError::AddrNotAvailable);
+        }
+        let mut local = local;
+        if local.port() == 0 {
+            let port = self
+                .ephemeral_port(*local.ip(), remote)
+                .ok_or(TcpError::AddrNotAvailable)?;
+            local.set_port(port);
+        } else if self.table.contains_key(&(local, remote)) {
+            return Err(TcpError::AddrInUse);
+        }
+        let iss = self.isn(local, remote, now);
+        let conn = Connection::connect(local, remote, iss, &self.config);
+        self.stats.connections_opened += 1;
+        Ok(self.insert(conn))
+    }
+
+    /// SEND: queue data; Ok(0) when the send buffer is full.
+    pub fn send(&mut self, id: ConnId, data: &[u8], now: Instant) -> Result<usize, TcpError> {
+        let _ = now;
+        if self.conn(id).is_none() {
+            return Err(TcpError::InvalidHandle);
+        }
+        self.with_conn(id.index, |c, _| c.send(data))
+            .unwrap_or(Err(TcpError::InvalidHandle))
+    }
+
+    /// RECEIVE: Err(WouldBlock) when nothing is there yet, Ok(0) at EOF.
+    pub fn recv(&mut self, id: ConnId, buf: &mut [u8], now: Instant) -> Result<usize, TcpError> {
+        let _ = now;
+        if self.conn(id).is_none() {
+            return Err(TcpError::InvalidHandle);
+        }
+        self.with_conn(id.index, |c, _| c.recv(buf))
+            .unwrap_or(Err(TcpError::InvalidHandle))
+    }
+
+    /// CLOSE (RFC 9293 §3.10.4): FIN after all queued data.
+    pub fn shutdown(&mut self, id: ConnId, now: Instant) {
+        if self.conn(id).is_some() {
+            self.with_conn(id.index, |c, _| c.close(now));
+        }
+    }
+
+    /// ABORT (RFC 9293 §3.10.5): RST if synchronized, then CLOSED.
+    pub fn abort(&mut self, id: ConnId, now: Instant) {
+        let _ = now;
+        if self.conn(id).is_some() {
+            self.with_conn(id.index, |c, stats| {
+                if matches!(
+                    c.state,
+                    State::SynReceived
+                        | State::Established
+                        | State::FinWait1
+                        | State::FinWait2
+                        | State::CloseWait
+                ) {
+                    stats.resets_sent += 1;
+                }
+                c.abort("ABORT");
+            });
+        }
+    }
+
+    /// The application dropped its handle: RST if unread data is pending, else CLOSE.
+    /// The TCB lives on until CLOSED (TIME-WAIT etc.), then it is freed and `id` becomes
+    /// invalid.
+    pub fn release(&mut self, id: ConnId, now: Instant) {
+        if self.conn(id).is_some() {
+            self.with_conn(id.index, |c, stats| {
+                let had_data = c.readable() > 0 && c.state != State::Closed;
+                c.release(now);
+                if had_data {
+                    stats.resets_sent += 1;
+                }
+            });
+        }
+    }
+
+    /// The connection's state (CLOSED for a stale id).
+    pub fn state(&self, id: ConnId) -> State {
+        self.conn(id).map_or(State::Closed, |c| c.state)
+    }
+
+    /// Why the connection died, if it did.
+    pub fn error(&self, id: ConnId) -> Option<TcpError> {
+        match self.conn(id) {
+            Some(c) => c.error,
+            None => Some(TcpError::InvalidHandle),
+        }
+    }
+
+    /// A recv would not return WouldBlock.
+    pub fn recv_ready(&self, id: ConnId) -> bool {
+        self.conn(id).is_none_or(|c| c.recv_ready())
+    }
+
+    /// A send would not return Ok(0).
+    pub fn send_ready(&self, id: ConnId) -> bool {
+        self.conn(id).is_none_or(|c| c.send_ready())
+    }
+
+    /// The handshake finished (ESTABLISHED or later).
+    pub fn is_connected(&self, id: ConnId) -> bool {
+        self.conn(id).is_some_and(|c| c.state.is_synchronized())
+    }
+
+    /// Our address of the connection.
+    pub fn local_addr(&self, id: ConnId) -> SocketAddrV4 {
+        self.conn(id)
+            .map_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), |c| c.local)
+    }
+
+    /// The peer's address of the connection.
+    pub fn peer_addr(&self, id: ConnId) -> SocketAddrV4 {
+        self.conn(id)
+            .map_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), |c| c.remote)
+    }
+
+    /// Smoothed RTT of the connection, if measured.
+    pub fn srtt(&self, id: ConnId) -> Option<Duration> {
+        self.conn(id).and_then(|c| c.srtt())
+    }
+
+    /// Congestion window of the connection in bytes (0 for a stale id).
+    pub fn cwnd(&self, id: ConnId) -> u32 {
+        self.conn(id).map_or(0, |c| c.cwnd())
+    }
+
+    /// Effective send MSS of the connection (0 for a stale id).
+    pub fn send_mss(&self, id: ConnId) -> u16 {
+        self.conn(id).map_or(0, |c| c.send_mss())
+    }
+
+    /// Number of TCBs alive (any state, including TIME-WAIT).
+    pub fn connection_count(&self) -> usize {
+        self.live
+    }
+
+    /// Every connection with its addresses and state, for diagnostics.
+    pub fn connection_states(&self) -> Vec<(ConnId, SocketAddrV4, SocketAddrV4, State)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.conn.as_ref().map(|c| {
+                    (
+                        ConnId {
+                            index: i as u32,
+                            generation: s.generation,
+                        },
+                        c.local,
+                        c.remote,
+                        c.state,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// True if anything socket-visible changed since the last call.
+    pub fn take_events(&mut self) -> bool {
+        std::mem::take(&mut self.events)
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Network side.
+
+    /// SEGMENT ARRIVES (RFC 9293 §3.10.7) from `src` to `dst`.
+    pub fn on_segment(&mut self, src: Ipv4Addr, dst: Ipv4Addr, seg: &Segment, now: Instant) {
+        self.stats.segments_in += 1;
+        let local = SocketAddrV4::new(dst, seg.dst_port);
+        let remote = SocketAddrV4::new(src, seg.src_port);
+        log::trace!(
+            "{local} ← {remote}: {} seq {} ack {} win {} len {}",
+            seg.flags,
+            seg.seq,
+            seg.ack,
+            seg.window,
+            seg.payload.len()
+        );
+        if let Some(&index) = self.table.get(&(local, remote)) {
+            let reuse = self
+                .slots
+                .get(index as usize)
+                .and_then(|s| s.conn.as_ref())
+                .is_some_and(|c| {
+                    // RFC 6191 / RFC 1122 §4.2.2.13: a new SYN for a TIME-WAIT
+                    // connection with a higher sequence number may reopen it.
+                    c.state == State::TimeWait
+                        && seg.flags.syn
+                        && !seg.flags.ack
+                        && !seg.flags.rst
+                        && seg.seq.gt(c.rcv_nxt())
+                });
+            if !reuse {
+                self.with_conn(index, |c, stats| c.on_segment(seg, now, stats));
+                return;
+            }
+            if self.find_listener(local).is_some() {
+                self.with_conn(index, |c, _| c.close_time_wait("new SYN (TIME-WAIT reuse)"));
+            } else {
+                self.with_conn(index, |c, stats| c.on_segment(seg, now, stats));
+                return;
+            }
+        }
+        if let Some(li) = self.find_listener(local) {
+            self.listener_segment(li, local, remote, seg, now);
+            return;
+        }
+        // RFC 9293 §3.10.7.1: CLOSED.
+        self.stats.dropped += 1;
+        self.reply_rst(local, remote, seg);
+    }
+
+    /// RFC 9293 §3.10.7.1: answer a segment for no connection with a RST.
+    fn reply_rst(&mut self, local: SocketAddrV4, remote: SocketAddrV4, seg: &Segment) {
+        if seg.flags.rst {
+            // Never a RST in answer to a RST.
+            return;
+        }
+        let segment = if seg.flags.ack {
+            // <SEQ=SEG.ACK><CTL=RST>
+            Segment {
+                src_port: local.port(),
+                dst_port: remote.port(),
+                seq: seg.ack,
+                flags: Flags::RST,
+                ..Segment::default()
+            }
+        } else {
+            // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
+            Segment {
+                src_port: local.port(),
+                dst_port: remote.port(),
+                seq: SeqNum(0),
+                ack: seg.seq + seg.seg_len(),
+                flags: Flags::RST_ACK,
+                ..Segment::default()
+            }
+        };
+        self.stats.resets_sent += 1;
+        self.pending.push_back(Transmit {
+            src: *local.ip(),
+            dst: *remote.ip(),
+            segment,
+        });
+    }
+
+    /// RFC 9293 §3.10.7.2: LISTEN.
+    fn listener_segment(
+        &mut self,
+        li: u32,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &Segment,
+        now: Instant,
+    ) {
+        if seg.flags.rst {
+            // First: an incoming RST is ignored.
+            return;
+        }
+        if seg.flags.ack {
+            // Second: any ACK is bad here: <SEQ=SEG.ACK><CTL=RST>.
+            self.stats.dropped += 1;
+            self.reply_rst(local, remote, seg);
+            return;
+        }
+        if !seg.flags.syn {
+            // Fourth: other text or control: drop.
+            self.stats.dropped += 1;
+            return;
+        }
+        let live = self.live;
+        let max_conns = self.config.max_connections;
+        let Some(slot) = self.listeners.get_mut(li as usize) else {
+            return;
+        };
+        let generation = slot.generation;
+        let Some(listener) = slot.listener.as_mut() else {
+            return;
+        };
+        // Forget queued connections that died meanwhile.
+        let slots = &self.slots;
+        listener.accept_queue.retain(|id| {
+            slots
+                .get(id.index as usize)
+                .is_some_and(|s| s.generation == id.generation && s.conn.is_some())
+        });
+        if listener.accept_queue.len() >= listener.backlog
+            || listener.half_open >= listener.backlog
+            || live >= max_conns
+        {
+            // Bounded backlog: drop the SYN, the peer retries (as Linux does).
+            log::debug!("{local} ← {remote}: SYN dropped, backlog full");
+            self.stats.listen_overflows += 1;
+            self.stats.dropped += 1;
+            return;
+        }
+        listener.half_open += 1;
+        let iss = self.isn(local, remote, now);
+        let mut conn = Connection::accept_syn(local, remote, iss, seg, &self.config);
+        conn.owner = Owner::Listener(li, generation);
+        self.insert(conn);
+    }
+
+    /// The next segment to send, or None when there is nothing more right now.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        loop {
+            if let Some(t) = self.pending.pop_front() {
+                self.stats.segments_out += 1;
+                log_out(&t);
+                return Some(t);
+            }
+            let index = self.dirty.pop_front()?;
+            let Some(conn) = self
+                .slots
+                .get_mut(index as usize)
+                .and_then(|s| s.conn.as_mut())
+            else {
+                continue;
+            };
+            conn.in_dirty = false;
+            let seg = conn.poll_transmit(now, &mut self.stats);
+            if let Some(segment) = seg {
+                let t = Transmit {
+                    src: *conn.local.ip(),
+                    dst: *conn.remote.ip(),
+                    segment,
+                };
+                // It may have more: back of the line (round robin between connections).
+                conn.in_dirty = true;
+                self.dirty.push_back(index);
+                self.stats.segments_out += 1;
+                log_out(&t);
+                return Some(t);
+            }
+        }
+    }
+
+    /// The earliest instant at which [`Tcp::handle_timeout`] has work.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.conn.as_ref().and_then(|c| c.deadline()))
+            .min()
+    }
+
+    /// Fire every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<u32> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.conn
+                    .as_ref()
+                    .and_then(|c| c.deadline())
+                    .is_some_and(|d| d <= now)
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        for index in due {
+            self.with_conn(index, |c, stats| c.on_timeout(now, stats));
+        }
+    }
+}
+
+fn log_out(t: &Transmit) {
+    let s = &t.segment;
+    log::trace!(
+        "{}:{} → {}:{}: {} seq {} ack {} win {} len {}",
+        t.src,
+        s.src_port,
+        t.dst,
+        s.dst_port,
+        s.flags,
+        s.seq,
+        s.ack,
+        s.window,
+        s.payload.len()
+    );
+}
