@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 use tunstack::link::pcap::PcapWriter;
 use tunstack::link::tun::TunDevice;
+use tunstack::socket::{TcpListener, TcpStream};
 use tunstack::stack::{self, Direction, PacketHook, StackConfig, StackHandle};
 
 #[derive(Parser)]
@@ -193,4 +194,117 @@ fn on_termination(on_signal: impl FnOnce() + Send + 'static) -> io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+fn serve(
+    link: &LinkArgs,
+    port: u16,
+    root: Option<PathBuf>,
+    max_connections: usize,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+) -> io::Result<()> {
+    use tunstack::http::{Router, Server, ServerConfig};
+
+    let router = Router::standard(root.as_deref())?;
+    let stack = start_stack(link)?;
+    let listener = TcpListener::bind(&stack, SocketAddrV4::new(link.ip, port))?;
+    let config = ServerConfig {
+        max_connections,
+        header_timeout,
+        idle_timeout,
+        ..ServerConfig::default()
+    };
+    let server = Server::new(router, config);
+    let shutdown = server.shutdown_handle();
+    let on_exit = stack.clone();
+    on_termination(move || {
+        shutdown.shutdown();
+        on_exit.shutdown(Duration::from_secs(2));
+        let stats = on_exit.stats();
+        log::info!(
+            "stats: ip in {} out {} dropped {} | tcp segments in {} out {} retransmits {} resets sent {}",
+            stats.ip.packets_in,
+            stats.ip.packets_out,
+            stats.ip.dropped(),
+            stats.tcp.segments_in,
+            stats.tcp.segments_out,
+            stats.tcp.retransmits,
+            stats.tcp.resets_sent,
+        );
+        // The TUN is not persistent: the kernel removes it when our file descriptor
+        // closes, which process exit guarantees even for a reader still blocked in it.
+        std::process::exit(0);
+    })?;
+    log::info!(
+        "http: listening on {}:{port} ({})",
+        link.ip,
+        match &root {
+            Some(r) => format!("files under {}", r.display()),
+            None => "built-in site".to_string(),
+        }
+    );
+    server.serve(listener)
+}
+
+fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -> io::Result<()> {
+    use tunstack::http::{client, Url};
+
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+    let url = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    let addr = url.ipv4().ok_or_else(|| {
+        invalid(format!(
+            "{}: give the server as an IPv4 address (no DNS in tunstack yet)",
+            url.host
+        ))
+    })?;
+    let stack = start_stack(link)?;
+    let stream =
+        TcpStream::connect_timeout(&stack, SocketAddrV4::new(addr, url.port), timeout)
+            .map_err(|e| io::Error::new(e.kind(), format!("connecting to {addr}:{}: {e}", url.port)))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+
+    let mut out: Box<dyn Write> = match &output {
+        Some(path) => Box::new(BufWriter::new(File::create(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+        })?)),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let bar = Arc::new(Mutex::new(None::<indicatif::ProgressBar>));
+    let show_progress = io::stderr().is_terminal();
+    let mut progress = |received: u64, total: Option<u64>| {
+        if !show_progress {
+            return;
+        }
+        let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = bar.get_or_insert_with(|| match total {
+            Some(len) => indicatif::ProgressBar::new(len).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            ),
+            None => indicatif::ProgressBar::new_spinner(),
+        });
+        bar.set_position(received);
+    };
+    let head = client::get(&stream, &url, &mut out, &mut progress)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    out.flush()?;
+    if let Some(bar) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        bar.finish();
+    }
+    drop(stream);
+    // Let our FIN (and the peer's) cross the device before the process exits.
+    stack.shutdown(Duration::from_secs(1));
+    if head.status == 200 {
+        log::info!("get: {} {}", head.status, head.reason);
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "server answered {} {}",
+            head.status, head.reason
+        )))
+    }
 }

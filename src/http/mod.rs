@@ -55,3 +55,4 @@ pub use request::{Headers, Request, Version};
 pub use response::{Body, Response};
 pub use server::{Server, ServerConfig, ShutdownHandle};
 pub use transport::{Acceptor, Transport};
+pub mod over_tunstack;

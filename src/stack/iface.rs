@@ -129,8 +129,11 @@ impl Interface {
                 // transport protocol it does not implement.
                 log::debug!("ip: protocol {other} from {} unreachable", packet.src);
                 self.stats.drop("protocol-unreachable");
-                let message = icmp::dest_unreachable(2, packet.bytes);
-                self.queue(packet.src, ipv4::PROTO_ICMP, &message);
+                if icmp::may_send_error_for(&packet) {
+                    let message =
+                        icmp::dest_unreachable(icmp::CODE_PROTOCOL_UNREACHABLE, packet.bytes);
+                    self.queue(packet.src, ipv4::PROTO_ICMP, &message);
+                }
             }
         }
     }

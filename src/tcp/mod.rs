@@ -15,3 +15,11 @@ pub use rto::RttEstimator;
 pub use segment::{Flags, Segment, SegmentError, TcpOptions};
 pub use send_buf::SendBuffer;
 pub use seq::SeqNum;
+
+mod congestion;
+pub mod connection;
+pub mod endpoint;
+pub mod state;
+
+pub use endpoint::{Config, ConnId, ListenerId, Tcp, TcpError, TcpStats, Transmit};
+pub use state::State;
