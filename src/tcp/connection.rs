@@ -639,7 +639,7 @@ impl Connection {
             }
             // A SYN-ACK in simultaneous open (RFC 9293 §3.5 figure 7, line 6): its SYN
             // is old news, the ACK is what matters.
-            seq = seq + 1;
+            seq += 1;
             syn = false;
         }
 
@@ -686,11 +686,11 @@ impl Connection {
             if syn {
                 syn = false;
                 dup -= 1;
-                seq = seq + 1;
+                seq += 1;
             }
             let cut = (dup as usize).min(data.len());
             data = data.get(cut..).unwrap_or(&[]);
-            seq = seq + cut as u32;
+            seq += cut as u32;
             if dup as usize > cut {
                 // Even the FIN is a duplicate.
                 fin = false;
@@ -722,10 +722,9 @@ impl Connection {
                     };
                     self.fail(err, "RST");
                 }
-                State::Established
-                | State::FinWait1
-                | State::FinWait2
-                | State::CloseWait => self.fail(Some(TcpError::ConnectionReset), "RST"),
+                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                    self.fail(Some(TcpError::ConnectionReset), "RST")
+                }
                 _ => self.fail(None, "RST"),
             }
             return;
@@ -908,7 +907,7 @@ impl Connection {
                     let had_gap = self.recv_buf.has_out_of_order();
                     let advanced = self.recv_buf.insert(offset, data);
                     if advanced > 0 {
-                        self.rcv.nxt = self.rcv.nxt + advanced as u32;
+                        self.rcv.nxt += advanced as u32;
                         self.changed = true;
                     }
                     if offset > 0 || advanced == 0 || had_gap {
@@ -930,7 +929,7 @@ impl Connection {
         if let Some(f) = self.peer_fin {
             if !self.fin_received && self.rcv.nxt == f {
                 // §3.10.7.4 eighth: the FIN is in order.
-                self.rcv.nxt = self.rcv.nxt + 1;
+                self.rcv.nxt += 1;
                 self.fin_received = true;
                 self.changed = true;
                 self.ack_now();
@@ -1193,10 +1192,8 @@ impl Connection {
             let len = unsent.min(usable).min(mss);
             // Sender SWS avoidance (RFC 9293 §3.8.6.2.1), without Nagle: a full segment,
             // all that is queued, half the largest window, or nothing in flight.
-            let sws_ok = len == mss
-                || len == unsent
-                || len as u32 * 2 >= self.snd.max_wnd
-                || in_flight == 0;
+            let sws_ok =
+                len == mss || len == unsent || len as u32 * 2 >= self.snd.max_wnd || in_flight == 0;
             let fin_due = self.fin_queued && !self.fin_acked && self.snd.nxt == self.data_end();
             if (len > 0 && sws_ok) || (unsent == 0 && fin_due) {
                 let nxt = self.snd.nxt;
