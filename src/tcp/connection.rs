@@ -793,6 +793,7 @@ impl Connection {
                     self.remote,
                     self.snd.una
                 );
+                stats.fast_retransmits += 1;
                 self.retransmit_una = true;
             }
         }
@@ -825,11 +826,12 @@ impl Connection {
     fn on_new_ack(&mut self, ack: SeqNum, now: Instant, stats: &mut TcpStats) {
         let _ = stats;
         let mut acked = ack.diff(self.snd.una).max(0) as u32;
-        let total = acked;
         if !self.syn_acked && acked > 0 {
             self.syn_acked = true;
             acked -= 1;
         }
+        // Congestion control counts data (and FIN) bytes, not the SYN.
+        let total = acked;
         let data = (acked as usize).min(self.send_buf.len());
         if data > 0 {
             self.send_buf.consume(data);
@@ -1023,6 +1025,7 @@ impl Connection {
                     return;
                 }
                 self.retries += 1;
+                stats.rto_expirations += 1;
                 // RFC 6298 (5.5): back off; RFC 5681 §3.1: cwnd = 1 MSS,
                 // ssthresh = max(flight/2, 2·MSS).
                 self.rtt.backoff();
