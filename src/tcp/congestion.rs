@@ -123,6 +123,16 @@ impl NewReno {
         AckAction::None
     }
 
+    /// Extra bytes the sender may have outstanding beyond cwnd: RFC 3042 limited transmit
+    /// allows one new segment for each of the first two duplicate ACKs.
+    pub fn limited_transmit(&self) -> u32 {
+        if self.in_recovery {
+            0
+        } else {
+            self.dup_acks.min(2) * self.mss
+        }
+    }
+
     /// A duplicate ACK (RFC 5681 §2 definition) arrived. `snd_una` is the cumulative ACK,
     /// `snd_max` the highest sequence number sent, `flight` the bytes outstanding.
     pub fn on_dup_ack(&mut self, snd_una: SeqNum, snd_max: SeqNum, flight: u32) -> AckAction {

@@ -168,6 +168,8 @@ pub(crate) struct Connection {
     /// Persist timer (RFC 9293 §3.8.6.1) and its backoff exponent.
     persist_deadline: Option<Instant>,
     persist_backoff: u32,
+    /// Zero-window probes sent without any ACK coming back.
+    probes_unanswered: u32,
     /// TIME-WAIT (2·MSL) or orphaned FIN-WAIT-2 timer.
     close_deadline: Option<Instant>,
 
@@ -227,6 +229,7 @@ impl Connection {
             retries: 0,
             persist_deadline: None,
             persist_backoff: 0,
+            probes_unanswered: 0,
             close_deadline: None,
             msl: config.msl,
             max_retransmits: config.max_retransmits,
@@ -766,6 +769,8 @@ impl Connection {
             stats.dropped += 1;
             return;
         }
+        // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
+        self.probes_unanswered = 0;
         if self.state == State::TimeWait {
             // Nothing else can legitimately arrive; a retransmitted FIN was handled above.
             if fin {
@@ -975,7 +980,14 @@ impl Connection {
             self.on_retransmit_timeout(now, stats);
         }
         if self.persist_deadline.is_some_and(|d| d <= now) {
-            // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially.
+            // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially. The
+            // connection stays open as long as the peer answers the probes; if it stops
+            // answering, give up like a retransmission timeout (Linux does the same).
+            if self.probes_unanswered >= self.max_retransmits {
+                stats.timeouts += 1;
+                self.fail(Some(TcpError::TimedOut), "zero-window probes unanswered");
+                return;
+            }
             self.probe_needed = true;
             self.persist_backoff = (self.persist_backoff + 1).min(16);
             self.persist_deadline = Some(now + self.persist_interval());
@@ -1189,7 +1201,12 @@ impl Connection {
         );
         if may_send_data {
             let in_flight = self.snd.nxt.diff(self.snd.una).max(0) as u32;
-            let wnd = self.snd.wnd.min(self.cc.cwnd());
+            // RFC 3042 limited transmit: the first two duplicate ACKs each let one new
+            // segment out beyond cwnd (but never beyond the peer's window).
+            let wnd = self
+                .snd
+                .wnd
+                .min(self.cc.cwnd().saturating_add(self.cc.limited_transmit()));
             let usable = wnd.saturating_sub(in_flight) as usize;
             let unsent = self.data_end().diff(self.snd.nxt).max(0) as usize;
             let len = unsent.min(usable).min(mss);
@@ -1226,6 +1243,7 @@ impl Connection {
                 let seg = self.base_segment(seq, Flags::ACK);
                 self.on_sent(seq, 0, now, stats);
                 stats.window_probes += 1;
+                self.probes_unanswered = self.probes_unanswered.saturating_add(1);
                 return Some(seg);
             }
         }

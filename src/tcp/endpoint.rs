@@ -1481,4 +1481,98 @@ mod tests {
         assert_eq!(tcp.state(c), State::Closed);
         assert_eq!(tcp.state(c2), State::SynSent);
     }
+
+    #[test]
+    fn orphaned_fin_wait2_times_out() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        net.a.release(c, net.now);
+        net.pump();
+        assert_eq!(net.a.state(c), State::FinWait2);
+        assert_eq!(net.b.state(s), State::CloseWait);
+        // B never closes: A's orphan gives up after 60 s, not 2·MSL or never.
+        let at = net.a.poll_at().unwrap();
+        assert!(at - net.now > Duration::from_secs(59) && at - net.now <= Duration::from_secs(60));
+        net.now = at;
+        net.fire();
+        assert_eq!(net.a.connection_count(), 0);
+        assert_eq!(net.a.error(c), Some(TcpError::InvalidHandle));
+    }
+
+    #[test]
+    fn unanswered_zero_window_probes_time_out() {
+        let config = Config {
+            recv_buffer: 2000,
+            max_retransmits: 3,
+            ..Config::default()
+        };
+        let mut net = Net::new(config);
+        let (c, _s, _) = net.connect();
+        net.a.send(c, &[1u8; 5000], net.now).unwrap();
+        net.pump();
+        // The peer vanishes: every probe is lost.
+        net.loss = 1.0;
+        for _ in 0..20 {
+            if !net.advance(Duration::from_secs(600)) {
+                break;
+            }
+        }
+        assert_eq!(net.a.error(c), Some(TcpError::TimedOut));
+        assert_eq!(net.a.stats().window_probes, 3);
+    }
+
+    #[test]
+    fn time_wait_is_reused_by_a_new_syn() {
+        let mut net = Net::new(Config::default());
+        let l = net.b.listen(SocketAddrV4::new(B, 80), 8).unwrap();
+        let a_addr = SocketAddrV4::new(A, 40000);
+        let c = net
+            .a
+            .connect(a_addr, SocketAddrV4::new(B, 80), net.now)
+            .unwrap();
+        net.pump();
+        let s = net.b.accept(l).unwrap();
+        // The server closes first and ends in TIME-WAIT.
+        net.b.shutdown(s, net.now);
+        net.pump();
+        net.a.shutdown(c, net.now);
+        net.pump();
+        assert_eq!(net.b.state(s), State::TimeWait);
+        net.a.release(c, net.now);
+        net.b.release(s, net.now);
+        assert_eq!(net.a.connection_count(), 0);
+        // Same 4-tuple again, seconds later: the ISN clock moved on, so the SYN is "newer".
+        net.now += Duration::from_secs(5);
+        let c2 = net
+            .a
+            .connect(a_addr, SocketAddrV4::new(B, 80), net.now)
+            .unwrap();
+        net.pump();
+        assert_eq!(net.a.state(c2), State::Established);
+        let s2 = net.b.accept(l).unwrap();
+        assert_eq!(net.b.state(s2), State::Established);
+        assert_eq!(net.b.connection_count(), 1);
+    }
+
+    #[test]
+    fn out_of_order_fin_waits_for_the_gap() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        net.a.send(c, b"abc", net.now).unwrap();
+        net.a.shutdown(c, net.now);
+        let data = net.a.poll_transmit(net.now).unwrap();
+        assert!(data.segment.flags.fin, "FIN piggybacked on the last data");
+        // Split: deliver the FIN part first (seq+3), then the data.
+        let mut fin_only = data.segment.clone();
+        fin_only.seq = data.segment.seq + 3;
+        fin_only.payload.clear();
+        let mut data_only = data.segment.clone();
+        data_only.flags.fin = false;
+        net.b.on_segment(A, B, &fin_only, net.now);
+        assert_eq!(net.b.state(s), State::Established);
+        assert!(!net.b.recv_ready(s));
+        net.b.on_segment(A, B, &data_only, net.now);
+        assert_eq!(net.b.state(s), State::CloseWait);
+        assert_eq!(read_all(&mut net.b, s, net.now), (b"abc".to_vec(), true));
+    }
 }
