@@ -1269,3 +1269,61 @@ fn active_open_data_and_close() {
     h.expect(". 1502:1502(0) ack 22");
     assert_eq!(h.state(), State::TimeWait);
 }
+
+/// After a retransmission timeout pulls SND.NXT back (go-back-N), a segment without data
+/// must still carry a sequence number the peer accepts: SND.MAX, as BSD's tcp_output does.
+/// With SEQ=SND.NXT a peer that already received everything sees SEG.SEQ < RCV.NXT, drops
+/// the segment unprocessed (RFC 9293 §3.10.7.4) and answers with an ACK; when both sides
+/// are in that state their ACKs are never processed, they ping-pong forever and the
+/// connection times out (found by tcp_simulation, seed 1000; see /work/tcp-notes.md).
+#[test]
+fn pure_ack_after_rto_carries_snd_max() {
+    let mut h = H::new(Config {
+        rto_min: ms(200),
+        ..config()
+    });
+    h.passive_open_with("S 0:0(0) win 65535 <mss 100>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[3u8; 300]), 300);
+    h.expect_now("P. 11:111(100) ack 1");
+    h.expect_now("P. 111:211(100) ack 1");
+    h.expect_now("P. 211:311(100) ack 1");
+    // No ACK arrives: the RTO fires and resends the first segment.
+    let rexmit = h.next_within(Duration::from_secs(2)).expect("RTO");
+    h.check(&rexmit, "P. 11:111(100) ack 1");
+    // The peer (which did get 11..311, its ACK was lost) sends data acknowledging it all.
+    // That segment is acceptable and its ACK is processed...
+    h.inject("P. 1:11(10) ack 311");
+    // ...and our ACK of its data is a pure ACK with SEQ = SND.MAX = 311.
+    h.expect(". 311:311(0) ack 11");
+    assert_eq!(h.read_all(), pattern_range(0, 10));
+}
+
+/// The same situation, but the peer's segment acknowledges only part of what we sent:
+/// our pure ACK must still use SND.MAX (not the rewound SND.NXT).
+#[test]
+fn pure_ack_during_go_back_n_carries_snd_max() {
+    let mut h = H::new(Config {
+        rto_min: ms(200),
+        ..config()
+    });
+    h.passive_open_with("S 0:0(0) win 65535 <mss 100>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[3u8; 300]), 300);
+    for _ in 0..3 {
+        h.next_within(Duration::ZERO).expect("data");
+    }
+    let rexmit = h.next_within(Duration::from_secs(2)).expect("RTO");
+    h.check(&rexmit, "P. 11:111(100) ack 1");
+    // Peer data with no new ACK information: the ACK we owe must not use SEQ=111.
+    h.inject("P. 1:11(10) ack 11");
+    let ack = h.next_within(ACK_SLACK).expect("ACK of the peer's data");
+    let rel = ack.seq.0.wrapping_sub(h.iss.unwrap().0);
+    if ack.payload.is_empty() {
+        assert_eq!(rel, 311, "pure ACK must carry SND.MAX: {ack}");
+    } else {
+        // Piggybacked on a retransmission: that carries its own sequence number.
+        assert_eq!(rel, 111, "{ack}");
+    }
+    assert_eq!(ack.ack, h.irs + 11);
+}
