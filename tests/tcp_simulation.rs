@@ -86,7 +86,7 @@ impl Scenario {
 
     /// A random hostile link drawn from `seed`.
     fn random(seed: u64, bytes: usize) -> Scenario {
-        let mut r = StdRng::seed_from_u64(seed ^ 0x5eed_0f_11_4c);
+        let mut r = StdRng::seed_from_u64(seed ^ 0x5eed_0f11_4c00);
         Scenario {
             seed,
             loss: r.random_range(0.0..0.20),
