@@ -749,7 +749,7 @@ impl Connection {
             if seg.ack.gt(self.snd.una) && seg.ack.le(self.snd.max) {
                 self.snd.wnd = u32::from(seg.window);
                 self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
-                self.snd.wl1 = seq;
+                self.snd.wl1 = seg.seq;
                 self.snd.wl2 = seg.ack;
                 self.set_state(State::Established, "ACK");
                 if self.fin_queued {
@@ -804,7 +804,7 @@ impl Connection {
         }
         // Window update (§3.10.7.4): only from a segment newer than the last update.
         if seg.ack.ge(self.snd.una)
-            && (self.snd.wl1.lt(seq) || (self.snd.wl1 == seq && self.snd.wl2.le(seg.ack)))
+            && (self.snd.wl1.lt(seg.seq) || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack)))
         {
             let wnd = u32::from(seg.window);
             if wnd > self.snd.wnd {
@@ -812,7 +812,7 @@ impl Connection {
             }
             self.snd.wnd = wnd;
             self.snd.max_wnd = self.snd.max_wnd.max(wnd);
-            self.snd.wl1 = seq;
+            self.snd.wl1 = seg.seq;
             self.snd.wl2 = seg.ack;
             if wnd > 0 {
                 self.persist_deadline = None;
@@ -1249,9 +1249,14 @@ impl Connection {
         }
 
         if self.ack_needed || self.acks_owed > 0 {
-            let nxt = self.snd.nxt;
-            let seg = self.base_segment(nxt, Flags::ACK);
-            self.on_sent(nxt, 0, now, stats);
+            // A pure ACK carries SND.MAX, not SND.NXT: while retransmitting after a
+            // timeout SND.NXT lags behind what the peer already received, and an ACK with
+            // that old sequence number would fail the peer's acceptability test and be
+            // dropped unread — both sides doing so is an endless ACK war (BSD
+            // tcp_output does the same for this reason).
+            let max = self.snd.max;
+            let seg = self.base_segment(max, Flags::ACK);
+            self.on_sent(max, 0, now, stats);
             return Some(seg);
         }
         None
