@@ -39,7 +39,8 @@ pub struct NewReno {
     bytes_acked: u32,
     /// Consecutive duplicate ACKs seen.
     dup_acks: u32,
-    /// RFC 6582 `recover`: the highest sequence number sent when recovery began.
+    /// RFC 6582 `recover`, kept as SND.MAX (one past the highest sequence number sent)
+    /// when recovery began.
     recover: SeqNum,
     in_recovery: bool,
 }
@@ -91,8 +92,9 @@ impl NewReno {
     pub fn on_ack(&mut self, ack: SeqNum, acked: u32, flight_after: u32) -> AckAction {
         self.dup_acks = 0;
         if self.in_recovery {
-            if ack.gt(self.recover) {
-                // RFC 6582 §3.2 step 3, full acknowledgment: deflate the window.
+            if ack.ge(self.recover) {
+                // RFC 6582 §3.2 step 3, full acknowledgment (`recover` is one past the
+                // highest byte sent when recovery began): deflate the window.
                 self.cwnd = self.ssthresh.min(flight_after.max(self.mss) + self.mss);
                 self.in_recovery = false;
                 self.bytes_acked = 0;
@@ -119,6 +121,16 @@ impl NewReno {
             }
         }
         AckAction::None
+    }
+
+    /// Extra bytes the sender may have outstanding beyond cwnd: RFC 3042 limited transmit
+    /// allows one new segment for each of the first two duplicate ACKs.
+    pub fn limited_transmit(&self) -> u32 {
+        if self.in_recovery {
+            0
+        } else {
+            self.dup_acks.min(2) * self.mss
+        }
     }
 
     /// A duplicate ACK (RFC 5681 §2 definition) arrived. `snd_una` is the cumulative ACK,

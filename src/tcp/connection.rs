@@ -168,6 +168,8 @@ pub(crate) struct Connection {
     /// Persist timer (RFC 9293 §3.8.6.1) and its backoff exponent.
     persist_deadline: Option<Instant>,
     persist_backoff: u32,
+    /// Zero-window probes sent without any ACK coming back.
+    probes_unanswered: u32,
     /// TIME-WAIT (2·MSL) or orphaned FIN-WAIT-2 timer.
     close_deadline: Option<Instant>,
 
@@ -227,6 +229,7 @@ impl Connection {
             retries: 0,
             persist_deadline: None,
             persist_backoff: 0,
+            probes_unanswered: 0,
             close_deadline: None,
             msl: config.msl,
             max_retransmits: config.max_retransmits,
@@ -639,7 +642,7 @@ impl Connection {
             }
             // A SYN-ACK in simultaneous open (RFC 9293 §3.5 figure 7, line 6): its SYN
             // is old news, the ACK is what matters.
-            seq = seq + 1;
+            seq += 1;
             syn = false;
         }
 
@@ -686,11 +689,11 @@ impl Connection {
             if syn {
                 syn = false;
                 dup -= 1;
-                seq = seq + 1;
+                seq += 1;
             }
             let cut = (dup as usize).min(data.len());
             data = data.get(cut..).unwrap_or(&[]);
-            seq = seq + cut as u32;
+            seq += cut as u32;
             if dup as usize > cut {
                 // Even the FIN is a duplicate.
                 fin = false;
@@ -722,10 +725,9 @@ impl Connection {
                     };
                     self.fail(err, "RST");
                 }
-                State::Established
-                | State::FinWait1
-                | State::FinWait2
-                | State::CloseWait => self.fail(Some(TcpError::ConnectionReset), "RST"),
+                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                    self.fail(Some(TcpError::ConnectionReset), "RST")
+                }
                 _ => self.fail(None, "RST"),
             }
             return;
@@ -747,7 +749,7 @@ impl Connection {
             if seg.ack.gt(self.snd.una) && seg.ack.le(self.snd.max) {
                 self.snd.wnd = u32::from(seg.window);
                 self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
-                self.snd.wl1 = seq;
+                self.snd.wl1 = seg.seq;
                 self.snd.wl2 = seg.ack;
                 self.set_state(State::Established, "ACK");
                 if self.fin_queued {
@@ -767,6 +769,8 @@ impl Connection {
             stats.dropped += 1;
             return;
         }
+        // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
+        self.probes_unanswered = 0;
         if self.state == State::TimeWait {
             // Nothing else can legitimately arrive; a retransmitted FIN was handled above.
             if fin {
@@ -794,12 +798,13 @@ impl Connection {
                     self.remote,
                     self.snd.una
                 );
+                stats.fast_retransmits += 1;
                 self.retransmit_una = true;
             }
         }
         // Window update (§3.10.7.4): only from a segment newer than the last update.
         if seg.ack.ge(self.snd.una)
-            && (self.snd.wl1.lt(seq) || (self.snd.wl1 == seq && self.snd.wl2.le(seg.ack)))
+            && (self.snd.wl1.lt(seg.seq) || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack)))
         {
             let wnd = u32::from(seg.window);
             if wnd > self.snd.wnd {
@@ -807,7 +812,7 @@ impl Connection {
             }
             self.snd.wnd = wnd;
             self.snd.max_wnd = self.snd.max_wnd.max(wnd);
-            self.snd.wl1 = seq;
+            self.snd.wl1 = seg.seq;
             self.snd.wl2 = seg.ack;
             if wnd > 0 {
                 self.persist_deadline = None;
@@ -826,11 +831,12 @@ impl Connection {
     fn on_new_ack(&mut self, ack: SeqNum, now: Instant, stats: &mut TcpStats) {
         let _ = stats;
         let mut acked = ack.diff(self.snd.una).max(0) as u32;
-        let total = acked;
         if !self.syn_acked && acked > 0 {
             self.syn_acked = true;
             acked -= 1;
         }
+        // Congestion control counts data (and FIN) bytes, not the SYN.
+        let total = acked;
         let data = (acked as usize).min(self.send_buf.len());
         if data > 0 {
             self.send_buf.consume(data);
@@ -908,7 +914,7 @@ impl Connection {
                     let had_gap = self.recv_buf.has_out_of_order();
                     let advanced = self.recv_buf.insert(offset, data);
                     if advanced > 0 {
-                        self.rcv.nxt = self.rcv.nxt + advanced as u32;
+                        self.rcv.nxt += advanced as u32;
                         self.changed = true;
                     }
                     if offset > 0 || advanced == 0 || had_gap {
@@ -930,7 +936,7 @@ impl Connection {
         if let Some(f) = self.peer_fin {
             if !self.fin_received && self.rcv.nxt == f {
                 // §3.10.7.4 eighth: the FIN is in order.
-                self.rcv.nxt = self.rcv.nxt + 1;
+                self.rcv.nxt += 1;
                 self.fin_received = true;
                 self.changed = true;
                 self.ack_now();
@@ -974,7 +980,14 @@ impl Connection {
             self.on_retransmit_timeout(now, stats);
         }
         if self.persist_deadline.is_some_and(|d| d <= now) {
-            // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially.
+            // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially. The
+            // connection stays open as long as the peer answers the probes; if it stops
+            // answering, give up like a retransmission timeout (Linux does the same).
+            if self.probes_unanswered >= self.max_retransmits {
+                stats.timeouts += 1;
+                self.fail(Some(TcpError::TimedOut), "zero-window probes unanswered");
+                return;
+            }
             self.probe_needed = true;
             self.persist_backoff = (self.persist_backoff + 1).min(16);
             self.persist_deadline = Some(now + self.persist_interval());
@@ -1024,6 +1037,7 @@ impl Connection {
                     return;
                 }
                 self.retries += 1;
+                stats.rto_expirations += 1;
                 // RFC 6298 (5.5): back off; RFC 5681 §3.1: cwnd = 1 MSS,
                 // ssthresh = max(flight/2, 2·MSS).
                 self.rtt.backoff();
@@ -1187,16 +1201,19 @@ impl Connection {
         );
         if may_send_data {
             let in_flight = self.snd.nxt.diff(self.snd.una).max(0) as u32;
-            let wnd = self.snd.wnd.min(self.cc.cwnd());
+            // RFC 3042 limited transmit: the first two duplicate ACKs each let one new
+            // segment out beyond cwnd (but never beyond the peer's window).
+            let wnd = self
+                .snd
+                .wnd
+                .min(self.cc.cwnd().saturating_add(self.cc.limited_transmit()));
             let usable = wnd.saturating_sub(in_flight) as usize;
             let unsent = self.data_end().diff(self.snd.nxt).max(0) as usize;
             let len = unsent.min(usable).min(mss);
             // Sender SWS avoidance (RFC 9293 §3.8.6.2.1), without Nagle: a full segment,
             // all that is queued, half the largest window, or nothing in flight.
-            let sws_ok = len == mss
-                || len == unsent
-                || len as u32 * 2 >= self.snd.max_wnd
-                || in_flight == 0;
+            let sws_ok =
+                len == mss || len == unsent || len as u32 * 2 >= self.snd.max_wnd || in_flight == 0;
             let fin_due = self.fin_queued && !self.fin_acked && self.snd.nxt == self.data_end();
             if (len > 0 && sws_ok) || (unsent == 0 && fin_due) {
                 let nxt = self.snd.nxt;
@@ -1226,14 +1243,20 @@ impl Connection {
                 let seg = self.base_segment(seq, Flags::ACK);
                 self.on_sent(seq, 0, now, stats);
                 stats.window_probes += 1;
+                self.probes_unanswered = self.probes_unanswered.saturating_add(1);
                 return Some(seg);
             }
         }
 
         if self.ack_needed || self.acks_owed > 0 {
-            let nxt = self.snd.nxt;
-            let seg = self.base_segment(nxt, Flags::ACK);
-            self.on_sent(nxt, 0, now, stats);
+            // A pure ACK carries SND.MAX, not SND.NXT: while retransmitting after a
+            // timeout SND.NXT lags behind what the peer already received, and an ACK with
+            // that old sequence number would fail the peer's acceptability test and be
+            // dropped unread — both sides doing so is an endless ACK war (BSD
+            // tcp_output does the same for this reason).
+            let max = self.snd.max;
+            let seg = self.base_segment(max, Flags::ACK);
+            self.on_sent(max, 0, now, stats);
             return Some(seg);
         }
         None

@@ -211,6 +211,10 @@ pub struct TcpStats {
     pub timeouts: u64,
     /// Zero-window probes sent.
     pub window_probes: u64,
+    /// Retransmission timer expirations (RFC 6298 (5.4)).
+    pub rto_expirations: u64,
+    /// Fast retransmits on the third duplicate ACK (RFC 5681 §3.2).
+    pub fast_retransmits: u64,
 }
 
 #[derive(Debug)]
@@ -322,13 +326,11 @@ impl Tcp {
         };
         let slot = &mut self.slots[index as usize];
         slot.conn = Some(conn);
+        let generation = slot.generation;
         self.live += 1;
         self.table.insert(key, index);
         self.mark_dirty(index);
-        ConnId {
-            index,
-            generation: slot.generation,
-        }
+        ConnId { index, generation }
     }
 
     fn mark_dirty(&mut self, index: u32) {
@@ -491,10 +493,7 @@ impl Tcp {
         let mut local = local;
         if local.port() == 0 {
             let port = self
-                .ephemeral_port(
-                    *local.ip(),
-                    SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-                )
+                .ephemeral_port(*local.ip(), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
                 .ok_or(TcpError::AddrNotAvailable)?;
             local.set_port(port);
         }
@@ -1004,4 +1003,576 @@ fn log_out(t: &Transmit) {
         s.window,
         s.payload.len()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    /// Two endpoints wired back to back, with a virtual clock and an optional lossy link.
+    struct Net {
+        a: Tcp,
+        b: Tcp,
+        now: Instant,
+        loss: f64,
+        rng: StdRng,
+        /// Every segment that crossed the link: (from_a, segment).
+        log: Vec<(bool, Segment)>,
+    }
+
+    impl Net {
+        fn new(config: Config) -> Net {
+            Net {
+                a: Tcp::new(config.clone(), 1),
+                b: Tcp::new(config, 2),
+                now: Instant::from_secs(1),
+                loss: 0.0,
+                rng: StdRng::seed_from_u64(7),
+                log: Vec::new(),
+            }
+        }
+
+        /// Move every pending segment across once; true if anything moved.
+        fn pump_once(&mut self) -> bool {
+            let mut moved = false;
+            let mut out_a = Vec::new();
+            while let Some(t) = self.a.poll_transmit(self.now) {
+                out_a.push(t);
+            }
+            let mut out_b = Vec::new();
+            while let Some(t) = self.b.poll_transmit(self.now) {
+                out_b.push(t);
+            }
+            for t in out_a {
+                moved = true;
+                self.log.push((true, t.segment.clone()));
+                if self.loss > 0.0 && self.rng.random_bool(self.loss) {
+                    continue;
+                }
+                // Round-trip through the wire format.
+                let bytes = t.segment.emit(t.src, t.dst);
+                let seg = Segment::parse(t.src, t.dst, &bytes).expect("valid segment");
+                self.b.on_segment(t.src, t.dst, &seg, self.now);
+            }
+            for t in out_b {
+                moved = true;
+                self.log.push((false, t.segment.clone()));
+                if self.loss > 0.0 && self.rng.random_bool(self.loss) {
+                    continue;
+                }
+                let bytes = t.segment.emit(t.src, t.dst);
+                let seg = Segment::parse(t.src, t.dst, &bytes).expect("valid segment");
+                self.a.on_segment(t.src, t.dst, &seg, self.now);
+            }
+            moved
+        }
+
+        /// Exchange segments (1 ms per hop) until quiet.
+        fn pump(&mut self) {
+            for _ in 0..100_000 {
+                if !self.pump_once() {
+                    return;
+                }
+                self.now += Duration::from_millis(1);
+                self.fire();
+            }
+            panic!("network never went quiet");
+        }
+
+        fn fire(&mut self) {
+            self.a.handle_timeout(self.now);
+            self.b.handle_timeout(self.now);
+        }
+
+        /// Advance to the next timer (if within `limit`), fire it, pump.
+        fn advance(&mut self, limit: Duration) -> bool {
+            let next = [self.a.poll_at(), self.b.poll_at()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= self.now + limit => {
+                    self.now = self.now.max(t);
+                    self.fire();
+                    self.pump();
+                    true
+                }
+                _ => false,
+            }
+        }
+
+        fn connect(&mut self) -> (ConnId, ConnId, ListenerId) {
+            let l = self.b.listen(SocketAddrV4::new(B, 80), 8).unwrap();
+            let c = self
+                .a
+                .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), self.now)
+                .unwrap();
+            assert_eq!(self.a.state(c), State::SynSent);
+            self.pump();
+            let s = self.b.accept(l).expect("accepted");
+            assert_eq!(self.a.state(c), State::Established);
+            assert_eq!(self.b.state(s), State::Established);
+            (c, s, l)
+        }
+    }
+
+    fn read_all(tcp: &mut Tcp, id: ConnId, now: Instant) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.recv(id, &mut buf, now) {
+                Ok(0) => return (out, true),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(TcpError::WouldBlock) => return (out, false),
+                Err(e) => panic!("recv error {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn handshake_data_and_active_close() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        assert_eq!(net.a.send_mss(c), 1460);
+        assert_eq!(net.a.send(c, b"hello", net.now), Ok(5));
+        net.pump();
+        assert!(net.b.recv_ready(s));
+        assert_eq!(read_all(&mut net.b, s, net.now), (b"hello".to_vec(), false));
+        assert_eq!(net.b.send(s, b"world", net.now), Ok(5));
+        net.pump();
+        assert_eq!(read_all(&mut net.a, c, net.now), (b"world".to_vec(), false));
+
+        // Active close by A: FIN-WAIT-1 → FIN-WAIT-2; B: CLOSE-WAIT.
+        net.a.shutdown(c, net.now);
+        assert_eq!(net.a.state(c), State::FinWait1);
+        net.pump();
+        assert_eq!(net.a.state(c), State::FinWait2);
+        assert_eq!(net.b.state(s), State::CloseWait);
+        assert_eq!(read_all(&mut net.b, s, net.now), (vec![], true));
+        assert_eq!(net.a.send(c, b"x", net.now), Err(TcpError::BrokenPipe));
+        // B still sends, then closes: LAST-ACK → CLOSED; A: TIME-WAIT.
+        net.b.send(s, b"bye", net.now).unwrap();
+        net.b.shutdown(s, net.now);
+        assert_eq!(net.b.state(s), State::LastAck);
+        net.pump();
+        assert_eq!(net.b.state(s), State::Closed);
+        assert_eq!(net.a.state(c), State::TimeWait);
+        assert_eq!(read_all(&mut net.a, c, net.now), (b"bye".to_vec(), true));
+        net.b.release(s, net.now);
+        assert_eq!(net.b.state(s), State::Closed);
+        assert_eq!(net.b.error(s), Some(TcpError::InvalidHandle));
+        // 2·MSL later A's TCB closes.
+        let tw = net.a.poll_at().unwrap();
+        assert!(tw >= net.now + Duration::from_secs(59));
+        assert!(net.advance(Duration::from_secs(61)));
+        assert_eq!(net.a.state(c), State::Closed);
+        assert_eq!(net.a.error(c), None);
+        net.a.release(c, net.now);
+        assert_eq!(net.a.connection_count(), 0);
+        assert_eq!(net.b.connection_count(), 0);
+    }
+
+    #[test]
+    fn simultaneous_close_goes_through_closing() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        net.a.shutdown(c, net.now);
+        net.b.shutdown(s, net.now);
+        // Both FINs cross on the wire.
+        net.pump_once();
+        assert_eq!(net.a.state(c), State::Closing);
+        assert_eq!(net.b.state(s), State::Closing);
+        net.pump();
+        assert_eq!(net.a.state(c), State::TimeWait);
+        assert_eq!(net.b.state(s), State::TimeWait);
+    }
+
+    #[test]
+    fn fin_and_ack_of_fin_together_go_straight_to_time_wait() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        net.a.shutdown(c, net.now);
+        // Deliver A's FIN to B; B closes before ACKing, so its FIN carries the ACK.
+        let fin = net.a.poll_transmit(net.now).unwrap();
+        assert!(fin.segment.flags.fin);
+        net.b.on_segment(fin.src, fin.dst, &fin.segment, net.now);
+        net.b.shutdown(s, net.now);
+        let reply = net.b.poll_transmit(net.now).unwrap();
+        assert!(reply.segment.flags.fin && reply.segment.flags.ack);
+        assert!(
+            net.b.poll_transmit(net.now).is_none(),
+            "ACK piggybacked on FIN"
+        );
+        net.a
+            .on_segment(reply.src, reply.dst, &reply.segment, net.now);
+        assert_eq!(net.a.state(c), State::TimeWait);
+        net.pump();
+        assert_eq!(net.b.state(s), State::Closed);
+    }
+
+    #[test]
+    fn rst_for_closed_port() {
+        let mut tcp = Tcp::new(Config::default(), 3);
+        let syn = Segment {
+            src_port: 40000,
+            dst_port: 81,
+            seq: SeqNum(1000),
+            flags: Flags::SYN,
+            window: 1000,
+            ..Segment::default()
+        };
+        tcp.on_segment(A, B, &syn, Instant::ZERO);
+        let t = tcp.poll_transmit(Instant::ZERO).unwrap();
+        assert_eq!(t.dst, A);
+        assert_eq!(t.segment.flags, Flags::RST_ACK);
+        assert_eq!(t.segment.seq, SeqNum(0));
+        assert_eq!(t.segment.ack, SeqNum(1001));
+        let ack = Segment {
+            flags: Flags::ACK,
+            ack: SeqNum(555),
+            ..syn.clone()
+        };
+        tcp.on_segment(A, B, &ack, Instant::ZERO);
+        let t = tcp.poll_transmit(Instant::ZERO).unwrap();
+        assert_eq!(t.segment.flags, Flags::RST);
+        assert_eq!(t.segment.seq, SeqNum(555));
+        let rst = Segment {
+            flags: Flags::RST,
+            ..syn
+        };
+        tcp.on_segment(A, B, &rst, Instant::ZERO);
+        assert!(tcp.poll_transmit(Instant::ZERO).is_none());
+        assert_eq!(tcp.stats().resets_sent, 2);
+    }
+
+    #[test]
+    fn connect_to_closed_port_is_refused() {
+        let mut net = Net::new(Config::default());
+        let c = net
+            .a
+            .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 9), net.now)
+            .unwrap();
+        net.pump();
+        assert_eq!(net.a.state(c), State::Closed);
+        assert_eq!(net.a.error(c), Some(TcpError::ConnectionRefused));
+        assert!(net.a.recv_ready(c));
+        assert_eq!(
+            net.a.recv(c, &mut [0; 8], net.now),
+            Err(TcpError::ConnectionRefused)
+        );
+    }
+
+    #[test]
+    fn syn_retransmits_with_backoff_then_times_out() {
+        let config = Config {
+            syn_retries: 3,
+            ..Config::default()
+        };
+        let mut tcp = Tcp::new(config, 4);
+        let mut now = Instant::ZERO;
+        let c = tcp
+            .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), now)
+            .unwrap();
+        let first = tcp.poll_transmit(now).unwrap();
+        assert!(first.segment.flags.syn);
+        assert_eq!(first.segment.options.mss, Some(1460));
+        let mut gaps = Vec::new();
+        for _ in 0..3 {
+            let at = tcp.poll_at().unwrap();
+            gaps.push(at - now);
+            now = at;
+            tcp.handle_timeout(now);
+            let again = tcp.poll_transmit(now).unwrap();
+            assert_eq!(again.segment.seq, first.segment.seq);
+            assert!(tcp.poll_transmit(now).is_none());
+        }
+        assert_eq!(
+            gaps,
+            vec![
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(4)
+            ]
+        );
+        now = tcp.poll_at().unwrap();
+        tcp.handle_timeout(now);
+        assert_eq!(tcp.state(c), State::Closed);
+        assert_eq!(tcp.error(c), Some(TcpError::TimedOut));
+        assert_eq!(tcp.stats().retransmits, 3);
+    }
+
+    #[test]
+    fn peer_reset_is_reported() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        net.b.abort(s, net.now);
+        net.pump();
+        assert_eq!(net.a.state(c), State::Closed);
+        assert_eq!(net.a.error(c), Some(TcpError::ConnectionReset));
+        assert_eq!(net.a.send(c, b"x", net.now), Err(TcpError::ConnectionReset));
+    }
+
+    #[test]
+    fn release_with_unread_data_resets() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        net.a.send(c, b"unread", net.now).unwrap();
+        net.pump();
+        net.b.release(s, net.now);
+        net.pump();
+        assert_eq!(net.a.error(c), Some(TcpError::ConnectionReset));
+        assert_eq!(net.b.connection_count(), 0);
+    }
+
+    #[test]
+    fn simultaneous_open() {
+        let mut net = Net::new(Config::default());
+        let a_addr = SocketAddrV4::new(A, 5000);
+        let b_addr = SocketAddrV4::new(B, 6000);
+        let c = net.a.connect(a_addr, b_addr, net.now).unwrap();
+        let s = net.b.connect(b_addr, a_addr, net.now).unwrap();
+        net.pump();
+        assert_eq!(net.a.state(c), State::Established);
+        assert_eq!(net.b.state(s), State::Established);
+        net.a.send(c, b"ping", net.now).unwrap();
+        net.pump();
+        assert_eq!(read_all(&mut net.b, s, net.now).0, b"ping".to_vec());
+    }
+
+    #[test]
+    fn backlog_drops_excess_syns() {
+        let mut net = Net::new(Config::default());
+        let l = net.b.listen(SocketAddrV4::new(B, 80), 1).unwrap();
+        let c1 = net
+            .a
+            .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), net.now)
+            .unwrap();
+        net.pump();
+        let c2 = net
+            .a
+            .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), net.now)
+            .unwrap();
+        net.pump();
+        assert_eq!(net.a.state(c1), State::Established);
+        assert_eq!(net.a.state(c2), State::SynSent);
+        assert_eq!(net.b.stats().listen_overflows, 1);
+        assert!(net.b.listener_ready(l));
+        let s1 = net.b.accept(l).unwrap();
+        assert!(net.b.accept(l).is_none());
+        // Once the queue has room, the retransmitted SYN gets through.
+        assert!(net.advance(Duration::from_secs(2)));
+        assert_eq!(net.a.state(c2), State::Established);
+        assert!(net.b.accept(l).is_some());
+        assert_eq!(
+            net.b.listen(SocketAddrV4::new(B, 80), 1),
+            Err(TcpError::AddrInUse)
+        );
+        net.b.close_listener(l, net.now);
+        assert!(net.b.listen(SocketAddrV4::new(B, 80), 1).is_ok());
+        assert_eq!(net.b.state(s1), State::Established);
+    }
+
+    fn bulk(loss: f64, size: usize, seed: u64) -> TcpStats {
+        let mut net = Net::new(Config::default());
+        net.rng = StdRng::seed_from_u64(seed);
+        let (c, s, _) = net.connect();
+        net.loss = loss;
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let mut sent = 0;
+        let mut got = Vec::new();
+        let mut closed = false;
+        for _ in 0..200_000 {
+            if sent < data.len() {
+                sent += net.a.send(c, &data[sent..], net.now).unwrap();
+            } else if !closed {
+                net.a.shutdown(c, net.now);
+                closed = true;
+            }
+            net.pump();
+            let (chunk, eof) = read_all(&mut net.b, s, net.now);
+            got.extend_from_slice(&chunk);
+            // The window update goes out before time moves on.
+            net.pump();
+            if eof {
+                break;
+            }
+            if chunk.is_empty() && !net.advance(Duration::from_secs(120)) {
+                break;
+            }
+        }
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "byte-exact delivery");
+        assert_eq!(net.a.error(c), None);
+        net.a.stats().clone()
+    }
+
+    #[test]
+    fn bulk_transfer_lossless() {
+        let stats = bulk(0.0, 1_000_000, 1);
+        assert_eq!(stats.retransmits, 0);
+        assert_eq!(stats.rto_expirations, 0);
+    }
+
+    #[test]
+    fn bulk_transfer_with_loss() {
+        let mut fast = 0;
+        for seed in 0..5 {
+            fast += bulk(0.05, 300_000, seed).fast_retransmits;
+        }
+        // Most losses are repaired by fast retransmit, not by timeouts.
+        assert!(fast >= 10, "fast retransmits: {fast}");
+    }
+
+    #[test]
+    fn zero_window_probe_then_resume() {
+        let config = Config {
+            recv_buffer: 4000,
+            ..Config::default()
+        };
+        let mut net = Net::new(config);
+        let (c, s, _) = net.connect();
+        let data = vec![9u8; 20_000];
+        let n = net.a.send(c, &data, net.now).unwrap();
+        assert_eq!(n, 20_000);
+        net.pump();
+        // B's buffer is full; A is blocked on a zero window and probes.
+        assert!(net.b.recv_ready(s));
+        assert!(net.advance(Duration::from_secs(5)));
+        assert!(net.a.stats().window_probes >= 1);
+        let mut total = 0;
+        for _ in 0..100 {
+            total += read_all(&mut net.b, s, net.now).0.len();
+            net.pump();
+            if total == 20_000 {
+                break;
+            }
+        }
+        assert_eq!(total, 20_000);
+    }
+
+    #[test]
+    fn stale_handles_are_invalid() {
+        let mut tcp = Tcp::new(Config::default(), 5);
+        let c = tcp
+            .connect(
+                SocketAddrV4::new(A, 0),
+                SocketAddrV4::new(B, 80),
+                Instant::ZERO,
+            )
+            .unwrap();
+        tcp.release(c, Instant::ZERO);
+        assert_eq!(
+            tcp.send(c, b"x", Instant::ZERO),
+            Err(TcpError::InvalidHandle)
+        );
+        assert_eq!(tcp.error(c), Some(TcpError::InvalidHandle));
+        let c2 = tcp
+            .connect(
+                SocketAddrV4::new(A, 0),
+                SocketAddrV4::new(B, 80),
+                Instant::ZERO,
+            )
+            .unwrap();
+        assert_ne!(c, c2);
+        assert_eq!(tcp.state(c), State::Closed);
+        assert_eq!(tcp.state(c2), State::SynSent);
+    }
+
+    #[test]
+    fn orphaned_fin_wait2_times_out() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        net.a.release(c, net.now);
+        net.pump();
+        assert_eq!(net.a.state(c), State::FinWait2);
+        assert_eq!(net.b.state(s), State::CloseWait);
+        // B never closes: A's orphan gives up after 60 s, not 2·MSL or never.
+        let at = net.a.poll_at().unwrap();
+        assert!(at - net.now > Duration::from_secs(59) && at - net.now <= Duration::from_secs(60));
+        net.now = at;
+        net.fire();
+        assert_eq!(net.a.connection_count(), 0);
+        assert_eq!(net.a.error(c), Some(TcpError::InvalidHandle));
+    }
+
+    #[test]
+    fn unanswered_zero_window_probes_time_out() {
+        let config = Config {
+            recv_buffer: 2000,
+            max_retransmits: 3,
+            ..Config::default()
+        };
+        let mut net = Net::new(config);
+        let (c, _s, _) = net.connect();
+        net.a.send(c, &[1u8; 5000], net.now).unwrap();
+        net.pump();
+        // The peer vanishes: every probe is lost.
+        net.loss = 1.0;
+        for _ in 0..20 {
+            if !net.advance(Duration::from_secs(600)) {
+                break;
+            }
+        }
+        assert_eq!(net.a.error(c), Some(TcpError::TimedOut));
+        assert_eq!(net.a.stats().window_probes, 3);
+    }
+
+    #[test]
+    fn time_wait_is_reused_by_a_new_syn() {
+        let mut net = Net::new(Config::default());
+        let l = net.b.listen(SocketAddrV4::new(B, 80), 8).unwrap();
+        let a_addr = SocketAddrV4::new(A, 40000);
+        let c = net
+            .a
+            .connect(a_addr, SocketAddrV4::new(B, 80), net.now)
+            .unwrap();
+        net.pump();
+        let s = net.b.accept(l).unwrap();
+        // The server closes first and ends in TIME-WAIT.
+        net.b.shutdown(s, net.now);
+        net.pump();
+        net.a.shutdown(c, net.now);
+        net.pump();
+        assert_eq!(net.b.state(s), State::TimeWait);
+        net.a.release(c, net.now);
+        net.b.release(s, net.now);
+        assert_eq!(net.a.connection_count(), 0);
+        // Same 4-tuple again, seconds later: the ISN clock moved on, so the SYN is "newer".
+        net.now += Duration::from_secs(5);
+        let c2 = net
+            .a
+            .connect(a_addr, SocketAddrV4::new(B, 80), net.now)
+            .unwrap();
+        net.pump();
+        assert_eq!(net.a.state(c2), State::Established);
+        let s2 = net.b.accept(l).unwrap();
+        assert_eq!(net.b.state(s2), State::Established);
+        assert_eq!(net.b.connection_count(), 1);
+    }
+
+    #[test]
+    fn out_of_order_fin_waits_for_the_gap() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        net.a.send(c, b"abc", net.now).unwrap();
+        net.a.shutdown(c, net.now);
+        let data = net.a.poll_transmit(net.now).unwrap();
+        assert!(data.segment.flags.fin, "FIN piggybacked on the last data");
+        // Split: deliver the FIN part first (seq+3), then the data.
+        let mut fin_only = data.segment.clone();
+        fin_only.seq = data.segment.seq + 3;
+        fin_only.payload.clear();
+        let mut data_only = data.segment.clone();
+        data_only.flags.fin = false;
+        net.b.on_segment(A, B, &fin_only, net.now);
+        assert_eq!(net.b.state(s), State::Established);
+        assert!(!net.b.recv_ready(s));
+        net.b.on_segment(A, B, &data_only, net.now);
+        assert_eq!(net.b.state(s), State::CloseWait);
+        assert_eq!(read_all(&mut net.b, s, net.now), (b"abc".to_vec(), true));
+    }
 }

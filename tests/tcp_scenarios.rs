@@ -1,0 +1,1329 @@
+//! TCP scenario tests, packetdrill style: scripted segments in, expected segments out, on a
+//! virtual clock.
+//!
+//! Each test drives one [`Tcp`] endpoint as "us" (10.0.0.2) against a scripted peer
+//! ("them", 10.0.0.1). Segments are written as tcpdump lines with sequence numbers
+//! *relative* to each side's initial sequence number, as packetdrill does:
+//!
+//! ```text
+//!   h.inject("S 0:0(0) win 65535 <mss 1460>");   // they send a SYN
+//!   h.expect("S. 0:0(0) ack 1 <mss 1460>");       // we answer SYN-ACK
+//!   h.inject(". 1:1(0) ack 1");                  // they ACK: ESTABLISHED
+//!   h.inject("P. 1:101(100) ack 1");             // 100 bytes of data
+//!   h.expect(". 1:1(0) ack 101");                // acknowledged
+//! ```
+//!
+//! Flags: `S` SYN, `F` FIN, `R` RST, `P` PSH, `.` ACK. `seq:end(len)` is the sequence
+//! range; `ack N`, `win N` and `<mss N,wscale N,sackOK>` are optional. In `expect`, fields
+//! that are not written are not checked and PSH is ignored. Injected payload bytes are a
+//! deterministic function of their stream offset (see [`pattern`]), so what the
+//! application reads can be checked byte for byte.
+//!
+//! Our ISN is learned from our first SYN or SYN-ACK; the peer's ISN is chosen by the test.
+//! "Expect" waits (in virtual time, firing timers) up to [`ACK_SLACK`] for a segment so
+//! that a delayed-ACK implementation passes too; `expect_now` does not wait at all.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use tunstack::tcp::{
+    Config, ConnId, Flags, ListenerId, RttEstimator, Segment, SeqNum, State, Tcp, TcpError,
+    TcpOptions,
+};
+use tunstack::time::Instant;
+
+const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const THEM: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The peer's initial sequence number, close to the wrap so every test crosses 2^32.
+const PEER_ISN: u32 = u32::MAX - 50;
+/// How long `expect` waits for a segment (RFC 9293 §3.8.6.3: an ACK may be delayed by less
+/// than 0.5 s).
+const ACK_SLACK: Duration = Duration::from_millis(500);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The payload byte at stream offset `off` (offset 0 is the byte after the SYN).
+fn pattern(off: usize) -> u8 {
+    ((off as u32).wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+fn pattern_range(start: usize, len: usize) -> Vec<u8> {
+    (start..start + len).map(pattern).collect()
+}
+
+/// One parsed trace line.
+#[derive(Debug, Clone, Default)]
+struct Spec {
+    flags: Flags,
+    seq: u32,
+    len: u32,
+    ack: Option<u32>,
+    win: Option<u16>,
+    mss: Option<u16>,
+    wscale: Option<u8>,
+    sack_ok: bool,
+}
+
+/// Parse `FLAGS seq:end(len) [ack N] [win N] [<opt,opt>]`. Test syntax errors panic.
+fn spec(line: &str) -> Spec {
+    let (main, opts) = match line.split_once('<') {
+        Some((m, o)) => (m, Some(o.trim_end().trim_end_matches('>'))),
+        None => (line, None),
+    };
+    let mut s = Spec::default();
+    let mut words = main.split_whitespace();
+    for c in words.next().expect("flags").chars() {
+        match c {
+            'S' => s.flags.syn = true,
+            'F' => s.flags.fin = true,
+            'R' => s.flags.rst = true,
+            'P' => s.flags.psh = true,
+            'U' => s.flags.urg = true,
+            '.' => s.flags.ack = true,
+            other => panic!("bad flag {other:?} in {line:?}"),
+        }
+    }
+    let range = words.next().expect("seq range");
+    let (start, rest) = range.split_once(':').expect("seq:end(len)");
+    let (end, len) = rest.split_once('(').expect("seq:end(len)");
+    s.seq = start.parse().expect("seq");
+    let end: u32 = end.parse().expect("end");
+    s.len = len.trim_end_matches(')').parse().expect("len");
+    assert_eq!(
+        end.wrapping_sub(s.seq),
+        s.len,
+        "inconsistent range in {line:?}"
+    );
+    while let Some(w) = words.next() {
+        let v = words
+            .next()
+            .unwrap_or_else(|| panic!("{w} needs a value in {line:?}"));
+        match w {
+            "ack" => s.ack = Some(v.parse().expect("ack")),
+            "win" => s.win = Some(v.parse().expect("win")),
+            other => panic!("unknown field {other:?} in {line:?}"),
+        }
+    }
+    if let Some(opts) = opts {
+        for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let mut it = o.split_whitespace();
+            match (it.next(), it.next()) {
+                (Some("mss"), Some(v)) => s.mss = Some(v.parse().expect("mss")),
+                (Some("wscale"), Some(v)) => s.wscale = Some(v.parse().expect("wscale")),
+                (Some("sackOK"), None) => s.sack_ok = true,
+                (Some("nop"), None) => {}
+                _ => panic!("unknown option {o:?} in {line:?}"),
+            }
+        }
+    }
+    s
+}
+
+/// One endpoint under test and the scripted peer.
+struct H {
+    tcp: Tcp,
+    now: Instant,
+    us: SocketAddrV4,
+    them: SocketAddrV4,
+    /// Our ISN, learned from our SYN / SYN-ACK (or set to 0 for absolute numbering).
+    iss: Option<SeqNum>,
+    /// The peer's ISN.
+    irs: SeqNum,
+    /// Window the peer advertises when a line has no `win`.
+    peer_win: u16,
+    listener: Option<ListenerId>,
+    conn: Option<ConnId>,
+}
+
+impl H {
+    fn new(config: Config) -> H {
+        H {
+            tcp: Tcp::new(config, 7),
+            now: Instant::from_secs(1000),
+            us: SocketAddrV4::new(US, 80),
+            them: SocketAddrV4::new(THEM, 40000),
+            iss: None,
+            irs: SeqNum(PEER_ISN),
+            peer_win: 65535,
+            listener: None,
+            conn: None,
+        }
+    }
+
+    /// Numbers in lines are absolute on both sides (for segments to no connection).
+    fn absolute(mut self) -> H {
+        self.iss = Some(SeqNum(0));
+        self.irs = SeqNum(0);
+        self
+    }
+
+    fn conn(&self) -> ConnId {
+        self.conn.expect("no connection yet")
+    }
+
+    fn state(&self) -> State {
+        self.tcp.state(self.conn())
+    }
+
+    fn error(&self) -> Option<TcpError> {
+        self.tcp.error(self.conn())
+    }
+
+    /// Milliseconds since the test's epoch.
+    fn t(&self) -> u64 {
+        self.now.total_millis()
+    }
+
+    /// Build the segment a line describes, from them to us.
+    fn build(&self, line: &str) -> Segment {
+        let s = spec(line);
+        let iss = self.iss.unwrap_or_default();
+        let data_off = s.seq.wrapping_sub(1) as usize;
+        let payload = if s.len == 0 {
+            Vec::new()
+        } else {
+            pattern_range(data_off, s.len as usize)
+        };
+        Segment {
+            src_port: self.them.port(),
+            dst_port: self.us.port(),
+            seq: self.irs + s.seq,
+            ack: if s.flags.ack {
+                iss + s.ack.unwrap_or(0)
+            } else {
+                SeqNum(0)
+            },
+            flags: s.flags,
+            window: s.win.unwrap_or(self.peer_win),
+            urgent: 0,
+            options: TcpOptions {
+                mss: s.mss,
+                window_scale: s.wscale,
+                sack_permitted: s.sack_ok,
+                ..TcpOptions::default()
+            },
+            payload,
+        }
+    }
+
+    /// They send the segment described by `line`, now.
+    fn inject(&mut self, line: &str) {
+        let seg = self.build(line);
+        self.inject_seg(&seg);
+    }
+
+    fn inject_seg(&mut self, seg: &Segment) {
+        // Through the wire format, as the stack would see it.
+        let bytes = seg.emit(THEM, US);
+        let parsed = Segment::parse(THEM, US, &bytes).expect("test segment parses");
+        self.tcp.on_segment(THEM, US, &parsed, self.now);
+    }
+
+    /// Move the clock forward by `d`, firing timers on the way; returns what was sent,
+    /// each with the time it left.
+    fn run_for(&mut self, d: Duration) -> Vec<(Instant, Segment)> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        let mut spins = 0;
+        loop {
+            while let Some(seg) = self.poll_one() {
+                out.push((self.now, seg));
+            }
+            match self.tcp.poll_at() {
+                Some(at) if at <= end => {
+                    if at > self.now {
+                        self.now = at;
+                        spins = 0;
+                    } else {
+                        spins += 1;
+                        assert!(spins < 10_000, "timer at {at:?} never clears");
+                    }
+                    self.tcp.handle_timeout(self.now);
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+        self.tcp.handle_timeout(self.now);
+        while let Some(seg) = self.poll_one() {
+            out.push((self.now, seg));
+        }
+        out
+    }
+
+    fn poll_one(&mut self) -> Option<Segment> {
+        let t = self.tcp.poll_transmit(self.now)?;
+        assert_eq!((t.src, t.dst), (US, THEM), "addresses of {}", t.segment);
+        assert_eq!(
+            (t.segment.src_port, t.segment.dst_port),
+            (self.us.port(), self.them.port()),
+            "ports of {}",
+            t.segment
+        );
+        Some(t.segment)
+    }
+
+    /// The next segment we send, waiting at most `slack` of virtual time (firing timers).
+    fn next_within(&mut self, slack: Duration) -> Option<Segment> {
+        let deadline = self.now + slack;
+        let mut spins = 0;
+        loop {
+            if let Some(seg) = self.poll_one() {
+                return Some(seg);
+            }
+            match self.tcp.poll_at() {
+                Some(at) if at <= deadline => {
+                    if at > self.now {
+                        self.now = at;
+                    } else {
+                        spins += 1;
+                        assert!(spins < 10_000, "timer at {at:?} never clears");
+                    }
+                    self.tcp.handle_timeout(self.now);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Check `seg` against `line`; learn our ISN from a SYN.
+    fn check(&mut self, seg: &Segment, line: &str) {
+        let s = spec(line);
+        if seg.flags.syn {
+            match self.iss {
+                Some(iss) if s.seq == 0 => {
+                    assert_eq!(seg.seq, iss, "SYN retransmitted with another ISN: {seg}")
+                }
+                Some(_) => {}
+                None => self.iss = Some(seg.seq),
+            }
+        }
+        let iss = self.iss.expect("our ISN is unknown: expect our SYN first");
+        let rel_seq = seg.seq.0.wrapping_sub(iss.0);
+        let rel_ack = seg.ack.0.wrapping_sub(self.irs.0);
+        let shown = format!(
+            "{} {}:{}({}) ack {} win {} {}",
+            seg.flags,
+            rel_seq,
+            rel_seq.wrapping_add(seg.payload.len() as u32),
+            seg.payload.len(),
+            rel_ack,
+            seg.window,
+            seg.options
+        );
+        let mut want = s.flags;
+        want.psh = seg.flags.psh;
+        assert_eq!(seg.flags, want, "flags: expected {line:?}, got {shown}");
+        assert_eq!(rel_seq, s.seq, "seq: expected {line:?}, got {shown}");
+        assert_eq!(
+            seg.payload.len() as u32,
+            s.len,
+            "len: expected {line:?}, got {shown}"
+        );
+        if let Some(a) = s.ack {
+            assert_eq!(rel_ack, a, "ack: expected {line:?}, got {shown}");
+        }
+        if let Some(w) = s.win {
+            assert_eq!(seg.window, w, "win: expected {line:?}, got {shown}");
+        }
+        if let Some(m) = s.mss {
+            assert_eq!(
+                seg.options.mss,
+                Some(m),
+                "mss: expected {line:?}, got {shown}"
+            );
+        }
+        if let Some(w) = s.wscale {
+            assert_eq!(
+                seg.options.window_scale,
+                Some(w),
+                "wscale: expected {line:?}, got {shown}"
+            );
+        }
+    }
+
+    /// We send a segment matching `line`, within [`ACK_SLACK`].
+    fn expect(&mut self, line: &str) -> Segment {
+        let at = self.t();
+        let seg = self
+            .next_within(ACK_SLACK)
+            .unwrap_or_else(|| panic!("t={at}ms: expected {line:?}, got nothing"));
+        self.check(&seg, line);
+        seg
+    }
+
+    /// We send a segment matching `line` right now, without any timer firing.
+    fn expect_now(&mut self, line: &str) -> Segment {
+        let seg = self
+            .poll_one()
+            .unwrap_or_else(|| panic!("t={}ms: expected {line:?} now, got nothing", self.t()));
+        self.check(&seg, line);
+        seg
+    }
+
+    /// Nothing is sent during the next `d`.
+    fn expect_silence(&mut self, d: Duration) {
+        let sent = self.run_for(d);
+        assert!(
+            sent.is_empty(),
+            "expected silence, got {:?}",
+            sent.iter()
+                .map(|(t, s)| format!("{t:?} {s}"))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    /// Nothing is queued to send right now.
+    fn expect_nothing_now(&mut self) {
+        if let Some(seg) = self.poll_one() {
+            panic!("expected nothing now, got {seg}");
+        }
+    }
+
+    /// Everything the application can read now.
+    fn read_all(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.tcp.recv(self.conn(), &mut buf, self.now) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(TcpError::WouldBlock) => break,
+                Err(e) => panic!("recv: {e:?}"),
+            }
+        }
+        out
+    }
+
+    fn send(&mut self, data: &[u8]) -> usize {
+        self.tcp.send(self.conn(), data, self.now).expect("send")
+    }
+
+    /// LISTEN → SYN-RECEIVED → ESTABLISHED with the peer's final ACK `rtt` after our
+    /// SYN-ACK; `syn` is the peer's SYN line.
+    fn passive_open_with(&mut self, syn: &str, rtt: Duration) {
+        self.listener = Some(self.tcp.listen(self.us, 8).expect("listen"));
+        self.inject(syn);
+        self.expect("S. 0:0(0) ack 1");
+        self.now += rtt;
+        self.inject(". 1:1(0) ack 1");
+        let l = self.listener.expect("listener");
+        self.conn = Some(self.tcp.accept(l).expect("accept after handshake"));
+        assert_eq!(self.state(), State::Established);
+    }
+
+    fn passive_open(&mut self) {
+        self.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(1));
+    }
+
+    /// CLOSED → SYN-SENT → ESTABLISHED; the SYN-ACK arrives `rtt` after the SYN.
+    fn active_open_with(&mut self, synack: &str, rtt: Duration) {
+        self.us = SocketAddrV4::new(US, 50000);
+        self.them = SocketAddrV4::new(THEM, 80);
+        self.conn = Some(
+            self.tcp
+                .connect(self.us, self.them, self.now)
+                .expect("connect"),
+        );
+        assert_eq!(self.state(), State::SynSent);
+        self.expect_now("S 0:0(0)");
+        self.now += rtt;
+        self.inject(synack);
+        self.expect(". 1:1(0) ack 1");
+        assert_eq!(self.state(), State::Established);
+    }
+
+    /// Send `n` bytes and have them acknowledged `rtt` later (one RTT sample).
+    fn exchange(&mut self, n: usize, rtt: Duration, sent_so_far: u32) {
+        let data = vec![b'x'; n];
+        assert_eq!(self.send(&data), n);
+        let mut got = 0;
+        while got < n {
+            let seg = self
+                .next_within(Duration::ZERO)
+                .expect("data goes out at once");
+            got += seg.payload.len();
+        }
+        self.now += rtt;
+        let acked = sent_so_far + 1 + n as u32;
+        self.inject(&format!(". 1:1(0) ack {acked}"));
+    }
+}
+
+fn config() -> Config {
+    Config {
+        msl: Duration::from_secs(1),
+        ..Config::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Opening
+// ---------------------------------------------------------------------------------------
+
+/// RFC 9293 §3.10.7.2, §3.10.7.4: LISTEN → SYN-RECEIVED → ESTABLISHED.
+#[test]
+fn passive_open_listen_syn_received_established() {
+    let mut h = H::new(config());
+    let l = h.tcp.listen(h.us, 8).expect("listen");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    let synack = h.expect_now("S. 0:0(0) ack 1 <mss 1460>");
+    assert!(synack.window > 0, "SYN-ACK must open a window");
+    // Still SYN-RECEIVED: nothing to accept yet.
+    assert_eq!(h.tcp.accept(l), None);
+    h.inject(". 1:1(0) ack 1");
+    let c = h.tcp.accept(l).expect("established connection is accepted");
+    h.conn = Some(c);
+    assert_eq!(h.state(), State::Established);
+    assert!(h.tcp.is_connected(c));
+    assert_eq!(h.tcp.accept(l), None, "only one connection");
+    h.expect_nothing_now();
+}
+
+/// RFC 9293 §3.10.7.4: the SYN-ACK is retransmitted if the final ACK is lost, and a
+/// duplicate SYN is answered with the same SYN-ACK.
+#[test]
+fn syn_received_retransmits_syn_ack() {
+    let mut h = H::new(config());
+    let l = h.tcp.listen(h.us, 8).expect("listen");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    let t0 = h.now;
+    let again = h
+        .next_within(Duration::from_secs(5))
+        .expect("SYN-ACK retransmitted");
+    h.check(&again, "S. 0:0(0) ack 1");
+    let gap = h.now - t0;
+    assert!(
+        gap >= ms(200) && gap <= Duration::from_secs(3),
+        "SYN-ACK retransmitted after {gap:?}"
+    );
+    h.inject(". 1:1(0) ack 1");
+    assert!(h.tcp.accept(l).is_some());
+}
+
+/// RFC 9293 §3.10.7.4 (SYN-RECEIVED, RST): a reset half-open connection goes away and
+/// the listener keeps listening.
+#[test]
+fn syn_received_rst_returns_to_listen() {
+    let mut h = H::new(config());
+    let l = h.tcp.listen(h.us, 8).expect("listen");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.inject("R 1:1(0)");
+    h.inject(". 1:1(0) ack 1");
+    assert_eq!(h.tcp.accept(l), None, "the reset connection is gone");
+    // The late ACK of the dead connection is answered with RST (no connection).
+    h.expect("R 1:1(0)");
+    // A new SYN from another port is served.
+    h.them = SocketAddrV4::new(THEM, 40001);
+    h.iss = None;
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.inject(". 1:1(0) ack 1");
+    assert!(h.tcp.accept(l).is_some());
+}
+
+/// RFC 9293 §3.10.1, §3.10.7.3: CLOSED → SYN-SENT → ESTABLISHED.
+#[test]
+fn active_open_syn_sent_established() {
+    let mut h = H::new(config());
+    h.us = SocketAddrV4::new(US, 50000);
+    h.them = SocketAddrV4::new(THEM, 80);
+    let c = h.tcp.connect(h.us, h.them, h.now).expect("connect");
+    h.conn = Some(c);
+    assert_eq!(h.state(), State::SynSent);
+    assert!(!h.tcp.is_connected(c));
+    h.expect_now("S 0:0(0) <mss 1460>");
+    h.now += ms(20);
+    h.inject("S. 0:0(0) ack 1 win 65535 <mss 1460>");
+    h.expect(". 1:1(0) ack 1");
+    assert_eq!(h.state(), State::Established);
+    assert!(h.tcp.is_connected(c));
+    assert!(h.tcp.send_ready(c));
+    assert!(!h.tcp.recv_ready(c));
+}
+
+/// RFC 9293 §3.10.7.3: a RST acknowledging our SYN means "connection refused".
+#[test]
+fn syn_sent_rst_is_connection_refused() {
+    let mut h = H::new(config());
+    h.us = SocketAddrV4::new(US, 50000);
+    h.them = SocketAddrV4::new(THEM, 80);
+    h.conn = Some(h.tcp.connect(h.us, h.them, h.now).expect("connect"));
+    h.expect_now("S 0:0(0)");
+    h.inject("R. 0:0(0) ack 1");
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(h.error(), Some(TcpError::ConnectionRefused));
+    assert!(h.tcp.send(h.conn(), b"x", h.now).is_err());
+    // No RST in answer to a RST, no SYN retransmission.
+    h.expect_silence(Duration::from_secs(10));
+}
+
+/// RFC 9293 §3.10.7.3: in SYN-SENT a RST whose ACK does not acknowledge our SYN is
+/// dropped.
+#[test]
+fn syn_sent_ignores_rst_with_bad_ack() {
+    let mut h = H::new(config());
+    h.us = SocketAddrV4::new(US, 50000);
+    h.them = SocketAddrV4::new(THEM, 80);
+    h.conn = Some(h.tcp.connect(h.us, h.them, h.now).expect("connect"));
+    h.expect_now("S 0:0(0)");
+    h.inject("R. 0:0(0) ack 77");
+    assert_eq!(h.state(), State::SynSent);
+    assert_eq!(h.error(), None);
+    h.inject("S. 0:0(0) ack 1 win 65535 <mss 1460>");
+    h.expect(". 1:1(0) ack 1");
+    assert_eq!(h.state(), State::Established);
+}
+
+/// RFC 6298 (5.5), RFC 9293 §3.8.1: the SYN is retransmitted with exponential backoff
+/// from the initial RTO, `syn_retries` times, then the connect times out.
+#[test]
+fn syn_retransmission_backoff_and_give_up() {
+    let mut h = H::new(Config {
+        rto_initial: Duration::from_secs(1),
+        syn_retries: 3,
+        ..config()
+    });
+    h.us = SocketAddrV4::new(US, 50000);
+    h.them = SocketAddrV4::new(THEM, 80);
+    let t0 = h.now;
+    h.conn = Some(h.tcp.connect(h.us, h.them, h.now).expect("connect"));
+    h.expect_now("S 0:0(0)");
+    let sent = h.run_for(Duration::from_secs(60));
+    let syns: Vec<u64> = sent
+        .iter()
+        .filter(|(_, s)| s.flags.syn)
+        .map(|(t, _)| (*t - t0).as_millis() as u64)
+        .collect();
+    assert_eq!(
+        syns,
+        vec![1000, 3000, 7000],
+        "SYN retransmission times (ms after connect)"
+    );
+    for (_, s) in &sent {
+        assert_eq!(Some(s.seq), h.iss, "same ISN on every SYN");
+    }
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(h.error(), Some(TcpError::TimedOut));
+}
+
+/// The give-up happens when the last retransmission's timer expires, not before.
+#[test]
+fn syn_give_up_time() {
+    let mut h = H::new(Config {
+        rto_initial: Duration::from_secs(1),
+        syn_retries: 2,
+        ..config()
+    });
+    h.us = SocketAddrV4::new(US, 50000);
+    h.them = SocketAddrV4::new(THEM, 80);
+    h.conn = Some(h.tcp.connect(h.us, h.them, h.now).expect("connect"));
+    h.expect_now("S 0:0(0)");
+    // Retransmits at +1 s and +3 s; the last one times out at +7 s.
+    h.run_for(ms(6900));
+    assert_eq!(h.state(), State::SynSent);
+    h.run_for(ms(200));
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(h.error(), Some(TcpError::TimedOut));
+}
+
+// ---------------------------------------------------------------------------------------
+// Resets for nobody's segments
+// ---------------------------------------------------------------------------------------
+
+/// RFC 9293 §3.10.7.1: a SYN to a port nobody listens on gets `<SEQ=0><ACK=SEG.SEQ+
+/// SEG.LEN><CTL=RST,ACK>`.
+#[test]
+fn rst_for_syn_to_closed_port() {
+    let mut h = H::new(config()).absolute();
+    h.tcp
+        .listen(SocketAddrV4::new(US, 81), 8)
+        .expect("listen 81");
+    h.inject("S 1000:1000(0) win 65535 <mss 1460>");
+    h.expect_now("R. 0:0(0) ack 1001");
+    h.expect_nothing_now();
+}
+
+/// RFC 9293 §3.10.7.1: an ACK for no connection gets `<SEQ=SEG.ACK><CTL=RST>`; a RST gets
+/// nothing; data without ACK gets RST,ACK acknowledging it.
+#[test]
+fn rst_for_segments_to_no_connection() {
+    let mut h = H::new(config()).absolute();
+    h.inject(". 1000:1000(0) ack 5000");
+    h.expect_now("R 5000:5000(0)");
+    h.inject("P. 1000:1010(10) ack 7000");
+    h.expect_now("R 7000:7000(0)");
+    h.inject("R 1000:1000(0)");
+    h.inject("R. 1000:1000(0) ack 5");
+    h.expect_nothing_now();
+    h.inject("F 1000:1000(0)");
+    h.expect_now("R. 0:0(0) ack 1001");
+}
+
+// ---------------------------------------------------------------------------------------
+// Data
+// ---------------------------------------------------------------------------------------
+
+/// RFC 9293 §3.10.2, §3.10.3, §3.10.7.4: data in both directions, acknowledged.
+#[test]
+fn data_both_ways() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("P. 1:101(100) ack 1");
+    h.expect(". 1:1(0) ack 101");
+    assert!(h.tcp.recv_ready(h.conn()));
+    assert_eq!(h.read_all(), pattern_range(0, 100));
+    assert!(!h.tcp.recv_ready(h.conn()));
+
+    assert_eq!(h.send(b"hello, peer"), 11);
+    let seg = h.expect_now("P. 1:12(11) ack 101");
+    assert_eq!(seg.payload, b"hello, peer");
+    h.inject(". 101:101(0) ack 12");
+    // Everything acknowledged: no retransmission follows.
+    h.expect_silence(Duration::from_secs(5));
+
+    // More data in both directions, crossing.
+    h.inject("P. 101:301(200) ack 12");
+    assert_eq!(h.send(b"more"), 4);
+    let mut acked_101_to_301 = false;
+    let mut got_more = false;
+    while let Some(seg) = h.next_within(ACK_SLACK) {
+        if seg.ack == h.irs + 301 {
+            acked_101_to_301 = true;
+        }
+        if seg.payload == b"more" {
+            assert_eq!(seg.seq, h.iss.unwrap() + 12);
+            got_more = true;
+        }
+        if acked_101_to_301 && got_more {
+            break;
+        }
+    }
+    assert!(acked_101_to_301 && got_more);
+    assert_eq!(h.read_all(), pattern_range(100, 200));
+}
+
+/// RFC 9293 §3.10.7.4, RFC 5681 §4.2: out-of-order data is held and answered with an
+/// immediate duplicate ACK; filling the gap delivers everything in order.
+#[test]
+fn out_of_order_segments_reassembled_and_dup_acked() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("P. 101:201(100) ack 1");
+    h.expect_now(". 1:1(0) ack 1");
+    assert!(h.read_all().is_empty());
+    h.inject("P. 301:401(100) ack 1");
+    h.expect_now(". 1:1(0) ack 1");
+    h.inject("P. 201:301(100) ack 1");
+    h.expect_now(". 1:1(0) ack 1");
+    assert!(h.read_all().is_empty());
+    // The gap is filled: everything up to 401 becomes readable at once.
+    h.inject("P. 1:101(100) ack 1");
+    h.expect_now(". 1:1(0) ack 401");
+    assert_eq!(h.read_all(), pattern_range(0, 400));
+}
+
+/// Overlapping retransmissions are trimmed: the application sees each byte once.
+#[test]
+fn overlapping_segments_delivered_once() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("P. 1:101(100) ack 1");
+    h.expect(". 1:1(0) ack 101");
+    // Starts before RCV.NXT, ends after it.
+    h.inject("P. 51:151(100) ack 1");
+    h.expect(". 1:1(0) ack 151");
+    h.inject("P. 181:201(20) ack 1");
+    h.expect_now(". 1:1(0) ack 151");
+    h.inject("P. 141:191(50) ack 1");
+    h.expect(". 1:1(0) ack 201");
+    assert_eq!(h.read_all(), pattern_range(0, 200));
+}
+
+/// RFC 9293 §3.10.7.4: a duplicate (old) segment is acknowledged again and dropped.
+#[test]
+fn duplicate_segment_is_reacked() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("P. 1:101(100) ack 1");
+    h.expect(". 1:1(0) ack 101");
+    h.inject("P. 1:101(100) ack 1");
+    h.expect_now(". 1:1(0) ack 101");
+    assert_eq!(h.read_all(), pattern_range(0, 100));
+}
+
+/// RFC 9293 §3.10.7.4: a segment outside the receive window is not acceptable: we send an
+/// ACK and drop it.
+#[test]
+fn out_of_window_segment_acked_and_dropped() {
+    let mut h = H::new(Config {
+        recv_buffer: 4000,
+        ..config()
+    });
+    h.passive_open();
+    h.inject("P. 5001:5101(100) ack 1");
+    h.expect_now(". 1:1(0) ack 1 win 4000");
+    assert!(h.read_all().is_empty());
+    h.inject("P. 1:101(100) ack 1");
+    h.expect(". 1:1(0) ack 101");
+    assert_eq!(h.read_all(), pattern_range(0, 100));
+    // Far in the past is unacceptable too (RFC 9293 §3.10.7.4: seq < RCV.NXT - window).
+    let mut old = h.build("P. 1:101(100) ack 1");
+    old.seq = h.irs + 1 - 100_000;
+    h.inject_seg(&old);
+    h.expect_now(". 1:1(0) ack 101");
+    assert!(h.read_all().is_empty());
+}
+
+/// RFC 9293 §3.10.7.4: a segment acknowledging something not yet sent gets an ACK and is
+/// dropped.
+#[test]
+fn ack_of_unsent_data_is_answered_and_dropped() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("P. 1:11(10) ack 500");
+    h.expect_now(". 1:1(0) ack 1");
+    assert_eq!(h.state(), State::Established);
+    assert!(h.read_all().is_empty());
+}
+
+/// RFC 9293 §3.7.1, §3.7.5: segments we send carry at most the peer's MSS.
+#[test]
+fn mss_option_honoured() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 536>", ms(1));
+    let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    assert_eq!(h.send(&data), 3000);
+    let mut stream = Vec::new();
+    let mut next_seq = 1u32;
+    while stream.len() < 3000 {
+        let seg = h
+            .next_within(Duration::ZERO)
+            .expect("data within the initial window goes out at once");
+        assert!(
+            seg.payload.len() <= 536,
+            "segment of {} > MSS 536",
+            seg.payload.len()
+        );
+        assert_eq!(seg.seq, h.iss.unwrap() + next_seq);
+        next_seq += seg.payload.len() as u32;
+        stream.extend_from_slice(&seg.payload);
+    }
+    assert_eq!(stream, data);
+}
+
+/// Without an MSS option the peer's MSS is 536 (RFC 9293 §3.7.1, MUST-15).
+#[test]
+fn default_mss_without_option_is_536() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535", ms(1));
+    assert_eq!(h.send(&[7u8; 2000]), 2000);
+    let seg = h.next_within(Duration::ZERO).expect("data");
+    assert_eq!(seg.payload.len(), 536);
+}
+
+// ---------------------------------------------------------------------------------------
+// Retransmission
+// ---------------------------------------------------------------------------------------
+
+/// RFC 6298 (2.4), (5.5): with a small RTT the RTO is the 200 ms minimum, and it doubles on
+/// every expiry.
+#[test]
+fn rto_retransmission_with_exponential_backoff() {
+    let mut h = H::new(Config {
+        rto_min: ms(200),
+        ..config()
+    });
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(b"0123456789"), 10);
+    let first = h.expect_now("P. 11:21(10) ack 1");
+    assert_eq!(first.payload, b"0123456789");
+    let t0 = h.now;
+    let sent = h.run_for(ms(3100));
+    let times: Vec<u64> = sent
+        .iter()
+        .map(|(t, s)| {
+            h.check(s, "P. 11:21(10) ack 1");
+            (*t - t0).as_millis() as u64
+        })
+        .collect();
+    assert_eq!(
+        times,
+        vec![200, 600, 1400, 3000],
+        "retransmissions (ms after send)"
+    );
+    // The ACK stops them.
+    h.inject(". 1:1(0) ack 21");
+    h.expect_silence(Duration::from_secs(30));
+}
+
+/// RFC 6298 (2.2), (2.3): the RTO follows SRTT + 4·RTTVAR from the measured samples.
+#[test]
+fn rto_after_rtt_samples_follows_rfc6298() {
+    let mut h = H::new(Config {
+        rto_min: ms(1),
+        rto_initial: Duration::from_secs(1),
+        ..config()
+    });
+    // Handshake RTT 100 ms (may or may not be sampled: both are allowed).
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(100));
+    h.exchange(10, ms(100), 0);
+    h.exchange(10, ms(300), 10);
+    assert_eq!(h.send(b"z"), 1);
+    h.expect_now("P. 21:22(1) ack 1");
+    let t0 = h.now;
+    let first = h
+        .next_within(Duration::from_secs(5))
+        .expect("retransmission");
+    h.check(&first, "P. 21:22(1) ack 1");
+    let gap = h.now - t0;
+    let expected = |samples: &[u64]| {
+        let mut e = RttEstimator::new(Duration::from_secs(1), ms(1), Duration::from_secs(60));
+        for s in samples {
+            e.on_sample(ms(*s));
+        }
+        e.rto()
+    };
+    let with_syn = expected(&[100, 100, 300]); // 437.5 ms
+    let without = expected(&[100, 300]); // 475 ms
+    let close = |a: Duration, b: Duration| a.abs_diff(b) <= ms(2);
+    assert!(
+        close(gap, with_syn) || close(gap, without),
+        "RTO {gap:?}, expected {with_syn:?} (handshake sampled) or {without:?}"
+    );
+    // And then doubles.
+    let t1 = h.now;
+    h.next_within(Duration::from_secs(5))
+        .expect("second retransmission");
+    let gap2 = h.now - t1;
+    assert!(close(gap2, gap * 2), "second gap {gap2:?} != 2 × {gap:?}");
+}
+
+/// RFC 9293 §3.8.3 (R2): after `max_retransmits` the connection is given up.
+#[test]
+fn max_retransmits_times_out() {
+    let mut h = H::new(Config {
+        max_retransmits: 3,
+        rto_min: ms(200),
+        ..config()
+    });
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(b"lost"), 4);
+    h.expect_now("P. 11:15(4) ack 1");
+    let sent = h.run_for(Duration::from_secs(120));
+    let retransmits = sent.iter().filter(|(_, s)| s.payload == b"lost").count();
+    assert_eq!(retransmits, 3);
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(h.error(), Some(TcpError::TimedOut));
+    assert!(h.tcp.send(h.conn(), b"more", h.now).is_err());
+}
+
+/// RFC 5681 §3.2: the third duplicate ACK triggers a retransmission of the first
+/// unacknowledged segment without waiting for the RTO.
+#[test]
+fn fast_retransmit_after_three_dup_acks() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 100>", ms(10));
+    assert_eq!(h.send(&[1u8; 600]), 600);
+    for i in 0..6u32 {
+        let s = h.next_within(Duration::ZERO).expect("6 segments in IW");
+        assert_eq!(s.seq, h.iss.unwrap() + 1 + i * 100);
+        assert_eq!(s.payload.len(), 100);
+    }
+    // Segment 1:101 is lost; the next ones cause duplicate ACKs.
+    h.now += ms(10);
+    h.inject(". 1:1(0) ack 1");
+    h.inject(". 1:1(0) ack 1");
+    h.expect_nothing_now();
+    h.inject(". 1:1(0) ack 1");
+    h.expect_now("P. 1:101(100) ack 1");
+    h.inject(". 1:1(0) ack 601");
+    h.expect_silence(Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------------------
+// Windows
+// ---------------------------------------------------------------------------------------
+
+/// RFC 9293 §3.8.6.1: against a zero window we probe, with backoff, and keep the
+/// connection alive as long as the probes are answered; when the window opens the data
+/// flows.
+#[test]
+fn zero_window_persist_probes() {
+    let mut h = H::new(config());
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.now += ms(10);
+    h.inject(". 1:1(0) ack 1 win 0");
+    h.conn = Some(h.tcp.accept(h.listener.unwrap()).expect("accept"));
+    assert_eq!(h.send(&[9u8; 100]), 100);
+    h.expect_nothing_now();
+
+    let mut times = Vec::new();
+    let t0 = h.now;
+    for _ in 0..6 {
+        let probe = h
+            .next_within(Duration::from_secs(120))
+            .expect("a zero-window probe");
+        let rel = probe.seq.0.wrapping_sub(h.iss.unwrap().0);
+        assert!(
+            (rel == 1 && probe.payload.len() <= 1) || (rel == 0 && probe.payload.is_empty()),
+            "probe must carry at most one byte at SND.NXT (or be a keep-alive style probe): {probe}"
+        );
+        times.push((h.now - t0).as_millis() as u64);
+        // The peer answers each probe: still no window.
+        h.inject(". 1:1(0) ack 1 win 0");
+    }
+    assert_eq!(
+        h.state(),
+        State::Established,
+        "answered probes never time out"
+    );
+    for w in times.windows(3) {
+        let (a, b) = (w[1] - w[0], w[2] - w[1]);
+        assert!(b >= a, "probe interval shrank: {times:?}");
+    }
+    let (first, last) = (times[1] - times[0], times[5] - times[4]);
+    assert!(last >= first * 4, "probe intervals back off: {times:?}");
+
+    // The window opens: all 100 bytes go out.
+    h.inject(". 1:1(0) ack 1 win 65535");
+    let mut got = 0usize;
+    while let Some(seg) = h.next_within(ACK_SLACK) {
+        let rel = seg.seq.0.wrapping_sub(h.iss.unwrap().0) as usize;
+        got = got.max((rel + seg.payload.len()).saturating_sub(1));
+        if got >= 100 {
+            break;
+        }
+    }
+    assert_eq!(got, 100);
+}
+
+/// RFC 9293 §3.8.6.2.2, RFC 1122 §4.2.3.3: when the application reads from a full buffer
+/// the receiver announces the opened window.
+#[test]
+fn window_update_after_app_reads() {
+    let mut h = H::new(Config {
+        recv_buffer: 1000,
+        ..config()
+    });
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1 win 1000");
+    h.inject(". 1:1(0) ack 1");
+    h.conn = Some(h.tcp.accept(h.listener.unwrap()).expect("accept"));
+    h.inject("P. 1:501(500) ack 1");
+    h.inject("P. 501:1001(500) ack 1");
+    // The last ACK closes the window.
+    let mut last = None;
+    while let Some(seg) = h.next_within(ACK_SLACK) {
+        last = Some(seg);
+    }
+    let last = last.expect("ACK of the data");
+    h.check(&last, ". 1:1(0) ack 1001 win 0");
+    // More data is outside the (zero) window: ACKed and dropped.
+    h.inject("P. 1001:1101(100) ack 1");
+    h.expect_now(". 1:1(0) ack 1001 win 0");
+    assert_eq!(h.read_all(), pattern_range(0, 1000));
+    h.expect(". 1:1(0) ack 1001 win 1000");
+}
+
+/// RFC 9293 §3.8.6: the advertised window is the free buffer space, shrinking as
+/// unread data accumulates, down to zero; reading it all opens it again.
+#[test]
+fn advertised_window_shrinks_with_unread_data() {
+    let mut h = H::new(Config {
+        recv_buffer: 4000,
+        ..config()
+    });
+    h.passive_open();
+    h.inject("P. 1:1001(1000) ack 1");
+    h.expect(". 1:1(0) ack 1001 win 3000");
+    h.inject("P. 1001:2001(1000) ack 1");
+    h.expect(". 1:1(0) ack 2001 win 2000");
+    h.inject("P. 2001:3001(1000) ack 1");
+    h.expect(". 1:1(0) ack 3001 win 1000");
+    h.inject("P. 3001:4001(1000) ack 1");
+    h.expect(". 1:1(0) ack 4001 win 0");
+    let mut buf = [0u8; 500];
+    assert_eq!(h.tcp.recv(h.conn(), &mut buf, h.now), Ok(500));
+    assert_eq!(buf.to_vec(), pattern_range(0, 500));
+    assert_eq!(h.read_all(), pattern_range(500, 3500));
+    h.expect(". 1:1(0) ack 4001 win 4000");
+}
+
+// ---------------------------------------------------------------------------------------
+// Closing
+// ---------------------------------------------------------------------------------------
+
+/// RFC 9293 §3.6, §3.10.4: ESTABLISHED → FIN-WAIT-1 → FIN-WAIT-2 → TIME-WAIT → CLOSED
+/// after 2·MSL.
+#[test]
+fn active_close_through_fin_wait_and_time_wait() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 1");
+    assert_eq!(h.state(), State::FinWait1);
+    h.inject(". 1:1(0) ack 2");
+    assert_eq!(h.state(), State::FinWait2);
+    // The peer may still send data in FIN-WAIT-2.
+    h.inject("P. 1:11(10) ack 2");
+    h.expect(". 2:2(0) ack 11");
+    assert_eq!(h.read_all(), pattern_range(0, 10));
+    h.inject("F. 11:11(0) ack 2");
+    let t0 = h.now;
+    h.expect(". 2:2(0) ack 12");
+    assert_eq!(h.state(), State::TimeWait);
+    assert_eq!(h.tcp.recv(h.conn(), &mut [0u8; 8], h.now), Ok(0), "EOF");
+    // 2·MSL = 2 s with msl = 1 s.
+    h.run_for((t0 + ms(1990)) - h.now);
+    assert_eq!(h.state(), State::TimeWait);
+    h.run_for(ms(20));
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(h.error(), None, "a clean close is not an error");
+}
+
+/// RFC 9293 §3.6 (simultaneous close): FIN-WAIT-1 → CLOSING → TIME-WAIT.
+#[test]
+fn simultaneous_close_through_closing() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 1");
+    // Their FIN crosses ours: it does not acknowledge our FIN.
+    h.inject("F. 1:1(0) ack 1");
+    h.expect(". 2:2(0) ack 2");
+    assert_eq!(h.state(), State::Closing);
+    h.inject(". 2:2(0) ack 2");
+    assert_eq!(h.state(), State::TimeWait);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.state(), State::Closed);
+}
+
+/// RFC 9293 §3.10.7.4 (FIN-WAIT-1, FIN bit): a FIN that also acknowledges our FIN goes
+/// straight to TIME-WAIT.
+#[test]
+fn fin_wait1_fin_ack_goes_to_time_wait() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 1");
+    h.inject("F. 1:1(0) ack 2");
+    h.expect(". 2:2(0) ack 2");
+    assert_eq!(h.state(), State::TimeWait);
+}
+
+/// RFC 9293 §3.6: ESTABLISHED → CLOSE-WAIT → LAST-ACK → CLOSED.
+#[test]
+fn passive_close_through_close_wait_and_last_ack() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("P. 1:6(5) ack 1");
+    h.expect(". 1:1(0) ack 6");
+    h.inject("F. 6:6(0) ack 1");
+    h.expect(". 1:1(0) ack 7");
+    assert_eq!(h.state(), State::CloseWait);
+    assert_eq!(h.read_all(), pattern_range(0, 5));
+    assert_eq!(
+        h.tcp.recv(h.conn(), &mut [0u8; 8], h.now),
+        Ok(0),
+        "EOF after the data"
+    );
+    assert!(h.tcp.recv_ready(h.conn()), "EOF is readable");
+    // We may still send in CLOSE-WAIT.
+    assert_eq!(h.send(b"bye"), 3);
+    h.expect_now("P. 1:4(3) ack 7");
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect("F. 4:4(0) ack 7");
+    assert_eq!(h.state(), State::LastAck);
+    h.inject(". 7:7(0) ack 5");
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(h.error(), None);
+    h.expect_silence(Duration::from_secs(10));
+}
+
+/// RFC 9293 §3.10.7.4: the FIN is retransmitted until acknowledged.
+#[test]
+fn fin_is_retransmitted() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 1");
+    let again = h
+        .next_within(Duration::from_secs(5))
+        .expect("FIN retransmission");
+    h.check(&again, "F. 1:1(0) ack 1");
+    h.inject(". 1:1(0) ack 2");
+    assert_eq!(h.state(), State::FinWait2);
+}
+
+/// RFC 9293 §3.10.7.4 (TIME-WAIT): a retransmitted FIN is acknowledged again and the
+/// 2·MSL timer restarts.
+#[test]
+fn time_wait_reacks_retransmitted_fin() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 1");
+    h.inject("F. 1:1(0) ack 2");
+    h.expect(". 2:2(0) ack 2");
+    assert_eq!(h.state(), State::TimeWait);
+    h.run_for(ms(1500));
+    // Our ACK was lost; they retransmit the FIN.
+    h.inject("F. 1:1(0) ack 2");
+    let t1 = h.now;
+    h.expect(". 2:2(0) ack 2");
+    // The timer restarted: still TIME-WAIT 1.9 s later (3.4 s after entering it).
+    h.run_for((t1 + ms(1900)) - h.now);
+    assert_eq!(h.state(), State::TimeWait);
+    h.run_for(ms(200));
+    assert_eq!(h.state(), State::Closed);
+}
+
+// ---------------------------------------------------------------------------------------
+// Resets on a connection
+// ---------------------------------------------------------------------------------------
+
+/// RFC 9293 §3.10.7.4: an in-window RST in ESTABLISHED closes the connection with
+/// "connection reset".
+#[test]
+fn rst_in_established_resets() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("R 1:1(0)");
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(h.error(), Some(TcpError::ConnectionReset));
+    assert_eq!(
+        h.tcp.recv(h.conn(), &mut [0u8; 8], h.now),
+        Err(TcpError::ConnectionReset)
+    );
+    assert!(
+        h.tcp.recv_ready(h.conn()),
+        "an error makes a read not block"
+    );
+    h.expect_silence(Duration::from_secs(5));
+}
+
+/// RFC 9293 §3.10.7.4 / RFC 5961 §3: a RST outside the window is ignored.
+#[test]
+fn rst_out_of_window_is_ignored() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("R 100001:100001(0)");
+    assert_eq!(h.state(), State::Established);
+    assert_eq!(h.error(), None);
+}
+
+/// RFC 9293 §3.10.5: abort sends a RST and closes.
+#[test]
+fn abort_sends_rst() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("P. 1:11(10) ack 1");
+    h.expect(". 1:1(0) ack 11");
+    h.tcp.abort(h.conn(), h.now);
+    // <SEQ=SND.NXT><CTL=RST>; an ACK flag on it (as Linux sends) is fine too.
+    let rst = h.poll_one().expect("RST on abort");
+    assert!(rst.flags.rst && !rst.flags.syn && !rst.flags.fin, "{rst}");
+    assert_eq!(rst.seq, h.iss.unwrap() + 1);
+    assert!(rst.payload.is_empty());
+    assert_eq!(h.state(), State::Closed);
+    h.expect_silence(Duration::from_secs(5));
+}
+
+/// RFC 9293 §3.10.7.4: a SYN in a synchronized state is answered with a challenge ACK
+/// (RFC 5961 §4), never accepted as a new connection.
+#[test]
+fn syn_in_established_gets_challenge_ack() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now(". 1:1(0) ack 1");
+    assert_eq!(h.state(), State::Established);
+}
+
+/// An actively opened connection carries data and closes like a passive one; the peer's
+/// smaller MSS in its SYN-ACK is honoured (RFC 9293 §3.7.1).
+#[test]
+fn active_open_data_and_close() {
+    let mut h = H::new(config());
+    h.active_open_with("S. 0:0(0) ack 1 win 65535 <mss 1000>", ms(30));
+    assert_eq!(h.send(&[5u8; 1500]), 1500);
+    h.expect_now("P. 1:1001(1000) ack 1");
+    h.expect_now("P. 1001:1501(500) ack 1");
+    h.inject(". 1:1(0) ack 1501");
+    h.inject("P. 1:21(20) ack 1501");
+    h.expect(". 1501:1501(0) ack 21");
+    assert_eq!(h.read_all(), pattern_range(0, 20));
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1501:1501(0) ack 21");
+    h.inject("F. 21:21(0) ack 1502");
+    h.expect(". 1502:1502(0) ack 22");
+    assert_eq!(h.state(), State::TimeWait);
+}
+
+/// After a retransmission timeout pulls SND.NXT back (go-back-N), a segment without data
+/// must still carry a sequence number the peer accepts: SND.MAX, as BSD's tcp_output does.
+/// With SEQ=SND.NXT a peer that already received everything sees SEG.SEQ < RCV.NXT, drops
+/// the segment unprocessed (RFC 9293 §3.10.7.4) and answers with an ACK; when both sides
+/// are in that state their ACKs are never processed, they ping-pong forever and the
+/// connection times out (found by tcp_simulation, seed 1000; see /work/tcp-notes.md).
+#[test]
+fn pure_ack_after_rto_carries_snd_max() {
+    let mut h = H::new(Config {
+        rto_min: ms(200),
+        ..config()
+    });
+    h.passive_open_with("S 0:0(0) win 65535 <mss 100>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[3u8; 300]), 300);
+    h.expect_now("P. 11:111(100) ack 1");
+    h.expect_now("P. 111:211(100) ack 1");
+    h.expect_now("P. 211:311(100) ack 1");
+    // No ACK arrives: the RTO fires and resends the first segment.
+    let rexmit = h.next_within(Duration::from_secs(2)).expect("RTO");
+    h.check(&rexmit, "P. 11:111(100) ack 1");
+    // The peer (which did get 11..311, its ACK was lost) sends data acknowledging it all.
+    // That segment is acceptable and its ACK is processed...
+    h.inject("P. 1:11(10) ack 311");
+    // ...and our ACK of its data is a pure ACK with SEQ = SND.MAX = 311.
+    h.expect(". 311:311(0) ack 11");
+    assert_eq!(h.read_all(), pattern_range(0, 10));
+}
+
+/// The same situation, but the peer's segment acknowledges only part of what we sent:
+/// our pure ACK must still use SND.MAX (not the rewound SND.NXT).
+#[test]
+fn pure_ack_during_go_back_n_carries_snd_max() {
+    let mut h = H::new(Config {
+        rto_min: ms(200),
+        ..config()
+    });
+    h.passive_open_with("S 0:0(0) win 65535 <mss 100>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[3u8; 300]), 300);
+    for _ in 0..3 {
+        h.next_within(Duration::ZERO).expect("data");
+    }
+    let rexmit = h.next_within(Duration::from_secs(2)).expect("RTO");
+    h.check(&rexmit, "P. 11:111(100) ack 1");
+    // Peer data with no new ACK information: the ACK we owe must not use SEQ=111.
+    h.inject("P. 1:11(10) ack 11");
+    let ack = h.next_within(ACK_SLACK).expect("ACK of the peer's data");
+    let rel = ack.seq.0.wrapping_sub(h.iss.unwrap().0);
+    if ack.payload.is_empty() {
+        assert_eq!(rel, 311, "pure ACK must carry SND.MAX: {ack}");
+    } else {
+        // Piggybacked on a retransmission: that carries its own sequence number.
+        assert_eq!(rel, 111, "{ack}");
+    }
+    assert_eq!(ack.ack, h.irs + 11);
+}
