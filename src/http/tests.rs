@@ -490,22 +490,26 @@ fn slowloris_is_cut_off_while_others_are_served() {
         ..ServerConfig::default()
     };
     let (addr, _) = start(Router::standard(None).unwrap(), config);
-    let slow = thread::spawn(move || {
-        let mut s = connect(addr);
-        let start = Instant::now();
-        let request = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let start_time = Instant::now();
+    let slow = connect(addr);
+    let mut slow_reader = slow.try_clone().unwrap();
+    // The reader notes when the server answers and closes.
+    let reader = thread::spawn(move || {
+        let mut resp = Vec::new();
+        let _ = slow_reader.read_to_end(&mut resp);
+        (start_time.elapsed(), resp)
+    });
+    let trickler = thread::spawn(move || {
+        let mut s = slow;
+        let request =
+            b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
         for b in request.iter() {
-            if s.write_all(std::slice::from_ref(b)).is_err() {
+            // One byte every 100 ms: each read succeeds, only a total deadline stops this.
+            if s.write_all(std::slice::from_ref(b)).is_err() || start_time.elapsed().as_secs() > 3 {
                 break;
             }
             thread::sleep(Duration::from_millis(100));
-            if start.elapsed() > Duration::from_secs(3) {
-                break;
-            }
         }
-        let mut resp = Vec::new();
-        let _ = s.read_to_end(&mut resp);
-        (start.elapsed(), resp)
     });
     thread::sleep(Duration::from_millis(300));
     // Meanwhile another client is served promptly.
@@ -517,12 +521,13 @@ fn slowloris_is_cut_off_while_others_are_served() {
         200
     );
     assert!(t.elapsed() < Duration::from_millis(500));
-    let (elapsed, resp) = slow.join().unwrap();
+    let (elapsed, resp) = reader.join().unwrap();
     assert_eq!(status_of(&resp), 408, "{}", String::from_utf8_lossy(&resp));
     assert!(
-        elapsed < Duration::from_millis(2500),
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(2200),
         "cut off after {elapsed:?}"
     );
+    trickler.join().unwrap();
 }
 
 #[test]
@@ -563,9 +568,12 @@ fn custom_routes_and_handler_panics() {
         .route("/hello", |req: &Request| {
             Response::text(200, format!("hello {}", req.query.as_deref().unwrap_or("")))
         })
-        .route("/boom", |_: &Request| -> Response { panic!("handler bug") });
+        .route("/boom", |_: &Request| -> Response { panic!("handler bug") })
+        .route("/interim", |_: &Request| Response::new(101));
     let (addr, _) = start(router, ServerConfig::default());
     let (h, body) = exchange(addr, b"GET /hello?you HTTP/1.1\r\nHost: t\r\n\r\n");
+    let interim = exchange(addr, b"GET /interim HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(interim.0.status, 500);
     assert_eq!((h.status, body.as_slice()), (200, &b"hello you"[..]));
     assert_eq!(
         exchange(addr, b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -602,6 +610,27 @@ fn shutdown_stops_serve() {
         assert!(Instant::now() < deadline, "serve did not return");
         thread::sleep(Duration::from_millis(10));
     }
+    t.join().unwrap().unwrap();
+}
+
+#[test]
+fn shutdown_closes_idle_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::sync::Arc::new(Server::new(
+        Router::standard(None).unwrap(),
+        ServerConfig::default(),
+    ));
+    let s2 = server.clone();
+    let t = thread::spawn(move || s2.serve(listener));
+    let mut idle = Reader::new(connect(addr));
+    idle.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(idle.response(false).0.status, 200);
+    assert_eq!(server.active_connections(), 1);
+    server.shutdown_handle().shutdown();
+    assert!(server.wait_for_connections(Duration::from_secs(3)));
+    assert!(idle.at_eof());
     t.join().unwrap().unwrap();
 }
 
