@@ -386,9 +386,9 @@ impl<S: Transport> Connection<'_, S> {
         };
         let handler = &self.shared.handler;
         let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
-            // Interim (1xx) statuses would desynchronize the client: we have no protocol
-            // upgrades, and 100 Continue is the server's business.
-            Ok(r) if (200..=999).contains(&r.status) => r,
+            // Status codes are 100..=599 (RFC 9110 §15); interim (1xx) ones would desynchronize
+            // the client: we have no protocol upgrades, and 100 Continue is the server's job.
+            Ok(r) if (200..=599).contains(&r.status) => r,
             Ok(r) => {
                 log::error!("http: {peer}: handler returned status {}", r.status);
                 Response::error(500)

@@ -221,7 +221,17 @@ fn root_dir_files_redirects_and_streaming() {
         h.headers.get("content-type"),
         Some("text/plain; charset=utf-8")
     );
-    assert!(h.headers.get("last-modified").is_some());
+    // Conditional GET: unchanged since Last-Modified → 304, no body.
+    let lm = h.headers.get("last-modified").unwrap().to_string();
+    let req = format!("GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {lm}\r\n\r\n");
+    let mut r = Reader::new(connect(addr));
+    r.write(req.as_bytes());
+    let (h304, _) = r.response(true);
+    assert_eq!(h304.status, 304);
+    assert_eq!(h304.headers.get("content-length"), None);
+    // The connection is still in sync: the next response follows directly.
+    r.write(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n");
+    assert_eq!(r.response(false).0.status, 200);
     let (h, _) = exchange(addr, b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(h.headers.get("content-type"), Some("application/json"));
     let (h, _) = exchange(addr, b"GET /sub?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
