@@ -724,3 +724,50 @@ fn client_against_our_server() {
     assert_eq!(head.status, 404);
     assert_eq!(out, b"404 Not Found\n");
 }
+
+#[test]
+fn idle_keep_alive_connections_time_out() {
+    let config = ServerConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let (addr, _) = start(Router::standard(None).unwrap(), config);
+    let mut r = Reader::new(connect(addr));
+    r.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.response(false).0.status, 200);
+    let t = Instant::now();
+    assert!(r.at_eof());
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+        "closed after {waited:?}"
+    );
+}
+
+#[test]
+fn write_timeout_drops_clients_that_stop_reading() {
+    let config = ServerConfig {
+        write_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let mut router = Router::new();
+    router.route("/huge", |_: &Request| {
+        Response::bytes(200, "application/octet-stream", vec![0u8; 64 * 1024 * 1024])
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::sync::Arc::new(Server::new(router, config));
+    let s2 = server.clone();
+    thread::spawn(move || s2.serve(listener));
+    let mut s = connect(addr);
+    s.write_all(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Never read: the socket buffers fill, the server's write times out, it gives up.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    thread::sleep(Duration::from_millis(300));
+    while server.active_connections() > 0 {
+        assert!(Instant::now() < deadline, "server still writing");
+        thread::sleep(Duration::from_millis(20));
+    }
+    drop(s);
+}
