@@ -164,15 +164,17 @@ fn is_field_value_byte(b: u8) -> bool {
     b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
 }
 
+/// The lines of a complete head and the number of bytes it used.
+type HeadLines<'a> = (Vec<&'a [u8]>, usize);
+
 /// Split `buf` into the lines of a head. Skips empty lines before the first line (RFC 9112
 /// §2.2: SHOULD ignore at least one empty line before the request-line). Returns the lines
 /// (without their CRLF/LF) and the number of bytes consumed, or `None` if the empty line that
 /// ends the head has not arrived yet.
-#[allow(clippy::type_complexity)]
-fn split_head<'a>(
-    buf: &'a [u8],
-    limits: &Limits,
-) -> Result<Option<(Vec<&'a [u8]>, usize)>, ParseError> {
+///
+/// The whole buffer is rescanned on each call; that is quadratic in the number of reads of a
+/// trickled head, but the head is bounded by [`Limits::max_head_bytes`], so it stays cheap.
+fn split_head<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<HeadLines<'a>>, ParseError> {
     let mut pos = 0;
     // Leading empty lines (e.g. the stray CRLF some clients send after a POST body).
     loop {
@@ -209,7 +211,8 @@ fn split_head<'a>(
             }
             return Ok(Some((lines, pos)));
         }
-        // +1: the start line is not a header field.
+        // `lines` holds the start line plus the fields so far, so this line would be field
+        // number `lines.len()`: one too many once that exceeds the limit.
         if lines.len() > limits.max_headers {
             return Err(ParseError::TooManyHeaders);
         }

@@ -183,7 +183,7 @@ fn builtin_site_get_and_head() {
     assert_eq!(h.headers.get("allow"), Some("GET, HEAD"));
 }
 
-/// A root with a 20 MiB file, a subdirectory with an index, and a secret outside the root
+/// A root with a big file (`big_len` pseudo-random bytes), a subdirectory with an index, and a secret outside the root
 /// (plus a symlink to it inside).
 struct Fixture {
     _outer: TempDir,
@@ -191,7 +191,7 @@ struct Fixture {
     big: Vec<u8>,
 }
 
-fn fixture() -> Fixture {
+fn fixture(big_len: usize) -> Fixture {
     let outer = TempDir::new();
     let root = outer.0.join("root");
     fs::create_dir_all(root.join("sub")).unwrap();
@@ -199,7 +199,7 @@ fn fixture() -> Fixture {
     fs::write(root.join("a.txt"), b"hello from a.txt\n").unwrap();
     fs::write(root.join("sub/index.html"), b"<p>sub</p>").unwrap();
     fs::write(root.join("data.json"), b"{}").unwrap();
-    let big = pseudo_random(20 * 1024 * 1024, 7);
+    let big = pseudo_random(big_len, 7);
     fs::write(root.join("big.bin"), &big).unwrap();
     std::os::unix::fs::symlink(outer.0.join("secret.txt"), root.join("link.txt")).unwrap();
     std::os::unix::fs::symlink(&outer.0, root.join("up")).unwrap();
@@ -212,7 +212,7 @@ fn fixture() -> Fixture {
 
 #[test]
 fn root_dir_files_redirects_and_streaming() {
-    let fx = fixture();
+    let fx = fixture(20 * 1024 * 1024);
     let addr = start_standard(Some(&fx.root));
     let (h, body) = exchange(addr, b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(h.status, 200);
@@ -273,7 +273,7 @@ fn root_dir_files_redirects_and_streaming() {
 
 #[test]
 fn traversal_never_escapes_the_root() {
-    let fx = fixture();
+    let fx = fixture(1000);
     let addr = start_standard(Some(&fx.root));
     for target in [
         "/../etc/passwd",
