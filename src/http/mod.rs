@@ -51,6 +51,8 @@
 //! - [`transport`]: the [`Transport`]/[`Acceptor`] traits that keep this layer independent of
 //!   whether the bytes travel over our own stack or the kernel's (`std::net`, used in tests).
 
+#![deny(missing_docs)]
+
 pub mod client;
 pub mod handlers;
 pub mod parse;
