@@ -376,6 +376,12 @@ fn expect_100_continue() {
         b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: teapot\r\n\r\nhello",
     );
     assert_eq!(h.status, 417);
+    // Too large: refused at once, without inviting the body.
+    let mut r = Reader::new(connect(addr));
+    r.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n");
+    let (h, _) = r.response(false);
+    assert_eq!(h.status, 413);
+    assert!(r.at_eof());
 }
 
 #[test]
@@ -605,12 +611,14 @@ fn custom_routes_and_handler_panics() {
 
 #[test]
 fn shutdown_stops_serve() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Shared through an Arc: the test keeps a handle on the listener.
+    let listener = std::sync::Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let server = Server::new(Router::standard(None).unwrap(), ServerConfig::default());
     let handle = server.shutdown_handle();
-    let t = thread::spawn(move || server.serve(listener));
+    let shared = listener.clone();
+    let t = thread::spawn(move || server.serve(shared));
     assert_eq!(
         exchange(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             .0
@@ -625,6 +633,7 @@ fn shutdown_stops_serve() {
         thread::sleep(Duration::from_millis(10));
     }
     t.join().unwrap().unwrap();
+    assert_eq!(listener.local_addr().unwrap(), addr);
 }
 
 #[test]
