@@ -16,6 +16,11 @@ use super::site;
 
 /// Something that turns a request into a response. Called concurrently from connection
 /// threads, hence `Send + Sync`.
+///
+/// The server owns framing: it sets `Content-Length` from the [`Body`], adds `Date`, `Server`
+/// and `Connection`, and for `HEAD` sends only the head, so a handler answers HEAD exactly as
+/// it would answer GET. A handler may add `Connection: close` to end the connection after its
+/// response. A panic in a handler becomes a 500 for that request only.
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request.
     fn handle(&self, req: &Request) -> Response;

@@ -407,6 +407,11 @@ fn keep_alive_http10_and_connection_close() {
     assert_eq!(h.status, 200);
     assert_eq!(h.headers.get("connection"), Some("close"));
     assert!(r.at_eof());
+    // An HTTP/1.0 POST with a body, and an absolute-form target.
+    let (h, body) = exchange(addr, b"POST /echo HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!((h.status, body.as_slice()), (200, &b"hi"[..]));
+    let (h, _) = exchange(addr, b"GET http://t/style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(h.status, 200);
     // ... unless it asks for keep-alive.
     let mut r = Reader::new(connect(addr));
     for _ in 0..2 {
