@@ -557,6 +557,15 @@ impl ChunkedDecoder {
         self.state == ChunkState::Done
     }
 
+    /// Bytes of the current chunk announced but not yet decoded (lets a caller refuse an
+    /// oversized body as soon as the chunk size arrives).
+    pub fn remaining_in_chunk(&self) -> u64 {
+        match self.state {
+            ChunkState::Data(left) => left,
+            _ => 0,
+        }
+    }
+
     /// Trailer fields received after the last chunk.
     pub fn trailers(&self) -> &Headers {
         &self.trailers
@@ -891,6 +900,7 @@ mod tests {
         );
         let (_, _, d) = dechunk(b"5\r\nab").unwrap();
         assert!(!d.is_done());
+        assert_eq!(d.remaining_in_chunk(), 3);
     }
 
     /// Random and truncated inputs never panic any parser.

@@ -549,7 +549,9 @@ impl<S: Transport> Connection<'_, S> {
                         ReadError::Respond(Response::error(400))
                     })?;
                     self.buf.drain(..used);
-                    if body.len() as u64 > max {
+                    let announced =
+                        (body.len() as u64).saturating_add(decoder.remaining_in_chunk());
+                    if announced > max {
                         return Err(ReadError::Respond(Response::error(413)));
                     }
                     if decoder.is_done() {

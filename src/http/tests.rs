@@ -467,6 +467,8 @@ fn malformed_requests_get_4xx_5xx_and_the_server_keeps_serving() {
         (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
         (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n", 413),
         (b"GET /%zz HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        // A chunk announced larger than max_body is refused before its data arrives.
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n", 413),
     ];
     for (req, want) in cases {
         let resp = raw(addr, req);
