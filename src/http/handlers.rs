@@ -8,14 +8,19 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::request::Request;
-use super::response::{http_date, Body, Response};
+use super::response::{http_date, parse_http_date, Body, Response};
 use super::site;
 
 /// Something that turns a request into a response. Called concurrently from connection
 /// threads, hence `Send + Sync`.
+///
+/// The server owns framing: it sets `Content-Length` from the [`Body`], adds `Date`, `Server`
+/// and `Connection`, and for `HEAD` sends only the head, so a handler answers HEAD exactly as
+/// it would answer GET. A handler may add `Connection: close` to end the connection after its
+/// response. A panic in a handler becomes a 500 for that request only.
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request.
     fn handle(&self, req: &Request) -> Response;
@@ -172,11 +177,27 @@ impl StaticSite {
             Err(_) => return Response::error(500),
         };
         let name = canon.to_string_lossy();
+        // HTTP dates have one-second resolution.
+        let modified = modified
+            .filter(|t| *t <= SystemTime::now())
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| UNIX_EPOCH + Duration::from_secs(d.as_secs()));
+        // RFC 9110 §13.1.3: unchanged since the client's copy → 304 without a body.
+        if let (Some(m), Some(since)) = (
+            modified,
+            req.headers
+                .get("if-modified-since")
+                .and_then(parse_http_date),
+        ) {
+            if m <= since {
+                return Response::new(304).with_header("Last-Modified", http_date(m));
+            }
+        }
         let mut resp = Response::new(200)
             .with_header("Content-Type", content_type(&name))
             .with_body(Body::File { file, len });
-        if let Some(t) = modified.filter(|t| *t <= SystemTime::now()) {
-            resp.headers.append("Last-Modified", http_date(t));
+        if let Some(m) = modified {
+            resp.headers.append("Last-Modified", http_date(m));
         }
         resp
     }

@@ -28,6 +28,20 @@
 //! Idle persistent connections are closed after a timeout, and the *whole* request head must
 //! arrive before a deadline so a client trickling bytes (slowloris) cannot hold a thread forever.
 //!
+//! ## Using it
+//! ```no_run
+//! use std::net::TcpListener;
+//! use tunstack::http::{Request, Response, Router, Server, ServerConfig};
+//!
+//! // `/echo` and the built-in site (or `Some(path)` for a directory), plus a route of our own.
+//! let mut router = Router::standard(None)?;
+//! router.route("/hello", |req: &Request| Response::text(200, format!("hi {}\n", req.path)));
+//! let server = Server::new(router, ServerConfig::default());
+//! let stop = server.shutdown_handle(); // stop.shutdown() from a signal handler
+//! server.serve(TcpListener::bind("127.0.0.1:8080")?)?; // or tunstack's own listener
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! ## Map of the module
 //! - [`parse`]: our own push parser — request/status lines, header fields, chunked bodies.
 //! - [`request`] / [`response`]: the typed messages handlers see and produce.
@@ -36,6 +50,8 @@
 //! - [`client`]: `GET` over any `Read + Write` stream.
 //! - [`transport`]: the [`Transport`]/[`Acceptor`] traits that keep this layer independent of
 //!   whether the bytes travel over our own stack or the kernel's (`std::net`, used in tests).
+
+#![deny(missing_docs)]
 
 pub mod client;
 pub mod handlers;

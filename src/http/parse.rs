@@ -164,15 +164,17 @@ fn is_field_value_byte(b: u8) -> bool {
     b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
 }
 
+/// The lines of a complete head and the number of bytes it used.
+type HeadLines<'a> = (Vec<&'a [u8]>, usize);
+
 /// Split `buf` into the lines of a head. Skips empty lines before the first line (RFC 9112
 /// §2.2: SHOULD ignore at least one empty line before the request-line). Returns the lines
 /// (without their CRLF/LF) and the number of bytes consumed, or `None` if the empty line that
 /// ends the head has not arrived yet.
-#[allow(clippy::type_complexity)]
-fn split_head<'a>(
-    buf: &'a [u8],
-    limits: &Limits,
-) -> Result<Option<(Vec<&'a [u8]>, usize)>, ParseError> {
+///
+/// The whole buffer is rescanned on each call; that is quadratic in the number of reads of a
+/// trickled head, but the head is bounded by [`Limits::max_head_bytes`], so it stays cheap.
+fn split_head<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<HeadLines<'a>>, ParseError> {
     let mut pos = 0;
     // Leading empty lines (e.g. the stray CRLF some clients send after a POST body).
     loop {
@@ -209,7 +211,8 @@ fn split_head<'a>(
             }
             return Ok(Some((lines, pos)));
         }
-        // +1: the start line is not a header field.
+        // `lines` holds the start line plus the fields so far, so this line would be field
+        // number `lines.len()`: one too many once that exceeds the limit.
         if lines.len() > limits.max_headers {
             return Err(ParseError::TooManyHeaders);
         }
@@ -286,10 +289,27 @@ fn parse_version(v: &[u8]) -> Result<Version, ParseError> {
 /// Parse a request head from the start of `buf`.
 pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, ParseError> {
     let Some((lines, consumed)) = split_head(buf, limits)? else {
+        check_partial_request(buf)?;
         return Ok(Parsed::Partial);
     };
     let (first, fields) = lines.split_first().ok_or(ParseError::RequestLine)?;
-    let mut parts = first.split(|&b| b == b' ');
+    let (method, target, version) = parse_request_line(first)?;
+    let headers = parse_fields(fields, limits)?;
+    Ok(Parsed::Complete {
+        value: RequestHead {
+            // Both checked to be ASCII.
+            method: String::from_utf8_lossy(method).into_owned(),
+            target: String::from_utf8_lossy(target).into_owned(),
+            version,
+            headers,
+        },
+        consumed,
+    })
+}
+
+/// `method SP request-target SP HTTP-version` (RFC 9112 §3), exactly one SP between parts.
+fn parse_request_line(line: &[u8]) -> Result<(&[u8], &[u8], Version), ParseError> {
+    let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -298,22 +318,106 @@ pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestH
     if !is_token(method) {
         return Err(ParseError::Method);
     }
-    // request-target: visible ASCII only (RFC 3986 characters; no SP, no controls).
-    if target.is_empty() || !target.iter().all(|b| (0x21..=0x7e).contains(b)) {
+    if !is_target(target) {
         return Err(ParseError::Target);
     }
-    let version = parse_version(version)?;
-    let headers = parse_fields(fields, limits)?;
-    Ok(Parsed::Complete {
-        value: RequestHead {
-            // Both checked to be ASCII above.
-            method: String::from_utf8_lossy(method).into_owned(),
-            target: String::from_utf8_lossy(target).into_owned(),
-            version,
-            headers,
-        },
-        consumed,
-    })
+    Ok((method, target, parse_version(version)?))
+}
+
+/// request-target: visible ASCII only (the characters of RFC 3986; no SP, no controls).
+fn is_target(t: &[u8]) -> bool {
+    !t.is_empty() && t.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// Reject an incomplete head as soon as what has arrived can no longer become valid (binary
+/// junk, a TLS ClientHello, a bad field name), instead of waiting for the size limit or the
+/// deadline. Complete lines are checked fully, the last, partial line by prefix.
+fn check_partial_request(buf: &[u8]) -> Result<(), ParseError> {
+    let mut start = 0;
+    loop {
+        match buf.get(start..) {
+            Some([b'\r', b'\n', ..]) => start += 2,
+            Some([b'\n', ..]) => start += 1,
+            _ => break,
+        }
+    }
+    let mut rest = buf.get(start..).unwrap_or(&[]);
+    let mut first = true;
+    while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        let line = &rest[..nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if first {
+            parse_request_line(line)?;
+        } else {
+            parse_field_line(line)?;
+        }
+        first = false;
+        rest = &rest[nl + 1..];
+    }
+    if let Some(line) = rest.strip_suffix(b"\r") {
+        // Only the LF is missing: the line is complete.
+        if first {
+            parse_request_line(line)?;
+        } else if !line.is_empty() {
+            parse_field_line(line)?;
+        }
+        return Ok(());
+    }
+    let tail = rest;
+    if first {
+        let mut parts = tail.split(|&b| b == b' ');
+        let method = parts.next().unwrap_or(&[]);
+        if !method.iter().all(|&b| is_tchar(b)) {
+            return Err(ParseError::Method);
+        }
+        if let Some(target) = parts.next() {
+            if method.is_empty() {
+                return Err(ParseError::Method);
+            }
+            if !target.iter().all(|b| (0x21..=0x7e).contains(b)) {
+                return Err(ParseError::Target);
+            }
+        }
+        if let Some(version) = parts.next() {
+            if tail
+                .split(|&b| b == b' ')
+                .nth(1)
+                .is_some_and(<[u8]>::is_empty)
+            {
+                return Err(ParseError::Target);
+            }
+            let pattern = b"HTTP/0.0";
+            let fits = version.len() <= pattern.len()
+                && version.iter().zip(pattern).all(|(&b, &p)| {
+                    if p == b'0' {
+                        b.is_ascii_digit()
+                    } else {
+                        b == p
+                    }
+                });
+            if !fits {
+                return Err(ParseError::Version);
+            }
+        }
+        if parts.next().is_some() {
+            return Err(ParseError::RequestLine);
+        }
+    } else {
+        if tail.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+            return Err(ParseError::ObsFold);
+        }
+        let (name, value) = match tail.iter().position(|&b| b == b':') {
+            Some(c) => (&tail[..c], Some(&tail[c + 1..])),
+            None => (tail, None),
+        };
+        if !name.iter().all(|&b| is_tchar(b)) || (value.is_some() && name.is_empty()) {
+            return Err(ParseError::HeaderName);
+        }
+        if !value.unwrap_or(&[]).iter().all(|&b| is_field_value_byte(b)) {
+            return Err(ParseError::HeaderValue);
+        }
+    }
+    Ok(())
 }
 
 /// Parse a response head from the start of `buf` (used by the client).
@@ -451,6 +555,15 @@ impl ChunkedDecoder {
     /// True once the last chunk and the trailer section have been decoded.
     pub fn is_done(&self) -> bool {
         self.state == ChunkState::Done
+    }
+
+    /// Bytes of the current chunk announced but not yet decoded (lets a caller refuse an
+    /// oversized body as soon as the chunk size arrives).
+    pub fn remaining_in_chunk(&self) -> u64 {
+        match self.state {
+            ChunkState::Data(left) => left,
+            _ => 0,
+        }
     }
 
     /// Trailer fields received after the last chunk.
@@ -628,6 +741,23 @@ mod tests {
         assert_eq!(req("GET / HTTP/1.x\r\n\r\n"), Err(ParseError::Version));
         assert_eq!(req("GET / http/1.1\r\n\r\n"), Err(ParseError::Version));
         assert_eq!(req("GET / HTTP/11\r\n\r\n"), Err(ParseError::Version));
+        // Rejected before the head is complete.
+        assert_eq!(req("\x16\x03\x01\x02\x00"), Err(ParseError::Method));
+        assert_eq!(req("GET /\0"), Err(ParseError::Target));
+        assert_eq!(req("GET / HTTP/1.1x"), Err(ParseError::Version));
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nHost : x"),
+            Err(ParseError::HeaderName)
+        );
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nHost: x\r\n y"),
+            Err(ParseError::ObsFold)
+        );
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nHost: \x01"),
+            Err(ParseError::HeaderValue)
+        );
+        assert_eq!(req("GET / HTTP/1.1\r\nHost: x\r\nA"), Ok(Parsed::Partial));
         assert_eq!(
             req("GET / HTTP/2.0\r\n\r\n"),
             Err(ParseError::UnsupportedVersion(2, 0))
@@ -770,6 +900,97 @@ mod tests {
         );
         let (_, _, d) = dechunk(b"5\r\nab").unwrap();
         assert!(!d.is_done());
+        assert_eq!(d.remaining_in_chunk(), 3);
+    }
+
+    /// Random and truncated inputs never panic any parser.
+    #[test]
+    fn fuzz_never_panics() {
+        let seeds: &[&[u8]] = &[
+            b"GET /a?b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"5;e=1\r\nhello\r\n0\r\nT: v\r\n\r\n",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let limits = Limits {
+            max_head_bytes: 256,
+            max_headers: 4,
+        };
+        for _ in 0..20_000 {
+            let seed = seeds[(rnd() % seeds.len() as u64) as usize];
+            let mut input = seed.to_vec();
+            for _ in 0..(rnd() % 4) {
+                let pos = (rnd() % input.len() as u64) as usize;
+                match rnd() % 3 {
+                    0 => input[pos] = rnd() as u8,
+                    1 => input.insert(pos, b"\r\n: ;0"[(rnd() % 6) as usize]),
+                    _ => input.truncate(pos),
+                }
+                if input.is_empty() {
+                    break;
+                }
+            }
+            let _ = parse_request_head(&input, &limits);
+            let _ = parse_response_head(&input, &limits);
+            let mut d = ChunkedDecoder::new();
+            let mut out = Vec::new();
+            if let Ok(n) = d.decode(&input, &mut out) {
+                assert!(n <= input.len());
+            }
+        }
+    }
+
+    /// Parse `raw` with both parsers and assert they agree: both reject, both want more
+    /// bytes, or both accept with the same consumed length, method, target, version, fields.
+    /// `truncated`: `raw` is a cut-off head, where the documented early-rejection
+    /// differences are allowed.
+    fn agree_with_httparse(raw: &[u8], truncated: bool) {
+        let mut storage = [httparse::EMPTY_HEADER; 64];
+        let mut theirs = httparse::Request::new(&mut storage);
+        let their = theirs.parse(raw);
+        let ours = parse_request_head(raw, &Limits::default());
+        let shown = String::from_utf8_lossy(raw);
+        match (their, ours) {
+            (Ok(httparse::Status::Complete(n)), Ok(Parsed::Complete { value, consumed })) => {
+                assert_eq!(n, consumed, "{shown:?}");
+                assert_eq!(theirs.method, Some(value.method.as_str()), "{shown:?}");
+                assert_eq!(theirs.path, Some(value.target.as_str()), "{shown:?}");
+                let v = match value.version {
+                    Version::Http10 => 0,
+                    Version::Http11 => 1,
+                };
+                assert_eq!(theirs.version, Some(v), "{shown:?}");
+                let theirs_h: Vec<(String, String)> = theirs
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        let v = trim_ows(h.value);
+                        (h.name.to_string(), String::from_utf8_lossy(v).into_owned())
+                    })
+                    .collect();
+                let ours_h: Vec<(String, String)> = value
+                    .headers
+                    .iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect();
+                assert_eq!(theirs_h, ours_h, "{shown:?}");
+            }
+            (Ok(httparse::Status::Partial), Ok(Parsed::Partial)) => {}
+            (Err(_), Err(_)) => {}
+            // We reject some incomplete heads earlier than httparse (e.g. a non-ASCII byte in
+            // a partial request-target); it rejects them once complete.
+            (Ok(httparse::Status::Partial), Err(_)) if truncated => {}
+            // httparse rejects `HTTP/2` before the line ends; we wait for the whole version
+            // to answer 505 rather than 400.
+            (Err(httparse::Error::Version), Ok(Parsed::Partial)) if truncated => {}
+            (t, o) => panic!("disagreement on {shown:?}: httparse {t:?}, ours {o:?}"),
+        }
     }
 
     /// Differential test: on a corpus of requests, our parser and httparse agree on whether
@@ -805,39 +1026,37 @@ mod tests {
             b"GET / HTTP/1.1\rHost: a\r\n\r\n",
         ];
         for raw in corpus {
-            let mut storage = [httparse::EMPTY_HEADER; 64];
-            let mut theirs = httparse::Request::new(&mut storage);
-            let their = theirs.parse(raw);
-            let ours = parse_request_head(raw, &Limits::default());
-            let shown = String::from_utf8_lossy(raw);
-            match (their, ours) {
-                (Ok(httparse::Status::Complete(n)), Ok(Parsed::Complete { value, consumed })) => {
-                    assert_eq!(n, consumed, "{shown:?}");
-                    assert_eq!(theirs.method, Some(value.method.as_str()), "{shown:?}");
-                    assert_eq!(theirs.path, Some(value.target.as_str()), "{shown:?}");
-                    let v = match value.version {
-                        Version::Http10 => 0,
-                        Version::Http11 => 1,
-                    };
-                    assert_eq!(theirs.version, Some(v), "{shown:?}");
-                    let theirs_h: Vec<(String, String)> = theirs
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            let v = trim_ows(h.value);
-                            (h.name.to_string(), String::from_utf8_lossy(v).into_owned())
-                        })
-                        .collect();
-                    let ours_h: Vec<(String, String)> = value
-                        .headers
-                        .iter()
-                        .map(|(a, b)| (a.to_string(), b.to_string()))
-                        .collect();
-                    assert_eq!(theirs_h, ours_h, "{shown:?}");
-                }
-                (Err(_), Err(_)) => {}
-                (t, o) => panic!("disagreement on {shown:?}: httparse {t:?}, ours {o:?}"),
+            agree_with_httparse(raw, false);
+        }
+    }
+
+    /// Differential test on mutants: one random byte replaced or inserted in a valid request,
+    /// whole and truncated.
+    #[test]
+    fn differential_mutants_against_httparse() {
+        let seeds: &[&[u8]] = &[
+            b"GET /a?b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nX-A: b c\r\n\r\n",
+            b"POST /echo HTTP/1.0\r\nA:b\r\n\r\n",
+        ];
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..30_000 {
+            let mut input = seeds[(rnd() % seeds.len() as u64) as usize].to_vec();
+            let pos = (rnd() % (input.len() as u64 - 4)) as usize;
+            if rnd() % 2 == 0 {
+                input[pos] = rnd() as u8;
+            } else {
+                input.insert(pos, rnd() as u8);
             }
+            agree_with_httparse(&input, false);
+            // And a truncated copy: both must say Partial, or both reject early.
+            let cut = (rnd() % input.len() as u64) as usize;
+            agree_with_httparse(&input[..cut], true);
         }
     }
 }

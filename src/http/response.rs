@@ -173,6 +173,47 @@ pub fn http_date(t: SystemTime) -> String {
     format!("{weekday}, {day:02} {mon} {year} {h:02}:{m:02}:{s:02} GMT")
 }
 
+/// Parse an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7). The obsolete
+/// RFC 850 and asctime forms are not accepted; a recipient may treat them as invalid, which
+/// for `If-Modified-Since` just means "send the full response".
+pub fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() != 29 || &b[3..5] != b", " || &b[25..] != b" GMT" {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        let t = s.get(r)?;
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
+    };
+    let day = num(5..7)?;
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = months.iter().position(|m| s.get(8..11) == Some(*m))? as u64 + 1;
+    let year = num(12..16)?;
+    let (h, m, sec) = (num(17..19)?, num(20..22)?, num(23..25)?);
+    if b[7] != b' ' || b[11] != b' ' || b[16] != b' ' || b[19] != b':' || b[22] != b':' {
+        return None;
+    }
+    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    // Days-from-civil (H. Hinnant's algorithm), for years >= 1970.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
+    Some(UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
 /// How the server frames a response on the wire.
 pub(crate) struct WireOptions {
     /// HEAD request: send the fields (with the GET's Content-Length) but no body.
@@ -291,6 +332,19 @@ mod tests {
         assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(http_date(leap), "Tue, 29 Feb 2000 00:00:00 GMT");
+        for t in [
+            t,
+            leap,
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+        ] {
+            assert_eq!(parse_http_date(&http_date(t)), Some(t));
+        }
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 UTC"), None);
+        assert_eq!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:4x:37 GMT"), None);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT\u{e9}"), None);
     }
 
     fn wire(resp: Response, head_only: bool) -> String {

@@ -133,8 +133,24 @@ impl Server {
         self.shared.active.load(Ordering::SeqCst)
     }
 
+    /// After [`ShutdownHandle::shutdown`]: wait up to `timeout` for the open connections to
+    /// finish their current exchange and close. True if none are left.
+    pub fn wait_for_connections(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.active_connections() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// Accept and serve connections until shutdown is requested or the acceptor fails
-    /// fatally. `WouldBlock`/`TimedOut`/`Interrupted` from `accept` just re-check the shutdown
+    /// fatally. The shutdown flag is checked between accepts, so a listener whose `accept`
+    /// blocks forever delays the return until the next connection arrives: give the
+    /// [`Acceptor`] an accept timeout (returning `WouldBlock`/`TimedOut`) or make it
+    /// non-blocking. `WouldBlock`/`TimedOut`/`Interrupted` from `accept` just re-check the shutdown
     /// flag (a listener with an accept timeout or a non-blocking one makes shutdown prompt);
     /// resource exhaustion (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) and aborted connections
     /// are logged and retried after a pause; any other error is returned.
@@ -269,6 +285,8 @@ impl<S: Transport> Connection<'_, S> {
                 Ok(h) => h,
                 Err(ReadError::Close) => break,
                 Err(ReadError::Respond(resp)) => {
+                    // The access-log line for a request we could not parse.
+                    log::info!("{} \"-\" {} 0 -", self.peer, resp.status);
                     self.respond_and_close(resp, None);
                     return;
                 }
@@ -368,7 +386,13 @@ impl<S: Transport> Connection<'_, S> {
         };
         let handler = &self.shared.handler;
         let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
-            Ok(r) => r,
+            // Status codes are 100..=599 (RFC 9110 §15); interim (1xx) ones would desynchronize
+            // the client: we have no protocol upgrades, and 100 Continue is the server's job.
+            Ok(r) if (200..=599).contains(&r.status) => r,
+            Ok(r) => {
+                log::error!("http: {peer}: handler returned status {}", r.status);
+                Response::error(500)
+            }
             Err(_) => {
                 log::error!(
                     "http: {peer}: handler panicked on {} {}",
@@ -425,7 +449,7 @@ impl<S: Transport> Connection<'_, S> {
                         return Err(ReadError::Respond(Response::error(e.status())));
                     }
                 }
-            } else if self.shared.shutdown.load(Ordering::SeqCst) && !first {
+            } else if self.shared.shutdown.load(Ordering::SeqCst) {
                 return Err(ReadError::Close);
             }
             let deadline = head_deadline.unwrap_or(idle_deadline);
@@ -525,7 +549,9 @@ impl<S: Transport> Connection<'_, S> {
                         ReadError::Respond(Response::error(400))
                     })?;
                     self.buf.drain(..used);
-                    if body.len() as u64 > max {
+                    let announced =
+                        (body.len() as u64).saturating_add(decoder.remaining_in_chunk());
+                    if announced > max {
                         return Err(ReadError::Respond(Response::error(413)));
                     }
                     if decoder.is_done() {

@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A connected, blocking, bidirectional byte stream (one TCP connection).
@@ -55,5 +56,14 @@ impl Acceptor for TcpListener {
         // out blocking streams: the server relies on read/write timeouts.
         stream.set_nonblocking(false)?;
         Ok((stream, peer))
+    }
+}
+
+/// A shared listener accepts too, so the caller can keep a handle (e.g. to close it) while
+/// [`Server::serve`](crate::http::Server::serve) owns the other.
+impl<A: Acceptor> Acceptor for Arc<A> {
+    type Stream = A::Stream;
+    fn accept(&self) -> io::Result<(A::Stream, SocketAddr)> {
+        (**self).accept()
     }
 }
