@@ -29,7 +29,7 @@ fn main() -> std::io::Result<()> {
 
     let device = TunDevice::open(&tun)?;
     device.configure(&host_ip, 1500)?;
-    let (mut reader, mut writer) = device.split();
+    let (reader, writer) = device.split();
     let stack = stack::start(
         move |buf: &mut [u8]| reader.recv(buf),
         move |pkt: &[u8]| writer.send(pkt),

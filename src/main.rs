@@ -137,7 +137,7 @@ fn start_stack(link: &LinkArgs) -> io::Result<StackHandle> {
         link.host_ip,
         link.ip
     );
-    let (mut reader, mut writer) = device.split();
+    let (reader, writer) = device.split();
     let mut config = StackConfig::new(link.ip);
     config.mtu = link.mtu;
     config.seed = link.seed;
@@ -259,16 +259,17 @@ fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -
         ))
     })?;
     let stack = start_stack(link)?;
-    let stream =
-        TcpStream::connect_timeout(&stack, SocketAddrV4::new(addr, url.port), timeout)
-            .map_err(|e| io::Error::new(e.kind(), format!("connecting to {addr}:{}: {e}", url.port)))?;
+    let stream = TcpStream::connect_timeout(&stack, SocketAddrV4::new(addr, url.port), timeout)
+        .map_err(|e| io::Error::new(e.kind(), format!("connecting to {addr}:{}: {e}", url.port)))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
 
     let mut out: Box<dyn Write> = match &output {
-        Some(path) => Box::new(BufWriter::new(File::create(path).map_err(|e| {
-            io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-        })?)),
+        Some(path) => {
+            Box::new(BufWriter::new(File::create(path).map_err(|e| {
+                io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+            })?))
+        }
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
     let bar = Arc::new(Mutex::new(None::<indicatif::ProgressBar>));

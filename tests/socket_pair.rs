@@ -43,6 +43,7 @@ fn start(addr: Ipv4Addr, rx: mpsc::Receiver<Vec<u8>>, tx: mpsc::Sender<Vec<u8>>)
 }
 
 fn pair() -> (StackHandle, StackHandle) {
+    let _ = env_logger::builder().is_test(true).try_init();
     let (c2s_tx, c2s_rx) = wire();
     let (s2c_tx, s2c_rx) = wire();
     let client = start(CLIENT, s2c_rx, c2s_tx);

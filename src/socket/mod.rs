@@ -185,23 +185,27 @@ impl TcpStream {
             .tcp_mut()
             .connect(local, remote, now)
             .map_err(io_error)?;
-        // From here on the stream owns the connection: dropping it releases the TCB.
+        // From here on the stream owns the connection: dropping it releases the TCB. It is
+        // declared after the guard so that on every return the guard is released first
+        // (dropping the stream takes the lock again).
         let stream = TcpStream::from_id(stack, id);
         stack.wake();
-        loop {
+        let outcome = loop {
             if core.tcp().is_connected(id) {
-                return Ok(stream);
+                break Ok(());
             }
             if let Some(e) = core.tcp().error(id) {
-                return Err(io_error(e));
+                break Err(io_error(e));
             }
             if expired(deadline) {
                 let now = stack.now();
                 core.tcp_mut().abort(id, now);
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+                break Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
             }
             core = stack.wait(core, deadline);
-        }
+        };
+        drop(core);
+        outcome.map(|()| stream)
     }
 
     /// The remote end's address.
