@@ -37,7 +37,11 @@ source "$here/netns.sh"
 
 # cargo may live in ~/.cargo/bin, which a plain `sudo` drops from PATH.
 if ! command -v cargo >/dev/null 2>&1; then
-    for env in "${HOME:-/root}/.cargo/env" "/root/.cargo/env"; do
+    sudo_home=""
+    if [[ -n "${SUDO_USER:-}" ]]; then
+        sudo_home="$(getent passwd "$SUDO_USER" | cut -d: -f6)"
+    fi
+    for env in "${HOME:-/root}/.cargo/env" /root/.cargo/env "${sudo_home:-/nonexistent}/.cargo/env"; do
         # shellcheck disable=SC1090
         [[ -f "$env" ]] && source "$env" && break
     done

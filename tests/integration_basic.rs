@@ -267,7 +267,11 @@ fn sigterm_exits_zero_and_removes_tun() {
         "exit status after SIGTERM: {status}; log:\n{}",
         h.server_log()
     );
-    assert!(!h.tun_exists(), "TUN {} still exists after exit", h.tun());
+    assert!(
+        h.wait_tun_gone(Duration::from_secs(5)),
+        "TUN {} still exists 5 s after exit",
+        h.tun()
+    );
 }
 
 /// `--pcap FILE` records what crossed the device in a file tshark reads: the HTTP

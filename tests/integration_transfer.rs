@@ -162,7 +162,11 @@ fn get_client_fetches_64_mib_from_kernel_server() {
     if let Err(e) = compare_files(&file, &out) {
         panic!("tunstack get output differs from the served file: {e}");
     }
-    assert!(!h.tun_exists(), "TUN {} left behind by `get`", h.tun());
+    assert!(
+        h.wait_tun_gone(std::time::Duration::from_secs(5)),
+        "TUN {} left behind by `get`",
+        h.tun()
+    );
 }
 
 /// 32 MiB GET and POST while nftables drops ~5 % of packets in each direction on the TUN:

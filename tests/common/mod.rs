@@ -560,6 +560,20 @@ impl Harness {
         self.run_in_ns(SHORT_TIMEOUT, "ip", &["link", "show", "dev", &self.tun])
             .success()
     }
+
+    /// Poll (up to `limit`) until the TUN device is gone; false if it is still there.
+    pub fn wait_tun_gone(&self, limit: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if !self.tun_exists() {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// Write `len` bytes of deterministic pseudo-random content (xorshift64*, seeded) to
