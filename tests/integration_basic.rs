@@ -322,3 +322,102 @@ fn pcap_capture_is_readable_by_tshark() {
         "no 200 response in the capture: {run}"
     );
 }
+
+/// `Connection: close` and HTTP/1.0 end the connection after a complete response: a
+/// raw client sees status 200, the whole body (Content-Length bytes), then EOF.
+#[test]
+fn connection_close_and_http10_are_honoured() {
+    let Some(mut h) = Harness::new("connection_close_and_http10_are_honoured", &["python3"]) else {
+        return;
+    };
+    h.serve(PORT, &[]);
+    // Prints "EOF" or "TIMEOUT", then the status line, then the declared and the
+    // received body length.
+    let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(sys.argv[3].encode().decode("unicode_escape").encode("latin-1"))
+data = b""
+end = "EOF"
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+except socket.timeout:
+    end = "TIMEOUT"
+head, _, body = data.partition(b"\r\n\r\n")
+lines = head.decode("latin-1").split("\r\n")
+length = "none"
+for line in lines[1:]:
+    name, _, value = line.partition(":")
+    if name.strip().lower() == "content-length":
+        length = value.strip()
+print(end)
+print(lines[0])
+print(length, len(body))
+"#;
+    let port = PORT.to_string();
+    for request in [
+        r"GET / HTTP/1.1\r\nHost: 10.0.0.2\r\nConnection: close\r\n\r\n",
+        r"GET / HTTP/1.0\r\n\r\n",
+    ] {
+        let run = h.run_in_ns(
+            SHORT_TIMEOUT,
+            "python3",
+            &["-c", script, STACK_IP, &port, request],
+        );
+        run.expect_success("python3 client");
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(
+            lines.first().copied(),
+            Some("EOF"),
+            "{request}: the server should close the connection after the response: {run}"
+        );
+        let status = lines.get(1).copied().unwrap_or("");
+        assert!(
+            status.starts_with("HTTP/1.") && status.split_whitespace().nth(1) == Some("200"),
+            "{request}: status line {status:?}: {run}"
+        );
+        let sizes: Vec<&str> = lines.get(2).copied().unwrap_or("").split(' ').collect();
+        assert!(
+            sizes.len() == 2 && sizes[0] == sizes[1],
+            "{request}: Content-Length vs body received: {run}"
+        );
+    }
+}
+
+/// `POST /echo` with a chunked request body (no Content-Length) comes back unchanged.
+#[test]
+fn post_echo_chunked_body() {
+    let Some(mut h) = Harness::new("post_echo_chunked_body", &[]) else {
+        return;
+    };
+    h.serve(PORT, &[]);
+    let input = h.dir().join("chunked.in");
+    let output = h.dir().join("chunked.out");
+    write_pattern_file(&input, MIB + 12345, 0x6368_756e);
+    let data = format!("@{}", input.to_str().unwrap());
+    let run = h.curl(
+        SHORT_TIMEOUT,
+        &[
+            "-H",
+            "Transfer-Encoding: chunked",
+            "-H",
+            "Expect:",
+            "--data-binary",
+            &data,
+            "-o",
+            output.to_str().unwrap(),
+            "-w",
+            "%{http_code}",
+            &url("/echo"),
+        ],
+    );
+    run.expect_success("curl chunked POST /echo");
+    assert_eq!(run.stdout.trim(), "200", "{run}");
+    if let Err(e) = compare_files(&input, &output) {
+        panic!("chunked POST /echo response differs: {e}");
+    }
+}
