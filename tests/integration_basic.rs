@@ -421,3 +421,43 @@ fn post_echo_chunked_body() {
         panic!("chunked POST /echo response differs: {e}");
     }
 }
+
+/// `tunstack get` exits non-zero with a message naming the problem for a 404 and for a
+/// refused connection (and within a bounded time).
+#[test]
+fn get_reports_errors() {
+    let Some(mut h) = Harness::new("get_reports_errors", &["python3"]) else {
+        return;
+    };
+    let www = h.dir().join("www");
+    std::fs::create_dir_all(&www).expect("mkdir www");
+    h.start_kernel_http_server(8000, &www);
+    let out = h.dir().join("missing.out");
+
+    let url = format!("http://{HOST_IP}:8000/missing");
+    let run = h.tunstack_get(&url, &out, SHORT_TIMEOUT);
+    assert!(run.status.is_some(), "tunstack get {url} hung: {run}");
+    assert!(!run.success(), "tunstack get of a 404 must fail: {run}");
+    assert!(
+        run.stderr.contains("404"),
+        "the message should name the HTTP status: {run}"
+    );
+    assert!(
+        h.wait_tun_gone(Duration::from_secs(5)),
+        "TUN left behind after a failed get"
+    );
+
+    // Nobody listens on 8001: the kernel answers the SYN with RST.
+    let url = format!("http://{HOST_IP}:8001/");
+    let run = h.tunstack_get(&url, &out, SHORT_TIMEOUT);
+    assert!(run.status.is_some(), "tunstack get {url} hung: {run}");
+    assert!(
+        !run.success(),
+        "tunstack get of a closed port must fail: {run}"
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(20),
+        "a refused connection should fail fast, took {:?}: {run}",
+        run.elapsed
+    );
+}

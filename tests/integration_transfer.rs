@@ -111,53 +111,16 @@ fn get_client_fetches_64_mib_from_kernel_server() {
     std::fs::create_dir_all(&www).expect("mkdir www");
     let file = www.join("file");
     write_pattern_file(&file, 64 * MIB, 0x0067_6574);
-    let www_arg = path_str(&www).to_string();
-    h.spawn_in_ns(
-        "http.server",
-        "python3",
-        &[
-            "-m",
-            "http.server",
-            "--bind",
-            "0.0.0.0",
-            "8000",
-            "--directory",
-            &www_arg,
-        ],
-    );
-    // Poll the kernel server over the namespace's loopback until it answers.
-    let start = std::time::Instant::now();
-    loop {
-        let run = h.curl(
-            std::time::Duration::from_secs(2),
-            &["-o", "/dev/null", "http://127.0.0.1:8000/"],
-        );
-        if run.success() {
-            break;
-        }
-        assert!(
-            start.elapsed() < READY_TIMEOUT,
-            "python3 http.server did not come up: {run}\n{}",
-            h.helper_log("http.server")
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    h.start_kernel_http_server(8000, &www);
 
     let out = h.dir().join("get.out");
     let url = format!("http://{HOST_IP}:8000/file");
-    let mut c = h.ns().command(tunstack_bin());
-    c.args(["get", &url, "--tun", h.tun(), "--host-ip", HOST_CIDR])
-        .args(["--ip", STACK_IP, "-o", path_str(&out)])
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        );
-    let run = run_bounded(c, BIG_TIMEOUT);
+    let run = h.tunstack_get(&url, &out, BIG_TIMEOUT);
     eprintln!("tunstack get {url}: {:?}", run.elapsed);
     assert!(
         run.success(),
         "tunstack get {url}: {run}\nhttp.server log:\n{}",
-        h.helper_log("http.server")
+        h.helper_log("http.server-8000")
     );
     if let Err(e) = compare_files(&file, &out) {
         panic!("tunstack get output differs from the served file: {e}");

@@ -525,6 +525,54 @@ impl Harness {
         self.helpers.push(ChildGuard::new(child, name));
     }
 
+    /// Start `python3 -m http.server` on 0.0.0.0:`port` in the namespace, serving `dir`,
+    /// and poll (over the namespace's loopback) until it answers.
+    pub fn start_kernel_http_server(&mut self, port: u16, dir: &Path) {
+        let port_arg = port.to_string();
+        let dir_arg = dir.to_str().expect("utf-8 path").to_string();
+        let name = format!("http.server-{port}");
+        self.spawn_in_ns(
+            &name,
+            "python3",
+            &[
+                "-m",
+                "http.server",
+                "--bind",
+                "0.0.0.0",
+                &port_arg,
+                "--directory",
+                &dir_arg,
+            ],
+        );
+        let probe = format!("http://127.0.0.1:{port}/");
+        let start = Instant::now();
+        loop {
+            let run = self.curl(Duration::from_secs(2), &["-o", "/dev/null", &probe]);
+            if run.success() {
+                return;
+            }
+            assert!(
+                start.elapsed() < READY_TIMEOUT,
+                "python3 http.server did not come up: {run}\n{}",
+                self.helper_log(&name)
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `tunstack get URL -o OUT` with the test's TUN and addresses, bounded by `limit`.
+    pub fn tunstack_get(&self, url: &str, out: &Path, limit: Duration) -> Run {
+        let mut c = self.ns.command(tunstack_bin());
+        c.args(["get", url, "--tun", &self.tun, "--host-ip", HOST_CIDR])
+            .args(["--ip", STACK_IP, "-o"])
+            .arg(out)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        run_bounded(c, limit)
+    }
+
     /// Output of a helper started with [`Harness::spawn_in_ns`].
     pub fn helper_log(&self, name: &str) -> String {
         fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default()
