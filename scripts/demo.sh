@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tunstack demo: build, start `tunstack serve` in a fresh network namespace, and talk to it.
 #
-#   sudo ./scripts/demo.sh          # serve, ping + curl once, show the server log, clean up
-#   sudo ./scripts/demo.sh --keep   # ... then keep serving until Ctrl-C
+#   sudo ./scripts/demo.sh                  # serve, ping + curl once, show the server log, clean up
+#   sudo ./scripts/demo.sh --keep           # ... then keep serving until Ctrl-C
+#   sudo ./scripts/demo.sh -- --trace       # arguments after -- go to `tunstack serve`
 #
 # Everything happens inside the namespace tunstack-demo-<pid>: the TUN device, the kernel
 # side address 10.0.0.1/24 and the stack's 10.0.0.2. Nothing is configured in the root
@@ -12,14 +13,22 @@
 set -euo pipefail
 
 keep=0
-case "${1:-}" in
-"") ;;
---keep) keep=1 ;;
-*)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-    ;;
-esac
+serve_args=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --keep) keep=1 ;;
+    --)
+        shift
+        serve_args=("$@")
+        break
+        ;;
+    *)
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
 
 if [[ $EUID -ne 0 ]]; then
     echo "demo.sh: needs root (network namespaces and TUN devices): sudo $0 $*" >&2
@@ -86,7 +95,7 @@ fi
 echo "== namespace $ns, TUN $tun: kernel side $host_ip, tunstack answers as $stack_ip"
 netns_create "$ns"
 RUST_LOG="${RUST_LOG:-info}" ip netns exec "$ns" "$bin" serve \
-    --tun "$tun" --host-ip "$host_ip" --ip "$stack_ip" --port 80 >"$log" 2>&1 &
+    --tun "$tun" --host-ip "$host_ip" --ip "$stack_ip" --port 80 ${serve_args[@]+"${serve_args[@]}"} >"$log" 2>&1 &
 server_pid=$!
 
 # Poll until the server answers; the "listening" log line is informative only.
@@ -113,8 +122,9 @@ echo
 echo "== ping -c 2 $stack_ip   (ICMP echo, answered by src/ip/icmp.rs)"
 ip netns exec "$ns" ping -c 2 -W 2 "$stack_ip" || true
 echo
-echo "== curl -v http://$stack_ip/   (TCP + HTTP, all in userspace)"
-ip netns exec "$ns" curl -sS -v --max-time 10 "http://$stack_ip/" || true
+echo "== curl -v http://$stack_ip/   (TCP + HTTP, all in userspace; first lines of the page)"
+ip netns exec "$ns" curl -sS -v --max-time 10 "http://$stack_ip/" 2>&1 | head -n 30 || true
+echo "   [...]"
 echo
 echo "== curl --data-binary 'hello tunstack' http://$stack_ip/echo   (POST /echo sends the body back)"
 ip netns exec "$ns" curl -sS --max-time 10 --data-binary 'hello tunstack' "http://$stack_ip/echo" || true
