@@ -1,21 +1,26 @@
 //! Embedding tunstack's HTTP server with your own handler.
 //!
-//! Runs over the kernel's sockets (`std::net`) on 127.0.0.1 so it works without a TUN device;
-//! the same `Server` runs over tunstack's own sockets because both implement
-//! `http::Acceptor`.
+//! By default it runs over tunstack's own stack on a TUN device (as root, best inside a
+//! scratch network namespace); with `--std ADDR` the very same `Server` runs over the
+//! kernel's sockets instead, because both socket types implement `http::Acceptor`.
 //!
 //! ```text
-//! cargo run --example http_custom_handler            # listens on 127.0.0.1:8080
-//! curl http://127.0.0.1:8080/hello?name=reader
-//! curl http://127.0.0.1:8080/stats
-//! curl --data-binary @Cargo.toml http://127.0.0.1:8080/echo
-//! curl http://127.0.0.1:8080/                        # the built-in site
+//! ip netns add hello-demo
+//! ip netns exec hello-demo cargo run --example http_custom_handler   # TUN hello0, 10.8.0.2:80
+//! ip netns exec hello-demo curl 'http://10.8.0.2/hello?name=reader'
+//! ip netns exec hello-demo curl http://10.8.0.2/stats
+//! ip netns del hello-demo
+//!
+//! cargo run --example http_custom_handler -- --std 127.0.0.1:8080     # no TUN, no root
 //! ```
 
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tunstack::http::{Handler, Request, Response, Router, Server, ServerConfig};
+use tunstack::link::tun::TunDevice;
+use tunstack::socket::TcpListener;
+use tunstack::stack::{self, StackConfig};
 
 /// A handler with state: counts the requests it has seen.
 struct Stats {
@@ -35,9 +40,7 @@ impl Handler for Stats {
 
 fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    let args: Vec<String> = std::env::args().skip(1).collect();
 
     // The standard routes (/echo and the built-in site), plus ours.
     let mut router = Router::standard(None)?;
@@ -60,8 +63,27 @@ fn main() -> std::io::Result<()> {
             },
         );
 
-    let listener = TcpListener::bind(&addr)?;
-    println!("listening on http://{}", listener.local_addr()?);
     let server = Server::new(router, ServerConfig::default());
+    if let [flag, addr] = args.as_slice() {
+        if flag == "--std" {
+            let listener = std::net::TcpListener::bind(addr)?;
+            println!("listening on http://{} (kernel TCP)", listener.local_addr()?);
+            return server.serve(listener);
+        }
+    }
+
+    // Our own stack: TUN hello0, the kernel side is 10.8.0.1, we answer as 10.8.0.2.
+    let ip = Ipv4Addr::new(10, 8, 0, 2);
+    let device = TunDevice::open("hello0")?;
+    device.configure("10.8.0.1/24", 1500)?;
+    let (reader, writer) = device.split();
+    let stack = stack::start(
+        move |buf: &mut [u8]| reader.recv(buf),
+        move |pkt: &[u8]| writer.send(pkt),
+        StackConfig::new(ip),
+        None,
+    )?;
+    let listener = TcpListener::bind(&stack, SocketAddrV4::new(ip, 80))?;
+    println!("listening on http://{ip}/ (tunstack TCP on TUN hello0)");
     server.serve(listener)
 }
