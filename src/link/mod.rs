@@ -10,8 +10,9 @@
 //! one bare IP packet and each `write` injects one, with no Ethernet header, no MAC addresses
 //! and therefore no ARP. That is why a TUN is ideal for a userspace stack that starts at IP:
 //! the kernel routes packets for the TUN's subnet into our process, and we answer as if we
-//! were another host on that subnet. (A TAP device would carry Ethernet frames instead and
-//! would need an Ethernet + ARP layer here; that is a later step.)
+//! were another host on that subnet. A **TAP** device (the same module, [`tun::TunDevice::open_tap`]) carries Ethernet frames
+//! instead: then [`ethernet_layer::EthernetLayer`] sits between the device and IP, framing
+//! packets ([`ethernet`]) and resolving next hops with ARP ([`arp`]).
 //!
 //! Other devices implement the same trait: [`memory::pair`] connects two stacks back to back
 //! inside one process for tests, and [`pcap::PcapDevice`] wraps any device to record what
@@ -19,6 +20,9 @@
 
 use std::io;
 
+pub mod arp;
+pub mod ethernet;
+pub mod ethernet_layer;
 pub mod memory;
 pub mod pcap;
 pub mod tun;

@@ -24,6 +24,8 @@ pub const MAGIC: u32 = 0xa1b2_c3d4;
 pub const SNAPLEN: u32 = 65_535;
 /// Link type for packets that start directly with an IP header (no link-layer header).
 pub const LINKTYPE_RAW: u32 = 101;
+/// Link type of Ethernet frames (a TAP device's captures).
+pub const LINKTYPE_ETHERNET: u32 = 1;
 
 /// Writes packets to a pcap stream. Nothing is written after an I/O error is returned,
 /// but the writer stays usable (a full disk must not kill the stack).
@@ -49,7 +51,13 @@ impl PcapWriter<BufWriter<File>> {
 impl<W: Write> PcapWriter<W> {
     /// Wraps `out` and writes the global header (magic 0xa1b2c3d4, version 2.4, snaplen
     /// 65535, LINKTYPE_RAW).
-    pub fn new(mut out: W) -> io::Result<Self> {
+    pub fn new(out: W) -> io::Result<Self> {
+        Self::with_linktype(out, LINKTYPE_RAW)
+    }
+
+    /// Like [`PcapWriter::new`] with another link type, e.g. [`LINKTYPE_ETHERNET`] for the
+    /// frames of a TAP device.
+    pub fn with_linktype(mut out: W, linktype: u32) -> io::Result<Self> {
         let mut header = Vec::with_capacity(24);
         header.extend_from_slice(&MAGIC.to_le_bytes());
         header.extend_from_slice(&2u16.to_le_bytes());
@@ -57,7 +65,7 @@ impl<W: Write> PcapWriter<W> {
         header.extend_from_slice(&0i32.to_le_bytes()); // thiszone: timestamps are UTC
         header.extend_from_slice(&0u32.to_le_bytes()); // sigfigs: always 0 in practice
         header.extend_from_slice(&SNAPLEN.to_le_bytes());
-        header.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
+        header.extend_from_slice(&linktype.to_le_bytes());
         out.write_all(&header)?;
         Ok(PcapWriter { out })
     }

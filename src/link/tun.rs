@@ -127,6 +127,18 @@ impl TunDevice {
     /// Errors carry a message saying what to do: `/dev/net/tun` missing (`NotFound`), missing
     /// `CAP_NET_ADMIN` (`PermissionDenied`), name in use, or an invalid name (`InvalidInput`).
     pub fn open(name: &str) -> io::Result<TunDevice> {
+        Self::open_mode(name, Mode::Tun)
+    }
+
+    /// Creates the **TAP** interface `name`: like [`TunDevice::open`], but the device works
+    /// at layer 2 — each read returns one Ethernet frame (no preamble, no FCS) and each write
+    /// sends one. The host then needs an Ethernet + ARP layer
+    /// ([`super::ethernet_layer::EthernetLayer`]). The kernel side gets a random MAC of its own.
+    pub fn open_tap(name: &str) -> io::Result<TunDevice> {
+        Self::open_mode(name, Mode::Tap)
+    }
+
+    fn open_mode(name: &str, mode: Mode) -> io::Result<TunDevice> {
         validate_name(name)?;
         if !Path::new(TUN_PATH).exists() {
             return Err(io::Error::new(
@@ -137,8 +149,12 @@ impl TunDevice {
                 ),
             ));
         }
-        let iface = Iface::without_packet_info(name, Mode::Tun).map_err(|e| open_error(name, e))?;
-        log::info!("created TUN device {}", iface.name());
+        let iface = Iface::without_packet_info(name, mode).map_err(|e| open_error(name, e))?;
+        log::info!(
+            "created {} device {}",
+            if mode == Mode::Tap { "TAP" } else { "TUN" },
+            iface.name()
+        );
         Ok(TunDevice {
             shared: Arc::new(Shared {
                 iface,

@@ -1,0 +1,544 @@
+//! The Ethernet layer of a host on a TAP device: frames in and out below, IP packets above.
+//!
+//! ```text
+//!          IP packets up (to stack::Interface)        IP packets down (from it)
+//!                  ▲                                          │
+//!   handle_frame ──┤ EtherType 0x0800, to our MAC / broadcast │ send_ip: next hop =
+//!   (Frame::parse) │                                          │   dst on our subnet, or
+//!                  ├─ 0x0806 ARP: merge sender into the cache,│   --gateway, then
+//!                  │   answer requests for our IP ──────┐     │ ArpCache::send ─ known ─┐
+//!                  └─ other (IPv6 …): count and drop    │     │   └ unknown: queue +    │
+//!                                                       ▼     ▼     broadcast request   ▼
+//!                                               poll_transmit() → Ethernet frames to the TAP
+//! ```
+//!
+//! Sans-IO like the layers above: bytes and `now` in, frames out, timers as data
+//! ([`EthernetLayer::poll_at`]). The IP host does not know it sits on Ethernet, so TUN mode
+//! (no link header at all) and TAP mode share every layer above this one. The boundary is
+//! protocol-independent: [`EthernetLayer::handle_frame`] hands up the payload of any network
+//! protocol it accepts, and [`EthernetLayer::send_ip`] dispatches on the IP version nibble —
+//! IPv6 would plug in here with Neighbor Discovery (RFC 4861) beside ARP.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::Ipv4Addr;
+
+use super::arp::{ArpCache, ArpConfig, ArpPacket, ArpStats, Resolution, OP_REPLY, OP_REQUEST};
+use super::ethernet::{self, Frame, MacAddr, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use crate::time::Instant;
+
+/// Frames waiting for the device; beyond this, new ones are dropped (DESIGN §7).
+const MAX_OUT: usize = 4096;
+
+/// How the host sits on its Ethernet segment.
+#[derive(Debug, Clone)]
+pub struct EthernetConfig {
+    /// Our MAC address.
+    pub mac: MacAddr,
+    /// Our IPv4 address.
+    pub addr: Ipv4Addr,
+    /// Length of our subnet's prefix: destinations inside it are on-link (ARP for them
+    /// directly), the rest go through `gateway`.
+    pub prefix_len: u8,
+    /// The default router for off-link destinations (RFC 1122 §3.3.1.1). Without one,
+    /// packets to other subnets are dropped (counted as `no-route`).
+    pub gateway: Option<Ipv4Addr>,
+    /// Cache limits and timers.
+    pub arp: ArpConfig,
+}
+
+/// Counters of the Ethernet layer (ARP's are inside).
+#[derive(Debug, Clone, Default)]
+pub struct EthernetStats {
+    /// Frames handed to [`EthernetLayer::handle_frame`].
+    pub frames_in: u64,
+    /// Frames produced by [`EthernetLayer::poll_transmit`].
+    pub frames_out: u64,
+    /// Dropped input and output by reason (`"not-our-mac"`, `"ethertype-unsupported"`, …).
+    pub drops: BTreeMap<&'static str, u64>,
+    /// ARP counters.
+    pub arp: ArpStats,
+}
+
+/// An Ethernet + ARP host layer. See the [module documentation](self).
+#[derive(Debug)]
+pub struct EthernetLayer {
+    config: EthernetConfig,
+    cache: ArpCache,
+    out: VecDeque<Vec<u8>>,
+    frames_in: u64,
+    frames_out: u64,
+    drops: BTreeMap<&'static str, u64>,
+}
+
+fn prefix_mask(prefix_len: u8) -> u32 {
+    match prefix_len {
+        0 => 0,
+        n => u32::MAX << (32 - u32::from(n.min(32))),
+    }
+}
+
+impl EthernetLayer {
+    /// A layer for `config`. Queues a gratuitous ARP announcing our address (RFC 5227 §2.3),
+    /// so that neighbours with a stale entry for it (a previous run with another MAC) learn
+    /// the new one at once.
+    pub fn new(config: EthernetConfig) -> EthernetLayer {
+        let cache = ArpCache::new(config.arp.clone());
+        let mut layer = EthernetLayer {
+            config,
+            cache,
+            out: VecDeque::new(),
+            frames_in: 0,
+            frames_out: 0,
+            drops: BTreeMap::new(),
+        };
+        let announce = ArpPacket::announcement(layer.config.mac, layer.config.addr);
+        log::info!(
+            "arp: announcing {} is at {}",
+            layer.config.addr,
+            layer.config.mac
+        );
+        layer.cache.stats_mut().requests_sent += 1;
+        layer.push_arp(MacAddr::BROADCAST, &announce);
+        layer
+    }
+
+    /// Our MAC address.
+    pub fn mac(&self) -> MacAddr {
+        self.config.mac
+    }
+
+    /// The neighbour cache.
+    pub fn cache(&self) -> &ArpCache {
+        &self.cache
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EthernetStats {
+        EthernetStats {
+            frames_in: self.frames_in,
+            frames_out: self.frames_out,
+            drops: self.drops.clone(),
+            arp: self.cache.stats().clone(),
+        }
+    }
+
+    fn drop(&mut self, reason: &'static str) {
+        *self.drops.entry(reason).or_insert(0) += 1;
+    }
+
+    fn push_frame(&mut self, frame: Vec<u8>) {
+        if self.out.len() >= MAX_OUT {
+            self.drop("out-queue-full");
+            return;
+        }
+        self.out.push_back(frame);
+    }
+
+    fn push_arp(&mut self, dst: MacAddr, arp: &ArpPacket) {
+        let frame = ethernet::build(dst, self.config.mac, ETHERTYPE_ARP, &arp.emit());
+        self.push_frame(frame);
+    }
+
+    /// One frame arrived. Returns the IPv4 packet inside it for the IP host, if any; ARP is
+    /// handled here. Never panics; malformed or foreign frames are counted and dropped.
+    pub fn handle_frame<'a>(&mut self, bytes: &'a [u8], now: Instant) -> Option<&'a [u8]> {
+        self.frames_in += 1;
+        let frame = match Frame::parse(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                log::debug!("ethernet: dropped frame: {e}");
+                self.drop(e.reason());
+                return None;
+            }
+        };
+        // A NIC filters by destination: our address and broadcast. We join no multicast
+        // group (IPv6's neighbour solicitations and MLD from the kernel land here).
+        if frame.dst != self.config.mac && !frame.dst.is_broadcast() {
+            self.drop(if frame.dst.is_group() {
+                "multicast"
+            } else {
+                "not-our-mac"
+            });
+            return None;
+        }
+        match frame.ethertype {
+            ETHERTYPE_IPV4 => Some(frame.payload),
+            ETHERTYPE_ARP => {
+                self.handle_arp(&frame, now);
+                None
+            }
+            other => {
+                log::trace!("ethernet: ignored EtherType {other:#06x}");
+                self.drop("ethertype-unsupported");
+                None
+            }
+        }
+    }
+
+    /// RFC 826 "Packet Reception", for the one protocol address we have.
+    fn handle_arp(&mut self, frame: &Frame<'_>, now: Instant) {
+        let arp = match ArpPacket::parse(frame.payload) {
+            Ok(a) => a,
+            Err(e) => {
+                log::debug!("arp: dropped message from {}: {e}", frame.src);
+                self.drop(e.reason());
+                return;
+            }
+        };
+        match arp.operation {
+            OP_REQUEST => self.cache.stats_mut().requests_received += 1,
+            _ => self.cache.stats_mut().replies_received += 1,
+        }
+        if arp.sender_ip == self.config.addr && arp.sender_mac != self.config.mac {
+            // RFC 5227 §2.4: someone else uses our address. We keep it (a host that cannot
+            // move should defend); say so loudly, the network is misconfigured.
+            self.cache.stats_mut().conflicts += 1;
+            log::warn!(
+                "arp: address conflict: {} claims {} (we are {})",
+                arp.sender_mac,
+                arp.sender_ip,
+                self.config.mac
+            );
+            return;
+        }
+        // A sender address of 0.0.0.0 is an ARP probe (RFC 5227 §2.1.1): nothing to learn.
+        let learnable = !arp.sender_ip.is_unspecified() && !arp.sender_mac.is_group();
+        let for_us = arp.target_ip == self.config.addr;
+        if learnable {
+            // Merge: update an existing entry; create one only if the message is for us.
+            self.cache
+                .update(arp.sender_ip, arp.sender_mac, for_us, now);
+        }
+        if for_us && arp.operation == OP_REQUEST {
+            // RFC 826: swap the fields, put our addresses in the sender fields, and send the
+            // reply to the requester's hardware address.
+            let reply = ArpPacket {
+                operation: OP_REPLY,
+                sender_mac: self.config.mac,
+                sender_ip: self.config.addr,
+                target_mac: arp.sender_mac,
+                target_ip: arp.sender_ip,
+            };
+            log::debug!(
+                "arp: {} is at {} (to {})",
+                self.config.addr,
+                self.config.mac,
+                arp.sender_ip
+            );
+            self.cache.stats_mut().replies_sent += 1;
+            self.push_arp(arp.sender_mac, &reply);
+        }
+        self.flush_cache(now);
+    }
+
+    /// The next hop for `dst`, or `None` when it is off-link and there is no gateway.
+    pub fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        let mask = prefix_mask(self.config.prefix_len);
+        let on_link = u32::from(dst) & mask == u32::from(self.config.addr) & mask;
+        if on_link {
+            Some(dst)
+        } else {
+            self.config.gateway
+        }
+    }
+
+    /// Whether `dst` is the limited broadcast or our subnet's directed broadcast.
+    fn is_broadcast(&self, dst: Ipv4Addr) -> bool {
+        let mask = prefix_mask(self.config.prefix_len);
+        let directed = mask != u32::MAX
+            && u32::from(dst) | mask == u32::MAX
+            && u32::from(dst) & mask == u32::from(self.config.addr) & mask;
+        dst.is_broadcast() || directed
+    }
+
+    /// Send one IP packet: resolve its next hop and frame it (now or once ARP answers).
+    pub fn send_ip(&mut self, packet: Vec<u8>, now: Instant) {
+        let version = packet.first().map(|b| b >> 4);
+        if version != Some(4) {
+            // IPv6 would resolve through Neighbor Discovery here.
+            self.drop("ip-version-unsupported");
+            return;
+        }
+        let dst = match packet.get(16..20).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+            Some(b) => Ipv4Addr::from(b),
+            None => {
+                self.drop("ip-too-short");
+                return;
+            }
+        };
+        let mac = if self.is_broadcast(dst) {
+            Some(MacAddr::BROADCAST)
+        } else if dst.is_multicast() {
+            // RFC 1112 §6.4: 01:00:5e + the low 23 bits of the group address.
+            let o = dst.octets();
+            Some(MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]))
+        } else {
+            None
+        };
+        if let Some(mac) = mac {
+            let frame = ethernet::build(mac, self.config.mac, ETHERTYPE_IPV4, &packet);
+            self.push_frame(frame);
+            return;
+        }
+        let Some(hop) = self.next_hop(dst) else {
+            log::debug!("ethernet: no route to {dst} (off-link and no --gateway)");
+            self.drop("no-route");
+            return;
+        };
+        match self.cache.send(hop, packet, now) {
+            Resolution::Ready(mac, packet) => {
+                let frame = ethernet::build(mac, self.config.mac, ETHERTYPE_IPV4, &packet);
+                self.push_frame(frame);
+            }
+            Resolution::Queued => {}
+            Resolution::Dropped => self.drop("arp-queue"),
+        }
+        self.flush_cache(now);
+    }
+
+    /// Turn the cache's pending requests and released packets into frames.
+    fn flush_cache(&mut self, _now: Instant) {
+        while let Some(ip) = self.cache.poll_request() {
+            let request = ArpPacket::request(self.config.mac, self.config.addr, ip);
+            log::debug!("arp: who has {ip}? tell {}", self.config.addr);
+            self.cache.stats_mut().requests_sent += 1;
+            self.push_arp(MacAddr::BROADCAST, &request);
+        }
+        while let Some((mac, packet)) = self.cache.poll_released() {
+            let frame = ethernet::build(mac, self.config.mac, ETHERTYPE_IPV4, &packet);
+            self.push_frame(frame);
+        }
+    }
+
+    /// The next frame to put on the device.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        let frame = self.out.pop_front()?;
+        self.frames_out += 1;
+        Some(frame)
+    }
+
+    /// When [`EthernetLayer::handle_timeout`] next needs to run (ARP retransmissions).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.cache.poll_at()
+    }
+
+    /// Fire due ARP timers: retransmit requests, give up on silent neighbours.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.cache.handle_timeout(now);
+        self.flush_cache(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ip::ipv4;
+
+    const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const GW: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
+    const FAR: Ipv4Addr = Ipv4Addr::new(10, 9, 9, 9);
+    const OUR_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+    const PEER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const GW_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xfe]);
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn layer(gateway: Option<Ipv4Addr>) -> EthernetLayer {
+        let mut l = EthernetLayer::new(EthernetConfig {
+            mac: OUR_MAC,
+            addr: US,
+            prefix_len: 24,
+            gateway,
+            arp: ArpConfig::default(),
+        });
+        // The announcement.
+        let f = l.poll_transmit().unwrap();
+        let frame = Frame::parse(&f).unwrap();
+        assert_eq!(
+            (frame.dst, frame.ethertype),
+            (MacAddr::BROADCAST, ETHERTYPE_ARP)
+        );
+        let a = ArpPacket::parse(frame.payload).unwrap();
+        assert!(a.is_gratuitous() && a.sender_ip == US && a.sender_mac == OUR_MAC);
+        l
+    }
+
+    fn arp_frame(dst: MacAddr, arp: ArpPacket) -> Vec<u8> {
+        ethernet::build(dst, arp.sender_mac, ETHERTYPE_ARP, &arp.emit())
+    }
+
+    fn next_arp(l: &mut EthernetLayer) -> (MacAddr, ArpPacket) {
+        let f = l.poll_transmit().expect("a frame");
+        let frame = Frame::parse(&f).unwrap();
+        assert_eq!(frame.ethertype, ETHERTYPE_ARP);
+        (frame.dst, ArpPacket::parse(frame.payload).unwrap())
+    }
+
+    fn ip_to(dst: Ipv4Addr, id: u16) -> Vec<u8> {
+        ipv4::emit(US, dst, ipv4::PROTO_UDP, 64, id, b"x")
+    }
+
+    #[test]
+    fn answers_requests_for_our_address_only() {
+        let mut l = layer(None);
+        let req = ArpPacket::request(PEER_MAC, PEER, US);
+        assert_eq!(
+            l.handle_frame(&arp_frame(MacAddr::BROADCAST, req), t(0)),
+            None
+        );
+        let (dst, reply) = next_arp(&mut l);
+        assert_eq!(dst, PEER_MAC);
+        assert_eq!(reply.operation, OP_REPLY);
+        assert_eq!((reply.sender_mac, reply.sender_ip), (OUR_MAC, US));
+        assert_eq!((reply.target_mac, reply.target_ip), (PEER_MAC, PEER));
+        // The requester was learned (the request was for us), so no ARP is needed to answer.
+        assert_eq!(l.cache().lookup(PEER, t(0)), Some(PEER_MAC));
+        // A request for someone else: no reply, nothing learned.
+        let other = ArpPacket::request(GW_MAC, GW, Ipv4Addr::new(10, 0, 0, 77));
+        l.handle_frame(&arp_frame(MacAddr::BROADCAST, other), t(0));
+        assert_eq!(l.poll_transmit(), None);
+        assert_eq!(l.cache().lookup(GW, t(0)), None);
+        assert_eq!(l.stats().arp.replies_sent, 1);
+        assert_eq!(l.stats().arp.requests_received, 2);
+    }
+
+    #[test]
+    fn resolves_queues_and_sends_after_the_reply() {
+        let mut l = layer(None);
+        l.send_ip(ip_to(PEER, 1), t(0));
+        l.send_ip(ip_to(PEER, 2), t(1));
+        let (dst, req) = next_arp(&mut l);
+        assert_eq!(dst, MacAddr::BROADCAST);
+        assert_eq!(
+            (req.operation, req.target_ip, req.sender_ip),
+            (OP_REQUEST, PEER, US)
+        );
+        assert_eq!(l.poll_transmit(), None, "packets wait for the reply");
+        let reply = ArpPacket {
+            operation: OP_REPLY,
+            sender_mac: PEER_MAC,
+            sender_ip: PEER,
+            target_mac: OUR_MAC,
+            target_ip: US,
+        };
+        l.handle_frame(&arp_frame(OUR_MAC, reply), t(5));
+        for id in [1u16, 2] {
+            let f = l.poll_transmit().unwrap();
+            let frame = Frame::parse(&f).unwrap();
+            assert_eq!(
+                (frame.dst, frame.src, frame.ethertype),
+                (PEER_MAC, OUR_MAC, ETHERTYPE_IPV4)
+            );
+            assert_eq!(ipv4::Ipv4Packet::parse(frame.payload).unwrap().id, id);
+        }
+        // Known now: straight out.
+        l.send_ip(ip_to(PEER, 3), t(6));
+        assert!(l.poll_transmit().is_some());
+    }
+
+    #[test]
+    fn off_link_goes_through_the_gateway_or_nowhere() {
+        let mut l = layer(Some(GW));
+        assert_eq!(l.next_hop(PEER), Some(PEER));
+        assert_eq!(l.next_hop(FAR), Some(GW));
+        l.send_ip(ip_to(FAR, 1), t(0));
+        let (_, req) = next_arp(&mut l);
+        assert_eq!(req.target_ip, GW, "ARP for the router, not the far host");
+
+        let mut none = layer(None);
+        none.send_ip(ip_to(FAR, 1), t(0));
+        assert_eq!(none.poll_transmit(), None);
+        assert_eq!(none.stats().drops.get("no-route"), Some(&1));
+    }
+
+    #[test]
+    fn retransmits_requests_on_the_timer() {
+        let mut l = layer(None);
+        l.send_ip(ip_to(PEER, 1), t(0));
+        next_arp(&mut l);
+        assert_eq!(l.poll_at(), Some(t(1000)));
+        l.handle_timeout(t(1000));
+        let (_, again) = next_arp(&mut l);
+        assert_eq!(again.target_ip, PEER);
+    }
+
+    #[test]
+    fn filters_frames_and_passes_ipv4_up() {
+        let mut l = layer(None);
+        let ip = ip_to(US, 1);
+        let to_us = ethernet::build(OUR_MAC, PEER_MAC, ETHERTYPE_IPV4, &ip);
+        assert_eq!(
+            l.handle_frame(&to_us, t(0)).map(|p| &p[..ip.len()]),
+            Some(&ip[..])
+        );
+        let elsewhere = ethernet::build(GW_MAC, PEER_MAC, ETHERTYPE_IPV4, &ip);
+        assert_eq!(l.handle_frame(&elsewhere, t(0)), None);
+        let mcast = ethernet::build(MacAddr([0x33, 0x33, 0, 0, 0, 1]), PEER_MAC, 0x86dd, &ip);
+        assert_eq!(l.handle_frame(&mcast, t(0)), None);
+        let v6 = ethernet::build(OUR_MAC, PEER_MAC, 0x86dd, &ip);
+        assert_eq!(l.handle_frame(&v6, t(0)), None);
+        assert_eq!(l.handle_frame(&[1, 2, 3], t(0)), None);
+        let drops = l.stats().drops;
+        for reason in [
+            "not-our-mac",
+            "multicast",
+            "ethertype-unsupported",
+            "frame-too-short",
+        ] {
+            assert_eq!(drops.get(reason), Some(&1), "{reason}");
+        }
+    }
+
+    #[test]
+    fn ignores_conflicting_claims_and_probes() {
+        let mut l = layer(None);
+        let claim = ArpPacket::announcement(PEER_MAC, US);
+        l.handle_frame(&arp_frame(MacAddr::BROADCAST, claim), t(0));
+        assert_eq!(l.stats().arp.conflicts, 1);
+        assert_eq!(l.poll_transmit(), None);
+        // RFC 5227 probe: sender IP 0.0.0.0, asking for our address: answered, not learned.
+        let probe = ArpPacket::request(PEER_MAC, Ipv4Addr::UNSPECIFIED, US);
+        l.handle_frame(&arp_frame(MacAddr::BROADCAST, probe), t(0));
+        let (dst, reply) = next_arp(&mut l);
+        assert_eq!((dst, reply.operation), (PEER_MAC, OP_REPLY));
+        assert!(l.cache().is_empty());
+    }
+
+    #[test]
+    fn broadcast_destinations_need_no_arp() {
+        let mut l = layer(None);
+        l.send_ip(ip_to(Ipv4Addr::new(10, 0, 0, 255), 1), t(0));
+        let f = l.poll_transmit().unwrap();
+        assert_eq!(Frame::parse(&f).unwrap().dst, MacAddr::BROADCAST);
+        l.send_ip(ip_to(Ipv4Addr::new(224, 0, 0, 251), 1), t(0));
+        let f = l.poll_transmit().unwrap();
+        assert_eq!(
+            Frame::parse(&f).unwrap().dst,
+            MacAddr([1, 0, 0x5e, 0, 0, 0xfb])
+        );
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        let mut l = layer(Some(GW));
+        let mut seed = 7u32;
+        for len in 0..200usize {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (seed >> 16) as u8
+                })
+                .collect();
+            let _ = l.handle_frame(&bytes, t(len as u64));
+            let mut as_arp = ethernet::build(OUR_MAC, PEER_MAC, ETHERTYPE_ARP, &bytes);
+            let _ = l.handle_frame(&as_arp, t(0));
+            as_arp.truncate(len.min(as_arp.len()));
+            let _ = l.handle_frame(&as_arp, t(0));
+            l.send_ip(bytes, t(len as u64));
+        }
+        while l.poll_transmit().is_some() {}
+    }
+}
