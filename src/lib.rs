@@ -7,10 +7,11 @@
 //!  curl / browser (Linux kernel, other side of the TUN)
 //!         │ IPv4 packets
 //!  ┌──────▼──────────────────────────────────────────────────────────────┐
-//!  │ link     network interface: the TUN device, pcap capture            │
+//!  │ link     network interface: TUN, or TAP + Ethernet II + ARP; pcap   │
 //!  │ ip       internet: IPv4 parse + validate, ICMP echo / unreachable    │
 //!  │ tcp      transport: segments, sequence numbers, the state machine,   │
 //!  │          retransmission, windows, listeners            (sans-IO)     │
+//!  │ udp      transport: datagrams, bound ports, echo        (sans-IO)     │
 //!  │ stack    the host (IP demux, sans-IO) and the event loop that owns   │
 //!  │          the device and drives the layers and their timers           │
 //!  │ socket   TcpListener / TcpStream with std::io::Read + Write          │
@@ -31,3 +32,4 @@ pub mod stack;
 pub mod tcp;
 pub mod time;
 pub mod trace;
+pub mod udp;

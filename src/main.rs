@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use tunstack::link::pcap::PcapWriter;
+use tunstack::link::arp::ArpConfig;
+use tunstack::link::ethernet::MacAddr;
+use tunstack::link::ethernet_layer::EthernetConfig;
+use tunstack::link::pcap::{PcapWriter, LINKTYPE_ETHERNET, LINKTYPE_RAW};
 use tunstack::link::tun::TunDevice;
-use tunstack::socket::{TcpListener, TcpStream};
+use tunstack::socket::{TcpListener, TcpStream, UdpSocket};
 use tunstack::stack::{self, Direction, PacketHook, StackConfig, StackHandle};
 
 #[derive(Parser)]
@@ -32,6 +35,19 @@ struct LinkArgs {
     /// Name of the TUN device to create.
     #[arg(long, default_value = "tun0")]
     tun: String,
+    /// Create a TAP device NAME instead of a TUN: Ethernet frames, with our own Ethernet II
+    /// and ARP layer (overrides --tun).
+    #[arg(long, value_name = "NAME")]
+    tap: Option<String>,
+    /// TAP mode: our MAC address (default: a random locally administered one).
+    #[arg(long)]
+    mac: Option<MacAddr>,
+    /// TAP mode: the router for destinations outside our subnet.
+    #[arg(long, value_name = "ADDR")]
+    gateway: Option<Ipv4Addr>,
+    /// TAP mode: our subnet's prefix length (default: the one of --host-ip).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=32))]
+    prefix: Option<u8>,
     /// Address and prefix given to the kernel's side of the TUN.
     #[arg(long, default_value = "10.0.0.1/24")]
     host_ip: String,
@@ -73,6 +89,9 @@ enum Command {
         /// Seconds an idle keep-alive connection is kept.
         #[arg(long, default_value_t = 15)]
         idle_timeout: u64,
+        /// Also answer UDP echo (RFC 862) on this port.
+        #[arg(long, value_name = "PORT")]
+        udp_echo: Option<u16>,
     },
     /// Download URL through our own stack (active open) and write the body.
     Get {
@@ -102,6 +121,7 @@ fn main() -> ExitCode {
             max_connections,
             header_timeout,
             idle_timeout,
+            udp_echo,
         } => serve(
             &link,
             port,
@@ -109,6 +129,7 @@ fn main() -> ExitCode {
             max_connections,
             Duration::from_secs(header_timeout),
             Duration::from_secs(idle_timeout),
+            udp_echo,
         ),
         Command::Get {
             url,
@@ -128,11 +149,19 @@ fn main() -> ExitCode {
 
 /// Open and configure the TUN, build the packet hooks, start the stack.
 fn start_stack(link: &LinkArgs) -> io::Result<StackHandle> {
-    let device = TunDevice::open(&link.tun)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening TUN {}: {e}", link.tun)))?;
+    let (kind, name) = match &link.tap {
+        Some(tap) => ("TAP", tap),
+        None => ("TUN", &link.tun),
+    };
+    let device = if link.tap.is_some() {
+        TunDevice::open_tap(name)
+    } else {
+        TunDevice::open(name)
+    }
+    .map_err(|e| io::Error::new(e.kind(), format!("opening {kind} {name}: {e}")))?;
     device.configure(&link.host_ip, link.mtu)?;
     log::info!(
-        "link: TUN {} up, kernel side {}, stack answers as {}",
+        "link: {kind} {} up, kernel side {}, stack answers as {}",
         device.name(),
         link.host_ip,
         link.ip
@@ -142,6 +171,7 @@ fn start_stack(link: &LinkArgs) -> io::Result<StackHandle> {
     config.mtu = link.mtu;
     config.seed = link.seed;
     config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
+    config.ethernet = ethernet_config(link)?;
     let hook = packet_hook(link)?;
     stack::start(
         move |buf: &mut [u8]| reader.recv(buf),
@@ -151,12 +181,55 @@ fn start_stack(link: &LinkArgs) -> io::Result<StackHandle> {
     )
 }
 
+/// TAP mode: our MAC, subnet and gateway. `None` in TUN mode.
+fn ethernet_config(link: &LinkArgs) -> io::Result<Option<EthernetConfig>> {
+    if link.tap.is_none() {
+        return Ok(None);
+    }
+    let prefix_len = match link.prefix {
+        Some(p) => p,
+        None => link
+            .host_ip
+            .split_once('/')
+            .and_then(|(_, p)| p.parse::<u8>().ok())
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "--host-ip {}: no prefix length; give --prefix",
+                        link.host_ip
+                    ),
+                )
+            })?,
+    };
+    let mac = link
+        .mac
+        .unwrap_or_else(|| MacAddr::local_from(rand::random()));
+    log::info!(
+        "link: Ethernet {mac}, {}/{prefix_len}{}",
+        link.ip,
+        link.gateway
+            .map(|g| format!(", gateway {g}"))
+            .unwrap_or_default()
+    );
+    Ok(Some(EthernetConfig {
+        mac,
+        addr: link.ip,
+        prefix_len,
+        gateway: link.gateway,
+        arp: ArpConfig::default(),
+    }))
+}
+
 fn packet_hook(link: &LinkArgs) -> io::Result<Option<PacketHook>> {
+    let tap = link.tap.is_some();
     let mut pcap = match &link.pcap {
         Some(path) => {
             let file = File::create(path)
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            Some(PcapWriter::new(BufWriter::new(file))?)
+            let linktype = if tap { LINKTYPE_ETHERNET } else { LINKTYPE_RAW };
+            Some(PcapWriter::with_linktype(BufWriter::new(file), linktype)?)
         }
         None => None,
     };
@@ -174,7 +247,11 @@ fn packet_hook(link: &LinkArgs) -> io::Result<Option<PacketHook>> {
             }
         }
         if trace {
-            eprintln!("{}", tunstack::trace::describe(dir, packet));
+            if tap {
+                eprintln!("{}", tunstack::trace::describe_frame(dir, packet));
+            } else {
+                eprintln!("{}", tunstack::trace::describe(dir, packet));
+            }
         }
     })))
 }
@@ -203,12 +280,24 @@ fn serve(
     max_connections: usize,
     header_timeout: Duration,
     idle_timeout: Duration,
+    udp_echo: Option<u16>,
 ) -> io::Result<()> {
     use tunstack::http::{Router, Server, ServerConfig};
 
     let router = Router::standard(root.as_deref())?;
     let stack = start_stack(link)?;
     let listener = TcpListener::bind(&stack, SocketAddrV4::new(link.ip, port))?;
+    if let Some(echo_port) = udp_echo {
+        let socket = UdpSocket::bind(&stack, SocketAddrV4::new(link.ip, echo_port))?;
+        log::info!("udp: echo on {}:{echo_port}", link.ip);
+        std::thread::Builder::new()
+            .name("udp-echo".into())
+            .spawn(move || {
+                if let Err(e) = tunstack::socket::udp_echo_service(&socket) {
+                    log::error!("udp echo: {e}");
+                }
+            })?;
+    }
     let config = ServerConfig {
         max_connections,
         header_timeout,
@@ -223,7 +312,7 @@ fn serve(
         on_exit.shutdown(Duration::from_secs(2));
         let stats = on_exit.stats();
         log::info!(
-            "stats: ip in {} out {} dropped {} | tcp segments in {} out {} retransmits {} resets sent {}",
+            "stats: ip in {} out {} dropped {} | tcp segments in {} out {} retransmits {} resets sent {} | udp in {} out {} no-port {}",
             stats.ip.packets_in,
             stats.ip.packets_out,
             stats.ip.dropped(),
@@ -231,7 +320,23 @@ fn serve(
             stats.tcp.segments_out,
             stats.tcp.retransmits,
             stats.tcp.resets_sent,
+            stats.udp.datagrams_in,
+            stats.udp.datagrams_out,
+            stats.udp.no_port,
         );
+        if let Some(l) = &stats.link {
+            log::info!(
+                "stats: ethernet frames in {} out {} dropped {} | arp requests sent {} received {} replies sent {} received {} timeouts {}",
+                l.frames_in,
+                l.frames_out,
+                l.drops.values().sum::<u64>(),
+                l.arp.requests_sent,
+                l.arp.requests_received,
+                l.arp.replies_sent,
+                l.arp.replies_received,
+                l.arp.timeouts,
+            );
+        }
         // The TUN is not persistent: the kernel removes it when our file descriptor
         // closes, which process exit guarantees even for a reader still blocked in it.
         std::process::exit(0);

@@ -79,9 +79,85 @@ pub fn describe(direction: Direction, packet: &[u8]) -> String {
             };
             let _ = write!(line, " | ICMP {kind}");
         }
+        ipv4::PROTO_UDP => describe_udp(&mut line, &ip),
         p => {
             let _ = write!(line, " | protocol {p}");
         }
+    }
+    line
+}
+
+/// The UDP part of a line: ports and length, or why it is invalid.
+fn describe_udp(line: &mut String, ip: &Ipv4Packet<'_>) {
+    match crate::udp::Datagram::parse(ip.src, ip.dst, ip.payload) {
+        Ok(d) => {
+            let _ = write!(
+                line,
+                " | UDP {} > {} len {}",
+                d.src_port,
+                d.dst_port,
+                d.payload.len()
+            );
+        }
+        Err(e) => {
+            let _ = write!(line, " | UDP invalid: {e}");
+        }
+    }
+}
+
+/// Describe an Ethernet frame (TAP mode): the link layer, then ARP or the IP packet as
+/// [`describe`] does.
+///
+/// ```text
+/// ← Ethernet 8a:1c:..:4e > ff:ff:ff:ff:ff:ff ARP | who-has 10.0.0.2 tell 10.0.0.1
+/// → Ethernet 02:5a:..:01 > 8a:1c:..:4e IPv4 | IPv4 10.0.0.2 > 10.0.0.1 ttl 64 … | TCP …
+/// ```
+pub fn describe_frame(direction: Direction, frame: &[u8]) -> String {
+    use crate::link::arp::{ArpPacket, OP_REQUEST};
+    use crate::link::ethernet::{ethertype_name, Frame, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+
+    let arrow = match direction {
+        Direction::In => "←",
+        Direction::Out => "→",
+    };
+    let f = match Frame::parse(frame) {
+        Ok(f) => f,
+        Err(e) => return format!("{arrow} {} bytes, not Ethernet: {e}", frame.len()),
+    };
+    let mut line = format!(
+        "{arrow} Ethernet {} > {} {}",
+        f.src,
+        f.dst,
+        ethertype_name(f.ethertype)
+    );
+    match f.ethertype {
+        ETHERTYPE_ARP => match ArpPacket::parse(f.payload) {
+            Ok(a) if a.operation == OP_REQUEST && a.is_gratuitous() => {
+                let _ = write!(
+                    line,
+                    " | ARP announce {} is-at {}",
+                    a.sender_ip, a.sender_mac
+                );
+            }
+            Ok(a) if a.operation == OP_REQUEST => {
+                let _ = write!(line, " | ARP who-has {} tell {}", a.target_ip, a.sender_ip);
+            }
+            Ok(a) => {
+                let _ = write!(line, " | ARP reply {} is-at {}", a.sender_ip, a.sender_mac);
+            }
+            Err(e) => {
+                let _ = write!(line, " | ARP invalid: {e}");
+            }
+        },
+        ETHERTYPE_IPV4 => {
+            // Reuse the IP description without its own arrow.
+            let ip = describe(direction, f.payload);
+            let _ = write!(line, " | {}", ip.trim_start_matches(arrow).trim_start());
+        }
+        other if ethertype_name(other) == "other" => {
+            let _ = write!(line, " {other:#06x}");
+        }
+        _ => {}
     }
     line
 }

@@ -14,6 +14,8 @@
 //! | `shutdown(SHUT_WR)`   | [`TcpStream::shutdown`]               | `Tcp::shutdown` (FIN)     |
 //! | `close`               | dropping the last handle              | `Tcp::release`            |
 //!
+//! Datagrams: [`UdpSocket`] (`bind`, `send_to`, `recv_from`) over `udp::Udp`.
+//!
 //! Every call takes the stack's lock for a moment, calls the sans-IO transport layer and,
 //! when it queued something to send, wakes the stack thread. A call that cannot proceed
 //! (no data yet, send buffer full, no connection to accept) waits on the stack's condition
@@ -27,6 +29,9 @@ use std::time::Duration;
 
 use crate::stack::StackHandle;
 use crate::tcp::{ConnId, ListenerId, State, TcpError};
+
+mod udp;
+pub use udp::{echo_service as udp_echo_service, UdpSocket};
 
 fn io_error(e: TcpError) -> io::Error {
     io::Error::new(e.kind(), e)

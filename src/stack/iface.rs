@@ -9,6 +9,8 @@
 //!        ├─ protocol 1  ─▶ ip::icmp::handle ─ reply ────▶│ (queued)
 //!        ├─ protocol 6  ─▶ tcp::Segment::parse ─▶ tcp::Tcp::on_segment
 //!        │                                   tcp::Tcp::poll_transmit ─▶│
+//!        ├─ protocol 17 ─▶ udp::Datagram::parse ─▶ udp::Udp::on_datagram
+//!        │     no socket ─▶ ICMP port unreachable ─▶│  udp::Udp::poll_transmit ─▶│
 //!        └─ other       ─▶ ICMP protocol unreachable ───▶│ (RFC 1122 §3.2.2.1)
 //! ```
 
@@ -18,6 +20,7 @@ use std::net::Ipv4Addr;
 use crate::ip::{icmp, ipv4};
 use crate::tcp::{self, Segment, Tcp};
 use crate::time::Instant;
+use crate::udp::{self, Datagram, Udp};
 
 /// Default TTL for packets we originate (RFC 1700's recommendation, as Linux).
 pub const DEFAULT_TTL: u8 = 64;
@@ -54,6 +57,7 @@ impl IfaceStats {
 pub struct Interface {
     addr: Ipv4Addr,
     tcp: Tcp,
+    udp: Udp,
     pending: VecDeque<Vec<u8>>,
     next_ip_id: u16,
     stats: IfaceStats,
@@ -66,6 +70,7 @@ impl Interface {
         Interface {
             addr,
             tcp: Tcp::new(config, seed),
+            udp: Udp::new(udp::UdpConfig::default(), seed),
             pending: VecDeque::new(),
             next_ip_id: (seed as u16) | 1,
             stats: IfaceStats::default(),
@@ -85,6 +90,23 @@ impl Interface {
     /// The transport layer, for application calls (listen, connect, send, recv, …).
     pub fn tcp_mut(&mut self) -> &mut Tcp {
         &mut self.tcp
+    }
+
+    /// The UDP endpoint.
+    pub fn udp(&self) -> &Udp {
+        &self.udp
+    }
+
+    /// The UDP endpoint, for application calls (bind, send_to, recv_from).
+    pub fn udp_mut(&mut self) -> &mut Udp {
+        &mut self.udp
+    }
+
+    /// Whether anything socket-visible changed in either transport since the last call.
+    pub fn take_events(&mut self) -> bool {
+        let tcp = self.tcp.take_events();
+        let udp = self.udp.take_events();
+        tcp || udp
     }
 
     /// Internet-layer counters.
@@ -124,6 +146,7 @@ impl Interface {
                     self.stats.drop("tcp-malformed");
                 }
             },
+            ipv4::PROTO_UDP => self.handle_udp(&packet),
             other => {
                 // RFC 1122 §3.2.2.1: a host SHOULD send Protocol Unreachable (code 2) for a
                 // transport protocol it does not implement.
@@ -134,6 +157,27 @@ impl Interface {
                         icmp::dest_unreachable(icmp::CODE_PROTOCOL_UNREACHABLE, packet.bytes);
                     self.queue(packet.src, ipv4::PROTO_ICMP, &message);
                 }
+            }
+        }
+    }
+
+    fn handle_udp(&mut self, packet: &ipv4::Ipv4Packet<'_>) {
+        let datagram = match Datagram::parse(packet.src, packet.dst, packet.payload) {
+            Ok(d) => d,
+            Err(e) => {
+                log::debug!("udp: dropped datagram from {}: {e}", packet.src);
+                self.udp.count_drop(e.reason());
+                self.stats.drop("udp-malformed");
+                return;
+            }
+        };
+        if self.udp.on_datagram(packet.src, packet.dst, &datagram) == udp::Delivery::NoSocket {
+            // RFC 1122 §4.1.3.1: "If a datagram arrives addressed to a UDP port for which
+            // there is no pending LISTEN call, UDP SHOULD send an ICMP Port Unreachable
+            // message" — subject to the §3.2.2 rules (never for broadcasts, …).
+            if icmp::may_send_error_for(packet) {
+                let message = icmp::dest_unreachable(icmp::CODE_PORT_UNREACHABLE, packet.bytes);
+                self.queue(packet.src, ipv4::PROTO_ICMP, &message);
             }
         }
     }
@@ -173,6 +217,18 @@ impl Interface {
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         let packet = match self.pending.pop_front() {
             Some(p) => p,
+            None if self.udp.has_transmit() => {
+                let t = self.udp.poll_transmit()?;
+                let src = match *t.src.ip() {
+                    ip if ip.is_unspecified() => self.addr,
+                    ip => ip,
+                };
+                let bytes =
+                    udp::datagram::emit(src, *t.dst.ip(), t.src.port(), t.dst.port(), &t.payload);
+                let id = self.next_ip_id;
+                self.next_ip_id = self.next_ip_id.wrapping_add(1);
+                ipv4::emit(src, *t.dst.ip(), ipv4::PROTO_UDP, DEFAULT_TTL, id, &bytes)
+            }
             None => {
                 let t = self.tcp.poll_transmit(now)?;
                 let bytes = t.segment.emit(t.src, t.dst);

@@ -27,8 +27,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
+use crate::link::ethernet_layer::{EthernetConfig, EthernetLayer, EthernetStats};
 use crate::tcp::{self, State, TcpStats};
 use crate::time::{Clock, Instant};
+use crate::udp::UdpStats;
 
 /// Which way a packet crossed the device (for capture and tracing hooks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,9 @@ pub struct StackConfig {
     pub seed: Option<u64>,
     /// Largest packet the device carries; the read buffer size.
     pub mtu: usize,
+    /// `Some` on a TAP device: the device carries Ethernet frames, and an
+    /// [`EthernetLayer`] (framing + ARP) sits between it and the IP host. `None` on a TUN.
+    pub ethernet: Option<EthernetConfig>,
 }
 
 impl StackConfig {
@@ -63,6 +68,7 @@ impl StackConfig {
             tcp: tcp::Config::default(),
             seed: None,
             mtu: 1500,
+            ethernet: None,
         }
     }
 }
@@ -79,6 +85,9 @@ enum Event {
 /// Protocol state shared between the stack thread and socket handles.
 pub(crate) struct Shared {
     core: Mutex<Interface>,
+    /// The Ethernet layer in TAP mode. Only the stack thread drives it; the lock is for
+    /// [`StackHandle::stats`]. Lock order: `core` before `link`.
+    link: Mutex<Option<EthernetLayer>>,
     /// Signalled whenever something socket-visible changed (data, space, state, accept).
     pub(crate) cond: Condvar,
     clock: Clock,
@@ -99,6 +108,10 @@ pub struct StackStats {
     pub ip: IfaceStats,
     /// Transport layer.
     pub tcp: TcpStats,
+    /// UDP.
+    pub udp: UdpStats,
+    /// Ethernet and ARP (TAP mode only).
+    pub link: Option<EthernetStats>,
     /// Number of connections in each state.
     pub states: Vec<(State, usize)>,
 }
@@ -163,9 +176,18 @@ impl StackHandle {
                 None => states.push((state, 1)),
             }
         }
+        let link = self
+            .shared
+            .link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|l| l.stats());
         StackStats {
             ip: core.stats().clone(),
             tcp: core.tcp().stats().clone(),
+            udp: core.udp().stats().clone(),
+            link,
             states,
         }
     }
@@ -229,6 +251,7 @@ where
     let (tx, rx) = mpsc::channel::<Event>();
     let shared = Arc::new(Shared {
         core: Mutex::new(iface),
+        link: Mutex::new(config.ethernet.clone().map(EthernetLayer::new)),
         cond: Condvar::new(),
         clock: Clock::new(),
         tx: Mutex::new(tx.clone()),
@@ -318,18 +341,45 @@ where
                 }
                 let changed = {
                     let mut core = loop_handle.lock();
+                    let mut link = shared.link.lock().unwrap_or_else(|e| e.into_inner());
                     let now = shared.clock.now();
                     for p in inbound.drain(..) {
-                        core.handle_packet(&p, now);
+                        // TAP: frames go through the Ethernet layer (ARP stays there).
+                        match link.as_mut() {
+                            Some(eth) => {
+                                if let Some(ip) = eth.handle_frame(&p, now) {
+                                    core.handle_packet(ip, now);
+                                }
+                            }
+                            None => core.handle_packet(&p, now),
+                        }
                     }
                     if core.poll_at().is_some_and(|at| at <= now) {
                         core.handle_timeout(now);
                     }
+                    if let Some(eth) = link.as_mut() {
+                        if eth.poll_at().is_some_and(|at| at <= now) {
+                            eth.handle_timeout(now);
+                        }
+                    }
                     while let Some(p) = core.poll_transmit(now) {
-                        outbound.push(p);
+                        match link.as_mut() {
+                            Some(eth) => eth.send_ip(p, now),
+                            None => outbound.push(p),
+                        }
                     }
                     next_timer = core.poll_at();
-                    core.tcp_mut().take_events()
+                    if let Some(eth) = link.as_mut() {
+                        while let Some(frame) = eth.poll_transmit() {
+                            outbound.push(frame);
+                        }
+                        next_timer = match (next_timer, eth.poll_at()) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                    drop(link);
+                    core.take_events()
                 };
                 if changed {
                     shared.cond.notify_all();
@@ -344,5 +394,8 @@ where
                 }
             }
         })?;
+    // One round right away, so that what the layers queued at start (TAP: the gratuitous
+    // ARP) goes out before any packet arrives.
+    handle.wake();
     Ok(handle)
 }
