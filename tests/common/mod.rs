@@ -396,6 +396,8 @@ pub struct Harness {
     tun: String,
     tmp: TempDir,
     test: String,
+    /// `--tap` instead of `--tun` for the device (see [`Harness::use_tap`]).
+    link_flag: &'static str,
 }
 
 impl Harness {
@@ -417,7 +419,14 @@ impl Harness {
             tun,
             tmp,
             test: test.to_string(),
+            link_flag: "--tun",
         })
+    }
+
+    /// Run `serve` and `get` on a TAP device (Ethernet + ARP in tunstack) instead of a TUN;
+    /// the device name is the same.
+    pub fn use_tap(&mut self) {
+        self.link_flag = "--tap";
     }
 
     /// The namespace.
@@ -444,7 +453,8 @@ impl Harness {
         let log2 = log.try_clone().expect("clone log handle");
         let mut c = self.ns.command(tunstack_bin());
         c.arg("serve")
-            .args(["--tun", &self.tun, "--host-ip", HOST_CIDR, "--ip", STACK_IP])
+            .args([self.link_flag, &self.tun])
+            .args(["--host-ip", HOST_CIDR, "--ip", STACK_IP])
             .args(["--port", &port.to_string()])
             .args(extra)
             .env(
@@ -563,8 +573,8 @@ impl Harness {
     /// `tunstack get URL -o OUT` with the test's TUN and addresses, bounded by `limit`.
     pub fn tunstack_get(&self, url: &str, out: &Path, limit: Duration) -> Run {
         let mut c = self.ns.command(tunstack_bin());
-        c.args(["get", url, "--tun", &self.tun, "--host-ip", HOST_CIDR])
-            .args(["--ip", STACK_IP, "-o"])
+        c.args(["get", url, self.link_flag, &self.tun])
+            .args(["--host-ip", HOST_CIDR, "--ip", STACK_IP, "-o"])
             .arg(out)
             .env(
                 "RUST_LOG",

@@ -1,0 +1,301 @@
+//! Integration tests of the lower layers of the diagram: TAP mode (Ethernet II + ARP done by
+//! tunstack) and UDP, with the real binary in its own network namespace.
+//!
+//! Each test creates namespace `ts-<pid>-<n>` and a TAP or TUN `tst<pid>x<n>`; see
+//! tests/common. Run as root: `cargo test --release --test integration_tap_udp`.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const PORT: u16 = 80;
+const ECHO_PORT: &str = "7";
+
+fn has_tool(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
+/// Stop the server (so a capture is complete) and insist on a clean exit.
+fn stop(h: &mut Harness) {
+    let status = h.stop_server(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit after SIGTERM: {status:?}; log:\n{}",
+        h.server_log()
+    );
+}
+
+/// `tshark -n -r FILE -Y FILTER -T fields -e ...`: one line per matching packet.
+fn tshark_fields(pcap: &str, filter: &str, fields: &[&str]) -> Vec<String> {
+    let mut args = vec!["-n", "-r", pcap, "-Y", filter, "-T", "fields"];
+    for f in fields {
+        args.push("-e");
+        args.push(f);
+    }
+    let run = run_bounded(cmd("tshark", args), SHORT_TIMEOUT);
+    run.expect_success("tshark -r");
+    run.stdout.lines().map(|l| l.trim().to_string()).collect()
+}
+
+/// TAP mode end to end: the kernel resolves our address with ARP, then ping and curl work;
+/// the capture is Ethernet (LINKTYPE_ETHERNET) and shows the ARP exchange and our
+/// gratuitous ARP.
+#[test]
+fn tap_ping_curl_and_arp_in_pcap() {
+    let Some(mut h) = Harness::new("tap_ping_curl_and_arp_in_pcap", &["ping", "tshark"]) else {
+        return;
+    };
+    h.use_tap();
+    let pcap = h.dir().join("tap.pcap");
+    let pcap_arg = pcap.to_str().unwrap().to_string();
+    h.serve(PORT, &["--pcap", &pcap_arg, "--mac", "02:00:00:00:00:02"]);
+
+    let run = h.run_in_ns(SHORT_TIMEOUT, "ping", &["-c", "3", "-W", "5", STACK_IP]);
+    run.expect_success("ping over TAP");
+    assert!(run.stdout.contains("3 received"), "ping: {run}");
+    let run = h.run_in_ns(
+        SHORT_TIMEOUT,
+        "ping",
+        &["-c", "2", "-W", "5", "-s", "1400", STACK_IP],
+    );
+    run.expect_success("ping -s 1400 over TAP (a full-size frame)");
+
+    let run = h.curl(
+        SHORT_TIMEOUT,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+            &format!("http://{STACK_IP}:{PORT}/"),
+        ],
+    );
+    run.expect_success("curl over TAP");
+    let mut fields = run.stdout.split_whitespace();
+    assert_eq!(fields.next(), Some("200"), "curl: {run}");
+    let size: u64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    assert!(size > 1000, "the built-in page is a few KiB: {run}");
+
+    // The kernel's neighbour table holds our MAC: ARP worked from its side.
+    let run = h.run_in_ns(SHORT_TIMEOUT, "ip", &["neigh", "show", STACK_IP]);
+    assert!(
+        run.stdout.contains("02:00:00:00:00:02"),
+        "kernel neighbour entry for {STACK_IP}: {run}"
+    );
+
+    stop(&mut h);
+    // Link type: every packet has an Ethernet header.
+    let linktypes = tshark_fields(&pcap_arg, "frame", &["frame.protocols"]);
+    assert!(
+        !linktypes.is_empty() && linktypes.iter().all(|p| p.starts_with("eth:")),
+        "every record decodes as Ethernet: {linktypes:?}"
+    );
+    // opcode, sender IP, target IP, sender MAC
+    let arp = tshark_fields(
+        &pcap_arg,
+        "arp",
+        &[
+            "arp.opcode",
+            "arp.src.proto_ipv4",
+            "arp.dst.proto_ipv4",
+            "arp.src.hw_mac",
+        ],
+    );
+    let has = |op: &str, src: &str, dst: &str| {
+        arp.iter().any(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            f.first() == Some(&op) && f.get(1) == Some(&src) && f.get(2) == Some(&dst)
+        })
+    };
+    assert!(has("1", STACK_IP, STACK_IP), "our gratuitous ARP: {arp:?}");
+    assert!(
+        has("1", HOST_IP, STACK_IP),
+        "the kernel's request for us: {arp:?}"
+    );
+    assert!(has("2", STACK_IP, HOST_IP), "our reply: {arp:?}");
+    assert!(
+        arp.iter().any(|l| l.ends_with("02:00:00:00:00:02")),
+        "--mac is the sender MAC: {arp:?}"
+    );
+    let http = tshark_fields(&pcap_arg, "http", &["http.response.code"]);
+    assert!(
+        http.iter().any(|c| c == "200"),
+        "HTTP 200 in the capture: {http:?}"
+    );
+}
+
+/// `arping` (a raw ARP client) gets replies from tunstack.
+#[test]
+fn tap_arping_gets_answers() {
+    let Some(mut h) = Harness::new("tap_arping_gets_answers", &["arping"]) else {
+        return;
+    };
+    h.use_tap();
+    h.serve(PORT, &[]);
+    let tap = h.tun().to_string();
+    let run = h.run_in_ns(
+        SHORT_TIMEOUT,
+        "arping",
+        &["-c", "3", "-w", "20", "-I", &tap, STACK_IP],
+    );
+    run.expect_success("arping");
+    let text = run.stdout.to_lowercase();
+    assert!(
+        text.contains("reply from 10.0.0.2") || text.contains("from 10.0.0.2"),
+        "arping saw replies from {STACK_IP}: {run}"
+    );
+    stop(&mut h);
+    assert!(
+        h.server_log().contains("arp requests sent"),
+        "ARP counters in the exit stats: {}",
+        h.server_log()
+    );
+}
+
+/// `tunstack get` in TAP mode: an active open to the kernel's HTTP server, which needs
+/// *our* ARP request for the kernel's address first.
+#[test]
+fn tap_get_resolves_the_server() {
+    let Some(mut h) = Harness::new("tap_get_resolves_the_server", &["python3"]) else {
+        return;
+    };
+    h.use_tap();
+    let www = h.dir().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    write_pattern_file(&www.join("blob.bin"), 2 * MIB, 6);
+    h.start_kernel_http_server(8080, &www);
+    let out = h.dir().join("blob.out");
+    let run = h.tunstack_get(
+        &format!("http://{HOST_IP}:8080/blob.bin"),
+        &out,
+        SHORT_TIMEOUT,
+    );
+    run.expect_success("tunstack get over TAP");
+    compare_files(&www.join("blob.bin"), &out).unwrap();
+    assert!(
+        run.stderr.contains("TAP"),
+        "the log says TAP mode: {}",
+        run.stderr
+    );
+}
+
+/// A Python script (in the namespace) that sends datagrams of several sizes to the echo
+/// port and checks each comes back unchanged from the right address.
+const PY_ECHO: &str = r#"
+import socket, sys
+ip, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+for size in (0, 1, 100, 1400, 1472):
+    data = bytes((i * 7 + size) % 256 for i in range(size))
+    for attempt in range(5):
+        s.sendto(data, (ip, port))
+        try:
+            back, addr = s.recvfrom(65535)
+            break
+        except socket.timeout:
+            continue
+    else:
+        sys.exit("no echo for %d bytes" % size)
+    assert back == data, "echo of %d bytes differs" % size
+    assert addr == (ip, port), addr
+print("echo ok")
+"#;
+
+/// UDP echo (RFC 862) round-trips from a Python socket (and `nc -u` when installed), over
+/// TAP and over TUN.
+#[test]
+fn udp_echo_round_trips() {
+    for tap in [true, false] {
+        let name = if tap { "udp_echo_tap" } else { "udp_echo_tun" };
+        let Some(mut h) = Harness::new(name, &["python3"]) else {
+            return;
+        };
+        if tap {
+            h.use_tap();
+        }
+        h.serve(PORT, &["--udp-echo", ECHO_PORT]);
+        let run = h.run_in_ns(
+            SHORT_TIMEOUT,
+            "python3",
+            &["-c", PY_ECHO, STACK_IP, ECHO_PORT],
+        );
+        run.expect_success("python UDP echo");
+        assert!(run.stdout.contains("echo ok"), "{run}");
+
+        if has_tool("nc") {
+            // nc reads "hello" from the shell pipe, sends one datagram, prints the echo and
+            // quits after 3 s without traffic (-w 3).
+            let run = h.run_in_ns(
+                SHORT_TIMEOUT,
+                "sh",
+                &[
+                    "-c",
+                    &format!("echo hello-nc | nc -u -w 3 {STACK_IP} {ECHO_PORT}"),
+                ],
+            );
+            assert!(run.stdout.contains("hello-nc"), "nc -u echo: {run}");
+        }
+        stop(&mut h);
+        let log = h.server_log();
+        assert!(
+            log.contains("udp in "),
+            "UDP counters in the exit stats: {log}"
+        );
+    }
+}
+
+/// A Python script: a connect()ed UDP socket sends to a closed port; Linux turns the ICMP
+/// port unreachable that comes back into ECONNREFUSED on the next recv.
+const PY_REFUSED: &str = r#"
+import socket, sys
+ip, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.connect((ip, port))
+for attempt in range(5):
+    s.send(b"anyone there?")
+    try:
+        s.recv(100)
+        sys.exit("got an answer from a closed port")
+    except ConnectionRefusedError:
+        print("refused")
+        sys.exit(0)
+    except socket.timeout:
+        continue
+sys.exit("no ICMP port unreachable")
+"#;
+
+/// RFC 1122 §4.1.3.1: a datagram to a closed port gets ICMP port unreachable (code 3),
+/// seen in the capture and by the client's socket.
+#[test]
+fn udp_closed_port_gets_port_unreachable() {
+    let Some(mut h) = Harness::new(
+        "udp_closed_port_gets_port_unreachable",
+        &["python3", "tshark"],
+    ) else {
+        return;
+    };
+    let pcap = h.dir().join("udp.pcap");
+    let pcap_arg = pcap.to_str().unwrap().to_string();
+    h.serve(
+        PORT,
+        &["--udp-echo", ECHO_PORT, "--pcap", &pcap_arg, "--trace"],
+    );
+    let run = h.run_in_ns(SHORT_TIMEOUT, "python3", &["-c", PY_REFUSED, STACK_IP, "9"]);
+    run.expect_success("python UDP to a closed port");
+    assert!(run.stdout.contains("refused"), "{run}");
+    stop(&mut h);
+    let icmp = tshark_fields(&pcap_arg, "icmp.type == 3", &["icmp.code", "udp.dstport"]);
+    assert!(
+        icmp.iter().any(|l| l.starts_with('3') && l.ends_with('9')),
+        "ICMP port unreachable quoting the datagram to port 9: {icmp:?}"
+    );
+    let log = h.server_log();
+    assert!(
+        log.contains("| UDP ") && log.contains("> 9 len 13"),
+        "--trace shows UDP: {log}"
+    );
+}
