@@ -181,6 +181,44 @@ fn tap_get_resolves_the_server() {
     );
 }
 
+/// `--gateway`: a client outside our subnet (10.1.0.1, on the namespace's loopback) is
+/// answered through the router's MAC — the kernel side of the TAP, 10.0.0.1 — instead of
+/// an ARP request for 10.1.0.1 that nobody would answer.
+#[test]
+fn tap_gateway_for_off_link_clients() {
+    let Some(mut h) = Harness::new("tap_gateway_for_off_link_clients", &["ping"]) else {
+        return;
+    };
+    h.use_tap();
+    h.run_in_ns(
+        SHORT_TIMEOUT,
+        "ip",
+        &["addr", "add", "10.1.0.1/32", "dev", "lo"],
+    )
+    .expect_success("ip addr add 10.1.0.1/32 dev lo");
+    h.serve(PORT, &["--gateway", HOST_IP]);
+    let run = h.curl(
+        SHORT_TIMEOUT,
+        &[
+            "--interface",
+            "10.1.0.1",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{STACK_IP}:{PORT}/"),
+        ],
+    );
+    run.expect_success("curl from an off-link address");
+    assert_eq!(run.stdout.trim(), "200", "{run}");
+    let run = h.run_in_ns(
+        SHORT_TIMEOUT,
+        "ping",
+        &["-c", "2", "-W", "5", "-I", "10.1.0.1", STACK_IP],
+    );
+    run.expect_success("ping from an off-link address");
+}
+
 /// A Python script (in the namespace) that sends datagrams of several sizes to the echo
 /// port and checks each comes back unchanged from the right address.
 const PY_ECHO: &str = r#"

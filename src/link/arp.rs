@@ -22,8 +22,9 @@
 //!
 //! ```text
 //!   send(ip) ──▶ INCOMPLETE ── reply/request from ip ──▶ RESOLVED ── ttl passes ──▶ (gone)
-//!   (request     │  queue packets; re-request after          (send directly)
-//!    broadcast)  │  1 s, 2 s, 4 s … (backoff)
+//!   (request     │  queue packets; re-request after          (send directly; used
+//!    broadcast)  │  1 s, 2 s, 4 s … (backoff)                 near expiry: one refresh
+//!                │                                            request, reply extends it)
 //!                └── max requests unanswered ──▶ (gone, queued packets dropped)
 //! ```
 
@@ -193,6 +194,9 @@ pub struct ArpConfig {
     pub entry_ttl: Duration,
     /// Wait for a reply before the first retransmission; doubled after each (backoff).
     pub retry_initial: Duration,
+    /// An entry still in use this long before it expires is re-requested once (the packet
+    /// is sent with the known MAC meanwhile).
+    pub refresh_before: Duration,
     /// Requests sent in total for one resolution before giving up (Linux `mcast_solicit` 3).
     pub max_requests: u32,
     /// Packets kept per address while it resolves (Linux `unres_qlen` is a byte budget; ours
@@ -209,6 +213,7 @@ impl Default for ArpConfig {
             max_entries: 256,
             entry_ttl: Duration::from_secs(60),
             retry_initial: Duration::from_secs(1),
+            refresh_before: Duration::from_secs(5),
             max_requests: 3,
             max_queued: 16,
             max_queued_total: 256,
@@ -244,6 +249,8 @@ enum Entry {
     Resolved {
         mac: MacAddr,
         expires: Instant,
+        /// A refresh request went out for this entry (see [`ArpConfig::refresh_before`]).
+        refreshing: bool,
     },
     Incomplete {
         queue: VecDeque<Vec<u8>>,
@@ -316,7 +323,7 @@ impl ArpCache {
     /// The MAC of `ip` if resolved and not expired.
     pub fn lookup(&self, ip: Ipv4Addr, now: Instant) -> Option<MacAddr> {
         match self.entries.get(&ip) {
-            Some(Entry::Resolved { mac, expires }) if *expires > now => Some(*mac),
+            Some(Entry::Resolved { mac, expires, .. }) if *expires > now => Some(*mac),
             _ => None,
         }
     }
@@ -338,14 +345,25 @@ impl ArpCache {
                         self.released.push_back((mac, p));
                     }
                 }
-                *entry = Entry::Resolved { mac, expires };
+                *entry = Entry::Resolved {
+                    mac,
+                    expires,
+                    refreshing: false,
+                };
                 true
             }
             None => false,
         };
         if !existed && create && self.make_room(now) {
             log::debug!("arp: learned {ip} is at {mac}");
-            self.entries.insert(ip, Entry::Resolved { mac, expires });
+            self.entries.insert(
+                ip,
+                Entry::Resolved {
+                    mac,
+                    expires,
+                    refreshing: false,
+                },
+            );
         }
         existed
     }
@@ -354,8 +372,20 @@ impl ArpCache {
     /// (or continue) a resolution.
     pub fn send(&mut self, ip: Ipv4Addr, packet: Vec<u8>, now: Instant) -> Resolution {
         match self.entries.get_mut(&ip) {
-            Some(Entry::Resolved { mac, expires }) if *expires > now => {
-                return Resolution::Ready(*mac, packet)
+            Some(Entry::Resolved {
+                mac,
+                expires,
+                refreshing,
+            }) if *expires > now => {
+                // An entry in use is re-validated shortly before it expires, so an active
+                // flow never stalls on a fresh resolution (Linux's STALE → PROBE does the
+                // same job). The reply merges into the entry and extends it.
+                if !*refreshing && now + self.config.refresh_before >= *expires {
+                    *refreshing = true;
+                    log::debug!("arp: refreshing {ip} (in use, about to expire)");
+                    self.requests.push_back(ip);
+                }
+                return Resolution::Ready(*mac, packet);
             }
             Some(Entry::Incomplete { queue, .. }) => {
                 if self.queued_total >= self.config.max_queued_total {
@@ -588,6 +618,31 @@ mod tests {
         assert_eq!(c.lookup(B, t(60_000)), None);
         assert_eq!(c.send(B, vec![9], t(60_000)), Resolution::Queued);
         assert_eq!(c.poll_request(), Some(B));
+    }
+
+    #[test]
+    fn entries_in_use_are_refreshed_before_they_expire() {
+        let mut c = ArpCache::new(ArpConfig::default());
+        c.update(B, MAC_B, true, t(0));
+        assert_eq!(
+            c.send(B, vec![1], t(1_000)),
+            Resolution::Ready(MAC_B, vec![1])
+        );
+        assert_eq!(c.poll_request(), None, "fresh: no request");
+        // Within 5 s of the 60 s expiry: still sent directly, plus one refresh request.
+        assert_eq!(
+            c.send(B, vec![2], t(55_000)),
+            Resolution::Ready(MAC_B, vec![2])
+        );
+        assert_eq!(c.poll_request(), Some(B));
+        assert_eq!(
+            c.send(B, vec![3], t(56_000)),
+            Resolution::Ready(MAC_B, vec![3])
+        );
+        assert_eq!(c.poll_request(), None, "one refresh, not one per packet");
+        // The reply extends the entry: no stall at 60 s.
+        c.update(B, MAC_B, false, t(56_100));
+        assert_eq!(c.lookup(B, t(100_000)), Some(MAC_B));
     }
 
     #[test]
