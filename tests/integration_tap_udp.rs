@@ -126,6 +126,46 @@ fn tap_ping_curl_and_arp_in_pcap() {
     );
 }
 
+/// Bulk data in full-size frames: a 32 MiB download over TAP, byte for byte, then a
+/// second one after the kernel flushed its neighbour entry (so ARP runs again mid-life).
+#[test]
+fn tap_bulk_download_is_byte_exact() {
+    let Some(mut h) = Harness::new("tap_bulk_download_is_byte_exact", &[]) else {
+        return;
+    };
+    let _heavy = heavy_lock();
+    h.use_tap();
+    let root = h.dir().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let file = root.join("big.bin");
+    write_pattern_file(&file, 32 * MIB, 0x0074_6170);
+    let root_arg = root.to_str().unwrap().to_string();
+    h.serve(PORT, &["--root", &root_arg]);
+    let out = h.dir().join("big.out");
+    let url = format!("http://{STACK_IP}:{PORT}/big.bin");
+    for round in 0..2 {
+        if round == 1 {
+            let tap = h.tun().to_string();
+            h.run_in_ns(SHORT_TIMEOUT, "ip", &["neigh", "flush", "dev", &tap])
+                .expect_success("ip neigh flush");
+        }
+        let run = h.curl(
+            BIG_TIMEOUT,
+            &[
+                "-o",
+                out.to_str().unwrap(),
+                "-w",
+                "%{http_code} %{speed_download}",
+                &url,
+            ],
+        );
+        run.expect_success("curl big.bin over TAP");
+        eprintln!("TAP GET 32 MiB: {} B/s in {:?}", run.stdout, run.elapsed);
+        assert!(run.stdout.starts_with("200 "), "{run}");
+        compare_files(&file, &out).unwrap();
+    }
+}
+
 /// `arping` (a raw ARP client) gets replies from tunstack.
 #[test]
 fn tap_arping_gets_answers() {
