@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -45,6 +45,12 @@ struct LinkArgs {
     /// TAP mode: the router for destinations outside our subnet.
     #[arg(long, value_name = "ADDR")]
     gateway: Option<Ipv4Addr>,
+    /// Also answer ICMPv6 echo as this IPv6 address (TUN mode; needs --host-ip6).
+    #[arg(long, value_name = "ADDR", requires = "host_ip6")]
+    ip6: Option<Ipv6Addr>,
+    /// IPv6 address and prefix given to the kernel's side of the device.
+    #[arg(long, value_name = "CIDR")]
+    host_ip6: Option<String>,
     /// TAP mode: our subnet's prefix length (default: the one of --host-ip).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=32))]
     prefix: Option<u8>,
@@ -160,6 +166,9 @@ fn start_stack(link: &LinkArgs) -> io::Result<StackHandle> {
     }
     .map_err(|e| io::Error::new(e.kind(), format!("opening {kind} {name}: {e}")))?;
     device.configure(&link.host_ip, link.mtu)?;
+    if let Some(cidr6) = &link.host_ip6 {
+        device.configure_ipv6(cidr6)?;
+    }
     log::info!(
         "link: {kind} {} up, kernel side {}, stack answers as {}",
         device.name(),
@@ -172,6 +181,7 @@ fn start_stack(link: &LinkArgs) -> io::Result<StackHandle> {
     config.seed = link.seed;
     config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
     config.ethernet = ethernet_config(link)?;
+    config.addr6 = link.ip6;
     let hook = packet_hook(link)?;
     stack::start(
         move |buf: &mut [u8]| reader.recv(buf),

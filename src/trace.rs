@@ -17,6 +17,10 @@ pub fn describe(direction: Direction, packet: &[u8]) -> String {
         Direction::Out => "→",
     };
     let mut line = String::with_capacity(160);
+    if packet.first().map(|b| b >> 4) == Some(6) {
+        describe_ipv6(&mut line, arrow, packet);
+        return line;
+    }
     let ip = match Ipv4Packet::parse(packet) {
         Ok(ip) => ip,
         Err(e) => {
@@ -85,6 +89,36 @@ pub fn describe(direction: Direction, packet: &[u8]) -> String {
         }
     }
     line
+}
+
+/// An IPv6 packet: addresses, hop limit, and ICMPv6 echo by name.
+fn describe_ipv6(line: &mut String, arrow: &str, packet: &[u8]) {
+    use crate::ip::{icmpv6, ipv6};
+    match ipv6::Ipv6Packet::parse(packet) {
+        Ok(p) => {
+            let _ = write!(
+                line,
+                "{arrow} IPv6 {} > {} hlim {} len {}",
+                p.src,
+                p.dst,
+                p.hop_limit,
+                packet.len()
+            );
+            let _ = match (p.next_header, p.payload.first()) {
+                (ipv6::NEXT_ICMPV6, Some(&icmpv6::TYPE_ECHO_REQUEST)) => {
+                    write!(line, " | ICMPv6 echo request")
+                }
+                (ipv6::NEXT_ICMPV6, Some(&icmpv6::TYPE_ECHO_REPLY)) => {
+                    write!(line, " | ICMPv6 echo reply")
+                }
+                (ipv6::NEXT_ICMPV6, Some(t)) => write!(line, " | ICMPv6 type {t}"),
+                (n, _) => write!(line, " | next header {n}"),
+            };
+        }
+        Err(e) => {
+            let _ = write!(line, "{arrow} {} bytes, not valid IPv6: {e}", packet.len());
+        }
+    }
 }
 
 /// The UDP part of a line: ports and length, or why it is invalid.

@@ -377,3 +377,28 @@ fn udp_closed_port_gets_port_unreachable() {
         "--trace shows UDP: {log}"
     );
 }
+
+/// IPv6 (a first step, TUN mode): `ping -6` gets ICMPv6 echo replies from `--ip6`, also
+/// near the MTU, while IPv4 keeps working beside it.
+#[test]
+fn ipv6_ping_in_tun_mode() {
+    let Some(mut h) = Harness::new("ipv6_ping_in_tun_mode", &["ping"]) else {
+        return;
+    };
+    h.serve(PORT, &["--ip6", "fd00::2", "--host-ip6", "fd00::1/64"]);
+    let run = h.run_in_ns(
+        SHORT_TIMEOUT,
+        "ping",
+        &["-6", "-c", "3", "-W", "5", "fd00::2"],
+    );
+    run.expect_success("ping -6");
+    assert!(run.stdout.contains("3 received"), "ping -6: {run}");
+    let run = h.run_in_ns(
+        SHORT_TIMEOUT,
+        "ping",
+        &["-6", "-c", "2", "-W", "5", "-s", "1400", "fd00::2"],
+    );
+    run.expect_success("ping -6 -s 1400");
+    let run = h.run_in_ns(SHORT_TIMEOUT, "ping", &["-c", "1", "-W", "5", STACK_IP]);
+    run.expect_success("IPv4 ping beside IPv6");
+}

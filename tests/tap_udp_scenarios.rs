@@ -225,3 +225,35 @@ fn bound_port_receives_and_replies() {
         (7, 5555, &b"echo me"[..])
     );
 }
+
+/// IPv6 (stretch): the host answers ICMPv6 echo on its IPv6 address, and drops what it
+/// does not implement (other destinations, TCP over IPv6) with a counted reason.
+#[test]
+fn ipv6_echo_and_drops() {
+    use std::net::Ipv6Addr;
+    use tunstack::ip::{icmpv6, ipv6};
+    let a: Ipv6Addr = "fd00::1".parse().unwrap();
+    let b: Ipv6Addr = "fd00::2".parse().unwrap();
+    let mut ip = Interface::new(US, tcp::Config::default(), 1);
+    ip.set_ipv6(Some(b));
+    // Echo request with its checksum over the IPv6 pseudo-header.
+    let mut m = vec![icmpv6::TYPE_ECHO_REQUEST, 0, 0, 0, 0, 9, 0, 1, b'v', b'6'];
+    let sum = ipv4::checksum_with(ipv6::pseudo_header_sum(a, b, ipv6::NEXT_ICMPV6, 10), &m);
+    m[2..4].copy_from_slice(&sum.to_be_bytes());
+    ip.handle_packet(&ipv6::emit(a, b, ipv6::NEXT_ICMPV6, 64, &m), t(0));
+    let out = drain(&mut ip);
+    assert_eq!(out.len(), 1);
+    let reply = ipv6::Ipv6Packet::parse(&out[0]).unwrap();
+    assert_eq!((reply.src, reply.dst), (b, a));
+    assert_eq!(reply.payload[0], icmpv6::TYPE_ECHO_REPLY);
+    assert_eq!(&reply.payload[4..], &m[4..]);
+
+    ip.handle_packet(&ipv6::emit(a, "ff02::1".parse().unwrap(), 58, 1, &m), t(0));
+    ip.handle_packet(&ipv6::emit(a, b, ipv6::NEXT_TCP, 64, &[0; 20]), t(0));
+    assert!(drain(&mut ip).is_empty());
+    assert_eq!(ip.stats().drops.get("ipv6-not-for-us"), Some(&1));
+    assert_eq!(
+        ip.stats().drops.get("ipv6-next-header-unsupported"),
+        Some(&1)
+    );
+}

@@ -192,6 +192,16 @@ impl TunDevice {
         Ok(())
     }
 
+    /// Adds an IPv6 address (e.g. `"fd00::1/64"`) to the kernel's side of the link, without
+    /// duplicate address detection (`nodad`: the link is ours alone, and DAD would delay the
+    /// address by a second or more). Runs `ip -6 addr add <cidr> dev <name> nodad`.
+    pub fn configure_ipv6(&self, host_cidr6: &str) -> io::Result<()> {
+        let name = self.name();
+        run_ip(&["-6", "addr", "add", host_cidr6, "dev", name, "nodad"])?;
+        log::info!("configured {name}: {host_cidr6}");
+        Ok(())
+    }
+
     /// Splits the device into a reader (for a thread that blocks in `recv`) and a writer.
     /// Both are `Send`, share the descriptor, and the interface lives until both are dropped.
     pub fn split(self) -> (TunReader, TunWriter) {

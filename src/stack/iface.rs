@@ -15,9 +15,9 @@
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::ip::{icmp, ipv4};
+use crate::ip::{icmp, icmpv6, ipv4, ipv6};
 use crate::tcp::{self, Segment, Tcp};
 use crate::time::Instant;
 use crate::udp::{self, Datagram, Udp};
@@ -58,6 +58,8 @@ pub struct Interface {
     addr: Ipv4Addr,
     tcp: Tcp,
     udp: Udp,
+    /// Our IPv6 address, if any (ICMPv6 echo only, so far).
+    addr6: Option<Ipv6Addr>,
     pending: VecDeque<Vec<u8>>,
     next_ip_id: u16,
     stats: IfaceStats,
@@ -71,6 +73,7 @@ impl Interface {
             addr,
             tcp: Tcp::new(config, seed),
             udp: Udp::new(udp::UdpConfig::default(), seed),
+            addr6: None,
             pending: VecDeque::new(),
             next_ip_id: (seed as u16) | 1,
             stats: IfaceStats::default(),
@@ -80,6 +83,16 @@ impl Interface {
     /// Our IPv4 address.
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
+    }
+
+    /// Also answer as `addr` on IPv6 (ICMPv6 echo; TCP and UDP stay IPv4-only).
+    pub fn set_ipv6(&mut self, addr: Option<Ipv6Addr>) {
+        self.addr6 = addr;
+    }
+
+    /// Our IPv6 address, if set.
+    pub fn addr6(&self) -> Option<Ipv6Addr> {
+        self.addr6
     }
 
     /// The transport layer.
@@ -118,6 +131,11 @@ impl Interface {
     /// dropped; nothing here can panic on any input.
     pub fn handle_packet(&mut self, bytes: &[u8], now: Instant) {
         self.stats.packets_in += 1;
+        // The version nibble picks the internet protocol (a TUN carries both).
+        if bytes.first().map(|b| b >> 4) == Some(6) {
+            self.handle_ipv6(bytes);
+            return;
+        }
         let packet = match ipv4::Ipv4Packet::parse(bytes) {
             Ok(p) => p,
             Err(e) => {
@@ -157,6 +175,51 @@ impl Interface {
                         icmp::dest_unreachable(icmp::CODE_PROTOCOL_UNREACHABLE, packet.bytes);
                     self.queue(packet.src, ipv4::PROTO_ICMP, &message);
                 }
+            }
+        }
+    }
+
+    fn handle_ipv6(&mut self, bytes: &[u8]) {
+        let packet = match ipv6::Ipv6Packet::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                log::debug!("ipv6: dropped {} byte packet: {e}", bytes.len());
+                self.stats.drop(e.reason());
+                return;
+            }
+        };
+        // Without an IPv6 address every IPv6 packet is foreign; the kernel also sends
+        // multicast (MLD, router solicitations) we do not join.
+        if Some(packet.dst) != self.addr6 {
+            self.stats.drop("ipv6-not-for-us");
+            return;
+        }
+        if packet.next_header != ipv6::NEXT_ICMPV6 {
+            // Extension headers, TCP and UDP over IPv6 are not implemented yet.
+            log::debug!("ipv6: next header {} unsupported", packet.next_header);
+            self.stats.drop("ipv6-next-header-unsupported");
+            return;
+        }
+        match icmpv6::handle(packet.src, packet.dst, packet.payload) {
+            Ok(Some(reply)) => {
+                if self.pending.len() >= MAX_PENDING {
+                    self.stats.drop("reply-queue-full");
+                    return;
+                }
+                self.stats.echo_replies += 1;
+                let out = ipv6::emit(
+                    packet.dst,
+                    packet.src,
+                    ipv6::NEXT_ICMPV6,
+                    ipv6::DEFAULT_HOP_LIMIT,
+                    &reply,
+                );
+                self.pending.push_back(out);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::debug!("icmpv6: dropped message from {}: {e}", packet.src);
+                self.stats.drop("icmpv6-malformed");
             }
         }
     }

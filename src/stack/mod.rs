@@ -58,6 +58,8 @@ pub struct StackConfig {
     /// `Some` on a TAP device: the device carries Ethernet frames, and an
     /// [`EthernetLayer`] (framing + ARP) sits between it and the IP host. `None` on a TUN.
     pub ethernet: Option<EthernetConfig>,
+    /// An IPv6 address to answer ICMPv6 echo on (TUN mode; TCP/UDP are IPv4-only).
+    pub addr6: Option<std::net::Ipv6Addr>,
 }
 
 impl StackConfig {
@@ -69,6 +71,7 @@ impl StackConfig {
             seed: None,
             mtu: 1500,
             ethernet: None,
+            addr6: None,
         }
     }
 }
@@ -247,7 +250,8 @@ where
     W: FnMut(&[u8]) -> io::Result<()> + Send + 'static,
 {
     let seed = config.seed.unwrap_or_else(rand::random);
-    let iface = Interface::new(config.addr, config.tcp.clone(), seed);
+    let mut iface = Interface::new(config.addr, config.tcp.clone(), seed);
+    iface.set_ipv6(config.addr6);
     let (tx, rx) = mpsc::channel::<Event>();
     let shared = Arc::new(Shared {
         core: Mutex::new(iface),
