@@ -45,7 +45,8 @@ struct LinkArgs {
     /// TAP mode: the router for destinations outside our subnet.
     #[arg(long, value_name = "ADDR")]
     gateway: Option<Ipv4Addr>,
-    /// Also answer ICMPv6 echo as this IPv6 address (TUN mode; needs --host-ip6).
+    /// Also answer ICMPv6 echo as this IPv6 address (needs --host-ip6; in TAP mode with
+    /// Neighbor Discovery).
     #[arg(long, value_name = "ADDR", requires = "host_ip6")]
     ip6: Option<Ipv6Addr>,
     /// IPv6 address and prefix given to the kernel's side of the device.
@@ -229,6 +230,7 @@ fn ethernet_config(link: &LinkArgs) -> io::Result<Option<EthernetConfig>> {
         prefix_len,
         gateway: link.gateway,
         arp: ArpConfig::default(),
+        addr6: link.ip6,
     }))
 }
 

@@ -378,13 +378,28 @@ fn udp_closed_port_gets_port_unreachable() {
     );
 }
 
-/// IPv6 (a first step, TUN mode): `ping -6` gets ICMPv6 echo replies from `--ip6`, also
-/// near the MTU, while IPv4 keeps working beside it.
+/// IPv6 (a first step): `ping -6` gets ICMPv6 echo replies from `--ip6`, also near the
+/// MTU, while IPv4 keeps working beside it — on a TUN, and on a TAP where the kernel first
+/// finds our MAC with Neighbor Discovery.
 #[test]
-fn ipv6_ping_in_tun_mode() {
-    let Some(mut h) = Harness::new("ipv6_ping_in_tun_mode", &["ping"]) else {
-        return;
-    };
+fn ipv6_ping_tun_and_tap() {
+    for tap in [false, true] {
+        let name = if tap {
+            "ipv6_ping_tap"
+        } else {
+            "ipv6_ping_tun"
+        };
+        let Some(h) = Harness::new(name, &["ping"]) else {
+            return;
+        };
+        ipv6_ping(h, tap);
+    }
+}
+
+fn ipv6_ping(mut h: Harness, tap: bool) {
+    if tap {
+        h.use_tap();
+    }
     h.serve(PORT, &["--ip6", "fd00::2", "--host-ip6", "fd00::1/64"]);
     let run = h.run_in_ns(
         SHORT_TIMEOUT,

@@ -32,6 +32,7 @@ impl TapHost {
             prefix_len: 24,
             gateway: None,
             arp: ArpConfig::default(),
+            addr6: None,
         });
         TapHost {
             eth,

@@ -19,11 +19,13 @@
 //! protocol it accepts, and [`EthernetLayer::send_ip`] dispatches on the IP version nibble —
 //! IPv6 would plug in here with Neighbor Discovery (RFC 4861) beside ARP.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::arp::{ArpCache, ArpConfig, ArpPacket, ArpStats, Resolution, OP_REPLY, OP_REQUEST};
-use super::ethernet::{self, Frame, MacAddr, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+use super::ethernet::{self, Frame, MacAddr, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use super::ndp;
+use crate::ip::ipv6::{Ipv6Packet, NEXT_ICMPV6};
 use crate::time::Instant;
 
 /// Frames waiting for the device; beyond this, new ones are dropped (DESIGN §7).
@@ -44,6 +46,9 @@ pub struct EthernetConfig {
     pub gateway: Option<Ipv4Addr>,
     /// Cache limits and timers.
     pub arp: ArpConfig,
+    /// Our IPv6 address, if any: Neighbor Discovery answers for it ([`ndp`]) and IPv6
+    /// packets pass up to the host. `None`: IPv6 frames are dropped.
+    pub addr6: Option<Ipv6Addr>,
 }
 
 /// Counters of the Ethernet layer (ARP's are inside).
@@ -65,6 +70,9 @@ pub struct EthernetLayer {
     config: EthernetConfig,
     cache: ArpCache,
     out: VecDeque<Vec<u8>>,
+    /// IPv6 neighbours learned from Neighbor Discovery: MAC and expiry (bounded like the
+    /// ARP cache).
+    neighbors6: HashMap<Ipv6Addr, (MacAddr, Instant)>,
     frames_in: u64,
     frames_out: u64,
     drops: BTreeMap<&'static str, u64>,
@@ -87,6 +95,7 @@ impl EthernetLayer {
             config,
             cache,
             out: VecDeque::new(),
+            neighbors6: HashMap::new(),
             frames_in: 0,
             frames_out: 0,
             drops: BTreeMap::new(),
@@ -153,7 +162,11 @@ impl EthernetLayer {
         };
         // A NIC filters by destination: our address and broadcast. We join no multicast
         // group (IPv6's neighbour solicitations and MLD from the kernel land here).
-        if frame.dst != self.config.mac && !frame.dst.is_broadcast() {
+        let solicited = self
+            .config
+            .addr6
+            .is_some_and(|a| frame.dst == ndp::multicast_mac(ndp::solicited_node(a)));
+        if frame.dst != self.config.mac && !frame.dst.is_broadcast() && !solicited {
             self.drop(if frame.dst.is_group() {
                 "multicast"
             } else {
@@ -167,10 +180,93 @@ impl EthernetLayer {
                 self.handle_arp(&frame, now);
                 None
             }
+            ETHERTYPE_IPV6 if self.config.addr6.is_some() => self.handle_ipv6(&frame, now),
             other => {
                 log::trace!("ethernet: ignored EtherType {other:#06x}");
                 self.drop("ethertype-unsupported");
                 None
+            }
+        }
+    }
+
+    /// IPv6: Neighbor Discovery stays here (it is IPv6's ARP); the rest goes up.
+    fn handle_ipv6<'a>(&mut self, frame: &Frame<'a>, now: Instant) -> Option<&'a [u8]> {
+        let Ok(packet) = Ipv6Packet::parse(frame.payload) else {
+            // Let the host count what is wrong with it.
+            return Some(frame.payload);
+        };
+        let nd = (packet.next_header == NEXT_ICMPV6)
+            .then(|| ndp::parse(packet.src, packet.dst, packet.hop_limit, packet.payload))
+            .flatten();
+        let Some(nd) = nd else {
+            return Some(packet.bytes);
+        };
+        let ours = self.config.addr6?;
+        if let Some(mac) = nd.link_addr {
+            // RFC 4861 §7.2.3: a solicitation with a source link-layer address creates or
+            // updates the solicitor's entry; an advertisement updates the target's.
+            let who = if nd.kind == ndp::TYPE_NS {
+                packet.src
+            } else {
+                nd.target
+            };
+            if !who.is_unspecified() {
+                self.learn6(who, mac, now);
+            }
+        }
+        // Answer solicitations for our address; a source of :: is duplicate address
+        // detection by someone else (we do not defend: no answer).
+        if nd.kind == ndp::TYPE_NS && nd.target == ours && !packet.src.is_unspecified() {
+            let na = ndp::advertisement(ours, self.config.mac, packet.src);
+            let dst = nd.link_addr.unwrap_or(frame.src);
+            log::debug!("ndp: {ours} is at {} (to {})", self.config.mac, packet.src);
+            let frame = ethernet::build(dst, self.config.mac, ETHERTYPE_IPV6, &na);
+            self.push_frame(frame);
+        }
+        None
+    }
+
+    fn learn6(&mut self, ip: Ipv6Addr, mac: MacAddr, now: Instant) {
+        let expires = now + self.config.arp.entry_ttl;
+        if !self.neighbors6.contains_key(&ip)
+            && self.neighbors6.len() >= self.config.arp.max_entries
+        {
+            self.neighbors6.retain(|_, (_, e)| *e > now);
+            if self.neighbors6.len() >= self.config.arp.max_entries {
+                self.drop("ndp-table-full");
+                return;
+            }
+        }
+        self.neighbors6.insert(ip, (mac, expires));
+    }
+
+    /// An IPv6 packet out: multicast maps to its MAC, unicast needs a neighbour learned by
+    /// ND. An unknown one gets a solicitation, and this packet is dropped (not queued: a
+    /// first step; the kernel always solicits us before sending, so replies find it).
+    fn send_ipv6(&mut self, packet: Vec<u8>, now: Instant) {
+        let (Some(ours), Ok(p)) = (self.config.addr6, Ipv6Packet::parse(&packet)) else {
+            self.drop("ipv6-unsendable");
+            return;
+        };
+        let mac = if p.dst.is_multicast() {
+            Some(ndp::multicast_mac(p.dst))
+        } else {
+            self.neighbors6
+                .get(&p.dst)
+                .filter(|(_, expires)| *expires > now)
+                .map(|(mac, _)| *mac)
+        };
+        match mac {
+            Some(mac) => {
+                let frame = ethernet::build(mac, self.config.mac, ETHERTYPE_IPV6, &packet);
+                self.push_frame(frame);
+            }
+            None => {
+                let ns = ndp::solicitation(ours, self.config.mac, p.dst);
+                let group = ndp::multicast_mac(ndp::solicited_node(p.dst));
+                let frame = ethernet::build(group, self.config.mac, ETHERTYPE_IPV6, &ns);
+                self.push_frame(frame);
+                self.drop("ndp-unresolved");
             }
         }
     }
@@ -254,8 +350,11 @@ impl EthernetLayer {
     /// Send one IP packet: resolve its next hop and frame it (now or once ARP answers).
     pub fn send_ip(&mut self, packet: Vec<u8>, now: Instant) {
         let version = packet.first().map(|b| b >> 4);
+        if version == Some(6) {
+            self.send_ipv6(packet, now);
+            return;
+        }
         if version != Some(4) {
-            // IPv6 would resolve through Neighbor Discovery here.
             self.drop("ip-version-unsupported");
             return;
         }
@@ -341,6 +440,8 @@ mod tests {
     const OUR_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
     const PEER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
     const GW_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xfe]);
+    const US6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+    const PEER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 
     fn t(ms: u64) -> Instant {
         Instant::from_millis(ms)
@@ -353,6 +454,7 @@ mod tests {
             prefix_len: 24,
             gateway,
             arp: ArpConfig::default(),
+            addr6: Some(US6),
         });
         // The announcement.
         let f = l.poll_transmit().unwrap();
@@ -478,8 +580,8 @@ mod tests {
         assert_eq!(l.handle_frame(&elsewhere, t(0)), None);
         let mcast = ethernet::build(MacAddr([0x33, 0x33, 0, 0, 0, 1]), PEER_MAC, 0x86dd, &ip);
         assert_eq!(l.handle_frame(&mcast, t(0)), None);
-        let v6 = ethernet::build(OUR_MAC, PEER_MAC, 0x86dd, &ip);
-        assert_eq!(l.handle_frame(&v6, t(0)), None);
+        let other = ethernet::build(OUR_MAC, PEER_MAC, 0x88cc, &ip);
+        assert_eq!(l.handle_frame(&other, t(0)), None);
         assert_eq!(l.handle_frame(&[1, 2, 3], t(0)), None);
         let drops = l.stats().drops;
         for reason in [
@@ -540,5 +642,54 @@ mod tests {
             l.send_ip(bytes, t(len as u64));
         }
         while l.poll_transmit().is_some() {}
+    }
+
+    #[test]
+    fn neighbor_discovery_answers_and_learns() {
+        let mut l = layer(None);
+        // The kernel solicits our address at our solicited-node group.
+        let ns = ndp::solicitation(PEER6, PEER_MAC, US6);
+        let group = ndp::multicast_mac(ndp::solicited_node(US6));
+        let frame = ethernet::build(group, PEER_MAC, ETHERTYPE_IPV6, &ns);
+        assert_eq!(
+            l.handle_frame(&frame, t(0)),
+            None,
+            "ND stays in the link layer"
+        );
+        let f = l.poll_transmit().expect("an advertisement");
+        let frame = Frame::parse(&f).unwrap();
+        assert_eq!((frame.dst, frame.ethertype), (PEER_MAC, ETHERTYPE_IPV6));
+        let p = Ipv6Packet::parse(frame.payload).unwrap();
+        let na = ndp::parse(p.src, p.dst, p.hop_limit, p.payload).unwrap();
+        assert_eq!(
+            (na.kind, na.target, na.link_addr),
+            (ndp::TYPE_NA, US6, Some(OUR_MAC))
+        );
+        // The solicitor was learned: a reply goes straight to its MAC.
+        let reply = crate::ip::ipv6::emit(US6, PEER6, NEXT_ICMPV6, 64, &[129, 0, 0, 0]);
+        l.send_ip(reply, t(1));
+        let f = l.poll_transmit().unwrap();
+        assert_eq!(Frame::parse(&f).unwrap().dst, PEER_MAC);
+        // Other IPv6 to us passes up.
+        let echo = crate::ip::ipv6::emit(PEER6, US6, NEXT_ICMPV6, 64, &[128, 0, 0, 0]);
+        let frame = ethernet::build(OUR_MAC, PEER_MAC, ETHERTYPE_IPV6, &echo);
+        assert_eq!(l.handle_frame(&frame, t(2)), Some(&echo[..]));
+    }
+
+    #[test]
+    fn unknown_ipv6_neighbour_is_solicited() {
+        let mut l = layer(None);
+        let far6 = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9);
+        l.send_ip(
+            crate::ip::ipv6::emit(US6, far6, NEXT_ICMPV6, 64, &[1]),
+            t(0),
+        );
+        let f = l.poll_transmit().unwrap();
+        let frame = Frame::parse(&f).unwrap();
+        assert_eq!(frame.dst, ndp::multicast_mac(ndp::solicited_node(far6)));
+        let p = Ipv6Packet::parse(frame.payload).unwrap();
+        let ns = ndp::parse(p.src, p.dst, p.hop_limit, p.payload).unwrap();
+        assert_eq!((ns.kind, ns.target), (ndp::TYPE_NS, far6));
+        assert_eq!(l.stats().drops.get("ndp-unresolved"), Some(&1));
     }
 }

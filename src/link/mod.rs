@@ -24,6 +24,7 @@ pub mod arp;
 pub mod ethernet;
 pub mod ethernet_layer;
 pub mod memory;
+pub mod ndp;
 pub mod pcap;
 pub mod tun;
 
