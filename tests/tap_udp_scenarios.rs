@@ -258,3 +258,51 @@ fn ipv6_echo_and_drops() {
         Some(&1)
     );
 }
+
+/// `--trace` in TAP mode describes each layer of a frame: Ethernet, then ARP or IPv4 and
+/// UDP.
+#[test]
+fn trace_describes_frames() {
+    use tunstack::stack::Direction;
+    use tunstack::trace::describe_frame;
+    let who_has = ArpPacket::request(PEER_MAC, PEER, US);
+    let frame = ethernet::build(MacAddr::BROADCAST, PEER_MAC, ETHERTYPE_ARP, &who_has.emit());
+    let line = describe_frame(Direction::In, &frame);
+    assert!(
+        line.starts_with("← Ethernet 02:00:00:00:00:01 > ff:ff:ff:ff:ff:ff ARP"),
+        "{line}"
+    );
+    assert!(line.contains("who-has 10.0.0.2 tell 10.0.0.1"), "{line}");
+
+    let frame = ip_frame(&udp_packet(US, 7, b"hi"));
+    let line = describe_frame(Direction::Out, &frame);
+    assert!(line.contains("IPv4 | IPv4 10.0.0.1 > 10.0.0.2"), "{line}");
+    assert!(line.ends_with("| UDP 5555 > 7 len 2"), "{line}");
+    assert!(describe_frame(Direction::In, &[1, 2]).contains("not Ethernet"));
+}
+
+/// Random bytes as UDP through the host, and as frames through the Ethernet layer stacked
+/// on it: nothing panics, whatever arrives.
+#[test]
+fn random_input_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut host = TapHost::new();
+    host.ip
+        .udp_mut()
+        .bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7))
+        .unwrap();
+    for i in 0..3000u64 {
+        let len = rng.random_range(0..200);
+        let mut body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        if i % 3 == 0 && body.len() >= 4 {
+            body[2..4].copy_from_slice(&7u16.to_be_bytes());
+        }
+        let packet = ipv4::emit(PEER, US, ipv4::PROTO_UDP, 64, i as u16, &body);
+        host.frame_in(&ip_frame(&packet), t(i));
+        let ethertype = [ETHERTYPE_ARP, ETHERTYPE_IPV4, 0x86dd][(i % 3) as usize];
+        host.frame_in(&ethernet::build(OUR_MAC, PEER_MAC, ethertype, &body), t(i));
+        host.eth.handle_timeout(t(i * 10));
+        host.run(t(i * 10));
+    }
+}

@@ -179,6 +179,17 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn link_type_is_in_the_global_header() {
+        let raw = PcapWriter::new(Vec::new()).unwrap().into_inner();
+        assert_eq!(&raw[20..24], &LINKTYPE_RAW.to_le_bytes());
+        let eth = PcapWriter::with_linktype(Vec::new(), LINKTYPE_ETHERNET)
+            .unwrap()
+            .into_inner();
+        assert_eq!(&eth[20..24], &[1, 0, 0, 0]);
+        assert_eq!(&eth[..20], &raw[..20], "only the link type differs");
+    }
+
+    #[test]
     fn global_header_and_two_records_byte_exact() {
         let mut w = PcapWriter::new(Vec::new()).unwrap();
         let t1 = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
