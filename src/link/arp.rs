@@ -393,16 +393,15 @@ impl ArpCache {
                     log::debug!("arp: queue for all neighbours full, dropped packet for {ip}");
                     return Resolution::Dropped;
                 }
-                if queue.len() >= self.config.max_queued {
-                    // Keep the latest (RFC 1122 §2.3.2.2): drop the oldest.
-                    queue.pop_front();
-                    self.queued_total = self.queued_total.saturating_sub(1);
-                    self.stats.queue_drops += 1;
-                    log::debug!("arp: queue for {ip} full, dropped its oldest packet");
-                }
                 if self.config.max_queued == 0 {
                     self.stats.queue_drops += 1;
                     return Resolution::Dropped;
+                }
+                if queue.len() >= self.config.max_queued && queue.pop_front().is_some() {
+                    // Keep the latest (RFC 1122 §2.3.2.2): drop the oldest.
+                    self.queued_total = self.queued_total.saturating_sub(1);
+                    self.stats.queue_drops += 1;
+                    log::debug!("arp: queue for {ip} full, dropped its oldest packet");
                 }
                 queue.push_back(packet);
                 self.queued_total += 1;
@@ -414,26 +413,35 @@ impl ArpCache {
             }
             None => {}
         }
-        if self.config.max_queued == 0
-            || self.queued_total >= self.config.max_queued_total
-            || !self.make_room(now)
-        {
+        if self.queued_total >= self.config.max_queued_total || !self.make_room(now) {
             self.stats.queue_drops += 1;
             log::debug!("arp: cache or queues full, dropped packet for {ip}");
             return Resolution::Dropped;
         }
         log::debug!("arp: resolving {ip}");
+        // With no queue at all the resolution still starts; only the packet is lost.
+        let keep = self.config.max_queued > 0;
+        let queue = if keep {
+            VecDeque::from([packet])
+        } else {
+            VecDeque::new()
+        };
         self.entries.insert(
             ip,
             Entry::Incomplete {
-                queue: VecDeque::from([packet]),
+                queue,
                 requests_sent: 1,
                 next_retry: now + self.config.retry_initial,
             },
         );
-        self.queued_total += 1;
         self.requests.push_back(ip);
-        Resolution::Queued
+        if keep {
+            self.queued_total += 1;
+            Resolution::Queued
+        } else {
+            self.stats.queue_drops += 1;
+            Resolution::Dropped
+        }
     }
 
     /// Make space for one more entry: drop expired ones, then evict the resolved entry that
@@ -699,6 +707,21 @@ mod tests {
             .collect();
         assert_eq!(released, vec![2, 3, 4], "the oldest were dropped");
         assert_eq!(c.queued(), 1);
+    }
+
+    #[test]
+    fn zero_queue_drops_everything_while_resolving() {
+        let config = ArpConfig {
+            max_queued: 0,
+            ..ArpConfig::default()
+        };
+        let mut c = ArpCache::new(config);
+        assert_eq!(c.send(B, vec![1], t(0)), Resolution::Dropped);
+        assert_eq!(c.poll_request(), Some(B), "the resolution starts anyway");
+        assert_eq!(c.send(B, vec![1], t(0)), Resolution::Dropped);
+        assert_eq!(c.queued(), 0);
+        c.update(B, MAC_B, true, t(0));
+        assert_eq!(c.send(B, vec![2], t(1)), Resolution::Ready(MAC_B, vec![2]));
     }
 
     #[test]
