@@ -50,7 +50,10 @@ fn tap_ping_curl_and_arp_in_pcap() {
     h.use_tap();
     let pcap = h.dir().join("tap.pcap");
     let pcap_arg = pcap.to_str().unwrap().to_string();
-    h.serve(PORT, &["--pcap", &pcap_arg, "--mac", "02:00:00:00:00:02"]);
+    h.serve(
+        PORT,
+        &["--pcap", &pcap_arg, "--mac", "02:00:00:00:00:02", "--trace"],
+    );
 
     let run = h.run_in_ns(SHORT_TIMEOUT, "ping", &["-c", "3", "-W", "5", STACK_IP]);
     run.expect_success("ping over TAP");
@@ -86,6 +89,16 @@ fn tap_ping_curl_and_arp_in_pcap() {
     );
 
     stop(&mut h);
+    // --trace describes the link layer too.
+    let log = h.server_log();
+    for line in [
+        "ARP announce 10.0.0.2 is-at 02:00:00:00:00:02",
+        "ARP who-has 10.0.0.2 tell 10.0.0.1",
+        "ARP reply 10.0.0.2 is-at 02:00:00:00:00:02",
+        "> 02:00:00:00:00:02 IPv4 | IPv4 10.0.0.1 > 10.0.0.2",
+    ] {
+        assert!(log.contains(line), "--trace shows {line:?}:\n{log}");
+    }
     // Link type: every packet has an Ethernet header.
     let linktypes = tshark_fields(&pcap_arg, "frame", &["frame.protocols"]);
     assert!(
