@@ -30,6 +30,9 @@ use crate::time::Instant;
 
 /// Frames waiting for the device; beyond this, new ones are dropped (DESIGN §7).
 const MAX_OUT: usize = 4096;
+/// At most one IPv6 Neighbor Solicitation per neighbour this often (RFC 4861 §10
+/// RETRANS_TIMER is 1 s).
+pub const SOLICIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How the host sits on its Ethernet segment.
 #[derive(Debug, Clone)]
@@ -73,6 +76,9 @@ pub struct EthernetLayer {
     /// IPv6 neighbours learned from Neighbor Discovery: MAC and expiry (bounded like the
     /// ARP cache).
     neighbors6: HashMap<Ipv6Addr, (MacAddr, Instant)>,
+    /// The latest packet waiting for each IPv6 neighbour being solicited, with the time of
+    /// the solicitation (RFC 4861 §7.2.2: queue at least one; a newer packet replaces it).
+    pending6: HashMap<Ipv6Addr, (Vec<u8>, Instant)>,
     frames_in: u64,
     frames_out: u64,
     drops: BTreeMap<&'static str, u64>,
@@ -96,6 +102,7 @@ impl EthernetLayer {
             cache,
             out: VecDeque::new(),
             neighbors6: HashMap::new(),
+            pending6: HashMap::new(),
             frames_in: 0,
             frames_out: 0,
             drops: BTreeMap::new(),
@@ -238,11 +245,17 @@ impl EthernetLayer {
             }
         }
         self.neighbors6.insert(ip, (mac, expires));
+        if let Some((packet, _)) = self.pending6.remove(&ip) {
+            let frame = ethernet::build(mac, self.config.mac, ETHERTYPE_IPV6, &packet);
+            self.push_frame(frame);
+        }
     }
 
     /// An IPv6 packet out: multicast maps to its MAC, unicast needs a neighbour learned by
-    /// ND. An unknown one gets a solicitation, and this packet is dropped (not queued: a
-    /// first step; the kernel always solicits us before sending, so replies find it).
+    /// ND. For an unknown one the packet waits (the latest one per neighbour) and a
+    /// solicitation goes out, at most one per [`SOLICIT_INTERVAL`]; there are no
+    /// retransmissions beyond that (a first step: the kernel solicits us before it sends,
+    /// so replies nearly always find their neighbour).
     fn send_ipv6(&mut self, packet: Vec<u8>, now: Instant) {
         let (Some(ours), Ok(p)) = (self.config.addr6, Ipv6Packet::parse(&packet)) else {
             self.drop("ipv6-unsendable");
@@ -262,11 +275,33 @@ impl EthernetLayer {
                 self.push_frame(frame);
             }
             None => {
-                let ns = ndp::solicitation(ours, self.config.mac, p.dst);
-                let group = ndp::multicast_mac(ndp::solicited_node(p.dst));
-                let frame = ethernet::build(group, self.config.mac, ETHERTYPE_IPV6, &ns);
-                self.push_frame(frame);
-                self.drop("ndp-unresolved");
+                let dst = p.dst;
+                // Forget waiting packets whose solicitation went unanswered.
+                self.pending6
+                    .retain(|_, (_, at)| now < *at + SOLICIT_INTERVAL.saturating_mul(3));
+                let recent = self
+                    .pending6
+                    .get(&dst)
+                    .is_some_and(|(_, at)| now < *at + SOLICIT_INTERVAL);
+                if !self.pending6.contains_key(&dst)
+                    && self.pending6.len() >= self.config.arp.max_entries
+                {
+                    self.drop("ndp-queue-full");
+                    return;
+                }
+                let at = match self.pending6.insert(dst, (packet, now)) {
+                    Some((_, at)) if recent => at,
+                    Some(_) | None => {
+                        let ns = ndp::solicitation(ours, self.config.mac, dst);
+                        let group = ndp::multicast_mac(ndp::solicited_node(dst));
+                        let frame = ethernet::build(group, self.config.mac, ETHERTYPE_IPV6, &ns);
+                        self.push_frame(frame);
+                        now
+                    }
+                };
+                if let Some(entry) = self.pending6.get_mut(&dst) {
+                    entry.1 = at;
+                }
             }
         }
     }
@@ -690,6 +725,23 @@ mod tests {
         let p = Ipv6Packet::parse(frame.payload).unwrap();
         let ns = ndp::parse(p.src, p.dst, p.hop_limit, p.payload).unwrap();
         assert_eq!((ns.kind, ns.target), (ndp::TYPE_NS, far6));
-        assert_eq!(l.stats().drops.get("ndp-unresolved"), Some(&1));
+        // A second packet replaces the first without another solicitation.
+        l.send_ip(
+            crate::ip::ipv6::emit(US6, far6, NEXT_ICMPV6, 64, &[2]),
+            t(10),
+        );
+        assert_eq!(l.poll_transmit(), None);
+        // The advertisement releases the latest packet.
+        let far_mac = MacAddr([2, 0, 0, 0, 0, 0x99]);
+        let na = ndp::advertisement(far6, far_mac, US6);
+        l.handle_frame(
+            &ethernet::build(OUR_MAC, far_mac, ETHERTYPE_IPV6, &na),
+            t(20),
+        );
+        let f = l.poll_transmit().expect("the waiting packet");
+        let frame = Frame::parse(&f).unwrap();
+        assert_eq!(frame.dst, far_mac);
+        assert_eq!(Ipv6Packet::parse(frame.payload).unwrap().payload, &[2]);
+        assert_eq!(l.poll_transmit(), None);
     }
 }

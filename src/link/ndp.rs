@@ -11,8 +11,8 @@
 //!
 //! A first step, like the rest of our IPv6: we answer solicitations for our address and
 //! learn the solicitor's MAC from them (the kernel always asks before it sends us
-//! anything), and we send a solicitation for an unknown neighbour — but the packet that
-//! needed it is dropped rather than queued.
+//! anything), and for an unknown neighbour we send one solicitation and keep the latest
+//! packet for it (`EthernetLayer`). No retransmissions, no unreachability detection.
 
 use std::net::Ipv6Addr;
 
