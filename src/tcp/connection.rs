@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::congestion::{AckAction, NewReno};
 use super::endpoint::{Config, TcpError, TcpStats};
+use super::events::TcpEventKind;
 use super::recv_buf::RecvBuffer;
 use super::rto::RttEstimator;
 use super::segment::{Flags, Segment, TcpOptions};
@@ -176,6 +177,11 @@ pub(crate) struct Connection {
     msl: Duration,
     max_retransmits: u32,
     syn_retries: u32,
+
+    /// Queue [`TcpEventKind`]s for the trace view (set by the endpoint).
+    pub trace: bool,
+    /// Events not yet taken by the endpoint.
+    pub trace_events: Vec<TcpEventKind>,
 }
 
 impl Connection {
@@ -234,6 +240,8 @@ impl Connection {
             msl: config.msl,
             max_retransmits: config.max_retransmits,
             syn_retries: config.syn_retries,
+            trace: false,
+            trace_events: Vec::new(),
         }
     }
 
@@ -346,6 +354,14 @@ impl Connection {
         }
     }
 
+    /// Queue a trace event; `make` only runs when tracing is on, so a disabled trace
+    /// costs one branch.
+    fn note(&mut self, make: impl FnOnce() -> TcpEventKind) {
+        if self.trace {
+            self.trace_events.push(make());
+        }
+    }
+
     // ----------------------------------------------------------------------------------
     // State changes.
 
@@ -361,6 +377,12 @@ impl Connection {
             new,
             cause
         );
+        let from = self.state;
+        self.note(|| TcpEventKind::State {
+            from,
+            to: new,
+            cause: cause.to_string(),
+        });
         self.state = new;
         self.changed = true;
         match new {
@@ -387,6 +409,11 @@ impl Connection {
     fn enter_time_wait(&mut self, now: Instant, cause: &str) {
         self.set_state(State::TimeWait, cause);
         self.close_deadline = Some(now + self.msl * 2);
+        let after = self.msl * 2;
+        self.note(|| TcpEventKind::CloseTimer {
+            what: "TIME-WAIT 2·MSL",
+            after,
+        });
     }
 
     /// The connection dies with `err` (reset, timeout): CLOSED, queues flushed.
@@ -475,6 +502,7 @@ impl Connection {
         let free = self.recv_buf.window().min(MAX_WINDOW) as u32;
         if free.saturating_sub(current) >= self.window_update_threshold() {
             self.ack_needed = true;
+            self.note(|| TcpEventKind::WindowUpdate { window: free });
         }
     }
 
@@ -679,6 +707,9 @@ impl Connection {
                 syn = false;
             } else {
                 stats.dropped += 1;
+                self.note(|| TcpEventKind::Dropped {
+                    reason: "unacceptable sequence number (outside the receive window); ACK sent",
+                });
                 return;
             }
         }
@@ -800,6 +831,8 @@ impl Connection {
                 );
                 stats.fast_retransmits += 1;
                 self.retransmit_una = true;
+                let seq = self.snd.una;
+                self.note(|| TcpEventKind::FastRetransmit { seq });
             }
         }
         // Window update (§3.10.7.4): only from a segment newer than the last update.
@@ -809,6 +842,10 @@ impl Connection {
             let wnd = u32::from(seg.window);
             if wnd > self.snd.wnd {
                 self.changed = true;
+            }
+            let old = self.snd.wnd;
+            if wnd != old {
+                self.note(|| TcpEventKind::PeerWindow { old, new: wnd });
             }
             self.snd.wnd = wnd;
             self.snd.max_wnd = self.snd.max_wnd.max(wnd);
@@ -853,8 +890,11 @@ impl Connection {
         // RFC 6298 with Karn's rule: only a segment never retransmitted is timed.
         if let Some((end, sent)) = self.rtt_sample {
             if ack.ge(end) {
-                self.rtt.on_sample(now.saturating_duration_since(sent));
+                let rtt = now.saturating_duration_since(sent);
+                self.rtt.on_sample(rtt);
                 self.rtt_sample = None;
+                let (srtt, rto) = (self.rtt.srtt().unwrap_or(rtt), self.rtt.rto());
+                self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
             }
         }
         self.rtt.reset_backoff();
@@ -878,6 +918,10 @@ impl Connection {
                     self.set_state(State::FinWait2, "ACK of FIN");
                     if self.owner == Owner::Released {
                         self.close_deadline = Some(now + FIN_WAIT2_TIMEOUT);
+                        self.note(|| TcpEventKind::CloseTimer {
+                            what: "FIN-WAIT-2 (orphaned)",
+                            after: FIN_WAIT2_TIMEOUT,
+                        });
                     }
                 }
                 State::Closing => self.enter_time_wait(now, "ACK of FIN"),
@@ -989,6 +1033,7 @@ impl Connection {
                 return;
             }
             self.probe_needed = true;
+            self.note(|| TcpEventKind::ZeroWindowProbe);
             self.persist_backoff = (self.persist_backoff + 1).min(16);
             self.persist_deadline = Some(now + self.persist_interval());
         }
@@ -1016,6 +1061,8 @@ impl Connection {
                 self.retries += 1;
                 self.rtt.backoff();
                 self.rtt_sample = None;
+                let (attempt, rto) = (self.retries, self.rtt.rto());
+                self.note(|| TcpEventKind::RetransmitTimeout { attempt, rto });
                 // Resend the SYN (or SYN-ACK).
                 self.snd.nxt = self.snd.iss;
             }
@@ -1046,6 +1093,8 @@ impl Connection {
                 self.rtt_sample = None;
                 self.retransmit_una = false;
                 self.snd.nxt = self.snd.una;
+                let (attempt, rto) = (self.retries, self.rtt.rto());
+                self.note(|| TcpEventKind::RetransmitTimeout { attempt, rto });
                 log::debug!(
                     "{} ↔ {}: retransmission timeout #{} (rto now {:?})",
                     self.local,
@@ -1121,6 +1170,7 @@ impl Connection {
                 // Anything below SND.MAX has been sent before: a retransmission, so
                 // (Karn) it cannot be timed, and any pending sample is ambiguous.
                 stats.retransmits += 1;
+                self.note(|| TcpEventKind::Retransmission { seq, len });
                 if self.rtt_sample.is_some_and(|(e, _)| e.gt(seq)) {
                     self.rtt_sample = None;
                 }

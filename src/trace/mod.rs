@@ -1,0 +1,243 @@
+//! Watching a request: the per-layer account of every packet and of what each layer
+//! decided, for `--trace` and `--step`.
+//!
+//! ```text
+//!   stack thread                      socket / http threads
+//!   ─────────────                     ─────────────────────
+//!   packet in  ──► TraceEvent::Packet      accept() read() write() close()
+//!   iface.handle_packet                       │  TraceEvent::Socket
+//!   tcp.take_trace_events ──► TraceEvent::Tcp │  GET / HTTP/1.1 → 200 OK
+//!   packets out ──► TraceEvent::Packet        │  TraceEvent::Http
+//!            │                                 │
+//!            └──────────────► Tracer (a sink: Arc<dyn Fn(TraceEvent)>) ◄──┘
+//!                               ├─ render::Printer: one compact block per packet (--trace)
+//!                               └─ step::Stepper: pauses layer by layer (--step)
+//! ```
+//!
+//! The protocol core stays sans-IO: `tcp` only *queues* [`TcpEvent`]s (when
+//! [`crate::tcp::Tcp::set_trace`] is on); the stack's event loop drains them right after the
+//! packet or timeout that caused them and hands everything, in order, to the [`Tracer`].
+//! With no tracer configured the cost is an `Option` test per packet and a `bool` test per
+//! would-be event: no copy, no formatting.
+//!
+//! [`describe`] is the older one-line view of a packet, handy in debug logs:
+//!
+//! ```text
+//! → IPv4 10.0.0.2 > 10.0.0.1 ttl 64 id 7 len 52 | TCP 80 > 43512 [S.] seq 1234 ack 999 win 65535 len 0 <mss 1460>
+//! ```
+
+pub mod http;
+pub mod render;
+pub mod step;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use crate::tcp::{TcpEvent, TcpEventKind};
+pub use render::{Palette, Printer, Renderer};
+pub use step::{StepCommand, Stepper};
+
+/// Something worth showing, from any layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceEvent {
+    /// A whole IP packet crossing the device (a copy, made only when tracing).
+    Packet {
+        /// Which way it went.
+        dir: Direction,
+        /// The IPv4 packet.
+        bytes: Vec<u8>,
+    },
+    /// A decision of the transport layer.
+    Tcp(TcpEvent),
+    /// A call on the socket API.
+    Socket(SocketEvent),
+    /// An HTTP message seen by the application layer.
+    Http(HttpEvent),
+}
+
+/// A call of the socket API (the boundary between the application and the kernel, or
+/// here, between the HTTP server and our TCP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketEvent {
+    /// Our end.
+    pub local: SocketAddr,
+    /// The peer (unspecified for a listener).
+    pub remote: SocketAddr,
+    /// The call.
+    pub call: SocketCall,
+}
+
+/// The socket calls worth tracing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketCall {
+    /// `listen()`: the passive open.
+    Listen,
+    /// `accept()` returned a connection that finished its handshake.
+    Accept,
+    /// `connect()` returned: the handshake of an active open finished.
+    Connect,
+    /// `read()` returned this many bytes (0 = end of stream: the peer's FIN).
+    Read(usize),
+    /// `write()` queued this many bytes in the send buffer.
+    Write(usize),
+    /// `shutdown(Write)`: a FIN follows the queued data.
+    Shutdown,
+    /// `close()`: the last handle was dropped.
+    Close,
+}
+
+/// What the application layer saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpEvent {
+    /// A request reached the handler.
+    Request {
+        /// The client.
+        peer: Option<SocketAddr>,
+        /// `GET / HTTP/1.1`.
+        line: String,
+    },
+    /// The handler answered.
+    Response {
+        /// The client.
+        peer: Option<SocketAddr>,
+        /// `HTTP/1.1 200 OK`.
+        line: String,
+        /// Body length when known up front.
+        body_len: Option<u64>,
+    },
+}
+
+/// Where trace events go. Cheap to clone; callable from any thread. Emitting may block
+/// (step mode waits for the user), so the stack never emits while holding its lock.
+#[derive(Clone)]
+pub struct Tracer {
+    sink: Arc<dyn Fn(TraceEvent) + Send + Sync>,
+}
+
+impl Tracer {
+    /// A tracer calling `sink` with every event.
+    pub fn new(sink: impl Fn(TraceEvent) + Send + Sync + 'static) -> Tracer {
+        Tracer {
+            sink: Arc::new(sink),
+        }
+    }
+
+    /// Report one event.
+    pub fn emit(&self, event: TraceEvent) {
+        (self.sink)(event)
+    }
+
+    /// Print every event to stderr as [`render::Printer`] renders it; colours when
+    /// `palette` says so (see [`Palette::for_stderr`]).
+    pub fn stderr(palette: Palette) -> Tracer {
+        let printer = std::sync::Mutex::new(Printer::new(palette));
+        Tracer::new(move |ev| {
+            let mut p = printer.lock().unwrap_or_else(|e| e.into_inner());
+            let text = p.render(&ev);
+            if !text.is_empty() {
+                use std::io::Write as _;
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(text.as_bytes());
+                let _ = err.flush();
+            }
+        })
+    }
+}
+
+impl fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Tracer")
+    }
+}
+
+use std::fmt::Write as _;
+
+use crate::ip::ipv4::{self, Ipv4Packet};
+pub use crate::stack::Direction;
+use crate::tcp::Segment;
+
+/// Describe an IP packet layer by layer. Never fails: what does not parse is said so.
+pub fn describe(direction: Direction, packet: &[u8]) -> String {
+    let arrow = match direction {
+        Direction::In => "←",
+        Direction::Out => "→",
+    };
+    let mut line = String::with_capacity(160);
+    let ip = match Ipv4Packet::parse(packet) {
+        Ok(ip) => ip,
+        Err(e) => {
+            let _ = write!(line, "{arrow} {} bytes, not valid IPv4: {e}", packet.len());
+            return line;
+        }
+    };
+    let _ = write!(
+        line,
+        "{arrow} IPv4 {} > {} ttl {} id {} len {}",
+        ip.src,
+        ip.dst,
+        ip.ttl,
+        ip.id,
+        packet.len()
+    );
+    match ip.protocol {
+        ipv4::PROTO_TCP => match Segment::parse(ip.src, ip.dst, ip.payload) {
+            Ok(s) => {
+                let _ = write!(
+                    line,
+                    " | TCP {} > {} [{}] seq {}",
+                    s.src_port, s.dst_port, s.flags, s.seq
+                );
+                if s.flags.ack {
+                    let _ = write!(line, " ack {}", s.ack);
+                }
+                let _ = write!(line, " win {} len {}", s.window, s.payload.len());
+                let o = &s.options;
+                let mut opts = Vec::new();
+                if let Some(mss) = o.mss {
+                    opts.push(format!("mss {mss}"));
+                }
+                if let Some(ws) = o.window_scale {
+                    opts.push(format!("wscale {ws}"));
+                }
+                if o.sack_permitted {
+                    opts.push("sackOK".to_string());
+                }
+                if let Some((v, e)) = o.timestamps {
+                    opts.push(format!("TS val {v} ecr {e}"));
+                }
+                if !opts.is_empty() {
+                    let _ = write!(line, " <{}>", opts.join(","));
+                }
+                if let Some(first) = first_line(&s.payload) {
+                    let _ = write!(line, " | {first}");
+                }
+            }
+            Err(e) => {
+                let _ = write!(line, " | TCP invalid: {e}");
+            }
+        },
+        ipv4::PROTO_ICMP => {
+            let kind = match ip.payload.first() {
+                Some(0) => "echo reply",
+                Some(8) => "echo request",
+                Some(3) => "destination unreachable",
+                _ => "other",
+            };
+            let _ = write!(line, " | ICMP {kind}");
+        }
+        p => {
+            let _ = write!(line, " | protocol {p}");
+        }
+    }
+    line
+}
+
+/// The first line of an HTTP message at the start of a payload, if it looks like one.
+fn first_line(payload: &[u8]) -> Option<String> {
+    let end = payload.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let line = std::str::from_utf8(payload.get(..end)?).ok()?;
+    let looks_http =
+        line.starts_with("HTTP/") || line.ends_with("HTTP/1.1") || line.ends_with("HTTP/1.0");
+    looks_http.then(|| line.to_string())
+}
