@@ -137,6 +137,9 @@ impl Inner {
                 let head = self.palette.paint("1", &head);
                 self.say(&head);
                 for (layer, text) in steps(*dir, &lines) {
+                    if self.mode == Mode::Quiet {
+                        break;
+                    }
                     self.step(layer, &text);
                 }
             }
