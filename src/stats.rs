@@ -5,7 +5,7 @@
 //! tunstack statistics (per layer)
 //!   link    packets read 14  written 12
 //!   ip      in 14  out 12  echo replies 0  dropped 0
-//!   tcp     segments in 14  out 12  dropped 0
+//!   tcp     segments in 14  out 12  dropped 1 (out-of-window 1)
 //!           retransmits 0 (timeouts 0, fast 0)  resets sent 0  received 0  window probes 0
 //!           connections: accepted 2  opened 0  timed out 0  backlog overflows 0
 //!           now: ESTABLISHED 1  TIME-WAIT 1
@@ -115,11 +115,16 @@ pub fn summary(stats: &StackStats, http: Option<&HttpStats>) -> String {
         let _ = write!(s, " ({})", reasons.join(", "));
     }
     s.push('\n');
-    let _ = writeln!(
+    let _ = write!(
         s,
         "  tcp     segments in {}  out {}  dropped {}",
         tcp.segments_in, tcp.segments_out, tcp.dropped
     );
+    if !tcp.drops.is_empty() {
+        let reasons: Vec<String> = tcp.drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let _ = write!(s, " ({})", reasons.join(", "));
+    }
+    s.push('\n');
     let _ = writeln!(
         s,
         "          retransmits {} (timeouts {}, fast {})  resets sent {}  received {}  window probes {}",
@@ -231,6 +236,10 @@ pub fn to_json(stats: &StackStats, http: Option<&HttpStats>) -> String {
         ("resets_sent", n(tcp.resets_sent)),
         ("resets_received", n(tcp.resets_received)),
         ("dropped", n(tcp.dropped)),
+        (
+            "drops",
+            json_object(tcp.drops.iter().map(|(r, c)| (*r, n(*c)))),
+        ),
         ("connections_opened", n(tcp.connections_opened)),
         ("connections_accepted", n(tcp.connections_accepted)),
         ("listen_overflows", n(tcp.listen_overflows)),
@@ -271,13 +280,14 @@ mod tests {
             ..IfaceStats::default()
         };
         ip.drops.insert("bad-checksum", 2);
-        let tcp = TcpStats {
+        let mut tcp = TcpStats {
             segments_in: 13,
             segments_out: 11,
             retransmits: 1,
             connections_accepted: 2,
             ..TcpStats::default()
         };
+        tcp.drop("out-of-window");
         StackStats {
             ip,
             tcp,
@@ -298,7 +308,7 @@ mod tests {
                 r#"{"link": {"packets_in": 14, "packets_out": 12}, "#,
                 r#""ip": {"packets_in": 14, "packets_out": 12, "echo_replies": 1, "dropped": 2, "drops": {"bad-checksum": 2}}, "#,
                 r#""tcp": {"segments_in": 13, "segments_out": 11, "retransmits": 1, "rto_expirations": 0, "#,
-                r#""fast_retransmits": 0, "resets_sent": 0, "resets_received": 0, "dropped": 0, "#,
+                r#""fast_retransmits": 0, "resets_sent": 0, "resets_received": 0, "dropped": 1, "drops": {"out-of-window": 1}, "#,
                 r#""connections_opened": 0, "connections_accepted": 2, "listen_overflows": 0, "timeouts": 0, "#,
                 r#""window_probes": 0, "connections": {"CLOSED": 0, "LISTEN": 0, "SYN-SENT": 0, "#,
                 r#""SYN-RECEIVED": 0, "ESTABLISHED": 1, "FIN-WAIT-1": 0, "FIN-WAIT-2": 0, "CLOSE-WAIT": 0, "#,
@@ -339,7 +349,7 @@ mod tests {
         for needle in [
             "link    packets read 14  written 12",
             "ip      in 14  out 12  echo replies 1  dropped 2 (bad-checksum 2)",
-            "tcp     segments in 13  out 11",
+            "tcp     segments in 13  out 11  dropped 1 (out-of-window 1)",
             "retransmits 1",
             "now: ESTABLISHED 1  TIME-WAIT 1",
             "http    requests 3  responses 2xx 3",

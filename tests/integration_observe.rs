@@ -112,6 +112,7 @@ d = json.load(open(sys.argv[1]))
 assert set(d) == {"link", "ip", "tcp", "http"}, d.keys()
 t = d["tcp"]
 assert t["segments_in"] > 0 and t["segments_out"] > 0, t
+assert isinstance(t["drops"], dict) and isinstance(d["ip"]["drops"], dict), t
 assert t["connections_accepted"] >= 4, t
 assert t["connections"]["ESTABLISHED"] >= 1, t["connections"]
 assert d["ip"]["packets_in"] >= t["segments_in"], d["ip"]

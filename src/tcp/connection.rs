@@ -362,6 +362,12 @@ impl Connection {
         }
     }
 
+    /// Count a dropped segment under `reason` (and trace it).
+    fn drop_segment(&mut self, stats: &mut TcpStats, reason: &'static str) {
+        stats.drop(reason);
+        self.note(|| TcpEventKind::Dropped { reason });
+    }
+
     // ----------------------------------------------------------------------------------
     // State changes.
 
@@ -610,7 +616,7 @@ impl Connection {
                     self.queue_rst(seg.ack, None);
                     stats.resets_sent += 1;
                 }
-                stats.dropped += 1;
+                self.drop_segment(stats, "syn-sent-bad-ack");
                 return;
             }
             ack_ok = seg.ack.ge(self.snd.una) && seg.ack.le(self.snd.max);
@@ -621,13 +627,13 @@ impl Connection {
                 stats.resets_received += 1;
                 self.fail(Some(TcpError::ConnectionRefused), "RST");
             } else {
-                stats.dropped += 1;
+                self.drop_segment(stats, "syn-sent-rst-bad-ack");
             }
             return;
         }
         // Fourth, the SYN bit.
         if !seg.flags.syn {
-            stats.dropped += 1;
+            self.drop_segment(stats, "syn-sent-no-syn");
             return;
         }
         self.rcv.irs = seg.seq;
@@ -689,7 +695,7 @@ impl Connection {
         };
         if !acceptable {
             if seg.flags.rst {
-                stats.dropped += 1;
+                self.drop_segment(stats, "rst-out-of-window");
                 return;
             }
             // "If an incoming segment is not acceptable, an acknowledgment should be sent
@@ -706,10 +712,7 @@ impl Connection {
                 fin = false;
                 syn = false;
             } else {
-                stats.dropped += 1;
-                self.note(|| TcpEventKind::Dropped {
-                    reason: "unacceptable sequence number (outside the receive window); ACK sent",
-                });
+                self.drop_segment(stats, "out-of-window");
                 return;
             }
         }
@@ -743,7 +746,7 @@ impl Connection {
         if seg.flags.rst {
             if seg.seq != rcv_nxt {
                 self.ack_now();
-                stats.dropped += 1;
+                self.drop_segment(stats, "rst-not-exact");
                 return;
             }
             stats.resets_received += 1;
@@ -767,13 +770,13 @@ impl Connection {
         // Fourth: a SYN in a synchronized state (RFC 5961 §4.2, RFC 9293): challenge ACK.
         if syn {
             self.ack_now();
-            stats.dropped += 1;
+            self.drop_segment(stats, "syn-in-window");
             return;
         }
 
         // Fifth: the ACK field.
         if !seg.flags.ack {
-            stats.dropped += 1;
+            self.drop_segment(stats, "no-ack-flag");
             return;
         }
         if self.state == State::SynReceived {
@@ -790,14 +793,14 @@ impl Connection {
                 // <SEQ=SEG.ACK><CTL=RST>
                 self.queue_rst(seg.ack, None);
                 stats.resets_sent += 1;
-                stats.dropped += 1;
+                self.drop_segment(stats, "syn-received-bad-ack");
                 return;
             }
         }
         if seg.ack.gt(self.snd.max) {
             // ACK of something not yet sent: ACK and drop (§3.10.7.4).
             self.ack_now();
-            stats.dropped += 1;
+            self.drop_segment(stats, "ack-of-unsent");
             return;
         }
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
@@ -971,7 +974,7 @@ impl Connection {
                 }
             } else {
                 // Data after the peer's FIN is ignored (§3.10.7.4, CLOSE-WAIT etc.).
-                stats.dropped += 1;
+                self.drop_segment(stats, "data-after-fin");
             }
         }
         if fin && self.peer_fin.is_none() && self.state.can_receive() {

@@ -16,7 +16,7 @@
 //! (its connection freed) is detected and answered with [`TcpError::InvalidHandle`].
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -216,6 +216,16 @@ pub struct TcpStats {
     pub rto_expirations: u64,
     /// Fast retransmits on the third duplicate ACK (RFC 5681 §3.2).
     pub fast_retransmits: u64,
+    /// `dropped` broken down by reason (`"out-of-window"`, `"no-connection"`, ...).
+    pub drops: BTreeMap<&'static str, u64>,
+}
+
+impl TcpStats {
+    /// Count one dropped segment under `reason`.
+    pub fn drop(&mut self, reason: &'static str) {
+        self.dropped += 1;
+        *self.drops.entry(reason).or_insert(0) += 1;
+    }
 }
 
 #[derive(Debug)]
@@ -907,7 +917,7 @@ impl Tcp {
             return;
         }
         // RFC 9293 §3.10.7.1: CLOSED.
-        self.stats.dropped += 1;
+        self.stats.drop("no-connection");
         if !seg.flags.rst {
             self.note(local, remote, || TcpEventKind::ResetNoConnection);
         }
@@ -963,13 +973,13 @@ impl Tcp {
         }
         if seg.flags.ack {
             // Second: any ACK is bad here: <SEQ=SEG.ACK><CTL=RST>.
-            self.stats.dropped += 1;
+            self.stats.drop("listen-got-ack");
             self.reply_rst(local, remote, seg);
             return;
         }
         if !seg.flags.syn {
             // Fourth: other text or control: drop.
-            self.stats.dropped += 1;
+            self.stats.drop("listen-no-syn");
             return;
         }
         let live = self.live;
@@ -995,9 +1005,9 @@ impl Tcp {
             // Bounded backlog: drop the SYN, the peer retries (as Linux does).
             log::debug!("{local} ← {remote}: SYN dropped, backlog full");
             self.stats.listen_overflows += 1;
-            self.stats.dropped += 1;
+            self.stats.drop("backlog-full");
             self.note(local, remote, || TcpEventKind::Dropped {
-                reason: "SYN: listen backlog full",
+                reason: "backlog-full",
             });
             return;
         }

@@ -293,7 +293,7 @@ impl Renderer {
             ),
             TcpEventKind::Retransmission { seq, len } => (
                 format!(
-                    "retransmitting seq {} ({len} bytes of sequence space sent before)",
+                    "retransmitting seq {} len {len}: sent before, not yet acknowledged",
                     self.seq_text(e.local, e.remote, *seq)
                 ),
                 Emphasis::Alarm,
@@ -322,13 +322,46 @@ impl Renderer {
                 format!("{what} timer started: closes in {}", secs(*after)),
                 Emphasis::Normal,
             ),
-            TcpEventKind::Dropped { reason } => (format!("dropped: {reason}"), Emphasis::Alarm),
+            TcpEventKind::Dropped { reason } => (
+                format!("segment dropped ({reason}): {}", explain_drop(reason)),
+                Emphasis::Alarm,
+            ),
             TcpEventKind::ResetNoConnection => (
                 "no connection and no listener: answered with RST (RFC 9293 §3.10.7.1)".to_string(),
                 Emphasis::Alarm,
             ),
         };
         (Layer::Tcp, format!("{who}  {what}"), emphasis)
+    }
+}
+
+/// Why a transport-layer drop reason happens, with the rule it applies.
+fn explain_drop(reason: &str) -> &'static str {
+    match reason {
+        "out-of-window" => "outside the receive window; answered with an ACK (RFC 9293 §3.10.7.4)",
+        "rst-out-of-window" => "a RST outside the receive window is ignored (RFC 9293 §3.10.7.4)",
+        "rst-not-exact" => {
+            "an in-window RST that is not at RCV.NXT gets a challenge ACK (RFC 5961 §3.2)"
+        }
+        "syn-in-window" => {
+            "a SYN on a synchronized connection gets a challenge ACK (RFC 5961 §4.2)"
+        }
+        "no-ack-flag" => "a segment without ACK on a synchronized connection (RFC 9293 §3.10.7.4)",
+        "ack-of-unsent" => {
+            "it acknowledges data never sent; answered with an ACK (RFC 9293 §3.10.7.4)"
+        }
+        "data-after-fin" => "data after the peer's FIN is ignored (RFC 9293 §3.10.7.4)",
+        "syn-received-bad-ack" => "its ACK does not acknowledge our SYN; answered with a RST",
+        "syn-sent-bad-ack" => {
+            "its ACK does not acknowledge our SYN; answered with a RST (RFC 9293 §3.10.7.3)"
+        }
+        "syn-sent-rst-bad-ack" => "a RST whose ACK does not acknowledge our SYN is ignored",
+        "syn-sent-no-syn" => "waiting for a SYN-ACK, got neither SYN nor RST",
+        "no-connection" => "no connection and no listener (RFC 9293 §3.10.7.1)",
+        "listen-got-ack" => "an ACK to a listener; answered with a RST (RFC 9293 §3.10.7.2)",
+        "listen-no-syn" => "a listener only takes SYNs (RFC 9293 §3.10.7.2)",
+        "backlog-full" => "the listen backlog is full; the peer will retry its SYN",
+        _ => "see the tcp log at debug level",
     }
 }
 
