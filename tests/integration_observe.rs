@@ -93,6 +93,61 @@ fn trace_shows_each_layer_and_the_state_machine() {
 }
 
 #[test]
+fn trace_shows_retransmissions_under_loss() {
+    let Some(mut h) = Harness::new("trace_retransmissions", &["nft"]) else {
+        return;
+    };
+    let root = h.dir().join("root");
+    std::fs::create_dir_all(&root).expect("mkdir root");
+    common::write_pattern_file(&root.join("big.bin"), 512 * 1024, 0x7472_6163);
+    let root_arg = root.to_str().expect("utf-8 path").to_string();
+    h.serve(80, &["--trace", "--root", &root_arg]);
+    let (ns, tun) = (h.ns().name().to_string(), h.tun().to_string());
+    h.script("loss.sh", &[&ns, &tun, "10"])
+        .expect_success("scripts/loss.sh");
+    // About 360 data segments out: with 10 % loss some are lost and sent again.
+    let url = format!("http://{STACK_IP}/big.bin");
+    let run = h.curl(
+        Duration::from_secs(120),
+        &["-o", "/dev/null", "-w", "%{size_download}", &url],
+    );
+    run.expect_success("curl through the lossy link");
+    assert_eq!(run.stdout.trim(), (512 * 1024).to_string());
+    h.script("loss.sh", &[&ns, &tun, "0"])
+        .expect_success("scripts/loss.sh 0");
+    let status = h.stop_server(SHORT_TIMEOUT);
+    assert!(status.is_some_and(|s| s.success()), "exit {status:?}");
+    let log = h.server_log();
+    // A lost data segment is repaired by the timer or by three duplicate ACKs; the trace
+    // shows the cause, then the segment going out again. (A SYN-ACK may also be resent
+    // because the peer repeated its SYN, which has no timer line: look for any cause.)
+    let cause = [
+        "retransmission timer expired",
+        "3 duplicate ACKs: fast retransmit",
+    ]
+    .iter()
+    .filter_map(|c| log.find(c))
+    .min()
+    .unwrap_or_else(|| panic!("no retransmission cause traced:\n{}", tail(&log)));
+    assert!(
+        log[cause..].contains("retransmitting seq "),
+        "no retransmission after its cause:\n{}",
+        tail(&log)
+    );
+    let summary = &log[log.rfind("tunstack statistics").expect("summary")..];
+    assert!(
+        !summary.contains("retransmits 0 "),
+        "the summary counts them:\n{summary}"
+    );
+}
+
+/// The last lines of a long log, for failure messages.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(80)..].join("\n")
+}
+
+#[test]
 fn stats_as_json_and_on_sigusr1() {
     let Some(mut h) = Harness::new("stats_json_sigusr1", &["python3"]) else {
         return;
