@@ -175,7 +175,7 @@ fn packet_hook(link: &LinkArgs) -> io::Result<Option<PacketHook>> {
     if pcap.is_none() {
         return Ok(None);
     }
-    Ok(Some(Box::new(move |dir: Direction, packet: &[u8]| {
+    Ok(Some(Box::new(move |_dir: Direction, packet: &[u8]| {
         if let Some(w) = pcap.as_mut() {
             if let Err(e) = w
                 .write_packet(std::time::SystemTime::now(), packet)
@@ -184,7 +184,6 @@ fn packet_hook(link: &LinkArgs) -> io::Result<Option<PacketHook>> {
                 log::warn!("pcap: {e}");
             }
         }
-        let _ = dir;
     })))
 }
 
