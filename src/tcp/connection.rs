@@ -672,6 +672,7 @@ impl Connection {
             if !seg.flags.ack || seg.flags.rst {
                 // The peer retransmitted its SYN: our SYN-ACK was lost; send it again.
                 self.ack_now();
+                self.note(|| TcpEventKind::DuplicateSyn);
                 return;
             }
             // A SYN-ACK in simultaneous open (RFC 9293 §3.5 figure 7, line 6): its SYN

@@ -88,6 +88,9 @@ pub enum TcpEventKind {
         /// When it fires, from now.
         after: Duration,
     },
+    /// In SYN-RECEIVED the peer sent its SYN again: our SYN-ACK was lost (or is slow),
+    /// so the SYN-ACK goes out again (RFC 9293 §3.10.7.4).
+    DuplicateSyn,
     /// A segment was dropped (and why).
     Dropped {
         /// The reason ("unacceptable sequence number", "backlog full", ...).

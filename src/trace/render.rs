@@ -314,6 +314,11 @@ impl Renderer {
                 format!("application read data: window update owed (window {window})"),
                 Emphasis::Normal,
             ),
+            TcpEventKind::DuplicateSyn => (
+                "the peer repeated its SYN (our SYN-ACK was lost or late): SYN-ACK again"
+                    .to_string(),
+                Emphasis::Alarm,
+            ),
             TcpEventKind::ZeroWindowProbe => (
                 "persist timer: probing the peer's zero window".to_string(),
                 Emphasis::Alarm,

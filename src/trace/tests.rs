@@ -245,6 +245,38 @@ fn a_lost_syn_ack_shows_the_timer_and_the_retransmission() {
 }
 
 #[test]
+fn a_repeated_syn_is_explained() {
+    let mut p = Pair::new();
+    p.server
+        .tcp_mut()
+        .listen(SocketAddrV4::new(SERVER, 80), 8)
+        .expect("listen");
+    let now = p.now;
+    p.client
+        .tcp_mut()
+        .connect(
+            SocketAddrV4::new(CLIENT, 0),
+            SocketAddrV4::new(SERVER, 80),
+            now,
+        )
+        .expect("connect");
+    p.pump_with(true);
+    // The client's timer fires first: it sends its SYN again.
+    p.now += Duration::from_millis(1001);
+    let now = p.now;
+    p.client.handle_timeout(now);
+    p.pump();
+    let t = &p.trace;
+    let repeated = index_of(
+        t,
+        "the peer repeated its SYN (our SYN-ACK was lost or late)",
+    );
+    let again = index_of(t, "retransmitting seq 0 (abs ");
+    assert!(repeated < again, "{t}");
+    index_of(t, "SYN-RECEIVED → ESTABLISHED on ACK");
+}
+
+#[test]
 fn no_events_are_recorded_when_tracing_is_off() {
     let mut server = Interface::new(SERVER, tcp::Config::default(), 1);
     let mut client = Interface::new(CLIENT, tcp::Config::default(), 2);
