@@ -208,25 +208,50 @@ print("json ok", t["segments_in"], t["segments_out"])
     );
 }
 
-#[test]
-fn step_mode_walks_a_request_through_the_layers() {
-    let Some(h) = Harness::new("step_mode", &["python3"]) else {
-        return;
-    };
+/// Run `serve --MODE` on a pseudo-terminal (tests/observe_step_driver.py) with one curl;
+/// returns the transcript after checking that curl got its 200.
+fn on_a_terminal(h: &Harness, mode: &str, color: &str) -> String {
     let driver = h.dir().join("step_driver.py");
     std::fs::write(&driver, include_str!("observe_step_driver.py")).expect("write driver");
     let mut c = std::process::Command::new("python3");
     c.arg(&driver)
         .arg(h.ns().name())
         .arg(h.tun())
-        .arg(tunstack_bin());
+        .arg(tunstack_bin())
+        .args([mode, color]);
     let run = run_bounded(c, Duration::from_secs(150));
     let out = run.stdout.replace('\r', "");
     assert!(run.success(), "driver failed: {run}");
     assert!(
         out.contains("CURL_RC=0 HTTP=200"),
-        "curl did not complete through the stepped server:\n{out}"
+        "curl did not complete through the server on a terminal:\n{out}"
     );
+    out
+}
+
+#[test]
+fn trace_is_coloured_on_a_terminal() {
+    let Some(h) = Harness::new("trace_coloured", &["python3"]) else {
+        return;
+    };
+    let out = on_a_terminal(&h, "trace", "color");
+    // State transitions in bold cyan, layer labels in their colours.
+    assert!(
+        out.contains("\x1b[1;36m10.0.0.2:80 ↔ 10.0.0.1:"),
+        "no coloured transition:\n{out}"
+    );
+    assert!(
+        out.contains("\x1b[34mip     \x1b[0m"),
+        "no coloured ip label:\n{out}"
+    );
+}
+
+#[test]
+fn step_mode_walks_a_request_through_the_layers() {
+    let Some(h) = Harness::new("step_mode", &["python3"]) else {
+        return;
+    };
+    let out = on_a_terminal(&h, "step", "plain");
     for needle in [
         "step link   │ 60 bytes from the TUN  ⇒ the device read a packet; hands it up to ip",
         "step ip     │ 10.0.0.1 → 10.0.0.2",
@@ -242,6 +267,8 @@ fn step_mode_walks_a_request_through_the_layers() {
     ] {
         assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
     }
+    // The driver runs the server on a terminal with NO_COLOR set: no colour codes.
+    assert!(!out.contains("\x1b["), "NO_COLOR not honoured:\n{out}");
     let prompts: usize = out
         .rsplit("PROMPTS=")
         .next()
