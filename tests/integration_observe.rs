@@ -69,6 +69,9 @@ fn trace_shows_each_layer_and_the_state_machine() {
         "LAST-ACK → CLOSED on ACK of FIN",
         // socket calls and the HTTP lines
         "socket accept() → connection from 10.0.0.1:",
+        // the thread-per-connection model: accept on the acceptor, I/O on the connection's
+        "on 10.0.0.2:80  [thread main]",
+        "[thread http 10.0.0.1:",
         "socket read() → ",
         "socket write(",
         "http   request  GET / HTTP/1.1",

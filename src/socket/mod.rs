@@ -49,6 +49,7 @@ fn trace_call(stack: &StackHandle, id: Option<ConnId>, local: SocketAddrV4, call
         local: SocketAddr::V4(local),
         remote: SocketAddr::V4(remote),
         call,
+        thread: std::thread::current().name().map(str::to_string),
     }));
     for e in events {
         tracer.emit(TraceEvent::Tcp(e));

@@ -26,6 +26,7 @@ impl<H: Handler> Handler for TracedHandler<H> {
         self.tracer.emit(TraceEvent::Http(HttpEvent::Request {
             peer: req.peer,
             line: format!("{} {} {}", req.method, req.target, req.version),
+            thread: std::thread::current().name().map(str::to_string),
         }));
         let resp = self.inner.handle(req);
         self.tracer.emit(TraceEvent::Http(HttpEvent::Response {

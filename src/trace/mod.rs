@@ -74,6 +74,9 @@ pub struct SocketEvent {
     pub remote: SocketAddr,
     /// The call.
     pub call: SocketCall,
+    /// The thread that made the call: the acceptor (`main`) or a connection's own thread
+    /// (`http 10.0.0.1:5000`) — the thread-per-connection model in plain sight.
+    pub thread: Option<String>,
 }
 
 /// The socket calls worth tracing.
@@ -104,6 +107,8 @@ pub enum HttpEvent {
         peer: Option<SocketAddr>,
         /// `GET / HTTP/1.1`.
         line: String,
+        /// The thread the handler runs on.
+        thread: Option<String>,
     },
     /// The handler answered.
     Response {

@@ -371,6 +371,14 @@ fn explain_drop(reason: &str) -> &'static str {
 }
 
 fn socket_text(e: &SocketEvent) -> String {
+    let call = socket_call_text(e);
+    match &e.thread {
+        Some(t) => format!("{call}  [thread {t}]"),
+        None => call,
+    }
+}
+
+fn socket_call_text(e: &SocketEvent) -> String {
     match &e.call {
         SocketCall::Listen => format!("listen({})", e.local),
         SocketCall::Accept => format!("accept() → connection from {} on {}", e.remote, e.local),
@@ -385,10 +393,14 @@ fn socket_text(e: &SocketEvent) -> String {
 
 fn http_text(e: &HttpEvent) -> String {
     match e {
-        HttpEvent::Request { peer, line } => match peer {
-            Some(p) => format!("request  {line}  (from {p}) → handler"),
-            None => format!("request  {line} → handler"),
-        },
+        HttpEvent::Request { peer, line, thread } => {
+            let from = peer.map(|p| format!("  (from {p})")).unwrap_or_default();
+            let on = thread
+                .as_ref()
+                .map(|t| format!("  [thread {t}]"))
+                .unwrap_or_default();
+            format!("request  {line}{from} → handler{on}")
+        }
         HttpEvent::Response { line, body_len, .. } => match body_len {
             Some(n) => format!("response {line}  ({n} byte body)"),
             None => format!("response {line}  (streamed body)"),

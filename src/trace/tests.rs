@@ -125,6 +125,7 @@ fn trace_of_a_connection_shows_every_layer_and_transition() {
         local: SocketAddrV4::new(SERVER, 80).into(),
         remote: p.server.tcp().peer_addr(s).into(),
         call: SocketCall::Accept,
+        thread: Some("main".into()),
     }));
     let request = b"GET / HTTP/1.1\r\nHost: 10.0.0.2\r\n\r\n";
     p.client.tcp_mut().send(c, request, now).expect("send");
@@ -135,6 +136,7 @@ fn trace_of_a_connection_shows_every_layer_and_transition() {
     p.show(TraceEvent::Http(HttpEvent::Request {
         peer: None,
         line: "GET / HTTP/1.1".into(),
+        thread: None,
     }));
     let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
     p.server.tcp_mut().send(s, response, now).expect("send");
@@ -171,6 +173,7 @@ fn trace_of_a_connection_shows_every_layer_and_transition() {
     let get = index_of(t, "    data   34 bytes  GET / HTTP/1.1");
     assert!(established < get);
     index_of(t, "  ▸ socket accept() → connection from 10.0.0.1:");
+    index_of(t, "on 10.0.0.2:80  [thread main]");
     index_of(t, "  ▸ http   request  GET / HTTP/1.1 → handler");
     let ok = index_of(t, "bytes  HTTP/1.1 200 OK");
     assert!(get < ok);
@@ -404,6 +407,7 @@ fn stepper_pauses_at_each_layer_until_continue() {
     stepper.handle(&TraceEvent::Http(HttpEvent::Request {
         peer: None,
         line: "GET / HTTP/1.1".into(),
+        thread: None,
     }));
     let text = out.text();
     assert_eq!(text.matches(PROMPT).count(), 3, "{text}");
