@@ -466,6 +466,35 @@ fn stepper_end_of_input_continues() {
 }
 
 #[test]
+fn stepper_next_packet_skips_to_the_next_packet() {
+    let out = Shared::default();
+    let stepper = Stepper::new(
+        Box::new(Cursor::new(b"n\n\n\n\n".to_vec())),
+        Box::new(out.clone()),
+        Palette::PLAIN,
+    );
+    let packet = TraceEvent::Packet {
+        dir: Direction::In,
+        bytes: syn_packet(),
+    };
+    // `n` at the first layer of packet #1: the rest of #1 and the socket call run through.
+    stepper.handle(&packet);
+    stepper.handle(&TraceEvent::Socket(SocketEvent {
+        local: SocketAddrV4::new(SERVER, 80).into(),
+        remote: SocketAddrV4::new(CLIENT, 5000).into(),
+        call: SocketCall::Read(10),
+        thread: None,
+    }));
+    let before = out.text().matches(PROMPT).count();
+    assert_eq!(before, 1, "{}", out.text());
+    // Packet #2 pauses again at each layer.
+    stepper.handle(&packet);
+    let text = out.text();
+    assert_eq!(text.matches(PROMPT).count(), 4, "{text}");
+    index_of(&text, "step socket │ read() → 10 bytes from 10.0.0.1:5000");
+}
+
+#[test]
 fn step_commands_parse() {
     assert_eq!(StepCommand::parse("\n"), StepCommand::Next);
     assert_eq!(StepCommand::parse(" n \n"), StepCommand::NextPacket);
