@@ -17,7 +17,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use super::{Direction, HttpEvent, SocketCall, SocketEvent, TraceEvent};
+use super::{first_line, Direction, HttpEvent, SocketCall, SocketEvent, TraceEvent};
 use crate::ip::ipv4::{self, Ipv4Packet};
 use crate::tcp::{Segment, SeqNum, State, TcpEvent, TcpEventKind};
 
@@ -419,15 +419,6 @@ fn ms(d: Duration) -> String {
 
 fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
-}
-
-/// The first line of an HTTP message at the start of a payload, if it looks like one.
-pub(crate) fn first_line(payload: &[u8]) -> Option<String> {
-    let end = payload.iter().position(|&b| b == b'\r' || b == b'\n')?;
-    let line = std::str::from_utf8(payload.get(..end)?).ok()?;
-    let looks_http =
-        line.starts_with("HTTP/") || line.ends_with("HTTP/1.1") || line.ends_with("HTTP/1.0");
-    looks_http.then(|| line.to_string())
 }
 
 /// Renders events as text blocks, stamping each packet with the time since the printer

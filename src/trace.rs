@@ -34,13 +34,8 @@ pub mod step;
 mod tests;
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use crate::ip::ipv4::{self, Ipv4Packet};
-pub use crate::stack::Direction;
-use crate::tcp::Segment;
 
 pub use crate::tcp::{TcpEvent, TcpEventKind};
 pub use render::{Palette, Printer, Renderer};
@@ -164,6 +159,12 @@ impl fmt::Debug for Tracer {
     }
 }
 
+use std::fmt::Write as _;
+
+use crate::ip::ipv4::{self, Ipv4Packet};
+use crate::stack::Direction;
+use crate::tcp::Segment;
+
 /// Describe an IP packet layer by layer. Never fails: what does not parse is said so.
 pub fn describe(direction: Direction, packet: &[u8]) -> String {
     let arrow = match direction {
@@ -216,7 +217,7 @@ pub fn describe(direction: Direction, packet: &[u8]) -> String {
                 if !opts.is_empty() {
                     let _ = write!(line, " <{}>", opts.join(","));
                 }
-                if let Some(first) = render::first_line(&s.payload) {
+                if let Some(first) = first_line(&s.payload) {
                     let _ = write!(line, " | {first}");
                 }
             }
@@ -238,4 +239,13 @@ pub fn describe(direction: Direction, packet: &[u8]) -> String {
         }
     }
     line
+}
+
+/// The first line of an HTTP message at the start of a payload, if it looks like one.
+fn first_line(payload: &[u8]) -> Option<String> {
+    let end = payload.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let line = std::str::from_utf8(payload.get(..end)?).ok()?;
+    let looks_http =
+        line.starts_with("HTTP/") || line.ends_with("HTTP/1.1") || line.ends_with("HTTP/1.0");
+    looks_http.then(|| line.to_string())
 }
