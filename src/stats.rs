@@ -5,7 +5,7 @@
 //! tunstack statistics (per layer)
 //!   link    packets read 14  written 12
 //!   ip      in 14  out 12  echo replies 0  dropped 0
-//!   tcp     segments in 14  out 12  dropped 1 (out-of-window 1)
+//!   tcp     segments in 14  out 12  dropped 1 (sequence number not acceptable 1)
 //!           retransmits 0 (timeouts 0, fast 0)  resets sent 0  received 0  window probes 0
 //!           connections: accepted 2  opened 0  timed out 0  backlog overflows 0
 //!           now: ESTABLISHED 1  TIME-WAIT 1
@@ -287,7 +287,7 @@ mod tests {
             connections_accepted: 2,
             ..TcpStats::default()
         };
-        tcp.drop("out-of-window");
+        tcp.drop("sequence number not acceptable");
         StackStats {
             ip,
             tcp,
@@ -308,7 +308,7 @@ mod tests {
                 r#"{"link": {"packets_in": 14, "packets_out": 12}, "#,
                 r#""ip": {"packets_in": 14, "packets_out": 12, "echo_replies": 1, "dropped": 2, "drops": {"bad-checksum": 2}}, "#,
                 r#""tcp": {"segments_in": 13, "segments_out": 11, "retransmits": 1, "rto_expirations": 0, "#,
-                r#""fast_retransmits": 0, "resets_sent": 0, "resets_received": 0, "dropped": 1, "drops": {"out-of-window": 1}, "#,
+                r#""fast_retransmits": 0, "resets_sent": 0, "resets_received": 0, "dropped": 1, "drops": {"sequence number not acceptable": 1}, "#,
                 r#""connections_opened": 0, "connections_accepted": 2, "listen_overflows": 0, "timeouts": 0, "#,
                 r#""window_probes": 0, "connections": {"CLOSED": 0, "LISTEN": 0, "SYN-SENT": 0, "#,
                 r#""SYN-RECEIVED": 0, "ESTABLISHED": 1, "FIN-WAIT-1": 0, "FIN-WAIT-2": 0, "CLOSE-WAIT": 0, "#,
@@ -349,7 +349,7 @@ mod tests {
         for needle in [
             "link    packets read 14  written 12",
             "ip      in 14  out 12  echo replies 1  dropped 2 (bad-checksum 2)",
-            "tcp     segments in 13  out 11  dropped 1 (out-of-window 1)",
+            "tcp     segments in 13  out 11  dropped 1 (sequence number not acceptable 1)",
             "retransmits 1",
             "now: ESTABLISHED 1  TIME-WAIT 1",
             "http    requests 3  responses 2xx 3",

@@ -362,12 +362,6 @@ impl Connection {
         }
     }
 
-    /// Count a dropped segment under `reason` (and trace it).
-    fn drop_segment(&mut self, stats: &mut TcpStats, reason: &'static str) {
-        stats.drop(reason);
-        self.note(|| TcpEventKind::Dropped { reason });
-    }
-
     // ----------------------------------------------------------------------------------
     // State changes.
 
@@ -389,6 +383,14 @@ impl Connection {
             to: new,
             cause: cause.to_string(),
         });
+        if new == State::TimeWait {
+            // RFC 9293 §3.10.7.4: TIME-WAIT lasts 2·MSL (restarted by a repeated FIN).
+            let after = self.msl.saturating_mul(2);
+            self.note(|| TcpEventKind::CloseTimer {
+                what: "TIME-WAIT 2·MSL",
+                after,
+            });
+        }
         self.state = new;
         self.changed = true;
         match new {
@@ -415,11 +417,6 @@ impl Connection {
     fn enter_time_wait(&mut self, now: Instant, cause: &str) {
         self.set_state(State::TimeWait, cause);
         self.close_deadline = Some(now + self.msl * 2);
-        let after = self.msl * 2;
-        self.note(|| TcpEventKind::CloseTimer {
-            what: "TIME-WAIT 2·MSL",
-            after,
-        });
     }
 
     /// The connection dies with `err` (reset, timeout): CLOSED, queues flushed.
@@ -446,6 +443,18 @@ impl Connection {
             flags,
             ..Segment::default()
         });
+    }
+
+    /// Count and log a segment we drop (by reason, and traced).
+    fn drop_segment(&mut self, stats: &mut TcpStats, why: &'static str) {
+        stats.drop(why);
+        log::debug!(
+            "{} ↔ {}: {}: segment dropped: {why}",
+            self.local,
+            self.remote,
+            self.state
+        );
+        self.note(|| TcpEventKind::Dropped { reason: why });
     }
 
     /// An ACK must go out now (not merely at the end of the batch): duplicate ACKs,
@@ -616,7 +625,7 @@ impl Connection {
                     self.queue_rst(seg.ack, None);
                     stats.resets_sent += 1;
                 }
-                self.drop_segment(stats, "syn-sent-bad-ack");
+                self.drop_segment(stats, "SYN-SENT: unacceptable ACK");
                 return;
             }
             ack_ok = seg.ack.ge(self.snd.una) && seg.ack.le(self.snd.max);
@@ -627,13 +636,13 @@ impl Connection {
                 stats.resets_received += 1;
                 self.fail(Some(TcpError::ConnectionRefused), "RST");
             } else {
-                self.drop_segment(stats, "syn-sent-rst-bad-ack");
+                self.drop_segment(stats, "SYN-SENT: RST without an acceptable ACK");
             }
             return;
         }
         // Fourth, the SYN bit.
         if !seg.flags.syn {
-            self.drop_segment(stats, "syn-sent-no-syn");
+            self.drop_segment(stats, "SYN-SENT: neither SYN nor RST");
             return;
         }
         self.rcv.irs = seg.seq;
@@ -696,7 +705,7 @@ impl Connection {
         };
         if !acceptable {
             if seg.flags.rst {
-                self.drop_segment(stats, "rst-out-of-window");
+                self.drop_segment(stats, "RST outside the window");
                 return;
             }
             // "If an incoming segment is not acceptable, an acknowledgment should be sent
@@ -713,7 +722,7 @@ impl Connection {
                 fin = false;
                 syn = false;
             } else {
-                self.drop_segment(stats, "out-of-window");
+                self.drop_segment(stats, "sequence number not acceptable");
                 return;
             }
         }
@@ -747,7 +756,7 @@ impl Connection {
         if seg.flags.rst {
             if seg.seq != rcv_nxt {
                 self.ack_now();
-                self.drop_segment(stats, "rst-not-exact");
+                self.drop_segment(stats, "RST not at RCV.NXT (challenge ACK)");
                 return;
             }
             stats.resets_received += 1;
@@ -771,13 +780,13 @@ impl Connection {
         // Fourth: a SYN in a synchronized state (RFC 5961 §4.2, RFC 9293): challenge ACK.
         if syn {
             self.ack_now();
-            self.drop_segment(stats, "syn-in-window");
+            self.drop_segment(stats, "SYN in a synchronized state (challenge ACK)");
             return;
         }
 
         // Fifth: the ACK field.
         if !seg.flags.ack {
-            self.drop_segment(stats, "no-ack-flag");
+            self.drop_segment(stats, "no ACK bit");
             return;
         }
         if self.state == State::SynReceived {
@@ -794,14 +803,14 @@ impl Connection {
                 // <SEQ=SEG.ACK><CTL=RST>
                 self.queue_rst(seg.ack, None);
                 stats.resets_sent += 1;
-                self.drop_segment(stats, "syn-received-bad-ack");
+                self.drop_segment(stats, "SYN-RECEIVED: unacceptable ACK");
                 return;
             }
         }
         if seg.ack.gt(self.snd.max) {
             // ACK of something not yet sent: ACK and drop (§3.10.7.4).
             self.ack_now();
-            self.drop_segment(stats, "ack-of-unsent");
+            self.drop_segment(stats, "ACK of data not yet sent");
             return;
         }
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
@@ -975,7 +984,7 @@ impl Connection {
                 }
             } else {
                 // Data after the peer's FIN is ignored (§3.10.7.4, CLOSE-WAIT etc.).
-                self.drop_segment(stats, "data-after-fin");
+                self.drop_segment(stats, "data after the peer's FIN");
             }
         }
         if fin && self.peer_fin.is_none() && self.state.can_receive() {

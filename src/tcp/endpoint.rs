@@ -187,6 +187,14 @@ pub struct Transmit {
     pub segment: Segment,
 }
 
+impl TcpStats {
+    /// Count one dropped segment under `reason`.
+    pub fn drop(&mut self, reason: &'static str) {
+        self.dropped += 1;
+        *self.drops.entry(reason).or_insert(0) += 1;
+    }
+}
+
 /// Counters of the TCP layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TcpStats {
@@ -202,6 +210,8 @@ pub struct TcpStats {
     pub resets_received: u64,
     /// Segments dropped: unacceptable, unknown, or a full backlog.
     pub dropped: u64,
+    /// `dropped` broken down by reason ("sequence number not acceptable", ...).
+    pub drops: BTreeMap<&'static str, u64>,
     /// Active opens (connect).
     pub connections_opened: u64,
     /// Passive opens that completed the handshake.
@@ -216,16 +226,6 @@ pub struct TcpStats {
     pub rto_expirations: u64,
     /// Fast retransmits on the third duplicate ACK (RFC 5681 §3.2).
     pub fast_retransmits: u64,
-    /// `dropped` broken down by reason (`"out-of-window"`, `"no-connection"`, ...).
-    pub drops: BTreeMap<&'static str, u64>,
-}
-
-impl TcpStats {
-    /// Count one dropped segment under `reason`.
-    pub fn drop(&mut self, reason: &'static str) {
-        self.dropped += 1;
-        *self.drops.entry(reason).or_insert(0) += 1;
-    }
 }
 
 #[derive(Debug)]
@@ -917,7 +917,7 @@ impl Tcp {
             return;
         }
         // RFC 9293 §3.10.7.1: CLOSED.
-        self.stats.drop("no-connection");
+        self.stats.drop("no connection or listener");
         if !seg.flags.rst {
             self.note(local, remote, || TcpEventKind::ResetNoConnection);
         }
@@ -973,13 +973,13 @@ impl Tcp {
         }
         if seg.flags.ack {
             // Second: any ACK is bad here: <SEQ=SEG.ACK><CTL=RST>.
-            self.stats.drop("listen-got-ack");
+            self.stats.drop("ACK to a listener");
             self.reply_rst(local, remote, seg);
             return;
         }
         if !seg.flags.syn {
             // Fourth: other text or control: drop.
-            self.stats.drop("listen-no-syn");
+            self.stats.drop("not a SYN to a listener");
             return;
         }
         let live = self.live;
@@ -1005,9 +1005,9 @@ impl Tcp {
             // Bounded backlog: drop the SYN, the peer retries (as Linux does).
             log::debug!("{local} ← {remote}: SYN dropped, backlog full");
             self.stats.listen_overflows += 1;
-            self.stats.drop("backlog-full");
+            self.stats.drop("SYN: accept queue full");
             self.note(local, remote, || TcpEventKind::Dropped {
-                reason: "backlog-full",
+                reason: "SYN: accept queue full",
             });
             return;
         }

@@ -328,7 +328,7 @@ impl Renderer {
                 Emphasis::Normal,
             ),
             TcpEventKind::Dropped { reason } => (
-                format!("segment dropped ({reason}): {}", explain_drop(reason)),
+                format!("segment dropped: {reason}; {}", explain_drop(reason)),
                 Emphasis::Alarm,
             ),
             TcpEventKind::ResetNoConnection => (
@@ -340,32 +340,26 @@ impl Renderer {
     }
 }
 
-/// Why a transport-layer drop reason happens, with the rule it applies.
+/// The rule behind a transport-layer drop reason, for learners.
 fn explain_drop(reason: &str) -> &'static str {
     match reason {
-        "out-of-window" => "outside the receive window; answered with an ACK (RFC 9293 §3.10.7.4)",
-        "rst-out-of-window" => "a RST outside the receive window is ignored (RFC 9293 §3.10.7.4)",
-        "rst-not-exact" => {
-            "an in-window RST that is not at RCV.NXT gets a challenge ACK (RFC 5961 §3.2)"
+        "sequence number not acceptable" => {
+            "outside the receive window; answered with an ACK (RFC 9293 §3.10.7.4)"
         }
-        "syn-in-window" => {
-            "a SYN on a synchronized connection gets a challenge ACK (RFC 5961 §4.2)"
-        }
-        "no-ack-flag" => "a segment without ACK on a synchronized connection (RFC 9293 §3.10.7.4)",
-        "ack-of-unsent" => {
-            "it acknowledges data never sent; answered with an ACK (RFC 9293 §3.10.7.4)"
-        }
-        "data-after-fin" => "data after the peer's FIN is ignored (RFC 9293 §3.10.7.4)",
-        "syn-received-bad-ack" => "its ACK does not acknowledge our SYN; answered with a RST",
-        "syn-sent-bad-ack" => {
-            "its ACK does not acknowledge our SYN; answered with a RST (RFC 9293 §3.10.7.3)"
-        }
-        "syn-sent-rst-bad-ack" => "a RST whose ACK does not acknowledge our SYN is ignored",
-        "syn-sent-no-syn" => "waiting for a SYN-ACK, got neither SYN nor RST",
-        "no-connection" => "no connection and no listener (RFC 9293 §3.10.7.1)",
-        "listen-got-ack" => "an ACK to a listener; answered with a RST (RFC 9293 §3.10.7.2)",
-        "listen-no-syn" => "a listener only takes SYNs (RFC 9293 §3.10.7.2)",
-        "backlog-full" => "the listen backlog is full; the peer will retry its SYN",
+        "RST outside the window" => "ignored (RFC 9293 §3.10.7.4)",
+        "RST not at RCV.NXT (challenge ACK)" => "RFC 5961 §3.2",
+        "SYN in a synchronized state (challenge ACK)" => "RFC 5961 §4.2",
+        "no ACK bit" => "every segment after the handshake carries ACK (RFC 9293 §3.10.7.4)",
+        "ACK of data not yet sent" => "answered with an ACK (RFC 9293 §3.10.7.4)",
+        "data after the peer's FIN" => "nothing follows a FIN (RFC 9293 §3.10.7.4)",
+        "SYN-RECEIVED: unacceptable ACK" => "answered with a RST (RFC 9293 §3.10.7.4)",
+        "SYN-SENT: unacceptable ACK" => "answered with a RST (RFC 9293 §3.10.7.3)",
+        "SYN-SENT: RST without an acceptable ACK" => "ignored (RFC 9293 §3.10.7.3)",
+        "SYN-SENT: neither SYN nor RST" => "waiting for a SYN-ACK (RFC 9293 §3.10.7.3)",
+        "no connection or listener" => "answered with a RST (RFC 9293 §3.10.7.1)",
+        "ACK to a listener" => "answered with a RST (RFC 9293 §3.10.7.2)",
+        "not a SYN to a listener" => "a listener only takes SYNs (RFC 9293 §3.10.7.2)",
+        "SYN: accept queue full" => "the peer will retry its SYN",
         _ => "see the tcp log at debug level",
     }
 }
