@@ -2,16 +2,15 @@
 //! decided, for `--trace` and `--step`.
 //!
 //! ```text
-//!   stack thread                      socket / http threads
-//!   ─────────────                     ─────────────────────
-//!   packet in  ──► TraceEvent::Packet      accept() read() write() close()
-//!   iface.handle_packet                       │  TraceEvent::Socket
-//!   tcp.take_trace_events ──► TraceEvent::Tcp │  GET / HTTP/1.1 → 200 OK
-//!   packets out ──► TraceEvent::Packet        │  TraceEvent::Http
-//!            │                                 │
-//!            └──────────────► Tracer (a sink: Arc<dyn Fn(TraceEvent)>) ◄──┘
-//!                               ├─ render::Printer: one compact block per packet (--trace)
-//!                               └─ step::Stepper: pauses layer by layer (--step)
+//!  stack thread (event loop)                socket and HTTP threads
+//!  packet in ──────────► TraceEvent::Packet   accept() read() write() close() ─► TraceEvent::Socket
+//!  iface.handle_packet                        GET / HTTP/1.1 … 200 OK         ─► TraceEvent::Http
+//!  tcp.take_trace_events ─► TraceEvent::Tcp
+//!  packets out ────────► TraceEvent::Packet
+//!
+//!  every event ─► Tracer (a sink: Arc<dyn Fn(TraceEvent)>)
+//!                   ├─ Tracer::stderr → render::Printer: one block per packet (--trace)
+//!                   └─ step::Stepper: pauses layer by layer, waits for Enter (--step)
 //! ```
 //!
 //! The protocol core stays sans-IO: `tcp` only *queues* [`TcpEvent`]s (when
