@@ -28,6 +28,7 @@ pub mod ip;
 pub mod link;
 pub mod socket;
 pub mod stack;
+pub mod stats;
 pub mod tcp;
 pub mod time;
 pub mod trace;

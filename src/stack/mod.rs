@@ -16,6 +16,7 @@
 //! state; it is never held across device I/O (DESIGN principle 5).
 
 mod iface;
+mod observe;
 
 pub use iface::{IfaceStats, Interface, DEFAULT_TTL};
 
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use crate::tcp::{self, State, TcpStats};
 use crate::time::{Clock, Instant};
+use crate::trace::{TraceEvent, Tracer};
 
 /// Which way a packet crossed the device (for capture and tracing hooks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,8 @@ pub struct StackConfig {
     pub seed: Option<u64>,
     /// Largest packet the device carries; the read buffer size.
     pub mtu: usize,
+    /// Where `--trace`/`--step` events go; `None` (the default) costs nothing.
+    pub tracer: Option<Tracer>,
 }
 
 impl StackConfig {
@@ -63,6 +67,7 @@ impl StackConfig {
             tcp: tcp::Config::default(),
             seed: None,
             mtu: 1500,
+            tracer: None,
         }
     }
 }
@@ -84,6 +89,7 @@ pub(crate) struct Shared {
     clock: Clock,
     tx: Mutex<mpsc::Sender<Event>>,
     wake_pending: AtomicBool,
+    tracer: Option<Tracer>,
 }
 
 /// A handle on a running stack. Cheap to clone; the socket API takes one.
@@ -146,6 +152,11 @@ impl StackHandle {
             let tx = self.shared.tx.lock().unwrap_or_else(|e| e.into_inner());
             let _ = tx.send(Event::Wake);
         }
+    }
+
+    /// The tracer the stack was started with, for the layers above it (socket, http).
+    pub fn tracer(&self) -> Option<&Tracer> {
+        self.shared.tracer.as_ref()
     }
 
     /// The address the stack answers as.
@@ -225,7 +236,9 @@ where
     W: FnMut(&[u8]) -> io::Result<()> + Send + 'static,
 {
     let seed = config.seed.unwrap_or_else(rand::random);
-    let iface = Interface::new(config.addr, config.tcp.clone(), seed);
+    let mut iface = Interface::new(config.addr, config.tcp.clone(), seed);
+    iface.tcp_mut().set_trace(config.tracer.is_some());
+    let tracer = config.tracer.clone();
     let (tx, rx) = mpsc::channel::<Event>();
     let shared = Arc::new(Shared {
         core: Mutex::new(iface),
@@ -233,6 +246,7 @@ where
         clock: Clock::new(),
         tx: Mutex::new(tx.clone()),
         wake_pending: AtomicBool::new(false),
+        tracer: tracer.clone(),
     });
     let handle = StackHandle {
         shared: shared.clone(),
@@ -316,7 +330,15 @@ where
                         hook(Direction::In, p);
                     }
                 }
-                let changed = {
+                let changed = if let Some(t) = tracer.as_ref() {
+                    observe::traced_round(
+                        &loop_handle,
+                        t,
+                        &mut inbound,
+                        &mut outbound,
+                        &mut next_timer,
+                    )
+                } else {
                     let mut core = loop_handle.lock();
                     let now = shared.clock.now();
                     for p in inbound.drain(..) {
@@ -335,6 +357,12 @@ where
                     shared.cond.notify_all();
                 }
                 for p in outbound.drain(..) {
+                    if let Some(t) = tracer.as_ref() {
+                        t.emit(TraceEvent::Packet {
+                            dir: Direction::Out,
+                            bytes: p.clone(),
+                        });
+                    }
                     if let Some(hook) = hook.as_mut() {
                         hook(Direction::Out, &p);
                     }

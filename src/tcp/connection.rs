@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::congestion::{AckAction, NewReno};
 use super::endpoint::{Config, TcpError, TcpStats};
+use super::events::TcpEventKind;
 use super::recv_buf::RecvBuffer;
 use super::rto::RttEstimator;
 use super::segment::{Flags, Segment, TcpOptions};
@@ -176,6 +177,11 @@ pub(crate) struct Connection {
     msl: Duration,
     max_retransmits: u32,
     syn_retries: u32,
+
+    /// Queue [`TcpEventKind`]s for the trace view (set by the endpoint).
+    pub trace: bool,
+    /// Events not yet taken by the endpoint.
+    pub trace_events: Vec<TcpEventKind>,
 }
 
 impl Connection {
@@ -234,6 +240,8 @@ impl Connection {
             msl: config.msl,
             max_retransmits: config.max_retransmits,
             syn_retries: config.syn_retries,
+            trace: false,
+            trace_events: Vec::new(),
         }
     }
 
@@ -346,6 +354,14 @@ impl Connection {
         }
     }
 
+    /// Queue a trace event; `make` only runs when tracing is on, so a disabled trace
+    /// costs one branch.
+    fn note(&mut self, make: impl FnOnce() -> TcpEventKind) {
+        if self.trace {
+            self.trace_events.push(make());
+        }
+    }
+
     // ----------------------------------------------------------------------------------
     // State changes.
 
@@ -361,6 +377,20 @@ impl Connection {
             new,
             cause
         );
+        let from = self.state;
+        self.note(|| TcpEventKind::State {
+            from,
+            to: new,
+            cause: cause.to_string(),
+        });
+        if new == State::TimeWait {
+            // RFC 9293 §3.10.7.4: TIME-WAIT lasts 2·MSL (restarted by a repeated FIN).
+            let after = self.msl.saturating_mul(2);
+            self.note(|| TcpEventKind::CloseTimer {
+                what: "TIME-WAIT 2·MSL",
+                after,
+            });
+        }
         self.state = new;
         self.changed = true;
         match new {
@@ -413,6 +443,18 @@ impl Connection {
             flags,
             ..Segment::default()
         });
+    }
+
+    /// Count and log a segment we drop (by reason, and traced).
+    fn drop_segment(&mut self, stats: &mut TcpStats, why: &'static str) {
+        stats.drop(why);
+        log::debug!(
+            "{} ↔ {}: {}: segment dropped: {why}",
+            self.local,
+            self.remote,
+            self.state
+        );
+        self.note(|| TcpEventKind::Dropped { reason: why });
     }
 
     /// An ACK must go out now (not merely at the end of the batch): duplicate ACKs,
@@ -475,6 +517,7 @@ impl Connection {
         let free = self.recv_buf.window().min(MAX_WINDOW) as u32;
         if free.saturating_sub(current) >= self.window_update_threshold() {
             self.ack_needed = true;
+            self.note(|| TcpEventKind::WindowUpdate { window: free });
         }
     }
 
@@ -582,7 +625,7 @@ impl Connection {
                     self.queue_rst(seg.ack, None);
                     stats.resets_sent += 1;
                 }
-                stats.dropped += 1;
+                self.drop_segment(stats, "SYN-SENT: unacceptable ACK");
                 return;
             }
             ack_ok = seg.ack.ge(self.snd.una) && seg.ack.le(self.snd.max);
@@ -593,13 +636,13 @@ impl Connection {
                 stats.resets_received += 1;
                 self.fail(Some(TcpError::ConnectionRefused), "RST");
             } else {
-                stats.dropped += 1;
+                self.drop_segment(stats, "SYN-SENT: RST without an acceptable ACK");
             }
             return;
         }
         // Fourth, the SYN bit.
         if !seg.flags.syn {
-            stats.dropped += 1;
+            self.drop_segment(stats, "SYN-SENT: neither SYN nor RST");
             return;
         }
         self.rcv.irs = seg.seq;
@@ -638,6 +681,7 @@ impl Connection {
             if !seg.flags.ack || seg.flags.rst {
                 // The peer retransmitted its SYN: our SYN-ACK was lost; send it again.
                 self.ack_now();
+                self.note(|| TcpEventKind::DuplicateSyn);
                 return;
             }
             // A SYN-ACK in simultaneous open (RFC 9293 §3.5 figure 7, line 6): its SYN
@@ -661,7 +705,7 @@ impl Connection {
         };
         if !acceptable {
             if seg.flags.rst {
-                stats.dropped += 1;
+                self.drop_segment(stats, "RST outside the window");
                 return;
             }
             // "If an incoming segment is not acceptable, an acknowledgment should be sent
@@ -678,7 +722,7 @@ impl Connection {
                 fin = false;
                 syn = false;
             } else {
-                stats.dropped += 1;
+                self.drop_segment(stats, "sequence number not acceptable");
                 return;
             }
         }
@@ -712,7 +756,7 @@ impl Connection {
         if seg.flags.rst {
             if seg.seq != rcv_nxt {
                 self.ack_now();
-                stats.dropped += 1;
+                self.drop_segment(stats, "RST not at RCV.NXT (challenge ACK)");
                 return;
             }
             stats.resets_received += 1;
@@ -736,13 +780,13 @@ impl Connection {
         // Fourth: a SYN in a synchronized state (RFC 5961 §4.2, RFC 9293): challenge ACK.
         if syn {
             self.ack_now();
-            stats.dropped += 1;
+            self.drop_segment(stats, "SYN in a synchronized state (challenge ACK)");
             return;
         }
 
         // Fifth: the ACK field.
         if !seg.flags.ack {
-            stats.dropped += 1;
+            self.drop_segment(stats, "no ACK bit");
             return;
         }
         if self.state == State::SynReceived {
@@ -759,14 +803,14 @@ impl Connection {
                 // <SEQ=SEG.ACK><CTL=RST>
                 self.queue_rst(seg.ack, None);
                 stats.resets_sent += 1;
-                stats.dropped += 1;
+                self.drop_segment(stats, "SYN-RECEIVED: unacceptable ACK");
                 return;
             }
         }
         if seg.ack.gt(self.snd.max) {
             // ACK of something not yet sent: ACK and drop (§3.10.7.4).
             self.ack_now();
-            stats.dropped += 1;
+            self.drop_segment(stats, "ACK of data not yet sent");
             return;
         }
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
@@ -800,6 +844,8 @@ impl Connection {
                 );
                 stats.fast_retransmits += 1;
                 self.retransmit_una = true;
+                let seq = self.snd.una;
+                self.note(|| TcpEventKind::FastRetransmit { seq });
             }
         }
         // Window update (§3.10.7.4): only from a segment newer than the last update.
@@ -809,6 +855,10 @@ impl Connection {
             let wnd = u32::from(seg.window);
             if wnd > self.snd.wnd {
                 self.changed = true;
+            }
+            let old = self.snd.wnd;
+            if wnd != old {
+                self.note(|| TcpEventKind::PeerWindow { old, new: wnd });
             }
             self.snd.wnd = wnd;
             self.snd.max_wnd = self.snd.max_wnd.max(wnd);
@@ -853,8 +903,11 @@ impl Connection {
         // RFC 6298 with Karn's rule: only a segment never retransmitted is timed.
         if let Some((end, sent)) = self.rtt_sample {
             if ack.ge(end) {
-                self.rtt.on_sample(now.saturating_duration_since(sent));
+                let rtt = now.saturating_duration_since(sent);
+                self.rtt.on_sample(rtt);
                 self.rtt_sample = None;
+                let (srtt, rto) = (self.rtt.srtt().unwrap_or(rtt), self.rtt.rto());
+                self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
             }
         }
         self.rtt.reset_backoff();
@@ -878,6 +931,10 @@ impl Connection {
                     self.set_state(State::FinWait2, "ACK of FIN");
                     if self.owner == Owner::Released {
                         self.close_deadline = Some(now + FIN_WAIT2_TIMEOUT);
+                        self.note(|| TcpEventKind::CloseTimer {
+                            what: "FIN-WAIT-2 (orphaned)",
+                            after: FIN_WAIT2_TIMEOUT,
+                        });
                     }
                 }
                 State::Closing => self.enter_time_wait(now, "ACK of FIN"),
@@ -927,7 +984,7 @@ impl Connection {
                 }
             } else {
                 // Data after the peer's FIN is ignored (§3.10.7.4, CLOSE-WAIT etc.).
-                stats.dropped += 1;
+                self.drop_segment(stats, "data after the peer's FIN");
             }
         }
         if fin && self.peer_fin.is_none() && self.state.can_receive() {
@@ -989,6 +1046,7 @@ impl Connection {
                 return;
             }
             self.probe_needed = true;
+            self.note(|| TcpEventKind::ZeroWindowProbe);
             self.persist_backoff = (self.persist_backoff + 1).min(16);
             self.persist_deadline = Some(now + self.persist_interval());
         }
@@ -1016,6 +1074,8 @@ impl Connection {
                 self.retries += 1;
                 self.rtt.backoff();
                 self.rtt_sample = None;
+                let (attempt, rto) = (self.retries, self.rtt.rto());
+                self.note(|| TcpEventKind::RetransmitTimeout { attempt, rto });
                 // Resend the SYN (or SYN-ACK).
                 self.snd.nxt = self.snd.iss;
             }
@@ -1046,6 +1106,8 @@ impl Connection {
                 self.rtt_sample = None;
                 self.retransmit_una = false;
                 self.snd.nxt = self.snd.una;
+                let (attempt, rto) = (self.retries, self.rtt.rto());
+                self.note(|| TcpEventKind::RetransmitTimeout { attempt, rto });
                 log::debug!(
                     "{} ↔ {}: retransmission timeout #{} (rto now {:?})",
                     self.local,
@@ -1121,6 +1183,7 @@ impl Connection {
                 // Anything below SND.MAX has been sent before: a retransmission, so
                 // (Karn) it cannot be timed, and any pending sample is ambiguous.
                 stats.retransmits += 1;
+                self.note(|| TcpEventKind::Retransmission { seq, len });
                 if self.rtt_sample.is_some_and(|(e, _)| e.gt(seq)) {
                     self.rtt_sample = None;
                 }

@@ -16,7 +16,7 @@
 //! (its connection freed) is detected and answered with [`TcpError::InvalidHandle`].
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -27,6 +27,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::connection::{Connection, Owner};
+use super::events::{TcpEvent, TcpEventKind};
 use super::segment::{Flags, Segment};
 use super::seq::SeqNum;
 use super::state::State;
@@ -186,6 +187,14 @@ pub struct Transmit {
     pub segment: Segment,
 }
 
+impl TcpStats {
+    /// Count one dropped segment under `reason`.
+    pub fn drop(&mut self, reason: &'static str) {
+        self.dropped += 1;
+        *self.drops.entry(reason).or_insert(0) += 1;
+    }
+}
+
 /// Counters of the TCP layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TcpStats {
@@ -201,6 +210,8 @@ pub struct TcpStats {
     pub resets_received: u64,
     /// Segments dropped: unacceptable, unknown, or a full backlog.
     pub dropped: u64,
+    /// `dropped` broken down by reason ("sequence number not acceptable", ...).
+    pub drops: BTreeMap<&'static str, u64>,
     /// Active opens (connect).
     pub connections_opened: u64,
     /// Passive opens that completed the handshake.
@@ -257,6 +268,9 @@ pub struct Tcp {
     dirty: VecDeque<u32>,
     events: bool,
     stats: TcpStats,
+    /// Queue [`TcpEvent`]s for the trace view.
+    trace: bool,
+    trace_events: Vec<TcpEvent>,
 }
 
 impl Tcp {
@@ -278,7 +292,62 @@ impl Tcp {
             dirty: VecDeque::new(),
             events: false,
             stats: TcpStats::default(),
+            trace: false,
+            trace_events: Vec::new(),
         }
+    }
+
+    /// Record what the layer decides (state transitions and their causes, timers,
+    /// retransmissions, window changes) as [`TcpEvent`]s, for `--trace`. Off by default;
+    /// when off nothing is recorded.
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
+        for slot in &mut self.slots {
+            if let Some(c) = slot.conn.as_mut() {
+                c.trace = on;
+            }
+        }
+        if !on {
+            self.trace_events.clear();
+        }
+    }
+
+    /// Whether [`Tcp::set_trace`] is on.
+    pub fn trace_enabled(&self) -> bool {
+        self.trace
+    }
+
+    /// The events recorded since the last call, oldest first (empty when tracing is off).
+    pub fn take_trace_events(&mut self) -> Vec<TcpEvent> {
+        std::mem::take(&mut self.trace_events)
+    }
+
+    fn note(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        kind: impl FnOnce() -> TcpEventKind,
+    ) {
+        if self.trace {
+            self.trace_events.push(TcpEvent {
+                local,
+                remote,
+                kind: kind(),
+            });
+        }
+    }
+
+    /// Move a connection's queued events to the endpoint's queue.
+    fn collect_events(trace_events: &mut Vec<TcpEvent>, conn: &mut Connection) {
+        if conn.trace_events.is_empty() {
+            return;
+        }
+        let (local, remote) = (conn.local, conn.remote);
+        trace_events.extend(conn.trace_events.drain(..).map(|kind| TcpEvent {
+            local,
+            remote,
+            kind,
+        }));
     }
 
     /// The configuration.
@@ -315,8 +384,20 @@ impl Tcp {
         ConnId { index, generation }
     }
 
-    fn insert(&mut self, conn: Connection) -> ConnId {
+    fn insert(&mut self, mut conn: Connection) -> ConnId {
         let key = (conn.local, conn.remote);
+        conn.trace = self.trace;
+        let (from, cause) = if conn.passive {
+            (State::Listen, "SYN")
+        } else {
+            (State::Closed, "active OPEN")
+        };
+        let to = conn.state;
+        self.note(key.0, key.1, || TcpEventKind::State {
+            from,
+            to,
+            cause: cause.to_string(),
+        });
         let index = match self.free_slots.pop() {
             Some(i) => i,
             None => {
@@ -372,6 +453,7 @@ impl Tcp {
             return;
         };
         let after = conn.state;
+        Self::collect_events(&mut self.trace_events, conn);
         if conn.changed {
             conn.changed = false;
             self.events = true;
@@ -527,9 +609,12 @@ impl Tcp {
         slot.listener = Some(listener);
         self.listener_table.insert(local, index as u32);
         log::debug!("{local}: CLOSED → LISTEN (backlog {backlog})");
+        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        let generation = slot.generation;
+        self.note(local, any, || TcpEventKind::Listen { backlog });
         Ok(ListenerId {
             index: index as u32,
-            generation: slot.generation,
+            generation,
         })
     }
 
@@ -832,7 +917,10 @@ impl Tcp {
             return;
         }
         // RFC 9293 §3.10.7.1: CLOSED.
-        self.stats.dropped += 1;
+        self.stats.drop("no connection or listener");
+        if !seg.flags.rst {
+            self.note(local, remote, || TcpEventKind::ResetNoConnection);
+        }
         self.reply_rst(local, remote, seg);
     }
 
@@ -885,13 +973,13 @@ impl Tcp {
         }
         if seg.flags.ack {
             // Second: any ACK is bad here: <SEQ=SEG.ACK><CTL=RST>.
-            self.stats.dropped += 1;
+            self.stats.drop("ACK to a listener");
             self.reply_rst(local, remote, seg);
             return;
         }
         if !seg.flags.syn {
             // Fourth: other text or control: drop.
-            self.stats.dropped += 1;
+            self.stats.drop("not a SYN to a listener");
             return;
         }
         let live = self.live;
@@ -917,7 +1005,10 @@ impl Tcp {
             // Bounded backlog: drop the SYN, the peer retries (as Linux does).
             log::debug!("{local} ← {remote}: SYN dropped, backlog full");
             self.stats.listen_overflows += 1;
-            self.stats.dropped += 1;
+            self.stats.drop("SYN: accept queue full");
+            self.note(local, remote, || TcpEventKind::Dropped {
+                reason: "SYN: accept queue full",
+            });
             return;
         }
         listener.half_open += 1;
@@ -945,6 +1036,7 @@ impl Tcp {
             };
             conn.in_dirty = false;
             let seg = conn.poll_transmit(now, &mut self.stats);
+            Self::collect_events(&mut self.trace_events, conn);
             if let Some(segment) = seg {
                 let t = Transmit {
                     src: *conn.local.ip(),

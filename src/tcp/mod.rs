@@ -10,6 +10,7 @@
 //! | `congestion.rs` | slow start, congestion avoidance, NewReno (RFC 5681, RFC 6582) |
 //! | `connection.rs` | the TCB: one connection's state machine (§3.10) |
 //! | `endpoint.rs` | [`Tcp`]: demultiplexing, listeners, ISNs, RSTs for unknown segments |
+//! | `events.rs` | [`TcpEvent`]: what the layer decided, queued for the `--trace` view |
 //!
 //! Nothing here reads a clock or touches a device: the caller passes `now` into every
 //! call and drains [`Tcp::poll_transmit`] for segments to send.
@@ -17,6 +18,7 @@
 pub mod congestion;
 pub mod connection;
 pub mod endpoint;
+pub mod events;
 pub mod recv_buf;
 pub mod rto;
 pub mod segment;
@@ -26,6 +28,7 @@ pub mod state;
 
 pub use congestion::NewReno;
 pub use endpoint::{Config, ConnId, ListenerId, Tcp, TcpError, TcpStats, Transmit};
+pub use events::{TcpEvent, TcpEventKind};
 pub use recv_buf::RecvBuffer;
 pub use rto::RttEstimator;
 pub use segment::{Flags, Segment, SegmentError, TcpOptions};
