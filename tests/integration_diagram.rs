@@ -1,0 +1,153 @@
+//! `tunstack diagram` on a live capture: serve with `--pcap` in a namespace, curl it,
+//! SIGTERM, draw. The SVG must be well-formed XML and show the handshake, the HTTP
+//! exchange and the close; keep-alive must show as one connection for two URLs, and
+//! HTTP/1.0 as a connection the server closes.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn draw(capture: &Path, args: &[&str]) -> Run {
+    let mut c = Command::new(tunstack_bin());
+    c.arg("diagram").arg(capture).args(args);
+    let run = run_bounded(c, SHORT_TIMEOUT);
+    run.expect_success("tunstack diagram");
+    run
+}
+
+/// Parses with Python's XML parser (a real one, not ours); panics with its message.
+fn assert_xml(path: &Path) {
+    let run = run_bounded(
+        cmd(
+            "python3",
+            [
+                "-c",
+                "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(r.tag)",
+                path.to_str().unwrap(),
+            ],
+        ),
+        SHORT_TIMEOUT,
+    );
+    run.expect_success("python3 XML parse of the SVG");
+    assert!(
+        run.stdout.contains("{http://www.w3.org/2000/svg}svg"),
+        "root element: {run}"
+    );
+}
+
+/// The summary line `tunstack diagram` prints for each connection, by position.
+fn summaries(run: &Run) -> Vec<String> {
+    run.stderr
+        .lines()
+        .filter(|l| l.starts_with("connection "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn diagram_of_live_curl_runs() {
+    let Some(mut h) = Harness::new("diagram_of_live_curl_runs", &["python3"]) else {
+        return;
+    };
+    let capture = h.dir().join("cap.pcap");
+    h.serve(80, &["--pcap", capture.to_str().unwrap()]);
+    // 1. One GET (the readiness probes before it are connections of their own).
+    h.curl(
+        SHORT_TIMEOUT,
+        &["-sS", "-o", "/dev/null", "http://10.0.0.2/"],
+    )
+    .expect_success("curl /");
+    // 2. Two URLs in one curl: HTTP/1.1 keeps the connection open for the second.
+    h.curl(
+        SHORT_TIMEOUT,
+        &[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "http://10.0.0.2/",
+            "http://10.0.0.2/",
+        ],
+    )
+    .expect_success("curl / /");
+    // 3. HTTP/1.0: the server closes after the response.
+    h.curl(
+        SHORT_TIMEOUT,
+        &["-sS", "--http1.0", "-o", "/dev/null", "http://10.0.0.2/"],
+    )
+    .expect_success("curl --http1.0 /");
+    let status = h.stop_server(SHORT_TIMEOUT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "serve did not exit 0 on SIGTERM: {status:?}\n{}",
+        h.server_log()
+    );
+
+    let svg = h.dir().join("out.svg");
+    let run = draw(&capture, &["-o", svg.to_str().unwrap()]);
+    assert_xml(&svg);
+    let text = std::fs::read_to_string(&svg).expect("read SVG");
+    for needle in [
+        ">[SYN] seq=0 ",
+        ">[SYN, ACK] seq=0 ack=1 ",
+        ">[ACK] seq=1 ack=1 ",
+        ">GET / HTTP/1.1<",
+        ">GET / HTTP/1.0<",
+        ">HTTP/1.1 200 OK<",
+        ">[FIN, ACK] ",
+        ">SYN-SENT<",
+        ">SYN-RECEIVED<",
+        ">ESTABLISHED<",
+        ">FIN-WAIT-1<",
+        ">FIN-WAIT-2<",
+        ">CLOSE-WAIT<",
+        ">LAST-ACK<",
+        ">TIME-WAIT<",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from the SVG");
+    }
+
+    let lines = summaries(&run);
+    assert!(lines.len() >= 3, "{}", run.stderr);
+    let last3 = &lines[lines.len() - 3..];
+    // curl closes its HTTP/1.1 connections (client TIME-WAIT, our LAST-ACK → CLOSED);
+    // with HTTP/1.0 we close first and keep the TIME-WAIT.
+    assert!(
+        last3[0].ends_with("ends TIME-WAIT / CLOSED"),
+        "{}",
+        last3[0]
+    );
+    assert!(
+        last3[1].ends_with("ends TIME-WAIT / CLOSED"),
+        "{}",
+        last3[1]
+    );
+    assert!(
+        last3[2].ends_with("ends CLOSED / TIME-WAIT"),
+        "{}",
+        last3[2]
+    );
+
+    // The keep-alive connection alone: two requests, two responses, one handshake.
+    let n = lines.len() - 1;
+    let one = h.dir().join("keepalive.svg");
+    draw(
+        &capture,
+        &["--connection", &n.to_string(), "-o", one.to_str().unwrap()],
+    );
+    assert_xml(&one);
+    let text = std::fs::read_to_string(&one).expect("read SVG");
+    assert_eq!(text.matches(">GET / HTTP/1.1<").count(), 2, "{text}");
+    assert_eq!(text.matches(">HTTP/1.1 200 OK<").count(), 2);
+    assert_eq!(text.matches(">[SYN] ").count(), 1);
+
+    // The HTML page: every connection, self-contained.
+    let html = h.dir().join("all.html");
+    draw(&capture, &["--html", "-o", html.to_str().unwrap()]);
+    let page = std::fs::read_to_string(&html).expect("read HTML");
+    assert_eq!(page.matches("<svg xmlns").count(), lines.len());
+    assert!(!page.contains("<script") && !page.contains("src="));
+}
