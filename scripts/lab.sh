@@ -9,6 +9,8 @@
 #   scripts/lab.sh stop                # SIGTERM it and wait until it has exited (its
 #                                      # --pcap file is then complete)
 #   scripts/lab.sh log                 # what it printed (logs, --trace lines)
+#   scripts/lab.sh grep PATTERN        # the lines of that output matching PATTERN (grep -E),
+#                                      # waiting up to 10 s for the first one to appear
 #
 # `serve` and `stop` refuse to run in the root namespace: the TUN device and its 10.0.0.x
 # addresses belong in a namespace of their own. Files live in $LAB_DIR (/tmp/lab).
@@ -22,7 +24,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -116,5 +118,14 @@ shell) cmd_shell ;;
 serve) cmd_serve "$@" ;;
 stop) cmd_stop ;;
 log) cat "$log_file" ;;
+grep)
+    [[ $# -eq 1 ]] || usage
+    # The server prints asynchronously; poll instead of hoping it has already written.
+    for _ in $(seq 100); do
+        grep -qE -- "$1" "$log_file" 2>/dev/null && break
+        sleep 0.1
+    done
+    grep -E -- "$1" "$log_file"
+    ;;
 *) usage ;;
 esac

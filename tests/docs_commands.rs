@@ -65,7 +65,8 @@ fn sh_blocks(markdown: &str) -> Vec<Block> {
 
 #[test]
 fn extraction_finds_only_sh_blocks() {
-    let md = "x\n```sh\necho a\n```\n```text\necho no\n```\n```\nplain\n```\n  ```sh\necho b\n  ```\n";
+    let md =
+        "x\n```sh\necho a\n```\n```text\necho no\n```\n```\nplain\n```\n  ```sh\necho b\n  ```\n";
     let blocks = sh_blocks(md);
     assert_eq!(blocks.len(), 2);
     assert_eq!(blocks[0].text, "echo a\n");
@@ -133,11 +134,7 @@ fn run_file(path: &Path, shim: &Path) -> Duration {
             run.stdout,
             run.stderr
         );
-        eprintln!(
-            "docs/{name}:{}: ok in {:?}",
-            block.line,
-            run.elapsed
-        );
+        eprintln!("docs/{name}:{}: ok in {:?}", block.line, run.elapsed);
     }
     start.elapsed()
 }
@@ -177,5 +174,8 @@ fn every_sh_block_in_docs_runs() {
     }
     let _ = fs::remove_dir_all(&shim);
     eprintln!("docs: {ran} files with commands, {total:?} in all");
-    assert!(ran >= 5, "expected the chapters to have runnable commands, found {ran} files");
+    assert!(
+        ran >= 5,
+        "expected the chapters to have runnable commands, found {ran} files"
+    );
 }

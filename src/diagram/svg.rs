@@ -374,7 +374,12 @@ fn connection_body(c: &Connection, options: &Options) -> (String, f64) {
             below += LINE;
         }
         // A little more air after a row with extra lines, so they stay with their arrow.
-        y = below + if below > arrow_y + SLOPE + 18.0 { 12.0 } else { 6.0 };
+        y = below
+            + if below > arrow_y + SLOPE + 18.0 {
+                12.0
+            } else {
+                6.0
+            };
     }
     let bottom = y + 4.0;
     // Lifelines under everything else.
