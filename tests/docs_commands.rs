@@ -11,6 +11,8 @@
 //! `sudo` inside the blocks is a pass-through (the test is root already), and
 //! `TUNSTACK_BIN` points `scripts/demo.sh` and `scripts/lab.sh` at the binary under test,
 //! so nothing is rebuilt. A server a chapter leaves running is stopped afterwards.
+//! `DOCS_SHOW_OUTPUT=1 cargo test --test docs_commands -- --nocapture` prints what each
+//! block printed, to refresh the sample output in the chapters.
 
 mod common;
 
@@ -135,6 +137,10 @@ fn run_file(path: &Path, shim: &Path) -> Duration {
             run.stderr
         );
         eprintln!("docs/{name}:{}: ok in {:?}", block.line, run.elapsed);
+        if std::env::var_os("DOCS_SHOW_OUTPUT").is_some() {
+            // For whoever updates the sample output shown in the chapters.
+            eprintln!("--- stdout\n{}--- stderr\n{}---", run.stdout, run.stderr);
+        }
     }
     start.elapsed()
 }
