@@ -73,12 +73,24 @@ fn diagram_of_live_curl_runs() {
         ],
     )
     .expect_success("curl / /");
-    // 3. HTTP/1.0: the server closes after the response.
+    // 3. HTTP/1.0: the server closes after the response. curl closes as soon as it has
+    // Content-Length bytes, so whose FIN comes first is a race; the connection is its own.
     h.curl(
         SHORT_TIMEOUT,
         &["-sS", "--http1.0", "-o", "/dev/null", "http://10.0.0.2/"],
     )
     .expect_success("curl --http1.0 /");
+    // 4. HTTP/1.0 from a client that reads until the server closes: our FIN comes first,
+    // every time.
+    h.run_in_ns(
+        SHORT_TIMEOUT,
+        "bash",
+        &[
+            "-c",
+            "exec 3<>/dev/tcp/10.0.0.2/80; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3 >/dev/null",
+        ],
+    )
+    .expect_success("HTTP/1.0 over /dev/tcp");
     let status = h.stop_server(SHORT_TIMEOUT);
     assert!(
         status.is_some_and(|s| s.success()),
@@ -111,28 +123,20 @@ fn diagram_of_live_curl_runs() {
     }
 
     let lines = summaries(&run);
-    assert!(lines.len() >= 3, "{}", run.stderr);
-    let last3 = &lines[lines.len() - 3..];
+    assert!(lines.len() >= 4, "{}", run.stderr);
+    let last = &lines[lines.len() - 4..];
     // curl closes its HTTP/1.1 connections (client TIME-WAIT, our LAST-ACK → CLOSED);
-    // with HTTP/1.0 we close first and keep the TIME-WAIT.
-    assert!(
-        last3[0].ends_with("ends TIME-WAIT / CLOSED"),
-        "{}",
-        last3[0]
-    );
-    assert!(
-        last3[1].ends_with("ends TIME-WAIT / CLOSED"),
-        "{}",
-        last3[1]
-    );
-    assert!(
-        last3[2].ends_with("ends CLOSED / TIME-WAIT"),
-        "{}",
-        last3[2]
-    );
+    // when we close first (HTTP/1.0, client reading to EOF) we keep the TIME-WAIT.
+    for (i, ending) in [
+        (0, "TIME-WAIT / CLOSED"),
+        (1, "TIME-WAIT / CLOSED"),
+        (3, "CLOSED / TIME-WAIT"),
+    ] {
+        assert!(last[i].ends_with(&format!("ends {ending}")), "{}", last[i]);
+    }
 
     // The keep-alive connection alone: two requests, two responses, one handshake.
-    let n = lines.len() - 1;
+    let n = lines.len() - 2;
     let one = h.dir().join("keepalive.svg");
     draw(
         &capture,
