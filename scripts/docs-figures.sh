@@ -5,7 +5,9 @@ set -euo pipefail
 scripts/lab.sh serve --pcap /tmp/lab/figures.pcap
 curl -s -o /dev/null http://10.0.0.2/                                # 1: one request
 curl -s -o /dev/null -o /dev/null http://10.0.0.2/ http://10.0.0.2/  # 2: keep-alive
-curl -s -o /dev/null --http1.0 http://10.0.0.2/                      # 3: HTTP/1.0
+# 3: HTTP/1.0 from a client that reads until the server closes (curl --http1.0 races
+#    the server's FIN with its own: see docs/walkthrough.md)
+exec 3<>/dev/tcp/10.0.0.2/80; printf 'GET / HTTP/1.0\r\n\r\n' >&3; cat <&3 >/dev/null; exec 3<&-
 # 4: the stack's second full-sized data segment is dropped once, on its way to the kernel.
 nft add table inet figures
 nft add chain inet figures from_stack '{ type filter hook prerouting priority -300; }'
