@@ -9,7 +9,7 @@
 #   scripts/lab.sh stop                # SIGTERM it and wait until it has exited (its
 #                                      # --pcap file is then complete)
 #   scripts/lab.sh log                 # what it printed (logs, --trace lines)
-#   scripts/lab.sh grep PATTERN        # the lines of that output matching PATTERN (grep -E),
+#   scripts/lab.sh grep PATTERN        # the lines of that output matching PATTERN (grep -iE),
 #                                      # waiting up to 10 s for the first one to appear
 #
 # `serve` and `stop` refuse to run in the root namespace: the TUN device and its 10.0.0.x
@@ -122,10 +122,10 @@ grep)
     [[ $# -eq 1 ]] || usage
     # The server prints asynchronously; poll instead of hoping it has already written.
     for _ in $(seq 100); do
-        grep -qE -- "$1" "$log_file" 2>/dev/null && break
+        grep -qiE -- "$1" "$log_file" 2>/dev/null && break
         sleep 0.1
     done
-    grep -E -- "$1" "$log_file"
+    grep -iE -- "$1" "$log_file"
     ;;
 *) usage ;;
 esac

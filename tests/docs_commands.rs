@@ -147,7 +147,12 @@ fn run_file(path: &Path, shim: &Path) -> Duration {
 
 #[test]
 fn every_sh_block_in_docs_runs() {
-    if prerequisites("every_sh_block_in_docs_runs", &["python3"]).is_none() {
+    if prerequisites(
+        "every_sh_block_in_docs_runs",
+        &["python3", "tshark", "nft", "ss", "ping"],
+    )
+    .is_none()
+    {
         return;
     }
     let shim = std::env::temp_dir().join(format!("tunstack-docs-shim-{}", std::process::id()));
