@@ -148,6 +148,27 @@ fn diagram_of_live_curl_runs() {
     assert_eq!(text.matches(">HTTP/1.1 200 OK<").count(), 2);
     assert_eq!(text.matches(">[SYN] ").count(), 1);
 
+    // The same capture rewritten by Wireshark's editcap with nanosecond timestamps (magic
+    // a1b23c4d) draws the same connections.
+    if std::path::Path::new("/usr/bin/editcap").exists() {
+        let nsec = h.dir().join("cap-nsec.pcap");
+        let run = run_bounded(
+            cmd(
+                "editcap",
+                [
+                    "-F",
+                    "nsecpcap",
+                    capture.to_str().unwrap(),
+                    nsec.to_str().unwrap(),
+                ],
+            ),
+            SHORT_TIMEOUT,
+        );
+        run.expect_success("editcap -F nsecpcap");
+        let again = draw(&nsec, &["-o", h.dir().join("nsec.svg").to_str().unwrap()]);
+        assert_eq!(summaries(&again), lines, "nanosecond pcap");
+    }
+
     // The HTML page: every connection, self-contained.
     let html = h.dir().join("all.html");
     draw(&capture, &["--html", "-o", html.to_str().unwrap()]);
