@@ -435,3 +435,82 @@ fn random_segments_never_panic() {
     let svg = svg::render_svg(&d, &svg::Options::default());
     assert!(svg.starts_with("<?xml"));
 }
+
+/// A real capture (`serve --pcap`, a snapshot of a `scripts/docs-figures.sh` run; the figures in
+/// docs/img/ come from it): curl for one URL, for two URLs (keep-alive), an HTTP/1.0
+/// client reading to EOF, and a request whose second data segment was dropped once by
+/// nftables. Wireshark's analysis of the same file marks packet 61 "TCP Dup ACK" and
+/// packet 62 "TCP Retransmission"; we must agree.
+#[test]
+fn real_curl_capture() {
+    let bytes = include_bytes!("../../tests/data/curl-four-connections.pcap");
+    let d = Diagram::from_pcap(bytes).unwrap();
+    assert_eq!(d.read_error, None);
+    assert_eq!(
+        d.skipped.total(),
+        1,
+        "the kernel's IPv6 router solicitation"
+    );
+    assert_eq!(d.connections.len(), 4);
+    let ends: Vec<(State, State)> = d.connections.iter().map(|c| c.last).collect();
+    assert_eq!(
+        ends,
+        vec![
+            (State::TimeWait, State::Closed),
+            (State::TimeWait, State::Closed),
+            (State::Closed, State::TimeWait),
+            (State::TimeWait, State::Closed),
+        ]
+    );
+    for c in &d.connections {
+        assert!(c.saw_syn);
+        assert_eq!(c.server.port(), 80);
+        let first = &c.arrows[..3];
+        assert_eq!(
+            first.iter().map(Arrow::flag_names).collect::<Vec<_>>(),
+            ["SYN", "SYN, ACK", "ACK"]
+        );
+        assert_eq!(
+            states(c)[..3],
+            [
+                pair("SYN-SENT", "SYN-RECEIVED"),
+                pair("ESTABLISHED", ""),
+                pair("", "ESTABLISHED")
+            ]
+        );
+    }
+    let http = |c: &Connection| -> Vec<String> {
+        c.arrows.iter().filter_map(|a| a.http.clone()).collect()
+    };
+    assert_eq!(
+        http(&d.connections[0]),
+        ["GET / HTTP/1.1", "HTTP/1.1 200 OK"]
+    );
+    assert_eq!(
+        http(&d.connections[1]),
+        [
+            "GET / HTTP/1.1",
+            "HTTP/1.1 200 OK",
+            "GET / HTTP/1.1",
+            "HTTP/1.1 200 OK"
+        ]
+    );
+    assert_eq!(
+        http(&d.connections[2]),
+        ["GET / HTTP/1.0", "HTTP/1.1 200 OK"]
+    );
+    let noted: Vec<(usize, Vec<Note>)> = d
+        .connections
+        .iter()
+        .flat_map(|c| c.arrows.iter())
+        .filter(|a| !a.notes.is_empty())
+        .map(|a| (a.packet, a.notes.clone()))
+        .collect();
+    assert_eq!(
+        noted,
+        vec![
+            (61, vec![Note::DuplicateAck { count: 1 }]),
+            (62, vec![Note::Retransmission]),
+        ]
+    );
+}
