@@ -436,10 +436,10 @@ fn random_segments_never_panic() {
     assert!(svg.starts_with("<?xml"));
 }
 
-/// A real capture (`serve --pcap`, a snapshot of a `scripts/docs-figures.sh` run; the figures in
-/// docs/img/ come from it): curl for one URL, for two URLs (keep-alive), an HTTP/1.0
-/// client reading to EOF, and a request whose second data segment was dropped once by
-/// nftables. Wireshark's analysis of the same file marks packet 61 "TCP Dup ACK" and
+/// A real capture (`serve --pcap`, a snapshot of a `scripts/docs-figures.sh` run; the
+/// figures in docs/img/ come from it): curl for one URL, for two URLs (keep-alive), an
+/// HTTP/1.0 client reading to EOF, and a request whose second data segment was dropped
+/// once by nftables. Wireshark's analysis of the same file marks packet 61 "TCP Dup ACK" and
 /// packet 62 "TCP Retransmission"; we must agree.
 #[test]
 fn real_curl_capture() {
