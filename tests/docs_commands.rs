@@ -84,6 +84,7 @@ fn repo() -> PathBuf {
 struct LabGuard<'a> {
     ns: &'a Netns,
     env_path: String,
+    lab_dir: PathBuf,
 }
 
 impl Drop for LabGuard<'_> {
@@ -91,6 +92,7 @@ impl Drop for LabGuard<'_> {
         let mut c = self.ns.command("scripts/lab.sh");
         c.arg("stop")
             .current_dir(repo())
+            .env("LAB_DIR", &self.lab_dir)
             .env("PATH", &self.env_path);
         let _ = run_bounded(c, Duration::from_secs(20));
     }
@@ -118,13 +120,18 @@ fn run_file(path: &Path, shim: &Path) -> Duration {
     let _guard = LabGuard {
         ns: h.ns(),
         env_path: env_path.clone(),
+        lab_dir: h.dir().to_path_buf(),
     };
+    // The chapters keep their captures and drawings in /tmp/lab, as a learner's shell would.
+    fs::create_dir_all("/tmp/lab").expect("mkdir /tmp/lab");
     for block in &blocks {
         let mut c = h.ns().command("bash");
         c.args(["-euo", "pipefail", "-c", &block.text])
             .current_dir(repo())
             .env("PATH", &env_path)
             .env("TUNSTACK_BIN", &bin)
+            // The server's pid and log per run, so two runs never stop each other's server.
+            .env("LAB_DIR", h.dir())
             .env_remove("RUST_LOG");
         let run = run_bounded(c, Duration::from_secs(60));
         assert!(
