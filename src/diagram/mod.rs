@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use crate::ip::ipv4::{Ipv4Packet, PROTO_TCP};
+use crate::ip::ipv4::{Ipv4Error, Ipv4Packet, PROTO_TCP};
 use crate::link::pcap::{PcapError, PcapReader};
 use crate::tcp::{Flags, Segment, SegmentError, SeqNum, State};
 
@@ -566,6 +566,19 @@ pub fn http_first_line(payload: &[u8]) -> Option<String> {
     })
 }
 
+/// Source, destination, protocol and payload of an IPv4 packet that
+/// [`Ipv4Packet::parse`] validated in every respect but its source address.
+fn validated_parts(bytes: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, &[u8])> {
+    let addr = |at: usize| -> Option<Ipv4Addr> {
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(Ipv4Addr::from(b))
+    };
+    let header_len = usize::from(bytes.first()? & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]));
+    let payload = bytes.get(header_len..total)?;
+    Some((addr(12)?, addr(16)?, *bytes.get(9)?, payload))
+}
+
 /// Builds [`Connection`]s from packets in capture order. Sans-IO: feed packets with their
 /// capture time, then [`DiagramBuilder::finish`].
 #[derive(Debug, Default)]
@@ -585,22 +598,29 @@ impl DiagramBuilder {
     /// Adds one IPv4 packet (any protocol; non-TCP is counted as skipped). `packet` is its
     /// 1-based number in the capture, `ts` its capture time.
     pub fn add_packet(&mut self, packet: usize, ts: Duration, bytes: &[u8]) {
-        let ip = match Ipv4Packet::parse(bytes) {
-            Ok(ip) => ip,
+        let parsed = match Ipv4Packet::parse(bytes) {
+            Ok(ip) => Some((ip.src, ip.dst, ip.protocol, ip.payload)),
+            // The stack refuses loopback sources (RFC 1122 §3.2.1.3), but a capture on
+            // `lo` is full of them. The source check is the parser's last, so everything
+            // else was validated: read the fields ourselves.
+            Err(Ipv4Error::BadSource { .. }) => validated_parts(bytes),
             Err(e) => {
                 log::debug!("diagram: packet {packet}: {e}");
-                self.skipped.bad_ipv4 += 1;
-                return;
+                None
             }
         };
-        if ip.protocol != PROTO_TCP {
+        let Some((src, dst, protocol, payload)) = parsed else {
+            self.skipped.bad_ipv4 += 1;
+            return;
+        };
+        if protocol != PROTO_TCP {
             self.skipped.not_tcp += 1;
             return;
         }
-        match Segment::parse_lenient(ip.src, ip.dst, ip.payload) {
+        match Segment::parse_lenient(src, dst, payload) {
             Ok((seg, bad)) => {
                 let bad_checksum = matches!(bad, Some(SegmentError::BadChecksum { .. }));
-                self.add_segment(packet, ts, ip.src, ip.dst, &seg, bad_checksum);
+                self.add_segment(packet, ts, src, dst, &seg, bad_checksum);
             }
             Err(e) => {
                 log::debug!("diagram: packet {packet}: {e}");

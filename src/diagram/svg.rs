@@ -282,6 +282,15 @@ fn connection_body(c: &Connection, options: &Options) -> (String, f64) {
     if retrans > 0 {
         title.push_str(&format!(" · {retrans} retransmitted"));
     }
+    // A capture taken on the sending host (or on `lo`) often has every checksum unfinished
+    // (offloaded to the NIC): say so once instead of on every arrow.
+    let all_bad_checksums = !c.arrows.is_empty()
+        && c.arrows
+            .iter()
+            .all(|a| a.notes.contains(&Note::BadChecksum));
+    if all_bad_checksums {
+        title.push_str(" · checksums offloaded");
+    }
     let _ = write!(
         out,
         r#"<text class="title" x="20" y="30">{}</text>"#,
@@ -370,6 +379,9 @@ fn connection_body(c: &Connection, options: &Options) -> (String, f64) {
             below += LINE;
         }
         for note in &a.notes {
+            if all_bad_checksums && *note == Note::BadChecksum {
+                continue;
+            }
             centred(&mut rows, "note", below, &format!("⚠ {note}"), None);
             below += LINE;
         }
@@ -541,6 +553,21 @@ mod tests {
         assert!(empty.contains("No TCP connection"));
         let svg = render_svg(&Diagram::default(), &Options::default());
         assert!(svg.contains("No TCP connection"));
+    }
+
+    #[test]
+    fn checksums_bad_everywhere_are_said_once() {
+        let mut d = sample(0);
+        for a in &mut d.connections[0].arrows {
+            a.notes.push(Note::BadChecksum);
+        }
+        let svg = render_svg(&d, &Options::default());
+        assert!(svg.contains("checksums offloaded"));
+        assert!(!svg.contains("bad checksum"));
+        d.connections[0].arrows[0].notes.clear();
+        let svg = render_svg(&d, &Options::default());
+        assert!(!svg.contains("checksums offloaded"));
+        assert!(svg.contains("bad checksum (offloaded?)"));
     }
 
     #[test]

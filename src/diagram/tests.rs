@@ -338,6 +338,32 @@ fn bad_checksums_are_drawn_and_other_packets_skipped() {
 }
 
 #[test]
+fn loopback_sources_are_drawn() {
+    // The stack drops 127.x sources; a capture on `lo` is made of them.
+    let lo = Ipv4Addr::LOCALHOST;
+    let seg = Segment {
+        src_port: CPORT,
+        dst_port: 8080,
+        seq: SeqNum(CI),
+        flags: flags("S"),
+        ..Segment::default()
+    };
+    let mut packet = crate::ip::ipv4::emit(lo, lo, PROTO_TCP, 64, 1, &seg.emit(lo, lo));
+    packet.extend_from_slice(&[0; 6]); // Ethernet padding after the IP packet
+    let mut b = DiagramBuilder::new();
+    b.add_packet(1, Duration::ZERO, &packet);
+    let d = b.finish();
+    assert_eq!(d.skipped, Skipped::default());
+    assert_eq!(d.connections[0].client, SocketAddrV4::new(lo, CPORT));
+    assert_eq!(d.connections[0].arrows[0].notes, vec![]);
+    // Other IPv4 errors still skip the packet.
+    packet[8] = 0; // TTL 0, checksum now wrong too
+    let mut b = DiagramBuilder::new();
+    b.add_packet(1, Duration::ZERO, &packet);
+    assert_eq!(b.finish().skipped.bad_ipv4, 1);
+}
+
+#[test]
 fn http_first_lines() {
     assert_eq!(
         http_first_line(b"HTTP/1.0 404 Not Found\r\n").as_deref(),
