@@ -96,6 +96,23 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Draw each TCP connection of a pcap capture as a ladder (sequence) diagram.
+    Diagram {
+        /// A pcap file (`serve --pcap`, tcpdump -w, or Wireshark saved as pcap).
+        capture: PathBuf,
+        /// Write here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// A self-contained HTML page with a table and every connection, instead of SVG.
+        #[arg(long)]
+        html: bool,
+        /// Only this connection (numbered from 1 in order of appearance).
+        #[arg(long)]
+        connection: Option<usize>,
+        /// Most arrows drawn per connection; the middle of longer ones is summarised.
+        #[arg(long, default_value_t = 300)]
+        max_arrows: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -127,6 +144,13 @@ fn main() -> ExitCode {
             output,
             timeout,
         } => get(&link, &url, output, Duration::from_secs(timeout)),
+        Command::Diagram {
+            capture,
+            output,
+            html,
+            connection,
+            max_arrows,
+        } => diagram(&capture, output, html, connection, max_arrows),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -357,5 +381,66 @@ fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -
             "server answered {} {}",
             head.status, head.reason
         )))
+    }
+}
+
+fn diagram(
+    capture: &std::path::Path,
+    output: Option<PathBuf>,
+    html: bool,
+    connection: Option<usize>,
+    max_arrows: usize,
+) -> io::Result<()> {
+    use tunstack::diagram::{svg, Diagram};
+
+    let bytes = std::fs::read(capture)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", capture.display())))?;
+    let mut d = Diagram::from_pcap(&bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", capture.display()),
+        )
+    })?;
+    if let Some(e) = &d.read_error {
+        log::warn!("{}: {e}; drawing the packets before it", capture.display());
+    }
+    if let Some(n) = connection {
+        let total = d.connections.len();
+        d.connections.retain(|c| c.number == n);
+        if d.connections.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--connection {n}: the capture has {total} TCP connection(s)"),
+            ));
+        }
+    }
+    for c in &d.connections {
+        eprintln!(
+            "connection {}: {} -> {}, {} segments, {} retransmitted, ends {} / {}",
+            c.number,
+            c.client,
+            c.server,
+            c.arrows.len(),
+            c.retransmissions(),
+            c.last.0,
+            c.last.1
+        );
+    }
+    if d.skipped.total() > 0 {
+        eprintln!(
+            "({} packet(s) not TCP over IPv4, not drawn)",
+            d.skipped.total()
+        );
+    }
+    let options = svg::Options { max_arrows };
+    let text = if html {
+        svg::render_html(&d, &options, &capture.display().to_string())
+    } else {
+        svg::render_svg(&d, &options)
+    };
+    match output {
+        Some(path) => std::fs::write(&path, text)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        None => io::stdout().lock().write_all(text.as_bytes()),
     }
 }

@@ -437,6 +437,28 @@ impl Segment {
     /// the checksum over the IPv4 pseudo-header (RFC 9293 §3.1); option syntax (unknown
     /// options skipped, malformed lengths rejected). Never panics, whatever the bytes.
     pub fn parse(src: Ipv4Addr, dst: Ipv4Addr, bytes: &[u8]) -> Result<Segment, SegmentError> {
+        Segment::parse_inner(src, dst, bytes, true).map(|(segment, _)| segment)
+    }
+
+    /// Like [`Segment::parse`], but a bad checksum does not reject the segment: it is
+    /// returned as the second value. For tools that read captures (`tunstack diagram`),
+    /// where packets recorded on the sending host often carry a checksum the NIC was to
+    /// fill in later (checksum offload). The stack itself must use [`Segment::parse`].
+    pub fn parse_lenient(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+    ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
+        Segment::parse_inner(src, dst, bytes, false)
+    }
+
+    /// Both parsers; `verify` rejects a bad checksum before the options are looked at.
+    fn parse_inner(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+        verify: bool,
+    ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
         let len = bytes.len();
         if len < HEADER_LEN {
             return Err(SegmentError::TooShort { len });
@@ -453,16 +475,19 @@ impl Segment {
         }
         let got = u16::from_be_bytes([bytes[16], bytes[17]]);
         let sum = checksum(src, dst, bytes);
-        if sum != 0 {
+        let bad_checksum = (sum != 0).then(|| {
             // Recompute what the sender should have put there, for the log.
             let expected = checksum_with_zeroed_field(src, dst, bytes);
-            return Err(SegmentError::BadChecksum { got, expected });
+            SegmentError::BadChecksum { got, expected }
+        });
+        if let (true, Some(e)) = (verify, bad_checksum) {
+            return Err(e);
         }
         let header = TcpHeaderSlice::from_slice(bytes)
             .map_err(|_| SegmentError::BadDataOffset { offset, len })?;
         let options = TcpOptions::parse(header.options())?;
         let payload = bytes.get(header_len..).unwrap_or(&[]).to_vec();
-        Ok(Segment {
+        let segment = Segment {
             src_port: header.source_port(),
             dst_port: header.destination_port(),
             seq: SeqNum(header.sequence_number()),
@@ -479,7 +504,8 @@ impl Segment {
             urgent: header.urgent_pointer(),
             options,
             payload,
-        })
+        };
+        Ok((segment, bad_checksum))
     }
 
     /// The segment as bytes: header, options (padded to 4 bytes), payload, with a correct
@@ -742,6 +768,26 @@ mod tests {
         assert!(matches!(err, SegmentError::BadChecksum { .. }), "{err}");
         // Swapped addresses sum the same (ones' complement is commutative): accepted.
         assert!(Segment::parse(B, A, &bytes).is_ok());
+    }
+
+    #[test]
+    fn lenient_parse_reports_a_bad_checksum_instead_of_failing() {
+        let good = data(5);
+        let mut bytes = good.emit(A, B);
+        assert_eq!(
+            Segment::parse_lenient(A, B, &bytes).unwrap(),
+            (good.clone(), None)
+        );
+        bytes[16] ^= 0xff;
+        let (seg, bad) = Segment::parse_lenient(A, B, &bytes).unwrap();
+        assert_eq!(seg, good);
+        assert!(
+            matches!(bad, Some(SegmentError::BadChecksum { .. })),
+            "{bad:?}"
+        );
+        assert!(Segment::parse(A, B, &bytes).is_err());
+        // Structural errors still fail.
+        assert!(Segment::parse_lenient(A, B, &bytes[..19]).is_err());
     }
 
     /// Builds a segment with raw option bytes and a valid checksum.
