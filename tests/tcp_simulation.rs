@@ -57,6 +57,8 @@ struct Scenario {
     s2c: usize,
     /// Receive buffer of both endpoints.
     recv_buffer: usize,
+    /// MSS both endpoints announce.
+    mss: u16,
     /// A slow reader: at most this many bytes per `read_every` (`None`: read everything
     /// at every event).
     slow_read: Option<(usize, Duration)>,
@@ -79,6 +81,7 @@ impl Scenario {
             c2s: bytes,
             s2c: bytes,
             recv_buffer: 65535,
+            mss: 1460,
             slow_read: None,
             limit: Duration::from_secs(600),
         }
@@ -108,8 +111,17 @@ impl Scenario {
             queue: r.random_range(8..128),
             c2s: bytes,
             s2c: bytes,
-            recv_buffer: [4096, 16384, 65535][r.random_range(0..3)],
-            slow_read: None,
+            recv_buffer: [1000, 4096, 16384, 65535][r.random_range(0..4)],
+            mss: [536, 1000, 1460][r.random_range(0..3)],
+            slow_read: if r.random_bool(0.25) {
+                // 2 .. 32 KiB every 10 .. 100 ms.
+                Some((
+                    r.random_range(2048..32768),
+                    Duration::from_millis(r.random_range(10..100)),
+                ))
+            } else {
+                None
+            },
             limit: Duration::from_secs(3600),
         }
     }
@@ -363,6 +375,7 @@ struct Report {
 fn run(sc: &Scenario) -> Report {
     let config = Config {
         recv_buffer: sc.recv_buffer,
+        mss: sc.mss,
         msl: Duration::from_millis(500),
         ..Config::default()
     };
@@ -653,8 +666,8 @@ fn asymmetric_transfer_one_way() {
 
 #[test]
 fn many_seeds_random_hostile_links() {
-    let seeds = 32u64;
-    let bytes = mb() / 2;
+    let seeds = 40u64;
+    let bytes = mb();
     let mut total = Duration::ZERO;
     let mut failed = Vec::new();
     for seed in 1000..1000 + seeds {
