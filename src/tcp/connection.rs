@@ -170,10 +170,13 @@ pub(crate) struct Connection {
     persist_backoff: u32,
     /// Zero-window probes sent without any ACK coming back.
     probes_unanswered: u32,
+    /// When the last acceptable ACK arrived (the peer is alive).
+    last_ack_rx: Instant,
     /// TIME-WAIT (2·MSL) or orphaned FIN-WAIT-2 timer.
     close_deadline: Option<Instant>,
 
     msl: Duration,
+    rto_max: Duration,
     max_retransmits: u32,
     syn_retries: u32,
 }
@@ -230,8 +233,10 @@ impl Connection {
             persist_deadline: None,
             persist_backoff: 0,
             probes_unanswered: 0,
+            last_ack_rx: Instant::ZERO,
             close_deadline: None,
             msl: config.msl,
+            rto_max: config.rto_max,
             max_retransmits: config.max_retransmits,
             syn_retries: config.syn_retries,
         }
@@ -771,6 +776,7 @@ impl Connection {
         }
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
         self.probes_unanswered = 0;
+        self.last_ack_rx = now;
         if self.state == State::TimeWait {
             // Nothing else can legitimately arrive; a retransmitted FIN was handled above.
             if fin {
@@ -787,6 +793,7 @@ impl Connection {
             && !fin
             && !seg.flags.fin
             && u32::from(seg.window) == old_wnd
+            && old_wnd > 0
             && self.snd.max != self.snd.una
         {
             // RFC 5681 §2 duplicate ACK.
@@ -1028,7 +1035,13 @@ impl Connection {
                 if self.snd.una == self.snd.max {
                     return;
                 }
-                if self.retries >= self.max_retransmits {
+                // The peer closed its window and keeps answering: our retransmissions
+                // are window probes, and a live peer that merely does not read must not
+                // time the connection out (RFC 9293 §3.8.6.1; Linux does the same).
+                let peer_alive = self.snd.wnd == 0
+                    && self.owner != Owner::Released
+                    && now.saturating_duration_since(self.last_ack_rx) < self.rto_max;
+                if self.retries >= self.max_retransmits && !peer_alive {
                     stats.timeouts += 1;
                     let seq = self.snd.max;
                     self.queue_rst(seq, None);
@@ -1036,7 +1049,9 @@ impl Connection {
                     self.fail(Some(TcpError::TimedOut), "retransmission limit");
                     return;
                 }
-                self.retries += 1;
+                if !peer_alive {
+                    self.retries += 1;
+                }
                 stats.rto_expirations += 1;
                 // RFC 6298 (5.5): back off; RFC 5681 §3.1: cwnd = 1 MSS,
                 // ssthresh = max(flight/2, 2·MSS).
@@ -1056,7 +1071,6 @@ impl Connection {
             }
             _ => {}
         }
-        let _ = now;
     }
 
     // ----------------------------------------------------------------------------------
