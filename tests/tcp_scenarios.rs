@@ -1327,3 +1327,263 @@ fn pure_ack_during_go_back_n_carries_snd_max() {
     }
     assert_eq!(ack.ack, h.irs + 11);
 }
+
+// ---------------------------------------------------------------------------------------
+// The remaining arcs of the state diagram and user-call edge cases
+// ---------------------------------------------------------------------------------------
+
+/// RFC 9293 §3.5 figure 8 (simultaneous open): SYN-SENT → SYN-RECEIVED on a SYN, then
+/// ESTABLISHED on the ACK of our SYN.
+#[test]
+fn simultaneous_open_syn_sent_to_syn_received() {
+    let mut h = H::new(config());
+    h.us = SocketAddrV4::new(US, 50000);
+    h.them = SocketAddrV4::new(THEM, 80);
+    h.conn = Some(h.tcp.connect(h.us, h.them, h.now).expect("connect"));
+    h.expect_now("S 0:0(0) <mss 1460>");
+    // Their SYN crosses ours.
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect("S. 0:0(0) ack 1");
+    assert_eq!(h.state(), State::SynReceived);
+    h.inject(". 1:1(0) ack 1");
+    assert_eq!(h.state(), State::Established);
+    assert!(h.tcp.is_connected(h.conn()));
+}
+
+/// RFC 9293 §3.10.4 (CLOSE in SYN-SENT): delete the TCB; nothing more is sent.
+#[test]
+fn close_in_syn_sent_goes_to_closed() {
+    let mut h = H::new(config());
+    h.us = SocketAddrV4::new(US, 50000);
+    h.them = SocketAddrV4::new(THEM, 80);
+    h.conn = Some(h.tcp.connect(h.us, h.them, h.now).expect("connect"));
+    h.expect_now("S 0:0(0)");
+    h.tcp.shutdown(h.conn(), h.now);
+    assert_eq!(h.state(), State::Closed);
+    h.expect_silence(Duration::from_secs(30));
+}
+
+/// RFC 9293 §3.10.4 (CLOSE in SYN-RECEIVED): the FIN follows once the handshake completes
+/// (or at once); either way the connection ends up in FIN-WAIT-1 with a FIN sent.
+#[test]
+fn close_in_syn_received_sends_fin() {
+    let mut h = H::new(config());
+    h.us = SocketAddrV4::new(US, 50000);
+    h.them = SocketAddrV4::new(THEM, 80);
+    h.conn = Some(h.tcp.connect(h.us, h.them, h.now).expect("connect"));
+    h.expect_now("S 0:0(0)");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect("S. 0:0(0) ack 1");
+    assert_eq!(h.state(), State::SynReceived);
+    h.tcp.shutdown(h.conn(), h.now);
+    h.inject(". 1:1(0) ack 1");
+    assert_eq!(h.state(), State::FinWait1);
+    h.expect("F. 1:1(0) ack 1");
+    h.inject(". 1:1(0) ack 2");
+    assert_eq!(h.state(), State::FinWait2);
+}
+
+/// Closing a listener resets its half-open connections; later SYNs get RST.
+#[test]
+fn close_listener_resets_half_open_and_refuses_new_syns() {
+    let mut h = H::new(config());
+    let l = h.tcp.listen(h.us, 8).expect("listen");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.tcp.close_listener(l, h.now);
+    let rst = h
+        .next_within(ACK_SLACK)
+        .expect("RST for the half-open connection");
+    assert!(rst.flags.rst, "{rst}");
+    assert_eq!(rst.seq, h.iss.unwrap() + 1, "{rst}");
+    h.them = SocketAddrV4::new(THEM, 40001);
+    let mut syn = h.build("S 0:0(0) win 65535");
+    syn.seq = SeqNum(5000);
+    h.inject_seg(&syn);
+    let rst = h.poll_one().expect("RST for a SYN to a closed listener");
+    assert!(rst.flags.rst && rst.flags.ack, "{rst}");
+    assert_eq!(rst.ack, SeqNum(5001));
+}
+
+/// Listening twice on a port, or connecting the same 4-tuple twice, is refused.
+#[test]
+fn address_in_use() {
+    let mut h = H::new(config());
+    h.tcp.listen(h.us, 8).expect("listen");
+    assert_eq!(h.tcp.listen(h.us, 8), Err(TcpError::AddrInUse));
+    let local = SocketAddrV4::new(US, 50000);
+    h.tcp.connect(local, h.them, h.now).expect("connect");
+    assert_eq!(
+        h.tcp.connect(local, h.them, h.now),
+        Err(TcpError::AddrInUse)
+    );
+    // Ephemeral ports: two connects to the same peer get different local ports.
+    let a = h
+        .tcp
+        .connect(SocketAddrV4::new(US, 0), h.them, h.now)
+        .expect("connect");
+    let b = h
+        .tcp
+        .connect(SocketAddrV4::new(US, 0), h.them, h.now)
+        .expect("connect");
+    assert_ne!(h.tcp.local_addr(a).port(), h.tcp.local_addr(b).port());
+    assert!(h.tcp.local_addr(a).port() >= 49152);
+}
+
+/// A full accept queue drops further SYNs (the peer retries); once the application
+/// accepts, the next SYN is served.
+#[test]
+fn listen_backlog_drops_excess_syns() {
+    let mut h = H::new(config());
+    let l = h.tcp.listen(h.us, 1).expect("listen");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.inject(". 1:1(0) ack 1");
+    // Accept queue full (1): a SYN from another port gets nothing.
+    h.them = SocketAddrV4::new(THEM, 40001);
+    h.iss = None;
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_nothing_now();
+    assert!(h.tcp.stats().listen_overflows >= 1);
+    assert!(h.tcp.accept(l).is_some());
+    // Its retransmitted SYN is now answered.
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.inject(". 1:1(0) ack 1");
+    assert!(h.tcp.accept(l).is_some());
+}
+
+/// RFC 9293 §3.8.6: we never send beyond the peer's advertised window.
+#[test]
+fn send_respects_peer_window() {
+    let mut h = H::new(config());
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.inject(". 1:1(0) ack 1 win 300");
+    h.conn = Some(h.tcp.accept(h.listener.unwrap()).expect("accept"));
+    assert_eq!(h.send(&[4u8; 1000]), 1000);
+    h.expect_now("P. 1:301(300) ack 1");
+    h.expect_nothing_now();
+    // The window slides with the ACK.
+    h.inject(". 1:1(0) ack 301 win 300");
+    h.expect_now("P. 301:601(300) ack 1");
+    h.expect_nothing_now();
+    // The window opens wide: the rest goes.
+    h.inject(". 1:1(0) ack 601 win 65535");
+    h.expect_now("P. 601:1001(400) ack 1");
+}
+
+/// The application sends after CLOSE: an error, nothing on the wire.
+#[test]
+fn send_after_shutdown_is_an_error() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 1");
+    assert!(h.tcp.send(h.conn(), b"late", h.now).is_err());
+    h.expect_nothing_now();
+}
+
+/// Releasing a connection with unread data resets it (RFC 9293 §3.10.4 leaves it open;
+/// Linux sends RST so the peer learns the data was not consumed).
+#[test]
+fn release_with_unread_data_sends_rst() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("P. 1:11(10) ack 1");
+    h.expect(". 1:1(0) ack 11");
+    h.tcp.release(h.conn(), h.now);
+    let rst = h.poll_one().expect("RST on release with unread data");
+    assert!(rst.flags.rst, "{rst}");
+    assert_eq!(rst.seq, h.iss.unwrap() + 1);
+}
+
+/// Releasing a fully read connection closes it gracefully with a FIN.
+#[test]
+fn release_after_reading_sends_fin() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("P. 1:11(10) ack 1");
+    h.expect(". 1:1(0) ack 11");
+    assert_eq!(h.read_all(), pattern_range(0, 10));
+    h.tcp.release(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 11");
+}
+
+/// FIN and data in one segment: the data is delivered, then EOF.
+#[test]
+fn fin_with_data() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("FP. 1:11(10) ack 1");
+    h.expect(". 1:1(0) ack 12");
+    assert_eq!(h.state(), State::CloseWait);
+    assert_eq!(h.read_all(), pattern_range(0, 10));
+    assert_eq!(h.tcp.recv(h.conn(), &mut [0u8; 4], h.now), Ok(0));
+}
+
+/// A FIN that arrives before the data preceding it waits for the gap to be filled.
+#[test]
+fn out_of_order_fin_waits_for_the_data() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("F. 11:11(0) ack 1");
+    h.expect_now(". 1:1(0) ack 1");
+    assert_eq!(h.state(), State::Established);
+    assert_eq!(
+        h.tcp.recv(h.conn(), &mut [0u8; 4], h.now),
+        Err(TcpError::WouldBlock)
+    );
+    h.inject("P. 1:11(10) ack 1");
+    // The FIN is not necessarily held: if it was dropped the peer retransmits it.
+    let ack = h.expect(". 1:1(0)");
+    if ack.ack == h.irs + 11 {
+        h.inject("F. 11:11(0) ack 1");
+        h.expect(". 1:1(0) ack 12");
+    } else {
+        assert_eq!(ack.ack, h.irs + 12, "{ack}");
+    }
+    assert_eq!(h.state(), State::CloseWait);
+    assert_eq!(h.read_all(), pattern_range(0, 10));
+}
+
+/// RFC 9293 §3.10.7.4: RST in CLOSE-WAIT and FIN-WAIT-2 closes with "connection reset".
+#[test]
+fn rst_in_close_wait_and_fin_wait2() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("F. 1:1(0) ack 1");
+    h.expect(". 1:1(0) ack 2");
+    assert_eq!(h.state(), State::CloseWait);
+    h.inject("R 2:2(0)");
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(h.error(), Some(TcpError::ConnectionReset));
+
+    let mut h = H::new(config());
+    h.passive_open();
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 1");
+    h.inject(". 1:1(0) ack 2");
+    assert_eq!(h.state(), State::FinWait2);
+    h.inject("R 1:1(0)");
+    assert_eq!(h.state(), State::Closed);
+}
+
+/// RFC 9293 §3.10.7.4 (LAST-ACK): our FIN is retransmitted until acknowledged; its ACK
+/// closes the connection and after CLOSED nothing more is sent.
+#[test]
+fn last_ack_fin_retransmitted_until_acked() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("F. 1:1(0) ack 1");
+    h.expect(". 1:1(0) ack 2");
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 2");
+    assert_eq!(h.state(), State::LastAck);
+    let again = h.next_within(Duration::from_secs(5)).expect("FIN again");
+    h.check(&again, "F. 1:1(0) ack 2");
+    h.inject(". 2:2(0) ack 2");
+    assert_eq!(h.state(), State::Closed);
+    h.expect_silence(Duration::from_secs(30));
+}
