@@ -34,6 +34,12 @@ pub const FIN_WAIT2_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest window a 16-bit window field can carry (no window scaling yet).
 const MAX_WINDOW: usize = 65535;
 
+/// Minimum spacing of ACKs sent in answer to unacceptable segments that carry no data
+/// (pure ACKs, RSTs, SYNs): RFC 5961 §7 rate-limits challenge ACKs, and Linux
+/// (`tcp_invalid_ratelimit`) uses 500 ms so that two confused peers cannot ACK each
+/// other forever.
+pub const OUT_OF_WINDOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
+
 /// At most this many immediate (duplicate) ACKs are owed at once.
 const MAX_ACKS_OWED: u32 = 8;
 
@@ -172,6 +178,8 @@ pub(crate) struct Connection {
     probes_unanswered: u32,
     /// When the last acceptable ACK arrived (the peer is alive).
     last_ack_rx: Instant,
+    /// When we last answered an unacceptable data-less segment (rate limit).
+    last_oow_ack: Option<Instant>,
     /// TIME-WAIT (2·MSL) or orphaned FIN-WAIT-2 timer.
     close_deadline: Option<Instant>,
 
@@ -234,6 +242,7 @@ impl Connection {
             persist_backoff: 0,
             probes_unanswered: 0,
             last_ack_rx: Instant::ZERO,
+            last_oow_ack: None,
             close_deadline: None,
             msl: config.msl,
             rto_max: config.rto_max,
@@ -424,6 +433,20 @@ impl Connection {
     /// challenge ACKs, replies to unacceptable segments.
     fn ack_now(&mut self) {
         self.acks_owed = (self.acks_owed + 1).min(MAX_ACKS_OWED);
+    }
+
+    /// A challenge ACK or the answer to an unacceptable segment without data, at most
+    /// one per [`OUT_OF_WINDOW_ACK_INTERVAL`] (RFC 5961 §7).
+    fn ack_rate_limited(&mut self, now: Instant, stats: &mut TcpStats) {
+        if self
+            .last_oow_ack
+            .is_some_and(|t| now.saturating_duration_since(t) < OUT_OF_WINDOW_ACK_INTERVAL)
+        {
+            stats.acks_rate_limited += 1;
+            return;
+        }
+        self.last_oow_ack = Some(now);
+        self.ack_now();
     }
 
     // ----------------------------------------------------------------------------------
@@ -670,8 +693,13 @@ impl Connection {
                 return;
             }
             // "If an incoming segment is not acceptable, an acknowledgment should be sent
-            // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
-            self.ack_now();
+            // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. Data segments are always
+            // answered (the peer needs the ACK); bare control segments at a limited rate.
+            if seg_len == 0 {
+                self.ack_rate_limited(now, stats);
+            } else {
+                self.ack_now();
+            }
             if self.state == State::TimeWait && fin {
                 // A retransmitted FIN: re-ACK it and restart the 2·MSL timer.
                 self.enter_time_wait(now, "retransmitted FIN");
@@ -716,7 +744,7 @@ impl Connection {
         // in-window RST gets a challenge ACK).
         if seg.flags.rst {
             if seg.seq != rcv_nxt {
-                self.ack_now();
+                self.ack_rate_limited(now, stats);
                 stats.dropped += 1;
                 return;
             }
@@ -740,7 +768,7 @@ impl Connection {
 
         // Fourth: a SYN in a synchronized state (RFC 5961 §4.2, RFC 9293): challenge ACK.
         if syn {
-            self.ack_now();
+            self.ack_rate_limited(now, stats);
             stats.dropped += 1;
             return;
         }
@@ -770,7 +798,7 @@ impl Connection {
         }
         if seg.ack.gt(self.snd.max) {
             // ACK of something not yet sent: ACK and drop (§3.10.7.4).
-            self.ack_now();
+            self.ack_rate_limited(now, stats);
             stats.dropped += 1;
             return;
         }

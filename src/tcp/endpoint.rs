@@ -215,6 +215,8 @@ pub struct TcpStats {
     pub rto_expirations: u64,
     /// Fast retransmits on the third duplicate ACK (RFC 5681 §3.2).
     pub fast_retransmits: u64,
+    /// Challenge / out-of-window ACKs suppressed by the RFC 5961 §7 rate limit.
+    pub acks_rate_limited: u64,
 }
 
 #[derive(Debug)]
