@@ -1587,3 +1587,182 @@ fn last_ack_fin_retransmitted_until_acked() {
     assert_eq!(h.state(), State::Closed);
     h.expect_silence(Duration::from_secs(30));
 }
+
+/// RFC 9293 §3.10.7.3: in SYN-SENT, a SYN-ACK acknowledging something we never sent is
+/// answered with `<SEQ=SEG.ACK><CTL=RST>` and the connection keeps waiting.
+#[test]
+fn syn_sent_bad_ack_gets_rst() {
+    let mut h = H::new(config());
+    h.us = SocketAddrV4::new(US, 50000);
+    h.them = SocketAddrV4::new(THEM, 80);
+    h.conn = Some(h.tcp.connect(h.us, h.them, h.now).expect("connect"));
+    h.expect_now("S 0:0(0)");
+    h.inject("S. 0:0(0) ack 77 win 65535");
+    h.expect_now("R 77:77(0)");
+    assert_eq!(h.state(), State::SynSent);
+    h.inject("S. 0:0(0) ack 1 win 65535 <mss 1460>");
+    h.expect(". 1:1(0) ack 1");
+    assert_eq!(h.state(), State::Established);
+}
+
+/// RFC 9293 §3.10.7.4 (SYN-RECEIVED): a retransmitted SYN gets the same SYN-ACK again.
+#[test]
+fn duplicate_syn_in_syn_received_resends_syn_ack() {
+    let mut h = H::new(config());
+    let l = h.tcp.listen(h.us, 8).expect("listen");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect("S. 0:0(0) ack 1");
+    h.inject(". 1:1(0) ack 1");
+    assert!(h.tcp.accept(l).is_some());
+    assert_eq!(h.tcp.accept(l), None, "one connection, not two");
+}
+
+/// The handshake's final ACK may carry data: it is delivered.
+#[test]
+fn data_on_the_handshake_ack() {
+    let mut h = H::new(config());
+    let l = h.tcp.listen(h.us, 8).expect("listen");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.inject("P. 1:21(20) ack 1");
+    h.conn = Some(h.tcp.accept(l).expect("accept"));
+    h.expect(". 1:1(0) ack 21");
+    assert_eq!(h.read_all(), pattern_range(0, 20));
+}
+
+/// A zero-length segment one below RCV.NXT (a keep-alive or Linux-style window probe) is
+/// answered with an ACK carrying the current window.
+#[test]
+fn old_zero_length_probe_is_acked() {
+    let mut h = H::new(Config {
+        recv_buffer: 4000,
+        ..config()
+    });
+    h.passive_open();
+    h.inject("P. 1:101(100) ack 1");
+    h.expect(". 1:1(0) ack 101 win 3900");
+    h.inject(". 100:100(0) ack 1");
+    h.expect_now(". 1:1(0) ack 101 win 3900");
+}
+
+/// With a full receive window, a one-byte probe is not accepted but is answered.
+#[test]
+fn zero_window_probe_with_data_is_acked_not_accepted() {
+    let mut h = H::new(Config {
+        recv_buffer: 1000,
+        ..config()
+    });
+    h.passive_open();
+    h.inject("P. 1:1001(1000) ack 1");
+    h.expect(". 1:1(0) ack 1001 win 0");
+    h.inject("P. 1001:1002(1) ack 1");
+    h.expect_now(". 1:1(0) ack 1001 win 0");
+    assert_eq!(h.read_all(), pattern_range(0, 1000));
+}
+
+/// Karn's algorithm (RFC 6298 §3): the ACK of a retransmitted segment gives no RTT sample.
+#[test]
+fn karn_no_rtt_sample_from_retransmission() {
+    let mut h = H::new(Config {
+        rto_min: ms(1),
+        ..config()
+    });
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(100));
+    h.exchange(10, ms(100), 0);
+    let srtt = h.tcp.srtt(h.conn()).expect("sampled");
+    assert_eq!(h.send(b"abc"), 3);
+    h.expect_now("P. 11:14(3) ack 1");
+    let rexmit = h.next_within(Duration::from_secs(5)).expect("RTO");
+    h.check(&rexmit, "P. 11:14(3) ack 1");
+    // The ACK comes 5 ms after the retransmission: ambiguous, must not be sampled.
+    h.now += ms(5);
+    h.inject(". 1:1(0) ack 14");
+    assert_eq!(h.tcp.srtt(h.conn()), Some(srtt));
+}
+
+/// A full send buffer accepts only what fits; ACKs free space again.
+#[test]
+fn send_buffer_bounds_writes() {
+    let mut h = H::new(Config {
+        send_buffer: 1000,
+        ..config()
+    });
+    h.passive_open();
+    let c = h.conn();
+    assert_eq!(h.send(&[1u8; 3000]), 1000);
+    assert_eq!(h.tcp.send(c, &[1u8; 10], h.now), Ok(0));
+    assert!(!h.tcp.send_ready(c));
+    h.expect_now("P. 1:1001(1000) ack 1");
+    h.inject(". 1:1(0) ack 501");
+    assert!(h.tcp.send_ready(c));
+    assert_eq!(h.send(&[2u8; 3000]), 500);
+    h.expect_now("P. 1001:1501(500) ack 1");
+}
+
+/// take_events reports socket-visible changes once.
+#[test]
+fn events_are_reported_once() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.tcp.take_events();
+    assert!(!h.tcp.take_events());
+    h.inject("P. 1:11(10) ack 1");
+    assert!(h.tcp.take_events(), "data arrival is an event");
+    assert!(!h.tcp.take_events());
+    h.inject("F. 11:11(0) ack 1");
+    assert!(h.tcp.take_events(), "EOF is an event");
+}
+
+/// RFC 7323 §2.2: window scaling is used only when both SYNs carry the option, and then
+/// the peer's window field is shifted. Whatever we decide, we must be consistent.
+#[test]
+fn window_scale_negotiation_is_consistent() {
+    let mut h = H::new(config());
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("S 0:0(0) win 65535 <mss 1000,wscale 2>");
+    let synack = h.expect_now("S. 0:0(0) ack 1");
+    // The peer's windows are in units of 4 bytes if we also scale, else bytes.
+    let unit = if synack.options.window_scale.is_some() {
+        4
+    } else {
+        1
+    };
+    h.inject(". 1:1(0) ack 1 win 500");
+    h.conn = Some(h.tcp.accept(h.listener.unwrap()).expect("accept"));
+    assert_eq!(h.send(&[8u8; 5000]), 5000);
+    let mut sent = 0;
+    while let Some(seg) = h.next_within(Duration::ZERO) {
+        sent += seg.payload.len();
+    }
+    assert_eq!(sent, 500 * unit, "window 500 << {}", unit / 2);
+
+    // Active open: the peer's SYN-ACK without the option means no scaling either way.
+    let mut h = H::new(config());
+    // (2 × MSS, so sender SWS avoidance does not hold back a partial segment.)
+    h.active_open_with("S. 0:0(0) ack 1 win 2920 <mss 1460>", ms(5));
+    assert_eq!(h.send(&[8u8; 5000]), 5000);
+    let mut sent = 0;
+    while let Some(seg) = h.next_within(Duration::ZERO) {
+        assert!(seg.window > 0);
+        sent += seg.payload.len();
+    }
+    assert_eq!(sent, 2920);
+}
+
+/// RFC 9293 §3.8.6.2.1 (sender SWS avoidance): with data in flight, a usable window
+/// smaller than a segment (and than half the peer's largest window) is not used for a
+/// tiny segment; the rest goes when the ACK opens a full segment's worth.
+#[test]
+fn sender_sws_avoidance_holds_small_segments() {
+    let mut h = H::new(config());
+    h.active_open_with("S. 0:0(0) ack 1 win 2000 <mss 1460>", ms(5));
+    assert_eq!(h.send(&[8u8; 5000]), 5000);
+    h.expect_now("P. 1:1461(1460) ack 1");
+    // 540 bytes of window left: held back.
+    h.expect_nothing_now();
+    h.inject(". 1:1(0) ack 1461 win 2000");
+    h.expect_now("P. 1461:2921(1460) ack 1");
+    h.expect_nothing_now();
+}
