@@ -62,6 +62,10 @@ struct Scenario {
     /// A slow reader: at most this many bytes per `read_every` (`None`: read everything
     /// at every event).
     slow_read: Option<(usize, Duration)>,
+    /// Parallel connections between the two endpoints.
+    conns: usize,
+    /// The client aborts each connection after receiving this many bytes.
+    abort_after: Option<usize>,
     /// Upper bound on virtual time.
     limit: Duration,
 }
@@ -83,6 +87,8 @@ impl Scenario {
             recv_buffer: 65535,
             mss: 1460,
             slow_read: None,
+            conns: 1,
+            abort_after: None,
             limit: Duration::from_secs(600),
         }
     }
@@ -122,6 +128,8 @@ impl Scenario {
             } else {
                 None
             },
+            conns: 1,
+            abort_after: None,
             limit: Duration::from_secs(3600),
         }
     }
@@ -260,63 +268,97 @@ impl Link {
     }
 }
 
-/// One endpoint and its application.
-struct Side {
-    name: &'static str,
-    tcp: Tcp,
-    addr: Ipv4Addr,
-    listener: Option<ListenerId>,
-    conn: Option<ConnId>,
+/// One connection as its application sees it.
+struct Stream {
+    conn: ConnId,
+    /// The client's port: names the stream in messages.
+    port: u16,
     to_send: Vec<u8>,
     sent: usize,
     expect: Vec<u8>,
     received: usize,
     eof: bool,
     shut: bool,
+    /// Abort (RST) once this many bytes were received (client side, abort scenarios).
+    abort_after: Option<usize>,
+    /// Expect the peer to abort: the run ends with ConnectionReset instead of EOF.
+    expect_reset: bool,
+    reset_seen: bool,
     released: bool,
-    /// Slow reader budget left in the current tick.
-    read_budget: usize,
 }
 
-impl Side {
-    fn app(&mut self, now: Instant) {
-        if self.conn.is_none() {
-            if let Some(l) = self.listener {
-                self.conn = self.tcp.accept(l);
-            }
+impl Stream {
+    fn new(conn: ConnId, port: u16, sc: &Scenario, client: bool) -> Stream {
+        let (c2s, s2c) = stream_payloads(sc, port);
+        let (to_send, expect) = if client { (c2s, s2c) } else { (s2c, c2s) };
+        Stream {
+            conn,
+            port,
+            to_send,
+            sent: 0,
+            expect,
+            received: 0,
+            eof: false,
+            shut: false,
+            abort_after: if client { sc.abort_after } else { None },
+            expect_reset: !client && sc.abort_after.is_some(),
+            reset_seen: false,
+            released: false,
         }
-        let Some(c) = self.conn else { return };
+    }
+
+    /// An error from send/recv: a reset is expected in abort scenarios, else a failure.
+    fn on_error(&mut self, who: &str, op: &str, e: TcpError, tcp: &Tcp) {
+        if self.expect_reset && e == TcpError::ConnectionReset {
+            self.reset_seen = true;
+            return;
+        }
+        panic!(
+            "{who}[{}]: {op} failed after {} sent / {} received in {:?}: {e:?}",
+            self.port,
+            self.sent,
+            self.received,
+            tcp.state(self.conn)
+        );
+    }
+
+    fn step(&mut self, who: &str, tcp: &mut Tcp, now: Instant, budget: &mut usize) {
         if self.released {
             return;
         }
-        while self.sent < self.to_send.len() {
-            match self.tcp.send(c, &self.to_send[self.sent..], now) {
-                Ok(0) => break,
+        let c = self.conn;
+        while self.sent < self.to_send.len() && !self.reset_seen {
+            match tcp.send(c, &self.to_send[self.sent..], now) {
+                Ok(0) | Err(TcpError::WouldBlock) => break,
                 Ok(n) => self.sent += n,
-                Err(TcpError::WouldBlock) => break,
-                Err(e) => panic!(
-                    "{}: send failed after {} bytes in {:?}: {e:?}",
-                    self.name,
-                    self.sent,
-                    self.tcp.state(c)
-                ),
+                Err(e) => self.on_error(who, "send", e, tcp),
             }
         }
-        if self.sent == self.to_send.len() && !self.shut && self.tcp.is_connected(c) {
-            self.tcp.shutdown(c, now);
+        if let Some(a) = self.abort_after {
+            if self.received >= a {
+                // The application gives up mid-transfer: RST, and the handle is dropped.
+                tcp.abort(c, now);
+                assert_eq!(tcp.state(c), State::Closed, "{who}: CLOSED after abort");
+                tcp.release(c, now);
+                self.released = true;
+                return;
+            }
+        }
+        if self.sent == self.to_send.len() && !self.shut && tcp.is_connected(c) {
+            tcp.shutdown(c, now);
             self.shut = true;
         }
         let mut buf = [0u8; 8192];
-        while !self.eof && self.read_budget > 0 {
-            let want = buf.len().min(self.read_budget);
-            match self.tcp.recv(c, &mut buf[..want], now) {
+        while !self.eof && !self.reset_seen && *budget > 0 {
+            let want = buf.len().min(*budget);
+            match tcp.recv(c, &mut buf[..want], now) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
                     let end = self.received + n;
                     assert!(
                         end <= self.expect.len(),
-                        "{}: received {end} bytes, more than the {} sent",
-                        self.name,
+                        "{who}[{}]: received {end} bytes, more than the {} sent",
+                        self.port,
                         self.expect.len()
                     );
                     if buf[..n] != self.expect[self.received..end] {
@@ -324,37 +366,82 @@ impl Side {
                             .find(|&i| buf[i] != self.expect[self.received + i])
                             .unwrap_or(0);
                         panic!(
-                            "{}: stream corrupted at byte {}",
-                            self.name,
+                            "{who}[{}]: stream corrupted at byte {}",
+                            self.port,
                             self.received + bad
                         );
                     }
                     self.received = end;
-                    self.read_budget = self.read_budget.saturating_sub(n);
+                    *budget = budget.saturating_sub(n);
                 }
                 Err(TcpError::WouldBlock) => break,
-                Err(e) => panic!(
-                    "{}: recv failed after {} bytes in {:?}: {e:?}",
-                    self.name,
-                    self.received,
-                    self.tcp.state(c)
-                ),
+                Err(e) => self.on_error(who, "recv", e, tcp),
             }
         }
-        if self.eof && self.shut && self.tcp.state(c) == State::Closed {
+        if self.reset_seen && tcp.state(c) == State::Closed {
+            assert_eq!(tcp.error(c), Some(TcpError::ConnectionReset));
+            tcp.release(c, now);
+            self.released = true;
+        } else if self.eof && self.shut && tcp.state(c) == State::Closed {
             assert_eq!(
-                self.tcp.error(c),
+                tcp.error(c),
                 None,
-                "{}: closed with an error",
-                self.name
+                "{who}[{}]: closed with an error",
+                self.port
             );
-            self.tcp.release(c, now);
+            assert_eq!(
+                self.received,
+                self.expect.len(),
+                "{who}: all bytes received"
+            );
+            tcp.release(c, now);
             self.released = true;
         }
     }
 
-    fn done(&self) -> bool {
-        self.released
+    fn describe(&self, tcp: &Tcp) -> String {
+        format!(
+            "[{}] {:?}/{:?} sent {}/{} received {}/{} eof {} shut {} reset {}",
+            self.port,
+            tcp.state(self.conn),
+            tcp.error(self.conn),
+            self.sent,
+            self.to_send.len(),
+            self.received,
+            self.expect.len(),
+            self.eof,
+            self.shut,
+            self.reset_seen
+        )
+    }
+}
+
+/// One endpoint and its applications.
+struct Side {
+    name: &'static str,
+    tcp: Tcp,
+    addr: Ipv4Addr,
+    listener: Option<ListenerId>,
+    streams: Vec<Stream>,
+    /// Slow reader budget left in the current tick (shared by the side's streams).
+    read_budget: usize,
+}
+
+impl Side {
+    fn app(&mut self, now: Instant, sc: &Scenario) {
+        if let Some(l) = self.listener {
+            while let Some(c) = self.tcp.accept(l) {
+                let port = self.tcp.peer_addr(c).port();
+                self.streams.push(Stream::new(c, port, sc, false));
+            }
+        }
+        for st in &mut self.streams {
+            st.step(self.name, &mut self.tcp, now, &mut self.read_budget);
+        }
+    }
+
+    fn done(&self, conns: usize) -> bool {
+        self.streams.len() == conns && self.streams.iter().all(|s| s.released)
     }
 }
 
@@ -362,6 +449,15 @@ fn payload(seed: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
     StdRng::seed_from_u64(seed).fill_bytes(&mut v);
     v
+}
+
+/// The two directions' bytes of the stream whose client port is `port`.
+fn stream_payloads(sc: &Scenario, port: u16) -> (Vec<u8>, Vec<u8>) {
+    let key = sc.seed.wrapping_mul(1_000_003) ^ u64::from(port) << 20;
+    (
+        payload(key.wrapping_mul(3).wrapping_add(1), sc.c2s),
+        payload(key.wrapping_mul(5).wrapping_add(2), sc.s2c),
+    )
 }
 
 /// What a run did.
@@ -379,8 +475,6 @@ fn run(sc: &Scenario) -> Report {
         msl: Duration::from_millis(500),
         ..Config::default()
     };
-    let c2s = payload(sc.seed.wrapping_mul(3).wrapping_add(1), sc.c2s);
-    let s2c = payload(sc.seed.wrapping_mul(5).wrapping_add(2), sc.s2c);
     let unlimited = usize::MAX;
     let mut sides = [
         Side {
@@ -388,14 +482,7 @@ fn run(sc: &Scenario) -> Report {
             tcp: Tcp::new(config.clone(), sc.seed.wrapping_add(100)),
             addr: CLIENT,
             listener: None,
-            conn: None,
-            to_send: c2s.clone(),
-            sent: 0,
-            expect: s2c.clone(),
-            received: 0,
-            eof: false,
-            shut: false,
-            released: false,
+            streams: Vec::new(),
             read_budget: unlimited,
         },
         Side {
@@ -403,14 +490,7 @@ fn run(sc: &Scenario) -> Report {
             tcp: Tcp::new(config, sc.seed.wrapping_add(200)),
             addr: SERVER,
             listener: None,
-            conn: None,
-            to_send: s2c,
-            sent: 0,
-            expect: c2s,
-            received: 0,
-            eof: false,
-            shut: false,
-            released: false,
+            streams: Vec::new(),
             read_budget: unlimited,
         },
     ];
@@ -418,19 +498,21 @@ fn run(sc: &Scenario) -> Report {
     sides[1].listener = Some(
         sides[1]
             .tcp
-            .listen(SocketAddrV4::new(SERVER, PORT), 8)
+            .listen(SocketAddrV4::new(SERVER, PORT), 64)
             .expect("listen"),
     );
-    sides[0].conn = Some(
-        sides[0]
+    for _ in 0..sc.conns {
+        let c = sides[0]
             .tcp
             .connect(
                 SocketAddrV4::new(CLIENT, 0),
                 SocketAddrV4::new(SERVER, PORT),
                 now,
             )
-            .expect("connect"),
-    );
+            .expect("connect");
+        let port = sides[0].tcp.local_addr(c).port();
+        sides[0].streams.push(Stream::new(c, port, sc, true));
+    }
     let mut link = Link::new(sc);
     // TCP_SIM_TRACE=<seed> prints every segment of that seed's run (for bug reports).
     let trace = std::env::var("TCP_SIM_TRACE").ok() == Some(sc.seed.to_string());
@@ -450,7 +532,7 @@ fn run(sc: &Scenario) -> Report {
             sc.seed
         );
         for s in &mut sides {
-            s.app(now);
+            s.app(now, sc);
         }
         for (i, s) in sides.iter_mut().enumerate() {
             while let Some(t) = s.tcp.poll_transmit(now) {
@@ -462,7 +544,7 @@ fn run(sc: &Scenario) -> Report {
                 link.send(now, 1 - i, t.src, t.dst, bytes);
             }
         }
-        if sides.iter().all(Side::done) {
+        if sides.iter().all(|s| s.done(sc.conns)) {
             break;
         }
         let next = [
@@ -529,12 +611,21 @@ fn run(sc: &Scenario) -> Report {
         }
     }
     for s in &sides {
-        assert_eq!(s.received, s.expect.len(), "{}: all bytes received", s.name);
-        assert!(s.eof, "{}: EOF seen", s.name);
+        for st in &s.streams {
+            if sc.abort_after.is_none() {
+                assert_eq!(
+                    st.received,
+                    st.expect.len(),
+                    "{}: all bytes received",
+                    s.name
+                );
+                assert!(st.eof, "{}: EOF seen", s.name);
+            }
+        }
         assert_eq!(
             s.tcp.connection_count(),
             0,
-            "{}: the TCB is freed after CLOSED + release",
+            "{}: the TCBs are freed after CLOSED + release",
             s.name
         );
     }
@@ -549,18 +640,8 @@ fn describe(sides: &[Side; 2]) -> String {
     sides
         .iter()
         .map(|s| {
-            let state = s.conn.map(|c| (s.tcp.state(c), s.tcp.error(c)));
-            format!(
-                "{}: {:?} sent {}/{} received {}/{} eof {} shut {}",
-                s.name,
-                state,
-                s.sent,
-                s.to_send.len(),
-                s.received,
-                s.expect.len(),
-                s.eof,
-                s.shut
-            )
+            let streams: Vec<String> = s.streams.iter().map(|st| st.describe(&s.tcp)).collect();
+            format!("{}: {}", s.name, streams.join(", "))
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -662,6 +743,40 @@ fn asymmetric_transfer_one_way() {
         ..Scenario::clean(8, mb())
     };
     run(&sc);
+}
+
+#[test]
+fn parallel_connections_share_the_link() {
+    // Eight connections at once over one lossy bottleneck: demultiplexing, ephemeral
+    // ports, the accept queue and fairness enough that all finish.
+    let sc = Scenario {
+        conns: 8,
+        loss: 0.03,
+        rate: Some(4_000_000),
+        queue: 32,
+        reorder: 0.02,
+        ..Scenario::clean(9, mb() / 4)
+    };
+    let r = run(&sc);
+    assert!(r.link.queue_drops > 0 || r.link.lost > 0, "{r:?}");
+}
+
+#[test]
+fn abort_mid_transfer_resets_the_peer() {
+    // The client aborts after receiving 100 KiB; the server (still sending, so it learns of it
+    // even when the RST is lost: the client answers its segments with RSTs) must end
+    // with ConnectionReset, for several seeds and loss rates.
+    for seed in 20..26u64 {
+        let sc = Scenario {
+            conns: 2,
+            loss: (seed - 20) as f64 * 0.04,
+            abort_after: Some(100 * 1024),
+            c2s: 256 * 1024,
+            s2c: mb(),
+            ..Scenario::clean(seed, 0)
+        };
+        run(&sc);
+    }
 }
 
 #[test]
