@@ -40,6 +40,12 @@ const MAX_WINDOW: usize = 65535;
 /// other forever.
 pub const OUT_OF_WINDOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Most SACK blocks put in one ACK (4 fit in 40 option bytes without timestamps).
+const MAX_SACK_BLOCKS: usize = 4;
+
+/// Most SACKed ranges remembered by the sender (the scoreboard, RFC 6675 §3).
+const MAX_SCOREBOARD: usize = 32;
+
 /// At most this many immediate (duplicate) ACKs are owed at once.
 const MAX_ACKS_OWED: u32 = 8;
 
@@ -163,6 +169,19 @@ pub(crate) struct Connection {
     /// Send a zero-window probe.
     probe_needed: bool,
 
+    /// Both sides sent SACK-permitted (RFC 2018 §2).
+    sack_ok: bool,
+    /// The most recently received out-of-order range, reported first (RFC 2018 §4).
+    last_ooo: Option<(SeqNum, SeqNum)>,
+    /// Sender scoreboard: ranges above SND.UNA the peer reported as received, sorted and
+    /// disjoint (RFC 6675 §3).
+    sacked: Vec<(SeqNum, SeqNum)>,
+    /// RFC 6675 HighRxt: the highest sequence number retransmitted in this recovery.
+    high_rxt: SeqNum,
+    /// Holes the sender may retransmit now: one per duplicate ACK in recovery (each one
+    /// means a segment left the network).
+    hole_credit: u32,
+
     rtt: RttEstimator,
     /// The one segment being timed: (sequence number that acknowledges it, send time).
     rtt_sample: Option<(SeqNum, Instant)>,
@@ -233,6 +252,11 @@ impl Connection {
             acks_owed: 0,
             retransmit_una: false,
             probe_needed: false,
+            sack_ok: false,
+            last_ooo: None,
+            sacked: Vec::new(),
+            high_rxt: iss,
+            hole_credit: 0,
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
             cc: NewReno::new(local_mss.min(DEFAULT_PEER_MSS), iss),
@@ -278,6 +302,7 @@ impl Connection {
         c.rcv.nxt = seg.seq + 1;
         c.rcv.adv = c.rcv.nxt;
         c.set_peer_mss(seg.options.mss);
+        c.sack_ok = seg.options.sack_permitted;
         c.snd.wnd = u32::from(seg.window);
         c.snd.max_wnd = c.snd.wnd;
         c.snd.wl1 = seg.seq;
@@ -400,7 +425,7 @@ impl Connection {
     /// Enter TIME-WAIT, or restart its 2·MSL timer (RFC 9293 §3.10.7.4, FIN processing).
     fn enter_time_wait(&mut self, now: Instant, cause: &str) {
         self.set_state(State::TimeWait, cause);
-        self.close_deadline = Some(now + self.msl * 2);
+        self.close_deadline = Some(now + self.msl.saturating_mul(2));
     }
 
     /// The connection dies with `err` (reset, timeout): CLOSED, queues flushed.
@@ -634,6 +659,7 @@ impl Connection {
         self.rcv.nxt = seg.seq + 1;
         self.rcv.adv = self.rcv.nxt;
         self.set_peer_mss(seg.options.mss);
+        self.sack_ok = seg.options.sack_permitted;
         self.snd.wnd = u32::from(seg.window);
         self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
         self.snd.wl1 = seg.seq;
@@ -816,6 +842,9 @@ impl Connection {
         let old_wnd = self.snd.wnd;
         if seg.ack.gt(self.snd.una) {
             self.on_new_ack(seg.ack, now, stats);
+            if self.sack_ok {
+                self.merge_sack(&seg.options.sack_blocks);
+            }
         } else if seg.ack == self.snd.una
             && data.is_empty()
             && !fin
@@ -825,8 +854,34 @@ impl Connection {
             && self.snd.max != self.snd.una
         {
             // RFC 5681 §2 duplicate ACK.
+            if self.sack_ok {
+                self.merge_sack(&seg.options.sack_blocks);
+            }
+            let was_in_recovery = self.cc.in_recovery();
             let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
-            if self.cc.on_dup_ack(self.snd.una, self.snd.max, flight) == AckAction::Retransmit {
+            if was_in_recovery && self.sack_ok {
+                // RFC 6675 §5 (simplified): each duplicate ACK in recovery means a segment
+                // left the network, so one more hole may be retransmitted.
+                self.hole_credit = self.hole_credit.saturating_add(1).min(64);
+            }
+            // RFC 5827 early retransmit: with fewer than four segments outstanding and no
+            // new data allowed out, three duplicate ACKs may never come.
+            let mss = u32::from(self.send_mss).max(1);
+            let outstanding = flight.div_ceil(mss);
+            let unsent = self.data_end().diff(self.snd.max).max(0) as u32;
+            let window_left = self.snd.wnd.min(self.cc.cwnd()).saturating_sub(flight);
+            let dupthresh = if outstanding < 4 && (unsent == 0 || window_left < mss) {
+                outstanding.saturating_sub(1).max(1)
+            } else {
+                3
+            };
+            if self
+                .cc
+                .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh)
+                == AckAction::Retransmit
+            {
+                self.high_rxt = self.snd.una;
+                self.hole_credit = 0;
                 log::debug!(
                     "{} ↔ {}: fast retransmit at {}",
                     self.local,
@@ -900,12 +955,28 @@ impl Connection {
         } else {
             Some(now + self.rtt.rto())
         };
+        // The scoreboard only covers data above SND.UNA.
+        self.sacked.retain(|&(_, r)| r.gt(ack));
+        if let Some(first) = self.sacked.first_mut() {
+            if first.0.lt(ack) {
+                first.0 = ack;
+            }
+        }
         let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
         if self.state.is_synchronized()
             && self.cc.on_ack(ack, total, flight) == AckAction::Retransmit
             && flight > 0
         {
-            self.retransmit_una = true;
+            // NewReno partial ACK (RFC 6582 §3.2): retransmit the next hole — unless
+            // SACK recovery already resent it this round.
+            if self.sack_ok && self.high_rxt.gt(ack) {
+                self.hole_credit = self.hole_credit.saturating_add(1).min(64);
+            } else {
+                self.retransmit_una = true;
+            }
+        }
+        if !self.cc.in_recovery() {
+            self.hole_credit = 0;
         }
         if self.fin_acked {
             match self.state {
@@ -948,6 +1019,9 @@ impl Connection {
                 if !beyond_fin {
                     let had_gap = self.recv_buf.has_out_of_order();
                     let advanced = self.recv_buf.insert(offset, data);
+                    if offset > 0 {
+                        self.last_ooo = Some((seq, seq + data.len() as u32));
+                    }
                     if advanced > 0 {
                         self.rcv.nxt += advanced as u32;
                         self.changed = true;
@@ -1088,6 +1162,11 @@ impl Connection {
                 self.cc.on_timeout(flight, self.snd.max);
                 self.rtt_sample = None;
                 self.retransmit_una = false;
+                // RFC 6675 §5.1: after a timeout the scoreboard may be discarded (the
+                // receiver is allowed to renege); resend everything from SND.UNA.
+                self.sacked.clear();
+                self.hole_credit = 0;
+                self.high_rxt = self.snd.una;
                 self.snd.nxt = self.snd.una;
                 log::debug!(
                     "{} ↔ {}: retransmission timeout #{} (rto now {:?})",
@@ -1099,6 +1178,58 @@ impl Connection {
             }
             _ => {}
         }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // SACK scoreboard (RFC 2018, RFC 6675).
+
+    /// Add the peer's SACK blocks to the scoreboard; blocks outside (SND.UNA, SND.MAX]
+    /// are ignored (old, D-SACK, or bogus).
+    fn merge_sack(&mut self, blocks: &[(SeqNum, SeqNum)]) {
+        for &(l, r) in blocks {
+            if !(l.lt(r) && l.gt(self.snd.una) && r.le(self.snd.max)) {
+                continue;
+            }
+            let mut new = (l, r);
+            let mut out = Vec::with_capacity(self.sacked.len() + 1);
+            let mut placed = false;
+            for &(a, b) in &self.sacked {
+                if b.lt(new.0) {
+                    out.push((a, b));
+                } else if new.1.lt(a) {
+                    if !placed {
+                        out.push(new);
+                        placed = true;
+                    }
+                    out.push((a, b));
+                } else {
+                    // Overlapping or touching: merge.
+                    new = (a.min(new.0), b.max(new.1));
+                }
+            }
+            if !placed {
+                out.push(new);
+            }
+            out.truncate(MAX_SCOREBOARD);
+            self.sacked = out;
+        }
+    }
+
+    /// The next hole to retransmit: at or after max(HighRxt, SND.UNA), not SACKed, below
+    /// the highest SACKed byte; at most `mss` bytes.
+    fn next_hole(&self, mss: u32) -> Option<(SeqNum, u32)> {
+        let mut start = self.high_rxt.max(self.snd.una);
+        for &(l, r) in &self.sacked {
+            if r.le(start) {
+                continue;
+            }
+            if start.lt(l) {
+                let len = (l.diff(start).max(0) as u32).min(mss);
+                return Some((start, len));
+            }
+            start = r;
+        }
+        None
     }
 
     // ----------------------------------------------------------------------------------
@@ -1120,6 +1251,10 @@ impl Connection {
 
     fn base_segment(&mut self, seq: SeqNum, flags: Flags) -> Segment {
         let window = self.advertise_window();
+        let mut options = TcpOptions::default();
+        if flags.ack && self.sack_ok && self.recv_buf.has_out_of_order() {
+            options.sack_blocks = self.sack_blocks();
+        }
         Segment {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
@@ -1128,9 +1263,29 @@ impl Connection {
             flags,
             window,
             urgent: 0,
-            options: TcpOptions::default(),
+            options,
             payload: Vec::new(),
         }
+    }
+
+    /// SACK blocks for the out-of-order data we hold (RFC 2018 §4): the block holding the
+    /// most recently received segment first, then the others in sequence order.
+    fn sack_blocks(&self) -> Vec<(SeqNum, SeqNum)> {
+        let nxt = self.rcv.nxt;
+        let mut blocks: Vec<(SeqNum, SeqNum)> = self
+            .recv_buf
+            .out_of_order_ranges()
+            .into_iter()
+            .map(|(a, b)| (nxt + a as u32, nxt + b as u32))
+            .collect();
+        if let Some((l, _)) = self.last_ooo {
+            if let Some(i) = blocks.iter().position(|&(a, b)| l.ge(a) && l.lt(b)) {
+                let first = blocks.remove(i);
+                blocks.insert(0, first);
+            }
+        }
+        blocks.truncate(MAX_SACK_BLOCKS);
+        blocks
     }
 
     /// A segment with up to `max_len` bytes of data starting at `seq`, plus our FIN if
@@ -1204,8 +1359,10 @@ impl Connection {
         };
         let iss = self.snd.iss;
         let mut seg = self.base_segment(iss, flags);
-        // RFC 9293 §3.7.1: announce our MSS on the SYN.
+        // RFC 9293 §3.7.1: announce our MSS on the SYN. RFC 2018 §2: offer SACK on a
+        // SYN, and accept it on the SYN-ACK only if the peer offered it.
         seg.options.mss = Some(self.local_mss);
+        seg.options.sack_permitted = self.state == State::SynSent || self.sack_ok;
         self.snd.nxt = iss + 1;
         self.on_sent(iss, 1, now, stats);
         Some(seg)
@@ -1227,8 +1384,30 @@ impl Connection {
                     if self.snd.nxt.lt(una + len) {
                         self.snd.nxt = una + len;
                     }
+                    self.high_rxt = self.high_rxt.max(una + len);
                     return Some(seg);
                 }
+            }
+        }
+
+        // SACK loss recovery (RFC 6675 §5, simplified): resend the next hole below the
+        // highest SACKed byte, one per duplicate ACK received during recovery.
+        if self.hole_credit > 0 && self.sack_ok && self.cc.in_recovery() {
+            match self.next_hole(u32::from(self.send_mss)) {
+                Some((start, len)) => {
+                    self.hole_credit -= 1;
+                    let seg = self.data_segment(start, len as usize);
+                    let seg_len = seg.seg_len();
+                    if seg_len > 0 {
+                        self.on_sent(start, seg_len, now, stats);
+                        self.high_rxt = self.high_rxt.max(start + seg_len);
+                        if self.snd.nxt.lt(start + seg_len) {
+                            self.snd.nxt = start + seg_len;
+                        }
+                        return Some(seg);
+                    }
+                }
+                None => self.hole_credit = 0,
             }
         }
 

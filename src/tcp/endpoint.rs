@@ -1577,4 +1577,48 @@ mod tests {
         assert_eq!(net.b.state(s), State::CloseWait);
         assert_eq!(read_all(&mut net.b, s, net.now), (b"abc".to_vec(), true));
     }
+
+    #[test]
+    fn sack_recovers_two_holes_without_a_timeout() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        let syn = &net.log[0].1;
+        assert!(syn.options.sack_permitted, "SACK offered on the SYN");
+        assert!(
+            net.log[1].1.options.sack_permitted,
+            "and accepted on the SYN-ACK"
+        );
+        net.a.send(c, &[7u8; 14600], net.now).unwrap();
+        let mut segs = Vec::new();
+        while let Some(t) = net.a.poll_transmit(net.now) {
+            segs.push(t);
+        }
+        assert_eq!(segs.len(), 10, "initial window of 10 segments");
+        // Lose the 3rd and 6th segment.
+        for (i, t) in segs.iter().enumerate() {
+            if i != 2 && i != 5 {
+                net.b.on_segment(t.src, t.dst, &t.segment, net.now);
+            }
+        }
+        let mut acks = Vec::new();
+        while let Some(t) = net.b.poll_transmit(net.now) {
+            acks.push(t);
+        }
+        let last = &acks.last().unwrap().segment;
+        assert_eq!(last.ack, segs[2].segment.seq);
+        assert_eq!(
+            last.options.sack_blocks.first().copied(),
+            Some((segs[6].segment.seq, segs[9].segment.seq + 1460)),
+            "most recent block first"
+        );
+        assert_eq!(last.options.sack_blocks.len(), 2);
+        net.now += Duration::from_millis(1);
+        for t in &acks {
+            net.a.on_segment(t.src, t.dst, &t.segment, net.now);
+        }
+        net.pump();
+        assert_eq!(read_all(&mut net.b, s, net.now).0.len(), 14600);
+        assert_eq!(net.a.stats().rto_expirations, 0);
+        assert_eq!(net.a.stats().retransmits, 2, "exactly the two holes");
+    }
 }
