@@ -46,6 +46,9 @@ const MAX_SACK_BLOCKS: usize = 4;
 /// Most SACKed ranges remembered by the sender (the scoreboard, RFC 6675 §3).
 const MAX_SCOREBOARD: usize = 32;
 
+/// Shortest tail loss probe timeout (RFC 8985 §7.2 uses 2·SRTT; Linux floors it at 10 ms).
+const TLP_MIN: Duration = Duration::from_millis(10);
+
 /// At most this many immediate (duplicate) ACKs are owed at once.
 const MAX_ACKS_OWED: u32 = 8;
 
@@ -190,6 +193,13 @@ pub(crate) struct Connection {
     /// Retransmission timer (RFC 6298) and how many times in a row it fired.
     rtx_deadline: Option<Instant>,
     retries: u32,
+    /// Tail loss probe timer (RFC 8985 §7): fires well before the RTO so that losing
+    /// the last segments of a burst costs a couple of RTTs, not 200 ms or more.
+    tlp_deadline: Option<Instant>,
+    /// A probe is to be sent now.
+    tlp_pending: bool,
+    /// A probe was already sent since the last new ACK (one per episode).
+    tlp_sent: bool,
     /// Persist timer (RFC 9293 §3.8.6.1) and its backoff exponent.
     persist_deadline: Option<Instant>,
     persist_backoff: u32,
@@ -203,6 +213,8 @@ pub(crate) struct Connection {
     close_deadline: Option<Instant>,
 
     msl: Duration,
+    tlp_enabled: bool,
+    rto_min: Duration,
     rto_max: Duration,
     max_retransmits: u32,
     syn_retries: u32,
@@ -261,6 +273,9 @@ impl Connection {
             rtt_sample: None,
             cc: NewReno::new(local_mss.min(DEFAULT_PEER_MSS), iss),
             rtx_deadline: None,
+            tlp_deadline: None,
+            tlp_pending: false,
+            tlp_sent: false,
             retries: 0,
             persist_deadline: None,
             persist_backoff: 0,
@@ -269,6 +284,8 @@ impl Connection {
             last_oow_ack: None,
             close_deadline: None,
             msl: config.msl,
+            tlp_enabled: config.tail_loss_probe,
+            rto_min: config.rto_min,
             rto_max: config.rto_max,
             max_retransmits: config.max_retransmits,
             syn_retries: config.syn_retries,
@@ -325,6 +342,7 @@ impl Connection {
     pub fn deadline(&self) -> Option<Instant> {
         [
             self.rtx_deadline,
+            self.tlp_deadline,
             self.persist_deadline,
             self.close_deadline,
         ]
@@ -405,6 +423,8 @@ impl Connection {
         match new {
             State::Closed => {
                 self.rtx_deadline = None;
+                self.tlp_deadline = None;
+                self.tlp_pending = false;
                 self.persist_deadline = None;
                 self.close_deadline = None;
                 self.ack_needed = false;
@@ -414,6 +434,8 @@ impl Connection {
             }
             State::TimeWait => {
                 self.rtx_deadline = None;
+                self.tlp_deadline = None;
+                self.tlp_pending = false;
                 self.persist_deadline = None;
                 self.retransmit_una = false;
                 self.probe_needed = false;
@@ -882,6 +904,7 @@ impl Connection {
             {
                 self.high_rxt = self.snd.una;
                 self.hole_credit = 0;
+                self.tlp_deadline = None;
                 log::debug!(
                     "{} ↔ {}: fast retransmit at {}",
                     self.local,
@@ -955,6 +978,9 @@ impl Connection {
         } else {
             Some(now + self.rtt.rto())
         };
+        // A new ACK ends the tail-loss episode (RFC 8985 §7.3).
+        self.tlp_sent = false;
+        self.tlp_deadline = None;
         // The scoreboard only covers data above SND.UNA.
         self.sacked.retain(|&(_, r)| r.gt(ack));
         if let Some(first) = self.sacked.first_mut() {
@@ -978,6 +1004,7 @@ impl Connection {
         if !self.cc.in_recovery() {
             self.hole_credit = 0;
         }
+        self.schedule_tlp(now);
         if self.fin_acked {
             match self.state {
                 State::FinWait1 => {
@@ -1088,6 +1115,14 @@ impl Connection {
             self.rtx_deadline = None;
             self.on_retransmit_timeout(now, stats);
         }
+        if self.tlp_deadline.is_some_and(|d| d <= now) {
+            self.tlp_deadline = None;
+            if self.snd.una != self.snd.max && !self.cc.in_recovery() && !self.tlp_sent {
+                self.tlp_pending = true;
+                self.tlp_sent = true;
+                stats.tail_loss_probes += 1;
+            }
+        }
         if self.persist_deadline.is_some_and(|d| d <= now) {
             // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially. The
             // connection stays open as long as the peer answers the probes; if it stops
@@ -1166,6 +1201,8 @@ impl Connection {
                 // receiver is allowed to renege); resend everything from SND.UNA.
                 self.sacked.clear();
                 self.hole_credit = 0;
+                self.tlp_deadline = None;
+                self.tlp_pending = false;
                 self.high_rxt = self.snd.una;
                 self.snd.nxt = self.snd.una;
                 log::debug!(
@@ -1177,6 +1214,41 @@ impl Connection {
                 );
             }
             _ => {}
+        }
+    }
+
+    /// Arm the tail loss probe (RFC 8985 §7.2): PTO = 2·SRTT (at least 10 ms), plus a
+    /// delayed-ACK allowance when a single segment is outstanding; only if it fires before
+    /// the RTO would.
+    fn schedule_tlp(&mut self, now: Instant) {
+        self.tlp_deadline = None;
+        let data_state = matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        );
+        let (Some(srtt), Some(rto_at)) = (self.rtt.srtt(), self.rtx_deadline) else {
+            return;
+        };
+        if !self.tlp_enabled
+            || !data_state
+            || self.tlp_sent
+            || self.cc.in_recovery()
+            || self.snd.una == self.snd.max
+        {
+            return;
+        }
+        let mut pto = srtt.saturating_mul(2).max(TLP_MIN);
+        let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
+        if flight <= u32::from(self.send_mss) {
+            pto = pto.saturating_add(self.rto_min);
+        }
+        let at = now + pto;
+        if at < rto_at {
+            self.tlp_deadline = Some(at);
         }
     }
 
@@ -1331,6 +1403,9 @@ impl Connection {
             if self.rtx_deadline.is_none() {
                 self.rtx_deadline = Some(now + self.rtt.rto());
             }
+            if self.tlp_deadline.is_none() {
+                self.schedule_tlp(now);
+            }
         }
         // Every segment carries the current ACK.
         self.ack_needed = false;
@@ -1385,6 +1460,29 @@ impl Connection {
                         self.snd.nxt = una + len;
                     }
                     self.high_rxt = self.high_rxt.max(una + len);
+                    return Some(seg);
+                }
+            }
+        }
+
+        // Tail loss probe (RFC 8985 §7.3): resend the last segment so its ACK (or SACK)
+        // reveals a tail loss without waiting for the RTO.
+        if self.tlp_pending {
+            self.tlp_pending = false;
+            if self.snd.una != self.snd.max {
+                let fin_sent = self.fin_queued && self.snd.max.gt(self.data_end());
+                let data_max = if fin_sent {
+                    self.snd.max - 1
+                } else {
+                    self.snd.max
+                };
+                let start = (data_max - u32::from(self.send_mss)).max(self.snd.una);
+                let seg = self.data_segment(start, usize::from(self.send_mss));
+                let seg_len = seg.seg_len();
+                if seg_len > 0 {
+                    self.on_sent(start, seg_len, now, stats);
+                    // RFC 8985 §7.3: re-arm the RTO after the probe.
+                    self.rtx_deadline = Some(now + self.rtt.rto());
                     return Some(seg);
                 }
             }

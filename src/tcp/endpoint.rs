@@ -62,6 +62,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Backlog used when `listen` is given 0.
     pub default_backlog: usize,
+    /// Send tail loss probes (RFC 8985 §7) before the RTO fires. Scripted tests that
+    /// check exact RTO timing turn this off.
+    pub tail_loss_probe: bool,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             syn_retries: 6,
             max_connections: 65536,
             default_backlog: 128,
+            tail_loss_probe: true,
         }
     }
 }
@@ -217,6 +221,8 @@ pub struct TcpStats {
     pub fast_retransmits: u64,
     /// Challenge / out-of-window ACKs suppressed by the RFC 5961 §7 rate limit.
     pub acks_rate_limited: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub tail_loss_probes: u64,
 }
 
 #[derive(Debug)]
@@ -1620,5 +1626,35 @@ mod tests {
         assert_eq!(read_all(&mut net.b, s, net.now).0.len(), 14600);
         assert_eq!(net.a.stats().rto_expirations, 0);
         assert_eq!(net.a.stats().retransmits, 2, "exactly the two holes");
+    }
+
+    #[test]
+    fn tail_loss_probe_repairs_a_lost_tail_before_the_rto() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        net.a.send(c, &[5u8; 5 * 1460], net.now).unwrap();
+        let mut segs = Vec::new();
+        while let Some(t) = net.a.poll_transmit(net.now) {
+            segs.push(t);
+        }
+        assert_eq!(segs.len(), 5);
+        // The last two segments are lost.
+        for t in &segs[..3] {
+            net.b.on_segment(t.src, t.dst, &t.segment, net.now);
+        }
+        let start = net.now;
+        net.pump();
+        let mut total = read_all(&mut net.b, s, net.now).0.len();
+        while total < 5 * 1460 {
+            assert!(net.advance(Duration::from_secs(5)));
+            total += read_all(&mut net.b, s, net.now).0.len();
+        }
+        assert!(
+            net.now - start < Duration::from_millis(50),
+            "{:?}",
+            net.now - start
+        );
+        assert_eq!(net.a.stats().tail_loss_probes, 1);
+        assert_eq!(net.a.stats().rto_expirations, 0);
     }
 }
