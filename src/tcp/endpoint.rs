@@ -1016,6 +1016,7 @@ fn log_out(t: &Transmit) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcp::segment::TcpOptions;
     use rand::rngs::StdRng;
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -1656,5 +1657,78 @@ mod tests {
         );
         assert_eq!(net.a.stats().tail_loss_probes, 1);
         assert_eq!(net.a.stats().rto_expirations, 0);
+    }
+
+    /// Random segments (any flags, sequence numbers near and far, options, payloads)
+    /// thrown at listeners and live connections in every state must never panic, and the
+    /// endpoint must stay usable.
+    #[test]
+    fn random_segments_never_panic() {
+        let mut rng = StdRng::seed_from_u64(99);
+        for round in 0..40 {
+            let mut net = Net::new(Config {
+                recv_buffer: 1 + (round * 997) % 65535,
+                ..Config::default()
+            });
+            let (c, s, _) = net.connect();
+            net.a.send(c, &[1u8; 3000], net.now).unwrap();
+            if round % 3 == 0 {
+                net.a.shutdown(c, net.now);
+            }
+            if round % 5 == 0 {
+                net.b.shutdown(s, net.now);
+            }
+            net.pump_once();
+            let rcv = net.b.conn(s).map_or(SeqNum(0), |c| c.rcv_nxt());
+            for _ in 0..500 {
+                let flags = Flags::from_byte(rng.random::<u8>());
+                let near = |rng: &mut StdRng, base: SeqNum| {
+                    if rng.random_bool(0.7) {
+                        base + rng.random_range(0..70_000u32) - 35_000
+                    } else {
+                        SeqNum(rng.random::<u32>())
+                    }
+                };
+                let seq = near(&mut rng, rcv);
+                let ack = SeqNum(rng.random::<u32>());
+                let len = if rng.random_bool(0.5) {
+                    0
+                } else {
+                    rng.random_range(0..3000)
+                };
+                let mut options = TcpOptions::default();
+                if rng.random_bool(0.2) {
+                    options.mss = Some(rng.random::<u16>());
+                    options.sack_permitted = true;
+                }
+                if rng.random_bool(0.2) {
+                    options.sack_blocks = vec![(near(&mut rng, ack), near(&mut rng, ack))];
+                }
+                let seg = Segment {
+                    src_port: if rng.random_bool(0.8) {
+                        net.a.local_addr(c).port()
+                    } else {
+                        rng.random()
+                    },
+                    dst_port: if rng.random_bool(0.8) {
+                        80
+                    } else {
+                        rng.random()
+                    },
+                    seq,
+                    ack,
+                    flags,
+                    window: rng.random(),
+                    urgent: rng.random(),
+                    options,
+                    payload: vec![0xab; len],
+                };
+                net.b.on_segment(A, B, &seg, net.now);
+                while net.b.poll_transmit(net.now).is_some() {}
+                net.now += Duration::from_millis(rng.random_range(0..50));
+                net.b.handle_timeout(net.now);
+                let _ = net.b.recv(s, &mut [0u8; 512], net.now);
+            }
+        }
     }
 }
