@@ -3,13 +3,34 @@
 //!
 //! The connection never sends anything by itself. Events (SEGMENT ARRIVES, the user
 //! calls, timeouts) update the TCB and set flags ("an ACK is owed", "the SYN must go
-//! out again"); [`Connection::poll_transmit`] then turns the TCB into the next segment to
+//! out again"); `Connection::poll_transmit` then turns the TCB into the next segment to
 //! send. That keeps ACKs coalesced (one per batch of input) and piggybacked on data.
 //!
-//! Retransmission is "go-back-N" in the BSD style: on a timeout SND.NXT is pulled back
-//! to SND.UNA (SND.MAX remembers the highest number ever sent), congestion control
-//! collapses cwnd to one segment, and the normal send path resends from there as ACKs
-//! open the window again. Fast retransmit resends just the segment at SND.UNA.
+//! The send buffer *is* the retransmission queue: it holds every byte from SND.UNA on,
+//! so any segment can be rebuilt from it at any time.
+//!
+//! ```text
+//!        SND.UNA            SND.NXT          SND.MAX              end of queued data
+//!   ────────┼──────────────────┼────────────────┼──────────────────────┼── (FIN)
+//!           │ sent, unacked    │ sent before a  │   not sent yet       │
+//!           │ (in flight)      │ timeout, to be │                      │
+//!           │                  │ sent again     │                      │
+//!           └──────────────── SendBuffer: front = SND.UNA ─────────────┘
+//!                     ▲ SACKed ranges (scoreboard) are skipped by hole retransmission
+//! ```
+//!
+//! Loss recovery, from fastest to slowest:
+//! - **SACK / NewReno fast recovery** (RFC 2018, RFC 6675 simplified, RFC 5681 §3.2,
+//!   RFC 6582): the third duplicate ACK (fewer with RFC 5827 early retransmit) resends
+//!   the segment at SND.UNA; further duplicate ACKs let SACK holes be resent; partial
+//!   ACKs resend the next hole.
+//! - **Tail loss probe** (RFC 8985 §7): when the last segments of a burst are lost no
+//!   duplicate ACK comes back; after about two RTTs the last segment is sent again so that
+//!   its ACK starts recovery.
+//! - **Retransmission timeout** (RFC 6298): "go-back-N" in the BSD style — SND.NXT is
+//!   pulled back to SND.UNA (SND.MAX remembers the highest number ever sent), cwnd
+//!   collapses to one segment, and the normal send path resends from there as ACKs open
+//!   the window again. Pure ACKs always carry SND.MAX so the peer never sees them as old.
 
 use std::net::SocketAddrV4;
 use std::time::Duration;
