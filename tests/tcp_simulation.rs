@@ -781,7 +781,11 @@ fn abort_mid_transfer_resets_the_peer() {
 
 #[test]
 fn many_seeds_random_hostile_links() {
-    let seeds = 40u64;
+    // TCP_SIM_SEEDS=<n> runs more seeds (a soak test: `cargo test --release`).
+    let seeds: u64 = std::env::var("TCP_SIM_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     let bytes = mb();
     let mut total = Duration::ZERO;
     let mut failed = Vec::new();
