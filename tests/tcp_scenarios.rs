@@ -1766,3 +1766,168 @@ fn sender_sws_avoidance_holds_small_segments() {
     h.expect_now("P. 1461:2921(1460) ack 1");
     h.expect_nothing_now();
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile input
+// ---------------------------------------------------------------------------------------
+
+/// A SYN announcing MSS 0 (or 1) must not make us send empty segments forever or divide by
+/// zero: data still flows, in small segments.
+#[test]
+fn tiny_peer_mss_is_survivable() {
+    for mss in [0u16, 1, 8] {
+        let mut h = H::new(config());
+        h.passive_open_with(&format!("S 0:0(0) win 65535 <mss {mss}>"), ms(1));
+        assert_eq!(h.send(&[6u8; 100]), 100);
+        let mut got = 0usize;
+        let mut segments = 0;
+        // Acknowledge whatever arrives until all 100 bytes are through.
+        while got < 100 {
+            let seg = h
+                .next_within(Duration::from_secs(5))
+                .unwrap_or_else(|| panic!("mss {mss}: stalled after {got} bytes"));
+            segments += 1;
+            assert!(segments <= 300, "mss {mss}: too many segments");
+            assert!(
+                !seg.payload.is_empty(),
+                "mss {mss}: an empty data segment: {seg}"
+            );
+            let end = seg.seq.0.wrapping_sub(h.iss.unwrap().0) as usize - 1 + seg.payload.len();
+            got = got.max(end);
+            h.inject(&format!(". 1:1(0) ack {}", got + 1));
+        }
+        assert_eq!(got, 100, "mss {mss}");
+    }
+}
+
+/// Random segments — any flags, sequence and acknowledgment numbers near and far, odd
+/// options, payloads — thrown at a listener and an established connection, mixed with
+/// application calls and time passing: nothing panics, every segment we emit survives
+/// a parse round trip, and the endpoint keeps answering.
+#[test]
+fn random_segments_never_panic() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    for seed in 0..6u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut h = H::new(Config {
+            recv_buffer: 2000,
+            send_buffer: 3000,
+            ..config()
+        });
+        h.passive_open();
+        let iss = h.iss.unwrap();
+        for step in 0..3000 {
+            let near = |rng: &mut StdRng, base: SeqNum| -> SeqNum {
+                match rng.random_range(0..4) {
+                    0 => SeqNum(rng.random()),
+                    _ => base + rng.random_range(0..6000u32) - 3000,
+                }
+            };
+            let flags = Flags::from_byte(rng.random::<u8>() & 0x3f);
+            let mut seg = Segment {
+                src_port: if rng.random_bool(0.9) {
+                    40000
+                } else {
+                    rng.random()
+                },
+                dst_port: if rng.random_bool(0.9) {
+                    80
+                } else {
+                    rng.random()
+                },
+                seq: near(&mut rng, h.irs + 1),
+                ack: near(&mut rng, iss + 1),
+                flags,
+                window: rng.random(),
+                urgent: rng.random(),
+                options: TcpOptions::default(),
+                payload: vec![0x5a; rng.random_range(0..1600)],
+            };
+            if rng.random_bool(0.2) {
+                seg.options.mss = Some(rng.random());
+            }
+            if rng.random_bool(0.1) {
+                seg.options.window_scale = Some(rng.random_range(0..15));
+            }
+            if rng.random_bool(0.1) {
+                seg.options.sack_permitted = true;
+            }
+            if rng.random_bool(0.2) {
+                let a = near(&mut rng, iss);
+                let b = near(&mut rng, iss);
+                seg.options.sack_blocks = vec![(a, b), (b, a)];
+            }
+            if rng.random_bool(0.1) {
+                seg.options.timestamps = Some((rng.random(), rng.random()));
+            }
+            h.inject_seg(&seg);
+            match rng.random_range(0..20) {
+                0 => {
+                    let _ = h.tcp.send(h.conn(), &[1u8; 700], h.now);
+                }
+                1 => {
+                    let _ = h.tcp.recv(h.conn(), &mut [0u8; 900], h.now);
+                }
+                2 => h.now += ms(rng.random_range(0..3000)),
+                3 if step % 500 == 499 => h.tcp.shutdown(h.conn(), h.now),
+                _ => {}
+            }
+            h.tcp.handle_timeout(h.now);
+            let mut out = 0;
+            while let Some(t) = h.tcp.poll_transmit(h.now) {
+                out += 1;
+                assert!(out < 1000, "seed {seed}: poll_transmit never runs dry");
+                let bytes = t.segment.emit(t.src, t.dst);
+                let back = Segment::parse(t.src, t.dst, &bytes).expect("our segment parses");
+                assert_eq!(back.payload, t.segment.payload);
+                assert_eq!(back.flags, t.segment.flags);
+                assert!(t.segment.payload.len() <= 1460, "{}", t.segment);
+            }
+            let _ = h.tcp.poll_at();
+        }
+        // Still alive: once the half-open connections the random SYNs created have
+        // expired (they may fill the backlog legitimately), a new connection works.
+        let end = h.now + Duration::from_secs(600);
+        while let Some(at) = h.tcp.poll_at().filter(|&at| at <= end) {
+            h.now = h.now.max(at);
+            h.tcp.handle_timeout(h.now);
+            while h.tcp.poll_transmit(h.now).is_some() {}
+        }
+        h.now = end;
+        h.them = SocketAddrV4::new(THEM, 41000);
+        h.iss = None;
+        h.inject("S 0:0(0) win 65535 <mss 1460>");
+        h.expect("S. 0:0(0) ack 1");
+    }
+}
+
+/// A half-open connection whose handshake never completes gives up after `syn_retries`
+/// SYN-ACKs and frees its backlog slot (otherwise a few spoofed SYNs would disable the
+/// listener for good).
+#[test]
+fn half_open_connection_expires_and_frees_the_backlog() {
+    let mut h = H::new(Config {
+        syn_retries: 3,
+        ..config()
+    });
+    let l = h.tcp.listen(h.us, 1).expect("listen");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    let sent = h.run_for(Duration::from_secs(600));
+    let synacks = sent.iter().filter(|(_, s)| s.flags.syn).count();
+    assert_eq!(synacks, 3, "SYN-ACK retransmissions");
+    assert_eq!(
+        h.tcp.connection_count(),
+        0,
+        "{:?}",
+        h.tcp.connection_states()
+    );
+    // The slot is free again.
+    h.them = SocketAddrV4::new(THEM, 40001);
+    h.iss = None;
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.inject(". 1:1(0) ack 1");
+    assert!(h.tcp.accept(l).is_some());
+}
