@@ -1224,6 +1224,8 @@ impl Connection {
                 self.hole_credit = 0;
                 self.tlp_deadline = None;
                 self.tlp_pending = false;
+                // No probes during RTO recovery; the next new ACK re-enables them.
+                self.tlp_sent = true;
                 self.high_rxt = self.snd.una;
                 self.snd.nxt = self.snd.una;
                 log::debug!(
@@ -1407,6 +1409,7 @@ impl Connection {
     fn on_sent(&mut self, seq: SeqNum, len: u32, now: Instant, stats: &mut TcpStats) {
         let end = seq + len;
         if len > 0 {
+            let new_data = seq.ge(self.snd.max);
             if seq.lt(self.snd.max) {
                 // Anything below SND.MAX has been sent before: a retransmission, so
                 // (Karn) it cannot be timed, and any pending sample is ambiguous.
@@ -1424,7 +1427,8 @@ impl Connection {
             if self.rtx_deadline.is_none() {
                 self.rtx_deadline = Some(now + self.rtt.rto());
             }
-            if self.tlp_deadline.is_none() {
+            // RFC 8985 §7.2: (re)start the probe timer after sending new data.
+            if new_data && self.tlp_deadline.is_none() {
                 self.schedule_tlp(now);
             }
         }

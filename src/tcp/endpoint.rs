@@ -230,7 +230,8 @@ struct Listener {
     local: SocketAddrV4,
     backlog: usize,
     accept_queue: VecDeque<ConnId>,
-    half_open: usize,
+    /// Half-open (SYN-RECEIVED) connections, oldest first.
+    half_open: VecDeque<ConnId>,
 }
 
 #[derive(Debug, Default)]
@@ -398,7 +399,7 @@ impl Tcp {
             if let Owner::Listener(li, lg) = owner {
                 let id = self.id_of(index);
                 if let Some(l) = self.listener_mut(li, lg) {
-                    l.half_open = l.half_open.saturating_sub(1);
+                    l.half_open.retain(|&h| h != id);
                     if after != State::Closed {
                         l.accept_queue.push_back(id);
                         self.stats.connections_accepted += 1;
@@ -522,7 +523,7 @@ impl Tcp {
             local,
             backlog,
             accept_queue: VecDeque::new(),
-            half_open: 0,
+            half_open: VecDeque::new(),
         };
         let index = match self.listeners.iter().position(|s| s.listener.is_none()) {
             Some(i) => i,
@@ -918,21 +919,35 @@ impl Tcp {
                 .get(id.index as usize)
                 .is_some_and(|s| s.generation == id.generation && s.conn.is_some())
         });
-        if listener.accept_queue.len() >= listener.backlog
-            || listener.half_open >= listener.backlog
-            || live >= max_conns
-        {
-            // Bounded backlog: drop the SYN, the peer retries (as Linux does).
-            log::debug!("{local} ← {remote}: SYN dropped, backlog full");
+        listener.half_open.retain(|id| {
+            slots
+                .get(id.index as usize)
+                .is_some_and(|s| s.generation == id.generation && s.conn.is_some())
+        });
+        if listener.accept_queue.len() >= listener.backlog || live >= max_conns {
+            // Bounded accept queue: drop the SYN, the peer retries (as Linux does).
+            log::debug!("{local} ← {remote}: SYN dropped, accept queue full");
             self.stats.listen_overflows += 1;
             self.stats.dropped += 1;
             return;
         }
-        listener.half_open += 1;
+        if listener.half_open.len() >= listener.backlog {
+            // The SYN queue is full — most likely of handshakes that will never finish
+            // (a SYN flood): evict the oldest half-open connection, as the BSD syncache
+            // does, so that a real client still gets in.
+            if let Some(oldest) = listener.half_open.pop_front() {
+                log::debug!("{local} ← {remote}: SYN queue full, evicting the oldest half-open");
+                self.stats.listen_overflows += 1;
+                self.free(oldest.index);
+            }
+        }
         let iss = self.isn(local, remote, now);
         let mut conn = Connection::accept_syn(local, remote, iss, seg, &self.config);
         conn.owner = Owner::Listener(li, generation);
-        self.insert(conn);
+        let id = self.insert(conn);
+        if let Some(l) = self.listener_mut(li, generation) {
+            l.half_open.push_back(id);
+        }
     }
 
     /// The next segment to send, or None when there is nothing more right now.
@@ -1730,5 +1745,36 @@ mod tests {
                 let _ = net.b.recv(s, &mut [0u8; 512], net.now);
             }
         }
+    }
+
+    #[test]
+    fn full_syn_queue_evicts_the_oldest_half_open() {
+        let mut tcp = Tcp::new(Config::default(), 8);
+        let _l = tcp.listen(SocketAddrV4::new(B, 80), 2).unwrap();
+        let syn = |port: u16| Segment {
+            src_port: port,
+            dst_port: 80,
+            seq: SeqNum(1000),
+            flags: Flags::SYN,
+            window: 65535,
+            ..Segment::default()
+        };
+        for port in [1001, 1002, 1003] {
+            tcp.on_segment(A, B, &syn(port), Instant::ZERO);
+            let synack = tcp.poll_transmit(Instant::ZERO).unwrap();
+            assert_eq!(synack.segment.dst_port, port);
+            assert_eq!(synack.segment.flags, Flags::SYN_ACK);
+        }
+        let remotes: Vec<u16> = tcp
+            .connection_states()
+            .iter()
+            .map(|(_, _, r, _)| r.port())
+            .collect();
+        assert_eq!(remotes.len(), 2);
+        assert!(
+            !remotes.contains(&1001),
+            "the oldest was evicted: {remotes:?}"
+        );
+        assert_eq!(tcp.stats().listen_overflows, 1);
     }
 }
