@@ -497,6 +497,17 @@ impl Connection {
         });
     }
 
+    /// Count and log a segment we drop.
+    fn drop_segment(&self, stats: &mut TcpStats, why: &str) {
+        stats.dropped += 1;
+        log::debug!(
+            "{} ↔ {}: {}: segment dropped: {why}",
+            self.local,
+            self.remote,
+            self.state
+        );
+    }
+
     /// An ACK must go out now (not merely at the end of the batch): duplicate ACKs,
     /// challenge ACKs, replies to unacceptable segments.
     fn ack_now(&mut self) {
@@ -678,7 +689,7 @@ impl Connection {
                     self.queue_rst(seg.ack, None);
                     stats.resets_sent += 1;
                 }
-                stats.dropped += 1;
+                self.drop_segment(stats, "SYN-SENT: unacceptable ACK");
                 return;
             }
             ack_ok = seg.ack.ge(self.snd.una) && seg.ack.le(self.snd.max);
@@ -689,13 +700,13 @@ impl Connection {
                 stats.resets_received += 1;
                 self.fail(Some(TcpError::ConnectionRefused), "RST");
             } else {
-                stats.dropped += 1;
+                self.drop_segment(stats, "SYN-SENT: RST without an acceptable ACK");
             }
             return;
         }
         // Fourth, the SYN bit.
         if !seg.flags.syn {
-            stats.dropped += 1;
+            self.drop_segment(stats, "SYN-SENT: neither SYN nor RST");
             return;
         }
         self.rcv.irs = seg.seq;
@@ -758,7 +769,7 @@ impl Connection {
         };
         if !acceptable {
             if seg.flags.rst {
-                stats.dropped += 1;
+                self.drop_segment(stats, "RST outside the window");
                 return;
             }
             // "If an incoming segment is not acceptable, an acknowledgment should be sent
@@ -780,7 +791,7 @@ impl Connection {
                 fin = false;
                 syn = false;
             } else {
-                stats.dropped += 1;
+                self.drop_segment(stats, "sequence number not acceptable");
                 return;
             }
         }
@@ -814,7 +825,7 @@ impl Connection {
         if seg.flags.rst {
             if seg.seq != rcv_nxt {
                 self.ack_rate_limited(now, stats);
-                stats.dropped += 1;
+                self.drop_segment(stats, "RST not at RCV.NXT (challenge ACK)");
                 return;
             }
             stats.resets_received += 1;
@@ -838,13 +849,13 @@ impl Connection {
         // Fourth: a SYN in a synchronized state (RFC 5961 §4.2, RFC 9293): challenge ACK.
         if syn {
             self.ack_rate_limited(now, stats);
-            stats.dropped += 1;
+            self.drop_segment(stats, "SYN in a synchronized state (challenge ACK)");
             return;
         }
 
         // Fifth: the ACK field.
         if !seg.flags.ack {
-            stats.dropped += 1;
+            self.drop_segment(stats, "no ACK bit");
             return;
         }
         if self.state == State::SynReceived {
@@ -861,14 +872,14 @@ impl Connection {
                 // <SEQ=SEG.ACK><CTL=RST>
                 self.queue_rst(seg.ack, None);
                 stats.resets_sent += 1;
-                stats.dropped += 1;
+                self.drop_segment(stats, "SYN-RECEIVED: unacceptable ACK");
                 return;
             }
         }
         if seg.ack.gt(self.snd.max) {
             // ACK of something not yet sent: ACK and drop (§3.10.7.4).
             self.ack_rate_limited(now, stats);
-            stats.dropped += 1;
+            self.drop_segment(stats, "ACK of data not yet sent");
             return;
         }
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
@@ -1084,7 +1095,7 @@ impl Connection {
                 }
             } else {
                 // Data after the peer's FIN is ignored (§3.10.7.4, CLOSE-WAIT etc.).
-                stats.dropped += 1;
+                self.drop_segment(stats, "data after the peer's FIN");
             }
         }
         if fin && self.peer_fin.is_none() && self.state.can_receive() {

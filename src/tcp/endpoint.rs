@@ -841,6 +841,10 @@ impl Tcp {
             return;
         }
         // RFC 9293 §3.10.7.1: CLOSED.
+        log::debug!(
+            "{local} ← {remote}: {} for no connection or listener",
+            seg.flags
+        );
         self.stats.dropped += 1;
         self.reply_rst(local, remote, seg);
     }
