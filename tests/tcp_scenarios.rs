@@ -452,9 +452,12 @@ impl H {
     }
 }
 
+/// The configuration most scenarios use: a short MSL, and no tail loss probes so that
+/// retransmission timing is exactly RFC 6298's (TLP has its own scenario).
 fn config() -> Config {
     Config {
         msl: Duration::from_secs(1),
+        tail_loss_probe: false,
         ..Config::default()
     }
 }
@@ -1930,4 +1933,164 @@ fn half_open_connection_expires_and_frees_the_backlog() {
     h.expect_now("S. 0:0(0) ack 1");
     h.inject(". 1:1(0) ack 1");
     assert!(h.tcp.accept(l).is_some());
+}
+
+// ---------------------------------------------------------------------------------------
+// Tail loss probe (RFC 8985 §7) and SACK (RFC 2018, RFC 6675)
+// ---------------------------------------------------------------------------------------
+
+/// RFC 8985 §7: with several segments in flight and no ACK, one probe (the last segment)
+/// goes out after PTO = 2·SRTT, well before the RTO; then the RTO rules apply as usual.
+#[test]
+fn tail_loss_probe_before_rto() {
+    let mut h = H::new(Config {
+        tail_loss_probe: true,
+        ..config()
+    });
+    h.passive_open_with("S 0:0(0) win 65535 <mss 100>", ms(10));
+    h.exchange(10, ms(10), 0);
+    let srtt = h.tcp.srtt(h.conn()).expect("RTT sampled");
+    assert_eq!(h.send(&[3u8; 300]), 300);
+    let t0 = h.now;
+    h.expect_now("P. 11:111(100) ack 1");
+    h.expect_now("P. 111:211(100) ack 1");
+    h.expect_now("P. 211:311(100) ack 1");
+    let probe = h.next_within(Duration::from_secs(2)).expect("probe");
+    h.check(&probe, "P. 211:311(100) ack 1");
+    let pto = h.now - t0;
+    let want = (srtt * 2).max(ms(10));
+    assert!(
+        pto.abs_diff(want) <= ms(2),
+        "probe after {pto:?}, PTO = max(2·SRTT, 10 ms) = {want:?}"
+    );
+    assert_eq!(h.tcp.stats().tail_loss_probes, 1);
+    // Only one probe; the next retransmission is the RTO's, from SND.UNA.
+    let rto = h.next_within(Duration::from_secs(2)).expect("RTO");
+    h.check(&rto, "P. 11:111(100) ack 1");
+    assert!(h.now - t0 >= ms(200), "RTO after {:?}", h.now - t0);
+    assert_eq!(h.tcp.stats().tail_loss_probes, 1);
+}
+
+/// The probe repairs a lost tail: its ACK (with the whole flight acknowledged) ends the
+/// episode without any RTO.
+#[test]
+fn tail_loss_probe_ack_completes_without_rto() {
+    let mut h = H::new(Config {
+        tail_loss_probe: true,
+        ..config()
+    });
+    h.passive_open_with("S 0:0(0) win 65535 <mss 100>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[3u8; 300]), 300);
+    for _ in 0..3 {
+        h.next_within(Duration::ZERO).expect("data");
+    }
+    // The first two arrived (their ACK was lost); the third was lost.
+    let probe = h.next_within(Duration::from_secs(2)).expect("probe");
+    h.check(&probe, "P. 211:311(100) ack 1");
+    h.inject(". 1:1(0) ack 311");
+    h.expect_silence(Duration::from_secs(5));
+    assert_eq!(h.tcp.stats().rto_expirations, 0);
+}
+
+/// RFC 2018 §4: when SACK was permitted, an ACK for out-of-order data reports the held
+/// blocks, the most recently received first.
+#[test]
+fn sack_blocks_report_held_data_most_recent_first() {
+    let mut h = H::new(config());
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("S 0:0(0) win 65535 <mss 1460,sackOK>");
+    let synack = h.expect_now("S. 0:0(0) ack 1");
+    assert!(
+        synack.options.sack_permitted,
+        "SACK-permitted answered: {synack}"
+    );
+    h.inject(". 1:1(0) ack 1");
+    h.conn = Some(h.tcp.accept(h.listener.unwrap()).expect("accept"));
+    let irs = h.irs;
+    let blocks = |v: &[(u32, u32)]| -> Vec<(SeqNum, SeqNum)> {
+        v.iter().map(|&(l, r)| (irs + l, irs + r)).collect()
+    };
+
+    h.inject("P. 101:201(100) ack 1");
+    let a = h.expect_now(". 1:1(0) ack 1");
+    assert_eq!(a.options.sack_blocks, blocks(&[(101, 201)]));
+    h.inject("P. 301:401(100) ack 1");
+    let a = h.expect_now(". 1:1(0) ack 1");
+    assert_eq!(a.options.sack_blocks, blocks(&[(301, 401), (101, 201)]));
+    // Extending the older block makes it the most recent.
+    h.inject("P. 201:251(50) ack 1");
+    let a = h.expect_now(". 1:1(0) ack 1");
+    assert_eq!(a.options.sack_blocks, blocks(&[(101, 251), (301, 401)]));
+    h.inject("P. 1:101(100) ack 1");
+    let a = h.expect_now(". 1:1(0) ack 251");
+    assert_eq!(a.options.sack_blocks, blocks(&[(301, 401)]));
+    h.inject("P. 251:301(50) ack 1");
+    let a = h.expect_now(". 1:1(0) ack 401");
+    assert!(a.options.sack_blocks.is_empty(), "{a}");
+    assert_eq!(h.read_all(), pattern_range(0, 400));
+}
+
+/// Without SACK-permitted on the peer's SYN, no SACK option is ever sent (RFC 2018 §2).
+#[test]
+fn no_sack_blocks_unless_permitted() {
+    let mut h = H::new(config());
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    let synack = h.expect_now("S. 0:0(0) ack 1");
+    assert!(!synack.options.sack_permitted);
+    h.inject(". 1:1(0) ack 1");
+    h.conn = Some(h.tcp.accept(h.listener.unwrap()).expect("accept"));
+    h.inject("P. 101:201(100) ack 1");
+    let a = h.expect_now(". 1:1(0) ack 1");
+    assert!(a.options.sack_blocks.is_empty(), "{a}");
+}
+
+/// RFC 6675: with SACK information the sender retransmits only the holes, not data the
+/// receiver already holds, and does so before the RTO.
+#[test]
+fn sack_recovery_retransmits_only_the_holes() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 100,sackOK>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[4u8; 600]), 600);
+    for _ in 0..6 {
+        h.next_within(Duration::ZERO).expect("data");
+    }
+    // Received: 111:211 and 311:611. Holes: 11:111 and 211:311.
+    h.now += ms(10);
+    let iss = h.iss.unwrap();
+    let mut dup = h.build(". 1:1(0) ack 11");
+    dup.options.sack_blocks = vec![(iss + 111, iss + 211)];
+    h.inject_seg(&dup);
+    dup.options.sack_blocks = vec![(iss + 311, iss + 411), (iss + 111, iss + 211)];
+    h.inject_seg(&dup);
+    dup.options.sack_blocks = vec![(iss + 311, iss + 511), (iss + 111, iss + 211)];
+    h.inject_seg(&dup);
+    dup.options.sack_blocks = vec![(iss + 311, iss + 611), (iss + 111, iss + 211)];
+    h.inject_seg(&dup);
+    // Collect what goes out before the RTO could fire (200 ms).
+    let sent = h.run_for(ms(150));
+    let rel: Vec<(u32, usize)> = sent
+        .iter()
+        .filter(|(_, s)| !s.payload.is_empty())
+        .map(|(_, s)| (s.seq.0.wrapping_sub(iss.0), s.payload.len()))
+        .collect();
+    assert!(
+        rel.contains(&(11, 100)),
+        "first hole retransmitted: {rel:?}"
+    );
+    assert!(
+        rel.contains(&(211, 100)),
+        "second hole retransmitted: {rel:?}"
+    );
+    for &(seq, len) in &rel {
+        assert!(
+            (seq == 11 || seq == 211) && len == 100,
+            "only holes are retransmitted, got {seq}:{}: {rel:?}",
+            seq as usize + len
+        );
+    }
+    h.inject(". 1:1(0) ack 611");
+    h.expect_silence(Duration::from_secs(5));
 }
