@@ -22,6 +22,37 @@
 //! Our ISN is learned from our first SYN or SYN-ACK; the peer's ISN is chosen by the test.
 //! "Expect" waits (in virtual time, firing timers) up to [`ACK_SLACK`] for a segment so
 //! that a delayed-ACK implementation passes too; `expect_now` does not wait at all.
+//!
+//! ## Which rule each test checks
+//!
+//! | rule | tests |
+//! |------|-------|
+//! | RFC 9293 §3.3.2 state diagram: LISTEN → SYN-RCVD → ESTABLISHED | `passive_open_listen_syn_received_established`, `data_on_the_handshake_ack` |
+//! | CLOSED → SYN-SENT → ESTABLISHED | `active_open_syn_sent_established`, `active_open_data_and_close` |
+//! | SYN-SENT → SYN-RCVD (simultaneous open, §3.5) | `simultaneous_open_syn_sent_to_syn_received` |
+//! | SYN-RCVD → LISTEN on RST; duplicate SYN; SYN-ACK retransmission | `syn_received_rst_returns_to_listen`, `duplicate_syn_in_syn_received_resends_syn_ack`, `syn_received_retransmits_syn_ack` |
+//! | §3.10.7.3 SYN-SENT: RST → refused; bad ACK → RST; RST with bad ACK ignored | `syn_sent_rst_is_connection_refused`, `syn_sent_bad_ack_gets_rst`, `syn_sent_ignores_rst_with_bad_ack` |
+//! | SYN retransmission, backoff, give-up | `syn_retransmission_backoff_and_give_up`, `syn_give_up_time`, `half_open_connection_expires_and_frees_the_backlog` |
+//! | §3.10.4 CLOSE in SYN-SENT / SYN-RCVD | `close_in_syn_sent_goes_to_closed`, `close_in_syn_received_sends_fin` |
+//! | ESTABLISHED → FIN-WAIT-1 → FIN-WAIT-2 → TIME-WAIT → CLOSED (2·MSL) | `active_close_through_fin_wait_and_time_wait`, `fin_is_retransmitted` |
+//! | FIN-WAIT-1 → CLOSING → TIME-WAIT; FIN-WAIT-1 → TIME-WAIT | `simultaneous_close_through_closing`, `fin_wait1_fin_ack_goes_to_time_wait` |
+//! | ESTABLISHED → CLOSE-WAIT → LAST-ACK → CLOSED | `passive_close_through_close_wait_and_last_ack`, `last_ack_fin_retransmitted_until_acked`, `fin_with_data`, `out_of_order_fin_waits_for_the_data` |
+//! | TIME-WAIT re-ACKs a FIN and restarts 2·MSL | `time_wait_reacks_retransmitted_fin` |
+//! | §3.10.7.1 RST for segments to no connection | `rst_for_syn_to_closed_port`, `rst_for_segments_to_no_connection`, `close_listener_resets_half_open_and_refuses_new_syns` |
+//! | §3.10.7.4 RST on a connection; RFC 5961 out-of-window RST, challenge ACK | `rst_in_established_resets`, `rst_in_close_wait_and_fin_wait2`, `rst_out_of_window_is_ignored`, `syn_in_established_gets_challenge_ack` |
+//! | §3.10.5 ABORT; release with unread data | `abort_sends_rst`, `release_with_unread_data_sends_rst`, `release_after_reading_sends_fin` |
+//! | §3.10.7.4 acceptability: duplicates, out of window, ACK of unsent data, probes | `duplicate_segment_is_reacked`, `out_of_window_segment_acked_and_dropped`, `ack_of_unsent_data_is_answered_and_dropped`, `old_zero_length_probe_is_acked`, `zero_window_probe_with_data_is_acked_not_accepted` |
+//! | reassembly, immediate dup ACK (RFC 5681 §4.2) | `out_of_order_segments_reassembled_and_dup_acked`, `overlapping_segments_delivered_once` |
+//! | §3.8.6.3 delayed ACK bounds | `ack_every_second_full_segment_and_delay_bound` |
+//! | §3.7.1 MSS option, default 536 | `mss_option_honoured`, `default_mss_without_option_is_536`, `tiny_peer_mss_is_survivable` |
+//! | RFC 6298 RTO: min, backoff, samples, Karn, give-up | `rto_retransmission_with_exponential_backoff`, `rto_after_rtt_samples_follows_rfc6298`, `karn_no_rtt_sample_from_retransmission`, `max_retransmits_times_out` |
+//! | go-back-N pure ACKs carry SND.MAX | `pure_ack_after_rto_carries_snd_max`, `pure_ack_during_go_back_n_carries_snd_max` |
+//! | RFC 5681 §3.2 fast retransmit | `fast_retransmit_after_three_dup_acks` |
+//! | RFC 8985 §7 tail loss probe | `tail_loss_probe_before_rto`, `tail_loss_probe_ack_completes_without_rto` |
+//! | RFC 2018 / RFC 6675 SACK | `sack_blocks_report_held_data_most_recent_first`, `no_sack_blocks_unless_permitted`, `sack_recovery_retransmits_only_the_holes` |
+//! | §3.8.6 flow control: peer window, persist, window update, shrinking, SWS | `send_respects_peer_window`, `zero_window_persist_probes`, `window_update_after_app_reads`, `advertised_window_shrinks_with_unread_data`, `sender_sws_avoidance_holds_small_segments`, `window_scale_negotiation_is_consistent` |
+//! | user calls: bounds and errors | `address_in_use`, `listen_backlog_drops_excess_syns`, `send_after_shutdown_is_an_error`, `send_buffer_bounds_writes`, `events_are_reported_once` |
+//! | nothing panics on hostile input | `random_segments_never_panic` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -2093,4 +2124,31 @@ fn sack_recovery_retransmits_only_the_holes() {
     }
     h.inject(". 1:1(0) ack 611");
     h.expect_silence(Duration::from_secs(5));
+}
+
+/// RFC 9293 §3.8.6.3 (MUST-58, RFC 5681 §4.2): an ACK may be delayed, but at least every
+/// second full-sized segment is acknowledged at once, and no ACK waits 0.5 s or more.
+#[test]
+fn ack_every_second_full_segment_and_delay_bound() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("P. 1:1461(1460) ack 1");
+    // The first may be delayed (or not).
+    let first = h.poll_one();
+    h.inject("P. 1461:2921(1460) ack 1");
+    let second = h.poll_one();
+    let acked: Vec<SeqNum> = first.iter().chain(second.iter()).map(|s| s.ack).collect();
+    assert!(
+        acked.contains(&(h.irs + 2921)),
+        "two full segments must be acknowledged at once: {acked:?}"
+    );
+    // A lone small segment is acknowledged within 500 ms.
+    let t0 = h.now;
+    h.inject("P. 2921:2931(10) ack 1");
+    let ack = h
+        .next_within(ms(499))
+        .expect("ACK within 500 ms of a lone segment");
+    h.check(&ack, ". 1:1(0) ack 2931");
+    assert!(h.now - t0 < ms(500));
+    assert_eq!(h.read_all(), pattern_range(0, 2930));
 }
