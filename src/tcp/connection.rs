@@ -417,6 +417,11 @@ impl Connection {
         self.rcv.nxt
     }
 
+    /// When TIME-WAIT (or the orphan FIN-WAIT-2 timer) ends.
+    pub fn close_deadline(&self) -> Option<Instant> {
+        self.close_deadline
+    }
+
     /// Leave TIME-WAIT early because a new connection reuses the 4-tuple (RFC 6191).
     pub fn close_time_wait(&mut self, cause: &str) {
         if self.state == State::TimeWait {

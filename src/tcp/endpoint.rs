@@ -223,6 +223,8 @@ pub struct TcpStats {
     pub acks_rate_limited: u64,
     /// Tail loss probes sent (RFC 8985 §7).
     pub tail_loss_probes: u64,
+    /// TIME-WAIT connections ended early because the connection table was full.
+    pub time_wait_reclaimed: u64,
 }
 
 #[derive(Debug)]
@@ -435,6 +437,30 @@ impl Tcp {
         }
     }
 
+    /// The connection table is full: end the TIME-WAIT that would expire first (only of
+    /// connections the application released), like Linux's `tcp_max_tw_buckets`, so a
+    /// flood of short connections cannot lock out new ones. True if one was freed.
+    fn reclaim_time_wait(&mut self) -> bool {
+        let victim = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let c = s.conn.as_ref()?;
+                (c.state == State::TimeWait && c.owner != Owner::App)
+                    .then(|| (c.close_deadline(), i as u32))
+            })
+            .min();
+        match victim {
+            Some((_, index)) => {
+                self.stats.time_wait_reclaimed += 1;
+                self.with_conn(index, |c, _| c.close_time_wait("connection table full"));
+                true
+            }
+            None => false,
+        }
+    }
+
     fn listener_mut(&mut self, index: u32, generation: u32) -> Option<&mut Listener> {
         let slot = self.listeners.get_mut(index as usize)?;
         if slot.generation != generation {
@@ -626,7 +652,7 @@ impl Tcp {
         remote: SocketAddrV4,
         now: Instant,
     ) -> Result<ConnId, TcpError> {
-        if self.live >= self.config.max_connections {
+        if self.live >= self.config.max_connections && !self.reclaim_time_wait() {
             return Err(TcpError::TooManyConnections);
         }
         if local.ip().is_unspecified() || remote.ip().is_unspecified() || remote.port() == 0 {
@@ -906,6 +932,9 @@ impl Tcp {
             // Fourth: other text or control: drop.
             self.stats.dropped += 1;
             return;
+        }
+        if self.live >= self.config.max_connections {
+            self.reclaim_time_wait();
         }
         let live = self.live;
         let max_conns = self.config.max_connections;
@@ -1780,5 +1809,31 @@ mod tests {
             "the oldest was evicted: {remotes:?}"
         );
         assert_eq!(tcp.stats().listen_overflows, 1);
+    }
+
+    #[test]
+    fn full_table_reclaims_time_wait() {
+        let mut net = Net::new(Config {
+            max_connections: 1,
+            ..Config::default()
+        });
+        let (c, s, l) = net.connect();
+        // The server closes first and keeps the TIME-WAIT.
+        net.b.shutdown(s, net.now);
+        net.pump();
+        net.a.shutdown(c, net.now);
+        net.pump();
+        assert_eq!(net.b.state(s), State::TimeWait);
+        net.a.release(c, net.now);
+        net.b.release(s, net.now);
+        // A new client (another port) still gets in: the TIME-WAIT makes room.
+        let c2 = net
+            .a
+            .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), net.now)
+            .unwrap();
+        net.pump();
+        assert_eq!(net.a.state(c2), State::Established);
+        assert!(net.b.accept(l).is_some());
+        assert_eq!(net.b.stats().time_wait_reclaimed, 1);
     }
 }
