@@ -59,6 +59,8 @@ struct Scenario {
     recv_buffer: usize,
     /// MSS both endpoints announce.
     mss: u16,
+    /// Tail loss probes (RFC 8985) on both endpoints.
+    tlp: bool,
     /// A slow reader: at most this many bytes per `read_every` (`None`: read everything
     /// at every event).
     slow_read: Option<(usize, Duration)>,
@@ -86,6 +88,7 @@ impl Scenario {
             s2c: bytes,
             recv_buffer: 65535,
             mss: 1460,
+            tlp: true,
             slow_read: None,
             conns: 1,
             abort_after: None,
@@ -129,6 +132,7 @@ impl Scenario {
             s2c: bytes,
             recv_buffer: [1000, 4096, 16384, 65535][r.random_range(0..4)],
             mss: [536, 1000, 1460][r.random_range(0..3)],
+            tlp: r.random_bool(0.7),
             slow_read: if r.random_bool(0.25) {
                 // 2 .. 32 KiB every 10 .. 100 ms.
                 Some((
@@ -483,6 +487,7 @@ fn run(sc: &Scenario) -> Report {
     let config = Config {
         recv_buffer: sc.recv_buffer,
         mss: sc.mss,
+        tail_loss_probe: sc.tlp,
         msl: Duration::from_millis(500),
         ..Config::default()
     };
@@ -791,6 +796,20 @@ fn abort_mid_transfer_resets_the_peer() {
         };
         run(&sc);
     }
+}
+
+#[test]
+fn long_delay_beyond_the_initial_rto() {
+    // RTT 1.6 s > the 1 s initial RTO: the SYN is retransmitted spuriously, Karn's rule
+    // must keep those ambiguous samples out, and the transfer still completes.
+    let sc = Scenario {
+        delay: Duration::from_millis(800),
+        jitter: Duration::from_millis(50),
+        loss: 0.02,
+        ..Scenario::clean(10, mb() / 4)
+    };
+    let r = run(&sc);
+    assert!(r.retransmits > 0, "{r:?}");
 }
 
 #[test]
