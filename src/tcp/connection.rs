@@ -149,9 +149,13 @@ pub(crate) struct RecvSequenceSpace {
 /// The transmission control block of one connection.
 #[derive(Debug)]
 pub(crate) struct Connection {
+    /// Our address and port.
     pub local: SocketAddrV4,
+    /// The peer's address and port.
     pub remote: SocketAddrV4,
+    /// The RFC 9293 state.
     pub state: State,
+    /// Who holds the connection (decides when the TCB is freed).
     pub owner: Owner,
     /// Queued in the endpoint's "may have something to send" list.
     pub in_dirty: bool,
