@@ -68,6 +68,9 @@ struct Scenario {
     conns: usize,
     /// The client aborts each connection after receiving this many bytes.
     abort_after: Option<usize>,
+    /// The server releases its handle as soon as it has read the request and queued the
+    /// whole response (the HTTP pattern): the orphaned TCB must still deliver it and close.
+    release_early: bool,
     /// Upper bound on virtual time.
     limit: Duration,
 }
@@ -92,6 +95,7 @@ impl Scenario {
             slow_read: None,
             conns: 1,
             abort_after: None,
+            release_early: false,
             limit: Duration::from_secs(600),
         }
     }
@@ -144,6 +148,7 @@ impl Scenario {
             },
             conns: 1,
             abort_after: None,
+            release_early: false,
             limit: Duration::from_secs(3600),
         }
         .with_random_conns(&mut r)
@@ -298,6 +303,8 @@ struct Stream {
     abort_after: Option<usize>,
     /// Expect the peer to abort: the run ends with ConnectionReset instead of EOF.
     expect_reset: bool,
+    /// Release the handle once everything was read and queued (server, orphan scenarios).
+    release_early: bool,
     reset_seen: bool,
     released: bool,
 }
@@ -317,6 +324,7 @@ impl Stream {
             shut: false,
             abort_after: if client { sc.abort_after } else { None },
             expect_reset: !client && sc.abort_after.is_some(),
+            release_early: !client && sc.release_early,
             reset_seen: false,
             released: false,
         }
@@ -358,6 +366,15 @@ impl Stream {
                 self.released = true;
                 return;
             }
+        }
+        if self.release_early
+            && self.sent == self.to_send.len()
+            && self.received == self.expect.len()
+        {
+            // Drop the handle: the stack finishes sending, closes and frees the TCB.
+            tcp.release(c, now);
+            self.released = true;
+            return;
         }
         if self.sent == self.to_send.len() && !self.shut && tcp.is_connected(c) {
             tcp.shutdown(c, now);
@@ -456,7 +473,9 @@ impl Side {
     }
 
     fn done(&self, conns: usize) -> bool {
-        self.streams.len() == conns && self.streams.iter().all(|s| s.released)
+        self.streams.len() == conns
+            && self.streams.iter().all(|s| s.released)
+            && self.tcp.connection_count() == 0
     }
 }
 
@@ -628,7 +647,7 @@ fn run(sc: &Scenario) -> Report {
     }
     for s in &sides {
         for st in &s.streams {
-            if sc.abort_after.is_none() {
+            if sc.abort_after.is_none() && !(st.release_early) {
                 assert_eq!(
                     st.received,
                     st.expect.len(),
@@ -810,6 +829,25 @@ fn long_delay_beyond_the_initial_rto() {
     };
     let r = run(&sc);
     assert!(r.retransmits > 0, "{r:?}");
+}
+
+#[test]
+fn released_handles_still_deliver_and_close() {
+    // Request/response like HTTP: 2 KiB up, 200 KiB down; the server drops its handle
+    // right after queueing the response. Over a lossy link the orphaned connections must
+    // still deliver every byte, close, and free their TCBs.
+    for seed in 30..34u64 {
+        let sc = Scenario {
+            conns: 4,
+            loss: 0.05 * (seed - 30) as f64,
+            reorder: 0.05,
+            release_early: true,
+            c2s: 2048,
+            s2c: 200 * 1024,
+            ..Scenario::clean(seed, 0)
+        };
+        run(&sc);
+    }
 }
 
 #[test]
