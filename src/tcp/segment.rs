@@ -451,7 +451,10 @@ impl Segment {
         if header_len < HEADER_LEN || header_len > len {
             return Err(SegmentError::BadDataOffset { offset, len });
         }
-        let got = u16::from_be_bytes([bytes[16], bytes[17]]);
+        let got = bytes
+            .get(16..18)
+            .and_then(|c| <[u8; 2]>::try_from(c).ok())
+            .map_or(0, u16::from_be_bytes);
         let sum = checksum(src, dst, bytes);
         if sum != 0 {
             // Recompute what the sender should have put there, for the log.
