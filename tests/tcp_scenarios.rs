@@ -52,6 +52,7 @@
 //! | RFC 2018 / RFC 6675 SACK | `sack_blocks_report_held_data_most_recent_first`, `no_sack_blocks_unless_permitted`, `sack_recovery_retransmits_only_the_holes` |
 //! | §3.8.6 flow control: peer window, persist, window update, shrinking, SWS | `send_respects_peer_window`, `zero_window_persist_probes`, `window_update_after_app_reads`, `advertised_window_shrinks_with_unread_data`, `sender_sws_avoidance_holds_small_segments`, `window_scale_negotiation_is_consistent` |
 //! | user calls: bounds and errors | `address_in_use`, `listen_backlog_drops_excess_syns`, `send_after_shutdown_is_an_error`, `send_buffer_bounds_writes`, `events_are_reported_once` |
+//! | §3.4 sequence numbers wrap at 2^32 | `our_sequence_numbers_wrap` (the peer's wrap in every test: its ISN is 2^32 - 51) |
 //! | nothing panics on hostile input | `random_segments_never_panic` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -2151,4 +2152,55 @@ fn ack_every_second_full_segment_and_delay_bound() {
     h.check(&ack, ". 1:1(0) ack 2931");
     assert!(h.now - t0 < ms(500));
     assert_eq!(h.read_all(), pattern_range(0, 2930));
+}
+
+/// Our own sequence numbers crossing 2^32 (RFC 9293 §3.4): data, ACK processing,
+/// retransmission and FIN all work across the wrap. The peer's side wraps in every test
+/// (its ISN is 2^32 - 51); for ours, the test picks the moment of the SYN so that the
+/// clock-driven ISN (RFC 6528: ISN = M + F(4-tuple, secret), M a 4 µs timer) lands just
+/// below 2^32.
+#[test]
+fn our_sequence_numbers_wrap() {
+    // Learn F for this 4-tuple and seed.
+    let mut probe = H::new(config());
+    probe.tcp.listen(probe.us, 8).expect("listen");
+    probe.inject("S 0:0(0) win 65535 <mss 1460>");
+    probe.expect_now("S. 0:0(0) ack 1");
+    let iss0 = probe.iss.unwrap();
+    let ticks = u64::from((u32::MAX - 1000).wrapping_sub(iss0.0));
+    let mut h = H::new(config());
+    h.now = probe.now + Duration::from_micros(4 * ticks);
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000>", ms(10));
+    let iss = h.iss.unwrap();
+    assert!(
+        iss.0 > u32::MAX - 3000,
+        "the ISN generator changed ({iss}); this test needs an ISN just below 2^32"
+    );
+    let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+    assert_eq!(h.send(&data), 5000);
+    let mut stream = Vec::new();
+    for i in 0..5u32 {
+        let seg = h.expect_now(&format!(
+            "P. {}:{}(1000) ack 1",
+            1 + i * 1000,
+            1001 + i * 1000
+        ));
+        stream.extend_from_slice(&seg.payload);
+    }
+    assert_eq!(stream, data);
+    assert!(
+        (iss + 5001).0 < 5000,
+        "the data crossed 2^32: {iss} + 5001 = {}",
+        iss + 5001
+    );
+    // Partial ACK across the wrap, then a retransmission of what is left.
+    h.inject(". 1:1(0) ack 2001");
+    let rexmit = h.next_within(Duration::from_secs(3)).expect("RTO");
+    h.check(&rexmit, "P. 2001:3001(1000) ack 1");
+    h.inject(". 1:1(0) ack 5001");
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect("F. 5001:5001(0) ack 1");
+    h.inject("F. 1:1(0) ack 5002");
+    h.expect(". 5002:5002(0) ack 2");
+    assert_eq!(h.state(), State::TimeWait);
 }
