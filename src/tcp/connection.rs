@@ -52,8 +52,11 @@ pub const DEFAULT_PEER_MSS: u16 = 536;
 /// FIN-WAIT-2 waiting for the peer's FIN (Linux `tcp_fin_timeout`).
 pub const FIN_WAIT2_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The largest window a 16-bit window field can carry (no window scaling yet).
+/// The largest value of the 16-bit window field.
 const MAX_WINDOW: usize = 65535;
+
+/// The largest window scale shift (RFC 7323 §2.3).
+const MAX_WSCALE: u8 = 14;
 
 /// Minimum spacing of ACKs sent in answer to unacceptable segments that carry no data
 /// (pure ACKs, RSTs, SYNs): RFC 5961 §7 rate-limits challenge ACKs, and Linux
@@ -199,6 +202,15 @@ pub(crate) struct Connection {
 
     /// Both sides sent SACK-permitted (RFC 2018 §2).
     sack_ok: bool,
+    /// The window scale shift we offer on our SYN (RFC 7323 §2.2); only when the receive
+    /// buffer is larger than 65535 bytes.
+    wscale_offer: Option<u8>,
+    /// Window scaling is in effect (both SYNs carried the option).
+    wscale_ok: bool,
+    /// Shift applied to the windows we send (Rcv.Wind.Shift) and to those we receive
+    /// (Snd.Wind.Shift); both 0 unless `wscale_ok`.
+    rcv_wscale: u8,
+    snd_wscale: u8,
     /// The most recently received out-of-order range, reported first (RFC 2018 §4).
     last_ooo: Option<(SeqNum, SeqNum)>,
     /// Sender scoreboard: ranges above SND.UNA the peer reported as received, sorted and
@@ -255,6 +267,18 @@ impl Connection {
         passive: bool,
     ) -> Connection {
         let local_mss = config.mss.max(1);
+        let wscale_offer = (config.recv_buffer > MAX_WINDOW).then(|| {
+            let mut shift = 0u8;
+            while shift < MAX_WSCALE && (config.recv_buffer >> shift) > MAX_WINDOW {
+                shift += 1;
+            }
+            shift
+        });
+        let recv_cap = if wscale_offer.is_some() {
+            config.recv_buffer.min(MAX_WINDOW << MAX_WSCALE)
+        } else {
+            config.recv_buffer.clamp(1, MAX_WINDOW)
+        };
         Connection {
             local,
             remote,
@@ -279,7 +303,7 @@ impl Connection {
             local_mss,
             send_mss: local_mss.min(DEFAULT_PEER_MSS),
             send_buf: SendBuffer::new(config.send_buffer.max(1)),
-            recv_buf: RecvBuffer::new(config.recv_buffer.clamp(1, MAX_WINDOW)),
+            recv_buf: RecvBuffer::new(recv_cap),
             syn_acked: false,
             fin_queued: false,
             fin_acked: false,
@@ -290,6 +314,10 @@ impl Connection {
             retransmit_una: false,
             probe_needed: false,
             sack_ok: false,
+            wscale_offer,
+            wscale_ok: false,
+            rcv_wscale: 0,
+            snd_wscale: 0,
             last_ooo: None,
             sacked: Vec::new(),
             high_rxt: iss,
@@ -345,12 +373,36 @@ impl Connection {
         c.rcv.adv = c.rcv.nxt;
         c.set_peer_mss(seg.options.mss);
         c.sack_ok = seg.options.sack_permitted;
+        c.negotiate_wscale(seg.options.window_scale);
         c.snd.wnd = u32::from(seg.window);
         c.snd.max_wnd = c.snd.wnd;
         c.snd.wl1 = seg.seq;
         c.snd.wl2 = iss;
         log::debug!("{local} ↔ {remote}: LISTEN → SYN-RECEIVED on SYN");
         c
+    }
+
+    /// RFC 7323 §2.2: window scaling applies only if both SYNs carry the option.
+    fn negotiate_wscale(&mut self, peer: Option<u8>) {
+        if let (Some(ours), Some(theirs)) = (self.wscale_offer, peer) {
+            self.wscale_ok = true;
+            self.rcv_wscale = ours;
+            self.snd_wscale = theirs.min(MAX_WSCALE);
+        } else {
+            self.wscale_ok = false;
+            self.rcv_wscale = 0;
+            self.snd_wscale = 0;
+        }
+    }
+
+    /// The window a (non-SYN) segment advertises, in bytes (RFC 7323 §2.3).
+    fn seg_window(&self, seg: &Segment) -> u32 {
+        u32::from(seg.window) << self.snd_wscale
+    }
+
+    /// The largest window we can advertise.
+    fn max_rcv_window(&self) -> u32 {
+        (MAX_WINDOW as u32) << self.rcv_wscale
     }
 
     fn set_peer_mss(&mut self, mss: Option<u16>) {
@@ -588,14 +640,14 @@ impl Connection {
             return;
         }
         let current = self.current_rcv_wnd();
-        let free = self.recv_buf.window().min(MAX_WINDOW) as u32;
+        let free = self.recv_buf.window().min(self.max_rcv_window() as usize) as u32;
         if free.saturating_sub(current) >= self.window_update_threshold() {
             self.ack_needed = true;
         }
     }
 
     fn window_update_threshold(&self) -> u32 {
-        let half = (self.recv_buf.capacity().min(MAX_WINDOW) / 2) as u32;
+        let half = (self.recv_buf.capacity().min(self.max_rcv_window() as usize) / 2) as u32;
         half.min(u32::from(self.local_mss)).max(1)
     }
 
@@ -604,10 +656,13 @@ impl Connection {
         u32::try_from(self.rcv.adv.diff(self.rcv.nxt)).unwrap_or(0)
     }
 
-    /// The window to put in an outgoing segment; moves the advertised right edge.
-    fn advertise_window(&mut self) -> u16 {
+    /// The window field for an outgoing segment; moves the advertised right edge. A SYN's
+    /// window is never scaled (RFC 7323 §2.2).
+    fn advertise_window(&mut self, syn: bool) -> u16 {
+        let shift = if syn { 0 } else { self.rcv_wscale };
+        let max = (MAX_WINDOW as u32) << shift;
         let current = self.current_rcv_wnd();
-        let free = self.recv_buf.window().min(MAX_WINDOW) as u32;
+        let free = self.recv_buf.window().min(max as usize) as u32;
         // RFC 9293 §3.8.6.2.2 receiver SWS avoidance: only move the right edge by at least
         // min(buffer/2, MSS); and never move it left.
         let wnd = if free >= current.saturating_add(self.window_update_threshold()) {
@@ -615,9 +670,14 @@ impl Connection {
         } else {
             current
         };
-        let wnd = wnd.min(MAX_WINDOW as u32);
-        self.rcv.adv = self.rcv.nxt + wnd;
-        wnd as u16
+        let wnd = wnd.min(max);
+        let mut field = wnd >> shift;
+        // RFC 7323 §2.4: scaling rounds down; round up rather than shrink the window.
+        if (field << shift) < current && field < MAX_WINDOW as u32 {
+            field += 1;
+        }
+        self.rcv.adv = self.rcv.nxt + (field << shift);
+        field as u16
     }
 
     /// CLOSE (§3.10.4): the FIN follows all queued data.
@@ -723,6 +783,7 @@ impl Connection {
         self.rcv.adv = self.rcv.nxt;
         self.set_peer_mss(seg.options.mss);
         self.sack_ok = seg.options.sack_permitted;
+        self.negotiate_wscale(seg.options.window_scale);
         self.snd.wnd = u32::from(seg.window);
         self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
         self.snd.wl1 = seg.seq;
@@ -869,7 +930,7 @@ impl Connection {
         }
         if self.state == State::SynReceived {
             if seg.ack.gt(self.snd.una) && seg.ack.le(self.snd.max) {
-                self.snd.wnd = u32::from(seg.window);
+                self.snd.wnd = self.seg_window(seg);
                 self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
                 self.snd.wl1 = seg.seq;
                 self.snd.wl2 = seg.ack;
@@ -912,7 +973,7 @@ impl Connection {
             && data.is_empty()
             && !fin
             && !seg.flags.fin
-            && u32::from(seg.window) == old_wnd
+            && self.seg_window(seg) == old_wnd
             && old_wnd > 0
             && self.snd.max != self.snd.una
         {
@@ -960,7 +1021,7 @@ impl Connection {
         if seg.ack.ge(self.snd.una)
             && (self.snd.wl1.lt(seg.seq) || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack)))
         {
-            let wnd = u32::from(seg.window);
+            let wnd = self.seg_window(seg);
             if wnd > self.snd.wnd {
                 self.changed = true;
             }
@@ -1365,7 +1426,7 @@ impl Connection {
     }
 
     fn base_segment(&mut self, seq: SeqNum, flags: Flags) -> Segment {
-        let window = self.advertise_window();
+        let window = self.advertise_window(flags.syn);
         let mut options = TcpOptions::default();
         if flags.ack && self.sack_ok && self.recv_buf.has_out_of_order() {
             options.sack_blocks = self.sack_blocks();
@@ -1483,6 +1544,14 @@ impl Connection {
         // SYN, and accept it on the SYN-ACK only if the peer offered it.
         seg.options.mss = Some(self.local_mss);
         seg.options.sack_permitted = self.state == State::SynSent || self.sack_ok;
+        // RFC 7323 §2.2: offer window scaling on a SYN; answer it on the SYN-ACK.
+        seg.options.window_scale = if self.state == State::SynSent {
+            self.wscale_offer
+        } else if self.wscale_ok {
+            Some(self.rcv_wscale)
+        } else {
+            None
+        };
         self.snd.nxt = iss + 1;
         self.on_sent(iss, 1, now, stats);
         Some(seg)

@@ -1434,7 +1434,11 @@ mod tests {
     }
 
     fn bulk(loss: f64, size: usize, seed: u64) -> TcpStats {
-        let mut net = Net::new(Config::default());
+        bulk_with(Config::default(), loss, size, seed)
+    }
+
+    fn bulk_with(config: Config, loss: f64, size: usize, seed: u64) -> TcpStats {
+        let mut net = Net::new(config);
         net.rng = StdRng::seed_from_u64(seed);
         let (c, s, _) = net.connect();
         net.loss = loss;
@@ -1482,6 +1486,14 @@ mod tests {
         }
         // Most losses are repaired by fast retransmit, not by timeouts.
         assert!(fast >= 10, "fast retransmits: {fast}");
+        // And with window scaling (1 MiB buffers).
+        let big = Config {
+            recv_buffer: 1 << 20,
+            ..Config::default()
+        };
+        for seed in 0..3 {
+            bulk_with(big.clone(), 0.05, 1_000_000, seed);
+        }
     }
 
     #[test]
@@ -1835,5 +1847,46 @@ mod tests {
         assert_eq!(net.a.state(c2), State::Established);
         assert!(net.b.accept(l).is_some());
         assert_eq!(net.b.stats().time_wait_reclaimed, 1);
+    }
+
+    #[test]
+    fn window_scaling_with_large_buffers() {
+        let config = Config {
+            recv_buffer: 1 << 20,
+            ..Config::default()
+        };
+        let mut net = Net::new(config);
+        let (c, s, _) = net.connect();
+        let syn = &net.log[0].1;
+        assert_eq!(syn.options.window_scale, Some(5), "1 MiB >> 5 fits 16 bits");
+        assert_eq!(syn.window, 65535, "a SYN's window is never scaled");
+        let synack = &net.log[1].1;
+        assert_eq!(synack.options.window_scale, Some(5));
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut sent = 0;
+        let mut got = Vec::new();
+        let mut max_window_field = 0u32;
+        while got.len() < data.len() {
+            if sent < data.len() {
+                sent += net.a.send(c, &data[sent..], net.now).unwrap();
+            }
+            net.pump();
+            for (from_a, seg) in &net.log {
+                if !from_a && !seg.flags.syn {
+                    max_window_field = max_window_field.max(u32::from(seg.window));
+                }
+            }
+            net.log.clear();
+            got.extend(read_all(&mut net.b, s, net.now).0);
+            net.pump();
+        }
+        assert!(got == data);
+        // 1 MiB of window is advertised as 32768 << 5.
+        assert_eq!(max_window_field, 32768);
+        // Without large buffers nothing is offered, even if the peer offers.
+        let mut plain = Net::new(Config::default());
+        plain.connect();
+        assert_eq!(plain.log[0].1.options.window_scale, None);
+        assert_eq!(plain.log[1].1.options.window_scale, None);
     }
 }
