@@ -44,7 +44,8 @@ pub struct Config {
     pub mss: u16,
     /// Send buffer per connection, bytes.
     pub send_buffer: usize,
-    /// Receive buffer per connection, bytes (at most 65535 until window scaling).
+    /// Receive buffer per connection, bytes. Above 65535 window scaling (RFC 7323) is
+    /// offered; if the peer does not agree the window stays at most 65535.
     pub recv_buffer: usize,
     /// Maximum segment lifetime; TIME-WAIT lasts 2·MSL.
     pub msl: Duration,
