@@ -71,6 +71,9 @@ struct Scenario {
     /// The server releases its handle as soon as it has read the request and queued the
     /// whole response (the HTTP pattern): the orphaned TCB must still deliver it and close.
     release_early: bool,
+    /// Start the run at the moment that puts the client's ISN this far below 2^32, so
+    /// its sequence numbers wrap during the transfer.
+    client_isn_below_wrap: Option<u32>,
     /// Upper bound on virtual time.
     limit: Duration,
 }
@@ -96,6 +99,7 @@ impl Scenario {
             conns: 1,
             abort_after: None,
             release_early: false,
+            client_isn_below_wrap: None,
             limit: Duration::from_secs(600),
         }
     }
@@ -149,6 +153,7 @@ impl Scenario {
             conns: 1,
             abort_after: None,
             release_early: false,
+            client_isn_below_wrap: None,
             limit: Duration::from_secs(3600),
         }
         .with_random_conns(&mut r)
@@ -511,6 +516,7 @@ fn run(sc: &Scenario) -> Report {
         msl: Duration::from_millis(500),
         ..Config::default()
     };
+    let start = start_time(sc, &config);
     let unlimited = usize::MAX;
     let mut sides = [
         Side {
@@ -530,7 +536,7 @@ fn run(sc: &Scenario) -> Report {
             read_budget: unlimited,
         },
     ];
-    let mut now = Instant::ZERO;
+    let mut now = start;
     sides[1].listener = Some(
         sides[1]
             .tcp
@@ -552,8 +558,8 @@ fn run(sc: &Scenario) -> Report {
     let mut link = Link::new(sc);
     // TCP_SIM_TRACE=<seed> prints every segment of that seed's run (for bug reports).
     let trace = std::env::var("TCP_SIM_TRACE").ok() == Some(sc.seed.to_string());
-    let limit = Instant::ZERO + sc.limit;
-    let mut next_tick = sc.slow_read.map(|(_, every)| Instant::ZERO + every);
+    let limit = start + sc.limit;
+    let mut next_tick = sc.slow_read.map(|(_, every)| start + every);
     if let Some((chunk, _)) = sc.slow_read {
         for s in &mut sides {
             s.read_budget = chunk;
@@ -666,12 +672,32 @@ fn run(sc: &Scenario) -> Report {
         );
     }
     Report {
-        virtual_time: now - Instant::ZERO,
+        virtual_time: now - start,
         link: link.stats,
         retransmits: sides[0].tcp.stats().retransmits + sides[1].tcp.stats().retransmits,
         rto_expirations: sides[0].tcp.stats().rto_expirations
             + sides[1].tcp.stats().rto_expirations,
     }
+}
+
+/// When the run starts: zero, or (for `client_isn_below_wrap`) the instant at which the
+/// client's clock-driven ISN (RFC 6528: M + F(4-tuple, secret), M a 4 µs timer) is that
+/// far below 2^32. A probe endpoint with the same seed learns F by connecting at zero.
+fn start_time(sc: &Scenario, config: &Config) -> Instant {
+    let Some(below) = sc.client_isn_below_wrap else {
+        return Instant::ZERO;
+    };
+    let mut probe = Tcp::new(config.clone(), sc.seed.wrapping_add(100));
+    probe
+        .connect(
+            SocketAddrV4::new(CLIENT, 0),
+            SocketAddrV4::new(SERVER, PORT),
+            Instant::ZERO,
+        )
+        .expect("connect");
+    let syn = probe.poll_transmit(Instant::ZERO).expect("SYN").segment;
+    let ticks = (u32::MAX - below).wrapping_sub(syn.seq.0);
+    Instant::from_micros(4 * u64::from(ticks))
 }
 
 fn describe(sides: &[Side; 2]) -> String {
@@ -864,6 +890,20 @@ fn jitter_without_loss_causes_no_timeouts() {
         };
         let r = run(&sc);
         assert_eq!(r.rto_expirations, 0, "seed {seed}: {r:?}");
+    }
+}
+
+#[test]
+fn sequence_numbers_wrap_mid_transfer() {
+    // The client's sequence numbers cross 2^32 a few hundred KB into a lossy transfer.
+    for seed in 50..53u64 {
+        let sc = Scenario {
+            client_isn_below_wrap: Some(300_000),
+            loss: 0.05,
+            reorder: 0.05,
+            ..Scenario::clean(seed, mb())
+        };
+        run(&sc);
     }
 }
 
