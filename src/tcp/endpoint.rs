@@ -1890,4 +1890,12 @@ mod tests {
         assert_eq!(plain.log[0].1.options.window_scale, None);
         assert_eq!(plain.log[1].1.options.window_scale, None);
     }
+
+    #[test]
+    #[ignore = "throughput measurement: cargo test --release --lib throughput -- --ignored --nocapture"]
+    fn throughput() {
+        let t = std::time::Instant::now();
+        bulk(0.0, 200_000_000, 1);
+        eprintln!("200 MB in {:?} wall time", t.elapsed());
+    }
 }
