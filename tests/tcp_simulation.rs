@@ -914,7 +914,7 @@ fn many_seeds_random_hostile_links() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
-    let bytes = mb();
+    let bytes = mb() / 2;
     let mut total = Duration::ZERO;
     let mut failed = Vec::new();
     for seed in 1000..1000 + seeds {
