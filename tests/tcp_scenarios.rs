@@ -2204,3 +2204,63 @@ fn our_sequence_numbers_wrap() {
     h.expect(". 5002:5002(0) ack 2");
     assert_eq!(h.state(), State::TimeWait);
 }
+
+/// RFC 7323 §2: with a receive buffer above 64 KiB we offer the smallest shift that fits
+/// it; when both SYNs carry the option, our windows are sent shifted and the peer's are
+/// read shifted. SYN windows are never scaled (§2.2).
+#[test]
+fn window_scaling_both_directions() {
+    let buf = 1usize << 20;
+    let mut h = H::new(Config {
+        recv_buffer: buf,
+        ..config()
+    });
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("S 0:0(0) win 65535 <mss 1000,wscale 7>");
+    // 1 MiB >> 5 = 32768 is the first that fits in 16 bits.
+    h.expect_now("S. 0:0(0) ack 1 win 65535 <wscale 5>");
+    // Peer window 16 << 7 = 2048 bytes.
+    h.inject(". 1:1(0) ack 1 win 16");
+    h.conn = Some(h.tcp.accept(h.listener.unwrap()).expect("accept"));
+    h.inject("P. 1:1001(1000) ack 1 win 16");
+    let ack = h.expect(". 1:1(0) ack 1001");
+    let want = (buf - 1000) >> 5;
+    assert!(
+        (ack.window as usize).abs_diff(want) <= 1,
+        "window field {} (expected (1 MiB - 1000) >> 5 = {want})",
+        ack.window
+    );
+    assert_eq!(h.send(&[5u8; 5000]), 5000);
+    let mut sent = 0;
+    while let Some(seg) = h.next_within(Duration::ZERO) {
+        sent += seg.payload.len();
+    }
+    assert_eq!(sent, 2000, "two full segments fit in 2048 bytes");
+}
+
+/// RFC 7323 §2.2: if the peer's SYN has no window scale option, neither side scales,
+/// whatever our buffer size; the window field never exceeds 65535.
+#[test]
+fn no_window_scaling_without_peer_option() {
+    let mut h = H::new(Config {
+        recv_buffer: 1 << 20,
+        ..config()
+    });
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("S 0:0(0) win 65535 <mss 1000>");
+    let synack = h.expect_now("S. 0:0(0) ack 1 win 65535");
+    assert_eq!(synack.options.window_scale, None);
+    h.inject(". 1:1(0) ack 1 win 3000");
+    h.conn = Some(h.tcp.accept(h.listener.unwrap()).expect("accept"));
+    h.inject("P. 1:1001(1000) ack 1 win 3000");
+    // 65535, or 65535 - 1000 if unscaled windows treat the buffer as 64 KiB: both keep
+    // the right edge from moving left.
+    let ack = h.expect(". 1:1(0) ack 1001");
+    assert!((64_535..=65_535).contains(&ack.window), "{ack}");
+    assert_eq!(h.send(&[5u8; 5000]), 5000);
+    let mut sent = 0;
+    while let Some(seg) = h.next_within(Duration::ZERO) {
+        sent += seg.payload.len();
+    }
+    assert_eq!(sent, 3000, "the peer's window is read unscaled");
+}

@@ -57,6 +57,8 @@ struct Scenario {
     s2c: usize,
     /// Receive buffer of both endpoints.
     recv_buffer: usize,
+    /// The server's receive buffer, if different (window scaling on one side only).
+    server_recv_buffer: Option<usize>,
     /// MSS both endpoints announce.
     mss: u16,
     /// Tail loss probes (RFC 8985) on both endpoints.
@@ -93,6 +95,7 @@ impl Scenario {
             c2s: bytes,
             s2c: bytes,
             recv_buffer: 65535,
+            server_recv_buffer: None,
             mss: 1460,
             tlp: true,
             slow_read: None,
@@ -138,7 +141,12 @@ impl Scenario {
             queue: r.random_range(8..128),
             c2s: bytes,
             s2c: bytes,
-            recv_buffer: [1000, 4096, 16384, 65535][r.random_range(0..4)],
+            recv_buffer: [1000, 4096, 16384, 65535, 1 << 20][r.random_range(0..5)],
+            server_recv_buffer: if r.random_bool(0.2) {
+                Some([4096, 65535, 1 << 20][r.random_range(0..3)])
+            } else {
+                None
+            },
             mss: [536, 1000, 1460][r.random_range(0..3)],
             tlp: r.random_bool(0.7),
             slow_read: if r.random_bool(0.25) {
@@ -506,6 +514,9 @@ struct Report {
     link: LinkStats,
     retransmits: u64,
     rto_expirations: u64,
+    /// When every byte had been received on both sides (before the closing handshakes
+    /// and TIME-WAIT).
+    transfer_time: Duration,
 }
 
 fn run(sc: &Scenario) -> Report {
@@ -529,7 +540,13 @@ fn run(sc: &Scenario) -> Report {
         },
         Side {
             name: "server",
-            tcp: Tcp::new(config, sc.seed.wrapping_add(200)),
+            tcp: Tcp::new(
+                Config {
+                    recv_buffer: sc.server_recv_buffer.unwrap_or(sc.recv_buffer),
+                    ..config
+                },
+                sc.seed.wrapping_add(200),
+            ),
             addr: SERVER,
             listener: None,
             streams: Vec::new(),
@@ -566,6 +583,7 @@ fn run(sc: &Scenario) -> Report {
         }
     }
     let mut iterations: u64 = 0;
+    let mut transfer_done = None;
     loop {
         iterations += 1;
         assert!(
@@ -585,6 +603,14 @@ fn run(sc: &Scenario) -> Report {
                 }
                 link.send(now, 1 - i, t.src, t.dst, bytes);
             }
+        }
+        if transfer_done.is_none()
+            && sides.iter().all(|s| {
+                s.streams.len() == sc.conns
+                    && s.streams.iter().all(|st| st.received == st.expect.len())
+            })
+        {
+            transfer_done = Some(now);
         }
         if sides.iter().all(|s| s.done(sc.conns)) {
             break;
@@ -673,6 +699,7 @@ fn run(sc: &Scenario) -> Report {
     }
     Report {
         virtual_time: now - start,
+        transfer_time: transfer_done.unwrap_or(now) - start,
         link: link.stats,
         retransmits: sides[0].tcp.stats().retransmits + sides[1].tcp.stats().retransmits,
         rto_expirations: sides[0].tcp.stats().rto_expirations
@@ -902,6 +929,39 @@ fn sequence_numbers_wrap_mid_transfer() {
             loss: 0.05,
             reorder: 0.05,
             ..Scenario::clean(seed, mb())
+        };
+        run(&sc);
+    }
+}
+
+#[test]
+fn window_scaling_long_fat_pipe() {
+    // 1 MiB buffers over a 100 ms RTT at 20 MB/s: only window scaling (RFC 7323) lets more
+    // than 64 KiB be in flight, so the transfer must be much faster than 64 KiB per RTT.
+    let bytes = 2 * mb();
+    let sc = Scenario {
+        recv_buffer: 1 << 20,
+        delay: Duration::from_millis(50),
+        rate: Some(20_000_000),
+        queue: 1000,
+        ..Scenario::clean(11, bytes)
+    };
+    let r = run(&sc);
+    let unscaled = Duration::from_secs_f64(bytes as f64 / (65_535.0 / 0.1));
+    assert!(
+        r.transfer_time < unscaled / 2,
+        "took {:?}; 64 KiB windows alone would need {unscaled:?}",
+        r.transfer_time
+    );
+    // One side scales, the other does not; and with loss.
+    for (seed, server) in [(12, 65_535), (13, 4096), (14, 1 << 20)] {
+        let sc = Scenario {
+            recv_buffer: 1 << 20,
+            server_recv_buffer: Some(server),
+            delay: Duration::from_millis(30),
+            loss: 0.02,
+            reorder: 0.02,
+            ..Scenario::clean(seed, mb() / 2)
         };
         run(&sc);
     }
