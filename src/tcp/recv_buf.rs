@@ -1,34 +1,6 @@
 //! The receive buffer: in-order bytes waiting for the application, plus out-of-order
 //! bytes held until the gap before them is filled (reassembly).
 //!
-//! RFC 9293 §3.3.1 receive sequence space:
-//!
-//! ```text
-//!                        1          2          3
-//!                    ----------|----------|----------
-//!                           RCV.NXT    RCV.NXT
-//!                                     +RCV.WND
-//!
-//!         1 - old sequence numbers that have been acknowledged
-//!         2 - sequence numbers allowed for new reception
-//!         3 - future sequence numbers that are not yet allowed
-//! ```
-//!
-//! How the buffer maps onto it:
-//!
-//! ```text
-//!   storage (ring, `capacity` bytes)
-//!   +-----------------+------------------------------------------------+
-//!   | readable        |  window = capacity - readable                  |
-//!   | (acked, unread) |  [gap][held][gap][held]........                |
-//!   +-----------------+------------------------------------------------+
-//!   ^ head            ^ offset 0 = RCV.NXT                             ^ RCV.NXT+RCV.WND
-//! ```
-//!
-//! Bytes that arrive at offset 0 become readable at once, together with any held range
-//! they now touch; RCV.NXT advances by that amount. Held ranges are a small sorted list
-//! (like smoltcp's `Assembler`), bounded so a peer cannot make us track unbounded state.
-//!
 //! Memory is allocated lazily: the ring grows (doubling) up to the capacity as data needs
 //! it and is freed whenever the application has read everything and nothing is held, so
 //! an idle connection costs no buffer memory.
@@ -41,7 +13,36 @@ const MIN_ALLOCATION: usize = 4096;
 pub const MAX_HELD_RANGES: usize = 16;
 
 /// In-order data for the application and out-of-order data held for reassembly, in one
-/// fixed-capacity ring buffer. Offsets in the API count from RCV.NXT.
+/// bounded ring buffer. Offsets in the API count from RCV.NXT.
+///
+/// RFC 9293 §3.3.1 receive sequence space:
+///
+/// ```text
+///                        1          2          3
+///                    ----------|----------|----------
+///                           RCV.NXT    RCV.NXT
+///                                     +RCV.WND
+///
+///         1 - old sequence numbers that have been acknowledged
+///         2 - sequence numbers allowed for new reception
+///         3 - future sequence numbers that are not yet allowed
+/// ```
+///
+/// How the buffer maps onto it:
+///
+/// ```text
+///   storage (ring, `capacity` bytes)
+///   +-----------------+------------------------------------------------+
+///   | readable        |  window = capacity - readable                  |
+///   | (acked, unread) |  [gap][held][gap][held]........                |
+///   +-----------------+------------------------------------------------+
+///   ^ head            ^ offset 0 = RCV.NXT                             ^ RCV.NXT+RCV.WND
+/// ```
+///
+/// Bytes that arrive at offset 0 become readable at once, together with any held range
+/// they now touch; RCV.NXT advances by that amount. Held ranges are a small sorted list
+/// (like smoltcp's `Assembler`), bounded so a peer cannot make us track unbounded state.
+///
 #[derive(Clone, Debug)]
 pub struct RecvBuffer {
     /// The ring; its length is what is allocated now (at most `capacity`).

@@ -1,20 +1,5 @@
 //! The send buffer: bytes the application wrote that the peer has not acknowledged yet.
 //!
-//! Its front is SND.UNA. Bytes before SND.NXT have been sent at least once and are kept
-//! for retransmission; bytes after it are waiting for window (RFC 9293 §3.3.1):
-//!
-//! ```text
-//!                    1         2          3          4
-//!               ----------|----------|----------|----------
-//!                      SND.UNA    SND.NXT    SND.UNA
-//!                                           +SND.WND
-//!
-//!         1 - old sequence numbers that have been acknowledged   (already consumed)
-//!         2 - sequence numbers of unacknowledged data            (buffer offsets 0..)
-//!         3 - sequence numbers allowed for new data transmission
-//!         4 - future sequence numbers that are not yet allowed
-//! ```
-//!
 //! Offsets given to [`SendBuffer::peek`] count from SND.UNA. The storage is a ring buffer
 //! allocated lazily: it grows (doubling) up to the capacity as data is written, and is
 //! freed whenever everything has been acknowledged, so ten thousand idle connections cost
@@ -22,6 +7,22 @@
 //! acknowledgments do not allocate.
 
 /// Unacknowledged outgoing bytes, a bounded ring buffer whose front is SND.UNA.
+///
+/// Its front is SND.UNA. Bytes before SND.NXT have been sent at least once and are kept
+/// for retransmission; bytes after it are waiting for window (RFC 9293 §3.3.1):
+///
+/// ```text
+///                    1         2          3          4
+///               ----------|----------|----------|----------
+///                      SND.UNA    SND.NXT    SND.UNA
+///                                           +SND.WND
+///
+///         1 - old sequence numbers that have been acknowledged   (already consumed)
+///         2 - sequence numbers of unacknowledged data            (buffer offsets 0..)
+///         3 - sequence numbers allowed for new data transmission
+///         4 - future sequence numbers that are not yet allowed
+/// ```
+///
 #[derive(Clone, Debug)]
 pub struct SendBuffer {
     /// The ring; its length is what is allocated now (at most `capacity`).
