@@ -1005,3 +1005,281 @@ fn many_seeds_random_hostile_links() {
         "failing seeds {failed:?} (rerun one with TCP_SIM_TRACE=<seed> -- --nocapture)"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Chaos: applications that shut down, release and abort at random moments
+// ---------------------------------------------------------------------------------------
+
+/// What one application does with its connection.
+#[derive(Clone, Copy, Debug)]
+enum Plan {
+    /// Write everything, shut down, read to EOF, release when CLOSED.
+    Normal,
+    /// Shut down writing at a random moment (possibly before everything was written).
+    ShutdownAt(Instant),
+    /// Drop the handle at a random moment (unread data → RST, else FIN).
+    ReleaseAt(Instant),
+    /// ABORT at a random moment.
+    AbortAt(Instant),
+}
+
+struct ChaosStream {
+    conn: ConnId,
+    port: u16,
+    to_send: Vec<u8>,
+    sent: usize,
+    expect: Vec<u8>,
+    received: usize,
+    plan: Plan,
+    /// The application gives up at this moment whatever happened (an idle timeout).
+    give_up: Instant,
+    shut: bool,
+    eof: bool,
+    released: bool,
+}
+
+impl ChaosStream {
+    fn step(&mut self, tcp: &mut Tcp, now: Instant) {
+        if self.released {
+            return;
+        }
+        let c = self.conn;
+        let release = |s: &mut ChaosStream, tcp: &mut Tcp| {
+            tcp.release(s.conn, now);
+            s.released = true;
+        };
+        match self.plan {
+            Plan::AbortAt(t) if now >= t => {
+                tcp.abort(c, now);
+                assert_eq!(tcp.state(c), State::Closed);
+                return release(self, tcp);
+            }
+            Plan::ReleaseAt(t) if now >= t => return release(self, tcp),
+            Plan::ShutdownAt(t) if now >= t && !self.shut => {
+                tcp.shutdown(c, now);
+                self.shut = true;
+            }
+            _ => {}
+        }
+        if now >= self.give_up {
+            return release(self, tcp);
+        }
+        while !self.shut && self.sent < self.to_send.len() {
+            match tcp.send(c, &self.to_send[self.sent..], now) {
+                Ok(0) | Err(TcpError::WouldBlock) => break,
+                Ok(n) => self.sent += n,
+                // The connection died (reset, timed out...): the application notices.
+                Err(_) => return release(self, tcp),
+            }
+        }
+        if matches!(self.plan, Plan::Normal) && self.sent == self.to_send.len() && !self.shut {
+            tcp.shutdown(c, now);
+            self.shut = true;
+        }
+        let mut buf = [0u8; 4096];
+        while !self.eof {
+            match tcp.recv(c, &mut buf, now) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    let end = self.received + n;
+                    assert!(
+                        end <= self.expect.len() && buf[..n] == self.expect[self.received..end],
+                        "[{}] received bytes are not a prefix of what the peer wrote",
+                        self.port
+                    );
+                    self.received = end;
+                }
+                Err(TcpError::WouldBlock) => break,
+                Err(_) => return release(self, tcp),
+            }
+        }
+        if tcp.state(c) == State::Closed || (self.eof && self.shut) {
+            release(self, tcp);
+        }
+    }
+}
+
+fn chaos_plan(r: &mut StdRng, now: Instant) -> Plan {
+    let at = now + Duration::from_millis(r.random_range(0..3000));
+    match r.random_range(0..5) {
+        0 => Plan::ShutdownAt(at),
+        1 => Plan::ReleaseAt(at),
+        2 => Plan::AbortAt(at),
+        _ => Plan::Normal,
+    }
+}
+
+/// Runs one chaos seed; returns (connections opened, virtual time to drain).
+fn chaos(seed: u64) -> (usize, Duration) {
+    let mut r = StdRng::seed_from_u64(seed);
+    let mut sc = Scenario::random(seed, 0);
+    sc.slow_read = None;
+    let config = Config {
+        recv_buffer: sc.recv_buffer,
+        msl: Duration::from_millis(500),
+        max_retransmits: 6,
+        ..Config::default()
+    };
+    let mut client = Tcp::new(config.clone(), seed + 1);
+    let mut server = Tcp::new(config, seed + 2);
+    let listener = server
+        .listen(SocketAddrV4::new(SERVER, PORT), 16)
+        .expect("listen");
+    let mut link = Link::new(&sc);
+    let mut now = Instant::ZERO;
+    let n = r.random_range(4..12);
+    let mut opens: Vec<Instant> = (0..n)
+        .map(|_| Instant::from_millis(r.random_range(0..5000)))
+        .collect();
+    opens.sort();
+    let mut streams: [Vec<ChaosStream>; 2] = [Vec::new(), Vec::new()];
+    let limit = Instant::from_secs(4 * 3600);
+    let mut iterations = 0u64;
+    loop {
+        iterations += 1;
+        assert!(iterations < 5_000_000, "chaos seed {seed}: spins");
+        while opens.first().is_some_and(|&t| t <= now) {
+            opens.remove(0);
+            if let Ok(c) = client.connect(
+                SocketAddrV4::new(CLIENT, 0),
+                SocketAddrV4::new(SERVER, PORT),
+                now,
+            ) {
+                let port = client.local_addr(c).port();
+                let (c2s, s2c) = chaos_payloads(seed, port);
+                streams[0].push(ChaosStream {
+                    conn: c,
+                    port,
+                    to_send: c2s,
+                    sent: 0,
+                    expect: s2c,
+                    received: 0,
+                    plan: chaos_plan(&mut r, now),
+                    give_up: now + Duration::from_secs(120),
+                    shut: false,
+                    eof: false,
+                    released: false,
+                });
+            }
+        }
+        while let Some(c) = server.accept(listener) {
+            let port = server.peer_addr(c).port();
+            let (c2s, s2c) = chaos_payloads(seed, port);
+            streams[1].push(ChaosStream {
+                conn: c,
+                port,
+                to_send: s2c,
+                sent: 0,
+                expect: c2s,
+                received: 0,
+                plan: chaos_plan(&mut r, now),
+                give_up: now + Duration::from_secs(120),
+                shut: false,
+                eof: false,
+                released: false,
+            });
+        }
+        for st in &mut streams[0] {
+            st.step(&mut client, now);
+        }
+        for st in &mut streams[1] {
+            st.step(&mut server, now);
+        }
+        for (i, tcp) in [&mut client, &mut server].into_iter().enumerate() {
+            while let Some(t) = tcp.poll_transmit(now) {
+                let bytes = t.segment.emit(t.src, t.dst);
+                link.send(now, 1 - i, t.src, t.dst, bytes);
+            }
+        }
+        let all_released = opens.is_empty() && streams.iter().flatten().all(|s| s.released);
+        if all_released && client.connection_count() == 0 && server.connection_count() == 0 {
+            break;
+        }
+        let app_deadline = streams
+            .iter()
+            .flatten()
+            .filter(|s| !s.released)
+            .flat_map(|s| {
+                let plan_at = match s.plan {
+                    Plan::ShutdownAt(t) if !s.shut => Some(t),
+                    Plan::ReleaseAt(t) | Plan::AbortAt(t) => Some(t),
+                    _ => None,
+                };
+                [plan_at, Some(s.give_up)]
+            })
+            .flatten()
+            .filter(|&t| t > now)
+            .min();
+        let next = [
+            link.next_at(),
+            client.poll_at(),
+            server.poll_at(),
+            opens.first().copied(),
+            app_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(next) = next else {
+            panic!(
+                "chaos seed {seed}: stuck at {now:?} with TCBs left: client {:?} server {:?}",
+                client.connection_states(),
+                server.connection_states()
+            );
+        };
+        now = now.max(next);
+        assert!(
+            now <= limit,
+            "chaos seed {seed}: TCBs never freed: client {:?} server {:?}",
+            client.connection_states(),
+            server.connection_states()
+        );
+        while let Some(p) = link.pop_due(now) {
+            if let Ok(seg) = Segment::parse(p.src, p.dst, &p.bytes) {
+                let tcp = if p.to == 0 { &mut client } else { &mut server };
+                tcp.on_segment(p.src, p.dst, &seg, now);
+            }
+        }
+        for tcp in [&mut client, &mut server] {
+            if tcp.poll_at().is_some_and(|at| at <= now) {
+                tcp.handle_timeout(now);
+            }
+        }
+    }
+    if std::env::var("TCP_SIM_VERBOSE").is_ok() {
+        let moved: usize = streams.iter().flatten().map(|s| s.received).sum();
+        let complete = streams
+            .iter()
+            .flatten()
+            .filter(|s| s.eof && s.received == s.expect.len())
+            .count();
+        eprintln!(
+            "chaos seed {seed}: {n} connections, {} streams, {complete} complete, {moved} bytes, drained after {:?}",
+            streams[0].len() + streams[1].len(),
+            now - Instant::ZERO
+        );
+    }
+    (n, now - Instant::ZERO)
+}
+
+fn chaos_payloads(seed: u64, port: u16) -> (Vec<u8>, Vec<u8>) {
+    let key = seed.wrapping_mul(7_919) ^ u64::from(port) << 24;
+    let mut r = StdRng::seed_from_u64(key);
+    let (a, b) = (r.random_range(0..100_000), r.random_range(0..100_000));
+    (payload(key ^ 1, a), payload(key ^ 2, b))
+}
+
+#[test]
+fn chaos_random_shutdown_release_abort_frees_everything() {
+    // Every TCB on both sides is freed in the end, whatever the applications did and
+    // whatever the link lost; nothing received is ever anything but a prefix of what
+    // was sent.
+    // TCP_SIM_SEEDS=<n> runs more seeds here too.
+    let seeds: u64 = std::env::var("TCP_SIM_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    for seed in 500..500 + seeds {
+        chaos(seed);
+    }
+}
