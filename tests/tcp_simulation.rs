@@ -73,6 +73,9 @@ struct Scenario {
     /// The server releases its handle as soon as it has read the request and queued the
     /// whole response (the HTTP pattern): the orphaned TCB must still deliver it and close.
     release_early: bool,
+    /// Both sides open actively at the same moment (RFC 9293 §3.5 figure 8), one
+    /// connection between fixed ports, instead of client → listener.
+    simultaneous_open: bool,
     /// Start the run at the moment that puts the client's ISN this far below 2^32, so
     /// its sequence numbers wrap during the transfer.
     client_isn_below_wrap: Option<u32>,
@@ -103,6 +106,7 @@ impl Scenario {
             abort_after: None,
             release_early: false,
             client_isn_below_wrap: None,
+            simultaneous_open: false,
             limit: Duration::from_secs(600),
         }
     }
@@ -162,6 +166,7 @@ impl Scenario {
             abort_after: None,
             release_early: false,
             client_isn_below_wrap: None,
+            simultaneous_open: false,
             limit: Duration::from_secs(3600),
         }
         .with_random_conns(&mut r)
@@ -554,13 +559,24 @@ fn run(sc: &Scenario) -> Report {
         },
     ];
     let mut now = start;
-    sides[1].listener = Some(
-        sides[1]
-            .tcp
-            .listen(SocketAddrV4::new(SERVER, PORT), 64)
-            .expect("listen"),
-    );
-    for _ in 0..sc.conns {
+    if sc.simultaneous_open {
+        let (a, b) = (
+            SocketAddrV4::new(CLIENT, 50_000),
+            SocketAddrV4::new(SERVER, PORT),
+        );
+        let c = sides[0].tcp.connect(a, b, now).expect("connect a → b");
+        sides[0].streams.push(Stream::new(c, a.port(), sc, true));
+        let c = sides[1].tcp.connect(b, a, now).expect("connect b → a");
+        sides[1].streams.push(Stream::new(c, a.port(), sc, false));
+    } else {
+        sides[1].listener = Some(
+            sides[1]
+                .tcp
+                .listen(SocketAddrV4::new(SERVER, PORT), 64)
+                .expect("listen"),
+        );
+    }
+    for _ in 0..if sc.simultaneous_open { 0 } else { sc.conns } {
         let c = sides[0]
             .tcp
             .connect(
@@ -962,6 +978,24 @@ fn window_scaling_long_fat_pipe() {
             loss: 0.02,
             reorder: 0.02,
             ..Scenario::clean(seed, mb() / 2)
+        };
+        run(&sc);
+    }
+}
+
+#[test]
+fn simultaneous_open_over_a_lossy_link() {
+    // Both ends connect to each other at once: SYNs cross, both go SYN-SENT →
+    // SYN-RECEIVED → ESTABLISHED, then transfer and close — with loss, duplication and
+    // reordering hitting the handshake too.
+    for seed in 60..72u64 {
+        let sc = Scenario {
+            simultaneous_open: true,
+            loss: 0.1,
+            dup: 0.05,
+            reorder: 0.1,
+            jitter: Duration::from_millis(10),
+            ..Scenario::clean(seed, 64 * 1024)
         };
         run(&sc);
     }
