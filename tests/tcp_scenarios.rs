@@ -37,13 +37,14 @@
 //! | ESTABLISHED → FIN-WAIT-1 → FIN-WAIT-2 → TIME-WAIT → CLOSED (2·MSL) | `active_close_through_fin_wait_and_time_wait`, `fin_is_retransmitted` |
 //! | FIN-WAIT-1 → CLOSING → TIME-WAIT; FIN-WAIT-1 → TIME-WAIT | `simultaneous_close_through_closing`, `fin_wait1_fin_ack_goes_to_time_wait` |
 //! | ESTABLISHED → CLOSE-WAIT → LAST-ACK → CLOSED | `passive_close_through_close_wait_and_last_ack`, `last_ack_fin_retransmitted_until_acked`, `fin_with_data`, `out_of_order_fin_waits_for_the_data` |
-//! | TIME-WAIT re-ACKs a FIN and restarts 2·MSL | `time_wait_reacks_retransmitted_fin` |
+//! | TIME-WAIT re-ACKs a FIN and restarts 2·MSL; new SYN above the old space (RFC 6191) | `time_wait_reacks_retransmitted_fin`, `time_wait_accepts_a_new_syn_above_the_old_sequence_space` |
 //! | §3.10.7.1 RST for segments to no connection | `rst_for_syn_to_closed_port`, `rst_for_segments_to_no_connection`, `close_listener_resets_half_open_and_refuses_new_syns` |
 //! | §3.10.7.4 RST on a connection; RFC 5961 out-of-window RST, challenge ACK | `rst_in_established_resets`, `rst_in_close_wait_and_fin_wait2`, `rst_out_of_window_is_ignored`, `syn_in_established_gets_challenge_ack` |
 //! | §3.10.5 ABORT; release with unread data | `abort_sends_rst`, `release_with_unread_data_sends_rst`, `release_after_reading_sends_fin` |
 //! | §3.10.7.4 acceptability: duplicates, out of window, ACK of unsent data, probes | `duplicate_segment_is_reacked`, `out_of_window_segment_acked_and_dropped`, `ack_of_unsent_data_is_answered_and_dropped`, `old_zero_length_probe_is_acked`, `zero_window_probe_with_data_is_acked_not_accepted` |
 //! | reassembly, immediate dup ACK (RFC 5681 §4.2) | `out_of_order_segments_reassembled_and_dup_acked`, `overlapping_segments_delivered_once` |
 //! | §3.8.6.3 delayed ACK bounds | `ack_every_second_full_segment_and_delay_bound` |
+//! | RFC 7323 window scaling | `window_scaling_both_directions`, `no_window_scaling_without_peer_option`, `window_scale_negotiation_is_consistent` |
 //! | §3.7.1 MSS option, default 536 | `mss_option_honoured`, `default_mss_without_option_is_536`, `tiny_peer_mss_is_survivable` |
 //! | RFC 6298 RTO: min, backoff, samples, Karn, give-up | `rto_retransmission_with_exponential_backoff`, `rto_after_rtt_samples_follows_rfc6298`, `karn_no_rtt_sample_from_retransmission`, `max_retransmits_times_out` |
 //! | go-back-N pure ACKs carry SND.MAX | `pure_ack_after_rto_carries_snd_max`, `pure_ack_during_go_back_n_carries_snd_max` |
@@ -2263,4 +2264,37 @@ fn no_window_scaling_without_peer_option() {
         sent += seg.payload.len();
     }
     assert_eq!(sent, 3000, "the peer's window is read unscaled");
+}
+
+/// RFC 6191 / RFC 9293 §3.10.7.4 (TIME-WAIT): a new SYN for the same 4-tuple whose
+/// sequence number is beyond the old connection's RCV.NXT starts a new incarnation
+/// instead of waiting out 2·MSL; its data is not mixed with the old connection's.
+#[test]
+fn time_wait_accepts_a_new_syn_above_the_old_sequence_space() {
+    let mut h = H::new(config());
+    h.passive_open();
+    let l = h.listener.unwrap();
+    h.inject("P. 1:11(10) ack 1");
+    h.expect(". 1:1(0) ack 11");
+    assert_eq!(h.read_all(), pattern_range(0, 10));
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 11");
+    h.inject("F. 11:11(0) ack 2");
+    h.expect(". 2:2(0) ack 12");
+    assert_eq!(h.state(), State::TimeWait);
+    let old = h.conn();
+    // The same client port reconnects at once with a larger ISN.
+    h.now += ms(100);
+    h.irs = h.irs + 100_000;
+    h.iss = None;
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect("S. 0:0(0) ack 1");
+    h.inject(". 1:1(0) ack 1");
+    let new = h.tcp.accept(l).expect("the new incarnation is accepted");
+    assert_ne!(new, old);
+    h.conn = Some(new);
+    assert_eq!(h.state(), State::Established);
+    h.inject("P. 1:6(5) ack 1");
+    h.expect(". 1:1(0) ack 6");
+    assert_eq!(h.read_all(), pattern_range(0, 5));
 }
