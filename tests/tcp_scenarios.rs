@@ -2285,7 +2285,7 @@ fn time_wait_accepts_a_new_syn_above_the_old_sequence_space() {
     let old = h.conn();
     // The same client port reconnects at once with a larger ISN.
     h.now += ms(100);
-    h.irs = h.irs + 100_000;
+    h.irs += 100_000;
     h.iss = None;
     h.inject("S 0:0(0) win 65535 <mss 1460>");
     h.expect("S. 0:0(0) ack 1");
