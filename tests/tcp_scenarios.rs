@@ -213,7 +213,12 @@ impl H {
     fn build(&self, line: &str) -> Segment {
         let s = spec(line);
         let iss = self.iss.unwrap_or_default();
-        let data_off = s.seq.wrapping_sub(1) as usize;
+        // Data on a SYN starts right after it, at stream offset 0.
+        let data_off = if s.flags.syn {
+            0
+        } else {
+            s.seq.wrapping_sub(1) as usize
+        };
         let payload = if s.len == 0 {
             Vec::new()
         } else {
@@ -2297,4 +2302,39 @@ fn time_wait_accepts_a_new_syn_above_the_old_sequence_space() {
     h.inject("P. 1:6(5) ack 1");
     h.expect(". 1:1(0) ack 6");
     assert_eq!(h.read_all(), pattern_range(0, 5));
+}
+
+/// RFC 9293 §3.10.7.2: data on a SYN may be queued until ESTABLISHED (or dropped and
+/// retransmitted by the peer); either way the application gets it exactly once.
+#[test]
+fn data_on_syn_delivered_exactly_once() {
+    let mut h = H::new(config());
+    let l = h.tcp.listen(h.us, 8).expect("listen");
+    // "S 0:10(10)": SYN at 0, data 1..11.
+    let mut syn = h.build("S 0:0(0) win 65535 <mss 1460>");
+    syn.payload = pattern_range(0, 10);
+    h.inject_seg(&syn);
+    let synack = h.expect_now("S. 0:0(0)");
+    let queued = synack.ack == h.irs + 11;
+    assert!(
+        queued || synack.ack == h.irs + 1,
+        "SYN-ACK acknowledges the SYN (and maybe its data): {synack}"
+    );
+    let ack_line = if queued {
+        ". 11:11(0) ack 1"
+    } else {
+        ". 1:1(0) ack 1"
+    };
+    h.inject(ack_line);
+    h.conn = Some(h.tcp.accept(l).expect("accept"));
+    if !queued {
+        // The peer retransmits the data it was not acknowledged for.
+        h.inject("P. 1:11(10) ack 1");
+        h.expect(". 1:1(0) ack 11");
+    }
+    assert_eq!(h.read_all(), pattern_range(0, 10));
+    // A retransmission of the data changes nothing.
+    h.inject("P. 1:11(10) ack 1");
+    h.expect_now(". 1:1(0) ack 11");
+    assert!(h.read_all().is_empty());
 }
