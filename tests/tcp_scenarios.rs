@@ -30,7 +30,7 @@
 //! | RFC 9293 §3.3.2 state diagram: LISTEN → SYN-RCVD → ESTABLISHED | `passive_open_listen_syn_received_established`, `data_on_the_handshake_ack` |
 //! | CLOSED → SYN-SENT → ESTABLISHED | `active_open_syn_sent_established`, `active_open_data_and_close` |
 //! | SYN-SENT → SYN-RCVD (simultaneous open, §3.5) | `simultaneous_open_syn_sent_to_syn_received` |
-//! | SYN-RCVD → LISTEN on RST; duplicate SYN; SYN-ACK retransmission | `syn_received_rst_returns_to_listen`, `duplicate_syn_in_syn_received_resends_syn_ack`, `syn_received_retransmits_syn_ack` |
+//! | SYN-RCVD → LISTEN on RST; duplicate SYN; SYN-ACK retransmission | `syn_received_rst_returns_to_listen`, `duplicate_syn_in_syn_received_resends_syn_ack`, `syn_received_retransmits_syn_ack`, `syn_received_bad_ack_gets_rst`, `data_on_syn_delivered_exactly_once` |
 //! | §3.10.7.3 SYN-SENT: RST → refused; bad ACK → RST; RST with bad ACK ignored | `syn_sent_rst_is_connection_refused`, `syn_sent_bad_ack_gets_rst`, `syn_sent_ignores_rst_with_bad_ack` |
 //! | SYN retransmission, backoff, give-up | `syn_retransmission_backoff_and_give_up`, `syn_give_up_time`, `half_open_connection_expires_and_frees_the_backlog` |
 //! | §3.10.4 CLOSE in SYN-SENT / SYN-RCVD | `close_in_syn_sent_goes_to_closed`, `close_in_syn_received_sends_fin` |
@@ -51,7 +51,7 @@
 //! | RFC 5681 §3.2 fast retransmit | `fast_retransmit_after_three_dup_acks` |
 //! | RFC 8985 §7 tail loss probe | `tail_loss_probe_before_rto`, `tail_loss_probe_ack_completes_without_rto` |
 //! | RFC 2018 / RFC 6675 SACK | `sack_blocks_report_held_data_most_recent_first`, `no_sack_blocks_unless_permitted`, `sack_recovery_retransmits_only_the_holes` |
-//! | §3.8.6 flow control: peer window, persist, window update, shrinking, SWS | `send_respects_peer_window`, `zero_window_persist_probes`, `window_update_after_app_reads`, `advertised_window_shrinks_with_unread_data`, `sender_sws_avoidance_holds_small_segments`, `window_scale_negotiation_is_consistent` |
+//! | §3.8.6 flow control: peer window, persist, window update, shrinking, SWS | `send_respects_peer_window`, `zero_window_persist_probes`, `unanswered_zero_window_probes_time_out`, `window_update_after_app_reads`, `advertised_window_shrinks_with_unread_data`, `sender_sws_avoidance_holds_small_segments`, `window_scale_negotiation_is_consistent` |
 //! | user calls: bounds and errors | `address_in_use`, `listen_backlog_drops_excess_syns`, `send_after_shutdown_is_an_error`, `send_buffer_bounds_writes`, `events_are_reported_once` |
 //! | §3.4 sequence numbers wrap at 2^32 | `our_sequence_numbers_wrap` (the peer's wrap in every test: its ISN is 2^32 - 51) |
 //! | nothing panics on hostile input | `random_segments_never_panic` |
@@ -2337,4 +2337,40 @@ fn data_on_syn_delivered_exactly_once() {
     h.inject("P. 1:11(10) ack 1");
     h.expect_now(". 1:1(0) ack 11");
     assert!(h.read_all().is_empty());
+}
+
+/// RFC 9293 §3.10.7.4 (SYN-RECEIVED, ACK not acceptable): `<SEQ=SEG.ACK><CTL=RST>`, and
+/// the half-open connection stays, completing with a correct ACK later.
+#[test]
+fn syn_received_bad_ack_gets_rst() {
+    let mut h = H::new(config());
+    let l = h.tcp.listen(h.us, 8).expect("listen");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.inject(". 1:1(0) ack 5000");
+    h.expect_now("R 5000:5000(0)");
+    assert_eq!(h.tcp.accept(l), None);
+    h.inject(". 1:1(0) ack 1");
+    assert!(h.tcp.accept(l).is_some());
+}
+
+/// RFC 9293 §3.8.6.1: a zero window may last forever while the peer answers probes, but a
+/// peer that stops answering is given up like any unacknowledged retransmission.
+#[test]
+fn unanswered_zero_window_probes_time_out() {
+    let mut h = H::new(Config {
+        max_retransmits: 4,
+        ..config()
+    });
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.now += ms(10);
+    h.inject(". 1:1(0) ack 1 win 0");
+    h.conn = Some(h.tcp.accept(h.listener.unwrap()).expect("accept"));
+    assert_eq!(h.send(&[9u8; 100]), 100);
+    let sent = h.run_for(Duration::from_secs(3600));
+    assert!(sent.len() >= 4, "probes were sent: {}", sent.len());
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(h.error(), Some(TcpError::TimedOut));
 }
