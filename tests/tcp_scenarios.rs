@@ -49,6 +49,7 @@
 //! | RFC 6298 RTO: min, backoff, samples, Karn, give-up | `rto_retransmission_with_exponential_backoff`, `rto_after_rtt_samples_follows_rfc6298`, `karn_no_rtt_sample_from_retransmission`, `max_retransmits_times_out` |
 //! | go-back-N pure ACKs carry SND.MAX | `pure_ack_after_rto_carries_snd_max`, `pure_ack_during_go_back_n_carries_snd_max` |
 //! | RFC 5681 §3.2 fast retransmit | `fast_retransmit_after_three_dup_acks` |
+//! | RFC 6928 / RFC 5681 / RFC 6582 congestion control: IW, slow start, RTO collapse, fast recovery | `slow_start_then_collapse_on_rto`, `fast_recovery_halves_the_window` |
 //! | RFC 8985 §7 tail loss probe | `tail_loss_probe_before_rto`, `tail_loss_probe_ack_completes_without_rto` |
 //! | RFC 2018 / RFC 6675 SACK | `sack_blocks_report_held_data_most_recent_first`, `no_sack_blocks_unless_permitted`, `sack_recovery_retransmits_only_the_holes` |
 //! | §3.8.6 flow control: peer window, persist, window update, shrinking, SWS | `send_respects_peer_window`, `zero_window_persist_probes`, `unanswered_zero_window_probes_time_out`, `window_update_after_app_reads`, `advertised_window_shrinks_with_unread_data`, `sender_sws_avoidance_holds_small_segments`, `window_scale_negotiation_is_consistent` |
@@ -2373,4 +2374,70 @@ fn unanswered_zero_window_probes_time_out() {
     assert!(sent.len() >= 4, "probes were sent: {}", sent.len());
     assert_eq!(h.state(), State::Closed);
     assert_eq!(h.error(), Some(TcpError::TimedOut));
+}
+
+// ---------------------------------------------------------------------------------------
+// Congestion control (RFC 5681, RFC 6928)
+// ---------------------------------------------------------------------------------------
+
+/// RFC 6928 initial window, RFC 5681 §3.1 slow start (cwnd grows by one SMSS per ACK of
+/// new data) and the collapse to one segment on a retransmission timeout.
+#[test]
+fn slow_start_then_collapse_on_rto() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 100>", ms(10));
+    let c = h.conn();
+    // IW = min(10·MSS, max(2·MSS, 14600)) = 1000 bytes.
+    assert_eq!(h.tcp.cwnd(c), 1000);
+    assert_eq!(h.send(&[1u8; 20_000]), 20_000);
+    let mut flight = 0;
+    while h.next_within(Duration::ZERO).is_some() {
+        flight += 1;
+    }
+    assert_eq!(flight, 10, "the initial window is 10 segments");
+    // One ACK per segment: each grows cwnd by one MSS and frees one, so two go out.
+    h.now += ms(10);
+    let mut second = 0;
+    for i in 1..=10u32 {
+        h.inject(&format!(". 1:1(0) ack {}", 1 + i * 100));
+        while h.next_within(Duration::ZERO).is_some() {
+            second += 1;
+        }
+    }
+    assert_eq!(h.tcp.cwnd(c), 2000);
+    assert_eq!(second, 20, "slow start doubles the flight per RTT");
+    // Nothing acknowledged any more: the RTO fires and cwnd collapses to one segment.
+    let rexmit = h.next_within(Duration::from_secs(3)).expect("RTO");
+    h.check(&rexmit, "P. 1001:1101(100) ack 1");
+    assert_eq!(
+        h.tcp.cwnd(c),
+        100,
+        "RFC 5681 (5): cwnd = 1 SMSS after an RTO"
+    );
+    h.expect_nothing_now();
+}
+
+/// RFC 5681 §3.2: on the third duplicate ACK, ssthresh = max(FlightSize / 2, 2·SMSS) and
+/// cwnd = ssthresh + 3·SMSS; a full ACK ends recovery with cwnd deflated (RFC 6582).
+#[test]
+fn fast_recovery_halves_the_window() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 100>", ms(10));
+    let c = h.conn();
+    assert_eq!(h.send(&[1u8; 1000]), 1000);
+    for _ in 0..10 {
+        h.next_within(Duration::ZERO).expect("IW");
+    }
+    h.now += ms(10);
+    for _ in 0..3 {
+        h.inject(". 1:1(0) ack 1");
+    }
+    h.expect_now("P. 1:101(100) ack 1");
+    // FlightSize 1000 → ssthresh 500, cwnd 500 + 300.
+    assert_eq!(h.tcp.cwnd(c), 800);
+    h.inject(". 1:1(0) ack 1001");
+    // RFC 6582 §3.2 step 3, full ACK: cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS)
+    // = min(500, 0 + 100 + 100) = 200 (option 1, avoids a burst) or ssthresh = 500.
+    let cwnd = h.tcp.cwnd(c);
+    assert!(cwnd == 200 || cwnd == 500, "cwnd {cwnd} after the full ACK");
 }
