@@ -53,7 +53,7 @@
 //! | RFC 8985 §7 tail loss probe | `tail_loss_probe_before_rto`, `tail_loss_probe_ack_completes_without_rto` |
 //! | RFC 2018 / RFC 6675 SACK | `sack_blocks_report_held_data_most_recent_first`, `no_sack_blocks_unless_permitted`, `sack_recovery_retransmits_only_the_holes` |
 //! | §3.8.6 flow control: peer window, persist, window update, shrinking, SWS | `send_respects_peer_window`, `zero_window_persist_probes`, `unanswered_zero_window_probes_time_out`, `window_update_after_app_reads`, `advertised_window_shrinks_with_unread_data`, `sender_sws_avoidance_holds_small_segments`, `window_scale_negotiation_is_consistent` |
-//! | user calls: bounds and errors | `address_in_use`, `listen_backlog_drops_excess_syns`, `send_after_shutdown_is_an_error`, `send_buffer_bounds_writes`, `events_are_reported_once` |
+//! | user calls: bounds and errors | `address_in_use`, `listen_backlog_drops_excess_syns`, `connection_table_limit`, `send_after_shutdown_is_an_error`, `send_buffer_bounds_writes`, `events_are_reported_once` |
 //! | §3.4 sequence numbers wrap at 2^32 | `our_sequence_numbers_wrap` (the peer's wrap in every test: its ISN is 2^32 - 51) |
 //! | nothing panics on hostile input | `random_segments_never_panic` |
 
@@ -2440,4 +2440,53 @@ fn fast_recovery_halves_the_window() {
     // = min(500, 0 + 100 + 100) = 200 (option 1, avoids a burst) or ssthresh = 500.
     let cwnd = h.tcp.cwnd(c);
     assert!(cwnd == 200 || cwnd == 500, "cwnd {cwnd} after the full ACK");
+}
+
+/// Bounded everything (DESIGN principle 7): with `max_connections` live TCBs, a new
+/// connect fails with TooManyConnections and a new SYN is not answered — unless a
+/// released connection is only lingering in TIME-WAIT, which is reclaimed.
+#[test]
+fn connection_table_limit() {
+    let mut h = H::new(Config {
+        max_connections: 2,
+        ..config()
+    });
+    let l = h.tcp.listen(h.us, 8).expect("listen");
+    let mut conns = Vec::new();
+    for port in [40000u16, 40001] {
+        h.them = SocketAddrV4::new(THEM, port);
+        h.iss = None;
+        h.inject("S 0:0(0) win 65535 <mss 1460>");
+        h.expect_now("S. 0:0(0) ack 1");
+        h.inject(". 1:1(0) ack 1");
+        conns.push(h.tcp.accept(l).expect("accept"));
+    }
+    assert_eq!(h.tcp.connection_count(), 2);
+    assert_eq!(
+        h.tcp.connect(SocketAddrV4::new(US, 0), h.them, h.now),
+        Err(TcpError::TooManyConnections)
+    );
+    h.them = SocketAddrV4::new(THEM, 40002);
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    assert!(
+        h.poll_one().is_none_or(|s| !s.flags.syn),
+        "no SYN-ACK beyond the limit"
+    );
+    // The first connection closes actively and is released: TIME-WAIT, reclaimable.
+    h.them = SocketAddrV4::new(THEM, 40000);
+    h.tcp.shutdown(conns[0], h.now);
+    let fin = h.poll_one().expect("FIN");
+    assert!(fin.flags.fin);
+    let mut ack = h.build("F. 1:1(0) ack 1");
+    ack.ack = fin.seq + 1;
+    h.inject_seg(&ack);
+    let _ = h.poll_one();
+    assert_eq!(h.tcp.state(conns[0]), State::TimeWait);
+    h.tcp.release(conns[0], h.now);
+    let c = h
+        .tcp
+        .connect(SocketAddrV4::new(US, 0), SocketAddrV4::new(THEM, 9), h.now)
+        .expect("the TIME-WAIT TCB is reclaimed for a new connection");
+    assert_eq!(h.tcp.state(c), State::SynSent);
+    assert!(h.tcp.connection_count() <= 2);
 }
