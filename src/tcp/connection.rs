@@ -32,6 +32,7 @@
 //!   collapses to one segment, and the normal send path resends from there as ACKs open
 //!   the window again. Pure ACKs always carry SND.MAX so the peer never sees them as old.
 
+use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
@@ -221,6 +222,12 @@ pub(crate) struct Connection {
     /// Holes the sender may retransmit now: one per duplicate ACK in recovery (each one
     /// means a segment left the network).
     hole_credit: u32,
+    /// Retransmissions sent during recovery: (start, end, SND.MAX when sent). A SACK for
+    /// data above that SND.MAX means something sent *after* the retransmission arrived
+    /// while it did not: it was lost again (the idea of RACK, RFC 8985 §6, per segment).
+    rxt_log: Vec<(SeqNum, SeqNum, SeqNum)>,
+    /// Retransmissions found lost again, resent first.
+    lost_again: VecDeque<(SeqNum, SeqNum)>,
 
     rtt: RttEstimator,
     /// The one segment being timed: (sequence number that acknowledges it, send time).
@@ -322,6 +329,8 @@ impl Connection {
             sacked: Vec::new(),
             high_rxt: iss,
             hole_credit: 0,
+            rxt_log: Vec::new(),
+            lost_again: VecDeque::new(),
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
             cc: NewReno::new(local_mss.min(DEFAULT_PEER_MSS), iss),
@@ -1006,6 +1015,8 @@ impl Connection {
             {
                 self.high_rxt = self.snd.una;
                 self.hole_credit = 0;
+                self.rxt_log.clear();
+                self.lost_again.clear();
                 self.tlp_deadline = None;
                 log::debug!(
                     "{} ↔ {}: fast retransmit at {}",
@@ -1016,6 +1027,9 @@ impl Connection {
                 stats.fast_retransmits += 1;
                 self.retransmit_una = true;
             }
+        }
+        if self.sack_ok && self.cc.in_recovery() {
+            self.detect_lost_retransmissions();
         }
         // Window update (§3.10.7.4): only from a segment newer than the last update.
         if seg.ack.ge(self.snd.una)
@@ -1105,6 +1119,8 @@ impl Connection {
         }
         if !self.cc.in_recovery() {
             self.hole_credit = 0;
+            self.rxt_log.clear();
+            self.lost_again.clear();
         }
         self.schedule_tlp(now);
         if self.fin_acked {
@@ -1303,6 +1319,8 @@ impl Connection {
                 // receiver is allowed to renege); resend everything from SND.UNA.
                 self.sacked.clear();
                 self.hole_credit = 0;
+                self.rxt_log.clear();
+                self.lost_again.clear();
                 self.tlp_deadline = None;
                 self.tlp_pending = false;
                 // No probes during RTO recovery; the next new ACK re-enables them.
@@ -1389,6 +1407,39 @@ impl Connection {
             out.truncate(MAX_SCOREBOARD);
             self.sacked = out;
         }
+    }
+
+    /// Remember a retransmission sent during SACK recovery.
+    fn note_rxt(&mut self, start: SeqNum, end: SeqNum) {
+        if self.sack_ok && self.cc.in_recovery() && self.rxt_log.len() < 64 {
+            self.rxt_log.push((start, end, self.snd.max));
+        }
+    }
+
+    /// Find retransmissions that were lost again: data sent after them has been SACKed
+    /// while they are neither acknowledged nor SACKed.
+    fn detect_lost_retransmissions(&mut self) {
+        let Some(&(_, highest)) = self.sacked.last() else {
+            return;
+        };
+        let una = self.snd.una;
+        let sacked = &self.sacked;
+        let mut lost = Vec::new();
+        self.rxt_log.retain(|&(s, e, mark)| {
+            if e.le(una) {
+                return false;
+            }
+            let from = s.max(una);
+            if sacked.iter().any(|&(l, r)| l.le(from) && r.ge(e)) {
+                return false;
+            }
+            if highest.gt(mark) {
+                lost.push((from, e));
+                return false;
+            }
+            true
+        });
+        self.lost_again.extend(lost);
     }
 
     /// The next hole to retransmit: at or after max(HighRxt, SND.UNA), not SACKed, below
@@ -1574,9 +1625,28 @@ impl Connection {
                         self.snd.nxt = una + len;
                     }
                     self.high_rxt = self.high_rxt.max(una + len);
+                    self.note_rxt(una, una + len);
                     return Some(seg);
                 }
             }
+        }
+
+        // Retransmissions that were lost again (see `rxt_log`).
+        while let Some((start, end)) = self.lost_again.pop_front() {
+            if end.le(self.snd.una) {
+                continue;
+            }
+            let start = start.max(self.snd.una);
+            let len = (end.diff(start).max(0) as usize).min(mss);
+            let seg = self.data_segment(start, len);
+            let seg_len = seg.seg_len();
+            if seg_len == 0 {
+                continue;
+            }
+            self.on_sent(start, seg_len, now, stats);
+            stats.lost_retransmits += 1;
+            self.note_rxt(start, start + seg_len);
+            return Some(seg);
         }
 
         // Tail loss probe (RFC 8985 §7.3): resend the last segment so its ACK (or SACK)
@@ -1613,6 +1683,7 @@ impl Connection {
                     if seg_len > 0 {
                         self.on_sent(start, seg_len, now, stats);
                         self.high_rxt = self.high_rxt.max(start + seg_len);
+                        self.note_rxt(start, start + seg_len);
                         if self.snd.nxt.lt(start + seg_len) {
                             self.snd.nxt = start + seg_len;
                         }

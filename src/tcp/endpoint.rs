@@ -226,6 +226,8 @@ pub struct TcpStats {
     pub tail_loss_probes: u64,
     /// TIME-WAIT connections ended early because the connection table was full.
     pub time_wait_reclaimed: u64,
+    /// Retransmissions found lost again during SACK recovery and resent before the RTO.
+    pub lost_retransmits: u64,
 }
 
 #[derive(Debug)]
