@@ -882,7 +882,7 @@ fn abort_mid_transfer_resets_the_peer() {
             loss: (seed - 20) as f64 * 0.04,
             abort_after: Some(100 * 1024),
             c2s: 256 * 1024,
-            s2c: mb(),
+            s2c: mb() / 2,
             ..Scenario::clean(seed, 0)
         };
         run(&sc);
@@ -944,7 +944,7 @@ fn sequence_numbers_wrap_mid_transfer() {
             client_isn_below_wrap: Some(300_000),
             loss: 0.05,
             reorder: 0.05,
-            ..Scenario::clean(seed, mb())
+            ..Scenario::clean(seed, mb() / 2)
         };
         run(&sc);
     }
