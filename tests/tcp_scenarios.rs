@@ -2490,3 +2490,40 @@ fn connection_table_limit() {
     assert_eq!(h.tcp.state(c), State::SynSent);
     assert!(h.tcp.connection_count() <= 2);
 }
+
+/// RFC 9293 §3.8.6: retransmissions too stay inside the peer's window. With a 1000-byte
+/// window and a 1460-byte MSS, the segment resent at SND.UNA (fast / early retransmit,
+/// RTO) must not grow to a full MSS of data the window never allowed (found by the
+/// simulation's window monitor, seed 1038; see /work/tcp-notes.md).
+#[test]
+fn retransmission_respects_peer_window() {
+    let mut h = H::new(config());
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.now += ms(10);
+    h.inject(". 1:1(0) ack 1 win 1000");
+    h.conn = Some(h.tcp.accept(h.listener.unwrap()).expect("accept"));
+    assert_eq!(h.send(&[7u8; 5000]), 5000);
+    h.expect_now("P. 1:1001(1000) ack 1");
+    h.expect_nothing_now();
+    let iss = h.iss.unwrap();
+    let within = |seg: &Segment| {
+        let end = seg.seq.0.wrapping_sub(iss.0) as usize + seg.payload.len();
+        end <= 1001
+    };
+    // Duplicate ACKs (e.g. from a duplicated segment) may trigger a fast or early
+    // retransmit; whatever goes out stays within the window.
+    for dup in 1..=3 {
+        h.inject(". 1:1(0) ack 1 win 1000");
+        while let Some(seg) = h.poll_one() {
+            assert!(
+                within(&seg),
+                "after duplicate ACK {dup}: beyond the 1000-byte window: {seg}"
+            );
+        }
+    }
+    // And the RTO's retransmission too.
+    let rto = h.next_within(Duration::from_secs(5)).expect("RTO");
+    assert!(within(&rto), "beyond the 1000-byte window: {rto}");
+}

@@ -17,13 +17,13 @@
 //! for byte, and closes; the run ends when both connections are CLOSED without error.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use tunstack::tcp::{Config, ConnId, ListenerId, Segment, State, Tcp, TcpError};
+use tunstack::tcp::{Config, ConnId, ListenerId, Segment, SeqNum, State, Tcp, TcpError};
 use tunstack::time::Instant;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -302,6 +302,55 @@ impl Link {
             self.heap.pop().map(|Reverse(p)| p)
         } else {
             None
+        }
+    }
+}
+
+/// Checks on everything emitted that a sender never puts data beyond the right window
+/// edge its receiver has advertised (RFC 9293 §3.8.6: the window is the sender's limit;
+/// a one-byte zero-window probe is the only exception), with window scaling applied as
+/// negotiated on the SYNs (RFC 7323 §2.2).
+#[derive(Default)]
+struct WindowMonitor {
+    /// Window-scale option of each side's SYN, by (sender, receiver).
+    syn_scale: HashMap<(SocketAddrV4, SocketAddrV4), Option<u8>>,
+    /// Highest right edge (ACK + scaled window) each side advertised, by (advertiser, peer).
+    edge: HashMap<(SocketAddrV4, SocketAddrV4), SeqNum>,
+}
+
+impl WindowMonitor {
+    fn observe(&mut self, src: Ipv4Addr, dst: Ipv4Addr, seg: &Segment) {
+        let me = SocketAddrV4::new(src, seg.src_port);
+        let peer = SocketAddrV4::new(dst, seg.dst_port);
+        if seg.flags.syn {
+            self.syn_scale.insert((me, peer), seg.options.window_scale);
+            return;
+        }
+        if seg.flags.rst {
+            return;
+        }
+        // Data must fit the peer's advertised window.
+        if !seg.payload.is_empty() {
+            if let Some(&edge) = self.edge.get(&(peer, me)) {
+                let end = seg.seq + seg.payload.len() as u32;
+                assert!(
+                    end.le(edge + 1),
+                    "{me} sent data up to {end}, beyond the right edge {edge} advertised by {peer}: {seg}"
+                );
+            }
+        }
+        if seg.flags.ack {
+            // Scaling applies only when both SYNs carried the option.
+            let shift = match (
+                self.syn_scale.get(&(me, peer)),
+                self.syn_scale.get(&(peer, me)),
+            ) {
+                (Some(Some(mine)), Some(Some(_))) => u32::from(*mine),
+                _ => 0,
+            };
+            let edge = seg.ack + (u32::from(seg.window) << shift);
+            let e = self.edge.entry((me, peer)).or_insert(edge);
+            *e = e.max(edge);
         }
     }
 }
@@ -600,6 +649,7 @@ fn run(sc: &Scenario) -> Report {
     }
     let mut iterations: u64 = 0;
     let mut transfer_done = None;
+    let mut monitor = WindowMonitor::default();
     loop {
         iterations += 1;
         assert!(
@@ -613,6 +663,7 @@ fn run(sc: &Scenario) -> Report {
         for (i, s) in sides.iter_mut().enumerate() {
             while let Some(t) = s.tcp.poll_transmit(now) {
                 assert_eq!(t.src, s.addr, "{} sends from its own address", s.name);
+                monitor.observe(t.src, t.dst, &t.segment);
                 let bytes = t.segment.emit(t.src, t.dst);
                 if trace {
                     eprintln!("{now:?} {} sends {}", s.name, t.segment);
