@@ -323,7 +323,10 @@ impl WindowMonitor {
         let me = SocketAddrV4::new(src, seg.src_port);
         let peer = SocketAddrV4::new(dst, seg.dst_port);
         if seg.flags.syn {
+            // A (possibly new) incarnation of this 4-tuple: forget the old edges.
             self.syn_scale.insert((me, peer), seg.options.window_scale);
+            self.edge.remove(&(me, peer));
+            self.edge.remove(&(peer, me));
             return;
         }
         if seg.flags.rst {
@@ -1218,6 +1221,7 @@ fn chaos(seed: u64) -> (usize, Duration) {
         .collect();
     opens.sort();
     let mut streams: [Vec<ChaosStream>; 2] = [Vec::new(), Vec::new()];
+    let mut monitor = WindowMonitor::default();
     let limit = Instant::from_secs(4 * 3600);
     let mut iterations = 0u64;
     loop {
@@ -1272,6 +1276,7 @@ fn chaos(seed: u64) -> (usize, Duration) {
         }
         for (i, tcp) in [&mut client, &mut server].into_iter().enumerate() {
             while let Some(t) = tcp.poll_transmit(now) {
+                monitor.observe(t.src, t.dst, &t.segment);
                 let bytes = t.segment.emit(t.src, t.dst);
                 link.send(now, 1 - i, t.src, t.dst, bytes);
             }
