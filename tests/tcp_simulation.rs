@@ -316,6 +316,8 @@ struct WindowMonitor {
     syn_scale: HashMap<(SocketAddrV4, SocketAddrV4), Option<u8>>,
     /// Highest right edge (ACK + scaled window) each side advertised, by (advertiser, peer).
     edge: HashMap<(SocketAddrV4, SocketAddrV4), SeqNum>,
+    /// The last (ACK, right edge) each side sent, by (advertiser, peer).
+    last: HashMap<(SocketAddrV4, SocketAddrV4), (SeqNum, SeqNum)>,
 }
 
 impl WindowMonitor {
@@ -327,6 +329,8 @@ impl WindowMonitor {
             self.syn_scale.insert((me, peer), seg.options.window_scale);
             self.edge.remove(&(me, peer));
             self.edge.remove(&(peer, me));
+            self.last.remove(&(me, peer));
+            self.last.remove(&(peer, me));
             return;
         }
         if seg.flags.rst {
@@ -352,6 +356,22 @@ impl WindowMonitor {
                 _ => 0,
             };
             let edge = seg.ack + (u32::from(seg.window) << shift);
+            if let Some(&(last_ack, last_edge)) = self.last.get(&(me, peer)) {
+                // RCV.NXT only moves forward.
+                assert!(
+                    seg.ack.ge(last_ack),
+                    "{me} acknowledged {} after {last_ack}: {seg}",
+                    seg.ack
+                );
+                // RFC 9293 §3.8.6 (SHLD-14): the right edge does not move left (up to the
+                // rounding of a scaled window, RFC 7323 §2.4).
+                let slack = (1u32 << shift) - 1;
+                assert!(
+                    (edge + slack).ge(last_edge),
+                    "{me} shrank its window: right edge {edge} after {last_edge}: {seg}"
+                );
+            }
+            self.last.insert((me, peer), (seg.ack, edge));
             let e = self.edge.entry((me, peer)).or_insert(edge);
             *e = e.max(edge);
         }
