@@ -979,17 +979,9 @@ impl Connection {
                 self.merge_sack(&seg.options.sack_blocks);
             }
         } else if seg.ack == self.snd.una
-            && data.is_empty()
-            && !fin
-            && !seg.flags.fin
-            && self.seg_window(seg) == old_wnd
-            && old_wnd > 0
             && self.snd.max != self.snd.una
+            && self.is_duplicate_ack(seg, data.is_empty() && !fin, old_wnd)
         {
-            // RFC 5681 §2 duplicate ACK.
-            if self.sack_ok {
-                self.merge_sack(&seg.options.sack_blocks);
-            }
             let was_in_recovery = self.cc.in_recovery();
             let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
             if was_in_recovery && self.sack_ok {
@@ -1002,15 +994,24 @@ impl Connection {
             let mss = u32::from(self.send_mss).max(1);
             let outstanding = flight.div_ceil(mss);
             let unsent = self.data_end().diff(self.snd.max).max(0) as u32;
-            let window_left = self.snd.wnd.min(self.cc.cwnd()).saturating_sub(flight);
-            let dupthresh = if outstanding < 4 && (unsent == 0 || window_left < mss) {
+            let window_left = self
+                .send_window()
+                .min(self.cc.cwnd())
+                .saturating_sub(flight);
+            let mut dupthresh = if outstanding < 4 && (unsent == 0 || window_left < mss) {
                 outstanding.saturating_sub(1).max(1)
             } else {
                 3
             };
+            // RFC 6675 §4 IsLost(SND.UNA): more than (DupThresh − 1)·SMSS bytes SACKed
+            // above it means it is lost even if some duplicate ACKs went missing.
+            let sack_lost = self.sack_ok && self.sacked_bytes() > (dupthresh - 1) * mss;
+            if sack_lost {
+                dupthresh = 1;
+            }
             if self
                 .cc
-                .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh)
+                .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh, sack_lost)
                 == AckAction::Retransmit
             {
                 self.high_rxt = self.snd.una;
@@ -1293,7 +1294,7 @@ impl Connection {
                 // The peer closed its window and keeps answering: our retransmissions
                 // are window probes, and a live peer that merely does not read must not
                 // time the connection out (RFC 9293 §3.8.6.1; Linux does the same).
-                let peer_alive = self.snd.wnd == 0
+                let peer_alive = self.send_window() == 0
                     && self.owner != Owner::Released
                     && now.saturating_duration_since(self.last_ack_rx) < self.rto_max;
                 if self.retries >= self.max_retransmits && !peer_alive {
@@ -1407,6 +1408,35 @@ impl Connection {
             out.truncate(MAX_SCOREBOARD);
             self.sacked = out;
         }
+    }
+
+    /// The peer's window measured from SND.UNA. The window was advertised relative to
+    /// the ACK it came with (SND.WL2), so the right edge is SND.WL2 + SND.WND; when a later
+    /// ACK advances SND.UNA without passing the window-update test (an older SEG.SEQ), the
+    /// edge must not slide right with it.
+    fn send_window(&self) -> u32 {
+        (self.snd.wl2 + self.snd.wnd).diff(self.snd.una).max(0) as u32
+    }
+
+    /// Bytes the scoreboard says the peer holds above SND.UNA.
+    fn sacked_bytes(&self) -> u32 {
+        self.sacked
+            .iter()
+            .map(|&(l, r)| r.diff(l).max(0) as u32)
+            .sum()
+    }
+
+    /// Merge the segment's SACK blocks and decide whether it is a duplicate ACK: RFC 5681
+    /// §2 (no data, same window, ...) or, with SACK, RFC 6675 §2 — any ACK whose SACK
+    /// blocks report octets not SACKed before, whatever its window says.
+    fn is_duplicate_ack(&mut self, seg: &Segment, no_data: bool, old_wnd: u32) -> bool {
+        let classic = no_data && !seg.flags.fin && self.seg_window(seg) == old_wnd && old_wnd > 0;
+        if !self.sack_ok {
+            return classic;
+        }
+        let before = self.sacked_bytes();
+        self.merge_sack(&seg.options.sack_blocks);
+        classic || self.sacked_bytes() > before
     }
 
     /// Remember a retransmission sent during SACK recovery.
@@ -1616,7 +1646,10 @@ impl Connection {
             self.retransmit_una = false;
             if self.snd.una != self.snd.max {
                 let una = self.snd.una;
-                let seg = self.data_segment(una, mss);
+                // Never beyond SND.MAX: the original segment may have been shorter
+                // (window-limited), and bytes never sent are new data, not a retransmission.
+                let sent = self.snd.max.diff(una).max(0) as usize;
+                let seg = self.data_segment(una, mss.min(sent));
                 let len = seg.seg_len();
                 if len > 0 {
                     self.on_sent(una, len, now, stats);
@@ -1637,7 +1670,9 @@ impl Connection {
                 continue;
             }
             let start = start.max(self.snd.una);
-            let len = (end.diff(start).max(0) as usize).min(mss);
+            let len = (end.diff(start).max(0) as usize)
+                .min(mss)
+                .min(self.snd.max.diff(start).max(0) as usize);
             let seg = self.data_segment(start, len);
             let seg_len = seg.seg_len();
             if seg_len == 0 {
@@ -1661,7 +1696,8 @@ impl Connection {
                     self.snd.max
                 };
                 let start = (data_max - u32::from(self.send_mss)).max(self.snd.una);
-                let seg = self.data_segment(start, usize::from(self.send_mss));
+                let len = (data_max.diff(start).max(0) as usize).min(mss);
+                let seg = self.data_segment(start, len);
                 let seg_len = seg.seg_len();
                 if seg_len > 0 {
                     self.on_sent(start, seg_len, now, stats);
@@ -1708,8 +1744,7 @@ impl Connection {
             // RFC 3042 limited transmit: the first two duplicate ACKs each let one new
             // segment out beyond cwnd (but never beyond the peer's window).
             let wnd = self
-                .snd
-                .wnd
+                .send_window()
                 .min(self.cc.cwnd().saturating_add(self.cc.limited_transmit()));
             let usable = wnd.saturating_sub(in_flight) as usize;
             let unsent = self.data_end().diff(self.snd.nxt).max(0) as usize;
@@ -1729,18 +1764,19 @@ impl Connection {
                 return Some(seg);
             }
             // Zero window with data waiting and nothing in flight: persist timer.
-            if self.snd.wnd == 0 && unsent > 0 && in_flight == 0 && self.rtx_deadline.is_none() {
+            let send_window = self.send_window();
+            if send_window == 0 && unsent > 0 && in_flight == 0 && self.rtx_deadline.is_none() {
                 if self.persist_deadline.is_none() {
                     self.persist_deadline = Some(now + self.persist_interval());
                 }
-            } else if self.snd.wnd > 0 {
+            } else if send_window > 0 {
                 self.persist_deadline = None;
             }
         }
 
         if self.probe_needed {
             self.probe_needed = false;
-            if self.snd.wnd == 0 {
+            if self.send_window() == 0 {
                 // A window probe: an old sequence number makes the peer answer with an ACK
                 // carrying its current window (as Linux does).
                 let seq = self.snd.una - 1;

@@ -1893,6 +1893,18 @@ mod tests {
         assert_eq!(plain.log[1].1.options.window_scale, None);
     }
 
+    /// 5 % loss each way, 3 MB: SACK recovery, lost-retransmission detection and TLP keep
+    /// retransmission timeouts rare (each costs at least 200 ms).
+    #[test]
+    fn five_percent_loss_rarely_needs_a_timeout() {
+        let mut rtos = 0;
+        for seed in 0..3 {
+            let st = bulk(0.05, 3_000_000, seed);
+            rtos += st.rto_expirations;
+        }
+        assert!(rtos <= 9, "{rtos} RTOs in 3 × 3 MB at 5 % loss");
+    }
+
     #[test]
     #[ignore = "throughput measurement: cargo test --release --lib throughput -- --ignored --nocapture"]
     fn throughput() {
