@@ -46,7 +46,7 @@
 //! | §3.8.6.3 delayed ACK bounds | `ack_every_second_full_segment_and_delay_bound` |
 //! | RFC 7323 window scaling | `window_scaling_both_directions`, `no_window_scaling_without_peer_option`, `window_scale_negotiation_is_consistent` |
 //! | §3.7.1 MSS option, default 536 | `mss_option_honoured`, `default_mss_without_option_is_536`, `tiny_peer_mss_is_survivable` |
-//! | RFC 6298 RTO: min, backoff, samples, Karn, give-up | `rto_retransmission_with_exponential_backoff`, `rto_after_rtt_samples_follows_rfc6298`, `karn_no_rtt_sample_from_retransmission`, `max_retransmits_times_out` |
+//! | RFC 6298 RTO: min, backoff, samples, Karn, give-up | `rto_retransmission_with_exponential_backoff`, `rto_after_rtt_samples_follows_rfc6298`, `karn_no_rtt_sample_from_retransmission`, `max_retransmits_times_out`, `rto_backoff_is_capped_at_rto_max` |
 //! | go-back-N pure ACKs carry SND.MAX | `pure_ack_after_rto_carries_snd_max`, `pure_ack_during_go_back_n_carries_snd_max` |
 //! | RFC 5681 §3.2 fast retransmit | `fast_retransmit_after_three_dup_acks` |
 //! | RFC 6928 / RFC 5681 / RFC 6582 congestion control: IW, slow start, RTO collapse, fast recovery | `slow_start_then_collapse_on_rto`, `fast_recovery_halves_the_window` |
@@ -2526,4 +2526,33 @@ fn retransmission_respects_peer_window() {
     // And the RTO's retransmission too.
     let rto = h.next_within(Duration::from_secs(5)).expect("RTO");
     assert!(within(&rto), "beyond the 1000-byte window: {rto}");
+}
+
+/// RFC 6298 (2.5), (5.5): the backed-off RTO stops growing at `rto_max`.
+#[test]
+fn rto_backoff_is_capped_at_rto_max() {
+    let mut h = H::new(Config {
+        rto_min: ms(200),
+        rto_max: ms(1000),
+        max_retransmits: 8,
+        ..config()
+    });
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(b"x"), 1);
+    h.expect_now("P. 11:12(1) ack 1");
+    let t0 = h.now;
+    let times: Vec<u64> = h
+        .run_for(Duration::from_secs(8))
+        .iter()
+        .map(|(t, _)| (*t - t0).as_millis() as u64)
+        .collect();
+    let gaps: Vec<u64> = std::iter::once(times[0])
+        .chain(times.windows(2).map(|w| w[1] - w[0]))
+        .collect();
+    assert_eq!(
+        &gaps[..6],
+        &[200, 400, 800, 1000, 1000, 1000],
+        "gaps {gaps:?}"
+    );
 }
