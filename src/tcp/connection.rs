@@ -225,7 +225,11 @@ pub(crate) struct Connection {
     /// Retransmissions sent during recovery: (start, end, SND.MAX when sent). A SACK for
     /// data above that SND.MAX means something sent *after* the retransmission arrived
     /// while it did not: it was lost again (the idea of RACK, RFC 8985 §6, per segment).
-    rxt_log: Vec<(SeqNum, SeqNum, SeqNum)>,
+    rxt_log: Vec<(SeqNum, SeqNum, SeqNum, Instant)>,
+    /// When the oldest logged retransmission is overdue (about two RTTs without an ACK
+    /// or SACK for it): then it is presumed lost again even if nothing sent later has
+    /// arrived to prove it (RACK's reordering timer, RFC 8985 §6.2, in small).
+    rxt_deadline: Option<Instant>,
     /// Retransmissions found lost again, resent first.
     lost_again: VecDeque<(SeqNum, SeqNum)>,
 
@@ -330,6 +334,7 @@ impl Connection {
             high_rxt: iss,
             hole_credit: 0,
             rxt_log: Vec::new(),
+            rxt_deadline: None,
             lost_again: VecDeque::new(),
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
@@ -429,6 +434,7 @@ impl Connection {
         [
             self.rtx_deadline,
             self.tlp_deadline,
+            self.rxt_deadline,
             self.persist_deadline,
             self.close_deadline,
         ]
@@ -514,6 +520,7 @@ impl Connection {
         match new {
             State::Closed => {
                 self.rtx_deadline = None;
+                self.rxt_deadline = None;
                 self.tlp_deadline = None;
                 self.tlp_pending = false;
                 self.persist_deadline = None;
@@ -525,6 +532,7 @@ impl Connection {
             }
             State::TimeWait => {
                 self.rtx_deadline = None;
+                self.rxt_deadline = None;
                 self.tlp_deadline = None;
                 self.tlp_pending = false;
                 self.persist_deadline = None;
@@ -1017,6 +1025,7 @@ impl Connection {
                 self.high_rxt = self.snd.una;
                 self.hole_credit = 0;
                 self.rxt_log.clear();
+                self.rxt_deadline = None;
                 self.lost_again.clear();
                 self.tlp_deadline = None;
                 log::debug!(
@@ -1121,6 +1130,7 @@ impl Connection {
         if !self.cc.in_recovery() {
             self.hole_credit = 0;
             self.rxt_log.clear();
+            self.rxt_deadline = None;
             self.lost_again.clear();
         }
         self.schedule_tlp(now);
@@ -1234,6 +1244,9 @@ impl Connection {
             self.rtx_deadline = None;
             self.on_retransmit_timeout(now, stats);
         }
+        if self.rxt_deadline.is_some_and(|d| d <= now) {
+            self.on_rxt_timeout(now);
+        }
         if self.tlp_deadline.is_some_and(|d| d <= now) {
             self.tlp_deadline = None;
             if self.snd.una != self.snd.max && !self.cc.in_recovery() && !self.tlp_sent {
@@ -1321,6 +1334,7 @@ impl Connection {
                 self.sacked.clear();
                 self.hole_credit = 0;
                 self.rxt_log.clear();
+                self.rxt_deadline = None;
                 self.lost_again.clear();
                 self.tlp_deadline = None;
                 self.tlp_pending = false;
@@ -1440,10 +1454,50 @@ impl Connection {
     }
 
     /// Remember a retransmission sent during SACK recovery.
-    fn note_rxt(&mut self, start: SeqNum, end: SeqNum) {
+    fn note_rxt(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
         if self.sack_ok && self.cc.in_recovery() && self.rxt_log.len() < 64 {
-            self.rxt_log.push((start, end, self.snd.max));
+            self.rxt_log.push((start, end, self.snd.max, now));
+            if self.rxt_deadline.is_none() {
+                self.rxt_deadline = Some(now + self.rxt_timeout());
+            }
         }
+    }
+
+    /// How long a retransmission may go unanswered before it is presumed lost.
+    fn rxt_timeout(&self) -> Duration {
+        match self.rtt.srtt() {
+            Some(srtt) => srtt.saturating_mul(2).max(TLP_MIN),
+            None => self.rtt.rto(),
+        }
+    }
+
+    /// The retransmission timer of recovery fired: overdue retransmissions are lost.
+    fn on_rxt_timeout(&mut self, now: Instant) {
+        self.rxt_deadline = None;
+        if !self.cc.in_recovery() {
+            self.rxt_log.clear();
+            return;
+        }
+        let una = self.snd.una;
+        let timeout = self.rxt_timeout();
+        let sacked = &self.sacked;
+        let mut lost = Vec::new();
+        self.rxt_log.retain(|&(s, e, _, at)| {
+            if e.le(una) {
+                return false;
+            }
+            let from = s.max(una);
+            if sacked.iter().any(|&(l, r)| l.le(from) && r.ge(e)) {
+                return false;
+            }
+            if at + timeout <= now {
+                lost.push((from, e));
+                return false;
+            }
+            true
+        });
+        self.lost_again.extend(lost);
+        self.rxt_deadline = self.rxt_log.iter().map(|&(_, _, _, at)| at + timeout).min();
     }
 
     /// Find retransmissions that were lost again: data sent after them has been SACKed
@@ -1455,7 +1509,7 @@ impl Connection {
         let una = self.snd.una;
         let sacked = &self.sacked;
         let mut lost = Vec::new();
-        self.rxt_log.retain(|&(s, e, mark)| {
+        self.rxt_log.retain(|&(s, e, mark, _)| {
             if e.le(una) {
                 return false;
             }
@@ -1658,7 +1712,7 @@ impl Connection {
                         self.snd.nxt = una + len;
                     }
                     self.high_rxt = self.high_rxt.max(una + len);
-                    self.note_rxt(una, una + len);
+                    self.note_rxt(una, una + len, now);
                     return Some(seg);
                 }
             }
@@ -1680,7 +1734,7 @@ impl Connection {
             }
             self.on_sent(start, seg_len, now, stats);
             stats.lost_retransmits += 1;
-            self.note_rxt(start, start + seg_len);
+            self.note_rxt(start, start + seg_len, now);
             return Some(seg);
         }
 
@@ -1719,7 +1773,7 @@ impl Connection {
                     if seg_len > 0 {
                         self.on_sent(start, seg_len, now, stats);
                         self.high_rxt = self.high_rxt.max(start + seg_len);
-                        self.note_rxt(start, start + seg_len);
+                        self.note_rxt(start, start + seg_len, now);
                         if self.snd.nxt.lt(start + seg_len) {
                             self.snd.nxt = start + seg_len;
                         }
