@@ -1,29 +1,5 @@
 //! TCP segments: validated, typed, parsed once at the edge (RFC 9293 §3.1).
 //!
-//! ```text
-//!     0                   1                   2                   3
-//!     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |          Source Port          |       Destination Port        |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |                        Sequence Number                        |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |                    Acknowledgment Number                      |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |  Data |       |C|E|U|A|P|R|S|F|                               |
-//!    | Offset| Rsrvd |W|C|R|C|S|S|Y|I|            Window             |
-//!    |       |       |R|E|G|K|H|T|N|N|                               |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |           Checksum            |         Urgent Pointer        |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |                           [Options]                           |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |                                                               :
-//!    :                             Data                              :
-//!    :                                                               |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//! ```
-//!
 //! etherparse's [`TcpHeaderSlice`] reads the fixed header fields; this module owns the
 //! validation (length, data offset, checksum over the IPv4 pseudo-header, option syntax)
 //! and turns the bytes into a [`Segment`] the state machine can use without ever looking
@@ -408,6 +384,30 @@ impl fmt::Display for SegmentError {
 impl std::error::Error for SegmentError {}
 
 /// A validated TCP segment: the header's meaning plus the payload (RFC 9293 §3.1).
+///
+/// ```text
+///     0                   1                   2                   3
+///     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |          Source Port          |       Destination Port        |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |                        Sequence Number                        |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |                    Acknowledgment Number                      |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |  Data |       |C|E|U|A|P|R|S|F|                               |
+///    | Offset| Rsrvd |W|C|R|C|S|S|Y|I|            Window             |
+///    |       |       |R|E|G|K|H|T|N|N|                               |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |           Checksum            |         Urgent Pointer        |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |                           [Options]                           |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |                                                               :
+///    :                             Data                              :
+///    :                                                               |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Segment {
     /// Source port.
@@ -473,7 +473,10 @@ impl Segment {
         if header_len < HEADER_LEN || header_len > len {
             return Err(SegmentError::BadDataOffset { offset, len });
         }
-        let got = u16::from_be_bytes([bytes[16], bytes[17]]);
+        let got = bytes
+            .get(16..18)
+            .and_then(|c| <[u8; 2]>::try_from(c).ok())
+            .map_or(0, u16::from_be_bytes);
         let sum = checksum(src, dst, bytes);
         let bad_checksum = (sum != 0).then(|| {
             // Recompute what the sender should have put there, for the log.
@@ -512,6 +515,21 @@ impl Segment {
     /// checksum over the IPv4 pseudo-header from `src` to `dst`.
     pub fn emit(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
         let mut out = Vec::with_capacity(MAX_HEADER_LEN + self.payload.len());
+        self.emit_into(&mut out, src, dst);
+        out
+    }
+
+    /// Like [`emit`](Self::emit), but appends to `out` (e.g. right after an IP header the
+    /// caller already wrote), avoiding an allocation. The checksum covers only the
+    /// appended TCP bytes.
+    pub fn emit_into(&self, out: &mut Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr) {
+        let base = out.len();
+        out.reserve(MAX_HEADER_LEN + self.payload.len());
+        self.write_tcp(out, base, src, dst);
+    }
+
+    /// Header, options and payload appended to `out` from index `base`, checksummed.
+    fn write_tcp(&self, out: &mut Vec<u8>, base: usize, src: Ipv4Addr, dst: Ipv4Addr) {
         out.extend_from_slice(&self.src_port.to_be_bytes());
         out.extend_from_slice(&self.dst_port.to_be_bytes());
         out.extend_from_slice(&self.seq.0.to_be_bytes());
@@ -520,18 +538,17 @@ impl Segment {
         out.extend_from_slice(&self.window.to_be_bytes());
         out.extend_from_slice(&[0, 0]); // checksum, computed below
         out.extend_from_slice(&self.urgent.to_be_bytes());
-        self.options.encode(&mut out);
+        self.options.encode(out);
         // At most 60 bytes of header, so the word count fits in 4 bits.
-        let words = (out.len() / 4) as u8;
-        if let Some(b) = out.get_mut(12) {
+        let words = ((out.len() - base) / 4) as u8;
+        if let Some(b) = out.get_mut(base + 12) {
             *b = words << 4;
         }
         out.extend_from_slice(&self.payload);
-        let sum = checksum(src, dst, &out);
-        if let Some(c) = out.get_mut(16..18) {
+        let sum = checksum(src, dst, out.get(base..).unwrap_or(&[]));
+        if let Some(c) = out.get_mut(base + 16..base + 18) {
             c.copy_from_slice(&sum.to_be_bytes());
         }
-        out
     }
 
     /// SEG.LEN: the sequence space the segment occupies — payload bytes, plus one for SYN
@@ -724,6 +741,16 @@ mod tests {
             back.options.sack_blocks,
             s.options.sack_blocks[..4].to_vec()
         );
+    }
+
+    #[test]
+    fn emit_into_appends_after_existing_bytes() {
+        let d = data(33);
+        let mut out = vec![0xee; 20]; // say, an IP header
+        d.emit_into(&mut out, A, B);
+        assert_eq!(&out[..20], &[0xee; 20]);
+        assert_eq!(&out[20..], &d.emit(A, B)[..]);
+        assert_eq!(Segment::parse(A, B, &out[20..]).unwrap(), d);
     }
 
     #[test]
