@@ -92,10 +92,11 @@ fn tap_ping_curl_and_arp_in_pcap() {
     // --trace describes the link layer too.
     let log = h.server_log();
     for line in [
-        "ARP announce 10.0.0.2 is-at 02:00:00:00:00:02",
-        "ARP who-has 10.0.0.2 tell 10.0.0.1",
-        "ARP reply 10.0.0.2 is-at 02:00:00:00:00:02",
-        "> 02:00:00:00:00:02 IPv4 | IPv4 10.0.0.1 > 10.0.0.2",
+        "ARP announce  10.0.0.2 is at 02:00:00:00:00:02",
+        "ARP who has 10.0.0.2?  tell 10.0.0.1",
+        "ARP reply  10.0.0.2 is at 02:00:00:00:00:02",
+        "→ 02:00:00:00:00:02  IPv4",
+        "10.0.0.1 → 10.0.0.2",
     ] {
         assert!(log.contains(line), "--trace shows {line:?}:\n{log}");
     }
@@ -386,7 +387,7 @@ fn udp_closed_port_gets_port_unreachable() {
     );
     let log = h.server_log();
     assert!(
-        log.contains("| UDP ") && log.contains("> 9 len 13"),
+        log.contains("udp    ") && log.contains("→ 9  len 13"),
         "--trace shows UDP: {log}"
     );
 }

@@ -306,3 +306,48 @@ fn random_input_never_panics() {
         host.run(t(i * 10));
     }
 }
+
+/// The `--trace` printer in TAP mode: the link line names the MACs and the EtherType, an
+/// ARP frame gets its own line, and an IPv4 frame is decoded down to UDP.
+#[test]
+fn trace_printer_renders_frames() {
+    use std::time::Duration;
+    use tunstack::stack::Direction;
+    use tunstack::trace::{Palette, Printer, TraceEvent};
+    let mut printer = Printer::new(Palette::PLAIN);
+    let who_has = ArpPacket::request(PEER_MAC, PEER, US);
+    let frame = ethernet::build(MacAddr::BROADCAST, PEER_MAC, ETHERTYPE_ARP, &who_has.emit());
+    let text = printer.render_at(
+        &TraceEvent::Frame {
+            dir: Direction::In,
+            bytes: frame,
+        },
+        Duration::ZERO,
+    );
+    assert!(
+        text.contains("60 bytes from the TAP  02:00:00:00:00:01 → ff:ff:ff:ff:ff:ff  ARP"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ARP who has 10.0.0.2?  tell 10.0.0.1"),
+        "{text}"
+    );
+
+    let text = printer.render_at(
+        &TraceEvent::Frame {
+            dir: Direction::In,
+            bytes: ip_frame(&udp_packet(US, 7, b"hi")),
+        },
+        Duration::ZERO,
+    );
+    assert!(
+        text.starts_with("#2 "),
+        "numbered after the ARP frame: {text}"
+    );
+    assert!(
+        text.contains("02:00:00:00:00:01 → 02:00:00:00:00:02  IPv4"),
+        "{text}"
+    );
+    assert!(text.contains("proto udp"), "{text}");
+    assert!(text.contains("5555 → 7  len 2"), "{text}");
+}

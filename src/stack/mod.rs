@@ -16,6 +16,7 @@
 //! state; it is never held across device I/O (DESIGN principle 5).
 
 mod iface;
+mod observe;
 
 pub use iface::{IfaceStats, Interface, DEFAULT_TTL};
 
@@ -30,6 +31,7 @@ use std::time::Duration;
 use crate::link::ethernet_layer::{EthernetConfig, EthernetLayer, EthernetStats};
 use crate::tcp::{self, State, TcpStats};
 use crate::time::{Clock, Instant};
+use crate::trace::{TraceEvent, Tracer};
 use crate::udp::UdpStats;
 
 /// Which way a packet crossed the device (for capture and tracing hooks).
@@ -60,6 +62,8 @@ pub struct StackConfig {
     pub ethernet: Option<EthernetConfig>,
     /// An IPv6 address to answer ICMPv6 echo on (TUN mode; TCP/UDP are IPv4-only).
     pub addr6: Option<std::net::Ipv6Addr>,
+    /// Where `--trace`/`--step` events go; `None` (the default) costs nothing.
+    pub tracer: Option<Tracer>,
 }
 
 impl StackConfig {
@@ -72,6 +76,7 @@ impl StackConfig {
             mtu: 1500,
             ethernet: None,
             addr6: None,
+            tracer: None,
         }
     }
 }
@@ -96,6 +101,7 @@ pub(crate) struct Shared {
     clock: Clock,
     tx: Mutex<mpsc::Sender<Event>>,
     wake_pending: AtomicBool,
+    tracer: Option<Tracer>,
 }
 
 /// A handle on a running stack. Cheap to clone; the socket API takes one.
@@ -162,6 +168,11 @@ impl StackHandle {
             let tx = self.shared.tx.lock().unwrap_or_else(|e| e.into_inner());
             let _ = tx.send(Event::Wake);
         }
+    }
+
+    /// The tracer the stack was started with, for the layers above it (socket, http).
+    pub fn tracer(&self) -> Option<&Tracer> {
+        self.shared.tracer.as_ref()
     }
 
     /// The address the stack answers as.
@@ -235,6 +246,63 @@ impl StackHandle {
     }
 }
 
+/// One arrival from the device to the host: in TAP mode a frame, which goes through the
+/// Ethernet layer (ARP is answered there; an IPv4 payload continues up).
+fn deliver(core: &mut Interface, link: &mut Option<EthernetLayer>, p: &[u8], now: Instant) {
+    match link.as_mut() {
+        Some(eth) => {
+            if let Some(ip) = eth.handle_frame(p, now) {
+                core.handle_packet(ip, now);
+            }
+        }
+        None => core.handle_packet(p, now),
+    }
+}
+
+/// Fire the due timers of the host and the Ethernet layer, collect what to put on the
+/// device into `outbound` (frames in TAP mode), and return the next deadline.
+fn timers_and_transmit(
+    core: &mut Interface,
+    link: &mut Option<EthernetLayer>,
+    now: Instant,
+    outbound: &mut Vec<Vec<u8>>,
+) -> Option<Instant> {
+    if core.poll_at().is_some_and(|at| at <= now) {
+        core.handle_timeout(now);
+    }
+    if let Some(eth) = link.as_mut() {
+        if eth.poll_at().is_some_and(|at| at <= now) {
+            eth.handle_timeout(now);
+        }
+    }
+    while let Some(p) = core.poll_transmit(now) {
+        match link.as_mut() {
+            Some(eth) => eth.send_ip(p, now),
+            None => outbound.push(p),
+        }
+    }
+    let mut next = core.poll_at();
+    if let Some(eth) = link.as_mut() {
+        while let Some(frame) = eth.poll_transmit() {
+            outbound.push(frame);
+        }
+        next = match (next, eth.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    next
+}
+
+/// The trace event for what crossed the device: a frame on a TAP, a packet on a TUN.
+fn packet_event(tap: bool, dir: Direction, bytes: Vec<u8>) -> TraceEvent {
+    if tap {
+        TraceEvent::Frame { dir, bytes }
+    } else {
+        TraceEvent::Packet { dir, bytes }
+    }
+}
+
 /// Start a stack on a device given as its two halves: `read` blocks until one IP packet
 /// arrives (it may return `WouldBlock`/`TimedOut` to let the reader check for shutdown),
 /// `write` sends one. A reader thread feeds the stack thread; the returned handle is what
@@ -252,6 +320,9 @@ where
     let seed = config.seed.unwrap_or_else(rand::random);
     let mut iface = Interface::new(config.addr, config.tcp.clone(), seed);
     iface.set_ipv6(config.addr6);
+    iface.tcp_mut().set_trace(config.tracer.is_some());
+    let tracer = config.tracer.clone();
+    let tap = config.ethernet.is_some();
     let (tx, rx) = mpsc::channel::<Event>();
     let shared = Arc::new(Shared {
         core: Mutex::new(iface),
@@ -260,6 +331,7 @@ where
         clock: Clock::new(),
         tx: Mutex::new(tx.clone()),
         wake_pending: AtomicBool::new(false),
+        tracer: tracer.clone(),
     });
     let handle = StackHandle {
         shared: shared.clone(),
@@ -343,45 +415,23 @@ where
                         hook(Direction::In, p);
                     }
                 }
-                let changed = {
+                let changed = if let Some(t) = tracer.as_ref() {
+                    observe::traced_round(
+                        &loop_handle,
+                        t,
+                        tap,
+                        &mut inbound,
+                        &mut outbound,
+                        &mut next_timer,
+                    )
+                } else {
                     let mut core = loop_handle.lock();
                     let mut link = shared.link.lock().unwrap_or_else(|e| e.into_inner());
                     let now = shared.clock.now();
                     for p in inbound.drain(..) {
-                        // TAP: frames go through the Ethernet layer (ARP stays there).
-                        match link.as_mut() {
-                            Some(eth) => {
-                                if let Some(ip) = eth.handle_frame(&p, now) {
-                                    core.handle_packet(ip, now);
-                                }
-                            }
-                            None => core.handle_packet(&p, now),
-                        }
+                        deliver(&mut core, &mut link, &p, now);
                     }
-                    if core.poll_at().is_some_and(|at| at <= now) {
-                        core.handle_timeout(now);
-                    }
-                    if let Some(eth) = link.as_mut() {
-                        if eth.poll_at().is_some_and(|at| at <= now) {
-                            eth.handle_timeout(now);
-                        }
-                    }
-                    while let Some(p) = core.poll_transmit(now) {
-                        match link.as_mut() {
-                            Some(eth) => eth.send_ip(p, now),
-                            None => outbound.push(p),
-                        }
-                    }
-                    next_timer = core.poll_at();
-                    if let Some(eth) = link.as_mut() {
-                        while let Some(frame) = eth.poll_transmit() {
-                            outbound.push(frame);
-                        }
-                        next_timer = match (next_timer, eth.poll_at()) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        };
-                    }
+                    next_timer = timers_and_transmit(&mut core, &mut link, now, &mut outbound);
                     drop(link);
                     core.take_events()
                 };
@@ -389,6 +439,9 @@ where
                     shared.cond.notify_all();
                 }
                 for p in outbound.drain(..) {
+                    if let Some(t) = tracer.as_ref() {
+                        t.emit(packet_event(tap, Direction::Out, p.clone()));
+                    }
                     if let Some(hook) = hook.as_mut() {
                         hook(Direction::Out, &p);
                     }

@@ -1,27 +1,34 @@
 //! The send buffer: bytes the application wrote that the peer has not acknowledged yet.
 //!
-//! Its front is SND.UNA. Bytes before SND.NXT have been sent at least once and are kept
-//! for retransmission; bytes after it are waiting for window (RFC 9293 §3.3.1):
-//!
-//! ```text
-//!                    1         2          3          4
-//!               ----------|----------|----------|----------
-//!                      SND.UNA    SND.NXT    SND.UNA
-//!                                           +SND.WND
-//!
-//!         1 - old sequence numbers that have been acknowledged   (already consumed)
-//!         2 - sequence numbers of unacknowledged data            (buffer offsets 0..)
-//!         3 - sequence numbers allowed for new data transmission
-//!         4 - future sequence numbers that are not yet allowed
-//! ```
-//!
 //! Offsets given to [`SendBuffer::peek`] count from SND.UNA. The storage is a ring buffer
-//! allocated once at creation, so writes and acknowledgments never allocate.
+//! allocated lazily: it grows (doubling) up to the capacity as data is written, and is
+//! freed whenever everything has been acknowledged, so ten thousand idle connections cost
+//! no buffer memory. In steady streaming it neither grows nor shrinks, so writes and
+//! acknowledgments do not allocate.
 
-/// Unacknowledged outgoing bytes, a fixed-capacity ring buffer whose front is SND.UNA.
+/// Unacknowledged outgoing bytes, a bounded ring buffer whose front is SND.UNA.
+///
+/// Its front is SND.UNA. Bytes before SND.NXT have been sent at least once and are kept
+/// for retransmission; bytes after it are waiting for window (RFC 9293 §3.3.1):
+///
+/// ```text
+///                    1         2          3          4
+///               ----------|----------|----------|----------
+///                      SND.UNA    SND.NXT    SND.UNA
+///                                           +SND.WND
+///
+///         1 - old sequence numbers that have been acknowledged   (already consumed)
+///         2 - sequence numbers of unacknowledged data            (buffer offsets 0..)
+///         3 - sequence numbers allowed for new data transmission
+///         4 - future sequence numbers that are not yet allowed
+/// ```
+///
 #[derive(Clone, Debug)]
 pub struct SendBuffer {
-    storage: Box<[u8]>,
+    /// The ring; its length is what is allocated now (at most `capacity`).
+    storage: Vec<u8>,
+    /// The most bytes the buffer holds.
+    capacity: usize,
     /// Index in `storage` of the byte at SND.UNA.
     head: usize,
     /// Bytes held.
@@ -32,7 +39,8 @@ impl SendBuffer {
     /// An empty buffer able to hold `capacity` bytes.
     pub fn new(capacity: usize) -> Self {
         SendBuffer {
-            storage: vec![0; capacity].into_boxed_slice(),
+            storage: Vec::new(),
+            capacity,
             head: 0,
             len: 0,
         }
@@ -55,16 +63,24 @@ impl SendBuffer {
 
     /// Total size.
     pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes of memory allocated for the ring now (grows on demand up to `capacity`).
+    pub fn allocated(&self) -> usize {
         self.storage.len()
     }
 
     /// Append as much of `data` as fits; returns how many bytes were taken.
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
-        let cap = self.capacity();
         if n == 0 {
             return 0;
         }
+        if self.len + n > self.storage.len() {
+            self.grow(self.len + n);
+        }
+        let cap = self.storage.len();
         let tail = (self.head + self.len) % cap;
         // At most two copies: up to the end of the storage, then from its start.
         let first = n.min(cap - tail);
@@ -81,7 +97,7 @@ impl SendBuffer {
             return 0;
         }
         let n = out.len().min(self.len - offset);
-        let cap = self.capacity();
+        let cap = self.storage.len();
         let start = (self.head + offset) % cap;
         let first = n.min(cap - start);
         out[..first].copy_from_slice(&self.storage[start..start + first]);
@@ -96,14 +112,35 @@ impl SendBuffer {
         if n == 0 {
             return;
         }
-        self.head = (self.head + n) % self.capacity();
+        self.head = (self.head + n) % self.storage.len();
         self.len -= n;
         if self.len == 0 {
-            // Restart at the beginning so small exchanges never straddle the wrap.
+            // Everything acknowledged: give the memory back (an idle connection holds
+            // none) and restart at the beginning.
+            self.storage = Vec::new();
             self.head = 0;
         }
     }
+
+    /// Reallocate the ring to hold at least `need` bytes (doubling, at most `capacity`),
+    /// moving the held bytes to the start.
+    fn grow(&mut self, need: usize) {
+        let size = need
+            .checked_next_power_of_two()
+            .unwrap_or(need)
+            .max(self.storage.len().saturating_mul(2))
+            .max(MIN_ALLOCATION)
+            .min(self.capacity);
+        let mut storage = vec![0; size];
+        let n = self.peek(0, &mut storage);
+        debug_assert_eq!(n, self.len);
+        self.storage = storage;
+        self.head = 0;
+    }
 }
+
+/// Smallest ring allocated, so a run of tiny writes does not reallocate each time.
+const MIN_ALLOCATION: usize = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -157,6 +194,44 @@ mod tests {
         b.consume(4);
         assert_eq!(b.peek(0, &mut mid), 4);
         assert_eq!(&mid, b"9abc");
+    }
+
+    #[test]
+    fn allocates_lazily_and_frees_when_acknowledged() {
+        let mut b = SendBuffer::new(1 << 20);
+        assert_eq!(b.allocated(), 0, "an idle buffer holds no memory");
+        assert_eq!(b.write(b"hi"), 2);
+        assert_eq!(b.allocated(), MIN_ALLOCATION);
+        // Grows by doubling as the data needs it, never beyond the capacity.
+        let big = vec![7u8; 10_000];
+        assert_eq!(b.write(&big), 10_000);
+        assert_eq!(b.allocated(), 16_384);
+        assert_eq!(b.len(), 10_002);
+        let mut out = vec![0u8; 10_002];
+        assert_eq!(b.peek(0, &mut out), 10_002);
+        assert_eq!(&out[..2], b"hi");
+        assert!(out[2..].iter().all(|&x| x == 7));
+        b.consume(10_002);
+        assert_eq!(b.allocated(), 0);
+        let mut small = SendBuffer::new(100);
+        assert_eq!(small.write(&[1u8; 500]), 100);
+        assert_eq!(small.allocated(), 100);
+    }
+
+    #[test]
+    fn growing_a_wrapped_ring_keeps_the_order() {
+        let mut b = SendBuffer::new(1 << 16);
+        let src: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+        // Fill 4000 of the 4096 allocated, consume 3000, write 2000 more: wraps.
+        assert_eq!(b.write(&src[..4000]), 4000);
+        b.consume(3000);
+        assert_eq!(b.write(&src[4000..6000]), 2000);
+        assert_eq!(b.allocated(), 4096);
+        // Now grow while wrapped.
+        assert_eq!(b.write(&src[6000..20_000]), 14_000);
+        let mut out = vec![0u8; b.len()];
+        assert_eq!(b.peek(0, &mut out), 17_000);
+        assert_eq!(out, src[3000..20_000].to_vec());
     }
 
     #[test]
