@@ -400,32 +400,11 @@ fn serve(
     on_termination(move || {
         shutdown.shutdown();
         on_exit.shutdown(Duration::from_secs(2));
-        let stats = on_exit.stats();
-        let text = stats_report::summary(&stats, Some(&exit_http.snapshot()));
+        let text = stats_report::summary(&on_exit.stats(), Some(&exit_http.snapshot()));
         let mut err = io::stderr().lock();
         let _ = err.write_all(text.as_bytes());
         let _ = err.flush();
         drop(err);
-        log::info!(
-            "stats: udp in {} out {} delivered {} no-port {}",
-            stats.udp.datagrams_in,
-            stats.udp.datagrams_out,
-            stats.udp.delivered,
-            stats.udp.no_port,
-        );
-        if let Some(l) = &stats.link {
-            log::info!(
-                "stats: ethernet frames in {} out {} dropped {} | arp requests sent {} received {} replies sent {} received {} timeouts {}",
-                l.frames_in,
-                l.frames_out,
-                l.drops.values().sum::<u64>(),
-                l.arp.requests_sent,
-                l.arp.requests_received,
-                l.arp.replies_sent,
-                l.arp.replies_received,
-                l.arp.timeouts,
-            );
-        }
         // The TUN is not persistent: the kernel removes it when our file descriptor
         // closes, which process exit guarantees even for a reader still blocked in it.
         std::process::exit(0);

@@ -97,11 +97,35 @@ pub fn summary(stats: &StackStats, http: Option<&HttpStats>) -> String {
     let tcp = &stats.tcp;
     let mut s = String::with_capacity(600);
     let _ = writeln!(s, "tunstack statistics (per layer)");
-    let _ = writeln!(
-        s,
-        "  link    packets read {}  written {}",
-        ip.packets_in, ip.packets_out
-    );
+    match &stats.link {
+        // TAP mode: the device carries frames; ARP lives at this layer.
+        Some(l) => {
+            let _ = writeln!(
+                s,
+                "  link    frames read {}  written {}  dropped {}",
+                l.frames_in,
+                l.frames_out,
+                l.drops.values().sum::<u64>()
+            );
+            let _ = writeln!(
+                s,
+                "          arp requests sent {}  received {}  replies sent {}  received {}  resolved {}  timeouts {}",
+                l.arp.requests_sent,
+                l.arp.requests_received,
+                l.arp.replies_sent,
+                l.arp.replies_received,
+                l.arp.resolved,
+                l.arp.timeouts
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  link    packets read {}  written {}",
+                ip.packets_in, ip.packets_out
+            );
+        }
+    }
     let _ = write!(
         s,
         "  ip      in {}  out {}  echo replies {}  dropped {}",
@@ -151,6 +175,12 @@ pub fn summary(stats: &StackStats, http: Option<&HttpStats>) -> String {
         } else {
             now.join("  ")
         }
+    );
+    let udp = &stats.udp;
+    let _ = writeln!(
+        s,
+        "  udp     datagrams in {}  out {}  delivered {}  no port {}  queue drops {}",
+        udp.datagrams_in, udp.datagrams_out, udp.delivered, udp.no_port, udp.queue_drops
     );
     if let Some(h) = http {
         let _ = writeln!(
@@ -357,6 +387,28 @@ mod tests {
             "retransmits 1",
             "now: ESTABLISHED 1  TIME-WAIT 1",
             "http    requests 3  responses 2xx 3",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn summary_in_tap_mode_counts_frames_and_arp() {
+        let mut stats = sample();
+        stats.udp.datagrams_in = 4;
+        stats.udp.no_port = 1;
+        let mut link = crate::link::ethernet_layer::EthernetStats {
+            frames_in: 20,
+            frames_out: 15,
+            ..Default::default()
+        };
+        link.arp.replies_sent = 2;
+        stats.link = Some(link);
+        let text = summary(&stats, None);
+        for needle in [
+            "link    frames read 20  written 15  dropped 0",
+            "arp requests sent 0  received 0  replies sent 2",
+            "udp     datagrams in 4  out 0  delivered 0  no port 1",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }

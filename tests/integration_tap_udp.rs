@@ -333,7 +333,7 @@ fn udp_echo_round_trips() {
         stop(&mut h);
         let log = h.server_log();
         assert!(
-            log.contains("udp in "),
+            log.contains("udp     datagrams in "),
             "UDP counters in the exit stats: {log}"
         );
     }
