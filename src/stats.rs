@@ -227,10 +227,31 @@ pub fn to_json(stats: &StackStats, http: Option<&HttpStats>) -> String {
     let ip = &stats.ip;
     let tcp = &stats.tcp;
     let n = |v: u64| v.to_string();
-    let link = json_object([
+    let mut link_fields = vec![
         ("packets_in", n(ip.packets_in)),
         ("packets_out", n(ip.packets_out)),
-    ]);
+    ];
+    if let Some(l) = &stats.link {
+        // TAP mode: frames and ARP.
+        let arp = json_object([
+            ("requests_sent", n(l.arp.requests_sent)),
+            ("requests_received", n(l.arp.requests_received)),
+            ("replies_sent", n(l.arp.replies_sent)),
+            ("replies_received", n(l.arp.replies_received)),
+            ("resolved", n(l.arp.resolved)),
+            ("timeouts", n(l.arp.timeouts)),
+            ("queue_drops", n(l.arp.queue_drops)),
+            ("conflicts", n(l.arp.conflicts)),
+        ]);
+        link_fields.push(("frames_in", n(l.frames_in)));
+        link_fields.push(("frames_out", n(l.frames_out)));
+        link_fields.push((
+            "drops",
+            json_object(l.drops.iter().map(|(r, c)| (*r, n(*c)))),
+        ));
+        link_fields.push(("arp", arp));
+    }
+    let link = json_object(link_fields);
     let drops = json_object(ip.drops.iter().map(|(r, c)| (*r, n(*c))));
     let ip_obj = json_object([
         ("packets_in", n(ip.packets_in)),
@@ -277,7 +298,24 @@ pub fn to_json(stats: &StackStats, http: Option<&HttpStats>) -> String {
         ("window_probes", n(tcp.window_probes)),
         ("connections", connections),
     ]);
-    let mut layers = vec![("link", link), ("ip", ip_obj), ("tcp", tcp_obj)];
+    let udp = &stats.udp;
+    let udp_obj = json_object([
+        ("datagrams_in", n(udp.datagrams_in)),
+        ("datagrams_out", n(udp.datagrams_out)),
+        ("delivered", n(udp.delivered)),
+        ("no_port", n(udp.no_port)),
+        ("queue_drops", n(udp.queue_drops)),
+        (
+            "drops",
+            json_object(udp.drops.iter().map(|(r, c)| (*r, n(*c)))),
+        ),
+    ]);
+    let mut layers = vec![
+        ("link", link),
+        ("ip", ip_obj),
+        ("tcp", tcp_obj),
+        ("udp", udp_obj),
+    ];
     if let Some(h) = http {
         let responses = json_object([
             ("1xx", n(h.responses[0])),
@@ -345,6 +383,7 @@ mod tests {
                 r#""window_probes": 0, "connections": {"CLOSED": 0, "LISTEN": 0, "SYN-SENT": 0, "#,
                 r#""SYN-RECEIVED": 0, "ESTABLISHED": 1, "FIN-WAIT-1": 0, "FIN-WAIT-2": 0, "CLOSE-WAIT": 0, "#,
                 r#""CLOSING": 0, "LAST-ACK": 0, "TIME-WAIT": 1}}, "#,
+                r#""udp": {"datagrams_in": 0, "datagrams_out": 0, "delivered": 0, "no_port": 0, "queue_drops": 0, "drops": {}}, "#,
                 r#""http": {"requests": 3, "responses": {"1xx": 0, "2xx": 2, "3xx": 0, "4xx": 1, "5xx": 0}}}"#,
                 "\n"
             )
@@ -411,6 +450,16 @@ mod tests {
             "udp     datagrams in 4  out 0  delivered 0  no port 1",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+        let json = to_json(&stats, None);
+        for needle in [
+            r#""frames_in": 20, "frames_out": 15"#,
+            r#""arp": {"requests_sent": 0"#,
+            r#""replies_sent": 2"#,
+            r#""udp": {"datagrams_in": 4"#,
+            r#""no_port": 1"#,
+        ] {
+            assert!(json.contains(needle), "missing {needle:?} in\n{json}");
         }
     }
 

@@ -167,7 +167,7 @@ fn stats_as_json_and_on_sigusr1() {
     let check = r#"
 import json, sys
 d = json.load(open(sys.argv[1]))
-assert set(d) == {"link", "ip", "tcp", "http"}, d.keys()
+assert set(d) == {"link", "ip", "tcp", "udp", "http"}, d.keys()
 t = d["tcp"]
 assert t["segments_in"] > 0 and t["segments_out"] > 0, t
 assert isinstance(t["drops"], dict) and isinstance(d["ip"]["drops"], dict), t
