@@ -359,7 +359,7 @@ impl EthernetLayer {
             self.cache.stats_mut().replies_sent += 1;
             self.push_arp(arp.sender_mac, &reply);
         }
-        self.flush_cache(now);
+        self.flush_cache();
     }
 
     /// The next hop for `dst`, or `None` when it is off-link and there is no gateway.
@@ -427,11 +427,11 @@ impl EthernetLayer {
             Resolution::Queued => {}
             Resolution::Dropped => self.drop("arp-queue"),
         }
-        self.flush_cache(now);
+        self.flush_cache();
     }
 
     /// Turn the cache's pending requests and released packets into frames.
-    fn flush_cache(&mut self, _now: Instant) {
+    fn flush_cache(&mut self) {
         while let Some(ip) = self.cache.poll_request() {
             let request = ArpPacket::request(self.config.mac, self.config.addr, ip);
             log::debug!("arp: who has {ip}? tell {}", self.config.addr);
@@ -459,7 +459,7 @@ impl EthernetLayer {
     /// Fire due ARP timers: retransmit requests, give up on silent neighbours.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.cache.handle_timeout(now);
-        self.flush_cache(now);
+        self.flush_cache();
     }
 }
 

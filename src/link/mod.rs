@@ -12,7 +12,8 @@
 //! the kernel routes packets for the TUN's subnet into our process, and we answer as if we
 //! were another host on that subnet. A **TAP** device (the same module, [`tun::TunDevice::open_tap`]) carries Ethernet frames
 //! instead: then [`ethernet_layer::EthernetLayer`] sits between the device and IP, framing
-//! packets ([`ethernet`]) and resolving next hops with ARP ([`arp`]).
+//! packets ([`ethernet`]) and resolving next hops with ARP ([`arp`]) — or, for IPv6, with
+//! the Neighbor Discovery messages of [`ndp`].
 //!
 //! Other devices implement the same trait: [`memory::pair`] connects two stacks back to back
 //! inside one process for tests, and [`pcap::PcapDevice`] wraps any device to record what
