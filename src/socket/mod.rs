@@ -22,7 +22,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::stack::StackHandle;
@@ -46,6 +46,8 @@ pub struct TcpListener {
     id: ListenerId,
     local: SocketAddrV4,
     nonblocking: AtomicBool,
+    /// Signalled when a connection is ready to accept.
+    cond: Arc<Condvar>,
 }
 
 impl TcpListener {
@@ -72,6 +74,7 @@ impl TcpListener {
             id,
             local,
             nonblocking: AtomicBool::new(false),
+            cond: stack.listener_waiter(id),
         })
     }
 
@@ -88,7 +91,7 @@ impl TcpListener {
             if self.nonblocking.load(Ordering::Relaxed) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            core = self.stack.wait(core, None);
+            core = self.stack.wait_on(&self.cond, core, None);
         }
     }
 
@@ -113,6 +116,7 @@ impl Drop for TcpListener {
     fn drop(&mut self) {
         let now = self.stack.now();
         self.stack.lock().tcp_mut().close_listener(self.id, now);
+        self.stack.forget_listener(self.id);
         self.stack.wake();
     }
 }
@@ -124,6 +128,8 @@ struct StreamInner {
     write_timeout: Mutex<Option<Duration>>,
     read_shut: AtomicBool,
     nonblocking: AtomicBool,
+    /// Signalled when this connection changes (data, space, state).
+    cond: Arc<Condvar>,
 }
 
 impl Drop for StreamInner {
@@ -132,6 +138,7 @@ impl Drop for StreamInner {
         // were sent is left unread (as Linux does).
         let now = self.stack.now();
         self.stack.lock().tcp_mut().release(self.id, now);
+        self.stack.forget_conn(self.id);
         self.stack.wake();
     }
 }
@@ -153,6 +160,7 @@ impl TcpStream {
                 write_timeout: Mutex::new(None),
                 read_shut: AtomicBool::new(false),
                 nonblocking: AtomicBool::new(false),
+                cond: stack.conn_waiter(id),
             }),
         }
     }
@@ -202,7 +210,7 @@ impl TcpStream {
                 core.tcp_mut().abort(id, now);
                 break Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
             }
-            core = stack.wait(core, deadline);
+            core = stack.wait_on(&stream.inner.cond, core, deadline);
         };
         drop(core);
         outcome.map(|()| stream)
@@ -337,7 +345,7 @@ impl TcpStream {
                         // std reports an expired SO_RCVTIMEO as WouldBlock on Unix.
                         return Err(io::Error::new(io::ErrorKind::WouldBlock, "read timed out"));
                     }
-                    core = stack.wait(core, deadline);
+                    core = stack.wait_on(&self.inner.cond, core, deadline);
                 }
                 Err(e) => return Err(io_error(e)),
             }
@@ -366,7 +374,7 @@ impl TcpStream {
                     if expired(deadline) {
                         return Err(io::Error::new(io::ErrorKind::WouldBlock, "write timed out"));
                     }
-                    core = stack.wait(core, deadline);
+                    core = stack.wait_on(&self.inner.cond, core, deadline);
                 }
                 Ok(n) => {
                     drop(core);

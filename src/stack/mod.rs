@@ -19,15 +19,16 @@ mod iface;
 
 pub use iface::{IfaceStats, Interface, DEFAULT_TTL};
 
+use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use crate::tcp::{self, State, TcpStats};
+use crate::tcp::{self, ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
 
 /// Which way a packet crossed the device (for capture and tracing hooks).
@@ -79,11 +80,25 @@ enum Event {
 /// Protocol state shared between the stack thread and socket handles.
 pub(crate) struct Shared {
     core: Mutex<Interface>,
-    /// Signalled whenever something socket-visible changed (data, space, state, accept).
+    /// Signalled whenever something socket-visible changed (data, space, state, accept),
+    /// for waiters that are not about one socket ([`StackHandle::shutdown`]).
     pub(crate) cond: Condvar,
+    /// Threads waiting on `cond`; when none, the loop skips the notify (a syscall).
+    global_waiters: AtomicUsize,
+    /// One condition variable per socket, all used with the `core` lock: a change to a
+    /// connection wakes only the threads blocked on it, not every thread of the server
+    /// (with one `notify_all` for everything, 50 keep-alive connections meant 50 wake-ups
+    /// per segment, 49 of them for nothing).
+    waiters: Mutex<Waiters>,
     clock: Clock,
     tx: Mutex<mpsc::Sender<Event>>,
     wake_pending: AtomicBool,
+}
+
+#[derive(Default)]
+struct Waiters {
+    conns: HashMap<ConnId, Arc<Condvar>>,
+    listeners: HashMap<ListenerId, Arc<Condvar>>,
 }
 
 /// A handle on a running stack. Cheap to clone; the socket API takes one.
@@ -111,27 +126,64 @@ impl StackHandle {
         self.shared.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wait on the stack's condition variable, at most until `deadline`.
+    /// Wait on the stack's global condition variable (signalled on any change), at most
+    /// until `deadline`.
     pub(crate) fn wait<'a>(
         &self,
         guard: MutexGuard<'a, Interface>,
         deadline: Option<std::time::Instant>,
     ) -> MutexGuard<'a, Interface> {
+        self.shared.global_waiters.fetch_add(1, Ordering::SeqCst);
+        let guard = self.wait_on(&self.shared.cond, guard, deadline);
+        self.shared.global_waiters.fetch_sub(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// Wait on a socket's condition variable (from [`StackHandle::conn_waiter`] or
+    /// [`StackHandle::listener_waiter`]), at most until `deadline`.
+    pub(crate) fn wait_on<'a>(
+        &self,
+        cond: &Condvar,
+        guard: MutexGuard<'a, Interface>,
+        deadline: Option<std::time::Instant>,
+    ) -> MutexGuard<'a, Interface> {
         match deadline {
-            None => self
-                .shared
-                .cond
-                .wait(guard)
-                .unwrap_or_else(|e| e.into_inner()),
+            None => cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
             Some(d) => {
                 let left = d.saturating_duration_since(std::time::Instant::now());
-                self.shared
-                    .cond
-                    .wait_timeout(guard, left)
+                cond.wait_timeout(guard, left)
                     .unwrap_or_else(|e| e.into_inner())
                     .0
             }
         }
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        self.shared
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The condition variable signalled when connection `id` changes; registered until
+    /// [`StackHandle::forget_conn`].
+    pub(crate) fn conn_waiter(&self, id: ConnId) -> Arc<Condvar> {
+        self.waiters().conns.entry(id).or_default().clone()
+    }
+
+    /// Stop signalling for connection `id` (its socket is gone).
+    pub(crate) fn forget_conn(&self, id: ConnId) {
+        self.waiters().conns.remove(&id);
+    }
+
+    /// The condition variable signalled when listener `id` has a connection to accept.
+    pub(crate) fn listener_waiter(&self, id: ListenerId) -> Arc<Condvar> {
+        self.waiters().listeners.entry(id).or_default().clone()
+    }
+
+    /// Stop signalling for listener `id`.
+    pub(crate) fn forget_listener(&self, id: ListenerId) {
+        self.waiters().listeners.remove(&id);
     }
 
     /// The current time on the stack's clock.
@@ -230,6 +282,8 @@ where
     let shared = Arc::new(Shared {
         core: Mutex::new(iface),
         cond: Condvar::new(),
+        global_waiters: AtomicUsize::new(0),
+        waiters: Mutex::new(Waiters::default()),
         clock: Clock::new(),
         tx: Mutex::new(tx.clone()),
         wake_pending: AtomicBool::new(false),
@@ -281,6 +335,8 @@ where
             let mut inbound: Vec<Vec<u8>> = Vec::with_capacity(MAX_BATCH);
             let mut outbound: Vec<Vec<u8>> = Vec::new();
             let mut next_timer: Option<Instant> = None;
+            let mut woken: Vec<ConnId> = Vec::new();
+            let mut woken_listeners: Vec<ListenerId> = Vec::new();
             loop {
                 let first = match next_timer {
                     None => rx.recv().map_err(|_| ()),
@@ -316,7 +372,7 @@ where
                         hook(Direction::In, p);
                     }
                 }
-                let changed = {
+                let (changed, wake_all) = {
                     let mut core = loop_handle.lock();
                     let now = shared.clock.now();
                     for p in inbound.drain(..) {
@@ -329,9 +385,39 @@ where
                         outbound.push(p);
                     }
                     next_timer = core.poll_at();
-                    core.tcp_mut().take_events()
+                    let wake_all = core
+                        .tcp_mut()
+                        .take_wakeups(&mut woken, &mut woken_listeners);
+                    (
+                        wake_all || !woken.is_empty() || !woken_listeners.is_empty(),
+                        wake_all,
+                    )
                 };
+                // Notifying after unlocking is safe: a waiter checks its condition and
+                // starts waiting under the lock, so it either saw the change or is waiting.
                 if changed {
+                    let waiters = loop_handle.waiters();
+                    if wake_all {
+                        waiters.conns.values().for_each(|c| c.notify_all());
+                        waiters.listeners.values().for_each(|c| c.notify_all());
+                    } else {
+                        // A bulk transfer names the same connection once per segment.
+                        woken.dedup();
+                        for id in woken.iter() {
+                            if let Some(c) = waiters.conns.get(id) {
+                                c.notify_all();
+                            }
+                        }
+                        for id in woken_listeners.iter() {
+                            if let Some(c) = waiters.listeners.get(id) {
+                                c.notify_all();
+                            }
+                        }
+                    }
+                }
+                woken.clear();
+                woken_listeners.clear();
+                if changed && shared.global_waiters.load(Ordering::SeqCst) > 0 {
                     shared.cond.notify_all();
                 }
                 for p in outbound.drain(..) {
