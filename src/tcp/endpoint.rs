@@ -374,6 +374,32 @@ impl Tcp {
             self.timers
                 .push(Reverse((deadline, index, slot.generation)));
         }
+        self.tidy_timers();
+    }
+
+    /// Make the heap's top exact, so [`Tcp::poll_at`] is: drop entries of freed slots or
+    /// superseded instants, and move an entry whose timer was re-armed later (or stopped)
+    /// to its real deadline. Only the top is examined, so this is amortized O(log n).
+    fn tidy_timers(&mut self) {
+        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
+            let Some(slot) = self.slots.get_mut(index as usize) else {
+                self.timers.pop();
+                continue;
+            };
+            if slot.generation != generation || slot.scheduled != Some(at) {
+                self.timers.pop();
+                continue;
+            }
+            let real = slot.conn.as_ref().and_then(|c| c.deadline());
+            if real == Some(at) {
+                break;
+            }
+            self.timers.pop();
+            slot.scheduled = real;
+            if let Some(d) = real {
+                self.timers.push(Reverse((d, index, generation)));
+            }
+        }
     }
 
     fn wake_conn(&mut self, id: ConnId) {
@@ -490,6 +516,7 @@ impl Tcp {
                 self.live = self.live.saturating_sub(1);
             }
         }
+        self.tidy_timers();
     }
 
     fn listener_mut(&mut self, index: u32, generation: u32) -> Option<&mut Listener> {
@@ -1055,8 +1082,6 @@ impl Tcp {
     }
 
     /// The earliest instant at which [`Tcp::handle_timeout`] has work.
-    /// May be early (an entry whose timer was since re-armed later or stopped): then
-    /// `handle_timeout` finds nothing due and this moves on.
     pub fn poll_at(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((at, _, _))| *at)
     }
@@ -1090,6 +1115,7 @@ impl Tcp {
                 self.schedule(index);
             }
         }
+        self.tidy_timers();
     }
 }
 
