@@ -3,7 +3,8 @@
 #
 #   sudo scripts/bench.sh                  # build release binaries, measure, print the table
 #   ROUNDS=5 DURATION=10 sudo scripts/bench.sh
-#   TUNSTACK_ARGS="--no-offload" sudo scripts/bench.sh   # extra flags for `tunstack serve`
+#   TUNSTACK_ARGS="..." sudo scripts/bench.sh    # extra flags for `tunstack serve`
+#   TUNSTACK_BIN=/path/to/old/tunstack sudo scripts/bench.sh   # measure another build
 #
 # Topology (namespaces with unique names, deleted on exit whatever happens):
 #
@@ -56,7 +57,7 @@ fi
 # --- build -------------------------------------------------------------------------------
 echo "=== building release binaries"
 cargo build --release --quiet --bin tunstack --example linux_responder
-BIN="$PWD/target/release/tunstack"
+BIN="${TUNSTACK_BIN:-$PWD/target/release/tunstack}"
 RESPONDER="$PWD/target/release/examples/linux_responder"
 
 # --- set-up and clean-up -----------------------------------------------------------------

@@ -70,6 +70,8 @@ impl StackConfig {
 
 /// Most packets handled in one locked batch, so socket callers are not starved.
 const MAX_BATCH: usize = 64;
+/// Most output buffers kept for reuse between rounds.
+const MAX_SPARE: usize = 256;
 
 enum Event {
     Packet(Vec<u8>),
@@ -294,15 +296,29 @@ where
 
     let mtu = config.mtu.max(576);
     let reader_tx = tx;
+    // Packet buffers go round: the reader fills one, the stack thread handles it and sends
+    // it back, so the steady state allocates nothing per packet.
+    let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
     thread::Builder::new()
         .name("tunstack-rx".into())
         .spawn(move || {
-            let mut buf = vec![0u8; mtu + 64];
+            let size = mtu + 64;
+            let mut buf: Vec<u8> = Vec::new();
             loop {
+                if buf.capacity() < size {
+                    buf = pool_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(size));
+                }
+                buf.resize(size, 0);
                 match read(&mut buf) {
                     Ok(0) => continue,
                     Ok(n) => {
-                        if reader_tx.send(Event::Packet(buf[..n].to_vec())).is_err() {
+                        buf.truncate(n);
+                        if reader_tx
+                            .send(Event::Packet(std::mem::take(&mut buf)))
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -334,6 +350,8 @@ where
             let shared = &loop_handle.shared;
             let mut inbound: Vec<Vec<u8>> = Vec::with_capacity(MAX_BATCH);
             let mut outbound: Vec<Vec<u8>> = Vec::new();
+            // Output buffers reused from one round to the next.
+            let mut spare: Vec<Vec<u8>> = Vec::new();
             let mut next_timer: Option<Instant> = None;
             let mut woken: Vec<ConnId> = Vec::new();
             let mut woken_listeners: Vec<ListenerId> = Vec::new();
@@ -377,11 +395,18 @@ where
                     let now = shared.clock.now();
                     for p in inbound.drain(..) {
                         core.handle_packet(&p, now);
+                        // Back to the reader (it is gone only when we are stopping).
+                        let _ = pool_tx.send(p);
                     }
                     if core.poll_at().is_some_and(|at| at <= now) {
                         core.handle_timeout(now);
                     }
-                    while let Some(p) = core.poll_transmit(now) {
+                    loop {
+                        let mut p = spare.pop().unwrap_or_default();
+                        if !core.poll_transmit_into(now, &mut p) {
+                            spare.push(p);
+                            break;
+                        }
                         outbound.push(p);
                     }
                     next_timer = core.poll_at();
@@ -426,6 +451,10 @@ where
                     }
                     if let Err(e) = write(&p) {
                         log::debug!("link: device write failed: {e}");
+                    }
+                    // Keep a bounded number for the next round.
+                    if spare.len() < MAX_SPARE {
+                        spare.push(p);
                     }
                 }
             }

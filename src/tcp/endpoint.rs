@@ -490,10 +490,11 @@ impl Tcp {
                 }
             }
         }
-        if after == State::Closed && before != State::Closed {
-            if self.table.get(&key) == Some(&index) {
-                self.table.remove(&key);
-            }
+        if after == State::Closed
+            && before != State::Closed
+            && self.table.get(&key) == Some(&index)
+        {
+            self.table.remove(&key);
         }
         if after == State::Closed && owner != Owner::App {
             self.free(index);

@@ -33,11 +33,24 @@
 /// more is dropped (the peer retransmits it). Linux and smoltcp bound this the same way.
 pub const MAX_HELD_RANGES: usize = 16;
 
+/// Smallest allocation once something arrives.
+const MIN_STORAGE: usize = 2048;
+/// An emptied ring larger than this is freed (a small one is kept for the next segment).
+const KEEP_STORAGE: usize = 16 * 1024;
+
 /// In-order data for the application and out-of-order data held for reassembly, in one
-/// fixed-capacity ring buffer. Offsets in the API count from RCV.NXT.
+/// bounded ring buffer. Offsets in the API count from RCV.NXT. The ring grows on demand
+/// (doubling) up to the capacity and a large one is freed when it empties, so an idle
+/// connection costs almost nothing.
 #[derive(Clone, Debug)]
 pub struct RecvBuffer {
-    storage: Box<[u8]>,
+    /// The ring; its length grows up to `limit`.
+    storage: Vec<u8>,
+    /// Size of the last ring freed when it emptied: a busy connection that drains its
+    /// buffer often gets it back in one allocation instead of a chain of doublings.
+    last_size: usize,
+    /// The capacity: the largest window we offer.
+    limit: usize,
     /// Index in `storage` of the first unread byte.
     head: usize,
     /// In-order bytes not yet read by the application.
@@ -51,7 +64,9 @@ impl RecvBuffer {
     /// An empty buffer of `capacity` bytes (the largest window it can offer).
     pub fn new(capacity: usize) -> Self {
         RecvBuffer {
-            storage: vec![0; capacity].into_boxed_slice(),
+            storage: Vec::new(),
+            last_size: 0,
+            limit: capacity,
             head: 0,
             readable: 0,
             held: Vec::with_capacity(MAX_HELD_RANGES + 1),
@@ -60,7 +75,31 @@ impl RecvBuffer {
 
     /// Total size.
     pub fn capacity(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes allocated now (at most [`capacity`](Self::capacity)).
+    pub fn allocated(&self) -> usize {
         self.storage.len()
+    }
+
+    /// Make the ring at least `need` bytes long, moving what it holds (readable bytes and
+    /// held ranges) to its start.
+    fn grow(&mut self, need: usize) {
+        let old = self.storage.len();
+        let new = need
+            .max(old.saturating_mul(2))
+            .max(MIN_STORAGE)
+            .max(std::mem::take(&mut self.last_size))
+            .min(self.limit);
+        let used = self.readable + self.held.last().map_or(0, |&(_, e)| e);
+        let used = used.min(old);
+        let mut storage = vec![0u8; new];
+        let first = used.min(old - self.head);
+        storage[..first].copy_from_slice(&self.storage[self.head..self.head + first]);
+        storage[first..used].copy_from_slice(&self.storage[..used - first]);
+        self.storage = storage;
+        self.head = 0;
     }
 
     /// Store `data` that starts `offset` bytes past RCV.NXT. Bytes at or beyond
@@ -83,6 +122,9 @@ impl RecvBuffer {
             return 0;
         }
 
+        if self.readable + end > self.storage.len() {
+            self.grow(self.readable + end);
+        }
         self.copy_in(self.readable + offset, data);
         self.add_range(offset, end);
 
@@ -107,7 +149,7 @@ impl RecvBuffer {
         if n == 0 {
             return 0;
         }
-        let cap = self.capacity();
+        let cap = self.storage.len();
         let first = n.min(cap - self.head);
         out[..first].copy_from_slice(&self.storage[self.head..self.head + first]);
         out[first..n].copy_from_slice(&self.storage[..n - first]);
@@ -116,6 +158,10 @@ impl RecvBuffer {
         if self.readable == 0 && self.held.is_empty() {
             // Nothing stored relative to head: restart at the beginning.
             self.head = 0;
+            if cap > KEEP_STORAGE {
+                self.last_size = cap;
+                self.storage = Vec::new();
+            }
         }
         n
     }
@@ -143,7 +189,7 @@ impl RecvBuffer {
 
     /// Copy `data` into the ring starting `pos` bytes past `head` (pos + len <= capacity).
     fn copy_in(&mut self, pos: usize, data: &[u8]) {
-        let cap = self.capacity();
+        let cap = self.storage.len();
         if cap == 0 || data.is_empty() {
             return;
         }
@@ -180,6 +226,33 @@ mod tests {
         let n = b.read(&mut out);
         out.truncate(n);
         out
+    }
+
+    #[test]
+    fn grows_on_demand_keeps_held_ranges_and_frees_when_empty() {
+        let mut b = RecvBuffer::new(60_000);
+        assert_eq!(b.allocated(), 0);
+        assert_eq!(b.window(), 60_000);
+        // Out of order first, far out: the ring grows to cover it.
+        let late: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(b.insert(3000, &late), 0);
+        assert!(b.allocated() >= 4000);
+        let early: Vec<u8> = (0..3000u32).map(|i| (i % 13) as u8).collect();
+        assert_eq!(b.insert(0, &early), 4000);
+        let mut out = vec![0u8; 4000];
+        assert_eq!(b.read(&mut out[..10]), 10);
+        // Grow again with data at a non-zero head.
+        let more = vec![9u8; 30_000];
+        assert_eq!(b.insert(0, &more), 30_000);
+        let mut all = vec![0u8; 40_000];
+        let n = b.read(&mut all);
+        assert_eq!(n, 3990 + 30_000);
+        assert_eq!(&all[..2990], &early[10..]);
+        assert_eq!(&all[2990..3990], &late[..]);
+        assert!(all[3990..n].iter().all(|&x| x == 9));
+        // Emptied and large: freed.
+        assert_eq!(b.allocated(), 0);
+        assert_eq!(b.window(), 60_000);
     }
 
     #[test]

@@ -16,12 +16,25 @@
 //! ```
 //!
 //! Offsets given to [`SendBuffer::peek`] count from SND.UNA. The storage is a ring buffer
-//! allocated once at creation, so writes and acknowledgments never allocate.
+//! that grows on demand (doubling) up to the configured capacity and is given back when a
+//! large one empties, so an idle connection costs a few bytes instead of the whole
+//! capacity (10,000 idle connections × 256 KiB would be 2.5 GiB).
 
-/// Unacknowledged outgoing bytes, a fixed-capacity ring buffer whose front is SND.UNA.
+/// Smallest allocation once something is written.
+const MIN_STORAGE: usize = 2048;
+/// An emptied ring larger than this is freed (a small one is kept for the next write).
+const KEEP_STORAGE: usize = 16 * 1024;
+
+/// Unacknowledged outgoing bytes, a bounded ring buffer whose front is SND.UNA.
 #[derive(Clone, Debug)]
 pub struct SendBuffer {
-    storage: Box<[u8]>,
+    /// The ring; its length grows up to `limit`.
+    storage: Vec<u8>,
+    /// Size of the last ring freed when it emptied: a busy connection that drains its
+    /// buffer often gets it back in one allocation instead of a chain of doublings.
+    last_size: usize,
+    /// Most bytes held at once.
+    limit: usize,
     /// Index in `storage` of the byte at SND.UNA.
     head: usize,
     /// Bytes held.
@@ -32,7 +45,9 @@ impl SendBuffer {
     /// An empty buffer able to hold `capacity` bytes.
     pub fn new(capacity: usize) -> Self {
         SendBuffer {
-            storage: vec![0; capacity].into_boxed_slice(),
+            storage: Vec::new(),
+            last_size: 0,
+            limit: capacity,
             head: 0,
             len: 0,
         }
@@ -55,16 +70,40 @@ impl SendBuffer {
 
     /// Total size.
     pub fn capacity(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes allocated now (at most [`capacity`](Self::capacity)).
+    pub fn allocated(&self) -> usize {
         self.storage.len()
+    }
+
+    /// Make the ring at least `need` bytes long, moving the held bytes to its start.
+    fn grow(&mut self, need: usize) {
+        let old = self.storage.len();
+        let new = need
+            .max(old.saturating_mul(2))
+            .max(MIN_STORAGE)
+            .max(std::mem::take(&mut self.last_size))
+            .min(self.limit);
+        let mut storage = vec![0u8; new];
+        let first = self.len.min(old - self.head);
+        storage[..first].copy_from_slice(&self.storage[self.head..self.head + first]);
+        storage[first..self.len].copy_from_slice(&self.storage[..self.len - first]);
+        self.storage = storage;
+        self.head = 0;
     }
 
     /// Append as much of `data` as fits; returns how many bytes were taken.
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
-        let cap = self.capacity();
         if n == 0 {
             return 0;
         }
+        if self.len + n > self.storage.len() {
+            self.grow(self.len + n);
+        }
+        let cap = self.storage.len();
         let tail = (self.head + self.len) % cap;
         // At most two copies: up to the end of the storage, then from its start.
         let first = n.min(cap - tail);
@@ -81,7 +120,7 @@ impl SendBuffer {
             return 0;
         }
         let n = out.len().min(self.len - offset);
-        let cap = self.capacity();
+        let cap = self.storage.len();
         let start = (self.head + offset) % cap;
         let first = n.min(cap - start);
         out[..first].copy_from_slice(&self.storage[start..start + first]);
@@ -96,11 +135,15 @@ impl SendBuffer {
         if n == 0 {
             return;
         }
-        self.head = (self.head + n) % self.capacity();
+        self.head = (self.head + n) % self.storage.len();
         self.len -= n;
         if self.len == 0 {
             // Restart at the beginning so small exchanges never straddle the wrap.
             self.head = 0;
+            if self.storage.len() > KEEP_STORAGE {
+                self.last_size = self.storage.len();
+                self.storage = Vec::new();
+            }
         }
     }
 }
@@ -157,6 +200,28 @@ mod tests {
         b.consume(4);
         assert_eq!(b.peek(0, &mut mid), 4);
         assert_eq!(&mid, b"9abc");
+    }
+
+    #[test]
+    fn grows_on_demand_and_frees_when_empty() {
+        let mut b = SendBuffer::new(100_000);
+        assert_eq!(b.allocated(), 0);
+        assert_eq!(b.write(b"abc"), 3);
+        assert_eq!(b.allocated(), MIN_STORAGE);
+        b.consume(2); // head at 2: the next growth must keep the order
+        let big: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        assert_eq!(b.write(&big), 5000);
+        assert!(b.allocated() >= 5001);
+        let mut out = vec![0u8; 5001];
+        assert_eq!(b.peek(0, &mut out), 5001);
+        assert_eq!(out[0], b'c');
+        assert_eq!(&out[1..], &big[..]);
+        let huge = vec![7u8; 200_000];
+        assert_eq!(b.write(&huge), 100_000 - 5001);
+        assert_eq!(b.allocated(), 100_000);
+        b.consume(100_000);
+        assert_eq!(b.allocated(), 0);
+        assert_eq!(b.free(), 100_000);
     }
 
     #[test]
