@@ -490,9 +490,7 @@ impl Tcp {
                 }
             }
         }
-        if after == State::Closed
-            && before != State::Closed
-            && self.table.get(&key) == Some(&index)
+        if after == State::Closed && before != State::Closed && self.table.get(&key) == Some(&index)
         {
             self.table.remove(&key);
         }
