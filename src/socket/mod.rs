@@ -16,8 +16,9 @@
 //!
 //! Every call takes the stack's lock for a moment, calls the sans-IO transport layer and,
 //! when it queued something to send, wakes the stack thread. A call that cannot proceed
-//! (no data yet, send buffer full, no connection to accept) waits on the stack's condition
-//! variable, which the stack thread signals when a segment changed something.
+//! (no data yet, send buffer full, no connection to accept) waits on its socket's own
+//! condition variable, which the stack thread signals when a segment changed that
+//! connection (or listener) — not every blocked thread on every change.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4};

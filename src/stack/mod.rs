@@ -5,8 +5,9 @@
 //!  ┌─────────────┐  Packet   ┌───────────────────────────────┐  lock, tcp calls,  ┌──────────┐
 //!  │ device.recv ├──────────▶│ wait for packet / wake / timer│◀── Wake ───────────┤ TcpStream│
 //!  └─────────────┘  channel  │ lock: iface.handle_packet(now)│                    │ read/    │
-//!                            │       iface.handle_timeout    │  notify_all        │ write    │
-//!                            │       iface.poll_transmit ────┼──────────────────▶ │ (Condvar)│
+//!                            │       iface.handle_timeout    │  notify the woken  │ write    │
+//!                            │       iface.poll_transmit ────┼──────────────────▶ │ (Condvar │
+//!                            │                               │  per socket)       │  each)   │
 //!                            │ unlock; device.send(packets)  │                    └──────────┘
 //!                            └───────────────────────────────┘
 //! ```
