@@ -18,16 +18,21 @@
 //!  └─────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! Beside the layers, [`diagram`] reads a capture (`serve --pcap`) and draws each TCP
+//! connection as a ladder diagram (`tunstack diagram`).
+//!
 //! The protocol core (`ip`, `tcp`, `stack::Interface`) is *sans-IO*: it takes a packet
 //! and the current [`time::Instant`] and returns what to send. It never reads a clock,
 //! sleeps or touches the device, so every RFC rule is testable with a virtual clock.
 #![deny(unsafe_code)]
 
+pub mod diagram;
 pub mod http;
 pub mod ip;
 pub mod link;
 pub mod socket;
 pub mod stack;
+pub mod stats;
 pub mod tcp;
 pub mod time;
 pub mod trace;

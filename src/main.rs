@@ -14,6 +14,9 @@ use tunstack::link::pcap::PcapWriter;
 use tunstack::link::tun::TunDevice;
 use tunstack::socket::{TcpListener, TcpStream};
 use tunstack::stack::{self, Direction, PacketHook, StackConfig, StackHandle};
+use tunstack::stats::{self as stats_report, CountingHandler, HttpCounters};
+use tunstack::trace::http::TracedHandler;
+use tunstack::trace::{Palette, Stepper, Tracer};
 
 #[derive(Parser)]
 #[command(
@@ -44,7 +47,8 @@ struct LinkArgs {
     /// Write every packet that crosses the device to this pcap file.
     #[arg(long)]
     pcap: Option<PathBuf>,
-    /// Print a one-line, per-layer account of every packet in and out.
+    /// Print a per-layer account of every packet in and out, with what each layer decided
+    /// (state transitions, timers, retransmissions, socket calls, HTTP lines).
     #[arg(long)]
     trace: bool,
     /// Seed for ISNs and ephemeral ports (random by default), for reproducible runs.
@@ -73,6 +77,11 @@ enum Command {
         /// Seconds an idle keep-alive connection is kept.
         #[arg(long, default_value_t = 15)]
         idle_timeout: u64,
+        /// Step through each packet layer by layer, waiting for Enter at every layer
+        /// (`n` next packet, `c` continue tracing without pauses, `q` just run). Reads
+        /// the terminal; implies --trace.
+        #[arg(long)]
+        step: bool,
     },
     /// Download URL through our own stack (active open) and write the body.
     Get {
@@ -86,6 +95,23 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+    },
+    /// Draw each TCP connection of a pcap capture as a ladder (sequence) diagram.
+    Diagram {
+        /// A pcap file (`serve --pcap`, tcpdump -w, or Wireshark saved as pcap).
+        capture: PathBuf,
+        /// Write here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// A self-contained HTML page with a table and every connection, instead of SVG.
+        #[arg(long)]
+        html: bool,
+        /// Only this connection (numbered from 1 in order of appearance).
+        #[arg(long)]
+        connection: Option<usize>,
+        /// Most arrows drawn per connection; the middle of longer ones is summarised.
+        #[arg(long, default_value_t = 300)]
+        max_arrows: usize,
     },
 }
 
@@ -102,8 +128,10 @@ fn main() -> ExitCode {
             max_connections,
             header_timeout,
             idle_timeout,
+            step,
         } => serve(
             &link,
+            step,
             port,
             root,
             max_connections,
@@ -116,6 +144,13 @@ fn main() -> ExitCode {
             output,
             timeout,
         } => get(&link, &url, output, Duration::from_secs(timeout)),
+        Command::Diagram {
+            capture,
+            output,
+            html,
+            connection,
+            max_arrows,
+        } => diagram(&capture, output, html, connection, max_arrows),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,7 +162,7 @@ fn main() -> ExitCode {
 }
 
 /// Open and configure the TUN, build the packet hooks, start the stack.
-fn start_stack(link: &LinkArgs) -> io::Result<StackHandle> {
+fn start_stack(link: &LinkArgs, tracer: Option<Tracer>) -> io::Result<StackHandle> {
     let device = TunDevice::open(&link.tun)
         .map_err(|e| io::Error::new(e.kind(), format!("opening TUN {}: {e}", link.tun)))?;
     device.configure(&link.host_ip, link.mtu)?;
@@ -141,6 +176,7 @@ fn start_stack(link: &LinkArgs) -> io::Result<StackHandle> {
     let mut config = StackConfig::new(link.ip);
     config.mtu = link.mtu;
     config.seed = link.seed;
+    config.tracer = tracer;
     config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
     let hook = packet_hook(link)?;
     stack::start(
@@ -160,11 +196,10 @@ fn packet_hook(link: &LinkArgs) -> io::Result<Option<PacketHook>> {
         }
         None => None,
     };
-    let trace = link.trace;
-    if pcap.is_none() && !trace {
+    if pcap.is_none() {
         return Ok(None);
     }
-    Ok(Some(Box::new(move |dir: Direction, packet: &[u8]| {
+    Ok(Some(Box::new(move |_dir: Direction, packet: &[u8]| {
         if let Some(w) = pcap.as_mut() {
             if let Err(e) = w
                 .write_packet(std::time::SystemTime::now(), packet)
@@ -172,9 +207,6 @@ fn packet_hook(link: &LinkArgs) -> io::Result<Option<PacketHook>> {
             {
                 log::warn!("pcap: {e}");
             }
-        }
-        if trace {
-            eprintln!("{}", tunstack::trace::describe(dir, packet));
         }
     })))
 }
@@ -196,8 +228,39 @@ fn on_termination(on_signal: impl FnOnce() + Send + 'static) -> io::Result<()> {
     Ok(())
 }
 
+/// The tracer `--trace` / `--step` ask for.
+fn make_tracer(trace: bool, step: bool) -> Option<Tracer> {
+    if step {
+        if !io::stdin().is_terminal() {
+            log::warn!("--step reads commands from stdin, which is not a terminal");
+        }
+        Some(Stepper::terminal().into_tracer())
+    } else if trace {
+        Some(Tracer::stderr(Palette::for_stderr()))
+    } else {
+        None
+    }
+}
+
+/// Print the per-layer statistics to stderr whenever SIGUSR1 arrives.
+fn stats_on_sigusr1(stack: StackHandle, http: Arc<HttpCounters>) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
+    std::thread::Builder::new()
+        .name("sigusr1".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let text = stats_report::summary(&stack.stats(), Some(&http.snapshot()));
+                let mut err = io::stderr().lock();
+                let _ = err.write_all(text.as_bytes());
+                let _ = err.flush();
+            }
+        })?;
+    Ok(())
+}
+
 fn serve(
     link: &LinkArgs,
+    step: bool,
     port: u16,
     root: Option<PathBuf>,
     max_connections: usize,
@@ -206,8 +269,20 @@ fn serve(
 ) -> io::Result<()> {
     use tunstack::http::{Router, Server, ServerConfig};
 
-    let router = Router::standard(root.as_deref())?;
-    let stack = start_stack(link)?;
+    let mut router = Router::standard(root.as_deref())?;
+    let tracer = make_tracer(link.trace, step);
+    let stack = start_stack(link, tracer.clone())?;
+    let http_counters = Arc::new(HttpCounters::default());
+    {
+        // GET /_stats: every layer's counters as JSON.
+        let stack = stack.clone();
+        let http = http_counters.clone();
+        router.route("/_stats", move |_req: &tunstack::http::Request| {
+            let json = stats_report::to_json(&stack.stats(), Some(&http.snapshot()));
+            tunstack::http::Response::bytes(200, "application/json", json.into_bytes())
+        });
+    }
+    stats_on_sigusr1(stack.clone(), http_counters.clone())?;
     let listener = TcpListener::bind(&stack, SocketAddrV4::new(link.ip, port))?;
     let config = ServerConfig {
         max_connections,
@@ -215,23 +290,22 @@ fn serve(
         idle_timeout,
         ..ServerConfig::default()
     };
-    let server = Server::new(router, config);
+    let counted = CountingHandler::new(router, http_counters.clone());
+    let server = match tracer {
+        Some(t) => Server::new(TracedHandler::new(counted, t), config),
+        None => Server::new(counted, config),
+    };
     let shutdown = server.shutdown_handle();
     let on_exit = stack.clone();
+    let exit_http = http_counters.clone();
     on_termination(move || {
         shutdown.shutdown();
         on_exit.shutdown(Duration::from_secs(2));
-        let stats = on_exit.stats();
-        log::info!(
-            "stats: ip in {} out {} dropped {} | tcp segments in {} out {} retransmits {} resets sent {}",
-            stats.ip.packets_in,
-            stats.ip.packets_out,
-            stats.ip.dropped(),
-            stats.tcp.segments_in,
-            stats.tcp.segments_out,
-            stats.tcp.retransmits,
-            stats.tcp.resets_sent,
-        );
+        let text = stats_report::summary(&on_exit.stats(), Some(&exit_http.snapshot()));
+        let mut err = io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        let _ = err.flush();
+        drop(err);
         // The TUN is not persistent: the kernel removes it when our file descriptor
         // closes, which process exit guarantees even for a reader still blocked in it.
         std::process::exit(0);
@@ -258,7 +332,7 @@ fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -
             url.host
         ))
     })?;
-    let stack = start_stack(link)?;
+    let stack = start_stack(link, make_tracer(link.trace, false))?;
     let stream = TcpStream::connect_timeout(&stack, SocketAddrV4::new(addr, url.port), timeout)
         .map_err(|e| io::Error::new(e.kind(), format!("connecting to {addr}:{}: {e}", url.port)))?;
     stream.set_read_timeout(Some(timeout))?;
@@ -307,5 +381,66 @@ fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -
             "server answered {} {}",
             head.status, head.reason
         )))
+    }
+}
+
+fn diagram(
+    capture: &std::path::Path,
+    output: Option<PathBuf>,
+    html: bool,
+    connection: Option<usize>,
+    max_arrows: usize,
+) -> io::Result<()> {
+    use tunstack::diagram::{svg, Diagram};
+
+    let bytes = std::fs::read(capture)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", capture.display())))?;
+    let mut d = Diagram::from_pcap(&bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", capture.display()),
+        )
+    })?;
+    if let Some(e) = &d.read_error {
+        log::warn!("{}: {e}; drawing the packets before it", capture.display());
+    }
+    if let Some(n) = connection {
+        let total = d.connections.len();
+        d.connections.retain(|c| c.number == n);
+        if d.connections.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--connection {n}: the capture has {total} TCP connection(s)"),
+            ));
+        }
+    }
+    for c in &d.connections {
+        eprintln!(
+            "connection {}: {} -> {}, {} segments, {} retransmitted, ends {} / {}",
+            c.number,
+            c.client,
+            c.server,
+            c.arrows.len(),
+            c.retransmissions(),
+            c.last.0,
+            c.last.1
+        );
+    }
+    if d.skipped.total() > 0 {
+        eprintln!(
+            "({} packet(s) not TCP over IPv4, not drawn)",
+            d.skipped.total()
+        );
+    }
+    let options = svg::Options { max_arrows };
+    let text = if html {
+        svg::render_html(&d, &options, &capture.display().to_string())
+    } else {
+        svg::render_svg(&d, &options)
+    };
+    match output {
+        Some(path) => std::fs::write(&path, text)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        None => io::stdout().lock().write_all(text.as_bytes()),
     }
 }

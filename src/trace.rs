@@ -1,8 +1,162 @@
-//! A one-line, per-layer description of a packet, for `--trace` and debug logs.
+//! Watching a request: the per-layer account of every packet and of what each layer
+//! decided, for `--trace` and `--step`.
+//!
+//! ```text
+//!  stack thread (event loop)                socket and HTTP threads
+//!  packet in ──────────► TraceEvent::Packet   accept() read() write() close() ─► TraceEvent::Socket
+//!  iface.handle_packet                        GET / HTTP/1.1 … 200 OK         ─► TraceEvent::Http
+//!  tcp.take_trace_events ─► TraceEvent::Tcp
+//!  packets out ────────► TraceEvent::Packet
+//!
+//!  every event ─► Tracer (a sink: Arc<dyn Fn(TraceEvent)>)
+//!                   ├─ Tracer::stderr → render::Printer: one block per packet (--trace)
+//!                   └─ step::Stepper: pauses layer by layer, waits for Enter (--step)
+//! ```
+//!
+//! The protocol core stays sans-IO: `tcp` only *queues* [`TcpEvent`]s (when
+//! [`crate::tcp::Tcp::set_trace`] is on); the stack's event loop drains them right after the
+//! packet or timeout that caused them and hands everything, in order, to the [`Tracer`].
+//! With no tracer configured the cost is an `Option` test per packet and a `bool` test per
+//! would-be event: no copy, no formatting.
+//!
+//! [`describe`] is the older one-line view of a packet, handy in debug logs:
 //!
 //! ```text
 //! → IPv4 10.0.0.2 > 10.0.0.1 ttl 64 id 7 len 52 | TCP 80 > 43512 [S.] seq 1234 ack 999 win 65535 len 0 <mss 1460>
 //! ```
+
+pub mod http;
+pub mod render;
+pub mod step;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use crate::tcp::{TcpEvent, TcpEventKind};
+pub use render::{Palette, Printer, Renderer};
+pub use step::{StepCommand, Stepper};
+
+/// Something worth showing, from any layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceEvent {
+    /// A whole IP packet crossing the device (a copy, made only when tracing).
+    Packet {
+        /// Which way it went.
+        dir: Direction,
+        /// The IPv4 packet.
+        bytes: Vec<u8>,
+    },
+    /// A decision of the transport layer.
+    Tcp(TcpEvent),
+    /// A call on the socket API.
+    Socket(SocketEvent),
+    /// An HTTP message seen by the application layer.
+    Http(HttpEvent),
+}
+
+/// A call of the socket API (the boundary between the application and the kernel, or
+/// here, between the HTTP server and our TCP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketEvent {
+    /// Our end.
+    pub local: SocketAddr,
+    /// The peer (unspecified for a listener).
+    pub remote: SocketAddr,
+    /// The call.
+    pub call: SocketCall,
+    /// The thread that made the call: the acceptor (`main`) or a connection's own thread
+    /// (`http 10.0.0.1:5000`) — the thread-per-connection model in plain sight.
+    pub thread: Option<String>,
+}
+
+/// The socket calls worth tracing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketCall {
+    /// `listen()`: the passive open.
+    Listen,
+    /// `accept()` returned a connection that finished its handshake.
+    Accept,
+    /// `connect()` returned: the handshake of an active open finished.
+    Connect,
+    /// `read()` returned this many bytes (0 = end of stream: the peer's FIN).
+    Read(usize),
+    /// `write()` queued this many bytes in the send buffer.
+    Write(usize),
+    /// `shutdown(Write)`: a FIN follows the queued data.
+    Shutdown,
+    /// `close()`: the last handle was dropped.
+    Close,
+}
+
+/// What the application layer saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpEvent {
+    /// A request reached the handler.
+    Request {
+        /// The client.
+        peer: Option<SocketAddr>,
+        /// `GET / HTTP/1.1`.
+        line: String,
+        /// The thread the handler runs on.
+        thread: Option<String>,
+    },
+    /// The handler answered.
+    Response {
+        /// The client.
+        peer: Option<SocketAddr>,
+        /// `HTTP/1.1 200 OK`.
+        line: String,
+        /// Body length when known up front.
+        body_len: Option<u64>,
+    },
+}
+
+/// Where trace events go. Cheap to clone; callable from any thread. Emitting may block
+/// (step mode waits for the user), so the stack never emits while holding its lock.
+#[derive(Clone)]
+pub struct Tracer {
+    sink: Arc<dyn Fn(TraceEvent) + Send + Sync>,
+}
+
+impl Tracer {
+    /// A tracer calling `sink` with every event.
+    pub fn new(sink: impl Fn(TraceEvent) + Send + Sync + 'static) -> Tracer {
+        Tracer {
+            sink: Arc::new(sink),
+        }
+    }
+
+    /// Report one event.
+    pub fn emit(&self, event: TraceEvent) {
+        (self.sink)(event)
+    }
+
+    /// Print every event to stderr as [`render::Printer`] renders it; colours when
+    /// `palette` says so (see [`Palette::for_stderr`]).
+    pub fn stderr(palette: Palette) -> Tracer {
+        let printer = std::sync::Mutex::new(Printer::new(palette));
+        Tracer::new(move |ev| {
+            let mut p = printer.lock().unwrap_or_else(|e| e.into_inner());
+            let text = p.render(&ev);
+            if !text.is_empty() {
+                use std::io::Write as _;
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(text.as_bytes());
+                let _ = err.flush();
+            }
+        })
+    }
+}
+
+impl fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Tracer")
+    }
+}
 
 use std::fmt::Write as _;
 

@@ -1,5 +1,6 @@
-//! A libpcap capture file writer, so Wireshark / tcpdump / tshark can show what crossed the
-//! device (`tunstack serve --pcap FILE`).
+//! libpcap capture files: a writer, so Wireshark / tcpdump / tshark can show what crossed the
+//! device (`tunstack serve --pcap FILE`), and a reader ([`PcapReader`]) of any IPv4 capture,
+//! so `tunstack diagram` can draw what a capture holds.
 //!
 //! The classic format (<https://wiki.wireshark.org/Development/LibpcapFileFormat>): one
 //! 24-byte global header, then per packet a 16-byte record header and the bytes. We write
@@ -11,10 +12,11 @@
 //! record header: ts_sec | ts_usec | incl_len (bytes stored) | orig_len (bytes on the wire)
 //! ```
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Device;
 
@@ -163,12 +165,257 @@ impl<D: Device, W: Write + Send> Device for PcapDevice<D, W> {
     }
 }
 
+/// Magic number of a nanosecond-resolution pcap file (same layout, `ts_usec` holds ns).
+pub const MAGIC_NANOS: u32 = 0xa1b2_3c4d;
+/// Link type: Ethernet II frames (14-byte header, optionally 802.1Q-tagged).
+pub const LINKTYPE_ETHERNET: u32 = 1;
+/// Link type: Linux "cooked" capture v1 (16-byte header; `tcpdump -i any`).
+pub const LINKTYPE_LINUX_SLL: u32 = 113;
+/// Link type: bare IPv4 packets.
+pub const LINKTYPE_IPV4: u32 = 228;
+/// Link type: Linux "cooked" capture v2 (20-byte header).
+pub const LINKTYPE_LINUX_SLL2: u32 = 276;
+
+/// Largest record we accept. Real captures stay far below; a bigger length means a
+/// corrupt file, and refusing it keeps a bad header from making us allocate gigabytes.
+const MAX_RECORD: u32 = 256 * 1024;
+
+/// Why a capture file cannot be read (or stops being readable part-way).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PcapError {
+    /// Fewer than 24 bytes: not even a global header.
+    TooShort,
+    /// A pcapng file (`tshark -F pcap` or `editcap -F pcap` converts it).
+    Pcapng,
+    /// The first four bytes are not a pcap magic number.
+    BadMagic(u32),
+    /// A link type we cannot strip to an IPv4 packet.
+    UnsupportedLinkType(u32),
+    /// A record header or its data runs past the end of the file (a capture cut short,
+    /// e.g. the writer was killed).
+    Truncated {
+        /// Index of the incomplete record.
+        record: usize,
+    },
+    /// A record claims an impossible length.
+    BadRecordLength {
+        /// Index of the record.
+        record: usize,
+        /// The `incl_len` field.
+        len: u32,
+    },
+}
+
+impl fmt::Display for PcapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PcapError::TooShort => write!(f, "not a pcap file: shorter than its 24-byte header"),
+            PcapError::Pcapng => write!(
+                f,
+                "a pcapng file; convert it first: tshark -r IN -F pcap -w OUT.pcap"
+            ),
+            PcapError::BadMagic(m) => write!(f, "not a pcap file: magic {m:#010x}"),
+            PcapError::UnsupportedLinkType(t) => write!(
+                f,
+                "link type {t} is not supported (raw IP 101/228, Ethernet 1, Linux SLL 113/276)"
+            ),
+            PcapError::Truncated { record } => {
+                write!(f, "capture cut short in record {record}")
+            }
+            PcapError::BadRecordLength { record, len } => {
+                write!(f, "record {record} claims an impossible length {len}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PcapError {}
+
+/// One packet read from a capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PcapPacket<'a> {
+    /// Capture time since the Unix epoch (as recorded; `thiszone` is ignored, it is 0 in
+    /// practice).
+    pub ts: Duration,
+    /// The link-layer payload when it is an IPv4 packet (the link header stripped), or
+    /// `None` for anything else (IPv6, ARP, ...).
+    pub ipv4: Option<&'a [u8]>,
+    /// The record's bytes as stored (possibly cut to the snap length).
+    pub data: &'a [u8],
+    /// Length of the packet on the wire.
+    pub orig_len: u32,
+}
+
+/// Reads a classic libpcap file held in memory: either byte order, microsecond or
+/// nanosecond timestamps, and the link types a Linux capture of IPv4 traffic uses.
+///
+/// Never panics on any input: every field is read with checked slicing, and a broken
+/// record ends the iteration with an error after the good records before it.
+#[derive(Clone, Debug)]
+pub struct PcapReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    big_endian: bool,
+    nanos: bool,
+    linktype: u32,
+    record: usize,
+    failed: bool,
+}
+
+impl<'a> PcapReader<'a> {
+    /// Checks the global header.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, PcapError> {
+        let magic_bytes: [u8; 4] = bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(PcapError::TooShort)?;
+        if u32::from_le_bytes(magic_bytes) == 0x0a0d_0d0a {
+            return Err(PcapError::Pcapng);
+        }
+        let (big_endian, nanos) = match (
+            u32::from_le_bytes(magic_bytes),
+            u32::from_be_bytes(magic_bytes),
+        ) {
+            (MAGIC, _) => (false, false),
+            (MAGIC_NANOS, _) => (false, true),
+            (_, MAGIC) => (true, false),
+            (_, MAGIC_NANOS) => (true, true),
+            (m, _) => return Err(PcapError::BadMagic(m)),
+        };
+        if bytes.len() < 24 {
+            return Err(PcapError::TooShort);
+        }
+        let mut reader = PcapReader {
+            bytes,
+            pos: 24,
+            big_endian,
+            nanos,
+            linktype: 0,
+            record: 0,
+            failed: false,
+        };
+        // The link type's upper bits carry an FCS length flag (pcap-linktype(7)).
+        let linktype = reader.u32_at(20).unwrap_or(0) & 0x0fff_ffff;
+        match linktype {
+            LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_ETHERNET | LINKTYPE_LINUX_SLL
+            | LINKTYPE_LINUX_SLL2 => {}
+            other => return Err(PcapError::UnsupportedLinkType(other)),
+        }
+        reader.linktype = linktype;
+        Ok(reader)
+    }
+
+    /// The file's link type.
+    pub fn linktype(&self) -> u32 {
+        self.linktype
+    }
+
+    /// Whether timestamps have nanosecond resolution.
+    pub fn is_nanosecond(&self) -> bool {
+        self.nanos
+    }
+
+    fn u32_at(&self, at: usize) -> Option<u32> {
+        let b: [u8; 4] = self.bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+
+    fn next_record(&mut self) -> Result<PcapPacket<'a>, PcapError> {
+        let record = self.record;
+        let at = self.pos;
+        let truncated = PcapError::Truncated { record };
+        let secs = self.u32_at(at).ok_or(truncated.clone())?;
+        let frac = self.u32_at(at + 4).ok_or(truncated.clone())?;
+        let incl_len = self.u32_at(at + 8).ok_or(truncated.clone())?;
+        let orig_len = self.u32_at(at + 12).ok_or(truncated.clone())?;
+        if incl_len > MAX_RECORD {
+            return Err(PcapError::BadRecordLength {
+                record,
+                len: incl_len,
+            });
+        }
+        let start = at + 16;
+        let end = start.saturating_add(incl_len as usize);
+        let data = self.bytes.get(start..end).ok_or(truncated)?;
+        self.pos = end;
+        self.record = record.saturating_add(1);
+        // A fraction of a second too large is a broken timestamp, not a reason to drop the
+        // packet: clamp it.
+        let ts = if self.nanos {
+            Duration::new(u64::from(secs), frac.min(999_999_999))
+        } else {
+            Duration::new(u64::from(secs), frac.min(999_999).saturating_mul(1000))
+        };
+        Ok(PcapPacket {
+            ts,
+            ipv4: strip_link(self.linktype, data),
+            data,
+            orig_len,
+        })
+    }
+}
+
+impl<'a> Iterator for PcapReader<'a> {
+    type Item = Result<PcapPacket<'a>, PcapError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.bytes.len() {
+            return None;
+        }
+        let item = self.next_record();
+        self.failed = item.is_err();
+        Some(item)
+    }
+}
+
+/// The IPv4 packet inside a link-layer frame, if there is one.
+fn strip_link(linktype: u32, data: &[u8]) -> Option<&[u8]> {
+    const ETHERTYPE_IPV4: u16 = 0x0800;
+    const ETHERTYPE_VLAN: u16 = 0x8100;
+    let be16 = |at: usize| -> Option<u16> {
+        let b = data.get(at..at + 2)?;
+        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
+    };
+    let ip = match linktype {
+        LINKTYPE_RAW | LINKTYPE_IPV4 => data,
+        LINKTYPE_ETHERNET => {
+            // dst MAC, src MAC, EtherType; one 802.1Q tag may sit before the EtherType.
+            let (ethertype, header) = match be16(12)? {
+                ETHERTYPE_VLAN => (be16(16)?, 18),
+                t => (t, 14),
+            };
+            if ethertype != ETHERTYPE_IPV4 {
+                return None;
+            }
+            data.get(header..)?
+        }
+        LINKTYPE_LINUX_SLL => {
+            if be16(14)? != ETHERTYPE_IPV4 {
+                return None;
+            }
+            data.get(16..)?
+        }
+        LINKTYPE_LINUX_SLL2 => {
+            if be16(0)? != ETHERTYPE_IPV4 {
+                return None;
+            }
+            data.get(20..)?
+        }
+        _ => return None,
+    };
+    // RAW (101) may also carry IPv6: keep only version 4.
+    (ip.first()? >> 4 == 4).then_some(ip)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ip::ipv4::{emit, PROTO_ICMP, PROTO_UDP};
     use std::net::Ipv4Addr;
-    use std::time::Duration;
 
     #[test]
     fn global_header_and_two_records_byte_exact() {
@@ -302,5 +549,225 @@ mod tests {
             ["10.0.0.1\t10.0.0.2\t1", "10.0.0.2\t10.0.0.1\t17"],
             "{stdout}"
         );
+    }
+
+    /// Builds a pcap file by hand: global header in the given byte order and magic, then
+    /// `(secs, frac, data)` records.
+    fn handmade(
+        big_endian: bool,
+        magic: u32,
+        linktype: u32,
+        records: &[(u32, u32, &[u8])],
+    ) -> Vec<u8> {
+        let put = |out: &mut Vec<u8>, v: u32| {
+            if big_endian {
+                out.extend_from_slice(&v.to_be_bytes())
+            } else {
+                out.extend_from_slice(&v.to_le_bytes())
+            }
+        };
+        let mut out = Vec::new();
+        put(&mut out, magic);
+        let version: [u8; 4] = if big_endian {
+            [0, 2, 0, 4]
+        } else {
+            [2, 0, 4, 0]
+        };
+        out.extend_from_slice(&version);
+        put(&mut out, 0);
+        put(&mut out, 0);
+        put(&mut out, SNAPLEN);
+        put(&mut out, linktype);
+        for (secs, frac, data) in records {
+            put(&mut out, *secs);
+            put(&mut out, *frac);
+            put(&mut out, data.len() as u32);
+            put(&mut out, data.len() as u32);
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    fn ipv4_packet() -> Vec<u8> {
+        emit(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            PROTO_UDP,
+            64,
+            9,
+            &[1; 8],
+        )
+    }
+
+    #[test]
+    fn reader_reads_what_the_writer_wrote() {
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        let pkt = ipv4_packet();
+        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        w.write_packet(t, &pkt).unwrap();
+        w.write_packet(t + Duration::from_millis(2), &[0x60, 0, 0, 0])
+            .unwrap();
+        let bytes = w.into_inner();
+        let r = PcapReader::new(&bytes).unwrap();
+        assert_eq!(r.linktype(), LINKTYPE_RAW);
+        assert!(!r.is_nanosecond());
+        let packets: Vec<_> = r.collect::<Result<_, _>>().unwrap();
+        assert_eq!(packets.len(), 2);
+        assert_eq!(packets[0].ts, Duration::from_micros(1_700_000_000_123_456));
+        assert_eq!(packets[0].ipv4, Some(&pkt[..]));
+        assert_eq!(packets[0].orig_len as usize, pkt.len());
+        // An IPv6 packet on a raw link is kept as data but is not IPv4.
+        assert_eq!(packets[1].ipv4, None);
+        assert_eq!(packets[1].data, &[0x60, 0, 0, 0]);
+    }
+
+    #[test]
+    fn reader_big_endian_nanoseconds_and_link_types() {
+        let pkt = ipv4_packet();
+        let mut eth = vec![0u8; 12];
+        eth.extend_from_slice(&[0x08, 0x00]);
+        eth.extend_from_slice(&pkt);
+        let mut vlan = vec![0u8; 12];
+        vlan.extend_from_slice(&[0x81, 0x00, 0, 5, 0x08, 0x00]);
+        vlan.extend_from_slice(&pkt);
+        let mut arp = vec![0u8; 12];
+        arp.extend_from_slice(&[0x08, 0x06, 0, 1]);
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&[0x08, 0x00]);
+        sll.extend_from_slice(&pkt);
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend_from_slice(&[0u8; 18]);
+        sll2.extend_from_slice(&pkt);
+        for big in [false, true] {
+            let file = handmade(
+                big,
+                MAGIC_NANOS,
+                LINKTYPE_ETHERNET,
+                &[
+                    (7, 123_456_789, &eth),
+                    (7, 2_000_000_000, &vlan),
+                    (8, 0, &arp),
+                ],
+            );
+            let r = PcapReader::new(&file).unwrap();
+            assert!(r.is_nanosecond());
+            let p: Vec<_> = r.collect::<Result<_, _>>().unwrap();
+            assert_eq!(p[0].ts, Duration::new(7, 123_456_789));
+            assert_eq!(p[1].ts, Duration::new(7, 999_999_999), "fraction clamped");
+            assert_eq!(p[0].ipv4, Some(&pkt[..]));
+            assert_eq!(p[1].ipv4, Some(&pkt[..]));
+            assert_eq!(p[2].ipv4, None);
+            for (linktype, frame) in [
+                (LINKTYPE_LINUX_SLL, &sll),
+                (LINKTYPE_LINUX_SLL2, &sll2),
+                (LINKTYPE_IPV4, &pkt),
+            ] {
+                let file = handmade(big, MAGIC, linktype, &[(1, 5, frame)]);
+                let p: Vec<_> = PcapReader::new(&file)
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                assert_eq!(p[0].ts, Duration::new(1, 5000));
+                assert_eq!(p[0].ipv4, Some(&pkt[..]), "link type {linktype}");
+            }
+        }
+    }
+
+    #[test]
+    fn reader_errors() {
+        assert_eq!(PcapReader::new(&[]).unwrap_err(), PcapError::TooShort);
+        assert_eq!(
+            PcapReader::new(&MAGIC.to_le_bytes()).unwrap_err(),
+            PcapError::TooShort
+        );
+        assert_eq!(
+            PcapReader::new(&[0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0]).unwrap_err(),
+            PcapError::Pcapng
+        );
+        assert!(matches!(
+            PcapReader::new(b"GET / HTTP/1.1\r\n\r\n12345678").unwrap_err(),
+            PcapError::BadMagic(_)
+        ));
+        let file = handmade(false, MAGIC, 105, &[]);
+        assert_eq!(
+            PcapReader::new(&file).unwrap_err(),
+            PcapError::UnsupportedLinkType(105)
+        );
+        // A record cut short: the good record before it is still returned.
+        let pkt = ipv4_packet();
+        let mut file = handmade(false, MAGIC, LINKTYPE_RAW, &[(1, 0, &pkt), (2, 0, &pkt)]);
+        file.truncate(file.len() - 3);
+        let items: Vec<_> = PcapReader::new(&file).unwrap().collect();
+        assert_eq!(items.len(), 2);
+        assert!(items[0].is_ok());
+        assert_eq!(items[1], Err(PcapError::Truncated { record: 1 }));
+        // An absurd length is refused instead of allocated.
+        let mut file = handmade(false, MAGIC, LINKTYPE_RAW, &[]);
+        file.extend_from_slice(&[0; 8]);
+        file.extend_from_slice(&u32::MAX.to_le_bytes());
+        file.extend_from_slice(&[0; 4]);
+        let items: Vec<_> = PcapReader::new(&file).unwrap().collect();
+        assert_eq!(
+            items,
+            vec![Err(PcapError::BadRecordLength {
+                record: 0,
+                len: u32::MAX
+            })]
+        );
+    }
+
+    /// Random bytes, and random corruptions of a valid file, never panic and never loop.
+    #[test]
+    fn reader_fuzz_never_panics() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            // xorshift64*: deterministic, good enough to spray bytes.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let pkt = ipv4_packet();
+        let good = handmade(
+            false,
+            MAGIC,
+            LINKTYPE_ETHERNET,
+            &[(1, 0, &pkt), (2, 0, &pkt), (3, 0, &pkt)],
+        );
+        for round in 0..5000 {
+            let mut bytes = if round % 2 == 0 {
+                let len = (rnd() % 200) as usize;
+                let mut b: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+                // Give half of them a valid magic so the record parser is exercised too.
+                if round % 4 == 0 && b.len() >= 4 {
+                    b[..4].copy_from_slice(&MAGIC.to_le_bytes());
+                }
+                b
+            } else {
+                good.clone()
+            };
+            let flips = rnd() % 8;
+            for _ in 0..flips {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = (rnd() as usize) % bytes.len();
+                bytes[at] = rnd() as u8;
+            }
+            if rnd() % 3 == 0 {
+                let keep = (rnd() as usize) % (bytes.len() + 1);
+                bytes.truncate(keep);
+            }
+            if let Ok(r) = PcapReader::new(&bytes) {
+                let mut n = 0usize;
+                for item in r {
+                    n += 1;
+                    assert!(n <= bytes.len(), "reader does not terminate");
+                    if let Ok(p) = item {
+                        assert!(p.data.len() <= bytes.len());
+                    }
+                }
+            }
+        }
     }
 }

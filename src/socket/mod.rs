@@ -28,6 +28,34 @@ use std::time::Duration;
 
 use crate::stack::StackHandle;
 use crate::tcp::{ConnId, ListenerId, State, TcpError};
+use crate::trace::{SocketCall, SocketEvent, TraceEvent};
+
+/// With a tracer attached (`--trace`, `--step`), report a socket call on connection `id`
+/// (or a listener on `local`), then the transport layer's decisions it caused. Called
+/// without the stack lock held (a step-mode tracer waits for the user). Without a tracer
+/// this is one `Option` test.
+fn trace_call(stack: &StackHandle, id: Option<ConnId>, local: SocketAddrV4, call: SocketCall) {
+    let Some(tracer) = stack.tracer() else {
+        return;
+    };
+    let (local, remote, events) = {
+        let mut core = stack.lock();
+        let (local, remote) = match id {
+            Some(id) => (core.tcp().local_addr(id), core.tcp().peer_addr(id)),
+            None => (local, SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)),
+        };
+        (local, remote, core.tcp_mut().take_trace_events())
+    };
+    tracer.emit(TraceEvent::Socket(SocketEvent {
+        local: SocketAddr::V4(local),
+        remote: SocketAddr::V4(remote),
+        call,
+        thread: std::thread::current().name().map(str::to_string),
+    }));
+    for e in events {
+        tracer.emit(TraceEvent::Tcp(e));
+    }
+}
 
 fn io_error(e: TcpError) -> io::Error {
     io::Error::new(e.kind(), e)
@@ -70,6 +98,7 @@ impl TcpListener {
             .listen(local, backlog)
             .map_err(io_error)?;
         log::debug!("socket: listening on {local}");
+        trace_call(stack, None, local, SocketCall::Listen);
         Ok(TcpListener {
             stack: stack.clone(),
             id,
@@ -87,6 +116,7 @@ impl TcpListener {
                 let peer = core.tcp().peer_addr(id);
                 drop(core);
                 log::debug!("socket: accepted {peer} on {}", self.local);
+                trace_call(&self.stack, Some(id), self.local, SocketCall::Accept);
                 return Ok((TcpStream::from_id(&self.stack, id), SocketAddr::V4(peer)));
             }
             if self.nonblocking.load(Ordering::Relaxed) {
@@ -137,6 +167,8 @@ impl Drop for StreamInner {
     fn drop(&mut self) {
         // close(2) on the last handle: a FIN after the queued data, or a RST if data we
         // were sent is left unread (as Linux does).
+        let unspecified = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
+        trace_call(&self.stack, Some(self.id), unspecified, SocketCall::Close);
         let now = self.stack.now();
         self.stack.lock().tcp_mut().release(self.id, now);
         self.stack.forget_conn(self.id);
@@ -214,6 +246,10 @@ impl TcpStream {
             core = stack.wait_on(&stream.inner.cond, core, deadline);
         };
         drop(core);
+        if outcome.is_ok() {
+            let unspecified = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
+            trace_call(stack, Some(id), unspecified, SocketCall::Connect);
+        }
         outcome.map(|()| stream)
     }
 
@@ -255,6 +291,7 @@ impl TcpStream {
             }
             core.tcp_mut().shutdown(self.inner.id, now);
             drop(core);
+            self.trace(SocketCall::Shutdown);
             self.inner.stack.wake();
         }
         Ok(())
@@ -312,6 +349,11 @@ impl TcpStream {
         Ok(())
     }
 
+    fn trace(&self, call: SocketCall) {
+        let unspecified = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
+        trace_call(&self.inner.stack, Some(self.inner.id), unspecified, call);
+    }
+
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -332,6 +374,7 @@ impl TcpStream {
             match core.tcp_mut().recv(self.inner.id, buf, now) {
                 Ok(n) => {
                     drop(core);
+                    self.trace(SocketCall::Read(n));
                     if n > 0 {
                         // Reading freed receive space: a window update may be due.
                         stack.wake();
@@ -379,6 +422,7 @@ impl TcpStream {
                 }
                 Ok(n) => {
                     drop(core);
+                    self.trace(SocketCall::Write(n));
                     stack.wake();
                     return Ok(n);
                 }

@@ -17,6 +17,7 @@
 //! state; it is never held across device I/O (DESIGN principle 5).
 
 mod iface;
+mod observe;
 
 pub use iface::{IfaceStats, Interface, DEFAULT_TTL};
 
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 use crate::tcp::{self, ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
+use crate::trace::{TraceEvent, Tracer};
 
 /// Which way a packet crossed the device (for capture and tracing hooks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,8 @@ pub struct StackConfig {
     pub seed: Option<u64>,
     /// Largest packet the device carries; the read buffer size.
     pub mtu: usize,
+    /// Where `--trace`/`--step` events go; `None` (the default) costs nothing.
+    pub tracer: Option<Tracer>,
 }
 
 impl StackConfig {
@@ -65,6 +69,7 @@ impl StackConfig {
             tcp: tcp::Config::default(),
             seed: None,
             mtu: 1500,
+            tracer: None,
         }
     }
 }
@@ -96,6 +101,7 @@ pub(crate) struct Shared {
     clock: Clock,
     tx: Mutex<mpsc::Sender<Event>>,
     wake_pending: AtomicBool,
+    tracer: Option<Tracer>,
 }
 
 #[derive(Default)]
@@ -203,6 +209,11 @@ impl StackHandle {
         }
     }
 
+    /// The tracer the stack was started with, for the layers above it (socket, http).
+    pub fn tracer(&self) -> Option<&Tracer> {
+        self.shared.tracer.as_ref()
+    }
+
     /// The address the stack answers as.
     pub fn addr(&self) -> Ipv4Addr {
         self.lock().addr()
@@ -280,7 +291,9 @@ where
     W: FnMut(&[u8]) -> io::Result<()> + Send + 'static,
 {
     let seed = config.seed.unwrap_or_else(rand::random);
-    let iface = Interface::new(config.addr, config.tcp.clone(), seed);
+    let mut iface = Interface::new(config.addr, config.tcp.clone(), seed);
+    iface.tcp_mut().set_trace(config.tracer.is_some());
+    let tracer = config.tracer.clone();
     let (tx, rx) = mpsc::channel::<Event>();
     let shared = Arc::new(Shared {
         core: Mutex::new(iface),
@@ -290,6 +303,7 @@ where
         clock: Clock::new(),
         tx: Mutex::new(tx.clone()),
         wake_pending: AtomicBool::new(false),
+        tracer: tracer.clone(),
     });
     let handle = StackHandle {
         shared: shared.clone(),
@@ -391,7 +405,18 @@ where
                         hook(Direction::In, p);
                     }
                 }
-                let (changed, wake_all) = {
+                let (changed, wake_all) = if let Some(t) = tracer.as_ref() {
+                    // The traced round reads `take_events`, which drops the per-connection
+                    // wake lists: wake every waiter (tracing is for study, not speed).
+                    let changed = observe::traced_round(
+                        &loop_handle,
+                        t,
+                        &mut inbound,
+                        &mut outbound,
+                        &mut next_timer,
+                    );
+                    (changed, changed)
+                } else {
                     let mut core = loop_handle.lock();
                     let now = shared.clock.now();
                     for p in inbound.drain(..) {
@@ -447,6 +472,12 @@ where
                     shared.cond.notify_all();
                 }
                 for p in outbound.drain(..) {
+                    if let Some(t) = tracer.as_ref() {
+                        t.emit(TraceEvent::Packet {
+                            dir: Direction::Out,
+                            bytes: p.clone(),
+                        });
+                    }
                     if let Some(hook) = hook.as_mut() {
                         hook(Direction::Out, &p);
                     }

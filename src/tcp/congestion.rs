@@ -135,18 +135,29 @@ impl NewReno {
 
     /// A duplicate ACK (RFC 5681 §2 definition) arrived. `snd_una` is the cumulative ACK,
     /// `snd_max` the highest sequence number sent, `flight` the bytes outstanding.
-    pub fn on_dup_ack(&mut self, snd_una: SeqNum, snd_max: SeqNum, flight: u32) -> AckAction {
+    /// `dupthresh` is normally 3; RFC 5827 early retransmit lowers it when fewer than four
+    /// segments are outstanding and no new data can be sent. `sack_lost` says the SACK
+    /// scoreboard proves SND.UNA lost (RFC 6675 IsLost), which removes the ambiguity
+    /// `recover` guards against.
+    pub fn on_dup_ack(
+        &mut self,
+        snd_una: SeqNum,
+        snd_max: SeqNum,
+        flight: u32,
+        dupthresh: u32,
+        sack_lost: bool,
+    ) -> AckAction {
         self.dup_acks = self.dup_acks.saturating_add(1);
         if self.in_recovery {
             // RFC 5681 §3.2 step 4: inflate for each segment that left the network.
             self.cwnd = self.cwnd.saturating_add(self.mss);
             return AckAction::None;
         }
-        if self.dup_acks == 3 {
+        if self.dup_acks >= dupthresh.clamp(1, 3) {
             // RFC 6582 §3.2 step 2: only enter recovery if the ACK covers more than
             // `recover`, so that a loss after a timeout does not start a second reduction.
             // (`recover` starts at the ISS, so a lost first data segment still counts.)
-            if snd_una.gt(self.recover) {
+            if snd_una.gt(self.recover) || sack_lost {
                 self.ssthresh = (flight / 2).max(2 * self.mss);
                 self.cwnd = self.ssthresh.saturating_add(3 * self.mss);
                 self.recover = snd_max;
@@ -196,9 +207,12 @@ mod tests {
         let mut cc = NewReno::new(1000, SeqNum(0));
         let una = SeqNum(1001);
         let max = SeqNum(10_001);
-        assert_eq!(cc.on_dup_ack(una, max, 9000), AckAction::None);
-        assert_eq!(cc.on_dup_ack(una, max, 9000), AckAction::None);
-        assert_eq!(cc.on_dup_ack(una, max, 9000), AckAction::Retransmit);
+        assert_eq!(cc.on_dup_ack(una, max, 9000, 3, false), AckAction::None);
+        assert_eq!(cc.on_dup_ack(una, max, 9000, 3, false), AckAction::None);
+        assert_eq!(
+            cc.on_dup_ack(una, max, 9000, 3, false),
+            AckAction::Retransmit
+        );
         assert!(cc.in_recovery());
         assert_eq!(cc.ssthresh(), 4500);
         assert_eq!(cc.cwnd(), 7500);

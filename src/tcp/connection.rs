@@ -3,19 +3,42 @@
 //!
 //! The connection never sends anything by itself. Events (SEGMENT ARRIVES, the user
 //! calls, timeouts) update the TCB and set flags ("an ACK is owed", "the SYN must go
-//! out again"); [`Connection::poll_transmit`] then turns the TCB into the next segment to
+//! out again"); `Connection::poll_transmit` then turns the TCB into the next segment to
 //! send. That keeps ACKs coalesced (one per batch of input) and piggybacked on data.
 //!
-//! Retransmission is "go-back-N" in the BSD style: on a timeout SND.NXT is pulled back
-//! to SND.UNA (SND.MAX remembers the highest number ever sent), congestion control
-//! collapses cwnd to one segment, and the normal send path resends from there as ACKs
-//! open the window again. Fast retransmit resends just the segment at SND.UNA.
+//! The send buffer *is* the retransmission queue: it holds every byte from SND.UNA on,
+//! so any segment can be rebuilt from it at any time.
+//!
+//! ```text
+//!        SND.UNA            SND.NXT          SND.MAX              end of queued data
+//!   ────────┼──────────────────┼────────────────┼──────────────────────┼── (FIN)
+//!           │ sent, unacked    │ sent before a  │   not sent yet       │
+//!           │ (in flight)      │ timeout, to be │                      │
+//!           │                  │ sent again     │                      │
+//!           └──────────────── SendBuffer: front = SND.UNA ─────────────┘
+//!                     ▲ SACKed ranges (scoreboard) are skipped by hole retransmission
+//! ```
+//!
+//! Loss recovery, from fastest to slowest:
+//! - **SACK / NewReno fast recovery** (RFC 2018, RFC 6675 simplified, RFC 5681 §3.2,
+//!   RFC 6582): the third duplicate ACK (fewer with RFC 5827 early retransmit) resends
+//!   the segment at SND.UNA; further duplicate ACKs let SACK holes be resent; partial
+//!   ACKs resend the next hole.
+//! - **Tail loss probe** (RFC 8985 §7): when the last segments of a burst are lost no
+//!   duplicate ACK comes back; after about two RTTs the last segment is sent again so that
+//!   its ACK starts recovery.
+//! - **Retransmission timeout** (RFC 6298): "go-back-N" in the BSD style — SND.NXT is
+//!   pulled back to SND.UNA (SND.MAX remembers the highest number ever sent), cwnd
+//!   collapses to one segment, and the normal send path resends from there as ACKs open
+//!   the window again. Pure ACKs always carry SND.MAX so the peer never sees them as old.
 
+use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use super::congestion::{AckAction, NewReno};
 use super::endpoint::{Config, TcpError, TcpStats};
+use super::events::TcpEventKind;
 use super::recv_buf::RecvBuffer;
 use super::rto::RttEstimator;
 use super::segment::{Flags, Segment, TcpOptions};
@@ -31,8 +54,26 @@ pub const DEFAULT_PEER_MSS: u16 = 536;
 /// FIN-WAIT-2 waiting for the peer's FIN (Linux `tcp_fin_timeout`).
 pub const FIN_WAIT2_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The largest window a 16-bit window field can carry (no window scaling yet).
+/// The largest value of the 16-bit window field.
 const MAX_WINDOW: usize = 65535;
+
+/// The largest window scale shift (RFC 7323 §2.3).
+const MAX_WSCALE: u8 = 14;
+
+/// Minimum spacing of ACKs sent in answer to unacceptable segments that carry no data
+/// (pure ACKs, RSTs, SYNs): RFC 5961 §7 rate-limits challenge ACKs, and Linux
+/// (`tcp_invalid_ratelimit`) uses 500 ms so that two confused peers cannot ACK each
+/// other forever.
+pub const OUT_OF_WINDOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Most SACK blocks put in one ACK (4 fit in 40 option bytes without timestamps).
+const MAX_SACK_BLOCKS: usize = 4;
+
+/// Most SACKed ranges remembered by the sender (the scoreboard, RFC 6675 §3).
+const MAX_SCOREBOARD: usize = 32;
+
+/// Shortest tail loss probe timeout (RFC 8985 §7.2 uses 2·SRTT; Linux floors it at 10 ms).
+const TLP_MIN: Duration = Duration::from_millis(10);
 
 /// At most this many immediate (duplicate) ACKs are owed at once.
 const MAX_ACKS_OWED: u32 = 8;
@@ -113,9 +154,13 @@ pub(crate) struct RecvSequenceSpace {
 /// The transmission control block of one connection.
 #[derive(Debug)]
 pub(crate) struct Connection {
+    /// Our address and port.
     pub local: SocketAddrV4,
+    /// The peer's address and port.
     pub remote: SocketAddrV4,
+    /// The RFC 9293 state.
     pub state: State,
+    /// Who holds the connection (decides when the TCB is freed).
     pub owner: Owner,
     /// Queued in the endpoint's "may have something to send" list.
     pub in_dirty: bool,
@@ -157,6 +202,38 @@ pub(crate) struct Connection {
     /// Send a zero-window probe.
     probe_needed: bool,
 
+    /// Both sides sent SACK-permitted (RFC 2018 §2).
+    sack_ok: bool,
+    /// The window scale shift we offer on our SYN (RFC 7323 §2.2); only when the receive
+    /// buffer is larger than 65535 bytes.
+    wscale_offer: Option<u8>,
+    /// Window scaling is in effect (both SYNs carried the option).
+    wscale_ok: bool,
+    /// Shift applied to the windows we send (Rcv.Wind.Shift) and to those we receive
+    /// (Snd.Wind.Shift); both 0 unless `wscale_ok`.
+    rcv_wscale: u8,
+    snd_wscale: u8,
+    /// The most recently received out-of-order range, reported first (RFC 2018 §4).
+    last_ooo: Option<(SeqNum, SeqNum)>,
+    /// Sender scoreboard: ranges above SND.UNA the peer reported as received, sorted and
+    /// disjoint (RFC 6675 §3).
+    sacked: Vec<(SeqNum, SeqNum)>,
+    /// RFC 6675 HighRxt: the highest sequence number retransmitted in this recovery.
+    high_rxt: SeqNum,
+    /// Holes the sender may retransmit now: one per duplicate ACK in recovery (each one
+    /// means a segment left the network).
+    hole_credit: u32,
+    /// Retransmissions sent during recovery: (start, end, SND.MAX when sent). A SACK for
+    /// data above that SND.MAX means something sent *after* the retransmission arrived
+    /// while it did not: it was lost again (the idea of RACK, RFC 8985 §6, per segment).
+    rxt_log: Vec<(SeqNum, SeqNum, SeqNum, Instant)>,
+    /// When the oldest logged retransmission is overdue (about two RTTs without an ACK
+    /// or SACK for it): then it is presumed lost again even if nothing sent later has
+    /// arrived to prove it (RACK's reordering timer, RFC 8985 §6.2, in small).
+    rxt_deadline: Option<Instant>,
+    /// Retransmissions found lost again, resent first.
+    lost_again: VecDeque<(SeqNum, SeqNum)>,
+
     rtt: RttEstimator,
     /// The one segment being timed: (sequence number that acknowledges it, send time).
     rtt_sample: Option<(SeqNum, Instant)>,
@@ -165,17 +242,36 @@ pub(crate) struct Connection {
     /// Retransmission timer (RFC 6298) and how many times in a row it fired.
     rtx_deadline: Option<Instant>,
     retries: u32,
+    /// Tail loss probe timer (RFC 8985 §7): fires well before the RTO so that losing
+    /// the last segments of a burst costs a couple of RTTs, not 200 ms or more.
+    tlp_deadline: Option<Instant>,
+    /// A probe is to be sent now.
+    tlp_pending: bool,
+    /// A probe was already sent since the last new ACK (one per episode).
+    tlp_sent: bool,
     /// Persist timer (RFC 9293 §3.8.6.1) and its backoff exponent.
     persist_deadline: Option<Instant>,
     persist_backoff: u32,
     /// Zero-window probes sent without any ACK coming back.
     probes_unanswered: u32,
+    /// When the last acceptable ACK arrived (the peer is alive).
+    last_ack_rx: Instant,
+    /// When we last answered an unacceptable data-less segment (rate limit).
+    last_oow_ack: Option<Instant>,
     /// TIME-WAIT (2·MSL) or orphaned FIN-WAIT-2 timer.
     close_deadline: Option<Instant>,
 
     msl: Duration,
+    tlp_enabled: bool,
+    rto_min: Duration,
+    rto_max: Duration,
     max_retransmits: u32,
     syn_retries: u32,
+
+    /// Queue [`TcpEventKind`]s for the trace view (set by the endpoint).
+    pub trace: bool,
+    /// Events not yet taken by the endpoint.
+    pub trace_events: Vec<TcpEventKind>,
 }
 
 impl Connection {
@@ -188,6 +284,18 @@ impl Connection {
         passive: bool,
     ) -> Connection {
         let local_mss = config.mss.max(1);
+        let wscale_offer = (config.recv_buffer > MAX_WINDOW).then(|| {
+            let mut shift = 0u8;
+            while shift < MAX_WSCALE && (config.recv_buffer >> shift) > MAX_WINDOW {
+                shift += 1;
+            }
+            shift
+        });
+        let recv_cap = if wscale_offer.is_some() {
+            config.recv_buffer.min(MAX_WINDOW << MAX_WSCALE)
+        } else {
+            config.recv_buffer.clamp(1, MAX_WINDOW)
+        };
         Connection {
             local,
             remote,
@@ -212,7 +320,7 @@ impl Connection {
             local_mss,
             send_mss: local_mss.min(DEFAULT_PEER_MSS),
             send_buf: SendBuffer::new(config.send_buffer.max(1)),
-            recv_buf: RecvBuffer::new(config.recv_buffer.clamp(1, MAX_WINDOW)),
+            recv_buf: RecvBuffer::new(recv_cap),
             syn_acked: false,
             fin_queued: false,
             fin_acked: false,
@@ -222,18 +330,40 @@ impl Connection {
             acks_owed: 0,
             retransmit_una: false,
             probe_needed: false,
+            sack_ok: false,
+            wscale_offer,
+            wscale_ok: false,
+            rcv_wscale: 0,
+            snd_wscale: 0,
+            last_ooo: None,
+            sacked: Vec::new(),
+            high_rxt: iss,
+            hole_credit: 0,
+            rxt_log: Vec::new(),
+            rxt_deadline: None,
+            lost_again: VecDeque::new(),
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
             cc: NewReno::new(local_mss.min(DEFAULT_PEER_MSS), iss),
             rtx_deadline: None,
+            tlp_deadline: None,
+            tlp_pending: false,
+            tlp_sent: false,
             retries: 0,
             persist_deadline: None,
             persist_backoff: 0,
             probes_unanswered: 0,
+            last_ack_rx: Instant::ZERO,
+            last_oow_ack: None,
             close_deadline: None,
             msl: config.msl,
+            tlp_enabled: config.tail_loss_probe,
+            rto_min: config.rto_min,
+            rto_max: config.rto_max,
             max_retransmits: config.max_retransmits,
             syn_retries: config.syn_retries,
+            trace: false,
+            trace_events: Vec::new(),
         }
     }
 
@@ -264,12 +394,37 @@ impl Connection {
         c.rcv.nxt = seg.seq + 1;
         c.rcv.adv = c.rcv.nxt;
         c.set_peer_mss(seg.options.mss);
+        c.sack_ok = seg.options.sack_permitted;
+        c.negotiate_wscale(seg.options.window_scale);
         c.snd.wnd = u32::from(seg.window);
         c.snd.max_wnd = c.snd.wnd;
         c.snd.wl1 = seg.seq;
         c.snd.wl2 = iss;
         log::debug!("{local} ↔ {remote}: LISTEN → SYN-RECEIVED on SYN");
         c
+    }
+
+    /// RFC 7323 §2.2: window scaling applies only if both SYNs carry the option.
+    fn negotiate_wscale(&mut self, peer: Option<u8>) {
+        if let (Some(ours), Some(theirs)) = (self.wscale_offer, peer) {
+            self.wscale_ok = true;
+            self.rcv_wscale = ours;
+            self.snd_wscale = theirs.min(MAX_WSCALE);
+        } else {
+            self.wscale_ok = false;
+            self.rcv_wscale = 0;
+            self.snd_wscale = 0;
+        }
+    }
+
+    /// The window a (non-SYN) segment advertises, in bytes (RFC 7323 §2.3).
+    fn seg_window(&self, seg: &Segment) -> u32 {
+        u32::from(seg.window) << self.snd_wscale
+    }
+
+    /// The largest window we can advertise.
+    fn max_rcv_window(&self) -> u32 {
+        (MAX_WINDOW as u32) << self.rcv_wscale
     }
 
     fn set_peer_mss(&mut self, mss: Option<u16>) {
@@ -286,6 +441,8 @@ impl Connection {
     pub fn deadline(&self) -> Option<Instant> {
         [
             self.rtx_deadline,
+            self.tlp_deadline,
+            self.rxt_deadline,
             self.persist_deadline,
             self.close_deadline,
         ]
@@ -339,10 +496,23 @@ impl Connection {
         self.rcv.nxt
     }
 
+    /// When TIME-WAIT (or the orphan FIN-WAIT-2 timer) ends.
+    pub fn close_deadline(&self) -> Option<Instant> {
+        self.close_deadline
+    }
+
     /// Leave TIME-WAIT early because a new connection reuses the 4-tuple (RFC 6191).
     pub fn close_time_wait(&mut self, cause: &str) {
         if self.state == State::TimeWait {
             self.set_state(State::Closed, cause);
+        }
+    }
+
+    /// Queue a trace event; `make` only runs when tracing is on, so a disabled trace
+    /// costs one branch.
+    fn note(&mut self, make: impl FnOnce() -> TcpEventKind) {
+        if self.trace {
+            self.trace_events.push(make());
         }
     }
 
@@ -361,11 +531,28 @@ impl Connection {
             new,
             cause
         );
+        let from = self.state;
+        self.note(|| TcpEventKind::State {
+            from,
+            to: new,
+            cause: cause.to_string(),
+        });
+        if new == State::TimeWait {
+            // RFC 9293 §3.10.7.4: TIME-WAIT lasts 2·MSL (restarted by a repeated FIN).
+            let after = self.msl.saturating_mul(2);
+            self.note(|| TcpEventKind::CloseTimer {
+                what: "TIME-WAIT 2·MSL",
+                after,
+            });
+        }
         self.state = new;
         self.changed = true;
         match new {
             State::Closed => {
                 self.rtx_deadline = None;
+                self.rxt_deadline = None;
+                self.tlp_deadline = None;
+                self.tlp_pending = false;
                 self.persist_deadline = None;
                 self.close_deadline = None;
                 self.ack_needed = false;
@@ -375,6 +562,9 @@ impl Connection {
             }
             State::TimeWait => {
                 self.rtx_deadline = None;
+                self.rxt_deadline = None;
+                self.tlp_deadline = None;
+                self.tlp_pending = false;
                 self.persist_deadline = None;
                 self.retransmit_una = false;
                 self.probe_needed = false;
@@ -386,7 +576,7 @@ impl Connection {
     /// Enter TIME-WAIT, or restart its 2·MSL timer (RFC 9293 §3.10.7.4, FIN processing).
     fn enter_time_wait(&mut self, now: Instant, cause: &str) {
         self.set_state(State::TimeWait, cause);
-        self.close_deadline = Some(now + self.msl * 2);
+        self.close_deadline = Some(now + self.msl.saturating_mul(2));
     }
 
     /// The connection dies with `err` (reset, timeout): CLOSED, queues flushed.
@@ -415,10 +605,36 @@ impl Connection {
         });
     }
 
+    /// Count and log a segment we drop (by reason, and traced).
+    fn drop_segment(&mut self, stats: &mut TcpStats, why: &'static str) {
+        stats.drop(why);
+        log::debug!(
+            "{} ↔ {}: {}: segment dropped: {why}",
+            self.local,
+            self.remote,
+            self.state
+        );
+        self.note(|| TcpEventKind::Dropped { reason: why });
+    }
+
     /// An ACK must go out now (not merely at the end of the batch): duplicate ACKs,
     /// challenge ACKs, replies to unacceptable segments.
     fn ack_now(&mut self) {
         self.acks_owed = (self.acks_owed + 1).min(MAX_ACKS_OWED);
+    }
+
+    /// A challenge ACK or the answer to an unacceptable segment without data, at most
+    /// one per [`OUT_OF_WINDOW_ACK_INTERVAL`] (RFC 5961 §7).
+    fn ack_rate_limited(&mut self, now: Instant, stats: &mut TcpStats) {
+        if self
+            .last_oow_ack
+            .is_some_and(|t| now.saturating_duration_since(t) < OUT_OF_WINDOW_ACK_INTERVAL)
+        {
+            stats.acks_rate_limited += 1;
+            return;
+        }
+        self.last_oow_ack = Some(now);
+        self.ack_now();
     }
 
     // ----------------------------------------------------------------------------------
@@ -472,14 +688,15 @@ impl Connection {
             return;
         }
         let current = self.current_rcv_wnd();
-        let free = self.recv_buf.window().min(MAX_WINDOW) as u32;
+        let free = self.recv_buf.window().min(self.max_rcv_window() as usize) as u32;
         if free.saturating_sub(current) >= self.window_update_threshold() {
             self.ack_needed = true;
+            self.note(|| TcpEventKind::WindowUpdate { window: free });
         }
     }
 
     fn window_update_threshold(&self) -> u32 {
-        let half = (self.recv_buf.capacity().min(MAX_WINDOW) / 2) as u32;
+        let half = (self.recv_buf.capacity().min(self.max_rcv_window() as usize) / 2) as u32;
         half.min(u32::from(self.local_mss)).max(1)
     }
 
@@ -488,10 +705,13 @@ impl Connection {
         u32::try_from(self.rcv.adv.diff(self.rcv.nxt)).unwrap_or(0)
     }
 
-    /// The window to put in an outgoing segment; moves the advertised right edge.
-    fn advertise_window(&mut self) -> u16 {
+    /// The window field for an outgoing segment; moves the advertised right edge. A SYN's
+    /// window is never scaled (RFC 7323 §2.2).
+    fn advertise_window(&mut self, syn: bool) -> u16 {
+        let shift = if syn { 0 } else { self.rcv_wscale };
+        let max = (MAX_WINDOW as u32) << shift;
         let current = self.current_rcv_wnd();
-        let free = self.recv_buf.window().min(MAX_WINDOW) as u32;
+        let free = self.recv_buf.window().min(max as usize) as u32;
         // RFC 9293 §3.8.6.2.2 receiver SWS avoidance: only move the right edge by at least
         // min(buffer/2, MSS); and never move it left.
         let wnd = if free >= current.saturating_add(self.window_update_threshold()) {
@@ -499,9 +719,14 @@ impl Connection {
         } else {
             current
         };
-        let wnd = wnd.min(MAX_WINDOW as u32);
-        self.rcv.adv = self.rcv.nxt + wnd;
-        wnd as u16
+        let wnd = wnd.min(max);
+        let mut field = wnd >> shift;
+        // RFC 7323 §2.4: scaling rounds down; round up rather than shrink the window.
+        if (field << shift) < current && field < MAX_WINDOW as u32 {
+            field += 1;
+        }
+        self.rcv.adv = self.rcv.nxt + (field << shift);
+        field as u16
     }
 
     /// CLOSE (§3.10.4): the FIN follows all queued data.
@@ -582,7 +807,7 @@ impl Connection {
                     self.queue_rst(seg.ack, None);
                     stats.resets_sent += 1;
                 }
-                stats.dropped += 1;
+                self.drop_segment(stats, "SYN-SENT: unacceptable ACK");
                 return;
             }
             ack_ok = seg.ack.ge(self.snd.una) && seg.ack.le(self.snd.max);
@@ -593,19 +818,21 @@ impl Connection {
                 stats.resets_received += 1;
                 self.fail(Some(TcpError::ConnectionRefused), "RST");
             } else {
-                stats.dropped += 1;
+                self.drop_segment(stats, "SYN-SENT: RST without an acceptable ACK");
             }
             return;
         }
         // Fourth, the SYN bit.
         if !seg.flags.syn {
-            stats.dropped += 1;
+            self.drop_segment(stats, "SYN-SENT: neither SYN nor RST");
             return;
         }
         self.rcv.irs = seg.seq;
         self.rcv.nxt = seg.seq + 1;
         self.rcv.adv = self.rcv.nxt;
         self.set_peer_mss(seg.options.mss);
+        self.sack_ok = seg.options.sack_permitted;
+        self.negotiate_wscale(seg.options.window_scale);
         self.snd.wnd = u32::from(seg.window);
         self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
         self.snd.wl1 = seg.seq;
@@ -638,6 +865,7 @@ impl Connection {
             if !seg.flags.ack || seg.flags.rst {
                 // The peer retransmitted its SYN: our SYN-ACK was lost; send it again.
                 self.ack_now();
+                self.note(|| TcpEventKind::DuplicateSyn);
                 return;
             }
             // A SYN-ACK in simultaneous open (RFC 9293 §3.5 figure 7, line 6): its SYN
@@ -661,12 +889,17 @@ impl Connection {
         };
         if !acceptable {
             if seg.flags.rst {
-                stats.dropped += 1;
+                self.drop_segment(stats, "RST outside the window");
                 return;
             }
             // "If an incoming segment is not acceptable, an acknowledgment should be sent
-            // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
-            self.ack_now();
+            // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. Data segments are always
+            // answered (the peer needs the ACK); bare control segments at a limited rate.
+            if seg_len == 0 {
+                self.ack_rate_limited(now, stats);
+            } else {
+                self.ack_now();
+            }
             if self.state == State::TimeWait && fin {
                 // A retransmitted FIN: re-ACK it and restart the 2·MSL timer.
                 self.enter_time_wait(now, "retransmitted FIN");
@@ -678,7 +911,7 @@ impl Connection {
                 fin = false;
                 syn = false;
             } else {
-                stats.dropped += 1;
+                self.drop_segment(stats, "sequence number not acceptable");
                 return;
             }
         }
@@ -711,8 +944,8 @@ impl Connection {
         // in-window RST gets a challenge ACK).
         if seg.flags.rst {
             if seg.seq != rcv_nxt {
-                self.ack_now();
-                stats.dropped += 1;
+                self.ack_rate_limited(now, stats);
+                self.drop_segment(stats, "RST not at RCV.NXT (challenge ACK)");
                 return;
             }
             stats.resets_received += 1;
@@ -735,19 +968,19 @@ impl Connection {
 
         // Fourth: a SYN in a synchronized state (RFC 5961 §4.2, RFC 9293): challenge ACK.
         if syn {
-            self.ack_now();
-            stats.dropped += 1;
+            self.ack_rate_limited(now, stats);
+            self.drop_segment(stats, "SYN in a synchronized state (challenge ACK)");
             return;
         }
 
         // Fifth: the ACK field.
         if !seg.flags.ack {
-            stats.dropped += 1;
+            self.drop_segment(stats, "no ACK bit");
             return;
         }
         if self.state == State::SynReceived {
             if seg.ack.gt(self.snd.una) && seg.ack.le(self.snd.max) {
-                self.snd.wnd = u32::from(seg.window);
+                self.snd.wnd = self.seg_window(seg);
                 self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
                 self.snd.wl1 = seg.seq;
                 self.snd.wl2 = seg.ack;
@@ -759,18 +992,19 @@ impl Connection {
                 // <SEQ=SEG.ACK><CTL=RST>
                 self.queue_rst(seg.ack, None);
                 stats.resets_sent += 1;
-                stats.dropped += 1;
+                self.drop_segment(stats, "SYN-RECEIVED: unacceptable ACK");
                 return;
             }
         }
         if seg.ack.gt(self.snd.max) {
             // ACK of something not yet sent: ACK and drop (§3.10.7.4).
-            self.ack_now();
-            stats.dropped += 1;
+            self.ack_rate_limited(now, stats);
+            self.drop_segment(stats, "ACK of data not yet sent");
             return;
         }
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
         self.probes_unanswered = 0;
+        self.last_ack_rx = now;
         if self.state == State::TimeWait {
             // Nothing else can legitimately arrive; a retransmitted FIN was handled above.
             if fin {
@@ -782,16 +1016,51 @@ impl Connection {
         let old_wnd = self.snd.wnd;
         if seg.ack.gt(self.snd.una) {
             self.on_new_ack(seg.ack, now, stats);
+            if self.sack_ok {
+                self.merge_sack(&seg.options.sack_blocks);
+            }
         } else if seg.ack == self.snd.una
-            && data.is_empty()
-            && !fin
-            && !seg.flags.fin
-            && u32::from(seg.window) == old_wnd
             && self.snd.max != self.snd.una
+            && self.is_duplicate_ack(seg, data.is_empty() && !fin, old_wnd)
         {
-            // RFC 5681 §2 duplicate ACK.
+            let was_in_recovery = self.cc.in_recovery();
             let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
-            if self.cc.on_dup_ack(self.snd.una, self.snd.max, flight) == AckAction::Retransmit {
+            if was_in_recovery && self.sack_ok {
+                // RFC 6675 §5 (simplified): each duplicate ACK in recovery means a segment
+                // left the network, so one more hole may be retransmitted.
+                self.hole_credit = self.hole_credit.saturating_add(1).min(64);
+            }
+            // RFC 5827 early retransmit: with fewer than four segments outstanding and no
+            // new data allowed out, three duplicate ACKs may never come.
+            let mss = u32::from(self.send_mss).max(1);
+            let outstanding = flight.div_ceil(mss);
+            let unsent = self.data_end().diff(self.snd.max).max(0) as u32;
+            let window_left = self
+                .send_window()
+                .min(self.cc.cwnd())
+                .saturating_sub(flight);
+            let mut dupthresh = if outstanding < 4 && (unsent == 0 || window_left < mss) {
+                outstanding.saturating_sub(1).max(1)
+            } else {
+                3
+            };
+            // RFC 6675 §4 IsLost(SND.UNA): more than (DupThresh − 1)·SMSS bytes SACKed
+            // above it means it is lost even if some duplicate ACKs went missing.
+            let sack_lost = self.sack_ok && self.sacked_bytes() > (dupthresh - 1) * mss;
+            if sack_lost {
+                dupthresh = 1;
+            }
+            if self
+                .cc
+                .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh, sack_lost)
+                == AckAction::Retransmit
+            {
+                self.high_rxt = self.snd.una;
+                self.hole_credit = 0;
+                self.rxt_log.clear();
+                self.rxt_deadline = None;
+                self.lost_again.clear();
+                self.tlp_deadline = None;
                 log::debug!(
                     "{} ↔ {}: fast retransmit at {}",
                     self.local,
@@ -800,15 +1069,24 @@ impl Connection {
                 );
                 stats.fast_retransmits += 1;
                 self.retransmit_una = true;
+                let seq = self.snd.una;
+                self.note(|| TcpEventKind::FastRetransmit { seq });
             }
+        }
+        if self.sack_ok && self.cc.in_recovery() {
+            self.detect_lost_retransmissions();
         }
         // Window update (§3.10.7.4): only from a segment newer than the last update.
         if seg.ack.ge(self.snd.una)
             && (self.snd.wl1.lt(seg.seq) || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack)))
         {
-            let wnd = u32::from(seg.window);
+            let wnd = self.seg_window(seg);
             if wnd > self.snd.wnd {
                 self.changed = true;
+            }
+            let old = self.snd.wnd;
+            if wnd != old {
+                self.note(|| TcpEventKind::PeerWindow { old, new: wnd });
             }
             self.snd.wnd = wnd;
             self.snd.max_wnd = self.snd.max_wnd.max(wnd);
@@ -853,8 +1131,11 @@ impl Connection {
         // RFC 6298 with Karn's rule: only a segment never retransmitted is timed.
         if let Some((end, sent)) = self.rtt_sample {
             if ack.ge(end) {
-                self.rtt.on_sample(now.saturating_duration_since(sent));
+                let rtt = now.saturating_duration_since(sent);
+                self.rtt.on_sample(rtt);
                 self.rtt_sample = None;
+                let (srtt, rto) = (self.rtt.srtt().unwrap_or(rtt), self.rtt.rto());
+                self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
             }
         }
         self.rtt.reset_backoff();
@@ -865,19 +1146,46 @@ impl Connection {
         } else {
             Some(now + self.rtt.rto())
         };
+        // A new ACK ends the tail-loss episode (RFC 8985 §7.3).
+        self.tlp_sent = false;
+        self.tlp_deadline = None;
+        // The scoreboard only covers data above SND.UNA.
+        self.sacked.retain(|&(_, r)| r.gt(ack));
+        if let Some(first) = self.sacked.first_mut() {
+            if first.0.lt(ack) {
+                first.0 = ack;
+            }
+        }
         let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
         if self.state.is_synchronized()
             && self.cc.on_ack(ack, total, flight) == AckAction::Retransmit
             && flight > 0
         {
-            self.retransmit_una = true;
+            // NewReno partial ACK (RFC 6582 §3.2): retransmit the next hole — unless
+            // SACK recovery already resent it this round.
+            if self.sack_ok && self.high_rxt.gt(ack) {
+                self.hole_credit = self.hole_credit.saturating_add(1).min(64);
+            } else {
+                self.retransmit_una = true;
+            }
         }
+        if !self.cc.in_recovery() {
+            self.hole_credit = 0;
+            self.rxt_log.clear();
+            self.rxt_deadline = None;
+            self.lost_again.clear();
+        }
+        self.schedule_tlp(now);
         if self.fin_acked {
             match self.state {
                 State::FinWait1 => {
                     self.set_state(State::FinWait2, "ACK of FIN");
                     if self.owner == Owner::Released {
                         self.close_deadline = Some(now + FIN_WAIT2_TIMEOUT);
+                        self.note(|| TcpEventKind::CloseTimer {
+                            what: "FIN-WAIT-2 (orphaned)",
+                            after: FIN_WAIT2_TIMEOUT,
+                        });
                     }
                 }
                 State::Closing => self.enter_time_wait(now, "ACK of FIN"),
@@ -913,6 +1221,9 @@ impl Connection {
                 if !beyond_fin {
                     let had_gap = self.recv_buf.has_out_of_order();
                     let advanced = self.recv_buf.insert(offset, data);
+                    if offset > 0 {
+                        self.last_ooo = Some((seq, seq + data.len() as u32));
+                    }
                     if advanced > 0 {
                         self.rcv.nxt += advanced as u32;
                         self.changed = true;
@@ -927,7 +1238,7 @@ impl Connection {
                 }
             } else {
                 // Data after the peer's FIN is ignored (§3.10.7.4, CLOSE-WAIT etc.).
-                stats.dropped += 1;
+                self.drop_segment(stats, "data after the peer's FIN");
             }
         }
         if fin && self.peer_fin.is_none() && self.state.can_receive() {
@@ -979,6 +1290,17 @@ impl Connection {
             self.rtx_deadline = None;
             self.on_retransmit_timeout(now, stats);
         }
+        if self.rxt_deadline.is_some_and(|d| d <= now) {
+            self.on_rxt_timeout(now);
+        }
+        if self.tlp_deadline.is_some_and(|d| d <= now) {
+            self.tlp_deadline = None;
+            if self.snd.una != self.snd.max && !self.cc.in_recovery() && !self.tlp_sent {
+                self.tlp_pending = true;
+                self.tlp_sent = true;
+                stats.tail_loss_probes += 1;
+            }
+        }
         if self.persist_deadline.is_some_and(|d| d <= now) {
             // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially. The
             // connection stays open as long as the peer answers the probes; if it stops
@@ -989,6 +1311,7 @@ impl Connection {
                 return;
             }
             self.probe_needed = true;
+            self.note(|| TcpEventKind::ZeroWindowProbe);
             self.persist_backoff = (self.persist_backoff + 1).min(16);
             self.persist_deadline = Some(now + self.persist_interval());
         }
@@ -1016,6 +1339,8 @@ impl Connection {
                 self.retries += 1;
                 self.rtt.backoff();
                 self.rtt_sample = None;
+                let (attempt, rto) = (self.retries, self.rtt.rto());
+                self.note(|| TcpEventKind::RetransmitTimeout { attempt, rto });
                 // Resend the SYN (or SYN-ACK).
                 self.snd.nxt = self.snd.iss;
             }
@@ -1028,7 +1353,13 @@ impl Connection {
                 if self.snd.una == self.snd.max {
                     return;
                 }
-                if self.retries >= self.max_retransmits {
+                // The peer closed its window and keeps answering: our retransmissions
+                // are window probes, and a live peer that merely does not read must not
+                // time the connection out (RFC 9293 §3.8.6.1; Linux does the same).
+                let peer_alive = self.send_window() == 0
+                    && self.owner != Owner::Released
+                    && now.saturating_duration_since(self.last_ack_rx) < self.rto_max;
+                if self.retries >= self.max_retransmits && !peer_alive {
                     stats.timeouts += 1;
                     let seq = self.snd.max;
                     self.queue_rst(seq, None);
@@ -1036,7 +1367,9 @@ impl Connection {
                     self.fail(Some(TcpError::TimedOut), "retransmission limit");
                     return;
                 }
-                self.retries += 1;
+                if !peer_alive {
+                    self.retries += 1;
+                }
                 stats.rto_expirations += 1;
                 // RFC 6298 (5.5): back off; RFC 5681 §3.1: cwnd = 1 MSS,
                 // ssthresh = max(flight/2, 2·MSS).
@@ -1045,7 +1378,21 @@ impl Connection {
                 self.cc.on_timeout(flight, self.snd.max);
                 self.rtt_sample = None;
                 self.retransmit_una = false;
+                // RFC 6675 §5.1: after a timeout the scoreboard may be discarded (the
+                // receiver is allowed to renege); resend everything from SND.UNA.
+                self.sacked.clear();
+                self.hole_credit = 0;
+                self.rxt_log.clear();
+                self.rxt_deadline = None;
+                self.lost_again.clear();
+                self.tlp_deadline = None;
+                self.tlp_pending = false;
+                // No probes during RTO recovery; the next new ACK re-enables them.
+                self.tlp_sent = true;
+                self.high_rxt = self.snd.una;
                 self.snd.nxt = self.snd.una;
+                let (attempt, rto) = (self.retries, self.rtt.rto());
+                self.note(|| TcpEventKind::RetransmitTimeout { attempt, rto });
                 log::debug!(
                     "{} ↔ {}: retransmission timeout #{} (rto now {:?})",
                     self.local,
@@ -1056,7 +1403,195 @@ impl Connection {
             }
             _ => {}
         }
-        let _ = now;
+    }
+
+    /// Arm the tail loss probe (RFC 8985 §7.2): PTO = 2·SRTT (at least 10 ms), plus a
+    /// delayed-ACK allowance when a single segment is outstanding; only if it fires before
+    /// the RTO would.
+    fn schedule_tlp(&mut self, now: Instant) {
+        self.tlp_deadline = None;
+        let data_state = matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        );
+        let (Some(srtt), Some(rto_at)) = (self.rtt.srtt(), self.rtx_deadline) else {
+            return;
+        };
+        if !self.tlp_enabled
+            || !data_state
+            || self.tlp_sent
+            || self.cc.in_recovery()
+            || self.snd.una == self.snd.max
+        {
+            return;
+        }
+        let mut pto = srtt.saturating_mul(2).max(TLP_MIN);
+        let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
+        if flight <= u32::from(self.send_mss) {
+            pto = pto.saturating_add(self.rto_min);
+        }
+        let at = now + pto;
+        if at < rto_at {
+            self.tlp_deadline = Some(at);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // SACK scoreboard (RFC 2018, RFC 6675).
+
+    /// Add the peer's SACK blocks to the scoreboard; blocks outside (SND.UNA, SND.MAX]
+    /// are ignored (old, D-SACK, or bogus).
+    fn merge_sack(&mut self, blocks: &[(SeqNum, SeqNum)]) {
+        for &(l, r) in blocks {
+            if !(l.lt(r) && l.gt(self.snd.una) && r.le(self.snd.max)) {
+                continue;
+            }
+            let mut new = (l, r);
+            let mut out = Vec::with_capacity(self.sacked.len() + 1);
+            let mut placed = false;
+            for &(a, b) in &self.sacked {
+                if b.lt(new.0) {
+                    out.push((a, b));
+                } else if new.1.lt(a) {
+                    if !placed {
+                        out.push(new);
+                        placed = true;
+                    }
+                    out.push((a, b));
+                } else {
+                    // Overlapping or touching: merge.
+                    new = (a.min(new.0), b.max(new.1));
+                }
+            }
+            if !placed {
+                out.push(new);
+            }
+            out.truncate(MAX_SCOREBOARD);
+            self.sacked = out;
+        }
+    }
+
+    /// The peer's window measured from SND.UNA. The window was advertised relative to
+    /// the ACK it came with (SND.WL2), so the right edge is SND.WL2 + SND.WND; when a later
+    /// ACK advances SND.UNA without passing the window-update test (an older SEG.SEQ), the
+    /// edge must not slide right with it.
+    fn send_window(&self) -> u32 {
+        (self.snd.wl2 + self.snd.wnd).diff(self.snd.una).max(0) as u32
+    }
+
+    /// Bytes the scoreboard says the peer holds above SND.UNA.
+    fn sacked_bytes(&self) -> u32 {
+        self.sacked
+            .iter()
+            .map(|&(l, r)| r.diff(l).max(0) as u32)
+            .sum()
+    }
+
+    /// Merge the segment's SACK blocks and decide whether it is a duplicate ACK: RFC 5681
+    /// §2 (no data, same window, ...) or, with SACK, RFC 6675 §2 — any ACK whose SACK
+    /// blocks report octets not SACKed before, whatever its window says.
+    fn is_duplicate_ack(&mut self, seg: &Segment, no_data: bool, old_wnd: u32) -> bool {
+        let classic = no_data && !seg.flags.fin && self.seg_window(seg) == old_wnd && old_wnd > 0;
+        if !self.sack_ok {
+            return classic;
+        }
+        let before = self.sacked_bytes();
+        self.merge_sack(&seg.options.sack_blocks);
+        classic || self.sacked_bytes() > before
+    }
+
+    /// Remember a retransmission sent during SACK recovery.
+    fn note_rxt(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
+        if self.sack_ok && self.cc.in_recovery() && self.rxt_log.len() < 64 {
+            self.rxt_log.push((start, end, self.snd.max, now));
+            if self.rxt_deadline.is_none() {
+                self.rxt_deadline = Some(now + self.rxt_timeout());
+            }
+        }
+    }
+
+    /// How long a retransmission may go unanswered before it is presumed lost.
+    fn rxt_timeout(&self) -> Duration {
+        match self.rtt.srtt() {
+            Some(srtt) => srtt.saturating_mul(2).max(TLP_MIN),
+            None => self.rtt.rto(),
+        }
+    }
+
+    /// The retransmission timer of recovery fired: overdue retransmissions are lost.
+    fn on_rxt_timeout(&mut self, now: Instant) {
+        self.rxt_deadline = None;
+        if !self.cc.in_recovery() {
+            self.rxt_log.clear();
+            return;
+        }
+        let una = self.snd.una;
+        let timeout = self.rxt_timeout();
+        let sacked = &self.sacked;
+        let mut lost = Vec::new();
+        self.rxt_log.retain(|&(s, e, _, at)| {
+            if e.le(una) {
+                return false;
+            }
+            let from = s.max(una);
+            if sacked.iter().any(|&(l, r)| l.le(from) && r.ge(e)) {
+                return false;
+            }
+            if at + timeout <= now {
+                lost.push((from, e));
+                return false;
+            }
+            true
+        });
+        self.lost_again.extend(lost);
+        self.rxt_deadline = self.rxt_log.iter().map(|&(_, _, _, at)| at + timeout).min();
+    }
+
+    /// Find retransmissions that were lost again: data sent after them has been SACKed
+    /// while they are neither acknowledged nor SACKed.
+    fn detect_lost_retransmissions(&mut self) {
+        let Some(&(_, highest)) = self.sacked.last() else {
+            return;
+        };
+        let una = self.snd.una;
+        let sacked = &self.sacked;
+        let mut lost = Vec::new();
+        self.rxt_log.retain(|&(s, e, mark, _)| {
+            if e.le(una) {
+                return false;
+            }
+            let from = s.max(una);
+            if sacked.iter().any(|&(l, r)| l.le(from) && r.ge(e)) {
+                return false;
+            }
+            if highest.gt(mark) {
+                lost.push((from, e));
+                return false;
+            }
+            true
+        });
+        self.lost_again.extend(lost);
+    }
+
+    /// The next hole to retransmit: at or after max(HighRxt, SND.UNA), not SACKed, below
+    /// the highest SACKed byte; at most `mss` bytes.
+    fn next_hole(&self, mss: u32) -> Option<(SeqNum, u32)> {
+        let mut start = self.high_rxt.max(self.snd.una);
+        for &(l, r) in &self.sacked {
+            if r.le(start) {
+                continue;
+            }
+            if start.lt(l) {
+                let len = (l.diff(start).max(0) as u32).min(mss);
+                return Some((start, len));
+            }
+            start = r;
+        }
+        None
     }
 
     // ----------------------------------------------------------------------------------
@@ -1077,7 +1612,11 @@ impl Connection {
     }
 
     fn base_segment(&mut self, seq: SeqNum, flags: Flags) -> Segment {
-        let window = self.advertise_window();
+        let window = self.advertise_window(flags.syn);
+        let mut options = TcpOptions::default();
+        if flags.ack && self.sack_ok && self.recv_buf.has_out_of_order() {
+            options.sack_blocks = self.sack_blocks();
+        }
         Segment {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
@@ -1086,9 +1625,29 @@ impl Connection {
             flags,
             window,
             urgent: 0,
-            options: TcpOptions::default(),
+            options,
             payload: Vec::new(),
         }
+    }
+
+    /// SACK blocks for the out-of-order data we hold (RFC 2018 §4): the block holding the
+    /// most recently received segment first, then the others in sequence order.
+    fn sack_blocks(&self) -> Vec<(SeqNum, SeqNum)> {
+        let nxt = self.rcv.nxt;
+        let mut blocks: Vec<(SeqNum, SeqNum)> = self
+            .recv_buf
+            .out_of_order_ranges()
+            .into_iter()
+            .map(|(a, b)| (nxt + a as u32, nxt + b as u32))
+            .collect();
+        if let Some((l, _)) = self.last_ooo {
+            if let Some(i) = blocks.iter().position(|&(a, b)| l.ge(a) && l.lt(b)) {
+                let first = blocks.remove(i);
+                blocks.insert(0, first);
+            }
+        }
+        blocks.truncate(MAX_SACK_BLOCKS);
+        blocks
     }
 
     /// A segment with up to `max_len` bytes of data starting at `seq`, plus our FIN if
@@ -1117,10 +1676,12 @@ impl Connection {
     fn on_sent(&mut self, seq: SeqNum, len: u32, now: Instant, stats: &mut TcpStats) {
         let end = seq + len;
         if len > 0 {
+            let new_data = seq.ge(self.snd.max);
             if seq.lt(self.snd.max) {
                 // Anything below SND.MAX has been sent before: a retransmission, so
                 // (Karn) it cannot be timed, and any pending sample is ambiguous.
                 stats.retransmits += 1;
+                self.note(|| TcpEventKind::Retransmission { seq, len });
                 if self.rtt_sample.is_some_and(|(e, _)| e.gt(seq)) {
                     self.rtt_sample = None;
                 }
@@ -1133,6 +1694,10 @@ impl Connection {
             // RFC 6298 (5.1): start the timer if it is not running.
             if self.rtx_deadline.is_none() {
                 self.rtx_deadline = Some(now + self.rtt.rto());
+            }
+            // RFC 8985 §7.2: (re)start the probe timer after sending new data.
+            if new_data && self.tlp_deadline.is_none() {
+                self.schedule_tlp(now);
             }
         }
         // Every segment carries the current ACK.
@@ -1162,8 +1727,18 @@ impl Connection {
         };
         let iss = self.snd.iss;
         let mut seg = self.base_segment(iss, flags);
-        // RFC 9293 §3.7.1: announce our MSS on the SYN.
+        // RFC 9293 §3.7.1: announce our MSS on the SYN. RFC 2018 §2: offer SACK on a
+        // SYN, and accept it on the SYN-ACK only if the peer offered it.
         seg.options.mss = Some(self.local_mss);
+        seg.options.sack_permitted = self.state == State::SynSent || self.sack_ok;
+        // RFC 7323 §2.2: offer window scaling on a SYN; answer it on the SYN-ACK.
+        seg.options.window_scale = if self.state == State::SynSent {
+            self.wscale_offer
+        } else if self.wscale_ok {
+            Some(self.rcv_wscale)
+        } else {
+            None
+        };
         self.snd.nxt = iss + 1;
         self.on_sent(iss, 1, now, stats);
         Some(seg)
@@ -1177,7 +1752,10 @@ impl Connection {
             self.retransmit_una = false;
             if self.snd.una != self.snd.max {
                 let una = self.snd.una;
-                let seg = self.data_segment(una, mss);
+                // Never beyond SND.MAX: the original segment may have been shorter
+                // (window-limited), and bytes never sent are new data, not a retransmission.
+                let sent = self.snd.max.diff(una).max(0) as usize;
+                let seg = self.data_segment(una, mss.min(sent));
                 let len = seg.seg_len();
                 if len > 0 {
                     self.on_sent(una, len, now, stats);
@@ -1185,8 +1763,76 @@ impl Connection {
                     if self.snd.nxt.lt(una + len) {
                         self.snd.nxt = una + len;
                     }
+                    self.high_rxt = self.high_rxt.max(una + len);
+                    self.note_rxt(una, una + len, now);
                     return Some(seg);
                 }
+            }
+        }
+
+        // Retransmissions that were lost again (see `rxt_log`).
+        while let Some((start, end)) = self.lost_again.pop_front() {
+            if end.le(self.snd.una) {
+                continue;
+            }
+            let start = start.max(self.snd.una);
+            let len = (end.diff(start).max(0) as usize)
+                .min(mss)
+                .min(self.snd.max.diff(start).max(0) as usize);
+            let seg = self.data_segment(start, len);
+            let seg_len = seg.seg_len();
+            if seg_len == 0 {
+                continue;
+            }
+            self.on_sent(start, seg_len, now, stats);
+            stats.lost_retransmits += 1;
+            self.note_rxt(start, start + seg_len, now);
+            return Some(seg);
+        }
+
+        // Tail loss probe (RFC 8985 §7.3): resend the last segment so its ACK (or SACK)
+        // reveals a tail loss without waiting for the RTO.
+        if self.tlp_pending {
+            self.tlp_pending = false;
+            if self.snd.una != self.snd.max {
+                let fin_sent = self.fin_queued && self.snd.max.gt(self.data_end());
+                let data_max = if fin_sent {
+                    self.snd.max - 1
+                } else {
+                    self.snd.max
+                };
+                let start = (data_max - u32::from(self.send_mss)).max(self.snd.una);
+                let len = (data_max.diff(start).max(0) as usize).min(mss);
+                let seg = self.data_segment(start, len);
+                let seg_len = seg.seg_len();
+                if seg_len > 0 {
+                    self.on_sent(start, seg_len, now, stats);
+                    // RFC 8985 §7.3: re-arm the RTO after the probe.
+                    self.rtx_deadline = Some(now + self.rtt.rto());
+                    return Some(seg);
+                }
+            }
+        }
+
+        // SACK loss recovery (RFC 6675 §5, simplified): resend the next hole below the
+        // highest SACKed byte, one per duplicate ACK received during recovery.
+        if self.hole_credit > 0 && self.sack_ok && self.cc.in_recovery() {
+            match self.next_hole(u32::from(self.send_mss)) {
+                Some((start, len)) => {
+                    self.hole_credit -= 1;
+                    let seg = self.data_segment(start, len as usize);
+                    let seg_len = seg.seg_len();
+                    if seg_len > 0 {
+                        self.on_sent(start, seg_len, now, stats);
+                        self.high_rxt = self.high_rxt.max(start + seg_len);
+                        self.note_rxt(start, start + seg_len, now);
+                        if self.snd.nxt.lt(start + seg_len) {
+                            self.snd.nxt = start + seg_len;
+                        }
+                        return Some(seg);
+                    }
+                }
+                None => self.hole_credit = 0,
             }
         }
 
@@ -1204,8 +1850,7 @@ impl Connection {
             // RFC 3042 limited transmit: the first two duplicate ACKs each let one new
             // segment out beyond cwnd (but never beyond the peer's window).
             let wnd = self
-                .snd
-                .wnd
+                .send_window()
                 .min(self.cc.cwnd().saturating_add(self.cc.limited_transmit()));
             let usable = wnd.saturating_sub(in_flight) as usize;
             let unsent = self.data_end().diff(self.snd.nxt).max(0) as usize;
@@ -1225,18 +1870,19 @@ impl Connection {
                 return Some(seg);
             }
             // Zero window with data waiting and nothing in flight: persist timer.
-            if self.snd.wnd == 0 && unsent > 0 && in_flight == 0 && self.rtx_deadline.is_none() {
+            let send_window = self.send_window();
+            if send_window == 0 && unsent > 0 && in_flight == 0 && self.rtx_deadline.is_none() {
                 if self.persist_deadline.is_none() {
                     self.persist_deadline = Some(now + self.persist_interval());
                 }
-            } else if self.snd.wnd > 0 {
+            } else if send_window > 0 {
                 self.persist_deadline = None;
             }
         }
 
         if self.probe_needed {
             self.probe_needed = false;
-            if self.snd.wnd == 0 {
+            if self.send_window() == 0 {
                 // A window probe: an old sequence number makes the peer answer with an ACK
                 // carrying its current window (as Linux does).
                 let seq = self.snd.una - 1;

@@ -17,7 +17,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::connection::{Connection, Owner};
+use super::events::{TcpEvent, TcpEventKind};
 use super::segment::{Flags, Segment};
 use super::seq::SeqNum;
 use super::state::State;
@@ -45,7 +46,8 @@ pub struct Config {
     pub mss: u16,
     /// Send buffer per connection, bytes.
     pub send_buffer: usize,
-    /// Receive buffer per connection, bytes (at most 65535 until window scaling).
+    /// Receive buffer per connection, bytes. Above 65535 window scaling (RFC 7323) is
+    /// offered; if the peer does not agree the window stays at most 65535.
     pub recv_buffer: usize,
     /// Maximum segment lifetime; TIME-WAIT lasts 2·MSL.
     pub msl: Duration,
@@ -63,6 +65,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Backlog used when `listen` is given 0.
     pub default_backlog: usize,
+    /// Send tail loss probes (RFC 8985 §7) before the RTO fires. Scripted tests that
+    /// check exact RTO timing turn this off.
+    pub tail_loss_probe: bool,
 }
 
 impl Default for Config {
@@ -79,6 +84,7 @@ impl Default for Config {
             syn_retries: 6,
             max_connections: 65536,
             default_backlog: 128,
+            tail_loss_probe: true,
         }
     }
 }
@@ -187,6 +193,14 @@ pub struct Transmit {
     pub segment: Segment,
 }
 
+impl TcpStats {
+    /// Count one dropped segment under `reason`.
+    pub fn drop(&mut self, reason: &'static str) {
+        self.dropped += 1;
+        *self.drops.entry(reason).or_insert(0) += 1;
+    }
+}
+
 /// Counters of the TCP layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TcpStats {
@@ -202,6 +216,8 @@ pub struct TcpStats {
     pub resets_received: u64,
     /// Segments dropped: unacceptable, unknown, or a full backlog.
     pub dropped: u64,
+    /// `dropped` broken down by reason ("sequence number not acceptable", ...).
+    pub drops: BTreeMap<&'static str, u64>,
     /// Active opens (connect).
     pub connections_opened: u64,
     /// Passive opens that completed the handshake.
@@ -216,6 +232,14 @@ pub struct TcpStats {
     pub rto_expirations: u64,
     /// Fast retransmits on the third duplicate ACK (RFC 5681 §3.2).
     pub fast_retransmits: u64,
+    /// Challenge / out-of-window ACKs suppressed by the RFC 5961 §7 rate limit.
+    pub acks_rate_limited: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub tail_loss_probes: u64,
+    /// TIME-WAIT connections ended early because the connection table was full.
+    pub time_wait_reclaimed: u64,
+    /// Retransmissions found lost again during SACK recovery and resent before the RTO.
+    pub lost_retransmits: u64,
 }
 
 #[derive(Debug)]
@@ -223,7 +247,8 @@ struct Listener {
     local: SocketAddrV4,
     backlog: usize,
     accept_queue: VecDeque<ConnId>,
-    half_open: usize,
+    /// Half-open (SYN-RECEIVED) connections, oldest first.
+    half_open: VecDeque<ConnId>,
 }
 
 #[derive(Debug, Default)]
@@ -272,6 +297,9 @@ pub struct Tcp {
     /// The wake lists overflowed (nobody drained them): wake everyone.
     woken_overflow: bool,
     stats: TcpStats,
+    /// Queue [`TcpEvent`]s for the trace view.
+    trace: bool,
+    trace_events: Vec<TcpEvent>,
 }
 
 /// Beyond this many entries a wake list is dropped and everyone is woken instead, so a
@@ -301,7 +329,62 @@ impl Tcp {
             woken_listeners: Vec::new(),
             woken_overflow: false,
             stats: TcpStats::default(),
+            trace: false,
+            trace_events: Vec::new(),
         }
+    }
+
+    /// Record what the layer decides (state transitions and their causes, timers,
+    /// retransmissions, window changes) as [`TcpEvent`]s, for `--trace`. Off by default;
+    /// when off nothing is recorded.
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
+        for slot in &mut self.slots {
+            if let Some(c) = slot.conn.as_mut() {
+                c.trace = on;
+            }
+        }
+        if !on {
+            self.trace_events.clear();
+        }
+    }
+
+    /// Whether [`Tcp::set_trace`] is on.
+    pub fn trace_enabled(&self) -> bool {
+        self.trace
+    }
+
+    /// The events recorded since the last call, oldest first (empty when tracing is off).
+    pub fn take_trace_events(&mut self) -> Vec<TcpEvent> {
+        std::mem::take(&mut self.trace_events)
+    }
+
+    fn note(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        kind: impl FnOnce() -> TcpEventKind,
+    ) {
+        if self.trace {
+            self.trace_events.push(TcpEvent {
+                local,
+                remote,
+                kind: kind(),
+            });
+        }
+    }
+
+    /// Move a connection's queued events to the endpoint's queue.
+    fn collect_events(trace_events: &mut Vec<TcpEvent>, conn: &mut Connection) {
+        if conn.trace_events.is_empty() {
+            return;
+        }
+        let (local, remote) = (conn.local, conn.remote);
+        trace_events.extend(conn.trace_events.drain(..).map(|kind| TcpEvent {
+            local,
+            remote,
+            kind,
+        }));
     }
 
     /// The configuration.
@@ -338,8 +421,20 @@ impl Tcp {
         ConnId { index, generation }
     }
 
-    fn insert(&mut self, conn: Connection) -> ConnId {
+    fn insert(&mut self, mut conn: Connection) -> ConnId {
         let key = (conn.local, conn.remote);
+        conn.trace = self.trace;
+        let (from, cause) = if conn.passive {
+            (State::Listen, "SYN")
+        } else {
+            (State::Closed, "active OPEN")
+        };
+        let to = conn.state;
+        self.note(key.0, key.1, || TcpEventKind::State {
+            from,
+            to,
+            cause: cause.to_string(),
+        });
         let index = match self.free_slots.pop() {
             Some(i) => i,
             None => {
@@ -459,6 +554,7 @@ impl Tcp {
             return;
         };
         let after = conn.state;
+        Self::collect_events(&mut self.trace_events, conn);
         let changed = std::mem::take(&mut conn.changed);
         if let Some(rst) = conn.pending_rst.take() {
             let t = Transmit {
@@ -478,7 +574,7 @@ impl Tcp {
             if let Owner::Listener(li, lg) = owner {
                 let id = self.id_of(index);
                 if let Some(l) = self.listener_mut(li, lg) {
-                    l.half_open = l.half_open.saturating_sub(1);
+                    l.half_open.retain(|&h| h != id);
                     if after != State::Closed {
                         l.accept_queue.push_back(id);
                         self.stats.connections_accepted += 1;
@@ -516,6 +612,30 @@ impl Tcp {
             }
         }
         self.tidy_timers();
+    }
+
+    /// The connection table is full: end the TIME-WAIT that would expire first (only of
+    /// connections the application released), like Linux's `tcp_max_tw_buckets`, so a
+    /// flood of short connections cannot lock out new ones. True if one was freed.
+    fn reclaim_time_wait(&mut self) -> bool {
+        let victim = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let c = s.conn.as_ref()?;
+                (c.state == State::TimeWait && c.owner != Owner::App)
+                    .then(|| (c.close_deadline(), i as u32))
+            })
+            .min();
+        match victim {
+            Some((_, index)) => {
+                self.stats.time_wait_reclaimed += 1;
+                self.with_conn(index, |c, _| c.close_time_wait("connection table full"));
+                true
+            }
+            None => false,
+        }
     }
 
     fn listener_mut(&mut self, index: u32, generation: u32) -> Option<&mut Listener> {
@@ -606,7 +726,7 @@ impl Tcp {
             local,
             backlog,
             accept_queue: VecDeque::new(),
-            half_open: 0,
+            half_open: VecDeque::new(),
         };
         let index = match self.listeners.iter().position(|s| s.listener.is_none()) {
             Some(i) => i,
@@ -619,9 +739,12 @@ impl Tcp {
         slot.listener = Some(listener);
         self.listener_table.insert(local, index as u32);
         log::debug!("{local}: CLOSED → LISTEN (backlog {backlog})");
+        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        let generation = slot.generation;
+        self.note(local, any, || TcpEventKind::Listen { backlog });
         Ok(ListenerId {
             index: index as u32,
-            generation: slot.generation,
+            generation,
         })
     }
 
@@ -709,7 +832,7 @@ impl Tcp {
         remote: SocketAddrV4,
         now: Instant,
     ) -> Result<ConnId, TcpError> {
-        if self.live >= self.config.max_connections {
+        if self.live >= self.config.max_connections && !self.reclaim_time_wait() {
             return Err(TcpError::TooManyConnections);
         }
         if local.ip().is_unspecified() || remote.ip().is_unspecified() || remote.port() == 0 {
@@ -942,7 +1065,10 @@ impl Tcp {
             return;
         }
         // RFC 9293 §3.10.7.1: CLOSED.
-        self.stats.dropped += 1;
+        self.stats.drop("no connection or listener");
+        if !seg.flags.rst {
+            self.note(local, remote, || TcpEventKind::ResetNoConnection);
+        }
         self.reply_rst(local, remote, seg);
     }
 
@@ -995,14 +1121,17 @@ impl Tcp {
         }
         if seg.flags.ack {
             // Second: any ACK is bad here: <SEQ=SEG.ACK><CTL=RST>.
-            self.stats.dropped += 1;
+            self.stats.drop("ACK to a listener");
             self.reply_rst(local, remote, seg);
             return;
         }
         if !seg.flags.syn {
             // Fourth: other text or control: drop.
-            self.stats.dropped += 1;
+            self.stats.drop("not a SYN to a listener");
             return;
+        }
+        if self.live >= self.config.max_connections {
+            self.reclaim_time_wait();
         }
         let live = self.live;
         let max_conns = self.config.max_connections;
@@ -1020,21 +1149,38 @@ impl Tcp {
                 .get(id.index as usize)
                 .is_some_and(|s| s.generation == id.generation && s.conn.is_some())
         });
-        if listener.accept_queue.len() >= listener.backlog
-            || listener.half_open >= listener.backlog
-            || live >= max_conns
-        {
-            // Bounded backlog: drop the SYN, the peer retries (as Linux does).
-            log::debug!("{local} ← {remote}: SYN dropped, backlog full");
+        listener.half_open.retain(|id| {
+            slots
+                .get(id.index as usize)
+                .is_some_and(|s| s.generation == id.generation && s.conn.is_some())
+        });
+        if listener.accept_queue.len() >= listener.backlog || live >= max_conns {
+            // Bounded accept queue: drop the SYN, the peer retries (as Linux does).
+            log::debug!("{local} ← {remote}: SYN dropped, accept queue full");
             self.stats.listen_overflows += 1;
-            self.stats.dropped += 1;
+            self.stats.drop("SYN: accept queue full");
+            self.note(local, remote, || TcpEventKind::Dropped {
+                reason: "SYN: accept queue full",
+            });
             return;
         }
-        listener.half_open += 1;
+        if listener.half_open.len() >= listener.backlog {
+            // The SYN queue is full — most likely of handshakes that will never finish
+            // (a SYN flood): evict the oldest half-open connection, as the BSD syncache
+            // does, so that a real client still gets in.
+            if let Some(oldest) = listener.half_open.pop_front() {
+                log::debug!("{local} ← {remote}: SYN queue full, evicting the oldest half-open");
+                self.stats.listen_overflows += 1;
+                self.free(oldest.index);
+            }
+        }
         let iss = self.isn(local, remote, now);
         let mut conn = Connection::accept_syn(local, remote, iss, seg, &self.config);
         conn.owner = Owner::Listener(li, generation);
-        self.insert(conn);
+        let id = self.insert(conn);
+        if let Some(l) = self.listener_mut(li, generation) {
+            l.half_open.push_back(id);
+        }
     }
 
     /// The next segment to send, or None when there is nothing more right now.
@@ -1055,6 +1201,7 @@ impl Tcp {
             };
             conn.in_dirty = false;
             let seg = conn.poll_transmit(now, &mut self.stats);
+            Self::collect_events(&mut self.trace_events, conn);
             // Sending arms the retransmission (or persist) timer.
             self.schedule(index);
             let Some(conn) = self
@@ -1137,6 +1284,7 @@ fn log_out(t: &Transmit) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcp::segment::TcpOptions;
     use rand::rngs::StdRng;
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -1506,7 +1654,11 @@ mod tests {
     }
 
     fn bulk(loss: f64, size: usize, seed: u64) -> TcpStats {
-        let mut net = Net::new(Config::default());
+        bulk_with(Config::default(), loss, size, seed)
+    }
+
+    fn bulk_with(config: Config, loss: f64, size: usize, seed: u64) -> TcpStats {
+        let mut net = Net::new(config);
         net.rng = StdRng::seed_from_u64(seed);
         let (c, s, _) = net.connect();
         net.loss = loss;
@@ -1554,6 +1706,14 @@ mod tests {
         }
         // Most losses are repaired by fast retransmit, not by timeouts.
         assert!(fast >= 10, "fast retransmits: {fast}");
+        // And with window scaling (1 MiB buffers).
+        let big = Config {
+            recv_buffer: 1 << 20,
+            ..Config::default()
+        };
+        for seed in 0..3 {
+            bulk_with(big.clone(), 0.05, 1_000_000, seed);
+        }
     }
 
     #[test]
@@ -1703,5 +1863,270 @@ mod tests {
         net.b.on_segment(A, B, &data_only, net.now);
         assert_eq!(net.b.state(s), State::CloseWait);
         assert_eq!(read_all(&mut net.b, s, net.now), (b"abc".to_vec(), true));
+    }
+
+    #[test]
+    fn sack_recovers_two_holes_without_a_timeout() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        let syn = &net.log[0].1;
+        assert!(syn.options.sack_permitted, "SACK offered on the SYN");
+        assert!(
+            net.log[1].1.options.sack_permitted,
+            "and accepted on the SYN-ACK"
+        );
+        net.a.send(c, &[7u8; 14600], net.now).unwrap();
+        let mut segs = Vec::new();
+        while let Some(t) = net.a.poll_transmit(net.now) {
+            segs.push(t);
+        }
+        assert_eq!(segs.len(), 10, "initial window of 10 segments");
+        // Lose the 3rd and 6th segment.
+        for (i, t) in segs.iter().enumerate() {
+            if i != 2 && i != 5 {
+                net.b.on_segment(t.src, t.dst, &t.segment, net.now);
+            }
+        }
+        let mut acks = Vec::new();
+        while let Some(t) = net.b.poll_transmit(net.now) {
+            acks.push(t);
+        }
+        let last = &acks.last().unwrap().segment;
+        assert_eq!(last.ack, segs[2].segment.seq);
+        assert_eq!(
+            last.options.sack_blocks.first().copied(),
+            Some((segs[6].segment.seq, segs[9].segment.seq + 1460)),
+            "most recent block first"
+        );
+        assert_eq!(last.options.sack_blocks.len(), 2);
+        net.now += Duration::from_millis(1);
+        for t in &acks {
+            net.a.on_segment(t.src, t.dst, &t.segment, net.now);
+        }
+        net.pump();
+        assert_eq!(read_all(&mut net.b, s, net.now).0.len(), 14600);
+        assert_eq!(net.a.stats().rto_expirations, 0);
+        assert_eq!(net.a.stats().retransmits, 2, "exactly the two holes");
+    }
+
+    #[test]
+    fn tail_loss_probe_repairs_a_lost_tail_before_the_rto() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        net.a.send(c, &[5u8; 5 * 1460], net.now).unwrap();
+        let mut segs = Vec::new();
+        while let Some(t) = net.a.poll_transmit(net.now) {
+            segs.push(t);
+        }
+        assert_eq!(segs.len(), 5);
+        // The last two segments are lost.
+        for t in &segs[..3] {
+            net.b.on_segment(t.src, t.dst, &t.segment, net.now);
+        }
+        let start = net.now;
+        net.pump();
+        let mut total = read_all(&mut net.b, s, net.now).0.len();
+        while total < 5 * 1460 {
+            assert!(net.advance(Duration::from_secs(5)));
+            total += read_all(&mut net.b, s, net.now).0.len();
+        }
+        assert!(
+            net.now - start < Duration::from_millis(50),
+            "{:?}",
+            net.now - start
+        );
+        assert_eq!(net.a.stats().tail_loss_probes, 1);
+        assert_eq!(net.a.stats().rto_expirations, 0);
+    }
+
+    /// Random segments (any flags, sequence numbers near and far, options, payloads)
+    /// thrown at listeners and live connections in every state must never panic, and the
+    /// endpoint must stay usable.
+    #[test]
+    fn random_segments_never_panic() {
+        let mut rng = StdRng::seed_from_u64(99);
+        for round in 0..40 {
+            let mut net = Net::new(Config {
+                recv_buffer: 1 + (round * 997) % 65535,
+                ..Config::default()
+            });
+            let (c, s, _) = net.connect();
+            net.a.send(c, &[1u8; 3000], net.now).unwrap();
+            if round % 3 == 0 {
+                net.a.shutdown(c, net.now);
+            }
+            if round % 5 == 0 {
+                net.b.shutdown(s, net.now);
+            }
+            net.pump_once();
+            let rcv = net.b.conn(s).map_or(SeqNum(0), |c| c.rcv_nxt());
+            for _ in 0..500 {
+                let flags = Flags::from_byte(rng.random::<u8>());
+                let near = |rng: &mut StdRng, base: SeqNum| {
+                    if rng.random_bool(0.7) {
+                        base + rng.random_range(0..70_000u32) - 35_000
+                    } else {
+                        SeqNum(rng.random::<u32>())
+                    }
+                };
+                let seq = near(&mut rng, rcv);
+                let ack = SeqNum(rng.random::<u32>());
+                let len = if rng.random_bool(0.5) {
+                    0
+                } else {
+                    rng.random_range(0..3000)
+                };
+                let mut options = TcpOptions::default();
+                if rng.random_bool(0.2) {
+                    options.mss = Some(rng.random::<u16>());
+                    options.sack_permitted = true;
+                }
+                if rng.random_bool(0.2) {
+                    options.sack_blocks = vec![(near(&mut rng, ack), near(&mut rng, ack))];
+                }
+                let seg = Segment {
+                    src_port: if rng.random_bool(0.8) {
+                        net.a.local_addr(c).port()
+                    } else {
+                        rng.random()
+                    },
+                    dst_port: if rng.random_bool(0.8) {
+                        80
+                    } else {
+                        rng.random()
+                    },
+                    seq,
+                    ack,
+                    flags,
+                    window: rng.random(),
+                    urgent: rng.random(),
+                    options,
+                    payload: vec![0xab; len],
+                };
+                net.b.on_segment(A, B, &seg, net.now);
+                while net.b.poll_transmit(net.now).is_some() {}
+                net.now += Duration::from_millis(rng.random_range(0..50));
+                net.b.handle_timeout(net.now);
+                let _ = net.b.recv(s, &mut [0u8; 512], net.now);
+            }
+        }
+    }
+
+    #[test]
+    fn full_syn_queue_evicts_the_oldest_half_open() {
+        let mut tcp = Tcp::new(Config::default(), 8);
+        let _l = tcp.listen(SocketAddrV4::new(B, 80), 2).unwrap();
+        let syn = |port: u16| Segment {
+            src_port: port,
+            dst_port: 80,
+            seq: SeqNum(1000),
+            flags: Flags::SYN,
+            window: 65535,
+            ..Segment::default()
+        };
+        for port in [1001, 1002, 1003] {
+            tcp.on_segment(A, B, &syn(port), Instant::ZERO);
+            let synack = tcp.poll_transmit(Instant::ZERO).unwrap();
+            assert_eq!(synack.segment.dst_port, port);
+            assert_eq!(synack.segment.flags, Flags::SYN_ACK);
+        }
+        let remotes: Vec<u16> = tcp
+            .connection_states()
+            .iter()
+            .map(|(_, _, r, _)| r.port())
+            .collect();
+        assert_eq!(remotes.len(), 2);
+        assert!(
+            !remotes.contains(&1001),
+            "the oldest was evicted: {remotes:?}"
+        );
+        assert_eq!(tcp.stats().listen_overflows, 1);
+    }
+
+    #[test]
+    fn full_table_reclaims_time_wait() {
+        let mut net = Net::new(Config {
+            max_connections: 1,
+            ..Config::default()
+        });
+        let (c, s, l) = net.connect();
+        // The server closes first and keeps the TIME-WAIT.
+        net.b.shutdown(s, net.now);
+        net.pump();
+        net.a.shutdown(c, net.now);
+        net.pump();
+        assert_eq!(net.b.state(s), State::TimeWait);
+        net.a.release(c, net.now);
+        net.b.release(s, net.now);
+        // A new client (another port) still gets in: the TIME-WAIT makes room.
+        let c2 = net
+            .a
+            .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), net.now)
+            .unwrap();
+        net.pump();
+        assert_eq!(net.a.state(c2), State::Established);
+        assert!(net.b.accept(l).is_some());
+        assert_eq!(net.b.stats().time_wait_reclaimed, 1);
+    }
+
+    #[test]
+    fn window_scaling_with_large_buffers() {
+        let config = Config {
+            recv_buffer: 1 << 20,
+            ..Config::default()
+        };
+        let mut net = Net::new(config);
+        let (c, s, _) = net.connect();
+        let syn = &net.log[0].1;
+        assert_eq!(syn.options.window_scale, Some(5), "1 MiB >> 5 fits 16 bits");
+        assert_eq!(syn.window, 65535, "a SYN's window is never scaled");
+        let synack = &net.log[1].1;
+        assert_eq!(synack.options.window_scale, Some(5));
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut sent = 0;
+        let mut got = Vec::new();
+        let mut max_window_field = 0u32;
+        while got.len() < data.len() {
+            if sent < data.len() {
+                sent += net.a.send(c, &data[sent..], net.now).unwrap();
+            }
+            net.pump();
+            for (from_a, seg) in &net.log {
+                if !from_a && !seg.flags.syn {
+                    max_window_field = max_window_field.max(u32::from(seg.window));
+                }
+            }
+            net.log.clear();
+            got.extend(read_all(&mut net.b, s, net.now).0);
+            net.pump();
+        }
+        assert!(got == data);
+        // 1 MiB of window is advertised as 32768 << 5.
+        assert_eq!(max_window_field, 32768);
+        // Without large buffers nothing is offered, even if the peer offers.
+        let mut plain = Net::new(Config::default());
+        plain.connect();
+        assert_eq!(plain.log[0].1.options.window_scale, None);
+        assert_eq!(plain.log[1].1.options.window_scale, None);
+    }
+
+    /// 5 % loss each way, 3 MB: SACK recovery, lost-retransmission detection and TLP keep
+    /// retransmission timeouts rare (each costs at least 200 ms).
+    #[test]
+    fn five_percent_loss_rarely_needs_a_timeout() {
+        let mut rtos = 0;
+        for seed in 0..3 {
+            let st = bulk(0.05, 3_000_000, seed);
+            rtos += st.rto_expirations;
+        }
+        assert!(rtos <= 9, "{rtos} RTOs in 3 × 3 MB at 5 % loss");
+    }
+
+    #[test]
+    #[ignore = "throughput measurement: cargo test --release --lib throughput -- --ignored --nocapture"]
+    fn throughput() {
+        let t = std::time::Instant::now();
+        bulk(0.0, 200_000_000, 1);
+        eprintln!("200 MB in {:?} wall time", t.elapsed());
     }
 }

@@ -1,56 +1,54 @@
 //! The receive buffer: in-order bytes waiting for the application, plus out-of-order
 //! bytes held until the gap before them is filled (reassembly).
 //!
-//! RFC 9293 §3.3.1 receive sequence space:
-//!
-//! ```text
-//!                        1          2          3
-//!                    ----------|----------|----------
-//!                           RCV.NXT    RCV.NXT
-//!                                     +RCV.WND
-//!
-//!         1 - old sequence numbers that have been acknowledged
-//!         2 - sequence numbers allowed for new reception
-//!         3 - future sequence numbers that are not yet allowed
-//! ```
-//!
-//! How the buffer maps onto it:
-//!
-//! ```text
-//!   storage (ring, `capacity` bytes)
-//!   +-----------------+------------------------------------------------+
-//!   | readable        |  window = capacity - readable                  |
-//!   | (acked, unread) |  [gap][held][gap][held]........                |
-//!   +-----------------+------------------------------------------------+
-//!   ^ head            ^ offset 0 = RCV.NXT                             ^ RCV.NXT+RCV.WND
-//! ```
-//!
-//! Bytes that arrive at offset 0 become readable at once, together with any held range
-//! they now touch; RCV.NXT advances by that amount. Held ranges are a small sorted list
-//! (like smoltcp's `Assembler`), bounded so a peer cannot make us track unbounded state.
+//! Memory is allocated lazily: the ring grows (doubling) up to the capacity as data needs
+//! it and is freed whenever the application has read everything and nothing is held, so
+//! an idle connection costs no buffer memory.
+
+/// Smallest ring allocated, so a run of small segments does not reallocate each time.
+const MIN_ALLOCATION: usize = 4096;
 
 /// How many separate out-of-order ranges are tracked; a segment that would create one
 /// more is dropped (the peer retransmits it). Linux and smoltcp bound this the same way.
 pub const MAX_HELD_RANGES: usize = 16;
 
-/// Smallest allocation once something arrives.
-const MIN_STORAGE: usize = 2048;
-/// An emptied ring larger than this is freed (a small one is kept for the next segment).
-const KEEP_STORAGE: usize = 16 * 1024;
-
 /// In-order data for the application and out-of-order data held for reassembly, in one
-/// bounded ring buffer. Offsets in the API count from RCV.NXT. The ring grows on demand
-/// (doubling) up to the capacity and a large one is freed when it empties, so an idle
-/// connection costs almost nothing.
+/// bounded ring buffer. Offsets in the API count from RCV.NXT.
+///
+/// RFC 9293 §3.3.1 receive sequence space:
+///
+/// ```text
+///                        1          2          3
+///                    ----------|----------|----------
+///                           RCV.NXT    RCV.NXT
+///                                     +RCV.WND
+///
+///         1 - old sequence numbers that have been acknowledged
+///         2 - sequence numbers allowed for new reception
+///         3 - future sequence numbers that are not yet allowed
+/// ```
+///
+/// How the buffer maps onto it:
+///
+/// ```text
+///   storage (ring, `capacity` bytes)
+///   +-----------------+------------------------------------------------+
+///   | readable        |  window = capacity - readable                  |
+///   | (acked, unread) |  [gap][held][gap][held]........                |
+///   +-----------------+------------------------------------------------+
+///   ^ head            ^ offset 0 = RCV.NXT                             ^ RCV.NXT+RCV.WND
+/// ```
+///
+/// Bytes that arrive at offset 0 become readable at once, together with any held range
+/// they now touch; RCV.NXT advances by that amount. Held ranges are a small sorted list
+/// (like smoltcp's `Assembler`), bounded so a peer cannot make us track unbounded state.
+///
 #[derive(Clone, Debug)]
 pub struct RecvBuffer {
-    /// The ring; its length grows up to `limit`.
+    /// The ring; its length is what is allocated now (at most `capacity`).
     storage: Vec<u8>,
-    /// Size of the last ring freed when it emptied: a busy connection that drains its
-    /// buffer often gets it back in one allocation instead of a chain of doublings.
-    last_size: usize,
-    /// The capacity: the largest window we offer.
-    limit: usize,
+    /// The most bytes the buffer holds: the largest window it offers.
+    capacity: usize,
     /// Index in `storage` of the first unread byte.
     head: usize,
     /// In-order bytes not yet read by the application.
@@ -65,41 +63,21 @@ impl RecvBuffer {
     pub fn new(capacity: usize) -> Self {
         RecvBuffer {
             storage: Vec::new(),
-            last_size: 0,
-            limit: capacity,
+            capacity,
             head: 0,
             readable: 0,
-            held: Vec::with_capacity(MAX_HELD_RANGES + 1),
+            held: Vec::new(),
         }
     }
 
     /// Total size.
     pub fn capacity(&self) -> usize {
-        self.limit
+        self.capacity
     }
 
-    /// Bytes allocated now (at most [`capacity`](Self::capacity)).
+    /// Bytes of memory allocated for the ring now (grows on demand up to `capacity`).
     pub fn allocated(&self) -> usize {
         self.storage.len()
-    }
-
-    /// Make the ring at least `need` bytes long, moving what it holds (readable bytes and
-    /// held ranges) to its start.
-    fn grow(&mut self, need: usize) {
-        let old = self.storage.len();
-        let new = need
-            .max(old.saturating_mul(2))
-            .max(MIN_STORAGE)
-            .max(std::mem::take(&mut self.last_size))
-            .min(self.limit);
-        let used = self.readable + self.held.last().map_or(0, |&(_, e)| e);
-        let used = used.min(old);
-        let mut storage = vec![0u8; new];
-        let first = used.min(old - self.head);
-        storage[..first].copy_from_slice(&self.storage[self.head..self.head + first]);
-        storage[first..used].copy_from_slice(&self.storage[..used - first]);
-        self.storage = storage;
-        self.head = 0;
     }
 
     /// Store `data` that starts `offset` bytes past RCV.NXT. Bytes at or beyond
@@ -156,12 +134,9 @@ impl RecvBuffer {
         self.head = (self.head + n) % cap;
         self.readable -= n;
         if self.readable == 0 && self.held.is_empty() {
-            // Nothing stored relative to head: restart at the beginning.
+            // Nothing stored: give the memory back and restart at the beginning.
+            self.storage = Vec::new();
             self.head = 0;
-            if cap > KEEP_STORAGE {
-                self.last_size = cap;
-                self.storage = Vec::new();
-            }
         }
         n
     }
@@ -187,7 +162,26 @@ impl RecvBuffer {
         self.held.clone()
     }
 
-    /// Copy `data` into the ring starting `pos` bytes past `head` (pos + len <= capacity).
+    /// Reallocate the ring to at least `need` bytes (doubling, at most `capacity`),
+    /// moving its contents so that `head` is at the start; offsets relative to `head`
+    /// (readable bytes, held ranges) stay valid.
+    fn grow(&mut self, need: usize) {
+        let size = need
+            .checked_next_power_of_two()
+            .unwrap_or(need)
+            .max(self.storage.len().saturating_mul(2))
+            .max(MIN_ALLOCATION)
+            .min(self.capacity);
+        let mut storage = vec![0; size];
+        let old = self.storage.len();
+        let first = old - self.head;
+        storage[..first].copy_from_slice(&self.storage[self.head..]);
+        storage[first..old].copy_from_slice(&self.storage[..self.head]);
+        self.storage = storage;
+        self.head = 0;
+    }
+
+    /// Copy `data` into the ring starting `pos` bytes past `head` (pos + len <= allocated).
     fn copy_in(&mut self, pos: usize, data: &[u8]) {
         let cap = self.storage.len();
         if cap == 0 || data.is_empty() {
@@ -226,33 +220,6 @@ mod tests {
         let n = b.read(&mut out);
         out.truncate(n);
         out
-    }
-
-    #[test]
-    fn grows_on_demand_keeps_held_ranges_and_frees_when_empty() {
-        let mut b = RecvBuffer::new(60_000);
-        assert_eq!(b.allocated(), 0);
-        assert_eq!(b.window(), 60_000);
-        // Out of order first, far out: the ring grows to cover it.
-        let late: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
-        assert_eq!(b.insert(3000, &late), 0);
-        assert!(b.allocated() >= 4000);
-        let early: Vec<u8> = (0..3000u32).map(|i| (i % 13) as u8).collect();
-        assert_eq!(b.insert(0, &early), 4000);
-        let mut out = vec![0u8; 4000];
-        assert_eq!(b.read(&mut out[..10]), 10);
-        // Grow again with data at a non-zero head.
-        let more = vec![9u8; 30_000];
-        assert_eq!(b.insert(0, &more), 30_000);
-        let mut all = vec![0u8; 40_000];
-        let n = b.read(&mut all);
-        assert_eq!(n, 3990 + 30_000);
-        assert_eq!(&all[..2990], &early[10..]);
-        assert_eq!(&all[2990..3990], &late[..]);
-        assert!(all[3990..n].iter().all(|&x| x == 9));
-        // Emptied and large: freed.
-        assert_eq!(b.allocated(), 0);
-        assert_eq!(b.window(), 60_000);
     }
 
     #[test]
@@ -374,6 +341,49 @@ mod tests {
         assert_eq!(b.out_of_order_ranges()[0], (10, 12));
         assert_eq!(b.insert(0, b"0123456789"), 12);
         assert_eq!(b.out_of_order_ranges().len(), MAX_HELD_RANGES - 1);
+    }
+
+    #[test]
+    fn allocates_lazily_and_frees_when_drained() {
+        let mut b = RecvBuffer::new(65_535);
+        assert_eq!(b.allocated(), 0, "an idle buffer holds no memory");
+        assert_eq!(b.window(), 65_535);
+        assert_eq!(b.insert(0, b"abc"), 3);
+        assert_eq!(b.allocated(), MIN_ALLOCATION);
+        // Out-of-order data far into the window grows the ring to cover it.
+        assert_eq!(b.insert(20_000, b"xyz"), 0);
+        assert_eq!(b.allocated(), 32_768);
+        assert_eq!(b.out_of_order_ranges(), vec![(20_000, 20_003)]);
+        assert_eq!(read_all(&mut b), b"abc");
+        assert_eq!(b.allocated(), 32_768, "held data keeps the memory");
+        let fill = vec![9u8; 20_000];
+        assert_eq!(b.insert(0, &fill), 20_003);
+        let got = read_all(&mut b);
+        assert_eq!(got.len(), 20_003);
+        assert_eq!(&got[20_000..], b"xyz");
+        assert_eq!(b.allocated(), 0);
+        // Never more than the capacity.
+        let mut small = RecvBuffer::new(100);
+        assert_eq!(small.insert(0, &[1u8; 500]), 100);
+        assert_eq!(small.allocated(), 100);
+    }
+
+    #[test]
+    fn growing_a_wrapped_ring_keeps_data_and_held_ranges() {
+        let mut b = RecvBuffer::new(1 << 16);
+        let src: Vec<u8> = (0..30_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(b.insert(0, &src[..4000]), 4000);
+        let mut tmp = vec![0u8; 3000];
+        assert_eq!(b.read(&mut tmp), 3000); // head at 3000 of 4096
+        assert_eq!(b.insert(0, &src[4000..5000]), 1000); // wraps: 1000 readable... 2000
+        assert_eq!(b.insert(1000, &src[6000..7000]), 0); // held, wrapped
+        assert_eq!(b.allocated(), 4096);
+        // Grow while wrapped with held data.
+        assert_eq!(b.insert(10_000, &src[15_000..16_000]), 0);
+        assert!(b.allocated() >= 16_384);
+        assert_eq!(b.insert(0, &src[5000..6000]), 2000);
+        assert_eq!(b.insert(0, &src[7000..15_000]), 9000);
+        assert_eq!(read_all(&mut b), src[3000..16_000].to_vec());
     }
 
     #[test]

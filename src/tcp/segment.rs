@@ -1,29 +1,5 @@
 //! TCP segments: validated, typed, parsed once at the edge (RFC 9293 §3.1).
 //!
-//! ```text
-//!     0                   1                   2                   3
-//!     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |          Source Port          |       Destination Port        |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |                        Sequence Number                        |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |                    Acknowledgment Number                      |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |  Data |       |C|E|U|A|P|R|S|F|                               |
-//!    | Offset| Rsrvd |W|C|R|C|S|S|Y|I|            Window             |
-//!    |       |       |R|E|G|K|H|T|N|N|                               |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |           Checksum            |         Urgent Pointer        |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |                           [Options]                           |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//!    |                                                               :
-//!    :                             Data                              :
-//!    :                                                               |
-//!    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//! ```
-//!
 //! etherparse's [`TcpHeaderSlice`] reads the fixed header fields; this module owns the
 //! validation (length, data offset, checksum over the IPv4 pseudo-header, option syntax)
 //! and turns the bytes into a [`Segment`] the state machine can use without ever looking
@@ -408,6 +384,30 @@ impl fmt::Display for SegmentError {
 impl std::error::Error for SegmentError {}
 
 /// A validated TCP segment: the header's meaning plus the payload (RFC 9293 §3.1).
+///
+/// ```text
+///     0                   1                   2                   3
+///     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |          Source Port          |       Destination Port        |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |                        Sequence Number                        |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |                    Acknowledgment Number                      |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |  Data |       |C|E|U|A|P|R|S|F|                               |
+///    | Offset| Rsrvd |W|C|R|C|S|S|Y|I|            Window             |
+///    |       |       |R|E|G|K|H|T|N|N|                               |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |           Checksum            |         Urgent Pointer        |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |                           [Options]                           |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+///    |                                                               :
+///    :                             Data                              :
+///    :                                                               |
+///    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+/// ```
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Segment {
     /// Source port.
@@ -437,6 +437,28 @@ impl Segment {
     /// the checksum over the IPv4 pseudo-header (RFC 9293 §3.1); option syntax (unknown
     /// options skipped, malformed lengths rejected). Never panics, whatever the bytes.
     pub fn parse(src: Ipv4Addr, dst: Ipv4Addr, bytes: &[u8]) -> Result<Segment, SegmentError> {
+        Segment::parse_inner(src, dst, bytes, true).map(|(segment, _)| segment)
+    }
+
+    /// Like [`Segment::parse`], but a bad checksum does not reject the segment: it is
+    /// returned as the second value. For tools that read captures (`tunstack diagram`),
+    /// where packets recorded on the sending host often carry a checksum the NIC was to
+    /// fill in later (checksum offload). The stack itself must use [`Segment::parse`].
+    pub fn parse_lenient(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+    ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
+        Segment::parse_inner(src, dst, bytes, false)
+    }
+
+    /// Both parsers; `verify` rejects a bad checksum before the options are looked at.
+    fn parse_inner(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+        verify: bool,
+    ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
         let len = bytes.len();
         if len < HEADER_LEN {
             return Err(SegmentError::TooShort { len });
@@ -451,18 +473,24 @@ impl Segment {
         if header_len < HEADER_LEN || header_len > len {
             return Err(SegmentError::BadDataOffset { offset, len });
         }
-        let got = u16::from_be_bytes([bytes[16], bytes[17]]);
+        let got = bytes
+            .get(16..18)
+            .and_then(|c| <[u8; 2]>::try_from(c).ok())
+            .map_or(0, u16::from_be_bytes);
         let sum = checksum(src, dst, bytes);
-        if sum != 0 {
+        let bad_checksum = (sum != 0).then(|| {
             // Recompute what the sender should have put there, for the log.
             let expected = checksum_with_zeroed_field(src, dst, bytes);
-            return Err(SegmentError::BadChecksum { got, expected });
+            SegmentError::BadChecksum { got, expected }
+        });
+        if let (true, Some(e)) = (verify, bad_checksum) {
+            return Err(e);
         }
         let header = TcpHeaderSlice::from_slice(bytes)
             .map_err(|_| SegmentError::BadDataOffset { offset, len })?;
         let options = TcpOptions::parse(header.options())?;
         let payload = bytes.get(header_len..).unwrap_or(&[]).to_vec();
-        Ok(Segment {
+        let segment = Segment {
             src_port: header.source_port(),
             dst_port: header.destination_port(),
             seq: SeqNum(header.sequence_number()),
@@ -479,13 +507,29 @@ impl Segment {
             urgent: header.urgent_pointer(),
             options,
             payload,
-        })
+        };
+        Ok((segment, bad_checksum))
     }
 
     /// The segment as bytes: header, options (padded to 4 bytes), payload, with a correct
     /// checksum over the IPv4 pseudo-header from `src` to `dst`.
     pub fn emit(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
         let mut out = Vec::with_capacity(MAX_HEADER_LEN + self.payload.len());
+        self.emit_into(&mut out, src, dst);
+        out
+    }
+
+    /// Like [`emit`](Self::emit), but appends to `out` (e.g. right after an IP header the
+    /// caller already wrote), avoiding an allocation. The checksum covers only the
+    /// appended TCP bytes.
+    pub fn emit_into(&self, out: &mut Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr) {
+        let base = out.len();
+        out.reserve(MAX_HEADER_LEN + self.payload.len());
+        self.write_tcp(out, base, src, dst);
+    }
+
+    /// Header, options and payload appended to `out` from index `base`, checksummed.
+    fn write_tcp(&self, out: &mut Vec<u8>, base: usize, src: Ipv4Addr, dst: Ipv4Addr) {
         out.extend_from_slice(&self.src_port.to_be_bytes());
         out.extend_from_slice(&self.dst_port.to_be_bytes());
         out.extend_from_slice(&self.seq.0.to_be_bytes());
@@ -494,18 +538,17 @@ impl Segment {
         out.extend_from_slice(&self.window.to_be_bytes());
         out.extend_from_slice(&[0, 0]); // checksum, computed below
         out.extend_from_slice(&self.urgent.to_be_bytes());
-        self.options.encode(&mut out);
+        self.options.encode(out);
         // At most 60 bytes of header, so the word count fits in 4 bits.
-        let words = (out.len() / 4) as u8;
-        if let Some(b) = out.get_mut(12) {
+        let words = ((out.len() - base) / 4) as u8;
+        if let Some(b) = out.get_mut(base + 12) {
             *b = words << 4;
         }
         out.extend_from_slice(&self.payload);
-        let sum = checksum(src, dst, &out);
-        if let Some(c) = out.get_mut(16..18) {
+        let sum = checksum(src, dst, out.get(base..).unwrap_or(&[]));
+        if let Some(c) = out.get_mut(base + 16..base + 18) {
             c.copy_from_slice(&sum.to_be_bytes());
         }
-        out
     }
 
     /// SEG.LEN: the sequence space the segment occupies — payload bytes, plus one for SYN
@@ -726,6 +769,16 @@ mod tests {
     }
 
     #[test]
+    fn emit_into_appends_after_existing_bytes() {
+        let d = data(33);
+        let mut out = vec![0xee; 20]; // say, an IP header
+        d.emit_into(&mut out, A, B);
+        assert_eq!(&out[..20], &[0xee; 20]);
+        assert_eq!(&out[20..], &d.emit(A, B)[..]);
+        assert_eq!(Segment::parse(A, B, &out[20..]).unwrap(), d);
+    }
+
+    #[test]
     fn checksum_matches_etherparse() {
         let s = syn();
         let bytes = s.emit(A, B);
@@ -767,6 +820,26 @@ mod tests {
         assert!(matches!(err, SegmentError::BadChecksum { .. }), "{err}");
         // Swapped addresses sum the same (ones' complement is commutative): accepted.
         assert!(Segment::parse(B, A, &bytes).is_ok());
+    }
+
+    #[test]
+    fn lenient_parse_reports_a_bad_checksum_instead_of_failing() {
+        let good = data(5);
+        let mut bytes = good.emit(A, B);
+        assert_eq!(
+            Segment::parse_lenient(A, B, &bytes).unwrap(),
+            (good.clone(), None)
+        );
+        bytes[16] ^= 0xff;
+        let (seg, bad) = Segment::parse_lenient(A, B, &bytes).unwrap();
+        assert_eq!(seg, good);
+        assert!(
+            matches!(bad, Some(SegmentError::BadChecksum { .. })),
+            "{bad:?}"
+        );
+        assert!(Segment::parse(A, B, &bytes).is_err());
+        // Structural errors still fail.
+        assert!(Segment::parse_lenient(A, B, &bytes[..19]).is_err());
     }
 
     /// Builds a segment with raw option bytes and a valid checksum.

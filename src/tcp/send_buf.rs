@@ -1,40 +1,34 @@
 //! The send buffer: bytes the application wrote that the peer has not acknowledged yet.
 //!
-//! Its front is SND.UNA. Bytes before SND.NXT have been sent at least once and are kept
-//! for retransmission; bytes after it are waiting for window (RFC 9293 §3.3.1):
-//!
-//! ```text
-//!                    1         2          3          4
-//!               ----------|----------|----------|----------
-//!                      SND.UNA    SND.NXT    SND.UNA
-//!                                           +SND.WND
-//!
-//!         1 - old sequence numbers that have been acknowledged   (already consumed)
-//!         2 - sequence numbers of unacknowledged data            (buffer offsets 0..)
-//!         3 - sequence numbers allowed for new data transmission
-//!         4 - future sequence numbers that are not yet allowed
-//! ```
-//!
 //! Offsets given to [`SendBuffer::peek`] count from SND.UNA. The storage is a ring buffer
-//! that grows on demand (doubling) up to the configured capacity and is given back when a
-//! large one empties, so an idle connection costs a few bytes instead of the whole
-//! capacity (10,000 idle connections × 256 KiB would be 2.5 GiB).
-
-/// Smallest allocation once something is written.
-const MIN_STORAGE: usize = 2048;
-/// An emptied ring larger than this is freed (a small one is kept for the next write).
-const KEEP_STORAGE: usize = 16 * 1024;
+//! allocated lazily: it grows (doubling) up to the capacity as data is written, and is
+//! freed whenever everything has been acknowledged, so ten thousand idle connections cost
+//! no buffer memory. In steady streaming it neither grows nor shrinks, so writes and
+//! acknowledgments do not allocate.
 
 /// Unacknowledged outgoing bytes, a bounded ring buffer whose front is SND.UNA.
+///
+/// Its front is SND.UNA. Bytes before SND.NXT have been sent at least once and are kept
+/// for retransmission; bytes after it are waiting for window (RFC 9293 §3.3.1):
+///
+/// ```text
+///                    1         2          3          4
+///               ----------|----------|----------|----------
+///                      SND.UNA    SND.NXT    SND.UNA
+///                                           +SND.WND
+///
+///         1 - old sequence numbers that have been acknowledged   (already consumed)
+///         2 - sequence numbers of unacknowledged data            (buffer offsets 0..)
+///         3 - sequence numbers allowed for new data transmission
+///         4 - future sequence numbers that are not yet allowed
+/// ```
+///
 #[derive(Clone, Debug)]
 pub struct SendBuffer {
-    /// The ring; its length grows up to `limit`.
+    /// The ring; its length is what is allocated now (at most `capacity`).
     storage: Vec<u8>,
-    /// Size of the last ring freed when it emptied: a busy connection that drains its
-    /// buffer often gets it back in one allocation instead of a chain of doublings.
-    last_size: usize,
-    /// Most bytes held at once.
-    limit: usize,
+    /// The most bytes the buffer holds.
+    capacity: usize,
     /// Index in `storage` of the byte at SND.UNA.
     head: usize,
     /// Bytes held.
@@ -46,8 +40,7 @@ impl SendBuffer {
     pub fn new(capacity: usize) -> Self {
         SendBuffer {
             storage: Vec::new(),
-            last_size: 0,
-            limit: capacity,
+            capacity,
             head: 0,
             len: 0,
         }
@@ -70,28 +63,12 @@ impl SendBuffer {
 
     /// Total size.
     pub fn capacity(&self) -> usize {
-        self.limit
+        self.capacity
     }
 
-    /// Bytes allocated now (at most [`capacity`](Self::capacity)).
+    /// Bytes of memory allocated for the ring now (grows on demand up to `capacity`).
     pub fn allocated(&self) -> usize {
         self.storage.len()
-    }
-
-    /// Make the ring at least `need` bytes long, moving the held bytes to its start.
-    fn grow(&mut self, need: usize) {
-        let old = self.storage.len();
-        let new = need
-            .max(old.saturating_mul(2))
-            .max(MIN_STORAGE)
-            .max(std::mem::take(&mut self.last_size))
-            .min(self.limit);
-        let mut storage = vec![0u8; new];
-        let first = self.len.min(old - self.head);
-        storage[..first].copy_from_slice(&self.storage[self.head..self.head + first]);
-        storage[first..self.len].copy_from_slice(&self.storage[..self.len - first]);
-        self.storage = storage;
-        self.head = 0;
     }
 
     /// Append as much of `data` as fits; returns how many bytes were taken.
@@ -138,15 +115,32 @@ impl SendBuffer {
         self.head = (self.head + n) % self.storage.len();
         self.len -= n;
         if self.len == 0 {
-            // Restart at the beginning so small exchanges never straddle the wrap.
+            // Everything acknowledged: give the memory back (an idle connection holds
+            // none) and restart at the beginning.
+            self.storage = Vec::new();
             self.head = 0;
-            if self.storage.len() > KEEP_STORAGE {
-                self.last_size = self.storage.len();
-                self.storage = Vec::new();
-            }
         }
     }
+
+    /// Reallocate the ring to hold at least `need` bytes (doubling, at most `capacity`),
+    /// moving the held bytes to the start.
+    fn grow(&mut self, need: usize) {
+        let size = need
+            .checked_next_power_of_two()
+            .unwrap_or(need)
+            .max(self.storage.len().saturating_mul(2))
+            .max(MIN_ALLOCATION)
+            .min(self.capacity);
+        let mut storage = vec![0; size];
+        let n = self.peek(0, &mut storage);
+        debug_assert_eq!(n, self.len);
+        self.storage = storage;
+        self.head = 0;
+    }
 }
+
+/// Smallest ring allocated, so a run of tiny writes does not reallocate each time.
+const MIN_ALLOCATION: usize = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -203,25 +197,41 @@ mod tests {
     }
 
     #[test]
-    fn grows_on_demand_and_frees_when_empty() {
-        let mut b = SendBuffer::new(100_000);
+    fn allocates_lazily_and_frees_when_acknowledged() {
+        let mut b = SendBuffer::new(1 << 20);
+        assert_eq!(b.allocated(), 0, "an idle buffer holds no memory");
+        assert_eq!(b.write(b"hi"), 2);
+        assert_eq!(b.allocated(), MIN_ALLOCATION);
+        // Grows by doubling as the data needs it, never beyond the capacity.
+        let big = vec![7u8; 10_000];
+        assert_eq!(b.write(&big), 10_000);
+        assert_eq!(b.allocated(), 16_384);
+        assert_eq!(b.len(), 10_002);
+        let mut out = vec![0u8; 10_002];
+        assert_eq!(b.peek(0, &mut out), 10_002);
+        assert_eq!(&out[..2], b"hi");
+        assert!(out[2..].iter().all(|&x| x == 7));
+        b.consume(10_002);
         assert_eq!(b.allocated(), 0);
-        assert_eq!(b.write(b"abc"), 3);
-        assert_eq!(b.allocated(), MIN_STORAGE);
-        b.consume(2); // head at 2: the next growth must keep the order
-        let big: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
-        assert_eq!(b.write(&big), 5000);
-        assert!(b.allocated() >= 5001);
-        let mut out = vec![0u8; 5001];
-        assert_eq!(b.peek(0, &mut out), 5001);
-        assert_eq!(out[0], b'c');
-        assert_eq!(&out[1..], &big[..]);
-        let huge = vec![7u8; 200_000];
-        assert_eq!(b.write(&huge), 100_000 - 5001);
-        assert_eq!(b.allocated(), 100_000);
-        b.consume(100_000);
-        assert_eq!(b.allocated(), 0);
-        assert_eq!(b.free(), 100_000);
+        let mut small = SendBuffer::new(100);
+        assert_eq!(small.write(&[1u8; 500]), 100);
+        assert_eq!(small.allocated(), 100);
+    }
+
+    #[test]
+    fn growing_a_wrapped_ring_keeps_the_order() {
+        let mut b = SendBuffer::new(1 << 16);
+        let src: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+        // Fill 4000 of the 4096 allocated, consume 3000, write 2000 more: wraps.
+        assert_eq!(b.write(&src[..4000]), 4000);
+        b.consume(3000);
+        assert_eq!(b.write(&src[4000..6000]), 2000);
+        assert_eq!(b.allocated(), 4096);
+        // Now grow while wrapped.
+        assert_eq!(b.write(&src[6000..20_000]), 14_000);
+        let mut out = vec![0u8; b.len()];
+        assert_eq!(b.peek(0, &mut out), 17_000);
+        assert_eq!(out, src[3000..20_000].to_vec());
     }
 
     #[test]

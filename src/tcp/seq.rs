@@ -5,14 +5,6 @@
 //! than half the space, which is what the RFC's `=<` and `<` mean in its acceptability
 //! tests. [`SeqNum`] makes this the only way to compare them, so the state machine never
 //! does raw `u32` arithmetic that would break at the wrap.
-//!
-//! ```text
-//!               half the space ahead          half the space behind
-//!         <------------- 2^31 ------------><------------ 2^31 ------------>
-//!  ... ---+---------------------------------+--------------------------------+--- ...
-//!         a                                 a + 2^31                     a + 2^32 = a
-//!         b is "greater than" a when (b - a) mod 2^32 lies in (0, 2^31)
-//! ```
 
 use std::fmt;
 use std::ops::{Add, AddAssign, Sub};
@@ -23,6 +15,14 @@ use std::ops::{Add, AddAssign, Sub};
 /// It deliberately does not implement `Ord`: sequence space is circular, so there is no
 /// total order. Use [`SeqNum::lt`] and friends, which are correct for any two numbers less
 /// than 2³¹ apart.
+///
+/// ```text
+///               half the space ahead          half the space behind
+///         <------------- 2^31 ------------><------------ 2^31 ------------>
+///  ... ---+---------------------------------+--------------------------------+--- ...
+///         a                                 a + 2^31                     a + 2^32 = a
+///         b is "greater than" a when (b - a) mod 2^32 lies in (0, 2^31)
+/// ```
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug, Default)]
 pub struct SeqNum(pub u32);
 

@@ -507,6 +507,11 @@ impl Harness {
         );
     }
 
+    /// Process id of the running server (to send it signals), if one was started.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|s| s.id())
+    }
+
     /// Send SIGTERM to the server and wait (bounded) for its exit status.
     pub fn stop_server(&mut self, limit: Duration) -> Option<ExitStatus> {
         self.server.as_mut().and_then(|s| s.terminate(limit))

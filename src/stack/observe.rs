@@ -1,0 +1,61 @@
+//! The event loop's round when a tracer is attached (`--trace`, `--step`).
+//!
+//! Same work as the plain round, but packet by packet: each packet is shown before the
+//! layers process it, and the transport layer's decisions ([`crate::tcp::TcpEvent`]) are
+//! drained right after it, so the trace reads in causal order. Every event is handed to
+//! the tracer *outside* the lock: the step-mode tracer blocks waiting for the user, and
+//! the socket threads must still be able to take the lock meanwhile.
+
+use super::{Direction, StackHandle};
+use crate::time::Instant;
+use crate::trace::{TraceEvent, Tracer};
+
+fn emit_tcp(tracer: &Tracer, events: Vec<crate::tcp::TcpEvent>) {
+    for e in events {
+        tracer.emit(TraceEvent::Tcp(e));
+    }
+}
+
+/// Process `inbound`, fire due timers, collect packets to send into `outbound`; returns
+/// whether anything socket-visible changed (as the plain round does).
+pub(super) fn traced_round(
+    handle: &StackHandle,
+    tracer: &Tracer,
+    inbound: &mut Vec<Vec<u8>>,
+    outbound: &mut Vec<Vec<u8>>,
+    next_timer: &mut Option<Instant>,
+) -> bool {
+    let mut changed = false;
+    // Decisions queued by application calls since the last round (e.g. CLOSE) come first.
+    let pending = handle.lock().tcp_mut().take_trace_events();
+    emit_tcp(tracer, pending);
+    for p in inbound.drain(..) {
+        tracer.emit(TraceEvent::Packet {
+            dir: Direction::In,
+            bytes: p.clone(),
+        });
+        let events = {
+            let mut core = handle.lock();
+            let now = handle.now();
+            core.handle_packet(&p, now);
+            changed |= core.tcp_mut().take_events();
+            core.tcp_mut().take_trace_events()
+        };
+        emit_tcp(tracer, events);
+    }
+    let events = {
+        let mut core = handle.lock();
+        let now = handle.now();
+        if core.poll_at().is_some_and(|at| at <= now) {
+            core.handle_timeout(now);
+        }
+        while let Some(p) = core.poll_transmit(now) {
+            outbound.push(p);
+        }
+        *next_timer = core.poll_at();
+        changed |= core.tcp_mut().take_events();
+        core.tcp_mut().take_trace_events()
+    };
+    emit_tcp(tracer, events);
+    changed
+}

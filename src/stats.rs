@@ -1,0 +1,371 @@
+//! Per-layer counters for people: a text summary (printed on exit and on SIGUSR1) and a
+//! JSON document (served at `GET /_stats`).
+//!
+//! ```text
+//! tunstack statistics (per layer)
+//!   link    packets read 14  written 12
+//!   ip      in 14  out 12  echo replies 0  dropped 0
+//!   tcp     segments in 14  out 12  dropped 1 (sequence number not acceptable 1)
+//!           retransmits 0 (timeouts 0, fast 0)  resets sent 0  received 0  window probes 0
+//!           connections: accepted 2  opened 0  timed out 0  backlog overflows 0
+//!           now: ESTABLISHED 1  TIME-WAIT 1
+//!   http    requests 3  responses 2xx 3  3xx 0  4xx 0  5xx 0
+//! ```
+//!
+//! The JSON is written by hand: its shape is fixed and small, so a serializer dependency
+//! would buy nothing (the shape is pinned by the unit tests below).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::http::{Handler, Request, Response};
+use crate::stack::StackStats;
+
+/// Counters of the application layer, shared by the server's threads.
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    requests: AtomicU64,
+    /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    classes: [AtomicU64; 5],
+}
+
+/// A snapshot of [`HttpCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    /// Requests that reached the handler.
+    pub requests: u64,
+    /// Responses by status class: index 0 is 1xx, ..., 4 is 5xx.
+    pub responses: [u64; 5],
+}
+
+impl HttpCounters {
+    /// Count one response with `status`.
+    pub fn record(&self, status: u16) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.classes[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> HttpStats {
+        let mut responses = [0; 5];
+        for (r, c) in responses.iter_mut().zip(&self.classes) {
+            *r = c.load(Ordering::Relaxed);
+        }
+        HttpStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            responses,
+        }
+    }
+}
+
+/// A handler wrapper that counts requests and responses in [`HttpCounters`].
+pub struct CountingHandler<H> {
+    inner: H,
+    counters: Arc<HttpCounters>,
+}
+
+impl<H: Handler> CountingHandler<H> {
+    /// Wrap `inner`, counting into `counters`.
+    pub fn new(inner: H, counters: Arc<HttpCounters>) -> CountingHandler<H> {
+        CountingHandler { inner, counters }
+    }
+}
+
+impl<H: Handler> Handler for CountingHandler<H> {
+    fn handle(&self, req: &Request) -> Response {
+        let resp = self.inner.handle(req);
+        self.counters.record(resp.status);
+        resp
+    }
+}
+
+/// Number of connections in `state` (by its RFC name).
+fn state_count(stats: &StackStats, name: &str) -> usize {
+    stats
+        .states
+        .iter()
+        .filter(|(s, _)| s.name() == name)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The per-layer text summary (several lines, ending with a newline).
+pub fn summary(stats: &StackStats, http: Option<&HttpStats>) -> String {
+    let ip = &stats.ip;
+    let tcp = &stats.tcp;
+    let mut s = String::with_capacity(600);
+    let _ = writeln!(s, "tunstack statistics (per layer)");
+    let _ = writeln!(
+        s,
+        "  link    packets read {}  written {}",
+        ip.packets_in, ip.packets_out
+    );
+    let _ = write!(
+        s,
+        "  ip      in {}  out {}  echo replies {}  dropped {}",
+        ip.packets_in,
+        ip.packets_out,
+        ip.echo_replies,
+        ip.dropped()
+    );
+    if !ip.drops.is_empty() {
+        let reasons: Vec<String> = ip.drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let _ = write!(s, " ({})", reasons.join(", "));
+    }
+    s.push('\n');
+    let _ = write!(
+        s,
+        "  tcp     segments in {}  out {}  dropped {}",
+        tcp.segments_in, tcp.segments_out, tcp.dropped
+    );
+    if !tcp.drops.is_empty() {
+        let reasons: Vec<String> = tcp.drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let _ = write!(s, " ({})", reasons.join(", "));
+    }
+    s.push('\n');
+    let _ = writeln!(
+        s,
+        "          retransmits {} (timeouts {}, fast {})  resets sent {}  received {}  window probes {}",
+        tcp.retransmits,
+        tcp.rto_expirations,
+        tcp.fast_retransmits,
+        tcp.resets_sent,
+        tcp.resets_received,
+        tcp.window_probes
+    );
+    let _ = writeln!(
+        s,
+        "          connections: accepted {}  opened {}  timed out {}  backlog overflows {}",
+        tcp.connections_accepted, tcp.connections_opened, tcp.timeouts, tcp.listen_overflows
+    );
+    let mut states: Vec<(&str, usize)> = stats.states.iter().map(|(s, n)| (s.name(), *n)).collect();
+    states.sort();
+    let now: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    let _ = writeln!(
+        s,
+        "          now: {}",
+        if now.is_empty() {
+            "no connections".to_string()
+        } else {
+            now.join("  ")
+        }
+    );
+    if let Some(h) = http {
+        let _ = writeln!(
+            s,
+            "  http    requests {}  responses 2xx {}  3xx {}  4xx {}  5xx {}",
+            h.requests, h.responses[1], h.responses[2], h.responses[3], h.responses[4]
+        );
+    }
+    s
+}
+
+/// A JSON string literal for `s` (RFC 8259 §7).
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `{"a": 1, "b": 2}` from pairs.
+fn json_object<'a>(pairs: impl IntoIterator<Item = (&'a str, String)>) -> String {
+    let fields: Vec<String> = pairs
+        .into_iter()
+        .map(|(k, v)| format!("{}: {v}", json_string(k)))
+        .collect();
+    format!("{{{}}}", fields.join(", "))
+}
+
+/// Every layer's counters as one JSON object:
+/// `{"link": {...}, "ip": {..., "drops": {...}}, "tcp": {..., "connections": {...}}, "http": {...}}`
+/// (`http` only when given). Connection states use the RFC names as keys; all eleven are
+/// always present so a client can rely on the shape.
+pub fn to_json(stats: &StackStats, http: Option<&HttpStats>) -> String {
+    let ip = &stats.ip;
+    let tcp = &stats.tcp;
+    let n = |v: u64| v.to_string();
+    let link = json_object([
+        ("packets_in", n(ip.packets_in)),
+        ("packets_out", n(ip.packets_out)),
+    ]);
+    let drops = json_object(ip.drops.iter().map(|(r, c)| (*r, n(*c))));
+    let ip_obj = json_object([
+        ("packets_in", n(ip.packets_in)),
+        ("packets_out", n(ip.packets_out)),
+        ("echo_replies", n(ip.echo_replies)),
+        ("dropped", n(ip.dropped())),
+        ("drops", drops),
+    ]);
+    use crate::tcp::State;
+    let all = [
+        State::Closed,
+        State::Listen,
+        State::SynSent,
+        State::SynReceived,
+        State::Established,
+        State::FinWait1,
+        State::FinWait2,
+        State::CloseWait,
+        State::Closing,
+        State::LastAck,
+        State::TimeWait,
+    ];
+    let connections = json_object(
+        all.iter()
+            .map(|s| (s.name(), state_count(stats, s.name()).to_string())),
+    );
+    let tcp_obj = json_object([
+        ("segments_in", n(tcp.segments_in)),
+        ("segments_out", n(tcp.segments_out)),
+        ("retransmits", n(tcp.retransmits)),
+        ("rto_expirations", n(tcp.rto_expirations)),
+        ("fast_retransmits", n(tcp.fast_retransmits)),
+        ("resets_sent", n(tcp.resets_sent)),
+        ("resets_received", n(tcp.resets_received)),
+        ("dropped", n(tcp.dropped)),
+        (
+            "drops",
+            json_object(tcp.drops.iter().map(|(r, c)| (*r, n(*c)))),
+        ),
+        ("connections_opened", n(tcp.connections_opened)),
+        ("connections_accepted", n(tcp.connections_accepted)),
+        ("listen_overflows", n(tcp.listen_overflows)),
+        ("timeouts", n(tcp.timeouts)),
+        ("window_probes", n(tcp.window_probes)),
+        ("connections", connections),
+    ]);
+    let mut layers = vec![("link", link), ("ip", ip_obj), ("tcp", tcp_obj)];
+    if let Some(h) = http {
+        let responses = json_object([
+            ("1xx", n(h.responses[0])),
+            ("2xx", n(h.responses[1])),
+            ("3xx", n(h.responses[2])),
+            ("4xx", n(h.responses[3])),
+            ("5xx", n(h.responses[4])),
+        ]);
+        layers.push((
+            "http",
+            json_object([("requests", n(h.requests)), ("responses", responses)]),
+        ));
+    }
+    let mut out = json_object(layers);
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::IfaceStats;
+    use crate::tcp::{State, TcpStats};
+
+    fn sample() -> StackStats {
+        let mut ip = IfaceStats {
+            packets_in: 14,
+            packets_out: 12,
+            echo_replies: 1,
+            ..IfaceStats::default()
+        };
+        ip.drops.insert("bad-checksum", 2);
+        let mut tcp = TcpStats {
+            segments_in: 13,
+            segments_out: 11,
+            retransmits: 1,
+            connections_accepted: 2,
+            ..TcpStats::default()
+        };
+        tcp.drop("sequence number not acceptable");
+        StackStats {
+            ip,
+            tcp,
+            states: vec![(State::Established, 1), (State::TimeWait, 1)],
+        }
+    }
+
+    #[test]
+    fn json_has_every_layer_and_counter() {
+        let http = HttpStats {
+            requests: 3,
+            responses: [0, 2, 0, 1, 0],
+        };
+        let json = to_json(&sample(), Some(&http));
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"link": {"packets_in": 14, "packets_out": 12}, "#,
+                r#""ip": {"packets_in": 14, "packets_out": 12, "echo_replies": 1, "dropped": 2, "drops": {"bad-checksum": 2}}, "#,
+                r#""tcp": {"segments_in": 13, "segments_out": 11, "retransmits": 1, "rto_expirations": 0, "#,
+                r#""fast_retransmits": 0, "resets_sent": 0, "resets_received": 0, "dropped": 1, "drops": {"sequence number not acceptable": 1}, "#,
+                r#""connections_opened": 0, "connections_accepted": 2, "listen_overflows": 0, "timeouts": 0, "#,
+                r#""window_probes": 0, "connections": {"CLOSED": 0, "LISTEN": 0, "SYN-SENT": 0, "#,
+                r#""SYN-RECEIVED": 0, "ESTABLISHED": 1, "FIN-WAIT-1": 0, "FIN-WAIT-2": 0, "CLOSE-WAIT": 0, "#,
+                r#""CLOSING": 0, "LAST-ACK": 0, "TIME-WAIT": 1}}, "#,
+                r#""http": {"requests": 3, "responses": {"1xx": 0, "2xx": 2, "3xx": 0, "4xx": 1, "5xx": 0}}}"#,
+                "\n"
+            )
+        );
+    }
+
+    #[test]
+    fn json_without_http_and_with_empty_drops() {
+        let json = to_json(
+            &StackStats {
+                ip: IfaceStats::default(),
+                tcp: TcpStats::default(),
+                states: Vec::new(),
+            },
+            None,
+        );
+        assert!(json.contains(r#""drops": {}"#), "{json}");
+        assert!(!json.contains("\"http\""), "{json}");
+        assert!(json.starts_with('{') && json.ends_with("}\n"), "{json}");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n"), r#""a\"b\\c\u000a""#);
+    }
+
+    #[test]
+    fn summary_names_each_layer() {
+        let http = HttpStats {
+            requests: 3,
+            responses: [0, 3, 0, 0, 0],
+        };
+        let text = summary(&sample(), Some(&http));
+        for needle in [
+            "link    packets read 14  written 12",
+            "ip      in 14  out 12  echo replies 1  dropped 2 (bad-checksum 2)",
+            "tcp     segments in 13  out 11  dropped 1 (sequence number not acceptable 1)",
+            "retransmits 1",
+            "now: ESTABLISHED 1  TIME-WAIT 1",
+            "http    requests 3  responses 2xx 3",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn http_counters_classify_statuses() {
+        let c = HttpCounters::default();
+        for s in [200, 204, 304, 404, 500, 99, 700] {
+            c.record(s);
+        }
+        let snap = c.snapshot();
+        assert_eq!(snap.requests, 7);
+        assert_eq!(snap.responses, [1, 2, 1, 1, 2]);
+    }
+}

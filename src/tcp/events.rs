@@ -1,0 +1,107 @@
+//! What the transport layer decided, as data: state transitions with their cause, timer
+//! events, retransmissions, window changes. The `--trace` view and step mode show these
+//! next to the packets that caused them.
+//!
+//! Sans-IO like the rest of `tcp`: nothing is printed here. When tracing is switched on
+//! ([`super::Tcp::set_trace`]) each connection queues its events; the caller drains them
+//! with [`super::Tcp::take_trace_events`] after every input, timeout or application call.
+//! When tracing is off the only cost is one `bool` test per would-be event: no event is
+//! built, nothing is formatted or allocated.
+
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use super::seq::SeqNum;
+use super::state::State;
+
+/// One decision of the transport layer about one connection (or listener).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpEvent {
+    /// Our end.
+    pub local: SocketAddrV4,
+    /// The peer's end (`0.0.0.0:0` for a listener).
+    pub remote: SocketAddrV4,
+    /// What happened.
+    pub kind: TcpEventKind,
+}
+
+/// The kinds of [`TcpEvent`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TcpEventKind {
+    /// A state transition of RFC 9293 §3.3.2's diagram and the event that caused it
+    /// (`SYN-RECEIVED → ESTABLISHED on ACK`).
+    State {
+        /// State before.
+        from: State,
+        /// State after.
+        to: State,
+        /// The cause, in the RFC's words ("SYN", "ACK of FIN", "CLOSE", "2·MSL timeout").
+        cause: String,
+    },
+    /// The retransmission timer expired (RFC 6298 (5.4)-(5.6)): go back to SND.UNA.
+    RetransmitTimeout {
+        /// How many times in a row it has fired.
+        attempt: u32,
+        /// The backed-off RTO now in force.
+        rto: Duration,
+    },
+    /// Three duplicate ACKs: resend the segment at SND.UNA (RFC 5681 §3.2).
+    FastRetransmit {
+        /// SND.UNA.
+        seq: SeqNum,
+    },
+    /// A segment covering sequence numbers that were sent before is going out again.
+    Retransmission {
+        /// First sequence number of the segment.
+        seq: SeqNum,
+        /// Sequence space it covers (data + SYN + FIN).
+        len: u32,
+    },
+    /// A round-trip time measurement updated the RTO (RFC 6298 (2.2)/(2.3)).
+    RttSample {
+        /// This measurement.
+        rtt: Duration,
+        /// The smoothed RTT after it.
+        srtt: Duration,
+        /// The retransmission timeout after it.
+        rto: Duration,
+    },
+    /// The peer advertised a different receive window (SND.WND, RFC 9293 §3.10.7.4).
+    PeerWindow {
+        /// Window before.
+        old: u32,
+        /// Window now.
+        new: u32,
+    },
+    /// The application read data and our receive window opened enough to tell the peer
+    /// (RFC 9293 §3.8.6.2.2): a window update is owed.
+    WindowUpdate {
+        /// Free receive space now.
+        window: u32,
+    },
+    /// The persist timer fired: probe the peer's zero window (RFC 9293 §3.8.6.1).
+    ZeroWindowProbe,
+    /// A timer was started: TIME-WAIT's 2·MSL, or the orphaned FIN-WAIT-2 timeout.
+    CloseTimer {
+        /// Which timer.
+        what: &'static str,
+        /// When it fires, from now.
+        after: Duration,
+    },
+    /// In SYN-RECEIVED the peer sent its SYN again: our SYN-ACK was lost (or is slow),
+    /// so the SYN-ACK goes out again (RFC 9293 §3.10.7.4).
+    DuplicateSyn,
+    /// A segment was dropped (and why).
+    Dropped {
+        /// The reason ("unacceptable sequence number", "backlog full", ...).
+        reason: &'static str,
+    },
+    /// A segment arrived for no connection and no listener: answered with a RST
+    /// (RFC 9293 §3.10.7.1).
+    ResetNoConnection,
+    /// A listener opened (passive OPEN, RFC 9293 §3.10.1).
+    Listen {
+        /// Its backlog.
+        backlog: usize,
+    },
+}

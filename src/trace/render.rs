@@ -1,0 +1,488 @@
+//! Turning [`TraceEvent`]s into text: one compact block per packet, one line per decision.
+//!
+//! ```text
+//! #1  ← in   +0.000s  link 60 bytes
+//!     ip    10.0.0.1 → 10.0.0.2  ttl 64  id 46802  DF  checksum ok  proto tcp
+//!     tcp   59964 → 80  [S]  seq 0 (abs 1823093943)  win 64240  <mss 1460,sackOK,TS val 1 ecr 0,wscale 7>
+//!   ▸ tcp   10.0.0.2:80 ↔ 10.0.0.1:59964  LISTEN → SYN-RECEIVED on SYN
+//! ```
+//!
+//! Sequence numbers are shown relative to the connection's initial sequence number (as
+//! Wireshark does) *and* absolute: the renderer remembers the ISN of each direction from
+//! the SYNs it saw. A connection whose SYN it did not see gets absolute numbers only.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use super::{first_line, Direction, HttpEvent, SocketCall, SocketEvent, TraceEvent};
+use crate::ip::ipv4::{self, Ipv4Packet};
+use crate::tcp::{Segment, SeqNum, State, TcpEvent, TcpEventKind};
+
+/// Whether to colour the output (ANSI escapes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Palette {
+    /// Colours on.
+    pub color: bool,
+}
+
+impl Palette {
+    /// No colours (a pipe, a file, a test).
+    pub const PLAIN: Palette = Palette { color: false };
+
+    /// Colours when stderr is a terminal and `NO_COLOR` is unset or empty
+    /// (<https://no-color.org>).
+    pub fn for_stderr() -> Palette {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Palette {
+            color: !no_color && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// `text` in the SGR colour `code` (e.g. "1;36"), or plain.
+    pub fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// The layers a packet passes, in the order of the diagram (bottom first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// The TUN device.
+    Link,
+    /// IPv4.
+    Ip,
+    /// ICMP (inside IP).
+    Icmp,
+    /// TCP.
+    Tcp,
+    /// The payload (an HTTP line when it starts one).
+    Data,
+    /// The socket API.
+    Socket,
+    /// The HTTP server.
+    Http,
+}
+
+impl Layer {
+    /// Short label, padded by the caller.
+    pub fn label(self) -> &'static str {
+        match self {
+            Layer::Link => "link",
+            Layer::Ip => "ip",
+            Layer::Icmp => "icmp",
+            Layer::Tcp => "tcp",
+            Layer::Data => "data",
+            Layer::Socket => "socket",
+            Layer::Http => "http",
+        }
+    }
+
+    /// SGR colour of the label.
+    fn color(self) -> &'static str {
+        match self {
+            Layer::Link => "2",
+            Layer::Ip => "34",
+            Layer::Icmp => "34",
+            Layer::Tcp => "33",
+            Layer::Data | Layer::Http => "35",
+            Layer::Socket => "32",
+        }
+    }
+}
+
+/// One layer's view of a packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerLine {
+    /// Which layer.
+    pub layer: Layer,
+    /// What it sees.
+    pub text: String,
+}
+
+/// How notable a decision line is (decides its colour).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emphasis {
+    /// Routine (RTT samples, window changes, socket calls).
+    Normal,
+    /// A state transition.
+    State,
+    /// Something went wrong or is being repaired (retransmission, drop, RST).
+    Alarm,
+}
+
+/// Decodes packets and events into lines; remembers ISNs for relative sequence numbers.
+#[derive(Debug, Default)]
+pub struct Renderer {
+    /// ISN of each direction, keyed (sender, receiver).
+    isn: HashMap<(SocketAddrV4, SocketAddrV4), SeqNum>,
+    /// Packets seen so far (the `#n` of the next one is this + 1).
+    packets: u64,
+}
+
+/// At most this many directions are remembered; beyond it the map starts afresh, so a
+/// long-running trace cannot grow memory without bound (DESIGN §7).
+const MAX_TRACKED: usize = 8192;
+
+impl Renderer {
+    /// A renderer that has seen nothing yet.
+    pub fn new() -> Renderer {
+        Renderer::default()
+    }
+
+    /// Number the packet and decode it layer by layer (bottom first: link, ip, tcp, data).
+    /// Never fails: what does not parse is said so.
+    pub fn packet(&mut self, dir: Direction, bytes: &[u8]) -> (u64, Vec<LayerLine>) {
+        self.packets += 1;
+        let mut lines = Vec::with_capacity(4);
+        let mut push = |layer, text: String| lines.push(LayerLine { layer, text });
+        let towards = match dir {
+            Direction::In => "from the TUN",
+            Direction::Out => "to the TUN",
+        };
+        push(Layer::Link, format!("{} bytes {towards}", bytes.len()));
+        let ip = match Ipv4Packet::parse(bytes) {
+            Ok(ip) => ip,
+            Err(e) => {
+                push(Layer::Ip, format!("not valid IPv4: {e} (dropped)"));
+                return (self.packets, lines);
+            }
+        };
+        let df = bytes.get(6).is_some_and(|b| b & 0x40 != 0);
+        let proto = match ip.protocol {
+            ipv4::PROTO_TCP => "tcp".to_string(),
+            ipv4::PROTO_ICMP => "icmp".to_string(),
+            p => format!("{p}"),
+        };
+        push(
+            Layer::Ip,
+            format!(
+                "{} → {}  ttl {}  id {}{}  checksum ok  proto {proto}",
+                ip.src,
+                ip.dst,
+                ip.ttl,
+                ip.id,
+                if df { "  DF" } else { "" }
+            ),
+        );
+        match ip.protocol {
+            ipv4::PROTO_TCP => match Segment::parse(ip.src, ip.dst, ip.payload) {
+                Ok(seg) => {
+                    let src = SocketAddrV4::new(ip.src, seg.src_port);
+                    let dst = SocketAddrV4::new(ip.dst, seg.dst_port);
+                    push(Layer::Tcp, self.segment_text(src, dst, &seg));
+                    if !seg.payload.is_empty() {
+                        let text = match first_line(&seg.payload) {
+                            Some(line) => format!("{} bytes  {line}", seg.payload.len()),
+                            None => format!("{} bytes", seg.payload.len()),
+                        };
+                        push(Layer::Data, text);
+                    }
+                }
+                Err(e) => push(Layer::Tcp, format!("invalid segment: {e} (dropped)")),
+            },
+            ipv4::PROTO_ICMP => {
+                let kind = match ip.payload.first() {
+                    Some(0) => "echo reply",
+                    Some(8) => "echo request",
+                    Some(3) => "destination unreachable",
+                    Some(11) => "time exceeded",
+                    _ => "other",
+                };
+                let id_seq = match (ip.payload.get(4..6), ip.payload.get(6..8)) {
+                    (Some(i), Some(s)) if matches!(ip.payload.first(), Some(0 | 8)) => format!(
+                        "  id {}  seq {}",
+                        u16::from_be_bytes([i[0], i[1]]),
+                        u16::from_be_bytes([s[0], s[1]])
+                    ),
+                    _ => String::new(),
+                };
+                push(Layer::Icmp, format!("{kind}{id_seq}"));
+            }
+            _ => {}
+        }
+        (self.packets, lines)
+    }
+
+    /// `59964 → 80  [S.]  seq 0 (abs 1823093943)  ack 1 (abs 99)  win 64240  <mss 1460>`.
+    fn segment_text(&mut self, src: SocketAddrV4, dst: SocketAddrV4, seg: &Segment) -> String {
+        if seg.flags.syn {
+            if self.isn.len() >= MAX_TRACKED {
+                self.isn.clear();
+            }
+            self.isn.insert((src, dst), seg.seq);
+        }
+        let mut t = String::with_capacity(120);
+        let _ = write!(
+            t,
+            "{} → {}  [{}]  seq {}",
+            seg.src_port,
+            seg.dst_port,
+            seg.flags,
+            self.seq_text(src, dst, seg.seq)
+        );
+        if seg.flags.ack {
+            let _ = write!(t, "  ack {}", self.seq_text(dst, src, seg.ack));
+        }
+        let _ = write!(t, "  win {}", seg.window);
+        if !seg.payload.is_empty() {
+            let _ = write!(t, "  len {}", seg.payload.len());
+        }
+        let opts = seg.options.to_string();
+        if !opts.is_empty() {
+            let _ = write!(t, "  {opts}");
+        }
+        t
+    }
+
+    /// `n (abs N)` relative to the ISN of `from → to`, or just `N` when unknown.
+    fn seq_text(&self, from: SocketAddrV4, to: SocketAddrV4, seq: SeqNum) -> String {
+        match self.isn.get(&(from, to)) {
+            Some(isn) => format!("{} (abs {})", seq.0.wrapping_sub(isn.0), seq.0),
+            None => format!("{}", seq.0),
+        }
+    }
+
+    /// One line for a decision or call (anything but a packet).
+    pub fn event(&mut self, event: &TraceEvent) -> Option<(Layer, String, Emphasis)> {
+        match event {
+            TraceEvent::Packet { .. } => None,
+            TraceEvent::Tcp(e) => Some(self.tcp_event(e)),
+            TraceEvent::Socket(e) => Some((Layer::Socket, socket_text(e), Emphasis::Normal)),
+            TraceEvent::Http(e) => Some((Layer::Http, http_text(e), Emphasis::Normal)),
+        }
+    }
+
+    fn tcp_event(&mut self, e: &TcpEvent) -> (Layer, String, Emphasis) {
+        let who = if e.remote.ip().is_unspecified() {
+            format!("{}", e.local)
+        } else {
+            format!("{} ↔ {}", e.local, e.remote)
+        };
+        let (what, emphasis) = match &e.kind {
+            TcpEventKind::State { from, to, cause } => {
+                if *to == State::Closed {
+                    self.isn.remove(&(e.local, e.remote));
+                    self.isn.remove(&(e.remote, e.local));
+                }
+                (format!("{from} → {to} on {cause}"), Emphasis::State)
+            }
+            TcpEventKind::Listen { backlog } => (
+                format!("CLOSED → LISTEN on passive OPEN (backlog {backlog})"),
+                Emphasis::State,
+            ),
+            TcpEventKind::RetransmitTimeout { attempt, rto } => (
+                format!(
+                    "retransmission timer expired (#{attempt}): back to SND.UNA, RTO now {}",
+                    ms(*rto)
+                ),
+                Emphasis::Alarm,
+            ),
+            TcpEventKind::FastRetransmit { seq } => (
+                format!(
+                    "3 duplicate ACKs: fast retransmit of seq {}",
+                    self.seq_text(e.local, e.remote, *seq)
+                ),
+                Emphasis::Alarm,
+            ),
+            TcpEventKind::Retransmission { seq, len } => (
+                format!(
+                    "retransmitting seq {} len {len}: sent before, not yet acknowledged",
+                    self.seq_text(e.local, e.remote, *seq)
+                ),
+                Emphasis::Alarm,
+            ),
+            TcpEventKind::RttSample { rtt, srtt, rto } => (
+                format!(
+                    "RTT sample {}: SRTT {}, RTO {}",
+                    ms(*rtt),
+                    ms(*srtt),
+                    ms(*rto)
+                ),
+                Emphasis::Normal,
+            ),
+            TcpEventKind::PeerWindow { old, new } => {
+                (format!("peer's window {old} → {new}"), Emphasis::Normal)
+            }
+            TcpEventKind::WindowUpdate { window } => (
+                format!("application read data: window update owed (window {window})"),
+                Emphasis::Normal,
+            ),
+            TcpEventKind::DuplicateSyn => (
+                "the peer repeated its SYN (our SYN-ACK was lost or late): SYN-ACK again"
+                    .to_string(),
+                Emphasis::Alarm,
+            ),
+            TcpEventKind::ZeroWindowProbe => (
+                "persist timer: probing the peer's zero window".to_string(),
+                Emphasis::Alarm,
+            ),
+            TcpEventKind::CloseTimer { what, after } => (
+                format!("{what} timer started: closes in {}", secs(*after)),
+                Emphasis::Normal,
+            ),
+            TcpEventKind::Dropped { reason } => (
+                format!("segment dropped: {reason}; {}", explain_drop(reason)),
+                Emphasis::Alarm,
+            ),
+            TcpEventKind::ResetNoConnection => (
+                "no connection and no listener: answered with RST (RFC 9293 §3.10.7.1)".to_string(),
+                Emphasis::Alarm,
+            ),
+        };
+        (Layer::Tcp, format!("{who}  {what}"), emphasis)
+    }
+}
+
+/// The rule behind a transport-layer drop reason, for learners.
+fn explain_drop(reason: &str) -> &'static str {
+    match reason {
+        "sequence number not acceptable" => {
+            "outside the receive window; answered with an ACK (RFC 9293 §3.10.7.4)"
+        }
+        "RST outside the window" => "ignored (RFC 9293 §3.10.7.4)",
+        "RST not at RCV.NXT (challenge ACK)" => "RFC 5961 §3.2",
+        "SYN in a synchronized state (challenge ACK)" => "RFC 5961 §4.2",
+        "no ACK bit" => "every segment after the handshake carries ACK (RFC 9293 §3.10.7.4)",
+        "ACK of data not yet sent" => "answered with an ACK (RFC 9293 §3.10.7.4)",
+        "data after the peer's FIN" => "nothing follows a FIN (RFC 9293 §3.10.7.4)",
+        "SYN-RECEIVED: unacceptable ACK" => "answered with a RST (RFC 9293 §3.10.7.4)",
+        "SYN-SENT: unacceptable ACK" => "answered with a RST (RFC 9293 §3.10.7.3)",
+        "SYN-SENT: RST without an acceptable ACK" => "ignored (RFC 9293 §3.10.7.3)",
+        "SYN-SENT: neither SYN nor RST" => "waiting for a SYN-ACK (RFC 9293 §3.10.7.3)",
+        "no connection or listener" => "answered with a RST (RFC 9293 §3.10.7.1)",
+        "ACK to a listener" => "answered with a RST (RFC 9293 §3.10.7.2)",
+        "not a SYN to a listener" => "a listener only takes SYNs (RFC 9293 §3.10.7.2)",
+        "SYN: accept queue full" => "the peer will retry its SYN",
+        _ => "see the tcp log at debug level",
+    }
+}
+
+fn socket_text(e: &SocketEvent) -> String {
+    let call = socket_call_text(e);
+    match &e.thread {
+        Some(t) => format!("{call}  [thread {t}]"),
+        None => call,
+    }
+}
+
+fn socket_call_text(e: &SocketEvent) -> String {
+    match &e.call {
+        SocketCall::Listen => format!("listen({})", e.local),
+        SocketCall::Accept => format!("accept() → connection from {} on {}", e.remote, e.local),
+        SocketCall::Connect => format!("connect({}) → connected from {}", e.remote, e.local),
+        SocketCall::Read(0) => format!("read() → 0 bytes: end of stream from {}", e.remote),
+        SocketCall::Read(n) => format!("read() → {n} bytes from {}", e.remote),
+        SocketCall::Write(n) => format!("write({n} bytes) to {}", e.remote),
+        SocketCall::Shutdown => format!("shutdown(write) to {}: FIN after queued data", e.remote),
+        SocketCall::Close => format!("close() of {} ↔ {}", e.local, e.remote),
+    }
+}
+
+fn http_text(e: &HttpEvent) -> String {
+    match e {
+        HttpEvent::Request { peer, line, thread } => {
+            let from = peer.map(|p| format!("  (from {p})")).unwrap_or_default();
+            let on = thread
+                .as_ref()
+                .map(|t| format!("  [thread {t}]"))
+                .unwrap_or_default();
+            format!("request  {line}{from} → handler{on}")
+        }
+        HttpEvent::Response { line, body_len, .. } => match body_len {
+            Some(n) => format!("response {line}  ({n} byte body)"),
+            None => format!("response {line}  (streamed body)"),
+        },
+    }
+}
+
+fn ms(d: Duration) -> String {
+    let micros = d.as_micros();
+    if micros < 10_000 {
+        format!("{:.3} ms", micros as f64 / 1000.0)
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
+
+/// Renders events as text blocks, stamping each packet with the time since the printer
+/// was made. Used by the `--trace` sink ([`super::Tracer::stderr`]).
+#[derive(Debug)]
+pub struct Printer {
+    renderer: Renderer,
+    palette: Palette,
+    start: Instant,
+}
+
+impl Printer {
+    /// A printer whose clock starts now.
+    pub fn new(palette: Palette) -> Printer {
+        Printer {
+            renderer: Renderer::new(),
+            palette,
+            start: Instant::now(),
+        }
+    }
+
+    /// The text for `event` (ends with a newline), stamped with the time since start.
+    pub fn render(&mut self, event: &TraceEvent) -> String {
+        let elapsed = self.start.elapsed();
+        self.render_at(event, elapsed)
+    }
+
+    /// The text for `event` as if `elapsed` had passed since the start (for tests).
+    pub fn render_at(&mut self, event: &TraceEvent, elapsed: Duration) -> String {
+        let p = self.palette;
+        match event {
+            TraceEvent::Packet { dir, bytes } => {
+                let (n, lines) = self.renderer.packet(*dir, bytes);
+                let arrow = match dir {
+                    Direction::In => "← in ",
+                    Direction::Out => "→ out",
+                };
+                let mut out = String::with_capacity(400);
+                let mut rest = lines.iter();
+                let link = rest
+                    .next()
+                    .map(|l| l.text.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let head = format!("#{n:<3} {arrow}  +{:.6}s", elapsed.as_secs_f64());
+                let _ = writeln!(
+                    out,
+                    "{}  {} {}",
+                    p.paint("1", &head),
+                    p.paint(Layer::Link.color(), "link"),
+                    link
+                );
+                for l in rest {
+                    let label = format!("{:<7}", l.layer.label());
+                    let _ = writeln!(out, "    {}{}", p.paint(l.layer.color(), &label), l.text);
+                }
+                out
+            }
+            other => match self.renderer.event(other) {
+                Some((layer, text, emphasis)) => {
+                    let label = format!("{:<7}", layer.label());
+                    let text = match emphasis {
+                        Emphasis::State => p.paint("1;36", &text),
+                        Emphasis::Alarm => p.paint("31", &text),
+                        Emphasis::Normal => text,
+                    };
+                    format!("  ▸ {}{}\n", p.paint(layer.color(), &label), text)
+                }
+                None => String::new(),
+            },
+        }
+    }
+}
