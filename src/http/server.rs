@@ -107,6 +107,8 @@ struct Shared {
 const SHUTDOWN_POLL: Duration = Duration::from_secs(1);
 /// Read buffer size.
 const READ_CHUNK: usize = 64 * 1024;
+/// How much one read of a request head asks for.
+const HEAD_READ: usize = 2048;
 
 impl Server {
     /// A server for `handler` with the given limits.
@@ -434,7 +436,6 @@ impl<S: Transport> Connection<'_, S> {
         let now = Instant::now();
         let mut head_deadline = first.then(|| now + config.header_timeout);
         let idle_deadline = now + config.idle_timeout;
-        let mut chunk = vec![0u8; 16 * 1024];
         loop {
             if !self.buf.is_empty() {
                 head_deadline.get_or_insert_with(|| Instant::now() + config.header_timeout);
@@ -469,14 +470,21 @@ impl<S: Transport> Connection<'_, S> {
             if self.stream.set_read_timeout(Some(wait)).is_err() {
                 return Err(ReadError::Close);
             }
-            match self.stream.read(&mut chunk) {
+            // Read straight into the connection's buffer: an idle keep-alive connection
+            // then holds HEAD_READ bytes, not a zeroed 16 KiB chunk (10,000 idle
+            // connections: 20 MiB instead of 160 MiB).
+            let filled = self.buf.len();
+            self.buf.resize(filled + HEAD_READ, 0);
+            let got = self.stream.read(&mut self.buf[filled..]);
+            self.buf.truncate(filled + *got.as_ref().unwrap_or(&0));
+            match got {
                 Ok(0) => {
                     if !self.buf.is_empty() {
                         log::debug!("http: {}: EOF inside a request head", self.peer);
                     }
                     return Err(ReadError::Close);
                 }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => {}
                 Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("http: {}: read: {e}", self.peer);

@@ -18,13 +18,14 @@
 //!
 //! Every call takes the stack's lock for a moment, calls the sans-IO transport layer and,
 //! when it queued something to send, wakes the stack thread. A call that cannot proceed
-//! (no data yet, send buffer full, no connection to accept) waits on the stack's condition
-//! variable, which the stack thread signals when a segment changed something.
+//! (no data yet, send buffer full, no connection to accept) waits on its socket's own
+//! condition variable, which the stack thread signals when a segment changed that
+//! connection (or listener) — not every blocked thread on every change.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::stack::StackHandle;
@@ -79,6 +80,8 @@ pub struct TcpListener {
     id: ListenerId,
     local: SocketAddrV4,
     nonblocking: AtomicBool,
+    /// Signalled when a connection is ready to accept.
+    cond: Arc<Condvar>,
 }
 
 impl TcpListener {
@@ -106,6 +109,7 @@ impl TcpListener {
             id,
             local,
             nonblocking: AtomicBool::new(false),
+            cond: stack.listener_waiter(id),
         })
     }
 
@@ -123,7 +127,7 @@ impl TcpListener {
             if self.nonblocking.load(Ordering::Relaxed) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            core = self.stack.wait(core, None);
+            core = self.stack.wait_on(&self.cond, core, None);
         }
     }
 
@@ -148,6 +152,7 @@ impl Drop for TcpListener {
     fn drop(&mut self) {
         let now = self.stack.now();
         self.stack.lock().tcp_mut().close_listener(self.id, now);
+        self.stack.forget_listener(self.id);
         self.stack.wake();
     }
 }
@@ -159,6 +164,8 @@ struct StreamInner {
     write_timeout: Mutex<Option<Duration>>,
     read_shut: AtomicBool,
     nonblocking: AtomicBool,
+    /// Signalled when this connection changes (data, space, state).
+    cond: Arc<Condvar>,
 }
 
 impl Drop for StreamInner {
@@ -169,6 +176,7 @@ impl Drop for StreamInner {
         trace_call(&self.stack, Some(self.id), unspecified, SocketCall::Close);
         let now = self.stack.now();
         self.stack.lock().tcp_mut().release(self.id, now);
+        self.stack.forget_conn(self.id);
         self.stack.wake();
     }
 }
@@ -190,6 +198,7 @@ impl TcpStream {
                 write_timeout: Mutex::new(None),
                 read_shut: AtomicBool::new(false),
                 nonblocking: AtomicBool::new(false),
+                cond: stack.conn_waiter(id),
             }),
         }
     }
@@ -239,7 +248,7 @@ impl TcpStream {
                 core.tcp_mut().abort(id, now);
                 break Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
             }
-            core = stack.wait(core, deadline);
+            core = stack.wait_on(&stream.inner.cond, core, deadline);
         };
         drop(core);
         if outcome.is_ok() {
@@ -385,7 +394,7 @@ impl TcpStream {
                         // std reports an expired SO_RCVTIMEO as WouldBlock on Unix.
                         return Err(io::Error::new(io::ErrorKind::WouldBlock, "read timed out"));
                     }
-                    core = stack.wait(core, deadline);
+                    core = stack.wait_on(&self.inner.cond, core, deadline);
                 }
                 Err(e) => return Err(io_error(e)),
             }
@@ -414,7 +423,7 @@ impl TcpStream {
                     if expired(deadline) {
                         return Err(io::Error::new(io::ErrorKind::WouldBlock, "write timed out"));
                     }
-                    core = stack.wait(core, deadline);
+                    core = stack.wait_on(&self.inner.cond, core, deadline);
                 }
                 Ok(n) => {
                     drop(core);

@@ -304,6 +304,34 @@ impl Interface {
         Some(packet)
     }
 
+    /// Like [`Interface::poll_transmit`], but writes the packet into `out` (cleared first)
+    /// so that the caller can reuse one buffer per packet in flight instead of allocating
+    /// one: false when there is nothing to send.
+    pub fn poll_transmit_into(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if !self.pending.is_empty() || self.udp.has_transmit() {
+            // The rare paths (ICMP replies, UDP) are built as packets of their own.
+            return match self.poll_transmit(now) {
+                Some(p) => {
+                    out.extend_from_slice(&p);
+                    true
+                }
+                None => false,
+            };
+        }
+        let Some(t) = self.tcp.poll_transmit(now) else {
+            return false;
+        };
+        let bytes = t.segment.emit(t.src, t.dst);
+        let id = self.next_ip_id;
+        self.next_ip_id = self.next_ip_id.wrapping_add(1);
+        let len = bytes.len().min(ipv4::MAX_PAYLOAD_LEN);
+        ipv4::emit_into(out, t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, len);
+        out.extend_from_slice(&bytes[..len]);
+        self.stats.packets_out += 1;
+        true
+    }
+
     /// When [`Interface::handle_timeout`] next needs to run.
     pub fn poll_at(&self) -> Option<Instant> {
         self.tcp.poll_at()

@@ -5,8 +5,9 @@
 //!  ┌─────────────┐  Packet   ┌───────────────────────────────┐  lock, tcp calls,  ┌──────────┐
 //!  │ device.recv ├──────────▶│ wait for packet / wake / timer│◀── Wake ───────────┤ TcpStream│
 //!  └─────────────┘  channel  │ lock: iface.handle_packet(now)│                    │ read/    │
-//!                            │       iface.handle_timeout    │  notify_all        │ write    │
-//!                            │       iface.poll_transmit ────┼──────────────────▶ │ (Condvar)│
+//!                            │       iface.handle_timeout    │  notify the woken  │ write    │
+//!                            │       iface.poll_transmit ────┼──────────────────▶ │ (Condvar │
+//!                            │                               │  per socket)       │  each)   │
 //!                            │ unlock; device.send(packets)  │                    └──────────┘
 //!                            └───────────────────────────────┘
 //! ```
@@ -20,16 +21,17 @@ mod observe;
 
 pub use iface::{IfaceStats, Interface, DEFAULT_TTL};
 
+use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
 use crate::link::ethernet_layer::{EthernetConfig, EthernetLayer, EthernetStats};
-use crate::tcp::{self, State, TcpStats};
+use crate::tcp::{self, ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
 use crate::trace::{TraceEvent, Tracer};
 use crate::udp::UdpStats;
@@ -83,6 +85,8 @@ impl StackConfig {
 
 /// Most packets handled in one locked batch, so socket callers are not starved.
 const MAX_BATCH: usize = 64;
+/// Most output buffers kept for reuse between rounds.
+const MAX_SPARE: usize = 256;
 
 enum Event {
     Packet(Vec<u8>),
@@ -96,12 +100,26 @@ pub(crate) struct Shared {
     /// The Ethernet layer in TAP mode. Only the stack thread drives it; the lock is for
     /// [`StackHandle::stats`]. Lock order: `core` before `link`.
     link: Mutex<Option<EthernetLayer>>,
-    /// Signalled whenever something socket-visible changed (data, space, state, accept).
+    /// Signalled whenever something socket-visible changed (data, space, state, accept),
+    /// for waiters that are not about one TCP socket ([`StackHandle::shutdown`], UDP).
     pub(crate) cond: Condvar,
+    /// Threads waiting on `cond`; when none, the loop skips the notify (a syscall).
+    global_waiters: AtomicUsize,
+    /// One condition variable per socket, all used with the `core` lock: a change to a
+    /// connection wakes only the threads blocked on it, not every thread of the server
+    /// (with one `notify_all` for everything, 50 keep-alive connections meant 50 wake-ups
+    /// per segment, 49 of them for nothing).
+    waiters: Mutex<Waiters>,
     clock: Clock,
     tx: Mutex<mpsc::Sender<Event>>,
     wake_pending: AtomicBool,
     tracer: Option<Tracer>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    conns: HashMap<ConnId, Arc<Condvar>>,
+    listeners: HashMap<ListenerId, Arc<Condvar>>,
 }
 
 /// A handle on a running stack. Cheap to clone; the socket API takes one.
@@ -133,27 +151,64 @@ impl StackHandle {
         self.shared.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wait on the stack's condition variable, at most until `deadline`.
+    /// Wait on the stack's global condition variable (signalled on any change), at most
+    /// until `deadline`.
     pub(crate) fn wait<'a>(
         &self,
         guard: MutexGuard<'a, Interface>,
         deadline: Option<std::time::Instant>,
     ) -> MutexGuard<'a, Interface> {
+        self.shared.global_waiters.fetch_add(1, Ordering::SeqCst);
+        let guard = self.wait_on(&self.shared.cond, guard, deadline);
+        self.shared.global_waiters.fetch_sub(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// Wait on a socket's condition variable (from [`StackHandle::conn_waiter`] or
+    /// [`StackHandle::listener_waiter`]), at most until `deadline`.
+    pub(crate) fn wait_on<'a>(
+        &self,
+        cond: &Condvar,
+        guard: MutexGuard<'a, Interface>,
+        deadline: Option<std::time::Instant>,
+    ) -> MutexGuard<'a, Interface> {
         match deadline {
-            None => self
-                .shared
-                .cond
-                .wait(guard)
-                .unwrap_or_else(|e| e.into_inner()),
+            None => cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
             Some(d) => {
                 let left = d.saturating_duration_since(std::time::Instant::now());
-                self.shared
-                    .cond
-                    .wait_timeout(guard, left)
+                cond.wait_timeout(guard, left)
                     .unwrap_or_else(|e| e.into_inner())
                     .0
             }
         }
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        self.shared
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The condition variable signalled when connection `id` changes; registered until
+    /// [`StackHandle::forget_conn`].
+    pub(crate) fn conn_waiter(&self, id: ConnId) -> Arc<Condvar> {
+        self.waiters().conns.entry(id).or_default().clone()
+    }
+
+    /// Stop signalling for connection `id` (its socket is gone).
+    pub(crate) fn forget_conn(&self, id: ConnId) {
+        self.waiters().conns.remove(&id);
+    }
+
+    /// The condition variable signalled when listener `id` has a connection to accept.
+    pub(crate) fn listener_waiter(&self, id: ListenerId) -> Arc<Condvar> {
+        self.waiters().listeners.entry(id).or_default().clone()
+    }
+
+    /// Stop signalling for listener `id`.
+    pub(crate) fn forget_listener(&self, id: ListenerId) {
+        self.waiters().listeners.remove(&id);
     }
 
     /// The current time on the stack's clock.
@@ -266,6 +321,7 @@ fn timers_and_transmit(
     link: &mut Option<EthernetLayer>,
     now: Instant,
     outbound: &mut Vec<Vec<u8>>,
+    spare: &mut Vec<Vec<u8>>,
 ) -> Option<Instant> {
     if core.poll_at().is_some_and(|at| at <= now) {
         core.handle_timeout(now);
@@ -275,11 +331,22 @@ fn timers_and_transmit(
             eth.handle_timeout(now);
         }
     }
-    while let Some(p) = core.poll_transmit(now) {
-        match link.as_mut() {
-            Some(eth) => eth.send_ip(p, now),
-            None => outbound.push(p),
+    match link.as_mut() {
+        Some(eth) => {
+            while let Some(p) = core.poll_transmit(now) {
+                eth.send_ip(p, now);
+            }
         }
+        None => loop {
+            // TUN: packets go straight to the device, built in buffers reused across
+            // rounds (no allocation per packet).
+            let mut p = spare.pop().unwrap_or_default();
+            if !core.poll_transmit_into(now, &mut p) {
+                spare.push(p);
+                break;
+            }
+            outbound.push(p);
+        },
     }
     let mut next = core.poll_at();
     if let Some(eth) = link.as_mut() {
@@ -328,6 +395,8 @@ where
         core: Mutex::new(iface),
         link: Mutex::new(config.ethernet.clone().map(EthernetLayer::new)),
         cond: Condvar::new(),
+        global_waiters: AtomicUsize::new(0),
+        waiters: Mutex::new(Waiters::default()),
         clock: Clock::new(),
         tx: Mutex::new(tx.clone()),
         wake_pending: AtomicBool::new(false),
@@ -339,15 +408,29 @@ where
 
     let mtu = config.mtu.max(576);
     let reader_tx = tx;
+    // Packet buffers go round: the reader fills one, the stack thread handles it and sends
+    // it back, so the steady state allocates nothing per packet.
+    let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
     thread::Builder::new()
         .name("tunstack-rx".into())
         .spawn(move || {
-            let mut buf = vec![0u8; mtu + 64];
+            let size = mtu + 64;
+            let mut buf: Vec<u8> = Vec::new();
             loop {
+                if buf.capacity() < size {
+                    buf = pool_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(size));
+                }
+                buf.resize(size, 0);
                 match read(&mut buf) {
                     Ok(0) => continue,
                     Ok(n) => {
-                        if reader_tx.send(Event::Packet(buf[..n].to_vec())).is_err() {
+                        buf.truncate(n);
+                        if reader_tx
+                            .send(Event::Packet(std::mem::take(&mut buf)))
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -379,7 +462,11 @@ where
             let shared = &loop_handle.shared;
             let mut inbound: Vec<Vec<u8>> = Vec::with_capacity(MAX_BATCH);
             let mut outbound: Vec<Vec<u8>> = Vec::new();
+            // Output buffers reused from one round to the next.
+            let mut spare: Vec<Vec<u8>> = Vec::new();
             let mut next_timer: Option<Instant> = None;
+            let mut woken: Vec<ConnId> = Vec::new();
+            let mut woken_listeners: Vec<ListenerId> = Vec::new();
             loop {
                 let first = match next_timer {
                     None => rx.recv().map_err(|_| ()),
@@ -415,27 +502,65 @@ where
                         hook(Direction::In, p);
                     }
                 }
-                let changed = if let Some(t) = tracer.as_ref() {
-                    observe::traced_round(
+                let (changed, wake_all) = if let Some(t) = tracer.as_ref() {
+                    // The traced round reads `take_events`, which drops the per-connection
+                    // wake lists: wake every waiter (tracing is for study, not speed).
+                    let changed = observe::traced_round(
                         &loop_handle,
                         t,
                         tap,
                         &mut inbound,
                         &mut outbound,
                         &mut next_timer,
-                    )
+                    );
+                    (changed, changed)
                 } else {
                     let mut core = loop_handle.lock();
                     let mut link = shared.link.lock().unwrap_or_else(|e| e.into_inner());
                     let now = shared.clock.now();
                     for p in inbound.drain(..) {
                         deliver(&mut core, &mut link, &p, now);
+                        // Back to the reader (it is gone only when we are stopping).
+                        let _ = pool_tx.send(p);
                     }
-                    next_timer = timers_and_transmit(&mut core, &mut link, now, &mut outbound);
+                    next_timer =
+                        timers_and_transmit(&mut core, &mut link, now, &mut outbound, &mut spare);
                     drop(link);
-                    core.take_events()
+                    let wake_all = core
+                        .tcp_mut()
+                        .take_wakeups(&mut woken, &mut woken_listeners);
+                    // UDP sockets wait on the global condition variable.
+                    let udp = core.udp_mut().take_events();
+                    (
+                        wake_all || udp || !woken.is_empty() || !woken_listeners.is_empty(),
+                        wake_all,
+                    )
                 };
+                // Notifying after unlocking is safe: a waiter checks its condition and
+                // starts waiting under the lock, so it either saw the change or is waiting.
                 if changed {
+                    let waiters = loop_handle.waiters();
+                    if wake_all {
+                        waiters.conns.values().for_each(|c| c.notify_all());
+                        waiters.listeners.values().for_each(|c| c.notify_all());
+                    } else {
+                        // A bulk transfer names the same connection once per segment.
+                        woken.dedup();
+                        for id in woken.iter() {
+                            if let Some(c) = waiters.conns.get(id) {
+                                c.notify_all();
+                            }
+                        }
+                        for id in woken_listeners.iter() {
+                            if let Some(c) = waiters.listeners.get(id) {
+                                c.notify_all();
+                            }
+                        }
+                    }
+                }
+                woken.clear();
+                woken_listeners.clear();
+                if changed && shared.global_waiters.load(Ordering::SeqCst) > 0 {
                     shared.cond.notify_all();
                 }
                 for p in outbound.drain(..) {
@@ -447,6 +572,10 @@ where
                     }
                     if let Err(e) = write(&p) {
                         log::debug!("link: device write failed: {e}");
+                    }
+                    // Keep a bounded number for the next round.
+                    if spare.len() < MAX_SPARE {
+                        spare.push(p);
                     }
                 }
             }

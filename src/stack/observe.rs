@@ -47,7 +47,7 @@ pub(super) fn traced_round(
         let mut core = handle.lock();
         let mut link = handle.shared.link.lock().unwrap_or_else(|e| e.into_inner());
         let now = handle.now();
-        *next_timer = timers_and_transmit(&mut core, &mut link, now, outbound);
+        *next_timer = timers_and_transmit(&mut core, &mut link, now, outbound, &mut Vec::new());
         drop(link);
         changed |= core.take_events();
         core.tcp_mut().take_trace_events()

@@ -15,8 +15,9 @@
 //! Connections live in a slab; a [`ConnId`] carries the slot's generation so a stale id
 //! (its connection freed) is detected and answered with [`TcpError::InvalidHandle`].
 
+use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -254,6 +255,9 @@ struct Listener {
 struct Slot {
     generation: u32,
     conn: Option<Connection>,
+    /// The instant of this slot's live entry in [`Tcp::timers`], if any. It is never later
+    /// than the connection's real deadline; an entry that fires early is re-armed.
+    scheduled: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -280,12 +284,27 @@ pub struct Tcp {
     pending: VecDeque<Transmit>,
     /// Connections that may have something to send.
     dirty: VecDeque<u32>,
+    /// Connection timers as a min-heap of (deadline, slot, generation), so finding the next
+    /// deadline does not scan every connection (thousands in TIME-WAIT after a burst of
+    /// short connections). Entries are lazy: one whose slot no longer schedules that
+    /// instant is skipped when it comes up.
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     events: bool,
+    /// Connections and listeners with socket-visible changes since the last
+    /// [`Tcp::take_wakeups`], so the socket layer wakes only their waiters.
+    woken: Vec<ConnId>,
+    woken_listeners: Vec<ListenerId>,
+    /// The wake lists overflowed (nobody drained them): wake everyone.
+    woken_overflow: bool,
     stats: TcpStats,
     /// Queue [`TcpEvent`]s for the trace view.
     trace: bool,
     trace_events: Vec<TcpEvent>,
 }
+
+/// Beyond this many entries a wake list is dropped and everyone is woken instead, so a
+/// user of [`Tcp`] that never drains the lists does not grow them without bound.
+const MAX_WOKEN: usize = 4096;
 
 impl Tcp {
     /// A TCP layer with `config`; `seed` makes ISNs and ephemeral ports reproducible.
@@ -304,7 +323,11 @@ impl Tcp {
             listener_table: HashMap::new(),
             pending: VecDeque::new(),
             dirty: VecDeque::new(),
+            timers: BinaryHeap::new(),
             events: false,
+            woken: Vec::new(),
+            woken_listeners: Vec::new(),
+            woken_overflow: false,
             stats: TcpStats::default(),
             trace: false,
             trace_events: Vec::new(),
@@ -421,11 +444,75 @@ impl Tcp {
         };
         let slot = &mut self.slots[index as usize];
         slot.conn = Some(conn);
+        slot.scheduled = None;
         let generation = slot.generation;
         self.live += 1;
         self.table.insert(key, index);
         self.mark_dirty(index);
+        self.schedule(index);
         ConnId { index, generation }
+    }
+
+    /// Keep the timer heap in step with slot `index`'s deadline. Called after anything that
+    /// may have changed it. A later deadline keeps the earlier entry (it fires, finds
+    /// nothing due and re-arms), so re-arming the retransmission timer on every ACK costs
+    /// nothing here.
+    fn schedule(&mut self, index: u32) {
+        let Some(slot) = self.slots.get_mut(index as usize) else {
+            return;
+        };
+        let Some(deadline) = slot.conn.as_ref().and_then(|c| c.deadline()) else {
+            return;
+        };
+        if slot.scheduled.is_none_or(|at| deadline < at) {
+            slot.scheduled = Some(deadline);
+            self.timers
+                .push(Reverse((deadline, index, slot.generation)));
+        }
+        self.tidy_timers();
+    }
+
+    /// Make the heap's top exact, so [`Tcp::poll_at`] is: drop entries of freed slots or
+    /// superseded instants, and move an entry whose timer was re-armed later (or stopped)
+    /// to its real deadline. Only the top is examined, so this is amortized O(log n).
+    fn tidy_timers(&mut self) {
+        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
+            let Some(slot) = self.slots.get_mut(index as usize) else {
+                self.timers.pop();
+                continue;
+            };
+            if slot.generation != generation || slot.scheduled != Some(at) {
+                self.timers.pop();
+                continue;
+            }
+            let real = slot.conn.as_ref().and_then(|c| c.deadline());
+            if real == Some(at) {
+                break;
+            }
+            self.timers.pop();
+            slot.scheduled = real;
+            if let Some(d) = real {
+                self.timers.push(Reverse((d, index, generation)));
+            }
+        }
+    }
+
+    fn wake_conn(&mut self, id: ConnId) {
+        self.events = true;
+        if self.woken.len() < MAX_WOKEN {
+            self.woken.push(id);
+        } else {
+            self.woken_overflow = true;
+        }
+    }
+
+    fn wake_listener(&mut self, id: ListenerId) {
+        self.events = true;
+        if self.woken_listeners.len() < MAX_WOKEN {
+            self.woken_listeners.push(id);
+        } else {
+            self.woken_overflow = true;
+        }
     }
 
     fn mark_dirty(&mut self, index: u32) {
@@ -468,10 +555,7 @@ impl Tcp {
         };
         let after = conn.state;
         Self::collect_events(&mut self.trace_events, conn);
-        if conn.changed {
-            conn.changed = false;
-            self.events = true;
-        }
+        let changed = std::mem::take(&mut conn.changed);
         if let Some(rst) = conn.pending_rst.take() {
             let t = Transmit {
                 src: *conn.local.ip(),
@@ -482,6 +566,10 @@ impl Tcp {
         }
         let key = (conn.local, conn.remote);
         let owner = conn.owner;
+        let id = self.id_of(index);
+        if changed || (after == State::Closed && before != State::Closed) {
+            self.wake_conn(id);
+        }
         if before == State::SynReceived && after != State::SynReceived {
             if let Owner::Listener(li, lg) = owner {
                 let id = self.id_of(index);
@@ -490,21 +578,23 @@ impl Tcp {
                     if after != State::Closed {
                         l.accept_queue.push_back(id);
                         self.stats.connections_accepted += 1;
-                        self.events = true;
+                        self.wake_listener(ListenerId {
+                            index: li,
+                            generation: lg,
+                        });
                     }
                 }
             }
         }
-        if after == State::Closed && before != State::Closed {
-            if self.table.get(&key) == Some(&index) {
-                self.table.remove(&key);
-            }
-            self.events = true;
+        if after == State::Closed && before != State::Closed && self.table.get(&key) == Some(&index)
+        {
+            self.table.remove(&key);
         }
         if after == State::Closed && owner != Owner::App {
             self.free(index);
         } else {
             self.mark_dirty(index);
+            self.schedule(index);
         }
     }
 
@@ -516,10 +606,12 @@ impl Tcp {
                     self.table.remove(&key);
                 }
                 slot.generation = slot.generation.wrapping_add(1);
+                slot.scheduled = None;
                 self.free_slots.push(index);
                 self.live = self.live.saturating_sub(1);
             }
         }
+        self.tidy_timers();
     }
 
     /// The connection table is full: end the TIME-WAIT that would expire first (only of
@@ -729,7 +821,7 @@ impl Tcp {
                 c.abort("listener closed");
             });
         }
-        self.events = true;
+        self.wake_listener(l);
     }
 
     /// Active OPEN (RFC 9293 §3.10.1): send a SYN from `local` (port 0 = ephemeral) to
@@ -906,7 +998,25 @@ impl Tcp {
 
     /// True if anything socket-visible changed since the last call.
     pub fn take_events(&mut self) -> bool {
+        self.woken.clear();
+        self.woken_listeners.clear();
+        self.woken_overflow = false;
         std::mem::take(&mut self.events)
+    }
+
+    /// Like [`Tcp::take_events`], saying whose: appends the connections and listeners with
+    /// socket-visible changes (data, space, state, a connection to accept) since the last
+    /// call, possibly with repeats. Returns true when the lists are incomplete and every
+    /// waiter must be woken.
+    pub fn take_wakeups(
+        &mut self,
+        conns: &mut Vec<ConnId>,
+        listeners: &mut Vec<ListenerId>,
+    ) -> bool {
+        conns.append(&mut self.woken);
+        listeners.append(&mut self.woken_listeners);
+        self.events = false;
+        std::mem::take(&mut self.woken_overflow)
     }
 
     // ----------------------------------------------------------------------------------
@@ -1092,6 +1202,15 @@ impl Tcp {
             conn.in_dirty = false;
             let seg = conn.poll_transmit(now, &mut self.stats);
             Self::collect_events(&mut self.trace_events, conn);
+            // Sending arms the retransmission (or persist) timer.
+            self.schedule(index);
+            let Some(conn) = self
+                .slots
+                .get_mut(index as usize)
+                .and_then(|s| s.conn.as_mut())
+            else {
+                continue;
+            };
             if let Some(segment) = seg {
                 let t = Transmit {
                     src: *conn.local.ip(),
@@ -1110,29 +1229,39 @@ impl Tcp {
 
     /// The earliest instant at which [`Tcp::handle_timeout`] has work.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.conn.as_ref().and_then(|c| c.deadline()))
-            .min()
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// Fire every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<u32> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                s.conn
-                    .as_ref()
-                    .and_then(|c| c.deadline())
-                    .is_some_and(|d| d <= now)
-            })
-            .map(|(i, _)| i as u32)
-            .collect();
-        for index in due {
-            self.with_conn(index, |c, stats| c.on_timeout(now, stats));
+        let mut due: Vec<u32> = Vec::new();
+        while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(slot) = self.slots.get_mut(index as usize) {
+                if slot.generation == generation && slot.scheduled == Some(at) {
+                    slot.scheduled = None;
+                    due.push(index);
+                }
+            }
         }
+        for index in due {
+            let is_due = self
+                .slots
+                .get(index as usize)
+                .and_then(|s| s.conn.as_ref())
+                .and_then(|c| c.deadline())
+                .is_some_and(|d| d <= now);
+            if is_due {
+                self.with_conn(index, |c, stats| c.on_timeout(now, stats));
+            } else {
+                // Fired early: the timer was re-armed later since. Re-arm the entry.
+                self.schedule(index);
+            }
+        }
+        self.tidy_timers();
     }
 }
 

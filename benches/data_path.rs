@@ -1,0 +1,122 @@
+//! Micro-benchmarks of the per-packet work on the data path: segment build and parse
+//! (with the checksum over the IPv4 pseudo-header), the plain RFC 1071 checksum, and the
+//! receive buffer's reassembly. `cargo bench --bench data_path`; results and what they
+//! guided are in docs/performance.md. Not tests: nothing here is timed by `cargo test`.
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use tunstack::ip::ipv4;
+use tunstack::tcp::{Flags, RecvBuffer, Segment, SendBuffer, SeqNum};
+
+const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const MSS: usize = 1460;
+
+fn full_segment() -> Segment {
+    Segment {
+        src_port: 80,
+        dst_port: 40000,
+        seq: SeqNum(1_000_000),
+        ack: SeqNum(2_000_000),
+        flags: Flags::ACK,
+        window: 65535,
+        payload: (0..MSS).map(|i| i as u8).collect(),
+        ..Segment::default()
+    }
+}
+
+fn segments(c: &mut Criterion) {
+    let seg = full_segment();
+    let bytes = seg.emit(SRC, DST);
+    let mut g = c.benchmark_group("segment");
+    g.throughput(Throughput::Bytes(MSS as u64));
+    g.bench_function("emit 1460 B", |b| b.iter(|| black_box(&seg).emit(SRC, DST)));
+    g.bench_function("parse 1460 B", |b| {
+        b.iter(|| Segment::parse(SRC, DST, black_box(&bytes)))
+    });
+    let ack = Segment {
+        payload: Vec::new(),
+        ..seg.clone()
+    };
+    let ack_bytes = ack.emit(SRC, DST);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("emit pure ACK", |b| {
+        b.iter(|| black_box(&ack).emit(SRC, DST))
+    });
+    g.bench_function("parse pure ACK", |b| {
+        b.iter(|| Segment::parse(SRC, DST, black_box(&ack_bytes)))
+    });
+    g.finish();
+}
+
+fn checksum(c: &mut Criterion) {
+    let data: Vec<u8> = (0..1500u32).map(|i| (i * 7) as u8).collect();
+    let mut g = c.benchmark_group("checksum");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("ipv4::checksum 1500 B", |b| {
+        b.iter(|| ipv4::checksum(black_box(&data)))
+    });
+    g.finish();
+}
+
+fn buffers(c: &mut Criterion) {
+    let payload = vec![7u8; MSS];
+    let mut g = c.benchmark_group("buffers");
+    g.throughput(Throughput::Bytes((MSS * 40) as u64));
+    // 40 in-order segments into a 64 KiB window, then the application reads them.
+    g.bench_function("recv in order 40 × 1460", |b| {
+        let mut out = vec![0u8; 64 * 1024];
+        b.iter_batched_ref(
+            || RecvBuffer::new(65535),
+            |r| {
+                for i in 0..40 {
+                    r.insert(0, black_box(&payload));
+                    let _ = i;
+                }
+                r.read(&mut out)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // The same 40 segments, every odd one first (reassembly of a reordered burst).
+    g.bench_function("recv reassembly 40 × 1460 (odd first)", |b| {
+        let mut out = vec![0u8; 64 * 1024];
+        b.iter_batched_ref(
+            || RecvBuffer::new(65535),
+            |r| {
+                for i in (1..40).step_by(2).chain((0..40).step_by(2)) {
+                    // Offsets count from RCV.NXT, which advances as the gaps fill.
+                    let abs = i * MSS;
+                    let nxt = r.readable();
+                    if abs >= nxt {
+                        r.insert(abs - nxt, black_box(&payload));
+                    }
+                }
+                r.read(&mut out)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("send write+peek+consume 40 × 1460", |b| {
+        let mut seg = vec![0u8; MSS];
+        b.iter_batched_ref(
+            || SendBuffer::new(256 * 1024),
+            |s| {
+                for _ in 0..40 {
+                    s.write(black_box(&payload));
+                }
+                for i in 0..40 {
+                    s.peek(i * MSS, &mut seg);
+                }
+                s.consume(40 * MSS);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, segments, checksum, buffers);
+criterion_main!(benches);
