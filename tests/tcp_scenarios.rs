@@ -838,6 +838,8 @@ fn ack_of_unsent_data_is_answered_and_dropped() {
 fn mss_option_honoured() {
     let mut h = H::new(config());
     h.passive_open_with("S 0:0(0) win 65535 <mss 536>", ms(1));
+    // The 320-byte tail would wait for an ACK under Nagle; this test is about the MSS.
+    h.tcp.set_nodelay(h.conn(), true);
     let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
     assert_eq!(h.send(&data), 3000);
     let mut stream = Vec::new();
@@ -1298,6 +1300,8 @@ fn syn_in_established_gets_challenge_ack() {
 fn active_open_data_and_close() {
     let mut h = H::new(config());
     h.active_open_with("S. 0:0(0) ack 1 win 65535 <mss 1000>", ms(30));
+    // Nagle off: the 500-byte tail goes out with the first segment still in flight.
+    h.tcp.set_nodelay(h.conn(), true);
     assert_eq!(h.send(&[5u8; 1500]), 1500);
     h.expect_now("P. 1:1001(1000) ack 1");
     h.expect_now("P. 1001:1501(500) ack 1");
@@ -1733,6 +1737,7 @@ fn send_buffer_bounds_writes() {
     });
     h.passive_open();
     let c = h.conn();
+    h.tcp.set_nodelay(c, true);
     assert_eq!(h.send(&[1u8; 3000]), 1000);
     assert_eq!(h.tcp.send(c, &[1u8; 10], h.now), Ok(0));
     assert!(!h.tcp.send_ready(c));

@@ -81,6 +81,10 @@ struct Scenario {
     client_isn_below_wrap: Option<u32>,
     /// Upper bound on virtual time.
     limit: Duration,
+    /// RFC 7323 timestamps on (the default). With heavy reordering PAWS drops original
+    /// segments that arrive after a (spurious) retransmission with a newer TSval moved
+    /// TS.Recent on (RFC 7323 §5.3 R1, as Linux does), which can cost a timeout.
+    timestamps: bool,
 }
 
 impl Scenario {
@@ -108,6 +112,7 @@ impl Scenario {
             client_isn_below_wrap: None,
             simultaneous_open: false,
             limit: Duration::from_secs(600),
+            timestamps: true,
         }
     }
 
@@ -168,6 +173,7 @@ impl Scenario {
             client_isn_below_wrap: None,
             simultaneous_open: false,
             limit: Duration::from_secs(3600),
+            timestamps: r.random_bool(0.8),
         }
         .with_random_conns(&mut r)
     }
@@ -602,6 +608,7 @@ fn run(sc: &Scenario) -> Report {
         mss: sc.mss,
         tail_loss_probe: sc.tlp,
         msl: Duration::from_millis(500),
+        timestamps: sc.timestamps,
         ..Config::default()
     };
     let start = start_time(sc, &config);
@@ -1003,6 +1010,7 @@ fn jitter_without_loss_causes_no_timeouts() {
     for seed in 40..44u64 {
         let sc = Scenario {
             jitter: Duration::from_millis(30),
+            timestamps: false,
             ..Scenario::clean(seed, mb() / 2)
         };
         let r = run(&sc);

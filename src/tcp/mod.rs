@@ -35,9 +35,12 @@ pub mod segment;
 pub mod send_buf;
 pub mod seq;
 pub mod state;
+pub mod syncookie;
 
 pub use congestion::NewReno;
-pub use endpoint::{Config, ConnId, ListenerId, Tcp, TcpError, TcpStats, Transmit};
+pub use endpoint::{
+    Config, ConnId, KeepaliveConfig, ListenerId, Tcp, TcpError, TcpStats, Transmit,
+};
 pub use events::{TcpEvent, TcpEventKind};
 pub use recv_buf::RecvBuffer;
 pub use rto::RttEstimator;
