@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Flags: `S` SYN, `F` FIN, `R` RST, `P` PSH, `.` ACK. `seq:end(len)` is the sequence
-//! range; `ack N`, `win N` and `<mss N,wscale N,sackOK>` are optional. In `expect`, fields
+//! range; `ack N`, `win N` and `<mss N,wscale N,sackOK,TS val V ecr E,noTS>` are optional
+//! (`*` for a TS value not checked). In `expect`, fields
 //! that are not written are not checked and PSH is ignored. Injected payload bytes are a
 //! deterministic function of their stream offset (see [`pattern`]), so what the
 //! application reads can be checked byte for byte.
@@ -44,6 +45,13 @@
 //! | §3.10.7.4 acceptability: duplicates, out of window, ACK of unsent data, probes | `duplicate_segment_is_reacked`, `out_of_window_segment_acked_and_dropped`, `ack_of_unsent_data_is_answered_and_dropped`, `old_zero_length_probe_is_acked`, `zero_window_probe_with_data_is_acked_not_accepted` |
 //! | reassembly, immediate dup ACK (RFC 5681 §4.2) | `out_of_order_segments_reassembled_and_dup_acked`, `overlapping_segments_delivered_once` |
 //! | §3.8.6.3 delayed ACK bounds | `ack_every_second_full_segment_and_delay_bound` |
+//! | RFC 1122 §4.2.3.2 / RFC 5681 §4.2 delayed ACKs: timer, every 2nd segment, immediate for out-of-order and gap fill, piggybacked | `delayed_ack_timer_and_every_second_segment`, `delayed_ack_piggybacks_on_the_reply` |
+//! | RFC 7323 timestamps: negotiation, echo, MSS − 12, PAWS (§5.3) with the 24-day rule (§5.5), TS.Recent update (§4.3) | `timestamps_negotiated_and_echoed`, `no_timestamps_unless_the_peer_offers_them`, `paws_drops_segments_with_old_timestamps`, `ts_recent_follows_only_in_sequence_segments` |
+//! | RFC 1122 §4.2.3.4 Nagle, `set_nodelay` | `nagle_holds_small_segments_until_acked`, `nagle_lets_the_tail_go_with_the_fin` |
+//! | RFC 1122 §4.2.3.6 keep-alive | `keepalive_probes_then_reset` |
+//! | RFC 5482 / RFC 9293 §3.8.3 user timeout | `user_timeout_gives_up_on_unacknowledged_data`, `user_timeout_restarts_on_progress` |
+//! | RFC 4987 §3.6 SYN cookies | `syn_cookie_when_the_syn_queue_is_full`, `syn_cookie_keeps_wscale_and_sack_with_timestamps`, `bad_syn_cookie_is_refused`, `syn_flood_does_not_lock_out_a_real_client` |
+//! | RFC 1337 TIME-WAIT assassination | `rst_does_not_end_time_wait` |
 //! | RFC 7323 window scaling | `window_scaling_both_directions`, `no_window_scaling_without_peer_option`, `window_scale_negotiation_is_consistent` |
 //! | §3.7.1 MSS option, default 536 | `mss_option_honoured`, `default_mss_without_option_is_536`, `tiny_peer_mss_is_survivable` |
 //! | RFC 6298 RTO: min, backoff, samples, Karn, give-up | `rto_retransmission_with_exponential_backoff`, `rto_after_rtt_samples_follows_rfc6298`, `karn_no_rtt_sample_from_retransmission`, `max_retransmits_times_out`, `rto_backoff_is_capped_at_rto_max` |
@@ -2946,4 +2954,23 @@ fn syn_flood_does_not_lock_out_a_real_client() {
     h.conn = Some(c);
     assert_eq!(h.state(), State::Established);
     assert!(h.tcp.stats().syn_cookies_sent >= 10_000);
+}
+
+/// RFC 1337 (TIME-WAIT assassination, fix F1): an acceptable RST does not end TIME-WAIT
+/// early; the 2·MSL timer still runs to its end.
+#[test]
+fn rst_does_not_end_time_wait() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 1");
+    h.inject("F. 1:1(0) ack 2");
+    h.expect(". 2:2(0) ack 2");
+    assert_eq!(h.state(), State::TimeWait);
+    h.inject("R 2:2(0)");
+    assert_eq!(h.state(), State::TimeWait, "the RST was ignored");
+    h.run_for(Duration::from_millis(1900));
+    assert_eq!(h.state(), State::TimeWait);
+    h.run_for(Duration::from_millis(200));
+    assert_eq!(h.state(), State::Closed, "2·MSL (MSL 1 s) later");
 }

@@ -1180,6 +1180,13 @@ impl Connection {
                 self.drop_segment(stats, "RST not at RCV.NXT (challenge ACK)");
                 return;
             }
+            if self.state == State::TimeWait {
+                // RFC 1337 ("TIME-WAIT assassination hazards", fix F1): a RST must not cut
+                // TIME-WAIT short, or an old duplicate could later be taken for part of a
+                // new incarnation of the connection. (Linux leaves this off by default.)
+                self.drop_segment(stats, "RST in TIME-WAIT (RFC 1337)");
+                return;
+            }
             stats.resets_received += 1;
             match self.state {
                 State::SynReceived => {
