@@ -403,7 +403,11 @@ impl Connection {
             lost_again: VecDeque::new(),
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
-            cc: NewReno::new(local_mss.min(DEFAULT_PEER_MSS), iss),
+            cc: {
+                let mut cc = NewReno::new(local_mss.min(DEFAULT_PEER_MSS), iss);
+                cc.set_algorithm(config.congestion);
+                cc
+            },
             rtx_deadline: None,
             tlp_deadline: None,
             tlp_pending: false,
@@ -518,6 +522,7 @@ impl Connection {
         c.snd.wl2 = iss;
         c.last_ack_rx = now;
         c.cc = NewReno::new(c.send_mss, iss + 1);
+        c.cc.set_algorithm(config.congestion);
         log::debug!("{local} ↔ {remote}: LISTEN → ESTABLISHED on a valid SYN cookie");
         c
     }
@@ -1405,6 +1410,7 @@ impl Connection {
             }
         }
         let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
+        self.cc.set_clock(now, self.rtt.srtt());
         if self.state.is_synchronized()
             && self.cc.on_ack(ack, total, flight) == AckAction::Retransmit
             && flight > 0

@@ -81,6 +81,8 @@ pub struct Config {
     /// Answer SYNs with SYN cookies (RFC 4987 §3.6) once a listener's SYN queue is full,
     /// instead of evicting the oldest half-open connection.
     pub syn_cookies: bool,
+    /// The congestion-avoidance rule: NewReno (RFC 5681, the default) or CUBIC (RFC 9438).
+    pub congestion: super::congestion::Algorithm,
 }
 
 /// Keep-alive parameters of one connection (RFC 1122 §4.2.3.6), like Linux's
@@ -121,6 +123,7 @@ impl Default for Config {
             delayed_ack: Duration::from_millis(40),
             nodelay: false,
             syn_cookies: true,
+            congestion: super::congestion::Algorithm::NewReno,
         }
     }
 }

@@ -25,8 +25,8 @@
 //! probing, keep-alive, user timeout, RFC 6298 retransmission with Karn's rule, slow
 //! start / congestion avoidance / NewReno with SACK hole retransmission, limited
 //! transmit, early retransmit, tail loss probes, TIME-WAIT (with RFC 6191 reuse and RFC
-//! 1337 protection), orphan FIN-WAIT-2 timeout, RFC 6528 ISNs. Not (yet): RTT samples
-//! from timestamps (RTTM), CUBIC, ECN. docs/tcp-rfc-coverage.md maps requirements to tests.
+//! 1337 protection), orphan FIN-WAIT-2 timeout, RFC 6528 ISNs, CUBIC (RFC 9438) as an
+//! option. Not (yet): RTT samples from timestamps (RTTM), ECN. docs/tcp-rfc-coverage.md maps requirements to tests.
 
 pub mod congestion;
 pub mod connection;
@@ -40,7 +40,7 @@ pub mod seq;
 pub mod state;
 pub mod syncookie;
 
-pub use congestion::NewReno;
+pub use congestion::{Algorithm as CongestionAlgorithm, NewReno};
 pub use endpoint::{
     Config, ConnId, KeepaliveConfig, ListenerId, Tcp, TcpError, TcpStats, Transmit,
 };
