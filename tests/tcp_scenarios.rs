@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Flags: `S` SYN, `F` FIN, `R` RST, `P` PSH, `.` ACK. `seq:end(len)` is the sequence
-//! range; `ack N`, `win N` and `<mss N,wscale N,sackOK>` are optional. In `expect`, fields
+//! range; `ack N`, `win N` and `<mss N,wscale N,sackOK,TS val V ecr E,noTS>` are optional
+//! (`*` for a TS value not checked). In `expect`, fields
 //! that are not written are not checked and PSH is ignored. Injected payload bytes are a
 //! deterministic function of their stream offset (see [`pattern`]), so what the
 //! application reads can be checked byte for byte.
@@ -44,6 +45,13 @@
 //! | §3.10.7.4 acceptability: duplicates, out of window, ACK of unsent data, probes | `duplicate_segment_is_reacked`, `out_of_window_segment_acked_and_dropped`, `ack_of_unsent_data_is_answered_and_dropped`, `old_zero_length_probe_is_acked`, `zero_window_probe_with_data_is_acked_not_accepted` |
 //! | reassembly, immediate dup ACK (RFC 5681 §4.2) | `out_of_order_segments_reassembled_and_dup_acked`, `overlapping_segments_delivered_once` |
 //! | §3.8.6.3 delayed ACK bounds | `ack_every_second_full_segment_and_delay_bound` |
+//! | RFC 1122 §4.2.3.2 / RFC 5681 §4.2 delayed ACKs: timer, every 2nd segment, immediate for out-of-order and gap fill, piggybacked | `delayed_ack_timer_and_every_second_segment`, `delayed_ack_piggybacks_on_the_reply` |
+//! | RFC 7323 timestamps: negotiation, echo, MSS − 12, PAWS (§5.3) with the 24-day rule (§5.5), TS.Recent update (§4.3) | `timestamps_negotiated_and_echoed`, `no_timestamps_unless_the_peer_offers_them`, `paws_drops_segments_with_old_timestamps`, `ts_recent_follows_only_in_sequence_segments` |
+//! | RFC 1122 §4.2.3.4 Nagle, `set_nodelay` | `nagle_holds_small_segments_until_acked`, `nagle_lets_the_tail_go_with_the_fin` |
+//! | RFC 1122 §4.2.3.6 keep-alive | `keepalive_probes_then_reset` |
+//! | RFC 5482 / RFC 9293 §3.8.3 user timeout | `user_timeout_gives_up_on_unacknowledged_data`, `user_timeout_restarts_on_progress` |
+//! | RFC 4987 §3.6 SYN cookies | `syn_cookie_when_the_syn_queue_is_full`, `syn_cookie_keeps_wscale_and_sack_with_timestamps`, `bad_syn_cookie_is_refused`, `syn_flood_does_not_lock_out_a_real_client` |
+//! | RFC 1337 TIME-WAIT assassination | `rst_does_not_end_time_wait` |
 //! | RFC 7323 window scaling | `window_scaling_both_directions`, `no_window_scaling_without_peer_option`, `window_scale_negotiation_is_consistent` |
 //! | §3.7.1 MSS option, default 536 | `mss_option_honoured`, `default_mss_without_option_is_536`, `tiny_peer_mss_is_survivable` |
 //! | RFC 6298 RTO: min, backoff, samples, Karn, give-up | `rto_retransmission_with_exponential_backoff`, `rto_after_rtt_samples_follows_rfc6298`, `karn_no_rtt_sample_from_retransmission`, `max_retransmits_times_out`, `rto_backoff_is_capped_at_rto_max` |
@@ -98,6 +106,10 @@ struct Spec {
     mss: Option<u16>,
     wscale: Option<u8>,
     sack_ok: bool,
+    /// `TS val V ecr E`; in `expect` a `*` value is not checked.
+    ts: Option<(Option<u32>, Option<u32>)>,
+    /// `noTS`: (in `expect`) the segment must carry no timestamps option.
+    no_ts: bool,
 }
 
 /// Parse `FLAGS seq:end(len) [ack N] [win N] [<opt,opt>]`. Test syntax errors panic.
@@ -147,6 +159,17 @@ fn spec(line: &str) -> Spec {
                 (Some("mss"), Some(v)) => s.mss = Some(v.parse().expect("mss")),
                 (Some("wscale"), Some(v)) => s.wscale = Some(v.parse().expect("wscale")),
                 (Some("sackOK"), None) => s.sack_ok = true,
+                (Some("noTS"), None) => s.no_ts = true,
+                (Some("TS"), Some("val")) => {
+                    let num = |w: Option<&str>| match w {
+                        Some("*") => None,
+                        Some(v) => Some(v.parse::<u32>().expect("TS value")),
+                        None => panic!("TS needs val and ecr in {line:?}"),
+                    };
+                    let val = num(it.next());
+                    assert_eq!(it.next(), Some("ecr"), "TS val V ecr E in {line:?}");
+                    s.ts = Some((val, num(it.next())));
+                }
                 (Some("nop"), None) => {}
                 _ => panic!("unknown option {o:?} in {line:?}"),
             }
@@ -241,6 +264,7 @@ impl H {
                 mss: s.mss,
                 window_scale: s.wscale,
                 sack_permitted: s.sack_ok,
+                timestamps: s.ts.map(|(v, e)| (v.unwrap_or(0), e.unwrap_or(0))),
                 ..TcpOptions::default()
             },
             payload,
@@ -380,6 +404,29 @@ impl H {
                 Some(w),
                 "wscale: expected {line:?}, got {shown}"
             );
+        }
+        if s.sack_ok {
+            assert!(
+                seg.options.sack_permitted,
+                "sackOK: expected {line:?}, got {shown}"
+            );
+        }
+        if s.no_ts {
+            assert_eq!(
+                seg.options.timestamps, None,
+                "noTS: expected {line:?}, got {shown}"
+            );
+        }
+        if let Some((val, ecr)) = s.ts {
+            let Some((got_val, got_ecr)) = seg.options.timestamps else {
+                panic!("TS: expected {line:?}, got {shown}");
+            };
+            if let Some(v) = val {
+                assert_eq!(got_val, v, "TS val: expected {line:?}, got {shown}");
+            }
+            if let Some(e) = ecr {
+                assert_eq!(got_ecr, e, "TS ecr: expected {line:?}, got {shown}");
+            }
         }
     }
 
@@ -838,6 +885,8 @@ fn ack_of_unsent_data_is_answered_and_dropped() {
 fn mss_option_honoured() {
     let mut h = H::new(config());
     h.passive_open_with("S 0:0(0) win 65535 <mss 536>", ms(1));
+    // The 320-byte tail would wait for an ACK under Nagle; this test is about the MSS.
+    h.tcp.set_nodelay(h.conn(), true);
     let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
     assert_eq!(h.send(&data), 3000);
     let mut stream = Vec::new();
@@ -1298,6 +1347,8 @@ fn syn_in_established_gets_challenge_ack() {
 fn active_open_data_and_close() {
     let mut h = H::new(config());
     h.active_open_with("S. 0:0(0) ack 1 win 65535 <mss 1000>", ms(30));
+    // Nagle off: the 500-byte tail goes out with the first segment still in flight.
+    h.tcp.set_nodelay(h.conn(), true);
     assert_eq!(h.send(&[5u8; 1500]), 1500);
     h.expect_now("P. 1:1001(1000) ack 1");
     h.expect_now("P. 1001:1501(500) ack 1");
@@ -1733,6 +1784,7 @@ fn send_buffer_bounds_writes() {
     });
     h.passive_open();
     let c = h.conn();
+    h.tcp.set_nodelay(c, true);
     assert_eq!(h.send(&[1u8; 3000]), 1000);
     assert_eq!(h.tcp.send(c, &[1u8; 10], h.now), Ok(0));
     assert!(!h.tcp.send_ready(c));
@@ -2555,4 +2607,370 @@ fn rto_backoff_is_capped_at_rto_max() {
         &[200, 400, 800, 1000, 1000, 1000],
         "gaps {gaps:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Timestamps (RFC 7323), delayed ACKs, Nagle, keep-alive, user timeout, SYN cookies
+// ---------------------------------------------------------------------------------------
+
+/// The defaults a Linux peer meets: timestamps, SACK and window scaling.
+fn real_config() -> Config {
+    Config {
+        msl: Duration::from_secs(1),
+        tail_loss_probe: false,
+        ..Config::default()
+    }
+}
+
+/// RFC 7323 §3.2: TSopt answered on the SYN-ACK (echoing the SYN's TSval), then on every
+/// segment; the MSS shrinks by the 12 option bytes (RFC 6691); with the default 256 KiB
+/// buffer the window scale is 3 (RFC 7323 §2.2).
+#[test]
+fn timestamps_negotiated_and_echoed() {
+    let mut h = H::new(real_config());
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("S 0:0(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,wscale 7>");
+    h.expect_now("S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK,TS val * ecr 100,wscale 3>");
+    h.inject(". 1:1(0) ack 1 win 512 <TS val 101 ecr *>");
+    h.conn = h.tcp.accept(h.listener.unwrap());
+    assert_eq!(h.state(), State::Established);
+    assert_eq!(h.tcp.send_mss(h.conn()), 1448);
+    h.inject("P. 1:101(100) ack 1 win 512 <TS val 150 ecr *>");
+    h.expect(". 1:1(0) ack 101 <TS val * ecr 150>");
+    assert_eq!(h.read_all(), pattern_range(0, 100));
+}
+
+/// RFC 7323 §3.2: no TSopt from the peer, none from us (and nothing else changes).
+#[test]
+fn no_timestamps_unless_the_peer_offers_them() {
+    let mut h = H::new(real_config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(1));
+    assert_eq!(h.tcp.send_mss(h.conn()), 1460);
+    h.inject("P. 1:11(10) ack 1");
+    h.expect(". 1:1(0) ack 11 <noTS>");
+}
+
+/// RFC 7323 §5.3 R1 (PAWS): a segment whose TSval is older than TS.Recent is dropped and
+/// answered with an ACK, though its sequence numbers are fine; after 24 days idle
+/// (§5.5) TS.Recent is invalid and the same segment is accepted.
+#[test]
+fn paws_drops_segments_with_old_timestamps() {
+    let mut h = H::new(real_config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460,TS val 1000 ecr 0>", ms(1));
+    h.inject("P. 1:11(10) ack 1 <TS val 2000 ecr *>");
+    h.expect(". 1:1(0) ack 11 <TS val * ecr 2000>");
+    // An old duplicate from a previous incarnation, with in-window sequence numbers.
+    h.inject("P. 11:21(10) ack 1 <TS val 1500 ecr *>");
+    h.expect_now(". 1:1(0) ack 11 <TS val * ecr 2000>");
+    assert_eq!(h.tcp.stats().paws_rejected, 1);
+    assert_eq!(
+        h.read_all(),
+        pattern_range(0, 10),
+        "the old segment was not delivered"
+    );
+    // 25 days later the old TS.Recent no longer counts.
+    h.now += Duration::from_secs(25 * 24 * 3600);
+    h.inject("P. 11:21(10) ack 1 <TS val 1500 ecr *>");
+    h.expect(". 1:1(0) ack 21 <TS val * ecr 1500>");
+    assert_eq!(h.read_all(), pattern_range(10, 10));
+}
+
+/// RFC 7323 §4.3: TS.Recent only follows segments at or before Last.ACK.sent, so the
+/// duplicate ACK for out-of-order data echoes the last in-sequence TSval, and the ACK
+/// for the segment filling the gap echoes that segment's TSval.
+#[test]
+fn ts_recent_follows_only_in_sequence_segments() {
+    let mut h = H::new(Config {
+        delayed_ack: Duration::ZERO,
+        ..real_config()
+    });
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460,TS val 100 ecr 0>", ms(1));
+    h.inject("P. 1:11(10) ack 1 <TS val 200 ecr *>");
+    h.expect(". 1:1(0) ack 11 <TS val * ecr 200>");
+    h.inject("P. 21:31(10) ack 1 <TS val 300 ecr *>");
+    h.expect_now(". 1:1(0) ack 11 <TS val * ecr 200>");
+    h.inject("P. 11:21(10) ack 1 <TS val 250 ecr *>");
+    h.expect_now(". 1:1(0) ack 31 <TS val * ecr 250>");
+}
+
+/// RFC 1122 §4.2.3.2 / RFC 5681 §4.2: one full-sized segment is ACKed after the
+/// delayed-ACK timeout (40 ms), the second at once; out-of-order data at once.
+#[test]
+fn delayed_ack_timer_and_every_second_segment() {
+    let mut h = H::new(real_config());
+    h.passive_open();
+    h.inject("P. 1:1461(1460) ack 1");
+    h.expect_silence(ms(39));
+    h.expect(". 1:1(0) ack 1461");
+    assert_eq!(h.tcp.stats().delayed_acks, 1);
+    h.inject("P. 1461:2921(1460) ack 1");
+    h.expect_nothing_now();
+    h.inject("P. 2921:4381(1460) ack 1");
+    h.expect_now(". 1:1(0) ack 4381");
+    // Out of order: an immediate duplicate ACK.
+    h.inject("P. 5841:7301(1460) ack 1");
+    h.expect_now(". 1:1(0) ack 4381");
+    // Filling the gap: immediate too.
+    h.inject("P. 4381:5841(1460) ack 1");
+    h.expect_now(". 1:1(0) ack 7301");
+}
+
+/// The delayed ACK rides on the reply if the application answers within the timeout.
+#[test]
+fn delayed_ack_piggybacks_on_the_reply() {
+    let mut h = H::new(real_config());
+    h.passive_open();
+    h.inject("P. 1:101(100) ack 1");
+    h.expect_silence(ms(10));
+    h.send(b"reply");
+    h.expect_now("P. 1:6(5) ack 101");
+    h.expect_silence(ms(100));
+}
+
+/// RFC 1122 §4.2.3.4 (Nagle): with data in flight a small segment waits for the ACK;
+/// a full segment does not; `set_nodelay(true)` sends at once.
+#[test]
+fn nagle_holds_small_segments_until_acked() {
+    let mut h = H::new(real_config());
+    h.passive_open();
+    h.send(&[1u8; 100]);
+    h.expect_now("P. 1:101(100) ack 1");
+    h.send(&[2u8; 100]);
+    h.expect_nothing_now();
+    h.send(&[3u8; 1400]);
+    // 1500 bytes queued: one full segment goes, the 40-byte rest waits.
+    h.expect_now(". 101:1561(1460) ack 1");
+    h.expect_nothing_now();
+    h.inject(". 1:1(0) ack 1561");
+    h.expect_now("P. 1561:1601(40) ack 1");
+    // Nagle off.
+    h.tcp.set_nodelay(h.conn(), true);
+    h.send(&[4u8; 10]);
+    h.expect_now("P. 1601:1611(10) ack 1");
+    h.send(&[5u8; 10]);
+    h.expect_now("P. 1611:1621(10) ack 1");
+}
+
+/// Nagle never holds the last piece when the FIN follows it.
+#[test]
+fn nagle_lets_the_tail_go_with_the_fin() {
+    let mut h = H::new(real_config());
+    h.passive_open();
+    h.send(&[1u8; 100]);
+    h.expect_now("P. 1:101(100) ack 1");
+    h.send(&[2u8; 50]);
+    h.expect_nothing_now();
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("FP. 101:151(50) ack 1");
+}
+
+/// RFC 1122 §4.2.3.6: after the idle time a probe with SEG.SEQ = SND.UNA − 1 and no data;
+/// an answer restarts the idle period; `count` unanswered probes reset the connection.
+#[test]
+fn keepalive_probes_then_reset() {
+    let mut h = H::new(real_config());
+    h.passive_open();
+    h.tcp.set_keepalive(
+        h.conn(),
+        Some(tunstack::tcp::KeepaliveConfig {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            count: 3,
+        }),
+    );
+    h.expect_silence(Duration::from_millis(9_990));
+    h.expect(". 0:0(0) ack 1");
+    // The peer answers: quiet for another idle period.
+    h.inject(". 1:1(0) ack 1");
+    h.expect_silence(Duration::from_millis(9_990));
+    h.expect(". 0:0(0) ack 1");
+    let t0 = h.now;
+    let sent = h.run_for(Duration::from_millis(3500));
+    let shown: Vec<(u64, String)> = sent
+        .iter()
+        .map(|(t, s)| ((*t - t0).as_millis() as u64, format!("{}", s.flags)))
+        .collect();
+    // Two more probes one interval apart, then (the third unanswered) a RST.
+    assert_eq!(sent.len(), 3, "{shown:?}");
+    assert_eq!(
+        (shown[0].0, shown[1].0, shown[2].0),
+        (1000, 2000, 3000),
+        "{shown:?}"
+    );
+    assert!(sent[0].1.flags.ack && sent[1].1.payload.is_empty() && sent[2].1.flags.rst);
+    assert_eq!(h.error(), Some(TcpError::TimedOut));
+    assert_eq!(h.tcp.stats().keepalive_probes, 4);
+}
+
+/// RFC 5482 / RFC 9293 §3.8.3: the user timeout ends the connection when sent data goes
+/// unacknowledged that long, well before `max_retransmits` would.
+#[test]
+fn user_timeout_gives_up_on_unacknowledged_data() {
+    let mut h = H::new(real_config());
+    h.passive_open();
+    h.tcp
+        .set_user_timeout(h.conn(), Some(Duration::from_secs(3)));
+    h.send(b"hello");
+    h.expect_now("P. 1:6(5) ack 1");
+    let sent = h.run_for(Duration::from_secs(4));
+    let rst = sent
+        .iter()
+        .find(|(_, s)| s.flags.rst)
+        .expect("a RST when the user timeout expires");
+    assert_eq!((rst.0 - Instant::from_secs(1000)).as_millis() as u64, 3001);
+    assert_eq!(h.error(), Some(TcpError::TimedOut));
+}
+
+/// Progress restarts the user timeout.
+#[test]
+fn user_timeout_restarts_on_progress() {
+    let mut h = H::new(real_config());
+    h.passive_open();
+    h.tcp
+        .set_user_timeout(h.conn(), Some(Duration::from_secs(3)));
+    h.send(&[1u8; 100]);
+    h.expect_now("P. 1:101(100) ack 1");
+    h.now += Duration::from_secs(2);
+    h.send(&[1u8; 100]);
+    h.inject(". 1:1(0) ack 101");
+    h.expect_now("P. 101:201(100) ack 1");
+    h.run_for(Duration::from_secs(2));
+    assert_eq!(
+        h.state(),
+        State::Established,
+        "2 s after progress: still alive"
+    );
+}
+
+/// RFC 4987 §3.6: with the SYN queue full, a SYN is answered by a stateless SYN cookie;
+/// the returning ACK creates the connection directly in ESTABLISHED with the MSS from
+/// the cookie's table (1400 → 1300) — and without timestamps no window scale or SACK.
+#[test]
+fn syn_cookie_when_the_syn_queue_is_full() {
+    let mut h = H::new(real_config());
+    let l = h.tcp.listen(h.us, 1).expect("listen");
+    h.listener = Some(l);
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    assert_eq!(h.tcp.connection_count(), 1);
+    // The queue (backlog 1) is full: the next client gets a cookie, and no TCB.
+    h.them = SocketAddrV4::new(THEM, 40001);
+    h.iss = None;
+    h.inject("S 0:0(0) win 65535 <mss 1400,sackOK,wscale 7>");
+    let synack = h.expect_now("S. 0:0(0) ack 1 <mss 1460>");
+    assert_eq!(synack.options.window_scale, None);
+    assert!(!synack.options.sack_permitted);
+    assert_eq!(h.tcp.connection_count(), 1);
+    assert_eq!(h.tcp.stats().syn_cookies_sent, 1);
+    h.inject("P. 1:11(10) ack 1 win 1000");
+    let c = h.tcp.accept(l).expect("the cookie connection is accepted");
+    h.conn = Some(c);
+    assert_eq!(h.state(), State::Established);
+    assert_eq!(h.tcp.send_mss(c), 1300);
+    assert_eq!(h.read_all(), pattern_range(0, 10));
+    h.expect(". 1:1(0) ack 11");
+    h.send(b"hi");
+    h.expect_now("P. 1:3(2) ack 11");
+    assert_eq!(h.tcp.stats().syn_cookies_validated, 1);
+}
+
+/// With timestamps the cookie keeps window scaling and SACK in the TSval's low bits.
+#[test]
+fn syn_cookie_keeps_wscale_and_sack_with_timestamps() {
+    let mut h = H::new(real_config());
+    let l = h.tcp.listen(h.us, 1).expect("listen");
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    h.them = SocketAddrV4::new(THEM, 40001);
+    h.iss = None;
+    h.inject("S 0:0(0) win 65535 <mss 1460,sackOK,TS val 5000 ecr 0,wscale 7>");
+    let synack = h.expect_now("S. 0:0(0) ack 1 <mss 1460,sackOK,TS val * ecr 5000,wscale 3>");
+    let (tsval, _) = synack.options.timestamps.expect("TS");
+    h.inject(&format!(". 1:1(0) ack 1 win 8 <TS val 5001 ecr {tsval}>"));
+    let c = h.tcp.accept(l).expect("accepted");
+    h.conn = Some(c);
+    assert_eq!(h.tcp.send_mss(c), 1448);
+    // The peer's window is scaled by 7: 8 << 7 = 1024 bytes may go out.
+    h.tcp.set_nodelay(c, true);
+    h.send(&[1u8; 3000]);
+    h.expect_now(". 1:1025(1024) ack 1 <TS val * ecr 5001>");
+    h.expect_nothing_now();
+    // SACK is on: out-of-order data is reported.
+    h.inject("P. 11:21(10) ack 1 win 8 <TS val 5002 ecr *>");
+    let ack = h.expect_now(". 1025:1025(0) ack 1");
+    assert_eq!(ack.options.sack_blocks.len(), 1);
+}
+
+/// A forged or stale cookie is refused with a RST.
+#[test]
+fn bad_syn_cookie_is_refused() {
+    let mut h = H::new(real_config()).absolute();
+    let l = h.tcp.listen(h.us, 1).expect("listen");
+    h.inject(". 100:100(0) ack 12345");
+    h.expect_now("R 12345:12345(0)");
+    assert!(h.tcp.accept(l).is_none());
+    assert_eq!(h.tcp.stats().syn_cookies_failed, 1);
+}
+
+/// Under a SYN flood (10,000 SYNs from random ports, backlog 16) a real client that
+/// completes its handshake still gets in, and no TCB is kept for the flood.
+#[test]
+fn syn_flood_does_not_lock_out_a_real_client() {
+    let mut h = H::new(real_config());
+    let l = h.tcp.listen(h.us, 16).expect("listen");
+    for i in 0..10_000u32 {
+        h.them = SocketAddrV4::new(
+            Ipv4Addr::new(10, 9, (i >> 8) as u8, i as u8),
+            1024 + (i % 60000) as u16,
+        );
+        let seg = h.build("S 0:0(0) win 65535 <mss 1460>");
+        h.inject_seg(&seg);
+        while h.tcp.poll_transmit(h.now).is_some() {}
+        if i % 100 == 0 {
+            h.now += ms(1);
+        }
+    }
+    assert!(
+        h.tcp.connection_count() <= 16,
+        "{}",
+        h.tcp.connection_count()
+    );
+    // The real client, in the middle of the flood.
+    h.them = SocketAddrV4::new(THEM, 40000);
+    h.iss = None;
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+    for i in 0..1000u32 {
+        let them = h.them;
+        h.them = SocketAddrV4::new(Ipv4Addr::new(10, 8, (i >> 8) as u8, i as u8), 2000);
+        let seg = h.build("S 0:0(0) win 65535 <mss 1460>");
+        h.inject_seg(&seg);
+        while h.tcp.poll_transmit(h.now).is_some() {}
+        h.them = them;
+    }
+    h.now += ms(50);
+    h.inject(". 1:1(0) ack 1");
+    let c = h.tcp.accept(l).expect("the real client got in");
+    h.conn = Some(c);
+    assert_eq!(h.state(), State::Established);
+    assert!(h.tcp.stats().syn_cookies_sent >= 10_000);
+}
+
+/// RFC 1337 (TIME-WAIT assassination, fix F1): an acceptable RST does not end TIME-WAIT
+/// early; the 2·MSL timer still runs to its end.
+#[test]
+fn rst_does_not_end_time_wait() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 1");
+    h.inject("F. 1:1(0) ack 2");
+    h.expect(". 2:2(0) ack 2");
+    assert_eq!(h.state(), State::TimeWait);
+    h.inject("R 2:2(0)");
+    assert_eq!(h.state(), State::TimeWait, "the RST was ignored");
+    h.run_for(Duration::from_millis(1900));
+    assert_eq!(h.state(), State::TimeWait);
+    h.run_for(Duration::from_millis(200));
+    assert_eq!(h.state(), State::Closed, "2·MSL (MSL 1 s) later");
 }

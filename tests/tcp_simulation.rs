@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use tunstack::tcp::{Config, ConnId, ListenerId, Segment, SeqNum, State, Tcp, TcpError};
+use tunstack::tcp::{
+    Config, CongestionAlgorithm, ConnId, ListenerId, Segment, SeqNum, State, Tcp, TcpError,
+};
 use tunstack::time::Instant;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -81,6 +83,12 @@ struct Scenario {
     client_isn_below_wrap: Option<u32>,
     /// Upper bound on virtual time.
     limit: Duration,
+    /// RFC 7323 timestamps on (the default). With heavy reordering PAWS drops original
+    /// segments that arrive after a (spurious) retransmission with a newer TSval moved
+    /// TS.Recent on (RFC 7323 §5.3 R1, as Linux does), which can cost a timeout.
+    timestamps: bool,
+    /// CUBIC (RFC 9438) instead of NewReno.
+    cubic: bool,
 }
 
 impl Scenario {
@@ -108,6 +116,8 @@ impl Scenario {
             client_isn_below_wrap: None,
             simultaneous_open: false,
             limit: Duration::from_secs(600),
+            timestamps: true,
+            cubic: false,
         }
     }
 
@@ -168,6 +178,8 @@ impl Scenario {
             client_isn_below_wrap: None,
             simultaneous_open: false,
             limit: Duration::from_secs(3600),
+            timestamps: r.random_bool(0.8),
+            cubic: r.random_bool(0.3),
         }
         .with_random_conns(&mut r)
     }
@@ -602,6 +614,12 @@ fn run(sc: &Scenario) -> Report {
         mss: sc.mss,
         tail_loss_probe: sc.tlp,
         msl: Duration::from_millis(500),
+        timestamps: sc.timestamps,
+        congestion: if sc.cubic {
+            CongestionAlgorithm::Cubic
+        } else {
+            CongestionAlgorithm::NewReno
+        },
         ..Config::default()
     };
     let start = start_time(sc, &config);
@@ -1003,6 +1021,7 @@ fn jitter_without_loss_causes_no_timeouts() {
     for seed in 40..44u64 {
         let sc = Scenario {
             jitter: Duration::from_millis(30),
+            timestamps: false,
             ..Scenario::clean(seed, mb() / 2)
         };
         let r = run(&sc);
@@ -1055,6 +1074,34 @@ fn window_scaling_long_fat_pipe() {
         };
         run(&sc);
     }
+}
+
+#[test]
+fn cubic_fills_a_lossy_long_fat_pipe() {
+    // 100 ms RTT, 20 MB/s, 0.5 % loss: after each loss NewReno regains one MSS per RTT,
+    // CUBIC grows back to W_max in K seconds and beyond; both deliver every byte.
+    let bytes = 4 * mb();
+    let mut times = Vec::new();
+    for cubic in [false, true] {
+        let sc = Scenario {
+            recv_buffer: 4 << 20,
+            delay: Duration::from_millis(50),
+            rate: Some(20_000_000),
+            queue: 2000,
+            loss: 0.005,
+            cubic,
+            ..Scenario::clean(15, bytes)
+        };
+        times.push(run(&sc).transfer_time);
+    }
+    eprintln!(
+        "4 MiB each way: NewReno {:?}, CUBIC {:?}",
+        times[0], times[1]
+    );
+    assert!(
+        times[1] <= times[0] + times[0] / 5,
+        "CUBIC much slower than NewReno: {times:?}"
+    );
 }
 
 #[test]

@@ -27,6 +27,12 @@ impl Transport for TcpStream {
 impl Acceptor for TcpListener {
     type Stream = TcpStream;
     fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        TcpListener::accept(self)
+        let (stream, peer) = TcpListener::accept(self)?;
+        // The server writes a response's head and body separately; with Nagle the body
+        // would wait for the ACK of the head, which a delayed-ACK client holds back for
+        // up to 40-200 ms on every keep-alive request. Responses are written in large
+        // pieces anyway, so Nagle has nothing to coalesce here (nginx does the same).
+        stream.set_nodelay(true)?;
+        Ok((stream, peer))
     }
 }

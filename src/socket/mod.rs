@@ -348,9 +348,41 @@ impl TcpStream {
         Ok(())
     }
 
-    /// Nagle's algorithm is not implemented yet (segments go out as soon as the window
-    /// allows), so this only records nothing and succeeds, as the effect already holds.
-    pub fn set_nodelay(&self, _nodelay: bool) -> io::Result<()> {
+    /// `true` turns Nagle's algorithm off (RFC 1122 §4.2.3.4, like `TCP_NODELAY`): a small
+    /// write goes out at once even while earlier data is unacknowledged. Nagle is on by
+    /// default (`tcp::Config::nodelay`).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.inner
+            .stack
+            .lock()
+            .tcp_mut()
+            .set_nodelay(self.inner.id, nodelay);
+        self.inner.stack.wake();
+        Ok(())
+    }
+
+    /// Keep-alive probes (RFC 1122 §4.2.3.6) after `idle` without traffic, every
+    /// `interval`, giving up after `count` unanswered ones (reads and writes then fail
+    /// with `TimedOut`); `None` turns them off (the default).
+    pub fn set_keepalive(&self, keepalive: Option<crate::tcp::KeepaliveConfig>) -> io::Result<()> {
+        self.inner
+            .stack
+            .lock()
+            .tcp_mut()
+            .set_keepalive(self.inner.id, keepalive);
+        self.inner.stack.wake();
+        Ok(())
+    }
+
+    /// The user timeout (RFC 5482, like `TCP_USER_TIMEOUT`): the connection fails with
+    /// `TimedOut` once sent data stays unacknowledged this long; `None` for the default.
+    pub fn set_user_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner
+            .stack
+            .lock()
+            .tcp_mut()
+            .set_user_timeout(self.inner.id, timeout);
+        self.inner.stack.wake();
         Ok(())
     }
 

@@ -16,7 +16,41 @@
 //!    +------------------------------------------------------> time
 //! ```
 
+use std::time::Duration;
+
 use super::seq::SeqNum;
+use crate::time::Instant;
+
+/// Which congestion-avoidance rule the controller follows (`tcp::Config::congestion`).
+/// Slow start, fast retransmit / NewReno recovery and the RTO response are shared.
+#[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]
+pub enum Algorithm {
+    /// RFC 5681 congestion avoidance (one MSS per RTT), halving on loss.
+    #[default]
+    NewReno,
+    /// CUBIC (RFC 9438): cwnd follows a cubic function of the time since the last
+    /// reduction, reduces by β = 0.7, and is never slower than Reno would be.
+    Cubic,
+}
+
+/// RFC 9438 §4.6 multiplicative decrease factor.
+const CUBIC_BETA: f64 = 0.7;
+/// RFC 9438 §5.1 C, in segments per second cubed.
+const CUBIC_C: f64 = 0.4;
+
+/// CUBIC's state (RFC 9438 §4.1), windows in bytes.
+#[derive(Clone, Debug, Default)]
+struct Cubic {
+    /// W_max: the window just before the last reduction.
+    w_max: f64,
+    /// Start of the current congestion-avoidance epoch, and K (seconds) for it.
+    epoch: Option<(Instant, f64)>,
+    /// W_est, the Reno-friendly window estimate (§4.3).
+    w_est: f64,
+    /// The clock and RTT of the ACK being processed.
+    now: Instant,
+    srtt: Duration,
+}
 
 /// What the connection must do after the controller saw an ACK.
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
@@ -43,6 +77,8 @@ pub struct NewReno {
     /// when recovery began.
     recover: SeqNum,
     in_recovery: bool,
+    /// Some when the CUBIC rule is selected.
+    cubic: Option<Cubic>,
 }
 
 impl NewReno {
@@ -59,6 +95,87 @@ impl NewReno {
             dup_acks: 0,
             recover: iss,
             in_recovery: false,
+            cubic: None,
+        }
+    }
+
+    /// Select the congestion-avoidance rule.
+    pub fn set_algorithm(&mut self, algorithm: Algorithm) {
+        self.cubic = (algorithm == Algorithm::Cubic).then(Cubic::default);
+    }
+
+    /// The rule in use.
+    pub fn algorithm(&self) -> Algorithm {
+        if self.cubic.is_some() {
+            Algorithm::Cubic
+        } else {
+            Algorithm::NewReno
+        }
+    }
+
+    /// Tell the controller the time and smoothed RTT before an ACK (CUBIC grows with time).
+    pub fn set_clock(&mut self, now: Instant, srtt: Option<Duration>) {
+        if let Some(c) = self.cubic.as_mut() {
+            c.now = now;
+            c.srtt = srtt.unwrap_or(Duration::from_millis(100));
+        }
+    }
+
+    /// A congestion event: the new ssthresh from `flight` (RFC 5681: flight/2; RFC 9438
+    /// §4.6: cwnd·β), remembering W_max for CUBIC (with §4.7 fast convergence).
+    fn reduce(&mut self, flight: u32) -> u32 {
+        let min = 2 * self.mss;
+        let cwnd = self.cwnd;
+        match self.cubic.as_mut() {
+            None => (flight / 2).max(min),
+            Some(c) => {
+                let w = f64::from(cwnd);
+                c.w_max = if w < c.w_max {
+                    w * (1.0 + CUBIC_BETA) / 2.0
+                } else {
+                    w
+                };
+                c.epoch = None;
+                ((f64::from(flight) * CUBIC_BETA) as u32).max(min)
+            }
+        }
+    }
+
+    /// CUBIC congestion avoidance for `acked` bytes (RFC 9438 §4.2 - §4.4).
+    fn cubic_avoidance(&mut self, acked: u32) {
+        let mss = f64::from(self.mss);
+        let cwnd = f64::from(self.cwnd);
+        let Some(c) = self.cubic.as_mut() else {
+            return;
+        };
+        let (start, k) = match c.epoch {
+            Some(e) => e,
+            None => {
+                // A new epoch (§4.2): K = cbrt((W_max − cwnd) / C) in segments; with no
+                // reduction yet (cwnd above W_max) the curve starts here (K = 0).
+                c.w_max = c.w_max.max(cwnd);
+                c.w_est = cwnd;
+                let k = ((c.w_max - cwnd) / mss / CUBIC_C).cbrt();
+                c.epoch = Some((c.now, k));
+                (c.now, k)
+            }
+        };
+        // §4.2: the target one RTT ahead.
+        let t = c.now.saturating_duration_since(start).as_secs_f64() + c.srtt.as_secs_f64();
+        let w_cubic = CUBIC_C * (t - k).powi(3) * mss + c.w_max;
+        // §4.3 Reno-friendly region: α = 3(1 − β)/(1 + β) segments per RTT.
+        let alpha = 3.0 * (1.0 - CUBIC_BETA) / (1.0 + CUBIC_BETA);
+        c.w_est += alpha * mss * f64::from(acked) / cwnd.max(1.0);
+        let new = if w_cubic < c.w_est {
+            c.w_est
+        } else {
+            // §4.4: grow by (target − cwnd)/cwnd per segment acknowledged, target capped
+            // at 1.5·cwnd.
+            let target = w_cubic.clamp(cwnd, 1.5 * cwnd);
+            cwnd + (target - cwnd) / cwnd.max(1.0) * f64::from(acked)
+        };
+        if new.is_finite() {
+            self.cwnd = new.clamp(cwnd, f64::from(u32::MAX / 2)) as u32;
         }
     }
 
@@ -112,6 +229,8 @@ impl NewReno {
         if self.cwnd < self.ssthresh {
             // RFC 5681 §3.1 slow start (with RFC 3465 L = 2·SMSS).
             self.cwnd = self.cwnd.saturating_add(acked.min(2 * self.mss));
+        } else if self.cubic.is_some() {
+            self.cubic_avoidance(acked);
         } else {
             // Congestion avoidance: about one MSS per RTT.
             self.bytes_acked = self.bytes_acked.saturating_add(acked);
@@ -158,7 +277,7 @@ impl NewReno {
             // `recover`, so that a loss after a timeout does not start a second reduction.
             // (`recover` starts at the ISS, so a lost first data segment still counts.)
             if snd_una.gt(self.recover) || sack_lost {
-                self.ssthresh = (flight / 2).max(2 * self.mss);
+                self.ssthresh = self.reduce(flight);
                 self.cwnd = self.ssthresh.saturating_add(3 * self.mss);
                 self.recover = snd_max;
                 self.in_recovery = true;
@@ -171,7 +290,7 @@ impl NewReno {
     /// The retransmission timer expired with `flight` bytes outstanding (RFC 5681 §3.1,
     /// equation 4; RFC 6582 §3.2 step 4).
     pub fn on_timeout(&mut self, flight: u32, snd_max: SeqNum) {
-        self.ssthresh = (flight / 2).max(2 * self.mss);
+        self.ssthresh = self.reduce(flight);
         self.cwnd = self.mss;
         self.bytes_acked = 0;
         self.dup_acks = 0;
@@ -200,6 +319,39 @@ mod tests {
         cc.on_timeout(20_000, SeqNum(5000));
         assert_eq!(cc.cwnd(), 1000);
         assert_eq!(cc.ssthresh(), 10_000);
+    }
+
+    #[test]
+    fn cubic_reduces_by_beta_and_regrows_to_w_max_in_k_seconds() {
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        cc.set_algorithm(Algorithm::Cubic);
+        let t0 = Instant::from_secs(100);
+        let rtt = Some(Duration::from_millis(10));
+        // Slow start to 100 segments, then a loss.
+        cc.set_clock(t0, rtt);
+        for i in 0..90u32 {
+            cc.on_ack(SeqNum(1 + i * 1000), 1000, 0);
+        }
+        assert_eq!(cc.cwnd(), 100_000);
+        cc.on_timeout(100_000, SeqNum(200_000));
+        assert_eq!(cc.ssthresh(), 70_000, "β = 0.7");
+        // Back in congestion avoidance at ssthresh: K = cbrt(30 / 0.4) ≈ 4.2 s to W_max.
+        cc.cwnd = 70_000;
+        let mut now = t0;
+        let mut at_w_max = None;
+        for step in 0..1000u32 {
+            now += Duration::from_millis(10);
+            cc.set_clock(now, rtt);
+            let w = cc.cwnd();
+            cc.on_ack(SeqNum(step), w / 10, w);
+            if at_w_max.is_none() && cc.cwnd() >= 99_000 {
+                at_w_max = Some(now.saturating_duration_since(t0));
+            }
+        }
+        // W(t) = C·(t − K)³ + W_max is within one segment of W_max from t ≈ K − 1.4 s.
+        let t = at_w_max.expect("cwnd regrows to W_max").as_secs_f64();
+        assert!((2.5..4.5).contains(&t), "W_max reached after {t} s");
+        assert!(cc.cwnd() > 100_000, "then probes beyond it");
     }
 
     #[test]

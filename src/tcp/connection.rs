@@ -37,7 +37,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use super::congestion::{AckAction, NewReno};
-use super::endpoint::{Config, TcpError, TcpStats};
+use super::endpoint::{Config, KeepaliveConfig, TcpError, TcpStats};
 use super::events::TcpEventKind;
 use super::recv_buf::RecvBuffer;
 use super::rto::RttEstimator;
@@ -77,6 +77,40 @@ const TLP_MIN: Duration = Duration::from_millis(10);
 
 /// At most this many immediate (duplicate) ACKs are owed at once.
 const MAX_ACKS_OWED: u32 = 8;
+
+/// Bytes of the timestamps option as sent on every segment (NOP, NOP, kind, length,
+/// TSval, TSecr): the send MSS shrinks by this much when timestamps are on (RFC 7323
+/// §3.2, RFC 6691).
+pub const TS_OPTION_LEN: u16 = 12;
+
+/// RFC 7323 §5.5: a TS.Recent older than 24 days is invalid (the peer's timestamp
+/// clock may have wrapped its sign bit meanwhile at 1 ms per tick).
+pub const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// The timestamp clock of a connection: our millisecond clock plus a per-connection
+/// offset derived from the ISS (RFC 7323 §5.4 / Linux's `tsoffset`: TSvals of different
+/// connections are not comparable, so they do not reveal the host's uptime).
+pub fn ts_clock(now: Instant, iss: SeqNum) -> u32 {
+    let offset = iss.0.rotate_left(11) ^ 0x9e37_79b9;
+    (now.total_millis() as u32).wrapping_add(offset)
+}
+
+/// The window field of a SYN-ACK (never scaled, RFC 7323 §2.2).
+pub(crate) fn ack_window_offer(config: &Config) -> u16 {
+    config.recv_buffer.clamp(1, MAX_WINDOW) as u16
+}
+
+/// The window scale shift we offer (RFC 7323 §2.2): only when the receive buffer is
+/// larger than 65535 bytes; the smallest shift that lets the window cover it.
+pub(crate) fn wscale_offer(config: &Config) -> Option<u8> {
+    (config.recv_buffer > MAX_WINDOW).then(|| {
+        let mut shift = 0u8;
+        while shift < MAX_WSCALE && (config.recv_buffer >> shift) > MAX_WINDOW {
+            shift += 1;
+        }
+        shift
+    })
+}
 
 /// Who holds a connection, which decides when its TCB may be freed.
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
@@ -268,6 +302,37 @@ pub(crate) struct Connection {
     max_retransmits: u32,
     syn_retries: u32,
 
+    /// Timestamps are offered (config) and in effect (both SYNs carried TSopt).
+    ts_offer: bool,
+    ts_ok: bool,
+    /// RFC 7323 §4.3 TS.Recent: the timestamp to echo, and when it was recorded.
+    ts_recent: u32,
+    ts_recent_at: Instant,
+    /// RFC 7323 §4.3 Last.ACK.sent: the ACK field of the last segment we sent.
+    last_ack_sent: SeqNum,
+    /// The time of the poll in progress (stamps TSval on outgoing segments).
+    clock: Instant,
+
+    /// Delayed ACKs (RFC 1122 §4.2.3.2): the longest delay, the timer, the in-order bytes
+    /// received since the last ACK, and the largest segment received (Linux `rcv_mss`).
+    delack: Duration,
+    delack_deadline: Option<Instant>,
+    unacked_bytes: u32,
+    rcv_mss: u32,
+    /// Nagle's algorithm off (`TCP_NODELAY`).
+    nodelay: bool,
+
+    /// Keep-alive (RFC 1122 §4.2.3.6): parameters, the timer, probes sent without answer,
+    /// and a probe to send now.
+    keepalive: Option<KeepaliveConfig>,
+    ka_deadline: Option<Instant>,
+    ka_probes: u32,
+    ka_probe_due: bool,
+    /// RFC 5482 / RFC 9293 §3.8.3 user timeout, and since when sent data has been waiting
+    /// for an acknowledgment without progress.
+    user_timeout: Option<Duration>,
+    stall_since: Option<Instant>,
+
     /// Queue [`TcpEventKind`]s for the trace view (set by the endpoint).
     pub trace: bool,
     /// Events not yet taken by the endpoint.
@@ -284,13 +349,7 @@ impl Connection {
         passive: bool,
     ) -> Connection {
         let local_mss = config.mss.max(1);
-        let wscale_offer = (config.recv_buffer > MAX_WINDOW).then(|| {
-            let mut shift = 0u8;
-            while shift < MAX_WSCALE && (config.recv_buffer >> shift) > MAX_WINDOW {
-                shift += 1;
-            }
-            shift
-        });
+        let wscale_offer = wscale_offer(config);
         let recv_cap = if wscale_offer.is_some() {
             config.recv_buffer.min(MAX_WINDOW << MAX_WSCALE)
         } else {
@@ -344,7 +403,11 @@ impl Connection {
             lost_again: VecDeque::new(),
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
-            cc: NewReno::new(local_mss.min(DEFAULT_PEER_MSS), iss),
+            cc: {
+                let mut cc = NewReno::new(local_mss.min(DEFAULT_PEER_MSS), iss);
+                cc.set_algorithm(config.congestion);
+                cc
+            },
             rtx_deadline: None,
             tlp_deadline: None,
             tlp_pending: false,
@@ -362,6 +425,23 @@ impl Connection {
             rto_max: config.rto_max,
             max_retransmits: config.max_retransmits,
             syn_retries: config.syn_retries,
+            ts_offer: config.timestamps,
+            ts_ok: false,
+            ts_recent: 0,
+            ts_recent_at: Instant::ZERO,
+            last_ack_sent: SeqNum(0),
+            clock: Instant::ZERO,
+            delack: config.delayed_ack,
+            delack_deadline: None,
+            unacked_bytes: 0,
+            rcv_mss: u32::from(local_mss.min(DEFAULT_PEER_MSS)),
+            nodelay: config.nodelay,
+            keepalive: None,
+            ka_deadline: None,
+            ka_probes: 0,
+            ka_probe_due: false,
+            user_timeout: None,
+            stall_since: None,
             trace: false,
             trace_events: Vec::new(),
         }
@@ -388,11 +468,14 @@ impl Connection {
         iss: SeqNum,
         seg: &Segment,
         config: &Config,
+        now: Instant,
     ) -> Connection {
         let mut c = Connection::new(local, remote, iss, config, State::SynReceived, true);
         c.rcv.irs = seg.seq;
         c.rcv.nxt = seg.seq + 1;
         c.rcv.adv = c.rcv.nxt;
+        c.last_ack_sent = c.rcv.nxt;
+        c.negotiate_ts(seg, now);
         c.set_peer_mss(seg.options.mss);
         c.sack_ok = seg.options.sack_permitted;
         c.negotiate_wscale(seg.options.window_scale);
@@ -402,6 +485,60 @@ impl Connection {
         c.snd.wl2 = iss;
         log::debug!("{local} ↔ {remote}: LISTEN → SYN-RECEIVED on SYN");
         c
+    }
+
+    /// A connection created from a validated SYN cookie (RFC 4987 §3.6): the handshake is
+    /// complete (ESTABLISHED) with the options the cookie preserved. `ack` is the
+    /// handshake's final ACK; the caller then processes it as a normal segment.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_cookie(
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNum,
+        ack: &Segment,
+        mss: u16,
+        wscale: Option<u8>,
+        sack: bool,
+        config: &Config,
+        now: Instant,
+    ) -> Connection {
+        let mut c = Connection::new(local, remote, iss, config, State::Established, true);
+        c.rcv.irs = ack.seq - 1;
+        c.rcv.nxt = ack.seq;
+        c.rcv.adv = ack.seq + u32::from(ack_window_offer(config));
+        c.last_ack_sent = c.rcv.nxt;
+        c.snd.una = iss + 1;
+        c.snd.nxt = iss + 1;
+        c.snd.max = iss + 1;
+        c.syn_acked = true;
+        c.high_rxt = c.snd.una;
+        c.negotiate_ts(ack, now);
+        c.set_peer_mss(Some(mss));
+        c.sack_ok = sack;
+        c.negotiate_wscale(wscale);
+        // The window arrives with the ACK itself (processed next): make it pass the
+        // window-update test.
+        c.snd.wl1 = ack.seq - 1;
+        c.snd.wl2 = iss;
+        c.last_ack_rx = now;
+        c.cc = NewReno::new(c.send_mss, iss + 1);
+        c.cc.set_algorithm(config.congestion);
+        log::debug!("{local} ↔ {remote}: LISTEN → ESTABLISHED on a valid SYN cookie");
+        c
+    }
+
+    /// RFC 7323 §3.2: timestamps are in effect if we offer them and the peer's SYN (or
+    /// SYN-ACK) carries TSopt; TS.Recent starts at its TSval. The send MSS then leaves
+    /// room for the option (call before `set_peer_mss`).
+    fn negotiate_ts(&mut self, seg: &Segment, now: Instant) {
+        match seg.options.timestamps {
+            Some((val, _)) if self.ts_offer => {
+                self.ts_ok = true;
+                self.ts_recent = val;
+                self.ts_recent_at = now;
+            }
+            _ => self.ts_ok = false,
+        }
     }
 
     /// RFC 7323 §2.2: window scaling applies only if both SYNs carry the option.
@@ -431,6 +568,11 @@ impl Connection {
         // RFC 9293 §3.7.1: without the option assume 536; never exceed our own.
         let peer = mss.unwrap_or(DEFAULT_PEER_MSS).max(1);
         self.send_mss = self.local_mss.min(peer);
+        if self.ts_ok {
+            // RFC 6691: the MSS counts data only; the 12 option bytes on every segment
+            // come out of it.
+            self.send_mss = self.send_mss.saturating_sub(TS_OPTION_LEN).max(1);
+        }
         self.cc.set_mss(self.send_mss);
     }
 
@@ -445,6 +587,9 @@ impl Connection {
             self.rxt_deadline,
             self.persist_deadline,
             self.close_deadline,
+            self.delack_deadline,
+            self.ka_deadline,
+            self.user_timeout_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -499,6 +644,55 @@ impl Connection {
     /// When TIME-WAIT (or the orphan FIN-WAIT-2 timer) ends.
     pub fn close_deadline(&self) -> Option<Instant> {
         self.close_deadline
+    }
+
+    /// Turn Nagle's algorithm off (`true`) or on (RFC 1122 §4.2.3.4).
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.nodelay = nodelay;
+    }
+
+    /// Keep-alive on or off (RFC 1122 §4.2.3.6). The first probe goes out `idle` after
+    /// the last segment received.
+    pub fn set_keepalive(&mut self, ka: Option<KeepaliveConfig>) {
+        self.keepalive = ka;
+        self.ka_probes = 0;
+        self.ka_probe_due = false;
+        self.ka_deadline = match ka {
+            Some(k) if self.state != State::Closed && self.state != State::TimeWait => {
+                Some(self.last_ack_rx + k.idle)
+            }
+            _ => None,
+        };
+    }
+
+    /// The user timeout (RFC 5482, RFC 9293 §3.8.3): how long sent data may stay
+    /// unacknowledged before the connection is given up. None: only `max_retransmits`.
+    pub fn set_user_timeout(&mut self, timeout: Option<Duration>) {
+        self.user_timeout = timeout;
+    }
+
+    fn user_timeout_deadline(&self) -> Option<Instant> {
+        Some(self.stall_since? + self.user_timeout?)
+    }
+
+    /// The peer showed it is alive: restart the keep-alive idle period.
+    fn keepalive_heard(&mut self, now: Instant) {
+        self.ka_probes = 0;
+        if let Some(k) = self.keepalive {
+            self.ka_deadline = Some(now + k.idle);
+        }
+    }
+
+    /// In-order data arrived: ACK at once every second full-sized segment, otherwise
+    /// within the delayed-ACK timeout (RFC 1122 §4.2.3.2, RFC 5681 §4.2).
+    fn ack_in_order_data(&mut self, len: u32, now: Instant) {
+        self.rcv_mss = self.rcv_mss.max(len).min(u32::from(self.local_mss));
+        self.unacked_bytes = self.unacked_bytes.saturating_add(len);
+        if self.delack.is_zero() || self.unacked_bytes > self.rcv_mss {
+            self.ack_needed = true;
+        } else if self.delack_deadline.is_none() {
+            self.delack_deadline = Some(now + self.delack);
+        }
     }
 
     /// Leave TIME-WAIT early because a new connection reuses the 4-tuple (RFC 6191).
@@ -559,8 +753,15 @@ impl Connection {
                 self.acks_owed = 0;
                 self.retransmit_una = false;
                 self.probe_needed = false;
+                self.delack_deadline = None;
+                self.ka_deadline = None;
+                self.ka_probe_due = false;
+                self.stall_since = None;
             }
             State::TimeWait => {
+                self.ka_deadline = None;
+                self.ka_probe_due = false;
+                self.stall_since = None;
                 self.rtx_deadline = None;
                 self.rxt_deadline = None;
                 self.tlp_deadline = None;
@@ -830,9 +1031,12 @@ impl Connection {
         self.rcv.irs = seg.seq;
         self.rcv.nxt = seg.seq + 1;
         self.rcv.adv = self.rcv.nxt;
+        self.last_ack_sent = self.rcv.nxt;
+        self.negotiate_ts(seg, now);
         self.set_peer_mss(seg.options.mss);
         self.sack_ok = seg.options.sack_permitted;
         self.negotiate_wscale(seg.options.window_scale);
+        self.last_ack_rx = now;
         self.snd.wnd = u32::from(seg.window);
         self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
         self.snd.wl1 = seg.seq;
@@ -872,6 +1076,30 @@ impl Connection {
             // is old news, the ACK is what matters.
             seq += 1;
             syn = false;
+        }
+
+        // RFC 7323 §5.3 R1 (PAWS), before the sequence number check: a segment whose
+        // TSval is older than TS.Recent is an old duplicate, even if its sequence
+        // numbers look fine (they may have wrapped). RSTs are exempt (§5.3 R1, end).
+        let tsval = seg.options.timestamps.map(|(val, _)| val);
+        if let (true, Some(val), false) = (self.ts_ok, tsval, seg.flags.rst) {
+            if (val.wrapping_sub(self.ts_recent) as i32) < 0 {
+                if now.saturating_duration_since(self.ts_recent_at) > PAWS_IDLE {
+                    // §5.5: idle for more than 24 days: TS.Recent is invalid, not the
+                    // segment.
+                    self.ts_recent = val;
+                    self.ts_recent_at = now;
+                } else {
+                    stats.paws_rejected += 1;
+                    if seg.payload.is_empty() && !fin {
+                        self.ack_rate_limited(now, stats);
+                    } else {
+                        self.ack_now();
+                    }
+                    self.drop_segment(stats, "PAWS: timestamp older than TS.Recent");
+                    return;
+                }
+            }
         }
 
         // First: sequence number check (§3.10.7.4, the four cases).
@@ -940,12 +1168,28 @@ impl Connection {
             fin = false;
         }
 
+        // RFC 7323 §4.3 (2): remember the TSval of an acceptable segment that starts at or
+        // before the ACK we last sent (so a delayed ACK echoes the earliest timestamp).
+        if let (true, Some(val)) = (self.ts_ok, tsval) {
+            if seg.seq.le(self.last_ack_sent) && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                self.ts_recent = val;
+                self.ts_recent_at = now;
+            }
+        }
+
         // Second: the RST bit (RFC 5961 §3.2: only an exact match resets, any other
         // in-window RST gets a challenge ACK).
         if seg.flags.rst {
             if seg.seq != rcv_nxt {
                 self.ack_rate_limited(now, stats);
                 self.drop_segment(stats, "RST not at RCV.NXT (challenge ACK)");
+                return;
+            }
+            if self.state == State::TimeWait {
+                // RFC 1337 ("TIME-WAIT assassination hazards", fix F1): a RST must not cut
+                // TIME-WAIT short, or an old duplicate could later be taken for part of a
+                // new incarnation of the connection. (Linux leaves this off by default.)
+                self.drop_segment(stats, "RST in TIME-WAIT (RFC 1337)");
                 return;
             }
             stats.resets_received += 1;
@@ -1005,6 +1249,7 @@ impl Connection {
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
         self.probes_unanswered = 0;
         self.last_ack_rx = now;
+        self.keepalive_heard(now);
         if self.state == State::TimeWait {
             // Nothing else can legitimately arrive; a retransmitted FIN was handled above.
             if fin {
@@ -1128,6 +1373,12 @@ impl Connection {
         if self.snd.nxt.lt(ack) {
             self.snd.nxt = ack;
         }
+        // RFC 7323 §4 RTTM would take a sample from every ACK's TSecr. We do not: with
+        // data flowing both ways the echo can be stale (TS.Recent only moves with
+        // in-sequence segments, §4.3) and such samples inflated the RTO to its maximum in
+        // the lossy simulation (tests/tcp_simulation.rs seeds 1000, 1017). The RTT is
+        // timed per flight with Karn's rule instead; timestamps serve PAWS and are echoed
+        // for the peer's RTTM. (Linux likewise prefers its own per-segment timing.)
         // RFC 6298 with Karn's rule: only a segment never retransmitted is timed.
         if let Some((end, sent)) = self.rtt_sample {
             if ack.ge(end) {
@@ -1146,6 +1397,8 @@ impl Connection {
         } else {
             Some(now + self.rtt.rto())
         };
+        // Progress: the user timeout restarts (RFC 5482).
+        self.stall_since = (self.snd.una != self.snd.max).then_some(now);
         // A new ACK ends the tail-loss episode (RFC 8985 §7.3).
         self.tlp_sent = false;
         self.tlp_deadline = None;
@@ -1157,6 +1410,7 @@ impl Connection {
             }
         }
         let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
+        self.cc.set_clock(now, self.rtt.srtt());
         if self.state.is_synchronized()
             && self.cc.on_ack(ack, total, flight) == AckAction::Retransmit
             && flight > 0
@@ -1233,7 +1487,7 @@ impl Connection {
                         // ACK, and so does data that fills a gap.
                         self.ack_now();
                     } else {
-                        self.ack_needed = true;
+                        self.ack_in_order_data(advanced as u32, now);
                     }
                 }
             } else {
@@ -1286,6 +1540,37 @@ impl Connection {
             }
             return;
         }
+        if self
+            .user_timeout_deadline()
+            .is_some_and(|d| d <= now && self.state != State::TimeWait)
+        {
+            // RFC 5482 / RFC 9293 §3.8.3: sent data went unacknowledged for the user
+            // timeout: give up (with a RST if the peer may still hold state).
+            stats.timeouts += 1;
+            if self.state.is_synchronized() || self.state == State::SynReceived {
+                let seq = self.snd.max;
+                self.queue_rst(seq, None);
+                stats.resets_sent += 1;
+            }
+            let err =
+                (!self.passive || self.state != State::SynReceived).then_some(TcpError::TimedOut);
+            self.fail(err, "user timeout");
+            return;
+        }
+        if self.delack_deadline.is_some_and(|d| d <= now) {
+            self.delack_deadline = None;
+            if self.unacked_bytes > 0 {
+                stats.delayed_acks += 1;
+                self.ack_needed = true;
+            }
+        }
+        if self.ka_deadline.is_some_and(|d| d <= now) {
+            self.ka_deadline = None;
+            self.on_keepalive_timeout(now, stats);
+            if self.state == State::Closed {
+                return;
+            }
+        }
         if self.rtx_deadline.is_some_and(|d| d <= now) {
             self.rtx_deadline = None;
             self.on_retransmit_timeout(now, stats);
@@ -1315,6 +1600,37 @@ impl Connection {
             self.persist_backoff = (self.persist_backoff + 1).min(16);
             self.persist_deadline = Some(now + self.persist_interval());
         }
+    }
+
+    /// RFC 1122 §4.2.3.6: after `idle` without hearing from the peer, and only while
+    /// nothing is outstanding (otherwise retransmissions do the probing), send a probe
+    /// with SEG.SEQ = SND.UNA − 1 — an old sequence number the peer must answer with an
+    /// ACK. `count` unanswered probes end the connection.
+    fn on_keepalive_timeout(&mut self, now: Instant, stats: &mut TcpStats) {
+        let Some(k) = self.keepalive else {
+            return;
+        };
+        let idle_state = matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait2
+        );
+        if !idle_state || self.snd.una != self.snd.max {
+            self.ka_probes = 0;
+            self.ka_deadline = Some(now + k.idle);
+            return;
+        }
+        if self.ka_probes >= k.count {
+            stats.timeouts += 1;
+            let seq = self.snd.max;
+            self.queue_rst(seq, None);
+            stats.resets_sent += 1;
+            self.fail(Some(TcpError::TimedOut), "keep-alive probes unanswered");
+            return;
+        }
+        self.ka_probes += 1;
+        self.ka_probe_due = true;
+        stats.keepalive_probes += 1;
+        self.ka_deadline = Some(now + k.interval);
     }
 
     fn persist_interval(&self) -> Duration {
@@ -1617,6 +1933,14 @@ impl Connection {
         if flags.ack && self.sack_ok && self.recv_buf.has_out_of_order() {
             options.sack_blocks = self.sack_blocks();
         }
+        if self.ts_ok {
+            // RFC 7323 §3.2: once negotiated, TSopt goes on every segment but RSTs;
+            // TSecr echoes TS.Recent.
+            options.timestamps = Some((ts_clock(self.clock, self.snd.iss), self.ts_recent));
+        }
+        if flags.ack {
+            self.last_ack_sent = self.rcv.nxt;
+        }
         Segment {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
@@ -1700,13 +2024,19 @@ impl Connection {
                 self.schedule_tlp(now);
             }
         }
+        if len > 0 && self.stall_since.is_none() {
+            self.stall_since = Some(now);
+        }
         // Every segment carries the current ACK.
         self.ack_needed = false;
         self.acks_owed = self.acks_owed.saturating_sub(1);
+        self.delack_deadline = None;
+        self.unacked_bytes = 0;
     }
 
     /// The next segment this connection wants to send, if any.
     pub fn poll_transmit(&mut self, now: Instant, stats: &mut TcpStats) -> Option<Segment> {
+        self.clock = now;
         match self.state {
             State::Closed | State::Listen => None,
             State::SynSent | State::SynReceived => self.poll_handshake(now, stats),
@@ -1731,6 +2061,11 @@ impl Connection {
         // SYN, and accept it on the SYN-ACK only if the peer offered it.
         seg.options.mss = Some(self.local_mss);
         seg.options.sack_permitted = self.state == State::SynSent || self.sack_ok;
+        // RFC 7323 §3.2: offer TSopt on the SYN (TSecr 0); the SYN-ACK carries it only if
+        // the SYN did (base_segment adds it then).
+        if self.state == State::SynSent && self.ts_offer {
+            seg.options.timestamps = Some((ts_clock(now, self.snd.iss), 0));
+        }
         // RFC 7323 §2.2: offer window scaling on a SYN; answer it on the SYN-ACK.
         seg.options.window_scale = if self.state == State::SynSent {
             self.wscale_offer
@@ -1855,11 +2190,14 @@ impl Connection {
             let usable = wnd.saturating_sub(in_flight) as usize;
             let unsent = self.data_end().diff(self.snd.nxt).max(0) as usize;
             let len = unsent.min(usable).min(mss);
-            // Sender SWS avoidance (RFC 9293 §3.8.6.2.1), without Nagle: a full segment,
-            // all that is queued, half the largest window, or nothing in flight.
-            let sws_ok =
-                len == mss || len == unsent || len as u32 * 2 >= self.snd.max_wnd || in_flight == 0;
+            // Sender SWS avoidance (RFC 9293 §3.8.6.2.1) and Nagle (RFC 1122 §4.2.3.4):
+            // a full segment, half the largest window, or nothing in flight; the last
+            // piece of queued data while data is in flight only with Nagle off — or
+            // when the FIN follows it (nothing more will come to fill the segment).
             let fin_due = self.fin_queued && !self.fin_acked && self.snd.nxt == self.data_end();
+            let tail_ok = len == unsent && (self.nodelay || self.fin_queued);
+            let sws_ok =
+                len == mss || tail_ok || len as u32 * 2 >= self.snd.max_wnd || in_flight == 0;
             if (len > 0 && sws_ok) || (unsent == 0 && fin_due) {
                 let nxt = self.snd.nxt;
                 let seg = self.data_segment(nxt, len);
@@ -1890,6 +2228,18 @@ impl Connection {
                 self.on_sent(seq, 0, now, stats);
                 stats.window_probes += 1;
                 self.probes_unanswered = self.probes_unanswered.saturating_add(1);
+                return Some(seg);
+            }
+        }
+
+        if self.ka_probe_due {
+            self.ka_probe_due = false;
+            if self.snd.una == self.snd.max {
+                // RFC 1122 §4.2.3.6: SEG.SEQ = SND.NXT − 1, no data (some stacks need one
+                // garbage byte; RFC 1122 says an implementation SHOULD NOT need it).
+                let seq = self.snd.una - 1;
+                let seg = self.base_segment(seq, Flags::ACK);
+                self.on_sent(seq, 0, now, stats);
                 return Some(seg);
             }
         }

@@ -27,11 +27,12 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::connection::{Connection, Owner};
+use super::connection::{ack_window_offer, ts_clock, wscale_offer, Connection, Owner};
 use super::events::{TcpEvent, TcpEventKind};
 use super::segment::{Flags, Segment};
 use super::seq::SeqNum;
 use super::state::State;
+use super::syncookie;
 use crate::time::Instant;
 
 /// First ephemeral port (RFC 6335 §6 dynamic range).
@@ -68,6 +69,34 @@ pub struct Config {
     /// Send tail loss probes (RFC 8985 §7) before the RTO fires. Scripted tests that
     /// check exact RTO timing turn this off.
     pub tail_loss_probe: bool,
+    /// Offer and accept the timestamps option (RFC 7323 §3): RTT measurement from every
+    /// ACK (RTTM, §4) and protection against wrapped sequence numbers (PAWS, §5).
+    pub timestamps: bool,
+    /// Longest an ACK for in-order data may be delayed (RFC 1122 §4.2.3.2: "MUST be less
+    /// than 0.5 seconds"; RFC 5681 §4.2). Every second full-sized segment is acknowledged
+    /// at once regardless. Zero turns delayed ACKs off (one ACK per batch of input).
+    pub delayed_ack: Duration,
+    /// Default of the per-connection "no delay" flag: true disables Nagle's algorithm
+    /// (RFC 1122 §4.2.3.4) so small writes go out at once, like `TCP_NODELAY`.
+    pub nodelay: bool,
+    /// Answer SYNs with SYN cookies (RFC 4987 §3.6) once a listener's SYN queue is full,
+    /// instead of evicting the oldest half-open connection.
+    pub syn_cookies: bool,
+    /// The congestion-avoidance rule: NewReno (RFC 5681, the default) or CUBIC (RFC 9438).
+    pub congestion: super::congestion::Algorithm,
+}
+
+/// Keep-alive parameters of one connection (RFC 1122 §4.2.3.6), like Linux's
+/// `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and `TCP_KEEPCNT`.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct KeepaliveConfig {
+    /// Idle time (nothing received) before the first probe. RFC 1122: "MUST default to
+    /// no less than two hours" — that default is the application's choice here.
+    pub idle: Duration,
+    /// Time between unanswered probes.
+    pub interval: Duration,
+    /// Unanswered probes after which the connection is reset and reports `TimedOut`.
+    pub count: u32,
 }
 
 impl Default for Config {
@@ -75,7 +104,10 @@ impl Default for Config {
         Config {
             mss: 1460,
             send_buffer: 256 * 1024,
-            recv_buffer: 65535,
+            // Larger than 64 KiB so window scaling is negotiated (shift 3) and a path
+            // with a large bandwidth-delay product is not window-limited (Linux starts
+            // at a comparable 128 KiB - 6 MiB autotuned).
+            recv_buffer: 256 * 1024,
             msl: Duration::from_secs(30),
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_millis(200),
@@ -85,6 +117,14 @@ impl Default for Config {
             max_connections: 65536,
             default_backlog: 128,
             tail_loss_probe: true,
+            timestamps: true,
+            // Linux's minimum delayed-ACK timeout (TCP_DELACK_MIN): short enough that a
+            // request/response exchange that hits Nagle on the other side costs at most
+            // 40 ms, long enough to piggyback the ACK on an application's prompt reply.
+            delayed_ack: Duration::from_millis(40),
+            nodelay: false,
+            syn_cookies: true,
+            congestion: super::congestion::Algorithm::NewReno,
         }
     }
 }
@@ -240,6 +280,18 @@ pub struct TcpStats {
     pub time_wait_reclaimed: u64,
     /// Retransmissions found lost again during SACK recovery and resent before the RTO.
     pub lost_retransmits: u64,
+    /// Segments dropped by PAWS (RFC 7323 §5): their timestamp was older than TS.Recent.
+    pub paws_rejected: u64,
+    /// Delayed ACKs sent when the delayed-ACK timer fired.
+    pub delayed_acks: u64,
+    /// Keep-alive probes sent.
+    pub keepalive_probes: u64,
+    /// SYN-ACKs sent with a SYN cookie (the listener's SYN queue was full).
+    pub syn_cookies_sent: u64,
+    /// ACKs that carried a valid SYN cookie and became a connection.
+    pub syn_cookies_validated: u64,
+    /// ACKs to a listener whose cookie did not check out (answered with a RST).
+    pub syn_cookies_failed: u64,
 }
 
 #[derive(Debug)]
@@ -915,6 +967,33 @@ impl Tcp {
         }
     }
 
+    /// Disable (`true`) or enable Nagle's algorithm for the connection (RFC 1122
+    /// §4.2.3.4), like `TCP_NODELAY`. Turning it off lets held data go out now.
+    pub fn set_nodelay(&mut self, id: ConnId, nodelay: bool) {
+        if self.conn(id).is_some() {
+            self.with_conn(id.index, |c, _| c.set_nodelay(nodelay));
+        }
+    }
+
+    /// Keep-alive probes for the connection (RFC 1122 §4.2.3.6), or None to turn them
+    /// off (the default). After `count` unanswered probes the connection is reset and
+    /// reports [`TcpError::TimedOut`].
+    pub fn set_keepalive(&mut self, id: ConnId, keepalive: Option<KeepaliveConfig>) {
+        if self.conn(id).is_some() {
+            self.with_conn(id.index, |c, _| c.set_keepalive(keepalive));
+        }
+    }
+
+    /// The user timeout (RFC 5482, RFC 9293 §3.8.3, like Linux `TCP_USER_TIMEOUT`): after
+    /// this long with sent data unacknowledged and no progress the connection is reset
+    /// and reports [`TcpError::TimedOut`]. None (the default) leaves only the
+    /// `max_retransmits` bound.
+    pub fn set_user_timeout(&mut self, id: ConnId, timeout: Option<Duration>) {
+        if self.conn(id).is_some() {
+            self.with_conn(id.index, |c, _| c.set_user_timeout(timeout));
+        }
+    }
+
     /// The connection's state (CLOSED for a stale id).
     pub fn state(&self, id: ConnId) -> State {
         self.conn(id).map_or(State::Closed, |c| c.state)
@@ -1120,6 +1199,14 @@ impl Tcp {
             return;
         }
         if seg.flags.ack {
+            // A SYN cookie coming back (RFC 4987 §3.6)?
+            if self.config.syn_cookies && !seg.flags.syn && !seg.flags.fin {
+                if let Some(cookie) = self.check_cookie(local, remote, seg, now) {
+                    self.accept_cookie(li, local, remote, seg, cookie, now);
+                    return;
+                }
+                self.stats.syn_cookies_failed += 1;
+            }
             // Second: any ACK is bad here: <SEQ=SEG.ACK><CTL=RST>.
             self.stats.drop("ACK to a listener");
             self.reply_rst(local, remote, seg);
@@ -1164,6 +1251,14 @@ impl Tcp {
             });
             return;
         }
+        if listener.half_open.len() >= listener.backlog && self.config.syn_cookies {
+            // The SYN queue is full, most likely of handshakes that will never finish (a
+            // SYN flood): answer statelessly with a SYN cookie. Unlike evicting the
+            // oldest half-open connection, this keeps every legitimate client that
+            // completes its handshake, however fast the flood rotates the queue.
+            self.send_cookie(local, remote, seg, now);
+            return;
+        }
         if listener.half_open.len() >= listener.backlog {
             // The SYN queue is full — most likely of handshakes that will never finish
             // (a SYN flood): evict the oldest half-open connection, as the BSD syncache
@@ -1175,12 +1270,113 @@ impl Tcp {
             }
         }
         let iss = self.isn(local, remote, now);
-        let mut conn = Connection::accept_syn(local, remote, iss, seg, &self.config);
+        let mut conn = Connection::accept_syn(local, remote, iss, seg, &self.config, now);
         conn.owner = Owner::Listener(li, generation);
         let id = self.insert(conn);
         if let Some(l) = self.listener_mut(li, generation) {
             l.half_open.push_back(id);
         }
+    }
+
+    /// Answer a SYN with a SYN cookie SYN-ACK (RFC 4987 §3.6), keeping no state.
+    fn send_cookie(
+        &mut self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &Segment,
+        now: Instant,
+    ) {
+        let peer_mss = seg.options.mss.unwrap_or(536).min(self.config.mss);
+        let idx = syncookie::mss_index(peer_mss);
+        let iss = syncookie::encode(&self.secret, local, remote, seg.seq, idx, now);
+        let mut options = super::segment::TcpOptions {
+            mss: Some(self.config.mss),
+            ..Default::default()
+        };
+        // Window scale and SACK survive only inside the TSval (see syncookie.rs).
+        if let (true, Some((peer_val, _))) = (self.config.timestamps, seg.options.timestamps) {
+            let ws = seg.options.window_scale.and(wscale_offer(&self.config));
+            let sack = seg.options.sack_permitted;
+            let tsval =
+                syncookie::encode_ts(ts_clock(now, iss), ws.and(seg.options.window_scale), sack);
+            options.timestamps = Some((tsval, peer_val));
+            options.window_scale = ws;
+            options.sack_permitted = sack;
+        }
+        let segment = Segment {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq: iss,
+            ack: seg.seq + 1,
+            flags: Flags::SYN_ACK,
+            window: ack_window_offer(&self.config),
+            options,
+            ..Segment::default()
+        };
+        self.stats.syn_cookies_sent += 1;
+        self.pending.push_back(Transmit {
+            src: *local.ip(),
+            dst: *remote.ip(),
+            segment,
+        });
+    }
+
+    /// The MSS, window scale and SACK a returning ACK's cookie carries, if valid.
+    fn check_cookie(
+        &self,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &Segment,
+        now: Instant,
+    ) -> Option<(u16, Option<u8>, bool)> {
+        let mss = syncookie::decode(&self.secret, local, remote, seg.seq - 1, seg.ack - 1, now)?;
+        let (ws, sack) = match (self.config.timestamps, seg.options.timestamps) {
+            (true, Some((_, ecr))) => {
+                let (ws, sack) = syncookie::decode_ts(ecr);
+                (ws.and(wscale_offer(&self.config)).and(ws), sack)
+            }
+            _ => (None, false),
+        };
+        Some((mss, ws, sack))
+    }
+
+    /// A valid cookie: the connection goes straight to ESTABLISHED and the accept queue.
+    fn accept_cookie(
+        &mut self,
+        li: u32,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        seg: &Segment,
+        (mss, ws, sack): (u16, Option<u8>, bool),
+        now: Instant,
+    ) {
+        let Some(slot) = self.listeners.get(li as usize) else {
+            return;
+        };
+        let generation = slot.generation;
+        let full = slot
+            .listener
+            .as_ref()
+            .is_none_or(|l| l.accept_queue.len() >= l.backlog);
+        if full || self.live >= self.config.max_connections {
+            // Like Linux: drop the ACK; the client's retransmission may find room.
+            self.stats.listen_overflows += 1;
+            self.stats.drop("cookie ACK: accept queue full");
+            return;
+        }
+        let iss = seg.ack - 1;
+        let mut conn =
+            Connection::from_cookie(local, remote, iss, seg, mss, ws, sack, &self.config, now);
+        conn.owner = Owner::Listener(li, generation);
+        let id = self.insert(conn);
+        self.stats.syn_cookies_validated += 1;
+        self.stats.connections_accepted += 1;
+        self.events = true;
+        if let Some(l) = self.listener_mut(li, generation) {
+            l.accept_queue.push_back(id);
+        }
+        // The ACK may carry data (and always a window): process it as usual.
+        self.with_conn(id.index, |c, stats| c.on_segment(seg, now, stats));
     }
 
     /// The next segment to send, or None when there is nothing more right now.
@@ -1414,7 +1610,8 @@ mod tests {
     fn handshake_data_and_active_close() {
         let mut net = Net::new(Config::default());
         let (c, s, _) = net.connect();
-        assert_eq!(net.a.send_mss(c), 1460);
+        // 1460 minus the 12 bytes of the timestamps option on every segment.
+        assert_eq!(net.a.send_mss(c), 1448);
         assert_eq!(net.a.send(c, b"hello", net.now), Ok(5));
         net.pump();
         assert!(net.b.recv_ready(s));
@@ -1720,6 +1917,8 @@ mod tests {
     fn zero_window_probe_then_resume() {
         let config = Config {
             recv_buffer: 4000,
+            // The first timer must be the persist timer, not a delayed ACK.
+            delayed_ack: Duration::ZERO,
             ..Config::default()
         };
         let mut net = Net::new(config);
@@ -1793,6 +1992,7 @@ mod tests {
         let config = Config {
             recv_buffer: 2000,
             max_retransmits: 3,
+            delayed_ack: Duration::ZERO,
             ..Config::default()
         };
         let mut net = Net::new(config);
@@ -1867,7 +2067,12 @@ mod tests {
 
     #[test]
     fn sack_recovers_two_holes_without_a_timeout() {
-        let mut net = Net::new(Config::default());
+        // 1460-byte segments and one ACK per batch keep the arithmetic simple.
+        let mut net = Net::new(Config {
+            timestamps: false,
+            delayed_ack: Duration::ZERO,
+            ..Config::default()
+        });
         let (c, s, _) = net.connect();
         let syn = &net.log[0].1;
         assert!(syn.options.sack_permitted, "SACK offered on the SYN");
@@ -1911,7 +2116,11 @@ mod tests {
 
     #[test]
     fn tail_loss_probe_repairs_a_lost_tail_before_the_rto() {
-        let mut net = Net::new(Config::default());
+        let mut net = Net::new(Config {
+            timestamps: false,
+            delayed_ack: Duration::ZERO,
+            ..Config::default()
+        });
         let (c, s, _) = net.connect();
         net.a.send(c, &[5u8; 5 * 1460], net.now).unwrap();
         let mut segs = Vec::new();
@@ -2014,7 +2223,11 @@ mod tests {
 
     #[test]
     fn full_syn_queue_evicts_the_oldest_half_open() {
-        let mut tcp = Tcp::new(Config::default(), 8);
+        let config = Config {
+            syn_cookies: false,
+            ..Config::default()
+        };
+        let mut tcp = Tcp::new(config, 8);
         let _l = tcp.listen(SocketAddrV4::new(B, 80), 2).unwrap();
         let syn = |port: u16| Segment {
             src_port: port,
@@ -2104,7 +2317,10 @@ mod tests {
         // 1 MiB of window is advertised as 32768 << 5.
         assert_eq!(max_window_field, 32768);
         // Without large buffers nothing is offered, even if the peer offers.
-        let mut plain = Net::new(Config::default());
+        let mut plain = Net::new(Config {
+            recv_buffer: 65535,
+            ..Config::default()
+        });
         plain.connect();
         assert_eq!(plain.log[0].1.options.window_scale, None);
         assert_eq!(plain.log[1].1.options.window_scale, None);

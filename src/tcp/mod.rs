@@ -10,20 +10,23 @@
 //! | `congestion.rs` | slow start, congestion avoidance, NewReno (RFC 5681, RFC 6582) |
 //! | `connection.rs` | the TCB: one connection's state machine (§3.10) |
 //! | `endpoint.rs` | [`Tcp`]: demultiplexing, listeners, ISNs, RSTs for unknown segments |
+//! | `syncookie.rs` | SYN cookies (RFC 4987 §3.6): encode / check the cookie ISN |
 //! | `events.rs` | [`TcpEvent`]: what the layer decided, queued for the `--trace` view |
 //!
 //! Nothing here reads a clock or touches a device: the caller passes `now` into every
 //! call and drains [`Tcp::poll_transmit`] for segments to send.
 //!
-//! What is implemented: all eleven states, passive open with a bounded SYN queue (oldest
-//! half-open evicted when full) and accept queue, active and simultaneous open, the full
-//! §3.10.7 segment-arrival rules (acceptability, trimming, RFC 5961 challenge ACKs with a
-//! rate limit), MSS, SACK (RFC 2018) and window scaling (RFC 7323) options, reassembly,
-//! receiver and sender SWS avoidance, zero-window probing, RFC 6298 retransmission with
-//! Karn's rule, slow start / congestion avoidance / NewReno with SACK hole retransmission,
-//! limited transmit, early retransmit, tail loss probes, TIME-WAIT (with RFC 6191 reuse),
-//! orphan FIN-WAIT-2 timeout, RFC 6528 ISNs. Not (yet): timestamps/PAWS, keep-alive,
-//! Nagle, delayed ACKs beyond per-batch coalescing, SYN cookies, CUBIC, ECN.
+//! What is implemented: all eleven states, passive open with a bounded SYN queue (SYN
+//! cookies when it is full, or optionally eviction of the oldest half-open) and accept
+//! queue, active and simultaneous open, the full §3.10.7 segment-arrival rules
+//! (acceptability, trimming, RFC 5961 challenge ACKs with a rate limit), MSS, SACK
+//! (RFC 2018), window scaling and timestamps with PAWS (RFC 7323), reassembly, delayed
+//! ACKs, Nagle (with a no-delay switch), receiver and sender SWS avoidance, zero-window
+//! probing, keep-alive, user timeout, RFC 6298 retransmission with Karn's rule, slow
+//! start / congestion avoidance / NewReno with SACK hole retransmission, limited
+//! transmit, early retransmit, tail loss probes, TIME-WAIT (with RFC 6191 reuse and RFC
+//! 1337 protection), orphan FIN-WAIT-2 timeout, RFC 6528 ISNs, CUBIC (RFC 9438) as an
+//! option. Not (yet): RTT samples from timestamps (RTTM), ECN. docs/tcp-rfc-coverage.md maps requirements to tests.
 
 pub mod congestion;
 pub mod connection;
@@ -35,9 +38,12 @@ pub mod segment;
 pub mod send_buf;
 pub mod seq;
 pub mod state;
+pub mod syncookie;
 
-pub use congestion::NewReno;
-pub use endpoint::{Config, ConnId, ListenerId, Tcp, TcpError, TcpStats, Transmit};
+pub use congestion::{Algorithm as CongestionAlgorithm, NewReno};
+pub use endpoint::{
+    Config, ConnId, KeepaliveConfig, ListenerId, Tcp, TcpError, TcpStats, Transmit,
+};
 pub use events::{TcpEvent, TcpEventKind};
 pub use recv_buf::RecvBuffer;
 pub use rto::RttEstimator;

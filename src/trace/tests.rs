@@ -149,13 +149,13 @@ fn trace_of_a_connection_shows_every_layer_and_transition() {
 
     let t = &p.trace;
     // Every layer of the first packet, in the diagram's order.
-    let syn = index_of(t, "#1   ← in   +0.005000s  link 48 bytes from the TUN");
+    let syn = index_of(t, "#1   ← in   +0.005000s  link 64 bytes from the TUN");
     let ip = index_of(t, "    ip     10.0.0.1 → 10.0.0.2  ttl 64  id ");
     assert!(syn < ip);
     index_of(t, "DF  checksum ok  proto tcp");
     // Relative and absolute sequence numbers, options decoded.
     let syn_seg = index_of(t, "[S]  seq 0 (abs ");
-    index_of(t, "win 65535  <mss 1460,sackOK>");
+    index_of(t, "win 65535  <mss 1460,wscale 3,sackOK,TS val ");
     let syn_ack = index_of(t, "80 → ");
     assert!(t[syn_ack..].contains("[S.]  seq 0 (abs "), "{t}");
     index_of(t, "ack 1 (abs ");
