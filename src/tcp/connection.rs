@@ -1315,7 +1315,8 @@ impl Connection {
                 stats.fast_retransmits += 1;
                 self.retransmit_una = true;
                 let seq = self.snd.una;
-                self.note(|| TcpEventKind::FastRetransmit { seq });
+                let dup_acks = dupthresh;
+                self.note(|| TcpEventKind::FastRetransmit { seq, dup_acks });
             }
         }
         if self.sack_ok && self.cc.in_recovery() {

@@ -45,10 +45,13 @@ pub enum TcpEventKind {
         /// The backed-off RTO now in force.
         rto: Duration,
     },
-    /// Three duplicate ACKs: resend the segment at SND.UNA (RFC 5681 §3.2).
+    /// Enough duplicate ACKs: resend the segment at SND.UNA (RFC 5681 §3.2; fewer than
+    /// three with early retransmit, RFC 5827).
     FastRetransmit {
         /// SND.UNA.
         seq: SeqNum,
+        /// The duplicate-ACK threshold that fired.
+        dup_acks: u32,
     },
     /// A segment covering sequence numbers that were sent before is going out again.
     Retransmission {

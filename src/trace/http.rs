@@ -32,8 +32,9 @@ impl<H: Handler> Handler for TracedHandler<H> {
         self.tracer.emit(TraceEvent::Http(HttpEvent::Response {
             peer: req.peer,
             line: format!(
-                "{} {} {}",
-                req.version,
+                // The server answers HTTP/1.1 whatever the request's version (RFC 9110
+                // §2.5: a server sends its highest supported minor version).
+                "HTTP/1.1 {} {}",
                 resp.status,
                 reason_phrase(resp.status)
             ),

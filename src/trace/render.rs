@@ -357,9 +357,10 @@ impl Renderer {
                 ),
                 Emphasis::Alarm,
             ),
-            TcpEventKind::FastRetransmit { seq } => (
+            TcpEventKind::FastRetransmit { seq, dup_acks } => (
                 format!(
-                    "3 duplicate ACKs: fast retransmit of seq {}",
+                    "{dup_acks} duplicate ACK{}: fast retransmit of seq {}",
+                    if *dup_acks == 1 { "" } else { "s" },
                     self.seq_text(e.local, e.remote, *seq)
                 ),
                 Emphasis::Alarm,
