@@ -67,7 +67,10 @@ fn main() -> std::io::Result<()> {
     if let [flag, addr] = args.as_slice() {
         if flag == "--std" {
             let listener = std::net::TcpListener::bind(addr)?;
-            println!("listening on http://{} (kernel TCP)", listener.local_addr()?);
+            println!(
+                "listening on http://{} (kernel TCP)",
+                listener.local_addr()?
+            );
             return server.serve(listener);
         }
     }

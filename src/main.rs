@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use tunstack::link::fault;
 use tunstack::link::pcap::PcapWriter;
 use tunstack::link::tun::TunDevice;
 use tunstack::socket::{TcpListener, TcpStream};
@@ -50,6 +51,48 @@ struct LinkArgs {
     /// Seed for ISNs and ephemeral ports (random by default), for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
+    #[command(flatten)]
+    faults: FaultArgs,
+}
+
+/// Faults injected on purpose between the device and the stack, in both directions.
+/// Probabilities are percentages (0-100, `%` optional): `--loss 10` drops 10 % of packets.
+#[derive(clap::Args, Clone)]
+struct FaultArgs {
+    /// Drop this percentage of packets (each direction).
+    #[arg(long, value_name = "PERCENT", value_parser = fault::parse_percent)]
+    loss: Option<f64>,
+    /// Duplicate this percentage of packets.
+    #[arg(long, value_name = "PERCENT", value_parser = fault::parse_percent)]
+    dup: Option<f64>,
+    /// Hold back this percentage of packets until the next one has passed.
+    #[arg(long, value_name = "PERCENT", value_parser = fault::parse_percent)]
+    reorder: Option<f64>,
+    /// Flip one random bit in this percentage of packets.
+    #[arg(long, value_name = "PERCENT", value_parser = fault::parse_percent)]
+    corrupt: Option<f64>,
+    /// Delay every packet by MS milliseconds, plus up to JITTER_MS more at random.
+    #[arg(long, value_name = "MS[:JITTER_MS]", value_parser = fault::parse_delay)]
+    delay: Option<(Duration, Duration)>,
+    /// Seed of the fault injector's random choices (default 1), for reproducible runs.
+    #[arg(long, default_value_t = 1)]
+    fault_seed: u64,
+}
+
+impl FaultArgs {
+    fn config(&self) -> Option<(fault::FaultConfig, u64)> {
+        let (delay, jitter) = self.delay.unwrap_or_default();
+        let config = fault::FaultConfig {
+            loss: self.loss.unwrap_or(0.0),
+            duplicate: self.dup.unwrap_or(0.0),
+            reorder: self.reorder.unwrap_or(0.0),
+            corrupt: self.corrupt.unwrap_or(0.0),
+            delay,
+            jitter,
+            ..fault::FaultConfig::default()
+        };
+        (!config.is_noop()).then_some((config, self.fault_seed))
+    }
 }
 
 #[derive(Subcommand)]
@@ -141,6 +184,10 @@ fn start_stack(link: &LinkArgs) -> io::Result<StackHandle> {
     let mut config = StackConfig::new(link.ip);
     config.mtu = link.mtu;
     config.seed = link.seed;
+    config.faults = link.faults.config();
+    if let Some((f, seed)) = &config.faults {
+        log::info!("link: injecting faults {f:?} (seed {seed})");
+    }
     config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
     let hook = packet_hook(link)?;
     stack::start(
@@ -223,7 +270,7 @@ fn serve(
         on_exit.shutdown(Duration::from_secs(2));
         let stats = on_exit.stats();
         log::info!(
-            "stats: ip in {} out {} dropped {} | tcp segments in {} out {} retransmits {} resets sent {}",
+            "stats: ip in {} out {} dropped {} | tcp segments in {} out {} retransmits {} resets sent {} | {:?}",
             stats.ip.packets_in,
             stats.ip.packets_out,
             stats.ip.dropped(),
@@ -231,6 +278,7 @@ fn serve(
             stats.tcp.segments_out,
             stats.tcp.retransmits,
             stats.tcp.resets_sent,
+            stats.faults,
         );
         // The TUN is not persistent: the kernel removes it when our file descriptor
         // closes, which process exit guarantees even for a reader still blocked in it.

@@ -27,6 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
+use crate::link::fault::{FaultConfig, FaultStats, Faults};
 use crate::tcp::{self, State, TcpStats};
 use crate::time::{Clock, Instant};
 
@@ -53,6 +54,8 @@ pub struct StackConfig {
     pub seed: Option<u64>,
     /// Largest packet the device carries; the read buffer size.
     pub mtu: usize,
+    /// Faults to inject in both directions, and their seed (`None`: a perfect link).
+    pub faults: Option<(FaultConfig, u64)>,
 }
 
 impl StackConfig {
@@ -63,6 +66,7 @@ impl StackConfig {
             tcp: tcp::Config::default(),
             seed: None,
             mtu: 1500,
+            faults: None,
         }
     }
 }
@@ -84,6 +88,8 @@ pub(crate) struct Shared {
     clock: Clock,
     tx: Mutex<mpsc::Sender<Event>>,
     wake_pending: AtomicBool,
+    /// The fault injectors (`--loss` etc.), used by the stack thread; here for `stats`.
+    faults: Mutex<Option<Faults>>,
 }
 
 /// A handle on a running stack. Cheap to clone; the socket API takes one.
@@ -101,6 +107,8 @@ pub struct StackStats {
     pub tcp: TcpStats,
     /// Number of connections in each state.
     pub states: Vec<(State, usize)>,
+    /// Faults injected on purpose, both directions added up.
+    pub faults: FaultStats,
 }
 
 impl StackHandle {
@@ -163,10 +171,14 @@ impl StackHandle {
                 None => states.push((state, 1)),
             }
         }
+        let (ip, tcp) = (core.stats().clone(), core.tcp().stats().clone());
+        drop(core);
+        let faults = self.shared.faults.lock().unwrap_or_else(|e| e.into_inner());
         StackStats {
-            ip: core.stats().clone(),
-            tcp: core.tcp().stats().clone(),
+            ip,
+            tcp,
             states,
+            faults: faults.as_ref().map(Faults::stats).unwrap_or_default(),
         }
     }
 
@@ -225,7 +237,13 @@ where
     W: FnMut(&[u8]) -> io::Result<()> + Send + 'static,
 {
     let seed = config.seed.unwrap_or_else(rand::random);
-    let iface = Interface::new(config.addr, config.tcp.clone(), seed);
+    let mut iface = Interface::new(config.addr, config.tcp.clone(), seed);
+    iface.set_mtu(config.mtu);
+    let faults = config
+        .faults
+        .clone()
+        .filter(|(f, _)| !f.is_noop())
+        .map(|(f, seed)| Faults::new(f, seed));
     let (tx, rx) = mpsc::channel::<Event>();
     let shared = Arc::new(Shared {
         core: Mutex::new(iface),
@@ -233,6 +251,7 @@ where
         clock: Clock::new(),
         tx: Mutex::new(tx.clone()),
         wake_pending: AtomicBool::new(false),
+        faults: Mutex::new(faults),
     });
     let handle = StackHandle {
         shared: shared.clone(),
@@ -316,6 +335,11 @@ where
                         hook(Direction::In, p);
                     }
                 }
+                // Fault injection (link::fault): between the device and the stack.
+                let mut faults = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(f) = faults.as_mut() {
+                    f.inbound.filter(&mut inbound, shared.clock.now());
+                }
                 let changed = {
                     let mut core = loop_handle.lock();
                     let now = shared.clock.now();
@@ -328,9 +352,16 @@ where
                     while let Some(p) = core.poll_transmit(now) {
                         outbound.push(p);
                     }
-                    next_timer = core.poll_at();
+                    if let Some(f) = faults.as_mut() {
+                        f.outbound.filter(&mut outbound, now);
+                    }
+                    next_timer = [core.poll_at(), faults.as_ref().and_then(Faults::poll_at)]
+                        .into_iter()
+                        .flatten()
+                        .min();
                     core.tcp_mut().take_events()
                 };
+                drop(faults);
                 if changed {
                     shared.cond.notify_all();
                 }

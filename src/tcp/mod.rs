@@ -25,7 +25,7 @@ pub mod seq;
 pub mod state;
 
 pub use congestion::NewReno;
-pub use endpoint::{Config, ConnId, ListenerId, Tcp, TcpError, TcpStats, Transmit};
+pub use endpoint::{Config, ConnId, IcmpAction, ListenerId, Tcp, TcpError, TcpStats, Transmit};
 pub use recv_buf::RecvBuffer;
 pub use rto::RttEstimator;
 pub use segment::{Flags, Segment, SegmentError, TcpOptions};
