@@ -116,6 +116,9 @@ enum Command {
         /// Seconds an idle keep-alive connection is kept.
         #[arg(long, default_value_t = 15)]
         idle_timeout: u64,
+        /// Seconds a request body may stall between two reads (raise it on lossy links).
+        #[arg(long, default_value_t = 30)]
+        body_timeout: u64,
     },
     /// Download URL through our own stack (active open) and write the body.
     Get {
@@ -145,6 +148,7 @@ fn main() -> ExitCode {
             max_connections,
             header_timeout,
             idle_timeout,
+            body_timeout,
         } => serve(
             &link,
             port,
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
             max_connections,
             Duration::from_secs(header_timeout),
             Duration::from_secs(idle_timeout),
+            Duration::from_secs(body_timeout),
         ),
         Command::Get {
             url,
@@ -250,6 +255,7 @@ fn serve(
     max_connections: usize,
     header_timeout: Duration,
     idle_timeout: Duration,
+    body_timeout: Duration,
 ) -> io::Result<()> {
     use tunstack::http::{Router, Server, ServerConfig};
 
@@ -260,6 +266,7 @@ fn serve(
         max_connections,
         header_timeout,
         idle_timeout,
+        body_timeout,
         ..ServerConfig::default()
     };
     let server = Server::new(router, config);
