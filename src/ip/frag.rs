@@ -407,7 +407,7 @@ impl Reassembler {
         }
         whole.extend_from_slice(p.data.get(..total).unwrap_or_default());
         // Not a fragment any more: offset 0, MF clear (DF kept as the first fragment had it).
-        let df = u16::from(packet.dont_fragment()) << 14;
+        let df = whole.get(6).map_or(0, |b| u16::from(b & 0x40) << 8);
         ipv4::set_flags_frag(&mut whole, df);
         self.stats.reassembled += 1;
         log::trace!(
