@@ -49,6 +49,16 @@ fn ten_percent_loss_get_and_post_4_mib_byte_exact() {
         return;
     };
     let _heavy = heavy_lock();
+    // We do not offer SACK yet, so under ~19 % round-trip loss the kernel's sender recovers
+    // mostly by retransmission timeouts, backed off exponentially up to 120 s: one unlucky
+    // run can stall for minutes. Linux >= 6.15 lets a namespace cap that backoff (the
+    // sysctl is per namespace; older kernels just run slower, within the limits below).
+    let capped = h.run_in_ns(
+        SHORT_TIMEOUT,
+        "sysctl",
+        &["-w", "net.ipv4.tcp_rto_max_ms=1000"],
+    );
+    eprintln!("cap the kernel's RTO at 1 s: {}", capped.success());
     let root = h.dir().join("root");
     std::fs::create_dir_all(&root).expect("mkdir root");
     let file = root.join("4m.bin");
@@ -62,9 +72,8 @@ fn ten_percent_loss_get_and_post_4_mib_byte_exact() {
             "10",
             "--fault-seed",
             "1",
-            // Without SACK from us, the kernel's retransmission timer backs off
-            // exponentially under ~19 % round-trip loss: a stall of 30 s (the default
-            // body timeout) is rare but possible. The test is about the bytes.
+            // Even so a body can stall longer than the default 30 s between two reads on
+            // such a link; the test is about the bytes.
             "--body-timeout",
             "120",
         ],
