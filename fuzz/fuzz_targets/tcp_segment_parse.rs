@@ -13,8 +13,22 @@ fuzz_target!(|data: &[u8]| {
         let bytes = seg.emit(a, b);
         let again = Segment::parse(a, b, &bytes).expect("our own emit must parse");
         assert_eq!(
-            (again.src_port, again.dst_port, again.seq, again.ack, again.flags, again.window),
-            (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, seg.window)
+            (
+                again.src_port,
+                again.dst_port,
+                again.seq,
+                again.ack,
+                again.flags,
+                again.window
+            ),
+            (
+                seg.src_port,
+                seg.dst_port,
+                seg.seq,
+                seg.ack,
+                seg.flags,
+                seg.window
+            )
         );
         assert_eq!(again.payload, seg.payload);
         // The checksum covers the pseudo-header: the same bytes between other hosts fail.
