@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use tunstack::link::arp::ArpConfig;
 use tunstack::link::ethernet::MacAddr;
 use tunstack::link::ethernet_layer::EthernetConfig;
+use tunstack::link::fault;
 use tunstack::link::pcap::{PcapWriter, LINKTYPE_ETHERNET, LINKTYPE_RAW};
 use tunstack::link::tun::TunDevice;
 use tunstack::socket::{TcpListener, TcpStream, UdpSocket};
@@ -77,6 +78,48 @@ struct LinkArgs {
     /// Seed for ISNs and ephemeral ports (random by default), for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
+    #[command(flatten)]
+    faults: FaultArgs,
+}
+
+/// Faults injected on purpose between the device and the stack, in both directions.
+/// Probabilities are percentages (0-100, `%` optional): `--loss 10` drops 10 % of packets.
+#[derive(clap::Args, Clone)]
+struct FaultArgs {
+    /// Drop this percentage of packets (each direction).
+    #[arg(long, value_name = "PERCENT", value_parser = fault::parse_percent)]
+    loss: Option<f64>,
+    /// Duplicate this percentage of packets.
+    #[arg(long, value_name = "PERCENT", value_parser = fault::parse_percent)]
+    dup: Option<f64>,
+    /// Hold back this percentage of packets until the next one has passed.
+    #[arg(long, value_name = "PERCENT", value_parser = fault::parse_percent)]
+    reorder: Option<f64>,
+    /// Flip one random bit in this percentage of packets.
+    #[arg(long, value_name = "PERCENT", value_parser = fault::parse_percent)]
+    corrupt: Option<f64>,
+    /// Delay every packet by MS milliseconds, plus up to JITTER_MS more at random.
+    #[arg(long, value_name = "MS[:JITTER_MS]", value_parser = fault::parse_delay)]
+    delay: Option<(Duration, Duration)>,
+    /// Seed of the fault injector's random choices (default 1), for reproducible runs.
+    #[arg(long, default_value_t = 1)]
+    fault_seed: u64,
+}
+
+impl FaultArgs {
+    fn config(&self) -> Option<(fault::FaultConfig, u64)> {
+        let (delay, jitter) = self.delay.unwrap_or_default();
+        let config = fault::FaultConfig {
+            loss: self.loss.unwrap_or(0.0),
+            duplicate: self.dup.unwrap_or(0.0),
+            reorder: self.reorder.unwrap_or(0.0),
+            corrupt: self.corrupt.unwrap_or(0.0),
+            delay,
+            jitter,
+            ..fault::FaultConfig::default()
+        };
+        (!config.is_noop()).then_some((config, self.fault_seed))
+    }
 }
 
 #[derive(Subcommand)]
@@ -108,6 +151,9 @@ enum Command {
         /// the terminal; implies --trace.
         #[arg(long)]
         step: bool,
+        /// Seconds a request body may stall between two reads (raise it on lossy links).
+        #[arg(long, default_value_t = 30)]
+        body_timeout: u64,
     },
     /// Download URL through our own stack (active open) and write the body.
     Get {
@@ -156,6 +202,7 @@ fn main() -> ExitCode {
             idle_timeout,
             udp_echo,
             step,
+            body_timeout,
         } => serve(
             &link,
             step,
@@ -165,6 +212,7 @@ fn main() -> ExitCode {
             Duration::from_secs(header_timeout),
             Duration::from_secs(idle_timeout),
             udp_echo,
+            Duration::from_secs(body_timeout),
         ),
         Command::Get {
             url,
@@ -216,6 +264,10 @@ fn start_stack(link: &LinkArgs, tracer: Option<Tracer>) -> io::Result<StackHandl
     config.mtu = link.mtu;
     config.seed = link.seed;
     config.tracer = tracer;
+    config.faults = link.faults.config();
+    if let Some((f, seed)) = &config.faults {
+        log::info!("link: injecting faults {f:?} (seed {seed})");
+    }
     config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
     config.ethernet = ethernet_config(link)?;
     config.addr6 = link.ip6;
@@ -354,6 +406,7 @@ fn serve(
     header_timeout: Duration,
     idle_timeout: Duration,
     udp_echo: Option<u16>,
+    body_timeout: Duration,
 ) -> io::Result<()> {
     use tunstack::http::{Router, Server, ServerConfig};
 
@@ -387,6 +440,7 @@ fn serve(
         max_connections,
         header_timeout,
         idle_timeout,
+        body_timeout,
         ..ServerConfig::default()
     };
     let counted = CountingHandler::new(router, http_counters.clone());

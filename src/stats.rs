@@ -126,6 +126,15 @@ pub fn summary(stats: &StackStats, http: Option<&HttpStats>) -> String {
             );
         }
     }
+    let f = &stats.faults;
+    if f.packets > 0 {
+        // Injected on purpose (`--loss`, `--dup`, …, link::fault), both directions.
+        let _ = writeln!(
+            s,
+            "          faults injected: packets: {} dropped: {} duplicated: {} reordered: {} corrupted: {} delayed: {}",
+            f.packets, f.dropped, f.duplicated, f.reordered, f.corrupted, f.delayed
+        );
+    }
     let _ = write!(
         s,
         "  ip      in {}  out {}  echo replies {}  dropped {}",
@@ -362,6 +371,7 @@ mod tests {
             udp: Default::default(),
             link: None,
             states: vec![(State::Established, 1), (State::TimeWait, 1)],
+            faults: Default::default(),
         }
     }
 
@@ -399,6 +409,7 @@ mod tests {
                 udp: Default::default(),
                 link: None,
                 states: Vec::new(),
+                faults: Default::default(),
             },
             None,
         );

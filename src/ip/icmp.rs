@@ -38,6 +38,16 @@ pub const CODE_PROTOCOL_UNREACHABLE: u8 = 2;
 /// answers with RST instead, RFC 9293 §3.10.7.1).
 pub const CODE_PORT_UNREACHABLE: u8 = 3;
 
+/// Destination unreachable code 4: fragmentation needed and DF set; the next-hop MTU is in
+/// the second half of the unused word (RFC 792, RFC 1191 §4).
+pub const CODE_FRAGMENTATION_NEEDED: u8 = 4;
+/// Type 4: source quench (deprecated by RFC 6633: hosts ignore it).
+pub const TYPE_SOURCE_QUENCH: u8 = 4;
+/// Type 12: parameter problem.
+pub const TYPE_PARAMETER_PROBLEM: u8 = 12;
+/// Time exceeded code 1: fragment reassembly time exceeded (RFC 792).
+pub const CODE_REASSEMBLY_TIME_EXCEEDED: u8 = 1;
+
 /// Length of the fixed ICMP header (type, code, checksum, 4 type-specific bytes).
 pub const HEADER_LEN: usize = 8;
 
@@ -126,6 +136,19 @@ pub fn handle(message: &[u8]) -> Result<Option<Vec<u8>>, IcmpError> {
 /// RFC 1122 §3.2.2 lists packets that must *not* get an ICMP error; check
 /// [`may_send_error_for`] before calling this.
 pub fn dest_unreachable(code: u8, original: &[u8]) -> Vec<u8> {
+    error_message(TYPE_DEST_UNREACHABLE, code, original)
+}
+
+/// Builds a time exceeded message (type 11, `code`) about `original`; code 1
+/// ([`CODE_REASSEMBLY_TIME_EXCEEDED`]) reports a datagram whose fragments did not all
+/// arrive in time (RFC 792), quoting the first fragment. Same quoting rules as
+/// [`dest_unreachable`].
+pub fn time_exceeded(code: u8, original: &[u8]) -> Vec<u8> {
+    error_message(TYPE_TIME_EXCEEDED, code, original)
+}
+
+/// An ICMP error message of `icmp_type`/`code` quoting `original`'s header + 8 bytes.
+fn error_message(icmp_type: u8, code: u8, original: &[u8]) -> Vec<u8> {
     let header_len = original
         .first()
         .map(|b| usize::from(b & 0x0f) * 4)
@@ -134,10 +157,95 @@ pub fn dest_unreachable(code: u8, original: &[u8]) -> Vec<u8> {
     let quote_len = header_len.saturating_add(8).min(original.len());
     let quote = original.get(..quote_len).unwrap_or_default();
     let mut msg = Vec::with_capacity(HEADER_LEN + quote.len());
-    // Type, code, checksum placeholder, 4 unused bytes (zero; RFC 1191 would put the next-hop
-    // MTU in the last two for code 4, which we never send).
-    msg.extend_from_slice(&[TYPE_DEST_UNREACHABLE, code, 0, 0, 0, 0, 0, 0]);
+    // Type, code, checksum placeholder, 4 unused bytes (zero; RFC 1191 puts the next-hop
+    // MTU in the last two for code 4: see `fragmentation_needed`).
+    msg.extend_from_slice(&[icmp_type, code, 0, 0, 0, 0, 0, 0]);
     msg.extend_from_slice(quote);
+    set_checksum(&mut msg);
+    msg
+}
+
+/// What an ICMP error message reports (RFC 792), as the transport layer needs it
+/// (RFC 1122 §4.2.3.9, RFC 5927).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Destination unreachable (type 3) with any code but 4: 0 net, 1 host, 2 protocol,
+    /// 3 port, 5 source route failed, 6.. administratively prohibited and friends.
+    DestUnreachable {
+        /// The code.
+        code: u8,
+    },
+    /// Destination unreachable, fragmentation needed and DF set (type 3 code 4), with the
+    /// next-hop MTU (RFC 1191 §4; 0 from routers older than RFC 1191).
+    FragmentationNeeded {
+        /// MTU of the next hop.
+        next_hop_mtu: u16,
+    },
+    /// Source quench (type 4): deprecated, to be ignored (RFC 6633).
+    SourceQuench,
+    /// Time exceeded (type 11): TTL 0 in transit (code 0) or reassembly timeout (code 1).
+    TimeExceeded {
+        /// The code.
+        code: u8,
+    },
+    /// Parameter problem (type 12).
+    ParameterProblem,
+}
+
+impl ErrorKind {
+    /// RFC 1122 §4.2.3.9: protocol unreachable, port unreachable and fragmentation needed
+    /// are *hard* errors (the destination cannot be reached as asked); the rest are soft
+    /// (transient: a route may come back).
+    pub fn is_hard(&self) -> bool {
+        matches!(
+            self,
+            ErrorKind::DestUnreachable {
+                code: CODE_PROTOCOL_UNREACHABLE | CODE_PORT_UNREACHABLE
+            } | ErrorKind::FragmentationNeeded { .. }
+        )
+    }
+}
+
+/// A parsed ICMP error message: what it reports and the quoted original datagram
+/// (its IP header and at least the first 8 bytes of its payload — RFC 792; RFC 1812
+/// routers may quote more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorMessage<'a> {
+    /// What happened.
+    pub kind: ErrorKind,
+    /// The quoted IP header + data, as received.
+    pub quoted: &'a [u8],
+}
+
+/// Recognises an ICMP error message (types 3, 4, 11, 12) in `message` (whose checksum
+/// [`handle`] has already verified). Queries and unknown types give `None`.
+pub fn parse_error(message: &[u8]) -> Option<ErrorMessage<'_>> {
+    let (&icmp_type, &code) = (message.first()?, message.get(1)?);
+    let quoted = message.get(HEADER_LEN..)?;
+    let kind = match icmp_type {
+        TYPE_DEST_UNREACHABLE if code == CODE_FRAGMENTATION_NEEDED => {
+            let mtu = message.get(6..8)?;
+            ErrorKind::FragmentationNeeded {
+                next_hop_mtu: u16::from_be_bytes([*mtu.first()?, *mtu.get(1)?]),
+            }
+        }
+        TYPE_DEST_UNREACHABLE => ErrorKind::DestUnreachable { code },
+        TYPE_SOURCE_QUENCH => ErrorKind::SourceQuench,
+        TYPE_TIME_EXCEEDED => ErrorKind::TimeExceeded { code },
+        TYPE_PARAMETER_PROBLEM => ErrorKind::ParameterProblem,
+        _ => return None,
+    };
+    Some(ErrorMessage { kind, quoted })
+}
+
+/// Builds a "fragmentation needed" message (type 3 code 4) with the next-hop MTU, as a
+/// router would (RFC 1191 §4). We are a host and never send one; tests and the simulation
+/// use it to play the router.
+pub fn fragmentation_needed(next_hop_mtu: u16, original: &[u8]) -> Vec<u8> {
+    let mut msg = error_message(TYPE_DEST_UNREACHABLE, CODE_FRAGMENTATION_NEEDED, original);
+    if let Some(field) = msg.get_mut(6..8) {
+        field.copy_from_slice(&next_hop_mtu.to_be_bytes());
+    }
     set_checksum(&mut msg);
     msg
 }
@@ -296,6 +404,45 @@ mod tests {
         assert!(!may_send_error_for(
             &Ipv4Packet::parse(&empty_icmp).unwrap()
         ));
+    }
+
+    #[test]
+    fn error_messages_parse() {
+        let orig = emit(
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+            PROTO_TCP,
+            64,
+            3,
+            &[0x55; 40],
+        );
+        let m = dest_unreachable(CODE_PORT_UNREACHABLE, &orig);
+        let e = parse_error(&m).unwrap();
+        assert_eq!(e.kind, ErrorKind::DestUnreachable { code: 3 });
+        assert!(e.kind.is_hard());
+        assert_eq!(e.quoted, &orig[..28]);
+        let m = fragmentation_needed(1280, &orig);
+        assert_eq!(checksum(&m), 0);
+        assert_eq!(
+            parse_error(&m).unwrap().kind,
+            ErrorKind::FragmentationNeeded { next_hop_mtu: 1280 }
+        );
+        let m = time_exceeded(CODE_REASSEMBLY_TIME_EXCEEDED, &orig);
+        assert_eq!(&m[..2], &[11, 1]);
+        assert_eq!(checksum(&m), 0);
+        let e = parse_error(&m).unwrap();
+        assert_eq!(e.kind, ErrorKind::TimeExceeded { code: 1 });
+        assert!(!e.kind.is_hard());
+        assert!(!ErrorKind::DestUnreachable { code: 1 }.is_hard());
+        let mut q = vec![TYPE_SOURCE_QUENCH, 0, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(&orig[..28]);
+        assert_eq!(parse_error(&q).unwrap().kind, ErrorKind::SourceQuench);
+        q[0] = TYPE_PARAMETER_PROBLEM;
+        assert_eq!(parse_error(&q).unwrap().kind, ErrorKind::ParameterProblem);
+        // Queries and short messages are not errors.
+        assert_eq!(parse_error(&echo_request(1, 1, b"x")), None);
+        assert_eq!(parse_error(&[3, 4, 0]), None);
+        assert_eq!(parse_error(&[]), None);
     }
 
     #[test]

@@ -106,7 +106,8 @@ pub enum Ipv4Error {
     },
     /// The header checksum does not verify (RFC 791 §3.1, RFC 1071).
     BadChecksum,
-    /// A fragment (MF set or offset != 0). Reassembly (RFC 791 §3.2) is not implemented yet.
+    /// A fragment (MF set or offset != 0), from [`Ipv4Packet::parse`]; fragments go through
+    /// [`Ipv4Packet::parse_with_fragments`] and the reassembler ([`super::frag`]).
     Fragment {
         /// Fragment offset in bytes.
         offset: usize,
@@ -217,6 +218,17 @@ impl<'a> Ipv4Packet<'a> {
     /// IHL >= 5, header fits the buffer, total length >= header and <= buffer, header checksum,
     /// not a fragment, TTL != 0, source address sanity (RFC 1122 §3.2.1.3).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Ipv4Error> {
+        Self::parse_inner(bytes, false)
+    }
+
+    /// Like [`Ipv4Packet::parse`], but admits fragments (MF set or offset != 0) so they can
+    /// be handed to the reassembler ([`super::frag::Reassembler`]). Every other check is
+    /// the same; use [`Ipv4Packet::is_fragment`] to tell a fragment from a whole datagram.
+    pub fn parse_with_fragments(bytes: &'a [u8]) -> Result<Self, Ipv4Error> {
+        Self::parse_inner(bytes, true)
+    }
+
+    fn parse_inner(bytes: &'a [u8], allow_fragments: bool) -> Result<Self, Ipv4Error> {
         let len = bytes.len();
         let first = match bytes.first() {
             Some(&b) if len >= MIN_HEADER_LEN => b,
@@ -255,7 +267,7 @@ impl<'a> Ipv4Packet<'a> {
         let flags_frag = be16(bytes, 6).ok_or(too_short)?;
         let more = flags_frag & FLAG_MF != 0;
         let offset = usize::from(flags_frag & FRAG_OFFSET_MASK) * 8;
-        if more || offset != 0 {
+        if (more || offset != 0) && !allow_fragments {
             return Err(Ipv4Error::Fragment { offset, more });
         }
         let ttl = *bytes.get(8).ok_or(too_short)?;
@@ -288,6 +300,91 @@ impl<'a> Ipv4Packet<'a> {
     /// The header bytes, options included.
     pub fn header(&self) -> &'a [u8] {
         self.bytes.get(..self.header_len).unwrap_or_default()
+    }
+
+    fn flags_frag(&self) -> u16 {
+        be16(self.bytes, 6).unwrap_or(0)
+    }
+
+    /// The More Fragments flag (RFC 791 §3.1).
+    pub fn more_fragments(&self) -> bool {
+        self.flags_frag() & FLAG_MF != 0
+    }
+
+    /// The Don't Fragment flag (RFC 791 §3.1).
+    pub fn dont_fragment(&self) -> bool {
+        self.flags_frag() & FLAG_DF != 0
+    }
+
+    /// Where this fragment's data starts in the original datagram's payload, in bytes
+    /// (the 13-bit field counts 8-byte units).
+    pub fn fragment_offset(&self) -> usize {
+        usize::from(self.flags_frag() & FRAG_OFFSET_MASK) * 8
+    }
+
+    /// True for a fragment (MF set or a non-zero offset), false for a whole datagram.
+    pub fn is_fragment(&self) -> bool {
+        self.more_fragments() || self.fragment_offset() != 0
+    }
+}
+
+/// Builds the packets that carry `payload` over a link of `mtu` bytes (RFC 791 §3.2,
+/// "Fragmentation and Reassembly"). If the whole datagram fits, the result is one packet
+/// exactly as [`emit`] makes it (DF set: path MTU discovery, RFC 1191). Otherwise the
+/// payload is cut into fragments: every fragment but the last carries a multiple of 8
+/// data bytes (the offset field counts 8-byte units) and has MF set; all share `id`; DF is
+/// clear, since a fragmented datagram may be fragmented further on the way.
+///
+/// An `mtu` below 28 (20 header bytes + 8 data bytes: RFC 791's minimum fragment) is raised
+/// to 28; a payload above [`MAX_PAYLOAD_LEN`] is truncated as [`emit`] does.
+pub fn emit_fragments(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: u8,
+    ttl: u8,
+    id: u16,
+    payload: &[u8],
+    mtu: usize,
+) -> Vec<Vec<u8>> {
+    let payload = payload.get(..MAX_PAYLOAD_LEN).unwrap_or(payload);
+    if MIN_HEADER_LEN.saturating_add(payload.len()) <= mtu {
+        return vec![emit(src, dst, protocol, ttl, id, payload)];
+    }
+    // Data per fragment: what fits after the header, rounded down to 8 bytes.
+    let per = (mtu.max(MIN_HEADER_LEN + 8) - MIN_HEADER_LEN) / 8 * 8;
+    let mut out = Vec::with_capacity(payload.len() / per + 1);
+    let mut offset = 0usize;
+    for chunk in payload.chunks(per) {
+        let end = offset + chunk.len();
+        let more = end < payload.len();
+        // offset <= MAX_PAYLOAD_LEN, so offset / 8 fits the 13-bit field.
+        let units = u16::try_from(offset / 8).unwrap_or(FRAG_OFFSET_MASK) & FRAG_OFFSET_MASK;
+        let flags = if more { FLAG_MF | units } else { units };
+        let mut packet = Vec::with_capacity(MIN_HEADER_LEN + chunk.len());
+        emit_into(&mut packet, src, dst, protocol, ttl, id, chunk.len());
+        set_flags_frag(&mut packet, flags);
+        packet.extend_from_slice(chunk);
+        out.push(packet);
+        offset = end;
+    }
+    out
+}
+
+/// Rewrites the flags/fragment-offset word of the header at the start of `packet` and
+/// recomputes the header checksum.
+pub(crate) fn set_flags_frag(packet: &mut [u8], flags_frag: u16) {
+    let header_len = packet
+        .first()
+        .map_or(MIN_HEADER_LEN, |b| usize::from(b & 0x0f) * 4);
+    if let Some(field) = packet.get_mut(6..8) {
+        field.copy_from_slice(&flags_frag.to_be_bytes());
+    }
+    if let Some(field) = packet.get_mut(10..12) {
+        field.copy_from_slice(&[0, 0]);
+    }
+    let sum = checksum(packet.get(..header_len).unwrap_or_default());
+    if let Some(field) = packet.get_mut(10..12) {
+        field.copy_from_slice(&sum.to_be_bytes());
     }
 }
 
@@ -344,7 +441,8 @@ pub fn emit_into(
     header[1] = 0; // DSCP/ECN: best effort
     header[2..4].copy_from_slice(&total_len.to_be_bytes());
     header[4..6].copy_from_slice(&id.to_be_bytes());
-    // We never fragment (RFC 1191 path MTU discovery relies on DF).
+    // DF: RFC 1191 path MTU discovery relies on it; [`emit_fragments`] clears it when it
+    // has to fragment.
     header[6..8].copy_from_slice(&FLAG_DF.to_be_bytes());
     header[8] = ttl;
     header[9] = protocol;
@@ -644,6 +742,67 @@ mod tests {
         no_df[6] = 0;
         fix_checksum(&mut no_df);
         assert!(Ipv4Packet::parse(&no_df).is_ok());
+    }
+
+    #[test]
+    fn parse_with_fragments_admits_fragments() {
+        let mut mf = emit(A, B, PROTO_TCP, 64, 1, b"12345678");
+        mf[6] = 0x20;
+        fix_checksum(&mut mf);
+        let p = Ipv4Packet::parse_with_fragments(&mf).unwrap();
+        assert!(p.is_fragment() && p.more_fragments() && !p.dont_fragment());
+        assert_eq!(p.fragment_offset(), 0);
+        let mut last = emit(A, B, PROTO_TCP, 64, 1, b"x");
+        last[6..8].copy_from_slice(&0x0003u16.to_be_bytes());
+        fix_checksum(&mut last);
+        let p = Ipv4Packet::parse_with_fragments(&last).unwrap();
+        assert!(p.is_fragment() && !p.more_fragments());
+        assert_eq!(p.fragment_offset(), 24);
+        // Whole datagrams parse the same both ways; other checks still apply.
+        let whole = emit(A, B, PROTO_TCP, 64, 1, b"x");
+        let p = Ipv4Packet::parse_with_fragments(&whole).unwrap();
+        assert!(!p.is_fragment() && p.dont_fragment());
+        assert_eq!(Some(p), Ipv4Packet::parse(&whole).ok());
+        last[8] = 0;
+        fix_checksum(&mut last);
+        assert_eq!(
+            Ipv4Packet::parse_with_fragments(&last),
+            Err(Ipv4Error::TtlZero)
+        );
+    }
+
+    #[test]
+    fn emit_fragments_small_payload_is_one_df_packet() {
+        let pkts = emit_fragments(A, B, PROTO_ICMP, 64, 5, &[7; 1480], 1500);
+        assert_eq!(pkts, vec![emit(A, B, PROTO_ICMP, 64, 5, &[7; 1480])]);
+    }
+
+    #[test]
+    fn emit_fragments_cuts_on_eight_byte_boundaries() {
+        let payload: Vec<u8> = (0..4008u32).map(|i| (i % 251) as u8).collect();
+        let pkts = emit_fragments(A, B, PROTO_ICMP, 64, 9, &payload, 1500);
+        assert_eq!(pkts.len(), 3);
+        let mut rebuilt = Vec::new();
+        for (i, pkt) in pkts.iter().enumerate() {
+            assert!(pkt.len() <= 1500);
+            let p = Ipv4Packet::parse_with_fragments(pkt).unwrap();
+            assert_eq!(p.id, 9);
+            assert!(!p.dont_fragment());
+            assert_eq!(p.more_fragments(), i < 2);
+            assert_eq!(p.fragment_offset(), rebuilt.len());
+            if i < 2 {
+                assert_eq!(p.payload.len(), 1480);
+            }
+            rebuilt.extend_from_slice(p.payload);
+            // etherparse agrees on the header.
+            let h = Ipv4HeaderSlice::from_slice(pkt).unwrap();
+            assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum());
+        }
+        assert_eq!(rebuilt, payload);
+        // A tiny MTU still makes progress: 8 data bytes per fragment.
+        let tiny = emit_fragments(A, B, PROTO_UDP, 64, 1, &[1; 20], 10);
+        assert_eq!(tiny.len(), 3);
+        assert!(tiny.iter().all(|p| p.len() <= 28));
     }
 
     #[test]

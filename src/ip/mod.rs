@@ -8,8 +8,10 @@
 //!
 //! On a host (we are not a router) the job on receive is: validate the header once at the
 //! edge ([`ipv4::Ipv4Packet::parse`]: version, lengths, checksum, no fragments, TTL, source
-//! sanity per RFC 1122 §3.2.1.3), then hand the payload to the protocol named in the header.
-//! On send it is: prepend a header ([`ipv4::emit`]). ICMP ([`icmp`], RFC 792) is the layer's
+//! sanity per RFC 1122 §3.2.1.3), put fragments back together ([`frag`], RFC 791 §3.2),
+//! then hand the payload to the protocol named in the header. On send it is: prepend a
+//! header ([`ipv4::emit`]), cutting datagrams larger than the MTU into fragments
+//! ([`ipv4::emit_fragments`]). ICMP ([`icmp`], RFC 792) is the layer's
 //! own control protocol: echo ("ping") and error reports such as destination unreachable.
 //!
 //! IPv6 ([`ipv6`], RFC 8200) and ICMPv6 echo ([`icmpv6`], RFC 4443) are a first step beside
@@ -19,6 +21,7 @@
 //! no device. Every malformed input yields an error value with a stable
 //! [`ipv4::Ipv4Error::reason`] / [`icmp::IcmpError::reason`] for statistics; nothing panics.
 
+pub mod frag;
 pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;

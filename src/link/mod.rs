@@ -18,12 +18,15 @@
 //! Other devices implement the same trait: [`memory::pair`] connects two stacks back to back
 //! inside one process for tests, and [`pcap::PcapDevice`] wraps any device to record what
 //! crosses it with a [`pcap::PcapWriter`], in a file Wireshark and tcpdump read.
+//! [`fault`] makes a link lossy on purpose (drop, duplicate, reorder, corrupt, delay) with
+//! a seed, for experiments and tests.
 
 use std::io;
 
 pub mod arp;
 pub mod ethernet;
 pub mod ethernet_layer;
+pub mod fault;
 pub mod memory;
 pub mod ndp;
 pub mod pcap;

@@ -4,19 +4,26 @@
 //! ```text
 //!  handle_packet(bytes)                          poll_transmit() -> bytes
 //!        │                                              ▲
-//!   ip::ipv4::Ipv4Packet::parse ── drop + count ──▶ stats │
-//!        │ dst == our address?                          │ ip::ipv4::emit
+//!   ip::ipv4::Ipv4Packet::parse_with_fragments ─ drop ─▶ stats
+//!        │ dst == our address?                          │ ip::ipv4::emit(_fragments)
+//!        │ a fragment? ─▶ ip::frag::Reassembler ─ whole datagram ─┐  (MTU)
 //!        ├─ protocol 1  ─▶ ip::icmp::handle ─ reply ────▶│ (queued)
+//!        │                 ip::icmp::parse_error ─▶ tcp::Tcp::on_icmp_error
 //!        ├─ protocol 6  ─▶ tcp::Segment::parse ─▶ tcp::Tcp::on_segment
 //!        │                                   tcp::Tcp::poll_transmit ─▶│
 //!        ├─ protocol 17 ─▶ udp::Datagram::parse ─▶ udp::Udp::on_datagram
 //!        │     no socket ─▶ ICMP port unreachable ─▶│  udp::Udp::poll_transmit ─▶│
 //!        └─ other       ─▶ ICMP protocol unreachable ───▶│ (RFC 1122 §3.2.2.1)
 //! ```
+//!
+//! Reassembly timeouts are timers like TCP's: [`Interface::poll_at`] includes them and
+//! [`Interface::handle_timeout`] answers a timed-out datagram whose first fragment arrived
+//! with ICMP Time Exceeded, code 1 (RFC 792, RFC 1122 §3.3.2).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::ip::frag::{FragConfig, FragResult, FragStats, Reassembler};
 use crate::ip::{icmp, icmpv6, ipv4, ipv6};
 use crate::tcp::{self, Segment, Tcp};
 use crate::time::Instant;
@@ -24,6 +31,9 @@ use crate::udp::{self, Datagram, Udp};
 
 /// Default TTL for packets we originate (RFC 1700's recommendation, as Linux).
 pub const DEFAULT_TTL: u8 = 64;
+
+/// The link MTU assumed until [`Interface::set_mtu`] (Ethernet's).
+pub const DEFAULT_MTU: usize = 1500;
 
 /// At most this many ICMP/IP-level replies wait in the queue; beyond it new ones are
 /// dropped, so a flood of pings cannot grow memory without bound (DESIGN §7).
@@ -40,6 +50,15 @@ pub struct IfaceStats {
     pub echo_replies: u64,
     /// Dropped input by reason (`"bad-checksum"`, `"not-for-us"`, …).
     pub drops: BTreeMap<&'static str, u64>,
+    /// Fragment reassembly counters.
+    pub frag: FragStats,
+    /// Outgoing datagrams that had to be fragmented (RFC 791 §3.2).
+    pub datagrams_fragmented: u64,
+    /// ICMP Time Exceeded (reassembly) messages sent.
+    pub time_exceeded_sent: u64,
+    /// ICMP error messages received, by what the transport layer did with them
+    /// (`"icmp-soft-error"`, `"icmp-out-of-window"`, …; RFC 5927).
+    pub icmp_errors: BTreeMap<&'static str, u64>,
 }
 
 impl IfaceStats {
@@ -63,6 +82,8 @@ pub struct Interface {
     pending: VecDeque<Vec<u8>>,
     next_ip_id: u16,
     stats: IfaceStats,
+    frag: Reassembler,
+    mtu: usize,
 }
 
 impl Interface {
@@ -77,7 +98,20 @@ impl Interface {
             pending: VecDeque::new(),
             next_ip_id: (seed as u16) | 1,
             stats: IfaceStats::default(),
+            frag: Reassembler::new(FragConfig::default()),
+            mtu: DEFAULT_MTU,
         }
+    }
+
+    /// Sets the link MTU: ICMP (and other IP-level) datagrams larger than this are sent as
+    /// fragments. TCP sizes its segments to the MSS instead and keeps DF (RFC 1191).
+    pub fn set_mtu(&mut self, mtu: usize) {
+        self.mtu = mtu;
+    }
+
+    /// Replaces the reassembler's limits (datagrams in progress are forgotten).
+    pub fn set_frag_config(&mut self, config: FragConfig) {
+        self.frag = Reassembler::new(config);
     }
 
     /// Our IPv4 address.
@@ -136,7 +170,7 @@ impl Interface {
             self.handle_ipv6(bytes);
             return;
         }
-        let packet = match ipv4::Ipv4Packet::parse(bytes) {
+        let packet = match ipv4::Ipv4Packet::parse_with_fragments(bytes) {
             Ok(p) => p,
             Err(e) => {
                 log::debug!("ip: dropped {} byte packet: {e}", bytes.len());
@@ -155,8 +189,28 @@ impl Interface {
             self.stats.drop("not-for-us");
             return;
         }
+        if packet.is_fragment() {
+            // RFC 791 §3.2: hold the fragment until its datagram is whole.
+            self.expire_fragments(now);
+            let result = self.frag.insert(&packet, now);
+            self.stats.frag = self.frag.stats().clone();
+            match result {
+                FragResult::Complete(whole) => match ipv4::Ipv4Packet::parse(&whole) {
+                    Ok(datagram) => self.deliver(&datagram, now),
+                    Err(e) => self.stats.drop(e.reason()),
+                },
+                FragResult::Pending => {}
+                FragResult::Dropped(reason) => self.stats.drop(reason),
+            }
+            return;
+        }
+        self.deliver(&packet, now);
+    }
+
+    /// A whole datagram for us: hand it to its protocol.
+    fn deliver(&mut self, packet: &ipv4::Ipv4Packet<'_>, now: Instant) {
         match packet.protocol {
-            ipv4::PROTO_ICMP => self.handle_icmp(&packet),
+            ipv4::PROTO_ICMP => self.handle_icmp(packet, now),
             ipv4::PROTO_TCP => match Segment::parse(packet.src, packet.dst, packet.payload) {
                 Ok(segment) => self.tcp.on_segment(packet.src, packet.dst, &segment, now),
                 Err(e) => {
@@ -164,13 +218,13 @@ impl Interface {
                     self.stats.drop("tcp-malformed");
                 }
             },
-            ipv4::PROTO_UDP => self.handle_udp(&packet),
+            ipv4::PROTO_UDP => self.handle_udp(packet),
             other => {
                 // RFC 1122 §3.2.2.1: a host SHOULD send Protocol Unreachable (code 2) for a
                 // transport protocol it does not implement.
                 log::debug!("ip: protocol {other} from {} unreachable", packet.src);
                 self.stats.drop("protocol-unreachable");
-                if icmp::may_send_error_for(&packet) {
+                if icmp::may_send_error_for(packet) {
                     let message =
                         icmp::dest_unreachable(icmp::CODE_PROTOCOL_UNREACHABLE, packet.bytes);
                     self.queue(packet.src, ipv4::PROTO_ICMP, &message);
@@ -245,14 +299,35 @@ impl Interface {
         }
     }
 
-    fn handle_icmp(&mut self, packet: &ipv4::Ipv4Packet<'_>) {
+    fn handle_icmp(&mut self, packet: &ipv4::Ipv4Packet<'_>, now: Instant) {
         match icmp::handle(packet.payload) {
             Ok(Some(reply)) => {
                 self.stats.echo_replies += 1;
                 log::trace!("icmp: echo reply to {}", packet.src);
                 self.queue(packet.src, ipv4::PROTO_ICMP, &reply);
             }
-            Ok(None) => log::trace!("icmp: ignored message from {}", packet.src),
+            Ok(None) => match icmp::parse_error(packet.payload) {
+                // RFC 1122 §3.2.2: an ICMP error is passed to the transport protocol named
+                // in the quoted header. Only TCP is ours; the quote must name us as source.
+                Some(err)
+                    if err.quoted.get(9) == Some(&ipv4::PROTO_TCP)
+                        && err.quoted.get(12..16) == Some(&self.addr.octets()[..]) =>
+                {
+                    let action = self
+                        .tcp
+                        .on_icmp_error(packet.src, err.quoted, err.kind, now);
+                    *self.stats.icmp_errors.entry(action.reason()).or_insert(0) += 1;
+                }
+                Some(err) => {
+                    log::debug!(
+                        "icmp: {:?} from {} about no TCP of ours",
+                        err.kind,
+                        packet.src
+                    );
+                    *self.stats.icmp_errors.entry("icmp-not-ours").or_insert(0) += 1;
+                }
+                None => log::trace!("icmp: ignored message from {}", packet.src),
+            },
             Err(e) => {
                 log::debug!("icmp: dropped message from {}: {e}", packet.src);
                 self.stats.drop(e.reason());
@@ -265,14 +340,45 @@ impl Interface {
             self.stats.drop("reply-queue-full");
             return;
         }
-        let packet = self.emit(dst, protocol, payload);
-        self.pending.push_back(packet);
-    }
-
-    fn emit(&mut self, dst: Ipv4Addr, protocol: u8, payload: &[u8]) -> Vec<u8> {
         let id = self.next_ip_id;
         self.next_ip_id = self.next_ip_id.wrapping_add(1);
-        ipv4::emit(self.addr, dst, protocol, DEFAULT_TTL, id, payload)
+        // RFC 791 §3.2: a datagram larger than the MTU leaves as fragments (a 4000-byte ping
+        // is answered with a 4000-byte reply).
+        let packets =
+            ipv4::emit_fragments(self.addr, dst, protocol, DEFAULT_TTL, id, payload, self.mtu);
+        if packets.len() > 1 {
+            self.stats.datagrams_fragmented += 1;
+        }
+        self.pending.extend(packets);
+    }
+
+    /// Drop the datagrams whose reassembly timed out; RFC 792 / RFC 1122 §3.3.2: tell the
+    /// sender with Time Exceeded code 1 when the first fragment arrived (only then can the
+    /// message quote the header and 8 bytes that let the sender match it).
+    fn expire_fragments(&mut self, now: Instant) {
+        if self.frag.poll_at().is_none_or(|at| at > now) {
+            return;
+        }
+        for gone in self.frag.expire(now) {
+            let Some(quote) = gone.quote else { continue };
+            let header_len = quote.first().map_or(20, |b| usize::from(b & 0x0f) * 4);
+            let original = ipv4::Ipv4Packet {
+                src: gone.src,
+                dst: self.addr,
+                protocol: quote.get(9).copied().unwrap_or(0),
+                ttl: 1,
+                id: 0,
+                header_len,
+                payload: quote.get(header_len..).unwrap_or_default(),
+                bytes: &quote,
+            };
+            if icmp::may_send_error_for(&original) {
+                let message = icmp::time_exceeded(icmp::CODE_REASSEMBLY_TIME_EXCEEDED, &quote);
+                self.stats.time_exceeded_sent += 1;
+                self.queue(gone.src, ipv4::PROTO_ICMP, &message);
+            }
+        }
+        self.stats.frag = self.frag.stats().clone();
     }
 
     /// The next IPv4 packet to put on the link, if any. Drain until `None` after every
@@ -334,11 +440,15 @@ impl Interface {
 
     /// When [`Interface::handle_timeout`] next needs to run.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.tcp.poll_at()
+        match (self.tcp.poll_at(), self.frag.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fire the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tcp.handle_timeout(now);
+        self.expire_fragments(now);
     }
 }

@@ -31,6 +31,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::link::ethernet_layer::{EthernetConfig, EthernetLayer, EthernetStats};
+use crate::link::fault::{FaultConfig, FaultStats, Faults};
 use crate::tcp::{self, ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
 use crate::trace::{TraceEvent, Tracer};
@@ -66,6 +67,8 @@ pub struct StackConfig {
     pub addr6: Option<std::net::Ipv6Addr>,
     /// Where `--trace`/`--step` events go; `None` (the default) costs nothing.
     pub tracer: Option<Tracer>,
+    /// Faults to inject in both directions, and their seed (`None`: a perfect link).
+    pub faults: Option<(FaultConfig, u64)>,
 }
 
 impl StackConfig {
@@ -79,6 +82,7 @@ impl StackConfig {
             ethernet: None,
             addr6: None,
             tracer: None,
+            faults: None,
         }
     }
 }
@@ -114,6 +118,8 @@ pub(crate) struct Shared {
     tx: Mutex<mpsc::Sender<Event>>,
     wake_pending: AtomicBool,
     tracer: Option<Tracer>,
+    /// The fault injectors (`--loss` etc.), used by the stack thread; here for `stats`.
+    faults: Mutex<Option<Faults>>,
 }
 
 #[derive(Default)]
@@ -141,6 +147,8 @@ pub struct StackStats {
     pub link: Option<EthernetStats>,
     /// Number of connections in each state.
     pub states: Vec<(State, usize)>,
+    /// Faults injected on purpose, both directions added up.
+    pub faults: FaultStats,
 }
 
 impl StackHandle {
@@ -237,6 +245,16 @@ impl StackHandle {
 
     /// Counters of every layer.
     pub fn stats(&self) -> StackStats {
+        // Lock order: the stack thread holds `faults` while it takes `core`, so read the
+        // fault counters before taking `core`.
+        let faults = self
+            .shared
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Faults::stats)
+            .unwrap_or_default();
         let core = self.lock();
         let mut states: Vec<(State, usize)> = Vec::new();
         for (_, _, _, state) in core.tcp().connection_states() {
@@ -258,6 +276,7 @@ impl StackHandle {
             udp: core.udp().stats().clone(),
             link,
             states,
+            faults,
         }
     }
 
@@ -390,6 +409,12 @@ where
     iface.tcp_mut().set_trace(config.tracer.is_some());
     let tracer = config.tracer.clone();
     let tap = config.ethernet.is_some();
+    iface.set_mtu(config.mtu);
+    let faults = config
+        .faults
+        .clone()
+        .filter(|(f, _)| !f.is_noop())
+        .map(|(f, seed)| Faults::new(f, seed));
     let (tx, rx) = mpsc::channel::<Event>();
     let shared = Arc::new(Shared {
         core: Mutex::new(iface),
@@ -401,6 +426,7 @@ where
         tx: Mutex::new(tx.clone()),
         wake_pending: AtomicBool::new(false),
         tracer: tracer.clone(),
+        faults: Mutex::new(faults),
     });
     let handle = StackHandle {
         shared: shared.clone(),
@@ -502,6 +528,12 @@ where
                         hook(Direction::In, p);
                     }
                 }
+                // Fault injection (link::fault): between the device and the stack, in both
+                // directions; what it holds back (reorder, delay) comes out on its own timer.
+                let mut faults = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(f) = faults.as_mut() {
+                    f.inbound.filter(&mut inbound, shared.clock.now());
+                }
                 let (changed, wake_all) = if let Some(t) = tracer.as_ref() {
                     // The traced round reads `take_events`, which drops the per-connection
                     // wake lists: wake every waiter (tracing is for study, not speed).
@@ -536,6 +568,11 @@ where
                         wake_all,
                     )
                 };
+                if let Some(f) = faults.as_mut() {
+                    f.outbound.filter(&mut outbound, shared.clock.now());
+                    next_timer = next_timer.into_iter().chain(f.poll_at()).min();
+                }
+                drop(faults);
                 // Notifying after unlocking is safe: a waiter checks its condition and
                 // starts waiting under the lock, so it either saw the change or is waiting.
                 if changed {

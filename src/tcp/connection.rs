@@ -37,7 +37,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use super::congestion::{AckAction, NewReno};
-use super::endpoint::{Config, KeepaliveConfig, TcpError, TcpStats};
+use super::endpoint::{Config, IcmpAction, KeepaliveConfig, TcpError, TcpStats};
 use super::events::TcpEventKind;
 use super::recv_buf::RecvBuffer;
 use super::rto::RttEstimator;
@@ -45,7 +45,13 @@ use super::segment::{Flags, Segment, TcpOptions};
 use super::send_buf::SendBuffer;
 use super::seq::SeqNum;
 use super::state::State;
+use crate::ip::icmp::ErrorKind as IcmpErrorKind;
 use crate::time::Instant;
+
+/// The smallest path MTU an ICMP "fragmentation needed" may make us assume (Linux
+/// `min_pmtu`): RFC 1191 §3 allows 68, but RFC 5927 §7 warns that forged messages could
+/// otherwise shrink segments to a crawl.
+pub const MIN_PMTU: u16 = 552;
 
 /// RFC 9293 §3.7.1: the MSS to assume when the peer sends no MSS option.
 pub const DEFAULT_PEER_MSS: u16 = 536;
@@ -206,6 +212,9 @@ pub(crate) struct Connection {
     pub pending_rst: Option<Segment>,
     /// Created by a passive open (a listener).
     pub passive: bool,
+    /// The last soft ICMP error about this connection (RFC 1122 §4.2.3.9: reported to the
+    /// application, not fatal).
+    pub soft_error: Option<IcmpErrorKind>,
 
     snd: SendSequenceSpace,
     rcv: RecvSequenceSpace,
@@ -365,6 +374,7 @@ impl Connection {
             error: None,
             pending_rst: None,
             passive,
+            soft_error: None,
             snd: SendSequenceSpace {
                 una: iss,
                 nxt: iss,
@@ -1523,6 +1533,57 @@ impl Connection {
             } else if fin && !self.fin_received {
                 // FIN beyond a gap: held until the gap fills; duplicate ACK now.
                 self.ack_now();
+            }
+        }
+    }
+
+    /// An ICMP error quoted one of our segments with sequence number `seq` (RFC 1122
+    /// §4.2.3.9, RFC 5927).
+    pub fn on_icmp_error(&mut self, seq: SeqNum, kind: IcmpErrorKind) -> IcmpAction {
+        // RFC 5927 §4.1: the quoted segment must be one we sent and that is still
+        // unacknowledged, SND.UNA <= SEG.SEQ < SND.MAX, or the message is forged or stale;
+        // acting on it would allow blind resets and blind MSS reductions.
+        if !(seq.ge(self.snd.una) && seq.lt(self.snd.max)) {
+            return IcmpAction::OutOfWindow;
+        }
+        match kind {
+            // RFC 6633: hosts MUST ignore Source Quench.
+            IcmpErrorKind::SourceQuench => IcmpAction::Ignored,
+            IcmpErrorKind::FragmentationNeeded { next_hop_mtu } => {
+                // RFC 1191 §6.1: the next-hop MTU bounds our segments. A 0 MTU (a router
+                // older than RFC 1191) or one below MIN_PMTU is clamped.
+                let mtu = next_hop_mtu.max(MIN_PMTU);
+                let mss = mtu.saturating_sub(40);
+                if mss >= self.send_mss {
+                    return IcmpAction::Ignored;
+                }
+                log::debug!(
+                    "{} ↔ {}: path MTU {mtu}: send MSS {} → {mss}",
+                    self.local,
+                    self.remote,
+                    self.send_mss
+                );
+                self.send_mss = mss;
+                self.cc.set_mss(mss);
+                if self.state.is_synchronized() && self.snd.nxt != self.snd.una {
+                    // RFC 1191 §6.5: the segment was dropped; send it again now, cut to
+                    // the new size (go-back-N from SND.UNA).
+                    self.snd.nxt = self.snd.una;
+                    self.rtt_sample = None;
+                }
+                IcmpAction::MssLowered(mss)
+            }
+            // RFC 1122 §4.2.3.9 says hard errors SHOULD abort; RFC 5927 §5.2 and Linux
+            // abort only a connection still in SYN-SENT (nothing has worked yet), since
+            // for an established one the message may be forged or the route transient.
+            k if k.is_hard() && self.state == State::SynSent => {
+                self.fail(Some(TcpError::ConnectionRefused), "ICMP hard error");
+                IcmpAction::Aborted
+            }
+            k => {
+                self.soft_error = Some(k);
+                self.changed = true;
+                IcmpAction::SoftError
             }
         }
     }

@@ -241,6 +241,40 @@ impl TcpStats {
     }
 }
 
+/// What [`Tcp::on_icmp_error`] did with an ICMP error message.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum IcmpAction {
+    /// The quote is not a TCP segment we could have sent (too short, not TCP).
+    Malformed,
+    /// No connection matches the quoted addresses and ports.
+    NoConnection,
+    /// The quoted sequence number is outside SND.UNA..SND.MAX (RFC 5927 §4.1): ignored.
+    OutOfWindow,
+    /// Valid but nothing to do (source quench, RFC 6633; an MTU that is no news).
+    Ignored,
+    /// Recorded as the connection's soft error.
+    SoftError,
+    /// A hard error in SYN-SENT: the connection failed (connection refused).
+    Aborted,
+    /// Fragmentation needed: the send MSS was lowered to this (RFC 1191).
+    MssLowered(u16),
+}
+
+impl IcmpAction {
+    /// A stable short name, usable as a statistics key.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IcmpAction::Malformed => "icmp-quote-malformed",
+            IcmpAction::NoConnection => "icmp-no-connection",
+            IcmpAction::OutOfWindow => "icmp-out-of-window",
+            IcmpAction::Ignored => "icmp-ignored",
+            IcmpAction::SoftError => "icmp-soft-error",
+            IcmpAction::Aborted => "icmp-aborted",
+            IcmpAction::MssLowered(_) => "icmp-mss-lowered",
+        }
+    }
+}
+
 /// Counters of the TCP layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TcpStats {
@@ -1044,6 +1078,11 @@ impl Tcp {
         self.conn(id).map_or(0, |c| c.cwnd())
     }
 
+    /// The last soft ICMP error reported about the connection (RFC 1122 §4.2.3.9).
+    pub fn soft_error(&self, id: ConnId) -> Option<crate::ip::icmp::ErrorKind> {
+        self.conn(id).and_then(|c| c.soft_error)
+    }
+
     /// Effective send MSS of the connection (0 for a stale id).
     pub fn send_mss(&self, id: ConnId) -> u16 {
         self.conn(id).map_or(0, |c| c.send_mss())
@@ -1149,6 +1188,32 @@ impl Tcp {
             self.note(local, remote, || TcpEventKind::ResetNoConnection);
         }
         self.reply_rst(local, remote, seg);
+    }
+
+    /// An ICMP error message from `src` quoting one of our datagrams: `quoted` is the
+    /// quoted IPv4 header and (at least) the first 8 bytes of the TCP header — ports and
+    /// sequence number (RFC 792, RFC 1122 §4.2.3.9). The connection is found by the quoted
+    /// addresses and ports and acts only if the quoted sequence number is in flight
+    /// (RFC 5927 §4.1).
+    pub fn on_icmp_error(
+        &mut self,
+        src: Ipv4Addr,
+        quoted: &[u8],
+        kind: crate::ip::icmp::ErrorKind,
+        now: Instant,
+    ) -> IcmpAction {
+        let _ = now;
+        let Some((local, remote, seq)) = quoted_tcp(quoted) else {
+            return IcmpAction::Malformed;
+        };
+        let Some(&index) = self.table.get(&(local, remote)) else {
+            return IcmpAction::NoConnection;
+        };
+        let action = self
+            .with_conn(index, |c, _| c.on_icmp_error(seq, kind))
+            .unwrap_or(IcmpAction::NoConnection);
+        log::debug!("{local} ↔ {remote}: ICMP {kind:?} from {src}: {action:?}");
+        action
     }
 
     /// RFC 9293 §3.10.7.1: answer a segment for no connection with a RST.
@@ -1459,6 +1524,29 @@ impl Tcp {
         }
         self.tidy_timers();
     }
+}
+
+/// (local, remote, sequence number) of the TCP segment quoted in an ICMP error: an IPv4
+/// header (IHL words) followed by at least 8 bytes of TCP header.
+fn quoted_tcp(quoted: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4, SeqNum)> {
+    let first = *quoted.first()?;
+    let header_len = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || header_len < 20 || *quoted.get(9)? != crate::ip::ipv4::PROTO_TCP {
+        return None;
+    }
+    let ip = |at: usize| -> Option<Ipv4Addr> {
+        let b: [u8; 4] = quoted.get(at..at + 4)?.try_into().ok()?;
+        Some(Ipv4Addr::from(b))
+    };
+    let tcp = quoted.get(header_len..header_len.checked_add(8)?)?;
+    let word =
+        |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*tcp.get(at)?, *tcp.get(at + 1)?])) };
+    let seq: [u8; 4] = tcp.get(4..8)?.try_into().ok()?;
+    Some((
+        SocketAddrV4::new(ip(12)?, word(0)?),
+        SocketAddrV4::new(ip(16)?, word(2)?),
+        SeqNum(u32::from_be_bytes(seq)),
+    ))
 }
 
 fn log_out(t: &Transmit) {

@@ -42,7 +42,7 @@ pub mod syncookie;
 
 pub use congestion::{Algorithm as CongestionAlgorithm, NewReno};
 pub use endpoint::{
-    Config, ConnId, KeepaliveConfig, ListenerId, Tcp, TcpError, TcpStats, Transmit,
+    Config, ConnId, IcmpAction, KeepaliveConfig, ListenerId, Tcp, TcpError, TcpStats, Transmit,
 };
 pub use events::{TcpEvent, TcpEventKind};
 pub use recv_buf::RecvBuffer;
