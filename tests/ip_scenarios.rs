@@ -56,6 +56,8 @@ fn connected() -> (Interface, Interface, ConnId) {
         .unwrap();
     exchange(&mut a, &mut b, t(0));
     assert_eq!(a.tcp().state(id), State::Established);
+    // These tests look at each small write's segment: no Nagle holding them back.
+    a.tcp_mut().set_nodelay(id, true);
     (a, b, id)
 }
 
@@ -227,11 +229,12 @@ fn overlapping_fragments_are_dropped_and_counted() {
 #[test]
 fn fragmentation_needed_lowers_mss_and_resends_smaller() {
     let (mut a, _b, id) = connected();
-    assert_eq!(a.tcp().send_mss(id), 1460);
+    // 1500 − 40 bytes of headers − 12 of timestamps (negotiated by default).
+    assert_eq!(a.tcp().send_mss(id), 1448);
     let pkt = data_packet(&mut a, id, 4000, t(10));
     let err = router_error(icmp::fragmentation_needed(1280, &pkt));
     a.handle_packet(&err, t(11));
-    assert_eq!(a.tcp().send_mss(id), 1240);
+    assert_eq!(a.tcp().send_mss(id), 1228);
     assert_eq!(icmp_count(&a, "icmp-mss-lowered"), 1);
     // RFC 1191 §6.5: the lost data goes out again at once, in smaller segments.
     let resent = drain(&mut a, t(11));
@@ -242,9 +245,9 @@ fn fragmentation_needed_lowers_mss_and_resends_smaller() {
     // A larger MTU later is no news; an absurdly small one is clamped (RFC 5927 §7).
     let pkt = data_packet(&mut a, id, 100, t(12));
     a.handle_packet(&router_error(icmp::fragmentation_needed(1400, &pkt)), t(12));
-    assert_eq!(a.tcp().send_mss(id), 1240);
+    assert_eq!(a.tcp().send_mss(id), 1228);
     a.handle_packet(&router_error(icmp::fragmentation_needed(68, &pkt)), t(12));
-    assert_eq!(a.tcp().send_mss(id), 552 - 40);
+    assert_eq!(a.tcp().send_mss(id), 552 - 40 - 12);
     assert_eq!(a.tcp().state(id), State::Established);
 }
 
@@ -257,7 +260,7 @@ fn icmp_with_sequence_outside_the_window_is_ignored() {
     pkt[24..28].copy_from_slice(&seq.wrapping_add(1_000_000).to_be_bytes());
     a.handle_packet(&router_error(icmp::fragmentation_needed(576, &pkt)), t(11));
     a.handle_packet(&router_error(icmp::dest_unreachable(1, &pkt)), t(11));
-    assert_eq!(a.tcp().send_mss(id), 1460);
+    assert_eq!(a.tcp().send_mss(id), 1448);
     assert_eq!(a.tcp().soft_error(id), None);
     assert_eq!(icmp_count(&a, "icmp-out-of-window"), 2);
     // Already acknowledged data (below SND.UNA) is as stale.

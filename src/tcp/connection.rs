@@ -1553,7 +1553,10 @@ impl Connection {
                 // RFC 1191 §6.1: the next-hop MTU bounds our segments. A 0 MTU (a router
                 // older than RFC 1191) or one below MIN_PMTU is clamped.
                 let mtu = next_hop_mtu.max(MIN_PMTU);
-                let mss = mtu.saturating_sub(40);
+                // The MTU covers the IP and TCP headers and every option: with timestamps
+                // negotiated, 12 of the bytes are theirs (RFC 7323 §3.2).
+                let options = if self.ts_ok { TS_OPTION_LEN } else { 0 };
+                let mss = mtu.saturating_sub(40 + options);
                 if mss >= self.send_mss {
                     return IcmpAction::Ignored;
                 }
@@ -2016,6 +2019,31 @@ impl Connection {
         }
     }
 
+    /// Bytes the SACK option will take on our next segment (0 when none is sent): two
+    /// NOPs, kind and length, then 8 bytes a block, as many as fit beside timestamps in
+    /// the 40 bytes of option space (RFC 2018 §3) — the same rule `TcpOptions::encode` uses.
+    fn sack_option_len(&self) -> usize {
+        if !(self.sack_ok && self.recv_buf.has_out_of_order()) {
+            return 0;
+        }
+        let used = if self.ts_ok {
+            usize::from(TS_OPTION_LEN)
+        } else {
+            0
+        };
+        let blocks = self
+            .recv_buf
+            .out_of_order_ranges()
+            .len()
+            .min(MAX_SACK_BLOCKS)
+            .min(40usize.saturating_sub(used + 4) / 8);
+        if blocks == 0 {
+            0
+        } else {
+            4 + 8 * blocks
+        }
+    }
+
     /// SACK blocks for the out-of-order data we hold (RFC 2018 §4): the block holding the
     /// most recently received segment first, then the others in sequence order.
     fn sack_blocks(&self) -> Vec<(SeqNum, SeqNum)> {
@@ -2041,6 +2069,14 @@ impl Connection {
     fn data_segment(&mut self, seq: SeqNum, max_len: usize) -> Segment {
         let offset = seq.diff(self.data_start()).max(0) as usize;
         let avail = self.send_buf.len().saturating_sub(offset);
+        // The send MSS already leaves room for timestamps; SACK blocks riding on a data
+        // segment take option space too, and the packet must still fit the path's MTU
+        // (RFC 9293 §3.7.1: the MSS counts data only, options come out of it).
+        let max_len = max_len.min(
+            usize::from(self.send_mss)
+                .saturating_sub(self.sack_option_len())
+                .max(1),
+        );
         let len = max_len.min(avail);
         let mut payload = vec![0u8; len];
         let n = self.send_buf.peek(offset, &mut payload);
