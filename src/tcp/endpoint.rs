@@ -1440,6 +1440,11 @@ impl Tcp {
         if let Some(l) = self.listener_mut(li, generation) {
             l.accept_queue.push_back(id);
         }
+        // A thread blocked in accept() waits on the listener's own wake-up.
+        self.wake_listener(ListenerId {
+            index: li,
+            generation,
+        });
         // The ACK may carry data (and always a window): process it as usual.
         self.with_conn(id.index, |c, stats| c.on_segment(seg, now, stats));
     }
