@@ -221,8 +221,12 @@ fn diagram_of_a_kernel_loopback_capture() {
     )
     .expect_success("curl the kernel's server");
     // The exchange's last packets may still be on their way into the file: wait until
-    // the capture shows the 200, then stop tshark (SIGTERM: it closes the file cleanly).
+    // the capture shows the connection, then stop tshark (SIGTERM: it closes the file
+    // cleanly). dumpcap buffers its writes, so on a loaded machine the file can stay
+    // empty while it runs: after a few seconds, stop it anyway (that flushes everything
+    // it captured; curl finished long before) and read the complete file.
     let start = std::time::Instant::now();
+    let mut stopped = false;
     loop {
         let mut c = Command::new(tunstack_bin());
         c.arg("diagram").arg(&capture).args(["-o", "/dev/null"]);
@@ -234,6 +238,11 @@ fn diagram_of_a_kernel_loopback_capture() {
             start.elapsed() < READY_TIMEOUT,
             "capture stays empty: {run}"
         );
+        if !stopped && start.elapsed() > std::time::Duration::from_secs(3) {
+            tshark.terminate(SHORT_TIMEOUT);
+            stopped = true;
+            continue;
+        }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     tshark.terminate(SHORT_TIMEOUT);
