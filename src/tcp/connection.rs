@@ -1910,25 +1910,8 @@ impl Connection {
             self.rxt_log.clear();
             return;
         }
-        let una = self.snd.una;
         let timeout = self.rxt_timeout();
-        let sacked = &self.sacked;
-        let mut lost = Vec::new();
-        self.rxt_log.retain(|&(s, e, _, at)| {
-            if e.le(una) {
-                return false;
-            }
-            let from = s.max(una);
-            if sacked.iter().any(|&(l, r)| l.le(from) && r.ge(e)) {
-                return false;
-            }
-            if at + timeout <= now {
-                lost.push((from, e));
-                return false;
-            }
-            true
-        });
-        self.lost_again.extend(lost);
+        self.sweep_retransmissions(|_, at| at + timeout <= now);
         self.rxt_deadline = self.rxt_log.iter().map(|&(_, _, _, at)| at + timeout).min();
     }
 
@@ -1938,10 +1921,17 @@ impl Connection {
         let Some(&(_, highest)) = self.sacked.last() else {
             return;
         };
+        self.sweep_retransmissions(|mark, _| highest.gt(mark));
+    }
+
+    /// Walk the log of retransmissions: forget the ones acknowledged or SACKed since, and
+    /// move those that `is_lost(SND.MAX when sent, when sent)` judges lost to
+    /// `lost_again`, to be sent once more.
+    fn sweep_retransmissions(&mut self, is_lost: impl Fn(SeqNum, Instant) -> bool) {
         let una = self.snd.una;
         let sacked = &self.sacked;
         let mut lost = Vec::new();
-        self.rxt_log.retain(|&(s, e, mark, _)| {
+        self.rxt_log.retain(|&(s, e, mark, at)| {
             if e.le(una) {
                 return false;
             }
@@ -1949,7 +1939,7 @@ impl Connection {
             if sacked.iter().any(|&(l, r)| l.le(from) && r.ge(e)) {
                 return false;
             }
-            if highest.gt(mark) {
+            if is_lost(mark, at) {
                 lost.push((from, e));
                 return false;
             }
