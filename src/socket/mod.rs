@@ -28,8 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::stack::StackHandle;
+use crate::stack::{Interface, StackHandle};
 use crate::tcp::{ConnId, ListenerId, State, TcpError};
+use crate::time::Instant;
 use crate::trace::{SocketCall, SocketEvent, TraceEvent};
 
 /// With a tracer attached (`--trace`, `--step`), report a socket call on connection `id`
@@ -392,79 +393,68 @@ impl TcpStream {
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
+        if buf.is_empty() || self.inner.read_shut.load(Ordering::Relaxed) {
             return Ok(0);
         }
-        if self.inner.read_shut.load(Ordering::Relaxed) {
-            return Ok(0);
+        let id = self.inner.id;
+        let n = self.block_on(
+            &self.inner.read_timeout,
+            "read timed out",
+            |core, now| match core.tcp_mut().recv(id, buf, now) {
+                Err(TcpError::WouldBlock) => None,
+                result => Some(result),
+            },
+        )?;
+        self.trace(SocketCall::Read(n));
+        if n > 0 {
+            // Reading freed receive space: a window update may be due.
+            self.inner.stack.wake();
         }
-        let timeout = *self
-            .inner
-            .read_timeout
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let deadline = deadline_after(timeout);
-        let stack = &self.inner.stack;
-        let mut core = stack.lock();
-        loop {
-            let now = stack.now();
-            match core.tcp_mut().recv(self.inner.id, buf, now) {
-                Ok(n) => {
-                    drop(core);
-                    self.trace(SocketCall::Read(n));
-                    if n > 0 {
-                        // Reading freed receive space: a window update may be due.
-                        stack.wake();
-                    }
-                    return Ok(n);
-                }
-                Err(TcpError::WouldBlock) => {
-                    if self.inner.nonblocking.load(Ordering::Relaxed) {
-                        return Err(io::ErrorKind::WouldBlock.into());
-                    }
-                    if expired(deadline) {
-                        // std reports an expired SO_RCVTIMEO as WouldBlock on Unix.
-                        return Err(io::Error::new(io::ErrorKind::WouldBlock, "read timed out"));
-                    }
-                    core = stack.wait_on(&self.inner.cond, core, deadline);
-                }
-                Err(e) => return Err(io_error(e)),
-            }
-        }
+        Ok(n)
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let timeout = *self
-            .inner
-            .write_timeout
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let id = self.inner.id;
+        let n = self.block_on(&self.inner.write_timeout, "write timed out", |core, now| {
+            match core.tcp_mut().send(id, buf, now) {
+                // The send buffer is full: wait for ACKs to free it.
+                Ok(0) => None,
+                result => Some(result),
+            }
+        })?;
+        self.trace(SocketCall::Write(n));
+        self.inner.stack.wake();
+        Ok(n)
+    }
+
+    /// Call `attempt` under the stack lock until it has an answer (`Some`), waiting on
+    /// this socket's condition variable in between, up to the socket's `timeout`; `None`
+    /// means "would block". An expired timeout is `WouldBlock`, as std reports an expired
+    /// SO_RCVTIMEO/SO_SNDTIMEO on Unix. The lock is released before this returns.
+    fn block_on<T>(
+        &self,
+        timeout: &Mutex<Option<Duration>>,
+        expired_message: &'static str,
+        mut attempt: impl FnMut(&mut Interface, Instant) -> Option<Result<T, TcpError>>,
+    ) -> io::Result<T> {
+        let timeout = *timeout.lock().unwrap_or_else(|e| e.into_inner());
         let deadline = deadline_after(timeout);
         let stack = &self.inner.stack;
         let mut core = stack.lock();
         loop {
-            let now = stack.now();
-            match core.tcp_mut().send(self.inner.id, buf, now) {
-                Ok(0) => {
-                    if self.inner.nonblocking.load(Ordering::Relaxed) {
-                        return Err(io::ErrorKind::WouldBlock.into());
-                    }
-                    if expired(deadline) {
-                        return Err(io::Error::new(io::ErrorKind::WouldBlock, "write timed out"));
-                    }
-                    core = stack.wait_on(&self.inner.cond, core, deadline);
-                }
-                Ok(n) => {
-                    drop(core);
-                    self.trace(SocketCall::Write(n));
-                    stack.wake();
-                    return Ok(n);
-                }
-                Err(e) => return Err(io_error(e)),
+            if let Some(result) = attempt(&mut core, stack.now()) {
+                return result.map_err(io_error);
             }
+            if self.inner.nonblocking.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            if expired(deadline) {
+                return Err(io::Error::new(io::ErrorKind::WouldBlock, expired_message));
+            }
+            core = stack.wait_on(&self.inner.cond, core, deadline);
         }
     }
 }
