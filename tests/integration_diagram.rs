@@ -193,59 +193,74 @@ fn diagram_of_a_kernel_loopback_capture() {
     std::fs::write(www.join("hello.txt"), "hello from the kernel\n").expect("write file");
     h.start_kernel_http_server(8080, &www);
 
+    // tshark announces "Capturing on" a moment before dumpcap really records, and it
+    // buffers what it writes: so capture one curl, stop tshark (SIGTERM flushes and closes
+    // the file), and look. If the connection was missed, capture again (bounded).
     let capture = h.dir().join("lo.pcap");
-    let log_path = h.dir().join("tshark.log");
-    let log = std::fs::File::create(&log_path).expect("tshark log");
-    let mut c = h.ns().command("tshark");
-    c.args(["-i", "lo", "-F", "pcap", "-w", capture.to_str().unwrap()])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().expect("clone log"))
-        .stderr(log);
-    let mut tshark = ChildGuard::new(c.spawn().expect("start tshark"), "tshark");
-    // tshark says "Capturing on 'Loopback: lo'" once packets are being recorded.
-    let start = std::time::Instant::now();
-    while !std::fs::read_to_string(&log_path)
-        .unwrap_or_default()
-        .contains("Capturing on")
-    {
-        assert!(
-            start.elapsed() < READY_TIMEOUT && tshark.try_wait().is_none(),
-            "tshark did not start capturing:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    h.curl(
-        SHORT_TIMEOUT,
-        &["-sS", "-o", "/dev/null", "http://127.0.0.1:8080/hello.txt"],
-    )
-    .expect_success("curl the kernel's server");
-    // The exchange's last packets may still be on their way into the file: wait until
-    // the capture shows the connection, then stop tshark (SIGTERM: it closes the file
-    // cleanly). dumpcap buffers its writes, so on a loaded machine the file can stay
-    // empty while it runs: after a few seconds, stop it anyway (that flushes everything
-    // it captured; curl finished long before) and read the complete file.
-    let start = std::time::Instant::now();
-    let mut stopped = false;
+    let mut attempt = 0;
     loop {
-        let mut c = Command::new(tunstack_bin());
-        c.arg("diagram").arg(&capture).args(["-o", "/dev/null"]);
-        let run = run_bounded(c, SHORT_TIMEOUT);
-        if run.success() && run.stderr.contains("connection 1:") {
+        attempt += 1;
+        let _ = std::fs::remove_file(&capture);
+        let log_path = h.dir().join(format!("tshark-{attempt}.log"));
+        let log = std::fs::File::create(&log_path).expect("tshark log");
+        let mut c = h.ns().command("tshark");
+        c.args(["-i", "lo", "-F", "pcap", "-w", capture.to_str().unwrap()])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log);
+        let mut tshark = ChildGuard::new(c.spawn().expect("start tshark"), "tshark");
+        // Newer tshark says "Capture started." once dumpcap records; older ones only
+        // "Capturing on …", a little early: give those a second more.
+        let start = std::time::Instant::now();
+        let mut announced: Option<std::time::Instant> = None;
+        loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if text.contains("Capture started") {
+                break;
+            }
+            if text.contains("Capturing on") {
+                let at = *announced.get_or_insert_with(std::time::Instant::now);
+                if at.elapsed() > std::time::Duration::from_secs(1) {
+                    break;
+                }
+            }
+            assert!(
+                start.elapsed() < READY_TIMEOUT && tshark.try_wait().is_none(),
+                "tshark did not start capturing:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        h.curl(
+            SHORT_TIMEOUT,
+            &["-sS", "-o", "/dev/null", "http://127.0.0.1:8080/hello.txt"],
+        )
+        .expect_success("curl the kernel's server");
+        // dumpcap writes what it captured every so often, and a SIGTERM right after the
+        // exchange can lose what it has not written yet: wait (bounded) until the file shows
+        // the connection, then stop it; if it never does, stop it and look once more.
+        let shows_connection = || {
+            let mut c = Command::new(tunstack_bin());
+            c.arg("diagram").arg(&capture).args(["-o", "/dev/null"]);
+            let run = run_bounded(c, SHORT_TIMEOUT);
+            (run.success() && run.stderr.contains("connection 1:"), run)
+        };
+        let start = std::time::Instant::now();
+        let mut seen = false;
+        while start.elapsed() < std::time::Duration::from_secs(5) {
+            if shows_connection().0 {
+                seen = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        tshark.terminate(SHORT_TIMEOUT);
+        let (now_seen, run) = shows_connection();
+        if seen || now_seen {
             break;
         }
-        assert!(
-            start.elapsed() < READY_TIMEOUT,
-            "capture stays empty: {run}"
-        );
-        if !stopped && start.elapsed() > std::time::Duration::from_secs(3) {
-            tshark.terminate(SHORT_TIMEOUT);
-            stopped = true;
-            continue;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(attempt < 5, "the capture never held the connection: {run}");
     }
-    tshark.terminate(SHORT_TIMEOUT);
 
     let svg = h.dir().join("lo.svg");
     let run = draw(&capture, &["-o", svg.to_str().unwrap()]);
