@@ -481,20 +481,26 @@ impl Connection {
         now: Instant,
     ) -> Connection {
         let mut c = Connection::new(local, remote, iss, config, State::SynReceived, true);
-        c.rcv.irs = seg.seq;
-        c.rcv.nxt = seg.seq + 1;
-        c.rcv.adv = c.rcv.nxt;
-        c.last_ack_sent = c.rcv.nxt;
-        c.negotiate_ts(seg, now);
-        c.set_peer_mss(seg.options.mss);
-        c.sack_ok = seg.options.sack_permitted;
-        c.negotiate_wscale(seg.options.window_scale);
+        c.learn_peer_syn(seg, now);
         c.snd.wnd = u32::from(seg.window);
         c.snd.max_wnd = c.snd.wnd;
         c.snd.wl1 = seg.seq;
         c.snd.wl2 = iss;
         log::debug!("{local} ↔ {remote}: LISTEN → SYN-RECEIVED on SYN");
         c
+    }
+
+    /// What the peer's SYN tells us (RFC 9293 §3.10.7.2/§3.10.7.3): its ISN (RCV.NXT =
+    /// IRS + 1) and the options it offers — timestamps, MSS, SACK, window scale.
+    fn learn_peer_syn(&mut self, seg: &Segment, now: Instant) {
+        self.rcv.irs = seg.seq;
+        self.rcv.nxt = seg.seq + 1;
+        self.rcv.adv = self.rcv.nxt;
+        self.last_ack_sent = self.rcv.nxt;
+        self.negotiate_ts(seg, now);
+        self.set_peer_mss(seg.options.mss);
+        self.sack_ok = seg.options.sack_permitted;
+        self.negotiate_wscale(seg.options.window_scale);
     }
 
     /// A connection created from a validated SYN cookie (RFC 4987 §3.6): the handshake is
@@ -1038,14 +1044,7 @@ impl Connection {
             self.drop_segment(stats, "SYN-SENT: neither SYN nor RST");
             return;
         }
-        self.rcv.irs = seg.seq;
-        self.rcv.nxt = seg.seq + 1;
-        self.rcv.adv = self.rcv.nxt;
-        self.last_ack_sent = self.rcv.nxt;
-        self.negotiate_ts(seg, now);
-        self.set_peer_mss(seg.options.mss);
-        self.sack_ok = seg.options.sack_permitted;
-        self.negotiate_wscale(seg.options.window_scale);
+        self.learn_peer_syn(seg, now);
         self.last_ack_rx = now;
         self.snd.wnd = u32::from(seg.window);
         self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);

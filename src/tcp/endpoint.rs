@@ -1243,6 +1243,11 @@ impl Tcp {
             }
         };
         self.stats.resets_sent += 1;
+        self.queue_control(local, remote, segment);
+    }
+
+    /// Queue a segment that belongs to no connection (a RST, a cookie SYN-ACK).
+    fn queue_control(&mut self, local: SocketAddrV4, remote: SocketAddrV4, segment: Segment) {
         self.pending.push_back(Transmit {
             src: *local.ip(),
             dst: *remote.ip(),
@@ -1379,11 +1384,7 @@ impl Tcp {
             ..Segment::default()
         };
         self.stats.syn_cookies_sent += 1;
-        self.pending.push_back(Transmit {
-            src: *local.ip(),
-            dst: *remote.ip(),
-            segment,
-        });
+        self.queue_control(local, remote, segment);
     }
 
     /// The MSS, window scale and SACK a returning ACK's cookie carries, if valid.
