@@ -29,6 +29,7 @@ pub mod ethernet_layer;
 pub mod fault;
 pub mod memory;
 pub mod ndp;
+pub mod offload;
 pub mod pcap;
 pub mod tun;
 
