@@ -52,3 +52,29 @@ pub struct Offloads {
 
 /// Largest IPv4 packet a super-segment may be (the IPv4 total-length field's limit).
 pub const MAX_SUPER_PACKET: usize = 65535;
+
+/// A device the single-threaded event loop drives: never blocks, can be waited on with
+/// epoll, and knows its offloads. The TUN device implements it; tests use in-memory ones.
+pub trait PollDevice: Send {
+    /// Receive one packet into `buf` (at least [`PollDevice::recv_buf_len`] bytes long).
+    /// `Ok(None)` when nothing is waiting. With `vnet_hdr` the header is already stripped
+    /// and decoded into the [`RxMeta`].
+    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<Option<(usize, RxMeta)>>;
+    /// Send one packet; with `vnet_hdr` the device writes the header `meta` describes.
+    /// A device without TSO never gets a non-default `meta`.
+    fn send(&mut self, packet: &[u8], meta: TxMeta) -> std::io::Result<()>;
+    /// The file descriptor to wait on for readability.
+    fn raw_fd(&self) -> std::os::fd::RawFd;
+    /// What the device accepted when it was opened.
+    fn offloads(&self) -> Offloads;
+    /// The link MTU.
+    fn mtu(&self) -> usize;
+    /// How large a receive buffer must be: the MTU, or 64 KiB and headers with `rx_tso4`.
+    fn recv_buf_len(&self) -> usize {
+        if self.offloads().rx_tso4 {
+            MAX_SUPER_PACKET + 64
+        } else {
+            self.mtu() + 64
+        }
+    }
+}
