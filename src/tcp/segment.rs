@@ -383,6 +383,17 @@ impl fmt::Display for SegmentError {
 
 impl std::error::Error for SegmentError {}
 
+/// What [`Segment::parse_inner`] does with the checksum.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checksum {
+    /// Reject a segment whose checksum does not verify (the stack).
+    Verify,
+    /// Accept it but report the mismatch (capture readers).
+    Report,
+    /// Do not compute it: the device vouched for it.
+    Trusted,
+}
+
 /// A validated TCP segment: the header's meaning plus the payload (RFC 9293 §3.1).
 ///
 /// ```text
@@ -437,7 +448,19 @@ impl Segment {
     /// the checksum over the IPv4 pseudo-header (RFC 9293 §3.1); option syntax (unknown
     /// options skipped, malformed lengths rejected). Never panics, whatever the bytes.
     pub fn parse(src: Ipv4Addr, dst: Ipv4Addr, bytes: &[u8]) -> Result<Segment, SegmentError> {
-        Segment::parse_inner(src, dst, bytes, true).map(|(segment, _)| segment)
+        Segment::parse_inner(src, dst, bytes, Checksum::Verify).map(|(segment, _)| segment)
+    }
+
+    /// Like [`Segment::parse`], but the checksum is neither computed nor checked: for a
+    /// segment whose checksum the device vouched for or left partial on purpose
+    /// ([`crate::link::offload::RxMeta::csum_trusted`], e.g. a 64 KiB GRO super-segment
+    /// from the local kernel, which never crossed a wire). Every other check is the same.
+    pub fn parse_trusted(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+    ) -> Result<Segment, SegmentError> {
+        Segment::parse_inner(src, dst, bytes, Checksum::Trusted).map(|(segment, _)| segment)
     }
 
     /// Like [`Segment::parse`], but a bad checksum does not reject the segment: it is
@@ -449,15 +472,16 @@ impl Segment {
         dst: Ipv4Addr,
         bytes: &[u8],
     ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
-        Segment::parse_inner(src, dst, bytes, false)
+        Segment::parse_inner(src, dst, bytes, Checksum::Report)
     }
 
-    /// Both parsers; `verify` rejects a bad checksum before the options are looked at.
+    /// The parsers; [`Checksum::Verify`] rejects a bad checksum before the options are
+    /// looked at.
     fn parse_inner(
         src: Ipv4Addr,
         dst: Ipv4Addr,
         bytes: &[u8],
-        verify: bool,
+        mode: Checksum,
     ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
         let len = bytes.len();
         if len < HEADER_LEN {
@@ -477,13 +501,16 @@ impl Segment {
             .get(16..18)
             .and_then(|c| <[u8; 2]>::try_from(c).ok())
             .map_or(0, u16::from_be_bytes);
-        let sum = checksum(src, dst, bytes);
+        let sum = match mode {
+            Checksum::Trusted => 0,
+            Checksum::Verify | Checksum::Report => checksum(src, dst, bytes),
+        };
         let bad_checksum = (sum != 0).then(|| {
             // Recompute what the sender should have put there, for the log.
             let expected = checksum_with_zeroed_field(src, dst, bytes);
             SegmentError::BadChecksum { got, expected }
         });
-        if let (true, Some(e)) = (verify, bad_checksum) {
+        if let (Checksum::Verify, Some(e)) = (mode, bad_checksum) {
             return Err(e);
         }
         let header = TcpHeaderSlice::from_slice(bytes)
