@@ -25,7 +25,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::ip::frag::{FragConfig, FragResult, FragStats, Reassembler};
 use crate::ip::{icmp, icmpv6, ipv4, ipv6};
-use crate::link::offload::{RxMeta, TxMeta};
+use crate::link::offload::{RxMeta, TxMeta, MAX_SUPER_PACKET};
 use crate::tcp::{self, Segment, Tcp};
 use crate::time::Instant;
 use crate::udp::{self, Datagram, Udp};
@@ -460,15 +460,40 @@ impl Interface {
             out.extend_from_slice(&p);
             return Some(TxMeta::default());
         }
-        let t = self.tcp.poll_transmit(now)?;
-        let bytes = t.segment.emit(t.src, t.dst);
+        // TCP, the data path: the segment is written right after room for the IP header,
+        // its payload copied straight from the send buffer; the header goes in last,
+        // when the length is known.
+        out.resize(ipv4::MIN_HEADER_LEN, 0);
+        let Some(t) = self.tcp.poll_transmit_into(now, out) else {
+            out.clear();
+            return None;
+        };
         let id = self.next_ip_id;
         self.next_ip_id = self.next_ip_id.wrapping_add(1);
-        let len = bytes.len().min(ipv4::MAX_PAYLOAD_LEN);
-        ipv4::emit_into(out, t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, len);
-        out.extend_from_slice(&bytes[..len]);
+        // TCP never builds more than MAX_SUPER_SEGMENT (65515) bytes, so this fits.
+        let tcp_len = out.len() - ipv4::MIN_HEADER_LEN;
+        ipv4::write_header(out, t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, tcp_len);
         self.stats.packets_out += 1;
-        Some(TxMeta::default())
+        if t.gso_size == 0 {
+            return Some(TxMeta::default());
+        }
+        self.stats.super_packets_out += 1;
+        Some(TxMeta {
+            gso_size: t.gso_size,
+            csum_partial: true,
+        })
+    }
+
+    /// Let TCP send super-segments (TSO) of up to `max_packet` bytes of IPv4 packet
+    /// (at most [`MAX_SUPER_PACKET`], 65535), for a device that cuts them into wire
+    /// segments (`TUN_F_TSO4`); `None` turns it off. They come only out of
+    /// [`Interface::poll_transmit_into`], with a [`TxMeta`] that says so; use
+    /// [`Interface::poll_transmit`] only with TSO off (it would return such a packet
+    /// as one oversized datagram, with a complete checksum).
+    pub fn set_tso(&mut self, max_packet: Option<usize>) {
+        self.tcp.set_tso(
+            max_packet.map(|n| n.min(MAX_SUPER_PACKET).saturating_sub(ipv4::MIN_HEADER_LEN)),
+        );
     }
 
     /// When [`Interface::handle_timeout`] next needs to run.

@@ -557,13 +557,20 @@ impl Segment {
 
     /// Header, options and payload appended to `out` from index `base`, checksummed.
     fn write_tcp(&self, out: &mut Vec<u8>, base: usize, src: Ipv4Addr, dst: Ipv4Addr) {
+        self.write_header(out, base);
+        out.extend_from_slice(&self.payload);
+        finish_checksum(out, base, src, dst, false);
+    }
+
+    /// Header and options appended to `out` (which ends at `base`), checksum field zero.
+    fn write_header(&self, out: &mut Vec<u8>, base: usize) {
         out.extend_from_slice(&self.src_port.to_be_bytes());
         out.extend_from_slice(&self.dst_port.to_be_bytes());
         out.extend_from_slice(&self.seq.0.to_be_bytes());
         out.extend_from_slice(&self.ack.0.to_be_bytes());
         out.extend_from_slice(&[0, self.flags.to_byte()]); // data offset patched below
         out.extend_from_slice(&self.window.to_be_bytes());
-        out.extend_from_slice(&[0, 0]); // checksum, computed below
+        out.extend_from_slice(&[0, 0]); // checksum, computed once the payload is in
         out.extend_from_slice(&self.urgent.to_be_bytes());
         self.options.encode(out);
         // At most 60 bytes of header, so the word count fits in 4 bits.
@@ -571,11 +578,30 @@ impl Segment {
         if let Some(b) = out.get_mut(base + 12) {
             *b = words << 4;
         }
-        out.extend_from_slice(&self.payload);
-        let sum = checksum(src, dst, out.get(base..).unwrap_or(&[]));
-        if let Some(c) = out.get_mut(base + 16..base + 18) {
-            c.copy_from_slice(&sum.to_be_bytes());
-        }
+    }
+
+    /// Appends the segment to `out` with the payload produced by `payload`, which appends
+    /// it straight to `out` (e.g. from a send buffer), so a segment is built in the
+    /// packet buffer without a payload vector of its own; `self.payload` is ignored.
+    ///
+    /// With `partial` the checksum field gets only the folded sum of the IPv4
+    /// pseudo-header (RFC 9293 §3.1) over the segment's whole length, not complemented:
+    /// what Linux expects of a `CHECKSUM_PARTIAL` packet (`__tcp_v4_send_check`:
+    /// `th->check = ~tcp_v4_check(len, saddr, daddr, 0)`), which the kernel completes —
+    /// and, for a super-segment, adjusts to each piece's length when it cuts it
+    /// (`tcp_gso_segment`). Otherwise the checksum is complete.
+    pub fn emit_with_payload(
+        &self,
+        out: &mut Vec<u8>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        partial: bool,
+        payload: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let base = out.len();
+        self.write_header(out, base);
+        payload(out);
+        finish_checksum(out, base, src, dst, partial);
     }
 
     /// SEG.LEN: the sequence space the segment occupies — payload bytes, plus one for SYN
@@ -640,6 +666,24 @@ fn checksum(src: Ipv4Addr, dst: Ipv4Addr, tcp: &[u8]) -> u16 {
     sum += u64::try_from(tcp.len()).unwrap_or(u64::MAX).min(0xffff);
     sum += ones_sum(tcp);
     !fold(sum)
+}
+
+/// Fill in the checksum field of the TCP segment that starts at `out[base]` and runs to the
+/// end of `out`: complete, or (`partial`) the folded pseudo-header sum only (see
+/// [`Segment::emit_with_payload`]).
+fn finish_checksum(out: &mut [u8], base: usize, src: Ipv4Addr, dst: Ipv4Addr, partial: bool) {
+    let tcp = out.get(base..).unwrap_or(&[]);
+    let sum = if partial {
+        // Callers bound segments to 65535 bytes; saturate anyway.
+        let len = u16::try_from(tcp.len()).unwrap_or(u16::MAX);
+        let pseudo = crate::ip::ipv4::pseudo_header_sum(src, dst, PROTO_TCP, len);
+        fold(u64::from(pseudo))
+    } else {
+        checksum(src, dst, tcp)
+    };
+    if let Some(c) = out.get_mut(base + 16..base + 18) {
+        c.copy_from_slice(&sum.to_be_bytes());
+    }
 }
 
 /// The checksum the sender should have written, with the field treated as zero.
