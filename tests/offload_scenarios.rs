@@ -16,6 +16,8 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use std::time::Duration;
+
 use tunstack::ip::ipv4::{self, Ipv4Packet};
 use tunstack::link::offload::{RxMeta, TxMeta};
 use tunstack::stack::Interface;
@@ -40,6 +42,9 @@ fn pattern_range(start: usize, len: usize) -> Vec<u8> {
 /// One packet we sent, decoded: the segment (payload included) and the device metadata.
 struct Out {
     seg: Segment,
+    meta: TxMeta,
+    /// IPv4 total length.
+    ip_len: usize,
 }
 
 /// The host under test and the scripted peer.
@@ -148,6 +153,39 @@ impl H {
         out
     }
 
+    /// Advance the clock by `d`, firing timers, and return what was sent.
+    fn advance(&mut self, d: Duration) -> Vec<Out> {
+        self.now = self.now + d;
+        self.host.handle_timeout(self.now);
+        self.drain()
+    }
+
+    /// The peer acknowledges our stream up to `acked` bytes, with `sack` blocks (stream
+    /// offsets) and a window of `win` bytes; returns what the host sends in answer.
+    fn ack(&mut self, acked: usize, sack: &[(usize, usize)], win: u32) -> Vec<Out> {
+        self.inject_ack(acked, sack, win);
+        self.drain()
+    }
+
+    /// Like [`H::ack`], but the host answers only at the next drain (a batch of input).
+    fn inject_ack(&mut self, acked: usize, sack: &[(usize, usize)], win: u32) {
+        let mut seg = self.peer_segment(Flags::ACK, acked as u32, 0, win);
+        let base = self.iss + 1;
+        seg.options.sack_blocks = sack
+            .iter()
+            .map(|&(l, r)| (base + l as u32, base + r as u32))
+            .collect();
+        self.inject(&seg, RxMeta::default());
+    }
+
+    /// The application writes `len` bytes of our stream pattern, from offset `from`.
+    fn write(&mut self, from: usize, len: usize) {
+        let id = self.id();
+        let data = pattern_range(from, len);
+        let n = self.host.tcp_mut().send(id, &data, self.now).unwrap();
+        assert_eq!(n, len, "the send buffer takes it all");
+    }
+
     /// Bytes the host's application can read now.
     fn read_all(&mut self) -> Vec<u8> {
         let mut all = Vec::new();
@@ -189,7 +227,24 @@ fn decode(packet: &mut [u8], meta: TxMeta) -> Out {
         assert_eq!(meta, TxMeta::default(), "an ordinary packet");
     }
     let seg = Segment::parse(US, THEM, &packet[header_len..]).expect("a valid TCP segment");
-    Out { seg }
+    Out { seg, meta, ip_len }
+}
+
+/// Stream offset of a sequence number of ours.
+fn rel(h: &H, seq: SeqNum) -> usize {
+    seq.0.wrapping_sub(h.iss.0).wrapping_sub(1) as usize
+}
+
+/// Check that a data packet carries our stream's bytes at its sequence number; returns
+/// (stream offset, payload length).
+fn check_data(h: &H, o: &Out) -> (usize, usize) {
+    let at = rel(h, o.seg.seq);
+    assert_eq!(
+        o.seg.payload,
+        pattern_range(at, o.seg.payload.len()),
+        "payload at offset {at} byte exact"
+    );
+    (at, o.seg.payload.len())
 }
 
 // --------------------------------------------------------------------------------------
@@ -321,5 +376,236 @@ fn udp_checksum_skipped_only_when_trusted() {
     assert_eq!(
         (&data[..], from),
         (&b"hello"[..], SocketAddrV4::new(THEM, 5000))
+    );
+}
+
+// --------------------------------------------------------------------------------------
+// Transmit: TSO super-segments.
+
+/// A bulk send with TSO leaves as super-segments of k × gso_size payload bytes (gso_size
+/// = the MSS less the option bytes every piece repeats: 1460 without timestamps, 1448
+/// with), with a partial checksum the kernel completes, never more than cwnd (RFC 5681
+/// §3.1: IW 10 segments, RFC 6928) and never an IPv4 packet above 65535 bytes; the
+/// statistics count the segments the wire will carry.
+fn bulk_send_as_super_segments(ts: bool) {
+    let mut h = H::new(Config::default(), ts);
+    h.host.set_tso(Some(65535));
+    let gso = if ts { MSS - 12 } else { MSS };
+    let total = 200_000;
+    h.write(0, total);
+    let mut out = h.drain();
+    assert_eq!(out.len(), 1, "the initial window as one super-segment");
+    let first = &out[0];
+    assert_eq!(first.meta.gso_size as usize, gso);
+    assert!(first.meta.csum_partial);
+    assert_eq!(
+        first.seg.payload.len(),
+        10 * gso,
+        "IW = 10 segments (RFC 6928)"
+    );
+    assert_eq!(first.seg.options.timestamps.is_some(), ts);
+    let mut next = 0;
+    let mut largest = 0;
+    let mut supers = 0;
+    let mut wire_segments = 0;
+    for _ in 0..100 {
+        let mut end = next;
+        for o in &out {
+            let (at, len) = check_data(&h, o);
+            assert_eq!(at, end, "in sequence");
+            end = at + len;
+            largest = largest.max(len);
+            assert!(o.ip_len <= 65535);
+            wire_segments += len.div_ceil(gso);
+            if o.meta.gso_size != 0 {
+                supers += 1;
+                assert_eq!(o.meta.gso_size as usize, gso);
+                // Whole pieces, but for the very end of the data (nothing in flight then).
+                assert!(len % gso == 0 || at + len == total, "len {len} at {at}");
+            } else {
+                assert!(len <= gso, "an ordinary segment carries at most one MSS");
+            }
+        }
+        if end == total {
+            break;
+        }
+        // The peer acknowledges every second piece, as a receiver does (RFC 5681 §4.2);
+        // the host reads the whole batch of ACKs before it sends again.
+        let mut at = next;
+        while at < end {
+            at = (at + 2 * gso).min(end);
+            h.inject_ack(at, &[], 4 << 20);
+        }
+        next = end;
+        out = h.drain();
+    }
+    assert_eq!(
+        largest,
+        (65535 - 40 - if ts { 12 } else { 0 }) / gso * gso,
+        "the largest super-segment fills a 64 KiB IPv4 packet"
+    );
+    let stats = h.host.tcp().stats();
+    assert_eq!(stats.super_segments_out, supers);
+    assert_eq!(h.host.stats().super_packets_out, supers);
+    // segments_out: SYN-ACK, data as wire segments (no pure ACKs: nothing to acknowledge).
+    assert_eq!(stats.segments_out as usize, 1 + wire_segments);
+    assert_eq!(stats.retransmits, 0);
+}
+
+#[test]
+fn bulk_send_leaves_as_super_segments_without_timestamps() {
+    bulk_send_as_super_segments(false);
+}
+
+#[test]
+fn bulk_send_leaves_as_super_segments_with_timestamps() {
+    bulk_send_as_super_segments(true);
+}
+
+/// The peer's window bounds a super-segment to whole pieces within it; the remainder of
+/// the window (less than a piece) is not used for a runt segment (RFC 9293 §3.8.6.2.1
+/// sender SWS avoidance) until the window opens.
+#[test]
+fn super_segment_respects_the_peer_window() {
+    let mut h = H::new(Config::default(), false);
+    h.host.set_tso(Some(65535));
+    // 40 << 7 = 5120 bytes: 3 pieces (4380) and 740 bytes left over.
+    assert!(h.ack(0, &[], 40 << 7).is_empty());
+    h.write(0, 20_000);
+    let out = h.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(check_data(&h, &out[0]), (0, 3 * MSS));
+    assert_eq!(out[0].meta.gso_size as usize, MSS);
+    // The window slides by what is acknowledged: 3 pieces more.
+    let out = h.ack(3 * MSS, &[], 40 << 7);
+    assert_eq!(out.len(), 1);
+    assert_eq!(check_data(&h, &out[0]), (3 * MSS, 3 * MSS));
+    // A window of one piece and a bit: an ordinary segment, no super-segment.
+    let out = h.ack(6 * MSS, &[], 12 << 7);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].meta, TxMeta::default());
+    assert_eq!(check_data(&h, &out[0]), (6 * MSS, MSS));
+}
+
+/// Nagle (RFC 1122 §4.2.3.4) with TSO: with nothing in flight the whole write goes,
+/// short last piece included; while data is in flight only whole pieces go and the short
+/// tail waits for the ACK — then leaves as an ordinary packet.
+#[test]
+fn nagle_holds_the_short_tail_of_a_super_segment() {
+    let mut h = H::new(Config::default(), false);
+    h.host.set_tso(Some(65535));
+    let chunk = 2 * MSS + MSS / 2;
+    h.write(0, chunk);
+    let out = h.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(check_data(&h, &out[0]), (0, chunk), "tail included: idle");
+    assert_eq!(out[0].meta.gso_size as usize, MSS);
+    h.write(chunk, chunk);
+    let out = h.drain();
+    assert_eq!(out.len(), 1, "whole pieces only while data is in flight");
+    assert_eq!(check_data(&h, &out[0]), (chunk, 2 * MSS));
+    assert!(h.drain().is_empty(), "the tail waits");
+    let out = h.ack(chunk + 2 * MSS, &[], 4 << 20);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].meta,
+        TxMeta::default(),
+        "one segment: an ordinary packet"
+    );
+    assert_eq!(check_data(&h, &out[0]), (chunk + 2 * MSS, MSS / 2));
+}
+
+/// The FIN rides on the last super-segment (the kernel keeps it on the last piece only).
+#[test]
+fn fin_rides_on_a_super_segment() {
+    let mut h = H::new(Config::default(), false);
+    h.host.set_tso(Some(65535));
+    h.write(0, 3000);
+    let id = h.id();
+    h.host.tcp_mut().shutdown(id, h.now);
+    let out = h.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(check_data(&h, &out[0]), (0, 3000));
+    assert!(out[0].seg.flags.fin);
+    assert_eq!(out[0].meta.gso_size as usize, MSS);
+    let out = h.ack(3001, &[], 4 << 20);
+    assert!(out.is_empty());
+    assert_eq!(h.host.tcp().state(id), State::FinWait2);
+}
+
+/// A piece lost inside a super-segment is repaired by resending just that piece, as an
+/// ordinary packet, when duplicate ACKs with SACK blocks report the data above it (RFC
+/// 6675 §5, RFC 5681 §3.2); the pieces that arrived are not sent again.
+#[test]
+fn loss_inside_a_super_segment_resends_only_that_piece() {
+    let mut h = H::new(Config::default(), false);
+    h.host.set_tso(Some(65535));
+    h.write(0, 10 * MSS);
+    let out = h.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(check_data(&h, &out[0]), (0, 10 * MSS));
+    // Pieces 0..3 arrive (ACKed), piece 3 is lost, 4..10 arrive (SACKed one by one).
+    let mut sent = h.ack(2 * MSS, &[], 4 << 20);
+    sent.extend(h.ack(3 * MSS, &[], 4 << 20));
+    for k in 5..=10 {
+        sent.extend(h.ack(3 * MSS, &[(4 * MSS, k * MSS)], 4 << 20));
+    }
+    let data: Vec<_> = sent.iter().filter(|o| !o.seg.payload.is_empty()).collect();
+    assert_eq!(data.len(), 1, "one retransmission");
+    assert_eq!(
+        check_data(&h, data[0]),
+        (3 * MSS, MSS),
+        "just the lost piece"
+    );
+    assert_eq!(data[0].meta, TxMeta::default());
+    assert_eq!(h.host.tcp().stats().retransmits, 1);
+    assert!(h.ack(10 * MSS, &[], 4 << 20).is_empty());
+    assert_eq!(h.host.tcp().stats().retransmits, 1, "nothing else resent");
+}
+
+/// With TSO off (the default) nothing changes: MSS-sized ordinary packets.
+#[test]
+fn without_tso_segments_are_ordinary() {
+    let mut h = H::new(Config::default(), false);
+    h.write(0, 10 * MSS);
+    let out = h.drain();
+    assert_eq!(out.len(), 10);
+    for (i, o) in out.iter().enumerate() {
+        assert_eq!(o.meta, TxMeta::default());
+        assert_eq!(check_data(&h, o), (i * MSS, MSS));
+    }
+    assert_eq!(h.host.tcp().stats().super_segments_out, 0);
+}
+
+/// When a whole super-segment goes unanswered, the timers resend single pieces, never a
+/// super-segment: first the tail loss probe resends the last piece (RFC 8985 §7.3), then
+/// the RTO the first (RFC 6298 (5.4)); go-back-N after it moves one MSS at a time as the
+/// collapsed cwnd allows (RFC 5681 §3.1).
+#[test]
+fn timers_resend_single_pieces() {
+    let mut h = H::new(Config::default(), false);
+    h.host.set_tso(Some(65535));
+    h.write(0, 10 * MSS);
+    assert_eq!(h.drain().len(), 1);
+    let mut resent = Vec::new();
+    for _ in 0..300 {
+        for o in h.advance(Duration::from_millis(10)) {
+            resent.push(check_data(&h, &o));
+            assert_eq!(o.meta, TxMeta::default(), "an ordinary packet");
+        }
+        if resent.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(resent, [(9 * MSS, MSS), (0, MSS)], "probe, then RTO");
+    // Go-back-N: the ACK of the first piece lets two more go (slow start), one by one.
+    let out = h.ack(MSS, &[], 4 << 20);
+    let got: Vec<_> = out.iter().map(|o| (check_data(&h, o), o.meta)).collect();
+    assert_eq!(
+        got,
+        [
+            ((MSS, MSS), TxMeta::default()),
+            ((2 * MSS, MSS), TxMeta::default())
+        ]
     );
 }
