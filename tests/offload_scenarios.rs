@@ -155,7 +155,7 @@ impl H {
 
     /// Advance the clock by `d`, firing timers, and return what was sent.
     fn advance(&mut self, d: Duration) -> Vec<Out> {
-        self.now = self.now + d;
+        self.now += d;
         self.host.handle_timeout(self.now);
         self.drain()
     }
