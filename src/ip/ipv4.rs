@@ -571,6 +571,22 @@ mod tests {
     }
 
     #[test]
+    fn write_header_matches_emit_into() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let mut expected = Vec::new();
+        emit_into(&mut expected, a, b, PROTO_TCP, 64, 77, 65515);
+        let mut packet = vec![0xffu8; 25];
+        write_header(&mut packet, a, b, PROTO_TCP, 64, 77, 65515);
+        assert_eq!(packet[..20], expected[..]);
+        assert_eq!(packet[20..], [0xff; 5], "only the header is written");
+        assert_eq!(u16::from_be_bytes([packet[2], packet[3]]), 65535);
+        assert_eq!(checksum(&packet[..20]), 0);
+        let mut short = [0u8; 10];
+        write_header(&mut short, a, b, PROTO_TCP, 64, 77, 0);
+        assert_eq!(short, [0; 10], "too short: untouched");
+    }
+
+    #[test]
     fn parses_etherparse_packet() {
         let pkt = etherparse_packet(b"hello", &[]);
         let p = Ipv4Packet::parse(&pkt).unwrap();

@@ -767,6 +767,44 @@ mod tests {
     }
 
     #[test]
+    fn emit_with_payload_matches_emit() {
+        let seg = data(1000);
+        let header = Segment {
+            payload: Vec::new(),
+            ..seg.clone()
+        };
+        let mut out = vec![1, 2, 3];
+        header.emit_with_payload(&mut out, A, B, false, |p| p.extend_from_slice(&seg.payload));
+        assert_eq!(out[..3], [1, 2, 3], "appended after what was there");
+        assert_eq!(out[3..], seg.emit(A, B)[..]);
+    }
+
+    #[test]
+    fn partial_checksum_is_the_pseudo_header_sum_and_completes() {
+        // 3 × 1000 bytes: a super-segment whose checksum the device completes.
+        let seg = data(3000);
+        let mut out = Vec::new();
+        let header = Segment {
+            payload: Vec::new(),
+            ..seg.clone()
+        };
+        header.emit_with_payload(&mut out, A, B, true, |p| p.extend_from_slice(&seg.payload));
+        let len = out.len() as u16;
+        let pseudo = crate::ip::ipv4::pseudo_header_sum(A, B, PROTO_TCP, len) as u16;
+        assert_eq!(u16::from_be_bytes([out[16], out[17]]), pseudo);
+        assert!(
+            Segment::parse(A, B, &out).is_err(),
+            "not a complete checksum"
+        );
+        assert_eq!(Segment::parse_trusted(A, B, &out).unwrap(), seg);
+        // What the kernel does with CHECKSUM_PARTIAL: sum from csum_start to the end, the
+        // field included, and store the complement at csum_offset.
+        let full = crate::ip::checksum(&out);
+        out[16..18].copy_from_slice(&full.to_be_bytes());
+        assert_eq!(Segment::parse(A, B, &out).unwrap(), seg);
+    }
+
+    #[test]
     fn round_trip_syn_with_options() {
         let s = syn();
         let bytes = s.emit(A, B);
