@@ -1,6 +1,6 @@
 //! The TUN transmit path end to end: `Interface::poll_transmit_into` building full-MSS
 //! data packets into reused buffers for a bulk send, with the ACKs that keep the window
-//! open. `cargo bench --bench transmit`. Results in docs/performance.md.
+//! open. `cargo bench --bench transmit`.
 //!
 //! A scripted peer does the handshake (MSS 1460, window scale 7, SACK, no timestamps)
 //! and acknowledges each round of 40 packets with one ACK; warm-up rounds grow the

@@ -2,7 +2,7 @@
 //! and TCP. Sans-IO like the layers it joins: bytes and `now` in, packets out.
 //!
 //! ```text
-//!  handle_packet(bytes)                          poll_transmit() -> bytes
+//!  handle_packet(_meta)(bytes)      poll_transmit() -> bytes / poll_transmit_into(buf)
 //!        │                                              ▲
 //!   ip::ipv4::Ipv4Packet::parse_with_fragments ─ drop ─▶ stats
 //!        │ dst == our address?                          │ ip::ipv4::emit(_fragments)
@@ -15,6 +15,11 @@
 //!        │     no socket ─▶ ICMP port unreachable ─▶│  udp::Udp::poll_transmit ─▶│
 //!        └─ other       ─▶ ICMP protocol unreachable ───▶│ (RFC 1122 §3.2.2.1)
 //! ```
+//!
+//! Device offloads ([`crate::link::offload`]): a received packet may come with an
+//! [`RxMeta`] (checksum already trusted, a coalesced super-segment of up to 64 KiB), and
+//! with [`Interface::set_tso`] TCP data may leave as a super-segment whose [`TxMeta`]
+//! asks the device to cut it into MSS-sized packets and finish the checksum.
 //!
 //! Reassembly timeouts are timers like TCP's: [`Interface::poll_at`] includes them and
 //! [`Interface::handle_timeout`] answers a timed-out datagram whose first fragment arrived

@@ -7,7 +7,12 @@
 //! send. That keeps ACKs coalesced (one per batch of input) and piggybacked on data.
 //!
 //! The send buffer *is* the retransmission queue: it holds every byte from SND.UNA on,
-//! so any segment can be rebuilt from it at any time.
+//! so any segment can be rebuilt from it at any time. A segment leaves as an
+//! `Outgoing`: header plus a range of the send buffer, copied by the endpoint straight
+//! into the packet. With TSO the range of new data may span several MSS-sized pieces (a
+//! super-segment the device cuts); nothing else changes, since everything that tracks
+//! what was sent (SND.NXT/SND.MAX, the SACK scoreboard, the retransmission log, Karn's
+//! RTT sample) works on sequence ranges, not on segments.
 //!
 //! ```text
 //!        SND.UNA            SND.NXT          SND.MAX              end of queued data

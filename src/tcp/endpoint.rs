@@ -10,7 +10,13 @@
 //!        └─ otherwise (CLOSED)                       ──► RST (§3.10.7.1)
 //!
 //!   poll_transmit(now) ──► endpoint RSTs first, then connections with work, round robin
+//!   poll_transmit_into(now, buf) ── the same, written straight into a packet buffer
 //! ```
+//!
+//! With [`Tcp::set_tso`] a connection may send new data as a super-segment (TSO): up to
+//! 64 KiB whose payload is a multiple of the per-segment size, for the device to cut; the
+//! rest of the layer still sees MSS-sized segments (the scoreboard and the
+//! retransmissions are sequence ranges, retransmissions go one MSS at a time).
 //!
 //! Connections live in a slab; a [`ConnId`] carries the slot's generation so a stale id
 //! (its connection freed) is detected and answered with [`TcpError::InvalidHandle`].
