@@ -751,7 +751,10 @@ impl Connection {
     }
 
     /// In-order data arrived: ACK at once every second full-sized segment, otherwise
-    /// within the delayed-ACK timeout (RFC 1122 §4.2.3.2, RFC 5681 §4.2).
+    /// within the delayed-ACK timeout (RFC 1122 §4.2.3.2, RFC 5681 §4.2). Counting bytes
+    /// against the largest segment seen makes a coalesced super-segment from the device
+    /// (GRO: up to 64 KiB in one piece) count as the ceil(len / MSS) segments it was on the
+    /// wire, so it is acknowledged at once, never delayed (RFC 9293 §3.8.6.3).
     fn ack_in_order_data(&mut self, len: u32, now: Instant) {
         self.rcv_mss = self.rcv_mss.max(len).min(u32::from(self.local_mss));
         self.unacked_bytes = self.unacked_bytes.saturating_add(len);
