@@ -96,6 +96,8 @@ pub struct Interface {
     stats: IfaceStats,
     frag: Reassembler,
     mtu: usize,
+    /// The segment every received TCP packet is parsed into (its payload vector reused).
+    rx_segment: Segment,
 }
 
 impl Interface {
@@ -112,6 +114,7 @@ impl Interface {
             stats: IfaceStats::default(),
             frag: Reassembler::new(FragConfig::default()),
             mtu: DEFAULT_MTU,
+            rx_segment: Segment::default(),
         }
     }
 
@@ -245,17 +248,19 @@ impl Interface {
     fn deliver(&mut self, packet: &ipv4::Ipv4Packet<'_>, meta: RxMeta, now: Instant) {
         match packet.protocol {
             ipv4::PROTO_ICMP => self.handle_icmp(packet, now),
-            ipv4::PROTO_TCP => match if meta.csum_trusted {
-                Segment::parse_trusted(packet.src, packet.dst, packet.payload)
-            } else {
-                Segment::parse(packet.src, packet.dst, packet.payload)
-            } {
-                Ok(segment) => self.tcp.on_segment(packet.src, packet.dst, &segment, now),
-                Err(e) => {
-                    log::debug!("tcp: dropped segment from {}: {e}", packet.src);
-                    self.stats.drop("tcp-malformed");
+            ipv4::PROTO_TCP => {
+                // Parsed into the reused scratch segment: no allocation per segment.
+                let mut segment = std::mem::take(&mut self.rx_segment);
+                match segment.parse_into(packet.src, packet.dst, packet.payload, meta.csum_trusted)
+                {
+                    Ok(()) => self.tcp.on_segment(packet.src, packet.dst, &segment, now),
+                    Err(e) => {
+                        log::debug!("tcp: dropped segment from {}: {e}", packet.src);
+                        self.stats.drop("tcp-malformed");
+                    }
                 }
-            },
+                self.rx_segment = segment;
+            }
             ipv4::PROTO_UDP => self.handle_udp(packet, meta),
             other => {
                 // RFC 1122 §3.2.2.1: a host SHOULD send Protocol Unreachable (code 2) for a

@@ -215,8 +215,14 @@ impl TcpOptions {
     /// every other option is kind, length, value. Unknown kinds are skipped by their
     /// length; a length that is impossible (< 2, past the end, or wrong for a known kind)
     /// makes the segment invalid (RFC 9293 §3.1, MUST-7: be prepared for illegal lengths).
-    fn parse(mut bytes: &[u8]) -> Result<TcpOptions, SegmentError> {
-        let mut opts = TcpOptions::default();
+    /// Every field of `self` is overwritten; its SACK block vector is reused.
+    fn parse_into(&mut self, mut bytes: &[u8]) -> Result<(), SegmentError> {
+        let opts = self;
+        opts.mss = None;
+        opts.window_scale = None;
+        opts.sack_permitted = false;
+        opts.timestamps = None;
+        opts.sack_blocks.clear();
         while let Some((&kind, rest)) = bytes.split_first() {
             match kind {
                 OPT_END => break,
@@ -281,7 +287,7 @@ impl TcpOptions {
             }
             bytes = bytes.get(len..).unwrap_or(&[]);
         }
-        Ok(opts)
+        Ok(())
     }
 }
 
@@ -475,6 +481,25 @@ impl Segment {
         Segment::parse_inner(src, dst, bytes, Checksum::Report)
     }
 
+    /// Like [`Segment::parse`] (or [`Segment::parse_trusted`] when `trusted`), but into
+    /// `self`, reusing its payload and SACK block vectors: the receive path parses every
+    /// packet into one scratch segment instead of allocating a payload per segment. On an
+    /// error `self` holds unspecified (valid) values.
+    pub fn parse_into(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+        trusted: bool,
+    ) -> Result<(), SegmentError> {
+        let mode = if trusted {
+            Checksum::Trusted
+        } else {
+            Checksum::Verify
+        };
+        self.fill(src, dst, bytes, mode).map(|_| ())
+    }
+
     /// The parsers; [`Checksum::Verify`] rejects a bad checksum before the options are
     /// looked at.
     fn parse_inner(
@@ -483,6 +508,20 @@ impl Segment {
         bytes: &[u8],
         mode: Checksum,
     ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
+        let mut segment = Segment::default();
+        let bad_checksum = segment.fill(src, dst, bytes, mode)?;
+        Ok((segment, bad_checksum))
+    }
+
+    /// Validate `bytes` and overwrite every field of `self` with what they say; a bad
+    /// checksum that `mode` lets through is returned.
+    fn fill(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+        mode: Checksum,
+    ) -> Result<Option<SegmentError>, SegmentError> {
         let len = bytes.len();
         if len < HEADER_LEN {
             return Err(SegmentError::TooShort { len });
@@ -515,27 +554,25 @@ impl Segment {
         }
         let header = TcpHeaderSlice::from_slice(bytes)
             .map_err(|_| SegmentError::BadDataOffset { offset, len })?;
-        let options = TcpOptions::parse(header.options())?;
-        let payload = bytes.get(header_len..).unwrap_or(&[]).to_vec();
-        let segment = Segment {
-            src_port: header.source_port(),
-            dst_port: header.destination_port(),
-            seq: SeqNum(header.sequence_number()),
-            ack: SeqNum(header.acknowledgment_number()),
-            flags: Flags {
-                fin: header.fin(),
-                syn: header.syn(),
-                rst: header.rst(),
-                psh: header.psh(),
-                ack: header.ack(),
-                urg: header.urg(),
-            },
-            window: header.window_size(),
-            urgent: header.urgent_pointer(),
-            options,
-            payload,
+        self.options.parse_into(header.options())?;
+        self.payload.clear();
+        self.payload
+            .extend_from_slice(bytes.get(header_len..).unwrap_or(&[]));
+        self.src_port = header.source_port();
+        self.dst_port = header.destination_port();
+        self.seq = SeqNum(header.sequence_number());
+        self.ack = SeqNum(header.acknowledgment_number());
+        self.flags = Flags {
+            fin: header.fin(),
+            syn: header.syn(),
+            rst: header.rst(),
+            psh: header.psh(),
+            ack: header.ack(),
+            urg: header.urg(),
         };
-        Ok((segment, bad_checksum))
+        self.window = header.window_size();
+        self.urgent = header.urgent_pointer();
+        Ok(bad_checksum)
     }
 
     /// The segment as bytes: header, options (padded to 4 bytes), payload, with a correct
@@ -748,6 +785,33 @@ mod tests {
             options: TcpOptions::default(),
             payload: (0..len).map(|i| (i * 7 + 3) as u8).collect(),
         }
+    }
+
+    #[test]
+    fn parse_into_overwrites_every_field_and_reuses_the_vectors() {
+        let mut scratch = syn();
+        scratch.payload = vec![9; 5000];
+        scratch.options.sack_blocks = vec![(SeqNum(1), SeqNum(2)); 3];
+        let capacity = scratch.payload.capacity();
+        for seg in [data(1000), data(0), syn()] {
+            let bytes = seg.emit(A, B);
+            scratch.parse_into(A, B, &bytes, false).unwrap();
+            assert_eq!(scratch, Segment::parse(A, B, &bytes).unwrap());
+            assert_eq!(
+                scratch.payload.capacity(),
+                capacity,
+                "no new payload vector"
+            );
+        }
+        let mut bad = data(100).emit(A, B);
+        bad[20] ^= 1;
+        assert!(scratch.parse_into(A, B, &bad, false).is_err());
+        scratch.parse_into(A, B, &bad, true).unwrap();
+        assert_eq!(
+            scratch.payload.len(),
+            100,
+            "trusted: the checksum is not looked at"
+        );
     }
 
     #[test]
