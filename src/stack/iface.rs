@@ -488,6 +488,17 @@ impl Interface {
             return Some(TxMeta::default());
         }
         self.stats.super_packets_out += 1;
+        // The device gives the pieces consecutive IP ids from this one (Linux
+        // `tcp4_gso_segment` without SKB_GSO_TCP_FIXEDID): skip past them, so the ids of
+        // the next packets do not repeat theirs (with DF set they need not be unique,
+        // RFC 6864 §4.1, but distinct ids keep captures readable).
+        let header_len = out
+            .get(ipv4::MIN_HEADER_LEN + 12)
+            .map_or(0, |b| usize::from(b >> 4) * 4);
+        let pieces = tcp_len
+            .saturating_sub(header_len)
+            .div_ceil(usize::from(t.gso_size));
+        self.next_ip_id = id.wrapping_add(u16::try_from(pieces).unwrap_or(u16::MAX));
         Some(TxMeta {
             gso_size: t.gso_size,
             csum_partial: true,
