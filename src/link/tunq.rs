@@ -588,3 +588,154 @@ impl PollDevice for TunQueue {
         self.mtu.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ip::ipv4;
+    use std::net::Ipv4Addr;
+
+    /// A TCP/IPv4 packet with `options` bytes of TCP options and `payload` bytes of data.
+    fn tcp_packet(options: usize, payload: usize) -> Vec<u8> {
+        let mut tcp = vec![0u8; 20 + options + payload];
+        tcp[12] = u8::try_from((20 + options) / 4).unwrap() << 4;
+        ipv4::emit(
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+            ipv4::PROTO_TCP,
+            64,
+            1,
+            &tcp,
+        )
+    }
+
+    #[test]
+    fn header_wire_form_is_little_endian() {
+        let h = VnetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type: VNET_GSO_TCPV4 | VNET_GSO_ECN,
+            hdr_len: 0x0134,
+            gso_size: 0x05a8,
+            csum_start: 0x0014,
+            csum_offset: 0x0010,
+        };
+        let wire = h.encode();
+        assert_eq!(wire, [1, 0x81, 0x34, 0x01, 0xa8, 0x05, 0x14, 0, 0x10, 0]);
+        assert_eq!(VnetHdr::decode(&wire), h);
+        assert_eq!(VnetHdr::default().encode(), [0; VNET_HDR_LEN]);
+    }
+
+    #[test]
+    fn received_headers_become_meta() {
+        let meta = |flags, gso_type, gso_size| {
+            VnetHdr {
+                flags,
+                gso_type,
+                gso_size,
+                ..VnetHdr::default()
+            }
+            .rx_meta()
+        };
+        assert_eq!(meta(0, VNET_GSO_NONE, 0), Ok(RxMeta::default()));
+        let trusted = RxMeta {
+            csum_trusted: true,
+            gso_size: 0,
+        };
+        assert_eq!(meta(VNET_F_NEEDS_CSUM, VNET_GSO_NONE, 0), Ok(trusted));
+        assert_eq!(meta(VNET_F_DATA_VALID, VNET_GSO_NONE, 0), Ok(trusted));
+        let gro = RxMeta {
+            csum_trusted: true,
+            gso_size: 1448,
+        };
+        assert_eq!(meta(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, 1448), Ok(gro));
+        assert_eq!(
+            meta(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 | VNET_GSO_ECN, 1448),
+            Ok(gro)
+        );
+        // Types we never enable are refused, whatever else the header says.
+        assert_eq!(
+            meta(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV6, 1440),
+            Err(VNET_GSO_TCPV6)
+        );
+        assert_eq!(meta(0, VNET_GSO_UDP, 1472), Err(VNET_GSO_UDP));
+        assert_eq!(meta(0, 5, 1472), Err(5)); // VIRTIO_NET_HDR_GSO_UDP_L4
+    }
+
+    #[test]
+    fn headers_for_sending() {
+        let plain = tcp_packet(0, 100);
+        assert_eq!(
+            VnetHdr::for_tx(&plain, 0, TxMeta::default()),
+            Some(VnetHdr::default())
+        );
+        let tso = TxMeta {
+            gso_size: 1448,
+            csum_partial: true,
+        };
+        // 20 bytes of IP, 32 of TCP (12 of options).
+        let p = tcp_packet(12, 3000);
+        assert_eq!(
+            VnetHdr::for_tx(&p, 0, tso),
+            Some(VnetHdr {
+                flags: VNET_F_NEEDS_CSUM,
+                gso_type: VNET_GSO_TCPV4,
+                hdr_len: 52,
+                gso_size: 1448,
+                csum_start: 20,
+                csum_offset: 16,
+            })
+        );
+        // Checksum offload alone.
+        let csum = TxMeta {
+            gso_size: 0,
+            csum_partial: true,
+        };
+        let h = VnetHdr::for_tx(&p, 0, csum).unwrap();
+        assert_eq!((h.flags, h.gso_type, h.gso_size), (VNET_F_NEEDS_CSUM, 0, 0));
+        // On a TAP the link header comes first.
+        let mut frame = vec![0u8; ETH_HEADER_LEN];
+        frame.extend_from_slice(&p);
+        let h = VnetHdr::for_tx(&frame, ETH_HEADER_LEN, tso).unwrap();
+        assert_eq!((h.csum_start, h.hdr_len), (34, 66));
+        // Not TCP/IPv4: no header can describe it.
+        let icmp = ipv4::emit(
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+            ipv4::PROTO_ICMP,
+            64,
+            1,
+            &[8, 0, 0, 0],
+        );
+        assert_eq!(VnetHdr::for_tx(&icmp, 0, tso), None);
+        assert_eq!(VnetHdr::for_tx(&[], 0, tso), None);
+        assert_eq!(VnetHdr::for_tx(&p[..40], 0, tso), None);
+    }
+
+    #[test]
+    fn if_req_has_the_kernel_layout() {
+        // struct ifreq is 40 bytes on Linux (IFNAMSIZ + a 24-byte union).
+        assert_eq!(std::mem::size_of::<IfReq>(), 40);
+        assert_eq!(std::mem::offset_of!(IfReq, flags), libc::IFNAMSIZ);
+    }
+
+    #[test]
+    fn options_default_and_bad_names() {
+        assert_eq!(
+            TunOptions::default(),
+            TunOptions {
+                tap: false,
+                offload: true,
+                queues: 1
+            }
+        );
+        let err = TunQueue::open_queues("a/b", &TunOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn queues_can_move_to_their_threads() {
+        assert_send::<TunQueue>();
+    }
+}
