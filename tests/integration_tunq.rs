@@ -172,6 +172,22 @@ fn ping_scenario(dev: &str, net: u8, offload: bool, queues: usize) {
         queues > 1,
         "tun_flags {flags:#x}"
     );
+    // What docs/1-link.md shows: the flags as iproute2 reports them.
+    let show = Command::new("ip")
+        .args(["-d", "link", "show", "dev", dev])
+        .output()
+        .expect("ip -d link show");
+    let show = String::from_utf8_lossy(&show.stdout);
+    println!("{show}");
+    let vnet = if offload {
+        "vnet_hdr on"
+    } else {
+        "vnet_hdr off"
+    };
+    assert!(show.contains(vnet), "{show}");
+    if queues > 1 {
+        assert!(show.contains(&format!("numqueues {queues}")), "{show}");
+    }
 
     let host = Ipv4Addr::new(10, net, 0, 1);
     let stack = Ipv4Addr::new(10, net, 0, 2);
