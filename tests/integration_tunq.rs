@@ -201,6 +201,8 @@ fn ping_scenario(dev: &str, net: u8, offload: bool, queues: usize) {
         while q.recv(&mut buf).expect("recv").is_some() {}
     }
 
+    let mut poll = poll_queues(&qs);
+    let mut events = Events::with_capacity(8);
     // Default size, a near-MTU payload (1372 + 8 + 20 = 1400) and an odd length.
     for size in ["56", "1372", "1001"] {
         let mut ping = Command::new("ping")
@@ -211,8 +213,6 @@ fn ping_scenario(dev: &str, net: u8, offload: bool, queues: usize) {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start ping");
-        let mut poll = poll_queues(&qs);
-        let mut events = Events::with_capacity(8);
         let mut per_queue = vec![0u32; qs.len()];
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
@@ -242,7 +242,41 @@ fn ping_scenario(dev: &str, net: u8, offload: bool, queues: usize) {
         println!("ping -s {size}: requests per queue {per_queue:?}");
     }
     for q in &qs {
-        assert_eq!(q.stats().unknown_gso, 0);
+        assert_eq!(q.stats(), Default::default());
+    }
+
+    // A 1400-byte packet read into a 100-byte buffer is cut to the buffer, never reported
+    // longer than it (the IP layer then drops it: its total length does not fit).
+    let mut ping = Command::new("ping")
+        .args(["-n", "-c1", "-W1", "-s", "1372"])
+        .arg(stack.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ping");
+    let mut small = [0u8; 100];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut cut = false;
+    while !cut {
+        assert!(Instant::now() < deadline, "the big ping never arrived");
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .expect("poll");
+        for q in &mut qs {
+            while let Some((n, _)) = q.recv(&mut small).expect("recv") {
+                assert!(n <= small.len());
+                cut |= n == small.len() && small[0] == 0x45;
+            }
+        }
+    }
+    let _ = ping.wait();
+
+    // Deleting the interface detaches every queue: later reads and writes fail.
+    tunstack::link::delete_link(dev).expect("delete link");
+    for q in &mut qs {
+        let err = q.recv(&mut buf).expect_err("recv after delete");
+        assert_eq!(err.kind(), std::io::ErrorKind::NotConnected, "{err}");
+        assert!(q.send(&[0x45; 20], TxMeta::default()).is_err());
     }
 }
 
@@ -283,8 +317,9 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// A kernel TCP client (a thread of this process, inside the namespace) connects to the
 /// TUN peer; we answer by hand. With offloads the kernel hands us its data as TCP/IPv4
 /// super-segments (TSO on the TUN's transmit side), which [`gso::rx_view`] cuts into valid
-/// MSS-sized segments; and we send a 20,000-byte super-segment that the kernel takes whole.
-/// Without offloads, every packet fits the MTU and our super-segment is cut in software.
+/// MSS-sized segments; and we send a packet with a partial checksum and a 19,000-byte
+/// super-segment that the kernel takes whole. Without offloads, every packet fits the MTU
+/// and ours are checksummed and cut in software.
 fn tcp_scenario(dev: &str, net: u8, offload: bool) {
     let opts = TunOptions {
         tap: false,
@@ -397,21 +432,34 @@ fn tcp_scenario(dev: &str, net: u8, offload: bool) {
             }
             if received.len() == UPLOAD && !sent_download {
                 let (port, _) = peer.expect("handshake first");
-                let data = Segment {
+                // The first 1000 bytes with checksum offload alone, the rest as one
+                // super-segment: the kernel completes the first checksum and takes the
+                // second packet whole.
+                let payload = pattern(DOWNLOAD, 0x5a);
+                let (head, rest) = payload.split_at(1000);
+                let mut data = Segment {
                     src_port: TCP_PORT,
                     dst_port: port,
                     seq: SeqNum(OUR_ISN + 1),
                     ack: SeqNum(rcv_nxt),
-                    flags: Flags::PSH_ACK,
+                    flags: Flags::ACK,
                     window: 65535,
-                    payload: pattern(DOWNLOAD, 0x5a),
+                    payload: head.to_vec(),
                     ..Segment::default()
                 };
-                let meta = TxMeta {
+                let csum_only = TxMeta {
+                    gso_size: 0,
+                    csum_partial: true,
+                };
+                send_segment(&mut q, &data, stack, host, csum_only);
+                data.seq = SeqNum(OUR_ISN + 1 + 1000);
+                data.flags = Flags::PSH_ACK;
+                data.payload = rest.to_vec();
+                let tso = TxMeta {
                     gso_size: MSS,
                     csum_partial: true,
                 };
-                send_segment(&mut q, &data, stack, host, meta);
+                send_segment(&mut q, &data, stack, host, tso);
                 sent_download = true;
             }
         }
@@ -435,7 +483,11 @@ fn tcp_scenario(dev: &str, net: u8, offload: bool) {
     } else {
         assert_eq!(super_segments, 0);
         assert!(largest <= 1500, "largest packet {largest}");
-        assert_eq!(q.stats().soft_segmented, 1, "cut in software");
+        assert_eq!(
+            q.stats().soft_segmented,
+            2,
+            "checksummed and cut in software"
+        );
     }
 }
 

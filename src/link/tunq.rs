@@ -104,6 +104,10 @@ pub struct TunQueueStats {
     pub unknown_gso: u64,
     /// Reads shorter than the virtio header, dropped.
     pub short_reads: u64,
+    /// Reads that claimed more bytes than the buffer holds, dropped rather than trusted.
+    /// (Linux cuts a packet longer than the buffer to the buffer's length and reports that:
+    /// size buffers with [`PollDevice::recv_buf_len`].)
+    pub truncated: u64,
     /// Packets that asked for TSO or checksum offload on a queue without it, and were cut or
     /// checksummed in software instead.
     pub soft_segmented: u64,
@@ -462,6 +466,20 @@ impl TunQueue {
         Ok(())
     }
 
+    /// Whether a read of `len` bytes fits the buffer of `cap` bytes; counts and logs it if
+    /// not, so that no caller ever slices past its buffer.
+    fn fits(&mut self, len: usize, cap: usize) -> bool {
+        if len <= cap {
+            return true;
+        }
+        self.stats.truncated += 1;
+        log::debug!(
+            "{}: dropped a {len}-byte packet that did not fit a {cap}-byte buffer",
+            self.name
+        );
+        false
+    }
+
     /// Says "the interface was deleted" instead of "Bad address".
     fn map_err(&self, e: io::Error) -> io::Error {
         match e.raw_os_error() {
@@ -520,11 +538,15 @@ impl PollDevice for TunQueue {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
         loop {
             if !self.offloads.vnet_hdr {
-                return match self.file.read(buf) {
-                    Ok(n) => Ok(Some((n, RxMeta::default()))),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-                    Err(e) => Err(self.map_err(e)),
+                let n = match self.file.read(buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    Err(e) => return Err(self.map_err(e)),
                 };
+                if self.fits(n, buf.len()) {
+                    return Ok(Some((n, RxMeta::default())));
+                }
+                continue;
             }
             let mut raw = [0u8; VNET_HDR_LEN];
             let n = match self
@@ -543,6 +565,9 @@ impl PollDevice for TunQueue {
                 );
                 continue;
             };
+            if !self.fits(len, buf.len()) {
+                continue;
+            }
             match VnetHdr::decode(&raw).rx_meta() {
                 Ok(meta) => return Ok(Some((len, meta))),
                 Err(gso_type) => {
