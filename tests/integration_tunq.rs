@@ -105,7 +105,10 @@ fn tunq_child() {
     let dev = std::env::var("TUNSTACK_TUNQ_DEV").expect("device name");
     match scenario.as_str() {
         "plain" => ping_scenario(&dev, 61, false, 1),
-        "offload" => ping_scenario(&dev, 62, true, 1),
+        "offload" => {
+            ping_scenario(&dev, 62, true, 1);
+            tap_offload();
+        }
         "mq" => ping_scenario(&dev, 63, true, 2),
         "tcp" => tcp_scenario(&dev, 64, true),
         "tcp-plain" => tcp_scenario(&dev, 65, false),
@@ -278,6 +281,27 @@ fn ping_scenario(dev: &str, net: u8, offload: bool, queues: usize) {
         assert_eq!(err.kind(), std::io::ErrorKind::NotConnected, "{err}");
         assert!(q.send(&[0x45; 20], TxMeta::default()).is_err());
     }
+}
+
+/// A TAP takes the same header and offloads (its packets are Ethernet frames).
+fn tap_offload() {
+    let opts = TunOptions {
+        tap: true,
+        offload: true,
+        queues: 2,
+    };
+    let qs = TunQueue::open_queues("tsqtap0", &opts).expect("open TAP");
+    assert_eq!(qs.len(), 2);
+    assert!(qs.iter().all(|q| q.offloads() == all_offloads()));
+    let show = Command::new("ip")
+        .args(["-d", "link", "show", "dev", "tsqtap0"])
+        .output()
+        .expect("ip -d link show");
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("tun type tap pi off vnet_hdr on multi_queue numqueues 2"),
+        "{show}"
+    );
 }
 
 /// Answers an ICMP echo request to `stack`; true if it was one.
