@@ -373,7 +373,12 @@ impl TunQueue {
             if offloads.vnet_hdr {
                 // The settings are the device's, but set them again so that every queue
                 // agrees even if another process reattached the device in between.
-                negotiate(&file).map_err(io::Error::other)?;
+                let got = negotiate(&file).map_err(io::Error::other)?;
+                if got != offloads {
+                    return Err(io::Error::other(format!(
+                        "{real}: queue offloads {got:?} differ from the first queue's {offloads:?}"
+                    )));
+                }
             }
             queues.push(make(file));
         }
