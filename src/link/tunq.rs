@@ -16,9 +16,10 @@
 //!
 //! One `read`/`write` then moves up to 64 KiB instead of one 1500-byte packet: the syscall
 //! per packet was the bottleneck of the plain path (issue 5). We ask only for what our stack
-//! handles — TCP over IPv4 — not TSO6 or USO. If the kernel refuses the header or the
-//! offloads, the device is reopened without them and [`TunQueue::offloads`] says so; a
-//! super-segment asked for on a device without TSO is cut in software ([`super::gso`]).
+//! handles — TCP over IPv4 — not TSO6 or USO. If the kernel refuses TSO4, checksum offload
+//! alone is kept; if it refuses the header or every offload, the device is reopened without
+//! the header. [`TunQueue::offloads`] says what was accepted, and a super-segment asked for
+//! on a device without TSO is cut in software ([`super::gso`]).
 //!
 //! **Byte order.** The header's fields are in the virtio device's byte order, which for a
 //! TUN is the host's unless changed; we set `TUNSETVNETLE` so they are little-endian on any
@@ -187,7 +188,8 @@ impl VnetHdr {
     /// The header for sending `packet` (which starts with `l2_len` bytes of link header,
     /// then IPv4 and TCP) as `meta` asks. `None` when `meta` asks for an offload but the
     /// packet is not TCP/IPv4 with sane header lengths (the caller then segments in
-    /// software, which drops what it cannot parse).
+    /// software, which drops what it cannot parse). Any offload marks the checksum partial:
+    /// [`TxMeta`] promises `csum_partial` whenever `gso_size` is set.
     pub fn for_tx(packet: &[u8], l2_len: usize, meta: TxMeta) -> Option<VnetHdr> {
         if meta == TxMeta::default() {
             return Some(VnetHdr::default());
