@@ -546,6 +546,9 @@ impl PollDevice for TunQueue {
         loop {
             if !self.offloads.vnet_hdr {
                 let n = match self.file.read(buf) {
+                    // A TUN read is never empty; treat it as "nothing waiting" rather than
+                    // reading again.
+                    Ok(0) => return Ok(None),
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                     Err(e) => return Err(self.map_err(e)),
@@ -560,6 +563,7 @@ impl PollDevice for TunQueue {
                 .file
                 .read_vectored(&mut [IoSliceMut::new(&mut raw), IoSliceMut::new(buf)])
             {
+                Ok(0) => return Ok(None),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(self.map_err(e)),
@@ -762,6 +766,180 @@ mod tests {
         );
         let err = TunQueue::open_queues("a/b", &TunOptions::default()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// A queue over an ordinary file instead of a TUN: what `send` writes can be read back,
+    /// and `recv` reads what the test wrote (one packet per file, as a TUN read is one
+    /// packet).
+    fn file_queue(path: &std::path::Path, offloads: Offloads) -> TunQueue {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
+        TunQueue {
+            file,
+            name: "test".into(),
+            tap: false,
+            offloads,
+            mtu: Arc::new(AtomicUsize::new(DEFAULT_MTU)),
+            stats: TunQueueStats::default(),
+        }
+    }
+
+    fn temp_path(tag: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("tunstack-tunq-{}-{tag}", std::process::id()))
+    }
+
+    /// A TCP/IPv4 super-segment with a partial checksum, as the stack emits it with TSO.
+    fn super_segment(payload: usize) -> Vec<u8> {
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
+        let mut tcp = vec![0u8; 20 + payload];
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x18; // PSH ACK
+        let len = u16::try_from(tcp.len()).unwrap();
+        let partial = !ipv4::checksum_with(ipv4::pseudo_header_sum(src, dst, 6, len), &[]);
+        tcp[16..18].copy_from_slice(&partial.to_be_bytes());
+        ipv4::emit(src, dst, ipv4::PROTO_TCP, 64, 1, &tcp)
+    }
+
+    const TSO: TxMeta = TxMeta {
+        gso_size: 1000,
+        csum_partial: true,
+    };
+
+    #[test]
+    fn send_writes_header_and_packet_in_one_write() {
+        let path = temp_path("vnet-send");
+        let all = Offloads {
+            vnet_hdr: true,
+            rx_csum: true,
+            rx_tso4: true,
+            tx_tso4: true,
+        };
+        let mut q = file_queue(&path, all);
+        let p = super_segment(2500);
+        q.send(&p, TSO).unwrap();
+        let written = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let (hdr, packet) = written.split_at(VNET_HDR_LEN);
+        let hdr = VnetHdr::decode(hdr.try_into().unwrap());
+        assert_eq!(hdr, VnetHdr::for_tx(&p, 0, TSO).unwrap());
+        assert_eq!(
+            (hdr.gso_type, hdr.gso_size, hdr.hdr_len),
+            (VNET_GSO_TCPV4, 1000, 40)
+        );
+        assert_eq!(packet, &p[..], "the packet follows the header unchanged");
+        assert_eq!(q.stats().soft_segmented, 0);
+    }
+
+    #[test]
+    fn send_without_tso_cuts_in_software() {
+        for (tag, offloads) in [
+            ("plain", Offloads::default()),
+            (
+                "csum-only",
+                Offloads {
+                    vnet_hdr: true,
+                    rx_csum: true,
+                    ..Offloads::default()
+                },
+            ),
+        ] {
+            let path = temp_path(tag);
+            let mut q = file_queue(&path, offloads);
+            q.send(&super_segment(2500), TSO).unwrap();
+            let written = std::fs::read(&path).unwrap();
+            let _ = std::fs::remove_file(&path);
+            // The writes, back to back: [header] packet, [header] packet, ...
+            let mut rest = &written[..];
+            let mut payloads = Vec::new();
+            while !rest.is_empty() {
+                if offloads.vnet_hdr {
+                    let (h, r) = rest.split_at(VNET_HDR_LEN);
+                    assert_eq!(h, &[0; VNET_HDR_LEN], "{tag}: nothing left to offload");
+                    rest = r;
+                }
+                let ip = crate::ip::Ipv4Packet::parse(rest).unwrap();
+                let seg = crate::tcp::segment::Segment::parse(ip.src, ip.dst, ip.payload).unwrap();
+                payloads.push(seg.payload.len());
+                rest = &rest[ip.bytes.len()..];
+            }
+            assert_eq!(payloads, [1000, 1000, 500], "{tag}");
+            assert_eq!(q.stats().soft_segmented, 1, "{tag}");
+            // Nothing to cut: an ICMP packet asking for TSO is refused, not mangled.
+            let icmp = ipv4::emit(
+                Ipv4Addr::new(10, 0, 0, 2),
+                Ipv4Addr::new(10, 0, 0, 1),
+                ipv4::PROTO_ICMP,
+                64,
+                1,
+                &[0, 0, 0xff, 0xff],
+            );
+            let err = q.send(&icmp, TSO).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{tag}");
+        }
+    }
+
+    #[test]
+    fn recv_strips_and_decodes_the_header() {
+        let path = temp_path("vnet-recv");
+        let all = Offloads {
+            vnet_hdr: true,
+            rx_csum: true,
+            rx_tso4: true,
+            tx_tso4: true,
+        };
+        let p = super_segment(3000);
+        let hdr = VnetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type: VNET_GSO_TCPV4,
+            hdr_len: 40,
+            gso_size: 1448,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        let mut q = file_queue(&path, all);
+        q.file.write_all(&hdr.encode()).unwrap();
+        q.file.write_all(&p).unwrap();
+        std::io::Seek::rewind(&mut q.file).unwrap();
+        let mut buf = vec![0u8; q.recv_buf_len()];
+        let (n, meta) = q.recv(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            &buf[..n],
+            &p[..],
+            "the packet lands at the start of the buffer"
+        );
+        assert_eq!(
+            meta,
+            RxMeta {
+                csum_trusted: true,
+                gso_size: 1448
+            }
+        );
+
+        // A header announcing a TCP/IPv6 super-segment: dropped and counted; the next read
+        // finds nothing (end of file here), which is "nothing waiting".
+        let mut q = file_queue(&path, all);
+        let v6 = VnetHdr {
+            gso_type: VNET_GSO_TCPV6,
+            ..hdr
+        };
+        q.file.write_all(&v6.encode()).unwrap();
+        q.file.write_all(&p).unwrap();
+        std::io::Seek::rewind(&mut q.file).unwrap();
+        assert_eq!(q.recv(&mut buf).unwrap(), None);
+        assert_eq!(q.stats().unknown_gso, 1);
+
+        // Fewer bytes than a header: dropped and counted.
+        let mut q = file_queue(&path, all);
+        q.file.write_all(&[1, 2, 3]).unwrap();
+        std::io::Seek::rewind(&mut q.file).unwrap();
+        assert_eq!(q.recv(&mut buf).unwrap(), None);
+        assert_eq!(q.stats().short_reads, 1);
+        let _ = std::fs::remove_file(&path);
     }
 
     fn assert_send<T: Send>() {}
