@@ -195,6 +195,30 @@ pub fn view(packet: &[u8], gso_size: u16, csum_partial: bool, out: &mut dyn FnMu
     }
 }
 
+/// [`view`] for an Ethernet II frame (a TAP's packets): the IPv4 packet inside is cut or
+/// completed, each piece behind a copy of the 14-byte Ethernet header. Other frames (ARP,
+/// IPv6, VLAN-tagged) are handed over as they are.
+pub fn view_ethernet(frame: &[u8], gso_size: u16, csum_partial: bool, out: &mut dyn FnMut(&[u8])) {
+    const ETH_HEADER_LEN: usize = 14;
+    const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+    let is_ipv4 = frame.get(12..ETH_HEADER_LEN) == Some(&ETHERTYPE_IPV4[..]);
+    let (Some(eth), Some(packet), true) = (
+        frame.get(..ETH_HEADER_LEN),
+        frame.get(ETH_HEADER_LEN..),
+        is_ipv4,
+    ) else {
+        out(frame);
+        return;
+    };
+    let mut buf = Vec::new();
+    view(packet, gso_size, csum_partial, &mut |piece| {
+        buf.clear();
+        buf.extend_from_slice(eth);
+        buf.extend_from_slice(piece);
+        out(&buf);
+    });
+}
+
 /// [`view`] for a packet we send with `meta`.
 pub fn tx_view(packet: &[u8], meta: TxMeta, out: &mut dyn FnMut(&[u8])) {
     view(packet, meta.gso_size, meta.csum_partial, out);
@@ -447,6 +471,28 @@ mod tests {
             &mut |p| seen.push(p.to_vec()),
         );
         assert_eq!(seen, [icmp], "not TCP/IPv4: shown as is");
+    }
+
+    #[test]
+    fn ethernet_frames_are_cut_behind_their_header() {
+        let eth: Vec<u8> = (1..=12).chain([0x08, 0x00]).collect();
+        let mut frame = eth.clone();
+        frame.extend_from_slice(&packet(2500, FLAGS_ALL, Csum::Partial));
+        let mut pieces = Vec::new();
+        view_ethernet(&frame, 1000, true, &mut |f| {
+            assert_eq!(&f[..14], &eth[..]);
+            pieces.push(f[14..].to_vec());
+        });
+        check(&pieces, 2500, 1000, FLAGS_ALL);
+
+        // ARP, or a frame too short for a header: as is.
+        let mut arp = frame.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        for f in [arp, frame[..10].to_vec()] {
+            let mut seen = Vec::new();
+            view_ethernet(&f, 1000, true, &mut |x| seen.push(x.to_vec()));
+            assert_eq!(seen, [f]);
+        }
     }
 
     #[test]
