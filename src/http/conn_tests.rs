@@ -212,3 +212,270 @@ fn status_of_nothing(h: &mut Harness) -> Option<u16> {
     h.drain();
     (!h.sent.is_empty()).then(|| status_of(h))
 }
+
+const PIPELINE: &[u8] = b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n\
+      POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nabcd\
+      GET /nope HTTP/1.1\r\nHost: t\r\n\r\n\
+      HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+
+fn check_pipeline(h: &mut Harness) {
+    let (h1, b1) = h.response(false);
+    let (h2, b2) = h.response(false);
+    let (h3, _) = h.response(false);
+    let (h4, b4) = h.response(true);
+    assert_eq!(h1.status, 200);
+    assert_eq!(b1, site::file("style.css").unwrap());
+    assert_eq!((h2.status, b2.as_slice()), (200, &b"abcd"[..]));
+    assert_eq!(h3.status, 404);
+    assert_eq!(h4.status, 200);
+    assert!(b4.is_empty());
+    assert!(h.sent.is_empty(), "nothing after the HEAD response");
+    assert!(h.conn.should_close());
+    assert_eq!(h.conn.requests_served(), 4);
+}
+
+#[test]
+fn pipelined_requests_all_at_once() {
+    let mut h = Harness::standard();
+    h.feed(PIPELINE);
+    check_pipeline(&mut h);
+}
+
+#[test]
+fn pipelined_requests_one_byte_at_a_time() {
+    let mut h = Harness::standard();
+    for b in PIPELINE {
+        h.feed(std::slice::from_ref(b));
+        // Send whatever is ready, as an event loop would, between bytes.
+        h.drain();
+    }
+    check_pipeline(&mut h);
+}
+
+#[test]
+fn pipelined_requests_with_output_drained_in_small_steps() {
+    let mut h = Harness::standard();
+    h.feed(PIPELINE);
+    h.drain_by(7);
+    check_pipeline(&mut h);
+}
+
+/// One request on a fresh connection; the whole response and whether it closed.
+fn raw(config: &ServerConfig, req: &[u8]) -> (u16, String, bool) {
+    let mut h = Harness::new(Router::standard(None).unwrap(), config.clone());
+    h.feed(req);
+    h.drain();
+    let text = String::from_utf8_lossy(&h.sent).into_owned();
+    let status = status_of(&mut h);
+    (status, text, h.conn.should_close())
+}
+
+#[test]
+fn malformed_requests_get_their_status_and_close() {
+    let config = ServerConfig {
+        max_body: 1024 * 1024,
+        max_head_bytes: 1024,
+        ..ServerConfig::default()
+    };
+    let cases: &[(&[u8], u16)] = &[
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (b"GET / HTTP/1.7\r\nHost: t\r\n\r\n", 505),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n", 413),
+        (b"GET /%zz HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n", 413),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\nx", 417),
+        (b"\x16\x03\x01\x02\x00", 400),
+    ];
+    for (req, want) in cases {
+        let (status, text, closed) = raw(&config, req);
+        let shown = String::from_utf8_lossy(req);
+        assert_eq!(status, *want, "{shown}");
+        assert!(text.contains("Connection: close\r\n"), "{shown}");
+        assert!(closed, "{shown}");
+    }
+    // Oversize head → 431 (also when the request line alone is too long), too many fields.
+    let mut big = b"GET / HTTP/1.1\r\nHost: t\r\n".to_vec();
+    big.extend_from_slice(format!("X-Big: {}\r\n\r\n", "a".repeat(2000)).as_bytes());
+    assert_eq!(raw(&config, &big).0, 431);
+    let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(2000));
+    assert_eq!(raw(&config, long.as_bytes()).0, 431);
+    let mut many = b"GET / HTTP/1.1\r\nHost: t\r\n".to_vec();
+    for i in 0..120 {
+        many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let roomy = ServerConfig {
+        max_head_bytes: 64 * 1024,
+        ..config.clone()
+    };
+    assert_eq!(raw(&roomy, &many).0, 431);
+    // An oversize chunked body → 413 once it crosses max_body, fed in pieces.
+    let mut h = Harness::new(Router::standard(None).unwrap(), config.clone());
+    h.feed(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let chunk = vec![b'x'; 256 * 1024];
+    for _ in 0..8 {
+        let mut c = format!("{:x}\r\n", chunk.len()).into_bytes();
+        c.extend_from_slice(&chunk);
+        c.extend_from_slice(b"\r\n");
+        h.feed(&c);
+    }
+    assert_eq!(status_of(&mut h), 413);
+    assert!(h.conn.should_close());
+    // What the client still sends after the error is discarded (lingering close).
+    h.feed(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(h.drain(), 0);
+}
+
+#[test]
+fn head_gets_the_get_content_length_and_no_body() {
+    let mut h = Harness::standard();
+    let (get, body) = h.exchange(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (head, none) = h.exchange(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(head.status, 200);
+    assert!(none.is_empty());
+    assert_eq!(
+        head.headers.get("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert_eq!(
+        get.headers.get("content-type"),
+        head.headers.get("content-type")
+    );
+    // Nothing follows the head: the next request's response starts right after it.
+    assert_eq!(
+        h.exchange(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
+            .0
+            .status,
+        404
+    );
+    // A HEAD that is rejected gets no body either.
+    let (head, _) = h.exchange(b"HEAD /%zz HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(head.status, 400);
+    assert!(h.sent.is_empty());
+}
+
+#[test]
+fn http10_closes_unless_keep_alive_is_asked() {
+    let mut h = Harness::standard();
+    let (head, _) = h.exchange(b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers.get("connection"), Some("close"));
+    assert!(h.conn.should_close());
+
+    let mut h = Harness::standard();
+    let (head, body) = h.exchange(b"POST /echo HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!((head.status, body.as_slice()), (200, &b"hi"[..]));
+    assert!(h.conn.should_close());
+
+    let mut h = Harness::standard();
+    for _ in 0..2 {
+        let (head, _) = h.exchange(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers.get("connection"), Some("keep-alive"));
+        assert!(!h.conn.should_close());
+    }
+    let (head, _) = h.exchange(b"GET http://t/style.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(head.status, 200);
+}
+
+#[test]
+fn expect_100_continue() {
+    let mut h = Harness::standard();
+    h.feed(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    // The interim response is there before any body byte is sent.
+    let (interim, _) = h.response(false);
+    assert_eq!(interim.status, 100);
+    h.feed(b"hel");
+    assert_eq!(h.drain(), 0);
+    h.feed(b"lo");
+    let (head, body) = h.response(false);
+    assert_eq!((head.status, body.as_slice()), (200, &b"hello"[..]));
+    // The body already arrived with the head: no interim response.
+    h.feed(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nhi",
+    );
+    let (head, body) = h.response(false);
+    assert_eq!((head.status, body.as_slice()), (200, &b"hi"[..]));
+    // Too large: refused at once, without inviting the body.
+    let (status, text, closed) = raw(
+        &ServerConfig::default(),
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert_eq!(status, 413);
+    assert!(!text.contains("100 Continue"));
+    assert!(closed);
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn content_length_and_chunked_bodies_in_pieces() {
+    let mut h = Harness::standard();
+    let body = pseudo_random(300_017, 3);
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-test\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut wire = head.into_bytes();
+    wire.extend_from_slice(&body);
+    for piece in wire.chunks(1000) {
+        h.feed(piece);
+    }
+    let (head, echoed) = h.response(false);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers.get("content-type"), Some("application/x-test"));
+    assert!(echoed == body);
+
+    // Chunked, with varying chunk sizes, an extension and a trailer, on the same connection,
+    // followed by a pipelined request in the same bytes.
+    let mut chunked =
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut sizes = [1usize, 7, 4096, 65536, 100_000, 1].iter().cycle();
+    let mut off = 0;
+    while off < body.len() {
+        let n = (*sizes.next().unwrap()).min(body.len() - off);
+        chunked.extend_from_slice(format!("{n:x};ext=1\r\n").as_bytes());
+        chunked.extend_from_slice(&body[off..off + n]);
+        chunked.extend_from_slice(b"\r\n");
+        off += n;
+    }
+    chunked.extend_from_slice(b"0\r\nX-Trailer: yes\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n");
+    for piece in chunked.chunks(777) {
+        h.feed(piece);
+    }
+    let (head, echoed) = h.response(false);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.headers.get("content-type"),
+        Some("application/octet-stream")
+    );
+    assert!(echoed == body);
+    assert_eq!(status_of(&mut h), 404);
+    // After a big request the connection gives its buffers back.
+    assert!(
+        h.conn.inbuf.capacity() <= RETAIN,
+        "{}",
+        h.conn.inbuf.capacity()
+    );
+    assert!(h.conn.out.capacity() <= RETAIN, "{}", h.conn.out.capacity());
+}
