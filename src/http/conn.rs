@@ -143,10 +143,10 @@ fn unix_secs_at(now: Instant) -> u64 {
     static ANCHOR: OnceLock<(Instant, SystemTime)> = OnceLock::new();
     let (at, wall) = *ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()));
     let t = match now.checked_duration_since(at) {
-        Some(d) => wall + d,
-        None => wall - at.duration_since(now),
+        Some(d) => wall.checked_add(d),
+        None => wall.checked_sub(at.duration_since(now)),
     };
-    t.duration_since(UNIX_EPOCH)
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }

@@ -479,3 +479,438 @@ fn content_length_and_chunked_bodies_in_pieces() {
     );
     assert!(h.conn.out.capacity() <= RETAIN, "{}", h.conn.out.capacity());
 }
+
+#[test]
+fn big_static_body_is_sent_from_where_it_lives_in_small_steps() {
+    let mut h = Harness::new(custom(), ServerConfig::default());
+    h.feed(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    // The head first, then the body straight from the static array (no copy).
+    let head_len = h.conn.output().len();
+    h.sent.extend_from_slice(h.conn.output());
+    h.conn.consume(head_len);
+    let out = h.conn.output();
+    assert_eq!(out.as_ptr(), BIG.as_ptr());
+    assert_eq!(out.len(), BIG.len());
+    // The pipelined request waits behind the body; reading pauses.
+    assert!(!h.conn.wants_read());
+    assert_eq!(h.conn.requests_served(), 1);
+    h.drain_by(1000);
+    let (head, body) = h.response(false);
+    assert_eq!(head.status, 200);
+    assert!(body == BIG);
+    let (head, body) = h.response(false);
+    assert_eq!((head.status, body.as_slice()), (200, &b"hello "[..]));
+    assert!(h.conn.wants_read());
+}
+
+/// A file under the temp dir, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(contents: &[u8]) -> TempFile {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "tunstack-conn-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&p, contents).unwrap();
+        TempFile(p)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn file_body_is_read_lazily_one_chunk_at_a_time() {
+    let contents = pseudo_random(3 * FILE_CHUNK + 123, 9);
+    let file = TempFile::new(&contents);
+    let path = file.0.clone();
+    let mut router = Router::new();
+    let p = path.clone();
+    router.route("/file", move |_: &Request| {
+        let f = std::fs::File::open(&p).unwrap();
+        let len = f.metadata().unwrap().len();
+        Response::new(200).with_body(Body::File { file: f, len })
+    });
+    let mut h = Harness::new(router, ServerConfig::default());
+    h.feed(b"GET /file HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut pieces = 0;
+    loop {
+        let out = h.conn.output();
+        if out.is_empty() {
+            break;
+        }
+        assert!(out.len() <= FILE_CHUNK);
+        let n = out.len().min(10_000);
+        let out = out[..n].to_vec();
+        // Never more than one chunk of the file in memory.
+        if let OutBody::File { buf, .. } = &h.conn.body {
+            assert!(buf.capacity() <= FILE_CHUNK);
+        }
+        h.sent.extend_from_slice(&out);
+        h.conn.consume(n);
+        pieces += 1;
+    }
+    assert!(pieces > 4);
+    let (head, body) = h.response(false);
+    assert_eq!(head.status, 200);
+    assert!(body == contents);
+    assert!(
+        matches!(h.conn.body, OutBody::None),
+        "file closed when sent"
+    );
+    // HEAD of a file: the length, no read.
+    let (head, _) = h.exchange(b"HEAD /file HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        head.headers.get("content-length"),
+        Some(contents.len().to_string().as_str())
+    );
+    assert!(h.sent.is_empty());
+    // A file shorter than announced: the framing cannot be kept, the connection is dropped.
+    let mut router = Router::new();
+    router.route("/short", move |_: &Request| {
+        let f = std::fs::File::open(&path).unwrap();
+        Response::new(200).with_body(Body::File {
+            file: f,
+            len: 4 * FILE_CHUNK as u64,
+        })
+    });
+    let mut h = Harness::new(router, ServerConfig::default());
+    h.feed(b"GET /short HTTP/1.1\r\nHost: t\r\n\r\n");
+    let sent = h.drain();
+    assert!(sent < 4 * FILE_CHUNK);
+    assert!(h.conn.should_close());
+}
+
+#[test]
+fn header_timeout_first_request_silent_and_trickled_head_408() {
+    let config = ServerConfig {
+        header_timeout: Duration::from_millis(1000),
+        ..ServerConfig::default()
+    };
+    // Nothing at all: the first request's header deadline runs from accept, and with no byte
+    // received the connection just closes.
+    let mut h = Harness::new(Router::standard(None).unwrap(), config.clone());
+    assert_eq!(h.conn.deadline(), Some(h.now + Duration::from_millis(1000)));
+    h.advance(Duration::from_millis(1000));
+    h.conn.on_timeout(h.now);
+    assert!(h.conn.should_close());
+    assert_eq!(h.drain(), 0);
+
+    // Slowloris: one byte every 100 ms is cut off at the total deadline with 408.
+    let mut h = Harness::new(Router::standard(None).unwrap(), config.clone());
+    let request =
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let start = h.now;
+    for b in request.iter() {
+        let step = h.now + Duration::from_millis(100);
+        if h.conn.deadline().is_some_and(|d| d <= step) {
+            h.now = h.conn.deadline().unwrap();
+            h.conn.on_timeout(h.now);
+            break;
+        }
+        h.now = step;
+        h.feed(std::slice::from_ref(b));
+    }
+    assert_eq!(h.now - start, Duration::from_millis(1000));
+    assert_eq!(status_of(&mut h), 408);
+    assert!(h.conn.should_close());
+
+    // Later requests: the deadline starts at their first byte, after the idle wait.
+    let mut h = Harness::new(Router::standard(None).unwrap(), config);
+    assert_eq!(
+        h.exchange(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").0.status,
+        200
+    );
+    h.advance(Duration::from_secs(5));
+    h.feed(b"GET / HTTP/1.1\r\n");
+    assert_eq!(h.conn.deadline(), Some(h.now + Duration::from_millis(1000)));
+    h.advance(Duration::from_millis(1000));
+    h.conn.on_timeout(h.now);
+    assert_eq!(status_of(&mut h), 408);
+}
+
+#[test]
+fn body_timeout_408() {
+    let config = ServerConfig {
+        body_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(Router::standard(None).unwrap(), config);
+    h.feed(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    assert_eq!(h.conn.deadline(), Some(h.now + Duration::from_secs(2)));
+    // Progress pushes the deadline (a per-read timeout, as server.rs's).
+    h.advance(Duration::from_secs(1));
+    h.feed(b"de");
+    assert_eq!(h.conn.deadline(), Some(h.now + Duration::from_secs(2)));
+    h.advance(Duration::from_secs(2));
+    h.conn.on_timeout(h.now);
+    assert_eq!(status_of(&mut h), 408);
+    assert!(h.conn.should_close());
+}
+
+#[test]
+fn write_timeout_drops_a_client_that_stops_reading() {
+    let config = ServerConfig {
+        write_timeout: Duration::from_secs(3),
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(custom(), config);
+    h.feed(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    let n = h.conn.output().len().min(5000);
+    h.conn.consume(n);
+    assert_eq!(h.conn.deadline(), Some(h.now + Duration::from_secs(3)));
+    h.advance(Duration::from_secs(3));
+    h.conn.on_timeout(h.now);
+    assert!(h.conn.output().is_empty());
+    assert!(h.conn.should_close());
+}
+
+#[test]
+fn backpressure_bounds_what_a_pipelining_client_can_queue() {
+    let mut h = Harness::new(custom(), ServerConfig::default());
+    // Many small pipelined requests in one burst: answered only up to the threshold.
+    let one = b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n";
+    let burst: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
+    h.feed(&burst);
+    let queued = h.conn.output().len();
+    assert!(queued <= BACKPRESSURE + 1024, "{queued}");
+    assert!(h.conn.requests_served() < 1000);
+    assert!(!h.conn.wants_read());
+    // As TCP takes the output, the waiting requests are answered, in order.
+    h.drain_by(1500);
+    assert_eq!(h.conn.requests_served(), 1000);
+    for _ in 0..1000 {
+        assert_eq!(status_of(&mut h), 404);
+    }
+    assert!(h.sent.is_empty());
+    assert!(h.conn.wants_read());
+    assert!(h.conn.inbuf.capacity() <= RETAIN);
+}
+
+#[test]
+fn eof_answers_buffered_requests_then_closes() {
+    let mut h = Harness::new(custom(), ServerConfig::default());
+    h.feed(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /par");
+    h.conn.on_eof(h.now);
+    assert!(!h.conn.should_close());
+    let (a, _) = h.response(false);
+    let (b, _) = h.response(false);
+    assert_eq!((a.status, b.status), (200, 200));
+    assert!(h.sent.is_empty(), "the partial request is dropped");
+    assert!(h.conn.should_close());
+    // EOF inside a body: silent close.
+    let mut h = Harness::standard();
+    h.feed(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
+    h.conn.on_eof(h.now);
+    assert!(h.conn.should_close());
+    assert_eq!(h.drain(), 0);
+}
+
+#[test]
+fn shutdown_closes_idle_and_ends_the_current_exchange() {
+    let mut h = Harness::standard();
+    assert_eq!(
+        h.exchange(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").0.status,
+        200
+    );
+    h.conn.shutdown();
+    assert!(h.conn.should_close());
+    let mut h = Harness::standard();
+    h.feed(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n");
+    h.conn.shutdown();
+    assert!(!h.conn.should_close());
+    let (head, _) = h.exchange(b"hi");
+    assert_eq!(head.headers.get("connection"), Some("close"));
+    assert!(h.conn.should_close());
+}
+
+#[test]
+fn overload_response_is_a_closing_503() {
+    let r = overload_response();
+    let Ok(Parsed::Complete { value, consumed }) = parse_response_head(&r, &Limits::default())
+    else {
+        panic!("not a response");
+    };
+    assert_eq!(value.status, 503);
+    assert_eq!(value.headers.get("retry-after"), Some("1"));
+    assert_eq!(value.headers.get("connection"), Some("close"));
+    let len: usize = value
+        .headers
+        .get("content-length")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(r.len() - consumed, len);
+}
+
+#[test]
+fn date_follows_the_time_passed_in() {
+    let now = Instant::now();
+    let a = unix_secs_at(now);
+    assert_eq!(unix_secs_at(now + Duration::from_secs(90)), a + 90);
+    assert!(unix_secs_at(now) >= 1_700_000_000);
+    let mut h = Harness::standard();
+    let (first, _) = h.exchange(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    h.advance(Duration::from_secs(86_400));
+    let (second, _) = h.exchange(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let day = |s: &StatusHead| {
+        crate::http::response::parse_http_date(s.headers.get("date").unwrap()).unwrap()
+    };
+    assert_eq!(
+        day(&second).duration_since(day(&first)).unwrap(),
+        Duration::from_secs(86_400)
+    );
+}
+
+/// Differential test: every response head the connection writes parses with httparse the
+/// same way it does with ours (status, reason, fields, length).
+#[test]
+fn response_heads_agree_with_httparse() {
+    let mut h = Harness::new(custom(), ServerConfig::default());
+    h.feed(PIPELINE);
+    h.drain();
+    let mut wire = std::mem::take(&mut h.sent);
+    for req in [
+        &b"GET /hello?x HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+        b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /%zz HTTP/1.1\r\nHost: t\r\n\r\n",
+    ] {
+        let mut h = Harness::new(custom(), ServerConfig::default());
+        h.feed(req);
+        h.drain();
+        wire.extend_from_slice(&h.sent);
+    }
+    wire.extend_from_slice(&overload_response());
+    let mut rest = &wire[..];
+    let mut heads = 0;
+    while !rest.is_empty() {
+        let mut storage = [httparse::EMPTY_HEADER; 32];
+        let mut theirs = httparse::Response::new(&mut storage);
+        let httparse::Status::Complete(n) = theirs.parse(rest).unwrap() else {
+            panic!("httparse: partial head");
+        };
+        let Ok(Parsed::Complete { value, consumed }) =
+            parse_response_head(rest, &Limits::default())
+        else {
+            panic!("ours: no head");
+        };
+        assert_eq!(n, consumed);
+        assert_eq!(theirs.code, Some(value.status));
+        assert_eq!(theirs.reason, Some(value.reason.as_str()));
+        let fields: Vec<(String, String)> = theirs
+            .headers
+            .iter()
+            .map(|f| {
+                (
+                    f.name.to_string(),
+                    String::from_utf8_lossy(f.value).into_owned(),
+                )
+            })
+            .collect();
+        let ours: Vec<(String, String)> = value
+            .headers
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(fields, ours);
+        // The HEAD response in PIPELINE has no body; every other one has its Content-Length.
+        let len: usize = if heads == 3 {
+            0
+        } else {
+            value
+                .headers
+                .get("content-length")
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        rest = &rest[consumed + len..];
+        heads += 1;
+    }
+    assert_eq!(heads, 10);
+}
+
+#[test]
+fn an_idle_connection_is_small() {
+    let mut h = Harness::standard();
+    for _ in 0..3 {
+        assert_eq!(
+            h.exchange(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n")
+                .0
+                .status,
+            200
+        );
+    }
+    let heap = h.conn.inbuf.capacity() + h.conn.out.capacity();
+    assert!(heap <= 2 * RETAIN, "{heap}");
+    assert!(
+        std::mem::size_of::<HttpConn>() <= 512,
+        "{}",
+        std::mem::size_of::<HttpConn>()
+    );
+}
+
+/// Random bytes, cut at random places, with random sends, EOFs and timeouts: the connection
+/// never panics, never offers more than it holds, and stays bounded.
+#[test]
+fn fuzz_never_panics() {
+    let seeds: &[&[u8]] = &[
+        PIPELINE,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;e\r\nhello\r\n0\r\nT: v\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+        b"GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    ];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let config = ServerConfig {
+        max_head_bytes: 256,
+        max_headers: 4,
+        max_body: 64,
+        ..ServerConfig::default()
+    };
+    for _ in 0..3000 {
+        let mut input = seeds[(rnd() % seeds.len() as u64) as usize].to_vec();
+        for _ in 0..(rnd() % 4) {
+            let pos = (rnd() % input.len() as u64) as usize;
+            match rnd() % 3 {
+                0 => input[pos] = rnd() as u8,
+                1 => input.insert(pos, b"\r\n: ;0"[(rnd() % 6) as usize]),
+                _ => input.truncate(pos.max(1)),
+            }
+        }
+        let mut h = Harness::new(custom(), config.clone());
+        let mut rest = &input[..];
+        while !rest.is_empty() {
+            let n = ((rnd() % 40) as usize + 1).min(rest.len());
+            h.feed(&rest[..n]);
+            rest = &rest[n..];
+            let step = (rnd() % 3000) as usize + 1;
+            let out = h.conn.output().len();
+            h.conn.consume(out.min(step));
+            if rnd() % 10 == 0 {
+                h.advance(Duration::from_secs(rnd() % 40));
+                h.conn.on_timeout(h.now);
+            }
+        }
+        if rnd() % 2 == 0 {
+            h.conn.on_eof(h.now);
+        }
+        h.drain_by(4096);
+        assert!(h.conn.unsent() == 0);
+        assert!(h.conn.inbuf.len() <= input.len());
+    }
+}
