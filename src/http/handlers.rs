@@ -213,17 +213,35 @@ impl StaticSite {
                 .and_then(parse_http_date),
         ) {
             if m <= since {
-                return Response::new(304).with_header("Last-Modified", http_date(m));
+                return Response::new(304).with_header("Last-Modified", last_modified(m));
             }
         }
         let mut resp = Response::new(200)
             .with_header("Content-Type", content_type(&name))
             .with_body(body);
         if let Some(m) = modified {
-            resp.headers.append("Last-Modified", http_date(m));
+            resp.headers.append("Last-Modified", last_modified(m));
         }
         resp
     }
+}
+
+thread_local! {
+    /// The last Last-Modified value formatted on this thread: a site's files mostly share a
+    /// few modification times, and formatting a date costs more than the rest of the handler.
+    static LAST_MODIFIED: std::cell::RefCell<(SystemTime, String)> =
+        const { std::cell::RefCell::new((UNIX_EPOCH, String::new())) };
+}
+
+/// `http_date(m)`, formatted at most once per distinct time in a row.
+fn last_modified(m: SystemTime) -> String {
+    LAST_MODIFIED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.1.is_empty() || cache.0 != m {
+            *cache = (m, http_date(m));
+        }
+        cache.1.clone()
+    })
 }
 
 /// Largest file kept in a [`FileCache`].
