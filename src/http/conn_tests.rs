@@ -943,3 +943,140 @@ fn fuzz_never_panics() {
         assert!(h.conn.inbuf.len() <= input.len());
     }
 }
+
+/// An in-memory connection for the threaded server: reads return the scripted input, then
+/// EOF; writes are collected.
+struct MemStream {
+    input: std::io::Cursor<Vec<u8>>,
+    output: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl std::io::Read for MemStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl std::io::Write for MemStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl crate::http::Transport for MemStream {
+    fn set_read_timeout(&self, _: Option<Duration>) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn set_write_timeout(&self, _: Option<Duration>) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        Ok(PEER.parse().unwrap())
+    }
+    fn shutdown_write(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Hands out one [`MemStream`], then fails (which ends `serve`).
+struct OneShot(std::sync::Mutex<Option<MemStream>>);
+
+impl crate::http::Acceptor for OneShot {
+    type Stream = MemStream;
+    fn accept(&self) -> std::io::Result<(MemStream, std::net::SocketAddr)> {
+        match self.0.lock().unwrap().take() {
+            Some(s) => Ok((s, PEER.parse().unwrap())),
+            None => Err(std::io::Error::other("done")),
+        }
+    }
+}
+
+/// What the threaded server sends for `input` (then EOF) on one connection.
+fn threaded_server_answer(input: &[u8], config: &ServerConfig) -> Vec<u8> {
+    let output = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stream = MemStream {
+        input: std::io::Cursor::new(input.to_vec()),
+        output: output.clone(),
+    };
+    let server = crate::http::Server::new(custom(), config.clone());
+    let _ = server.serve(OneShot(std::sync::Mutex::new(Some(stream))));
+    assert!(server.wait_for_connections(Duration::from_secs(30)));
+    let out = output.lock().unwrap().clone();
+    out
+}
+
+/// Replace every Date value (the one thing allowed to differ) by a fixed string.
+fn without_dates(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::new();
+    let mut rest = &*text;
+    while let Some(i) = rest.find("\r\nDate: ") {
+        out.push_str(&rest[..i]);
+        out.push_str("\r\nDate: <date>");
+        rest = &rest[i + 8..];
+        rest = &rest[rest.find("\r\n").unwrap_or(rest.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Differential test against the threaded server: the same bytes in (then EOF) give the
+/// same bytes out, error cases and pipelines included.
+#[test]
+fn same_bytes_as_the_threaded_server() {
+    let config = ServerConfig {
+        max_body: 1024 * 1024,
+        max_head_bytes: 1024,
+        ..ServerConfig::default()
+    };
+    let mut inputs: Vec<Vec<u8>> = vec![
+        PIPELINE.to_vec(),
+        b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nHEAD /style.css HTTP/1.0\r\n\r\n".to_vec(),
+        b"GET /hello?x HTTP/1.1\r\nHost: t\r\n\r\nGET /boom HTTP/1.1\r\nHost: t\r\n\r\nGET /interim HTTP/1.1\r\nHost: t\r\n\r\nGET /bye HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello".to_vec(),
+        b"GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /partial HTTP/1.1\r\nHo".to_vec(),
+        b"\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGARBAGE\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"HEAD /%zz HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nshort".to_vec(),
+        format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(2000)).into_bytes(),
+    ];
+    let malformed: &[&[u8]] = &[
+        b"GET / HTTP/1.1\r\nHost : t\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/2.0\r\nHost: t\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\nx",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n",
+    ];
+    inputs.extend(malformed.iter().map(|m| m.to_vec()));
+    let mut answered = 0;
+    for input in &inputs {
+        let theirs = threaded_server_answer(input, &config);
+        answered += usize::from(theirs.starts_with(b"HTTP/1.1 "));
+        let mut h = Harness::new(custom(), config.clone());
+        h.feed(input);
+        h.conn.on_eof(h.now);
+        h.drain();
+        assert!(h.conn.should_close());
+        assert_eq!(
+            without_dates(&h.sent),
+            without_dates(&theirs),
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+    }
+    // All but the one whose body never completes get at least one response.
+    assert_eq!(answered, inputs.len() - 1);
+}
