@@ -7,10 +7,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::request::Request;
@@ -80,8 +77,6 @@ enum Source {
 #[derive(Debug, Clone)]
 pub struct StaticSite {
     source: Source,
-    /// Small files of a directory root, kept while they do not change (clones share it).
-    cache: Arc<FileCache>,
 }
 
 impl StaticSite {
@@ -89,7 +84,6 @@ impl StaticSite {
     pub fn builtin() -> Self {
         StaticSite {
             source: Source::Builtin,
-            cache: Arc::default(),
         }
     }
 
@@ -104,7 +98,6 @@ impl StaticSite {
         }
         Ok(StaticSite {
             source: Source::Dir(root),
-            cache: Arc::default(),
         })
     }
 
@@ -146,19 +139,13 @@ impl StaticSite {
     }
 
     fn serve_dir(&self, root: &Path, req: &Request, segments: &[&str]) -> Response {
-        let (canon, meta) = match plain_path(root, segments) {
-            Some(found) => found,
-            None => {
-                let mut path = root.to_path_buf();
-                path.extend(segments);
-                let Some(canon) = under_root(root, &path) else {
-                    return Response::error(404);
-                };
-                let Ok(meta) = fs::metadata(&canon) else {
-                    return Response::error(404);
-                };
-                (canon, meta)
-            }
+        let mut path = root.to_path_buf();
+        path.extend(segments);
+        let Some(canon) = under_root(root, &path) else {
+            return Response::error(404);
+        };
+        let Ok(meta) = fs::metadata(&canon) else {
+            return Response::error(404);
         };
         let (canon, meta) = if meta.is_dir() {
             if !req.path.ends_with('/') {
@@ -179,25 +166,15 @@ impl StaticSite {
         if !meta.is_file() {
             return Response::error(404);
         }
-        // A small file unchanged since it was cached: no open, fstat, read, close.
-        let cached = self.cache.get(&canon, &meta);
-        let (body, modified) = match cached {
-            Some(bytes) => (Body::Bytes(bytes), meta.modified().ok()),
-            None => {
-                let file = match File::open(&canon) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                        return Response::error(403)
-                    }
-                    Err(_) => return Response::error(404),
-                };
-                // The length of what we opened, not of what the path named a moment ago.
-                let Ok(m) = file.metadata() else {
-                    return Response::error(500);
-                };
-                let modified = m.modified().ok();
-                (self.cache.load(&canon, file, &m), modified)
-            }
+        let file = match File::open(&canon) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Response::error(403),
+            Err(_) => return Response::error(404),
+        };
+        // The length of what we opened, not of what the path named a moment ago.
+        let (len, modified) = match file.metadata() {
+            Ok(m) => (m.len(), m.modified().ok()),
+            Err(_) => return Response::error(500),
         };
         let name = canon.to_string_lossy();
         // HTTP dates have one-second resolution.
@@ -213,165 +190,17 @@ impl StaticSite {
                 .and_then(parse_http_date),
         ) {
             if m <= since {
-                return Response::new(304).with_header("Last-Modified", last_modified(m));
+                return Response::new(304).with_header("Last-Modified", http_date(m));
             }
         }
         let mut resp = Response::new(200)
             .with_header("Content-Type", content_type(&name))
-            .with_body(body);
+            .with_body(Body::File { file, len });
         if let Some(m) = modified {
-            resp.headers.append("Last-Modified", last_modified(m));
+            resp.headers.append("Last-Modified", http_date(m));
         }
         resp
     }
-}
-
-thread_local! {
-    /// The last Last-Modified value formatted on this thread: a site's files mostly share a
-    /// few modification times, and formatting a date costs more than the rest of the handler.
-    static LAST_MODIFIED: std::cell::RefCell<(SystemTime, String)> =
-        const { std::cell::RefCell::new((UNIX_EPOCH, String::new())) };
-}
-
-/// `http_date(m)`, formatted at most once per distinct time in a row.
-fn last_modified(m: SystemTime) -> String {
-    LAST_MODIFIED.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.1.is_empty() || cache.0 != m {
-            *cache = (m, http_date(m));
-        }
-        cache.1.clone()
-    })
-}
-
-/// Largest file kept in a [`FileCache`].
-const CACHE_FILE_MAX: u64 = 16 * 1024;
-/// Bytes a [`FileCache`] holds at most (beyond it, files are just not cached).
-const CACHE_TOTAL_MAX: usize = 4 * 1024 * 1024;
-/// A file is only cached once its inode has not changed for this long: a later change then
-/// necessarily gives it a different change time, even on a file system whose timestamps
-/// are coarse (the "racy git" problem and its solution).
-const CACHE_SETTLE: Duration = Duration::from_secs(2);
-
-/// What identifies one version of a file: any write, truncate, chmod, rename or replacement
-/// changes at least one of these (RFC-free, POSIX `stat`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileVersion {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl FileVersion {
-    fn of(m: &fs::Metadata) -> FileVersion {
-        FileVersion {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        }
-    }
-}
-
-/// Path → the version of the file that was read, and its contents.
-type CachedFiles = HashMap<PathBuf, (FileVersion, Vec<u8>)>;
-
-/// The contents of small files served from a directory, each checked on every request
-/// against the `stat` the request does anyway: a hit costs that one system call instead of
-/// open, fstat, read and close. Bounded in entry size and total size; no eviction (a site's
-/// small files are few), an entry is replaced when its file changes.
-struct FileCache {
-    /// Path → (version, contents), and the total size of the contents.
-    files: RwLock<(CachedFiles, usize)>,
-    /// [`CACHE_SETTLE`], shorter in tests.
-    settle: Duration,
-}
-
-impl Default for FileCache {
-    fn default() -> Self {
-        FileCache {
-            files: RwLock::default(),
-            settle: CACHE_SETTLE,
-        }
-    }
-}
-
-impl std::fmt::Debug for FileCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.files.read().map(|g| g.0.len()).unwrap_or(0);
-        f.debug_struct("FileCache").field("files", &n).finish()
-    }
-}
-
-impl FileCache {
-    /// The cached contents of `path` if `meta` (its current `stat`) says it is unchanged.
-    fn get(&self, path: &Path, meta: &fs::Metadata) -> Option<Vec<u8>> {
-        if meta.len() > CACHE_FILE_MAX {
-            return None;
-        }
-        let files = self.files.read().ok()?;
-        let (version, bytes) = files.0.get(path)?;
-        (*version == FileVersion::of(meta)).then(|| bytes.to_vec())
-    }
-
-    /// The body for `file` (opened from `path`, `meta` its fstat): small settled files are
-    /// read whole and kept; others are streamed as before.
-    fn load(&self, path: &Path, mut file: File, meta: &fs::Metadata) -> Body {
-        let len = meta.len();
-        // Only a file whose inode settled a while ago: its next change cannot keep the same
-        // change time.
-        let changed = u64::try_from(meta.ctime())
-            .ok()
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s));
-        let settled = changed.is_some_and(|t| {
-            SystemTime::now()
-                .duration_since(t)
-                .is_ok_and(|age| age >= self.settle)
-        });
-        if len > CACHE_FILE_MAX || !settled {
-            return Body::File { file, len };
-        }
-        let mut bytes = Vec::with_capacity(len as usize);
-        if file.by_ref().take(len).read_to_end(&mut bytes).is_err() || bytes.len() as u64 != len {
-            // Changed under us: send what we read, keep nothing.
-            return Body::Bytes(bytes);
-        }
-        if let Ok(mut files) = self.files.write() {
-            let (map, total) = &mut *files;
-            let old = map.get(path).map_or(0, |(_, b)| b.len());
-            if *total - old + bytes.len() <= CACHE_TOTAL_MAX {
-                *total = *total - old + bytes.len();
-                map.insert(path.to_path_buf(), (FileVersion::of(meta), bytes.clone()));
-            }
-        }
-        Body::Bytes(bytes)
-    }
-}
-
-/// The path of `segments` under the canonical `root` and its metadata, when no segment is a
-/// symlink: the path is then already canonical (the segments are plain names, see
-/// [`safe_segments`]), found with one `lstat` per segment instead of `realpath`'s `readlink` of
-/// every component from `/` plus a `stat` (the keep-alive benchmark's file costs 5 system calls
-/// instead of 8). `None` (a symlink on the way, or an error): the caller canonicalizes.
-fn plain_path(root: &Path, segments: &[&str]) -> Option<(PathBuf, fs::Metadata)> {
-    let mut path = root.to_path_buf();
-    if segments.is_empty() {
-        let meta = fs::metadata(&path).ok()?;
-        return Some((path, meta));
-    }
-    let mut meta = None;
-    for seg in segments {
-        path.push(seg);
-        let m = fs::symlink_metadata(&path).ok()?;
-        if m.file_type().is_symlink() {
-            return None;
-        }
-        meta = Some(m);
-    }
-    Some((path, meta?))
 }
 
 /// Canonicalize `path` and return it only if it is still under `root` (already canonical).
@@ -504,80 +333,5 @@ mod tests {
         assert_eq!(content_type("x.wasm"), "application/wasm");
         assert_eq!(content_type("noext"), "application/octet-stream");
         assert_eq!(content_type("a.tar.gz"), "application/octet-stream");
-    }
-
-    fn get(site: &StaticSite, path: &str) -> (u16, Vec<u8>) {
-        let req = Request {
-            method: "GET".into(),
-            target: path.into(),
-            path: path.into(),
-            query: None,
-            version: crate::http::Version::Http11,
-            headers: crate::http::Headers::new(),
-            body: Vec::new(),
-            peer: None,
-        };
-        let resp = site.handle(&req);
-        let body = match resp.body {
-            Body::Bytes(b) => b,
-            Body::File { mut file, len } => {
-                let mut b = Vec::new();
-                file.by_ref().take(len).read_to_end(&mut b).unwrap();
-                b
-            }
-            Body::Static(s) => s.to_vec(),
-            Body::Empty => Vec::new(),
-        };
-        (resp.status, body)
-    }
-
-    /// Small files are served from the cache while unchanged, and from disk again as soon
-    /// as they change (size, contents with a new time, permissions, replacement).
-    #[test]
-    fn small_files_cached_while_unchanged() {
-        let dir = std::env::temp_dir().join(format!("tunstack-cache-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("a.txt");
-        fs::write(&f, b"one").unwrap();
-        fs::write(dir.join("big.bin"), vec![7u8; CACHE_FILE_MAX as usize + 1]).unwrap();
-        let mut site = StaticSite::from_dir(&dir).unwrap();
-        site.cache = Arc::new(FileCache {
-            settle: Duration::ZERO,
-            ..FileCache::default()
-        });
-        let cached = |site: &StaticSite| site.cache.files.read().unwrap().0.len();
-        assert_eq!(get(&site, "/a.txt"), (200, b"one".to_vec()));
-        assert_eq!(cached(&site), 1);
-        assert_eq!(get(&site, "/a.txt"), (200, b"one".to_vec()));
-        // A new size.
-        fs::write(&f, b"three").unwrap();
-        assert_eq!(get(&site, "/a.txt"), (200, b"three".to_vec()));
-        // Same size, other bytes, another modification time.
-        fs::write(&f, b"THREE").unwrap();
-        let t = SystemTime::now() - Duration::from_secs(3600);
-        File::options()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
-        assert_eq!(get(&site, "/a.txt"), (200, b"THREE".to_vec()));
-        // Replaced by another file (a new inode).
-        let tmp = dir.join("a.new");
-        fs::write(&tmp, b"fresh").unwrap();
-        fs::rename(&tmp, &f).unwrap();
-        assert_eq!(get(&site, "/a.txt"), (200, b"fresh".to_vec()));
-        // Gone.
-        fs::remove_file(&f).unwrap();
-        assert_eq!(get(&site, "/a.txt").0, 404);
-        // Too big to cache: streamed.
-        assert_eq!(get(&site, "/big.bin").1.len(), CACHE_FILE_MAX as usize + 1);
-        assert_eq!(cached(&site), 1);
-        // With the default settle time, a file changed just now is not cached.
-        let fresh = StaticSite::from_dir(&dir).unwrap();
-        fs::write(dir.join("b.txt"), b"new").unwrap();
-        assert_eq!(get(&fresh, "/b.txt"), (200, b"new".to_vec()));
-        assert_eq!(cached(&fresh), 0);
-        let _ = fs::remove_dir_all(&dir);
     }
 }
