@@ -33,7 +33,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::handlers::Handler;
 use super::parse::{parse_request_head, ChunkedDecoder, Limits, Parsed, RequestHead};
@@ -139,8 +139,18 @@ pub struct HttpConn {
     shutdown: bool,
 }
 
+/// `t + d`, saturating far in the future instead of overflowing (a configured timeout of
+/// years must not panic).
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(1 << 32)))
+        .unwrap_or(t)
+}
+
 /// Where a wall-clock time comes from in a sans-IO connection: the `Instant` the caller
-/// passes, mapped through one (Instant, SystemTime) pair taken at first use.
+/// passes, mapped through one (Instant, SystemTime) pair taken at first use. (It follows the
+/// monotonic clock from then on, not later steps of the wall clock; for a Date header that
+/// is close enough, and it keeps the connection free of clock reads.)
 fn unix_secs_at(now: Instant) -> u64 {
     static ANCHOR: OnceLock<(Instant, SystemTime)> = OnceLock::new();
     let (at, wall) = *ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()));
@@ -186,7 +196,7 @@ impl HttpConn {
         now: Instant,
     ) -> HttpConn {
         log::debug!("http: {peer}: connection opened");
-        let deadline = Some(now + config.header_timeout);
+        let deadline = Some(later(now, config.header_timeout));
         HttpConn {
             handler,
             config,
@@ -339,14 +349,14 @@ impl HttpConn {
     /// stuck — whichever comes first.
     pub fn deadline(&self) -> Option<Instant> {
         let unsent = self.unsent();
-        let write = (unsent > 0).then(|| self.write_since + self.config.write_timeout);
+        let write = (unsent > 0).then(|| later(self.write_since, self.config.write_timeout));
         let phase = match &self.phase {
             Phase::Head { deadline: Some(d) } => Some(*d),
             Phase::Head { deadline: None } if unsent == 0 => {
-                Some(self.idle_since + self.config.idle_timeout)
+                Some(later(self.idle_since, self.config.idle_timeout))
             }
             Phase::Head { deadline: None } => None,
-            Phase::Body(_) => Some(self.body_since + self.config.body_timeout),
+            Phase::Body(_) => Some(later(self.body_since, self.config.body_timeout)),
             Phase::Closing => None,
         };
         match (write, phase) {
@@ -361,7 +371,7 @@ impl HttpConn {
     pub fn on_timeout(&mut self, now: Instant) {
         self.now = now;
         let unsent = self.unsent();
-        if unsent > 0 && now >= self.write_since + self.config.write_timeout {
+        if unsent > 0 && now >= later(self.write_since, self.config.write_timeout) {
             log::debug!(
                 "http: {}: write timeout, dropping the connection",
                 self.peer
@@ -373,7 +383,7 @@ impl HttpConn {
             Phase::Head { deadline } => {
                 let due = match deadline {
                     Some(d) => *d,
-                    None if unsent == 0 => self.idle_since + self.config.idle_timeout,
+                    None if unsent == 0 => later(self.idle_since, self.config.idle_timeout),
                     None => return,
                 };
                 if now < due {
@@ -389,7 +399,7 @@ impl HttpConn {
                 }
             }
             Phase::Body(b) => {
-                if now < self.body_since + self.config.body_timeout {
+                if now < later(self.body_since, self.config.body_timeout) {
                     return;
                 }
                 // server.rs: a body read that times out is answered 408 (fill_body).
@@ -489,7 +499,7 @@ impl HttpConn {
                     };
                     if deadline.is_none() {
                         // Later requests: the header deadline starts at the first byte.
-                        *deadline = Some(self.now + self.config.header_timeout);
+                        *deadline = Some(later(self.now, self.config.header_timeout));
                         self.request_started = self.now;
                     }
                     match parse_request_head(rest, &limits) {

@@ -1080,3 +1080,21 @@ fn same_bytes_as_the_threaded_server() {
     // All but the one whose body never completes get at least one response.
     assert_eq!(answered, inputs.len() - 1);
 }
+
+#[test]
+fn huge_timeouts_do_not_overflow() {
+    let config = ServerConfig {
+        header_timeout: Duration::MAX,
+        idle_timeout: Duration::MAX,
+        body_timeout: Duration::MAX,
+        write_timeout: Duration::MAX,
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(custom(), config);
+    assert!(h.conn.deadline().is_some_and(|d| d > h.now));
+    h.feed(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\na");
+    h.conn.on_timeout(h.now);
+    h.feed(b"bc");
+    assert_eq!(status_of(&mut h), 200);
+    assert!(h.conn.deadline().is_some_and(|d| d > h.now));
+}
