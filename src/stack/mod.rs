@@ -16,6 +16,7 @@
 //! that reads the clock for it and that writes to the device. The lock protects the core's
 //! state; it is never held across device I/O (DESIGN principle 5).
 
+pub mod evloop;
 mod iface;
 mod observe;
 
