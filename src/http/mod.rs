@@ -46,6 +46,8 @@
 //! - [`parse`]: our own push parser — request/status lines, header fields, chunked bodies.
 //! - [`request`] / [`response`]: the typed messages handlers see and produce.
 //! - [`server`]: connection handling over any [`Acceptor`] (a thread per connection).
+//! - [`conn`]: the same connection as a sans-IO state machine ([`HttpConn`]: bytes in, bytes
+//!   out, time passed in) for an event loop serving many connections on one thread.
 //! - [`handlers`]: [`Handler`], [`StaticSite`], [`Echo`], [`Router`]; [`site`] is the built-in site.
 //! - [`client`]: `GET` over any `Read + Write` stream.
 //! - [`transport`]: the [`Transport`]/[`Acceptor`] traits that keep this layer independent of
@@ -54,6 +56,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod conn;
 pub mod handlers;
 pub mod parse;
 pub mod request;
@@ -66,6 +69,7 @@ pub mod transport;
 mod tests;
 
 pub use client::{ClientError, ResponseHead, Url};
+pub use conn::{overload_response, HttpConn};
 pub use handlers::{Echo, Handler, Router, StaticSite};
 pub use request::{Headers, Request, Version};
 pub use response::{Body, Response};

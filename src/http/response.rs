@@ -141,7 +141,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// True if a response with this status never has a body (RFC 9110 §6.4.1).
-fn status_has_no_body(status: u16) -> bool {
+pub(crate) fn status_has_no_body(status: u16) -> bool {
     (100..200).contains(&status) || status == 204 || status == 304
 }
 
@@ -224,6 +224,113 @@ pub(crate) struct WireOptions {
     pub keep_alive_10: bool,
 }
 
+/// The response's date, as seconds since the Unix epoch, read from the wall clock.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+thread_local! {
+    /// The last formatted Date and its second: formatting an IMF-fixdate costs more than
+    /// the rest of a small response head, and it changes once a second.
+    static DATE_CACHE: std::cell::RefCell<(u64, String)> =
+        const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Append the IMF-fixdate of `unix_secs` to `out`, formatting at most once per second per
+/// thread.
+pub(crate) fn push_date(out: &mut Vec<u8>, unix_secs: u64) {
+    DATE_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != unix_secs {
+            cache.1 = http_date(UNIX_EPOCH + std::time::Duration::from_secs(unix_secs));
+            cache.0 = unix_secs;
+        }
+        out.extend_from_slice(cache.1.as_bytes());
+    });
+}
+
+/// Append the decimal digits of `n` to `out` (no formatting machinery on the hot path).
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Header fields the server writes itself; a handler's copies are dropped.
+fn owned_by_server(name: &str) -> bool {
+    [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "date",
+        "server",
+    ]
+    .iter()
+    .any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// Serialize a response head (status line, `Date`, `Server`, the handler's fields,
+/// `Content-Length`, `Connection`, empty line) onto `head`. Shared by the threaded server
+/// ([`write_response`]) and the sans-IO connection (`http::conn`), so both put the same bytes
+/// on the wire. `unix_secs` is the Date.
+pub(crate) fn write_head(
+    head: &mut Vec<u8>,
+    status: u16,
+    headers: &Headers,
+    body_len: u64,
+    opts: &WireOptions,
+    unix_secs: u64,
+) {
+    // Always our highest version (RFC 9110 §6.2), also in reply to HTTP/1.0 requests.
+    head.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(head, u64::from(status));
+    head.push(b' ');
+    head.extend_from_slice(reason_phrase(status).as_bytes());
+    head.extend_from_slice(b"\r\nDate: ");
+    push_date(head, unix_secs);
+    head.extend_from_slice(b"\r\nServer: tunstack\r\n");
+    for (name, value) in headers.iter() {
+        if owned_by_server(name) {
+            continue;
+        }
+        // A handler must not be able to split the response with CR/LF in a field.
+        let valid = is_token(name.as_bytes())
+            && value
+                .bytes()
+                .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        if !valid {
+            log::warn!("dropping invalid response field {name:?}");
+            continue;
+        }
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if !status_has_no_body(status) {
+        head.extend_from_slice(b"Content-Length: ");
+        push_decimal(head, body_len);
+        head.extend_from_slice(b"\r\n");
+    }
+    if opts.close {
+        head.extend_from_slice(b"Connection: close\r\n");
+    } else if opts.keep_alive_10 {
+        head.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+}
+
 /// Serialize and send a response. Returns the number of body bytes sent. A file that turns out
 /// shorter than announced is an error (the framing would be wrong, so the connection must close).
 pub(crate) fn write_response<W: Write>(
@@ -233,47 +340,8 @@ pub(crate) fn write_response<W: Write>(
 ) -> io::Result<u64> {
     let mut head = Vec::with_capacity(256);
     let status = resp.status;
-    // Always our highest version (RFC 9110 §6.2), also in reply to HTTP/1.0 requests.
-    let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason_phrase(status));
-    let _ = write!(
-        head,
-        "Date: {}\r\nServer: tunstack\r\n",
-        http_date(SystemTime::now())
-    );
-    for (name, value) in resp.headers.iter() {
-        let owned_by_server = [
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "date",
-            "server",
-        ]
-        .iter()
-        .any(|n| name.eq_ignore_ascii_case(n));
-        // A handler must not be able to split the response with CR/LF in a field.
-        let valid = is_token(name.as_bytes())
-            && value
-                .bytes()
-                .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
-        if owned_by_server {
-            continue;
-        }
-        if !valid {
-            log::warn!("dropping invalid response field {name:?}");
-            continue;
-        }
-        let _ = write!(head, "{name}: {value}\r\n");
-    }
     let len = resp.body.len();
-    if !status_has_no_body(status) {
-        let _ = write!(head, "Content-Length: {len}\r\n");
-    }
-    if opts.close {
-        head.extend_from_slice(b"Connection: close\r\n");
-    } else if opts.keep_alive_10 {
-        head.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
+    write_head(&mut head, status, &resp.headers, len, opts, unix_now());
     if opts.head_only || status_has_no_body(status) {
         w.write_all(&head)?;
         w.flush()?;

@@ -1,0 +1,855 @@
+//! A sans-IO HTTP/1.1 server connection: bytes in, bytes out, time passed in.
+//!
+//! [`HttpConn`] is the state machine of one connection of the threaded [`Server`]
+//! (`server.rs`) without the thread: the caller (an event loop) feeds it what TCP received,
+//! sends what it has to say, and wakes it at its deadline. It behaves like the threaded server
+//! on the wire — same limits, statuses, keep-alive rules and response heads (the head is
+//! written by the same `response::write_head`) — so thousands of connections cost a few
+//! hundred bytes each instead of a thread and a stack each.
+//!
+//! ```text
+//!   on_data(bytes, now) ──▶ [ Head ] ──complete head──▶ [ Body ] ──complete──▶ handler
+//!                             ▲   │ error → 4xx/5xx + Closing        │ 413/400/408   │
+//!                             │   ▼                                  ▼               ▼
+//!                             │ Closing ◀── Connection: close / HTTP/1.0 ── response queued
+//!                             └───────────────── keep-alive ─────────────────────┘
+//!   output() / consume(n)  : the queued bytes: response heads (and small bodies) from one
+//!                            buffer, then a large body from where it lives (a Static slice,
+//!                            the handler's Vec, or a file read FILE_CHUNK at a time)
+//!   should_close()         : Closing and everything sent → the caller sends FIN
+//!   deadline()/on_timeout(): header (408 or silent), idle (silent), body (408), write (drop)
+//! ```
+//!
+//! Pipelining (RFC 9112 §9.3.2): bytes after one request are the start of the next; requests
+//! are answered strictly in order because a request is only processed once the previous
+//! response's large body (if any) has been handed to TCP. While output is backed up,
+//! [`HttpConn::wants_read`] is false, so a client pipelining faster than it reads cannot grow
+//! the server's memory without bound: TCP's receive window pushes back instead.
+//!
+//! [`Server`]: super::Server
+
+use std::fs::File;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::handlers::Handler;
+use super::parse::{parse_request_head, ChunkedDecoder, Limits, Parsed, RequestHead};
+use super::request::{request_framing, split_target, Framing, Request, Version};
+use super::response::{
+    status_has_no_body, unix_now, write_head, Body, Response, WireOptions, FILE_CHUNK,
+};
+use super::server::ServerConfig;
+
+/// Bodies up to this size are copied behind their head, so that a burst of small pipelined
+/// responses (error pages, redirects) leaves in one write; larger ones are sent from where
+/// they are, never copied.
+const COALESCE: usize = 256;
+/// Above this many unsent bytes no further pipelined request is processed and
+/// [`HttpConn::wants_read`] is false.
+const BACKPRESSURE: usize = 16 * 1024;
+/// Idle buffers keep at most this much capacity; a bigger one (after a large request or many
+/// pipelined responses) is freed, so an idle connection stays small.
+const RETAIN: usize = 512;
+/// First allocation of the output buffer: one typical response head.
+const OUT_INITIAL: usize = 256;
+/// Initial capacity of a Content-Length body, at most (it grows to the announced length).
+const BODY_INITIAL_MAX: usize = 1024 * 1024;
+
+/// What the connection is waiting for.
+enum Phase {
+    /// (The rest of) a request head. `deadline`: the header deadline, set at accept for the
+    /// first request and at the first byte of later ones (server.rs's `read_head`).
+    Head { deadline: Option<Instant> },
+    /// The body of a request whose head was accepted.
+    Body(Box<BodyRead>),
+    /// No more requests: send what is queued, then FIN.
+    Closing,
+}
+
+/// A request whose body is arriving.
+struct BodyRead {
+    head: RequestHead,
+    path: String,
+    query: Option<String>,
+    framing: Framing,
+    body: Vec<u8>,
+    decoder: ChunkedDecoder,
+    started: Instant,
+}
+
+/// The large body of the response being sent, after the bytes in `out`.
+enum OutBody {
+    None,
+    Static(&'static [u8], usize),
+    Bytes(Vec<u8>, usize),
+    /// `left` bytes still to read from `file`; `buf[pos..filled]` read but unsent.
+    File {
+        file: File,
+        left: u64,
+        buf: Vec<u8>,
+        filled: usize,
+        pos: usize,
+    },
+}
+
+impl OutBody {
+    /// Bytes of this body not yet accepted by TCP (including those still in the file).
+    fn unsent(&self) -> u64 {
+        match self {
+            OutBody::None => 0,
+            OutBody::Static(s, pos) => (s.len() - pos) as u64,
+            OutBody::Bytes(v, pos) => (v.len() - pos) as u64,
+            OutBody::File {
+                left, filled, pos, ..
+            } => left + (filled - pos) as u64,
+        }
+    }
+}
+
+/// One HTTP/1.1 server connection, driven by its caller. See the module documentation.
+pub struct HttpConn {
+    handler: Arc<dyn Handler>,
+    config: Arc<ServerConfig>,
+    peer: SocketAddr,
+    /// The latest time the caller told us (used by `consume`, which has no `now`).
+    now: Instant,
+    /// Received bytes not yet used: a partial head, or pipelined requests waiting their turn.
+    inbuf: Vec<u8>,
+    phase: Phase,
+    /// Response heads (and small bodies) not yet sent: `out[out_pos..]`.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// The large body that follows `out`.
+    body: OutBody,
+    /// When the connection last had nothing to send in the Head phase (idle timeout base).
+    idle_since: Instant,
+    /// When TCP last accepted output (write timeout base).
+    write_since: Instant,
+    /// When the request body last made progress (body timeout base).
+    body_since: Instant,
+    /// When the first byte of the current request head arrived (for the access log).
+    request_started: Instant,
+    served: u64,
+    peer_eof: bool,
+    shutdown: bool,
+}
+
+/// Where a wall-clock time comes from in a sans-IO connection: the `Instant` the caller
+/// passes, mapped through one (Instant, SystemTime) pair taken at first use.
+fn unix_secs_at(now: Instant) -> u64 {
+    static ANCHOR: OnceLock<(Instant, SystemTime)> = OnceLock::new();
+    let (at, wall) = *ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()));
+    let t = match now.checked_duration_since(at) {
+        Some(d) => wall + d,
+        None => wall - at.duration_since(now),
+    };
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The 503 a connection over the limit gets, ready to send (then FIN).
+pub fn overload_response() -> Vec<u8> {
+    let resp = Response::error(503).with_header("Retry-After", "1");
+    let opts = WireOptions {
+        head_only: false,
+        close: true,
+        keep_alive_10: false,
+    };
+    let mut out = Vec::with_capacity(OUT_INITIAL);
+    write_head(
+        &mut out,
+        resp.status,
+        &resp.headers,
+        resp.body.len(),
+        &opts,
+        unix_now(),
+    );
+    if let Body::Bytes(b) = &resp.body {
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+impl HttpConn {
+    /// A connection accepted at `now` from `peer`. The first request's header deadline
+    /// starts now ([`ServerConfig::header_timeout`]).
+    pub fn new(
+        handler: Arc<dyn Handler>,
+        config: Arc<ServerConfig>,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> HttpConn {
+        log::debug!("http: {peer}: connection opened");
+        let deadline = Some(now + config.header_timeout);
+        HttpConn {
+            handler,
+            config,
+            peer,
+            now,
+            inbuf: Vec::new(),
+            phase: Phase::Head { deadline },
+            out: Vec::new(),
+            out_pos: 0,
+            body: OutBody::None,
+            idle_since: now,
+            write_since: now,
+            body_since: now,
+            request_started: now,
+            served: 0,
+            peer_eof: false,
+            shutdown: false,
+        }
+    }
+
+    /// Bytes received from the peer, in order. Complete requests are answered at once (their
+    /// responses queued for [`output`](Self::output)), unless output is backed up: then the
+    /// bytes wait until [`consume`](Self::consume) drains it.
+    pub fn on_data(&mut self, data: &[u8], now: Instant) {
+        self.now = now;
+        if matches!(self.phase, Phase::Closing) {
+            // Lingering close (RFC 9112 §9.6): what the client still sends is discarded.
+            return;
+        }
+        if self.inbuf.is_empty() {
+            // Fast path: parse straight from the caller's bytes, keep only the rest.
+            let used = self.process(data);
+            if used < data.len() {
+                self.inbuf.extend_from_slice(&data[used..]);
+            }
+        } else {
+            self.inbuf.extend_from_slice(data);
+            self.process_inbuf();
+        }
+        self.settle();
+    }
+
+    /// The peer sent FIN: requests already buffered are still answered (as the threaded
+    /// server does), then the connection closes; a partial request is dropped silently.
+    pub fn on_eof(&mut self, now: Instant) {
+        self.now = now;
+        self.peer_eof = true;
+        self.settle();
+    }
+
+    /// False while the connection does not want more bytes: output is backed up (more than a
+    /// small threshold unsent, or unprocessed requests wait behind a body being sent), or the
+    /// connection is closing.
+    pub fn wants_read(&self) -> bool {
+        if matches!(self.phase, Phase::Closing) || self.peer_eof {
+            return false;
+        }
+        let unsent = self.unsent();
+        // Requests waiting behind a body being sent: stop reading until it has gone.
+        unsent <= BACKPRESSURE as u64 && (self.inbuf.is_empty() || !self.blocked())
+    }
+
+    /// The next bytes to send (empty: nothing to send now). Call [`consume`](Self::consume)
+    /// with how many TCP accepted. A file body is read here, one [`FILE_CHUNK`] at a time,
+    /// only once the previous piece was sent.
+    pub fn output(&mut self) -> &[u8] {
+        if self.out_pos < self.out.len() {
+            return &self.out[self.out_pos..];
+        }
+        if let OutBody::File {
+            left, filled, pos, ..
+        } = &self.body
+        {
+            if pos == filled && *left > 0 {
+                self.read_file_chunk();
+            }
+        }
+        match &self.body {
+            OutBody::None => &[],
+            OutBody::Static(s, pos) => &s[*pos..],
+            OutBody::Bytes(v, pos) => &v[*pos..],
+            OutBody::File {
+                buf, filled, pos, ..
+            } => &buf[*pos..*filled],
+        }
+    }
+
+    /// `n` bytes of [`output`](Self::output) were accepted by TCP. When the output drains,
+    /// pipelined requests waiting in the buffer are processed (with the time of the latest
+    /// call that passed one).
+    pub fn consume(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.write_since = self.now;
+        let mut n = n;
+        let in_out = (self.out.len() - self.out_pos).min(n);
+        self.out_pos += in_out;
+        n -= in_out;
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+            if self.out.capacity() > RETAIN {
+                self.out = Vec::new();
+            }
+        }
+        if n > 0 {
+            let done = match &mut self.body {
+                OutBody::None => true,
+                OutBody::Static(s, pos) => {
+                    *pos = (*pos + n).min(s.len());
+                    *pos == s.len()
+                }
+                OutBody::Bytes(v, pos) => {
+                    *pos = (*pos + n).min(v.len());
+                    *pos == v.len()
+                }
+                OutBody::File {
+                    left, filled, pos, ..
+                } => {
+                    *pos = (*pos + n).min(*filled);
+                    *pos == *filled && *left == 0
+                }
+            };
+            if done {
+                self.body = OutBody::None;
+            }
+        }
+        if self.unsent() == 0 {
+            if let Phase::Head { .. } = self.phase {
+                self.idle_since = self.now;
+            }
+        }
+        if !self.blocked() {
+            if !self.inbuf.is_empty() {
+                self.process_inbuf();
+            }
+            self.settle();
+        }
+    }
+
+    /// True once the connection must end: it is closing and everything queued was sent.
+    /// The caller then sends FIN (and may drop the connection).
+    pub fn should_close(&self) -> bool {
+        matches!(self.phase, Phase::Closing) && self.unsent() == 0
+    }
+
+    /// When [`on_timeout`](Self::on_timeout) must be called next, if ever: the header
+    /// deadline, the idle timeout, the body timeout, or the write timeout while output is
+    /// stuck — whichever comes first.
+    pub fn deadline(&self) -> Option<Instant> {
+        let unsent = self.unsent();
+        let write = (unsent > 0).then(|| self.write_since + self.config.write_timeout);
+        let phase = match &self.phase {
+            Phase::Head { deadline: Some(d) } => Some(*d),
+            Phase::Head { deadline: None } if unsent == 0 => {
+                Some(self.idle_since + self.config.idle_timeout)
+            }
+            Phase::Head { deadline: None } => None,
+            Phase::Body(_) => Some(self.body_since + self.config.body_timeout),
+            Phase::Closing => None,
+        };
+        match (write, phase) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The deadline passed (calling it early does nothing): a client that stopped reading
+    /// for `write_timeout` is dropped (its output discarded); an incomplete head or body
+    /// gets 408 and the connection closes; an idle connection closes silently.
+    pub fn on_timeout(&mut self, now: Instant) {
+        self.now = now;
+        let unsent = self.unsent();
+        if unsent > 0 && now >= self.write_since + self.config.write_timeout {
+            log::debug!(
+                "http: {}: write timeout, dropping the connection",
+                self.peer
+            );
+            self.abort();
+            return;
+        }
+        match &self.phase {
+            Phase::Head { deadline } => {
+                let due = match deadline {
+                    Some(d) => *d,
+                    None if unsent == 0 => self.idle_since + self.config.idle_timeout,
+                    None => return,
+                };
+                if now < due {
+                    return;
+                }
+                if self.inbuf.is_empty() {
+                    log::debug!("http: {}: idle timeout", self.peer);
+                    self.phase = Phase::Closing;
+                } else {
+                    log::info!("{} request head timeout", self.peer);
+                    log::info!("{} \"-\" 408 0 -", self.peer);
+                    self.respond_and_close(Response::error(408), false);
+                }
+            }
+            Phase::Body(b) => {
+                if now < self.body_since + self.config.body_timeout {
+                    return;
+                }
+                // server.rs: a body read that times out is answered 408 (fill_body).
+                let head_only = b.head.method == "HEAD";
+                self.log_access(&b.head, 408, 0);
+                self.respond_and_close(Response::error(408), head_only);
+            }
+            Phase::Closing => {}
+        }
+    }
+
+    /// Responses queued so far for complete requests (by the handler or with an error
+    /// status), not counting `100 Continue`.
+    pub fn requests_served(&self) -> u64 {
+        self.served
+    }
+
+    /// The server is shutting down: the current exchange finishes with `Connection: close`;
+    /// an idle connection closes at once.
+    pub fn shutdown(&mut self) {
+        self.shutdown = true;
+        if matches!(self.phase, Phase::Head { .. }) && self.inbuf.is_empty() {
+            self.phase = Phase::Closing;
+        }
+    }
+
+    /// Bytes queued but not yet accepted by TCP.
+    fn unsent(&self) -> u64 {
+        (self.out.len() - self.out_pos) as u64 + self.body.unsent()
+    }
+
+    /// True while a new request must not be processed: its response would have to wait
+    /// behind a large body, or too much output is already queued.
+    fn blocked(&self) -> bool {
+        !matches!(self.body, OutBody::None) || self.out.len() - self.out_pos > BACKPRESSURE
+    }
+
+    /// Process the buffered bytes, keeping what is not used yet.
+    fn process_inbuf(&mut self) {
+        let mut buf = std::mem::take(&mut self.inbuf);
+        let used = self.process(&buf);
+        if matches!(self.phase, Phase::Closing) {
+            buf.clear();
+        } else {
+            buf.drain(..used);
+        }
+        if buf.is_empty() && buf.capacity() > RETAIN {
+            buf = Vec::new();
+        }
+        self.inbuf = buf;
+    }
+
+    /// After new input, output drained or EOF: a peer that sent FIN while no complete
+    /// request is left to answer is done (server.rs closes when a read returns 0).
+    fn settle(&mut self) {
+        if self.peer_eof && !self.blocked() {
+            match &self.phase {
+                Phase::Head { .. } => {
+                    if !self.inbuf.is_empty() {
+                        log::debug!("http: {}: EOF inside a request head", self.peer);
+                    }
+                    self.inbuf = Vec::new();
+                    self.phase = Phase::Closing;
+                }
+                Phase::Body(b) => {
+                    log::debug!("http: {}: EOF inside a request body", self.peer);
+                    self.log_access(&b.head, 0, 0);
+                    self.inbuf = Vec::new();
+                    self.phase = Phase::Closing;
+                }
+                Phase::Closing => {}
+            }
+        }
+        if matches!(self.phase, Phase::Closing) && !self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
+        }
+    }
+
+    /// Run the state machine over `input`; returns how many bytes it used. Stops at a
+    /// partial request, when output is backed up, or when the connection closes.
+    fn process(&mut self, input: &[u8]) -> usize {
+        let mut pos = 0;
+        loop {
+            if self.blocked() {
+                return pos;
+            }
+            let rest = &input[pos..];
+            match &mut self.phase {
+                Phase::Closing => return pos,
+                Phase::Head { deadline } => {
+                    if rest.is_empty() {
+                        return pos;
+                    }
+                    let limits = Limits {
+                        max_head_bytes: self.config.max_head_bytes,
+                        max_headers: self.config.max_headers,
+                    };
+                    if deadline.is_none() {
+                        // Later requests: the header deadline starts at the first byte.
+                        *deadline = Some(self.now + self.config.header_timeout);
+                        self.request_started = self.now;
+                    }
+                    match parse_request_head(rest, &limits) {
+                        Ok(Parsed::Complete { value, consumed }) => {
+                            pos += consumed;
+                            self.start_request(value, pos == input.len());
+                        }
+                        Ok(Parsed::Partial) => return pos,
+                        Err(e) => {
+                            log::info!("{} bad request head: {e}", self.peer);
+                            log::info!("{} \"-\" {} 0 -", self.peer, e.status());
+                            self.respond_and_close(Response::error(e.status()), false);
+                            return pos;
+                        }
+                    }
+                }
+                Phase::Body(_) => {
+                    if rest.is_empty() {
+                        return pos;
+                    }
+                    self.body_since = self.now;
+                    pos += self.feed_body(rest);
+                }
+            }
+        }
+    }
+
+    /// A complete head arrived: check it as server.rs's `exchange` does, then either answer
+    /// at once (no body, or an error) or start reading the body. `nothing_after`: no byte of
+    /// the body has arrived yet (100 Continue is only worth sending then).
+    fn start_request(&mut self, head: RequestHead, nothing_after: bool) {
+        let head_only = head.method == "HEAD";
+        // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
+        if head.version == Version::Http11 && head.headers.get_all("host").count() != 1 {
+            return self.reject(&head, Response::error(400), head_only);
+        }
+        let framing = match request_framing(head.version, &head.headers) {
+            Ok(f) => f,
+            Err(e) => {
+                log::debug!("http: {}: {}", self.peer, e.reason);
+                return self.reject(&head, Response::error(e.status), head_only);
+            }
+        };
+        let Some((path, query)) = split_target(&head.target) else {
+            return self.reject(&head, Response::error(400), head_only);
+        };
+        if let Framing::Length(n) = framing {
+            if n > self.config.max_body {
+                return self.reject(&head, Response::error(413), head_only);
+            }
+        }
+        // RFC 9110 §10.1.1: 100-continue is the only defined expectation.
+        if let Some(expect) = head.headers.get("expect") {
+            if !expect.eq_ignore_ascii_case("100-continue") {
+                return self.reject(&head, Response::error(417), head_only);
+            }
+            // Only worth it if the body is expected and has not started arriving.
+            if head.version == Version::Http11 && framing != Framing::None && nothing_after {
+                if self.unsent() == 0 {
+                    self.write_since = self.now;
+                }
+                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+        }
+        if framing == Framing::None {
+            return self.finish_request(head, path, query, Vec::new());
+        }
+        let body = match framing {
+            // len <= max_body was checked; the allocation grows with what arrives.
+            Framing::Length(len) => {
+                Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(BODY_INITIAL_MAX))
+            }
+            _ => Vec::new(),
+        };
+        self.body_since = self.now;
+        self.phase = Phase::Body(Box::new(BodyRead {
+            head,
+            path,
+            query,
+            framing,
+            body,
+            decoder: ChunkedDecoder::new(),
+            started: self.request_started,
+        }));
+    }
+
+    /// Feed body bytes; answers the request once the body is complete. Returns the bytes used.
+    fn feed_body(&mut self, input: &[u8]) -> usize {
+        let max = self.config.max_body;
+        let Phase::Body(b) = &mut self.phase else {
+            return 0;
+        };
+        let used = match b.framing {
+            Framing::Length(len) => {
+                let want = len.saturating_sub(b.body.len() as u64);
+                let take = usize::try_from(want).unwrap_or(usize::MAX).min(input.len());
+                b.body.extend_from_slice(&input[..take]);
+                take
+            }
+            Framing::Chunked => match b.decoder.decode(input, &mut b.body) {
+                Ok(used) => {
+                    let announced =
+                        (b.body.len() as u64).saturating_add(b.decoder.remaining_in_chunk());
+                    if announced > max {
+                        self.fail_body(413);
+                        return input.len();
+                    }
+                    used
+                }
+                Err(e) => {
+                    log::info!("{} bad chunked body: {e}", self.peer);
+                    self.fail_body(400);
+                    return input.len();
+                }
+            },
+            Framing::None => 0,
+        };
+        let Phase::Body(b) = &self.phase else {
+            return used;
+        };
+        let done = match b.framing {
+            Framing::Length(len) => b.body.len() as u64 == len,
+            Framing::Chunked => b.decoder.is_done(),
+            Framing::None => true,
+        };
+        if done {
+            let Phase::Body(b) = std::mem::replace(&mut self.phase, Phase::Closing) else {
+                return used;
+            };
+            let BodyRead {
+                head,
+                path,
+                query,
+                body,
+                started,
+                ..
+            } = *b;
+            self.request_started = started;
+            self.finish_request(head, path, query, body);
+        }
+        used
+    }
+
+    /// The body cannot be accepted: answer `status` and close.
+    fn fail_body(&mut self, status: u16) {
+        if let Phase::Body(b) = std::mem::replace(&mut self.phase, Phase::Closing) {
+            let head_only = b.head.method == "HEAD";
+            self.reject(&b.head, Response::error(status), head_only);
+        }
+    }
+
+    /// Run the handler on a complete request and queue its response.
+    fn finish_request(
+        &mut self,
+        head: RequestHead,
+        path: String,
+        query: Option<String>,
+        body: Vec<u8>,
+    ) {
+        let peer = self.peer;
+        let keep_alive = match head.version {
+            Version::Http11 => !head.headers.has_token("connection", "close"),
+            Version::Http10 => head.headers.has_token("connection", "keep-alive"),
+        };
+        let req = Request {
+            method: head.method,
+            target: head.target,
+            path,
+            query,
+            version: head.version,
+            headers: head.headers,
+            body,
+            peer: Some(peer),
+        };
+        let handler = &self.handler;
+        let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
+            // Status codes are 100..=599 (RFC 9110 §15); interim (1xx) ones would desynchronize
+            // the client: we have no protocol upgrades, and 100 Continue is the server's job.
+            Ok(r) if (200..=599).contains(&r.status) => r,
+            Ok(r) => {
+                log::error!("http: {peer}: handler returned status {}", r.status);
+                Response::error(500)
+            }
+            Err(_) => {
+                log::error!(
+                    "http: {peer}: handler panicked on {} {}",
+                    req.method,
+                    req.target
+                );
+                Response::error(500)
+            }
+        };
+        let keep_alive =
+            keep_alive && !resp.headers.has_token("connection", "close") && !self.shutdown;
+        let status = resp.status;
+        let opts = WireOptions {
+            head_only: req.method == "HEAD",
+            close: !keep_alive,
+            keep_alive_10: keep_alive && req.version == Version::Http10,
+        };
+        let bytes = self.queue_response(resp, &opts);
+        if log::log_enabled!(log::Level::Info) {
+            log::info!(
+                "{peer} \"{} {} {}\" {status} {bytes} {:.1}ms",
+                req.method,
+                req.target,
+                req.version,
+                self.now
+                    .saturating_duration_since(self.request_started)
+                    .as_secs_f64()
+                    * 1000.0
+            );
+        }
+        if keep_alive {
+            self.phase = Phase::Head { deadline: None };
+            self.idle_since = self.now;
+        } else {
+            self.phase = Phase::Closing;
+        }
+    }
+
+    /// Answer a request we will not run with `resp`, then close (server.rs's `reject`).
+    fn reject(&mut self, head: &RequestHead, resp: Response, head_only: bool) {
+        let status = resp.status;
+        self.respond_and_close(resp, head_only);
+        self.log_access(head, status, 0);
+    }
+
+    /// Queue `resp` with `Connection: close` and stop taking requests.
+    fn respond_and_close(&mut self, resp: Response, head_only: bool) {
+        let opts = WireOptions {
+            head_only,
+            close: true,
+            keep_alive_10: false,
+        };
+        self.queue_response(resp, &opts);
+        self.phase = Phase::Closing;
+        self.inbuf = Vec::new();
+    }
+
+    /// The access-log line, as server.rs writes it.
+    fn log_access(&self, head: &RequestHead, status: u16, bytes: u64) {
+        log::info!(
+            "{} \"{} {} {}\" {status} {bytes} {:.1}ms",
+            self.peer,
+            head.method,
+            head.target,
+            head.version,
+            self.now
+                .saturating_duration_since(self.request_started)
+                .as_secs_f64()
+                * 1000.0
+        );
+    }
+
+    /// Serialize the head into `out` and arrange for the body to follow. Returns the body
+    /// bytes that will be sent.
+    fn queue_response(&mut self, resp: Response, opts: &WireOptions) -> u64 {
+        self.served += 1;
+        if self.unsent() == 0 {
+            // The write timeout counts from when output starts waiting.
+            self.write_since = self.now;
+        }
+        if self.out.capacity() == 0 {
+            self.out.reserve(OUT_INITIAL);
+        }
+        let len = resp.body.len();
+        write_head(
+            &mut self.out,
+            resp.status,
+            &resp.headers,
+            len,
+            opts,
+            unix_secs_at(self.now),
+        );
+        if opts.head_only || status_has_no_body(resp.status) {
+            return 0;
+        }
+        match resp.body {
+            Body::Empty => {}
+            Body::Bytes(b) if b.len() <= COALESCE => self.out.extend_from_slice(&b),
+            Body::Static(s) if s.len() <= COALESCE => self.out.extend_from_slice(s),
+            Body::Bytes(b) => self.body = OutBody::Bytes(b, 0),
+            Body::Static(s) => self.body = OutBody::Static(s, 0),
+            Body::File { file, len } if len > 0 => {
+                self.body = OutBody::File {
+                    file,
+                    left: len,
+                    buf: Vec::new(),
+                    filled: 0,
+                    pos: 0,
+                }
+            }
+            Body::File { .. } => {}
+        }
+        len
+    }
+
+    /// Read the next piece of a file body into its buffer (allocated once per body, at most
+    /// FILE_CHUNK). A file shorter than announced, or a read error, drops the connection:
+    /// the framing can no longer be kept (server.rs ends the connection the same way).
+    fn read_file_chunk(&mut self) {
+        let OutBody::File {
+            file,
+            left,
+            buf,
+            filled,
+            pos,
+        } = &mut self.body
+        else {
+            return;
+        };
+        let want = usize::try_from(*left).unwrap_or(usize::MAX).min(FILE_CHUNK);
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
+        loop {
+            match file.read(&mut buf[..want]) {
+                Ok(0) => {
+                    log::debug!(
+                        "http: {}: file shorter than its announced length",
+                        self.peer
+                    );
+                    break;
+                }
+                Ok(n) => {
+                    *left -= n as u64;
+                    *filled = n;
+                    *pos = 0;
+                    return;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("http: {}: reading a file body: {e}", self.peer);
+                    break;
+                }
+            }
+        }
+        self.abort();
+    }
+
+    /// Give up on the connection: discard what is queued and close.
+    fn abort(&mut self) {
+        self.out = Vec::new();
+        self.out_pos = 0;
+        self.body = OutBody::None;
+        self.inbuf = Vec::new();
+        self.phase = Phase::Closing;
+    }
+}
+
+impl std::fmt::Debug for HttpConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConn")
+            .field("peer", &self.peer)
+            .field("unsent", &self.unsent())
+            .field("buffered", &self.inbuf.len())
+            .field("served", &self.served)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;
