@@ -57,6 +57,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod evented;
 pub mod handlers;
 pub mod parse;
 pub mod request;
