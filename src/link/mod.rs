@@ -18,6 +18,9 @@
 //! Other devices implement the same trait: [`memory::pair`] connects two stacks back to back
 //! inside one process for tests, and [`pcap::PcapDevice`] wraps any device to record what
 //! crosses it with a [`pcap::PcapWriter`], in a file Wireshark and tcpdump read.
+//! [`tunq::TunQueue`] is the TUN the single-threaded event loop drives: non-blocking,
+//! several queues, and the kernel's checksum and segmentation offloads (64 KiB per read or
+//! write instead of one packet), with [`gso`] to cut super-segments in software.
 //! [`fault`] makes a link lossy on purpose (drop, duplicate, reorder, corrupt, delay) with
 //! a seed, for experiments and tests.
 
@@ -27,11 +30,15 @@ pub mod arp;
 pub mod ethernet;
 pub mod ethernet_layer;
 pub mod fault;
+pub mod gso;
 pub mod memory;
 pub mod ndp;
 pub mod offload;
 pub mod pcap;
 pub mod tun;
+pub mod tunq;
+
+pub use tunq::{configure_link, delete_link, TunOptions, TunQueue};
 
 /// A network device that carries bare IPv4 packets (no link-layer header).
 ///

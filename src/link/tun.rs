@@ -43,7 +43,7 @@ pub const DEFAULT_MTU: usize = 1500;
 pub const MIN_MTU: usize = 68;
 
 /// `EFAULT` on Linux: what a read returns after the interface was deleted under it.
-const EFAULT: i32 = 14;
+pub(super) const EFAULT: i32 = 14;
 /// `EBUSY` on Linux: the interface name is taken by another TUN that is open.
 const EBUSY: i32 = 16;
 
@@ -140,15 +140,7 @@ impl TunDevice {
 
     fn open_mode(name: &str, mode: Mode) -> io::Result<TunDevice> {
         validate_name(name)?;
-        if !Path::new(TUN_PATH).exists() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "{TUN_PATH} does not exist: load the tun kernel module (`modprobe tun`), \
-                     or pass the device into the container (`--device /dev/net/tun`)"
-                ),
-            ));
-        }
+        check_tun_path()?;
         let iface = Iface::without_packet_info(name, mode).map_err(|e| open_error(name, e))?;
         log::info!(
             "created {} device {}",
@@ -177,18 +169,8 @@ impl TunDevice {
     /// when the `ip` command (iproute2) is missing, `Other` with `ip`'s message when it fails
     /// (e.g. the address is already assigned).
     pub fn configure(&self, host_cidr: &str, mtu: usize) -> io::Result<()> {
-        parse_cidr(host_cidr)?;
-        if !(MIN_MTU..=usize::from(u16::MAX)).contains(&mtu) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("MTU {mtu} out of range {MIN_MTU}..=65535"),
-            ));
-        }
-        let name = self.name();
-        run_ip(&["addr", "add", host_cidr, "dev", name])?;
-        run_ip(&["link", "set", "dev", name, "mtu", &mtu.to_string(), "up"])?;
+        configure_link(self.name(), host_cidr, mtu)?;
         self.shared.mtu.store(mtu, Ordering::Relaxed);
-        log::info!("configured {name}: {host_cidr}, mtu {mtu}, up");
         Ok(())
     }
 
@@ -271,12 +253,40 @@ impl TunWriter {
     /// in another thread, which is how a reader thread is stopped at shutdown. Later sends
     /// and receives fail.
     pub fn delete_link(&self) -> io::Result<()> {
-        run_ip(&["link", "delete", "dev", self.name()])
+        delete_link(self.name())
     }
 }
 
+/// Configures the kernel's side of the TUN/TAP interface `name` (what
+/// [`TunDevice::configure`] does, for devices opened another way such as
+/// [`super::tunq::TunQueue`]): assigns `host_cidr`, sets the MTU and brings the link up, by
+/// running `ip addr add <cidr> dev <name>` and `ip link set dev <name> mtu <mtu> up`.
+///
+/// Errors: `InvalidInput` for a malformed CIDR or an MTU outside 68..=65535, `NotFound`
+/// when the `ip` command (iproute2) is missing, `Other` with `ip`'s message when it fails.
+pub fn configure_link(name: &str, host_cidr: &str, mtu: usize) -> io::Result<()> {
+    parse_cidr(host_cidr)?;
+    if !(MIN_MTU..=usize::from(u16::MAX)).contains(&mtu) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("MTU {mtu} out of range {MIN_MTU}..=65535"),
+        ));
+    }
+    run_ip(&["addr", "add", host_cidr, "dev", name])?;
+    run_ip(&["link", "set", "dev", name, "mtu", &mtu.to_string(), "up"])?;
+    log::info!("configured {name}: {host_cidr}, mtu {mtu}, up");
+    Ok(())
+}
+
+/// Deletes the interface `name` now (`ip link delete dev <name>`), without waiting for its
+/// descriptors to close: the kernel detaches every queue, so blocked reads fail and later
+/// reads and writes fail too.
+pub fn delete_link(name: &str) -> io::Result<()> {
+    run_ip(&["link", "delete", "dev", name])
+}
+
 /// Rejects names the kernel would truncate or refuse, with a clear message.
-fn validate_name(name: &str) -> io::Result<()> {
+pub(super) fn validate_name(name: &str) -> io::Result<()> {
     let bad = |why: &str| {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -298,8 +308,22 @@ fn validate_name(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Fails with a hint when the clone device is missing.
+pub(super) fn check_tun_path() -> io::Result<()> {
+    if !Path::new(TUN_PATH).exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "{TUN_PATH} does not exist: load the tun kernel module (`modprobe tun`), \
+                 or pass the device into the container (`--device /dev/net/tun`)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Explains the usual reasons TUNSETIFF fails.
-fn open_error(name: &str, e: io::Error) -> io::Error {
+pub(super) fn open_error(name: &str, e: io::Error) -> io::Error {
     let hint = if e.kind() == io::ErrorKind::PermissionDenied {
         "creating a TUN device needs CAP_NET_ADMIN: run as root, or grant it with \
          `sudo setcap cap_net_admin=eip <binary>`"

@@ -1,0 +1,590 @@
+//! The TUN device for the single-threaded event loop: non-blocking, with the kernel's
+//! offloads (`IFF_VNET_HDR` + `TUNSETOFFLOAD`) and several queues (`IFF_MULTI_QUEUE`).
+//!
+//! [`super::tun::TunDevice`] goes through the `tun-tap` crate, whose reads block and which
+//! knows none of the flags below; this module opens `/dev/net/tun` itself and issues the
+//! ioctls with `libc` (the only `unsafe` code: three small functions, each documented).
+//! Reads and writes go through a [`std::fs::File`] opened with `O_NONBLOCK`, so a read with
+//! nothing waiting returns `WouldBlock` and the event loop waits on the descriptor with epoll.
+//!
+//! **Offloads** (`TunOptions::offload`). With `IFF_VNET_HDR` every packet crossing the
+//! descriptor is preceded by a 10-byte `struct virtio_net_hdr` ([`VnetHdr`]). After
+//! `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)` the kernel
+//! - hands us TCP/IPv4 "super-segments" of up to 64 KiB that GRO/GSO coalesced, with a
+//!   header saying the MSS (`gso_size`) and that the checksum is partial or already checked;
+//! - accepts from us such super-segments and cuts them into MSS-sized packets itself.
+//!
+//! One `read`/`write` then moves up to 64 KiB instead of one 1500-byte packet: the syscall
+//! per packet was the bottleneck of the plain path (issue 5). We ask only for what our stack
+//! handles — TCP over IPv4 — not TSO6 or USO. If the kernel refuses the header or the
+//! offloads, the device is reopened without them and [`TunQueue::offloads`] says so; a
+//! super-segment asked for on a device without TSO is cut in software ([`super::gso`]).
+//!
+//! **Byte order.** The header's fields are in the virtio device's byte order, which for a
+//! TUN is the host's unless changed; we set `TUNSETVNETLE` so they are little-endian on any
+//! host (on x86 and little-endian ARM this changes nothing). Should the kernel refuse it on a
+//! big-endian host we fall back to the plain path.
+//!
+//! **Queues** (`TunOptions::queues` > 1). The same interface name is opened once per queue
+//! with `IFF_MULTI_QUEUE`; the kernel spreads flows over the queues by a hash of their
+//! addresses and ports, so each queue can be driven by its own thread without locks.
+//!
+//! Like [`super::tun`], the device is non-persistent: the interface disappears when the
+//! last queue is closed.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::gso;
+use super::offload::{Offloads, PollDevice, RxMeta, TxMeta};
+use super::tun::{check_tun_path, open_error, validate_name, DEFAULT_MTU, EFAULT, TUN_PATH};
+
+pub use super::tun::{configure_link, delete_link};
+
+/// Length of `struct virtio_net_hdr` (without the `num_buffers` field of the mergeable
+/// variant, which a TUN does not use).
+pub const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start + csum_offset` is partial
+/// (pseudo-header only) and must be completed over the bytes from `csum_start` on.
+pub const VNET_F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the kernel already verified the checksum.
+pub const VNET_F_DATA_VALID: u8 = 2;
+/// `VIRTIO_NET_HDR_GSO_NONE`: an ordinary packet.
+pub const VNET_GSO_NONE: u8 = 0;
+/// `VIRTIO_NET_HDR_GSO_TCPV4`: a TCP/IPv4 super-segment.
+pub const VNET_GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_UDP`: a UDP datagram to fragment (UFO); never asked for.
+pub const VNET_GSO_UDP: u8 = 3;
+/// `VIRTIO_NET_HDR_GSO_TCPV6`: a TCP/IPv6 super-segment; never asked for.
+pub const VNET_GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_GSO_ECN`: or-ed into `gso_type` when the segments carry ECN (CWR on the
+/// first one only).
+pub const VNET_GSO_ECN: u8 = 0x80;
+/// Offset of the checksum field in the TCP header (RFC 9293 §3.1).
+const TCP_CSUM_OFFSET: u16 = 16;
+/// Length of an Ethernet II header, in front of the IP header on a TAP device.
+const ETH_HEADER_LEN: usize = 14;
+/// `EBADFD`: what a read on a queue detached from a deleted interface may return.
+const EBADFD: i32 = 77;
+/// `EINVAL`: an ioctl or flag the kernel does not know.
+const EINVAL: i32 = 22;
+
+/// How to open the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunOptions {
+    /// A TAP (Ethernet frames) instead of a TUN (bare IP packets).
+    pub tap: bool,
+    /// Try `IFF_VNET_HDR` and `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)`; fall back to the plain
+    /// path, with a log line saying why, when the kernel refuses.
+    pub offload: bool,
+    /// Number of queues to open (`IFF_MULTI_QUEUE` when more than 1); 0 counts as 1.
+    pub queues: usize,
+}
+
+impl Default for TunOptions {
+    /// A TUN with offloads, one queue.
+    fn default() -> TunOptions {
+        TunOptions {
+            tap: false,
+            offload: true,
+            queues: 1,
+        }
+    }
+}
+
+/// Counters of one queue, for diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunQueueStats {
+    /// Received packets dropped because the header announced a GSO type we did not ask
+    /// for (UDP, TCP/IPv6): the kernel should never send them.
+    pub unknown_gso: u64,
+    /// Reads shorter than the virtio header, dropped.
+    pub short_reads: u64,
+    /// Packets that asked for TSO or checksum offload on a queue without it, and were cut or
+    /// checksummed in software instead.
+    pub soft_segmented: u64,
+}
+
+/// One queue of a TUN/TAP device: a non-blocking descriptor that implements [`PollDevice`].
+#[derive(Debug)]
+pub struct TunQueue {
+    file: File,
+    name: String,
+    tap: bool,
+    offloads: Offloads,
+    /// Shared by the queues of one [`TunQueue::open_queues`] call.
+    mtu: Arc<AtomicUsize>,
+    stats: TunQueueStats,
+}
+
+/// The decoded `struct virtio_net_hdr` (include/uapi/linux/virtio_net.h), little-endian on
+/// the wire (we set `TUNSETVNETLE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VnetHdr {
+    /// `VNET_F_*` bits.
+    pub flags: u8,
+    /// `VNET_GSO_*`, possibly with [`VNET_GSO_ECN`].
+    pub gso_type: u8,
+    /// Length of the headers (link + IP + TCP) to copy in front of every piece.
+    pub hdr_len: u16,
+    /// Payload bytes per piece (the MSS).
+    pub gso_size: u16,
+    /// Where checksumming starts: the transport header's offset in the packet.
+    pub csum_start: u16,
+    /// Offset of the checksum field from `csum_start`.
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    /// The wire form.
+    pub fn encode(&self) -> [u8; VNET_HDR_LEN] {
+        let mut b = [0u8; VNET_HDR_LEN];
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+        b
+    }
+
+    /// Reads the wire form.
+    pub fn decode(b: &[u8; VNET_HDR_LEN]) -> VnetHdr {
+        let [flags, gso_type, h0, h1, g0, g1, s0, s1, o0, o1] = *b;
+        VnetHdr {
+            flags,
+            gso_type,
+            hdr_len: u16::from_le_bytes([h0, h1]),
+            gso_size: u16::from_le_bytes([g0, g1]),
+            csum_start: u16::from_le_bytes([s0, s1]),
+            csum_offset: u16::from_le_bytes([o0, o1]),
+        }
+    }
+
+    /// What the stack needs to know of a received header, or `Err(gso_type)` for a GSO
+    /// type we never asked for (the packet is to be dropped).
+    pub fn rx_meta(&self) -> Result<RxMeta, u8> {
+        let csum_trusted = self.flags & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID) != 0;
+        let gso_size = match self.gso_type & !VNET_GSO_ECN {
+            VNET_GSO_NONE => 0,
+            VNET_GSO_TCPV4 => self.gso_size,
+            other => return Err(other),
+        };
+        Ok(RxMeta {
+            csum_trusted,
+            gso_size,
+        })
+    }
+
+    /// The header for sending `packet` (which starts with `l2_len` bytes of link header,
+    /// then IPv4 and TCP) as `meta` asks. `None` when `meta` asks for an offload but the
+    /// packet is not TCP/IPv4 with sane header lengths (the caller then segments in
+    /// software, which drops what it cannot parse).
+    pub fn for_tx(packet: &[u8], l2_len: usize, meta: TxMeta) -> Option<VnetHdr> {
+        if meta == TxMeta::default() {
+            return Some(VnetHdr::default());
+        }
+        let (ip_len, tcp_len) = gso::tcp4_header_lens(packet.get(l2_len..)?)?;
+        let csum_start = u16::try_from(l2_len.checked_add(ip_len)?).ok()?;
+        let hdr_len = u16::try_from(usize::from(csum_start).checked_add(tcp_len)?).ok()?;
+        let (gso_type, gso_size) = if meta.gso_size > 0 {
+            (VNET_GSO_TCPV4, meta.gso_size)
+        } else {
+            (VNET_GSO_NONE, 0)
+        };
+        Some(VnetHdr {
+            // A super-segment's checksum is always left partial (TxMeta's contract): each
+            // piece's checksum can only be computed once the kernel has cut it.
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type,
+            hdr_len,
+            gso_size,
+            csum_start,
+            csum_offset: TCP_CSUM_OFFSET,
+        })
+    }
+}
+
+/// `struct ifreq` as TUNSETIFF reads it: the name, then the flags in the union.
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    /// The rest of the 24-byte union.
+    _pad: [u8; 22],
+}
+
+/// TUNSETIFF on `file`: attaches it to interface `name` (created if needed) with `flags`.
+/// Returns the name the kernel used.
+#[allow(unsafe_code)]
+fn set_iff(file: &File, name: &str, flags: libc::c_int) -> io::Result<String> {
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: libc::c_short::try_from(flags)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad TUN flags"))?,
+        _pad: [0; 22],
+    };
+    // validate_name kept the name under IFNAMSIZ bytes, so the NUL terminator stays.
+    for (dst, src) in req
+        .name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *dst = src;
+    }
+    // SAFETY: the descriptor is open for the lifetime of `file`; TUNSETIFF reads and writes
+    // a `struct ifreq` (40 bytes), and `req` is a live, exclusively borrowed #[repr(C)]
+    // value of exactly that size and layout (name[16], then a 24-byte union whose first
+    // member is `short ifr_flags`).
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReq) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = req
+        .name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(req.name.len());
+    Ok(String::from_utf8_lossy(req.name.get(..len).unwrap_or_default()).into_owned())
+}
+
+/// An ioctl whose argument is a pointer to an `int` (TUNSETVNETHDRSZ, TUNSETVNETLE).
+#[allow(unsafe_code)]
+fn ioctl_int(file: &File, request: libc::Ioctl, value: libc::c_int) -> io::Result<()> {
+    let mut value = value;
+    // SAFETY: the descriptor is open for the lifetime of `file`; these TUN ioctls read one
+    // `int` through the pointer, which points to a live local of that type.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), request, &mut value as *mut libc::c_int) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// TUNSETOFFLOAD: its argument is the `TUN_F_*` bit set itself, not a pointer.
+#[allow(unsafe_code)]
+fn set_offload(file: &File, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: the descriptor is open for the lifetime of `file`; TUNSETOFFLOAD takes its
+    // argument by value and dereferences nothing.
+    let rc = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(flags),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens one descriptor of the clone device and attaches it to `name` with `flags`. Errors
+/// are the kernel's, for the caller to explain with [`open_error`].
+fn open_fd(name: &str, flags: libc::c_int) -> io::Result<(File, String)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(TUN_PATH)?;
+    let real = set_iff(&file, name, flags)?;
+    Ok((file, real))
+}
+
+/// Sets the vnet header size, byte order and offloads on a descriptor opened with
+/// `IFF_VNET_HDR`. `Err` says why the plain path must be used instead.
+fn negotiate(file: &File) -> Result<Offloads, String> {
+    let hdr_len = libc::c_int::try_from(VNET_HDR_LEN).unwrap_or(10);
+    ioctl_int(file, libc::TUNSETVNETHDRSZ, hdr_len)
+        .map_err(|e| format!("TUNSETVNETHDRSZ {VNET_HDR_LEN} refused: {e}"))?;
+    if let Err(e) = ioctl_int(file, libc::TUNSETVNETLE, 1) {
+        // Without it the header is in host order, which is what we write on little-endian
+        // hosts anyway.
+        if cfg!(target_endian = "big") {
+            return Err(format!("TUNSETVNETLE refused on a big-endian host: {e}"));
+        }
+        log::debug!("TUNSETVNETLE refused ({e}); host order is little-endian already");
+    }
+    match set_offload(file, libc::TUN_F_CSUM | libc::TUN_F_TSO4) {
+        Ok(()) => Ok(Offloads {
+            vnet_hdr: true,
+            rx_csum: true,
+            rx_tso4: true,
+            tx_tso4: true,
+        }),
+        Err(e) => {
+            log::warn!("TUNSETOFFLOAD CSUM|TSO4 refused ({e}); trying CSUM alone");
+            set_offload(file, libc::TUN_F_CSUM)
+                .map_err(|e| format!("TUNSETOFFLOAD CSUM refused: {e}"))?;
+            Ok(Offloads {
+                vnet_hdr: true,
+                rx_csum: true,
+                rx_tso4: false,
+                tx_tso4: false,
+            })
+        }
+    }
+}
+
+impl TunQueue {
+    /// Opens `opts.queues` queues of the TUN (or TAP) interface `name`, creating it
+    /// (`IFF_MULTI_QUEUE` when more than one). Every queue is non-blocking. With
+    /// `opts.offload`, asks for the virtio header and TCP/IPv4 checksum + segmentation
+    /// offloads; when the kernel refuses, reopens without them and logs why (never fails for
+    /// that: [`TunQueue::offloads`] tells what was accepted). All queues share the first
+    /// one's settings. The interface starts down: see [`configure_link`] / [`TunQueue::configure`].
+    ///
+    /// Errors as [`super::tun::TunDevice::open`]: missing `/dev/net/tun`, missing
+    /// `CAP_NET_ADMIN`, a name in use or invalid.
+    pub fn open_queues(name: &str, opts: &TunOptions) -> io::Result<Vec<TunQueue>> {
+        validate_name(name)?;
+        check_tun_path()?;
+        let count = opts.queues.max(1);
+        let mut base = libc::IFF_NO_PI
+            | if opts.tap {
+                libc::IFF_TAP
+            } else {
+                libc::IFF_TUN
+            };
+        if count > 1 {
+            base |= libc::IFF_MULTI_QUEUE;
+        }
+        let (first, real, flags, offloads) = Self::open_first(name, base, opts.offload)?;
+        let mtu = Arc::new(AtomicUsize::new(read_sys_mtu(&real).unwrap_or(DEFAULT_MTU)));
+        let make = |file: File| TunQueue {
+            file,
+            name: real.clone(),
+            tap: opts.tap,
+            offloads,
+            mtu: Arc::clone(&mtu),
+            stats: TunQueueStats::default(),
+        };
+        let mut queues = vec![make(first)];
+        for _ in 1..count {
+            let (file, _) = open_fd(&real, flags).map_err(|e| open_error(&real, e))?;
+            if offloads.vnet_hdr {
+                // The settings are the device's, but set them again so that every queue
+                // agrees even if another process reattached the device in between.
+                negotiate(&file).map_err(io::Error::other)?;
+            }
+            queues.push(make(file));
+        }
+        log::info!(
+            "opened {} {real} with {count} queue(s), offloads {offloads:?}",
+            if opts.tap { "TAP" } else { "TUN" }
+        );
+        Ok(queues)
+    }
+
+    /// The first queue, with the offloads negotiated (or given up).
+    fn open_first(
+        name: &str,
+        base: libc::c_int,
+        offload: bool,
+    ) -> io::Result<(File, String, libc::c_int, Offloads)> {
+        if offload {
+            let flags = base | libc::IFF_VNET_HDR;
+            match open_fd(name, flags) {
+                Ok((file, real)) => match negotiate(&file) {
+                    Ok(offloads) => return Ok((file, real, flags, offloads)),
+                    Err(why) => {
+                        log::warn!("{real}: offloads unavailable, using the plain path: {why}");
+                        // Close it first: the device is non-persistent and is created
+                        // anew, without the header, below.
+                        drop(file);
+                    }
+                },
+                Err(e) if e.raw_os_error() == Some(EINVAL) => {
+                    log::warn!("{name}: IFF_VNET_HDR refused ({e}), using the plain path");
+                }
+                Err(e) => return Err(open_error(name, e)),
+            }
+        }
+        let (file, real) = open_fd(name, base).map_err(|e| open_error(name, e))?;
+        Ok((file, real, base, Offloads::default()))
+    }
+
+    /// The interface name the kernel gave the device.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Counters of this queue.
+    pub fn stats(&self) -> TunQueueStats {
+        self.stats
+    }
+
+    /// [`configure_link`] for this queue's interface, remembering the MTU for every queue of
+    /// the same [`TunQueue::open_queues`] call.
+    pub fn configure(&self, host_cidr: &str, mtu: usize) -> io::Result<()> {
+        configure_link(&self.name, host_cidr, mtu)?;
+        self.mtu.store(mtu, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sets the MTU [`PollDevice::mtu`] reports (for all queues of the same open), e.g.
+    /// after the free function [`configure_link`] changed it.
+    pub fn set_mtu(&self, mtu: usize) {
+        self.mtu.store(mtu, Ordering::Relaxed);
+    }
+
+    /// Re-reads the interface's MTU from `/sys/class/net/<name>/mtu` (for all queues of the
+    /// same open) and returns it.
+    pub fn refresh_mtu(&self) -> io::Result<usize> {
+        let mtu = read_sys_mtu(&self.name)?;
+        self.mtu.store(mtu, Ordering::Relaxed);
+        Ok(mtu)
+    }
+
+    /// Writes `parts` as one packet with one `writev`, checking it went out whole.
+    fn write_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let slices: [IoSlice<'_>; 3] = [
+            IoSlice::new(parts.first().copied().unwrap_or_default()),
+            IoSlice::new(parts.get(1).copied().unwrap_or_default()),
+            IoSlice::new(parts.get(2).copied().unwrap_or_default()),
+        ];
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let n = self
+            .file
+            .write_vectored(&slices)
+            .map_err(|e| self.map_err(e))?;
+        // A TUN write is one packet, all or nothing; a short count would mean a corrupt packet.
+        if n != total {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write to {}: {n} of {total} bytes", self.name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Says "the interface was deleted" instead of "Bad address".
+    fn map_err(&self, e: io::Error) -> io::Error {
+        match e.raw_os_error() {
+            Some(EFAULT) | Some(EBADFD) => io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("TUN device {} was deleted", self.name),
+            ),
+            _ => e,
+        }
+    }
+
+    /// Sends a packet that asked for an offload this queue lacks: cut (and checksummed) in
+    /// software, each piece with a "nothing to do" header if the queue has one.
+    fn send_soft(&mut self, packet: &[u8], meta: TxMeta) -> io::Result<()> {
+        self.stats.soft_segmented += 1;
+        let l2_len = if self.tap { ETH_HEADER_LEN } else { 0 };
+        let l2 = packet.get(..l2_len).unwrap_or_default();
+        let ip = packet.get(l2_len..).unwrap_or_default();
+        let hdr = VnetHdr::default().encode();
+        let hdr: &[u8] = if self.offloads.vnet_hdr { &hdr } else { &[] };
+        let size = if meta.gso_size > 0 {
+            usize::from(meta.gso_size)
+        } else {
+            usize::from(u16::MAX)
+        };
+        let mut result = Ok(());
+        let mut pieces = 0usize;
+        gso::split_tcp4(ip, size, &mut |piece| {
+            pieces += 1;
+            if result.is_ok() {
+                result = self.write_parts(&[hdr, l2, piece]);
+            }
+        });
+        if pieces == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "offload asked for a packet that is not TCP/IPv4",
+            ));
+        }
+        result
+    }
+}
+
+/// Reads `/sys/class/net/<name>/mtu`.
+fn read_sys_mtu(name: &str) -> io::Result<usize> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))?;
+    text.trim()
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("MTU {text:?}: {e}")))
+}
+
+impl PollDevice for TunQueue {
+    /// One packet, or `Ok(None)` when none is waiting. With the virtio header, it is read
+    /// with one `readv` (header into a local, packet straight into `buf`: no copy) and
+    /// decoded; packets with a GSO type we never asked for are counted and skipped.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
+        loop {
+            if !self.offloads.vnet_hdr {
+                return match self.file.read(buf) {
+                    Ok(n) => Ok(Some((n, RxMeta::default()))),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                    Err(e) => Err(self.map_err(e)),
+                };
+            }
+            let mut raw = [0u8; VNET_HDR_LEN];
+            let n = match self
+                .file
+                .read_vectored(&mut [IoSliceMut::new(&mut raw), IoSliceMut::new(buf)])
+            {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(self.map_err(e)),
+            };
+            let Some(len) = n.checked_sub(VNET_HDR_LEN) else {
+                self.stats.short_reads += 1;
+                log::debug!(
+                    "{}: read of {n} bytes, shorter than the vnet header",
+                    self.name
+                );
+                continue;
+            };
+            match VnetHdr::decode(&raw).rx_meta() {
+                Ok(meta) => return Ok(Some((len, meta))),
+                Err(gso_type) => {
+                    self.stats.unknown_gso += 1;
+                    log::debug!(
+                        "{}: dropped a {len}-byte packet with GSO type {gso_type} we did not ask for",
+                        self.name
+                    );
+                }
+            }
+        }
+    }
+
+    /// One packet in one `writev`: the virtio header `meta` describes, then the packet, with
+    /// no copy. A super-segment on a queue without TSO is cut in software.
+    fn send(&mut self, packet: &[u8], meta: TxMeta) -> io::Result<()> {
+        let offloaded = meta != TxMeta::default();
+        if !self.offloads.vnet_hdr {
+            if offloaded {
+                return self.send_soft(packet, meta);
+            }
+            return self.write_parts(&[packet]);
+        }
+        if meta.gso_size > 0 && !self.offloads.tx_tso4 {
+            return self.send_soft(packet, meta);
+        }
+        let l2_len = if self.tap { ETH_HEADER_LEN } else { 0 };
+        match VnetHdr::for_tx(packet, l2_len, meta) {
+            Some(hdr) => self.write_parts(&[&hdr.encode(), packet]),
+            None => self.send_soft(packet, meta),
+        }
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    fn offloads(&self) -> Offloads {
+        self.offloads
+    }
+
+    fn mtu(&self) -> usize {
+        self.mtu.load(Ordering::Relaxed)
+    }
+}
