@@ -267,9 +267,8 @@ impl EventedServer {
                 entry.linger_until = Some(cx.wall + LINGER);
             }
             // Read: what the connection wants, or (lingering) whatever comes, discarded.
-            let read = !entry.eof
-                && (entry.fin_sent || entry.wants_read())
-                && reads < MAX_READS_PER_ROUND;
+            let read =
+                !entry.eof && (entry.fin_sent || entry.wants_read()) && reads < MAX_READS_PER_ROUND;
             if read {
                 match cx.iface.tcp_mut().recv(id, &mut self.rbuf, cx.now) {
                     Ok(0) => {

@@ -41,6 +41,12 @@ use crate::tcp::{ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
 use crate::udp::UdpStats;
 
+/// Whether the stack takes the device's offloads (checksums left to verify by the kernel,
+/// super-segments in both directions): false until `Interface::handle_packet_meta` and
+/// `Interface::set_tso` exist, so `serve` opens the TUN without `IFF_VNET_HDR`. Flip it
+/// together with `handle_packet`, `next_packet` and `enable_tso` below.
+pub const STACK_OFFLOADS: bool = false;
+
 /// Most packets read from the device in one round before the application runs: bounds
 /// the latency a burst adds to the connections it does not concern.
 pub const MAX_BATCH: usize = 64;
