@@ -192,6 +192,17 @@ impl EventedServer {
             self.slots = Vec::new();
             self.free = Vec::new();
         }
+        // Closed connections leave their heap entries behind (deleted lazily); when they
+        // outnumber the live ones, drop them in one pass.
+        if self.timers.len() > 1024 + 4 * self.by_id.len() {
+            let slots = &self.slots;
+            self.timers.retain(|Reverse((at, s))| {
+                slots
+                    .get(*s as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.armed == Some(*at))
+            });
+        }
     }
 
     fn accept(&mut self, cx: &mut Context<'_>) {
@@ -319,18 +330,23 @@ impl EventedServer {
         self.arm(slot, deadline);
     }
 
-    /// Make sure the heap has an entry for `slot` at `deadline`.
+    /// Make sure the heap has an entry for `slot` no later than `deadline`. An entry that
+    /// is earlier stays: when it fires, the connection is serviced (a timeout call before
+    /// the deadline does nothing) and re-armed at its real deadline. So a keep-alive
+    /// connection, whose idle deadline moves with every request, pushes one entry per
+    /// idle period rather than one per request.
     fn arm(&mut self, slot: u32, deadline: Option<Instant>) {
         let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
-        if entry.armed == deadline {
+        let Some(at) = deadline else {
+            return;
+        };
+        if entry.armed.is_some_and(|armed| armed <= at) {
             return;
         }
-        entry.armed = deadline;
-        if let Some(at) = deadline {
-            self.timers.push(Reverse((at, slot)));
-        }
+        entry.armed = Some(at);
+        self.timers.push(Reverse((at, slot)));
     }
 
     /// Deadlines that passed: timeouts of the HTTP connection, or the end of lingering.
@@ -420,5 +436,148 @@ impl App for EventedServer {
             }
             self.service(slot, cx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Router;
+    use crate::link::memory::poll_pair;
+    use crate::stack::evloop::tests::{Client, CLIENT, SERVER};
+    use crate::stack::evloop::{EventLoop, LoopHandle};
+    use crate::stack::StackConfig;
+    use crate::tcp::State;
+    use crate::time::Instant as StackInstant;
+
+    /// An evented server on a memory link, on a thread of its own.
+    fn start(config: ServerConfig) -> (LoopHandle, std::thread::JoinHandle<()>, Client) {
+        let (server_dev, client_dev) = poll_pair().expect("socketpair");
+        let mut stack = StackConfig::new(SERVER);
+        stack.seed = Some(3);
+        let mut ev = EventLoop::new(server_dev, &stack, None).expect("loop");
+        let listener = ev
+            .iface_mut()
+            .tcp_mut()
+            .listen(SocketAddrV4::new(SERVER, 80), 0)
+            .expect("listen");
+        let handler: Arc<dyn Handler> = Arc::new(Router::standard(None).expect("site"));
+        let mut server = EventedServer::new(handler, config, listener);
+        let handle = ev.handle();
+        let thread = std::thread::spawn(move || ev.run(&mut server).expect("run"));
+        (handle, thread, Client::new(client_dev))
+    }
+
+    fn connect(client: &mut Client, port: u16) -> ConnId {
+        let now = client.clock.now();
+        let id = client
+            .iface
+            .tcp_mut()
+            .connect(
+                SocketAddrV4::new(CLIENT, port),
+                SocketAddrV4::new(SERVER, 80),
+                now,
+            )
+            .expect("connect");
+        client
+            .pump_until(|iface, _| iface.tcp().is_connected(id) || iface.tcp().error(id).is_some());
+        assert!(client.iface.tcp().is_connected(id), "handshake");
+        id
+    }
+
+    /// Send `request` on `id` and collect what comes back until `done(bytes, eof)`.
+    fn exchange(
+        client: &mut Client,
+        id: ConnId,
+        request: &[u8],
+        mut done: impl FnMut(&[u8], bool) -> bool,
+    ) -> (Vec<u8>, bool) {
+        let mut sent = 0;
+        let mut got = Vec::new();
+        let mut eof = false;
+        client.pump_until(|iface, now: StackInstant| {
+            if sent < request.len() {
+                sent += iface.tcp_mut().send(id, &request[sent..], now).unwrap_or(0);
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                match iface.tcp_mut().recv(id, &mut buf, now) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(_) => break,
+                }
+            }
+            done(&got, eof) || iface.tcp().error(id).is_some()
+        });
+        (got, eof)
+    }
+
+    #[test]
+    fn keep_alive_get_and_pipelined_echo() {
+        let (handle, thread, mut client) = start(ServerConfig::default());
+        let id = connect(&mut client, 41000);
+        let (got, _) = exchange(
+            &mut client,
+            id,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            |b, _| b.ends_with(b"</html>\n"),
+        );
+        assert!(
+            got.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        // Two pipelined requests on the same connection, answered in order; the second
+        // asks to close.
+        let two = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let (got, eof) = exchange(&mut client, id, two, |_, eof| eof);
+        assert!(eof, "Connection: close ends with a FIN");
+        let text = String::from_utf8_lossy(&got);
+        let echo = text.find("\r\n\r\nhello").expect("echo body");
+        let not_found = text.find("HTTP/1.1 404").expect("404");
+        assert!(echo < not_found, "{text}");
+        handle.stop();
+        thread.join().expect("loop");
+    }
+
+    #[test]
+    fn over_the_limit_gets_503_and_idle_ones_time_out() {
+        let config = ServerConfig {
+            max_connections: 1,
+            idle_timeout: Duration::from_millis(300),
+            ..ServerConfig::default()
+        };
+        let (handle, thread, mut client) = start(config);
+        let first = connect(&mut client, 42000);
+        let (got, _) = exchange(
+            &mut client,
+            first,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            |b, _| b.ends_with(b"</html>\n"),
+        );
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        let second = connect(&mut client, 42001);
+        let (got, eof) = exchange(&mut client, second, b"", |_, eof| eof);
+        assert!(
+            got.starts_with(b"HTTP/1.1 503"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(eof);
+        client.iface.tcp_mut().shutdown(second, client.clock.now());
+        // The first connection is idle: the server closes it after idle_timeout.
+        let (_, eof) = exchange(&mut client, first, b"", |_, eof| eof);
+        assert!(eof, "idle connection closed by the server");
+        client.iface.tcp_mut().shutdown(first, client.clock.now());
+        client.pump_until(|iface, _| {
+            [first, second]
+                .iter()
+                .all(|&c| matches!(iface.tcp().state(c), State::Closed | State::TimeWait))
+        });
+        handle.stop();
+        thread.join().expect("loop");
     }
 }

@@ -856,13 +856,13 @@ fn merge_link(a: &mut EthernetStats, b: &EthernetStats) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::link::memory::{poll_pair, MemPollDevice};
     use std::net::{Ipv4Addr, SocketAddrV4};
 
-    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-    const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    pub(crate) const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    pub(crate) const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
     /// Echoes every byte back on every connection of one listener; closes on EOF.
     struct Echo {
@@ -903,14 +903,14 @@ mod tests {
     }
 
     /// The client side: a sans-IO stack driven by hand over the other end of the link.
-    struct Client {
-        iface: Interface,
+    pub(crate) struct Client {
+        pub(crate) iface: Interface,
         dev: MemPollDevice,
-        clock: Clock,
+        pub(crate) clock: Clock,
     }
 
     impl Client {
-        fn new(dev: MemPollDevice) -> Client {
+        pub(crate) fn new(dev: MemPollDevice) -> Client {
             Client {
                 iface: Interface::new(CLIENT, crate::tcp::Config::default(), 99),
                 dev,
@@ -919,7 +919,7 @@ mod tests {
         }
 
         /// Exchange packets until `done` holds, for at most 20 s.
-        fn pump_until(&mut self, mut done: impl FnMut(&mut Interface, Instant) -> bool) {
+        pub(crate) fn pump_until(&mut self, mut done: impl FnMut(&mut Interface, Instant) -> bool) {
             let limit = std::time::Instant::now() + Duration::from_secs(20);
             let mut buf = vec![0u8; 2048];
             let mut out = Vec::new();
