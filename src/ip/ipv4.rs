@@ -435,8 +435,28 @@ pub fn emit_into(
     if payload_len > MAX_PAYLOAD_LEN {
         log::error!("payload length {payload_len} exceeds the IPv4 maximum {MAX_PAYLOAD_LEN}");
     }
-    let total_len = u16::try_from(MIN_HEADER_LEN.saturating_add(payload_len)).unwrap_or(u16::MAX);
     let mut header = [0u8; MIN_HEADER_LEN];
+    write_header(&mut header, src, dst, protocol, ttl, id, payload_len);
+    out.extend_from_slice(&header);
+}
+
+/// Writes a 20-byte IPv4 header (DF set, checksum computed) for a payload of
+/// `payload_len` bytes over the first 20 bytes of `header` (nothing if it is shorter):
+/// for a packet built with room left for its header, filled in once the payload's length
+/// is known. `payload_len` is clamped as in [`emit_into`].
+pub fn write_header(
+    header: &mut [u8],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: u8,
+    ttl: u8,
+    id: u16,
+    payload_len: usize,
+) {
+    let Some(header) = header.get_mut(..MIN_HEADER_LEN) else {
+        return;
+    };
+    let total_len = u16::try_from(MIN_HEADER_LEN.saturating_add(payload_len)).unwrap_or(u16::MAX);
     header[0] = 0x45; // version 4, IHL 5
     header[1] = 0; // DSCP/ECN: best effort
     header[2..4].copy_from_slice(&total_len.to_be_bytes());
@@ -446,11 +466,11 @@ pub fn emit_into(
     header[6..8].copy_from_slice(&FLAG_DF.to_be_bytes());
     header[8] = ttl;
     header[9] = protocol;
+    header[10..12].copy_from_slice(&[0, 0]);
     header[12..16].copy_from_slice(&src.octets());
     header[16..20].copy_from_slice(&dst.octets());
-    let sum = checksum(&header);
+    let sum = checksum(header);
     header[10..12].copy_from_slice(&sum.to_be_bytes());
-    out.extend_from_slice(&header);
 }
 
 /// Adds `data` as big-endian 16-bit words to a running one's-complement sum (RFC 1071 §4.1).

@@ -25,6 +25,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::ip::frag::{FragConfig, FragResult, FragStats, Reassembler};
 use crate::ip::{icmp, icmpv6, ipv4, ipv6};
+use crate::link::offload::{RxMeta, TxMeta, MAX_SUPER_PACKET};
 use crate::tcp::{self, Segment, Tcp};
 use crate::time::Instant;
 use crate::udp::{self, Datagram, Udp};
@@ -52,6 +53,12 @@ pub struct IfaceStats {
     pub drops: BTreeMap<&'static str, u64>,
     /// Fragment reassembly counters.
     pub frag: FragStats,
+    /// Received packets the device marked as coalesced super-segments (GRO,
+    /// [`RxMeta::gso_size`] non-zero).
+    pub super_packets_in: u64,
+    /// Sent packets that were TCP super-segments for the device to cut (TSO,
+    /// [`TxMeta::gso_size`] non-zero); `packets_out` counts each once.
+    pub super_packets_out: u64,
     /// Outgoing datagrams that had to be fragmented (RFC 791 §3.2).
     pub datagrams_fragmented: u64,
     /// ICMP Time Exceeded (reassembly) messages sent.
@@ -162,9 +169,29 @@ impl Interface {
     }
 
     /// One IPv4 packet arrived from the link. Malformed or foreign packets are counted and
-    /// dropped; nothing here can panic on any input.
+    /// dropped; nothing here can panic on any input. The same as
+    /// [`Interface::handle_packet_meta`] with a default [`RxMeta`] (checksums verified).
     pub fn handle_packet(&mut self, bytes: &[u8], now: Instant) {
+        self.handle_packet_meta(bytes, RxMeta::default(), now);
+    }
+
+    /// One IPv4 packet arrived from a device that describes it with `meta`.
+    ///
+    /// With [`RxMeta::csum_trusted`] the TCP and UDP checksums are not verified: the kernel
+    /// either checked them or left them partial because the packet never crossed a wire
+    /// (`VIRTIO_NET_HDR_F_DATA_VALID` / `F_NEEDS_CSUM`). The IPv4 *header* checksum is
+    /// still verified: the kernel builds or fixes it up for coalesced packets too
+    /// (`ip_send_check` on the local output path, `inet_gro_complete` rewriting
+    /// `tot_len` with `csum_replace2`), and it costs 20 bytes, not 64 KiB.
+    ///
+    /// A coalesced super-segment ([`RxMeta::gso_size`] non-zero) is an IPv4 packet of up
+    /// to 65535 bytes whatever the MTU; TCP takes it as one segment (RFC 9293 §3.10.7.4
+    /// trims it to the receive window like any other).
+    pub fn handle_packet_meta(&mut self, bytes: &[u8], meta: RxMeta, now: Instant) {
         self.stats.packets_in += 1;
+        if meta.gso_size != 0 {
+            self.stats.super_packets_in += 1;
+        }
         // The version nibble picks the internet protocol (a TUN carries both).
         if bytes.first().map(|b| b >> 4) == Some(6) {
             self.handle_ipv6(bytes);
@@ -195,8 +222,10 @@ impl Interface {
             let result = self.frag.insert(&packet, now);
             self.stats.frag = self.frag.stats().clone();
             match result {
+                // A reassembled datagram is ours to check: the device vouched for none of
+                // the fragments as a whole.
                 FragResult::Complete(whole) => match ipv4::Ipv4Packet::parse(&whole) {
-                    Ok(datagram) => self.deliver(&datagram, now),
+                    Ok(datagram) => self.deliver(&datagram, RxMeta::default(), now),
                     Err(e) => self.stats.drop(e.reason()),
                 },
                 FragResult::Pending => {}
@@ -204,21 +233,25 @@ impl Interface {
             }
             return;
         }
-        self.deliver(&packet, now);
+        self.deliver(&packet, meta, now);
     }
 
     /// A whole datagram for us: hand it to its protocol.
-    fn deliver(&mut self, packet: &ipv4::Ipv4Packet<'_>, now: Instant) {
+    fn deliver(&mut self, packet: &ipv4::Ipv4Packet<'_>, meta: RxMeta, now: Instant) {
         match packet.protocol {
             ipv4::PROTO_ICMP => self.handle_icmp(packet, now),
-            ipv4::PROTO_TCP => match Segment::parse(packet.src, packet.dst, packet.payload) {
+            ipv4::PROTO_TCP => match if meta.csum_trusted {
+                Segment::parse_trusted(packet.src, packet.dst, packet.payload)
+            } else {
+                Segment::parse(packet.src, packet.dst, packet.payload)
+            } {
                 Ok(segment) => self.tcp.on_segment(packet.src, packet.dst, &segment, now),
                 Err(e) => {
                     log::debug!("tcp: dropped segment from {}: {e}", packet.src);
                     self.stats.drop("tcp-malformed");
                 }
             },
-            ipv4::PROTO_UDP => self.handle_udp(packet),
+            ipv4::PROTO_UDP => self.handle_udp(packet, meta),
             other => {
                 // RFC 1122 §3.2.2.1: a host SHOULD send Protocol Unreachable (code 2) for a
                 // transport protocol it does not implement.
@@ -278,8 +311,13 @@ impl Interface {
         }
     }
 
-    fn handle_udp(&mut self, packet: &ipv4::Ipv4Packet<'_>) {
-        let datagram = match Datagram::parse(packet.src, packet.dst, packet.payload) {
+    fn handle_udp(&mut self, packet: &ipv4::Ipv4Packet<'_>, meta: RxMeta) {
+        let parsed = if meta.csum_trusted {
+            Datagram::parse_trusted(packet.src, packet.dst, packet.payload)
+        } else {
+            Datagram::parse(packet.src, packet.dst, packet.payload)
+        };
+        let datagram = match parsed {
             Ok(d) => d,
             Err(e) => {
                 log::debug!("udp: dropped datagram from {}: {e}", packet.src);
@@ -412,30 +450,50 @@ impl Interface {
 
     /// Like [`Interface::poll_transmit`], but writes the packet into `out` (cleared first)
     /// so that the caller can reuse one buffer per packet in flight instead of allocating
-    /// one: false when there is nothing to send.
-    pub fn poll_transmit_into(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+    /// one: `None` when there is nothing to send, otherwise what the device must know to
+    /// send it ([`TxMeta::default`] for an ordinary packet).
+    pub fn poll_transmit_into(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<TxMeta> {
         out.clear();
         if !self.pending.is_empty() || self.udp.has_transmit() {
             // The rare paths (ICMP replies, UDP) are built as packets of their own.
-            return match self.poll_transmit(now) {
-                Some(p) => {
-                    out.extend_from_slice(&p);
-                    true
-                }
-                None => false,
-            };
+            let p = self.poll_transmit(now)?;
+            out.extend_from_slice(&p);
+            return Some(TxMeta::default());
         }
-        let Some(t) = self.tcp.poll_transmit(now) else {
-            return false;
+        // TCP, the data path: the segment is written right after room for the IP header,
+        // its payload copied straight from the send buffer; the header goes in last,
+        // when the length is known.
+        out.resize(ipv4::MIN_HEADER_LEN, 0);
+        let Some(t) = self.tcp.poll_transmit_into(now, out) else {
+            out.clear();
+            return None;
         };
-        let bytes = t.segment.emit(t.src, t.dst);
         let id = self.next_ip_id;
         self.next_ip_id = self.next_ip_id.wrapping_add(1);
-        let len = bytes.len().min(ipv4::MAX_PAYLOAD_LEN);
-        ipv4::emit_into(out, t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, len);
-        out.extend_from_slice(&bytes[..len]);
+        // TCP never builds more than MAX_SUPER_SEGMENT (65515) bytes, so this fits.
+        let tcp_len = out.len() - ipv4::MIN_HEADER_LEN;
+        ipv4::write_header(out, t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, tcp_len);
         self.stats.packets_out += 1;
-        true
+        if t.gso_size == 0 {
+            return Some(TxMeta::default());
+        }
+        self.stats.super_packets_out += 1;
+        Some(TxMeta {
+            gso_size: t.gso_size,
+            csum_partial: true,
+        })
+    }
+
+    /// Let TCP send super-segments (TSO) of up to `max_packet` bytes of IPv4 packet
+    /// (at most [`MAX_SUPER_PACKET`], 65535), for a device that cuts them into wire
+    /// segments (`TUN_F_TSO4`); `None` turns it off. They come only out of
+    /// [`Interface::poll_transmit_into`], with a [`TxMeta`] that says so; use
+    /// [`Interface::poll_transmit`] only with TSO off (it would return such a packet
+    /// as one oversized datagram, with a complete checksum).
+    pub fn set_tso(&mut self, max_packet: Option<usize>) {
+        self.tcp.set_tso(
+            max_packet.map(|n| n.min(MAX_SUPER_PACKET).saturating_sub(ipv4::MIN_HEADER_LEN)),
+        );
     }
 
     /// When [`Interface::handle_timeout`] next needs to run.

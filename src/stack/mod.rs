@@ -361,7 +361,9 @@ fn timers_and_transmit(
             // TUN: packets go straight to the device, built in buffers reused across
             // rounds (no allocation per packet).
             let mut p = spare.pop().unwrap_or_default();
-            if !core.poll_transmit_into(now, &mut p) {
+            // The threaded runtime never enables TSO, so the metadata is always the
+            // default (an ordinary packet) and the device needs none of it.
+            if core.poll_transmit_into(now, &mut p).is_none() {
                 spare.push(p);
                 break;
             }

@@ -118,6 +118,52 @@ pub(crate) fn wscale_offer(config: &Config) -> Option<u8> {
     })
 }
 
+/// A segment a connection wants sent: its header and options, and which bytes of the
+/// send buffer are its payload. The payload is not copied here: the endpoint copies it
+/// straight from the send buffer into the packet being built
+/// ([`Connection::write_payload`]), so sending allocates nothing per segment.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// Header and options; `payload` is empty.
+    pub segment: Segment,
+    /// Where the payload starts, in bytes past the first byte of the send buffer.
+    pub data_offset: usize,
+    /// Payload bytes.
+    pub data_len: usize,
+    /// Non-zero for a super-segment (TSO): the payload bytes of each wire segment the
+    /// device cuts it into, every piece repeating the header and options; the last piece
+    /// may be shorter.
+    pub gso_size: u16,
+}
+
+impl Outgoing {
+    /// A segment without data (SYN, ACK, probe).
+    fn control(segment: Segment) -> Outgoing {
+        Outgoing {
+            segment,
+            data_offset: 0,
+            data_len: 0,
+            gso_size: 0,
+        }
+    }
+
+    /// SEG.LEN (RFC 9293 §3.4): data bytes, plus one each for SYN and FIN.
+    pub fn seg_len(&self) -> u32 {
+        let data = u32::try_from(self.data_len).unwrap_or(u32::MAX);
+        data.saturating_add(u32::from(self.segment.flags.syn))
+            .saturating_add(u32::from(self.segment.flags.fin))
+    }
+
+    /// How many segments the wire will carry: ceil(data / gso_size) for a super-segment,
+    /// else one.
+    pub fn wire_segments(&self) -> u64 {
+        if self.gso_size == 0 {
+            return 1;
+        }
+        self.data_len.div_ceil(usize::from(self.gso_size)).max(1) as u64
+    }
+}
+
 /// Who holds a connection, which decides when its TCB may be freed.
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
 pub(crate) enum Owner {
@@ -1863,6 +1909,44 @@ impl Connection {
         (self.snd.wl2 + self.snd.wnd).diff(self.snd.una).max(0) as u32
     }
 
+    /// TSO: how many bytes of new data to send at SND.NXT as one super-segment, and the
+    /// payload of each wire segment (`gso_size`), when more than one wire segment's worth
+    /// may go now; `None` for an ordinary segment. `room` is what the usable window
+    /// (min(SND.WND, cwnd) less the data in flight, RFC 5681 §3.1) lets out of the
+    /// `unsent` bytes.
+    ///
+    /// Every piece the device cuts repeats our header and options, so a piece carries the
+    /// send MSS less the SACK option (the timestamps are already out of the MSS): the
+    /// same segments the wire would see without TSO. Only whole pieces go, except at the
+    /// end of the queued data when a short segment could go on its own now (RFC 1122
+    /// §4.2.3.4 Nagle, RFC 9293 §3.8.6.2.1 sender SWS avoidance: Nagle off, the FIN
+    /// follows, or nothing in flight), as Linux's `tcp_mss_split_point` does.
+    /// Retransmissions (go-back-N after a timeout included) go one MSS at a time.
+    fn super_segment_len(
+        &self,
+        tso: Option<usize>,
+        room: usize,
+        unsent: usize,
+        in_flight: u32,
+    ) -> Option<(usize, usize)> {
+        let limit = tso?;
+        if self.snd.nxt.lt(self.snd.max) {
+            return None;
+        }
+        let piece = self.piece_len();
+        let ts = if self.ts_ok {
+            usize::from(TS_OPTION_LEN)
+        } else {
+            0
+        };
+        let header = 20 + ts + self.sack_option_len();
+        let room = room.min(limit.saturating_sub(header));
+        let full = room / piece * piece;
+        let tail_ok = room == unsent && (self.nodelay || self.fin_queued || in_flight == 0);
+        let total = if tail_ok { room } else { full };
+        (total > piece).then_some((total, piece))
+    }
+
     /// Bytes the scoreboard says the peer holds above SND.UNA.
     fn sacked_bytes(&self) -> u32 {
         self.sacked
@@ -2055,21 +2139,29 @@ impl Connection {
 
     /// A segment with up to `max_len` bytes of data starting at `seq`, plus our FIN if
     /// it directly follows and has been queued.
-    fn data_segment(&mut self, seq: SeqNum, max_len: usize) -> Segment {
-        let offset = seq.diff(self.data_start()).max(0) as usize;
-        let avail = self.send_buf.len().saturating_sub(offset);
+    fn data_segment(&mut self, seq: SeqNum, max_len: usize) -> Outgoing {
         // The send MSS already leaves room for timestamps; SACK blocks riding on a data
         // segment take option space too, and the packet must still fit the path's MTU
         // (RFC 9293 §3.7.1: the MSS counts data only, options come out of it).
-        let max_len = max_len.min(
-            usize::from(self.send_mss)
-                .saturating_sub(self.sack_option_len())
-                .max(1),
-        );
-        let len = max_len.min(avail);
-        let mut payload = vec![0u8; len];
-        let n = self.send_buf.peek(offset, &mut payload);
-        payload.truncate(n);
+        let max_len = max_len.min(self.piece_len());
+        self.data_run(seq, max_len)
+    }
+
+    /// Payload bytes of one wire segment now: the send MSS less the SACK option (the
+    /// timestamps are already out of the send MSS). A super-segment's `gso_size`.
+    fn piece_len(&self) -> usize {
+        usize::from(self.send_mss)
+            .saturating_sub(self.sack_option_len())
+            .max(1)
+    }
+
+    /// A segment with up to `max_len` bytes of data starting at `seq` (a super-segment
+    /// when that is more than one wire segment's worth), plus our FIN if it directly
+    /// follows and has been queued.
+    fn data_run(&mut self, seq: SeqNum, max_len: usize) -> Outgoing {
+        let offset = seq.diff(self.data_start()).max(0) as usize;
+        let avail = self.send_buf.len().saturating_sub(offset);
+        let n = max_len.min(avail);
         let end = seq + n as u32;
         let fin = self.fin_queued && !self.fin_acked && end == self.data_end();
         let flags = Flags {
@@ -2078,9 +2170,19 @@ impl Connection {
             fin,
             ..Flags::default()
         };
-        let mut seg = self.base_segment(seq, flags);
-        seg.payload = payload;
-        seg
+        Outgoing {
+            segment: self.base_segment(seq, flags),
+            data_offset: offset,
+            data_len: n,
+            gso_size: 0,
+        }
+    }
+
+    /// Append the payload of a segment this connection just returned from
+    /// [`Connection::poll_transmit`] (its `data_offset` and `data_len`) to `packet`,
+    /// straight from the send buffer.
+    pub fn write_payload(&self, offset: usize, len: usize, packet: &mut Vec<u8>) {
+        self.send_buf.extend_into(offset, len, packet);
     }
 
     /// Note that a segment covering `[seq, seq+len)` went out.
@@ -2121,13 +2223,22 @@ impl Connection {
         self.unacked_bytes = 0;
     }
 
-    /// The next segment this connection wants to send, if any.
-    pub fn poll_transmit(&mut self, now: Instant, stats: &mut TcpStats) -> Option<Segment> {
+    /// The next segment this connection wants to send, if any. With `tso` (the most
+    /// bytes of TCP header and payload one super-segment may carry) new data may leave as
+    /// a super-segment for the device to cut into wire segments.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        stats: &mut TcpStats,
+        tso: Option<usize>,
+    ) -> Option<Outgoing> {
         self.clock = now;
         match self.state {
             State::Closed | State::Listen => None,
-            State::SynSent | State::SynReceived => self.poll_handshake(now, stats),
-            _ => self.poll_synchronized(now, stats),
+            State::SynSent | State::SynReceived => {
+                self.poll_handshake(now, stats).map(Outgoing::control)
+            }
+            _ => self.poll_synchronized(now, stats, tso),
         }
     }
 
@@ -2166,7 +2277,12 @@ impl Connection {
         Some(seg)
     }
 
-    fn poll_synchronized(&mut self, now: Instant, stats: &mut TcpStats) -> Option<Segment> {
+    fn poll_synchronized(
+        &mut self,
+        now: Instant,
+        stats: &mut TcpStats,
+        tso: Option<usize>,
+    ) -> Option<Outgoing> {
         let mss = usize::from(self.send_mss);
 
         // Fast retransmit / partial ACK: one segment at SND.UNA (RFC 5681 §3.2, RFC 6582).
@@ -2287,7 +2403,16 @@ impl Connection {
                 len == mss || tail_ok || len as u32 * 2 >= self.snd.max_wnd || in_flight == 0;
             if (len > 0 && sws_ok) || (unsent == 0 && fin_due) {
                 let nxt = self.snd.nxt;
-                let seg = self.data_segment(nxt, len);
+                let room = unsent.min(usable);
+                let seg = match self.super_segment_len(tso, room, unsent, in_flight) {
+                    Some((total, piece)) => {
+                        let mut seg = self.data_run(nxt, total);
+                        // piece <= send MSS, a u16.
+                        seg.gso_size = u16::try_from(piece).unwrap_or(u16::MAX);
+                        seg
+                    }
+                    None => self.data_segment(nxt, len),
+                };
                 let seg_len = seg.seg_len();
                 self.snd.nxt = nxt + seg_len;
                 self.on_sent(nxt, seg_len, now, stats);
@@ -2315,7 +2440,7 @@ impl Connection {
                 self.on_sent(seq, 0, now, stats);
                 stats.window_probes += 1;
                 self.probes_unanswered = self.probes_unanswered.saturating_add(1);
-                return Some(seg);
+                return Some(Outgoing::control(seg));
             }
         }
 
@@ -2327,7 +2452,7 @@ impl Connection {
                 let seq = self.snd.una - 1;
                 let seg = self.base_segment(seq, Flags::ACK);
                 self.on_sent(seq, 0, now, stats);
-                return Some(seg);
+                return Some(Outgoing::control(seg));
             }
         }
 
@@ -2340,7 +2465,7 @@ impl Connection {
             let max = self.snd.max;
             let seg = self.base_segment(max, Flags::ACK);
             self.on_sent(max, 0, now, stats);
-            return Some(seg);
+            return Some(Outgoing::control(seg));
         }
         None
     }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::connection::{ack_window_offer, ts_clock, wscale_offer, Connection, Owner};
+use super::connection::{ack_window_offer, ts_clock, wscale_offer, Connection, Outgoing, Owner};
 use super::events::{TcpEvent, TcpEventKind};
 use super::segment::{Flags, Segment};
 use super::seq::SeqNum;
@@ -231,7 +231,27 @@ pub struct Transmit {
     pub dst: Ipv4Addr,
     /// The segment.
     pub segment: Segment,
+    /// Non-zero for a super-segment (see [`Tcp::set_tso`]): the payload bytes of each wire
+    /// segment the device must cut it into.
+    pub gso_size: u16,
 }
+
+/// Where the segment [`Tcp::poll_transmit_into`] wrote goes, and how the device must send
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransmitInfo {
+    /// Source IPv4 address (ours).
+    pub src: Ipv4Addr,
+    /// Destination IPv4 address.
+    pub dst: Ipv4Addr,
+    /// Non-zero for a super-segment: the payload bytes of each wire segment; its checksum
+    /// field then holds only the pseudo-header sum, for the device to complete.
+    pub gso_size: u16,
+}
+
+/// The most TCP bytes (header and payload) of one super-segment: what fits an IPv4 packet
+/// with a 20-byte header.
+pub const MAX_SUPER_SEGMENT: usize = 65535 - 20;
 
 impl TcpStats {
     /// Count one dropped segment under `reason`.
@@ -282,6 +302,9 @@ pub struct TcpStats {
     pub segments_in: u64,
     /// Segments returned by `poll_transmit`.
     pub segments_out: u64,
+    /// Super-segments returned (TSO, [`Tcp::set_tso`]); `segments_out` counts each as the
+    /// wire segments it becomes.
+    pub super_segments_out: u64,
     /// Segments (or SYNs) sent again.
     pub retransmits: u64,
     /// RSTs generated.
@@ -386,6 +409,8 @@ pub struct Tcp {
     /// Queue [`TcpEvent`]s for the trace view.
     trace: bool,
     trace_events: Vec<TcpEvent>,
+    /// Most TCP bytes of a super-segment, when TSO is on ([`Tcp::set_tso`]).
+    tso: Option<usize>,
 }
 
 /// Beyond this many entries a wake list is dropped and everyone is woken instead, so a
@@ -417,6 +442,7 @@ impl Tcp {
             stats: TcpStats::default(),
             trace: false,
             trace_events: Vec::new(),
+            tso: None,
         }
     }
 
@@ -647,6 +673,7 @@ impl Tcp {
                 src: *conn.local.ip(),
                 dst: *conn.remote.ip(),
                 segment: rst,
+                gso_size: 0,
             };
             self.pending.push_back(t);
         }
@@ -1252,6 +1279,7 @@ impl Tcp {
             src: *local.ip(),
             dst: *remote.ip(),
             segment,
+            gso_size: 0,
         });
     }
 
@@ -1450,15 +1478,78 @@ impl Tcp {
         self.with_conn(id.index, |c, stats| c.on_segment(seg, now, stats));
     }
 
-    /// The next segment to send, or None when there is nothing more right now.
+    /// Let connections send super-segments (TSO) of up to `max_segment` bytes of TCP header
+    /// and payload (at most 65515: an IPv4 packet's 65535 less its header), for a device
+    /// that cuts them into wire segments; `None` (the default) turns it off. A
+    /// super-segment comes out of [`Tcp::poll_transmit`] / [`Tcp::poll_transmit_into`]
+    /// with a non-zero `gso_size`.
+    pub fn set_tso(&mut self, max_segment: Option<usize>) {
+        self.tso = max_segment.map(|n| n.min(MAX_SUPER_SEGMENT));
+    }
+
+    /// The next segment to send, or None when there is nothing more right now. The
+    /// segment owns a copy of its payload; [`Tcp::poll_transmit_into`] writes it straight
+    /// into a packet buffer instead.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        match self.next_outgoing(now)? {
+            Next::Control(t) => Some(t),
+            Next::Conn(index, out) => {
+                let conn = self.slots.get(index as usize)?.conn.as_ref()?;
+                let mut segment = out.segment;
+                segment.payload.reserve_exact(out.data_len);
+                conn.write_payload(out.data_offset, out.data_len, &mut segment.payload);
+                Some(Transmit {
+                    src: *conn.local.ip(),
+                    dst: *conn.remote.ip(),
+                    segment,
+                    gso_size: out.gso_size,
+                })
+            }
+        }
+    }
+
+    /// The next segment to send, appended to `out` as bytes (header, options, payload
+    /// copied straight from the send buffer, checksum) — no allocation per segment. The
+    /// caller has written room for the IP header before it and fills that in afterwards
+    /// from what this returns. A super-segment (`gso_size` non-zero) carries a partial
+    /// checksum for the device to complete ([`Segment::emit_with_payload`]).
+    pub fn poll_transmit_into(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<TransmitInfo> {
+        match self.next_outgoing(now)? {
+            Next::Control(t) => {
+                t.segment.emit_into(out, t.src, t.dst);
+                Some(TransmitInfo {
+                    src: t.src,
+                    dst: t.dst,
+                    gso_size: 0,
+                })
+            }
+            Next::Conn(index, o) => {
+                let conn = self.slots.get(index as usize)?.conn.as_ref()?;
+                let (src, dst) = (*conn.local.ip(), *conn.remote.ip());
+                let partial = o.gso_size != 0;
+                o.segment.emit_with_payload(out, src, dst, partial, |p| {
+                    conn.write_payload(o.data_offset, o.data_len, p)
+                });
+                Some(TransmitInfo {
+                    src,
+                    dst,
+                    gso_size: o.gso_size,
+                })
+            }
+        }
+    }
+
+    /// The next segment to send, its payload not yet copied: a control segment from the
+    /// endpoint's own queue (RSTs, cookie SYN-ACKs), or one from a connection.
+    fn next_outgoing(&mut self, now: Instant) -> Option<Next> {
         loop {
             if let Some(t) = self.pending.pop_front() {
                 self.stats.segments_out += 1;
-                log_out(&t);
-                return Some(t);
+                log_out(t.src, t.dst, &t.segment, t.segment.payload.len(), 0);
+                return Some(Next::Control(t));
             }
             let index = self.dirty.pop_front()?;
+            let tso = self.tso;
             let Some(conn) = self
                 .slots
                 .get_mut(index as usize)
@@ -1467,7 +1558,7 @@ impl Tcp {
                 continue;
             };
             conn.in_dirty = false;
-            let seg = conn.poll_transmit(now, &mut self.stats);
+            let out = conn.poll_transmit(now, &mut self.stats, tso);
             Self::collect_events(&mut self.trace_events, conn);
             // Sending arms the retransmission (or persist) timer.
             self.schedule(index);
@@ -1478,18 +1569,23 @@ impl Tcp {
             else {
                 continue;
             };
-            if let Some(segment) = seg {
-                let t = Transmit {
-                    src: *conn.local.ip(),
-                    dst: *conn.remote.ip(),
-                    segment,
-                };
+            if let Some(out) = out {
                 // It may have more: back of the line (round robin between connections).
                 conn.in_dirty = true;
                 self.dirty.push_back(index);
-                self.stats.segments_out += 1;
-                log_out(&t);
-                return Some(t);
+                // Counted as the wire will see them: a super-segment is several segments.
+                self.stats.segments_out += out.wire_segments();
+                if out.gso_size != 0 {
+                    self.stats.super_segments_out += 1;
+                }
+                log_out(
+                    *conn.local.ip(),
+                    *conn.remote.ip(),
+                    &out.segment,
+                    out.data_len,
+                    out.gso_size,
+                );
+                return Some(Next::Conn(index, out));
             }
         }
     }
@@ -1555,20 +1651,28 @@ fn quoted_tcp(quoted: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4, SeqNum)> {
     ))
 }
 
-fn log_out(t: &Transmit) {
-    let s = &t.segment;
+fn log_out(src: Ipv4Addr, dst: Ipv4Addr, s: &Segment, len: usize, gso_size: u16) {
     log::trace!(
-        "{}:{} → {}:{}: {} seq {} ack {} win {} len {}",
-        t.src,
+        "{}:{} → {}:{}: {} seq {} ack {} win {} len {} gso {}",
+        src,
         s.src_port,
-        t.dst,
+        dst,
         s.dst_port,
         s.flags,
         s.seq,
         s.ack,
         s.window,
-        s.payload.len()
+        len,
+        gso_size
     );
+}
+
+/// What [`Tcp::next_outgoing`] found to send.
+enum Next {
+    /// A segment of the endpoint's own (payload included, if any).
+    Control(Transmit),
+    /// A segment of the connection in this slot; its payload is still in the send buffer.
+    Conn(u32, Outgoing),
 }
 
 #[cfg(test)]

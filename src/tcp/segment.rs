@@ -383,6 +383,17 @@ impl fmt::Display for SegmentError {
 
 impl std::error::Error for SegmentError {}
 
+/// What [`Segment::parse_inner`] does with the checksum.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checksum {
+    /// Reject a segment whose checksum does not verify (the stack).
+    Verify,
+    /// Accept it but report the mismatch (capture readers).
+    Report,
+    /// Do not compute it: the device vouched for it.
+    Trusted,
+}
+
 /// A validated TCP segment: the header's meaning plus the payload (RFC 9293 §3.1).
 ///
 /// ```text
@@ -437,7 +448,19 @@ impl Segment {
     /// the checksum over the IPv4 pseudo-header (RFC 9293 §3.1); option syntax (unknown
     /// options skipped, malformed lengths rejected). Never panics, whatever the bytes.
     pub fn parse(src: Ipv4Addr, dst: Ipv4Addr, bytes: &[u8]) -> Result<Segment, SegmentError> {
-        Segment::parse_inner(src, dst, bytes, true).map(|(segment, _)| segment)
+        Segment::parse_inner(src, dst, bytes, Checksum::Verify).map(|(segment, _)| segment)
+    }
+
+    /// Like [`Segment::parse`], but the checksum is neither computed nor checked: for a
+    /// segment whose checksum the device vouched for or left partial on purpose
+    /// ([`crate::link::offload::RxMeta::csum_trusted`], e.g. a 64 KiB GRO super-segment
+    /// from the local kernel, which never crossed a wire). Every other check is the same.
+    pub fn parse_trusted(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+    ) -> Result<Segment, SegmentError> {
+        Segment::parse_inner(src, dst, bytes, Checksum::Trusted).map(|(segment, _)| segment)
     }
 
     /// Like [`Segment::parse`], but a bad checksum does not reject the segment: it is
@@ -449,15 +472,16 @@ impl Segment {
         dst: Ipv4Addr,
         bytes: &[u8],
     ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
-        Segment::parse_inner(src, dst, bytes, false)
+        Segment::parse_inner(src, dst, bytes, Checksum::Report)
     }
 
-    /// Both parsers; `verify` rejects a bad checksum before the options are looked at.
+    /// The parsers; [`Checksum::Verify`] rejects a bad checksum before the options are
+    /// looked at.
     fn parse_inner(
         src: Ipv4Addr,
         dst: Ipv4Addr,
         bytes: &[u8],
-        verify: bool,
+        mode: Checksum,
     ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
         let len = bytes.len();
         if len < HEADER_LEN {
@@ -477,13 +501,16 @@ impl Segment {
             .get(16..18)
             .and_then(|c| <[u8; 2]>::try_from(c).ok())
             .map_or(0, u16::from_be_bytes);
-        let sum = checksum(src, dst, bytes);
+        let sum = match mode {
+            Checksum::Trusted => 0,
+            Checksum::Verify | Checksum::Report => checksum(src, dst, bytes),
+        };
         let bad_checksum = (sum != 0).then(|| {
             // Recompute what the sender should have put there, for the log.
             let expected = checksum_with_zeroed_field(src, dst, bytes);
             SegmentError::BadChecksum { got, expected }
         });
-        if let (true, Some(e)) = (verify, bad_checksum) {
+        if let (Checksum::Verify, Some(e)) = (mode, bad_checksum) {
             return Err(e);
         }
         let header = TcpHeaderSlice::from_slice(bytes)
@@ -530,13 +557,20 @@ impl Segment {
 
     /// Header, options and payload appended to `out` from index `base`, checksummed.
     fn write_tcp(&self, out: &mut Vec<u8>, base: usize, src: Ipv4Addr, dst: Ipv4Addr) {
+        self.write_header(out, base);
+        out.extend_from_slice(&self.payload);
+        finish_checksum(out, base, src, dst, false);
+    }
+
+    /// Header and options appended to `out` (which ends at `base`), checksum field zero.
+    fn write_header(&self, out: &mut Vec<u8>, base: usize) {
         out.extend_from_slice(&self.src_port.to_be_bytes());
         out.extend_from_slice(&self.dst_port.to_be_bytes());
         out.extend_from_slice(&self.seq.0.to_be_bytes());
         out.extend_from_slice(&self.ack.0.to_be_bytes());
         out.extend_from_slice(&[0, self.flags.to_byte()]); // data offset patched below
         out.extend_from_slice(&self.window.to_be_bytes());
-        out.extend_from_slice(&[0, 0]); // checksum, computed below
+        out.extend_from_slice(&[0, 0]); // checksum, computed once the payload is in
         out.extend_from_slice(&self.urgent.to_be_bytes());
         self.options.encode(out);
         // At most 60 bytes of header, so the word count fits in 4 bits.
@@ -544,11 +578,30 @@ impl Segment {
         if let Some(b) = out.get_mut(base + 12) {
             *b = words << 4;
         }
-        out.extend_from_slice(&self.payload);
-        let sum = checksum(src, dst, out.get(base..).unwrap_or(&[]));
-        if let Some(c) = out.get_mut(base + 16..base + 18) {
-            c.copy_from_slice(&sum.to_be_bytes());
-        }
+    }
+
+    /// Appends the segment to `out` with the payload produced by `payload`, which appends
+    /// it straight to `out` (e.g. from a send buffer), so a segment is built in the
+    /// packet buffer without a payload vector of its own; `self.payload` is ignored.
+    ///
+    /// With `partial` the checksum field gets only the folded sum of the IPv4
+    /// pseudo-header (RFC 9293 §3.1) over the segment's whole length, not complemented:
+    /// what Linux expects of a `CHECKSUM_PARTIAL` packet (`__tcp_v4_send_check`:
+    /// `th->check = ~tcp_v4_check(len, saddr, daddr, 0)`), which the kernel completes —
+    /// and, for a super-segment, adjusts to each piece's length when it cuts it
+    /// (`tcp_gso_segment`). Otherwise the checksum is complete.
+    pub fn emit_with_payload(
+        &self,
+        out: &mut Vec<u8>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        partial: bool,
+        payload: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let base = out.len();
+        self.write_header(out, base);
+        payload(out);
+        finish_checksum(out, base, src, dst, partial);
     }
 
     /// SEG.LEN: the sequence space the segment occupies — payload bytes, plus one for SYN
@@ -613,6 +666,24 @@ fn checksum(src: Ipv4Addr, dst: Ipv4Addr, tcp: &[u8]) -> u16 {
     sum += u64::try_from(tcp.len()).unwrap_or(u64::MAX).min(0xffff);
     sum += ones_sum(tcp);
     !fold(sum)
+}
+
+/// Fill in the checksum field of the TCP segment that starts at `out[base]` and runs to the
+/// end of `out`: complete, or (`partial`) the folded pseudo-header sum only (see
+/// [`Segment::emit_with_payload`]).
+fn finish_checksum(out: &mut [u8], base: usize, src: Ipv4Addr, dst: Ipv4Addr, partial: bool) {
+    let tcp = out.get(base..).unwrap_or(&[]);
+    let sum = if partial {
+        // Callers bound segments to 65535 bytes; saturate anyway.
+        let len = u16::try_from(tcp.len()).unwrap_or(u16::MAX);
+        let pseudo = crate::ip::ipv4::pseudo_header_sum(src, dst, PROTO_TCP, len);
+        fold(u64::from(pseudo))
+    } else {
+        checksum(src, dst, tcp)
+    };
+    if let Some(c) = out.get_mut(base + 16..base + 18) {
+        c.copy_from_slice(&sum.to_be_bytes());
+    }
 }
 
 /// The checksum the sender should have written, with the field treated as zero.

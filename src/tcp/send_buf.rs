@@ -105,6 +105,22 @@ impl SendBuffer {
         n
     }
 
+    /// Append up to `len` bytes starting `offset` bytes past SND.UNA to `out`; returns how
+    /// many were appended. Like [`SendBuffer::peek`], but straight into a packet being
+    /// built (no zero-filled scratch space, no intermediate vector).
+    pub fn extend_into(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> usize {
+        if offset >= self.len {
+            return 0;
+        }
+        let n = len.min(self.len - offset);
+        let cap = self.storage.len();
+        let start = (self.head + offset) % cap;
+        let first = n.min(cap - start);
+        out.extend_from_slice(&self.storage[start..start + first]);
+        out.extend_from_slice(&self.storage[..n - first]);
+        n
+    }
+
     /// Drop `n` acknowledged bytes from the front (SND.UNA advances by `n`); more than
     /// `len()` just empties the buffer.
     pub fn consume(&mut self, n: usize) {

@@ -75,6 +75,25 @@ fn be16(b: &[u8], at: usize) -> u16 {
 impl<'a> Datagram<'a> {
     /// Validate and parse `bytes`, the payload of an IPv4 packet from `src` to `dst`.
     pub fn parse(src: Ipv4Addr, dst: Ipv4Addr, bytes: &'a [u8]) -> Result<Datagram<'a>, UdpError> {
+        Datagram::parse_inner(src, dst, bytes, true)
+    }
+
+    /// Like [`Datagram::parse`], but the checksum is not verified: the device vouched for
+    /// it or left it partial ([`crate::link::offload::RxMeta::csum_trusted`]).
+    pub fn parse_trusted(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &'a [u8],
+    ) -> Result<Datagram<'a>, UdpError> {
+        Datagram::parse_inner(src, dst, bytes, false)
+    }
+
+    fn parse_inner(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &'a [u8],
+        verify: bool,
+    ) -> Result<Datagram<'a>, UdpError> {
         if bytes.len() < HEADER_LEN {
             return Err(UdpError::TooShort(bytes.len()));
         }
@@ -98,7 +117,7 @@ impl<'a> Datagram<'a> {
         // RFC 768: "An all zero transmitted checksum value means that the transmitter
         // generated no checksum". RFC 1122 §4.1.3.4: if a checksum is present, a host MUST
         // verify it and discard the datagram when it fails.
-        if checksum != 0 {
+        if checksum != 0 && verify {
             let sum = pseudo_header_sum(src, dst, PROTO_UDP, field);
             if checksum_with(sum, datagram) != 0 {
                 return Err(UdpError::BadChecksum);
