@@ -7,6 +7,7 @@
 //!  │ drain the device, non-blocking, at most MAX_BATCH packets                     │
 //!  │    hook(In) → faults.inbound → [EthernetLayer] → Interface::handle_packet      │
 //!  │ Interface::handle_timeout (and the Ethernet layer's) when due                  │
+//!  │ transmit what that produced (handshake replies, the ACK of a FIN)             │
 //!  │ App::poll(woken connections and listeners) — reads, writes, accepts, closes  │
 //!  │ Interface::poll_transmit_into (reused buffer) → [EthernetLayer]               │
 //!  │    → faults.outbound → hook(Out) → device.send                                 │
@@ -41,11 +42,10 @@ use crate::tcp::{ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
 use crate::udp::UdpStats;
 
-/// Whether the stack takes the device's offloads (checksums left to verify by the kernel,
-/// super-segments in both directions): false until `Interface::handle_packet_meta` and
-/// `Interface::set_tso` exist, so `serve` opens the TUN without `IFF_VNET_HDR`. Flip it
-/// together with `handle_packet`, `next_packet` and `enable_tso` below.
-pub const STACK_OFFLOADS: bool = false;
+/// Whether the stack takes the device's offloads (checksums the kernel vouches for,
+/// super-segments in both directions: `Interface::handle_packet_meta`, `set_tso`), so
+/// that `serve` asks the TUN for them (`IFF_VNET_HDR`, `TUNSETOFFLOAD`).
+pub const STACK_OFFLOADS: bool = true;
 
 /// Most packets read from the device in one round before the application runs: bounds
 /// the latency a burst adds to the connections it does not concern.
@@ -429,6 +429,11 @@ impl<D: PollDevice> EventLoop<D> {
         }
         self.release_inbound(now);
         self.fire_timers(now);
+        // What the input and the timers produced leaves before the application runs
+        // (handshake replies, the ACK of a FIN — as the kernel, which acknowledges a FIN
+        // at once, before the application closes); what the application writes follows.
+        // Data that can wait (a delayed ACK) waits, and rides on the response.
+        self.transmit(now);
         self.run_app(app, now);
         self.transmit(now);
         let wanted = self.ctl.stats_wanted.swap(false, Ordering::SeqCst);
@@ -661,22 +666,20 @@ fn deliver(
     }
 }
 
-/// The stack takes one IP packet. (With offloads the metadata says whether the checksum
-/// was verified and whether this is a coalesced super-segment: `handle_packet_meta`.)
+/// The stack takes one IP packet; with offloads the metadata says whether the kernel
+/// vouches for the checksum and whether this is a coalesced super-segment.
 fn handle_packet(iface: &mut Interface, bytes: &[u8], meta: RxMeta, now: Instant) {
-    let _ = meta;
-    iface.handle_packet(bytes, now);
+    iface.handle_packet_meta(bytes, meta, now);
 }
 
 /// The next packet to send, built into `buf`, with what the device must know about it.
 fn next_packet(iface: &mut Interface, now: Instant, buf: &mut Vec<u8>) -> Option<TxMeta> {
-    iface.poll_transmit_into(now, buf).then(TxMeta::default)
+    iface.poll_transmit_into(now, buf)
 }
 
-/// Let TCP build super-segments the device splits (TSO). Without TSO support in the
-/// stack yet (`Interface::set_tso`), segments stay MSS-sized: nothing to do.
+/// Let TCP build super-segments of up to 64 KiB that the device splits (TSO).
 fn enable_tso(iface: &mut Interface) {
-    let _ = iface;
+    iface.set_tso(Some(crate::link::offload::MAX_SUPER_PACKET));
 }
 
 /// Every layer's counters of one stack.
@@ -741,7 +744,11 @@ fn merge_ip(a: &mut IfaceStats, b: &IfaceStats) {
         datagrams_fragmented,
         time_exceeded_sent,
         icmp_errors,
+        super_packets_in,
+        super_packets_out,
     } = b;
+    a.super_packets_in += super_packets_in;
+    a.super_packets_out += super_packets_out;
     a.packets_in += packets_in;
     a.packets_out += packets_out;
     a.echo_replies += echo_replies;
@@ -795,7 +802,9 @@ fn merge_tcp(a: &mut TcpStats, b: &TcpStats) {
         syn_cookies_sent,
         syn_cookies_validated,
         syn_cookies_failed,
+        super_segments_out,
     } = b;
+    a.super_segments_out += super_segments_out;
     a.segments_in += segments_in;
     a.segments_out += segments_out;
     a.retransmits += retransmits;
@@ -932,7 +941,7 @@ pub(crate) mod tests {
                 if done(&mut self.iface, now) {
                     return;
                 }
-                while self.iface.poll_transmit_into(now, &mut out) {
+                while self.iface.poll_transmit_into(now, &mut out).is_some() {
                     self.dev.send(&out, TxMeta::default()).expect("send");
                 }
                 assert!(std::time::Instant::now() < limit, "no progress in 20 s");
