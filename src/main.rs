@@ -527,9 +527,15 @@ fn serve_evented(
         Some(tap) => ("TAP", tap),
         None => ("TUN", &link.tun),
     };
+    // Fault injection (--loss, --corrupt, …) sees and changes plain packets: a corrupted
+    // packet must fail its checksum, which the kernel's offloads would have us trust.
+    let faults = link.faults.config().is_some();
+    if offload && faults {
+        log::info!("link: fault injection on: opening the device without offloads");
+    }
     let tun_opts = TunOptions {
         tap: link.tap.is_some(),
-        offload: offload && evloop::STACK_OFFLOADS,
+        offload: offload && evloop::STACK_OFFLOADS && !faults,
         queues,
     };
     let devices = TunQueue::open_queues(name, &tun_opts)

@@ -248,6 +248,15 @@ impl EventedServer {
         let id = entry.id;
         let mut reads = 0;
         let mut dead = false;
+        if let Kind::Http(h) = &mut entry.kind {
+            // `consume` dates the progress it records (the write timeout's base) with the
+            // time of the latest call that passed one: pass the current time, with no
+            // bytes, before writing — or a download longer than `write_timeout` would be
+            // cut off however fast it goes.
+            if !entry.fin_sent && !h.output().is_empty() {
+                h.on_data(&[], cx.wall);
+            }
+        }
         loop {
             let mut progress = false;
             // Write while TCP accepts.
@@ -577,6 +586,50 @@ mod tests {
                 .iter()
                 .all(|&c| matches!(iface.tcp().state(c), State::Closed | State::TimeWait))
         });
+        handle.stop();
+        thread.join().expect("loop");
+    }
+
+    /// A response that takes longer than `write_timeout` to deliver is not cut off while
+    /// the client keeps reading.
+    #[test]
+    fn slow_but_steady_reader_outlasts_the_write_timeout() {
+        let config = ServerConfig {
+            write_timeout: Duration::from_millis(150),
+            ..ServerConfig::default()
+        };
+        let (handle, thread, mut client) = start(config);
+        let id = connect(&mut client, 43000);
+        let body = vec![b'x'; 1 << 20];
+        let mut request = format!(
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        let start = std::time::Instant::now();
+        let mut sent = 0;
+        let mut got = Vec::new();
+        let mut eof = false;
+        client.pump_until(|iface, now| {
+            if sent < request.len() {
+                sent += iface.tcp_mut().send(id, &request[sent..], now).unwrap_or(0);
+            }
+            // A few KiB per millisecond: about a second for the whole response.
+            let mut buf = [0u8; 1024];
+            match iface.tcp_mut().recv(id, &mut buf, now) {
+                Ok(0) => eof = true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+            got.len() >= body.len() || eof
+        });
+        assert!(
+            start.elapsed() > Duration::from_millis(150),
+            "the test must be slow"
+        );
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(got.len() >= body.len(), "cut off after {} bytes", got.len());
         handle.stop();
         thread.join().expect("loop");
     }

@@ -50,7 +50,8 @@ pub const STACK_OFFLOADS: bool = true;
 /// Most packets read from the device in one round before the application runs: bounds
 /// the latency a burst adds to the connections it does not concern.
 pub const MAX_BATCH: usize = 64;
-/// A loop with activity publishes its statistics at most this often (and on request).
+/// A loop with activity publishes its statistics at most this often (and on request);
+/// a loop that went quiet has published its final state within this period.
 pub const STATS_PERIOD: Duration = Duration::from_millis(100);
 /// During a graceful stop, the loop re-checks its connections at least this often.
 const STOP_TICK: Duration = Duration::from_millis(20);
@@ -301,6 +302,10 @@ impl<D: PollDevice> EventLoop<D> {
             .clone()
             .filter(|(f, _)| !f.is_noop())
             .map(|(f, seed)| Faults::new(f, seed));
+        if faults.is_some() && device.offloads().vnet_hdr {
+            // The injector drops the receive metadata: partial checksums would fail.
+            log::warn!("link: fault injection on a device with offloads; open it without");
+        }
         // Super-segments only when the packets go straight to the device: the fault
         // injector holds plain bytes, without the offload metadata.
         if faults.is_none() && config.ethernet.is_none() && device.offloads().tx_tso4 {
@@ -462,7 +467,14 @@ impl<D: PollDevice> EventLoop<D> {
         let app = app
             .poll_at()
             .map(|at| at.saturating_duration_since(std::time::Instant::now()));
-        [stack, app, cap].into_iter().flatten().min()
+        // After activity, wake up once more to publish the statistics, so that a queue
+        // that went quiet is not reported as it was in the middle of its last burst.
+        let publish = (self.active && self.board.is_some()).then(|| {
+            self.last_publish.map_or(Duration::ZERO, |t| {
+                (t + STATS_PERIOD).saturating_duration_since(now)
+            })
+        });
+        [stack, app, cap, publish].into_iter().flatten().min()
     }
 
     /// Drain the device, at most [`MAX_BATCH`] packets, handing each up.
