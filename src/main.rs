@@ -513,7 +513,7 @@ fn serve_evented(
     use std::sync::mpsc;
     use tunstack::http::evented::EventedServer;
     use tunstack::http::{Handler, Router};
-    use tunstack::link::tun::configure_link_ipv6;
+    use tunstack::link::tun::{configure_link_ipv6, set_txqueuelen};
     use tunstack::link::{configure_link, TunOptions, TunQueue};
     use tunstack::stack::evloop::{self, EventLoop, StatsBoard};
 
@@ -550,6 +550,11 @@ fn serve_evented(
     }
     if let Some(cidr6) = &link.host_ip6 {
         configure_link_ipv6(&ifname, cidr6)?;
+    }
+    // Room for a burst (10,000 clients each sending a request at once): the default
+    // 500 packets overflowed, and each drop cost its sender a retransmission timeout.
+    if let Err(e) = set_txqueuelen(&ifname, 10_000) {
+        log::warn!("link: {ifname}: cannot raise txqueuelen: {e}");
     }
     log::info!(
         "link: {kind} {ifname} up ({} queue(s), event loop), kernel side {}, stack answers as {}",

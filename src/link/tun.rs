@@ -283,6 +283,14 @@ pub fn configure_link_ipv6(name: &str, host_cidr6: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets how many packets the kernel queues for us on interface `name` (`ip link set dev
+/// NAME txqueuelen LEN`): on a TUN that is the ring of packets waiting for our reads, 500
+/// by default, which a burst from thousands of connections overflows (the drops then cost
+/// the senders a retransmission timeout each).
+pub fn set_txqueuelen(name: &str, len: usize) -> io::Result<()> {
+    run_ip(&["link", "set", "dev", name, "txqueuelen", &len.to_string()])
+}
+
 /// Deletes the interface `name` now (`ip link delete dev <name>`), without waiting for its
 /// descriptors to close: the kernel detaches every queue, so blocked reads fail and later
 /// reads and writes fail too.
