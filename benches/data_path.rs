@@ -1,12 +1,17 @@
 //! Micro-benchmarks of the per-packet work on the data path: segment build and parse
 //! (with the checksum over the IPv4 pseudo-header), the plain RFC 1071 checksum, and the
-//! receive buffer's reassembly. `cargo bench --bench data_path`; results and what they
+//! receive buffer's reassembly; and one keep-alive HTTP exchange through the sans-IO
+//! connection (`http::HttpConn`: parse, handler, response head, output). `cargo bench --bench data_path`; results and what they
 //! guided are in docs/performance.md. Not tests: nothing here is timed by `cargo test`.
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use tunstack::http::{Body, HttpConn, Request, Response, Router, ServerConfig};
 use tunstack::ip::ipv4;
 use tunstack::tcp::{Flags, RecvBuffer, Segment, SendBuffer, SeqNum};
 
@@ -118,5 +123,52 @@ fn buffers(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, segments, checksum, buffers);
+/// One request through a keep-alive connection and all of its response taken as output.
+fn exchange(conn: &mut HttpConn, req: &[u8], now: Instant) -> usize {
+    conn.on_data(req, now);
+    let mut sent = 0;
+    loop {
+        let n = black_box(conn.output()).len();
+        if n == 0 {
+            return sent;
+        }
+        conn.consume(n);
+        sent += n;
+    }
+}
+
+static ONE_KIB: [u8; 1024] = [b'x'; 1024];
+
+fn http(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("tunstack-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("1k.bin"), ONE_KIB).unwrap();
+    let peer = "10.0.0.1:40000".parse().unwrap();
+    let config = Arc::new(ServerConfig::default());
+    // What wrk asks for in scripts/bench.sh.
+    let req = b"GET /1k.bin HTTP/1.1\r\nHost: 10.77.0.2\r\n\r\n";
+    let mut g = c.benchmark_group("http");
+    g.throughput(Throughput::Elements(1));
+
+    let mut router = Router::new();
+    router.route("/1k.bin", |_: &Request| {
+        Response::new(200)
+            .with_header("Content-Type", "application/octet-stream")
+            .with_body(Body::Static(&ONE_KIB))
+    });
+    let mut conn = HttpConn::new(Arc::new(router), config.clone(), peer, Instant::now());
+    g.bench_function("keep-alive GET 1 KiB static", |b| {
+        b.iter(|| exchange(&mut conn, req, Instant::now()))
+    });
+
+    let site = Router::standard(Some(&dir)).unwrap();
+    let mut conn = HttpConn::new(Arc::new(site), config, peer, Instant::now());
+    g.bench_function("keep-alive GET 1 KiB file (--root)", |b| {
+        b.iter(|| exchange(&mut conn, req, Instant::now()))
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, segments, checksum, buffers, http);
 criterion_main!(benches);

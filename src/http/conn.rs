@@ -33,7 +33,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::handlers::Handler;
 use super::parse::{parse_request_head, ChunkedDecoder, Limits, Parsed, RequestHead};
@@ -43,10 +43,12 @@ use super::response::{
 };
 use super::server::ServerConfig;
 
-/// Bodies up to this size are copied behind their head, so that a burst of small pipelined
-/// responses (error pages, redirects) leaves in one write; larger ones are sent from where
-/// they are, never copied.
-const COALESCE: usize = 256;
+/// Bodies up to this size are copied behind their head (files read there at once), so that
+/// head and body leave in one write — one segment for a small response — and a burst of small
+/// pipelined responses leaves together. Larger bodies are sent from where they are (a static
+/// slice, the handler's Vec) or read from their file one FILE_CHUNK at a time, never copied
+/// whole.
+const COALESCE: usize = 1024 + 512;
 /// Above this many unsent bytes no further pipelined request is processed and
 /// [`HttpConn::wants_read`] is false.
 const BACKPRESSURE: usize = 16 * 1024;
@@ -137,16 +139,26 @@ pub struct HttpConn {
     shutdown: bool,
 }
 
+/// `t + d`, saturating far in the future instead of overflowing (a configured timeout of
+/// years must not panic).
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(1 << 32)))
+        .unwrap_or(t)
+}
+
 /// Where a wall-clock time comes from in a sans-IO connection: the `Instant` the caller
-/// passes, mapped through one (Instant, SystemTime) pair taken at first use.
+/// passes, mapped through one (Instant, SystemTime) pair taken at first use. (It follows the
+/// monotonic clock from then on, not later steps of the wall clock; for a Date header that
+/// is close enough, and it keeps the connection free of clock reads.)
 fn unix_secs_at(now: Instant) -> u64 {
     static ANCHOR: OnceLock<(Instant, SystemTime)> = OnceLock::new();
     let (at, wall) = *ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()));
     let t = match now.checked_duration_since(at) {
-        Some(d) => wall + d,
-        None => wall - at.duration_since(now),
+        Some(d) => wall.checked_add(d),
+        None => wall.checked_sub(at.duration_since(now)),
     };
-    t.duration_since(UNIX_EPOCH)
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
@@ -184,7 +196,7 @@ impl HttpConn {
         now: Instant,
     ) -> HttpConn {
         log::debug!("http: {peer}: connection opened");
-        let deadline = Some(now + config.header_timeout);
+        let deadline = Some(later(now, config.header_timeout));
         HttpConn {
             handler,
             config,
@@ -337,14 +349,14 @@ impl HttpConn {
     /// stuck — whichever comes first.
     pub fn deadline(&self) -> Option<Instant> {
         let unsent = self.unsent();
-        let write = (unsent > 0).then(|| self.write_since + self.config.write_timeout);
+        let write = (unsent > 0).then(|| later(self.write_since, self.config.write_timeout));
         let phase = match &self.phase {
             Phase::Head { deadline: Some(d) } => Some(*d),
             Phase::Head { deadline: None } if unsent == 0 => {
-                Some(self.idle_since + self.config.idle_timeout)
+                Some(later(self.idle_since, self.config.idle_timeout))
             }
             Phase::Head { deadline: None } => None,
-            Phase::Body(_) => Some(self.body_since + self.config.body_timeout),
+            Phase::Body(_) => Some(later(self.body_since, self.config.body_timeout)),
             Phase::Closing => None,
         };
         match (write, phase) {
@@ -359,7 +371,7 @@ impl HttpConn {
     pub fn on_timeout(&mut self, now: Instant) {
         self.now = now;
         let unsent = self.unsent();
-        if unsent > 0 && now >= self.write_since + self.config.write_timeout {
+        if unsent > 0 && now >= later(self.write_since, self.config.write_timeout) {
             log::debug!(
                 "http: {}: write timeout, dropping the connection",
                 self.peer
@@ -371,7 +383,7 @@ impl HttpConn {
             Phase::Head { deadline } => {
                 let due = match deadline {
                     Some(d) => *d,
-                    None if unsent == 0 => self.idle_since + self.config.idle_timeout,
+                    None if unsent == 0 => later(self.idle_since, self.config.idle_timeout),
                     None => return,
                 };
                 if now < due {
@@ -387,7 +399,7 @@ impl HttpConn {
                 }
             }
             Phase::Body(b) => {
-                if now < self.body_since + self.config.body_timeout {
+                if now < later(self.body_since, self.config.body_timeout) {
                     return;
                 }
                 // server.rs: a body read that times out is answered 408 (fill_body).
@@ -487,7 +499,7 @@ impl HttpConn {
                     };
                     if deadline.is_none() {
                         // Later requests: the header deadline starts at the first byte.
-                        *deadline = Some(self.now + self.config.header_timeout);
+                        *deadline = Some(later(self.now, self.config.header_timeout));
                         self.request_started = self.now;
                     }
                     match parse_request_head(rest, &limits) {
@@ -688,19 +700,11 @@ impl HttpConn {
             close: !keep_alive,
             keep_alive_10: keep_alive && req.version == Version::Http10,
         };
-        let bytes = self.queue_response(resp, &opts);
-        if log::log_enabled!(log::Level::Info) {
-            log::info!(
-                "{peer} \"{} {} {}\" {status} {bytes} {:.1}ms",
-                req.method,
-                req.target,
-                req.version,
-                self.now
-                    .saturating_duration_since(self.request_started)
-                    .as_secs_f64()
-                    * 1000.0
-            );
-        }
+        let Some(bytes) = self.queue_response(resp, &opts) else {
+            self.log_access_parts(&req.method, &req.target, req.version, status, 0);
+            return;
+        };
+        self.log_access_parts(&req.method, &req.target, req.version, status, bytes);
         if keep_alive {
             self.phase = Phase::Head { deadline: None };
             self.idle_since = self.now;
@@ -723,38 +727,57 @@ impl HttpConn {
             close: true,
             keep_alive_10: false,
         };
-        self.queue_response(resp, &opts);
+        // Error pages are never files: this cannot fail.
+        let _ = self.queue_response(resp, &opts);
         self.phase = Phase::Closing;
         self.inbuf = Vec::new();
     }
 
     /// The access-log line, as server.rs writes it.
     fn log_access(&self, head: &RequestHead, status: u16, bytes: u64) {
-        log::info!(
-            "{} \"{} {} {}\" {status} {bytes} {:.1}ms",
-            self.peer,
-            head.method,
-            head.target,
-            head.version,
-            self.now
+        self.log_access_parts(&head.method, &head.target, head.version, status, bytes);
+    }
+
+    /// The access-log line from its parts (formatted only when the level is on).
+    fn log_access_parts(
+        &self,
+        method: &str,
+        target: &str,
+        version: Version,
+        status: u16,
+        bytes: u64,
+    ) {
+        if log::log_enabled!(log::Level::Info) {
+            let ms = self
+                .now
                 .saturating_duration_since(self.request_started)
                 .as_secs_f64()
-                * 1000.0
-        );
+                * 1000.0;
+            log::info!(
+                "{} \"{method} {target} {version}\" {status} {bytes} {ms:.1}ms",
+                self.peer
+            );
+        }
     }
 
     /// Serialize the head into `out` and arrange for the body to follow. Returns the body
-    /// bytes that will be sent.
-    fn queue_response(&mut self, resp: Response, opts: &WireOptions) -> u64 {
+    /// bytes that will be sent, or `None` if the response could not be framed (a small file
+    /// shorter than announced): the connection is then closing.
+    fn queue_response(&mut self, resp: Response, opts: &WireOptions) -> Option<u64> {
         self.served += 1;
         if self.unsent() == 0 {
             // The write timeout counts from when output starts waiting.
             self.write_since = self.now;
         }
-        if self.out.capacity() == 0 {
-            self.out.reserve(OUT_INITIAL);
-        }
         let len = resp.body.len();
+        let no_body = opts.head_only || status_has_no_body(resp.status);
+        let coalesce = !no_body && len <= COALESCE as u64;
+        // One allocation for head and body (the buffer is given back when drained).
+        let want = OUT_INITIAL + if coalesce { len as usize } else { 0 };
+        if self.out.capacity() - self.out.len() < want {
+            self.out.reserve(want);
+        }
+        let head_start = self.out.len();
         write_head(
             &mut self.out,
             resp.status,
@@ -763,16 +786,26 @@ impl HttpConn {
             opts,
             unix_secs_at(self.now),
         );
-        if opts.head_only || status_has_no_body(resp.status) {
-            return 0;
+        if no_body {
+            return Some(0);
         }
         match resp.body {
             Body::Empty => {}
-            Body::Bytes(b) if b.len() <= COALESCE => self.out.extend_from_slice(&b),
-            Body::Static(s) if s.len() <= COALESCE => self.out.extend_from_slice(s),
+            Body::Bytes(b) if coalesce => self.out.extend_from_slice(&b),
+            Body::Static(s) if coalesce => self.out.extend_from_slice(s),
             Body::Bytes(b) => self.body = OutBody::Bytes(b, 0),
             Body::Static(s) => self.body = OutBody::Static(s, 0),
-            Body::File { file, len } if len > 0 => {
+            Body::File { file, len } if coalesce => {
+                if !self.read_small_file(file, len as usize) {
+                    // The response cannot be framed: the ones before it still go out, then
+                    // the connection ends (the threaded server dies mid-body the same way).
+                    self.out.truncate(head_start);
+                    self.inbuf = Vec::new();
+                    self.phase = Phase::Closing;
+                    return None;
+                }
+            }
+            Body::File { file, len } => {
                 self.body = OutBody::File {
                     file,
                     left: len,
@@ -781,9 +814,33 @@ impl HttpConn {
                     pos: 0,
                 }
             }
-            Body::File { .. } => {}
         }
-        len
+        Some(len)
+    }
+
+    /// Append a small file's `len` bytes to `out`. False if it is shorter or unreadable.
+    fn read_small_file(&mut self, mut file: File, len: usize) -> bool {
+        let start = self.out.len();
+        self.out.resize(start + len, 0);
+        let mut got = 0;
+        while got < len {
+            match file.read(&mut self.out[start + got..]) {
+                Ok(0) => {
+                    log::debug!(
+                        "http: {}: file shorter than its announced length",
+                        self.peer
+                    );
+                    return false;
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("http: {}: reading a file body: {e}", self.peer);
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Read the next piece of a file body into its buffer (allocated once per body, at most
