@@ -195,6 +195,30 @@ pub fn view(packet: &[u8], gso_size: u16, csum_partial: bool, out: &mut dyn FnMu
     }
 }
 
+/// [`view`] for an Ethernet II frame (a TAP's packets): the IPv4 packet inside is cut or
+/// completed, each piece behind a copy of the 14-byte Ethernet header. Other frames (ARP,
+/// IPv6, VLAN-tagged) are handed over as they are.
+pub fn view_ethernet(frame: &[u8], gso_size: u16, csum_partial: bool, out: &mut dyn FnMut(&[u8])) {
+    const ETH_HEADER_LEN: usize = 14;
+    const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+    let is_ipv4 = frame.get(12..ETH_HEADER_LEN) == Some(&ETHERTYPE_IPV4[..]);
+    let (Some(eth), Some(packet), true) = (
+        frame.get(..ETH_HEADER_LEN),
+        frame.get(ETH_HEADER_LEN..),
+        is_ipv4,
+    ) else {
+        out(frame);
+        return;
+    };
+    let mut buf = Vec::new();
+    view(packet, gso_size, csum_partial, &mut |piece| {
+        buf.clear();
+        buf.extend_from_slice(eth);
+        buf.extend_from_slice(piece);
+        out(&buf);
+    });
+}
+
 /// [`view`] for a packet we send with `meta`.
 pub fn tx_view(packet: &[u8], meta: TxMeta, out: &mut dyn FnMut(&[u8])) {
     view(packet, meta.gso_size, meta.csum_partial, out);
@@ -204,4 +228,279 @@ pub fn tx_view(packet: &[u8], meta: TxMeta, out: &mut dyn FnMut(&[u8])) {
 /// the segments the peer sent, with checksums complete.
 pub fn rx_view(packet: &[u8], meta: RxMeta, out: &mut dyn FnMut(&[u8])) {
     view(packet, meta.gso_size, meta.csum_trusted, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ip::ipv4::{self, Ipv4Packet};
+    use crate::tcp::segment::Segment;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    const SEQ: u32 = 0xffff_f000; // wraps during the split
+    const FLAGS_ALL: u8 = 0x80 | 0x10 | TCP_PSH | TCP_FIN; // CWR ACK PSH FIN
+
+    /// How the test packet's TCP checksum field is filled.
+    #[derive(Clone, Copy)]
+    enum Csum {
+        Full,
+        /// Pseudo-header sum only, not complemented (what TSO senders write).
+        Partial,
+        Zero,
+    }
+
+    /// A TCP/IPv4 packet A:1234 → B:80 with a timestamp option (12 bytes of options).
+    fn packet(payload_len: usize, flags: u8, csum: Csum) -> Vec<u8> {
+        let mut tcp = Vec::new();
+        tcp.extend_from_slice(&1234u16.to_be_bytes());
+        tcp.extend_from_slice(&80u16.to_be_bytes());
+        tcp.extend_from_slice(&SEQ.to_be_bytes());
+        tcp.extend_from_slice(&7u32.to_be_bytes());
+        tcp.push(8 << 4); // data offset 8 words: 20 + 12 bytes
+        tcp.push(flags);
+        tcp.extend_from_slice(&5000u16.to_be_bytes());
+        tcp.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent
+        tcp.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 42, 0, 0, 0, 24]);
+        tcp.extend((0..payload_len).map(|i| (i % 251) as u8));
+        let len = u16::try_from(tcp.len()).unwrap();
+        let sum = match csum {
+            Csum::Full => checksum_with(pseudo_header_sum(A, B, PROTO_TCP, len), &tcp),
+            // The folded pseudo-header sum: checksum_with over nothing, un-complemented.
+            Csum::Partial => !checksum_with(pseudo_header_sum(A, B, PROTO_TCP, len), &[]),
+            Csum::Zero => 0,
+        };
+        put16(&mut tcp, 16, sum);
+        ipv4::emit(A, B, PROTO_TCP, 64, 0xfffe, &tcp)
+    }
+
+    fn split(p: &[u8], gso_size: usize) -> Vec<Vec<u8>> {
+        let mut pieces = Vec::new();
+        split_tcp4(p, gso_size, &mut |piece| pieces.push(piece.to_vec()));
+        pieces
+    }
+
+    /// Parses every piece with the crate's own parsers (both verify checksums) and checks
+    /// what segmentation must preserve or change.
+    fn check(pieces: &[Vec<u8>], payload_len: usize, gso_size: usize, flags: u8) {
+        let mut expected_seq = SEQ;
+        let mut data = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            let ip = Ipv4Packet::parse(piece).expect("valid IPv4");
+            assert_eq!(ip.bytes.len(), piece.len());
+            assert_eq!(ip.id, 0xfffe_u16.wrapping_add(i as u16));
+            let seg = Segment::parse(ip.src, ip.dst, ip.payload).expect("valid TCP");
+            assert_eq!(seg.seq.0, expected_seq, "piece {i}");
+            assert!(seg.payload.len() <= gso_size);
+            assert_eq!(seg.options.timestamps, Some((42, 24)));
+            assert_eq!((seg.src_port, seg.dst_port, seg.window), (1234, 80, 5000));
+            let last = i + 1 == pieces.len();
+            let bits = ip.payload[13];
+            assert_eq!(seg.flags.fin, last && flags & TCP_FIN != 0, "FIN on {i}");
+            assert_eq!(seg.flags.psh, last && flags & TCP_PSH != 0, "PSH on {i}");
+            assert_eq!(
+                bits & TCP_CWR != 0,
+                i == 0 && flags & TCP_CWR != 0,
+                "CWR on {i}"
+            );
+            assert!(seg.flags.ack);
+            if !last {
+                assert_eq!(seg.payload.len(), gso_size, "only the last piece is short");
+            }
+            expected_seq = expected_seq.wrapping_add(seg.payload.len() as u32);
+            data.extend_from_slice(&seg.payload);
+        }
+        let want: Vec<u8> = (0..payload_len).map(|i| (i % 251) as u8).collect();
+        assert_eq!(data, want, "payload reassembles");
+    }
+
+    #[test]
+    fn splits_into_valid_segments_whatever_the_input_checksum() {
+        for csum in [Csum::Full, Csum::Partial, Csum::Zero] {
+            let p = packet(3500, FLAGS_ALL, csum);
+            let pieces = split(&p, 1000);
+            assert_eq!(pieces.len(), 4);
+            assert_eq!(
+                pieces.iter().map(Vec::len).collect::<Vec<_>>(),
+                [1052, 1052, 1052, 552]
+            );
+            check(&pieces, 3500, 1000, FLAGS_ALL);
+        }
+    }
+
+    #[test]
+    fn exact_multiple_and_large_super_segment() {
+        let p = packet(4000, 0x10 | TCP_PSH, Csum::Partial);
+        let pieces = split(&p, 1000);
+        assert_eq!(pieces.len(), 4);
+        check(&pieces, 4000, 1000, 0x10 | TCP_PSH);
+
+        // The largest a 64 KiB IPv4 packet carries, cut at a typical MSS.
+        let max = usize::from(u16::MAX) - 20 - 32;
+        let p = packet(max, FLAGS_ALL, Csum::Partial);
+        let pieces = split(&p, 1448);
+        assert_eq!(pieces.len(), max.div_ceil(1448));
+        check(&pieces, max, 1448, FLAGS_ALL);
+    }
+
+    #[test]
+    fn small_or_empty_payload_is_one_packet_with_complete_checksums() {
+        for len in [0, 1, 999, 1000] {
+            let p = packet(len, FLAGS_ALL, Csum::Partial);
+            let pieces = split(&p, 1000);
+            assert_eq!(pieces.len(), 1, "payload {len}");
+            assert_eq!(pieces[0].len(), p.len());
+            check(&pieces, len, 1000, FLAGS_ALL);
+        }
+    }
+
+    #[test]
+    fn trailing_link_padding_is_not_payload() {
+        let mut p = packet(100, 0x10, Csum::Zero);
+        p.extend_from_slice(&[0xee; 6]);
+        let pieces = split(&p, 40);
+        assert_eq!(pieces.len(), 3);
+        check(&pieces, 100, 40, 0x10);
+    }
+
+    #[test]
+    fn bad_input_emits_nothing() {
+        let good = packet(300, 0x10, Csum::Partial);
+        let mut cases: Vec<(&str, Vec<u8>, usize)> =
+            vec![("empty", Vec::new(), 100), ("gso 0", good.clone(), 0)];
+        let mut v6 = good.clone();
+        v6[0] = 0x65;
+        cases.push(("version 6", v6, 100));
+        let mut udp = good.clone();
+        udp[9] = ipv4::PROTO_UDP;
+        cases.push(("UDP", udp, 100));
+        let mut ihl = good.clone();
+        ihl[0] = 0x44;
+        cases.push(("IHL 4", ihl, 100));
+        let mut frag = good.clone();
+        frag[6] |= 0x20; // MF
+        cases.push(("fragment", frag, 100));
+        let mut long = good.clone();
+        put16(&mut long, 2, 2000);
+        cases.push(("total length beyond the buffer", long, 100));
+        let mut short = good.clone();
+        put16(&mut short, 2, 30);
+        cases.push(("total length inside the headers", short, 100));
+        let mut doff = good.clone();
+        doff[20 + 12] = 4 << 4;
+        cases.push(("data offset 4", doff, 100));
+        for (what, p, size) in cases {
+            assert!(split(&p, size).is_empty(), "{what}");
+        }
+        // Every truncation of a good packet: never a panic; what comes out is valid.
+        for cut in 0..good.len() {
+            for piece in split(&good[..cut], 64) {
+                let ip = Ipv4Packet::parse(&piece).expect("valid IPv4");
+                Segment::parse(ip.src, ip.dst, ip.payload).expect("valid TCP");
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A cheap deterministic generator: no dependency, same bytes every run.
+        let mut x: u32 = 0x1234_5678;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for _ in 0..2000 {
+            let len = (next() % 200) as usize;
+            let mut p: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Some(b) = p.first_mut() {
+                *b = 0x40 | (*b & 0x0f); // mostly IPv4, any IHL
+            }
+            if let Some(b) = p.get_mut(9) {
+                *b = PROTO_TCP;
+            }
+            split_tcp4(&p, (next() % 64) as usize, &mut |_| {});
+            view(&p, (next() % 3) as u16, true, &mut |_| {});
+        }
+    }
+
+    #[test]
+    fn views_show_what_the_wire_carries() {
+        let plain = packet(50, 0x10, Csum::Full);
+        let mut seen = Vec::new();
+        tx_view(&plain, TxMeta::default(), &mut |p| seen.push(p.to_vec()));
+        assert_eq!(
+            seen,
+            std::slice::from_ref(&plain),
+            "no offload: the packet as is"
+        );
+
+        let partial = packet(50, 0x10, Csum::Partial);
+        seen.clear();
+        rx_view(
+            &partial,
+            RxMeta {
+                csum_trusted: true,
+                gso_size: 0,
+            },
+            &mut |p| seen.push(p.to_vec()),
+        );
+        assert_eq!(seen, [plain], "partial checksum completed");
+
+        let superseg = packet(3000, FLAGS_ALL, Csum::Partial);
+        seen.clear();
+        tx_view(
+            &superseg,
+            TxMeta {
+                gso_size: 1460,
+                csum_partial: true,
+            },
+            &mut |p| seen.push(p.to_vec()),
+        );
+        check(&seen, 3000, 1460, FLAGS_ALL);
+
+        let icmp = ipv4::emit(A, B, ipv4::PROTO_ICMP, 64, 1, &[8, 0, 0, 0]);
+        seen.clear();
+        rx_view(
+            &icmp,
+            RxMeta {
+                csum_trusted: true,
+                gso_size: 0,
+            },
+            &mut |p| seen.push(p.to_vec()),
+        );
+        assert_eq!(seen, [icmp], "not TCP/IPv4: shown as is");
+    }
+
+    #[test]
+    fn ethernet_frames_are_cut_behind_their_header() {
+        let eth: Vec<u8> = (1..=12).chain([0x08, 0x00]).collect();
+        let mut frame = eth.clone();
+        frame.extend_from_slice(&packet(2500, FLAGS_ALL, Csum::Partial));
+        let mut pieces = Vec::new();
+        view_ethernet(&frame, 1000, true, &mut |f| {
+            assert_eq!(&f[..14], &eth[..]);
+            pieces.push(f[14..].to_vec());
+        });
+        check(&pieces, 2500, 1000, FLAGS_ALL);
+
+        // ARP, or a frame too short for a header: as is.
+        let mut arp = frame.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        for f in [arp, frame[..10].to_vec()] {
+            let mut seen = Vec::new();
+            view_ethernet(&f, 1000, true, &mut |x| seen.push(x.to_vec()));
+            assert_eq!(seen, [f]);
+        }
+    }
+
+    #[test]
+    fn header_lengths() {
+        let p = packet(10, 0x10, Csum::Full);
+        assert_eq!(tcp4_header_lens(&p), Some((20, 32)));
+        assert_eq!(tcp4_header_lens(&p[..51]), None);
+        assert_eq!(tcp4_header_lens(&p[..52]), Some((20, 32)));
+        assert_eq!(tcp4_header_lens(&[]), None);
+    }
 }

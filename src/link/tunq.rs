@@ -16,9 +16,10 @@
 //!
 //! One `read`/`write` then moves up to 64 KiB instead of one 1500-byte packet: the syscall
 //! per packet was the bottleneck of the plain path (issue 5). We ask only for what our stack
-//! handles — TCP over IPv4 — not TSO6 or USO. If the kernel refuses the header or the
-//! offloads, the device is reopened without them and [`TunQueue::offloads`] says so; a
-//! super-segment asked for on a device without TSO is cut in software ([`super::gso`]).
+//! handles — TCP over IPv4 — not TSO6 or USO. If the kernel refuses TSO4, checksum offload
+//! alone is kept; if it refuses the header or every offload, the device is reopened without
+//! the header. [`TunQueue::offloads`] says what was accepted, and a super-segment asked for
+//! on a device without TSO is cut in software ([`super::gso`]).
 //!
 //! **Byte order.** The header's fields are in the virtio device's byte order, which for a
 //! TUN is the host's unless changed; we set `TUNSETVNETLE` so they are little-endian on any
@@ -104,6 +105,10 @@ pub struct TunQueueStats {
     pub unknown_gso: u64,
     /// Reads shorter than the virtio header, dropped.
     pub short_reads: u64,
+    /// Reads that claimed more bytes than the buffer holds, dropped rather than trusted.
+    /// (Linux cuts a packet longer than the buffer to the buffer's length and reports that:
+    /// size buffers with [`PollDevice::recv_buf_len`].)
+    pub truncated: u64,
     /// Packets that asked for TSO or checksum offload on a queue without it, and were cut or
     /// checksummed in software instead.
     pub soft_segmented: u64,
@@ -183,7 +188,8 @@ impl VnetHdr {
     /// The header for sending `packet` (which starts with `l2_len` bytes of link header,
     /// then IPv4 and TCP) as `meta` asks. `None` when `meta` asks for an offload but the
     /// packet is not TCP/IPv4 with sane header lengths (the caller then segments in
-    /// software, which drops what it cannot parse).
+    /// software, which drops what it cannot parse). Any offload marks the checksum partial:
+    /// [`TxMeta`] promises `csum_partial` whenever `gso_size` is set.
     pub fn for_tx(packet: &[u8], l2_len: usize, meta: TxMeta) -> Option<VnetHdr> {
         if meta == TxMeta::default() {
             return Some(VnetHdr::default());
@@ -369,7 +375,12 @@ impl TunQueue {
             if offloads.vnet_hdr {
                 // The settings are the device's, but set them again so that every queue
                 // agrees even if another process reattached the device in between.
-                negotiate(&file).map_err(io::Error::other)?;
+                let got = negotiate(&file).map_err(io::Error::other)?;
+                if got != offloads {
+                    return Err(io::Error::other(format!(
+                        "{real}: queue offloads {got:?} differ from the first queue's {offloads:?}"
+                    )));
+                }
             }
             queues.push(make(file));
         }
@@ -462,6 +473,20 @@ impl TunQueue {
         Ok(())
     }
 
+    /// Whether a read of `len` bytes fits the buffer of `cap` bytes; counts and logs it if
+    /// not, so that no caller ever slices past its buffer.
+    fn fits(&mut self, len: usize, cap: usize) -> bool {
+        if len <= cap {
+            return true;
+        }
+        self.stats.truncated += 1;
+        log::debug!(
+            "{}: dropped a {len}-byte packet that did not fit a {cap}-byte buffer",
+            self.name
+        );
+        false
+    }
+
     /// Says "the interface was deleted" instead of "Bad address".
     fn map_err(&self, e: io::Error) -> io::Error {
         match e.raw_os_error() {
@@ -520,17 +545,25 @@ impl PollDevice for TunQueue {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
         loop {
             if !self.offloads.vnet_hdr {
-                return match self.file.read(buf) {
-                    Ok(n) => Ok(Some((n, RxMeta::default()))),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-                    Err(e) => Err(self.map_err(e)),
+                let n = match self.file.read(buf) {
+                    // A TUN read is never empty; treat it as "nothing waiting" rather than
+                    // reading again.
+                    Ok(0) => return Ok(None),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                    Err(e) => return Err(self.map_err(e)),
                 };
+                if self.fits(n, buf.len()) {
+                    return Ok(Some((n, RxMeta::default())));
+                }
+                continue;
             }
             let mut raw = [0u8; VNET_HDR_LEN];
             let n = match self
                 .file
                 .read_vectored(&mut [IoSliceMut::new(&mut raw), IoSliceMut::new(buf)])
             {
+                Ok(0) => return Ok(None),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(self.map_err(e)),
@@ -543,6 +576,9 @@ impl PollDevice for TunQueue {
                 );
                 continue;
             };
+            if !self.fits(len, buf.len()) {
+                continue;
+            }
             match VnetHdr::decode(&raw).rx_meta() {
                 Ok(meta) => return Ok(Some((len, meta))),
                 Err(gso_type) => {
@@ -586,5 +622,330 @@ impl PollDevice for TunQueue {
 
     fn mtu(&self) -> usize {
         self.mtu.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ip::ipv4;
+    use std::net::Ipv4Addr;
+
+    /// A TCP/IPv4 packet with `options` bytes of TCP options and `payload` bytes of data.
+    fn tcp_packet(options: usize, payload: usize) -> Vec<u8> {
+        let mut tcp = vec![0u8; 20 + options + payload];
+        tcp[12] = u8::try_from((20 + options) / 4).unwrap() << 4;
+        ipv4::emit(
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+            ipv4::PROTO_TCP,
+            64,
+            1,
+            &tcp,
+        )
+    }
+
+    #[test]
+    fn header_wire_form_is_little_endian() {
+        let h = VnetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type: VNET_GSO_TCPV4 | VNET_GSO_ECN,
+            hdr_len: 0x0134,
+            gso_size: 0x05a8,
+            csum_start: 0x0014,
+            csum_offset: 0x0010,
+        };
+        let wire = h.encode();
+        assert_eq!(wire, [1, 0x81, 0x34, 0x01, 0xa8, 0x05, 0x14, 0, 0x10, 0]);
+        assert_eq!(VnetHdr::decode(&wire), h);
+        assert_eq!(VnetHdr::default().encode(), [0; VNET_HDR_LEN]);
+    }
+
+    #[test]
+    fn received_headers_become_meta() {
+        let meta = |flags, gso_type, gso_size| {
+            VnetHdr {
+                flags,
+                gso_type,
+                gso_size,
+                ..VnetHdr::default()
+            }
+            .rx_meta()
+        };
+        assert_eq!(meta(0, VNET_GSO_NONE, 0), Ok(RxMeta::default()));
+        let trusted = RxMeta {
+            csum_trusted: true,
+            gso_size: 0,
+        };
+        assert_eq!(meta(VNET_F_NEEDS_CSUM, VNET_GSO_NONE, 0), Ok(trusted));
+        assert_eq!(meta(VNET_F_DATA_VALID, VNET_GSO_NONE, 0), Ok(trusted));
+        let gro = RxMeta {
+            csum_trusted: true,
+            gso_size: 1448,
+        };
+        assert_eq!(meta(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, 1448), Ok(gro));
+        assert_eq!(
+            meta(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 | VNET_GSO_ECN, 1448),
+            Ok(gro)
+        );
+        // Types we never enable are refused, whatever else the header says.
+        assert_eq!(
+            meta(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV6, 1440),
+            Err(VNET_GSO_TCPV6)
+        );
+        assert_eq!(meta(0, VNET_GSO_UDP, 1472), Err(VNET_GSO_UDP));
+        assert_eq!(meta(0, 5, 1472), Err(5)); // VIRTIO_NET_HDR_GSO_UDP_L4
+    }
+
+    #[test]
+    fn headers_for_sending() {
+        let plain = tcp_packet(0, 100);
+        assert_eq!(
+            VnetHdr::for_tx(&plain, 0, TxMeta::default()),
+            Some(VnetHdr::default())
+        );
+        let tso = TxMeta {
+            gso_size: 1448,
+            csum_partial: true,
+        };
+        // 20 bytes of IP, 32 of TCP (12 of options).
+        let p = tcp_packet(12, 3000);
+        assert_eq!(
+            VnetHdr::for_tx(&p, 0, tso),
+            Some(VnetHdr {
+                flags: VNET_F_NEEDS_CSUM,
+                gso_type: VNET_GSO_TCPV4,
+                hdr_len: 52,
+                gso_size: 1448,
+                csum_start: 20,
+                csum_offset: 16,
+            })
+        );
+        // Checksum offload alone.
+        let csum = TxMeta {
+            gso_size: 0,
+            csum_partial: true,
+        };
+        let h = VnetHdr::for_tx(&p, 0, csum).unwrap();
+        assert_eq!((h.flags, h.gso_type, h.gso_size), (VNET_F_NEEDS_CSUM, 0, 0));
+        // On a TAP the link header comes first.
+        let mut frame = vec![0u8; ETH_HEADER_LEN];
+        frame.extend_from_slice(&p);
+        let h = VnetHdr::for_tx(&frame, ETH_HEADER_LEN, tso).unwrap();
+        assert_eq!((h.csum_start, h.hdr_len), (34, 66));
+        // Not TCP/IPv4: no header can describe it.
+        let icmp = ipv4::emit(
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+            ipv4::PROTO_ICMP,
+            64,
+            1,
+            &[8, 0, 0, 0],
+        );
+        assert_eq!(VnetHdr::for_tx(&icmp, 0, tso), None);
+        assert_eq!(VnetHdr::for_tx(&[], 0, tso), None);
+        assert_eq!(VnetHdr::for_tx(&p[..40], 0, tso), None);
+    }
+
+    #[test]
+    fn if_req_has_the_kernel_layout() {
+        // struct ifreq is 40 bytes on Linux (IFNAMSIZ + a 24-byte union).
+        assert_eq!(std::mem::size_of::<IfReq>(), 40);
+        assert_eq!(std::mem::offset_of!(IfReq, flags), libc::IFNAMSIZ);
+    }
+
+    #[test]
+    fn options_default_and_bad_names() {
+        assert_eq!(
+            TunOptions::default(),
+            TunOptions {
+                tap: false,
+                offload: true,
+                queues: 1
+            }
+        );
+        let err = TunQueue::open_queues("a/b", &TunOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    /// A queue over an ordinary file instead of a TUN: what `send` writes can be read back,
+    /// and `recv` reads what the test wrote (one packet per file, as a TUN read is one
+    /// packet).
+    fn file_queue(path: &std::path::Path, offloads: Offloads) -> TunQueue {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
+        TunQueue {
+            file,
+            name: "test".into(),
+            tap: false,
+            offloads,
+            mtu: Arc::new(AtomicUsize::new(DEFAULT_MTU)),
+            stats: TunQueueStats::default(),
+        }
+    }
+
+    fn temp_path(tag: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("tunstack-tunq-{}-{tag}", std::process::id()))
+    }
+
+    /// A TCP/IPv4 super-segment with a partial checksum, as the stack emits it with TSO.
+    fn super_segment(payload: usize) -> Vec<u8> {
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
+        let mut tcp = vec![0u8; 20 + payload];
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x18; // PSH ACK
+        let len = u16::try_from(tcp.len()).unwrap();
+        let partial = !ipv4::checksum_with(ipv4::pseudo_header_sum(src, dst, 6, len), &[]);
+        tcp[16..18].copy_from_slice(&partial.to_be_bytes());
+        ipv4::emit(src, dst, ipv4::PROTO_TCP, 64, 1, &tcp)
+    }
+
+    const TSO: TxMeta = TxMeta {
+        gso_size: 1000,
+        csum_partial: true,
+    };
+
+    #[test]
+    fn send_writes_header_and_packet_in_one_write() {
+        let path = temp_path("vnet-send");
+        let all = Offloads {
+            vnet_hdr: true,
+            rx_csum: true,
+            rx_tso4: true,
+            tx_tso4: true,
+        };
+        let mut q = file_queue(&path, all);
+        let p = super_segment(2500);
+        q.send(&p, TSO).unwrap();
+        let written = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let (hdr, packet) = written.split_at(VNET_HDR_LEN);
+        let hdr = VnetHdr::decode(hdr.try_into().unwrap());
+        assert_eq!(hdr, VnetHdr::for_tx(&p, 0, TSO).unwrap());
+        assert_eq!(
+            (hdr.gso_type, hdr.gso_size, hdr.hdr_len),
+            (VNET_GSO_TCPV4, 1000, 40)
+        );
+        assert_eq!(packet, &p[..], "the packet follows the header unchanged");
+        assert_eq!(q.stats().soft_segmented, 0);
+    }
+
+    #[test]
+    fn send_without_tso_cuts_in_software() {
+        for (tag, offloads) in [
+            ("plain", Offloads::default()),
+            (
+                "csum-only",
+                Offloads {
+                    vnet_hdr: true,
+                    rx_csum: true,
+                    ..Offloads::default()
+                },
+            ),
+        ] {
+            let path = temp_path(tag);
+            let mut q = file_queue(&path, offloads);
+            q.send(&super_segment(2500), TSO).unwrap();
+            let written = std::fs::read(&path).unwrap();
+            let _ = std::fs::remove_file(&path);
+            // The writes, back to back: [header] packet, [header] packet, ...
+            let mut rest = &written[..];
+            let mut payloads = Vec::new();
+            while !rest.is_empty() {
+                if offloads.vnet_hdr {
+                    let (h, r) = rest.split_at(VNET_HDR_LEN);
+                    assert_eq!(h, &[0; VNET_HDR_LEN], "{tag}: nothing left to offload");
+                    rest = r;
+                }
+                let ip = crate::ip::Ipv4Packet::parse(rest).unwrap();
+                let seg = crate::tcp::segment::Segment::parse(ip.src, ip.dst, ip.payload).unwrap();
+                payloads.push(seg.payload.len());
+                rest = &rest[ip.bytes.len()..];
+            }
+            assert_eq!(payloads, [1000, 1000, 500], "{tag}");
+            assert_eq!(q.stats().soft_segmented, 1, "{tag}");
+            // Nothing to cut: an ICMP packet asking for TSO is refused, not mangled.
+            let icmp = ipv4::emit(
+                Ipv4Addr::new(10, 0, 0, 2),
+                Ipv4Addr::new(10, 0, 0, 1),
+                ipv4::PROTO_ICMP,
+                64,
+                1,
+                &[0, 0, 0xff, 0xff],
+            );
+            let err = q.send(&icmp, TSO).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{tag}");
+        }
+    }
+
+    #[test]
+    fn recv_strips_and_decodes_the_header() {
+        let path = temp_path("vnet-recv");
+        let all = Offloads {
+            vnet_hdr: true,
+            rx_csum: true,
+            rx_tso4: true,
+            tx_tso4: true,
+        };
+        let p = super_segment(3000);
+        let hdr = VnetHdr {
+            flags: VNET_F_NEEDS_CSUM,
+            gso_type: VNET_GSO_TCPV4,
+            hdr_len: 40,
+            gso_size: 1448,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        let mut q = file_queue(&path, all);
+        q.file.write_all(&hdr.encode()).unwrap();
+        q.file.write_all(&p).unwrap();
+        std::io::Seek::rewind(&mut q.file).unwrap();
+        let mut buf = vec![0u8; q.recv_buf_len()];
+        let (n, meta) = q.recv(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            &buf[..n],
+            &p[..],
+            "the packet lands at the start of the buffer"
+        );
+        assert_eq!(
+            meta,
+            RxMeta {
+                csum_trusted: true,
+                gso_size: 1448
+            }
+        );
+
+        // A header announcing a TCP/IPv6 super-segment: dropped and counted; the next read
+        // finds nothing (end of file here), which is "nothing waiting".
+        let mut q = file_queue(&path, all);
+        let v6 = VnetHdr {
+            gso_type: VNET_GSO_TCPV6,
+            ..hdr
+        };
+        q.file.write_all(&v6.encode()).unwrap();
+        q.file.write_all(&p).unwrap();
+        std::io::Seek::rewind(&mut q.file).unwrap();
+        assert_eq!(q.recv(&mut buf).unwrap(), None);
+        assert_eq!(q.stats().unknown_gso, 1);
+
+        // Fewer bytes than a header: dropped and counted.
+        let mut q = file_queue(&path, all);
+        q.file.write_all(&[1, 2, 3]).unwrap();
+        std::io::Seek::rewind(&mut q.file).unwrap();
+        assert_eq!(q.recv(&mut buf).unwrap(), None);
+        assert_eq!(q.stats().short_reads, 1);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn queues_can_move_to_their_threads() {
+        assert_send::<TunQueue>();
     }
 }
