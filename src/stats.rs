@@ -148,6 +148,15 @@ pub fn summary(stats: &StackStats, http: Option<&HttpStats>) -> String {
         let _ = write!(s, " ({})", reasons.join(", "));
     }
     s.push('\n');
+    if ip.super_packets_in > 0 || ip.super_packets_out > 0 {
+        // Device offloads (link::offload): coalesced packets the kernel handed us (GRO) and
+        // super-segments we handed it to cut (TSO); segments count what the wire carries.
+        let _ = writeln!(
+            s,
+            "          offload super-segments in {}  out {}",
+            ip.super_packets_in, ip.super_packets_out
+        );
+    }
     let _ = write!(
         s,
         "  tcp     segments in {}  out {}  dropped {}",

@@ -65,6 +65,11 @@ impl H {
     /// A connection accepted by the host from the peer, who offers MSS 1460, window
     /// scale 7 and SACK (and timestamps when `ts`), with the host's `config`.
     fn new(config: Config, ts: bool) -> H {
+        H::with_sack(config, ts, true)
+    }
+
+    /// Like [`H::new`]; the peer offers SACK only if `sack`.
+    fn with_sack(config: Config, ts: bool, sack: bool) -> H {
         let mut host = Interface::new(US, config, 7);
         let l = host.tcp_mut().listen(SocketAddrV4::new(US, 80), 8).unwrap();
         let mut h = H {
@@ -85,7 +90,7 @@ impl H {
             options: TcpOptions {
                 mss: Some(MSS as u16),
                 window_scale: Some(7),
-                sack_permitted: true,
+                sack_permitted: sack,
                 timestamps: ts.then_some((1000, 0)),
                 ..TcpOptions::default()
             },
@@ -561,6 +566,33 @@ fn loss_inside_a_super_segment_resends_only_that_piece() {
     assert_eq!(h.host.tcp().stats().retransmits, 1);
     assert!(h.ack(10 * MSS, &[], 4 << 20).is_empty());
     assert_eq!(h.host.tcp().stats().retransmits, 1, "nothing else resent");
+}
+
+/// Without SACK the same loss is repaired by NewReno: the third duplicate ACK resends the
+/// piece at SND.UNA, and only that piece (RFC 5681 §3.2, RFC 6582).
+#[test]
+fn loss_inside_a_super_segment_without_sack_resends_only_that_piece() {
+    let mut h = H::with_sack(Config::default(), false, false);
+    h.host.set_tso(Some(65535));
+    h.write(0, 10 * MSS);
+    let out = h.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(check_data(&h, &out[0]), (0, 10 * MSS));
+    let mut sent = h.ack(3 * MSS, &[], 4 << 20);
+    assert!(sent.is_empty(), "nothing to send: all data is out");
+    for _ in 0..3 {
+        sent.extend(h.ack(3 * MSS, &[], 4 << 20));
+    }
+    assert_eq!(sent.len(), 1, "the third duplicate ACK: one retransmission");
+    assert_eq!(
+        check_data(&h, &sent[0]),
+        (3 * MSS, MSS),
+        "just the lost piece"
+    );
+    assert_eq!(sent[0].meta, TxMeta::default());
+    assert!(h.ack(10 * MSS, &[], 4 << 20).is_empty());
+    assert_eq!(h.host.tcp().stats().retransmits, 1);
+    assert_eq!(h.host.tcp().stats().fast_retransmits, 1);
 }
 
 /// With TSO off (the default) nothing changes: MSS-sized ordinary packets.

@@ -104,6 +104,8 @@ struct Host {
     pieces: u64,
     /// The most pieces one super-segment became.
     largest: usize,
+    /// IP ids of every packet put on the wire (fewer than 65536 per run: all distinct).
+    ids: std::collections::HashSet<u16>,
 }
 
 impl Host {
@@ -127,6 +129,7 @@ impl Host {
             supers: 0,
             pieces: 0,
             largest: 0,
+            ids: std::collections::HashSet::new(),
         }
     }
 
@@ -175,6 +178,12 @@ impl Host {
         progress
     }
 
+    /// The pieces of a super-segment take consecutive IP ids: no later packet reuses one.
+    fn note_id(&mut self, packet: &[u8]) {
+        let id = u16::from_be_bytes([packet[4], packet[5]]);
+        assert!(self.ids.insert(id), "IP id {id} used twice");
+    }
+
     /// Everything the host sends now, cut to wire packets and put on `link`.
     fn transmit(&mut self, link: &mut FaultInjector, now: Instant, buf: &mut Vec<u8>) -> bool {
         let mut progress = false;
@@ -200,6 +209,7 @@ impl Host {
             self.largest = self.largest.max(pieces.len());
             for p in pieces {
                 assert!(p.len() <= MTU, "a piece of {} bytes", p.len());
+                self.note_id(&p);
                 self.pieces += 1;
                 link.push(p, now);
             }

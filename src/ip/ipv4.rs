@@ -476,17 +476,41 @@ pub fn write_header(
 /// Adds `data` as big-endian 16-bit words to a running one's-complement sum (RFC 1071 §4.1).
 /// An odd trailing byte is padded with a zero byte. The sum is kept in a u64 and folded at
 /// the end, so no input length can overflow it.
-fn sum_words(mut sum: u64, data: &[u8]) -> u64 {
-    let mut words = data.chunks_exact(2);
-    for w in &mut words {
-        if let [hi, lo] = *w {
-            sum = sum.wrapping_add(u64::from(u16::from_be_bytes([hi, lo])));
+fn sum_words(sum: u64, data: &[u8]) -> u64 {
+    sum.wrapping_add(u64::from(ones_sum(data)))
+}
+
+/// The one's complement sum of `data` as big-endian 16-bit words (an odd trailing byte
+/// padded with zero), folded to 16 bits (RFC 1071 §4.1), not complemented.
+///
+/// RFC 1071 §2(B)/(C): the sum can be taken over wider words and folded at the end, and in
+/// either byte order ("byte order independence": the sum of byte-swapped words is the
+/// byte-swapped sum). So the data is added as native-endian 32-bit words into four 64-bit
+/// accumulators — no byte swap per word, and a loop the compiler vectorizes — and the
+/// folded result is put in network order once. About four times faster than 16 bits at a
+/// time; the TCP checksum covers every segment in and out.
+pub(crate) fn ones_sum(data: &[u8]) -> u16 {
+    let mut acc = [0u64; 4];
+    let mut wide = data.chunks_exact(16);
+    for c in &mut wide {
+        if let Ok(c) = <&[u8; 16]>::try_from(c) {
+            for (i, a) in acc.iter_mut().enumerate() {
+                let w = [c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]];
+                *a += u64::from(u32::from_ne_bytes(w));
+            }
         }
     }
-    if let [last] = *words.remainder() {
-        sum = sum.wrapping_add(u64::from(u16::from_be_bytes([last, 0])));
+    // Each accumulator grows by less than 2^32 per 16 bytes: no overflow below 2^64 bytes.
+    let mut sum: u64 = acc.iter().sum();
+    let mut pairs = wide.remainder().chunks_exact(2);
+    for p in &mut pairs {
+        sum += u64::from(u16::from_ne_bytes([p[0], p[1]]));
     }
-    sum
+    if let [last] = pairs.remainder() {
+        // An odd final byte is padded with zero on the right (RFC 1071).
+        sum += u64::from(u16::from_ne_bytes([*last, 0]));
+    }
+    u16::from_be(fold(sum))
 }
 
 /// Folds a wide sum into 16 bits with end-around carry (RFC 1071 §2 (B)).
@@ -568,6 +592,48 @@ mod tests {
         pkt[11] = 0;
         let sum = checksum(&pkt[..hl]);
         pkt[10..12].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    #[test]
+    fn fast_sum_equals_the_16_bit_sum_at_any_length_and_alignment() {
+        let data: Vec<u8> = (0..3000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        for (start, len) in [
+            (0, 0),
+            (1, 1),
+            (3, 17),
+            (0, 1460),
+            (1, 1460),
+            (5, 2993),
+            (7, 64),
+        ]
+        .into_iter()
+        .chain((0..200).map(|n| (n % 9, n * 13 % 2900)))
+        {
+            let d = &data[start..start + len];
+            let mut naive: u64 = 0;
+            for (i, b) in d.iter().enumerate() {
+                naive += u64::from(*b) << if i % 2 == 0 { 8 } else { 0 };
+            }
+            assert_eq!(ones_sum(d), fold(naive), "start {start} length {len}");
+        }
+    }
+
+    #[test]
+    fn write_header_matches_emit_into() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let mut expected = Vec::new();
+        emit_into(&mut expected, a, b, PROTO_TCP, 64, 77, 65515);
+        let mut packet = vec![0xffu8; 25];
+        write_header(&mut packet, a, b, PROTO_TCP, 64, 77, 65515);
+        assert_eq!(packet[..20], expected[..]);
+        assert_eq!(packet[20..], [0xff; 5], "only the header is written");
+        assert_eq!(u16::from_be_bytes([packet[2], packet[3]]), 65535);
+        assert_eq!(checksum(&packet[..20]), 0);
+        let mut short = [0u8; 10];
+        write_header(&mut short, a, b, PROTO_TCP, 64, 77, 0);
+        assert_eq!(short, [0; 10], "too short: untouched");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and TCP. Sans-IO like the layers it joins: bytes and `now` in, packets out.
 //!
 //! ```text
-//!  handle_packet(bytes)                          poll_transmit() -> bytes
+//!  handle_packet(_meta)(bytes)      poll_transmit() -> bytes / poll_transmit_into(buf)
 //!        │                                              ▲
 //!   ip::ipv4::Ipv4Packet::parse_with_fragments ─ drop ─▶ stats
 //!        │ dst == our address?                          │ ip::ipv4::emit(_fragments)
@@ -15,6 +15,11 @@
 //!        │     no socket ─▶ ICMP port unreachable ─▶│  udp::Udp::poll_transmit ─▶│
 //!        └─ other       ─▶ ICMP protocol unreachable ───▶│ (RFC 1122 §3.2.2.1)
 //! ```
+//!
+//! Device offloads ([`crate::link::offload`]): a received packet may come with an
+//! [`RxMeta`] (checksum already trusted, a coalesced super-segment of up to 64 KiB), and
+//! with [`Interface::set_tso`] TCP data may leave as a super-segment whose [`TxMeta`]
+//! asks the device to cut it into MSS-sized packets and finish the checksum.
 //!
 //! Reassembly timeouts are timers like TCP's: [`Interface::poll_at`] includes them and
 //! [`Interface::handle_timeout`] answers a timed-out datagram whose first fragment arrived
@@ -91,6 +96,8 @@ pub struct Interface {
     stats: IfaceStats,
     frag: Reassembler,
     mtu: usize,
+    /// The segment every received TCP packet is parsed into (its payload vector reused).
+    rx_segment: Segment,
 }
 
 impl Interface {
@@ -107,6 +114,7 @@ impl Interface {
             stats: IfaceStats::default(),
             frag: Reassembler::new(FragConfig::default()),
             mtu: DEFAULT_MTU,
+            rx_segment: Segment::default(),
         }
     }
 
@@ -240,17 +248,19 @@ impl Interface {
     fn deliver(&mut self, packet: &ipv4::Ipv4Packet<'_>, meta: RxMeta, now: Instant) {
         match packet.protocol {
             ipv4::PROTO_ICMP => self.handle_icmp(packet, now),
-            ipv4::PROTO_TCP => match if meta.csum_trusted {
-                Segment::parse_trusted(packet.src, packet.dst, packet.payload)
-            } else {
-                Segment::parse(packet.src, packet.dst, packet.payload)
-            } {
-                Ok(segment) => self.tcp.on_segment(packet.src, packet.dst, &segment, now),
-                Err(e) => {
-                    log::debug!("tcp: dropped segment from {}: {e}", packet.src);
-                    self.stats.drop("tcp-malformed");
+            ipv4::PROTO_TCP => {
+                // Parsed into the reused scratch segment: no allocation per segment.
+                let mut segment = std::mem::take(&mut self.rx_segment);
+                match segment.parse_into(packet.src, packet.dst, packet.payload, meta.csum_trusted)
+                {
+                    Ok(()) => self.tcp.on_segment(packet.src, packet.dst, &segment, now),
+                    Err(e) => {
+                        log::debug!("tcp: dropped segment from {}: {e}", packet.src);
+                        self.stats.drop("tcp-malformed");
+                    }
                 }
-            },
+                self.rx_segment = segment;
+            }
             ipv4::PROTO_UDP => self.handle_udp(packet, meta),
             other => {
                 // RFC 1122 §3.2.2.1: a host SHOULD send Protocol Unreachable (code 2) for a
@@ -478,6 +488,17 @@ impl Interface {
             return Some(TxMeta::default());
         }
         self.stats.super_packets_out += 1;
+        // The device gives the pieces consecutive IP ids from this one (Linux
+        // `tcp4_gso_segment` without SKB_GSO_TCP_FIXEDID): skip past them, so the ids of
+        // the next packets do not repeat theirs (with DF set they need not be unique,
+        // RFC 6864 §4.1, but distinct ids keep captures readable).
+        let header_len = out
+            .get(ipv4::MIN_HEADER_LEN + 12)
+            .map_or(0, |b| usize::from(b >> 4) * 4);
+        let pieces = tcp_len
+            .saturating_sub(header_len)
+            .div_ceil(usize::from(t.gso_size));
+        self.next_ip_id = id.wrapping_add(u16::try_from(pieces).unwrap_or(u16::MAX));
         Some(TxMeta {
             gso_size: t.gso_size,
             csum_partial: true,

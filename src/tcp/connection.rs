@@ -7,7 +7,12 @@
 //! send. That keeps ACKs coalesced (one per batch of input) and piggybacked on data.
 //!
 //! The send buffer *is* the retransmission queue: it holds every byte from SND.UNA on,
-//! so any segment can be rebuilt from it at any time.
+//! so any segment can be rebuilt from it at any time. A segment leaves as an
+//! `Outgoing`: header plus a range of the send buffer, copied by the endpoint straight
+//! into the packet. With TSO the range of new data may span several MSS-sized pieces (a
+//! super-segment the device cuts); nothing else changes, since everything that tracks
+//! what was sent (SND.NXT/SND.MAX, the SACK scoreboard, the retransmission log, Karn's
+//! RTT sample) works on sequence ranges, not on segments.
 //!
 //! ```text
 //!        SND.UNA            SND.NXT          SND.MAX              end of queued data
@@ -746,7 +751,10 @@ impl Connection {
     }
 
     /// In-order data arrived: ACK at once every second full-sized segment, otherwise
-    /// within the delayed-ACK timeout (RFC 1122 §4.2.3.2, RFC 5681 §4.2).
+    /// within the delayed-ACK timeout (RFC 1122 §4.2.3.2, RFC 5681 §4.2). Counting bytes
+    /// against the largest segment seen makes a coalesced super-segment from the device
+    /// (GRO: up to 64 KiB in one piece) count as the ceil(len / MSS) segments it was on the
+    /// wire, so it is acknowledged at once, never delayed (RFC 9293 §3.8.6.3).
     fn ack_in_order_data(&mut self, len: u32, now: Instant) {
         self.rcv_mss = self.rcv_mss.max(len).min(u32::from(self.local_mss));
         self.unacked_bytes = self.unacked_bytes.saturating_add(len);

@@ -10,7 +10,13 @@
 //!        └─ otherwise (CLOSED)                       ──► RST (§3.10.7.1)
 //!
 //!   poll_transmit(now) ──► endpoint RSTs first, then connections with work, round robin
+//!   poll_transmit_into(now, buf) ── the same, written straight into a packet buffer
 //! ```
+//!
+//! With [`Tcp::set_tso`] a connection may send new data as a super-segment (TSO): up to
+//! 64 KiB whose payload is a multiple of the per-segment size, for the device to cut; the
+//! rest of the layer still sees MSS-sized segments (the scoreboard and the
+//! retransmissions are sequence ranges, retransmissions go one MSS at a time).
 //!
 //! Connections live in a slab; a [`ConnId`] carries the slot's generation so a stale id
 //! (its connection freed) is detected and answered with [`TcpError::InvalidHandle`].
@@ -2084,6 +2090,59 @@ mod tests {
         assert!(got == data, "byte-exact delivery");
         assert_eq!(net.a.error(c), None);
         net.a.stats().clone()
+    }
+
+    /// TSO at the TCP level: A's bulk send leaves as super-segments, which B takes whole
+    /// (as it would after the device's GRO), with and without loss of whole
+    /// super-segments; segments are counted as the wire will carry them.
+    #[test]
+    fn bulk_transfer_with_tso() {
+        for (loss, seed) in [(0.0, 1), (0.02, 2), (0.05, 3)] {
+            let mut net = Net::new(Config::default());
+            net.rng = StdRng::seed_from_u64(seed);
+            net.a.set_tso(Some(MAX_SUPER_SEGMENT));
+            let (c, s, _) = net.connect();
+            net.loss = loss;
+            let data: Vec<u8> = (0..1_000_000).map(|i| (i * 7 % 251) as u8).collect();
+            let (mut sent, mut got) = (0, Vec::new());
+            for _ in 0..200_000 {
+                if sent < data.len() {
+                    sent += net.a.send(c, &data[sent..], net.now).unwrap();
+                }
+                net.pump();
+                let (chunk, _) = read_all(&mut net.b, s, net.now);
+                got.extend_from_slice(&chunk);
+                net.pump();
+                if got.len() == data.len() {
+                    break;
+                }
+                if chunk.is_empty() && !net.advance(Duration::from_secs(120)) {
+                    break;
+                }
+            }
+            assert!(got == data, "loss {loss}: byte-exact delivery");
+            let stats = net.a.stats();
+            assert!(
+                stats.super_segments_out > 0,
+                "loss {loss}: super-segments sent"
+            );
+            let mss = usize::from(net.a.send_mss(c));
+            let wire: u64 = net
+                .log
+                .iter()
+                .filter(|(from_a, _)| *from_a)
+                .map(|(_, seg)| seg.payload.len().div_ceil(mss).max(1) as u64)
+                .sum();
+            // The log holds what crossed (lost ones too); every super-segment is a
+            // multiple of the MSS but maybe the last, and at most 64 KiB of IPv4 packet.
+            for (_, seg) in net.log.iter().filter(|(from_a, _)| *from_a) {
+                assert!(seg.payload.len() + 20 + 32 <= 65535);
+            }
+            assert_eq!(
+                stats.segments_out, wire,
+                "loss {loss}: wire segments counted"
+            );
+        }
     }
 
     #[test]

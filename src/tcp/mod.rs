@@ -26,7 +26,8 @@
 //! start / congestion avoidance / NewReno with SACK hole retransmission, limited
 //! transmit, early retransmit, tail loss probes, TIME-WAIT (with RFC 6191 reuse and RFC
 //! 1337 protection), orphan FIN-WAIT-2 timeout, RFC 6528 ISNs, CUBIC (RFC 9438) as an
-//! option. Not (yet): RTT samples from timestamps (RTTM), ECN. docs/tcp-rfc-coverage.md maps requirements to tests.
+//! option, super-segments for devices with TSO (sent) and GRO (received), and a transmit
+//! path that copies payload straight from the send buffer into the packet. Not (yet): RTT samples from timestamps (RTTM), ECN. docs/tcp-rfc-coverage.md maps requirements to tests.
 
 pub mod congestion;
 pub mod connection;

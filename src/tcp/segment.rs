@@ -215,8 +215,14 @@ impl TcpOptions {
     /// every other option is kind, length, value. Unknown kinds are skipped by their
     /// length; a length that is impossible (< 2, past the end, or wrong for a known kind)
     /// makes the segment invalid (RFC 9293 §3.1, MUST-7: be prepared for illegal lengths).
-    fn parse(mut bytes: &[u8]) -> Result<TcpOptions, SegmentError> {
-        let mut opts = TcpOptions::default();
+    /// Every field of `self` is overwritten; its SACK block vector is reused.
+    fn parse_into(&mut self, mut bytes: &[u8]) -> Result<(), SegmentError> {
+        let opts = self;
+        opts.mss = None;
+        opts.window_scale = None;
+        opts.sack_permitted = false;
+        opts.timestamps = None;
+        opts.sack_blocks.clear();
         while let Some((&kind, rest)) = bytes.split_first() {
             match kind {
                 OPT_END => break,
@@ -281,7 +287,7 @@ impl TcpOptions {
             }
             bytes = bytes.get(len..).unwrap_or(&[]);
         }
-        Ok(opts)
+        Ok(())
     }
 }
 
@@ -475,6 +481,25 @@ impl Segment {
         Segment::parse_inner(src, dst, bytes, Checksum::Report)
     }
 
+    /// Like [`Segment::parse`] (or [`Segment::parse_trusted`] when `trusted`), but into
+    /// `self`, reusing its payload and SACK block vectors: the receive path parses every
+    /// packet into one scratch segment instead of allocating a payload per segment. On an
+    /// error `self` holds unspecified (valid) values.
+    pub fn parse_into(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+        trusted: bool,
+    ) -> Result<(), SegmentError> {
+        let mode = if trusted {
+            Checksum::Trusted
+        } else {
+            Checksum::Verify
+        };
+        self.fill(src, dst, bytes, mode).map(|_| ())
+    }
+
     /// The parsers; [`Checksum::Verify`] rejects a bad checksum before the options are
     /// looked at.
     fn parse_inner(
@@ -483,6 +508,20 @@ impl Segment {
         bytes: &[u8],
         mode: Checksum,
     ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
+        let mut segment = Segment::default();
+        let bad_checksum = segment.fill(src, dst, bytes, mode)?;
+        Ok((segment, bad_checksum))
+    }
+
+    /// Validate `bytes` and overwrite every field of `self` with what they say; a bad
+    /// checksum that `mode` lets through is returned.
+    fn fill(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &[u8],
+        mode: Checksum,
+    ) -> Result<Option<SegmentError>, SegmentError> {
         let len = bytes.len();
         if len < HEADER_LEN {
             return Err(SegmentError::TooShort { len });
@@ -515,27 +554,25 @@ impl Segment {
         }
         let header = TcpHeaderSlice::from_slice(bytes)
             .map_err(|_| SegmentError::BadDataOffset { offset, len })?;
-        let options = TcpOptions::parse(header.options())?;
-        let payload = bytes.get(header_len..).unwrap_or(&[]).to_vec();
-        let segment = Segment {
-            src_port: header.source_port(),
-            dst_port: header.destination_port(),
-            seq: SeqNum(header.sequence_number()),
-            ack: SeqNum(header.acknowledgment_number()),
-            flags: Flags {
-                fin: header.fin(),
-                syn: header.syn(),
-                rst: header.rst(),
-                psh: header.psh(),
-                ack: header.ack(),
-                urg: header.urg(),
-            },
-            window: header.window_size(),
-            urgent: header.urgent_pointer(),
-            options,
-            payload,
+        self.options.parse_into(header.options())?;
+        self.payload.clear();
+        self.payload
+            .extend_from_slice(bytes.get(header_len..).unwrap_or(&[]));
+        self.src_port = header.source_port();
+        self.dst_port = header.destination_port();
+        self.seq = SeqNum(header.sequence_number());
+        self.ack = SeqNum(header.acknowledgment_number());
+        self.flags = Flags {
+            fin: header.fin(),
+            syn: header.syn(),
+            rst: header.rst(),
+            psh: header.psh(),
+            ack: header.ack(),
+            urg: header.urg(),
         };
-        Ok((segment, bad_checksum))
+        self.window = header.window_size();
+        self.urgent = header.urgent_pointer();
+        Ok(bad_checksum)
     }
 
     /// The segment as bytes: header, options (padded to 4 bytes), payload, with a correct
@@ -696,25 +733,9 @@ fn checksum_with_zeroed_field(src: Ipv4Addr, dst: Ipv4Addr, tcp: &[u8]) -> u16 {
 }
 
 fn ones_sum(data: &[u8]) -> u64 {
-    // RFC 1071 §2(B)/(C): the one's complement sum can be taken over wider words and
-    // folded at the end; adding 32-bit big-endian words into a 64-bit accumulator (8 bytes
-    // per step) is about four times faster than 16 bits at a time, and the checksum is on
-    // every segment in and out (MSS-sized ones in a bulk transfer).
-    let mut sum: u64 = 0;
-    let mut wide = data.chunks_exact(8);
-    for c in &mut wide {
-        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        sum += (v >> 32) + (v & 0xffff_ffff);
-    }
-    let mut chunks = wide.remainder().chunks_exact(2);
-    for pair in &mut chunks {
-        sum += u64::from(u16::from_be_bytes([pair[0], pair[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        // An odd final byte is padded with zero on the right (RFC 1071).
-        sum += u64::from(u16::from_be_bytes([*last, 0]));
-    }
-    sum
+    // The checksum is on every segment in and out (MSS-sized ones in a bulk transfer):
+    // the shared fast sum (native-endian wide words, RFC 1071 §2).
+    u64::from(crate::ip::ipv4::ones_sum(data))
 }
 
 fn fold(mut sum: u64) -> u16 {
@@ -764,6 +785,71 @@ mod tests {
             options: TcpOptions::default(),
             payload: (0..len).map(|i| (i * 7 + 3) as u8).collect(),
         }
+    }
+
+    #[test]
+    fn parse_into_overwrites_every_field_and_reuses_the_vectors() {
+        let mut scratch = syn();
+        scratch.payload = vec![9; 5000];
+        scratch.options.sack_blocks = vec![(SeqNum(1), SeqNum(2)); 3];
+        let capacity = scratch.payload.capacity();
+        for seg in [data(1000), data(0), syn()] {
+            let bytes = seg.emit(A, B);
+            scratch.parse_into(A, B, &bytes, false).unwrap();
+            assert_eq!(scratch, Segment::parse(A, B, &bytes).unwrap());
+            assert_eq!(
+                scratch.payload.capacity(),
+                capacity,
+                "no new payload vector"
+            );
+        }
+        let mut bad = data(100).emit(A, B);
+        bad[20] ^= 1;
+        assert!(scratch.parse_into(A, B, &bad, false).is_err());
+        scratch.parse_into(A, B, &bad, true).unwrap();
+        assert_eq!(
+            scratch.payload.len(),
+            100,
+            "trusted: the checksum is not looked at"
+        );
+    }
+
+    #[test]
+    fn emit_with_payload_matches_emit() {
+        let seg = data(1000);
+        let header = Segment {
+            payload: Vec::new(),
+            ..seg.clone()
+        };
+        let mut out = vec![1, 2, 3];
+        header.emit_with_payload(&mut out, A, B, false, |p| p.extend_from_slice(&seg.payload));
+        assert_eq!(out[..3], [1, 2, 3], "appended after what was there");
+        assert_eq!(out[3..], seg.emit(A, B)[..]);
+    }
+
+    #[test]
+    fn partial_checksum_is_the_pseudo_header_sum_and_completes() {
+        // 3 × 1000 bytes: a super-segment whose checksum the device completes.
+        let seg = data(3000);
+        let mut out = Vec::new();
+        let header = Segment {
+            payload: Vec::new(),
+            ..seg.clone()
+        };
+        header.emit_with_payload(&mut out, A, B, true, |p| p.extend_from_slice(&seg.payload));
+        let len = out.len() as u16;
+        let pseudo = crate::ip::ipv4::pseudo_header_sum(A, B, PROTO_TCP, len) as u16;
+        assert_eq!(u16::from_be_bytes([out[16], out[17]]), pseudo);
+        assert!(
+            Segment::parse(A, B, &out).is_err(),
+            "not a complete checksum"
+        );
+        assert_eq!(Segment::parse_trusted(A, B, &out).unwrap(), seg);
+        // What the kernel does with CHECKSUM_PARTIAL: sum from csum_start to the end, the
+        // field included, and store the complement at csum_offset.
+        let full = crate::ip::checksum(&out);
+        out[16..18].copy_from_slice(&full.to_be_bytes());
+        assert_eq!(Segment::parse(A, B, &out).unwrap(), seg);
     }
 
     #[test]
@@ -825,7 +911,7 @@ mod tests {
 
     #[test]
     fn wide_ones_sum_equals_the_16_bit_sum() {
-        // Every length 0..=70 (all remainders of the 8-byte loop) and varied bytes.
+        // Every length 0..=70 (all remainders of the 16-byte loop) and varied bytes.
         let data: Vec<u8> = (0..70u32)
             .map(|i| (i.wrapping_mul(197) ^ 0xa5) as u8)
             .collect();

@@ -184,6 +184,32 @@ mod tests {
     }
 
     #[test]
+    fn extend_into_appends_across_the_wrap() {
+        let mut b = SendBuffer::new(MIN_ALLOCATION);
+        let data: Vec<u8> = (0..MIN_ALLOCATION).map(|i| i as u8).collect();
+        assert_eq!(b.write(&data), MIN_ALLOCATION);
+        b.consume(MIN_ALLOCATION - 10);
+        // 10 bytes at the end of the ring, 20 more from its start.
+        let more: Vec<u8> = (0..20u8).map(|i| 200 + i).collect();
+        assert_eq!(b.write(&more), 20);
+        let mut out = vec![0xee];
+        assert_eq!(
+            b.extend_into(5, 100, &mut out),
+            25,
+            "cut at the end of the data"
+        );
+        let mut expected = vec![0xee];
+        expected.extend_from_slice(&data[MIN_ALLOCATION - 5..]);
+        expected.extend_from_slice(&more);
+        assert_eq!(out, expected, "appended after what was there, in order");
+        let mut peeked = vec![0u8; 25];
+        assert_eq!(b.peek(5, &mut peeked), 25);
+        assert_eq!(out[1..], peeked[..], "the same bytes as peek");
+        assert_eq!(b.extend_into(30, 10, &mut out), 0, "past the end: nothing");
+        assert_eq!(out.len(), 26);
+    }
+
+    #[test]
     fn write_accepts_only_free_space() {
         let mut b = SendBuffer::new(4);
         assert_eq!(b.write(b"abcdef"), 4);
