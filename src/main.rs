@@ -72,7 +72,8 @@ struct LinkArgs {
     #[arg(long)]
     pcap: Option<PathBuf>,
     /// Print a per-layer account of every packet in and out, with what each layer decided
-    /// (state transitions, timers, retransmissions, socket calls, HTTP lines).
+    /// (state transitions, timers, retransmissions, socket calls, HTTP lines). `serve`
+    /// then uses the threaded runtime, whose thread per connection the trace shows.
     #[arg(long)]
     trace: bool,
     /// Seed for ISNs and ephemeral ports (random by default), for reproducible runs.
@@ -154,6 +155,18 @@ enum Command {
         /// Seconds a request body may stall between two reads (raise it on lossy links).
         #[arg(long, default_value_t = 30)]
         body_timeout: u64,
+        /// Use the classic threaded runtime (a reader thread, a stack thread and a
+        /// blocking thread per connection) instead of the event loop. --trace and --step
+        /// always use it.
+        #[arg(long)]
+        threaded: bool,
+        /// Open the TUN with this many queues (IFF_MULTI_QUEUE), each served by its own
+        /// event-loop thread with its own stack; the kernel keeps every flow on one queue.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        queues: u16,
+        /// Do not ask the TUN for checksum and segmentation offloads (IFF_VNET_HDR).
+        #[arg(long)]
+        no_offload: bool,
     },
     /// Download URL through our own stack (active open) and write the body.
     Get {
@@ -203,17 +216,28 @@ fn main() -> ExitCode {
             udp_echo,
             step,
             body_timeout,
-        } => serve(
-            &link,
-            step,
-            port,
-            root,
-            max_connections,
-            Duration::from_secs(header_timeout),
-            Duration::from_secs(idle_timeout),
-            udp_echo,
-            Duration::from_secs(body_timeout),
-        ),
+            threaded,
+            queues,
+            no_offload,
+        } => {
+            let opts = ServeOptions {
+                port,
+                root,
+                config: tunstack::http::ServerConfig {
+                    max_connections,
+                    header_timeout: Duration::from_secs(header_timeout),
+                    idle_timeout: Duration::from_secs(idle_timeout),
+                    body_timeout: Duration::from_secs(body_timeout),
+                    ..tunstack::http::ServerConfig::default()
+                },
+                udp_echo,
+            };
+            if threaded || step || link.trace {
+                serve(&link, step, opts)
+            } else {
+                serve_evented(&link, opts, usize::from(queues), !no_offload)
+            }
+        }
         Command::Get {
             url,
             link,
@@ -395,21 +419,24 @@ fn stats_on_sigusr1(stack: StackHandle, http: Arc<HttpCounters>) -> io::Result<(
     Ok(())
 }
 
-// One argument per command-line flag of `serve`.
-#[allow(clippy::too_many_arguments)]
-fn serve(
-    link: &LinkArgs,
-    step: bool,
+/// What `serve` serves, whichever the runtime.
+struct ServeOptions {
     port: u16,
     root: Option<PathBuf>,
-    max_connections: usize,
-    header_timeout: Duration,
-    idle_timeout: Duration,
+    config: tunstack::http::ServerConfig,
     udp_echo: Option<u16>,
-    body_timeout: Duration,
-) -> io::Result<()> {
-    use tunstack::http::{Router, Server, ServerConfig};
+}
 
+/// `serve` on the threaded runtime (`--threaded`, `--trace`, `--step`).
+fn serve(link: &LinkArgs, step: bool, opts: ServeOptions) -> io::Result<()> {
+    use tunstack::http::{Router, Server};
+
+    let ServeOptions {
+        port,
+        root,
+        config,
+        udp_echo,
+    } = opts;
     let mut router = Router::standard(root.as_deref())?;
     let tracer = make_tracer(link.trace, step);
     let stack = start_stack(link, tracer.clone())?;
@@ -436,13 +463,6 @@ fn serve(
                 }
             })?;
     }
-    let config = ServerConfig {
-        max_connections,
-        header_timeout,
-        idle_timeout,
-        body_timeout,
-        ..ServerConfig::default()
-    };
     let counted = CountingHandler::new(router, http_counters.clone());
     let server = match tracer {
         Some(t) => Server::new(TracedHandler::new(counted, t), config),
@@ -472,6 +492,220 @@ fn serve(
         }
     );
     server.serve(listener)
+}
+
+/// What ends an evented `serve`: a signal, or a loop that stopped on its own (an error).
+enum ServeEvent {
+    Signal(i32),
+    LoopEnded(usize, io::Result<()>),
+}
+
+/// `serve` on the event loop (the default): `queues` TUN queues, each with its own
+/// stack, listener and HTTP server on a thread of its own, sharing nothing on the packet
+/// path. The same seed everywhere, so that a SYN cookie made by one queue validates on
+/// another.
+fn serve_evented(
+    link: &LinkArgs,
+    opts: ServeOptions,
+    queues: usize,
+    offload: bool,
+) -> io::Result<()> {
+    use std::sync::mpsc;
+    use tunstack::http::evented::EventedServer;
+    use tunstack::http::{Handler, Router};
+    use tunstack::link::tun::{configure_link_ipv6, set_txqueuelen};
+    use tunstack::link::{configure_link, TunOptions, TunQueue};
+    use tunstack::stack::evloop::{self, EventLoop, StatsBoard};
+
+    let ServeOptions {
+        port,
+        root,
+        config,
+        udp_echo,
+    } = opts;
+    let (kind, name) = match &link.tap {
+        Some(tap) => ("TAP", tap),
+        None => ("TUN", &link.tun),
+    };
+    // Fault injection (--loss, --corrupt, …) sees and changes plain packets: a corrupted
+    // packet must fail its checksum, which the kernel's offloads would have us trust.
+    let faults = link.faults.config().is_some();
+    if offload && faults {
+        log::info!("link: fault injection on: opening the device without offloads");
+    }
+    let tun_opts = TunOptions {
+        tap: link.tap.is_some(),
+        offload: offload && evloop::STACK_OFFLOADS && !faults,
+        queues,
+    };
+    let devices = TunQueue::open_queues(name, &tun_opts)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {kind} {name}: {e}")))?;
+    let ifname = devices
+        .first()
+        .map(|d| d.name().to_string())
+        .unwrap_or_else(|| name.clone());
+    match devices.first() {
+        Some(d) => d.configure(&link.host_ip, link.mtu)?,
+        None => configure_link(&ifname, &link.host_ip, link.mtu)?,
+    }
+    if let Some(cidr6) = &link.host_ip6 {
+        configure_link_ipv6(&ifname, cidr6)?;
+    }
+    // Room for a burst (10,000 clients each sending a request at once): the default
+    // 500 packets overflowed, and each drop cost its sender a retransmission timeout.
+    if let Err(e) = set_txqueuelen(&ifname, 10_000) {
+        log::warn!("link: {ifname}: cannot raise txqueuelen: {e}");
+    }
+    log::info!(
+        "link: {kind} {ifname} up ({} queue(s), event loop), kernel side {}, stack answers as {}",
+        devices.len(),
+        link.host_ip,
+        link.ip
+    );
+
+    let mut stack_config = StackConfig::new(link.ip);
+    stack_config.mtu = link.mtu;
+    // One seed for every queue: ISNs and SYN cookies agree whichever queue a packet takes.
+    stack_config.seed = Some(link.seed.unwrap_or_else(rand::random));
+    stack_config.faults = link.faults.config();
+    if let Some((f, seed)) = &stack_config.faults {
+        log::info!("link: injecting faults {f:?} (seed {seed})");
+    }
+    stack_config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
+    stack_config.ethernet = ethernet_config(link)?;
+    stack_config.addr6 = link.ip6;
+    // One capture file for all queues: the hook is shared (taken only with --pcap).
+    let hook = packet_hook(link)?.map(|h| Arc::new(Mutex::new(h)));
+
+    let board = StatsBoard::new(devices.len());
+    let http_counters = Arc::new(HttpCounters::default());
+    let mut router = Router::standard(root.as_deref())?;
+    {
+        // GET /_stats: every layer's counters as JSON. The loop serving the request
+        // publishes its own counters just before (EventedServer::set_stats_path); other
+        // queues' are at most evloop::STATS_PERIOD old.
+        let board = board.clone();
+        let http = http_counters.clone();
+        router.route(
+            "/_stats",
+            move |_req: &tunstack::http::Request| match board.merged() {
+                Some(stats) => {
+                    let json = stats_report::to_json(&stats, Some(&http.snapshot()));
+                    tunstack::http::Response::bytes(200, "application/json", json.into_bytes())
+                }
+                None => tunstack::http::Response::error(503),
+            },
+        );
+    }
+    let handler: Arc<dyn Handler> = Arc::new(CountingHandler::new(router, http_counters.clone()));
+
+    let (events_tx, events_rx) = mpsc::channel::<ServeEvent>();
+    let mut handles = Vec::new();
+    let mut threads = Vec::new();
+    for (i, device) in devices.into_iter().enumerate() {
+        let hook: Option<PacketHook> = hook.clone().map(|shared| {
+            Box::new(move |dir: Direction, packet: &[u8]| {
+                let mut h = shared.lock().unwrap_or_else(|e| e.into_inner());
+                h(dir, packet)
+            }) as PacketHook
+        });
+        let mut ev = EventLoop::new(device, &stack_config, hook)?;
+        ev.set_stats_board(board.clone(), i);
+        let listener = ev
+            .iface_mut()
+            .tcp_mut()
+            .listen(SocketAddrV4::new(link.ip, port), 0)
+            .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e:?}")))?;
+        let mut server = EventedServer::new(handler.clone(), config.clone(), listener);
+        server.set_stats_path("/_stats");
+        if let Some(echo_port) = udp_echo {
+            let socket = ev
+                .iface_mut()
+                .udp_mut()
+                .bind(SocketAddrV4::new(link.ip, echo_port))
+                .map_err(|e| io::Error::other(format!("udp port {echo_port}: {e:?}")))?;
+            server.set_udp_echo(socket);
+            if i == 0 {
+                log::info!("udp: echo on {}:{echo_port}", link.ip);
+            }
+        }
+        handles.push(ev.handle());
+        let tx = events_tx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("tunstack-q{i}"))
+                .spawn(move || {
+                    let result = ev.run(&mut server);
+                    let _ = tx.send(ServeEvent::LoopEnded(i, result));
+                })?,
+        );
+    }
+    {
+        let board = board.clone();
+        let handles = handles.clone();
+        let http = http_counters.clone();
+        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
+        std::thread::Builder::new()
+            .name("sigusr1".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    if let Some(stats) = board.fresh(&handles, Duration::from_secs(1)) {
+                        let text = stats_report::summary(&stats, Some(&http.snapshot()));
+                        let mut err = io::stderr().lock();
+                        let _ = err.write_all(text.as_bytes());
+                        let _ = err.flush();
+                    }
+                }
+            })?;
+    }
+    {
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])?;
+        let tx = events_tx;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    let _ = tx.send(ServeEvent::Signal(sig));
+                }
+            })?;
+    }
+    log::info!(
+        "http: listening on {}:{port} ({}), event loop",
+        link.ip,
+        match &root {
+            Some(r) => format!("files under {}", r.display()),
+            None => "built-in site".to_string(),
+        }
+    );
+    let mut result = Ok(());
+    match events_rx.recv() {
+        Ok(ServeEvent::Signal(sig)) => log::info!("signal {sig}: closing connections"),
+        Ok(ServeEvent::LoopEnded(i, r)) => {
+            log::error!("stack: queue {i} stopped: {r:?}");
+            result = r.and(Err(io::Error::other(format!("queue {i} stopped"))));
+        }
+        Err(_) => {}
+    }
+    // Every loop closes its connections (FIN, then RST after the grace period) and
+    // publishes its final counters.
+    for h in &handles {
+        h.stop();
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    if let Some(stats) = board.merged() {
+        let text = stats_report::summary(&stats, Some(&http_counters.snapshot()));
+        let mut err = io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        let _ = err.flush();
+    }
+    // The queues were closed with their loops: the kernel removes the (non-persistent)
+    // device with its last descriptor.
+    result
 }
 
 fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -> io::Result<()> {

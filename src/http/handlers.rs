@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::request::Request;
@@ -74,9 +76,49 @@ enum Source {
 /// cannot hide a `..`), then any `..` segment, NUL or backslash is rejected; finally the file's
 /// canonical path (symlinks resolved) must still lie under the canonical root, so a symlink
 /// pointing outside is answered 404.
+///
+/// Small files are kept in memory after their first request ([`CACHE_MAX_FILE`]), keyed by
+/// the request path and checked against the file on every request with one `stat`: the
+/// same device, inode, size, modification and change times, or the slow path runs again (so an
+/// edited file, or a path whose symlink now points elsewhere, is never served stale). A
+/// request then costs one system call instead of resolving, opening, reading and closing.
 #[derive(Debug, Clone)]
 pub struct StaticSite {
     source: Source,
+    cache: Arc<RwLock<HashMap<String, Cached>>>,
+}
+
+/// Files up to this size are cached by [`StaticSite`].
+pub const CACHE_MAX_FILE: u64 = 64 * 1024;
+/// Most files a [`StaticSite`] caches (at most 64 MiB with [`CACHE_MAX_FILE`]).
+const CACHE_MAX_ENTRIES: usize = 1024;
+
+/// A small file served from memory, with what identifies the version it holds.
+#[derive(Debug)]
+struct Cached {
+    /// The path as requested under the root (not canonical: `stat` follows it again).
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    /// The inode change time: a `chmod` changes it, not the contents.
+    ctime: (i64, i64),
+    content_type: &'static str,
+    modified: Option<SystemTime>,
+    bytes: Vec<u8>,
+}
+
+impl Cached {
+    /// The file at `path` is still the one cached.
+    fn is_current(&self, meta: &fs::Metadata) -> bool {
+        meta.is_file()
+            && meta.dev() == self.dev
+            && meta.ino() == self.ino
+            && meta.len() == self.len
+            && (meta.mtime(), meta.mtime_nsec()) == self.mtime
+            && (meta.ctime(), meta.ctime_nsec()) == self.ctime
+    }
 }
 
 impl StaticSite {
@@ -84,6 +126,7 @@ impl StaticSite {
     pub fn builtin() -> Self {
         StaticSite {
             source: Source::Builtin,
+            cache: Arc::default(),
         }
     }
 
@@ -98,6 +141,7 @@ impl StaticSite {
         }
         Ok(StaticSite {
             source: Source::Dir(root),
+            cache: Arc::default(),
         })
     }
 
@@ -138,7 +182,26 @@ impl StaticSite {
         }
     }
 
+    /// The cached copy of `req.path`, if the file did not change since.
+    fn cached_response(&self, req: &Request) -> Option<Response> {
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        let hit = cache.get(&req.path)?;
+        let meta = fs::metadata(&hit.path).ok()?;
+        if !hit.is_current(&meta) {
+            return None;
+        }
+        Some(file_response(
+            req,
+            hit.content_type,
+            hit.modified,
+            Body::Bytes(hit.bytes.clone()),
+        ))
+    }
+
     fn serve_dir(&self, root: &Path, req: &Request, segments: &[&str]) -> Response {
+        if let Some(resp) = self.cached_response(req) {
+            return resp;
+        }
         let mut path = root.to_path_buf();
         path.extend(segments);
         let Some(canon) = under_root(root, &path) else {
@@ -147,6 +210,7 @@ impl StaticSite {
         let Ok(meta) = fs::metadata(&canon) else {
             return Response::error(404);
         };
+        let direct = !meta.is_dir();
         let (canon, meta) = if meta.is_dir() {
             if !req.path.ends_with('/') {
                 return Self::redirect_to_dir(req);
@@ -172,35 +236,90 @@ impl StaticSite {
             Err(_) => return Response::error(404),
         };
         // The length of what we opened, not of what the path named a moment ago.
-        let (len, modified) = match file.metadata() {
-            Ok(m) => (m.len(), m.modified().ok()),
+        let opened = match file.metadata() {
+            Ok(m) => m,
             Err(_) => return Response::error(500),
         };
+        let len = opened.len();
         let name = canon.to_string_lossy();
+        let ctype = content_type(&name);
         // HTTP dates have one-second resolution.
-        let modified = modified
+        let modified = opened
+            .modified()
+            .ok()
             .filter(|t| *t <= SystemTime::now())
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| UNIX_EPOCH + Duration::from_secs(d.as_secs()));
-        // RFC 9110 §13.1.3: unchanged since the client's copy → 304 without a body.
-        if let (Some(m), Some(since)) = (
-            modified,
-            req.headers
-                .get("if-modified-since")
-                .and_then(parse_http_date),
-        ) {
-            if m <= since {
-                return Response::new(304).with_header("Last-Modified", http_date(m));
+        if direct && len <= CACHE_MAX_FILE {
+            if let Some(bytes) = self.cache_file(req, path, &opened, file, ctype, modified) {
+                return file_response(req, ctype, modified, Body::Bytes(bytes));
             }
+            return Response::error(500);
         }
-        let mut resp = Response::new(200)
-            .with_header("Content-Type", content_type(&name))
-            .with_body(Body::File { file, len });
-        if let Some(m) = modified {
-            resp.headers.append("Last-Modified", http_date(m));
-        }
-        resp
+        file_response(req, ctype, modified, Body::File { file, len })
     }
+
+    /// Read a small file whole and remember it for the next requests of `req.path`.
+    fn cache_file(
+        &self,
+        req: &Request,
+        path: PathBuf,
+        meta: &fs::Metadata,
+        mut file: File,
+        content_type: &'static str,
+        modified: Option<SystemTime>,
+    ) -> Option<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).ok()?);
+        io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+        if bytes.len() as u64 != meta.len() {
+            // Changed while we read it: serve what we read, remember nothing.
+            return Some(bytes);
+        }
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() < CACHE_MAX_ENTRIES || cache.contains_key(&req.path) {
+            cache.insert(
+                req.path.clone(),
+                Cached {
+                    path,
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                    len: meta.len(),
+                    mtime: (meta.mtime(), meta.mtime_nsec()),
+                    ctime: (meta.ctime(), meta.ctime_nsec()),
+                    content_type,
+                    modified,
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+        Some(bytes)
+    }
+}
+
+/// 200 with `body`, or 304 when the client's copy is current (RFC 9110 §13.1.3).
+fn file_response(
+    req: &Request,
+    content_type: &'static str,
+    modified: Option<SystemTime>,
+    body: Body,
+) -> Response {
+    if let (Some(m), Some(since)) = (
+        modified,
+        req.headers
+            .get("if-modified-since")
+            .and_then(parse_http_date),
+    ) {
+        if m <= since {
+            return Response::new(304).with_header("Last-Modified", http_date(m));
+        }
+    }
+    let mut resp = Response::new(200)
+        .with_header("Content-Type", content_type)
+        .with_body(body);
+    if let Some(m) = modified {
+        resp.headers.append("Last-Modified", http_date(m));
+    }
+    resp
 }
 
 /// Canonicalize `path` and return it only if it is still under `root` (already canonical).
@@ -333,5 +452,58 @@ mod tests {
         assert_eq!(content_type("x.wasm"), "application/wasm");
         assert_eq!(content_type("noext"), "application/octet-stream");
         assert_eq!(content_type("a.tar.gz"), "application/octet-stream");
+    }
+
+    fn get(path: &str) -> Request {
+        Request {
+            method: "GET".into(),
+            target: path.into(),
+            path: path.into(),
+            query: None,
+            version: crate::http::Version::Http11,
+            headers: crate::http::Headers::new(),
+            body: Vec::new(),
+            peer: None,
+        }
+    }
+
+    fn body(resp: &Response) -> Vec<u8> {
+        match &resp.body {
+            Body::Bytes(b) => b.clone(),
+            Body::Static(b) => b.to_vec(),
+            Body::Empty => Vec::new(),
+            Body::File { .. } => panic!("a small file is served from memory"),
+        }
+    }
+
+    #[test]
+    fn small_files_are_cached_and_never_stale() {
+        let dir = std::env::temp_dir().join(format!("tunstack-cache-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.txt");
+        fs::write(&file, b"first").unwrap();
+        let site = StaticSite::from_dir(&dir).unwrap();
+        let first = site.handle(&get("/a.txt"));
+        assert_eq!((first.status, body(&first)), (200, b"first".to_vec()));
+        assert_eq!(site.cache.read().unwrap().len(), 1);
+        // From the cache: same bytes, same headers.
+        let again = site.handle(&get("/a.txt"));
+        assert_eq!(body(&again), b"first");
+        assert_eq!(
+            again.headers.get("content-type"),
+            first.headers.get("content-type")
+        );
+        // Replaced (a new inode, a new size): the new contents at once.
+        fs::write(dir.join("b.tmp"), b"second!").unwrap();
+        fs::rename(dir.join("b.tmp"), &file).unwrap();
+        assert_eq!(body(&site.handle(&get("/a.txt"))), b"second!");
+        // Deleted: 404, not the cached copy.
+        fs::remove_file(&file).unwrap();
+        assert_eq!(site.handle(&get("/a.txt")).status, 404);
+        // Large files are streamed, not cached.
+        fs::write(dir.join("big"), vec![7u8; CACHE_MAX_FILE as usize + 1]).unwrap();
+        let big = site.handle(&get("/big"));
+        assert!(matches!(big.body, Body::File { .. }));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

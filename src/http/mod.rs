@@ -48,6 +48,8 @@
 //! - [`server`]: connection handling over any [`Acceptor`] (a thread per connection).
 //! - [`conn`]: the same connection as a sans-IO state machine ([`HttpConn`]: bytes in, bytes
 //!   out, time passed in) for an event loop serving many connections on one thread.
+//! - [`evented`]: that event-loop server ([`evented::EventedServer`], what `serve` runs by
+//!   default on [`crate::stack::evloop::EventLoop`]).
 //! - [`handlers`]: [`Handler`], [`StaticSite`], [`Echo`], [`Router`]; [`site`] is the built-in site.
 //! - [`client`]: `GET` over any `Read + Write` stream.
 //! - [`transport`]: the [`Transport`]/[`Acceptor`] traits that keep this layer independent of
@@ -57,6 +59,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod evented;
 pub mod handlers;
 pub mod parse;
 pub mod request;

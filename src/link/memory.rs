@@ -120,6 +120,86 @@ impl Device for MemDevice {
     }
 }
 
+/// One end of an in-memory link for the event loop ([`crate::link::offload::PollDevice`]),
+/// made by [`poll_pair`]: a Unix datagram socket pair, so that each packet stays one
+/// datagram, reads never block, and epoll can wait on the descriptor like on a TUN's.
+#[derive(Debug)]
+pub struct MemPollDevice {
+    socket: std::os::unix::net::UnixDatagram,
+    mtu: usize,
+}
+
+/// Creates two connected non-blocking [`MemPollDevice`]s with [`DEFAULT_MTU`].
+pub fn poll_pair() -> io::Result<(MemPollDevice, MemPollDevice)> {
+    let (a, b) = std::os::unix::net::UnixDatagram::pair()?;
+    a.set_nonblocking(true)?;
+    b.set_nonblocking(true)?;
+    let end = |socket| MemPollDevice {
+        socket,
+        mtu: DEFAULT_MTU,
+    };
+    Ok((end(a), end(b)))
+}
+
+impl MemPollDevice {
+    /// Sets the MTU; larger packets are refused by `send` (`InvalidInput`).
+    pub fn set_mtu(&mut self, mtu: usize) {
+        self.mtu = mtu;
+    }
+}
+
+impl super::offload::PollDevice for MemPollDevice {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, super::offload::RxMeta)>> {
+        match self.socket.recv(buf) {
+            Ok(n) => Ok(Some((n, super::offload::RxMeta::default()))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn send(&mut self, packet: &[u8], _meta: super::offload::TxMeta) -> io::Result<()> {
+        if packet.len() > self.mtu {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "packet of {} bytes exceeds the MTU of {}",
+                    packet.len(),
+                    self.mtu
+                ),
+            ));
+        }
+        match self.socket.send(packet) {
+            Ok(_) => Ok(()),
+            // A full socket buffer or a closed peer: the packet is lost, as on a real
+            // link whose queue overflowed (TCP retransmits).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                log::debug!("memory link: packet of {} bytes lost: {e}", packet.len());
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
+    }
+
+    fn offloads(&self) -> super::offload::Offloads {
+        super::offload::Offloads::default()
+    }
+
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +297,26 @@ mod tests {
         let mut buf = [0u8; 8];
         assert_eq!(b.recv(&mut buf).unwrap(), 3);
         assert_eq!(b.mtu(), DEFAULT_MTU);
+    }
+    #[test]
+    fn poll_pair_keeps_packets_whole_and_never_blocks() {
+        use crate::link::offload::{PollDevice, TxMeta};
+        let (mut a, mut b) = poll_pair().unwrap();
+        let mut buf = [0u8; 64];
+        assert!(b.recv(&mut buf).unwrap().is_none());
+        a.send(b"one", TxMeta::default()).unwrap();
+        a.send(b"second", TxMeta::default()).unwrap();
+        assert_eq!(b.recv(&mut buf).unwrap().map(|(n, _)| n), Some(3));
+        assert_eq!(&buf[..3], b"one");
+        assert_eq!(b.recv(&mut buf).unwrap().map(|(n, _)| n), Some(6));
+        assert_eq!(&buf[..6], b"second");
+        assert!(b.recv(&mut buf).unwrap().is_none());
+        a.set_mtu(4);
+        assert_eq!(
+            a.send(b"too long", TxMeta::default()).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(a.mtu(), 4);
+        assert_eq!(b.recv_buf_len(), DEFAULT_MTU + 64);
     }
 }

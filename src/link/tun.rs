@@ -178,10 +178,7 @@ impl TunDevice {
     /// duplicate address detection (`nodad`: the link is ours alone, and DAD would delay the
     /// address by a second or more). Runs `ip -6 addr add <cidr> dev <name> nodad`.
     pub fn configure_ipv6(&self, host_cidr6: &str) -> io::Result<()> {
-        let name = self.name();
-        run_ip(&["-6", "addr", "add", host_cidr6, "dev", name, "nodad"])?;
-        log::info!("configured {name}: {host_cidr6}");
-        Ok(())
+        configure_link_ipv6(self.name(), host_cidr6)
     }
 
     /// Splits the device into a reader (for a thread that blocks in `recv`) and a writer.
@@ -276,6 +273,22 @@ pub fn configure_link(name: &str, host_cidr: &str, mtu: usize) -> io::Result<()>
     run_ip(&["link", "set", "dev", name, "mtu", &mtu.to_string(), "up"])?;
     log::info!("configured {name}: {host_cidr}, mtu {mtu}, up");
     Ok(())
+}
+
+/// [`TunDevice::configure_ipv6`] for the interface `name` (any device, e.g. a
+/// [`super::tunq::TunQueue`]'s).
+pub fn configure_link_ipv6(name: &str, host_cidr6: &str) -> io::Result<()> {
+    run_ip(&["-6", "addr", "add", host_cidr6, "dev", name, "nodad"])?;
+    log::info!("configured {name}: {host_cidr6}");
+    Ok(())
+}
+
+/// Sets how many packets the kernel queues for us on interface `name` (`ip link set dev
+/// NAME txqueuelen LEN`): on a TUN that is the ring of packets waiting for our reads, 500
+/// by default, which a burst from thousands of connections overflows (the drops then cost
+/// the senders a retransmission timeout each).
+pub fn set_txqueuelen(name: &str, len: usize) -> io::Result<()> {
+    run_ip(&["link", "set", "dev", name, "txqueuelen", &len.to_string()])
 }
 
 /// Deletes the interface `name` now (`ip link delete dev <name>`), without waiting for its

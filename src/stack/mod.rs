@@ -15,7 +15,12 @@
 //! The protocol core ([`Interface`], `tcp::Tcp`) is sans-IO; this module is the only place
 //! that reads the clock for it and that writes to the device. The lock protects the core's
 //! state; it is never held across device I/O (DESIGN principle 5).
+//!
+//! This is the threaded runtime, behind the blocking socket API. [`evloop`] is the other
+//! one: a single thread that owns the device and the stack with no lock at all, and runs
+//! a readiness-driven application (the evented HTTP server) on the sockets that changed.
 
+pub mod evloop;
 mod iface;
 mod observe;
 

@@ -1,0 +1,636 @@
+//! The HTTP/1.1 server on the event loop: every connection is an [`HttpConn`] state
+//! machine driven by readiness, on the loop's own thread — no thread, no lock, no
+//! condition variable per connection.
+//!
+//! ```text
+//!  listener ready ─▶ accept all ─▶ over max_connections? 503 + FIN
+//!                                  else HttpConn::new
+//!  connection ready ─▶ ┌▶ write: output() → Tcp::send → consume(n)   (while TCP accepts)
+//!                      │  should_close()? → FIN, then linger (discard input until EOF)
+//!                      │  read (if wants_read()): Tcp::recv → on_data / on_eof
+//!                      └─ while something moved
+//!  deadline passed  ─▶ on_timeout (deadlines in a min-heap; a changed deadline pushes a
+//!                      new entry and the stale one is skipped when it surfaces)
+//! ```
+//!
+//! One receive buffer serves every connection, so an idle connection costs its
+//! [`HttpConn`] (a few hundred bytes) and a slot here, beyond the TCB.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::conn::{overload_response, HttpConn};
+use super::handlers::Handler;
+use super::server::ServerConfig;
+use crate::stack::evloop::{App, Context};
+use crate::tcp::{ConnId, ListenerId, TcpError};
+use crate::udp::SocketId;
+
+/// Size of the receive buffer shared by all connections.
+const RECV_CHUNK: usize = 64 * 1024;
+/// After our FIN, how long input is still read and discarded before the connection is
+/// reset (lingering close, RFC 9112 §9.6: closing with unread input would RST the
+/// response away).
+const LINGER: Duration = Duration::from_secs(2);
+/// Most requests' bytes handed over per connection per round, so that one client
+/// streaming a large body cannot starve the others.
+const MAX_READS_PER_ROUND: usize = 16;
+
+/// What a slot serves.
+enum Kind {
+    /// An HTTP connection.
+    Http(Box<HttpConn>),
+    /// A connection over the limit: the 503 still to send, from `pos`.
+    Reject(Vec<u8>, usize),
+}
+
+struct Entry {
+    id: ConnId,
+    kind: Kind,
+    /// We sent FIN (after the last response).
+    fin_sent: bool,
+    /// The peer's FIN was read.
+    eof: bool,
+    /// The deadline this slot has a live heap entry for.
+    armed: Option<Instant>,
+    /// With `fin_sent`: when lingering ends.
+    linger_until: Option<Instant>,
+}
+
+impl Entry {
+    fn output(&mut self) -> &[u8] {
+        match &mut self.kind {
+            Kind::Http(h) => h.output(),
+            Kind::Reject(out, pos) => out.get(*pos..).unwrap_or_default(),
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        match &mut self.kind {
+            Kind::Http(h) => h.consume(n),
+            Kind::Reject(_, pos) => *pos += n,
+        }
+    }
+
+    fn should_close(&self) -> bool {
+        match &self.kind {
+            Kind::Http(h) => h.should_close(),
+            Kind::Reject(out, pos) => *pos >= out.len(),
+        }
+    }
+
+    fn wants_read(&self) -> bool {
+        match &self.kind {
+            Kind::Http(h) => h.wants_read(),
+            Kind::Reject(..) => false,
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        if self.fin_sent {
+            return self.linger_until;
+        }
+        match &self.kind {
+            Kind::Http(h) => h.deadline(),
+            // A peer that never reads its 503 is dropped with the linger timeout.
+            Kind::Reject(..) => self.linger_until,
+        }
+    }
+}
+
+/// The evented HTTP server: an [`App`] for [`crate::stack::evloop::EventLoop`].
+pub struct EventedServer {
+    handler: Arc<dyn Handler>,
+    config: Arc<ServerConfig>,
+    listener: Option<ListenerId>,
+    slots: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    by_id: HashMap<ConnId, u32>,
+    /// HTTP connections open (rejected ones not counted).
+    live: usize,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    rbuf: Vec<u8>,
+    /// `GET <path>` (the statistics route): publish fresh stack statistics before the
+    /// handler runs, so that it reports this very moment.
+    stats_request: Option<Vec<u8>>,
+    udp_echo: Option<SocketId>,
+    udp_buf: Vec<(SocketAddrV4, Vec<u8>)>,
+}
+
+impl EventedServer {
+    /// A server for `handler` with `config`'s limits on `listener`.
+    pub fn new(handler: Arc<dyn Handler>, config: ServerConfig, listener: ListenerId) -> Self {
+        EventedServer {
+            handler,
+            config: Arc::new(config),
+            listener: Some(listener),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            live: 0,
+            timers: BinaryHeap::new(),
+            rbuf: vec![0; RECV_CHUNK],
+            stats_request: None,
+            udp_echo: None,
+            udp_buf: Vec::new(),
+        }
+    }
+
+    /// Requests for `path` (GET) read the stack statistics: publish them right before.
+    pub fn set_stats_path(&mut self, path: &str) {
+        self.stats_request = Some(format!("GET {path}").into_bytes());
+    }
+
+    /// Also answer UDP echo (RFC 862) on the bound socket `socket`.
+    pub fn set_udp_echo(&mut self, socket: SocketId) {
+        self.udp_echo = Some(socket);
+    }
+
+    /// HTTP connections currently open.
+    pub fn connections(&self) -> usize {
+        self.live
+    }
+
+    fn insert(&mut self, entry: Entry) -> u32 {
+        let id = entry.id;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                if let Some(place) = self.slots.get_mut(s as usize) {
+                    *place = Some(entry);
+                }
+                s
+            }
+            None => {
+                self.slots.push(Some(entry));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.by_id.insert(id, slot);
+        slot
+    }
+
+    /// Forget a slot: the TCB finishes its close on its own (or was reset).
+    fn remove(&mut self, slot: u32, cx: &mut Context<'_>, abort: bool) {
+        let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.by_id.remove(&entry.id);
+        self.free.push(slot);
+        if matches!(entry.kind, Kind::Http(_)) {
+            self.live -= 1;
+        }
+        let tcp = cx.iface.tcp_mut();
+        if abort {
+            tcp.abort(entry.id, cx.now);
+        }
+        tcp.release(entry.id, cx.now);
+        // Give memory back after a burst of connections.
+        if self.live == 0 && self.slots.len() > 1024 && self.by_id.is_empty() {
+            self.slots = Vec::new();
+            self.free = Vec::new();
+        }
+        // Closed connections leave their heap entries behind (deleted lazily); when they
+        // outnumber the live ones, drop them in one pass.
+        if self.timers.len() > 1024 + 4 * self.by_id.len() {
+            let slots = &self.slots;
+            self.timers.retain(|Reverse((at, s))| {
+                slots
+                    .get(*s as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.armed == Some(*at))
+            });
+        }
+    }
+
+    fn accept(&mut self, cx: &mut Context<'_>) {
+        let Some(listener) = self.listener else {
+            return;
+        };
+        while let Some(id) = cx.iface.tcp_mut().accept(listener) {
+            let kind = if self.live >= self.config.max_connections {
+                log::warn!(
+                    "http: {}: connection limit ({}) reached, answering 503",
+                    cx.iface.tcp().peer_addr(id),
+                    self.config.max_connections
+                );
+                Kind::Reject(overload_response(), 0)
+            } else {
+                self.live += 1;
+                let peer = SocketAddr::V4(cx.iface.tcp().peer_addr(id));
+                Kind::Http(Box::new(HttpConn::new(
+                    self.handler.clone(),
+                    self.config.clone(),
+                    peer,
+                    cx.wall,
+                )))
+            };
+            let reject = matches!(kind, Kind::Reject(..));
+            let slot = self.insert(Entry {
+                id,
+                kind,
+                fin_sent: false,
+                eof: false,
+                armed: None,
+                linger_until: reject.then(|| cx.wall + LINGER),
+            });
+            self.service(slot, cx);
+        }
+    }
+
+    /// Move bytes between TCP and the connection until neither side can go on.
+    fn service(&mut self, slot: u32, cx: &mut Context<'_>) {
+        let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let id = entry.id;
+        let mut reads = 0;
+        let mut dead = false;
+        if let Kind::Http(h) = &mut entry.kind {
+            // `consume` dates the progress it records (the write timeout's base) with the
+            // time of the latest call that passed one: pass the current time, with no
+            // bytes, before writing — or a download longer than `write_timeout` would be
+            // cut off however fast it goes.
+            if !entry.fin_sent && !h.output().is_empty() {
+                h.on_data(&[], cx.wall);
+            }
+        }
+        loop {
+            let mut progress = false;
+            // Write while TCP accepts.
+            loop {
+                let out = entry.output();
+                if out.is_empty() {
+                    break;
+                }
+                match cx.iface.tcp_mut().send(id, out, cx.now) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        entry.consume(n);
+                        progress = true;
+                    }
+                    Err(_) => {
+                        dead = true;
+                        break;
+                    }
+                }
+            }
+            if dead {
+                break;
+            }
+            if !entry.fin_sent && entry.should_close() {
+                // RFC 9293 §3.10.4 CLOSE: FIN after the queued data.
+                cx.iface.tcp_mut().shutdown(id, cx.now);
+                entry.fin_sent = true;
+                entry.linger_until = Some(cx.wall + LINGER);
+            }
+            // Read: what the connection wants, or (lingering) whatever comes, discarded.
+            let read =
+                !entry.eof && (entry.fin_sent || entry.wants_read()) && reads < MAX_READS_PER_ROUND;
+            if read {
+                match cx.iface.tcp_mut().recv(id, &mut self.rbuf, cx.now) {
+                    Ok(0) => {
+                        entry.eof = true;
+                        if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {
+                            h.on_eof(cx.wall);
+                        }
+                        progress = true;
+                    }
+                    Ok(n) => {
+                        reads += 1;
+                        let data = self.rbuf.get(..n).unwrap_or_default();
+                        if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {
+                            if self
+                                .stats_request
+                                .as_deref()
+                                .is_some_and(|p| data.starts_with(p))
+                            {
+                                cx.publish_stats();
+                            }
+                            h.on_data(data, cx.wall);
+                        }
+                        progress = true;
+                    }
+                    Err(TcpError::WouldBlock) => {}
+                    Err(_) => {
+                        dead = true;
+                        break;
+                    }
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        let closed = entry.fin_sent && entry.eof;
+        if dead || closed {
+            self.remove(slot, cx, false);
+            return;
+        }
+        if reads >= MAX_READS_PER_ROUND {
+            // More may be waiting: come back next round (the loop is woken by the data
+            // that keeps arriving, or by our own window update).
+            self.arm(slot, Some(cx.wall + Duration::from_micros(1)));
+            return;
+        }
+        let deadline = entry.deadline();
+        self.arm(slot, deadline);
+    }
+
+    /// Make sure the heap has an entry for `slot` no later than `deadline`. An entry that
+    /// is earlier stays: when it fires, the connection is serviced (a timeout call before
+    /// the deadline does nothing) and re-armed at its real deadline. So a keep-alive
+    /// connection, whose idle deadline moves with every request, pushes one entry per
+    /// idle period rather than one per request.
+    fn arm(&mut self, slot: u32, deadline: Option<Instant>) {
+        let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(at) = deadline else {
+            return;
+        };
+        if entry.armed.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        entry.armed = Some(at);
+        self.timers.push(Reverse((at, slot)));
+    }
+
+    /// Deadlines that passed: timeouts of the HTTP connection, or the end of lingering.
+    fn expire(&mut self, cx: &mut Context<'_>) {
+        while let Some(&Reverse((at, slot))) = self.timers.peek() {
+            if at > cx.wall {
+                break;
+            }
+            self.timers.pop();
+            let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            if entry.armed != Some(at) {
+                // Stale: the deadline moved since this entry was pushed.
+                continue;
+            }
+            entry.armed = None;
+            let lingering = entry.fin_sent || matches!(entry.kind, Kind::Reject(..));
+            if lingering && entry.linger_until.is_some_and(|t| t <= cx.wall) {
+                // The peer neither closed nor read: give up on it (RST).
+                self.remove(slot, cx, true);
+                continue;
+            }
+            if let Kind::Http(h) = &mut entry.kind {
+                h.on_timeout(cx.wall);
+            }
+            self.service(slot, cx);
+        }
+    }
+
+    fn udp_echo(&mut self, cx: &mut Context<'_>) {
+        let Some(socket) = self.udp_echo else {
+            return;
+        };
+        let udp = cx.iface.udp_mut();
+        while let Some(d) = udp.recv_from(socket) {
+            self.udp_buf.push(d);
+        }
+        for (from, data) in self.udp_buf.drain(..) {
+            if let Err(e) = udp.send_to(socket, from, &data) {
+                log::debug!("udp echo: {from}: {e:?}");
+            }
+        }
+    }
+}
+
+impl App for EventedServer {
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        if cx.udp_ready {
+            self.udp_echo(cx);
+        }
+        if cx.wake_all {
+            self.accept(cx);
+            for slot in 0..self.slots.len() as u32 {
+                self.service(slot, cx);
+            }
+        } else {
+            if cx.woken_listeners.iter().any(|l| Some(*l) == self.listener) {
+                self.accept(cx);
+            }
+            for i in 0..cx.woken.len() {
+                let Some(&slot) = cx.woken.get(i).and_then(|id| self.by_id.get(id)) else {
+                    continue;
+                };
+                self.service(slot, cx);
+            }
+        }
+        self.expire(cx);
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn shutdown(&mut self, cx: &mut Context<'_>) {
+        // No new connections; the current exchanges end with `Connection: close`.
+        if let Some(l) = self.listener.take() {
+            cx.iface.tcp_mut().close_listener(l, cx.now);
+        }
+        for slot in 0..self.slots.len() as u32 {
+            if let Some(Entry {
+                kind: Kind::Http(h),
+                ..
+            }) = self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+            {
+                h.shutdown();
+            }
+            self.service(slot, cx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Router;
+    use crate::link::memory::poll_pair;
+    use crate::stack::evloop::tests::{Client, CLIENT, SERVER};
+    use crate::stack::evloop::{EventLoop, LoopHandle};
+    use crate::stack::StackConfig;
+    use crate::tcp::State;
+    use crate::time::Instant as StackInstant;
+
+    /// An evented server on a memory link, on a thread of its own.
+    fn start(config: ServerConfig) -> (LoopHandle, std::thread::JoinHandle<()>, Client) {
+        let (server_dev, client_dev) = poll_pair().expect("socketpair");
+        let mut stack = StackConfig::new(SERVER);
+        stack.seed = Some(3);
+        let mut ev = EventLoop::new(server_dev, &stack, None).expect("loop");
+        let listener = ev
+            .iface_mut()
+            .tcp_mut()
+            .listen(SocketAddrV4::new(SERVER, 80), 0)
+            .expect("listen");
+        let handler: Arc<dyn Handler> = Arc::new(Router::standard(None).expect("site"));
+        let mut server = EventedServer::new(handler, config, listener);
+        let handle = ev.handle();
+        let thread = std::thread::spawn(move || ev.run(&mut server).expect("run"));
+        (handle, thread, Client::new(client_dev))
+    }
+
+    fn connect(client: &mut Client, port: u16) -> ConnId {
+        let now = client.clock.now();
+        let id = client
+            .iface
+            .tcp_mut()
+            .connect(
+                SocketAddrV4::new(CLIENT, port),
+                SocketAddrV4::new(SERVER, 80),
+                now,
+            )
+            .expect("connect");
+        client
+            .pump_until(|iface, _| iface.tcp().is_connected(id) || iface.tcp().error(id).is_some());
+        assert!(client.iface.tcp().is_connected(id), "handshake");
+        id
+    }
+
+    /// Send `request` on `id` and collect what comes back until `done(bytes, eof)`.
+    fn exchange(
+        client: &mut Client,
+        id: ConnId,
+        request: &[u8],
+        mut done: impl FnMut(&[u8], bool) -> bool,
+    ) -> (Vec<u8>, bool) {
+        let mut sent = 0;
+        let mut got = Vec::new();
+        let mut eof = false;
+        client.pump_until(|iface, now: StackInstant| {
+            if sent < request.len() {
+                sent += iface.tcp_mut().send(id, &request[sent..], now).unwrap_or(0);
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                match iface.tcp_mut().recv(id, &mut buf, now) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(_) => break,
+                }
+            }
+            done(&got, eof) || iface.tcp().error(id).is_some()
+        });
+        (got, eof)
+    }
+
+    #[test]
+    fn keep_alive_get_and_pipelined_echo() {
+        let (handle, thread, mut client) = start(ServerConfig::default());
+        let id = connect(&mut client, 41000);
+        let (got, _) = exchange(
+            &mut client,
+            id,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            |b, _| b.ends_with(b"</html>\n"),
+        );
+        assert!(
+            got.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        // Two pipelined requests on the same connection, answered in order; the second
+        // asks to close.
+        let two = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let (got, eof) = exchange(&mut client, id, two, |_, eof| eof);
+        assert!(eof, "Connection: close ends with a FIN");
+        let text = String::from_utf8_lossy(&got);
+        let echo = text.find("\r\n\r\nhello").expect("echo body");
+        let not_found = text.find("HTTP/1.1 404").expect("404");
+        assert!(echo < not_found, "{text}");
+        handle.stop();
+        thread.join().expect("loop");
+    }
+
+    #[test]
+    fn over_the_limit_gets_503_and_idle_ones_time_out() {
+        let config = ServerConfig {
+            max_connections: 1,
+            idle_timeout: Duration::from_millis(300),
+            ..ServerConfig::default()
+        };
+        let (handle, thread, mut client) = start(config);
+        let first = connect(&mut client, 42000);
+        let (got, _) = exchange(
+            &mut client,
+            first,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            |b, _| b.ends_with(b"</html>\n"),
+        );
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        let second = connect(&mut client, 42001);
+        let (got, eof) = exchange(&mut client, second, b"", |_, eof| eof);
+        assert!(
+            got.starts_with(b"HTTP/1.1 503"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(eof);
+        client.iface.tcp_mut().shutdown(second, client.clock.now());
+        // The first connection is idle: the server closes it after idle_timeout.
+        let (_, eof) = exchange(&mut client, first, b"", |_, eof| eof);
+        assert!(eof, "idle connection closed by the server");
+        client.iface.tcp_mut().shutdown(first, client.clock.now());
+        client.pump_until(|iface, _| {
+            [first, second]
+                .iter()
+                .all(|&c| matches!(iface.tcp().state(c), State::Closed | State::TimeWait))
+        });
+        handle.stop();
+        thread.join().expect("loop");
+    }
+
+    /// A response that takes longer than `write_timeout` to deliver is not cut off while
+    /// the client keeps reading.
+    #[test]
+    fn slow_but_steady_reader_outlasts_the_write_timeout() {
+        let config = ServerConfig {
+            write_timeout: Duration::from_millis(150),
+            ..ServerConfig::default()
+        };
+        let (handle, thread, mut client) = start(config);
+        let id = connect(&mut client, 43000);
+        let body = vec![b'x'; 1 << 20];
+        let mut request = format!(
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        let start = std::time::Instant::now();
+        let mut sent = 0;
+        let mut got = Vec::new();
+        let mut eof = false;
+        client.pump_until(|iface, now| {
+            if sent < request.len() {
+                sent += iface.tcp_mut().send(id, &request[sent..], now).unwrap_or(0);
+            }
+            // A few KiB per millisecond: about a second for the whole response.
+            let mut buf = [0u8; 1024];
+            match iface.tcp_mut().recv(id, &mut buf, now) {
+                Ok(0) => eof = true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+            got.len() >= body.len() || eof
+        });
+        assert!(
+            start.elapsed() > Duration::from_millis(150),
+            "the test must be slow"
+        );
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(got.len() >= body.len(), "cut off after {} bytes", got.len());
+        handle.stop();
+        thread.join().expect("loop");
+    }
+}

@@ -1,0 +1,1068 @@
+//! The run-to-completion event loop: one thread owns the device and the whole stack, and
+//! runs the application on the sockets that became ready, with no lock and no hand-off.
+//!
+//! ```text
+//!  ┌───────────────────────── one thread, one round ───────────────────────────────┐
+//!  │ epoll_wait(device fd, waker; timeout = min(stack timers, fault timer, app))   │
+//!  │ drain the device, non-blocking, at most MAX_BATCH packets                     │
+//!  │    hook(In) → faults.inbound → [EthernetLayer] → Interface::handle_packet      │
+//!  │ Interface::handle_timeout (and the Ethernet layer's) when due                  │
+//!  │ transmit what that produced (handshake replies, the ACK of a FIN)             │
+//!  │ App::poll(woken connections and listeners) — reads, writes, accepts, closes  │
+//!  │ Interface::poll_transmit_into (reused buffer) → [EthernetLayer]               │
+//!  │    → faults.outbound → hook(Out) → device.send                                 │
+//!  └────────────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Compared with the threaded runtime ([`super::start`]: a reader thread, a stack thread
+//! and a thread per connection meeting at a mutex and condition variables), a request here
+//! costs no context switch: the packet that carries it is parsed, the handler runs and the
+//! response segment is built in the same round, the way smoltcp's examples and
+//! single-threaded epoll servers work. Several loops, each with its own device queue and
+//! its own [`Interface`], scale across cores (`IFF_MULTI_QUEUE`): the kernel keeps a flow
+//! on the queue we answer it on, so nothing is shared on the packet path.
+//!
+//! Other threads talk to a loop only through a [`LoopHandle`] (an atomic flag and an
+//! epoll waker): to stop it gracefully or to ask it for a statistics snapshot, which it
+//! publishes on a [`StatsBoard`] between rounds.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::{Direction, IfaceStats, Interface, PacketHook, StackConfig, StackStats};
+use crate::link::ethernet_layer::{EthernetLayer, EthernetStats};
+use crate::link::fault::Faults;
+use crate::link::offload::{PollDevice, RxMeta, TxMeta};
+use crate::tcp::{ConnId, ListenerId, State, TcpStats};
+use crate::time::{Clock, Instant};
+use crate::udp::UdpStats;
+
+/// Whether the stack takes the device's offloads (checksums the kernel vouches for,
+/// super-segments in both directions: `Interface::handle_packet_meta`, `set_tso`), so
+/// that `serve` asks the TUN for them (`IFF_VNET_HDR`, `TUNSETOFFLOAD`).
+pub const STACK_OFFLOADS: bool = true;
+
+/// Most packets read from the device in one round before the application runs: bounds
+/// the latency a burst adds to the connections it does not concern.
+pub const MAX_BATCH: usize = 64;
+/// A loop with activity publishes its statistics at most this often (and on request);
+/// a loop that went quiet has published its final state within this period.
+pub const STATS_PERIOD: Duration = Duration::from_millis(100);
+/// During a graceful stop, the loop re-checks its connections at least this often.
+const STOP_TICK: Duration = Duration::from_millis(20);
+/// How often the application may be run again in one round when its own calls woke
+/// further sockets (e.g. an accept that found data already queued).
+const MAX_APP_PASSES: usize = 4;
+
+const DEVICE: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// What the application sees in one round.
+pub struct Context<'a> {
+    /// The stack: TCP and UDP calls (`iface.tcp_mut().send(…)`).
+    pub iface: &'a mut Interface,
+    /// The stack's clock.
+    pub now: Instant,
+    /// The same moment on the system clock (for application deadlines).
+    pub wall: std::time::Instant,
+    /// Connections with socket-visible changes (data, space, state), possibly repeated.
+    pub woken: &'a [ConnId],
+    /// Listeners with a connection to accept.
+    pub woken_listeners: &'a [ListenerId],
+    /// The lists above are incomplete: look at every socket.
+    pub wake_all: bool,
+    /// Something changed on a UDP socket.
+    pub udp_ready: bool,
+    stats: StatsSource<'a>,
+}
+
+struct StatsSource<'a> {
+    link: Option<&'a EthernetLayer>,
+    faults: Option<&'a Faults>,
+    board: Option<&'a StatsBoard>,
+    queue: usize,
+}
+
+impl Context<'_> {
+    /// Publish this loop's statistics now on its [`StatsBoard`] (if it has one), so that
+    /// a reader on this thread — a `GET /_stats` handler — sees the current state.
+    pub fn publish_stats(&self) {
+        if let Some(board) = self.stats.board {
+            board.publish(
+                self.stats.queue,
+                snapshot(self.iface, self.stats.link, self.stats.faults),
+            );
+        }
+    }
+}
+
+/// An application driven by an [`EventLoop`]: it never blocks, it reacts to readiness.
+pub trait App {
+    /// Once per round, after input and timers, and again when the application's own
+    /// calls woke sockets. Do the work the ready sockets allow and return.
+    fn poll(&mut self, cx: &mut Context<'_>);
+    /// When the application next needs [`App::poll`] without any network activity (its
+    /// own timeouts), on the system clock.
+    fn poll_at(&self) -> Option<std::time::Instant>;
+    /// The loop is stopping: stop accepting. The loop then closes every connection
+    /// (FIN), keeps running rounds until they are closed or the grace period ends, and
+    /// resets the rest.
+    fn shutdown(&mut self, cx: &mut Context<'_>);
+}
+
+/// The statistics of several loops, published by each, merged for readers (`SIGUSR1`,
+/// exit, `GET /_stats`). Readers never touch a loop's state; a loop takes this lock only
+/// to publish (on request, or at most every [`STATS_PERIOD`] when active).
+#[derive(Debug)]
+pub struct StatsBoard {
+    slots: Mutex<Vec<(u64, Option<StackStats>)>>,
+    published: Condvar,
+}
+
+impl StatsBoard {
+    /// A board for `queues` loops.
+    pub fn new(queues: usize) -> Arc<StatsBoard> {
+        Arc::new(StatsBoard {
+            slots: Mutex::new(vec![(0, None); queues.max(1)]),
+            published: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<(u64, Option<StackStats>)>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loop `queue` publishes its snapshot.
+    pub fn publish(&self, queue: usize, stats: StackStats) {
+        let mut slots = self.lock();
+        if let Some(slot) = slots.get_mut(queue) {
+            slot.0 += 1;
+            slot.1 = Some(stats);
+        }
+        drop(slots);
+        self.published.notify_all();
+    }
+
+    /// The last published snapshots, merged (`None` before any was published).
+    pub fn merged(&self) -> Option<StackStats> {
+        let slots = self.lock();
+        let mut all = slots.iter().filter_map(|(_, s)| s.as_ref());
+        let mut total = all.next()?.clone();
+        for s in all {
+            merge_stats(&mut total, s);
+        }
+        Some(total)
+    }
+
+    /// Ask every loop of `handles` for a fresh snapshot and wait up to `timeout` for
+    /// them (a stopped loop does not answer: its last snapshot is used), then merge.
+    pub fn fresh(&self, handles: &[LoopHandle], timeout: Duration) -> Option<StackStats> {
+        let deadline = std::time::Instant::now() + timeout;
+        let before: Vec<u64> = self.lock().iter().map(|(n, _)| *n).collect();
+        for h in handles {
+            h.request_stats();
+        }
+        let mut slots = self.lock();
+        loop {
+            let all_fresh = slots.iter().zip(&before).all(|((n, _), b)| n > b);
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if all_fresh || left.is_zero() {
+                break;
+            }
+            slots = self
+                .published
+                .wait_timeout(slots, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(slots);
+        self.merged()
+    }
+}
+
+struct Control {
+    stop: AtomicBool,
+    stats_wanted: AtomicBool,
+}
+
+/// Another thread's handle on a running [`EventLoop`]. Cheap to clone.
+#[derive(Clone)]
+pub struct LoopHandle {
+    waker: Arc<Waker>,
+    ctl: Arc<Control>,
+}
+
+impl LoopHandle {
+    /// Ask the loop to stop gracefully ([`EventLoop::run`] returns after its grace period).
+    pub fn stop(&self) {
+        self.ctl.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Ask the loop to publish its statistics on its board at the end of its next round.
+    pub fn request_stats(&self) {
+        self.ctl.stats_wanted.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            log::warn!("stack: cannot wake the event loop: {e}");
+        }
+    }
+}
+
+/// The device side of the loop: device, fault injection and capture hook, in the order a
+/// packet crosses them.
+struct Wire<D> {
+    device: D,
+    faults: Option<Faults>,
+    hook: Option<PacketHook>,
+}
+
+impl<D: PollDevice> Wire<D> {
+    /// Put one packet (a frame in TAP mode) on the link: through the outbound fault
+    /// injector if there is one, then the hook, then the device.
+    fn send(&mut self, packet: &[u8], meta: TxMeta, now: Instant) {
+        match self.faults.as_mut() {
+            Some(f) => {
+                f.outbound.push(packet.to_vec(), now);
+                self.release_outbound(now);
+            }
+            None => self.write(packet, meta),
+        }
+    }
+
+    /// Packets the outbound fault injector releases at `now` (delay, reordering).
+    fn release_outbound(&mut self, now: Instant) {
+        while let Some(p) = self.faults.as_mut().and_then(|f| f.outbound.pop(now)) {
+            // Faulty links and TSO are not combined (see EventLoop::new): plain packets.
+            self.write(&p, TxMeta::default());
+        }
+    }
+
+    fn write(&mut self, packet: &[u8], meta: TxMeta) {
+        if let Some(hook) = self.hook.as_mut() {
+            hook(Direction::Out, packet);
+        }
+        if let Err(e) = self.device.send(packet, meta) {
+            // A full device queue drops the packet like a congested link; TCP recovers.
+            log::debug!("link: device write failed: {e}");
+        }
+    }
+}
+
+/// A stack on one [`PollDevice`], run to completion on the calling thread. See the
+/// [module documentation](self).
+pub struct EventLoop<D: PollDevice> {
+    iface: Interface,
+    /// TAP mode: Ethernet framing and ARP between the device and the host.
+    link: Option<EthernetLayer>,
+    wire: Wire<D>,
+    clock: Clock,
+    poll: Poll,
+    events: Events,
+    waker: Arc<Waker>,
+    ctl: Arc<Control>,
+    board: Option<Arc<StatsBoard>>,
+    queue: usize,
+    grace: Duration,
+    /// Reused for every received packet.
+    rx_buf: Vec<u8>,
+    /// Reused for every transmitted packet.
+    tx_buf: Vec<u8>,
+    /// Inbound fault injection output, reused.
+    due: Vec<Vec<u8>>,
+    woken: Vec<ConnId>,
+    woken_listeners: Vec<ListenerId>,
+    /// The last round stopped at MAX_BATCH: the device may hold more (epoll is edge
+    /// triggered, so it would not say so again).
+    more_input: bool,
+    last_publish: Option<Instant>,
+    /// Something happened since the last publication.
+    active: bool,
+}
+
+impl<D: PollDevice> EventLoop<D> {
+    /// A loop for the stack `config` describes on `device`. `config.tracer` is not used
+    /// (the `--trace` view belongs to the threaded runtime); `hook` sees every packet that
+    /// crosses the device (pcap).
+    pub fn new(device: D, config: &StackConfig, hook: Option<PacketHook>) -> io::Result<Self> {
+        let seed = config.seed.unwrap_or_else(rand::random);
+        let mut iface = Interface::new(config.addr, config.tcp.clone(), seed);
+        iface.set_ipv6(config.addr6);
+        iface.set_mtu(config.mtu);
+        let faults = config
+            .faults
+            .clone()
+            .filter(|(f, _)| !f.is_noop())
+            .map(|(f, seed)| Faults::new(f, seed));
+        if faults.is_some() && device.offloads().vnet_hdr {
+            // The injector drops the receive metadata: partial checksums would fail.
+            log::warn!("link: fault injection on a device with offloads; open it without");
+        }
+        // Super-segments only when the packets go straight to the device: the fault
+        // injector holds plain bytes, without the offload metadata.
+        if faults.is_none() && config.ethernet.is_none() && device.offloads().tx_tso4 {
+            enable_tso(&mut iface);
+        }
+        let poll = Poll::new()?;
+        let fd = device.raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&fd), DEVICE, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let rx_len = device.recv_buf_len().max(config.mtu + 64);
+        Ok(EventLoop {
+            iface,
+            link: config.ethernet.clone().map(EthernetLayer::new),
+            wire: Wire {
+                device,
+                faults,
+                hook,
+            },
+            clock: Clock::new(),
+            poll,
+            events: Events::with_capacity(16),
+            waker,
+            ctl: Arc::new(Control {
+                stop: AtomicBool::new(false),
+                stats_wanted: AtomicBool::new(false),
+            }),
+            board: None,
+            queue: 0,
+            grace: Duration::from_secs(2),
+            rx_buf: vec![0; rx_len],
+            tx_buf: Vec::with_capacity(config.mtu + 64),
+            due: Vec::new(),
+            woken: Vec::new(),
+            woken_listeners: Vec::new(),
+            // One round right away: what the layers queued at start (TAP: the gratuitous
+            // ARP) goes out before any packet arrives.
+            more_input: true,
+            last_publish: None,
+            active: true,
+        })
+    }
+
+    /// A handle for other threads (stop, statistics).
+    pub fn handle(&self) -> LoopHandle {
+        LoopHandle {
+            waker: self.waker.clone(),
+            ctl: self.ctl.clone(),
+        }
+    }
+
+    /// Publish statistics on `board` as loop number `queue`.
+    pub fn set_stats_board(&mut self, board: Arc<StatsBoard>, queue: usize) {
+        self.board = Some(board);
+        self.queue = queue;
+    }
+
+    /// How long a graceful stop waits for connections to close before resetting them
+    /// (default 2 s).
+    pub fn set_shutdown_grace(&mut self, grace: Duration) {
+        self.grace = grace;
+    }
+
+    /// The stack (to open listeners and sockets before [`EventLoop::run`]).
+    pub fn iface_mut(&mut self) -> &mut Interface {
+        &mut self.iface
+    }
+
+    /// The stack.
+    pub fn iface(&self) -> &Interface {
+        &self.iface
+    }
+
+    /// The loop's current time.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Counters of every layer of this loop.
+    pub fn stats(&self) -> StackStats {
+        snapshot(&self.iface, self.link.as_ref(), self.wire.faults.as_ref())
+    }
+
+    /// Run rounds until a [`LoopHandle::stop`]; then stop gracefully (the application's
+    /// [`App::shutdown`], FIN on every connection, rounds until they are closed or the
+    /// grace period is over, RST for the rest) and publish the final statistics.
+    pub fn run(&mut self, app: &mut dyn App) -> io::Result<()> {
+        let mut stop_deadline: Option<Instant> = None;
+        loop {
+            let cap = stop_deadline.map(|_| STOP_TICK);
+            self.run_once(app, cap)?;
+            if stop_deadline.is_none() && self.ctl.stop.load(Ordering::SeqCst) {
+                let now = self.clock.now();
+                stop_deadline = Some(now + self.grace);
+                self.begin_stop(app, now);
+            }
+            if let Some(deadline) = stop_deadline {
+                let now = self.clock.now();
+                if !self.any_open() || now >= deadline {
+                    self.finish_stop(now);
+                    break;
+                }
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// One round: wait at most `cap` (and no longer than the next timer) for the device
+    /// or a wake-up, then read, fire timers, run the application and transmit.
+    pub fn run_once(&mut self, app: &mut dyn App, cap: Option<Duration>) -> io::Result<()> {
+        let timeout = if self.more_input {
+            Some(Duration::ZERO)
+        } else {
+            self.wait_time(app, cap)
+        };
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let device_ready = self.more_input || self.events.iter().any(|e| e.token() == DEVICE);
+        let now = self.clock.now();
+        if device_ready {
+            self.read_device(now)?;
+        }
+        self.release_inbound(now);
+        self.fire_timers(now);
+        // What the input and the timers produced leaves before the application runs
+        // (handshake replies, the ACK of a FIN — as the kernel, which acknowledges a FIN
+        // at once, before the application closes); what the application writes follows.
+        // Data that can wait (a delayed ACK) waits, and rides on the response.
+        self.transmit(now);
+        self.run_app(app, now);
+        self.transmit(now);
+        let wanted = self.ctl.stats_wanted.swap(false, Ordering::SeqCst);
+        let periodic = self.active
+            && self
+                .last_publish
+                .is_none_or(|t| now.saturating_duration_since(t) >= STATS_PERIOD);
+        if wanted || periodic {
+            self.publish();
+        }
+        Ok(())
+    }
+
+    /// How long to wait: until the first stack, link, fault or application deadline.
+    fn wait_time(&self, app: &dyn App, cap: Option<Duration>) -> Option<Duration> {
+        let now = self.clock.now();
+        let stack = [
+            self.iface.poll_at(),
+            self.link.as_ref().and_then(EthernetLayer::poll_at),
+            self.wire.faults.as_ref().and_then(Faults::poll_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(now));
+        let app = app
+            .poll_at()
+            .map(|at| at.saturating_duration_since(std::time::Instant::now()));
+        // After activity, wake up once more to publish the statistics, so that a queue
+        // that went quiet is not reported as it was in the middle of its last burst.
+        let publish = (self.active && self.board.is_some()).then(|| {
+            self.last_publish.map_or(Duration::ZERO, |t| {
+                (t + STATS_PERIOD).saturating_duration_since(now)
+            })
+        });
+        [stack, app, cap, publish].into_iter().flatten().min()
+    }
+
+    /// Drain the device, at most [`MAX_BATCH`] packets, handing each up.
+    fn read_device(&mut self, now: Instant) -> io::Result<()> {
+        self.more_input = false;
+        for _ in 0..MAX_BATCH {
+            let (n, meta) = match self.wire.device.recv(&mut self.rx_buf) {
+                Ok(Some(x)) => x,
+                Ok(None) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::error!("link: device read failed: {e}");
+                    return Err(e);
+                }
+            };
+            self.active = true;
+            let packet = self.rx_buf.get(..n).unwrap_or_default();
+            if let Some(hook) = self.wire.hook.as_mut() {
+                hook(Direction::In, packet);
+            }
+            match self.wire.faults.as_mut() {
+                // Fault injection sits between the device and the stack; what it lets
+                // through comes out in release_inbound. It sees plain packets only.
+                Some(f) => f.inbound.push(packet.to_vec(), now),
+                None => deliver(&mut self.iface, &mut self.link, packet, meta, now),
+            }
+        }
+        self.more_input = true;
+        Ok(())
+    }
+
+    /// Packets the inbound fault injector releases at `now`.
+    fn release_inbound(&mut self, now: Instant) {
+        let Some(f) = self.wire.faults.as_mut() else {
+            return;
+        };
+        while let Some(p) = f.inbound.pop(now) {
+            self.due.push(p);
+        }
+        for p in self.due.drain(..) {
+            deliver(&mut self.iface, &mut self.link, &p, RxMeta::default(), now);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        if self.iface.poll_at().is_some_and(|at| at <= now) {
+            self.iface.handle_timeout(now);
+            self.active = true;
+        }
+        if let Some(eth) = self.link.as_mut() {
+            if eth.poll_at().is_some_and(|at| at <= now) {
+                eth.handle_timeout(now);
+            }
+        }
+    }
+
+    fn context<'a>(
+        iface: &'a mut Interface,
+        link: Option<&'a EthernetLayer>,
+        faults: Option<&'a Faults>,
+        board: Option<&'a StatsBoard>,
+        queue: usize,
+        now: Instant,
+        lists: (&'a [ConnId], &'a [ListenerId], bool, bool),
+    ) -> Context<'a> {
+        Context {
+            iface,
+            now,
+            wall: std::time::Instant::now(),
+            woken: lists.0,
+            woken_listeners: lists.1,
+            wake_all: lists.2,
+            udp_ready: lists.3,
+            stats: StatsSource {
+                link,
+                faults,
+                board,
+                queue,
+            },
+        }
+    }
+
+    /// Let the application work on what became ready; again (a few times at most) while
+    /// its own calls make more sockets ready.
+    fn run_app(&mut self, app: &mut dyn App, now: Instant) {
+        for pass in 0..MAX_APP_PASSES {
+            self.woken.clear();
+            self.woken_listeners.clear();
+            let wake_all = self
+                .iface
+                .tcp_mut()
+                .take_wakeups(&mut self.woken, &mut self.woken_listeners);
+            let udp = self.iface.udp_mut().take_events();
+            let idle = self.woken.is_empty() && self.woken_listeners.is_empty();
+            if pass > 0 && idle && !wake_all && !udp {
+                break;
+            }
+            // A bulk transfer names the same connection once per segment.
+            self.woken.dedup();
+            let mut cx = Self::context(
+                &mut self.iface,
+                self.link.as_ref(),
+                self.wire.faults.as_ref(),
+                self.board.as_deref(),
+                self.queue,
+                now,
+                (&self.woken, &self.woken_listeners, wake_all, udp),
+            );
+            app.poll(&mut cx);
+        }
+    }
+
+    /// Everything the layers queued goes to the device, built in one reused buffer.
+    fn transmit(&mut self, now: Instant) {
+        match self.link.as_mut() {
+            Some(eth) => {
+                while let Some(p) = self.iface.poll_transmit(now) {
+                    eth.send_ip(p, now);
+                }
+                while let Some(frame) = eth.poll_transmit() {
+                    self.wire.send(&frame, TxMeta::default(), now);
+                }
+            }
+            None => {
+                while let Some(meta) = next_packet(&mut self.iface, now, &mut self.tx_buf) {
+                    self.wire.send(&self.tx_buf, meta, now);
+                }
+            }
+        }
+        self.wire.release_outbound(now);
+    }
+
+    fn publish(&mut self) {
+        if let Some(board) = self.board.as_ref() {
+            board.publish(self.queue, self.stats());
+        }
+        self.last_publish = Some(self.clock.now());
+        self.active = false;
+    }
+
+    fn any_open(&self) -> bool {
+        self.iface
+            .tcp()
+            .connection_states()
+            .iter()
+            .any(|(_, _, _, s)| is_open(*s))
+    }
+
+    /// The graceful stop begins: the application stops accepting, every connection gets
+    /// a FIN after its queued data (RFC 9293 §3.10.4 CLOSE).
+    fn begin_stop(&mut self, app: &mut dyn App, now: Instant) {
+        log::debug!("stack: stopping (queue {})", self.queue);
+        let mut cx = Self::context(
+            &mut self.iface,
+            self.link.as_ref(),
+            self.wire.faults.as_ref(),
+            self.board.as_deref(),
+            self.queue,
+            now,
+            (&[], &[], false, false),
+        );
+        app.shutdown(&mut cx);
+        for (id, _, _, _) in self.iface.tcp().connection_states() {
+            self.iface.tcp_mut().shutdown(id, now);
+        }
+        self.transmit(now);
+    }
+
+    /// The grace period is over: reset what is still open (RFC 9293 §3.10.5 ABORT).
+    fn finish_stop(&mut self, now: Instant) {
+        for (id, _, _, state) in self.iface.tcp().connection_states() {
+            if is_open(state) {
+                self.iface.tcp_mut().abort(id, now);
+            }
+        }
+        self.transmit(now);
+    }
+}
+
+/// Still exchanging data or closing (not CLOSED, TIME-WAIT or a listener).
+fn is_open(state: State) -> bool {
+    !matches!(state, State::Closed | State::TimeWait | State::Listen)
+}
+
+/// One arrival from the device: in TAP mode a frame, which goes through the Ethernet
+/// layer (ARP is answered there; an IP payload continues up).
+fn deliver(
+    iface: &mut Interface,
+    link: &mut Option<EthernetLayer>,
+    bytes: &[u8],
+    meta: RxMeta,
+    now: Instant,
+) {
+    match link.as_mut() {
+        Some(eth) => {
+            if let Some(ip) = eth.handle_frame(bytes, now) {
+                handle_packet(iface, ip, meta, now);
+            }
+        }
+        None => handle_packet(iface, bytes, meta, now),
+    }
+}
+
+/// The stack takes one IP packet; with offloads the metadata says whether the kernel
+/// vouches for the checksum and whether this is a coalesced super-segment.
+fn handle_packet(iface: &mut Interface, bytes: &[u8], meta: RxMeta, now: Instant) {
+    iface.handle_packet_meta(bytes, meta, now);
+}
+
+/// The next packet to send, built into `buf`, with what the device must know about it.
+fn next_packet(iface: &mut Interface, now: Instant, buf: &mut Vec<u8>) -> Option<TxMeta> {
+    iface.poll_transmit_into(now, buf)
+}
+
+/// Let TCP build super-segments of up to 64 KiB that the device splits (TSO).
+fn enable_tso(iface: &mut Interface) {
+    iface.set_tso(Some(crate::link::offload::MAX_SUPER_PACKET));
+}
+
+/// Every layer's counters of one stack.
+pub fn snapshot(
+    iface: &Interface,
+    link: Option<&EthernetLayer>,
+    faults: Option<&Faults>,
+) -> StackStats {
+    let mut states: Vec<(State, usize)> = Vec::new();
+    for (_, _, _, state) in iface.tcp().connection_states() {
+        match states.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, n)) => *n += 1,
+            None => states.push((state, 1)),
+        }
+    }
+    StackStats {
+        ip: iface.stats().clone(),
+        tcp: iface.tcp().stats().clone(),
+        udp: iface.udp().stats().clone(),
+        link: link.map(EthernetLayer::stats),
+        states,
+        faults: faults.map(Faults::stats).unwrap_or_default(),
+    }
+}
+
+fn add_map(
+    into: &mut std::collections::BTreeMap<&'static str, u64>,
+    from: &std::collections::BTreeMap<&'static str, u64>,
+) {
+    for (k, v) in from {
+        *into.entry(k).or_insert(0) += v;
+    }
+}
+
+/// Add `other`'s counters to `into` (several queues' stacks reported as one). Every
+/// field is named, so that a new counter cannot be forgotten here silently.
+pub fn merge_stats(into: &mut StackStats, other: &StackStats) {
+    merge_ip(&mut into.ip, &other.ip);
+    merge_tcp(&mut into.tcp, &other.tcp);
+    merge_udp(&mut into.udp, &other.udp);
+    match (into.link.as_mut(), other.link.as_ref()) {
+        (Some(a), Some(b)) => merge_link(a, b),
+        (None, Some(b)) => into.link = Some(b.clone()),
+        _ => {}
+    }
+    for (state, n) in &other.states {
+        match into.states.iter_mut().find(|(s, _)| s == state) {
+            Some((_, m)) => *m += n,
+            None => into.states.push((*state, *n)),
+        }
+    }
+    into.faults.add(&other.faults);
+}
+
+fn merge_ip(a: &mut IfaceStats, b: &IfaceStats) {
+    let IfaceStats {
+        packets_in,
+        packets_out,
+        echo_replies,
+        drops,
+        frag,
+        datagrams_fragmented,
+        time_exceeded_sent,
+        icmp_errors,
+        super_packets_in,
+        super_packets_out,
+    } = b;
+    a.super_packets_in += super_packets_in;
+    a.super_packets_out += super_packets_out;
+    a.packets_in += packets_in;
+    a.packets_out += packets_out;
+    a.echo_replies += echo_replies;
+    add_map(&mut a.drops, drops);
+    let crate::ip::frag::FragStats {
+        fragments_in,
+        reassembled,
+        timeouts,
+        overlaps,
+        duplicates,
+        too_big,
+        malformed,
+        memory_full,
+    } = frag;
+    a.frag.fragments_in += fragments_in;
+    a.frag.reassembled += reassembled;
+    a.frag.timeouts += timeouts;
+    a.frag.overlaps += overlaps;
+    a.frag.duplicates += duplicates;
+    a.frag.too_big += too_big;
+    a.frag.malformed += malformed;
+    a.frag.memory_full += memory_full;
+    a.datagrams_fragmented += datagrams_fragmented;
+    a.time_exceeded_sent += time_exceeded_sent;
+    add_map(&mut a.icmp_errors, icmp_errors);
+}
+
+fn merge_tcp(a: &mut TcpStats, b: &TcpStats) {
+    let TcpStats {
+        segments_in,
+        segments_out,
+        retransmits,
+        resets_sent,
+        resets_received,
+        dropped,
+        drops,
+        connections_opened,
+        connections_accepted,
+        listen_overflows,
+        timeouts,
+        window_probes,
+        rto_expirations,
+        fast_retransmits,
+        acks_rate_limited,
+        tail_loss_probes,
+        time_wait_reclaimed,
+        lost_retransmits,
+        paws_rejected,
+        delayed_acks,
+        keepalive_probes,
+        syn_cookies_sent,
+        syn_cookies_validated,
+        syn_cookies_failed,
+        super_segments_out,
+    } = b;
+    a.super_segments_out += super_segments_out;
+    a.segments_in += segments_in;
+    a.segments_out += segments_out;
+    a.retransmits += retransmits;
+    a.resets_sent += resets_sent;
+    a.resets_received += resets_received;
+    a.dropped += dropped;
+    add_map(&mut a.drops, drops);
+    a.connections_opened += connections_opened;
+    a.connections_accepted += connections_accepted;
+    a.listen_overflows += listen_overflows;
+    a.timeouts += timeouts;
+    a.window_probes += window_probes;
+    a.rto_expirations += rto_expirations;
+    a.fast_retransmits += fast_retransmits;
+    a.acks_rate_limited += acks_rate_limited;
+    a.tail_loss_probes += tail_loss_probes;
+    a.time_wait_reclaimed += time_wait_reclaimed;
+    a.lost_retransmits += lost_retransmits;
+    a.paws_rejected += paws_rejected;
+    a.delayed_acks += delayed_acks;
+    a.keepalive_probes += keepalive_probes;
+    a.syn_cookies_sent += syn_cookies_sent;
+    a.syn_cookies_validated += syn_cookies_validated;
+    a.syn_cookies_failed += syn_cookies_failed;
+}
+
+fn merge_udp(a: &mut UdpStats, b: &UdpStats) {
+    let UdpStats {
+        datagrams_in,
+        datagrams_out,
+        delivered,
+        no_port,
+        queue_drops,
+        drops,
+    } = b;
+    a.datagrams_in += datagrams_in;
+    a.datagrams_out += datagrams_out;
+    a.delivered += delivered;
+    a.no_port += no_port;
+    a.queue_drops += queue_drops;
+    add_map(&mut a.drops, drops);
+}
+
+/// TAP mode with several queues: frames and drops add up; the ARP counters too.
+fn merge_link(a: &mut EthernetStats, b: &EthernetStats) {
+    a.frames_in += b.frames_in;
+    a.frames_out += b.frames_out;
+    add_map(&mut a.drops, &b.drops);
+    a.arp.requests_sent += b.arp.requests_sent;
+    a.arp.requests_received += b.arp.requests_received;
+    a.arp.replies_sent += b.arp.replies_sent;
+    a.arp.replies_received += b.arp.replies_received;
+    a.arp.resolved += b.arp.resolved;
+    a.arp.timeouts += b.arp.timeouts;
+    a.arp.queue_drops += b.arp.queue_drops;
+    a.arp.evictions += b.arp.evictions;
+    a.arp.conflicts += b.arp.conflicts;
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::link::memory::{poll_pair, MemPollDevice};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    pub(crate) const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    pub(crate) const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+    /// Echoes every byte back on every connection of one listener; closes on EOF.
+    struct Echo {
+        listener: ListenerId,
+        conns: Vec<ConnId>,
+        stopped: bool,
+    }
+
+    impl App for Echo {
+        fn poll(&mut self, cx: &mut Context<'_>) {
+            let tcp = cx.iface.tcp_mut();
+            while let Some(id) = tcp.accept(self.listener) {
+                self.conns.push(id);
+            }
+            let mut buf = [0u8; 2048];
+            self.conns.retain(|&id| loop {
+                match tcp.recv(id, &mut buf, cx.now) {
+                    Ok(0) => {
+                        tcp.shutdown(id, cx.now);
+                        tcp.release(id, cx.now);
+                        break false;
+                    }
+                    Ok(n) => {
+                        let sent = tcp.send(id, &buf[..n], cx.now).unwrap_or(0);
+                        assert_eq!(sent, n, "small echoes fit the send buffer");
+                    }
+                    Err(_) => break true,
+                }
+            });
+        }
+        fn poll_at(&self) -> Option<std::time::Instant> {
+            None
+        }
+        fn shutdown(&mut self, cx: &mut Context<'_>) {
+            self.stopped = true;
+            cx.iface.tcp_mut().close_listener(self.listener, cx.now);
+        }
+    }
+
+    /// The client side: a sans-IO stack driven by hand over the other end of the link.
+    pub(crate) struct Client {
+        pub(crate) iface: Interface,
+        dev: MemPollDevice,
+        pub(crate) clock: Clock,
+    }
+
+    impl Client {
+        pub(crate) fn new(dev: MemPollDevice) -> Client {
+            Client {
+                iface: Interface::new(CLIENT, crate::tcp::Config::default(), 99),
+                dev,
+                clock: Clock::new(),
+            }
+        }
+
+        /// Exchange packets until `done` holds, for at most 20 s.
+        pub(crate) fn pump_until(&mut self, mut done: impl FnMut(&mut Interface, Instant) -> bool) {
+            let limit = std::time::Instant::now() + Duration::from_secs(20);
+            let mut buf = vec![0u8; 2048];
+            let mut out = Vec::new();
+            loop {
+                let now = self.clock.now();
+                while let Some((n, _)) = self.dev.recv(&mut buf).expect("recv") {
+                    self.iface.handle_packet(&buf[..n], now);
+                }
+                self.iface.handle_timeout(now);
+                if done(&mut self.iface, now) {
+                    return;
+                }
+                while self.iface.poll_transmit_into(now, &mut out).is_some() {
+                    self.dev.send(&out, TxMeta::default()).expect("send");
+                }
+                assert!(std::time::Instant::now() < limit, "no progress in 20 s");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    fn start_echo() -> (
+        LoopHandle,
+        Arc<StatsBoard>,
+        std::thread::JoinHandle<()>,
+        Client,
+    ) {
+        let (server_dev, client_dev) = poll_pair().expect("socketpair");
+        let mut config = StackConfig::new(SERVER);
+        config.seed = Some(1);
+        let mut ev = EventLoop::new(server_dev, &config, None).expect("loop");
+        let listener = ev
+            .iface_mut()
+            .tcp_mut()
+            .listen(SocketAddrV4::new(SERVER, 7), 16)
+            .expect("listen");
+        let board = StatsBoard::new(1);
+        ev.set_stats_board(board.clone(), 0);
+        ev.set_shutdown_grace(Duration::from_secs(5));
+        let handle = ev.handle();
+        let thread = std::thread::spawn(move || {
+            let mut app = Echo {
+                listener,
+                conns: Vec::new(),
+                stopped: false,
+            };
+            ev.run(&mut app).expect("run");
+            assert!(app.stopped, "shutdown reached the application");
+        });
+        (handle, board, thread, Client::new(client_dev))
+    }
+
+    #[test]
+    fn echoes_over_a_memory_link_and_stops_gracefully() {
+        let (handle, board, thread, mut client) = start_echo();
+        let now = client.clock.now();
+        let id = client
+            .iface
+            .tcp_mut()
+            .connect(
+                SocketAddrV4::new(CLIENT, 40000),
+                SocketAddrV4::new(SERVER, 7),
+                now,
+            )
+            .expect("connect");
+        client
+            .pump_until(|iface, _| iface.tcp().is_connected(id) || iface.tcp().error(id).is_some());
+        assert!(client.iface.tcp().is_connected(id), "handshake");
+        let mut got = Vec::new();
+        let mut sent = false;
+        client.pump_until(|iface, now| {
+            if !sent {
+                sent = iface.tcp_mut().send(id, b"hello, loop", now) == Ok(11);
+            }
+            let mut buf = [0u8; 64];
+            while let Ok(n @ 1..) = iface.tcp_mut().recv(id, &mut buf, now) {
+                got.extend_from_slice(&buf[..n]);
+            }
+            got.len() >= 11
+        });
+        assert_eq!(got, b"hello, loop");
+
+        let stats = board
+            .fresh(std::slice::from_ref(&handle), Duration::from_secs(10))
+            .expect("published");
+        assert_eq!(stats.tcp.connections_accepted, 1);
+        assert!(stats.ip.packets_in >= 2, "{:?}", stats.ip);
+
+        // A graceful stop closes the connection with a FIN the client sees as EOF.
+        handle.stop();
+        let mut eof = false;
+        client.pump_until(|iface, now| {
+            let mut buf = [0u8; 8];
+            eof |= iface.tcp_mut().recv(id, &mut buf, now) == Ok(0);
+            if eof {
+                iface.tcp_mut().shutdown(id, now);
+            }
+            eof && thread.is_finished()
+        });
+        thread.join().expect("loop thread");
+        let last = board.merged().expect("final stats");
+        assert!(last.tcp.segments_out >= 3, "{:?}", last.tcp);
+    }
+
+    #[test]
+    fn merged_stats_add_up() {
+        let mut a = snapshot(
+            &Interface::new(SERVER, crate::tcp::Config::default(), 1),
+            None,
+            None,
+        );
+        a.tcp.segments_in = 2;
+        a.ip.drops.insert("bad-checksum", 1);
+        a.states.push((State::Established, 3));
+        let mut b = a.clone();
+        b.states.push((State::TimeWait, 1));
+        merge_stats(&mut a, &b);
+        assert_eq!(a.tcp.segments_in, 4);
+        assert_eq!(a.ip.drops.get("bad-checksum"), Some(&2));
+        assert_eq!(
+            a.states,
+            vec![(State::Established, 6), (State::TimeWait, 1)]
+        );
+    }
+}
