@@ -37,6 +37,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::{Direction, IfaceStats, Interface, PacketHook, StackConfig, StackStats};
 use crate::link::ethernet_layer::{EthernetLayer, EthernetStats};
 use crate::link::fault::Faults;
+use crate::link::gso;
 use crate::link::offload::{PollDevice, RxMeta, TxMeta};
 use crate::tcp::{ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
@@ -223,6 +224,9 @@ struct Wire<D> {
     device: D,
     faults: Option<Faults>,
     hook: Option<PacketHook>,
+    /// The device carries Ethernet frames (TAP): the capture view cuts the IP packet
+    /// inside the frame.
+    tap: bool,
 }
 
 impl<D: PollDevice> Wire<D> {
@@ -248,12 +252,32 @@ impl<D: PollDevice> Wire<D> {
 
     fn write(&mut self, packet: &[u8], meta: TxMeta) {
         if let Some(hook) = self.hook.as_mut() {
-            hook(Direction::Out, packet);
+            capture_view(
+                self.tap,
+                packet,
+                meta.gso_size,
+                meta.csum_partial,
+                &mut |p| hook(Direction::Out, p),
+            );
         }
         if let Err(e) = self.device.send(packet, meta) {
             // A full device queue drops the packet like a congested link; TCP recovers.
             log::debug!("link: device write failed: {e}");
         }
+    }
+}
+
+/// What a capture (pcap hook) sees of one packet: with offloads, a super-segment is shown
+/// as the MSS-sized segments the wire between two ordinary hosts would carry, with complete
+/// checksums, so a capture reads the same with offloads on or off. Plain packets pass as
+/// they are, without a copy.
+fn capture_view(tap: bool, packet: &[u8], gso_size: u16, csum: bool, out: &mut dyn FnMut(&[u8])) {
+    if gso_size == 0 && !csum {
+        out(packet);
+    } else if tap {
+        gso::view_ethernet(packet, gso_size, csum, out);
+    } else {
+        gso::view(packet, gso_size, csum, out);
     }
 }
 
@@ -324,6 +348,7 @@ impl<D: PollDevice> EventLoop<D> {
                 device,
                 faults,
                 hook,
+                tap: config.ethernet.is_some(),
             },
             clock: Clock::new(),
             poll,
@@ -493,7 +518,13 @@ impl<D: PollDevice> EventLoop<D> {
             self.active = true;
             let packet = self.rx_buf.get(..n).unwrap_or_default();
             if let Some(hook) = self.wire.hook.as_mut() {
-                hook(Direction::In, packet);
+                capture_view(
+                    self.wire.tap,
+                    packet,
+                    meta.gso_size,
+                    meta.csum_trusted,
+                    &mut |p| hook(Direction::In, p),
+                );
             }
             match self.wire.faults.as_mut() {
                 // Fault injection sits between the device and the stack; what it lets
