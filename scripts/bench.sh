@@ -3,12 +3,15 @@
 #
 #   sudo scripts/bench.sh                  # build release binaries, measure, print the table
 #   ROUNDS=5 DURATION=10 sudo scripts/bench.sh
-#   TUNSTACK_ARGS="..." sudo scripts/bench.sh    # extra flags for `tunstack serve`
+#   TUNSTACK_ARGS="..." sudo scripts/bench.sh    # extra flags for every `tunstack serve`
+#   VARIANTS="plain:--no-offload" sudo scripts/bench.sh  # which extra tunstack servers to run
 #   TUNSTACK_BIN=/path/to/old/tunstack sudo scripts/bench.sh   # measure another build
 #
 # Topology (namespaces with unique names, deleted on exit whatever happens):
 #
 #   tunstack:  ns T: [wrk/ab/curl/python] ──kernel TCP── tsbN (TUN 10.77.0.1) ══ tunstack 10.77.0.2
+#   variants:  ns Vi: the same, one namespace and TUN each, `tunstack serve` with other flags
+#              (default: "plain" = --no-offload, "mq2" = --queues 2, "threaded" = --threaded)
 #   Linux:     ns C: [wrk/ab/curl/python] 10.78.0.1 ──veth── 10.78.0.2 linux_responder (ns S)
 #
 # The client always runs in the kernel; only the server side differs: our userspace stack
@@ -33,6 +36,8 @@ DURATION="${DURATION:-10}"
 IDLE_CONNS="${IDLE_CONNS:-10000}"
 AB_REQUESTS="${AB_REQUESTS:-20000}"
 TUNSTACK_ARGS="${TUNSTACK_ARGS:-}"
+# name:flags pairs separated by commas: extra tunstack servers measured in the same run.
+VARIANTS="${VARIANTS-plain:--no-offload,mq2:--queues 2,threaded:--threaded}"
 
 if [[ $EUID -ne 0 ]]; then
     echo "bench.sh: needs root (network namespaces, TUN devices)" >&2
@@ -71,6 +76,7 @@ TMP="$(mktemp -d /tmp/tunstack-bench.XXXXXX)"
 OUT="$PWD/target/bench"
 mkdir -p "$OUT"
 PIDS=()
+VAR_NS=()
 
 cleanup() {
     set +e
@@ -80,7 +86,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null
     done
-    for ns in "$NS_T" "$NS_S" "$NS_C"; do
+    for ns in "$NS_T" "$NS_S" "$NS_C" "${VAR_NS[@]}"; do
         ip netns delete "$ns" 2>/dev/null
     done
     rm -rf "$TMP"
@@ -119,6 +125,28 @@ RUST_LOG=warn ip netns exec "$NS_T" "$BIN" serve --tun "$TUN" --host-ip 10.77.0.
     $TUNSTACK_ARGS >"$OUT/tunstack.log" 2>&1 &
 T_PID=$!
 PIDS+=("$T_PID")
+# The variants: same files, same flags plus their own, each in its own namespace and TUN.
+VAR_NAMES=()
+VAR_IPS=()
+IFS=',' read -r -a var_specs <<<"$VARIANTS"
+vi=0
+for spec in "${var_specs[@]}"; do
+    [[ -n "$spec" ]] || continue
+    vi=$((vi + 1))
+    vname="${spec%%:*}"
+    vargs="${spec#*:}"
+    vns="tsb-v$vi-$id"
+    ip netns add "$vns"
+    ip -n "$vns" link set lo up
+    VAR_NS+=("$vns")
+    VAR_NAMES+=("$vname")
+    VAR_IPS+=("10.77.$vi.2")
+    # shellcheck disable=SC2086
+    RUST_LOG=warn ip netns exec "$vns" "$BIN" serve --tun "tsv$vi$id" --host-ip "10.77.$vi.1/24" \
+        --ip "10.77.$vi.2" --port 80 --root "$TMP/www" --max-connections 2000 $TUNSTACK_ARGS $vargs \
+        >"$OUT/tunstack-$vname.log" 2>&1 &
+    PIDS+=("$!")
+done
 ip netns exec "$NS_S" "$RESPONDER" "$L_IP:80" "$TMP/www" >"$OUT/linux.log" 2>&1 &
 L_PID=$!
 PIDS+=("$L_PID")
@@ -136,6 +164,9 @@ wait_ready() { # ns url
 }
 wait_ready "$NS_T" "http://$T_IP/1k.bin"
 wait_ready "$NS_C" "http://$L_IP/1k.bin"
+for i in "${!VAR_NAMES[@]}"; do
+    wait_ready "${VAR_NS[$i]}" "http://${VAR_IPS[$i]}/1k.bin"
+done
 
 # --- measurements ------------------------------------------------------------------------
 RAW="$OUT/raw.txt"
@@ -195,6 +226,13 @@ for round in $(seq 1 "$ROUNDS"); do
     run_download linux "$NS_C" "$L_IP"
     run_upload tunstack "$NS_T" "$T_IP"
     run_upload linux "$NS_C" "$L_IP"
+    for i in "${!VAR_NAMES[@]}"; do
+        n="tunstack-${VAR_NAMES[$i]}"
+        run_wrk "$n" "${VAR_NS[$i]}" "${VAR_IPS[$i]}"
+        run_ab "$n" "${VAR_NS[$i]}" "${VAR_IPS[$i]}"
+        run_download "$n" "${VAR_NS[$i]}" "${VAR_IPS[$i]}"
+        run_upload "$n" "${VAR_NS[$i]}" "${VAR_IPS[$i]}"
+    done
 done
 
 echo "=== $IDLE_CONNS idle connections (t+$((SECONDS - started))s)"
@@ -213,7 +251,7 @@ idle linux "$NS_C" "$L_IP" "$L_PID"
 echo "=== measured in $((SECONDS - started)) s"
 
 # --- the table -----------------------------------------------------------------------------
-python3 - "$RAW" "$ROUNDS" <<'EOF' | tee "$OUT/table.md"
+python3 - "$RAW" "$ROUNDS" "${VAR_NAMES[@]}" <<'EOF' | tee "$OUT/table.md"
 import statistics, sys
 from collections import defaultdict
 vals = defaultdict(list)
@@ -239,13 +277,18 @@ rows = [
     ("  server RSS after serving, MiB", "rss_after_kib", "{:.1f}"),
     ("  seconds to serve them", "serve_s", "{:.2f}"),
 ]
+variants = ["tunstack-" + v for v in sys.argv[3:]]
 print(f"medians of {sys.argv[2]} rounds (idle test: one run)\n")
-print("| metric | tunstack | Linux | tunstack/Linux |")
-print("|---|---:|---:|---:|")
+print("| metric | tunstack | Linux | tunstack/Linux | " + " | ".join(variants) + (" |" if variants else ""))
+print("|---|---:|---:|---:|" + "---:|" * len(variants))
 for label, key, fmt in rows:
     t, l = med("tunstack", key), med("linux", key)
     if key.startswith("rss"):
         t, l = t / 1024, l / 1024
     ratio = t / l if l and l == l and t == t else float("nan")
-    print(f"| {label} | {fmt.format(t)} | {fmt.format(l)} | {ratio:.2f} |")
+    extra = ""
+    for v in variants:
+        x = med(v, key)
+        extra += " " + ("" if x != x else fmt.format(x) + f" ({x / l:.2f})" if l and l == l else fmt.format(x)) + " |"
+    print(f"| {label} | {fmt.format(t)} | {fmt.format(l)} | {ratio:.2f} |{extra}")
 EOF
