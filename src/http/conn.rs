@@ -596,6 +596,12 @@ impl HttpConn {
             Framing::Length(len) => {
                 let want = len.saturating_sub(b.body.len() as u64);
                 let take = usize::try_from(want).unwrap_or(usize::MAX).min(input.len());
+                if b.body.len() >= BODY_INITIAL_MAX && b.body.len() + take > b.body.capacity() {
+                    // The client has sent BODY_INITIAL_MAX bytes of what it announced (at
+                    // most max_body): allocate the rest once rather than doubling, which
+                    // copied the body at every step.
+                    b.body.reserve_exact(usize::try_from(want).unwrap_or(0));
+                }
                 b.body.extend_from_slice(&input[..take]);
                 take
             }
@@ -664,7 +670,7 @@ impl HttpConn {
             Version::Http11 => !head.headers.has_token("connection", "close"),
             Version::Http10 => head.headers.has_token("connection", "keep-alive"),
         };
-        let req = Request {
+        let mut req = Request {
             method: head.method,
             target: head.target,
             path,
@@ -675,7 +681,7 @@ impl HttpConn {
             peer: Some(peer),
         };
         let handler = &self.handler;
-        let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
+        let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle_mut(&mut req))) {
             // Status codes are 100..=599 (RFC 9110 §15); interim (1xx) ones would desynchronize
             // the client: we have no protocol upgrades, and 100 Continue is the server's job.
             Ok(r) if (200..=599).contains(&r.status) => r,

@@ -376,7 +376,7 @@ impl<S: Transport> Connection<'_, S> {
             version,
             headers,
         } = head.clone();
-        let req = Request {
+        let mut req = Request {
             method,
             target,
             path,
@@ -387,7 +387,7 @@ impl<S: Transport> Connection<'_, S> {
             peer: Some(peer),
         };
         let handler = &self.shared.handler;
-        let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
+        let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle_mut(&mut req))) {
             // Status codes are 100..=599 (RFC 9110 §15); interim (1xx) ones would desynchronize
             // the client: we have no protocol upgrades, and 100 Continue is the server's job.
             Ok(r) if (200..=599).contains(&r.status) => r,

@@ -23,12 +23,30 @@ impl<H: Handler> TracedHandler<H> {
 
 impl<H: Handler> Handler for TracedHandler<H> {
     fn handle(&self, req: &Request) -> Response {
+        self.emit_request(req);
+        let resp = self.inner.handle(req);
+        self.emit_response(req, &resp);
+        resp
+    }
+
+    fn handle_mut(&self, req: &mut Request) -> Response {
+        self.emit_request(req);
+        let resp = self.inner.handle_mut(req);
+        self.emit_response(req, &resp);
+        resp
+    }
+}
+
+impl<H: Handler> TracedHandler<H> {
+    fn emit_request(&self, req: &Request) {
         self.tracer.emit(TraceEvent::Http(HttpEvent::Request {
             peer: req.peer,
             line: format!("{} {} {}", req.method, req.target, req.version),
             thread: std::thread::current().name().map(str::to_string),
         }));
-        let resp = self.inner.handle(req);
+    }
+
+    fn emit_response(&self, req: &Request, resp: &Response) {
         self.tracer.emit(TraceEvent::Http(HttpEvent::Response {
             peer: req.peer,
             line: format!(
@@ -40,6 +58,5 @@ impl<H: Handler> Handler for TracedHandler<H> {
             ),
             body_len: Some(resp.body.len()),
         }));
-        resp
     }
 }
