@@ -284,17 +284,9 @@ fn start_stack(link: &LinkArgs, tracer: Option<Tracer>) -> io::Result<StackHandl
         link.ip
     );
     let (reader, writer) = device.split();
-    let mut config = StackConfig::new(link.ip);
-    config.mtu = link.mtu;
+    let mut config = stack_config(link)?;
     config.seed = link.seed;
     config.tracer = tracer;
-    config.faults = link.faults.config();
-    if let Some((f, seed)) = &config.faults {
-        log::info!("link: injecting faults {f:?} (seed {seed})");
-    }
-    config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
-    config.ethernet = ethernet_config(link)?;
-    config.addr6 = link.ip6;
     let hook = packet_hook(link)?;
     stack::start(
         move |buf: &mut [u8]| reader.recv(buf),
@@ -302,6 +294,20 @@ fn start_stack(link: &LinkArgs, tracer: Option<Tracer>) -> io::Result<StackHandl
         config,
         hook,
     )
+}
+
+/// The stack settings the link flags ask for, shared by both runtimes.
+fn stack_config(link: &LinkArgs) -> io::Result<StackConfig> {
+    let mut config = StackConfig::new(link.ip);
+    config.mtu = link.mtu;
+    config.faults = link.faults.config();
+    if let Some((f, seed)) = &config.faults {
+        log::info!("link: injecting faults {f:?} (seed {seed})");
+    }
+    config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
+    config.ethernet = ethernet_config(link)?;
+    config.addr6 = link.ip6;
+    Ok(config)
 }
 
 /// TAP mode: our MAC, subnet and gateway. `None` in TUN mode.
@@ -563,17 +569,9 @@ fn serve_evented(
         link.ip
     );
 
-    let mut stack_config = StackConfig::new(link.ip);
-    stack_config.mtu = link.mtu;
+    let mut stack_config = stack_config(link)?;
     // One seed for every queue: ISNs and SYN cookies agree whichever queue a packet takes.
     stack_config.seed = Some(link.seed.unwrap_or_else(rand::random));
-    stack_config.faults = link.faults.config();
-    if let Some((f, seed)) = &stack_config.faults {
-        log::info!("link: injecting faults {f:?} (seed {seed})");
-    }
-    stack_config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
-    stack_config.ethernet = ethernet_config(link)?;
-    stack_config.addr6 = link.ip6;
     // One capture file for all queues: the hook is shared (taken only with --pcap).
     let hook = packet_hook(link)?.map(|h| Arc::new(Mutex::new(h)));
 

@@ -31,11 +31,10 @@
 use std::fs::File;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::handlers::Handler;
+use super::handlers::{answer, Handler};
 use super::parse::{parse_request_head, ChunkedDecoder, Limits, Parsed, RequestHead};
 use super::request::{request_framing, split_target, Framing, Request, Version};
 use super::response::{
@@ -680,24 +679,7 @@ impl HttpConn {
             body,
             peer: Some(peer),
         };
-        let handler = &self.handler;
-        let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle_mut(&mut req))) {
-            // Status codes are 100..=599 (RFC 9110 §15); interim (1xx) ones would desynchronize
-            // the client: we have no protocol upgrades, and 100 Continue is the server's job.
-            Ok(r) if (200..=599).contains(&r.status) => r,
-            Ok(r) => {
-                log::error!("http: {peer}: handler returned status {}", r.status);
-                Response::error(500)
-            }
-            Err(_) => {
-                log::error!(
-                    "http: {peer}: handler panicked on {} {}",
-                    req.method,
-                    req.target
-                );
-                Response::error(500)
-            }
-        };
+        let resp = answer(&*self.handler, &mut req);
         let keep_alive =
             keep_alive && !resp.headers.has_token("connection", "close") && !self.shutdown;
         let status = resp.status;

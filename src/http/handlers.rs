@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +34,31 @@ pub trait Handler: Send + Sync + 'static {
     /// as many fresh pages as the body had).
     fn handle_mut(&self, req: &mut Request) -> Response {
         self.handle(req)
+    }
+}
+
+/// Run `handler` on `req` as both servers do: a panic, or a status outside 200..=599, becomes
+/// a 500 for this request only (logged), and the server goes on.
+pub(crate) fn answer(handler: &dyn Handler, req: &mut Request) -> Response {
+    // Formatted only on the error paths.
+    let peer = |req: &Request| req.peer.map_or_else(|| "-".to_string(), |p| p.to_string());
+    match catch_unwind(AssertUnwindSafe(|| handler.handle_mut(req))) {
+        // Status codes are 100..=599 (RFC 9110 §15); interim (1xx) ones would desynchronize
+        // the client: we have no protocol upgrades, and 100 Continue is the server's job.
+        Ok(r) if (200..=599).contains(&r.status) => r,
+        Ok(r) => {
+            log::error!("http: {}: handler returned status {}", peer(req), r.status);
+            Response::error(500)
+        }
+        Err(_) => {
+            log::error!(
+                "http: {}: handler panicked on {} {}",
+                peer(req),
+                req.method,
+                req.target
+            );
+            Response::error(500)
+        }
     }
 }
 

@@ -22,13 +22,12 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::handlers::Handler;
+use super::handlers::{answer, Handler};
 use super::parse::{parse_request_head, ChunkedDecoder, Limits, Parsed, RequestHead};
 use super::request::{request_framing, split_target, Framing, Request, Version};
 use super::response::{write_response, Response, WireOptions};
@@ -386,24 +385,7 @@ impl<S: Transport> Connection<'_, S> {
             body,
             peer: Some(peer),
         };
-        let handler = &self.shared.handler;
-        let resp = match catch_unwind(AssertUnwindSafe(|| handler.handle_mut(&mut req))) {
-            // Status codes are 100..=599 (RFC 9110 §15); interim (1xx) ones would desynchronize
-            // the client: we have no protocol upgrades, and 100 Continue is the server's job.
-            Ok(r) if (200..=599).contains(&r.status) => r,
-            Ok(r) => {
-                log::error!("http: {peer}: handler returned status {}", r.status);
-                Response::error(500)
-            }
-            Err(_) => {
-                log::error!(
-                    "http: {peer}: handler panicked on {} {}",
-                    req.method,
-                    req.target
-                );
-                Response::error(500)
-            }
-        };
+        let resp = answer(&*self.shared.handler, &mut req);
         let keep_alive = keep_alive
             && !resp.headers.has_token("connection", "close")
             && !self.shared.shutdown.load(Ordering::SeqCst);
