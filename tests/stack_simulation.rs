@@ -26,8 +26,11 @@ use tunstack::ip::ipv4::{self, Ipv4Packet};
 use tunstack::ip::{checksum, icmp};
 use tunstack::link::fault::{FaultConfig, FaultInjector};
 use tunstack::stack::Interface;
-use tunstack::tcp::{Config, ConnId, ListenerId};
+use tunstack::tcp::Config;
 use tunstack::time::Instant;
+
+mod sim;
+use sim::BulkApp;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -45,13 +48,7 @@ fn payload(seed: u64, len: usize) -> Vec<u8> {
 /// One host and its application: send `out`, read into `got`, close after sending.
 struct Host {
     iface: Interface,
-    listener: Option<ListenerId>,
-    conn: Option<ConnId>,
-    out: Vec<u8>,
-    sent: usize,
-    got: Vec<u8>,
-    eof: bool,
-    shut: bool,
+    app: BulkApp,
 }
 
 impl Host {
@@ -64,59 +61,13 @@ impl Host {
         iface.set_mtu(MTU);
         Host {
             iface,
-            listener: None,
-            conn: None,
-            out,
-            sent: 0,
-            got: Vec::new(),
-            eof: false,
-            shut: false,
+            app: BulkApp::new(out),
         }
     }
 
     /// The application's turn; true if it did anything.
     fn app(&mut self, now: Instant) -> bool {
-        let mut progress = false;
-        if let (None, Some(l)) = (self.conn, self.listener) {
-            self.conn = self.iface.tcp_mut().accept(l);
-            progress |= self.conn.is_some();
-        }
-        let Some(id) = self.conn else {
-            return progress;
-        };
-        let tcp = self.iface.tcp_mut();
-        if let Some(e) = tcp.error(id) {
-            panic!("connection failed: {e}");
-        }
-        while self.sent < self.out.len() && tcp.is_connected(id) {
-            match tcp.send(id, &self.out[self.sent..], now) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    self.sent += n;
-                    progress = true;
-                }
-            }
-        }
-        if self.sent == self.out.len() && !self.shut && tcp.is_connected(id) {
-            tcp.shutdown(id, now);
-            self.shut = true;
-            progress = true;
-        }
-        let mut buf = [0u8; 16 * 1024];
-        while !self.eof {
-            match tcp.recv(id, &mut buf, now) {
-                Ok(0) => {
-                    self.eof = true;
-                    progress = true;
-                }
-                Ok(n) => {
-                    self.got.extend_from_slice(&buf[..n]);
-                    progress = true;
-                }
-                Err(_) => break,
-            }
-        }
-        progress
+        self.app.step(&mut self.iface, now)
     }
 }
 
@@ -142,7 +93,7 @@ struct Outcome {
 fn run(seed: u64, faults: FaultConfig, bytes: usize, limit: Duration) -> Outcome {
     let mut a = Host::new(A, seed, payload(seed, bytes));
     let mut b = Host::new(B, seed ^ 0xb, payload(seed ^ 0xff, bytes));
-    b.listener = Some(
+    b.app.listener = Some(
         b.iface
             .tcp_mut()
             .listen(SocketAddrV4::new(B, PORT), 8)
@@ -150,7 +101,7 @@ fn run(seed: u64, faults: FaultConfig, bytes: usize, limit: Duration) -> Outcome
     );
     let start = Instant::from_millis(1_000);
     let mut now = start;
-    a.conn = Some(
+    a.app.conn = Some(
         a.iface
             .tcp_mut()
             .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, PORT), now)
@@ -171,16 +122,16 @@ fn run(seed: u64, faults: FaultConfig, bytes: usize, limit: Duration) -> Outcome
             now - start <= limit,
             "seed {seed}: not done after {limit:?} of virtual time: A sent {}/{} got {}/{} eof {}, \
              B sent {}/{} got {}/{} eof {}; faults {:?} / {:?}; ip A {:?} B {:?}",
-            a.sent,
-            a.out.len(),
-            a.got.len(),
-            b.out.len(),
-            a.eof,
-            b.sent,
-            b.out.len(),
-            b.got.len(),
-            a.out.len(),
-            b.eof,
+            a.app.sent,
+            a.app.out.len(),
+            a.app.got.len(),
+            b.app.out.len(),
+            a.app.eof,
+            b.app.sent,
+            b.app.out.len(),
+            b.app.got.len(),
+            a.app.out.len(),
+            b.app.eof,
             links[0].stats(),
             links[1].stats(),
             a.iface.stats(),
@@ -233,10 +184,10 @@ fn run(seed: u64, faults: FaultConfig, bytes: usize, limit: Duration) -> Outcome
             continue;
         }
         // Quiescent at `now`: finished if everything was delivered and nothing is in flight.
-        let done = a.eof
-            && b.eof
-            && a.shut
-            && b.shut
+        let done = a.app.eof
+            && b.app.eof
+            && a.app.shut
+            && b.app.shut
             && pings_sent == 20
             && links.iter().all(|l| l.in_flight() == 0);
         if done {
@@ -261,10 +212,18 @@ fn run(seed: u64, faults: FaultConfig, bytes: usize, limit: Duration) -> Outcome
         };
         assert!(idle_rounds < 1_000_000);
     }
-    assert_eq!(a.got.len(), b.out.len(), "seed {seed}: B → A length");
-    assert!(a.got == b.out, "seed {seed}: B → A bytes differ");
-    assert_eq!(b.got.len(), a.out.len(), "seed {seed}: A → B length");
-    assert!(b.got == a.out, "seed {seed}: A → B bytes differ");
+    assert_eq!(
+        a.app.got.len(),
+        b.app.out.len(),
+        "seed {seed}: B → A length"
+    );
+    assert!(a.app.got == b.app.out, "seed {seed}: B → A bytes differ");
+    assert_eq!(
+        b.app.got.len(),
+        a.app.out.len(),
+        "seed {seed}: A → B length"
+    );
+    assert!(b.app.got == a.app.out, "seed {seed}: A → B bytes differ");
     Outcome {
         virtual_time: now - start,
         pings_sent,

@@ -24,8 +24,11 @@ use tunstack::ip::ipv4::{self, Ipv4Packet};
 use tunstack::link::fault::{FaultConfig, FaultInjector};
 use tunstack::link::offload::TxMeta;
 use tunstack::stack::Interface;
-use tunstack::tcp::{Config, ConnId, ListenerId};
+use tunstack::tcp::Config;
 use tunstack::time::Instant;
+
+mod sim;
+use sim::BulkApp;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -92,13 +95,7 @@ fn split(packet: &[u8], gso_size: usize) -> Vec<Vec<u8>> {
 /// One host and its application: send `out`, read into `got`, close after sending.
 struct Host {
     iface: Interface,
-    listener: Option<ListenerId>,
-    conn: Option<ConnId>,
-    out: Vec<u8>,
-    sent: usize,
-    got: Vec<u8>,
-    eof: bool,
-    shut: bool,
+    app: BulkApp,
     /// Super-segments sent, and the wire packets they became.
     supers: u64,
     pieces: u64,
@@ -119,13 +116,7 @@ impl Host {
         iface.set_tso(Some(65535));
         Host {
             iface,
-            listener: None,
-            conn: None,
-            out,
-            sent: 0,
-            got: Vec::new(),
-            eof: false,
-            shut: false,
+            app: BulkApp::new(out),
             supers: 0,
             pieces: 0,
             largest: 0,
@@ -135,47 +126,7 @@ impl Host {
 
     /// The application's turn; true if it did anything.
     fn app(&mut self, now: Instant) -> bool {
-        let mut progress = false;
-        if let (None, Some(l)) = (self.conn, self.listener) {
-            self.conn = self.iface.tcp_mut().accept(l);
-            progress |= self.conn.is_some();
-        }
-        let Some(id) = self.conn else {
-            return progress;
-        };
-        let tcp = self.iface.tcp_mut();
-        if let Some(e) = tcp.error(id) {
-            panic!("connection failed: {e}");
-        }
-        while self.sent < self.out.len() && tcp.is_connected(id) {
-            match tcp.send(id, &self.out[self.sent..], now) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    self.sent += n;
-                    progress = true;
-                }
-            }
-        }
-        if self.sent == self.out.len() && !self.shut && tcp.is_connected(id) {
-            tcp.shutdown(id, now);
-            self.shut = true;
-            progress = true;
-        }
-        let mut buf = [0u8; 64 * 1024];
-        while !self.eof {
-            match tcp.recv(id, &mut buf, now) {
-                Ok(0) => {
-                    self.eof = true;
-                    progress = true;
-                }
-                Ok(n) => {
-                    self.got.extend_from_slice(&buf[..n]);
-                    progress = true;
-                }
-                Err(_) => break,
-            }
-        }
-        progress
+        self.app.step(&mut self.iface, now)
     }
 
     /// The pieces of a super-segment take consecutive IP ids: no later packet reuses one.
@@ -229,7 +180,7 @@ struct Outcome {
 fn run(seed: u64, faults: FaultConfig, bytes: usize, limit: Duration) -> Outcome {
     let mut a = Host::new(A, seed, payload(seed, bytes));
     let mut b = Host::new(B, seed ^ 0xb, payload(seed ^ 0xff, bytes / 2));
-    b.listener = Some(
+    b.app.listener = Some(
         b.iface
             .tcp_mut()
             .listen(SocketAddrV4::new(B, PORT), 8)
@@ -237,7 +188,7 @@ fn run(seed: u64, faults: FaultConfig, bytes: usize, limit: Duration) -> Outcome
     );
     let start = Instant::from_millis(1_000);
     let mut now = start;
-    a.conn = Some(
+    a.app.conn = Some(
         a.iface
             .tcp_mut()
             .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, PORT), now)
@@ -253,14 +204,14 @@ fn run(seed: u64, faults: FaultConfig, bytes: usize, limit: Duration) -> Outcome
         assert!(
             now - start <= limit,
             "seed {seed}: not done after {limit:?}: A sent {}/{} got {}/{}, B sent {}/{} got {}/{}",
-            a.sent,
-            a.out.len(),
-            a.got.len(),
-            b.out.len(),
-            b.sent,
-            b.out.len(),
-            b.got.len(),
-            a.out.len(),
+            a.app.sent,
+            a.app.out.len(),
+            a.app.got.len(),
+            b.app.out.len(),
+            b.app.sent,
+            b.app.out.len(),
+            b.app.got.len(),
+            a.app.out.len(),
         );
         let mut progress = a.app(now) | b.app(now);
         let [ab, ba] = &mut links;
@@ -281,7 +232,12 @@ fn run(seed: u64, faults: FaultConfig, bytes: usize, limit: Duration) -> Outcome
         if progress {
             continue;
         }
-        if a.eof && b.eof && a.shut && b.shut && links.iter().all(|l| l.in_flight() == 0) {
+        if a.app.eof
+            && b.app.eof
+            && a.app.shut
+            && b.app.shut
+            && links.iter().all(|l| l.in_flight() == 0)
+        {
             break;
         }
         let next = [
@@ -299,8 +255,8 @@ fn run(seed: u64, faults: FaultConfig, bytes: usize, limit: Duration) -> Outcome
             None => panic!("seed {seed}: deadlock: nothing scheduled and not done"),
         };
     }
-    assert!(a.got == b.out, "seed {seed}: B → A bytes differ");
-    assert!(b.got == a.out, "seed {seed}: A → B bytes differ");
+    assert!(a.app.got == b.app.out, "seed {seed}: B → A bytes differ");
+    assert!(b.app.got == a.app.out, "seed {seed}: A → B bytes differ");
     for h in [&a, &b] {
         // No corrupt or malformed packet reached either host.
         assert_eq!(h.iface.stats().drops.get("tcp-malformed"), None);
