@@ -731,13 +731,7 @@ pub fn snapshot(
     link: Option<&EthernetLayer>,
     faults: Option<&Faults>,
 ) -> StackStats {
-    let mut states: Vec<(State, usize)> = Vec::new();
-    for (_, _, _, state) in iface.tcp().connection_states() {
-        match states.iter_mut().find(|(s, _)| *s == state) {
-            Some((_, n)) => *n += 1,
-            None => states.push((state, 1)),
-        }
-    }
+    let states = iface.tcp().state_counts();
     StackStats {
         ip: iface.stats().clone(),
         tcp: iface.tcp().stats().clone(),

@@ -261,13 +261,7 @@ impl StackHandle {
             .map(Faults::stats)
             .unwrap_or_default();
         let core = self.lock();
-        let mut states: Vec<(State, usize)> = Vec::new();
-        for (_, _, _, state) in core.tcp().connection_states() {
-            match states.iter_mut().find(|(s, _)| *s == state) {
-                Some((_, n)) => *n += 1,
-                None => states.push((state, 1)),
-            }
-        }
+        let states = core.tcp().state_counts();
         let link = self
             .shared
             .link

@@ -1147,6 +1147,19 @@ impl Tcp {
             .collect()
     }
 
+    /// How many connections are in each state (states with none are left out), in the order
+    /// first seen: the statistics' view, without listing every connection.
+    pub fn state_counts(&self) -> Vec<(State, usize)> {
+        let mut counts: Vec<(State, usize)> = Vec::new();
+        for c in self.slots.iter().filter_map(|s| s.conn.as_ref()) {
+            match counts.iter_mut().find(|(s, _)| *s == c.state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((c.state, 1)),
+            }
+        }
+        counts
+    }
+
     /// True if anything socket-visible changed since the last call.
     pub fn take_events(&mut self) -> bool {
         self.woken.clear();
