@@ -373,6 +373,10 @@ struct Slot {
     /// The instant of this slot's live entry in [`Tcp::timers`], if any. It is never later
     /// than the connection's real deadline; an entry that fires early is re-armed.
     scheduled: Option<Instant>,
+    /// The connection's deadline as of the last [`Tcp::schedule`], which runs after
+    /// everything that can change it. Kept so that keeping the heap's top exact does not
+    /// recompute a deadline (the minimum of eight timers) at every step.
+    deadline: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -563,6 +567,7 @@ impl Tcp {
         let slot = &mut self.slots[index as usize];
         slot.conn = Some(conn);
         slot.scheduled = None;
+        slot.deadline = None;
         let generation = slot.generation;
         self.live += 1;
         self.table.insert(key, index);
@@ -579,15 +584,22 @@ impl Tcp {
         let Some(slot) = self.slots.get_mut(index as usize) else {
             return;
         };
-        let Some(deadline) = slot.conn.as_ref().and_then(|c| c.deadline()) else {
-            return;
-        };
-        if slot.scheduled.is_none_or(|at| deadline < at) {
-            slot.scheduled = Some(deadline);
-            self.timers
-                .push(Reverse((deadline, index, slot.generation)));
+        let real = slot.conn.as_ref().and_then(|c| c.deadline());
+        let moved = real != slot.deadline;
+        slot.deadline = real;
+        let mut pushed = false;
+        if let Some(deadline) = real {
+            if slot.scheduled.is_none_or(|at| deadline < at) {
+                slot.scheduled = Some(deadline);
+                self.timers
+                    .push(Reverse((deadline, index, slot.generation)));
+                pushed = true;
+            }
         }
-        self.tidy_timers();
+        // Unchanged deadline and no new entry: the heap is as exact as it was.
+        if pushed || moved {
+            self.tidy_timers();
+        }
     }
 
     /// Make the heap's top exact, so [`Tcp::poll_at`] is: drop entries of freed slots or
@@ -603,7 +615,7 @@ impl Tcp {
                 self.timers.pop();
                 continue;
             }
-            let real = slot.conn.as_ref().and_then(|c| c.deadline());
+            let real = slot.deadline;
             if real == Some(at) {
                 break;
             }
@@ -726,6 +738,7 @@ impl Tcp {
                 }
                 slot.generation = slot.generation.wrapping_add(1);
                 slot.scheduled = None;
+                slot.deadline = None;
                 self.free_slots.push(index);
                 self.live = self.live.saturating_sub(1);
             }
