@@ -183,20 +183,44 @@ v, u = float(m.group(1)), m.group(2)
 print(v / 1000 if u == "us" else v * 1000 if u == "s" else v)' "$1"
 }
 
+# Run a client command and append a line "client-cpu" and the output of `times`: the CPU time
+# the client process itself used. wrk -t1 and ab are single-threaded, so 1 / (that time per
+# request) is the most any server could get out of them on this machine, however fast it is.
+with_cpu() { # ns command...
+    local ns=$1
+    shift
+    # shellcheck disable=SC2016
+    # `times` is a builtin run in this shell (not in a pipe's subshell, which has no children):
+    # its second line is the children's user and system time.
+    ip netns exec "$ns" bash -c '"$@"; rc=$?; echo client-cpu; times; exit $rc' _ "$@"
+}
+
+# Client CPU per operation, in microseconds: `times` prints "0m1.234s 0m0.567s" (user, system).
+client_us() { # output operations
+    awk -v n="$2" '$1 == "client-cpu" { at = NR }
+        at && NR == at + 2 {
+            t = 0
+            for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }
+            if (n > 0) printf "%.3f", t / n * 1e6
+        }' <<<"$1"
+}
+
 run_wrk() { # name ns ip
     local out
-    out="$(ip netns exec "$2" wrk -t1 -c50 -d"${DURATION}s" --latency "http://$3/1k.bin" 2>&1)"
+    out="$(with_cpu "$2" wrk -t1 -c50 -d"${DURATION}s" --latency "http://$3/1k.bin" 2>&1)"
     echo "$out" >>"$OUT/wrk-$1.txt"
     record "$1" rps "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
     record "$1" p50 "$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
     record "$1" p99 "$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
+    record "$1" wrk_us "$(client_us "$out" "$(awk '/requests in/ {print $1}' <<<"$out")")"
 }
 
 run_ab() { # name ns ip
     local out
-    out="$(ip netns exec "$2" ab -q -s 30 -n "$AB_REQUESTS" -c 50 "http://$3/1k.bin" 2>&1)" || true
+    out="$(with_cpu "$2" ab -q -s 30 -n "$AB_REQUESTS" -c 50 "http://$3/1k.bin" 2>&1)" || true
     echo "$out" >>"$OUT/ab-$1.txt"
     record "$1" cps "$(awk '/^Requests per second:/ {print $4}' <<<"$out")"
+    record "$1" ab_us "$(client_us "$out" "$(awk '/^Complete requests:/ {print $3}' <<<"$out")")"
 }
 
 run_download() { # name ns ip
@@ -263,13 +287,21 @@ for line in open(sys.argv[1]):
         except ValueError:
             pass
 def med(server, metric):
+    # A client's ceiling is 1e6 / its CPU per operation; it is derived here, not measured.
+    if metric.endswith("_max"):
+        us = med(server, metric[: -len("_max")] + "_us")
+        return 1e6 / us if us == us and us > 0 else float("nan")
     v = vals.get((server, metric))
     return statistics.median(v) if v else float("nan")
 rows = [
     ("keep-alive req/s (wrk -c50, 1 KiB)", "rps", "{:,.0f}"),
     ("  p50 latency ms", "p50", "{:.3f}"),
     ("  p99 latency ms", "p99", "{:.3f}"),
+    ("  wrk's own CPU per request, µs", "wrk_us", "{:.2f}"),
+    ("  most any server could get from wrk -t1 (1e6 / that)", "wrk_max", "{:,.0f}"),
     ("new connections/s (ab -c50)", "cps", "{:,.0f}"),
+    ("  ab's own CPU per connection, µs", "ab_us", "{:.2f}"),
+    ("  most any server could get from ab (1e6 / that)", "ab_max", "{:,.0f}"),
     ("download Gbit/s (256 MiB GET)", "down", "{:.2f}"),
     ("upload Gbit/s (32 MiB POST /echo, incl. echo)", "up", "{:.2f}"),
     ("idle conns served (of 10,000)", "served", "{:,.0f}"),
@@ -281,14 +313,23 @@ variants = ["tunstack-" + v for v in sys.argv[3:]]
 print(f"medians of {sys.argv[2]} rounds (idle test: one run)\n")
 print("| metric | tunstack | Linux | tunstack/Linux | " + " | ".join(variants) + (" |" if variants else ""))
 print("|---|---:|---:|---:|" + "---:|" * len(variants))
+# A ceiling's ratio is to what Linux measured: the largest ratio any server could reach.
+against = {"wrk_max": "rps", "ab_max": "cps"}
 for label, key, fmt in rows:
     t, l = med("tunstack", key), med("linux", key)
+    base = med("linux", against.get(key, key))
     if key.startswith("rss"):
-        t, l = t / 1024, l / 1024
-    ratio = t / l if l and l == l and t == t else float("nan")
+        t, l, base = t / 1024, l / 1024, base / 1024
+    ratio = t / base if base and base == base and t == t else float("nan")
     extra = ""
     for v in variants:
         x = med(v, key)
-        extra += " " + ("" if x != x else fmt.format(x) + f" ({x / l:.2f})" if l and l == l else fmt.format(x)) + " |"
+        extra += " " + ("" if x != x else fmt.format(x) + f" ({x / base:.2f})" if base and base == base else fmt.format(x)) + " |"
     print(f"| {label} | {fmt.format(t)} | {fmt.format(l)} | {ratio:.2f} |{extra}")
+print()
+print("Client ceilings: wrk -t1 and ab are single-threaded, so a client that needs C µs of CPU")
+print("per request cannot issue more than 1e6 / C requests per second, however fast the server.")
+print("Their ratio column is that ceiling over Linux's measured figure: the most any server behind")
+print("this client could reach. Over the veth the client's system calls also run the Linux server's")
+print("receive path (softirq), so the Linux column's client figure is not the client alone.")
 EOF
