@@ -216,7 +216,6 @@ fn decode(packet: &mut [u8], meta: TxMeta) -> Out {
     let (header_len, ip_len) = (ip.header_len, ip.bytes.len());
     assert_eq!(ip_len, packet.len(), "total length matches the packet");
     if meta.csum_partial {
-        assert!(meta.gso_size > 0, "csum_partial only with a super-segment");
         let tcp_len = u16::try_from(ip_len - header_len).unwrap();
         let expected = !ipv4::checksum_with(ipv4::pseudo_header_sum(US, THEM, 6, tcp_len), &[]);
         let field = u16::from_be_bytes([packet[header_len + 16], packet[header_len + 17]]);
@@ -607,6 +606,43 @@ fn without_tso_segments_are_ordinary() {
         assert_eq!(check_data(&h, o), (i * MSS, MSS));
     }
     assert_eq!(h.host.tcp().stats().super_segments_out, 0);
+}
+
+/// Transmit checksum offload without TSO: every segment of the connection is an ordinary
+/// packet whose checksum field holds the pseudo-header sum for the device to complete
+/// (NEEDS_CSUM, gso_type NONE); completed as the kernel would, each is valid and carries
+/// the right bytes. A RST for no connection keeps a complete checksum.
+#[test]
+fn checksum_offload_leaves_ordinary_segments_partial() {
+    let mut h = H::new(Config::default(), false);
+    h.host.set_tx_checksum_offload(true);
+    h.write(0, 4 * MSS);
+    let out = h.drain();
+    assert_eq!(out.len(), 4);
+    for (i, o) in out.iter().enumerate() {
+        assert_eq!(
+            o.meta,
+            TxMeta {
+                gso_size: 0,
+                csum_partial: true
+            }
+        );
+        assert_eq!(check_data(&h, o), (i * MSS, MSS));
+    }
+    // A segment for a port nobody listens on: the endpoint's own RST, checksum complete.
+    let stray = Segment {
+        src_port: PEER_PORT + 1,
+        dst_port: 81,
+        seq: SeqNum(7),
+        flags: Flags::SYN,
+        window: 1000,
+        ..Segment::default()
+    };
+    h.inject(&stray, RxMeta::default());
+    let rst = h.drain();
+    assert_eq!(rst.len(), 1);
+    assert_eq!(rst[0].meta, TxMeta::default());
+    assert!(rst[0].seg.flags.rst);
 }
 
 /// When a whole super-segment goes unanswered, the timers resend single pieces, never a

@@ -32,7 +32,8 @@ pub struct TxMeta {
     pub gso_size: u16,
     /// The TCP checksum field holds only the folded pseudo-header sum (not complemented) and
     /// the kernel must complete it (`VIRTIO_NET_HDR_F_NEEDS_CSUM`, csum_start = IP header
-    /// length, csum_offset = 16). Always set together with a non-zero `gso_size`.
+    /// length, csum_offset = 16). Always set together with a non-zero `gso_size`; set alone
+    /// for an ordinary TCP packet when transmit checksum offload is on.
     pub csum_partial: bool,
 }
 

@@ -330,10 +330,16 @@ impl<D: PollDevice> EventLoop<D> {
             // The injector drops the receive metadata: partial checksums would fail.
             log::warn!("link: fault injection on a device with offloads; open it without");
         }
-        // Super-segments only when the packets go straight to the device: the fault
-        // injector holds plain bytes, without the offload metadata.
-        if faults.is_none() && config.ethernet.is_none() && device.offloads().tx_tso4 {
+        // Offloads only when the packets go straight to the device: the fault injector and
+        // the ARP queue of TAP mode hold plain bytes, without the offload metadata.
+        let direct = faults.is_none() && config.ethernet.is_none();
+        if direct && device.offloads().tx_tso4 {
             enable_tso(&mut iface);
+        }
+        // Any vnet header can ask the kernel to complete a checksum (NEEDS_CSUM): neither we
+        // nor the receiving kernel then sum the payload.
+        if direct && device.offloads().vnet_hdr {
+            iface.set_tx_checksum_offload(true);
         }
         let poll = Poll::new()?;
         let fd = device.raw_fd();

@@ -485,7 +485,10 @@ impl Interface {
         ipv4::write_header(out, t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, tcp_len);
         self.stats.packets_out += 1;
         if t.gso_size == 0 {
-            return Some(TxMeta::default());
+            return Some(TxMeta {
+                gso_size: 0,
+                csum_partial: t.csum_partial,
+            });
         }
         self.stats.super_packets_out += 1;
         // The device gives the pieces consecutive IP ids from this one (Linux
@@ -503,6 +506,13 @@ impl Interface {
             gso_size: t.gso_size,
             csum_partial: true,
         })
+    }
+
+    /// Leave the TCP checksum of connection segments out of
+    /// [`Interface::poll_transmit_into`] partial, marked by [`TxMeta::csum_partial`], for a
+    /// device that completes it (see [`crate::tcp::Tcp::set_tx_checksum_offload`]).
+    pub fn set_tx_checksum_offload(&mut self, on: bool) {
+        self.tcp.set_tx_checksum_offload(on);
     }
 
     /// Let TCP send super-segments (TSO) of up to `max_packet` bytes of IPv4 packet

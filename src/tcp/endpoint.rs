@@ -253,6 +253,10 @@ pub struct TransmitInfo {
     /// Non-zero for a super-segment: the payload bytes of each wire segment; its checksum
     /// field then holds only the pseudo-header sum, for the device to complete.
     pub gso_size: u16,
+    /// The checksum field holds only the folded pseudo-header sum, for the device to
+    /// complete: always with a non-zero `gso_size`, and for every connection segment with
+    /// [`Tcp::set_tx_checksum_offload`].
+    pub csum_partial: bool,
 }
 
 /// The most TCP bytes (header and payload) of one super-segment: what fits an IPv4 packet
@@ -421,6 +425,8 @@ pub struct Tcp {
     trace_events: Vec<TcpEvent>,
     /// Most TCP bytes of a super-segment, when TSO is on ([`Tcp::set_tso`]).
     tso: Option<usize>,
+    /// Connection segments leave with a partial checksum for the device to complete.
+    tx_csum_partial: bool,
 }
 
 /// Beyond this many entries a wake list is dropped and everyone is woken instead, so a
@@ -453,6 +459,7 @@ impl Tcp {
             trace: false,
             trace_events: Vec::new(),
             tso: None,
+            tx_csum_partial: false,
         }
     }
 
@@ -1519,6 +1526,16 @@ impl Tcp {
         self.tso = max_segment.map(|n| n.min(MAX_SUPER_SEGMENT));
     }
 
+    /// Leave the checksum of every connection segment out of [`Tcp::poll_transmit_into`]
+    /// partial (the folded pseudo-header sum), for a device that completes it
+    /// (`VIRTIO_NET_HDR_F_NEEDS_CSUM`), as a NIC's transmit checksum offload does. The
+    /// payload is then never summed in user space, and the kernel, receiving a packet whose
+    /// checksum it completes itself, does not verify it either. Control segments (RSTs,
+    /// cookie SYN-ACKs) keep complete checksums.
+    pub fn set_tx_checksum_offload(&mut self, on: bool) {
+        self.tx_csum_partial = on;
+    }
+
     /// The next segment to send, or None when there is nothing more right now. The
     /// segment owns a copy of its payload; [`Tcp::poll_transmit_into`] writes it straight
     /// into a packet buffer instead.
@@ -1543,8 +1560,9 @@ impl Tcp {
     /// The next segment to send, appended to `out` as bytes (header, options, payload
     /// copied straight from the send buffer, checksum) — no allocation per segment. The
     /// caller has written room for the IP header before it and fills that in afterwards
-    /// from what this returns. A super-segment (`gso_size` non-zero) carries a partial
-    /// checksum for the device to complete ([`Segment::emit_with_payload`]).
+    /// from what this returns. A super-segment (`gso_size` non-zero), and with
+    /// [`Tcp::set_tx_checksum_offload`] any connection segment, carries a partial checksum
+    /// for the device to complete ([`Segment::emit_with_payload`]).
     pub fn poll_transmit_into(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<TransmitInfo> {
         match self.next_outgoing(now)? {
             Next::Control(t) => {
@@ -1553,12 +1571,13 @@ impl Tcp {
                     src: t.src,
                     dst: t.dst,
                     gso_size: 0,
+                    csum_partial: false,
                 })
             }
             Next::Conn(index, o) => {
                 let conn = self.slots.get(index as usize)?.conn.as_ref()?;
                 let (src, dst) = (*conn.local.ip(), *conn.remote.ip());
-                let partial = o.gso_size != 0;
+                let partial = o.gso_size != 0 || self.tx_csum_partial;
                 o.segment.emit_with_payload(out, src, dst, partial, |p| {
                     conn.write_payload(o.data_offset, o.data_len, p)
                 });
@@ -1566,6 +1585,7 @@ impl Tcp {
                     src,
                     dst,
                     gso_size: o.gso_size,
+                    csum_partial: partial,
                 })
             }
         }
