@@ -398,6 +398,10 @@ pub struct Tcp {
     secret: [u64; 2],
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
+    /// Connections in the order they entered TIME-WAIT, oldest first: the victims when the
+    /// table is full, found without a scan of every slot. Entries of connections that have
+    /// left TIME-WAIT since are dropped lazily, from the front.
+    time_wait: VecDeque<ConnId>,
     live: usize,
     /// (local, remote) → slot index, for every connection not CLOSED.
     table: HashMap<(SocketAddrV4, SocketAddrV4), u32>,
@@ -444,6 +448,7 @@ impl Tcp {
             secret,
             slots: Vec::new(),
             free_slots: Vec::new(),
+            time_wait: VecDeque::new(),
             live: 0,
             table: HashMap::new(),
             listeners: Vec::new(),
@@ -724,6 +729,10 @@ impl Tcp {
                 }
             }
         }
+        if after == State::TimeWait && before != State::TimeWait {
+            self.trim_time_wait();
+            self.time_wait.push_back(id);
+        }
         if after == State::Closed && before != State::Closed && self.table.get(&key) == Some(&index)
         {
             self.table.remove(&key);
@@ -753,27 +762,45 @@ impl Tcp {
         self.tidy_timers();
     }
 
-    /// The connection table is full: end the TIME-WAIT that would expire first (only of
-    /// connections the application released), like Linux's `tcp_max_tw_buckets`, so a
-    /// flood of short connections cannot lock out new ones. True if one was freed.
+    /// The connection table is full: end the oldest TIME-WAIT (only of connections the
+    /// application released), like Linux's `tcp_max_tw_buckets`, so a flood of short
+    /// connections cannot lock out new ones. True if one was freed. TIME-WAIT lasts the
+    /// same 2·MSL for all, so the oldest is the first to expire (a retransmitted FIN that
+    /// restarts one only makes it a little younger than its place says).
     fn reclaim_time_wait(&mut self) -> bool {
-        let victim = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let c = s.conn.as_ref()?;
-                (c.state == State::TimeWait && c.owner != Owner::App)
-                    .then(|| (c.close_deadline(), i as u32))
-            })
-            .min();
-        match victim {
-            Some((_, index)) => {
-                self.stats.time_wait_reclaimed += 1;
-                self.with_conn(index, |c, _| c.close_time_wait("connection table full"));
-                true
+        self.trim_time_wait();
+        let victim = self.time_wait.iter().position(|&id| {
+            self.conn_in_time_wait(id)
+                .is_some_and(|c| c.owner != Owner::App)
+        });
+        let Some(at) = victim else {
+            return false;
+        };
+        let Some(id) = self.time_wait.remove(at) else {
+            return false;
+        };
+        self.stats.time_wait_reclaimed += 1;
+        self.with_conn(id.index, |c, _| c.close_time_wait("connection table full"));
+        true
+    }
+
+    /// The connection `id` names, if it is still in TIME-WAIT.
+    fn conn_in_time_wait(&self, id: ConnId) -> Option<&Connection> {
+        let slot = self.slots.get(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.conn.as_ref().filter(|c| c.state == State::TimeWait)
+    }
+
+    /// Drop the entries at the front of the TIME-WAIT queue whose connections have left
+    /// it, so the queue holds about as many entries as there are TIME-WAITs.
+    fn trim_time_wait(&mut self) {
+        while let Some(&id) = self.time_wait.front() {
+            if self.conn_in_time_wait(id).is_some() {
+                break;
             }
-            None => false,
+            self.time_wait.pop_front();
         }
     }
 
@@ -2583,6 +2610,52 @@ mod tests {
         assert_eq!(net.a.state(c2), State::Established);
         assert!(net.b.accept(l).is_some());
         assert_eq!(net.b.stats().time_wait_reclaimed, 1);
+    }
+
+    #[test]
+    fn full_table_reclaims_the_oldest_time_wait() {
+        let mut net = Net::new(Config {
+            max_connections: 2,
+            ..Config::default()
+        });
+        let (c1, s1, l) = net.connect();
+        let c2 = net
+            .a
+            .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), net.now)
+            .unwrap();
+        net.pump();
+        let s2 = net.b.accept(l).expect("accepted");
+        let mut server_ends = Vec::new();
+        for (c, s) in [(c1, s1), (c2, s2)] {
+            net.b.shutdown(s, net.now);
+            net.pump();
+            net.a.shutdown(c, net.now);
+            net.pump();
+            assert_eq!(net.b.state(s), State::TimeWait);
+            net.a.release(c, net.now);
+            net.b.release(s, net.now);
+            server_ends.push(s);
+            net.now += Duration::from_secs(1);
+        }
+        // A third client: the table is full of TIME-WAITs and the older one makes room.
+        let c3 = net
+            .a
+            .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), net.now)
+            .unwrap();
+        net.pump();
+        assert_eq!(net.a.state(c3), State::Established);
+        assert!(net.b.accept(l).is_some());
+        assert_eq!(net.b.stats().time_wait_reclaimed, 1);
+        assert_eq!(
+            net.b.state(server_ends[0]),
+            State::Closed,
+            "the older one went"
+        );
+        assert_eq!(
+            net.b.state(server_ends[1]),
+            State::TimeWait,
+            "the younger stays"
+        );
     }
 
     #[test]
