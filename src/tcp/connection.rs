@@ -708,11 +708,6 @@ impl Connection {
         self.rcv.nxt
     }
 
-    /// When TIME-WAIT (or the orphan FIN-WAIT-2 timer) ends.
-    pub fn close_deadline(&self) -> Option<Instant> {
-        self.close_deadline
-    }
-
     /// Turn Nagle's algorithm off (`true`) or on (RFC 1122 §4.2.3.4).
     pub fn set_nodelay(&mut self, nodelay: bool) {
         self.nodelay = nodelay;
