@@ -645,6 +645,35 @@ fn checksum_offload_leaves_ordinary_segments_partial() {
     assert!(rst[0].seg.flags.rst);
 }
 
+/// With checksum offload the payload is not copied into the packet buffer: the device
+/// gathers the packet from the headers and the send buffer's pieces (two where the ring
+/// wraps), and the gathered packet is a valid segment with the right bytes.
+#[test]
+fn gathered_packets_leave_the_payload_in_the_send_buffer() {
+    let mut h = H::new(Config::default(), false);
+    h.host.set_tx_checksum_offload(true);
+    h.write(0, 2 * MSS);
+    assert_eq!(h.drain().len(), 2);
+    // All but the last 100 bytes acknowledged: the ring (4 KiB so far) keeps its place,
+    // and the next bytes written wrap around its end inside the first new segment.
+    h.ack(2 * MSS - 100, &[], 65535);
+    h.write(2 * MSS, 2 * MSS);
+    let mut buf = Vec::new();
+    let (mut sent, mut split) = (0, 0);
+    while let Some((meta, [a, b])) = h.host.poll_transmit_gather(h.now, &mut buf) {
+        let (a, b) = (a.to_vec(), b.to_vec());
+        assert_eq!(buf.len(), 20 + 20, "the IP and TCP headers only");
+        assert_eq!(a.len() + b.len(), MSS);
+        split += usize::from(!b.is_empty());
+        let mut packet = [&buf[..], &a, &b].concat();
+        let out = decode(&mut packet, meta);
+        assert_eq!(check_data(&h, &out), ((2 + sent) * MSS, MSS));
+        sent += 1;
+    }
+    assert_eq!(sent, 2);
+    assert_eq!(split, 1, "one segment spans the end of the ring");
+}
+
 /// When a whole super-segment goes unanswered, the timers resend single pieces, never a
 /// super-segment: first the tail loss probe resends the last piece (RFC 8985 §7.3), then
 /// the RTO the first (RFC 6298 (5.4)); go-back-N after it moves one MSS at a time as the

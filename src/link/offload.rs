@@ -64,6 +64,15 @@ pub trait PollDevice: Send {
     /// Send one packet; with `vnet_hdr` the device writes the header `meta` describes.
     /// A device without TSO never gets a non-default `meta`.
     fn send(&mut self, packet: &[u8], meta: TxMeta) -> std::io::Result<()>;
+    /// Send one packet made of `head` (link and IP headers, and the whole TCP header when
+    /// `meta` asks for an offload) followed by `tail`, without first copying them
+    /// together. This default copies; a device that can gather (`writev`) overrides it.
+    fn send_gather(&mut self, head: &[u8], tail: [&[u8]; 2], meta: TxMeta) -> std::io::Result<()> {
+        if tail.iter().all(|t| t.is_empty()) {
+            return self.send(head, meta);
+        }
+        self.send(&joined(head, tail), meta)
+    }
     /// The file descriptor to wait on for readability.
     fn raw_fd(&self) -> std::os::fd::RawFd;
     /// What the device accepted when it was opened.
@@ -78,4 +87,13 @@ pub trait PollDevice: Send {
             self.mtu() + 64
         }
     }
+}
+
+/// The packet a gathered send describes, as one contiguous copy.
+pub fn joined(head: &[u8], tail: [&[u8]; 2]) -> Vec<u8> {
+    let mut packet = Vec::with_capacity(head.len() + tail[0].len() + tail[1].len());
+    packet.extend_from_slice(head);
+    packet.extend_from_slice(tail[0]);
+    packet.extend_from_slice(tail[1]);
+    packet
 }

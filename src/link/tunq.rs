@@ -453,10 +453,11 @@ impl TunQueue {
 
     /// Writes `parts` as one packet with one `writev`, checking it went out whole.
     fn write_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
-        let slices: [IoSlice<'_>; 3] = [
+        let slices: [IoSlice<'_>; 4] = [
             IoSlice::new(parts.first().copied().unwrap_or_default()),
             IoSlice::new(parts.get(1).copied().unwrap_or_default()),
             IoSlice::new(parts.get(2).copied().unwrap_or_default()),
+            IoSlice::new(parts.get(3).copied().unwrap_or_default()),
         ];
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let n = self
@@ -609,6 +610,23 @@ impl PollDevice for TunQueue {
         match VnetHdr::for_tx(packet, l2_len, meta) {
             Some(hdr) => self.write_parts(&[&hdr.encode(), packet]),
             None => self.send_soft(packet, meta),
+        }
+    }
+
+    fn send_gather(&mut self, head: &[u8], tail: [&[u8]; 2], meta: TxMeta) -> io::Result<()> {
+        let l2_len = if self.tap { ETH_HEADER_LEN } else { 0 };
+        // The header is built from `head` alone, which holds the whole TCP header (the
+        // contract of `send_gather`); anything the plain path would have to cut or complete
+        // in software goes through `send` on a contiguous copy.
+        let direct = self.offloads.vnet_hdr && (meta.gso_size == 0 || self.offloads.tx_tso4);
+        let hdr = if direct {
+            VnetHdr::for_tx(head, l2_len, meta)
+        } else {
+            None
+        };
+        match hdr {
+            Some(hdr) => self.write_parts(&[&hdr.encode(), head, tail[0], tail[1]]),
+            None => self.send(&super::offload::joined(head, tail), meta),
         }
     }
 

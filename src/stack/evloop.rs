@@ -38,7 +38,7 @@ use super::{Direction, IfaceStats, Interface, PacketHook, StackConfig, StackStat
 use crate::link::ethernet_layer::{EthernetLayer, EthernetStats};
 use crate::link::fault::Faults;
 use crate::link::gso;
-use crate::link::offload::{PollDevice, RxMeta, TxMeta};
+use crate::link::offload::{self, PollDevice, RxMeta, TxMeta};
 use crate::tcp::{ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
 use crate::udp::UdpStats;
@@ -239,6 +239,22 @@ impl<D: PollDevice> Wire<D> {
                 self.release_outbound(now);
             }
             None => self.write(packet, meta),
+        }
+    }
+
+    /// Like [`Wire::send`] for a packet in pieces (`head`, then `tail`): straight to the
+    /// device's gathered write when nothing on the way needs it whole (no fault injector,
+    /// no capture hook); otherwise joined into one copy first.
+    fn send_gather(&mut self, head: &[u8], tail: [&[u8]; 2], meta: TxMeta, now: Instant) {
+        if tail.iter().all(|t| t.is_empty()) {
+            return self.send(head, meta, now);
+        }
+        if self.faults.is_some() || self.hook.is_some() {
+            return self.send(&offload::joined(head, tail), meta, now);
+        }
+        if let Err(e) = self.device.send_gather(head, tail, meta) {
+            // A full device queue drops the packet like a congested link; TCP recovers.
+            log::debug!("link: device write failed: {e}");
         }
     }
 
@@ -636,8 +652,8 @@ impl<D: PollDevice> EventLoop<D> {
                 }
             }
             None => {
-                while let Some(meta) = next_packet(&mut self.iface, now, &mut self.tx_buf) {
-                    self.wire.send(&self.tx_buf, meta, now);
+                while let Some((meta, tail)) = next_packet(&mut self.iface, now, &mut self.tx_buf) {
+                    self.wire.send_gather(&self.tx_buf, tail, meta, now);
                 }
             }
         }
@@ -721,9 +737,14 @@ fn handle_packet(iface: &mut Interface, bytes: &[u8], meta: RxMeta, now: Instant
     iface.handle_packet_meta(bytes, meta, now);
 }
 
-/// The next packet to send, built into `buf`, with what the device must know about it.
-fn next_packet(iface: &mut Interface, now: Instant, buf: &mut Vec<u8>) -> Option<TxMeta> {
-    iface.poll_transmit_into(now, buf)
+/// The next packet to send: its headers (or all of it) built into `buf`, the rest of its
+/// payload still in TCP's send buffer, and what the device must know about it.
+fn next_packet<'a>(
+    iface: &'a mut Interface,
+    now: Instant,
+    buf: &mut Vec<u8>,
+) -> Option<(TxMeta, [&'a [u8]; 2])> {
+    iface.poll_transmit_gather(now, buf)
 }
 
 /// Let TCP build super-segments of up to 64 KiB that the device splits (TSO).

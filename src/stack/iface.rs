@@ -463,32 +463,49 @@ impl Interface {
     /// one: `None` when there is nothing to send, otherwise what the device must know to
     /// send it ([`TxMeta::default`] for an ordinary packet).
     pub fn poll_transmit_into(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<TxMeta> {
+        let (meta, [a, b]) = self.poll_transmit_gather(now, out)?;
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+        Some(meta)
+    }
+
+    /// Like [`Interface::poll_transmit_into`], but a TCP segment whose checksum the device
+    /// completes ([`TxMeta::csum_partial`]) leaves its payload in the send buffer: `out`
+    /// gets the IP and TCP headers, and the packet is `out` followed by the two returned
+    /// pieces, for a device that gathers it in one `writev`. That saves copying every
+    /// byte sent once more. The pieces are empty for any other packet.
+    pub fn poll_transmit_gather<'a>(
+        &'a mut self,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Option<(TxMeta, [&'a [u8]; 2])> {
         out.clear();
         if !self.pending.is_empty() || self.udp.has_transmit() {
             // The rare paths (ICMP replies, UDP) are built as packets of their own.
             let p = self.poll_transmit(now)?;
             out.extend_from_slice(&p);
-            return Some(TxMeta::default());
+            return Some((TxMeta::default(), [&[], &[]]));
         }
         // TCP, the data path: the segment is written right after room for the IP header,
-        // its payload copied straight from the send buffer; the header goes in last,
-        // when the length is known.
+        // its payload copied straight from the send buffer (or left there); the IP header
+        // goes in last, when the length is known.
         out.resize(ipv4::MIN_HEADER_LEN, 0);
-        let Some(t) = self.tcp.poll_transmit_into(now, out) else {
+        let Some((t, parts)) = self.tcp.poll_transmit_gather(now, out) else {
             out.clear();
             return None;
         };
         let id = self.next_ip_id;
         self.next_ip_id = self.next_ip_id.wrapping_add(1);
         // TCP never builds more than MAX_SUPER_SEGMENT (65515) bytes, so this fits.
-        let tcp_len = out.len() - ipv4::MIN_HEADER_LEN;
+        let tcp_len = out.len() - ipv4::MIN_HEADER_LEN + parts[0].len() + parts[1].len();
         ipv4::write_header(out, t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, tcp_len);
         self.stats.packets_out += 1;
         if t.gso_size == 0 {
-            return Some(TxMeta {
+            let meta = TxMeta {
                 gso_size: 0,
                 csum_partial: t.csum_partial,
-            });
+            };
+            return Some((meta, parts));
         }
         self.stats.super_packets_out += 1;
         // The device gives the pieces consecutive IP ids from this one (Linux
@@ -502,10 +519,11 @@ impl Interface {
             .saturating_sub(header_len)
             .div_ceil(usize::from(t.gso_size));
         self.next_ip_id = id.wrapping_add(u16::try_from(pieces).unwrap_or(u16::MAX));
-        Some(TxMeta {
+        let meta = TxMeta {
             gso_size: t.gso_size,
             csum_partial: true,
-        })
+        };
+        Some((meta, parts))
     }
 
     /// Leave the TCP checksum of connection segments out of

@@ -2194,6 +2194,13 @@ impl Connection {
         self.send_buf.extend_into(offset, len, packet);
     }
 
+    /// The payload of a segment this connection just returned from
+    /// [`Connection::poll_transmit`], as the (at most two) pieces of the send buffer it
+    /// lies in, without copying.
+    pub fn payload_slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        self.send_buf.slices(offset, len)
+    }
+
     /// Note that a segment covering `[seq, seq+len)` went out.
     fn on_sent(&mut self, seq: SeqNum, len: u32, now: Instant, stats: &mut TcpStats) {
         let end = seq + len;

@@ -1591,29 +1591,54 @@ impl Tcp {
     /// [`Tcp::set_tx_checksum_offload`] any connection segment, carries a partial checksum
     /// for the device to complete ([`Segment::emit_with_payload`]).
     pub fn poll_transmit_into(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<TransmitInfo> {
+        let (info, [a, b]) = self.poll_transmit_gather(now, out)?;
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+        Some(info)
+    }
+
+    /// Like [`Tcp::poll_transmit_into`], but a segment with a partial checksum leaves its
+    /// payload where it is: only the header goes into `out`, and the payload comes back as
+    /// the (at most two) pieces of the send buffer that hold it, for a device that gathers
+    /// the packet (`writev`). The checksum already covers the whole length. Otherwise
+    /// (control segments, complete checksums) the payload is in `out` and the pieces are
+    /// empty.
+    pub fn poll_transmit_gather<'a>(
+        &'a mut self,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Option<(TransmitInfo, [&'a [u8]; 2])> {
         match self.next_outgoing(now)? {
             Next::Control(t) => {
                 t.segment.emit_into(out, t.src, t.dst);
-                Some(TransmitInfo {
+                let info = TransmitInfo {
                     src: t.src,
                     dst: t.dst,
                     gso_size: 0,
                     csum_partial: false,
-                })
+                };
+                Some((info, [&[], &[]]))
             }
             Next::Conn(index, o) => {
+                let partial = o.gso_size != 0 || self.tx_csum_partial;
                 let conn = self.slots.get(index as usize)?.conn.as_ref()?;
                 let (src, dst) = (*conn.local.ip(), *conn.remote.ip());
-                let partial = o.gso_size != 0 || self.tx_csum_partial;
-                o.segment.emit_with_payload(out, src, dst, partial, |p| {
-                    conn.write_payload(o.data_offset, o.data_len, p)
-                });
-                Some(TransmitInfo {
+                let info = TransmitInfo {
                     src,
                     dst,
                     gso_size: o.gso_size,
                     csum_partial: partial,
-                })
+                };
+                if partial {
+                    let (a, b) = conn.payload_slices(o.data_offset, o.data_len);
+                    o.segment
+                        .emit_header_partial(out, src, dst, a.len() + b.len());
+                    return Some((info, [a, b]));
+                }
+                o.segment.emit_with_payload(out, src, dst, false, |p| {
+                    conn.write_payload(o.data_offset, o.data_len, p)
+                });
+                Some((info, [&[], &[]]))
             }
         }
     }

@@ -641,6 +641,23 @@ impl Segment {
         finish_checksum(out, base, src, dst, partial);
     }
 
+    /// Appends the segment's header and options to `out`, for a payload of `payload_len`
+    /// bytes the caller sends right behind it from elsewhere (a gathered write), with the
+    /// partial checksum of [`emit_with_payload`](Self::emit_with_payload) over the
+    /// segment's whole length: the payload itself is never read.
+    pub fn emit_header_partial(
+        &self,
+        out: &mut Vec<u8>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        payload_len: usize,
+    ) {
+        let base = out.len();
+        self.write_header(out, base);
+        let sum = partial_checksum(src, dst, out.len() - base + payload_len);
+        put_checksum(out, base, sum);
+    }
+
     /// SEG.LEN: the sequence space the segment occupies — payload bytes, plus one for SYN
     /// and one for FIN (RFC 9293 §3.4).
     pub fn seg_len(&self) -> u32 {
@@ -711,13 +728,25 @@ fn checksum(src: Ipv4Addr, dst: Ipv4Addr, tcp: &[u8]) -> u16 {
 fn finish_checksum(out: &mut [u8], base: usize, src: Ipv4Addr, dst: Ipv4Addr, partial: bool) {
     let tcp = out.get(base..).unwrap_or(&[]);
     let sum = if partial {
-        // Callers bound segments to 65535 bytes; saturate anyway.
-        let len = u16::try_from(tcp.len()).unwrap_or(u16::MAX);
-        let pseudo = crate::ip::ipv4::pseudo_header_sum(src, dst, PROTO_TCP, len);
-        fold(u64::from(pseudo))
+        partial_checksum(src, dst, tcp.len())
     } else {
         checksum(src, dst, tcp)
     };
+    put_checksum(out, base, sum);
+}
+
+/// The folded pseudo-header sum of a segment of `tcp_len` bytes, not complemented: the
+/// partial checksum a device completes (see [`Segment::emit_with_payload`]).
+fn partial_checksum(src: Ipv4Addr, dst: Ipv4Addr, tcp_len: usize) -> u16 {
+    // Callers bound segments to 65535 bytes; saturate anyway.
+    let len = u16::try_from(tcp_len).unwrap_or(u16::MAX);
+    fold(u64::from(crate::ip::ipv4::pseudo_header_sum(
+        src, dst, PROTO_TCP, len,
+    )))
+}
+
+/// Store `sum` in the checksum field of the segment at `out[base]`.
+fn put_checksum(out: &mut [u8], base: usize, sum: u16) {
     if let Some(c) = out.get_mut(base + 16..base + 18) {
         c.copy_from_slice(&sum.to_be_bytes());
     }
@@ -850,6 +879,15 @@ mod tests {
         let full = crate::ip::checksum(&out);
         out[16..18].copy_from_slice(&full.to_be_bytes());
         assert_eq!(Segment::parse(A, B, &out).unwrap(), seg);
+        // The header alone, for a payload gathered from elsewhere: the same bytes as the
+        // header part of the whole segment with its partial checksum.
+        let mut whole = Vec::new();
+        header.emit_with_payload(&mut whole, A, B, true, |p| {
+            p.extend_from_slice(&seg.payload)
+        });
+        let mut head = Vec::new();
+        header.emit_header_partial(&mut head, A, B, seg.payload.len());
+        assert_eq!(head[..], whole[..whole.len() - seg.payload.len()]);
     }
 
     #[test]

@@ -121,6 +121,23 @@ impl SendBuffer {
         n
     }
 
+    /// Up to `len` bytes starting `offset` bytes past SND.UNA, as the (at most two) pieces
+    /// of the ring they occupy, without copying: for a device that gathers a packet from
+    /// several buffers (`writev`).
+    pub fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        if offset >= self.len {
+            return (&[], &[]);
+        }
+        let n = len.min(self.len - offset);
+        let cap = self.storage.len();
+        let start = (self.head + offset) % cap;
+        let first = n.min(cap - start);
+        (
+            self.storage.get(start..start + first).unwrap_or_default(),
+            self.storage.get(..n - first).unwrap_or_default(),
+        )
+    }
+
     /// Drop `n` acknowledged bytes from the front (SND.UNA advances by `n`); more than
     /// `len()` just empties the buffer.
     pub fn consume(&mut self, n: usize) {
@@ -207,6 +224,16 @@ mod tests {
         assert_eq!(out[1..], peeked[..], "the same bytes as peek");
         assert_eq!(b.extend_into(30, 10, &mut out), 0, "past the end: nothing");
         assert_eq!(out.len(), 26);
+        // The same bytes in place: the two pieces of the ring, no copy.
+        let (first, second) = b.slices(5, 100);
+        assert_eq!((first.len(), second.len()), (5, 20), "split at the wrap");
+        assert_eq!([first, second].concat(), out[1..]);
+        assert_eq!(b.slices(12, 3), (&more[2..5], &[][..]), "within one piece");
+        assert_eq!(
+            b.slices(30, 10),
+            (&[][..], &[][..]),
+            "past the end: nothing"
+        );
     }
 
     #[test]
