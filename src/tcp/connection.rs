@@ -931,6 +931,28 @@ impl Connection {
         }
     }
 
+    /// SEND with the data written in place by `fill` (see [`SendBuffer::write_with`]):
+    /// the same states and errors as [`Connection::send`].
+    pub fn send_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, TcpError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.fin_queued {
+            return Err(TcpError::BrokenPipe);
+        }
+        match self.state {
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {
+                Ok(self.send_buf.write_with(max, fill))
+            }
+            State::Closed => Err(TcpError::NotConnected),
+            _ => Err(TcpError::BrokenPipe),
+        }
+    }
+
     /// RECEIVE (§3.10.3).
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, TcpError> {
         if self.recv_buf.readable() > 0 {

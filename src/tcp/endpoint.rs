@@ -1029,6 +1029,25 @@ impl Tcp {
             .unwrap_or(Err(TcpError::InvalidHandle))
     }
 
+    /// SEND without a copy from the caller's buffer: `fill` writes up to `max` bytes
+    /// straight into the send buffer (one contiguous free piece, possibly shorter than
+    /// `max`; call again for more) and returns how many it wrote. `Ok(0)` when the buffer
+    /// is full (then `fill` is not called). For a file body read straight into TCP.
+    pub fn send_with(
+        &mut self,
+        id: ConnId,
+        max: usize,
+        now: Instant,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, TcpError> {
+        let _ = now;
+        if self.conn(id).is_none() {
+            return Err(TcpError::InvalidHandle);
+        }
+        self.with_conn(id.index, |c, _| c.send_with(max, fill))
+            .unwrap_or(Err(TcpError::InvalidHandle))
+    }
+
     /// RECEIVE: Err(WouldBlock) when nothing is there yet, Ok(0) at EOF.
     pub fn recv(&mut self, id: ConnId, buf: &mut [u8], now: Instant) -> Result<usize, TcpError> {
         let _ = now;

@@ -90,6 +90,29 @@ impl SendBuffer {
         n
     }
 
+    /// Let `fill` write up to `max` bytes straight into the ring (e.g. a file `read`), so
+    /// that they are not copied from a buffer of the caller's first. `fill` gets one
+    /// contiguous free piece, which may be shorter than `max` where the ring wraps (call
+    /// again for the rest), and returns how many bytes it wrote; that many are appended.
+    pub fn write_with(&mut self, max: usize, fill: impl FnOnce(&mut [u8]) -> usize) -> usize {
+        let want = max.min(self.free());
+        if want == 0 {
+            return 0;
+        }
+        if self.len + want > self.storage.len() {
+            self.grow(self.len + want);
+        }
+        let cap = self.storage.len();
+        let tail = (self.head + self.len) % cap;
+        let piece = want.min(cap - tail);
+        let Some(free) = self.storage.get_mut(tail..tail + piece) else {
+            return 0;
+        };
+        let n = fill(free).min(piece);
+        self.len += n;
+        n
+    }
+
     /// Copy bytes starting `offset` bytes past SND.UNA into `out`; returns how many were
     /// copied (fewer than `out.len()` near the end, 0 if `offset >= len()`).
     pub fn peek(&self, offset: usize, out: &mut [u8]) -> usize {
@@ -233,6 +256,52 @@ mod tests {
             b.slices(30, 10),
             (&[][..], &[][..]),
             "past the end: nothing"
+        );
+    }
+
+    #[test]
+    fn write_with_fills_the_ring_in_place() {
+        let mut b = SendBuffer::new(MIN_ALLOCATION);
+        assert_eq!(
+            b.write_with(100, |buf| {
+                assert_eq!(buf.len(), 100);
+                buf[..60].fill(7);
+                60
+            }),
+            60,
+            "what the filler wrote"
+        );
+        let mut out = vec![0u8; 60];
+        assert_eq!(b.peek(0, &mut out), 60);
+        assert!(out.iter().all(|&x| x == 7));
+        // At the end of the ring the piece stops at the wrap; the next call gets the rest.
+        assert_eq!(
+            b.write(&vec![1; MIN_ALLOCATION - 100]),
+            MIN_ALLOCATION - 100
+        );
+        b.consume(60);
+        let first = b.write_with(1000, |buf| {
+            buf.fill(2);
+            buf.len()
+        });
+        assert_eq!(first, 40, "up to the end of the storage");
+        let second = b.write_with(1000, |buf| {
+            buf.fill(3);
+            buf.len()
+        });
+        assert_eq!(second, 60, "the rest of the free space, from the start");
+        assert_eq!(b.free(), 0);
+        assert_eq!(b.write_with(10, |_| unreachable!("no room: not called")), 0);
+        assert_eq!(
+            b.write_with(10, |_| 99),
+            0,
+            "a filler claiming more is clamped"
+        );
+        let mut all = vec![0u8; b.len()];
+        b.peek(0, &mut all);
+        assert_eq!(
+            &all[MIN_ALLOCATION - 100..],
+            &[&[2u8; 40][..], &[3u8; 60][..]].concat()[..]
         );
     }
 
