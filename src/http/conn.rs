@@ -15,7 +15,8 @@
 //!                             └───────────────── keep-alive ─────────────────────┘
 //!   output() / consume(n)  : the queued bytes: response heads (and small bodies) from one
 //!                            buffer, then a large body from where it lives (a Static slice,
-//!                            the handler's Vec, or a file read FILE_CHUNK at a time)
+//!                            the handler's Vec, a Shared cached file, or a file read
+//!                            FILE_CHUNK at a time)
 //!   should_close()         : Closing and everything sent → the caller sends FIN
 //!   deadline()/on_timeout(): header (408 or silent), idle (silent), body (408), write (drop)
 //! ```
@@ -45,7 +46,7 @@ use super::server::ServerConfig;
 /// Bodies up to this size are copied behind their head (files read there at once), so that
 /// head and body leave in one write — one segment for a small response — and a burst of small
 /// pipelined responses leaves together. Larger bodies are sent from where they are (a static
-/// slice, the handler's Vec) or read from their file one FILE_CHUNK at a time, never copied
+/// slice, the handler's Vec, a shared cached file) or read from their file one FILE_CHUNK at a time, never copied
 /// whole.
 const COALESCE: usize = 1024 + 512;
 /// Above this many unsent bytes no further pipelined request is processed and
@@ -86,6 +87,7 @@ enum OutBody {
     None,
     Static(&'static [u8], usize),
     Bytes(Vec<u8>, usize),
+    Shared(Arc<[u8]>, usize),
     /// `left` bytes still to read from `file`; `buf[pos..filled]` read but unsent.
     File {
         file: File,
@@ -103,6 +105,7 @@ impl OutBody {
             OutBody::None => 0,
             OutBody::Static(s, pos) => (s.len() - pos) as u64,
             OutBody::Bytes(v, pos) => (v.len() - pos) as u64,
+            OutBody::Shared(v, pos) => (v.len() - pos) as u64,
             OutBody::File {
                 left, filled, pos, ..
             } => left + (filled - pos) as u64,
@@ -277,6 +280,7 @@ impl HttpConn {
             OutBody::None => &[],
             OutBody::Static(s, pos) => &s[*pos..],
             OutBody::Bytes(v, pos) => &v[*pos..],
+            OutBody::Shared(v, pos) => &v[*pos..],
             OutBody::File {
                 buf, filled, pos, ..
             } => &buf[*pos..*filled],
@@ -310,6 +314,10 @@ impl HttpConn {
                     *pos == s.len()
                 }
                 OutBody::Bytes(v, pos) => {
+                    *pos = (*pos + n).min(v.len());
+                    *pos == v.len()
+                }
+                OutBody::Shared(v, pos) => {
                     *pos = (*pos + n).min(v.len());
                     *pos == v.len()
                 }
@@ -781,8 +789,10 @@ impl HttpConn {
             Body::Empty => {}
             Body::Bytes(b) if coalesce => self.out.extend_from_slice(&b),
             Body::Static(s) if coalesce => self.out.extend_from_slice(s),
+            Body::Shared(s) if coalesce => self.out.extend_from_slice(&s),
             Body::Bytes(b) => self.body = OutBody::Bytes(b, 0),
             Body::Static(s) => self.body = OutBody::Static(s, 0),
+            Body::Shared(s) => self.body = OutBody::Shared(s, 0),
             Body::File { file, len } if coalesce => {
                 if !self.read_small_file(file, len as usize) {
                     // The response cannot be framed: the ones before it still go out, then

@@ -143,6 +143,10 @@ fn keep_alive_sequence() {
 /// A router with the standard site plus routes exercising the server's own duties.
 fn custom() -> Router {
     let mut router = Router::standard(None).unwrap();
+    // Shared bodies (as the file cache hands out): one small enough to follow its head in the
+    // same buffer, one sent from where it lives.
+    let small: Arc<[u8]> = Arc::from(&BIG[..1000]);
+    let big: Arc<[u8]> = Arc::from(&BIG[..]);
     router
         .route("/hello", |req: &Request| {
             Response::text(200, format!("hello {}", req.query.as_deref().unwrap_or("")))
@@ -154,6 +158,12 @@ fn custom() -> Router {
         })
         .route("/bye", |_: &Request| {
             Response::text(200, "bye").with_header("Connection", "close")
+        })
+        .route("/shared", move |_: &Request| {
+            Response::new(200).with_body(Body::Shared(Arc::clone(&small)))
+        })
+        .route("/shared-big", move |_: &Request| {
+            Response::new(200).with_body(Body::Shared(Arc::clone(&big)))
         });
     router
 }
@@ -372,6 +382,21 @@ fn head_gets_the_get_content_length_and_no_body() {
             .status,
         404
     );
+    // Shared bodies, small (coalesced with the head) and large: the length, no bytes.
+    let mut h = Harness::new(custom(), ServerConfig::default());
+    for (path, len) in [("/shared", 1000), ("/shared-big", BIG.len())] {
+        let get = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let (head, body) = h.exchange(get.as_bytes());
+        assert_eq!((head.status, body.as_slice()), (200, &BIG[..len]));
+        let (head, none) =
+            h.exchange(format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(head.status, 200);
+        assert!(none.is_empty() && h.sent.is_empty());
+        assert_eq!(
+            head.headers.get("content-length"),
+            Some(len.to_string().as_str())
+        );
+    }
     // A HEAD that is rejected gets no body either.
     let (head, _) = h.exchange(b"HEAD /%zz HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(head.status, 400);
@@ -1042,6 +1067,8 @@ fn same_bytes_as_the_threaded_server() {
         b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
         b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello".to_vec(),
         b"GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /partial HTTP/1.1\r\nHo".to_vec(),
+        b"GET /shared HTTP/1.1\r\nHost: t\r\n\r\nHEAD /shared HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"HEAD /shared-big HTTP/1.1\r\nHost: t\r\n\r\nGET /shared-big HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
         b"\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
         b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGARBAGE\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
         b"HEAD /%zz HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),

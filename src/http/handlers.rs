@@ -144,7 +144,8 @@ struct Cached {
     ctime: (i64, i64),
     content_type: &'static str,
     modified: Option<SystemTime>,
-    bytes: Vec<u8>,
+    /// Shared with the responses being sent: a hit costs a reference count, not a copy.
+    bytes: Arc<[u8]>,
 }
 
 impl Cached {
@@ -234,7 +235,7 @@ impl StaticSite {
             req,
             hit.content_type,
             hit.modified,
-            Body::Bytes(hit.bytes.clone()),
+            Body::Shared(Arc::clone(&hit.bytes)),
         ))
     }
 
@@ -291,15 +292,16 @@ impl StaticSite {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| UNIX_EPOCH + Duration::from_secs(d.as_secs()));
         if direct && len <= CACHE_MAX_FILE {
-            if let Some(bytes) = self.cache_file(req, path, &opened, file, ctype, modified) {
-                return file_response(req, ctype, modified, Body::Bytes(bytes));
+            if let Some(body) = self.cache_file(req, path, &opened, file, ctype, modified) {
+                return file_response(req, ctype, modified, body);
             }
             return Response::error(500);
         }
         file_response(req, ctype, modified, Body::File { file, len })
     }
 
-    /// Read a small file whole and remember it for the next requests of `req.path`.
+    /// Read a small file whole and remember it for the next requests of `req.path`; the
+    /// body to answer with (shared with the cache if it was remembered).
     fn cache_file(
         &self,
         req: &Request,
@@ -308,12 +310,12 @@ impl StaticSite {
         mut file: File,
         content_type: &'static str,
         modified: Option<SystemTime>,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Body> {
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).ok()?);
         io::Read::read_to_end(&mut file, &mut bytes).ok()?;
         if bytes.len() as u64 != meta.len() {
             // Changed while we read it: serve what we read, remember nothing.
-            return Some(bytes);
+            return Some(Body::Bytes(bytes));
         }
         // A file written within the file system's timestamp granularity of its last change
         // can be rewritten with the same size and the same times: `is_current` could not
@@ -329,8 +331,9 @@ impl StaticSite {
             .duration_since(changed)
             .is_ok_and(|age| age >= self.settle);
         if !settled {
-            return Some(bytes);
+            return Some(Body::Bytes(bytes));
         }
+        let bytes: Arc<[u8]> = bytes.into();
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() < CACHE_MAX_ENTRIES || cache.contains_key(&req.path) {
             cache.insert(
@@ -344,11 +347,11 @@ impl StaticSite {
                     ctime: (meta.ctime(), meta.ctime_nsec()),
                     content_type,
                     modified,
-                    bytes: bytes.clone(),
+                    bytes: Arc::clone(&bytes),
                 },
             );
         }
-        Some(bytes)
+        Some(Body::Shared(bytes))
     }
 }
 
@@ -572,6 +575,7 @@ mod tests {
         match &resp.body {
             Body::Bytes(b) => b.clone(),
             Body::Static(b) => b.to_vec(),
+            Body::Shared(b) => b.to_vec(),
             Body::Empty => Vec::new(),
             Body::File { .. } => panic!("a small file is served from memory"),
         }
@@ -595,9 +599,14 @@ mod tests {
         let first = site.handle(&get("/a.txt"));
         assert_eq!((first.status, body(&first)), (200, b"first".to_vec()));
         assert_eq!(site.cache.read().unwrap().len(), 1);
-        // From the cache: same bytes, same headers.
+        // From the cache: same bytes (the very same allocation: shared, not copied), same
+        // headers.
         let again = site.handle(&get("/a.txt"));
         assert_eq!(body(&again), b"first");
+        match (&first.body, &again.body) {
+            (Body::Shared(a), Body::Shared(b)) => assert!(Arc::ptr_eq(a, b)),
+            other => panic!("cached bodies {other:?}"),
+        }
         assert_eq!(
             again.headers.get("content-type"),
             first.headers.get("content-type")
