@@ -1125,3 +1125,50 @@ fn huge_timeouts_do_not_overflow() {
     assert_eq!(status_of(&mut h), 200);
     assert!(h.conn.deadline().is_some_and(|d| d > h.now));
 }
+
+/// Requests parse into the memory earlier ones left (on this thread, from any connection):
+/// nothing of an earlier request shows through in a later one.
+#[test]
+fn reused_request_memory_never_shows_through() {
+    let seen = |req: &Request| {
+        let fields: Vec<String> = req
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        Response::text(
+            200,
+            format!(
+                "{} {} {} {:?} {}",
+                req.method,
+                req.target,
+                req.path,
+                req.query,
+                fields.join(",")
+            ),
+        )
+    };
+    let mut router = Router::new();
+    router.fallback(seen);
+    let router = Arc::new(router);
+    let config = Arc::new(ServerConfig::default());
+    let mut a = Harness::new(Router::new(), ServerConfig::default());
+    a.conn = HttpConn::new(router.clone(), config.clone(), PEER.parse().unwrap(), a.now);
+    let mut b = Harness::new(Router::new(), ServerConfig::default());
+    b.conn = HttpConn::new(router, config, PEER.parse().unwrap(), b.now);
+    let (_, body) = a.exchange(
+        b"POST /a/long%20path/here?with=query HTTP/1.1\r\nHost: a\r\nX-One: 1\r\nX-Two: 2\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "POST /a/long%20path/here?with=query /a/long path/here Some(\"with=query\") \
+         Host=a,X-One=1,X-Two=2,Content-Length=0"
+    );
+    for h in [&mut b, &mut a] {
+        let (_, body) = h.exchange(b"GET /b HTTP/1.1\r\nHost: b\r\n\r\n");
+        assert_eq!(String::from_utf8(body).unwrap(), "GET /b /b None Host=b");
+    }
+    // A head that fails to parse after a good one is rejected as before.
+    let (head, _) = a.exchange(b"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(head.status, 400);
+}

@@ -171,6 +171,11 @@ impl Headers {
             .retain(|(n, _)| !n.get(text).eq_ignore_ascii_case(name));
     }
 
+    /// Bytes of heap the field list holds (its capacity, not its length).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.entries.capacity() * std::mem::size_of::<(Text, Text)>()
+    }
+
     /// Remove every field, keeping the memory for the next ones.
     pub fn clear(&mut self) {
         self.entries.clear();
@@ -321,8 +326,14 @@ pub fn request_framing(version: Version, headers: &Headers) -> Result<Framing, F
 
 /// Percent-decode `s` (RFC 3986 §2.1). `None` if a `%` is not followed by two hex digits.
 pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    percent_decode_into(s, &mut out)?;
+    Some(out)
+}
+
+/// [`percent_decode`] appending to `out`.
+fn percent_decode_into(s: &str, out: &mut Vec<u8>) -> Option<()> {
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
@@ -336,38 +347,77 @@ pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
             i += 1;
         }
     }
-    Some(out)
+    Some(())
 }
 
 /// Split a request-target into its decoded path and raw query. `None` if the target is not a
 /// usable form or its path does not decode to UTF-8.
 pub fn split_target(target: &str) -> Option<(String, Option<String>)> {
-    if target == "*" {
-        return Some(("*".to_string(), None));
-    }
-    let origin = if target.starts_with('/') {
-        target
-    } else {
-        // absolute-form (RFC 9112 §3.2.2): scheme "://" authority path-abempty
-        let (scheme, rest) = target.split_once("://")?;
-        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-            return None;
-        }
-        match rest.find(['/', '?']) {
-            Some(i) if rest[i..].starts_with('/') => &rest[i..],
-            // No path: the path is "/" and whatever follows is the query.
-            Some(i) => return split_target(&format!("/{}", &rest[i..])),
-            None => "/",
-        }
-    };
-    // A fragment is never sent in a request-target; tolerate and drop it.
-    let origin = origin.split('#').next().unwrap_or(origin);
-    let (path, query) = match origin.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_string())),
-        None => (origin, None),
-    };
-    let path = String::from_utf8(percent_decode(path)?).ok()?;
+    let mut path = String::new();
+    let mut query = None;
+    split_target_into(target, &mut path, &mut query)?;
     Some((path, query))
+}
+
+/// [`split_target`] into `path` and `query`, reusing their memory (a connection hands back
+/// its previous request's). What they hold is unspecified on `None`.
+pub(crate) fn split_target_into(
+    target: &str,
+    path: &mut String,
+    query: &mut Option<String>,
+) -> Option<()> {
+    let (raw_path, raw_query) = if target == "*" {
+        ("*", None)
+    } else {
+        let origin = if target.starts_with('/') {
+            target
+        } else {
+            // absolute-form (RFC 9112 §3.2.2): scheme "://" authority path-abempty
+            let (scheme, rest) = target.split_once("://")?;
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return None;
+            }
+            match rest.find(['/', '?']) {
+                Some(i) if rest[i..].starts_with('/') => &rest[i..],
+                // No path: the path is "/" and whatever follows is the query (`rest[i..]`
+                // starts with its "?").
+                Some(i) => {
+                    let q = rest[i..].split('#').next().unwrap_or("");
+                    return fill_target(path, query, "/", Some(q.get(1..).unwrap_or("")));
+                }
+                None => "/",
+            }
+        };
+        // A fragment is never sent in a request-target; tolerate and drop it.
+        let origin = origin.split('#').next().unwrap_or(origin);
+        match origin.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (origin, None),
+        }
+    };
+    fill_target(path, query, raw_path, raw_query)
+}
+
+/// Decode `raw_path` into `path` and copy `raw_query` into `query`, reusing their memory.
+fn fill_target(
+    path: &mut String,
+    query: &mut Option<String>,
+    raw_path: &str,
+    raw_query: Option<&str>,
+) -> Option<()> {
+    let mut bytes = std::mem::take(path).into_bytes();
+    bytes.clear();
+    percent_decode_into(raw_path, &mut bytes)?;
+    *path = String::from_utf8(bytes).ok()?;
+    match raw_query {
+        Some(q) => {
+            let s = query.get_or_insert_with(String::new);
+            s.clear();
+            s.push_str(q);
+        }
+        None => *query = None,
+    }
+    Some(())
 }
 
 #[cfg(test)]
@@ -509,6 +559,21 @@ mod tests {
             Some(("/".into(), Some("q".into())))
         );
         assert_eq!(split_target("*"), Some(("*".into(), None)));
+        assert_eq!(
+            split_target("http://h?q#f"),
+            Some(("/".into(), Some("q".into())))
+        );
+        assert_eq!(split_target("http://h#f"), Some(("/".into(), None)));
+        assert_eq!(
+            split_target("/p?a#f?b"),
+            Some(("/p".into(), Some("a".into())))
+        );
+        // Into the memory of an earlier request: everything replaced.
+        let (mut path, mut query) = (String::from("/old/path"), Some(String::from("old")));
+        assert_eq!(split_target_into("/n%41", &mut path, &mut query), Some(()));
+        assert_eq!((path.as_str(), query.as_deref()), ("/nA", None));
+        assert_eq!(split_target_into("/x?y", &mut path, &mut query), Some(()));
+        assert_eq!((path.as_str(), query.as_deref()), ("/x", Some("y")));
         assert_eq!(split_target("/%zz"), None);
         assert_eq!(split_target("/%ff"), None);
         assert_eq!(split_target("ftp://h/x"), None);
