@@ -47,8 +47,8 @@ use super::server::ServerConfig;
 /// Bodies up to this size are copied behind their head (files read there at once), so that
 /// head and body leave in one write — one segment for a small response — and a burst of small
 /// pipelined responses leaves together. Larger bodies are sent from where they are (a static
-/// slice, the handler's Vec, a shared cached file) or read from their file one FILE_CHUNK at a time, never copied
-/// whole.
+/// slice, the handler's Vec, a shared cached file) or read from their file one FILE_CHUNK at
+/// a time, never copied whole.
 const COALESCE: usize = 1024 + 512;
 /// Above this many unsent bytes no further pipelined request is processed and
 /// [`HttpConn::wants_read`] is false.
