@@ -15,7 +15,8 @@
 //!                             └───────────────── keep-alive ─────────────────────┘
 //!   output() / consume(n)  : the queued bytes: response heads (and small bodies) from one
 //!                            buffer, then a large body from where it lives (a Static slice,
-//!                            the handler's Vec, or a file read FILE_CHUNK at a time)
+//!                            the handler's Vec, a Shared cached file, or a file read
+//!                            FILE_CHUNK at a time)
 //!   should_close()         : Closing and everything sent → the caller sends FIN
 //!   deadline()/on_timeout(): header (408 or silent), idle (silent), body (408), write (drop)
 //! ```
@@ -35,8 +36,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::handlers::{answer, Handler};
-use super::parse::{parse_request_head, ChunkedDecoder, Limits, Parsed, RequestHead};
-use super::request::{request_framing, split_target, Framing, Request, Version};
+use super::parse::{parse_request_head_into, ChunkedDecoder, Limits, Parsed, RequestHead};
+use super::recycle::{self, SpareRequest};
+use super::request::{request_framing, split_target_into, Framing, Request, Version};
 use super::response::{
     status_has_no_body, unix_now, write_head, Body, Response, WireOptions, FILE_CHUNK,
 };
@@ -45,8 +47,8 @@ use super::server::ServerConfig;
 /// Bodies up to this size are copied behind their head (files read there at once), so that
 /// head and body leave in one write — one segment for a small response — and a burst of small
 /// pipelined responses leaves together. Larger bodies are sent from where they are (a static
-/// slice, the handler's Vec) or read from their file one FILE_CHUNK at a time, never copied
-/// whole.
+/// slice, the handler's Vec, a shared cached file) or read from their file one FILE_CHUNK at
+/// a time, never copied whole.
 const COALESCE: usize = 1024 + 512;
 /// Above this many unsent bytes no further pipelined request is processed and
 /// [`HttpConn::wants_read`] is false.
@@ -86,6 +88,7 @@ enum OutBody {
     None,
     Static(&'static [u8], usize),
     Bytes(Vec<u8>, usize),
+    Shared(Arc<[u8]>, usize),
     /// `left` bytes still to read from `file`; `buf[pos..filled]` read but unsent.
     File {
         file: File,
@@ -103,6 +106,7 @@ impl OutBody {
             OutBody::None => 0,
             OutBody::Static(s, pos) => (s.len() - pos) as u64,
             OutBody::Bytes(v, pos) => (v.len() - pos) as u64,
+            OutBody::Shared(v, pos) => (v.len() - pos) as u64,
             OutBody::File {
                 left, filled, pos, ..
             } => left + (filled - pos) as u64,
@@ -277,6 +281,7 @@ impl HttpConn {
             OutBody::None => &[],
             OutBody::Static(s, pos) => &s[*pos..],
             OutBody::Bytes(v, pos) => &v[*pos..],
+            OutBody::Shared(v, pos) => &v[*pos..],
             OutBody::File {
                 buf, filled, pos, ..
             } => &buf[*pos..*filled],
@@ -299,7 +304,8 @@ impl HttpConn {
             self.out.clear();
             self.out_pos = 0;
             if self.out.capacity() > RETAIN {
-                self.out = Vec::new();
+                // For the next response on this thread, whichever connection it is for.
+                recycle::give_buffer(std::mem::take(&mut self.out));
             }
         }
         if n > 0 {
@@ -310,6 +316,10 @@ impl HttpConn {
                     *pos == s.len()
                 }
                 OutBody::Bytes(v, pos) => {
+                    *pos = (*pos + n).min(v.len());
+                    *pos == v.len()
+                }
+                OutBody::Shared(v, pos) => {
                     *pos = (*pos + n).min(v.len());
                     *pos == v.len()
                 }
@@ -501,13 +511,18 @@ impl HttpConn {
                         *deadline = Some(later(self.now, self.config.header_timeout));
                         self.request_started = self.now;
                     }
-                    match parse_request_head(rest, &limits) {
-                        Ok(Parsed::Complete { value, consumed }) => {
+                    let mut spare = recycle::take_request();
+                    match parse_request_head_into(rest, &limits, &mut spare.head) {
+                        Ok(Parsed::Complete { consumed, .. }) => {
                             pos += consumed;
-                            self.start_request(value, pos == input.len());
+                            self.start_request(spare, pos == input.len());
                         }
-                        Ok(Parsed::Partial) => return pos,
+                        Ok(Parsed::Partial) => {
+                            recycle::give_request(spare);
+                            return pos;
+                        }
                         Err(e) => {
+                            recycle::give_request(spare);
                             log::info!("{} bad request head: {e}", self.peer);
                             log::info!("{} \"-\" {} 0 -", self.peer, e.status());
                             self.respond_and_close(Response::error(e.status()), false);
@@ -529,7 +544,12 @@ impl HttpConn {
     /// A complete head arrived: check it as server.rs's `exchange` does, then either answer
     /// at once (no body, or an error) or start reading the body. `nothing_after`: no byte of
     /// the body has arrived yet (100 Continue is only worth sending then).
-    fn start_request(&mut self, head: RequestHead, nothing_after: bool) {
+    fn start_request(&mut self, spare: SpareRequest, nothing_after: bool) {
+        let SpareRequest {
+            head,
+            mut path,
+            mut query,
+        } = spare;
         let head_only = head.method == "HEAD";
         // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
         if head.version == Version::Http11 && head.headers.get_all("host").count() != 1 {
@@ -542,9 +562,9 @@ impl HttpConn {
                 return self.reject(&head, Response::error(e.status), head_only);
             }
         };
-        let Some((path, query)) = split_target(&head.target) else {
+        if split_target_into(&head.target, &mut path, &mut query).is_none() {
             return self.reject(&head, Response::error(400), head_only);
-        };
+        }
         if let Framing::Length(n) = framing {
             if n > self.config.max_body {
                 return self.reject(&head, Response::error(413), head_only);
@@ -693,6 +713,16 @@ impl HttpConn {
             return;
         };
         self.log_access_parts(&req.method, &req.target, req.version, status, bytes);
+        recycle::give_request(SpareRequest {
+            head: RequestHead {
+                method: req.method,
+                target: req.target,
+                version: req.version,
+                headers: req.headers,
+            },
+            path: req.path,
+            query: req.query,
+        });
         if keep_alive {
             self.phase = Phase::Head { deadline: None };
             self.idle_since = self.now;
@@ -760,10 +790,15 @@ impl HttpConn {
         let len = resp.body.len();
         let no_body = opts.head_only || status_has_no_body(resp.status);
         let coalesce = !no_body && len <= COALESCE as u64;
-        // One allocation for head and body (the buffer is given back when drained).
+        // One allocation for head and body (the buffer is given back when drained), or none:
+        // the buffer the previous response on this thread left.
         let want = OUT_INITIAL + if coalesce { len as usize } else { 0 };
         if self.out.capacity() - self.out.len() < want {
-            self.out.reserve(want);
+            if self.out.is_empty() {
+                self.out = recycle::take_buffer(want);
+            } else {
+                self.out.reserve(want);
+            }
         }
         let head_start = self.out.len();
         write_head(
@@ -781,8 +816,10 @@ impl HttpConn {
             Body::Empty => {}
             Body::Bytes(b) if coalesce => self.out.extend_from_slice(&b),
             Body::Static(s) if coalesce => self.out.extend_from_slice(s),
+            Body::Shared(s) if coalesce => self.out.extend_from_slice(&s),
             Body::Bytes(b) => self.body = OutBody::Bytes(b, 0),
             Body::Static(s) => self.body = OutBody::Static(s, 0),
+            Body::Shared(s) => self.body = OutBody::Shared(s, 0),
             Body::File { file, len } if coalesce => {
                 if !self.read_small_file(file, len as usize) {
                     // The response cannot be framed: the ones before it still go out, then

@@ -143,6 +143,10 @@ fn keep_alive_sequence() {
 /// A router with the standard site plus routes exercising the server's own duties.
 fn custom() -> Router {
     let mut router = Router::standard(None).unwrap();
+    // Shared bodies (as the file cache hands out): one small enough to follow its head in the
+    // same buffer, one sent from where it lives.
+    let small: Arc<[u8]> = Arc::from(&BIG[..1000]);
+    let big: Arc<[u8]> = Arc::from(&BIG[..]);
     router
         .route("/hello", |req: &Request| {
             Response::text(200, format!("hello {}", req.query.as_deref().unwrap_or("")))
@@ -154,6 +158,12 @@ fn custom() -> Router {
         })
         .route("/bye", |_: &Request| {
             Response::text(200, "bye").with_header("Connection", "close")
+        })
+        .route("/shared", move |_: &Request| {
+            Response::new(200).with_body(Body::Shared(Arc::clone(&small)))
+        })
+        .route("/shared-big", move |_: &Request| {
+            Response::new(200).with_body(Body::Shared(Arc::clone(&big)))
         });
     router
 }
@@ -372,6 +382,21 @@ fn head_gets_the_get_content_length_and_no_body() {
             .status,
         404
     );
+    // Shared bodies, small (coalesced with the head) and large: the length, no bytes.
+    let mut h = Harness::new(custom(), ServerConfig::default());
+    for (path, len) in [("/shared", 1000), ("/shared-big", BIG.len())] {
+        let get = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let (head, body) = h.exchange(get.as_bytes());
+        assert_eq!((head.status, body.as_slice()), (200, &BIG[..len]));
+        let (head, none) =
+            h.exchange(format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(head.status, 200);
+        assert!(none.is_empty() && h.sent.is_empty());
+        assert_eq!(
+            head.headers.get("content-length"),
+            Some(len.to_string().as_str())
+        );
+    }
     // A HEAD that is rejected gets no body either.
     let (head, _) = h.exchange(b"HEAD /%zz HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(head.status, 400);
@@ -1042,6 +1067,8 @@ fn same_bytes_as_the_threaded_server() {
         b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
         b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello".to_vec(),
         b"GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /partial HTTP/1.1\r\nHo".to_vec(),
+        b"GET /shared HTTP/1.1\r\nHost: t\r\n\r\nHEAD /shared HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        b"HEAD /shared-big HTTP/1.1\r\nHost: t\r\n\r\nGET /shared-big HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
         b"\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
         b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGARBAGE\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
         b"HEAD /%zz HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
@@ -1097,4 +1124,51 @@ fn huge_timeouts_do_not_overflow() {
     h.feed(b"bc");
     assert_eq!(status_of(&mut h), 200);
     assert!(h.conn.deadline().is_some_and(|d| d > h.now));
+}
+
+/// Requests parse into the memory earlier ones left (on this thread, from any connection):
+/// nothing of an earlier request shows through in a later one.
+#[test]
+fn reused_request_memory_never_shows_through() {
+    let seen = |req: &Request| {
+        let fields: Vec<String> = req
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        Response::text(
+            200,
+            format!(
+                "{} {} {} {:?} {}",
+                req.method,
+                req.target,
+                req.path,
+                req.query,
+                fields.join(",")
+            ),
+        )
+    };
+    let mut router = Router::new();
+    router.fallback(seen);
+    let router = Arc::new(router);
+    let config = Arc::new(ServerConfig::default());
+    let mut a = Harness::new(Router::new(), ServerConfig::default());
+    a.conn = HttpConn::new(router.clone(), config.clone(), PEER.parse().unwrap(), a.now);
+    let mut b = Harness::new(Router::new(), ServerConfig::default());
+    b.conn = HttpConn::new(router, config, PEER.parse().unwrap(), b.now);
+    let (_, body) = a.exchange(
+        b"POST /a/long%20path/here?with=query HTTP/1.1\r\nHost: a\r\nX-One: 1\r\nX-Two: 2\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "POST /a/long%20path/here?with=query /a/long path/here Some(\"with=query\") \
+         Host=a,X-One=1,X-Two=2,Content-Length=0"
+    );
+    for h in [&mut b, &mut a] {
+        let (_, body) = h.exchange(b"GET /b HTTP/1.1\r\nHost: b\r\n\r\n");
+        assert_eq!(String::from_utf8(body).unwrap(), "GET /b /b None Host=b");
+    }
+    // A head that fails to parse after a good one is rejected as before.
+    let (head, _) = a.exchange(b"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(head.status, 400);
 }

@@ -144,7 +144,10 @@ struct Cached {
     ctime: (i64, i64),
     content_type: &'static str,
     modified: Option<SystemTime>,
-    bytes: Vec<u8>,
+    /// `modified` as an HTTP date, formatted once for every hit.
+    last_modified: Option<Arc<str>>,
+    /// Shared with the responses being sent: a hit costs a reference count, not a copy.
+    bytes: Arc<[u8]>,
 }
 
 impl Cached {
@@ -215,9 +218,12 @@ impl StaticSite {
             return Self::redirect_to_dir(req);
         }
         match site::file(&key) {
-            Some(bytes) => Response::new(200)
-                .with_header("Content-Type", content_type(&key))
-                .with_body(Body::Static(bytes)),
+            Some(bytes) => {
+                let mut resp = Response::new(200).with_body(Body::Static(bytes));
+                resp.headers
+                    .append_static("Content-Type", content_type(&key));
+                resp
+            }
             None => Response::error(404),
         }
     }
@@ -234,14 +240,12 @@ impl StaticSite {
             req,
             hit.content_type,
             hit.modified,
-            Body::Bytes(hit.bytes.clone()),
+            hit.last_modified.clone(),
+            Body::Shared(Arc::clone(&hit.bytes)),
         ))
     }
 
     fn serve_dir(&self, root: &Path, req: &Request, segments: &[&str]) -> Response {
-        if let Some(resp) = self.cached_response(req) {
-            return resp;
-        }
         let mut path = root.to_path_buf();
         path.extend(segments);
         let Some(canon) = under_root(root, &path) else {
@@ -290,30 +294,42 @@ impl StaticSite {
             .filter(|t| *t <= SystemTime::now())
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| UNIX_EPOCH + Duration::from_secs(d.as_secs()));
+        let last_modified = modified.map(|m| Arc::from(http_date(m)));
         if direct && len <= CACHE_MAX_FILE {
-            if let Some(bytes) = self.cache_file(req, path, &opened, file, ctype, modified) {
-                return file_response(req, ctype, modified, Body::Bytes(bytes));
+            let info = FileInfo {
+                content_type: ctype,
+                modified,
+                last_modified: last_modified.clone(),
+            };
+            if let Some(body) = self.cache_file(req, path, &opened, file, info) {
+                return file_response(req, ctype, modified, last_modified, body);
             }
             return Response::error(500);
         }
-        file_response(req, ctype, modified, Body::File { file, len })
+        file_response(
+            req,
+            ctype,
+            modified,
+            last_modified,
+            Body::File { file, len },
+        )
     }
 
-    /// Read a small file whole and remember it for the next requests of `req.path`.
+    /// Read a small file whole and remember it for the next requests of `req.path`; the
+    /// body to answer with (shared with the cache if it was remembered).
     fn cache_file(
         &self,
         req: &Request,
         path: PathBuf,
         meta: &fs::Metadata,
         mut file: File,
-        content_type: &'static str,
-        modified: Option<SystemTime>,
-    ) -> Option<Vec<u8>> {
+        info: FileInfo,
+    ) -> Option<Body> {
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).ok()?);
         io::Read::read_to_end(&mut file, &mut bytes).ok()?;
         if bytes.len() as u64 != meta.len() {
             // Changed while we read it: serve what we read, remember nothing.
-            return Some(bytes);
+            return Some(Body::Bytes(bytes));
         }
         // A file written within the file system's timestamp granularity of its last change
         // can be rewritten with the same size and the same times: `is_current` could not
@@ -329,8 +345,9 @@ impl StaticSite {
             .duration_since(changed)
             .is_ok_and(|age| age >= self.settle);
         if !settled {
-            return Some(bytes);
+            return Some(Body::Bytes(bytes));
         }
+        let bytes: Arc<[u8]> = bytes.into();
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() < CACHE_MAX_ENTRIES || cache.contains_key(&req.path) {
             cache.insert(
@@ -342,21 +359,33 @@ impl StaticSite {
                     len: meta.len(),
                     mtime: (meta.mtime(), meta.mtime_nsec()),
                     ctime: (meta.ctime(), meta.ctime_nsec()),
-                    content_type,
-                    modified,
-                    bytes: bytes.clone(),
+                    content_type: info.content_type,
+                    modified: info.modified,
+                    last_modified: info.last_modified,
+                    bytes: Arc::clone(&bytes),
                 },
             );
         }
-        Some(bytes)
+        Some(Body::Shared(bytes))
     }
 }
 
+/// What a response says about the file it serves, besides its bytes.
+struct FileInfo {
+    content_type: &'static str,
+    /// The modification time, whole seconds, if known and not in the future.
+    modified: Option<SystemTime>,
+    /// `modified` as an HTTP date.
+    last_modified: Option<Arc<str>>,
+}
+
 /// 200 with `body`, or 304 when the client's copy is current (RFC 9110 §13.1.3).
+/// `last_modified` is `modified` formatted (by the caller, once per cached file).
 fn file_response(
     req: &Request,
     content_type: &'static str,
     modified: Option<SystemTime>,
+    last_modified: Option<Arc<str>>,
     body: Body,
 ) -> Response {
     if let (Some(m), Some(since)) = (
@@ -366,14 +395,17 @@ fn file_response(
             .and_then(parse_http_date),
     ) {
         if m <= since {
-            return Response::new(304).with_header("Last-Modified", http_date(m));
+            let mut resp = Response::new(304);
+            if let Some(date) = last_modified {
+                resp.headers.append_shared("Last-Modified", date);
+            }
+            return resp;
         }
     }
-    let mut resp = Response::new(200)
-        .with_header("Content-Type", content_type)
-        .with_body(body);
-    if let Some(m) = modified {
-        resp.headers.append("Last-Modified", http_date(m));
+    let mut resp = Response::new(200).with_body(body);
+    resp.headers.append_static("Content-Type", content_type);
+    if let Some(date) = last_modified {
+        resp.headers.append_shared("Last-Modified", date);
     }
     resp
 }
@@ -409,6 +441,13 @@ impl Handler for StaticSite {
     fn handle(&self, req: &Request) -> Response {
         if req.method != "GET" && req.method != "HEAD" {
             return Response::method_not_allowed("GET, HEAD");
+        }
+        if let Source::Dir(_) = self.source {
+            // Only paths that passed `safe_segments` were ever cached: a hit needs no
+            // second look (and no list of segments).
+            if let Some(resp) = self.cached_response(req) {
+                return resp;
+            }
         }
         let Some(segments) = safe_segments(&req.path) else {
             log::info!("refusing unsafe path {:?}", req.path);
@@ -572,6 +611,7 @@ mod tests {
         match &resp.body {
             Body::Bytes(b) => b.clone(),
             Body::Static(b) => b.to_vec(),
+            Body::Shared(b) => b.to_vec(),
             Body::Empty => Vec::new(),
             Body::File { .. } => panic!("a small file is served from memory"),
         }
@@ -595,13 +635,44 @@ mod tests {
         let first = site.handle(&get("/a.txt"));
         assert_eq!((first.status, body(&first)), (200, b"first".to_vec()));
         assert_eq!(site.cache.read().unwrap().len(), 1);
-        // From the cache: same bytes, same headers.
+        // From the cache: same bytes (the very same allocation: shared, not copied), same
+        // headers.
         let again = site.handle(&get("/a.txt"));
         assert_eq!(body(&again), b"first");
+        match (&first.body, &again.body) {
+            (Body::Shared(a), Body::Shared(b)) => assert!(Arc::ptr_eq(a, b)),
+            other => panic!("cached bodies {other:?}"),
+        }
         assert_eq!(
             again.headers.get("content-type"),
             first.headers.get("content-type")
         );
+        // The precomputed Last-Modified is the file's, and conditional requests still get
+        // 304 (with it, and nothing else) when the copy is current, 200 when it is older.
+        let lm = again.headers.get("last-modified").unwrap().to_string();
+        let mtime = fs::metadata(&file).unwrap().modified().unwrap();
+        assert_eq!(
+            parse_http_date(&lm),
+            Some(
+                UNIX_EPOCH
+                    + Duration::from_secs(mtime.duration_since(UNIX_EPOCH).unwrap().as_secs())
+            )
+        );
+        assert_eq!(first.headers.get("last-modified"), Some(lm.as_str()));
+        let conditional = |since: &str| {
+            let mut req = get("/a.txt");
+            req.headers.append("If-Modified-Since", since);
+            site.handle(&req)
+        };
+        let not_modified = conditional(&lm);
+        assert_eq!(not_modified.status, 304);
+        assert!(not_modified.body.is_empty());
+        assert_eq!(
+            not_modified.headers.iter().collect::<Vec<_>>(),
+            vec![("Last-Modified", lm.as_str())]
+        );
+        let modified = conditional("Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!((modified.status, body(&modified)), (200, b"first".to_vec()));
         // Replaced (a new inode, a new size): the new contents at once.
         fs::write(dir.join("b.tmp"), b"second!").unwrap();
         fs::rename(dir.join("b.tmp"), &file).unwrap();

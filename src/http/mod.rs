@@ -62,6 +62,7 @@ pub mod conn;
 pub mod evented;
 pub mod handlers;
 pub mod parse;
+mod recycle;
 pub mod request;
 pub mod response;
 pub mod server;

@@ -164,17 +164,24 @@ fn is_field_value_byte(b: u8) -> bool {
     b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80
 }
 
-/// The lines of a complete head and the number of bytes it used.
-type HeadLines<'a> = (Vec<&'a [u8]>, usize);
+/// Where a complete head lies in the buffer that holds it.
+struct HeadSpan {
+    /// `buf[lines]` are the head's lines (the start line and the field lines, each ended by
+    /// LF or CRLF), without the empty line that ends the head.
+    lines: std::ops::Range<usize>,
+    /// Bytes used, including leading empty lines and the final empty line.
+    consumed: usize,
+}
 
-/// Split `buf` into the lines of a head. Skips empty lines before the first line (RFC 9112
-/// §2.2: SHOULD ignore at least one empty line before the request-line). Returns the lines
-/// (without their CRLF/LF) and the number of bytes consumed, or `None` if the empty line that
-/// ends the head has not arrived yet.
+/// Find the lines of a head in `buf`. Skips empty lines before the first line (RFC 9112
+/// §2.2: SHOULD ignore at least one empty line before the request-line). Returns where the
+/// lines are and the number of bytes consumed, or `None` if the empty line that ends the head
+/// has not arrived yet. [`head_lines`] then splits them (nothing is collected here: a head
+/// costs no allocation of its own).
 ///
 /// The whole buffer is rescanned on each call; that is quadratic in the number of reads of a
 /// trickled head, but the head is bounded by [`Limits::max_head_bytes`], so it stays cheap.
-fn split_head<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<HeadLines<'a>>, ParseError> {
+fn split_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadSpan>, ParseError> {
     let mut pos = 0;
     // Leading empty lines (e.g. the stray CRLF some clients send after a POST body).
     loop {
@@ -188,7 +195,8 @@ fn split_head<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<HeadLines<'a>
             return Err(ParseError::HeadTooLarge);
         }
     }
-    let mut lines = Vec::new();
+    let start = pos;
+    let mut count = 0;
     loop {
         let rest = buf.get(pos..).unwrap_or(&[]);
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
@@ -203,25 +211,46 @@ fn split_head<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<HeadLines<'a>
         }
         let line = &rest[..nl];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        pos = end;
         if line.is_empty() {
-            if lines.is_empty() {
+            if count == 0 {
                 // Cannot happen after skipping leading empty lines; treat as malformed.
                 return Err(ParseError::RequestLine);
             }
-            return Ok(Some((lines, pos)));
+            return Ok(Some(HeadSpan {
+                lines: start..pos,
+                consumed: end,
+            }));
         }
-        // `lines` holds the start line plus the fields so far, so this line would be field
-        // number `lines.len()`: one too many once that exceeds the limit.
-        if lines.len() > limits.max_headers {
+        // `count` lines are the start line plus the fields so far, so this line would be
+        // field number `count`: one too many once that exceeds the limit.
+        if count > limits.max_headers {
             return Err(ParseError::TooManyHeaders);
         }
-        lines.push(line);
+        count += 1;
+        pos = end;
     }
+}
+
+/// The lines of `buf[span.lines]` (each without its LF or CRLF).
+fn head_lines(lines: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let lines = lines.strip_suffix(b"\n").unwrap_or(lines);
+    lines
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
 }
 
 /// Parse one field line `name ":" OWS value OWS` (RFC 9112 §5).
 pub fn parse_field_line(line: &[u8]) -> Result<(String, String), ParseError> {
+    let (name, value) = field_line(line)?;
+    // Names are tokens, hence ASCII. Values may carry obs-text (non-UTF-8 bytes); those are
+    // replaced by U+FFFD, which no framing-relevant field ever legitimately contains.
+    let name = String::from_utf8_lossy(name).into_owned();
+    let value = String::from_utf8_lossy(value).into_owned();
+    Ok((name, value))
+}
+
+/// Check one field line; its name and its value without surrounding whitespace.
+fn field_line(line: &[u8]) -> Result<(&[u8], &[u8]), ParseError> {
     if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
         return Err(ParseError::ObsFold);
     }
@@ -240,10 +269,6 @@ pub fn parse_field_line(line: &[u8]) -> Result<(String, String), ParseError> {
     if !value.iter().all(|&b| is_field_value_byte(b)) {
         return Err(ParseError::HeaderValue);
     }
-    // Names are tokens, hence ASCII. Values may carry obs-text (non-UTF-8 bytes); those are
-    // replaced by U+FFFD, which no framing-relevant field ever legitimately contains.
-    let name = String::from_utf8_lossy(name).into_owned();
-    let value = String::from_utf8_lossy(value).into_owned();
     Ok((name, value))
 }
 
@@ -258,16 +283,20 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
-fn parse_fields(lines: &[&[u8]], limits: &Limits) -> Result<Headers, ParseError> {
-    if lines.len() > limits.max_headers {
-        return Err(ParseError::TooManyHeaders);
-    }
-    let mut headers = Headers::new();
+/// Parse field lines onto `headers` (all their text in its one string).
+fn parse_fields<'a>(
+    lines: impl Iterator<Item = &'a [u8]>,
+    limits: &Limits,
+    headers: &mut Headers,
+) -> Result<(), ParseError> {
     for line in lines {
-        let (name, value) = parse_field_line(line)?;
-        headers.append(name, value);
+        if headers.len() >= limits.max_headers {
+            return Err(ParseError::TooManyHeaders);
+        }
+        let (name, value) = field_line(line)?;
+        headers.append_bytes(name, value);
     }
-    Ok(headers)
+    Ok(())
 }
 
 /// Parse `HTTP/DIGIT.DIGIT` (RFC 9112 §2.3).
@@ -288,22 +317,52 @@ fn parse_version(v: &[u8]) -> Result<Version, ParseError> {
 
 /// Parse a request head from the start of `buf`.
 pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Parsed<RequestHead>, ParseError> {
-    let Some((lines, consumed)) = split_head(buf, limits)? else {
+    let mut head = RequestHead {
+        method: String::new(),
+        target: String::new(),
+        version: Version::Http11,
+        headers: Headers::new(),
+    };
+    Ok(match parse_request_head_into(buf, limits, &mut head)? {
+        Parsed::Complete { consumed, .. } => Parsed::Complete {
+            value: head,
+            consumed,
+        },
+        Parsed::Partial => Parsed::Partial,
+    })
+}
+
+/// [`parse_request_head`] into `head`, reusing the memory of its strings and fields (a
+/// connection hands back its previous request's, so a keep-alive request allocates nothing
+/// here). What `head` holds is replaced on `Complete`, unspecified otherwise.
+pub fn parse_request_head_into(
+    buf: &[u8],
+    limits: &Limits,
+    head: &mut RequestHead,
+) -> Result<Parsed<()>, ParseError> {
+    let Some(span) = split_head(buf, limits)? else {
         check_partial_request(buf)?;
         return Ok(Parsed::Partial);
     };
-    let (first, fields) = lines.split_first().ok_or(ParseError::RequestLine)?;
+    let mut lines = head_lines(buf.get(span.lines.clone()).unwrap_or(&[]));
+    let first = lines.next().ok_or(ParseError::RequestLine)?;
     let (method, target, version) = parse_request_line(first)?;
-    let headers = parse_fields(fields, limits)?;
+    head.headers.clear();
+    // The fields' text is at most what follows the request line.
+    head.headers
+        .reserve_text(span.lines.len().saturating_sub(first.len()));
+    parse_fields(lines, limits, &mut head.headers)?;
+    // Both checked to be visible ASCII, hence UTF-8.
+    head.method.clear();
+    head.method
+        .push_str(std::str::from_utf8(method).map_err(|_| ParseError::Method)?);
+    head.target.clear();
+    head.target
+        .push_str(std::str::from_utf8(target).map_err(|_| ParseError::Target)?);
+    head.version = version;
     Ok(Parsed::Complete {
-        value: RequestHead {
-            // Both checked to be ASCII.
-            method: String::from_utf8_lossy(method).into_owned(),
-            target: String::from_utf8_lossy(target).into_owned(),
-            version,
-            headers,
-        },
-        consumed,
+        value: (),
+        consumed: span.consumed,
     })
 }
 
@@ -349,7 +408,7 @@ fn check_partial_request(buf: &[u8]) -> Result<(), ParseError> {
         if first {
             parse_request_line(line)?;
         } else {
-            parse_field_line(line)?;
+            field_line(line)?;
         }
         first = false;
         rest = &rest[nl + 1..];
@@ -359,7 +418,7 @@ fn check_partial_request(buf: &[u8]) -> Result<(), ParseError> {
         if first {
             parse_request_line(line)?;
         } else if !line.is_empty() {
-            parse_field_line(line)?;
+            field_line(line)?;
         }
         return Ok(());
     }
@@ -422,10 +481,12 @@ fn check_partial_request(buf: &[u8]) -> Result<(), ParseError> {
 
 /// Parse a response head from the start of `buf` (used by the client).
 pub fn parse_response_head(buf: &[u8], limits: &Limits) -> Result<Parsed<StatusHead>, ParseError> {
-    let Some((lines, consumed)) = split_head(buf, limits)? else {
+    let Some(span) = split_head(buf, limits)? else {
         return Ok(Parsed::Partial);
     };
-    let (first, fields) = lines.split_first().ok_or(ParseError::StatusLine)?;
+    let consumed = span.consumed;
+    let mut lines = head_lines(buf.get(span.lines.clone()).unwrap_or(&[]));
+    let first = lines.next().ok_or(ParseError::StatusLine)?;
     // status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112 §4); a missing
     // final SP is tolerated, as most clients do.
     let version = first.get(..8).ok_or(ParseError::StatusLine)?;
@@ -444,7 +505,9 @@ pub fn parse_response_head(buf: &[u8], limits: &Limits) -> Result<Parsed<StatusH
     if !reason.iter().all(|&b| is_field_value_byte(b)) {
         return Err(ParseError::StatusLine);
     }
-    let headers = parse_fields(fields, limits)?;
+    let mut headers = Headers::new();
+    headers.reserve_text(span.lines.len().saturating_sub(first.len()));
+    parse_fields(lines, limits, &mut headers)?;
     Ok(Parsed::Complete {
         value: StatusHead {
             version,
@@ -668,8 +731,8 @@ impl ChunkedDecoder {
                         self.state = ChunkState::Done;
                     } else {
                         let (name, value) =
-                            parse_field_line(&self.line).map_err(|_| ChunkError::BadTrailer)?;
-                        self.trailers.append(name, value);
+                            field_line(&self.line).map_err(|_| ChunkError::BadTrailer)?;
+                        self.trailers.append_bytes(name, value);
                         self.line.clear();
                         self.state = ChunkState::Trailer;
                     }
@@ -708,6 +771,24 @@ mod tests {
             n,
             "GET /a?b=c HTTP/1.1\r\nHost: x\r\nAccept:  */* \r\n\r\n".len()
         );
+    }
+
+    /// Parsing into a previous request's head replaces all of it (and reuses its memory).
+    #[test]
+    fn parse_into_a_reused_head() {
+        let (mut head, _) =
+            complete("POST /a/long/target?q HTTP/1.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n");
+        let at = head.target.as_ptr();
+        let second = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\nnext";
+        assert_eq!(
+            parse_request_head_into(second, &Limits::default(), &mut head),
+            Ok(Parsed::Complete {
+                value: (),
+                consumed: second.len() - 4
+            })
+        );
+        assert_eq!(head, complete("GET /x HTTP/1.1\r\nHost: h\r\n\r\n").0);
+        assert_eq!(head.target.as_ptr(), at);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The protocol version of a message. Only HTTP/1.0 and HTTP/1.1 are spoken here; anything
 /// else is answered with 505.
@@ -24,9 +25,61 @@ impl fmt::Display for Version {
 }
 
 /// Header fields in arrival order, with case-insensitive lookup (RFC 9110 §5.1).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Fields parsed from a message keep their names and values end to end in one string (one
+/// allocation for the whole section, not two per field); fields a handler adds may be
+/// `&'static str` ([`Headers::append_static`]) or shared ([`Headers::append_shared`]), so a
+/// response built from constants or a cache formats and copies nothing.
+#[derive(Clone, Default)]
 pub struct Headers {
-    entries: Vec<(String, String)>,
+    /// The text of parsed fields (see [`Text::Span`]).
+    text: String,
+    entries: Vec<(Text, Text)>,
+}
+
+/// The name or value of one field, wherever it lives.
+#[derive(Clone)]
+enum Text {
+    /// `Headers::text[start..end]`.
+    Span(usize, usize),
+    Owned(String),
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Text {
+    /// The text, given the `Headers::text` that spans point into.
+    fn get<'a>(&'a self, text: &'a str) -> &'a str {
+        match self {
+            Text::Span(start, end) => text.get(*start..*end).unwrap_or(""),
+            Text::Owned(s) => s,
+            Text::Static(s) => s,
+            Text::Shared(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// The field list as `[("name", "value"), ...]`.
+        struct Entries<'a>(&'a Headers);
+        impl fmt::Debug for Entries<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list().entries(self.0.iter()).finish()
+            }
+        }
+        f.debug_struct("Headers")
+            .field("entries", &Entries(self))
+            .finish()
+    }
 }
 
 impl Headers {
@@ -37,18 +90,16 @@ impl Headers {
 
     /// The first value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries
-            .iter()
+        self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// All values of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries
-            .iter()
+        self.iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// True if a field called `name` is present.
@@ -66,24 +117,77 @@ impl Headers {
 
     /// Add a field, keeping existing ones with the same name.
     pub fn append(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.entries.push((name.into(), value.into()));
+        self.entries
+            .push((Text::Owned(name.into()), Text::Owned(value.into())));
+    }
+
+    /// Add a field whose name and value are constants, without allocating for them.
+    pub fn append_static(&mut self, name: &'static str, value: &'static str) {
+        self.entries.push((Text::Static(name), Text::Static(value)));
+    }
+
+    /// Add a field whose value is shared with its owner (e.g. a value a handler computed
+    /// once and keeps), without copying it.
+    pub fn append_shared(&mut self, name: &'static str, value: Arc<str>) {
+        self.entries.push((Text::Static(name), Text::Shared(value)));
+    }
+
+    /// Add a parsed field: its text goes to the end of the section's one string. Field
+    /// values may carry obs-text (non-UTF-8 bytes); those are replaced by U+FFFD, which no
+    /// framing-relevant field ever legitimately contains. Names are tokens, hence ASCII.
+    pub(crate) fn append_bytes(&mut self, name: &[u8], value: &[u8]) {
+        let name = self.push_text(name);
+        let value = self.push_text(value);
+        self.entries.push((name, value));
+    }
+
+    /// Make room for `bytes` more bytes of parsed text (one allocation for a whole section).
+    pub(crate) fn reserve_text(&mut self, bytes: usize) {
+        self.text.reserve(bytes);
+    }
+
+    /// Append `bytes` (made UTF-8) to `text`; the span they occupy.
+    fn push_text(&mut self, bytes: &[u8]) -> Text {
+        let start = self.text.len();
+        match std::str::from_utf8(bytes) {
+            Ok(s) => self.text.push_str(s),
+            Err(_) => self.text.push_str(&String::from_utf8_lossy(bytes)),
+        }
+        Text::Span(start, self.text.len())
     }
 
     /// Set a field, replacing every existing field with the same name.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into();
         self.remove(&name);
-        self.entries.push((name, value.into()));
+        self.entries
+            .push((Text::Owned(name), Text::Owned(value.into())));
     }
 
     /// Remove every field called `name`.
     pub fn remove(&mut self, name: &str) {
-        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        let text = &self.text;
+        self.entries
+            .retain(|(n, _)| !n.get(text).eq_ignore_ascii_case(name));
+    }
+
+    /// Bytes of heap the field list holds (its capacity, not its length).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.entries.capacity() * std::mem::size_of::<(Text, Text)>()
+    }
+
+    /// Remove every field, keeping the memory for the next ones.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.text.clear();
     }
 
     /// Iterate over `(name, value)` pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        let text = self.text.as_str();
+        self.entries
+            .iter()
+            .map(move |(n, v)| (n.get(text), v.get(text)))
     }
 
     /// Number of fields.
@@ -222,8 +326,14 @@ pub fn request_framing(version: Version, headers: &Headers) -> Result<Framing, F
 
 /// Percent-decode `s` (RFC 3986 §2.1). `None` if a `%` is not followed by two hex digits.
 pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    percent_decode_into(s, &mut out)?;
+    Some(out)
+}
+
+/// [`percent_decode`] appending to `out`.
+fn percent_decode_into(s: &str, out: &mut Vec<u8>) -> Option<()> {
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
@@ -237,38 +347,77 @@ pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
             i += 1;
         }
     }
-    Some(out)
+    Some(())
 }
 
 /// Split a request-target into its decoded path and raw query. `None` if the target is not a
 /// usable form or its path does not decode to UTF-8.
 pub fn split_target(target: &str) -> Option<(String, Option<String>)> {
-    if target == "*" {
-        return Some(("*".to_string(), None));
-    }
-    let origin = if target.starts_with('/') {
-        target
-    } else {
-        // absolute-form (RFC 9112 §3.2.2): scheme "://" authority path-abempty
-        let (scheme, rest) = target.split_once("://")?;
-        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-            return None;
-        }
-        match rest.find(['/', '?']) {
-            Some(i) if rest[i..].starts_with('/') => &rest[i..],
-            // No path: the path is "/" and whatever follows is the query.
-            Some(i) => return split_target(&format!("/{}", &rest[i..])),
-            None => "/",
-        }
-    };
-    // A fragment is never sent in a request-target; tolerate and drop it.
-    let origin = origin.split('#').next().unwrap_or(origin);
-    let (path, query) = match origin.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_string())),
-        None => (origin, None),
-    };
-    let path = String::from_utf8(percent_decode(path)?).ok()?;
+    let mut path = String::new();
+    let mut query = None;
+    split_target_into(target, &mut path, &mut query)?;
     Some((path, query))
+}
+
+/// [`split_target`] into `path` and `query`, reusing their memory (a connection hands back
+/// its previous request's). What they hold is unspecified on `None`.
+pub(crate) fn split_target_into(
+    target: &str,
+    path: &mut String,
+    query: &mut Option<String>,
+) -> Option<()> {
+    let (raw_path, raw_query) = if target == "*" {
+        ("*", None)
+    } else {
+        let origin = if target.starts_with('/') {
+            target
+        } else {
+            // absolute-form (RFC 9112 §3.2.2): scheme "://" authority path-abempty
+            let (scheme, rest) = target.split_once("://")?;
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return None;
+            }
+            match rest.find(['/', '?']) {
+                Some(i) if rest[i..].starts_with('/') => &rest[i..],
+                // No path: the path is "/" and whatever follows is the query (`rest[i..]`
+                // starts with its "?").
+                Some(i) => {
+                    let q = rest[i..].split('#').next().unwrap_or("");
+                    return fill_target(path, query, "/", Some(q.get(1..).unwrap_or("")));
+                }
+                None => "/",
+            }
+        };
+        // A fragment is never sent in a request-target; tolerate and drop it.
+        let origin = origin.split('#').next().unwrap_or(origin);
+        match origin.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (origin, None),
+        }
+    };
+    fill_target(path, query, raw_path, raw_query)
+}
+
+/// Decode `raw_path` into `path` and copy `raw_query` into `query`, reusing their memory.
+fn fill_target(
+    path: &mut String,
+    query: &mut Option<String>,
+    raw_path: &str,
+    raw_query: Option<&str>,
+) -> Option<()> {
+    let mut bytes = std::mem::take(path).into_bytes();
+    bytes.clear();
+    percent_decode_into(raw_path, &mut bytes)?;
+    *path = String::from_utf8(bytes).ok()?;
+    match raw_query {
+        Some(q) => {
+            let s = query.get_or_insert_with(String::new);
+            s.clear();
+            s.push_str(q);
+        }
+        None => *query = None,
+    }
+    Some(())
 }
 
 #[cfg(test)]
@@ -293,6 +442,43 @@ mod tests {
         let c = h(&[("Connection", "Keep-Alive, Upgrade")]);
         assert!(c.has_token("connection", "keep-alive"));
         assert!(!c.has_token("connection", "close"));
+    }
+
+    /// Fields from the parser, constants, shared and owned values behave alike: lookup,
+    /// removal, equality and Debug go by the text, not by where it lives.
+    #[test]
+    fn headers_from_every_source() {
+        let mut a = Headers::new();
+        a.append_bytes(b"Host", b"x");
+        a.append_static("Content-Type", "text/plain");
+        a.append_shared("Last-Modified", Arc::from("Sun, 06 Nov 1994 08:49:37 GMT"));
+        a.append_bytes(b"X-Raw", b"caf\xe9");
+        let b = h(&[
+            ("Host", "x"),
+            ("Content-Type", "text/plain"),
+            ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("X-Raw", "caf\u{fffd}"),
+        ]);
+        assert_eq!(a, b);
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(
+            format!("{a:?}"),
+            "Headers { entries: [(\"Host\", \"x\"), (\"Content-Type\", \"text/plain\"), \
+             (\"Last-Modified\", \"Sun, 06 Nov 1994 08:49:37 GMT\"), (\"X-Raw\", \"caf\u{fffd}\")] }"
+        );
+        assert_eq!(a.get("content-type"), Some("text/plain"));
+        a.remove("host");
+        a.insert("x-raw", "1");
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            vec![
+                ("Content-Type", "text/plain"),
+                ("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                ("x-raw", "1")
+            ]
+        );
+        a.clear();
+        assert!(a.is_empty() && a.get("x-raw").is_none());
     }
 
     #[test]
@@ -373,6 +559,21 @@ mod tests {
             Some(("/".into(), Some("q".into())))
         );
         assert_eq!(split_target("*"), Some(("*".into(), None)));
+        assert_eq!(
+            split_target("http://h?q#f"),
+            Some(("/".into(), Some("q".into())))
+        );
+        assert_eq!(split_target("http://h#f"), Some(("/".into(), None)));
+        assert_eq!(
+            split_target("/p?a#f?b"),
+            Some(("/p".into(), Some("a".into())))
+        );
+        // Into the memory of an earlier request: everything replaced.
+        let (mut path, mut query) = (String::from("/old/path"), Some(String::from("old")));
+        assert_eq!(split_target_into("/n%41", &mut path, &mut query), Some(()));
+        assert_eq!((path.as_str(), query.as_deref()), ("/nA", None));
+        assert_eq!(split_target_into("/x?y", &mut path, &mut query), Some(()));
+        assert_eq!((path.as_str(), query.as_deref()), ("/x", Some("y")));
         assert_eq!(split_target("/%zz"), None);
         assert_eq!(split_target("/%ff"), None);
         assert_eq!(split_target("ftp://h/x"), None);

@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::parse::is_token;
@@ -16,6 +17,9 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// Bytes compiled into the binary (the built-in site).
     Static(&'static [u8]),
+    /// Bytes shared with whoever else holds them (a cached file): each response takes a
+    /// reference, not a copy.
+    Shared(Arc<[u8]>),
     /// An open file, `len` bytes of which are sent from its current position.
     File {
         /// The open file.
@@ -32,6 +36,7 @@ impl Body {
             Body::Empty => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::Static(b) => b.len() as u64,
+            Body::Shared(b) => b.len() as u64,
             Body::File { len, .. } => *len,
         }
     }
@@ -351,6 +356,7 @@ pub(crate) fn write_response<W: Write>(
         Body::Empty => w.write_all(&head)?,
         Body::Bytes(b) => write_small(w, head, &b)?,
         Body::Static(b) => write_small(w, head, b)?,
+        Body::Shared(b) => write_small(w, head, &b)?,
         Body::File { file, len } => {
             w.write_all(&head)?;
             let mut buf = vec![0u8; FILE_CHUNK];
