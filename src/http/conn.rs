@@ -334,6 +334,12 @@ impl HttpConn {
                 self.body = OutBody::None;
             }
         }
+        self.after_sent();
+    }
+
+    /// Bookkeeping after bytes were sent: an idle connection's keep-alive clock starts when
+    /// its last response has gone, and pipelined requests waiting behind it are processed.
+    fn after_sent(&mut self) {
         if self.unsent() == 0 {
             if let Phase::Head { .. } = self.phase {
                 self.idle_since = self.now;
@@ -886,29 +892,48 @@ impl HttpConn {
         if buf.len() < want {
             buf.resize(want, 0);
         }
-        loop {
-            match file.read(&mut buf[..want]) {
-                Ok(0) => {
-                    log::debug!(
-                        "http: {}: file shorter than its announced length",
-                        self.peer
-                    );
-                    break;
-                }
-                Ok(n) => {
-                    *left -= n as u64;
-                    *filled = n;
-                    *pos = 0;
-                    return;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!("http: {}: reading a file body: {e}", self.peer);
-                    break;
-                }
+        match read_body(file, &mut buf[..want], self.peer) {
+            Some(n) => {
+                *left -= n as u64;
+                *filled = n;
+                *pos = 0;
             }
+            None => self.abort(),
         }
-        self.abort();
+    }
+
+    /// Whether the next bytes to send come straight from the file of a file body (none of
+    /// them read yet): the caller may then let [`read_file_into`](Self::read_file_into)
+    /// read them into its own buffer — TCP's send buffer — instead of copying them out of
+    /// [`output`](Self::output), one copy of every byte fewer.
+    pub fn file_next(&self) -> bool {
+        self.out_pos >= self.out.len()
+            && matches!(&self.body, OutBody::File { left, filled, pos, .. } if pos == filled && *left > 0)
+    }
+
+    /// Read the next bytes of the file body straight into `dst`; they count as sent, as if
+    /// they had gone through [`output`](Self::output) and [`consume`](Self::consume).
+    /// Returns how many (0 when [`file_next`](Self::file_next) is false). A file shorter
+    /// than announced, or a read error, drops the connection as with `output`.
+    pub fn read_file_into(&mut self, dst: &mut [u8]) -> usize {
+        if !self.file_next() || dst.is_empty() {
+            return 0;
+        }
+        let OutBody::File { file, left, .. } = &mut self.body else {
+            return 0;
+        };
+        let want = usize::try_from(*left).unwrap_or(usize::MAX).min(dst.len());
+        let Some(n) = read_body(file, &mut dst[..want], self.peer) else {
+            self.abort();
+            return 0;
+        };
+        *left -= n as u64;
+        if *left == 0 {
+            self.body = OutBody::None;
+        }
+        self.write_since = self.now;
+        self.after_sent();
+        n
     }
 
     /// Give up on the connection: discard what is queued and close.
@@ -918,6 +943,25 @@ impl HttpConn {
         self.body = OutBody::None;
         self.inbuf = Vec::new();
         self.phase = Phase::Closing;
+    }
+}
+
+/// One `read` of a file body into `dst` (not empty), retried when interrupted. `None` (and
+/// a debug log) when the file ends early or fails: the response's framing is then lost.
+fn read_body(file: &mut File, dst: &mut [u8], peer: SocketAddr) -> Option<usize> {
+    loop {
+        match file.read(dst) {
+            Ok(0) => {
+                log::debug!("http: {peer}: file shorter than its announced length");
+                return None;
+            }
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::debug!("http: {peer}: reading a file body: {e}");
+                return None;
+            }
+        }
     }
 }
 

@@ -565,6 +565,84 @@ impl Drop for TempFile {
     }
 }
 
+/// The event loop's way with a file body: each time [`HttpConn::file_next`] says so, the
+/// file's next bytes are read straight into the caller's buffer (TCP's send buffer), and
+/// they count as sent; heads still come from `output`. Two pipelined responses come out
+/// whole and in order, and a file shorter than announced drops the connection.
+#[test]
+fn file_body_can_be_read_straight_into_the_callers_buffer() {
+    let contents = pseudo_random(2 * FILE_CHUNK + 77, 11);
+    let file = TempFile::new(&contents);
+    let path = file.0.clone();
+    let mut router = Router::new();
+    let p = path.clone();
+    router.route("/file", move |_: &Request| {
+        let f = std::fs::File::open(&p).unwrap();
+        let len = f.metadata().unwrap().len();
+        Response::new(200).with_body(Body::File { file: f, len })
+    });
+    router.route("/short", move |_: &Request| {
+        let f = std::fs::File::open(&path).unwrap();
+        Response::new(200).with_body(Body::File {
+            file: f,
+            len: 3 * FILE_CHUNK as u64,
+        })
+    });
+    let mut h = Harness::new(router, ServerConfig::default());
+    h.feed(b"GET /file HTTP/1.1\r\nHost: t\r\n\r\nGET /file HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(!h.conn.file_next(), "the head goes first");
+    let mut direct = 0;
+    loop {
+        if h.conn.file_next() {
+            let mut dst = vec![0u8; 10_000];
+            let n = h.conn.read_file_into(&mut dst);
+            assert!(n > 0);
+            h.sent.extend_from_slice(&dst[..n]);
+            direct += n;
+            continue;
+        }
+        let out = h.conn.output();
+        if out.is_empty() {
+            break;
+        }
+        let out = out.to_vec();
+        h.sent.extend_from_slice(&out);
+        h.conn.consume(out.len());
+    }
+    assert_eq!(
+        direct,
+        2 * contents.len(),
+        "every body byte read straight across"
+    );
+    for _ in 0..2 {
+        let (head, body) = h.response(false);
+        assert_eq!(head.status, 200);
+        assert!(body == contents);
+    }
+    assert!(matches!(h.conn.body, OutBody::None));
+    assert!(!h.conn.should_close());
+    assert_eq!(
+        h.conn.read_file_into(&mut [0u8; 10]),
+        0,
+        "no file body: nothing"
+    );
+    // Shorter than announced: what there is goes, then the connection ends.
+    h.feed(b"GET /short HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = h.conn.output().to_vec();
+    h.conn.consume(head.len());
+    let mut read = 0;
+    while h.conn.file_next() {
+        let mut dst = vec![0u8; FILE_CHUNK];
+        let n = h.conn.read_file_into(&mut dst);
+        if n == 0 {
+            break;
+        }
+        read += n;
+    }
+    assert_eq!(read, contents.len());
+    assert!(h.conn.should_close());
+}
+
 #[test]
 fn file_body_is_read_lazily_one_chunk_at_a_time() {
     let contents = pseudo_random(3 * FILE_CHUNK + 123, 9);

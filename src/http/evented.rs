@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::{overload_response, HttpConn};
 use super::handlers::Handler;
+use super::response::FILE_CHUNK;
 use super::server::ServerConfig;
 use crate::stack::evloop::{App, Context};
 use crate::tcp::{ConnId, ListenerId, TcpError};
@@ -261,6 +262,26 @@ impl EventedServer {
             let mut progress = false;
             // Write while TCP accepts.
             loop {
+                // A file body goes from the file straight into TCP's send buffer.
+                if let Kind::Http(h) = &mut entry.kind {
+                    if h.file_next() {
+                        let sent = cx
+                            .iface
+                            .tcp_mut()
+                            .send_with(id, FILE_CHUNK, cx.now, |dst| h.read_file_into(dst));
+                        match sent {
+                            Ok(0) => break,
+                            Ok(_) => {
+                                progress = true;
+                                continue;
+                            }
+                            Err(_) => {
+                                dead = true;
+                                break;
+                            }
+                        }
+                    }
+                }
                 let out = entry.output();
                 if out.is_empty() {
                     break;
