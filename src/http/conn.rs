@@ -331,7 +331,9 @@ impl HttpConn {
                 }
             };
             if done {
-                self.body = OutBody::None;
+                if let OutBody::Bytes(v, _) = std::mem::replace(&mut self.body, OutBody::None) {
+                    recycle::give_body(v, self.now);
+                }
             }
         }
         self.after_sent();
@@ -595,7 +597,9 @@ impl HttpConn {
         let body = match framing {
             // len <= max_body was checked; the allocation grows with what arrives.
             Framing::Length(len) => {
-                Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(BODY_INITIAL_MAX))
+                let len = usize::try_from(len).unwrap_or(0);
+                recycle::take_body(len, self.now)
+                    .unwrap_or_else(|| Vec::with_capacity(len.min(BODY_INITIAL_MAX)))
             }
             _ => Vec::new(),
         };
@@ -719,6 +723,8 @@ impl HttpConn {
             return;
         };
         self.log_access_parts(&req.method, &req.target, req.version, status, bytes);
+        // A large body the handler left in the request (the echo took its own).
+        recycle::give_body(std::mem::take(&mut req.body), self.now);
         recycle::give_request(SpareRequest {
             head: RequestHead {
                 method: req.method,

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::{overload_response, HttpConn};
 use super::handlers::Handler;
+use super::recycle;
 use super::response::FILE_CHUNK;
 use super::server::ServerConfig;
 use crate::stack::evloop::{App, Context};
@@ -425,6 +426,7 @@ impl EventedServer {
 
 impl App for EventedServer {
     fn poll(&mut self, cx: &mut Context<'_>) {
+        recycle::expire_body(cx.wall);
         if cx.udp_ready {
             self.udp_echo(cx);
         }
@@ -448,7 +450,12 @@ impl App for EventedServer {
     }
 
     fn poll_at(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        // The spare request body this thread keeps is freed on time even when idle.
+        match (timer, recycle::body_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn shutdown(&mut self, cx: &mut Context<'_>) {
