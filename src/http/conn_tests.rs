@@ -565,6 +565,15 @@ impl Drop for TempFile {
     }
 }
 
+/// Serve the file at `path` on `route`, opened anew for each request.
+fn route_file(router: &mut Router, route: &str, path: std::path::PathBuf) {
+    router.route(route, move |_: &Request| {
+        let f = std::fs::File::open(&path).unwrap();
+        let len = f.metadata().unwrap().len();
+        Response::new(200).with_body(Body::File { file: f, len })
+    });
+}
+
 /// The event loop's way with a file body: each time [`HttpConn::file_next`] says so, the
 /// file's next bytes are read straight into the caller's buffer (TCP's send buffer), and
 /// they count as sent; heads still come from `output`. Two pipelined responses come out
@@ -575,12 +584,7 @@ fn file_body_can_be_read_straight_into_the_callers_buffer() {
     let file = TempFile::new(&contents);
     let path = file.0.clone();
     let mut router = Router::new();
-    let p = path.clone();
-    router.route("/file", move |_: &Request| {
-        let f = std::fs::File::open(&p).unwrap();
-        let len = f.metadata().unwrap().len();
-        Response::new(200).with_body(Body::File { file: f, len })
-    });
+    route_file(&mut router, "/file", path.clone());
     router.route("/short", move |_: &Request| {
         let f = std::fs::File::open(&path).unwrap();
         Response::new(200).with_body(Body::File {
@@ -649,12 +653,7 @@ fn file_body_is_read_lazily_one_chunk_at_a_time() {
     let file = TempFile::new(&contents);
     let path = file.0.clone();
     let mut router = Router::new();
-    let p = path.clone();
-    router.route("/file", move |_: &Request| {
-        let f = std::fs::File::open(&p).unwrap();
-        let len = f.metadata().unwrap().len();
-        Response::new(200).with_body(Body::File { file: f, len })
-    });
+    route_file(&mut router, "/file", path.clone());
     let mut h = Harness::new(router, ServerConfig::default());
     h.feed(b"GET /file HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut pieces = 0;

@@ -914,21 +914,8 @@ impl Connection {
 
     /// SEND (§3.10.2).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, TcpError> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        if self.fin_queued {
-            return Err(TcpError::BrokenPipe);
-        }
-        match self.state {
-            // SYN-SENT / SYN-RECEIVED: queue the data for after the handshake.
-            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {
-                let n = self.send_buf.write(data);
-                Ok(n)
-            }
-            State::Closed => Err(TcpError::NotConnected),
-            _ => Err(TcpError::BrokenPipe),
-        }
+        self.may_send()?;
+        Ok(self.send_buf.write(data))
     }
 
     /// SEND with the data written in place by `fill` (see [`SendBuffer::write_with`]):
@@ -938,6 +925,13 @@ impl Connection {
         max: usize,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<usize, TcpError> {
+        self.may_send()?;
+        Ok(self.send_buf.write_with(max, fill))
+    }
+
+    /// Whether SEND may queue data now (§3.10.2): in SYN-SENT and SYN-RECEIVED it waits
+    /// for the handshake; after our FIN, or once the connection died, it is an error.
+    fn may_send(&self) -> Result<(), TcpError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -945,9 +939,7 @@ impl Connection {
             return Err(TcpError::BrokenPipe);
         }
         match self.state {
-            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {
-                Ok(self.send_buf.write_with(max, fill))
-            }
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => Ok(()),
             State::Closed => Err(TcpError::NotConnected),
             _ => Err(TcpError::BrokenPipe),
         }

@@ -1912,6 +1912,28 @@ mod tests {
             assert_eq!(self.b.state(s), State::Established);
             (c, s, l)
         }
+
+        /// Another client connection to the listener `l` of [`Net::connect`].
+        fn connect_more(&mut self, l: ListenerId) -> (ConnId, ConnId) {
+            let c = self
+                .a
+                .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), self.now)
+                .unwrap();
+            self.pump();
+            let s = self.b.accept(l).expect("accepted");
+            (c, s)
+        }
+
+        /// The server closes first, so it keeps the TIME-WAIT; both ends are released.
+        fn server_closes_first(&mut self, c: ConnId, s: ConnId) {
+            self.b.shutdown(s, self.now);
+            self.pump();
+            self.a.shutdown(c, self.now);
+            self.pump();
+            assert_eq!(self.b.state(s), State::TimeWait);
+            self.a.release(c, self.now);
+            self.b.release(s, self.now);
+        }
     }
 
     fn read_all(tcp: &mut Tcp, id: ConnId, now: Instant) -> (Vec<u8>, bool) {
@@ -2637,22 +2659,10 @@ mod tests {
             ..Config::default()
         });
         let (c, s, l) = net.connect();
-        // The server closes first and keeps the TIME-WAIT.
-        net.b.shutdown(s, net.now);
-        net.pump();
-        net.a.shutdown(c, net.now);
-        net.pump();
-        assert_eq!(net.b.state(s), State::TimeWait);
-        net.a.release(c, net.now);
-        net.b.release(s, net.now);
+        net.server_closes_first(c, s);
         // A new client (another port) still gets in: the TIME-WAIT makes room.
-        let c2 = net
-            .a
-            .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), net.now)
-            .unwrap();
-        net.pump();
+        let (c2, _) = net.connect_more(l);
         assert_eq!(net.a.state(c2), State::Established);
-        assert!(net.b.accept(l).is_some());
         assert_eq!(net.b.stats().time_wait_reclaimed, 1);
     }
 
@@ -2663,32 +2673,16 @@ mod tests {
             ..Config::default()
         });
         let (c1, s1, l) = net.connect();
-        let c2 = net
-            .a
-            .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), net.now)
-            .unwrap();
-        net.pump();
-        let s2 = net.b.accept(l).expect("accepted");
+        let (c2, s2) = net.connect_more(l);
         let mut server_ends = Vec::new();
         for (c, s) in [(c1, s1), (c2, s2)] {
-            net.b.shutdown(s, net.now);
-            net.pump();
-            net.a.shutdown(c, net.now);
-            net.pump();
-            assert_eq!(net.b.state(s), State::TimeWait);
-            net.a.release(c, net.now);
-            net.b.release(s, net.now);
+            net.server_closes_first(c, s);
             server_ends.push(s);
             net.now += Duration::from_secs(1);
         }
         // A third client: the table is full of TIME-WAITs and the older one makes room.
-        let c3 = net
-            .a
-            .connect(SocketAddrV4::new(A, 0), SocketAddrV4::new(B, 80), net.now)
-            .unwrap();
-        net.pump();
+        let (c3, _) = net.connect_more(l);
         assert_eq!(net.a.state(c3), State::Established);
-        assert!(net.b.accept(l).is_some());
         assert_eq!(net.b.stats().time_wait_reclaimed, 1);
         assert_eq!(
             net.b.state(server_ends[0]),

@@ -73,20 +73,20 @@ impl SendBuffer {
 
     /// Append as much of `data` as fits; returns how many bytes were taken.
     pub fn write(&mut self, data: &[u8]) -> usize {
-        let n = data.len().min(self.free());
-        if n == 0 {
-            return 0;
+        // At most two pieces: up to the end of the storage, then from its start.
+        let mut n = 0;
+        while n < data.len() {
+            let rest = data.get(n..).unwrap_or_default();
+            let k = self.write_with(rest.len(), |free| {
+                let k = free.len().min(rest.len());
+                free[..k].copy_from_slice(&rest[..k]);
+                k
+            });
+            if k == 0 {
+                break;
+            }
+            n += k;
         }
-        if self.len + n > self.storage.len() {
-            self.grow(self.len + n);
-        }
-        let cap = self.storage.len();
-        let tail = (self.head + self.len) % cap;
-        // At most two copies: up to the end of the storage, then from its start.
-        let first = n.min(cap - tail);
-        self.storage[tail..tail + first].copy_from_slice(&data[..first]);
-        self.storage[..n - first].copy_from_slice(&data[first..n]);
-        self.len += n;
         n
     }
 
