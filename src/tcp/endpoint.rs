@@ -2417,14 +2417,7 @@ mod tests {
             .unwrap();
         net.pump();
         let s = net.b.accept(l).unwrap();
-        // The server closes first and ends in TIME-WAIT.
-        net.b.shutdown(s, net.now);
-        net.pump();
-        net.a.shutdown(c, net.now);
-        net.pump();
-        assert_eq!(net.b.state(s), State::TimeWait);
-        net.a.release(c, net.now);
-        net.b.release(s, net.now);
+        net.server_closes_first(c, s);
         assert_eq!(net.a.connection_count(), 0);
         // Same 4-tuple again, seconds later: the ISN clock moved on, so the SYN is "newer".
         net.now += Duration::from_secs(5);
