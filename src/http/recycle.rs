@@ -73,6 +73,10 @@ thread_local! {
 /// was given back less than [`BODY_KEEP_FOR`] ago (`None`: allocate as usual).
 pub(crate) fn take_body(len: usize, now: Instant) -> Option<Vec<u8>> {
     expire_body(now);
+    if len < BODY_KEEP_MIN {
+        // A small body would hold the large buffer for nothing.
+        return None;
+    }
     BODY.with(|b| {
         let mut b = b.borrow_mut();
         if b.as_ref().is_some_and(|(buf, _)| buf.capacity() >= len) {
@@ -185,8 +189,9 @@ mod tests {
         let at = big.as_ptr();
         give_body(big, t0);
         assert_eq!(body_expiry(), Some(t0 + BODY_KEEP_FOR));
-        // Too small for a larger request: left for another.
+        // Too small for a larger request: left for another; not wasted on a small one.
         assert!(take_body(5 * BODY_KEEP_MIN, t0).is_none());
+        assert!(take_body(100, t0).is_none());
         // Large enough: the same memory, emptied, and no longer kept.
         let again = take_body(3 * BODY_KEEP_MIN, t0 + Duration::from_millis(10)).unwrap();
         assert!(again.is_empty());
