@@ -212,7 +212,10 @@ mod tests {
         assert_eq!(expire_body(t0 + BODY_KEEP_FOR), None);
         assert_eq!(body_expiry(), None);
         give_body(Vec::with_capacity(BODY_KEEP_MIN), t0);
-        assert!(take_body(10, t0 + BODY_KEEP_FOR).is_none(), "expired first");
+        assert!(
+            take_body(BODY_KEEP_MIN, t0 + BODY_KEEP_FOR).is_none(),
+            "expired first"
+        );
     }
 
     #[test]
