@@ -565,11 +565,12 @@ impl Drop for TempFile {
     }
 }
 
-/// Serve the file at `path` on `route`, opened anew for each request.
-fn route_file(router: &mut Router, route: &str, path: std::path::PathBuf) {
+/// Serve the file at `path` on `route`, opened anew for each request, announcing its
+/// length, or `announced` bytes (more than it has: a file that turns out short).
+fn route_file(router: &mut Router, route: &str, path: std::path::PathBuf, announced: Option<u64>) {
     router.route(route, move |_: &Request| {
         let f = std::fs::File::open(&path).unwrap();
-        let len = f.metadata().unwrap().len();
+        let len = announced.unwrap_or_else(|| f.metadata().unwrap().len());
         Response::new(200).with_body(Body::File { file: f, len })
     });
 }
@@ -584,14 +585,8 @@ fn file_body_can_be_read_straight_into_the_callers_buffer() {
     let file = TempFile::new(&contents);
     let path = file.0.clone();
     let mut router = Router::new();
-    route_file(&mut router, "/file", path.clone());
-    router.route("/short", move |_: &Request| {
-        let f = std::fs::File::open(&path).unwrap();
-        Response::new(200).with_body(Body::File {
-            file: f,
-            len: 3 * FILE_CHUNK as u64,
-        })
-    });
+    route_file(&mut router, "/file", path.clone(), None);
+    route_file(&mut router, "/short", path, Some(3 * FILE_CHUNK as u64));
     let mut h = Harness::new(router, ServerConfig::default());
     h.feed(b"GET /file HTTP/1.1\r\nHost: t\r\n\r\nGET /file HTTP/1.1\r\nHost: t\r\n\r\n");
     assert!(!h.conn.file_next(), "the head goes first");
@@ -653,7 +648,7 @@ fn file_body_is_read_lazily_one_chunk_at_a_time() {
     let file = TempFile::new(&contents);
     let path = file.0.clone();
     let mut router = Router::new();
-    route_file(&mut router, "/file", path.clone());
+    route_file(&mut router, "/file", path.clone(), None);
     let mut h = Harness::new(router, ServerConfig::default());
     h.feed(b"GET /file HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut pieces = 0;
@@ -690,13 +685,7 @@ fn file_body_is_read_lazily_one_chunk_at_a_time() {
     assert!(h.sent.is_empty());
     // A file shorter than announced: the framing cannot be kept, the connection is dropped.
     let mut router = Router::new();
-    router.route("/short", move |_: &Request| {
-        let f = std::fs::File::open(&path).unwrap();
-        Response::new(200).with_body(Body::File {
-            file: f,
-            len: 4 * FILE_CHUNK as u64,
-        })
-    });
+    route_file(&mut router, "/short", path, Some(4 * FILE_CHUNK as u64));
     let mut h = Harness::new(router, ServerConfig::default());
     h.feed(b"GET /short HTTP/1.1\r\nHost: t\r\n\r\n");
     let sent = h.drain();
