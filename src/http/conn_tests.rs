@@ -693,12 +693,8 @@ fn file_body_is_read_lazily_one_chunk_at_a_time() {
     assert!(h.conn.should_close());
     // A small one (read behind its head at once): the responses before it still go out.
     let small = TempFile::new(b"tiny");
-    let small_path = small.0.clone();
     let mut router = Router::standard(None).unwrap();
-    router.route("/short-small", move |_: &Request| {
-        let f = std::fs::File::open(&small_path).unwrap();
-        Response::new(200).with_body(Body::File { file: f, len: 100 })
-    });
+    route_file(&mut router, "/short-small", small.0.clone(), Some(100));
     let mut h = Harness::new(router, ServerConfig::default());
     h.feed(
         b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\nGET /short-small HTTP/1.1\r\nHost: t\r\n\r\n",
