@@ -506,3 +506,133 @@ fn every_sh_block_in_docs_runs() {
         "expected the chapters to have runnable commands, found {ran} files"
     );
 }
+
+/// Deletes a lab's namespace and files when dropped, also when the test failed.
+struct LabCleanup {
+    ns: String,
+    dir: PathBuf,
+}
+
+impl Drop for LabCleanup {
+    fn drop(&mut self) {
+        let _ = run_bounded(cmd("ip", ["netns", "delete", &self.ns]), SHORT_TIMEOUT);
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_dir_all(format!("/run/tunstack-lab/{}", self.ns));
+    }
+}
+
+fn lab_namespace_exists(ns: &str) -> bool {
+    let list = run_bounded(cmd("ip", ["netns", "list"]), SHORT_TIMEOUT);
+    list.stdout
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(ns))
+}
+
+/// `scripts/lab.sh shell NAME` reading `input` as its commands; output goes to files so a
+/// long-lived shell never blocks on a full pipe.
+fn spawn_lab_shell(
+    ns: &str,
+    dir: &Path,
+    tag: &str,
+    input: Option<&str>,
+) -> (ChildGuard, Option<std::process::ChildStdin>) {
+    use std::io::Write;
+    let mut c = std::process::Command::new(repo().join("scripts/lab.sh"));
+    c.args(["shell", ns])
+        .current_dir(repo())
+        .env("LAB_DIR", dir)
+        .env("TUNSTACK_BIN", tunstack_bin())
+        .stdin(std::process::Stdio::piped())
+        .stdout(fs::File::create(dir.join(format!("{tag}.out"))).unwrap())
+        .stderr(fs::File::create(dir.join(format!("{tag}.err"))).unwrap());
+    let mut child = c.spawn().expect("start scripts/lab.sh shell");
+    let mut stdin = child.stdin.take();
+    if let Some(text) = input {
+        let mut pipe = stdin.take().unwrap();
+        pipe.write_all(text.as_bytes()).unwrap();
+        // Dropping the pipe ends the shell's input: it exits after these commands.
+    }
+    (ChildGuard::new(child, format!("lab shell {tag}")), stdin)
+}
+
+fn wait_exit(shell: &mut ChildGuard, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = shell.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `--step` needs two shells in one namespace: a second `lab.sh shell` joins the first's
+/// lab, leaving it keeps the lab for the other, and the last shell out stops the server
+/// and deletes the namespace (its EXIT trap must not refer to a variable that is gone).
+#[test]
+fn lab_shells_share_a_namespace_and_the_last_one_cleans_up() {
+    if prerequisites("lab_shells_share_a_namespace", &["ip", "curl"]).is_none() {
+        return;
+    }
+    let pid = std::process::id();
+    let ns = format!("ts-{pid}-lab");
+    let tun = format!("tst{pid}xl");
+    let dir = std::env::temp_dir().join(format!("tunstack-test-{ns}"));
+    fs::create_dir_all(&dir).unwrap();
+    let _cleanup = LabCleanup {
+        ns: ns.clone(),
+        dir: dir.clone(),
+    };
+    // The first shell stays open until we close its input.
+    let (mut first, first_input) = spawn_lab_shell(&ns, &dir, "first", None);
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !lab_namespace_exists(&ns) {
+        assert!(
+            Instant::now() < deadline,
+            "lab namespace {ns} never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The second joins it, starts a server there and leaves.
+    let script = format!(
+        "ip netns identify\nscripts/lab.sh serve --tun {tun} --port 80\n\
+         curl -s -o /dev/null -w 'http %{{http_code}}\\n' --max-time 10 http://10.0.0.2/\nexit\n"
+    );
+    let (mut second, _) = spawn_lab_shell(&ns, &dir, "second", Some(&script));
+    let status = wait_exit(&mut second, SHORT_TIMEOUT).expect("second lab shell did not exit");
+    let out = fs::read_to_string(dir.join("second.out")).unwrap();
+    let err = fs::read_to_string(dir.join("second.err")).unwrap();
+    assert!(status.success(), "second shell: {status}\n{out}\n{err}");
+    assert!(
+        out.contains(&format!("lab: joined namespace {ns}")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l == ns), "not inside {ns}:\n{out}");
+    assert!(out.contains("http 200"), "{out}\n{err}");
+    assert!(out.contains("(1 other shell(s) still in it)"), "{out}");
+    assert!(lab_namespace_exists(&ns), "the first shell's lab is gone");
+    let server: u32 = fs::read_to_string(dir.join("serve.pid"))
+        .expect("serve.pid")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(Path::new(&format!("/proc/{server}")).exists());
+    // The last shell out: server stopped, namespace deleted, no shell error.
+    drop(first_input);
+    let status = wait_exit(&mut first, SHORT_TIMEOUT).expect("first lab shell did not exit");
+    let out = fs::read_to_string(dir.join("first.out")).unwrap();
+    let err = fs::read_to_string(dir.join("first.err")).unwrap();
+    assert!(status.success(), "first shell: {status}\n{out}\n{err}");
+    assert!(!err.contains("unbound variable"), "{err}");
+    assert!(
+        out.contains(&format!("lab: namespace {ns} deleted")),
+        "{out}\n{err}"
+    );
+    assert!(!lab_namespace_exists(&ns), "{ns} is still there");
+    assert!(
+        !Path::new(&format!("/proc/{server}")).exists(),
+        "the lab's server (pid {server}) still runs"
+    );
+}
