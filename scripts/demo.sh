@@ -101,7 +101,8 @@ else
         if ! sudo -u "$build_user" -H -- bash -lc \
             '[[ -f ~/.cargo/env ]] && source ~/.cargo/env; cd "$1" && cargo build --release' \
             build "$repo"; then
-            echo "demo.sh: the build as $build_user failed; if an earlier root build left target/ owned by root:" >&2
+            echo "demo.sh: the build as $build_user failed (see above). Is Rust installed for $build_user" >&2
+            echo "  (rustup)? Did an earlier root build leave target/ owned by root? Then:" >&2
             echo "  sudo chown -R $build_user: $repo/target" >&2
             exit 1
         fi
