@@ -462,5 +462,6 @@ if smoltcp:
     print()
     print("smoltcp keeps a connection it closed in TIME-WAIT for 10 s and, unlike Linux, a new SYN for")
     print("the same ports does not reopen it: when the client reuses a port sooner, its SYN is sent again")
-    print("(after 1 s, 2 s, ...) until the TIME-WAIT expires. The SYN row counts those for every server.")
+    print("(every second at first, then backing off) until the TIME-WAIT expires. The SYN row counts")
+    print("those for every server. SMOLTCP_ARGS=--no-time-wait drops smoltcp's TIME-WAIT instead.")
 EOF
