@@ -72,10 +72,12 @@ echo "=== building release binaries"
 cargo build --release --quiet --bin tunstack --example linux_responder
 BIN="${TUNSTACK_BIN:-$PWD/target/release/tunstack}"
 RESPONDER="$PWD/target/release/examples/linux_responder"
-SMOL_BIN="$PWD/bench/smoltcp-responder/target/release/smoltcp-responder"
+SMOL_BIN="$PWD/target/release/smoltcp-responder"
 if [[ $SMOLTCP != 0 ]]; then
     echo "=== building the smoltcp peer (bench/smoltcp-responder)"
-    if ! cargo build --release --quiet --manifest-path bench/smoltcp-responder/Cargo.toml; then
+    # The same target directory: the dependencies it shares with tunstack are built once.
+    if ! cargo build --release --quiet --manifest-path bench/smoltcp-responder/Cargo.toml \
+        --target-dir "$PWD/target"; then
         echo "bench.sh: could not build bench/smoltcp-responder (smoltcp not in the registry" \
             "and no network?): measuring without the smoltcp peer" >&2
         SMOLTCP=0

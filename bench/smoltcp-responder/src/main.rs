@@ -37,6 +37,8 @@ use smoltcp::phy::{wait as phy_wait, Medium, TunTapInterface};
 use smoltcp::socket::{tcp, Socket};
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Address};
+use tunstack::http::handlers::content_type;
+use tunstack::http::response::http_date;
 
 /// Largest request head; a longer one gets 431 (tunstack's default limit).
 const MAX_HEAD: usize = 8 * 1024;
@@ -113,54 +115,6 @@ struct File {
     body: Rc<Vec<u8>>,
     content_type: &'static str,
     last_modified: String,
-}
-
-/// The same table as tunstack's static site, by extension.
-fn content_type(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    match ext.as_deref().unwrap_or("") {
-        "html" | "htm" => "text/html; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "json" => "application/json",
-        "txt" | "md" => "text/plain; charset=utf-8",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "svg" => "image/svg+xml",
-        "ico" => "image/x-icon",
-        "wasm" => "application/wasm",
-        "pdf" => "application/pdf",
-        _ => "application/octet-stream",
-    }
-}
-
-/// An IMF-fixdate (RFC 9110 §5.6.7), e.g. `Mon, 07 Dec 2026 21:19:42 GMT`.
-fn http_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Days since 1970-01-01 to a civil date (the proleptic Gregorian calendar, in 400-year eras).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[days.rem_euclid(7) as usize],
-        MONTHS[(month - 1) as usize],
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
 }
 
 fn load_files(dir: &Path) -> std::io::Result<HashMap<String, File>> {
@@ -407,6 +361,16 @@ fn write_out(c: &mut Conn, s: &mut tcp::Socket, ctx: &mut Ctx) -> bool {
     }
 }
 
+/// Append up to `max` received bytes to `buf`; how many (0: none yet, or the peer closed).
+fn recv_into(s: &mut tcp::Socket, buf: &mut Vec<u8>, max: usize) -> usize {
+    s.recv(|rx| {
+        let n = rx.len().min(max);
+        buf.extend_from_slice(&rx[..n]);
+        (n, n)
+    })
+    .unwrap_or(0)
+}
+
 /// Move one established connection along as far as its buffers allow.
 fn service(c: &mut Conn, s: &mut tcp::Socket, ctx: &mut Ctx) {
     loop {
@@ -433,14 +397,7 @@ fn service(c: &mut Conn, s: &mut tcp::Socket, ctx: &mut Ctx) {
                 c.echo.extend(c.inbuf.drain(..from_inbuf));
                 let mut left = remaining - from_inbuf;
                 while left > 0 {
-                    let echo = &mut c.echo;
-                    let n = s
-                        .recv(|rx| {
-                            let n = rx.len().min(left);
-                            echo.extend_from_slice(&rx[..n]);
-                            (n, n)
-                        })
-                        .unwrap_or(0);
+                    let n = recv_into(s, &mut c.echo, left);
                     if n == 0 {
                         break;
                     }
@@ -472,15 +429,7 @@ fn service(c: &mut Conn, s: &mut tcp::Socket, ctx: &mut Ctx) {
                     continue;
                 }
                 let room = MAX_HEAD - c.inbuf.len();
-                let inbuf = &mut c.inbuf;
-                let n = s
-                    .recv(|rx| {
-                        let n = rx.len().min(room);
-                        inbuf.extend_from_slice(&rx[..n]);
-                        (n, n)
-                    })
-                    .unwrap_or(0);
-                if n == 0 {
+                if recv_into(s, &mut c.inbuf, room) == 0 {
                     if !s.may_recv() {
                         // The client closed its half with no request pending: close ours.
                         s.close();
