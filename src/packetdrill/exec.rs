@@ -469,10 +469,20 @@ impl Runner {
             }
         }
         let Some(first) = self.sent.pop_front() else {
-            return Err(Stop::Fail(
-                line,
-                format!("expected {}, got nothing", show_spec(p)),
-            ));
+            // Look a little further, to tell "late" from "never".
+            let horizon = self.now + Duration::from_secs(10);
+            while self.sent.is_empty() && self.step(horizon)? {}
+            let msg = match (self.sent.front(), at) {
+                (Some(s), Some(t)) => format!(
+                    "timing error: expected {} at {} sec but the next packet left at {} sec: {}",
+                    show_spec(p),
+                    secs(t, self.start),
+                    secs(s.at, self.start),
+                    self.show_out(&s.seg)
+                ),
+                _ => format!("expected {}, got nothing", show_spec(p)),
+            };
+            return Err(Stop::Fail(line, msg));
         };
         let got = self.coalesce(first, p.len);
         if got.seg.flags.syn && self.our_isn.is_none() {
@@ -1042,6 +1052,9 @@ impl Runner {
         if !known.contains(&name) {
             return unsupported(format!("system call {name}()"));
         }
+        if name == "poll" {
+            return self.poll(line, c);
+        }
         let fd = self.fd(line, c)?;
         let Some(mut s) = self.sock(fd) else {
             return Ok(Attempt::Done(Err("EBADF")));
@@ -1254,7 +1267,6 @@ impl Runner {
             }
             "setsockopt" => self.setsockopt(line, fd, s, c),
             "getsockopt" => self.getsockopt(line, fd, s, c),
-            "poll" => self.poll(line, c),
             _ => unsupported(format!("system call {name}()")),
         }
     }
@@ -1539,6 +1551,10 @@ fn constant(name: &str) -> Option<i64> {
         "SHUT_WR" => 1,
         "SHUT_RDWR" => 2,
         "MSG_DONTWAIT" => 0x40,
+        e if e.starts_with('E') => match errno_number(e) {
+            0 => return None,
+            n => n,
+        },
         _ => return None,
     })
 }
@@ -1596,8 +1612,13 @@ fn errno_number(e: &str) -> i64 {
         "ECONNREFUSED" => 111,
         "EADDRINUSE" => 98,
         "EADDRNOTAVAIL" => 99,
-        "EAGAIN" => 11,
-        _ => 9,
+        "EAGAIN" | "EWOULDBLOCK" => 11,
+        "EBADF" => 9,
+        "EINVAL" => 22,
+        "EINPROGRESS" => 115,
+        "EALREADY" => 114,
+        "EISCONN" => 106,
+        _ => 0,
     }
 }
 
