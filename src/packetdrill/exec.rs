@@ -248,7 +248,6 @@ impl Runner {
             // TS ecr values are always mapped from a script TSval, or interpolated.
             "tcp_ts_ecr_scaled" => {}
             "strict_segments" => self.strict_segments = true,
-            "mss" => self.config.mss = n()?.clamp(88, 65535) as u16,
             "ip_version" if v == "ipv4" => {}
             "local_ip" | "remote_ip" | "gateway_ip" | "netmask_ip"
                 if v.parse::<Ipv4Addr>().is_ok() =>
@@ -725,9 +724,13 @@ impl Runner {
                 .map(|d| d.join(first));
             match file.and_then(|f| std::fs::read_to_string(f).ok()) {
                 Some(text) => {
-                    self.skipped
-                        .push(format!("line {line}: `{c}` read for its sysctls, not run"));
+                    let before = self.skipped.len();
                     self.shell_lines(line, &text, false)?;
+                    let not_mapped: Vec<String> = self.skipped.drain(before..).collect();
+                    self.skipped.push(format!(
+                        "line {line}: `{c}` read for its sysctls, not run ({} lines without an equivalent)",
+                        not_mapped.len()
+                    ));
                 }
                 None => self.skipped.push(format!("line {line}: `{c}` (not run)")),
             }
@@ -1060,6 +1063,10 @@ impl Runner {
             return Ok(Attempt::Done(Err("EBADF")));
         };
         let done = |v: i64| Ok(Attempt::Done(Ok(v)));
+        let null_buffer = c.args.get(1).and_then(ident).as_deref() == Some("NULL");
+        if null_buffer && matches!(name, "read" | "recv" | "write" | "send") {
+            return Ok(Attempt::Done(Err("EFAULT")));
+        }
         let errno = |e: &'static str| Ok(Attempt::Done(Err(e)));
         match name {
             "bind" => done(0),
@@ -1613,6 +1620,7 @@ fn errno_number(e: &str) -> i64 {
         "EADDRINUSE" => 98,
         "EADDRNOTAVAIL" => 99,
         "EAGAIN" | "EWOULDBLOCK" => 11,
+        "EFAULT" => 14,
         "EBADF" => 9,
         "EINVAL" => 22,
         "EINPROGRESS" => 115,

@@ -550,21 +550,13 @@ impl Parser {
                 errno = Some(e);
                 if self.is_punct('(') {
                     // The errno's text, e.g. `(Resource temporarily unavailable)`.
-                    let mut depth = 0;
-                    loop {
-                        match self.next()? {
-                            Tok::Punct('(') => depth += 1,
-                            Tok::Punct(')') => {
-                                depth -= 1;
-                                if depth == 0 {
-                                    break;
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
+                    self.skip_parens()?;
                 }
             }
+        }
+        if errno.is_none() && self.is_punct('(') {
+            // A note after the result, e.g. `= 0x2 (flags O_RDWR)`.
+            self.skip_parens()?;
         }
         Ok(Syscall {
             name,
@@ -572,6 +564,23 @@ impl Parser {
             ret,
             errno,
         })
+    }
+
+    /// Skip a balanced `( ... )`.
+    fn skip_parens(&mut self) -> PResult<()> {
+        let mut depth = 0;
+        loop {
+            match self.next()? {
+                Tok::Punct('(') => depth += 1,
+                Tok::Punct(')') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Comma-separated expressions through `close`.
