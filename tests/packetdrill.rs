@@ -143,3 +143,24 @@ fn malformed_scripts_are_runner_errors() {
         "{v:?}"
     );
 }
+
+#[test]
+fn broken_scripts_never_panic() {
+    // Every script cut short at many places, and with a line dropped: whatever the
+    // verdict, the runner returns one.
+    for p in scripts() {
+        let text = std::fs::read_to_string(&p).expect("readable");
+        let cuts = text.char_indices().map(|(i, _)| i).step_by(13);
+        for cut in cuts {
+            let _ = run_script("cut.pkt", &text[..cut], &Options::default());
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        for skip in 0..lines.len() {
+            let mut t: Vec<&str> = lines.clone();
+            t.remove(skip);
+            let _ = run_script("skip.pkt", &t.join("\n"), &Options::default());
+        }
+    }
+    let huge = "+0 read(4, ..., 99999999999) = 1\n+0 < P. 1:4000000001(4000000000) ack 1 win 1\n";
+    assert!(matches!(run(huge), Verdict::Fail(..) | Verdict::Error(..)));
+}

@@ -365,6 +365,12 @@ impl Runner {
                 TcpOpt::Nop | TcpOpt::Eol => {}
             }
         }
+        if p.len > 65_000 {
+            return Err(Stop::Error(
+                line,
+                format!("{} bytes do not fit in one IPv4 packet", p.len),
+            ));
+        }
         let seg = Segment {
             src_port: self.them.port(),
             dst_port: self.us.port(),
@@ -498,19 +504,10 @@ impl Runner {
             ));
         }
         if let Some(t) = at {
-            let lo = t.saturating_duration_since(self.start).saturating_sub(tol);
-            let hi = (end.unwrap_or(t) + tol).saturating_duration_since(self.start);
-            let actual = got.at.saturating_duration_since(self.start);
-            if actual < lo || actual > hi {
+            if let Some(msg) = self.timing_error("outbound packet", t, end.unwrap_or(t), got.at) {
                 return Err(Stop::Fail(
                     line,
-                    format!(
-                        "timing error: expected outbound packet at {} sec but happened at {} sec; tolerance {:.6} sec: {}",
-                        secs(t, self.start),
-                        secs(got.at, self.start),
-                        tol.as_secs_f64(),
-                        self.show_out(&got.seg)
-                    ),
+                    format!("{msg}: {}", self.show_out(&got.seg)),
                 ));
             }
         }
@@ -819,24 +816,40 @@ impl Runner {
     }
 
     fn check_return_time(&self, line: usize, end: Instant) -> Step<()> {
-        let tol = self.tol();
-        let lo = end
-            .saturating_duration_since(self.start)
-            .saturating_sub(tol);
-        let hi = (end + tol).saturating_duration_since(self.start);
-        let t = self.now.saturating_duration_since(self.start);
-        if t < lo || t > hi {
-            return Err(Stop::Fail(
-                line,
-                format!(
-                    "timing error: expected system call return at {} sec but happened at {} sec; tolerance {:.6} sec",
-                    secs(end, self.start),
-                    secs(self.now, self.start),
-                    tol.as_secs_f64()
-                ),
-            ));
+        match self.timing_error("system call return", end, end, self.now) {
+            Some(msg) => Err(Stop::Fail(line, msg)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// packetdrill's time check: `actual` must lie in [from - tolerance, to + tolerance].
+    fn timing_error(
+        &self,
+        what: &str,
+        from: Instant,
+        to: Instant,
+        actual: Instant,
+    ) -> Option<String> {
+        let tol = self.tol();
+        let since = |t: Instant| t.saturating_duration_since(self.start);
+        let (lo, hi) = (since(from).saturating_sub(tol), since(to + tol));
+        let at = since(actual);
+        (at < lo || at > hi).then(|| {
+            let when = if from == to {
+                format!("at {} sec", secs(from, self.start))
+            } else {
+                format!(
+                    "between {} and {} sec",
+                    secs(from, self.start),
+                    secs(to, self.start)
+                )
+            };
+            format!(
+                "timing error: expected {what} {when} but happened at {} sec; tolerance {:.6} sec",
+                secs(actual, self.start),
+                tol.as_secs_f64()
+            )
+        })
     }
 
     fn try_pending(&mut self) -> Step<()> {
@@ -1170,7 +1183,8 @@ impl Runner {
                 if s.rd_shut {
                     return done(0);
                 }
-                let mut buf = vec![0u8; want];
+                // No read returns more than the receive buffer holds.
+                let mut buf = vec![0u8; want.min(self.config.recv_buffer.max(1))];
                 let now = self.now;
                 match self.tcp().recv(id, &mut buf, now) {
                     Ok(n) => done(n as i64),

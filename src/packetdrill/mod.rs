@@ -88,8 +88,10 @@ impl fmt::Display for Outcome {
             Verdict::Unsupported(l, m) => write!(f, "UNSUPPORTED {n}:{l}: {m}")?,
             Verdict::Error(l, m) => write!(f, "ERROR {n}:{l}: {m}")?,
         }
-        if !self.skipped.is_empty() {
-            write!(f, " ({} lines not run)", self.skipped.len())?;
+        match self.skipped.len() {
+            0 => {}
+            1 => write!(f, " (1 line not run)")?,
+            n => write!(f, " ({n} lines not run)")?,
         }
         Ok(())
     }
