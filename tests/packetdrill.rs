@@ -164,3 +164,58 @@ fn broken_scripts_never_panic() {
     let huge = "+0 read(4, ..., 99999999999) = 1\n+0 < P. 1:4000000001(4000000000) ack 1 win 1\n";
     assert!(matches!(run(huge), Verdict::Fail(..) | Verdict::Error(..)));
 }
+
+#[test]
+fn sysctl_lines_set_the_configuration() {
+    // Linux derives its window scale from tcp_rmem's maximum; so does the mapping.
+    let text = "`sysctl -q net.ipv4.tcp_rmem=\"4096 540000 $((15*1024*1024))\"\n\
+                sysctl -q net.ipv4.tcp_timestamps=0\n\
+                ip tcp_metrics flush all`\n\
+        0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n\
+       +0 bind(3, ..., ...) = 0\n\
+       +0 listen(3, 1) = 0\n\
+       +0 < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 7>\n\
+       +0 > S. 0:0(0) ack 1 <mss 1460,sackOK,nop,wscale 8>\n";
+    let o = run_script("t.pkt", text, &Options::default());
+    assert_eq!(o.verdict, Verdict::Pass, "{o}");
+    assert_eq!(
+        o.skipped.len(),
+        1,
+        "the ip command is listed: {:?}",
+        o.skipped
+    );
+    let v = run_script(
+        "t.pkt",
+        "`sysctl -q net.ipv4.tcp_sack=0`\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n",
+        &Options::default(),
+    )
+    .verdict;
+    assert!(
+        matches!(&v, Verdict::Unsupported(1, m) if m.contains("tcp_sack")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_blocking_call_returns_when_the_script_says() {
+    let text = "
+    0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+   +0 bind(3, ..., ...) = 0
+   +0 listen(3, 1) = 0
+   +0...0.2 accept(3, ..., ...) = 4
+  +.1 < S 0:0(0) win 65535 <mss 1460>
+   +0 > S. 0:0(0) ack 1 <...>
+  +.1 < . 1:1(0) ack 1 win 65535
+";
+    assert_eq!(
+        run_script("t.pkt", text, &Options::default()).verdict,
+        Verdict::Pass
+    );
+    // Returning at 0.2 s is not returning at 0.3 s.
+    let late = text.replace("+0...0.2 accept", "+0...0.3 accept");
+    let v = run_script("t.pkt", &late, &Options::default()).verdict;
+    assert!(
+        matches!(&v, Verdict::Fail(5, m) if m.contains("system call return at 0.300000")),
+        "{v:?}"
+    );
+}
