@@ -282,7 +282,9 @@ impl Runner {
             return;
         };
         while let Some(t) = tcp.poll_transmit(now) {
-            if t.segment.flags.syn && self.our_isn.is_none() {
+            // Our side's numbers count from the ISN of the latest SYN or SYN-ACK we sent
+            // (a retransmission repeats it; a new connection brings its own).
+            if t.segment.flags.syn {
                 self.our_isn = Some(t.segment.seq.0);
             }
             self.sent.push_back(Sent {
@@ -490,9 +492,6 @@ impl Runner {
             return Err(Stop::Fail(line, msg));
         };
         let got = self.coalesce(first, p.len);
-        if got.seg.flags.syn && self.our_isn.is_none() {
-            self.our_isn = Some(got.seg.seq.0);
-        }
         if let Some(field) = self.mismatch(p, &got.seg) {
             return Err(Stop::Fail(
                 line,
