@@ -304,7 +304,14 @@ impl Runner {
 
     /// One timer step not beyond `limit`; false when no timer is due by then.
     fn step(&mut self, limit: Instant) -> Step<bool> {
-        let Some(at) = self.tcp.as_ref().and_then(|t| t.poll_at()) else {
+        // The next timer of the stack, or a blocking poll() timing out.
+        let poll_timeout = self
+            .pending
+            .as_ref()
+            .filter(|p| p.call.name == "poll" && p.progress > 0)
+            .map(|p| Instant::from_micros(p.progress as u64));
+        let timer = self.tcp.as_ref().and_then(|t| t.poll_at());
+        let Some(at) = [timer, poll_timeout].into_iter().flatten().min() else {
             return Ok(false);
         };
         if at > limit {
@@ -314,7 +321,9 @@ impl Runner {
             self.now = at;
         }
         let now = self.now;
-        self.tcp().handle_timeout(now);
+        if self.tcp.is_some() {
+            self.tcp().handle_timeout(now);
+        }
         self.settle()?;
         Ok(true)
     }
@@ -1068,7 +1077,7 @@ impl Runner {
             return unsupported(format!("system call {name}()"));
         }
         if name == "poll" {
-            return self.poll(line, c);
+            return self.poll(line, c, progress);
         }
         let fd = self.fd(line, c)?;
         let Some(mut s) = self.sock(fd) else {
@@ -1463,7 +1472,8 @@ impl Runner {
         }
     }
 
-    fn poll(&mut self, line: usize, c: &Syscall) -> Step<Attempt> {
+    /// `progress` keeps the instant (µs) a blocking poll times out, from its first try.
+    fn poll(&mut self, line: usize, c: &Syscall, progress: &mut usize) -> Step<Attempt> {
         let Some(Expr::List(entries)) = c.args.first() else {
             return Err(Stop::Error(
                 line,
@@ -1503,7 +1513,14 @@ impl Runner {
             }
         }
         if ready == 0 && timeout != 0 {
-            return Ok(Attempt::Block);
+            if *progress == 0 {
+                // A negative timeout waits forever.
+                let wait = u64::try_from(timeout).map_or(u64::MAX / 2, |ms| ms * 1000);
+                *progress = (self.now.total_micros().saturating_add(wait)) as usize;
+            }
+            if (self.now.total_micros() as usize) < *progress {
+                return Ok(Attempt::Block);
+            }
         }
         if let Some(m) = mismatch {
             return Err(Stop::Fail(line, m));
