@@ -590,24 +590,7 @@ fn file_body_can_be_read_straight_into_the_callers_buffer() {
     let mut h = Harness::new(router, ServerConfig::default());
     h.feed(b"GET /file HTTP/1.1\r\nHost: t\r\n\r\nGET /file HTTP/1.1\r\nHost: t\r\n\r\n");
     assert!(!h.conn.file_next(), "the head goes first");
-    let mut direct = 0;
-    loop {
-        if h.conn.file_next() {
-            let mut dst = vec![0u8; 10_000];
-            let n = h.conn.read_file_into(&mut dst);
-            assert!(n > 0);
-            h.sent.extend_from_slice(&dst[..n]);
-            direct += n;
-            continue;
-        }
-        let out = h.conn.output();
-        if out.is_empty() {
-            break;
-        }
-        let out = out.to_vec();
-        h.sent.extend_from_slice(&out);
-        h.conn.consume(out.len());
-    }
+    let direct = drain_reading_files_directly(&mut h);
     assert_eq!(
         direct,
         2 * contents.len(),
