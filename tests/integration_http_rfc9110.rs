@@ -79,7 +79,7 @@ fn conditional_requests(test: &str, threaded: bool) {
                 "import socket\n\
                  for v in ('1.2', '3.0'):\n\
                  \x20   s = socket.create_connection(('{STACK_IP}', {PORT}), timeout=20)\n\
-                 \x20   s.sendall(b'GET / HTTP/' + v.encode() + b'\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n')\n\
+                 \x20   s.sendall(b'HEAD /big.bin HTTP/' + v.encode() + b'\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n')\n\
                  \x20   print(s.recv(100).split(b'\\r\\n')[0].decode())\n"
             ),
         ],

@@ -2,7 +2,8 @@
 //! kernel side of the TUN): a TTL-0 SYN is answered (RFC 1122 §3.2.1.7), an echo request
 //! with a non-zero code is answered (RFC 1122 §3.2.2.6), a datagram claiming our own
 //! address as source (LAND) is dropped and counted, and a burst of probes to a closed UDP
-//! port gets a handful of port unreachables (the ICMP rate limit), counted in `/_stats`.
+//! port gets a handful of port unreachables (the ICMP rate limit), counted in `/_stats`;
+//! nmap's `ipidseq` finds no IP id sequence to use for an idle scan.
 //!
 //! Each test creates namespace `ts-<pid>-<n>` and TUN `tst<pid>x<n>`; see tests/common.
 //! Run as root: `cargo test --release` (without root they print SKIPPED, unless `CI` is set).
@@ -51,7 +52,8 @@ fn ip_stat(h: &Harness, needle: &str) -> u64 {
 
 #[test]
 fn hping3_sees_linux_like_ip_and_icmp() {
-    let Some(mut h) = Harness::new("hping3_sees_linux_like_ip_and_icmp", &["hping3"]) else {
+    let Some(mut h) = Harness::new("hping3_sees_linux_like_ip_and_icmp", &["hping3", "nmap"])
+    else {
         return;
     };
     h.serve(PORT, &[]);
@@ -81,4 +83,17 @@ fn hping3_sees_linux_like_ip_and_icmp() {
     assert!((1..=7).contains(&got), "{got} port unreachables: {run}");
     let limited = ip_stat(&h, "\"icmp_rate_limited_host\"");
     assert_eq!(limited, 300 - got, "rate-limited count");
+    // nmap's ipidseq (the idle-scan "zombie" test) finds no usable IP id sequence.
+    let run = h.run_in_ns(
+        SHORT_TIMEOUT,
+        "nmap",
+        &["-Pn", "-p", "80", "--script", "ipidseq", STACK_IP],
+    );
+    run.expect_success("nmap --script ipidseq");
+    let verdict = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("ipidseq:"))
+        .unwrap_or_else(|| panic!("no ipidseq result: {run}"));
+    assert!(verdict.contains("All zeros"), "{verdict}");
 }

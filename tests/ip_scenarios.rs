@@ -571,6 +571,35 @@ fn ip_ids_are_per_destination_not_one_global_counter() {
         .filter(|w| w[1] == w[0].wrapping_add(1))
         .count();
     assert!(consecutive < 3, "{other_ids:?}");
+    // SYN-ACKs and RSTs (no connection yet, or none at all) carry id 0, as Linux's do:
+    // a prober's SYNs to an open or a closed port see no counter (nmap: "All zeros").
+    a.tcp_mut().listen(SocketAddrV4::new(A, 80), 4).unwrap();
+    let syn_to = |a: &mut Interface, port: u16| {
+        let syn = Segment {
+            src_port: 40_000 + port,
+            dst_port: port,
+            seq: tunstack::tcp::SeqNum(1000),
+            flags: tunstack::tcp::Flags::SYN,
+            window: 1024,
+            ..Segment::default()
+        };
+        let bytes = syn.emit(prober, A);
+        a.handle_packet(&ipv4::emit(prober, A, ipv4::PROTO_TCP, 64, 1, &bytes), t(0));
+        let mut out = Vec::new();
+        let meta = a.poll_transmit_into(t(0), &mut out).expect("an answer");
+        assert_eq!(meta.gso_size, 0);
+        let ip = Ipv4Packet::parse(&out).unwrap();
+        let seg = Segment::parse(ip.src, ip.dst, ip.payload).unwrap();
+        (seg.flags, ip.id)
+    };
+    for _ in 0..3 {
+        let (flags, id) = syn_to(&mut a, 80);
+        assert!(flags.syn && flags.ack);
+        assert_eq!(id, 0);
+        let (flags, id) = syn_to(&mut a, 81);
+        assert!(flags.rst);
+        assert_eq!(id, 0);
+    }
     // Fragmented datagrams to one host still get distinct ids (RFC 6864 §4.2).
     a.set_mtu(576);
     let mut ids = std::collections::HashSet::new();

@@ -45,6 +45,13 @@ pub const DEFAULT_MTU: usize = 1500;
 /// dropped, so a flood of pings cannot grow memory without bound (DESIGN §7).
 const MAX_PENDING: usize = 1024;
 
+/// The IP id of a SYN, SYN-ACK or RST: atomic datagrams (DF set, never fragmented), whose
+/// id RFC 6864 §4.1 leaves free, sent before a connection exists or when there is none.
+/// Linux sends them with id 0 (`ip_select_ident_segs`: DF and no connected socket), so
+/// does this host: a prober's SYNs, open or closed port, learn nothing from the ids of
+/// the answers (nmap's `ipidseq` says "All zeros"), and no counter moves for them.
+const CONNECTIONLESS_IP_ID: u16 = 0;
+
 /// Counters of the internet layer and the host's demultiplexing.
 #[derive(Debug, Clone, Default)]
 pub struct IfaceStats {
@@ -489,7 +496,12 @@ impl Interface {
             None => {
                 let t = self.tcp.poll_transmit(now)?;
                 let bytes = t.segment.emit(t.src, t.dst);
-                let id = self.ip_ids.next(t.src, t.dst, ipv4::PROTO_TCP, 1);
+                let flags = t.segment.flags;
+                let id = if flags.syn || flags.rst {
+                    CONNECTIONLESS_IP_ID
+                } else {
+                    self.ip_ids.next(t.src, t.dst, ipv4::PROTO_TCP, 1)
+                };
                 ipv4::emit(t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, &bytes)
             }
         };
@@ -550,7 +562,13 @@ impl Interface {
                 .div_ceil(usize::from(t.gso_size))
         };
         let count = u16::try_from(pieces).unwrap_or(u16::MAX);
-        let id = self.ip_ids.next(t.src, t.dst, ipv4::PROTO_TCP, count);
+        // The TCP flags byte: 20 bytes of IP header room, then 13 into the TCP header.
+        let flags = tcp::Flags::from_byte(out.get(ipv4::MIN_HEADER_LEN + 13).copied().unwrap_or(0));
+        let id = if flags.syn || flags.rst {
+            CONNECTIONLESS_IP_ID
+        } else {
+            self.ip_ids.next(t.src, t.dst, ipv4::PROTO_TCP, count)
+        };
         ipv4::write_header(out, t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, tcp_len);
         self.stats.packets_out += 1;
         if t.gso_size == 0 {
