@@ -459,6 +459,14 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
+        // ICMP errors held back by the rate limit: a line of their own, only when some were.
+        assert!(!text.contains("rate-limited"), "{text}");
+        let mut stats = sample();
+        stats.ip.icmp_rate_limited_global = 4;
+        stats.ip.icmp_rate_limited_host = 1993;
+        let text = summary(&stats, Some(&http));
+        let line = "icmp errors rate-limited: global 4  per destination 1993";
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 
     #[test]
