@@ -17,6 +17,8 @@
 # that time instead (marked * in the table). Options (defaults in brackets):
 #   --rtts "10 50 100 200"   --losses "0 0.1 1 3"   --size MIB [16]   --max-time S [120]
 #   --rate RATE [50mbit]     --dirs "down up"       --seed N [1]      --out DIR [target/bench-wan]
+#   --linux-cc CC [the namespaces' default]: Linux's congestion control at both ends (a
+#             route attribute; the client's is also the sender of the uploads to tunstack)
 # The bottleneck queue is one bandwidth-delay product (at least 64 KiB). Every namespace,
 # process and file it creates is removed on exit, Ctrl-C or failure.
 set -euo pipefail
@@ -32,6 +34,7 @@ DIRS="down up"
 SEED=1
 OUT="$repo/target/bench-wan"
 NET=202
+LINUX_CC=""
 
 usage() {
     sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -49,6 +52,7 @@ while [[ $# -gt 0 ]]; do
     --dirs) DIRS="$2" ;;
     --seed) SEED="$2" ;;
     --out) OUT="$2" ;;
+    --linux-cc) LINUX_CC="$2" ;;
     *) usage ;;
     esac
     shift 2
@@ -97,7 +101,7 @@ BYTES=$((SIZE_MIB * 1024 * 1024))
 {
     echo "# $(date -u '+%F %T') UTC, $(uname -r), $(nproc) CPUs, build $(git -C "$repo" rev-parse --short HEAD)"
     echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "# size ${SIZE_MIB} MiB, max-time ${MAX_TIME} s, rate $RATE, seed $SEED, Linux CC $(sysctl -n net.ipv4.tcp_congestion_control)"
+    echo "# size ${SIZE_MIB} MiB, max-time ${MAX_TIME} s, rate $RATE, seed $SEED"
     echo "# rtt loss dir stack goodput_mbit bytes secs timed_out retx_bytes lost_bytes"
 } >>"$RAW"
 
@@ -172,6 +176,16 @@ for rtt in $RTTS; do
             sub(/[a-z]+$/, "", n); q = int(n * m * t / 8000); if (q < 65536) q = 65536; print q }')"
         "$here/wan.sh" up "$NAME" --net "$NET" --rtt "$rtt" --loss "$loss" --rate "$RATE" \
             --queue "$queue" --seed "$SEED" >/dev/null
+        if [[ -n "$LINUX_CC" ]]; then
+            # Per route: a namespace other than the first may only pick the algorithms
+            # net.ipv4.tcp_allowed_congestion_control lists, but a route may name any.
+            for side in a b; do
+                ip -n "$NAME-$side" route replace "10.$NET.0.0/16" dev "wan-$side" congctl "$LINUX_CC"
+            done
+        fi
+        if [[ "$rtt $loss" == "$(set -- $RTTS; echo "$1") $(set -- $LOSSES; echo "$1")" ]]; then
+            echo "# Linux congestion control: ${LINUX_CC:-$(ip netns exec "$NAME-a" sysctl -n net.ipv4.tcp_congestion_control) (default)}" >>"$RAW"
+        fi
         ip netns exec "$NAME-b" "$TS_BIN" serve --tun tsrv --host-ip "10.$NET.3.1/24" \
             --ip "10.$NET.3.2" --root "$WORK" --port 80 --body-timeout "$MAX_TIME" \
             >"$WORK/tunstack.log" 2>&1 &
