@@ -41,7 +41,9 @@ check_name() {
 }
 
 ns_exists() {
-    ip netns list | awk '{print $1}' | grep -qx -- "$1"
+    # The file ip-netns mounts, rather than `ip netns list`, which fails now and then while
+    # other namespaces are being created or deleted.
+    [[ -e "/run/netns/$1" ]]
 }
 
 wan_down() {

@@ -37,6 +37,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::fault::{parse_percent, probability};
 use crate::time::Instant;
 
 /// Default bound on the packets in the delay line of one direction.
@@ -255,15 +256,6 @@ impl WanStats {
             self.tcp_retransmitted_bytes,
             self.tcp_lost_bytes,
         )
-    }
-}
-
-/// Clamps a probability into `0.0..=1.0` (NaN → 0) so `random_bool` cannot panic.
-fn probability(p: f64) -> f64 {
-    if p.is_nan() {
-        0.0
-    } else {
-        p.clamp(0.0, 1.0)
     }
 }
 
@@ -549,7 +541,7 @@ pub fn parse_gilbert_elliott(s: &str) -> Result<GilbertElliott, String> {
     }
     let mut v = [0.0, 0.0, 1.0, 0.0];
     for (slot, part) in v.iter_mut().zip(&parts) {
-        *slot = super::fault::parse_percent(part)?;
+        *slot = parse_percent(part)?;
     }
     Ok(GilbertElliott {
         to_bad: v[0],
