@@ -12,6 +12,8 @@
 #             answer's head, so the echo does not come back): bytes / (time_total − time_pretransfer)
 #   retx/lost the emulator's counters for the data direction: TCP payload bytes sent again
 #             below the flow's highest sequence number, over payload bytes it dropped
+#   RTOs      the data sender's retransmission timeouts: tunstack's GET /_stats (from B,
+#             off the emulated path), or nstat's TcpExtTCPTimeouts in Linux's namespace
 #
 # A transfer that hits --max-time counts the new payload bytes the emulator forwarded in
 # that time instead (marked * in the table). Options (defaults in brackets):
@@ -37,7 +39,7 @@ NET=202
 LINUX_CC=""
 
 usage() {
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
     exit 2
 }
 
@@ -102,7 +104,7 @@ BYTES=$((SIZE_MIB * 1024 * 1024))
     echo "# $(date -u '+%F %T') UTC, $(uname -r), $(nproc) CPUs, build $(git -C "$repo" rev-parse --short HEAD)"
     echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# size ${SIZE_MIB} MiB, max-time ${MAX_TIME} s, rate $RATE, seed $SEED"
-    echo "# rtt loss dir stack goodput_mbit bytes secs timed_out retx_bytes lost_bytes"
+    echo "# rtt loss dir stack goodput_mbit bytes secs timed_out retx_bytes lost_bytes sender_rtos"
 } >>"$RAW"
 
 # The counters of one direction (a_to_b or b_to_a): "payload retx lost".
@@ -123,11 +125,26 @@ wait_ready() {
     return 1
 }
 
+# The data sender's retransmission timeouts so far: tunstack's own counter (GET /_stats from
+# B's kernel, off the emulated path) or Linux's TcpExtTCPTimeouts in the sender's namespace.
+rtos() {
+    local dir="$1" stack="$2" side=a
+    if [[ "$dir" == down && "$stack" == tunstack ]]; then
+        ip netns exec "$NAME-b" curl -sf --max-time 5 "http://10.$NET.3.2/_stats" |
+            python3 -c 'import json, sys; print(json.load(sys.stdin)["tcp"]["rto_expirations"])' ||
+            echo "?"
+        return 0
+    fi
+    [[ "$dir" == down ]] && side=b
+    ip netns exec "$NAME-$side" nstat -az TcpExtTCPTimeouts | awk '$1 == "TcpExtTCPTimeouts" { print $2 }'
+}
+
 # measure RTT LOSS DIR STACK URL
 measure() {
-    local rtt="$1" loss="$2" dir="$3" stack="$4" url="$5" data before after out rc=0
+    local rtt="$1" loss="$2" dir="$3" stack="$4" url="$5" data before after out rc=0 rto0 rto1
     data=b_to_a
     [[ "$dir" == up ]] && data=a_to_b
+    rto0="$(rtos "$dir" "$stack")"
     before="$(counters "$data")"
     if [[ "$dir" == down ]]; then
         out="$("$here/wan.sh" exec "$NAME" a curl -sS --max-time "$MAX_TIME" -o /dev/null \
@@ -140,14 +157,17 @@ measure() {
             -w '%{size_upload} %{time_pretransfer} %{time_total}' "$url/echo" 2>/dev/null)" || rc=$?
     fi
     after="$(counters "$data")"
+    rto1="$(rtos "$dir" "$stack")"
     # curl 63 = --max-filesize hit: the expected end of an upload.
     local timed_out=0
     if [[ $rc -ne 0 && $rc -ne 63 ]]; then
         timed_out=1
     fi
-    python3 - "$rtt" "$loss" "$dir" "$stack" "$out" "$before" "$after" "$timed_out" "$MAX_TIME" "$BYTES" >>"$RAW" <<'EOF'
+    python3 - "$rtt" "$loss" "$dir" "$stack" "$out" "$before" "$after" "$timed_out" "$MAX_TIME" "$BYTES" "$rto0" "$rto1" >>"$RAW" <<'EOF'
 import sys
-rtt, loss, d, stack, out, before, after, timed_out, max_time, size = sys.argv[1:]
+rtt, loss, d, stack, out, before, after, timed_out, max_time, size, rto0, rto1 = sys.argv[1:]
+rto = str(int(rto1) - int(rto0)) if rto0.isdigit() and rto1.isdigit() else "?"
+
 b = [int(x) for x in before.split()]
 a = [int(x) for x in after.split()]
 payload, retx, lost = (a[i] - b[i] for i in range(3))
@@ -162,7 +182,7 @@ else:
     nbytes = max(payload - retx, 0)
     secs = float(max_time)
 mbit = nbytes * 8 / secs / 1e6 if secs > 0 else 0.0
-print(rtt, loss, d, stack, f"{mbit:.3f}", nbytes, f"{secs:.3f}", int(timed_out), retx, lost)
+print(rtt, loss, d, stack, f"{mbit:.3f}", nbytes, f"{secs:.3f}", int(timed_out), retx, lost, rto)
 EOF
     tail -n1 "$RAW"
 }
@@ -214,8 +234,10 @@ rows = {}
 for line in open(sys.argv[1]):
     if line.startswith("#"):
         continue
-    rtt, loss, d, stack, mbit, nbytes, secs, to, retx, lost = line.split()
-    rows[(rtt, loss, d, stack)] = (float(mbit), to == "1", int(retx), int(lost))
+    f = line.split()
+    rtt, loss, d, stack, mbit, nbytes, secs, to, retx, lost = f[:10]
+    rto = f[10] if len(f) > 10 else "?"
+    rows[(rtt, loss, d, stack)] = (float(mbit), to == "1", int(retx), int(lost), rto)
 cells = []
 for (rtt, loss, d, stack) in rows:
     if (rtt, loss) not in cells:
@@ -223,11 +245,13 @@ for (rtt, loss, d, stack) in rows:
 dirs = [d for d in ("down", "up") if any(k[2] == d for k in rows)]
 head = "| RTT ms | loss % |"
 for d in dirs:
-    head += f" {d} tunstack Mbit/s | {d} Linux | ratio | {d} retx/lost tunstack | Linux |"
+    head += f" {d} tunstack Mbit/s | {d} Linux | ratio | {d} retx/lost (RTOs) tunstack | Linux |"
 print(head)
 print("|" + "---|" * (2 + 5 * len(dirs)))
-def ratio(retx, lost):
-    return f"{retx / lost:.2f}" if lost else ("0 lost" if not retx else f"{retx} B / 0")
+def ratio(r):
+    retx, lost, rto = r[2], r[3], r[4]
+    q = f"{retx / lost:.2f}" if lost else ("0 lost" if not retx else f"{retx} B / 0")
+    return f"{q} ({rto})"
 for rtt, loss in cells:
     line = f"| {rtt} | {loss} |"
     for d in dirs:
@@ -238,6 +262,6 @@ for rtt, loss in cells:
             continue
         fmt = lambda r: f"{r[0]:.2f}{'*' if r[1] else ''}"
         q = f"{t[0] / l[0]:.2f}" if l[0] > 0 else "-"
-        line += f" {fmt(t)} | {fmt(l)} | {q} | {ratio(t[2], t[3])} | {ratio(l[2], l[3])} |"
+        line += f" {fmt(t)} | {fmt(l)} | {q} | {ratio(t)} | {ratio(l)} |"
     print(line)
 EOF
