@@ -155,6 +155,11 @@ enum Command {
         /// Seconds a request body may stall between two reads (raise it on lossy links).
         #[arg(long, default_value_t = 30)]
         body_timeout: u64,
+        /// Seconds sending a response may go without progress (no byte acknowledged by
+        /// the client) before the connection is reset; a slow client that keeps reading
+        /// is never cut, and a close waits for the response to be delivered.
+        #[arg(long, default_value_t = 60)]
+        send_timeout: u64,
         /// Use the classic threaded runtime (a reader thread, a stack thread and a
         /// blocking thread per connection) instead of the event loop. --trace and --step
         /// always use it.
@@ -216,6 +221,7 @@ fn main() -> ExitCode {
             udp_echo,
             step,
             body_timeout,
+            send_timeout,
             threaded,
             queues,
             no_offload,
@@ -228,6 +234,7 @@ fn main() -> ExitCode {
                     header_timeout: Duration::from_secs(header_timeout),
                     idle_timeout: Duration::from_secs(idle_timeout),
                     body_timeout: Duration::from_secs(body_timeout),
+                    send_timeout: Duration::from_secs(send_timeout),
                     ..tunstack::http::ServerConfig::default()
                 },
                 udp_echo,

@@ -5,13 +5,20 @@
 //! ```text
 //!  listener ready ─▶ accept all ─▶ over max_connections? 503 + FIN
 //!                                  else HttpConn::new
-//!  connection ready ─▶ ┌▶ write: output() → Tcp::send → consume(n)   (while TCP accepts)
+//!  connection ready ─▶ on_acked(Tcp::unacked)     (what the peer acknowledged: progress)
+//!                      ┌▶ write: output() → Tcp::send → consume(n)   (while TCP accepts)
 //!                      │  should_close()? → FIN, then linger (discard input until EOF)
 //!                      │  read (if wants_read()): Tcp::recv → on_data / on_eof
 //!                      └─ while something moved
 //!  deadline passed  ─▶ on_timeout (deadlines in a min-heap; a changed deadline pushes a
 //!                      new entry and the stale one is skipped when it surfaces)
 //! ```
+//!
+//! Closing never throws a response away: after our FIN the connection stays until TCP
+//! has delivered everything (the peer acknowledged it), however slowly, as long as the
+//! peer keeps making progress; only [`ServerConfig::send_timeout`] without progress
+//! resets it. Once delivered, it lingers [`LINGER`] for the peer's FIN and is then
+//! released (TCP finishes the close on its own; nothing is reset).
 //!
 //! One receive buffer serves every connection, so an idle connection costs its
 //! [`HttpConn`] (a few hundred bytes) and a slot here, beyond the TCB.
@@ -33,9 +40,10 @@ use crate::udp::SocketId;
 
 /// Size of the receive buffer shared by all connections.
 const RECV_CHUNK: usize = 64 * 1024;
-/// After our FIN, how long input is still read and discarded before the connection is
-/// reset (lingering close, RFC 9112 §9.6: closing with unread input would RST the
-/// response away).
+/// After our FIN, once the response was delivered (acknowledged), how long input is still
+/// read and discarded before the connection is released (lingering close, RFC 9112 §9.6:
+/// closing with unread input would RST the response away). A 503 to a connection over
+/// the limit is bounded by it too.
 const LINGER: Duration = Duration::from_secs(2);
 /// Most requests' bytes handed over per connection per round, so that one client
 /// streaming a large body cannot starve the others.
@@ -58,7 +66,7 @@ struct Entry {
     eof: bool,
     /// The deadline this slot has a live heap entry for.
     armed: Option<Instant>,
-    /// With `fin_sent`: when lingering ends.
+    /// With `fin_sent`, once the response was delivered: when lingering ends.
     linger_until: Option<Instant>,
 }
 
@@ -92,10 +100,10 @@ impl Entry {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        if self.fin_sent {
-            return self.linger_until;
-        }
         match &self.kind {
+            // Still delivering after FIN: the no-progress deadline.
+            Kind::Http(h) if self.fin_sent && !h.delivered() => h.deadline(),
+            _ if self.fin_sent => self.linger_until,
             Kind::Http(h) => h.deadline(),
             // A peer that never reads its 503 is dropped with the linger timeout.
             Kind::Reject(..) => self.linger_until,
@@ -185,6 +193,14 @@ impl EventedServer {
             self.live -= 1;
         }
         let tcp = cx.iface.tcp_mut();
+        if let Kind::Http(mut h) = entry.kind {
+            // The last word on what was delivered, for the access log (after a reset TCP
+            // has no count left to give).
+            if tcp.error(entry.id).is_none() {
+                h.on_acked(tcp.unacked(entry.id) as u64, cx.wall);
+            }
+            drop(h);
+        }
         if abort {
             tcp.abort(entry.id, cx.now);
         }
@@ -251,12 +267,11 @@ impl EventedServer {
         let mut reads = 0;
         let mut dead = false;
         if let Kind::Http(h) = &mut entry.kind {
-            // `consume` dates the progress it records (the write timeout's base) with the
-            // time of the latest call that passed one: pass the current time, with no
-            // bytes, before writing — or a download longer than `write_timeout` would be
-            // cut off however fast it goes.
-            if !entry.fin_sent && !h.output().is_empty() {
-                h.on_data(&[], cx.wall);
+            // What the peer acknowledged since the last round: progress (the send
+            // timeout's base, the access log's delivered bytes). It also passes the
+            // current time, which `consume` dates the progress it records with.
+            if cx.iface.tcp().error(id).is_none() {
+                h.on_acked(cx.iface.tcp().unacked(id) as u64, cx.wall);
             }
         }
         loop {
@@ -306,7 +321,15 @@ impl EventedServer {
                 // RFC 9293 §3.10.4 CLOSE: FIN after the queued data.
                 cx.iface.tcp_mut().shutdown(id, cx.now);
                 entry.fin_sent = true;
-                entry.linger_until = Some(cx.wall + LINGER);
+            }
+            if entry.fin_sent && entry.linger_until.is_none() {
+                let delivered = match &entry.kind {
+                    Kind::Http(h) => h.delivered(),
+                    Kind::Reject(..) => true,
+                };
+                if delivered {
+                    entry.linger_until = Some(cx.wall + LINGER);
+                }
             }
             // Read: what the connection wants, or (lingering) whatever comes, discarded.
             let read =
@@ -346,7 +369,14 @@ impl EventedServer {
                 break;
             }
         }
-        let closed = entry.fin_sent && entry.eof;
+        // Both sides closed; ours only counts once the response was delivered (a client
+        // that half-closes after its request still reads the answer).
+        let closed = entry.fin_sent
+            && entry.eof
+            && match &entry.kind {
+                Kind::Http(h) => h.delivered(),
+                Kind::Reject(..) => true,
+            };
         if dead || closed {
             self.remove(slot, cx, false);
             return;
@@ -397,12 +427,23 @@ impl EventedServer {
             entry.armed = None;
             let lingering = entry.fin_sent || matches!(entry.kind, Kind::Reject(..));
             if lingering && entry.linger_until.is_some_and(|t| t <= cx.wall) {
-                // The peer neither closed nor read: give up on it (RST).
-                self.remove(slot, cx, true);
+                // Delivered, and the peer did not close: let TCP finish the close on its
+                // own (FIN-WAIT-2 is bounded there). Only a 503 the peer never took is
+                // reset.
+                let abort = cx.iface.tcp().unacked(entry.id) > 0;
+                self.remove(slot, cx, abort);
                 continue;
             }
             if let Kind::Http(h) = &mut entry.kind {
+                if cx.iface.tcp().error(entry.id).is_none() {
+                    h.on_acked(cx.iface.tcp().unacked(entry.id) as u64, cx.wall);
+                }
                 h.on_timeout(cx.wall);
+                if h.aborted() {
+                    // No progress for send_timeout: give up on the peer (RST).
+                    self.remove(slot, cx, true);
+                    continue;
+                }
             }
             self.service(slot, cx);
         }
@@ -623,7 +664,7 @@ mod tests {
     #[test]
     fn slow_but_steady_reader_outlasts_the_write_timeout() {
         let config = ServerConfig {
-            write_timeout: Duration::from_millis(150),
+            send_timeout: Duration::from_millis(150),
             ..ServerConfig::default()
         };
         let (handle, thread, mut client) = start(config);
