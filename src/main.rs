@@ -135,8 +135,9 @@ enum Command {
         /// Serve files under this directory instead of the built-in site.
         #[arg(long)]
         root: Option<PathBuf>,
-        /// Most HTTP connections served at once.
-        #[arg(long, default_value_t = 1024)]
+        /// Most HTTP connections served at once; at the limit the oldest idle one is
+        /// closed for a new one, and 503 answered only when all are busy.
+        #[arg(long, default_value_t = 65_536)]
         max_connections: usize,
         /// Seconds a client may take to send a request head.
         #[arg(long, default_value_t = 10)]
@@ -480,7 +481,8 @@ fn serve(link: &LinkArgs, step: bool, opts: ServeOptions) -> io::Result<()> {
     let server = match tracer {
         Some(t) => Server::new(TracedHandler::new(counted, t), config),
         None => Server::new(counted, config),
-    };
+    }
+    .with_counters(http_counters.clone());
     let shutdown = server.shutdown_handle();
     let on_exit = stack.clone();
     let exit_http = http_counters.clone();
@@ -623,6 +625,7 @@ fn serve_evented(
             .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e:?}")))?;
         let mut server = EventedServer::new(handler.clone(), config.clone(), listener);
         server.set_stats_path("/_stats");
+        server.set_counters(http_counters.clone());
         if let Some(echo_port) = udp_echo {
             let socket = ev
                 .iface_mut()

@@ -221,3 +221,85 @@ fn slow_clients_get_every_byte_on_the_event_loop() {
 fn slow_clients_get_every_byte_threaded() {
     slow_clients("slow_clients_threaded", &["--threaded"]);
 }
+
+/// Opens argv[1] connections and holds them until stdin closes: "idle" ones got a whole
+/// response to `GET /` and stay kept alive; "busy" ones sent half a request head
+/// (slowloris). Prints "ready" once all are open.
+const HOLDER: &str = r#"
+import socket, sys
+n, mode = int(sys.argv[1]), sys.argv[2]
+socks = []
+for i in range(n):
+    s = socket.create_connection(("10.0.0.2", 80), timeout=30)
+    if mode == "idle":
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        got = b""
+        while not got.endswith(b"</html>\n"):
+            b = s.recv(65536)
+            if not b:
+                sys.exit("connection %d closed early: %r" % (i, got[:80]))
+            got += b
+    else:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+    socks.append(s)
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+/// Start [`HOLDER`] with `n` connections of `mode`; returns it once they are open.
+fn hold(h: &Harness, n: usize, mode: &str) -> ChildGuard {
+    let mut c = h.ns().command("python3");
+    c.args(["-c", HOLDER, &n.to_string(), mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = c.spawn().expect("python holder");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = ChildGuard::new(child, format!("{mode} holder"));
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("holder");
+    assert_eq!(line.trim(), "ready", "{mode} holder");
+    guard
+}
+
+/// `curl URL`'s HTTP status ("000" if it got none).
+fn status(h: &Harness, path: &str) -> String {
+    let run = h.curl(
+        SHORT_TIMEOUT,
+        &["-o", "/dev/null", "-w", "%{http_code}", &url(path)],
+    );
+    run.stdout.trim().to_string()
+}
+
+#[test]
+fn at_the_connection_limit_idle_connections_make_room() {
+    let Some(mut h) = Harness::new("limit_idle_make_room", &["python3"]) else {
+        return;
+    };
+    h.serve(80, &["--max-connections", "4"]);
+    // Four idle keep-alive connections fill the limit: a new client still gets 200 (the
+    // oldest idle connection is closed for it), and again.
+    let idle = hold(&h, 4, "idle");
+    for _ in 0..2 {
+        assert_eq!(status(&h, "/"), "200", "log:\n{}", h.server_log());
+    }
+    // Four busy (half a request head each) take the places of the idle ones: now every
+    // connection is busy, and a new client gets 503.
+    let busy = hold(&h, 4, "busy");
+    assert_eq!(status(&h, "/"), "503", "log:\n{}", h.server_log());
+    drop(busy);
+    drop(idle);
+    // The 503 is in the statistics (once the busy ones left, /_stats gets a place).
+    let start = Instant::now();
+    let stats = loop {
+        let run = h.curl(SHORT_TIMEOUT, &[&url("/_stats")]);
+        if run.stdout.contains("\"5xx\"") {
+            break run.stdout;
+        }
+        assert!(start.elapsed() < SHORT_TIMEOUT, "no /_stats: {run}");
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert!(stats.contains("\"5xx\": 1"), "{stats}");
+    let status = h.stop_server(SHORT_TIMEOUT);
+    assert!(status.is_some_and(|s| s.success()), "exit {status:?}");
+}

@@ -523,6 +523,33 @@ impl HttpConn {
         }
     }
 
+    /// Since when the connection is idle — waiting for a request of which no byte arrived,
+    /// with nothing to send or deliver — or `None` while it is busy. An idle connection
+    /// can be closed without losing anything ([`close_idle`](Self::close_idle)).
+    pub fn idle_since(&self) -> Option<Instant> {
+        let idle = matches!(self.phase, Phase::Head { .. })
+            && self.inbuf.is_empty()
+            && !self.peer_eof
+            && !self.waiting();
+        idle.then_some(self.idle_since)
+    }
+
+    /// Close an idle connection now, because the server needs its place (as nginx reuses
+    /// its idle keep-alive connections): RFC 9112 §9.5 lets a server close an idle
+    /// connection at any time, and a client retries a request that crossed the close
+    /// (§9.3.1). False (and nothing changes) if the connection is busy.
+    pub fn close_idle(&mut self) -> bool {
+        if self.idle_since().is_none() {
+            return false;
+        }
+        log::debug!(
+            "http: {}: closing an idle connection for a new one",
+            self.peer
+        );
+        self.phase = Phase::Closing;
+        true
+    }
+
     /// Responses queued so far for complete requests (by the handler or with an error
     /// status), not counting `100 Continue`.
     pub fn requests_served(&self) -> u64 {

@@ -933,6 +933,47 @@ fn deliver_slowly_until(h: &mut Harness, acked: u64) -> bool {
 }
 
 #[test]
+fn only_an_idle_connection_can_be_closed_to_make_room() {
+    let mut h = Harness::new(custom(), ServerConfig::default());
+    let opened = h.now;
+    // A fresh connection waiting for its first request is idle since it opened.
+    assert_eq!(h.conn.idle_since(), Some(opened));
+    h.advance(Duration::from_secs(1));
+    // Part of a head (slowloris): busy.
+    h.feed(b"GET /big HTTP/1.1\r\nHo");
+    assert_eq!(h.conn.idle_since(), None);
+    assert!(
+        !h.conn.close_idle(),
+        "a request on its way is never dropped"
+    );
+    // The response queued and handed to TCP, not yet acknowledged: still busy.
+    h.feed(b"st: t\r\n\r\n");
+    let mut handed = 0;
+    loop {
+        let n = h.conn.output().len();
+        if n == 0 {
+            break;
+        }
+        h.conn.consume(n);
+        handed += n;
+    }
+    h.conn.on_acked(handed as u64, h.now);
+    assert_eq!(h.conn.idle_since(), None);
+    assert!(!h.conn.close_idle());
+    // Delivered: idle since the last acknowledgement, and closing it loses nothing.
+    h.advance(Duration::from_secs(1));
+    h.conn.on_acked(0, h.now);
+    assert_eq!(h.conn.idle_since(), Some(h.now));
+    assert!(h.conn.close_idle());
+    assert!(h.conn.should_close());
+    assert!(
+        h.conn.output().is_empty(),
+        "closing an idle connection sends nothing"
+    );
+    assert_eq!(h.conn.idle_since(), None);
+}
+
+#[test]
 fn backpressure_bounds_what_a_pipelining_client_can_queue() {
     let mut h = Harness::new(custom(), ServerConfig::default());
     // Many small pipelined requests in one burst: answered only up to the threshold.

@@ -24,7 +24,7 @@
 //! [`HttpConn`] (a few hundred bytes) and a slot here, beyond the TCB.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +35,7 @@ use super::recycle;
 use super::response::FILE_CHUNK;
 use super::server::ServerConfig;
 use crate::stack::evloop::{App, Context};
+use crate::stats::HttpCounters;
 use crate::tcp::{ConnId, ListenerId, TcpError};
 use crate::udp::SocketId;
 
@@ -68,6 +69,10 @@ struct Entry {
     armed: Option<Instant>,
     /// With `fin_sent`, once the response was delivered: when lingering ends.
     linger_until: Option<Instant>,
+    /// The idle period this slot has an entry in `EventedServer::idle` for.
+    idle_mark: Option<Instant>,
+    /// Counted in `EventedServer::live`: an HTTP connection not closed to make room.
+    counted: bool,
 }
 
 impl Entry {
@@ -121,6 +126,11 @@ pub struct EventedServer {
     by_id: HashMap<ConnId, u32>,
     /// HTTP connections open (rejected ones not counted).
     live: usize,
+    /// Idle connections, oldest first: (slot, connection, idle since). Entries go stale
+    /// when the connection gets busy or goes (checked when taken, like `timers`).
+    idle: VecDeque<(u32, ConnId, Instant)>,
+    /// Where the 503s to connections over the limit are counted.
+    counters: Option<Arc<HttpCounters>>,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     rbuf: Vec<u8>,
     /// `GET <path>` (the statistics route): publish fresh stack statistics before the
@@ -141,6 +151,8 @@ impl EventedServer {
             free: Vec::new(),
             by_id: HashMap::new(),
             live: 0,
+            idle: VecDeque::new(),
+            counters: None,
             timers: BinaryHeap::new(),
             rbuf: vec![0; RECV_CHUNK],
             stats_request: None,
@@ -152,6 +164,12 @@ impl EventedServer {
     /// Requests for `path` (GET) read the stack statistics: publish them right before.
     pub fn set_stats_path(&mut self, path: &str) {
         self.stats_request = Some(format!("GET {path}").into_bytes());
+    }
+
+    /// Count the 503s to connections over the limit in `counters` (the handler's
+    /// responses are counted by the handler).
+    pub fn set_counters(&mut self, counters: Arc<HttpCounters>) {
+        self.counters = Some(counters);
     }
 
     /// Also answer UDP echo (RFC 862) on the bound socket `socket`.
@@ -189,7 +207,7 @@ impl EventedServer {
         };
         self.by_id.remove(&entry.id);
         self.free.push(slot);
-        if matches!(entry.kind, Kind::Http(_)) {
+        if entry.counted {
             self.live -= 1;
         }
         let tcp = cx.iface.tcp_mut();
@@ -210,6 +228,10 @@ impl EventedServer {
             self.slots = Vec::new();
             self.free = Vec::new();
         }
+        if self.idle.len() > 1024 + 2 * self.by_id.len() {
+            self.idle
+                .retain(|(s, id, at)| idle_entry_valid(&self.slots, *s, *id, *at));
+        }
         // Closed connections leave their heap entries behind (deleted lazily); when they
         // outnumber the live ones, drop them in one pass.
         if self.timers.len() > 1024 + 4 * self.by_id.len() {
@@ -228,12 +250,18 @@ impl EventedServer {
             return;
         };
         while let Some(id) = cx.iface.tcp_mut().accept(listener) {
-            let kind = if self.live >= self.config.max_connections {
+            // At the limit, an idle connection makes room (the oldest); 503 only when
+            // every connection is busy.
+            let full = self.live >= self.config.max_connections && !self.close_oldest_idle(cx);
+            let kind = if full {
                 log::warn!(
-                    "http: {}: connection limit ({}) reached, answering 503",
+                    "http: {}: connection limit ({}) reached and none idle, answering 503",
                     cx.iface.tcp().peer_addr(id),
                     self.config.max_connections
                 );
+                if let Some(c) = &self.counters {
+                    c.record_refusal(503);
+                }
                 Kind::Reject(overload_response(), 0)
             } else {
                 self.live += 1;
@@ -253,6 +281,8 @@ impl EventedServer {
                 eof: false,
                 armed: None,
                 linger_until: reject.then(|| cx.wall + LINGER),
+                idle_mark: None,
+                counted: !reject,
             });
             self.service(slot, cx);
         }
@@ -381,6 +411,14 @@ impl EventedServer {
             self.remove(slot, cx, false);
             return;
         }
+        if let Kind::Http(h) = &entry.kind {
+            if let Some(since) = h.idle_since() {
+                if entry.idle_mark != Some(since) && !entry.fin_sent {
+                    entry.idle_mark = Some(since);
+                    self.idle.push_back((slot, id, since));
+                }
+            }
+        }
         if reads >= MAX_READS_PER_ROUND {
             // More may be waiting: come back next round (the loop is woken by the data
             // that keeps arriving, or by our own window update).
@@ -389,6 +427,35 @@ impl EventedServer {
         }
         let deadline = entry.deadline();
         self.arm(slot, deadline);
+    }
+
+    /// Close the connection idle the longest to make room for a new one. False if none
+    /// is idle.
+    fn close_oldest_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        while let Some((slot, id, since)) = self.idle.pop_front() {
+            if !idle_entry_valid(&self.slots, slot, id, since) {
+                continue;
+            }
+            let Some(Entry {
+                kind: Kind::Http(h),
+                counted,
+                ..
+            }) = self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            if h.close_idle() {
+                // FIN now; the slot goes once the peer closes or lingering ends, but it
+                // no longer counts against the limit.
+                if *counted {
+                    *counted = false;
+                    self.live -= 1;
+                }
+                self.service(slot, cx);
+                return true;
+            }
+        }
+        false
     }
 
     /// Make sure the heap has an entry for `slot` no later than `deadline`. An entry that
@@ -477,14 +544,16 @@ impl App for EventedServer {
                 self.service(slot, cx);
             }
         } else {
-            if cx.woken_listeners.iter().any(|l| Some(*l) == self.listener) {
-                self.accept(cx);
-            }
+            // Connections first: an ACK that completed a response makes its connection
+            // idle, and so a candidate to make room for a connection accepted next.
             for i in 0..cx.woken.len() {
                 let Some(&slot) = cx.woken.get(i).and_then(|id| self.by_id.get(id)) else {
                     continue;
                 };
                 self.service(slot, cx);
+            }
+            if cx.woken_listeners.iter().any(|l| Some(*l) == self.listener) {
+                self.accept(cx);
             }
         }
         self.expire(cx);
@@ -517,6 +586,20 @@ impl App for EventedServer {
     }
 }
 
+/// An entry of `EventedServer::idle` still describes its connection: the same one, idle
+/// since the same time, not closing.
+fn idle_entry_valid(slots: &[Option<Entry>], slot: u32, id: ConnId, since: Instant) -> bool {
+    match slots.get(slot as usize).and_then(Option::as_ref) {
+        Some(Entry {
+            id: current,
+            kind: Kind::Http(h),
+            fin_sent: false,
+            ..
+        }) => *current == id && h.idle_since() == Some(since),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +613,14 @@ mod tests {
 
     /// An evented server on a memory link, on a thread of its own.
     fn start(config: ServerConfig) -> (LoopHandle, std::thread::JoinHandle<()>, Client) {
+        start_with(config, None)
+    }
+
+    /// [`start`], counting into `counters`.
+    fn start_with(
+        config: ServerConfig,
+        counters: Option<Arc<HttpCounters>>,
+    ) -> (LoopHandle, std::thread::JoinHandle<()>, Client) {
         let (server_dev, client_dev) = poll_pair().expect("socketpair");
         let mut stack = StackConfig::new(SERVER);
         stack.seed = Some(3);
@@ -541,6 +632,9 @@ mod tests {
             .expect("listen");
         let handler: Arc<dyn Handler> = Arc::new(Router::standard(None).expect("site"));
         let mut server = EventedServer::new(handler, config, listener);
+        if let Some(c) = counters {
+            server.set_counters(c);
+        }
         let handle = ev.handle();
         let thread = std::thread::spawn(move || ev.run(&mut server).expect("run"));
         (handle, thread, Client::new(client_dev))
@@ -622,14 +716,67 @@ mod tests {
     }
 
     #[test]
-    fn over_the_limit_gets_503_and_idle_ones_time_out() {
+    fn at_the_limit_an_idle_connection_makes_room_and_busy_ones_get_503() {
         let config = ServerConfig {
             max_connections: 1,
+            idle_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(30),
+            ..ServerConfig::default()
+        };
+        let counters = Arc::new(HttpCounters::default());
+        let (handle, thread, mut client) = start_with(config, Some(counters.clone()));
+        let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let first = connect(&mut client, 42000);
+        let (got, _) = exchange(&mut client, first, get, |b, _| b.ends_with(b"</html>\n"));
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        // Let the (delayed, 40 ms) ACK of the response reach the server: until then the
+        // response is not delivered and the connection is busy.
+        let acked_by = client.clock.now() + Duration::from_millis(200);
+        client.pump_until(|_, now| now >= acked_by);
+        // The first connection is idle (kept alive): the second takes its place, long
+        // before the idle timeout.
+        let second = connect(&mut client, 42001);
+        let (_, eof) = exchange(&mut client, first, b"", |_, eof| eof);
+        assert!(eof, "the idle connection was closed for the new one");
+        let (got, _) = exchange(&mut client, second, get, |b, _| b.ends_with(b"</html>\n"));
+        assert!(
+            got.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        // Now the second is busy (half a request head): a third gets 503, counted.
+        let mut sent = false;
+        client.pump_until(|iface, now| {
+            if !sent {
+                sent = iface.tcp_mut().send(second, b"GET / HT", now) == Ok(8);
+            }
+            // The server has the bytes once it acknowledged them.
+            sent && iface.tcp().unacked(second) == 0
+        });
+        let third = connect(&mut client, 42002);
+        let (got, eof) = exchange(&mut client, third, b"", |_, eof| eof);
+        assert!(
+            got.starts_with(b"HTTP/1.1 503"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(eof);
+        assert_eq!(counters.snapshot().responses[4], 1, "the 503 is counted");
+        for id in [first, second, third] {
+            client.iface.tcp_mut().shutdown(id, client.clock.now());
+        }
+        handle.stop();
+        thread.join().expect("loop");
+    }
+
+    #[test]
+    fn idle_connections_time_out() {
+        let config = ServerConfig {
             idle_timeout: Duration::from_millis(300),
             ..ServerConfig::default()
         };
         let (handle, thread, mut client) = start(config);
-        let first = connect(&mut client, 42000);
+        let first = connect(&mut client, 42100);
         let (got, _) = exchange(
             &mut client,
             first,
@@ -637,23 +784,11 @@ mod tests {
             |b, _| b.ends_with(b"</html>\n"),
         );
         assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
-        let second = connect(&mut client, 42001);
-        let (got, eof) = exchange(&mut client, second, b"", |_, eof| eof);
-        assert!(
-            got.starts_with(b"HTTP/1.1 503"),
-            "{:?}",
-            String::from_utf8_lossy(&got)
-        );
-        assert!(eof);
-        client.iface.tcp_mut().shutdown(second, client.clock.now());
-        // The first connection is idle: the server closes it after idle_timeout.
         let (_, eof) = exchange(&mut client, first, b"", |_, eof| eof);
         assert!(eof, "idle connection closed by the server");
         client.iface.tcp_mut().shutdown(first, client.clock.now());
         client.pump_until(|iface, _| {
-            [first, second]
-                .iter()
-                .all(|&c| matches!(iface.tcp().state(c), State::Closed | State::TimeWait))
+            matches!(iface.tcp().state(first), State::Closed | State::TimeWait)
         });
         handle.stop();
         thread.join().expect("loop");

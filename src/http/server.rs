@@ -38,11 +38,14 @@ use super::parse::{parse_request_head, ChunkedDecoder, Limits, Parsed, RequestHe
 use super::request::{request_framing, split_target, Framing, Request, Version};
 use super::response::{write_response, write_response_head_len, Response, WireOptions};
 use super::transport::{Acceptor, Transport};
+use crate::stats::HttpCounters;
 
 /// Server limits and timeouts.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Maximum simultaneous connections; beyond it a connection gets 503 and is closed.
+    /// Maximum simultaneous connections. At the limit the event loop closes the
+    /// connection idle the longest to make room; a new connection gets 503 (and is
+    /// closed) only when every one is busy. The threaded server answers 503 at the limit.
     pub max_connections: usize,
     /// Total time allowed for a request head to arrive, from the connection's accept (first
     /// request) or from the first byte (later requests). Not per read: a client trickling
@@ -69,7 +72,9 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            max_connections: 1024,
+            // As many as the TCP table holds (tcp::Config::max_connections): an idle
+            // connection costs a few KiB on the event loop, so memory is not the bound.
+            max_connections: 65_536,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(30),
@@ -110,6 +115,8 @@ struct Shared {
     config: ServerConfig,
     shutdown: Arc<AtomicBool>,
     active: AtomicUsize,
+    /// Where the 503s to connections over the limit are counted.
+    counters: Option<Arc<HttpCounters>>,
 }
 
 /// Granularity at which idle connections notice a shutdown request.
@@ -128,8 +135,18 @@ impl Server {
                 config,
                 shutdown: Arc::new(AtomicBool::new(false)),
                 active: AtomicUsize::new(0),
+                counters: None,
             }),
         }
+    }
+
+    /// Count the 503s to connections over the limit in `counters` (the handler's
+    /// responses are counted by the handler).
+    pub fn with_counters(mut self, counters: Arc<HttpCounters>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.counters = Some(counters);
+        }
+        self
     }
 
     /// A handle to stop [`serve`](Self::serve) from another thread (e.g. a signal handler).
@@ -207,6 +224,9 @@ impl Server {
         let guard = ActiveGuard(self.shared.clone());
         if active > shared.config.max_connections {
             log::warn!("http: {peer}: connection limit ({active}) reached, answering 503");
+            if let Some(c) = &shared.counters {
+                c.record_refusal(503);
+            }
             reject_busy(stream);
             return;
         }
