@@ -85,22 +85,19 @@ fn resets_sent(h: &Harness) -> u64 {
         .unwrap_or_else(|| panic!("bad resets_sent in {}", run.stdout))
 }
 
-/// Poll the server's log until `done` says so (bounded); returns the log.
-fn wait_log(h: &Harness, limit: Duration, done: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        let log = h.server_log();
-        if done(&log) || start.elapsed() >= limit {
-            return log;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn slow_clients(test: &str, extra: &[&str]) {
-    let Some(mut h) = Harness::new(test, &["python3"]) else {
+    let Some(mut h) = Harness::new(test, &["python3", "sysctl"]) else {
         return;
     };
+    // Small receive buffers for the clients (in this namespace only): the kernel must not
+    // take the whole file at once and leave the slowness to the application, or the server
+    // would see a fast client.
+    h.run_in_ns(
+        SHORT_TIMEOUT,
+        "sysctl",
+        &["-w", "net.ipv4.tcp_rmem=4096 16384 32768"],
+    )
+    .expect_success("sysctl tcp_rmem");
     let root = h.dir().join("root");
     std::fs::create_dir_all(&root).expect("root dir");
     let file = root.join("big.bin");
@@ -159,7 +156,7 @@ fn slow_clients(test: &str, extra: &[&str]) {
     assert_eq!(resets_sent(&h), 0, "server log:\n{log}");
     for client in ["curl", "python"] {
         let line = format!("\"GET /big.bin?{client} HTTP/1.1\" 200 {FILE_LEN} ");
-        let log = wait_log(&h, SHORT_TIMEOUT, |l| l.contains(&line));
+        let log = h.wait_log(SHORT_TIMEOUT, |l| l.contains(&line));
         assert!(log.contains(&line), "no `{line}` in the log:\n{log}");
     }
 
@@ -181,7 +178,7 @@ fn slow_clients(test: &str, extra: &[&str]) {
     assert_eq!(line.trim(), "stalled");
     let stalled = Instant::now();
     let aborted = "\"GET /big.bin?stall HTTP/1.1\" 200 ";
-    let log = wait_log(&h, Duration::from_secs(60), |l| {
+    let log = h.wait_log(Duration::from_secs(60), |l| {
         l.lines()
             .any(|l| l.contains(aborted) && l.ends_with(" aborted"))
     });

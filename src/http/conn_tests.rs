@@ -62,6 +62,21 @@ impl Harness {
         }
     }
 
+    /// Hand up to `max` bytes of output to a TCP that keeps them unacknowledged (the
+    /// caller reports acknowledgements with `on_acked`); returns how many.
+    fn hand_to_tcp(&mut self, max: usize) -> u64 {
+        let mut handed = 0;
+        while handed < max {
+            let n = self.conn.output().len().min(max - handed);
+            if n == 0 {
+                break;
+            }
+            self.conn.consume(n);
+            handed += n;
+        }
+        handed as u64
+    }
+
     fn drain(&mut self) -> usize {
         self.drain_by(usize::MAX)
     }
@@ -862,16 +877,8 @@ fn close_waits_for_delivery_bounded_by_the_no_progress_timeout() {
     let mut h = Harness::new(custom(), config);
     h.feed(b"GET /big HTTP/1.0\r\n\r\n");
     // TCP took the whole response (a large send buffer); nothing is acknowledged yet.
-    let mut handed = 0;
-    loop {
-        let n = h.conn.output().len();
-        if n == 0 {
-            break;
-        }
-        h.conn.consume(n);
-        handed += n;
-    }
-    h.conn.on_acked(handed as u64, h.now);
+    let handed = h.hand_to_tcp(usize::MAX);
+    h.conn.on_acked(handed, h.now);
     assert!(h.conn.should_close(), "FIN may follow the data");
     assert!(
         !h.conn.delivered(),
@@ -879,7 +886,7 @@ fn close_waits_for_delivery_bounded_by_the_no_progress_timeout() {
     );
     // The peer keeps acknowledging a little every 2 s: far longer than send_timeout in
     // total, never cut.
-    let mut left = handed as u64;
+    let mut left = handed;
     while left > 0 {
         assert_eq!(h.conn.deadline(), Some(h.now + Duration::from_secs(3)));
         h.advance(Duration::from_secs(2));
@@ -919,15 +926,7 @@ fn a_stalled_reader_is_dropped_after_the_no_progress_timeout() {
 /// Hand 64 KiB to TCP and let the peer acknowledge `acked` bytes; false if everything
 /// was delivered.
 fn deliver_slowly_until(h: &mut Harness, acked: u64) -> bool {
-    let mut handed = 0u64;
-    while handed < 64 * 1024 {
-        let n = h.conn.output().len().min(64 * 1024 - handed as usize);
-        if n == 0 {
-            break;
-        }
-        h.conn.consume(n);
-        handed += n as u64;
-    }
+    let handed = h.hand_to_tcp(64 * 1024);
     h.conn.on_acked(handed - acked.min(handed), h.now);
     h.conn.delivered()
 }
@@ -948,16 +947,8 @@ fn only_an_idle_connection_can_be_closed_to_make_room() {
     );
     // The response queued and handed to TCP, not yet acknowledged: still busy.
     h.feed(b"st: t\r\n\r\n");
-    let mut handed = 0;
-    loop {
-        let n = h.conn.output().len();
-        if n == 0 {
-            break;
-        }
-        h.conn.consume(n);
-        handed += n;
-    }
-    h.conn.on_acked(handed as u64, h.now);
+    let handed = h.hand_to_tcp(usize::MAX);
+    h.conn.on_acked(handed, h.now);
     assert_eq!(h.conn.idle_since(), None);
     assert!(!h.conn.close_idle());
     // Delivered: idle since the last acknowledgement, and closing it loses nothing.
