@@ -228,10 +228,7 @@ impl EventedServer {
             self.slots = Vec::new();
             self.free = Vec::new();
         }
-        if self.idle.len() > 1024 + 2 * self.by_id.len() {
-            self.idle
-                .retain(|(s, id, at)| idle_entry_valid(&self.slots, *s, *id, *at));
-        }
+        self.compact_idle();
         // Closed connections leave their heap entries behind (deleted lazily); when they
         // outnumber the live ones, drop them in one pass.
         if self.timers.len() > 1024 + 4 * self.by_id.len() {
@@ -416,9 +413,14 @@ impl EventedServer {
                 if entry.idle_mark != Some(since) && !entry.fin_sent {
                     entry.idle_mark = Some(since);
                     self.idle.push_back((slot, id, since));
+                    // A kept-alive connection pushes an entry per request: drop the stale.
+                    self.compact_idle();
                 }
             }
         }
+        let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
         if reads >= MAX_READS_PER_ROUND {
             // More may be waiting: come back next round (the loop is woken by the data
             // that keeps arriving, or by our own window update).
@@ -427,6 +429,16 @@ impl EventedServer {
         }
         let deadline = entry.deadline();
         self.arm(slot, deadline);
+    }
+
+    /// Drop the stale entries of `idle` once they outnumber the connections (amortized: a
+    /// pass at most every `1024 + connections` pushes).
+    fn compact_idle(&mut self) {
+        if self.idle.len() > 1024 + 2 * self.by_id.len() {
+            let slots = &self.slots;
+            self.idle
+                .retain(|(s, id, at)| idle_entry_valid(slots, *s, *id, *at));
+        }
     }
 
     /// Close the connection idle the longest to make room for a new one. False if none
