@@ -135,8 +135,9 @@ enum Command {
         /// Serve files under this directory instead of the built-in site.
         #[arg(long)]
         root: Option<PathBuf>,
-        /// Most HTTP connections served at once.
-        #[arg(long, default_value_t = 1024)]
+        /// Most HTTP connections served at once; at the limit the oldest idle one is
+        /// closed for a new one, and 503 answered only when all are busy.
+        #[arg(long, default_value_t = 65_536)]
         max_connections: usize,
         /// Seconds a client may take to send a request head.
         #[arg(long, default_value_t = 10)]
@@ -155,6 +156,11 @@ enum Command {
         /// Seconds a request body may stall between two reads (raise it on lossy links).
         #[arg(long, default_value_t = 30)]
         body_timeout: u64,
+        /// Seconds sending a response may go without progress (no byte acknowledged by
+        /// the client) before the connection is reset; a slow client that keeps reading
+        /// is never cut, and a close waits for the response to be delivered.
+        #[arg(long, default_value_t = 60)]
+        send_timeout: u64,
         /// Use the classic threaded runtime (a reader thread, a stack thread and a
         /// blocking thread per connection) instead of the event loop. --trace and --step
         /// always use it.
@@ -235,6 +241,7 @@ fn main() -> ExitCode {
             udp_echo,
             step,
             body_timeout,
+            send_timeout,
             threaded,
             queues,
             no_offload,
@@ -247,6 +254,7 @@ fn main() -> ExitCode {
                     header_timeout: Duration::from_secs(header_timeout),
                     idle_timeout: Duration::from_secs(idle_timeout),
                     body_timeout: Duration::from_secs(body_timeout),
+                    send_timeout: Duration::from_secs(send_timeout),
                     ..tunstack::http::ServerConfig::default()
                 },
                 udp_echo,
@@ -506,7 +514,8 @@ fn serve(link: &LinkArgs, step: bool, opts: ServeOptions) -> io::Result<()> {
     let server = match tracer {
         Some(t) => Server::new(TracedHandler::new(counted, t), config),
         None => Server::new(counted, config),
-    };
+    }
+    .with_counters(http_counters.clone());
     let shutdown = server.shutdown_handle();
     let on_exit = stack.clone();
     let exit_http = http_counters.clone();
@@ -649,6 +658,7 @@ fn serve_evented(
             .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e:?}")))?;
         let mut server = EventedServer::new(handler.clone(), config.clone(), listener);
         server.set_stats_path("/_stats");
+        server.set_counters(http_counters.clone());
         if let Some(echo_port) = udp_echo {
             let socket = ev
                 .iface_mut()

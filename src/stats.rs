@@ -47,6 +47,13 @@ impl HttpCounters {
         self.classes[class].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Count a response the server gave without running the handler (the 503 of a
+    /// connection over the limit): in its status class, not as a request.
+    pub fn record_refusal(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.classes[class].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The current values.
     pub fn snapshot(&self) -> HttpStats {
         let mut responses = [0; 5];
@@ -510,5 +517,8 @@ mod tests {
         let snap = c.snapshot();
         assert_eq!(snap.requests, 7);
         assert_eq!(snap.responses, [1, 2, 1, 1, 2]);
+        c.record_refusal(503);
+        let snap = c.snapshot();
+        assert_eq!((snap.requests, snap.responses[4]), (7, 3));
     }
 }

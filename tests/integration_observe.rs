@@ -3,22 +3,9 @@
 
 mod common;
 
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{run_bounded, tunstack_bin, Harness, SHORT_TIMEOUT, STACK_IP};
-
-/// Poll the server's log until `done` says so (bounded); returns the log.
-fn wait_log(h: &Harness, limit: Duration, done: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        let log = h.server_log();
-        if done(&log) || start.elapsed() >= limit {
-            return log;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn curl_status(h: &Harness, path: &str) -> String {
     let url = format!("http://{STACK_IP}{path}");
@@ -39,7 +26,7 @@ fn trace_shows_each_layer_and_the_state_machine() {
     assert_eq!(curl_status(&h, "/"), "200");
     // Both connections (the readiness probe and ours) closed: curl closes first, so our
     // side goes CLOSE-WAIT → LAST-ACK → CLOSED.
-    let log = wait_log(&h, SHORT_TIMEOUT, |l| {
+    let log = h.wait_log(SHORT_TIMEOUT, |l| {
         l.matches("LAST-ACK → CLOSED on ACK of FIN").count() >= 2
     });
     let status = h.stop_server(SHORT_TIMEOUT);
@@ -187,7 +174,7 @@ print("json ok", t["segments_in"], t["segments_out"])
 
     let pid = h.server_pid().expect("server running");
     common::send_signal(pid, "USR1");
-    let log = wait_log(&h, SHORT_TIMEOUT, |l| {
+    let log = h.wait_log(SHORT_TIMEOUT, |l| {
         l.contains("tunstack statistics (per layer)") && l.contains("  http    requests")
     });
     for needle in [

@@ -17,9 +17,20 @@
 //!                            buffer, then a large body from where it lives (a Static slice,
 //!                            the handler's Vec, a Shared cached file, or a file read
 //!                            FILE_CHUNK at a time)
+//!   on_acked(unacked, now) : how much of what TCP took the peer has not acknowledged yet
 //!   should_close()         : Closing and everything sent → the caller sends FIN
-//!   deadline()/on_timeout(): header (408 or silent), idle (silent), body (408), write (drop)
+//!   delivered()            : everything handed to TCP was acknowledged (then lingering)
+//!   deadline()/on_timeout(): header (408 or silent), idle (silent), body (408), send (drop)
 //! ```
+//!
+//! Sending is bounded by *progress*, not by time (like nginx's `send_timeout`): a response
+//! may take an hour to reach a slow client as long as the peer keeps acknowledging bytes;
+//! only [`ServerConfig::send_timeout`] without any byte acknowledged (a peer that stopped
+//! reading, a zero window that never opens) drops the connection, and then
+//! [`HttpConn::aborted`] tells the caller to reset it. The keep-alive idle timer starts
+//! when the last response was acknowledged, not when it was handed to TCP, and the access
+//! log line of a response is written once its bytes were acknowledged (or the transfer was
+//! aborted, with the bytes that did arrive and the word `aborted`).
 //!
 //! Pipelining (RFC 9112 §9.3.2): bytes after one request are the start of the next; requests
 //! are answered strictly in order because a request is only processed once the previous
@@ -29,6 +40,7 @@
 //!
 //! [`Server`]: super::Server
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -114,6 +126,16 @@ impl OutBody {
     }
 }
 
+/// A response whose access-log line waits for its bytes to be acknowledged.
+struct PendingLog {
+    /// `peer "METHOD target VERSION" status`.
+    line: String,
+    /// Offset of the body's first byte in the connection's output stream.
+    body_start: u64,
+    body_len: u64,
+    started: Instant,
+}
+
 /// One HTTP/1.1 server connection, driven by its caller. See the module documentation.
 pub struct HttpConn {
     handler: Arc<dyn Handler>,
@@ -129,10 +151,20 @@ pub struct HttpConn {
     out_pos: usize,
     /// The large body that follows `out`.
     body: OutBody,
-    /// When the connection last had nothing to send in the Head phase (idle timeout base).
+    /// When the connection last had nothing to send or deliver in the Head phase (idle
+    /// timeout base).
     idle_since: Instant,
-    /// When TCP last accepted output (write timeout base).
-    write_since: Instant,
+    /// When sending last made progress: TCP took bytes, or the peer acknowledged some, or
+    /// output started waiting (send timeout base).
+    progress_since: Instant,
+    /// Bytes handed to TCP since the connection opened.
+    handed: u64,
+    /// Of those, acknowledged by the peer (as last reported to `on_acked`).
+    acked: u64,
+    /// No progress for `send_timeout`: the caller resets the connection.
+    aborted: bool,
+    /// Access-log lines of responses not yet acknowledged, oldest first.
+    pending_logs: VecDeque<PendingLog>,
     /// When the request body last made progress (body timeout base).
     body_since: Instant,
     /// When the first byte of the current request head arrived (for the access log).
@@ -211,7 +243,11 @@ impl HttpConn {
             out_pos: 0,
             body: OutBody::None,
             idle_since: now,
-            write_since: now,
+            progress_since: now,
+            handed: 0,
+            acked: 0,
+            aborted: false,
+            pending_logs: VecDeque::new(),
             body_since: now,
             request_started: now,
             served: 0,
@@ -295,7 +331,8 @@ impl HttpConn {
         if n == 0 {
             return;
         }
-        self.write_since = self.now;
+        self.progress_since = self.now;
+        self.handed += n as u64;
         let mut n = n;
         let in_out = (self.out.len() - self.out_pos).min(n);
         self.out_pos += in_out;
@@ -339,14 +376,9 @@ impl HttpConn {
         self.after_sent();
     }
 
-    /// Bookkeeping after bytes were sent: an idle connection's keep-alive clock starts when
-    /// its last response has gone, and pipelined requests waiting behind it are processed.
+    /// Bookkeeping after bytes were sent: pipelined requests waiting behind the output are
+    /// processed.
     fn after_sent(&mut self) {
-        if self.unsent() == 0 {
-            if let Phase::Head { .. } = self.phase {
-                self.idle_since = self.now;
-            }
-        }
         if !self.blocked() {
             if !self.inbuf.is_empty() {
                 self.process_inbuf();
@@ -355,21 +387,78 @@ impl HttpConn {
         }
     }
 
+    /// TCP's count of the bytes handed to it (through [`consume`](Self::consume) and
+    /// [`read_file_into`](Self::read_file_into)) that the peer has not acknowledged yet
+    /// ([`crate::tcp::Tcp::unacked`]). Acknowledged bytes are progress: they restart the
+    /// send timeout, complete access-log lines, and once everything is acknowledged the
+    /// keep-alive idle timer starts. Call it whenever TCP may have moved (before
+    /// [`deadline`](Self::deadline) and [`on_timeout`](Self::on_timeout)), never after
+    /// TCP failed (a reset connection reports nothing unacknowledged).
+    pub fn on_acked(&mut self, unacked: u64, now: Instant) {
+        self.now = now;
+        let acked = self.handed.saturating_sub(unacked);
+        if acked <= self.acked {
+            return;
+        }
+        self.acked = acked;
+        self.progress_since = now;
+        self.flush_logs(false);
+        if !self.waiting() {
+            if let Phase::Head { .. } = self.phase {
+                self.idle_since = now;
+            }
+        }
+    }
+
+    /// Everything queued was handed to TCP and acknowledged by the peer.
+    pub fn delivered(&self) -> bool {
+        !self.waiting()
+    }
+
+    /// The peer made no progress for [`ServerConfig::send_timeout`] while output was
+    /// waiting: the caller resets the connection (RFC 9293 §3.10.5 ABORT).
+    pub fn aborted(&self) -> bool {
+        self.aborted
+    }
+
     /// True once the connection must end: it is closing and everything queued was sent.
-    /// The caller then sends FIN (and may drop the connection).
+    /// The caller then sends FIN, and keeps the connection until [`delivered`]
+    /// (Self::delivered) — or [`aborted`](Self::aborted): the no-progress timeout bounds
+    /// the wait — so that a slow client still gets every byte.
     pub fn should_close(&self) -> bool {
         matches!(self.phase, Phase::Closing) && self.unsent() == 0
     }
 
+    /// Output is waiting: queued, or handed to TCP and not yet acknowledged.
+    fn waiting(&self) -> bool {
+        self.unsent() > 0 || self.handed > self.acked
+    }
+
+    /// Write the access-log lines of the responses acknowledged so far; `aborted`: all of
+    /// them, with the bytes that were acknowledged, marked `aborted`.
+    fn flush_logs(&mut self, aborted: bool) {
+        while let Some(p) = self.pending_logs.front() {
+            let end = p.body_start + p.body_len;
+            if !aborted && self.acked < end {
+                return;
+            }
+            let bytes = self.acked.saturating_sub(p.body_start).min(p.body_len);
+            let ms = self.now.saturating_duration_since(p.started).as_secs_f64() * 1000.0;
+            let mark = if self.acked < end { " aborted" } else { "" };
+            log::info!("{} {bytes} {ms:.1}ms{mark}", p.line);
+            self.pending_logs.pop_front();
+        }
+    }
+
     /// When [`on_timeout`](Self::on_timeout) must be called next, if ever: the header
-    /// deadline, the idle timeout, the body timeout, or the write timeout while output is
-    /// stuck — whichever comes first.
+    /// deadline, the idle timeout, the body timeout, or the send timeout while output is
+    /// waiting for the peer — whichever comes first.
     pub fn deadline(&self) -> Option<Instant> {
-        let unsent = self.unsent();
-        let write = (unsent > 0).then(|| later(self.write_since, self.config.write_timeout));
+        let waiting = self.waiting();
+        let write = waiting.then(|| later(self.progress_since, self.config.send_timeout));
         let phase = match &self.phase {
             Phase::Head { deadline: Some(d) } => Some(*d),
-            Phase::Head { deadline: None } if unsent == 0 => {
+            Phase::Head { deadline: None } if !waiting => {
                 Some(later(self.idle_since, self.config.idle_timeout))
             }
             Phase::Head { deadline: None } => None,
@@ -382,17 +471,23 @@ impl HttpConn {
         }
     }
 
-    /// The deadline passed (calling it early does nothing): a client that stopped reading
-    /// for `write_timeout` is dropped (its output discarded); an incomplete head or body
-    /// gets 408 and the connection closes; an idle connection closes silently.
+    /// The deadline passed (calling it early does nothing): a client that acknowledged
+    /// nothing for `send_timeout` while output waits is dropped (its output discarded,
+    /// [`aborted`](Self::aborted) true); an incomplete head or body gets 408 and the
+    /// connection closes; an idle connection closes silently.
     pub fn on_timeout(&mut self, now: Instant) {
         self.now = now;
-        let unsent = self.unsent();
-        if unsent > 0 && now >= later(self.write_since, self.config.write_timeout) {
+        let waiting = self.waiting();
+        if waiting && now >= later(self.progress_since, self.config.send_timeout) {
             log::debug!(
-                "http: {}: write timeout, dropping the connection",
-                self.peer
+                "http: {}: no progress for {:?} ({} of {} bytes acknowledged), dropping the connection",
+                self.peer,
+                self.config.send_timeout,
+                self.acked,
+                self.handed + self.unsent()
             );
+            self.aborted = true;
+            self.flush_logs(true);
             self.abort();
             return;
         }
@@ -400,7 +495,7 @@ impl HttpConn {
             Phase::Head { deadline } => {
                 let due = match deadline {
                     Some(d) => *d,
-                    None if unsent == 0 => later(self.idle_since, self.config.idle_timeout),
+                    None if !waiting => later(self.idle_since, self.config.idle_timeout),
                     None => return,
                 };
                 if now < due {
@@ -426,6 +521,33 @@ impl HttpConn {
             }
             Phase::Closing => {}
         }
+    }
+
+    /// Since when the connection is idle — waiting for a request of which no byte arrived,
+    /// with nothing to send or deliver — or `None` while it is busy. An idle connection
+    /// can be closed without losing anything ([`close_idle`](Self::close_idle)).
+    pub fn idle_since(&self) -> Option<Instant> {
+        let idle = matches!(self.phase, Phase::Head { .. })
+            && self.inbuf.is_empty()
+            && !self.peer_eof
+            && !self.waiting();
+        idle.then_some(self.idle_since)
+    }
+
+    /// Close an idle connection now, because the server needs its place (as nginx reuses
+    /// its idle keep-alive connections): RFC 9112 §9.5 lets a server close an idle
+    /// connection at any time, and a client retries a request that crossed the close
+    /// (§9.3.1). False (and nothing changes) if the connection is busy.
+    pub fn close_idle(&mut self) -> bool {
+        if self.idle_since().is_none() {
+            return false;
+        }
+        log::debug!(
+            "http: {}: closing an idle connection for a new one",
+            self.peer
+        );
+        self.phase = Phase::Closing;
+        true
     }
 
     /// Responses queued so far for complete requests (by the handler or with an error
@@ -585,8 +707,8 @@ impl HttpConn {
             }
             // Only worth it if the body is expected and has not started arriving.
             if head.version == Version::Http11 && framing != Framing::None && nothing_after {
-                if self.unsent() == 0 {
-                    self.write_since = self.now;
+                if !self.waiting() {
+                    self.progress_since = self.now;
                 }
                 self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
@@ -722,7 +844,16 @@ impl HttpConn {
             self.log_access_parts(&req.method, &req.target, req.version, status, 0);
             return;
         };
-        self.log_access_parts(&req.method, &req.target, req.version, status, bytes);
+        // The body is the last thing queued: it ends where the output stream ends.
+        let body_start = (self.handed + self.unsent()).saturating_sub(bytes);
+        self.log_delivery(
+            &req.method,
+            &req.target,
+            req.version,
+            status,
+            bytes,
+            body_start,
+        );
         // A large body the handler left in the request (the echo took its own).
         recycle::give_body(std::mem::take(&mut req.body), self.now);
         recycle::give_request(SpareRequest {
@@ -790,14 +921,37 @@ impl HttpConn {
         }
     }
 
+    /// The access-log line of a response whose body (`bytes` long) starts at `body_start`
+    /// in the output stream: written once the peer acknowledged it ([`Self::flush_logs`]).
+    fn log_delivery(
+        &mut self,
+        method: &str,
+        target: &str,
+        version: Version,
+        status: u16,
+        bytes: u64,
+        body_start: u64,
+    ) {
+        if !log::log_enabled!(log::Level::Info) {
+            return;
+        }
+        self.pending_logs.push_back(PendingLog {
+            line: format!("{} \"{method} {target} {version}\" {status}", self.peer),
+            body_start,
+            body_len: bytes,
+            started: self.request_started,
+        });
+        self.flush_logs(false);
+    }
+
     /// Serialize the head into `out` and arrange for the body to follow. Returns the body
     /// bytes that will be sent, or `None` if the response could not be framed (a small file
     /// shorter than announced): the connection is then closing.
     fn queue_response(&mut self, resp: Response, opts: &WireOptions) -> Option<u64> {
         self.served += 1;
-        if self.unsent() == 0 {
-            // The write timeout counts from when output starts waiting.
-            self.write_since = self.now;
+        if !self.waiting() {
+            // The send timeout counts from when output starts waiting.
+            self.progress_since = self.now;
         }
         let len = resp.body.len();
         let no_body = opts.head_only || status_has_no_body(resp.status);
@@ -937,7 +1091,8 @@ impl HttpConn {
         if *left == 0 {
             self.body = OutBody::None;
         }
-        self.write_since = self.now;
+        self.progress_since = self.now;
+        self.handed += n as u64;
         self.after_sent();
         n
     }
@@ -967,6 +1122,16 @@ fn read_body(file: &mut File, dst: &mut [u8], peer: SocketAddr) -> Option<usize>
                 log::debug!("http: {peer}: reading a file body: {e}");
                 return None;
             }
+        }
+    }
+}
+
+impl Drop for HttpConn {
+    /// Responses still unacknowledged when the connection goes were not (all) delivered:
+    /// their log lines say so.
+    fn drop(&mut self) {
+        if !self.pending_logs.is_empty() {
+            self.flush_logs(true);
         }
     }
 }

@@ -45,12 +45,14 @@ impl Harness {
         self.now += d;
     }
 
-    /// Take output in steps of at most `step` bytes (a TCP that accepts little at a time).
+    /// Take output in steps of at most `step` bytes (a TCP that accepts little at a time),
+    /// from a peer that acknowledges everything at once.
     fn drain_by(&mut self, step: usize) -> usize {
         let mut total = 0;
         loop {
             let out = self.conn.output();
             if out.is_empty() {
+                self.conn.on_acked(0, self.now);
                 return total;
             }
             let n = out.len().min(step);
@@ -58,6 +60,21 @@ impl Harness {
             self.conn.consume(n);
             total += n;
         }
+    }
+
+    /// Hand up to `max` bytes of output to a TCP that keeps them unacknowledged (the
+    /// caller reports acknowledgements with `on_acked`); returns how many.
+    fn hand_to_tcp(&mut self, max: usize) -> u64 {
+        let mut handed = 0;
+        while handed < max {
+            let n = self.conn.output().len().min(max - handed);
+            if n == 0 {
+                break;
+            }
+            self.conn.consume(n);
+            handed += n;
+        }
+        handed as u64
     }
 
     fn drain(&mut self) -> usize {
@@ -757,7 +774,7 @@ fn body_timeout_408() {
 #[test]
 fn write_timeout_drops_a_client_that_stops_reading() {
     let config = ServerConfig {
-        write_timeout: Duration::from_secs(3),
+        send_timeout: Duration::from_secs(3),
         ..ServerConfig::default()
     };
     let mut h = Harness::new(custom(), config);
@@ -769,6 +786,165 @@ fn write_timeout_drops_a_client_that_stops_reading() {
     h.conn.on_timeout(h.now);
     assert!(h.conn.output().is_empty());
     assert!(h.conn.should_close());
+}
+
+/// TCP between the connection and a slow peer: a send buffer of `buffer` bytes, of which
+/// the peer acknowledges `rate` per virtual second. Returns the virtual time taken and
+/// whether the connection gave up (it must not).
+fn deliver_slowly(h: &mut Harness, buffer: usize, rate: usize, limit: Duration) -> bool {
+    let mut unacked = 0usize;
+    let start = h.now;
+    loop {
+        // TCP takes what fits.
+        loop {
+            let room = buffer - unacked;
+            let out = h.conn.output();
+            if out.is_empty() || room == 0 {
+                break;
+            }
+            let n = out.len().min(room);
+            h.sent.extend_from_slice(&out[..n]);
+            h.conn.consume(n);
+            unacked += n;
+        }
+        h.conn.on_acked(unacked as u64, h.now);
+        if h.conn.delivered() {
+            return true;
+        }
+        assert!(h.now - start < limit, "not delivered within {limit:?}");
+        // Every deadline that comes due on the way fires (as the event loop does).
+        h.advance(Duration::from_secs(1));
+        h.conn.on_timeout(h.now);
+        if h.conn.aborted() {
+            return false;
+        }
+        unacked -= unacked.min(rate);
+        h.conn.on_acked(unacked as u64, h.now);
+    }
+}
+
+#[test]
+fn a_slow_reader_is_never_cut_while_it_makes_progress() {
+    // Every timer short, the client far slower: 300 kB at 5 kB/s is a minute.
+    let config = ServerConfig {
+        send_timeout: Duration::from_secs(3),
+        idle_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(custom(), config);
+    let started = h.now;
+    h.feed(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(deliver_slowly(
+        &mut h,
+        64 * 1024,
+        5000,
+        Duration::from_secs(120)
+    ));
+    assert!(
+        h.now - started >= Duration::from_secs(60),
+        "the test must be slow"
+    );
+    let (head, body) = h.response(false);
+    assert_eq!(head.status, 200);
+    assert_eq!(body, &BIG[..], "every byte");
+    // The idle timer starts only now that the response was acknowledged.
+    assert_eq!(h.conn.deadline(), Some(h.now + Duration::from_secs(2)));
+}
+
+#[test]
+fn close_waits_for_delivery_bounded_by_the_no_progress_timeout() {
+    let config = ServerConfig {
+        send_timeout: Duration::from_secs(3),
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(custom(), config);
+    h.feed(b"GET /big HTTP/1.0\r\n\r\n");
+    // TCP took the whole response (a large send buffer); nothing is acknowledged yet.
+    let handed = h.hand_to_tcp(usize::MAX);
+    h.conn.on_acked(handed, h.now);
+    assert!(h.conn.should_close(), "FIN may follow the data");
+    assert!(
+        !h.conn.delivered(),
+        "but the connection must stay until it is delivered"
+    );
+    // The peer keeps acknowledging a little every 2 s: far longer than send_timeout in
+    // total, never cut.
+    let mut left = handed;
+    while left > 0 {
+        assert_eq!(h.conn.deadline(), Some(h.now + Duration::from_secs(3)));
+        h.advance(Duration::from_secs(2));
+        h.conn.on_timeout(h.now);
+        assert!(!h.conn.aborted());
+        left = left.saturating_sub(20_000);
+        h.conn.on_acked(left, h.now);
+    }
+    assert!(h.conn.delivered());
+    assert_eq!(h.conn.deadline(), None, "delivered: nothing left to time");
+}
+
+#[test]
+fn a_stalled_reader_is_dropped_after_the_no_progress_timeout() {
+    let config = ServerConfig {
+        send_timeout: Duration::from_secs(3),
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(custom(), config);
+    h.feed(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    // It acknowledges 50 kB, then stops (a zero window that never opens).
+    assert!(!deliver_slowly_until(&mut h, 50_000));
+    let stalled = h.now;
+    h.advance(Duration::from_millis(2999));
+    h.conn.on_timeout(h.now);
+    assert!(
+        !h.conn.aborted(),
+        "not before send_timeout without progress"
+    );
+    h.advance(Duration::from_millis(1));
+    h.conn.on_timeout(h.now);
+    assert!(h.conn.aborted());
+    assert_eq!(h.now - stalled, Duration::from_secs(3));
+    assert!(h.conn.output().is_empty(), "what was queued is dropped");
+}
+
+/// Hand 64 KiB to TCP and let the peer acknowledge `acked` bytes; false if everything
+/// was delivered.
+fn deliver_slowly_until(h: &mut Harness, acked: u64) -> bool {
+    let handed = h.hand_to_tcp(64 * 1024);
+    h.conn.on_acked(handed - acked.min(handed), h.now);
+    h.conn.delivered()
+}
+
+#[test]
+fn only_an_idle_connection_can_be_closed_to_make_room() {
+    let mut h = Harness::new(custom(), ServerConfig::default());
+    let opened = h.now;
+    // A fresh connection waiting for its first request is idle since it opened.
+    assert_eq!(h.conn.idle_since(), Some(opened));
+    h.advance(Duration::from_secs(1));
+    // Part of a head (slowloris): busy.
+    h.feed(b"GET /big HTTP/1.1\r\nHo");
+    assert_eq!(h.conn.idle_since(), None);
+    assert!(
+        !h.conn.close_idle(),
+        "a request on its way is never dropped"
+    );
+    // The response queued and handed to TCP, not yet acknowledged: still busy.
+    h.feed(b"st: t\r\n\r\n");
+    let handed = h.hand_to_tcp(usize::MAX);
+    h.conn.on_acked(handed, h.now);
+    assert_eq!(h.conn.idle_since(), None);
+    assert!(!h.conn.close_idle());
+    // Delivered: idle since the last acknowledgement, and closing it loses nothing.
+    h.advance(Duration::from_secs(1));
+    h.conn.on_acked(0, h.now);
+    assert_eq!(h.conn.idle_since(), Some(h.now));
+    assert!(h.conn.close_idle());
+    assert!(h.conn.should_close());
+    assert!(
+        h.conn.output().is_empty(),
+        "closing an idle connection sends nothing"
+    );
+    assert_eq!(h.conn.idle_since(), None);
 }
 
 #[test]
@@ -1159,7 +1335,7 @@ fn huge_timeouts_do_not_overflow() {
         header_timeout: Duration::MAX,
         idle_timeout: Duration::MAX,
         body_timeout: Duration::MAX,
-        write_timeout: Duration::MAX,
+        send_timeout: Duration::MAX,
         ..ServerConfig::default()
     };
     let mut h = Harness::new(custom(), config);

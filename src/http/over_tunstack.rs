@@ -22,6 +22,9 @@ impl Transport for TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
+    fn wait_acked(&self, timeout: Duration) -> io::Result<usize> {
+        TcpStream::wait_acked(self, timeout)
+    }
 }
 
 impl Acceptor for TcpListener {

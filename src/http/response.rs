@@ -345,10 +345,22 @@ pub(crate) fn write_response<W: Write>(
     resp: Response,
     opts: &WireOptions,
 ) -> io::Result<u64> {
+    write_response_head_len(w, resp, opts, &mut 0)
+}
+
+/// [`write_response`], also telling the length of the head (set before anything is
+/// written): where the body starts, to count how much of it was delivered.
+pub(crate) fn write_response_head_len<W: Write>(
+    w: &mut W,
+    resp: Response,
+    opts: &WireOptions,
+    head_len: &mut u64,
+) -> io::Result<u64> {
     let mut head = Vec::with_capacity(256);
     let status = resp.status;
     let len = resp.body.len();
     write_head(&mut head, status, &resp.headers, len, opts, unix_now());
+    *head_len = head.len() as u64;
     if opts.head_only || status_has_no_body(status) {
         w.write_all(&head)?;
         w.flush()?;

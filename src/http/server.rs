@@ -15,8 +15,14 @@
 //!  read body → handler → write response ── keep-alive ──┘
 //!     │ Connection: close / HTTP/1.0 / error
 //!     ▼
-//!  FIN (shutdown write), drain briefly, close
+//!  FIN (shutdown write), wait until delivered, drain briefly, close
 //! ```
+//! Writes block while the client is slow; each may wait [`ServerConfig::send_timeout`] for
+//! the peer to acknowledge something (room in the send buffer comes only from ACKs), so the
+//! bound is on time without progress, not on the transfer. Before the connection waits for
+//! the next request, and before it closes, it waits for the response to be acknowledged
+//! (bounded the same way) and only then writes the access-log line, with the bytes that
+//! were delivered — or, when the peer stopped, those that were, and `aborted`.
 //! Bytes read past the end of one request are kept: they are the start of the next
 //! (pipelining), so responses naturally go out in request order.
 
@@ -30,13 +36,16 @@ use std::time::{Duration, Instant};
 use super::handlers::{answer, Handler};
 use super::parse::{parse_request_head, ChunkedDecoder, Limits, Parsed, RequestHead};
 use super::request::{request_framing, split_target, Framing, Request, Version};
-use super::response::{write_response, Response, WireOptions};
+use super::response::{write_response, write_response_head_len, Response, WireOptions};
 use super::transport::{Acceptor, Transport};
+use crate::stats::HttpCounters;
 
 /// Server limits and timeouts.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Maximum simultaneous connections; beyond it a connection gets 503 and is closed.
+    /// Maximum simultaneous connections. At the limit the event loop closes the
+    /// connection idle the longest to make room; a new connection gets 503 (and is
+    /// closed) only when every one is busy. The threaded server answers 503 at the limit.
     pub max_connections: usize,
     /// Total time allowed for a request head to arrive, from the connection's accept (first
     /// request) or from the first byte (later requests). Not per read: a client trickling
@@ -46,8 +55,12 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// How long one read of the request body may block.
     pub body_timeout: Duration,
-    /// How long one write may block (a client that stops reading is dropped).
-    pub write_timeout: Duration,
+    /// How long sending a response may go without progress: no byte acknowledged by the
+    /// peer (a client that stopped reading, a zero window that does not open). Not a bound
+    /// on the whole transfer: a slow client that keeps reading gets every byte however
+    /// long it takes (nginx's `send_timeout`). A graceful close also waits this long at
+    /// most, per stall, for the response to drain before the connection is reset.
+    pub send_timeout: Duration,
     /// Maximum size of a request head in bytes (431 beyond).
     pub max_head_bytes: usize,
     /// Maximum number of request header fields (431 beyond).
@@ -59,11 +72,13 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            max_connections: 1024,
+            // As many as the TCP table holds (tcp::Config::max_connections): an idle
+            // connection costs a few KiB on the event loop, so memory is not the bound.
+            max_connections: 65_536,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(30),
-            write_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
             max_head_bytes: 8 * 1024,
             max_headers: 100,
             max_body: 64 * 1024 * 1024,
@@ -100,6 +115,8 @@ struct Shared {
     config: ServerConfig,
     shutdown: Arc<AtomicBool>,
     active: AtomicUsize,
+    /// Where the 503s to connections over the limit are counted.
+    counters: Option<Arc<HttpCounters>>,
 }
 
 /// Granularity at which idle connections notice a shutdown request.
@@ -118,8 +135,18 @@ impl Server {
                 config,
                 shutdown: Arc::new(AtomicBool::new(false)),
                 active: AtomicUsize::new(0),
+                counters: None,
             }),
         }
+    }
+
+    /// Count the 503s to connections over the limit in `counters` (the handler's
+    /// responses are counted by the handler).
+    pub fn with_counters(mut self, counters: Arc<HttpCounters>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.counters = Some(counters);
+        }
+        self
     }
 
     /// A handle to stop [`serve`](Self::serve) from another thread (e.g. a signal handler).
@@ -197,6 +224,9 @@ impl Server {
         let guard = ActiveGuard(self.shared.clone());
         if active > shared.config.max_connections {
             log::warn!("http: {peer}: connection limit ({active}) reached, answering 503");
+            if let Some(c) = &shared.counters {
+                c.record_refusal(503);
+            }
             reject_busy(stream);
             return;
         }
@@ -209,6 +239,8 @@ impl Server {
                     peer,
                     buf: Vec::new(),
                     shared: &shared,
+                    written: 0,
+                    pending: Vec::new(),
                 };
                 conn.run();
                 drop(guard);
@@ -258,6 +290,37 @@ struct Connection<'a, S: Transport> {
     /// Bytes received but not yet consumed (the start of the next request when pipelining).
     buf: Vec<u8>,
     shared: &'a Shared,
+    /// Bytes written to the stream so far.
+    written: u64,
+    /// Access-log lines of responses written but not yet acknowledged, oldest first.
+    pending: Vec<PendingLog>,
+}
+
+/// A response whose access-log line waits for its bytes to be acknowledged.
+struct PendingLog {
+    /// `peer "METHOD target VERSION" status`.
+    line: String,
+    /// Offset of the body's first byte in the output stream, and its length.
+    body_start: u64,
+    body_len: u64,
+    started: Instant,
+}
+
+/// Counts what goes through to the stream.
+struct Counting<'a, S> {
+    stream: &'a mut S,
+    written: &'a mut u64,
+}
+
+impl<S: io::Write> io::Write for Counting<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.stream.write(buf)?;
+        *self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -273,10 +336,22 @@ impl<S: Transport> Connection<'_, S> {
     }
 
     fn run(&mut self) {
+        self.serve();
+        if !self.pending.is_empty() {
+            // Ended without waiting for delivery (an error): log what arrived.
+            let acked = match self.stream.wait_acked(Duration::from_millis(1)) {
+                Ok(left) => self.written.saturating_sub(left as u64),
+                Err(_) => 0,
+            };
+            self.flush_logs(acked, true);
+        }
+    }
+
+    fn serve(&mut self) {
         log::debug!("http: {}: connection opened", self.peer);
         if let Err(e) = self
             .stream
-            .set_write_timeout(Some(self.config().write_timeout))
+            .set_write_timeout(Some(self.config().send_timeout))
         {
             log::debug!("http: {}: set_write_timeout: {e}", self.peer);
         }
@@ -294,12 +369,78 @@ impl<S: Transport> Connection<'_, S> {
             };
             first = false;
             match self.exchange(head) {
-                Ok(true) => continue,
+                // Unless the next request is already here (pipelined), wait for this
+                // response to be delivered before waiting for another: the idle timeout
+                // counts from then, and the access-log line is complete.
+                Ok(true) if !self.buf.is_empty() || self.await_delivery() => continue,
+                Ok(true) => return,
                 Ok(false) => break,
                 Err(()) => return,
             }
         }
         self.close();
+    }
+
+    /// Wait until the peer acknowledged everything written, as long as it keeps making
+    /// progress: false once it acknowledged nothing for `send_timeout` (or failed). The
+    /// access-log lines of what was delivered are written on the way.
+    fn await_delivery(&mut self) -> bool {
+        let limit = self.config().send_timeout;
+        let mut progress_at = Instant::now();
+        let mut left = u64::MAX;
+        loop {
+            let now = Instant::now();
+            let idle = now.saturating_duration_since(progress_at);
+            if idle >= limit {
+                log::debug!(
+                    "http: {}: no progress for {limit:?}, {left} bytes unacknowledged",
+                    self.peer
+                );
+                self.flush_logs(self.written.saturating_sub(left), true);
+                return false;
+            }
+            // Slices of at most a second, to notice partial progress (the wait only ends
+            // early when everything was acknowledged).
+            let slice = (limit - idle).min(SHUTDOWN_POLL);
+            let now_left = match self.stream.wait_acked(slice) {
+                Ok(n) => n as u64,
+                Err(e) => {
+                    log::debug!("http: {}: {e}", self.peer);
+                    let acked = self.written.saturating_sub(left.min(self.written));
+                    self.flush_logs(acked, true);
+                    return false;
+                }
+            };
+            if now_left < left {
+                progress_at = Instant::now();
+                left = now_left;
+                self.flush_logs(self.written - left.min(self.written), false);
+            }
+            if left == 0 {
+                return true;
+            }
+        }
+    }
+
+    /// Write the access-log lines of the responses acknowledged (`acked` bytes of the
+    /// output); `aborted`: all of them, marking those not fully delivered.
+    fn flush_logs(&mut self, acked: u64, aborted: bool) {
+        let mut done = 0;
+        for p in &self.pending {
+            let end = p.body_start + p.body_len;
+            if !aborted && acked < end {
+                break;
+            }
+            let bytes = acked.saturating_sub(p.body_start).min(p.body_len);
+            let mark = if acked < end { " aborted" } else { "" };
+            log::info!(
+                "{} {bytes} {:.1}ms{mark}",
+                p.line,
+                p.started.elapsed().as_secs_f64() * 1000.0
+            );
+            done += 1;
+        }
+        self.pending.drain(..done);
     }
 
     /// One request/response. Ok(true): keep the connection; Ok(false): close it gracefully;
@@ -395,14 +536,42 @@ impl<S: Transport> Connection<'_, S> {
             close: !keep_alive,
             keep_alive_10: keep_alive && version == Version::Http10,
         };
-        match write_response(&mut self.stream, resp, &opts) {
-            Ok(bytes) => {
-                log_line(status, bytes);
-                Ok(keep_alive)
-            }
+        let before = self.written;
+        let mut head_len = 0;
+        let body_len = if opts.head_only || super::response::status_has_no_body(status) {
+            0
+        } else {
+            resp.body.len()
+        };
+        // The line is written once the peer acknowledged the body (flush_logs).
+        self.pending.push(PendingLog {
+            line: format!(
+                "{peer} \"{} {} {}\" {status}",
+                head.method, head.target, head.version
+            ),
+            body_start: before,
+            body_len,
+            started: start,
+        });
+        let mut out = Counting {
+            stream: &mut self.stream,
+            written: &mut self.written,
+        };
+        let result = write_response_head_len(&mut out, resp, &opts, &mut head_len);
+        if let Some(p) = self.pending.last_mut() {
+            p.body_start = before + head_len;
+        }
+        match result {
+            Ok(_) => Ok(keep_alive),
             Err(e) => {
+                // The peer stopped taking bytes (no progress for send_timeout) or failed.
                 log::debug!("http: {peer}: write failed: {e}");
-                log_line(status, 0);
+                let left = self.stream.wait_acked(Duration::from_millis(1));
+                let acked = match left {
+                    Ok(n) => self.written.saturating_sub(n as u64),
+                    Err(_) => before,
+                };
+                self.flush_logs(acked, true);
                 Err(())
             }
         }
@@ -567,12 +736,17 @@ impl<S: Transport> Connection<'_, S> {
         self.close();
     }
 
-    /// Graceful close: FIN after the response, then discard what the client still sends for
-    /// a moment. Closing with unread data would make the kernel send RST, which can destroy
+    /// Graceful close: FIN after the response, wait until the response was delivered (as
+    /// long as the peer makes progress), then discard what the client still sends for a
+    /// moment. Closing with unread data would make the kernel send RST, which can destroy
     /// the response before the client reads it (RFC 9112 §9.6 "lingering close").
     fn close(&mut self) {
         let _ = self.stream.flush();
         if self.stream.shutdown_write().is_err() {
+            self.flush_logs(0, true);
+            return;
+        }
+        if !self.await_delivery() {
             return;
         }
         let deadline = Instant::now() + Duration::from_secs(1);

@@ -767,7 +767,7 @@ fn idle_keep_alive_connections_time_out() {
 #[test]
 fn write_timeout_drops_clients_that_stop_reading() {
     let config = ServerConfig {
-        write_timeout: Duration::from_millis(300),
+        send_timeout: Duration::from_millis(300),
         ..ServerConfig::default()
     };
     let mut router = Router::new();

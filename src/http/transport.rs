@@ -20,6 +20,14 @@ pub trait Transport: Read + Write + Send + 'static {
     fn peer_addr(&self) -> io::Result<SocketAddr>;
     /// Send FIN after the queued data (half-close); reading stays possible.
     fn shutdown_write(&self) -> io::Result<()>;
+    /// Wait up to `timeout` for the peer to acknowledge everything written; the bytes
+    /// still unacknowledged (0: all delivered). The default reports 0 at once: the
+    /// kernel's sockets cannot tell without an ioctl, and they keep delivering after
+    /// close on their own.
+    fn wait_acked(&self, timeout: Duration) -> io::Result<usize> {
+        let _ = timeout;
+        Ok(0)
+    }
 }
 
 /// A listening socket handing out connected [`Transport`]s.

@@ -387,6 +387,32 @@ impl TcpStream {
         Ok(())
     }
 
+    /// Bytes written that the peer has not acknowledged yet (queued or in flight), like
+    /// Linux's `SIOCOUTQ`.
+    pub fn unacked(&self) -> usize {
+        self.inner.stack.lock().tcp().unacked(self.inner.id)
+    }
+
+    /// Wait up to `timeout` for the peer to acknowledge everything written so far (woken
+    /// by the ACKs); returns the bytes still unacknowledged, 0 once all were delivered.
+    /// Fails if the connection failed (a reset leaves nothing to count).
+    pub fn wait_acked(&self, timeout: Duration) -> io::Result<usize> {
+        let id = self.inner.id;
+        let deadline = deadline_after(Some(timeout));
+        let stack = &self.inner.stack;
+        let mut core = stack.lock();
+        loop {
+            if let Some(e) = core.tcp().error(id) {
+                return Err(io_error(e));
+            }
+            let left = core.tcp().unacked(id);
+            if left == 0 || expired(deadline) {
+                return Ok(left);
+            }
+            core = stack.wait_on(&self.inner.cond, core, deadline);
+        }
+    }
+
     fn trace(&self, call: SocketCall) {
         let unspecified = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
         trace_call(&self.inner.stack, Some(self.inner.id), unspecified, call);

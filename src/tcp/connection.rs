@@ -674,6 +674,12 @@ impl Connection {
         self.recv_buf.readable()
     }
 
+    /// Bytes the application handed over that the peer has not acknowledged yet (queued
+    /// or in flight), like Linux's SIOCOUTQ. Falls as SND.UNA advances.
+    pub fn unacked(&self) -> usize {
+        self.send_buf.len()
+    }
+
     /// A recv would not return WouldBlock.
     pub fn recv_ready(&self) -> bool {
         self.recv_buf.readable() > 0

@@ -1158,6 +1158,13 @@ impl Tcp {
         self.conn(id).is_none_or(|c| c.send_ready())
     }
 
+    /// Bytes handed to [`send`](Self::send) that the peer has not acknowledged yet (0 for
+    /// a stale id), like Linux's SIOCOUTQ: an application watches it fall to see that a
+    /// slow peer is still making progress, and to know when its data was delivered.
+    pub fn unacked(&self, id: ConnId) -> usize {
+        self.conn(id).map_or(0, |c| c.unacked())
+    }
+
     /// The handshake finished (ESTABLISHED or later).
     pub fn is_connected(&self, id: ConnId) -> bool {
         self.conn(id).is_some_and(|c| c.state.is_synchronized())

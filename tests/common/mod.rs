@@ -517,6 +517,18 @@ impl Harness {
         );
     }
 
+    /// Poll the server's log until `done` says so (bounded by `limit`); returns the log.
+    pub fn wait_log(&self, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.server_log();
+            if done(&log) || start.elapsed() >= limit {
+                return log;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Process id of the running server (to send it signals), if one was started.
     pub fn server_pid(&self) -> Option<u32> {
         self.server.as_ref().map(|s| s.id())
