@@ -20,7 +20,7 @@ use tunstack::socket::{TcpListener, TcpStream, UdpSocket};
 use tunstack::stack::{self, Direction, PacketHook, StackConfig, StackHandle};
 use tunstack::stats::{self as stats_report, CountingHandler, HttpCounters};
 use tunstack::trace::http::TracedHandler;
-use tunstack::trace::{Palette, Stepper, Tracer};
+use tunstack::trace::{Palette, SocketCall, SocketEvent, Stepper, TraceEvent, Tracer};
 
 #[derive(Parser)]
 #[command(
@@ -72,8 +72,8 @@ struct LinkArgs {
     #[arg(long)]
     pcap: Option<PathBuf>,
     /// Print a per-layer account of every packet in and out, with what each layer decided
-    /// (state transitions, timers, retransmissions, socket calls, HTTP lines). `serve`
-    /// then uses the threaded runtime, whose thread per connection the trace shows.
+    /// (state transitions, timers, retransmissions, socket calls, HTTP lines), on whichever
+    /// runtime serves; each block names the thread (queue) that handled it.
     #[arg(long)]
     trace: bool,
     /// Seed for ISNs and ephemeral ports (random by default), for reproducible runs.
@@ -156,8 +156,7 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         body_timeout: u64,
         /// Use the classic threaded runtime (a reader thread, a stack thread and a
-        /// blocking thread per connection) instead of the event loop. --trace and --step
-        /// always use it.
+        /// blocking thread per connection) instead of the event loop.
         #[arg(long)]
         threaded: bool,
         /// Open the TUN with this many queues (IFF_MULTI_QUEUE), each served by its own
@@ -232,10 +231,10 @@ fn main() -> ExitCode {
                 },
                 udp_echo,
             };
-            if threaded || step || link.trace {
+            if threaded {
                 serve(&link, step, opts)
             } else {
-                serve_evented(&link, opts, usize::from(queues), !no_offload)
+                serve_evented(&link, step, opts, usize::from(queues), !no_offload)
             }
         }
         Command::Get {
@@ -500,6 +499,9 @@ fn serve(link: &LinkArgs, step: bool, opts: ServeOptions) -> io::Result<()> {
     server.serve(listener)
 }
 
+/// How long a stopping server lets its connections close before resetting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// What ends an evented `serve`: a signal, or a loop that stopped on its own (an error).
 enum ServeEvent {
     Signal(i32),
@@ -512,6 +514,7 @@ enum ServeEvent {
 /// another.
 fn serve_evented(
     link: &LinkArgs,
+    step: bool,
     opts: ServeOptions,
     queues: usize,
     offload: bool,
@@ -570,6 +573,8 @@ fn serve_evented(
     );
 
     let mut stack_config = stack_config(link)?;
+    let tracer = make_tracer(link.trace, step);
+    stack_config.tracer = tracer.clone();
     // One seed for every queue: ISNs and SYN cookies agree whichever queue a packet takes.
     stack_config.seed = Some(link.seed.unwrap_or_else(rand::random));
     // One capture file for all queues: the hook is shared (taken only with --pcap).
@@ -595,7 +600,11 @@ fn serve_evented(
             },
         );
     }
-    let handler: Arc<dyn Handler> = Arc::new(CountingHandler::new(router, http_counters.clone()));
+    let counted = CountingHandler::new(router, http_counters.clone());
+    let handler: Arc<dyn Handler> = match tracer.clone() {
+        Some(t) => Arc::new(TracedHandler::new(counted, t)),
+        None => Arc::new(counted),
+    };
 
     let (events_tx, events_rx) = mpsc::channel::<ServeEvent>();
     let mut handles = Vec::new();
@@ -609,11 +618,20 @@ fn serve_evented(
         });
         let mut ev = EventLoop::new(device, &stack_config, hook)?;
         ev.set_stats_board(board.clone(), i);
+        ev.set_shutdown_grace(SHUTDOWN_GRACE);
         let listener = ev
             .iface_mut()
             .tcp_mut()
             .listen(SocketAddrV4::new(link.ip, port), 0)
             .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e:?}")))?;
+        if let Some(t) = &tracer {
+            t.emit(TraceEvent::Socket(SocketEvent {
+                local: SocketAddrV4::new(link.ip, port).into(),
+                remote: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into(),
+                call: SocketCall::Listen,
+                thread: Some(format!("tunstack-q{i}")),
+            }));
+        }
         let mut server = EventedServer::new(handler.clone(), config.clone(), listener);
         server.set_stats_path("/_stats");
         if let Some(echo_port) = udp_echo {
@@ -679,21 +697,35 @@ fn serve_evented(
         }
     );
     let mut result = Ok(());
+    let mut running = threads.len();
     match events_rx.recv() {
         Ok(ServeEvent::Signal(sig)) => log::info!("signal {sig}: closing connections"),
         Ok(ServeEvent::LoopEnded(i, r)) => {
+            running -= 1;
             log::error!("stack: queue {i} stopped: {r:?}");
             result = r.and(Err(io::Error::other(format!("queue {i} stopped"))));
         }
         Err(_) => {}
     }
     // Every loop closes its connections (FIN, then RST after the grace period) and
-    // publishes its final counters.
+    // publishes its final counters. A loop paused in `--step` (waiting for Enter) does not
+    // hold up the exit: after the grace period its last published counters are used.
     for h in &handles {
         h.stop();
     }
-    for t in threads {
-        let _ = t.join();
+    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE + Duration::from_secs(1);
+    while running > 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match events_rx.recv_timeout(left) {
+            Ok(ServeEvent::LoopEnded(..)) => running -= 1,
+            Ok(ServeEvent::Signal(_)) => {}
+            Err(_) => break,
+        }
+    }
+    if running == 0 {
+        for t in threads {
+            let _ = t.join();
+        }
     }
     if let Some(stats) = board.merged() {
         let text = stats_report::summary(&stats, Some(&http_counters.snapshot()));

@@ -57,6 +57,19 @@ pub enum TraceEvent {
         /// The frame (Ethernet II header and payload).
         bytes: Vec<u8>,
     },
+    /// A super-segment crossed the device with offloads on (TSO out, GRO in): one packet
+    /// of `len` bytes for the stack, `segments` segments of at most `gso_size` payload
+    /// bytes on the wire. The wire segments follow as [`TraceEvent::Packet`]s.
+    SuperSegment {
+        /// Which way it went.
+        dir: Direction,
+        /// Its length as the stack built or took it (IP header included).
+        len: usize,
+        /// How many wire segments it is.
+        segments: usize,
+        /// The MSS the device cuts it at.
+        gso_size: u16,
+    },
     /// A decision of the transport layer.
     Tcp(TcpEvent),
     /// A call on the socket API.
@@ -168,7 +181,7 @@ impl fmt::Debug for Tracer {
 use std::fmt::Write as _;
 
 use crate::ip::ipv4::{self, Ipv4Packet};
-use crate::stack::Direction;
+use crate::link::Direction;
 use crate::tcp::Segment;
 
 /// Describe an IP packet layer by layer. Never fails: what does not parse is said so.

@@ -30,16 +30,18 @@ fn curl_status(h: &Harness, path: &str) -> String {
     run.stdout.trim().to_string()
 }
 
-#[test]
-fn trace_shows_each_layer_and_the_state_machine() {
-    let Some(mut h) = Harness::new("trace_shows_each_layer", &[]) else {
-        return;
-    };
-    h.serve(80, &["--trace"]);
-    assert_eq!(curl_status(&h, "/"), "200");
+/// Serve with `--trace` and `extra` flags, fetch `path` with curl (after the readiness
+/// probe's `GET /`), stop the server and return its log after checking the lines every runtime shows:
+/// link, ip and tcp lines of each packet, the state machine with its causes in causal
+/// order, socket calls, the HTTP lines and the statistics on exit.
+fn traced_curl(h: &mut Harness, extra: &[&str], path: &str) -> String {
+    let mut args = vec!["--trace"];
+    args.extend_from_slice(extra);
+    h.serve(80, &args);
+    assert_eq!(curl_status(h, path), "200");
     // Both connections (the readiness probe and ours) closed: curl closes first, so our
     // side goes CLOSE-WAIT → LAST-ACK → CLOSED.
-    let log = wait_log(&h, SHORT_TIMEOUT, |l| {
+    let log = wait_log(h, SHORT_TIMEOUT, |l| {
         l.matches("LAST-ACK → CLOSED on ACK of FIN").count() >= 2
     });
     let status = h.stop_server(SHORT_TIMEOUT);
@@ -69,9 +71,6 @@ fn trace_shows_each_layer_and_the_state_machine() {
         "LAST-ACK → CLOSED on ACK of FIN",
         // socket calls and the HTTP lines
         "socket accept() → connection from 10.0.0.1:",
-        // the thread-per-connection model: accept on the acceptor, I/O on the connection's
-        "on 10.0.0.2:80  [thread main]",
-        "[thread http 10.0.0.1:",
         "socket read() → ",
         "socket write(",
         "http   request  GET / HTTP/1.1",
@@ -83,6 +82,12 @@ fn trace_shows_each_layer_and_the_state_machine() {
     ] {
         assert!(log.contains(needle), "{needle:?} missing from:\n{log}");
     }
+    // The passive OPEN is shown before any packet, not under an unrelated one.
+    let listen = log.find("CLOSED → LISTEN").expect("listen");
+    assert!(
+        log.find("← in ").is_some_and(|first| listen < first),
+        "LISTEN after a packet:\n{log}"
+    );
     // Causal order for one connection: SYN in, decision, SYN-ACK out, ACK in, ESTABLISHED.
     let syn = log.find(" → 80  [S]  seq 0").expect("SYN");
     let decided = log[syn..].find("LISTEN → SYN-RECEIVED").expect("decision") + syn;
@@ -93,6 +98,64 @@ fn trace_shows_each_layer_and_the_state_machine() {
         + syn_ack;
     assert!(syn < decided && decided < syn_ack && syn_ack < established);
     assert!(!log.contains('\x1b'), "no colours when piped:\n{log}");
+    log
+}
+
+#[test]
+fn trace_shows_each_layer_and_the_state_machine() {
+    let Some(mut h) = Harness::new("trace_shows_each_layer", &[]) else {
+        return;
+    };
+    let log = traced_curl(&mut h, &["--threaded"], "/");
+    // The thread-per-connection model: accept on the acceptor, I/O on the connection's.
+    for needle in [
+        "on 10.0.0.2:80  [thread main]",
+        "[thread http 10.0.0.1:",
+        "  [tunstack]  link ",
+    ] {
+        assert!(log.contains(needle), "{needle:?} missing from:\n{log}");
+    }
+}
+
+#[test]
+fn trace_on_the_event_loop_with_queues_and_offloads() {
+    let Some(mut h) = Harness::new("trace_event_loop", &[]) else {
+        return;
+    };
+    let root = h.dir().join("root");
+    std::fs::create_dir_all(&root).expect("mkdir root");
+    common::write_pattern_file(&root.join("big.bin"), 256 * 1024, 0x7472_6163);
+    let root_arg = root.to_str().expect("utf-8 path").to_string();
+    let log = traced_curl(&mut h, &["--queues", "2", "--root", &root_arg], "/big.bin");
+    assert!(
+        log.contains("(2 queue(s), event loop)"),
+        "not the event loop with two queues:\n{}",
+        tail(&log)
+    );
+    for needle in [
+        // every block names the queue's loop that handled it; calls happen on it too
+        "  [tunstack-q",
+        "[thread tunstack-q",
+        "http   request  GET /big.bin HTTP/1.1",
+        // offloads stay on: the 256 KiB body leaves as TSO super-segments, each shown as
+        // what it is and then as the wire segments it becomes
+        "super-segment of ",
+        "(TSO): the kernel cuts it into ",
+    ] {
+        assert!(
+            log.contains(needle),
+            "{needle:?} missing from:\n{}",
+            tail(&log)
+        );
+    }
+    let sup = log
+        .find("(TSO): the kernel cuts it")
+        .expect("super-segment");
+    assert!(
+        log[sup..].contains("→ out") && log[sup..].contains("  len 1448"),
+        "no wire segments after the super-segment:\n{}",
+        tail(&log)
+    );
 }
 
 #[test]
@@ -214,7 +277,7 @@ print("json ok", t["segments_in"], t["segments_out"])
 
 /// Run `serve --MODE` on a pseudo-terminal (tests/observe_step_driver.py) with one curl;
 /// returns the transcript after checking that curl got its 200.
-fn on_a_terminal(h: &Harness, mode: &str, color: &str) -> String {
+fn on_a_terminal(h: &Harness, mode: &str, color: &str, extra: &[&str]) -> String {
     let driver = h.dir().join("step_driver.py");
     std::fs::write(&driver, include_str!("observe_step_driver.py")).expect("write driver");
     let mut c = std::process::Command::new("python3");
@@ -222,7 +285,8 @@ fn on_a_terminal(h: &Harness, mode: &str, color: &str) -> String {
         .arg(h.ns().name())
         .arg(h.tun())
         .arg(tunstack_bin())
-        .args([mode, color]);
+        .args([mode, color])
+        .args(extra);
     let run = run_bounded(c, Duration::from_secs(150));
     let out = run.stdout.replace('\r', "");
     assert!(run.success(), "driver failed: {run}");
@@ -238,7 +302,7 @@ fn trace_is_coloured_on_a_terminal() {
     let Some(h) = Harness::new("trace_coloured", &["python3"]) else {
         return;
     };
-    let out = on_a_terminal(&h, "trace", "color");
+    let out = on_a_terminal(&h, "trace", "color", &[]);
     // State transitions in bold cyan, layer labels in their colours.
     assert!(
         out.contains("\x1b[1;36m10.0.0.2:80 ↔ 10.0.0.1:"),
@@ -255,7 +319,8 @@ fn step_mode_walks_a_request_through_the_layers() {
     let Some(h) = Harness::new("step_mode", &["python3"]) else {
         return;
     };
-    let out = on_a_terminal(&h, "step", "plain");
+    // The default runtime (the event loop), two queues, offloads on.
+    let out = on_a_terminal(&h, "step", "plain", &["--queues", "2"]);
     for needle in [
         "step link   │ 60 bytes from the TUN  ⇒ the device read a packet; hands it up to ip",
         "step ip     │ 10.0.0.1 → 10.0.0.2",
@@ -280,4 +345,25 @@ fn step_mode_walks_a_request_through_the_layers() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     assert!(prompts >= 10, "only {prompts} pauses:\n{out}");
+    assert!(
+        out.contains("(2 queue(s), event loop)"),
+        "not the event loop:\n{out}"
+    );
+    assert!(
+        out.contains("  [tunstack-q"),
+        "blocks do not name the queue:\n{out}"
+    );
+    // What a packet causes goes out before the next packet is taken: our SYN-ACK is
+    // stepped right after curl's SYN, however slowly the user steps, so curl never has
+    // to repeat its SYN.
+    assert!(
+        !out.contains("the peer repeated its SYN"),
+        "a SYN-ACK waited behind queued packets:\n{out}"
+    );
+    let syn = out.find("LISTEN → SYN-RECEIVED on SYN").expect("SYN");
+    let next_in = out[syn..].find("← in ").map_or(out.len(), |i| i + syn);
+    assert!(
+        out[syn..next_in].contains("[S.]"),
+        "the SYN-ACK is not the next thing stepped after the SYN:\n{out}"
+    );
 }

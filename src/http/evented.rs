@@ -29,6 +29,7 @@ use super::response::FILE_CHUNK;
 use super::server::ServerConfig;
 use crate::stack::evloop::{App, Context};
 use crate::tcp::{ConnId, ListenerId, TcpError};
+use crate::trace::SocketCall;
 use crate::udp::SocketId;
 
 /// Size of the receive buffer shared by all connections.
@@ -184,6 +185,7 @@ impl EventedServer {
         if matches!(entry.kind, Kind::Http(_)) {
             self.live -= 1;
         }
+        cx.trace_socket(entry.id, SocketCall::Close);
         let tcp = cx.iface.tcp_mut();
         if abort {
             tcp.abort(entry.id, cx.now);
@@ -212,6 +214,7 @@ impl EventedServer {
             return;
         };
         while let Some(id) = cx.iface.tcp_mut().accept(listener) {
+            cx.trace_socket(id, SocketCall::Accept);
             let kind = if self.live >= self.config.max_connections {
                 log::warn!(
                     "http: {}: connection limit ({}) reached, answering 503",
@@ -272,7 +275,8 @@ impl EventedServer {
                             .send_with(id, FILE_CHUNK, cx.now, |dst| h.read_file_into(dst));
                         match sent {
                             Ok(0) => break,
-                            Ok(_) => {
+                            Ok(n) => {
+                                cx.trace_socket(id, SocketCall::Write(n));
                                 progress = true;
                                 continue;
                             }
@@ -290,6 +294,7 @@ impl EventedServer {
                 match cx.iface.tcp_mut().send(id, out, cx.now) {
                     Ok(0) => break,
                     Ok(n) => {
+                        cx.trace_socket(id, SocketCall::Write(n));
                         entry.consume(n);
                         progress = true;
                     }
@@ -305,6 +310,7 @@ impl EventedServer {
             if !entry.fin_sent && entry.should_close() {
                 // RFC 9293 §3.10.4 CLOSE: FIN after the queued data.
                 cx.iface.tcp_mut().shutdown(id, cx.now);
+                cx.trace_socket(id, SocketCall::Shutdown);
                 entry.fin_sent = true;
                 entry.linger_until = Some(cx.wall + LINGER);
             }
@@ -314,6 +320,7 @@ impl EventedServer {
             if read {
                 match cx.iface.tcp_mut().recv(id, &mut self.rbuf, cx.now) {
                     Ok(0) => {
+                        cx.trace_socket(id, SocketCall::Read(0));
                         entry.eof = true;
                         if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {
                             h.on_eof(cx.wall);
@@ -321,6 +328,7 @@ impl EventedServer {
                         progress = true;
                     }
                     Ok(n) => {
+                        cx.trace_socket(id, SocketCall::Read(n));
                         reads += 1;
                         let data = self.rbuf.get(..n).unwrap_or_default();
                         if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {

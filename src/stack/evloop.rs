@@ -41,6 +41,7 @@ use crate::link::gso;
 use crate::link::offload::{self, PollDevice, RxMeta, TxMeta};
 use crate::tcp::{ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
+use crate::trace::{SocketCall, SocketEvent, TraceEvent, Tracer};
 use crate::udp::UdpStats;
 
 /// Whether the stack takes the device's offloads (checksums the kernel vouches for,
@@ -80,6 +81,7 @@ pub struct Context<'a> {
     /// Something changed on a UDP socket.
     pub udp_ready: bool,
     stats: StatsSource<'a>,
+    tracer: Option<&'a Tracer>,
 }
 
 struct StatsSource<'a> {
@@ -90,6 +92,28 @@ struct StatsSource<'a> {
 }
 
 impl Context<'_> {
+    /// With a tracer attached (`--trace`, `--step`), report a socket call the application
+    /// made on connection `id`, then the transport layer's decisions it caused. Without
+    /// one this is one `Option` test.
+    pub fn trace_socket(&mut self, id: ConnId, call: SocketCall) {
+        let Some(tracer) = self.tracer else {
+            return;
+        };
+        let tcp = self.iface.tcp_mut();
+        tracer.emit(TraceEvent::Socket(SocketEvent {
+            local: std::net::SocketAddr::V4(tcp.local_addr(id)),
+            remote: std::net::SocketAddr::V4(tcp.peer_addr(id)),
+            call,
+            thread: std::thread::current().name().map(str::to_string),
+        }));
+        emit_tcp(tracer, self.iface);
+    }
+
+    /// The tracer, when `--trace` or `--step` asked for one.
+    pub fn tracer(&self) -> Option<&Tracer> {
+        self.tracer
+    }
+
     /// Publish this loop's statistics now on its [`StatsBoard`] (if it has one), so that
     /// a reader on this thread — a `GET /_stats` handler — sees the current state.
     pub fn publish_stats(&self) {
@@ -227,6 +251,8 @@ struct Wire<D> {
     /// The device carries Ethernet frames (TAP): the capture view cuts the IP packet
     /// inside the frame.
     tap: bool,
+    /// `--trace`/`--step`: every packet that crosses the device is shown.
+    tracer: Option<Tracer>,
 }
 
 impl<D: PollDevice> Wire<D> {
@@ -249,7 +275,7 @@ impl<D: PollDevice> Wire<D> {
         if tail.iter().all(|t| t.is_empty()) {
             return self.send(head, meta, now);
         }
-        if self.faults.is_some() || self.hook.is_some() {
+        if self.faults.is_some() || self.hook.is_some() || self.tracer.is_some() {
             return self.send(&offload::joined(head, tail), meta, now);
         }
         if let Err(e) = self.device.send_gather(head, tail, meta) {
@@ -267,6 +293,16 @@ impl<D: PollDevice> Wire<D> {
     }
 
     fn write(&mut self, packet: &[u8], meta: TxMeta) {
+        if let Some(t) = self.tracer.as_ref() {
+            trace_packet(
+                t,
+                self.tap,
+                Direction::Out,
+                packet,
+                meta.gso_size,
+                meta.csum_partial,
+            );
+        }
         if let Some(hook) = self.hook.as_mut() {
             capture_view(
                 self.tap,
@@ -294,6 +330,40 @@ fn capture_view(tap: bool, packet: &[u8], gso_size: u16, csum: bool, out: &mut d
         gso::view_ethernet(packet, gso_size, csum, out);
     } else {
         gso::view(packet, gso_size, csum, out);
+    }
+}
+
+/// Show one packet that crossed the device: as it is when it is an ordinary one; a
+/// super-segment as what it is (one line) and then as the wire segments it is made of, with
+/// complete checksums (what a capture shows).
+fn trace_packet(tracer: &Tracer, tap: bool, dir: Direction, packet: &[u8], gso: u16, csum: bool) {
+    let event = |bytes: Vec<u8>| match tap {
+        true => TraceEvent::Frame { dir, bytes },
+        false => TraceEvent::Packet { dir, bytes },
+    };
+    if gso == 0 {
+        capture_view(tap, packet, gso, csum, &mut |p| {
+            tracer.emit(event(p.to_vec()))
+        });
+        return;
+    }
+    let mut pieces = Vec::new();
+    capture_view(tap, packet, gso, csum, &mut |p| pieces.push(p.to_vec()));
+    tracer.emit(TraceEvent::SuperSegment {
+        dir,
+        len: packet.len(),
+        segments: pieces.len(),
+        gso_size: gso,
+    });
+    for p in pieces {
+        tracer.emit(event(p));
+    }
+}
+
+/// Hand the transport layer's queued decisions to `tracer`.
+fn emit_tcp(tracer: &Tracer, iface: &mut Interface) {
+    for e in iface.tcp_mut().take_trace_events() {
+        tracer.emit(TraceEvent::Tcp(e));
     }
 }
 
@@ -326,17 +396,20 @@ pub struct EventLoop<D: PollDevice> {
     last_publish: Option<Instant>,
     /// Something happened since the last publication.
     active: bool,
+    /// `--trace`/`--step` (a copy of the one in `wire`, for the layers above the link).
+    tracer: Option<Tracer>,
 }
 
 impl<D: PollDevice> EventLoop<D> {
-    /// A loop for the stack `config` describes on `device`. `config.tracer` is not used
-    /// (the `--trace` view belongs to the threaded runtime); `hook` sees every packet that
+    /// A loop for the stack `config` describes on `device`; `config.tracer` sees every
+    /// packet and every decision (`--trace`, `--step`); `hook` sees every packet that
     /// crosses the device (pcap).
     pub fn new(device: D, config: &StackConfig, hook: Option<PacketHook>) -> io::Result<Self> {
         let seed = config.seed.unwrap_or_else(rand::random);
         let mut iface = Interface::new(config.addr, config.tcp.clone(), seed);
         iface.set_ipv6(config.addr6);
         iface.set_mtu(config.mtu);
+        iface.tcp_mut().set_trace(config.tracer.is_some());
         let faults = config
             .faults
             .clone()
@@ -371,6 +444,7 @@ impl<D: PollDevice> EventLoop<D> {
                 faults,
                 hook,
                 tap: config.ethernet.is_some(),
+                tracer: config.tracer.clone(),
             },
             clock: Clock::new(),
             poll,
@@ -393,6 +467,7 @@ impl<D: PollDevice> EventLoop<D> {
             more_input: true,
             last_publish: None,
             active: true,
+            tracer: config.tracer.clone(),
         })
     }
 
@@ -440,6 +515,9 @@ impl<D: PollDevice> EventLoop<D> {
     /// [`App::shutdown`], FIN on every connection, rounds until they are closed or the
     /// grace period is over, RST for the rest) and publish the final statistics.
     pub fn run(&mut self, app: &mut dyn App) -> io::Result<()> {
+        // What was decided before the first round (the listeners' passive OPEN) is shown
+        // before any packet, not under the first one.
+        self.emit_tcp();
         let mut stop_deadline: Option<Instant> = None;
         loop {
             let cap = stop_deadline.map(|_| STOP_TICK);
@@ -539,6 +617,11 @@ impl<D: PollDevice> EventLoop<D> {
             };
             self.active = true;
             let packet = self.rx_buf.get(..n).unwrap_or_default();
+            let traced = self.tracer.is_some();
+            if let (Some(t), None) = (self.tracer.as_ref(), self.wire.faults.as_ref()) {
+                let csum = meta.csum_trusted;
+                trace_packet(t, self.wire.tap, Direction::In, packet, meta.gso_size, csum);
+            }
             if let Some(hook) = self.wire.hook.as_mut() {
                 capture_view(
                     self.wire.tap,
@@ -554,6 +637,9 @@ impl<D: PollDevice> EventLoop<D> {
                 Some(f) => f.inbound.push(packet.to_vec(), now),
                 None => deliver(&mut self.iface, &mut self.link, packet, meta, now),
             }
+            if traced {
+                self.after_traced_packet(now);
+            }
         }
         self.more_input = true;
         Ok(())
@@ -567,8 +653,31 @@ impl<D: PollDevice> EventLoop<D> {
         while let Some(p) = f.inbound.pop(now) {
             self.due.push(p);
         }
-        for p in self.due.drain(..) {
+        let mut due = std::mem::take(&mut self.due);
+        for p in due.drain(..) {
+            if let Some(t) = self.tracer.as_ref() {
+                trace_packet(t, self.wire.tap, Direction::In, &p, 0, false);
+            }
             deliver(&mut self.iface, &mut self.link, &p, RxMeta::default(), now);
+            if self.tracer.is_some() {
+                self.after_traced_packet(now);
+            }
+        }
+        self.due = due;
+    }
+
+    /// Traced: what one inbound packet caused is shown (the transport layer's decisions)
+    /// and goes out (and is shown) before the next inbound packet is taken, so the trace
+    /// and the stepper read in causal order — a SYN, LISTEN → SYN-RECEIVED, our SYN-ACK.
+    fn after_traced_packet(&mut self, now: Instant) {
+        self.emit_tcp();
+        self.transmit(now);
+    }
+
+    /// Traced: hand the transport layer's queued decisions to the tracer.
+    fn emit_tcp(&mut self) {
+        if let Some(t) = self.tracer.as_ref() {
+            emit_tcp(t, &mut self.iface);
         }
     }
 
@@ -576,6 +685,7 @@ impl<D: PollDevice> EventLoop<D> {
         if self.iface.poll_at().is_some_and(|at| at <= now) {
             self.iface.handle_timeout(now);
             self.active = true;
+            self.emit_tcp();
         }
         if let Some(eth) = self.link.as_mut() {
             if eth.poll_at().is_some_and(|at| at <= now) {
@@ -584,12 +694,14 @@ impl<D: PollDevice> EventLoop<D> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn context<'a>(
         iface: &'a mut Interface,
         link: Option<&'a EthernetLayer>,
         faults: Option<&'a Faults>,
         board: Option<&'a StatsBoard>,
         queue: usize,
+        tracer: Option<&'a Tracer>,
         now: Instant,
         lists: (&'a [ConnId], &'a [ListenerId], bool, bool),
     ) -> Context<'a> {
@@ -607,6 +719,7 @@ impl<D: PollDevice> EventLoop<D> {
                 board,
                 queue,
             },
+            tracer,
         }
     }
 
@@ -633,10 +746,12 @@ impl<D: PollDevice> EventLoop<D> {
                 self.wire.faults.as_ref(),
                 self.board.as_deref(),
                 self.queue,
+                self.tracer.as_ref(),
                 now,
                 (&self.woken, &self.woken_listeners, wake_all, udp),
             );
             app.poll(&mut cx);
+            self.emit_tcp();
         }
     }
 
@@ -651,12 +766,22 @@ impl<D: PollDevice> EventLoop<D> {
                     self.wire.send(&frame, TxMeta::default(), now);
                 }
             }
-            None => {
+            None if self.tracer.is_none() => {
                 while let Some((meta, tail)) = next_packet(&mut self.iface, now, &mut self.tx_buf) {
                     self.wire.send_gather(&self.tx_buf, tail, meta, now);
                 }
             }
+            None => {
+                // Traced: the decisions that building a segment made (a retransmission)
+                // are shown before the segment itself.
+                while let Some((meta, tail)) = next_packet(&mut self.iface, now, &mut self.tx_buf) {
+                    let packet = offload::joined(&self.tx_buf, tail);
+                    self.emit_tcp();
+                    self.wire.send(&packet, meta, now);
+                }
+            }
         }
+        self.emit_tcp();
         self.wire.release_outbound(now);
     }
 
@@ -686,6 +811,7 @@ impl<D: PollDevice> EventLoop<D> {
             self.wire.faults.as_ref(),
             self.board.as_deref(),
             self.queue,
+            self.tracer.as_ref(),
             now,
             (&[], &[], false, false),
         );

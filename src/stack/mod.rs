@@ -42,14 +42,7 @@ use crate::time::{Clock, Instant};
 use crate::trace::{TraceEvent, Tracer};
 use crate::udp::UdpStats;
 
-/// Which way a packet crossed the device (for capture and tracing hooks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// From the link to the stack.
-    In,
-    /// From the stack to the link.
-    Out,
-}
+pub use crate::link::Direction;
 
 /// Called with every packet that crosses the device, outside the lock (pcap, `--trace`).
 pub type PacketHook = Box<dyn FnMut(Direction, &[u8]) + Send>;
@@ -250,8 +243,8 @@ impl StackHandle {
 
     /// Counters of every layer.
     pub fn stats(&self) -> StackStats {
-        // Lock order: the stack thread holds `faults` while it takes `core`, so read the
-        // fault counters before taking `core`.
+        // The stack thread never holds `faults` and `core` together; read the fault
+        // counters first all the same.
         let faults = self
             .shared
             .faults
@@ -531,8 +524,14 @@ where
                 }
                 // Fault injection (link::fault): between the device and the stack, in both
                 // directions; what it holds back (reorder, delay) comes out on its own timer.
-                let mut faults = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(f) = faults.as_mut() {
+                // Not held across the round: a traced round waits for the user in step
+                // mode, and `stats` (GET /_stats, SIGUSR1, the exit) takes this lock.
+                if let Some(f) = shared
+                    .faults
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
                     f.inbound.filter(&mut inbound, shared.clock.now());
                 }
                 let (changed, wake_all) = if let Some(t) = tracer.as_ref() {
@@ -569,11 +568,15 @@ where
                         wake_all,
                     )
                 };
-                if let Some(f) = faults.as_mut() {
+                if let Some(f) = shared
+                    .faults
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
                     f.outbound.filter(&mut outbound, shared.clock.now());
                     next_timer = next_timer.into_iter().chain(f.poll_at()).min();
                 }
-                drop(faults);
                 // Notifying after unlocking is safe: a waiter checks its condition and
                 // starts waiting under the lock, so it either saw the change or is waiting.
                 if changed {
@@ -622,4 +625,65 @@ where
     // ARP) goes out before any packet arrives.
     handle.wake();
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::fault::FaultConfig;
+
+    /// A paused `--step` (a tracer that blocks) must not hold up `stats` (GET /_stats,
+    /// SIGUSR1, the exit), also with fault injection on: the stack thread does not hold
+    /// the fault injectors' lock across a traced round.
+    #[test]
+    fn stats_do_not_wait_for_a_paused_tracer() {
+        let (paused_tx, paused_rx) = mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let paused_tx = Mutex::new(paused_tx);
+        let mut config = StackConfig::new(Ipv4Addr::new(10, 0, 0, 2));
+        config.tracer = Some(Tracer::new(move |_| {
+            // The first event pauses until the test says so, as a stepper waits for Enter.
+            let _ = paused_tx.lock().unwrap_or_else(|e| e.into_inner()).send(());
+            let _ = release_rx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .recv_timeout(Duration::from_secs(30));
+        }));
+        config.faults = Some((
+            FaultConfig {
+                // Faults on (so the injectors exist), none of which hits one packet with
+                // this seed.
+                loss: 0.001,
+                ..FaultConfig::default()
+            },
+            1,
+        ));
+        let mut sent = false;
+        let stack = start(
+            move |buf: &mut [u8]| {
+                if std::mem::replace(&mut sent, true) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                buf[..4].copy_from_slice(&[0x45, 0, 0, 4]);
+                Ok(4)
+            },
+            |_: &[u8]| Ok(()),
+            config,
+            None,
+        )
+        .expect("start");
+        paused_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the tracer was reached");
+        let (done_tx, done_rx) = mpsc::channel();
+        let reader = stack.clone();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(reader.stats());
+        });
+        let stats = done_rx.recv_timeout(Duration::from_secs(10));
+        let _ = release_tx.send(());
+        assert!(stats.is_ok(), "stats waited for the paused tracer");
+    }
 }

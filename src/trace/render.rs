@@ -326,6 +326,16 @@ impl Renderer {
     pub fn event(&mut self, event: &TraceEvent) -> Option<(Layer, String, Emphasis)> {
         match event {
             TraceEvent::Packet { .. } | TraceEvent::Frame { .. } => None,
+            TraceEvent::SuperSegment {
+                dir,
+                len,
+                segments,
+                gso_size,
+            } => Some((
+                Layer::Link,
+                super_segment_text(*dir, *len, *segments, *gso_size),
+                Emphasis::Normal,
+            )),
             TraceEvent::Tcp(e) => Some(self.tcp_event(e)),
             TraceEvent::Socket(e) => Some((Layer::Socket, socket_text(e), Emphasis::Normal)),
             TraceEvent::Http(e) => Some((Layer::Http, http_text(e), Emphasis::Normal)),
@@ -438,6 +448,20 @@ fn explain_drop(reason: &str) -> &'static str {
     }
 }
 
+/// A super-segment, said as what it is for the stack and for the wire.
+fn super_segment_text(dir: Direction, len: usize, segments: usize, gso_size: u16) -> String {
+    match dir {
+        Direction::Out => format!(
+            "super-segment of {len} bytes (TSO): the kernel cuts it into {segments} segment(s) \
+             of {gso_size} payload bytes; as they leave:"
+        ),
+        Direction::In => format!(
+            "super-segment of {len} bytes (GRO): the kernel merged {segments} segment(s) \
+             of {gso_size} payload bytes; the stack takes it as one; as they arrived:"
+        ),
+    }
+}
+
 fn socket_text(e: &SocketEvent) -> String {
     let call = socket_call_text(e);
     match &e.thread {
@@ -508,14 +532,26 @@ impl Printer {
         }
     }
 
-    /// The text for `event` (ends with a newline), stamped with the time since start.
+    /// The text for `event` (ends with a newline), stamped with the time since start and,
+    /// for a packet, the thread that handled it (a queue's loop, or the stack thread).
     pub fn render(&mut self, event: &TraceEvent) -> String {
         let elapsed = self.start.elapsed();
-        self.render_at(event, elapsed)
+        let current = std::thread::current();
+        self.render_on(event, elapsed, current.name())
     }
 
     /// The text for `event` as if `elapsed` had passed since the start (for tests).
     pub fn render_at(&mut self, event: &TraceEvent, elapsed: Duration) -> String {
+        self.render_on(event, elapsed, None)
+    }
+
+    /// The text for `event` as if `elapsed` had passed, handled on `thread`.
+    pub fn render_on(
+        &mut self,
+        event: &TraceEvent,
+        elapsed: Duration,
+        thread: Option<&str>,
+    ) -> String {
         let p = self.palette;
         match event {
             TraceEvent::Packet { dir, bytes } | TraceEvent::Frame { dir, bytes } => {
@@ -534,7 +570,10 @@ impl Printer {
                     .map(|l| l.text.as_str())
                     .unwrap_or_default()
                     .to_string();
-                let head = format!("#{n:<3} {arrow}  +{:.6}s", elapsed.as_secs_f64());
+                let mut head = format!("#{n:<3} {arrow}  +{:.6}s", elapsed.as_secs_f64());
+                if let Some(t) = thread {
+                    let _ = write!(head, "  [{t}]");
+                }
                 let _ = writeln!(
                     out,
                     "{}  {} {}",
