@@ -118,6 +118,9 @@ pub(crate) struct Shared {
     tracer: Option<Tracer>,
     /// The fault injectors (`--loss` etc.), used by the stack thread; here for `stats`.
     faults: Mutex<Option<Faults>>,
+    /// Set when the stack thread has run its last round and ended.
+    stopped: Mutex<bool>,
+    stopped_cond: Condvar,
 }
 
 #[derive(Default)]
@@ -304,11 +307,30 @@ impl StackHandle {
             }
         }
         drop(core);
-        self.wake();
-        // Give the loop a moment to put the resets on the wire, then stop it.
-        std::thread::sleep(Duration::from_millis(20));
+        // The stack thread runs one last round (which puts the resets on the wire) when it
+        // takes the stop; wait for it to end, for at most a second.
         let tx = self.shared.tx.lock().unwrap_or_else(|e| e.into_inner());
         let _ = tx.send(Event::Stop);
+        drop(tx);
+        let limit = std::time::Instant::now() + Duration::from_secs(1);
+        let mut stopped = self
+            .shared
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        while !*stopped {
+            let left = limit.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                log::warn!("stack: the stack thread did not stop within a second");
+                break;
+            }
+            stopped = self
+                .shared
+                .stopped_cond
+                .wait_timeout(stopped, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 }
 
@@ -421,6 +443,8 @@ where
         wake_pending: AtomicBool::new(false),
         tracer: tracer.clone(),
         faults: Mutex::new(faults),
+        stopped: Mutex::new(false),
+        stopped_cond: Condvar::new(),
     });
     let handle = StackHandle {
         shared: shared.clone(),
@@ -514,8 +538,9 @@ where
                     }
                 }
                 if stop {
+                    // One last round first: what the stop left queued (the resets of
+                    // `shutdown`) goes on the wire.
                     log::debug!("stack: stopping");
-                    break;
                 }
                 if let Some(hook) = hook.as_mut() {
                     for p in &inbound {
@@ -619,7 +644,12 @@ where
                         spare.push(p);
                     }
                 }
+                if stop {
+                    break;
+                }
             }
+            *shared.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            shared.stopped_cond.notify_all();
         })?;
     // One round right away, so that what the layers queued at start (TAP: the gratuitous
     // ARP) goes out before any packet arrives.
