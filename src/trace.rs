@@ -2,7 +2,7 @@
 //! decided, for `--trace` and `--step`.
 //!
 //! ```text
-//!  stack thread (event loop)                socket and HTTP threads
+//!  loop thread (event loop) or stack thread  socket and HTTP calls (that thread, or their own)
 //!  packet in ──────────► TraceEvent::Packet   accept() read() write() close() ─► TraceEvent::Socket
 //!  iface.handle_packet                        GET / HTTP/1.1 … 200 OK         ─► TraceEvent::Http
 //!  tcp.take_trace_events ─► TraceEvent::Tcp
@@ -14,8 +14,9 @@
 //! ```
 //!
 //! The protocol core stays sans-IO: `tcp` only *queues* [`TcpEvent`]s (when
-//! [`crate::tcp::Tcp::set_trace`] is on); the stack's event loop drains them right after the
-//! packet or timeout that caused them and hands everything, in order, to the [`Tracer`].
+//! [`crate::tcp::Tcp::set_trace`] is on); the runtime (event loop or stack thread) drains
+//! them right after the packet or timeout that caused them and hands everything, in order,
+//! to the [`Tracer`].
 //! With no tracer configured the cost is an `Option` test per packet and a `bool` test per
 //! would-be event: no copy, no formatting.
 //!

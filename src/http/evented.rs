@@ -38,8 +38,8 @@ const RECV_CHUNK: usize = 64 * 1024;
 /// reset (lingering close, RFC 9112 §9.6: closing with unread input would RST the
 /// response away).
 const LINGER: Duration = Duration::from_secs(2);
-/// Most requests' bytes handed over per connection per round, so that one client
-/// streaming a large body cannot starve the others.
+/// Most `recv` calls (of up to `RECV_CHUNK` bytes each) made for one connection per round,
+/// so that one client streaming a large body cannot starve the others.
 const MAX_READS_PER_ROUND: usize = 16;
 
 /// What a slot serves.

@@ -1,4 +1,5 @@
-//! The stack: the event loop that owns the device and drives the layers and their timers.
+//! The stack: the sans-IO host ([`Interface`]) and the threaded runtime, whose stack thread
+//! owns the device and drives the layers and their timers ([`evloop`] is the other runtime).
 //!
 //! ```text
 //!   reader thread                    stack thread                         socket callers
@@ -14,7 +15,7 @@
 //!
 //! The protocol core ([`Interface`], `tcp::Tcp`) is sans-IO; this module is the only place
 //! that reads the clock for it and that writes to the device. The lock protects the core's
-//! state; it is never held across device I/O (DESIGN principle 5).
+//! state; it is never held across device I/O (docs/architecture.md, principle 5).
 //!
 //! This is the threaded runtime, behind the blocking socket API. [`evloop`] is the other
 //! one: a single thread that owns the device and the stack with no lock at all, and runs

@@ -130,7 +130,7 @@ pub struct Renderer {
 }
 
 /// At most this many directions are remembered; beyond it the map starts afresh, so a
-/// long-running trace cannot grow memory without bound (DESIGN §7).
+/// long-running trace cannot grow memory without bound (docs/architecture.md, principle 7).
 const MAX_TRACKED: usize = 8192;
 
 impl Renderer {
