@@ -591,7 +591,7 @@ fn serve_evented(
         let http = http_counters.clone();
         router.route(
             "/_stats",
-            move |_req: &tunstack::http::Request| match board.merged() {
+            move |_req: &tunstack::http::Request| match stats_report::merge(&board.latest()) {
                 Some(stats) => {
                     let json = stats_report::to_json(&stats, Some(&http.snapshot()));
                     tunstack::http::Response::bytes(200, "application/json", json.into_bytes())
@@ -631,6 +631,10 @@ fn serve_evented(
                 call: SocketCall::Listen,
                 thread: Some(format!("tunstack-q{i}")),
             }));
+            // The passive OPEN it made, next to it rather than under some later packet.
+            for e in ev.iface_mut().tcp_mut().take_trace_events() {
+                t.emit(TraceEvent::Tcp(e));
+            }
         }
         let mut server = EventedServer::new(handler.clone(), config.clone(), listener);
         server.set_stats_path("/_stats");
@@ -665,7 +669,9 @@ fn serve_evented(
             .name("sigusr1".into())
             .spawn(move || {
                 for _ in signals.forever() {
-                    if let Some(stats) = board.fresh(&handles, Duration::from_secs(1)) {
+                    if let Some(stats) =
+                        stats_report::merge(&board.fresh(&handles, Duration::from_secs(1)))
+                    {
                         let text = stats_report::summary(&stats, Some(&http.snapshot()));
                         let mut err = io::stderr().lock();
                         let _ = err.write_all(text.as_bytes());
@@ -727,7 +733,7 @@ fn serve_evented(
             let _ = t.join();
         }
     }
-    if let Some(stats) = board.merged() {
+    if let Some(stats) = stats_report::merge(&board.latest()) {
         let text = stats_report::summary(&stats, Some(&http_counters.snapshot()));
         let mut err = io::stderr().lock();
         let _ = err.write_all(text.as_bytes());

@@ -34,15 +34,15 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{Direction, IfaceStats, Interface, PacketHook, StackConfig, StackStats};
-use crate::link::ethernet_layer::{EthernetLayer, EthernetStats};
+pub use super::round::snapshot;
+use super::round::{self, capture_view, deliver, emit_tcp, trace_packet};
+use super::{Direction, Interface, PacketHook, StackConfig, StackStats};
+use crate::link::ethernet_layer::EthernetLayer;
 use crate::link::fault::Faults;
-use crate::link::gso;
 use crate::link::offload::{self, PollDevice, RxMeta, TxMeta};
-use crate::tcp::{ConnId, ListenerId, State, TcpStats};
+use crate::tcp::{ConnId, ListenerId};
 use crate::time::{Clock, Instant};
 use crate::trace::{SocketCall, SocketEvent, TraceEvent, Tracer};
-use crate::udp::UdpStats;
 
 /// Whether the stack takes the device's offloads (checksums the kernel vouches for,
 /// super-segments in both directions: `Interface::handle_packet_meta`, `set_tso`), so
@@ -140,7 +140,7 @@ pub trait App {
     fn shutdown(&mut self, cx: &mut Context<'_>);
 }
 
-/// The statistics of several loops, published by each, merged for readers (`SIGUSR1`,
+/// The statistics of several loops, published by each, for readers (`SIGUSR1`,
 /// exit, `GET /_stats`). Readers never touch a loop's state; a loop takes this lock only
 /// to publish (on request, or at most every [`STATS_PERIOD`] when active).
 #[derive(Debug)]
@@ -173,20 +173,15 @@ impl StatsBoard {
         self.published.notify_all();
     }
 
-    /// The last published snapshots, merged (`None` before any was published).
-    pub fn merged(&self) -> Option<StackStats> {
-        let slots = self.lock();
-        let mut all = slots.iter().filter_map(|(_, s)| s.as_ref());
-        let mut total = all.next()?.clone();
-        for s in all {
-            merge_stats(&mut total, s);
-        }
-        Some(total)
+    /// The last published snapshot of each loop that published one (add them up with
+    /// [`crate::stats::merge`]).
+    pub fn latest(&self) -> Vec<StackStats> {
+        self.lock().iter().filter_map(|(_, s)| s.clone()).collect()
     }
 
     /// Ask every loop of `handles` for a fresh snapshot and wait up to `timeout` for
-    /// them (a stopped loop does not answer: its last snapshot is used), then merge.
-    pub fn fresh(&self, handles: &[LoopHandle], timeout: Duration) -> Option<StackStats> {
+    /// them (a stopped loop does not answer: its last snapshot is used).
+    pub fn fresh(&self, handles: &[LoopHandle], timeout: Duration) -> Vec<StackStats> {
         let deadline = std::time::Instant::now() + timeout;
         let before: Vec<u64> = self.lock().iter().map(|(n, _)| *n).collect();
         for h in handles {
@@ -206,7 +201,7 @@ impl StatsBoard {
                 .0;
         }
         drop(slots);
-        self.merged()
+        self.latest()
     }
 }
 
@@ -316,54 +311,6 @@ impl<D: PollDevice> Wire<D> {
             // A full device queue drops the packet like a congested link; TCP recovers.
             log::debug!("link: device write failed: {e}");
         }
-    }
-}
-
-/// What a capture (pcap hook) sees of one packet: with offloads, a super-segment is shown
-/// as the MSS-sized segments the wire between two ordinary hosts would carry, with complete
-/// checksums, so a capture reads the same with offloads on or off. Plain packets pass as
-/// they are, without a copy.
-fn capture_view(tap: bool, packet: &[u8], gso_size: u16, csum: bool, out: &mut dyn FnMut(&[u8])) {
-    if gso_size == 0 && !csum {
-        out(packet);
-    } else if tap {
-        gso::view_ethernet(packet, gso_size, csum, out);
-    } else {
-        gso::view(packet, gso_size, csum, out);
-    }
-}
-
-/// Show one packet that crossed the device: as it is when it is an ordinary one; a
-/// super-segment as what it is (one line) and then as the wire segments it is made of, with
-/// complete checksums (what a capture shows).
-fn trace_packet(tracer: &Tracer, tap: bool, dir: Direction, packet: &[u8], gso: u16, csum: bool) {
-    let event = |bytes: Vec<u8>| match tap {
-        true => TraceEvent::Frame { dir, bytes },
-        false => TraceEvent::Packet { dir, bytes },
-    };
-    if gso == 0 {
-        capture_view(tap, packet, gso, csum, &mut |p| {
-            tracer.emit(event(p.to_vec()))
-        });
-        return;
-    }
-    let mut pieces = Vec::new();
-    capture_view(tap, packet, gso, csum, &mut |p| pieces.push(p.to_vec()));
-    tracer.emit(TraceEvent::SuperSegment {
-        dir,
-        len: packet.len(),
-        segments: pieces.len(),
-        gso_size: gso,
-    });
-    for p in pieces {
-        tracer.emit(event(p));
-    }
-}
-
-/// Hand the transport layer's queued decisions to `tracer`.
-fn emit_tcp(tracer: &Tracer, iface: &mut Interface) {
-    for e in iface.tcp_mut().take_trace_events() {
-        tracer.emit(TraceEvent::Tcp(e));
     }
 }
 
@@ -529,7 +476,7 @@ impl<D: PollDevice> EventLoop<D> {
             }
             if let Some(deadline) = stop_deadline {
                 let now = self.clock.now();
-                if !self.any_open() || now >= deadline {
+                if !round::any_open(&self.iface) || now >= deadline {
                     self.finish_stop(now);
                     break;
                 }
@@ -580,15 +527,9 @@ impl<D: PollDevice> EventLoop<D> {
     /// How long to wait: until the first stack, link, fault or application deadline.
     fn wait_time(&self, app: &dyn App, cap: Option<Duration>) -> Option<Duration> {
         let now = self.clock.now();
-        let stack = [
-            self.iface.poll_at(),
-            self.link.as_ref().and_then(EthernetLayer::poll_at),
-            self.wire.faults.as_ref().and_then(Faults::poll_at),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|at| at.saturating_duration_since(now));
+        let stack =
+            round::next_deadline(&self.iface, self.link.as_ref(), self.wire.faults.as_ref())
+                .map(|at| at.saturating_duration_since(now));
         let app = app
             .poll_at()
             .map(|at| at.saturating_duration_since(std::time::Instant::now()));
@@ -682,15 +623,9 @@ impl<D: PollDevice> EventLoop<D> {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        if self.iface.poll_at().is_some_and(|at| at <= now) {
-            self.iface.handle_timeout(now);
+        if round::fire_timers(&mut self.iface, &mut self.link, now) {
             self.active = true;
             self.emit_tcp();
-        }
-        if let Some(eth) = self.link.as_mut() {
-            if eth.poll_at().is_some_and(|at| at <= now) {
-                eth.handle_timeout(now);
-            }
         }
     }
 
@@ -793,14 +728,6 @@ impl<D: PollDevice> EventLoop<D> {
         self.active = false;
     }
 
-    fn any_open(&self) -> bool {
-        self.iface
-            .tcp()
-            .connection_states()
-            .iter()
-            .any(|(_, _, _, s)| is_open(*s))
-    }
-
     /// The graceful stop begins: the application stops accepting, every connection gets
     /// a FIN after its queued data (RFC 9293 §3.10.4 CLOSE).
     fn begin_stop(&mut self, app: &mut dyn App, now: Instant) {
@@ -816,51 +743,15 @@ impl<D: PollDevice> EventLoop<D> {
             (&[], &[], false, false),
         );
         app.shutdown(&mut cx);
-        for (id, _, _, _) in self.iface.tcp().connection_states() {
-            self.iface.tcp_mut().shutdown(id, now);
-        }
+        round::close_all(&mut self.iface, now);
         self.transmit(now);
     }
 
     /// The grace period is over: reset what is still open (RFC 9293 §3.10.5 ABORT).
     fn finish_stop(&mut self, now: Instant) {
-        for (id, _, _, state) in self.iface.tcp().connection_states() {
-            if is_open(state) {
-                self.iface.tcp_mut().abort(id, now);
-            }
-        }
+        round::abort_open(&mut self.iface, now);
         self.transmit(now);
     }
-}
-
-/// Still exchanging data or closing (not CLOSED, TIME-WAIT or a listener).
-fn is_open(state: State) -> bool {
-    !matches!(state, State::Closed | State::TimeWait | State::Listen)
-}
-
-/// One arrival from the device: in TAP mode a frame, which goes through the Ethernet
-/// layer (ARP is answered there; an IP payload continues up).
-fn deliver(
-    iface: &mut Interface,
-    link: &mut Option<EthernetLayer>,
-    bytes: &[u8],
-    meta: RxMeta,
-    now: Instant,
-) {
-    match link.as_mut() {
-        Some(eth) => {
-            if let Some(ip) = eth.handle_frame(bytes, now) {
-                handle_packet(iface, ip, meta, now);
-            }
-        }
-        None => handle_packet(iface, bytes, meta, now),
-    }
-}
-
-/// The stack takes one IP packet; with offloads the metadata says whether the kernel
-/// vouches for the checksum and whether this is a coalesced super-segment.
-fn handle_packet(iface: &mut Interface, bytes: &[u8], meta: RxMeta, now: Instant) {
-    iface.handle_packet_meta(bytes, meta, now);
 }
 
 /// The next packet to send: its headers (or all of it) built into `buf`, the rest of its
@@ -876,182 +767,6 @@ fn next_packet<'a>(
 /// Let TCP build super-segments of up to 64 KiB that the device splits (TSO).
 fn enable_tso(iface: &mut Interface) {
     iface.set_tso(Some(crate::link::offload::MAX_SUPER_PACKET));
-}
-
-/// Every layer's counters of one stack.
-pub fn snapshot(
-    iface: &Interface,
-    link: Option<&EthernetLayer>,
-    faults: Option<&Faults>,
-) -> StackStats {
-    let states = iface.tcp().state_counts();
-    StackStats {
-        ip: iface.stats().clone(),
-        tcp: iface.tcp().stats().clone(),
-        udp: iface.udp().stats().clone(),
-        link: link.map(EthernetLayer::stats),
-        states,
-        faults: faults.map(Faults::stats).unwrap_or_default(),
-    }
-}
-
-fn add_map(
-    into: &mut std::collections::BTreeMap<&'static str, u64>,
-    from: &std::collections::BTreeMap<&'static str, u64>,
-) {
-    for (k, v) in from {
-        *into.entry(k).or_insert(0) += v;
-    }
-}
-
-/// Add `other`'s counters to `into` (several queues' stacks reported as one). Every
-/// field is named, so that a new counter cannot be forgotten here silently.
-pub fn merge_stats(into: &mut StackStats, other: &StackStats) {
-    merge_ip(&mut into.ip, &other.ip);
-    merge_tcp(&mut into.tcp, &other.tcp);
-    merge_udp(&mut into.udp, &other.udp);
-    match (into.link.as_mut(), other.link.as_ref()) {
-        (Some(a), Some(b)) => merge_link(a, b),
-        (None, Some(b)) => into.link = Some(b.clone()),
-        _ => {}
-    }
-    for (state, n) in &other.states {
-        match into.states.iter_mut().find(|(s, _)| s == state) {
-            Some((_, m)) => *m += n,
-            None => into.states.push((*state, *n)),
-        }
-    }
-    into.faults.add(&other.faults);
-}
-
-fn merge_ip(a: &mut IfaceStats, b: &IfaceStats) {
-    let IfaceStats {
-        packets_in,
-        packets_out,
-        echo_replies,
-        drops,
-        frag,
-        datagrams_fragmented,
-        time_exceeded_sent,
-        icmp_errors,
-        super_packets_in,
-        super_packets_out,
-    } = b;
-    a.super_packets_in += super_packets_in;
-    a.super_packets_out += super_packets_out;
-    a.packets_in += packets_in;
-    a.packets_out += packets_out;
-    a.echo_replies += echo_replies;
-    add_map(&mut a.drops, drops);
-    let crate::ip::frag::FragStats {
-        fragments_in,
-        reassembled,
-        timeouts,
-        overlaps,
-        duplicates,
-        too_big,
-        malformed,
-        memory_full,
-    } = frag;
-    a.frag.fragments_in += fragments_in;
-    a.frag.reassembled += reassembled;
-    a.frag.timeouts += timeouts;
-    a.frag.overlaps += overlaps;
-    a.frag.duplicates += duplicates;
-    a.frag.too_big += too_big;
-    a.frag.malformed += malformed;
-    a.frag.memory_full += memory_full;
-    a.datagrams_fragmented += datagrams_fragmented;
-    a.time_exceeded_sent += time_exceeded_sent;
-    add_map(&mut a.icmp_errors, icmp_errors);
-}
-
-fn merge_tcp(a: &mut TcpStats, b: &TcpStats) {
-    let TcpStats {
-        segments_in,
-        segments_out,
-        retransmits,
-        resets_sent,
-        resets_received,
-        dropped,
-        drops,
-        connections_opened,
-        connections_accepted,
-        listen_overflows,
-        timeouts,
-        window_probes,
-        rto_expirations,
-        fast_retransmits,
-        acks_rate_limited,
-        tail_loss_probes,
-        time_wait_reclaimed,
-        lost_retransmits,
-        paws_rejected,
-        delayed_acks,
-        keepalive_probes,
-        syn_cookies_sent,
-        syn_cookies_validated,
-        syn_cookies_failed,
-        super_segments_out,
-    } = b;
-    a.super_segments_out += super_segments_out;
-    a.segments_in += segments_in;
-    a.segments_out += segments_out;
-    a.retransmits += retransmits;
-    a.resets_sent += resets_sent;
-    a.resets_received += resets_received;
-    a.dropped += dropped;
-    add_map(&mut a.drops, drops);
-    a.connections_opened += connections_opened;
-    a.connections_accepted += connections_accepted;
-    a.listen_overflows += listen_overflows;
-    a.timeouts += timeouts;
-    a.window_probes += window_probes;
-    a.rto_expirations += rto_expirations;
-    a.fast_retransmits += fast_retransmits;
-    a.acks_rate_limited += acks_rate_limited;
-    a.tail_loss_probes += tail_loss_probes;
-    a.time_wait_reclaimed += time_wait_reclaimed;
-    a.lost_retransmits += lost_retransmits;
-    a.paws_rejected += paws_rejected;
-    a.delayed_acks += delayed_acks;
-    a.keepalive_probes += keepalive_probes;
-    a.syn_cookies_sent += syn_cookies_sent;
-    a.syn_cookies_validated += syn_cookies_validated;
-    a.syn_cookies_failed += syn_cookies_failed;
-}
-
-fn merge_udp(a: &mut UdpStats, b: &UdpStats) {
-    let UdpStats {
-        datagrams_in,
-        datagrams_out,
-        delivered,
-        no_port,
-        queue_drops,
-        drops,
-    } = b;
-    a.datagrams_in += datagrams_in;
-    a.datagrams_out += datagrams_out;
-    a.delivered += delivered;
-    a.no_port += no_port;
-    a.queue_drops += queue_drops;
-    add_map(&mut a.drops, drops);
-}
-
-/// TAP mode with several queues: frames and drops add up; the ARP counters too.
-fn merge_link(a: &mut EthernetStats, b: &EthernetStats) {
-    a.frames_in += b.frames_in;
-    a.frames_out += b.frames_out;
-    add_map(&mut a.drops, &b.drops);
-    a.arp.requests_sent += b.arp.requests_sent;
-    a.arp.requests_received += b.arp.requests_received;
-    a.arp.replies_sent += b.arp.replies_sent;
-    a.arp.replies_received += b.arp.replies_received;
-    a.arp.resolved += b.arp.resolved;
-    a.arp.timeouts += b.arp.timeouts;
-    a.arp.queue_drops += b.arp.queue_drops;
-    a.arp.evictions += b.arp.evictions;
-    a.arp.conflicts += b.arp.conflicts;
 }
 
 #[cfg(test)]
@@ -1201,9 +916,10 @@ pub(crate) mod tests {
         });
         assert_eq!(got, b"hello, loop");
 
-        let stats = board
-            .fresh(std::slice::from_ref(&handle), Duration::from_secs(10))
-            .expect("published");
+        let stats = crate::stats::merge(
+            &board.fresh(std::slice::from_ref(&handle), Duration::from_secs(10)),
+        )
+        .expect("published");
         assert_eq!(stats.tcp.connections_accepted, 1);
         assert!(stats.ip.packets_in >= 2, "{:?}", stats.ip);
 
@@ -1219,28 +935,7 @@ pub(crate) mod tests {
             eof && thread.is_finished()
         });
         thread.join().expect("loop thread");
-        let last = board.merged().expect("final stats");
+        let last = crate::stats::merge(&board.latest()).expect("final stats");
         assert!(last.tcp.segments_out >= 3, "{:?}", last.tcp);
-    }
-
-    #[test]
-    fn merged_stats_add_up() {
-        let mut a = snapshot(
-            &Interface::new(SERVER, crate::tcp::Config::default(), 1),
-            None,
-            None,
-        );
-        a.tcp.segments_in = 2;
-        a.ip.drops.insert("bad-checksum", 1);
-        a.states.push((State::Established, 3));
-        let mut b = a.clone();
-        b.states.push((State::TimeWait, 1));
-        merge_stats(&mut a, &b);
-        assert_eq!(a.tcp.segments_in, 4);
-        assert_eq!(a.ip.drops.get("bad-checksum"), Some(&2));
-        assert_eq!(
-            a.states,
-            vec![(State::Established, 6), (State::TimeWait, 1)]
-        );
     }
 }

@@ -24,6 +24,7 @@
 pub mod evloop;
 mod iface;
 mod observe;
+mod round;
 
 pub use iface::{IfaceStats, Interface, DEFAULT_TTL};
 
@@ -38,9 +39,10 @@ use std::time::Duration;
 
 use crate::link::ethernet_layer::{EthernetConfig, EthernetLayer, EthernetStats};
 use crate::link::fault::{FaultConfig, FaultStats, Faults};
+use crate::link::offload::RxMeta;
 use crate::tcp::{self, ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
-use crate::trace::{TraceEvent, Tracer};
+use crate::trace::Tracer;
 use crate::udp::UdpStats;
 
 pub use crate::link::Direction;
@@ -136,7 +138,7 @@ pub struct StackHandle {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// A snapshot of every layer's counters.
+/// A snapshot of every layer's counters ([`evloop::snapshot`] takes one).
 #[derive(Debug, Clone)]
 pub struct StackStats {
     /// Internet layer and demultiplexing.
@@ -258,22 +260,10 @@ impl StackHandle {
             .map(Faults::stats)
             .unwrap_or_default();
         let core = self.lock();
-        let states = core.tcp().state_counts();
-        let link = self
-            .shared
-            .link
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|l| l.stats());
-        StackStats {
-            ip: core.stats().clone(),
-            tcp: core.tcp().stats().clone(),
-            udp: core.udp().stats().clone(),
-            link,
-            states,
-            faults,
-        }
+        let link = self.shared.link.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stats = round::snapshot(&core, link.as_ref(), None);
+        stats.faults = faults;
+        stats
     }
 
     /// Close every connection gracefully (FIN), wait up to `grace` for the closes to
@@ -281,32 +271,18 @@ impl StackHandle {
     pub fn shutdown(&self, grace: Duration) {
         let deadline = std::time::Instant::now() + grace;
         {
-            let mut core = self.lock();
             let now = self.now();
-            let conns = core.tcp().connection_states();
-            for (id, _, _, _) in conns {
-                core.tcp_mut().shutdown(id, now);
-            }
+            round::close_all(&mut self.lock(), now);
         }
         self.wake();
         let mut core = self.lock();
         loop {
-            let open =
-                core.tcp().connection_states().iter().any(|(_, _, _, s)| {
-                    !matches!(s, State::Closed | State::TimeWait | State::Listen)
-                });
-            if !open || std::time::Instant::now() >= deadline {
+            if !round::any_open(&core) || std::time::Instant::now() >= deadline {
                 break;
             }
             core = self.wait(core, Some(deadline));
         }
-        let now = self.now();
-        let conns = core.tcp().connection_states();
-        for (id, _, _, state) in conns {
-            if !matches!(state, State::Closed | State::TimeWait | State::Listen) {
-                core.tcp_mut().abort(id, now);
-            }
-        }
+        round::abort_open(&mut core, self.now());
         drop(core);
         // The stack thread runs one last round (which puts the resets on the wire) when it
         // takes the stop; wait for it to end, for at most a second.
@@ -335,19 +311,6 @@ impl StackHandle {
     }
 }
 
-/// One arrival from the device to the host: in TAP mode a frame, which goes through the
-/// Ethernet layer (ARP is answered there; an IPv4 payload continues up).
-fn deliver(core: &mut Interface, link: &mut Option<EthernetLayer>, p: &[u8], now: Instant) {
-    match link.as_mut() {
-        Some(eth) => {
-            if let Some(ip) = eth.handle_frame(p, now) {
-                core.handle_packet(ip, now);
-            }
-        }
-        None => core.handle_packet(p, now),
-    }
-}
-
 /// Fire the due timers of the host and the Ethernet layer, collect what to put on the
 /// device into `outbound` (frames in TAP mode), and return the next deadline.
 fn timers_and_transmit(
@@ -357,14 +320,7 @@ fn timers_and_transmit(
     outbound: &mut Vec<Vec<u8>>,
     spare: &mut Vec<Vec<u8>>,
 ) -> Option<Instant> {
-    if core.poll_at().is_some_and(|at| at <= now) {
-        core.handle_timeout(now);
-    }
-    if let Some(eth) = link.as_mut() {
-        if eth.poll_at().is_some_and(|at| at <= now) {
-            eth.handle_timeout(now);
-        }
-    }
+    round::fire_timers(core, link, now);
     match link.as_mut() {
         Some(eth) => {
             while let Some(p) = core.poll_transmit(now) {
@@ -384,26 +340,12 @@ fn timers_and_transmit(
             outbound.push(p);
         },
     }
-    let mut next = core.poll_at();
     if let Some(eth) = link.as_mut() {
         while let Some(frame) = eth.poll_transmit() {
             outbound.push(frame);
         }
-        next = match (next, eth.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
     }
-    next
-}
-
-/// The trace event for what crossed the device: a frame on a TAP, a packet on a TUN.
-fn packet_event(tap: bool, dir: Direction, bytes: Vec<u8>) -> TraceEvent {
-    if tap {
-        TraceEvent::Frame { dir, bytes }
-    } else {
-        TraceEvent::Packet { dir, bytes }
-    }
+    round::next_deadline(core, link.as_ref(), None)
 }
 
 /// Start a stack on a device given as its two halves: `read` blocks until one IP packet
@@ -577,7 +519,7 @@ where
                     let mut link = shared.link.lock().unwrap_or_else(|e| e.into_inner());
                     let now = shared.clock.now();
                     for p in inbound.drain(..) {
-                        deliver(&mut core, &mut link, &p, now);
+                        round::deliver(&mut core, &mut link, &p, RxMeta::default(), now);
                         // Back to the reader (it is gone only when we are stopping).
                         let _ = pool_tx.send(p);
                     }
@@ -632,7 +574,7 @@ where
                 }
                 for p in outbound.drain(..) {
                     if let Some(t) = tracer.as_ref() {
-                        t.emit(packet_event(tap, Direction::Out, p.clone()));
+                        round::trace_packet(t, tap, Direction::Out, &p, 0, false);
                     }
                     if let Some(hook) = hook.as_mut() {
                         hook(Direction::Out, &p);
