@@ -10,6 +10,8 @@
 # namespace, and the namespace is deleted on exit (also on Ctrl-C or error).
 # Set RUST_LOG (e.g. RUST_LOG=tunstack=debug) to see each layer's view of the requests;
 # TUNSTACK_BIN=/path/to/tunstack uses that binary instead of building one.
+# It needs root: `sudo` (the build then runs as the user who typed sudo, so target/ stays
+# theirs) or a root shell as it is (the build then runs as root).
 set -euo pipefail
 
 keep=0
@@ -23,7 +25,7 @@ while [[ $# -gt 0 ]]; do
         break
         ;;
     *)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2
         ;;
     esac
@@ -44,16 +46,11 @@ repo="$(cd "$here/.." && pwd)"
 # shellcheck source=scripts/netns.sh
 source "$here/netns.sh"
 
-# cargo may live in ~/.cargo/bin, which a plain `sudo` drops from PATH.
-if ! command -v cargo >/dev/null 2>&1; then
-    sudo_home=""
-    if [[ -n "${SUDO_USER:-}" ]]; then
-        sudo_home="$(getent passwd "$SUDO_USER" | cut -d: -f6)"
-    fi
-    for env in "${HOME:-/root}/.cargo/env" /root/.cargo/env "${sudo_home:-/nonexistent}/.cargo/env"; do
-        # shellcheck disable=SC1090
-        [[ -f "$env" ]] && source "$env" && break
-    done
+# Under sudo, build as the user who typed it: a root build would leave a root-owned
+# target/ that their own `cargo build` can no longer write.
+build_user=""
+if [[ -n "${SUDO_USER:-}" && "$SUDO_USER" != root ]]; then
+    build_user="$SUDO_USER"
 fi
 
 ns="tunstack-demo-$$"
@@ -62,19 +59,23 @@ host_ip="10.0.0.1/24"
 stack_ip="10.0.0.2"
 log="$(mktemp -t tunstack-demo.XXXXXX.log)"
 server_pid=""
+tail_pid=""
+# How much of the log has been shown: the rest (the exit statistics) is shown at the end.
+log_shown=0
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
         echo "== stopping tunstack (SIGTERM)"
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
+        tunstack_stop "$server_pid"
+        if [[ -n "$tail_pid" ]]; then
+            # `tail --pid` prints what the server wrote last, then ends by itself.
+            wait "$tail_pid" 2>/dev/null || true
+        else
+            echo "== what tunstack printed as it exited (its statistics)"
+            tail -c +$((log_shown + 1)) "$log"
+        fi
     fi
     netns_delete "$ns" || true
     rm -f "$log"
@@ -87,9 +88,29 @@ if [[ -n "${TUNSTACK_BIN:-}" ]]; then
     bin="$TUNSTACK_BIN"
     echo "== using TUNSTACK_BIN=$bin (no build)"
 else
-    echo "== building (cargo build --release)"
-    (cd "$repo" && cargo build --release)
     bin="$repo/target/release/tunstack"
+    if [[ -n "$build_user" ]]; then
+        echo "== building as $build_user (cargo build --release)"
+        # A login shell finds cargo in ~/.cargo/bin, which sudo's PATH lacks.
+        if ! sudo -u "$build_user" -H -- bash -lc \
+            '[[ -f ~/.cargo/env ]] && source ~/.cargo/env; cd "$1" && cargo build --release' \
+            build "$repo"; then
+            echo "demo.sh: the build as $build_user failed (see above). Is Rust installed for $build_user" >&2
+            echo "  (rustup)? Did an earlier root build leave target/ owned by root? Then:" >&2
+            echo "  sudo chown -R $build_user: $repo/target" >&2
+            exit 1
+        fi
+    else
+        # cargo may live in ~/.cargo/bin, which a non-login root shell may not have on PATH.
+        if ! command -v cargo >/dev/null 2>&1; then
+            for env in "${HOME:-/root}/.cargo/env" /root/.cargo/env; do
+                # shellcheck disable=SC1090
+                [[ -f "$env" ]] && source "$env" && break
+            done
+        fi
+        echo "== building (cargo build --release)"
+        (cd "$repo" && cargo build --release)
+    fi
 fi
 
 echo "== namespace $ns, TUN $tun: kernel side $host_ip, tunstack answers as $stack_ip"
@@ -99,24 +120,7 @@ RUST_LOG="${RUST_LOG:-info}" ip netns exec "$ns" "$bin" serve \
 server_pid=$!
 
 # Poll until the server answers; the "listening" log line is informative only.
-ready=0
-for _ in $(seq 150); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "demo.sh: tunstack exited early; its log:" >&2
-        cat "$log" >&2
-        exit 1
-    fi
-    if ip netns exec "$ns" curl -s -o /dev/null --max-time 1 "http://$stack_ip/"; then
-        ready=1
-        break
-    fi
-    sleep 0.2
-done
-if ((ready == 0)); then
-    echo "demo.sh: tunstack did not answer within 30 s; its log:" >&2
-    cat "$log" >&2
-    exit 1
-fi
+tunstack_wait_ready "$ns" "$server_pid" "http://$stack_ip/" "$log"
 
 echo
 echo "== ping -c 2 $stack_ip   (ICMP echo, answered by src/ip/icmp.rs)"
@@ -132,6 +136,7 @@ echo
 echo
 echo "== server log so far"
 cat "$log"
+log_shown="$(stat -c %s "$log")"
 
 if ((keep == 1)); then
     echo
@@ -139,8 +144,7 @@ if ((keep == 1)); then
     echo "     sudo ip netns exec $ns curl -v http://$stack_ip/"
     echo "     sudo ip netns exec $ns tshark -i $tun"
     echo "   Ctrl-C here stops it and deletes the namespace."
-    tail -f "$log" &
+    tail -c +$((log_shown + 1)) -f --pid="$server_pid" "$log" &
     tail_pid=$!
     wait "$server_pid" || true
-    kill "$tail_pid" 2>/dev/null || true
 fi
