@@ -307,11 +307,36 @@ impl Renderer {
         if !seg.payload.is_empty() {
             let _ = write!(t, "  len {}", seg.payload.len());
         }
-        let opts = seg.options.to_string();
+        let opts = if seg.options.sack_blocks.is_empty() {
+            seg.options.to_string()
+        } else {
+            // SACK blocks acknowledge the receiver's sequence space: relative like `ack`.
+            let mut plain = seg.options.clone();
+            plain.sack_blocks.clear();
+            let mut o = plain.to_string();
+            let blocks: String = seg
+                .options
+                .sack_blocks
+                .iter()
+                .map(|(l, r)| format!("{{{}:{}}}", self.rel(dst, src, *l), self.rel(dst, src, *r)))
+                .collect();
+            match o.pop() {
+                Some('>') => format!("{o},sack {blocks}>"),
+                _ => format!("<sack {blocks}>"),
+            }
+        };
         if !opts.is_empty() {
             let _ = write!(t, "  {opts}");
         }
         t
+    }
+
+    /// `seq` relative to the ISN of `from → to`, or absolute when that ISN is unknown.
+    fn rel(&self, from: SocketAddrV4, to: SocketAddrV4, seq: SeqNum) -> u32 {
+        match self.isn.get(&(from, to)) {
+            Some(isn) => seq.0.wrapping_sub(isn.0),
+            None => seq.0,
+        }
     }
 
     /// `n (abs N)` relative to the ISN of `from → to`, or just `N` when unknown.
@@ -375,6 +400,28 @@ impl Renderer {
                 ),
                 Emphasis::Alarm,
             ),
+            TcpEventKind::DuplicateAck {
+                seq,
+                count,
+                threshold,
+                in_recovery,
+            } => {
+                let seq = self.seq_text(e.local, e.remote, *seq);
+                let why = if *in_recovery {
+                    "in fast recovery: one more segment left the network, so one more may be \
+                     sent (RFC 5681 §3.2, RFC 6675 §5)"
+                        .to_string()
+                } else {
+                    format!(
+                        "the peer got a segment above a gap (ours lost or reordered); \
+                         fast retransmit at {threshold} (RFC 5681 §3.2)"
+                    )
+                };
+                (
+                    format!("duplicate ACK #{count} of seq {seq}: {why}"),
+                    Emphasis::Alarm,
+                )
+            }
             TcpEventKind::Retransmission { seq, len } => (
                 format!(
                     "retransmitting seq {} len {len}: sent before, not yet acknowledged",

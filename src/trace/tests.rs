@@ -502,3 +502,48 @@ fn step_commands_parse() {
     assert_eq!(StepCommand::parse("q"), StepCommand::Quit);
     assert_eq!(StepCommand::parse("what"), StepCommand::Next);
 }
+
+#[test]
+fn duplicate_acks_are_explained_before_the_fast_retransmit() {
+    let mut p = Pair::new();
+    let listener = p
+        .server
+        .tcp_mut()
+        .listen(SocketAddrV4::new(SERVER, 80), 8)
+        .expect("listen");
+    let now = p.now;
+    p.client
+        .tcp_mut()
+        .connect(
+            SocketAddrV4::new(CLIENT, 0),
+            SocketAddrV4::new(SERVER, 80),
+            now,
+        )
+        .expect("connect");
+    p.pump();
+    let id = p.server.tcp_mut().accept(listener).expect("accepted");
+    let data = vec![7u8; 6 * 1448];
+    assert_eq!(p.server.tcp_mut().send(id, &data, now), Ok(data.len()));
+    // The first data segment is lost; the five after it reach the client, which answers
+    // each with a duplicate ACK (whose SACK block is shown relative, like the ACK).
+    let mut first = true;
+    while let Some(pkt) = p.server.poll_transmit(now) {
+        p.show(TraceEvent::Packet {
+            dir: Direction::Out,
+            bytes: pkt.clone(),
+        });
+        if !std::mem::replace(&mut first, false) {
+            p.client.handle_packet(&pkt, now);
+        }
+    }
+    p.pump();
+    let t = &p.trace;
+    // With SACK the first duplicate ACK already proves the segment lost (RFC 6675 IsLost);
+    // each one after it is explained as what it means in recovery.
+    let fast = index_of(t, "fast retransmit of seq 1 (abs ");
+    let second = index_of(t, "duplicate ACK #2 of seq 1 (abs ");
+    index_of(t, "in fast recovery: one more segment left the network");
+    assert!(fast < second, "{t}");
+    // SACK blocks are relative, like the ACK.
+    index_of(t, ",sack {1449:8689}>");
+}
