@@ -21,7 +21,7 @@ use crate::socket::{TcpListener, UdpSocket};
 use crate::stack::{self, Direction, PacketHook, StackConfig, StackHandle, StackStats};
 use crate::stats::{self as stats_report, CountingHandler, HttpCounters};
 use crate::trace::http::TracedHandler;
-use crate::trace::{Palette, SocketCall, SocketEvent, Stepper, TraceEvent, Tracer};
+use crate::trace::{Palette, Stepper, Tracer};
 
 /// Where the stack lives: the device, the addresses, capture, tracing and faults.
 #[derive(Debug, Clone)]
@@ -451,22 +451,8 @@ fn serve_evented(
         ev.set_stats_board(board.clone(), i);
         ev.set_shutdown_grace(SHUTDOWN_GRACE);
         let listener = ev
-            .iface_mut()
-            .tcp_mut()
             .listen(SocketAddrV4::new(link.ip, port), 0)
             .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e:?}")))?;
-        if let Some(t) = &tracer {
-            t.emit(TraceEvent::Socket(SocketEvent {
-                local: SocketAddrV4::new(link.ip, port).into(),
-                remote: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into(),
-                call: SocketCall::Listen,
-                thread: Some(format!("tunstack-q{i}")),
-            }));
-            // The passive OPEN it made, next to it rather than under some later packet.
-            for e in ev.iface_mut().tcp_mut().take_trace_events() {
-                t.emit(TraceEvent::Tcp(e));
-            }
-        }
         let mut server = EventedServer::new(handler.clone(), config.clone(), listener);
         server.set_stats_path("/_stats");
         if let Some(echo_port) = udp_echo {

@@ -87,8 +87,11 @@ fn traced_curl(h: &mut Harness, extra: &[&str], path: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         if line.contains("CLOSED → LISTEN") {
+            // (With several queues another loop's lines may come between the two.)
             assert!(
-                i > 0 && lines[i - 1].contains("socket listen(10.0.0.2:80)"),
+                lines[i.saturating_sub(6)..i]
+                    .iter()
+                    .any(|l| l.contains("socket listen(10.0.0.2:80)")),
                 "LISTEN not next to its listen():\n{log}"
             );
         }
@@ -372,5 +375,81 @@ fn step_mode_walks_a_request_through_the_layers() {
     assert!(
         out[syn..next_in].contains("[S.]"),
         "the SYN-ACK is not the next thing stepped after the SYN:\n{out}"
+    );
+}
+
+/// Drives `serve --step` on a pseudo-terminal and never presses Enter: SIGUSR1 must still
+/// print the statistics and SIGTERM must still end the server (argv: NS TUN BIN).
+const PAUSED_DRIVER: &str = r#"
+import os, pty, select, signal, subprocess, sys, time
+ns, tun, binary = sys.argv[1], sys.argv[2], sys.argv[3]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["NO_COLOR"] = "1"
+    os.execvp("ip", ["ip", "netns", "exec", ns, binary, "serve", "--step", "--tun", tun,
+                     "--host-ip", "10.0.0.1/24", "--ip", "10.0.0.2", "--port", "80"])
+out = bytearray()
+def read_until(pred, limit):
+    end = time.time() + limit
+    while time.time() < end and not pred():
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            out.extend(chunk)
+read_until(lambda: b"http: listening" in out, 30)
+curl = subprocess.Popen(["ip", "netns", "exec", ns, "curl", "-s", "--max-time", "20",
+                         "-o", "/dev/null", "http://10.0.0.2/"])
+read_until(lambda: b"step> " in out, 30)
+paused = b"step> " in out
+os.kill(pid, signal.SIGUSR1)
+read_until(lambda: b"tunstack statistics (per layer)" in out, 10)
+usr1 = b"tunstack statistics (per layer)" in out
+os.kill(pid, signal.SIGTERM)
+start = time.time()
+exited = False
+while time.time() - start < 15:
+    done, _ = os.waitpid(pid, os.WNOHANG)
+    if done:
+        exited = True
+        break
+    read_until(lambda: False, 0.1)
+took = time.time() - start
+if not exited:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+curl.kill()
+curl.wait()
+sys.stdout.write(out.decode("utf-8", "replace"))
+print(f"\nPAUSED={paused} USR1={usr1} EXITED={exited} TOOK={took:.1f}")
+"#;
+
+#[test]
+fn a_paused_step_does_not_hold_up_the_statistics_or_the_exit() {
+    let Some(h) = Harness::new("step_paused", &["python3"]) else {
+        return;
+    };
+    let driver = h.dir().join("paused_driver.py");
+    std::fs::write(&driver, PAUSED_DRIVER).expect("write driver");
+    let mut c = std::process::Command::new("python3");
+    c.arg(&driver)
+        .arg(h.ns().name())
+        .arg(h.tun())
+        .arg(tunstack_bin());
+    let run = run_bounded(c, Duration::from_secs(120));
+    let out = run.stdout.replace('\r', "");
+    assert!(run.success(), "driver failed: {run}");
+    assert!(out.contains("PAUSED=True"), "never paused:\n{out}");
+    assert!(
+        out.contains("USR1=True"),
+        "SIGUSR1 waited for Enter:\n{out}"
+    );
+    assert!(
+        out.contains("EXITED=True"),
+        "SIGTERM waited for Enter:\n{out}"
     );
 }

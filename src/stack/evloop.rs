@@ -345,6 +345,9 @@ pub struct EventLoop<D: PollDevice> {
     active: bool,
     /// `--trace`/`--step` (a copy of the one in `wire`, for the layers above the link).
     tracer: Option<Tracer>,
+    /// Socket calls made before [`EventLoop::run`] (a listen), shown on the loop's thread
+    /// when it starts: a stepper pauses there, not the thread that set the loop up.
+    pending: Vec<SocketEvent>,
 }
 
 impl<D: PollDevice> EventLoop<D> {
@@ -415,7 +418,27 @@ impl<D: PollDevice> EventLoop<D> {
             last_publish: None,
             active: true,
             tracer: config.tracer.clone(),
+            pending: Vec::new(),
         })
+    }
+
+    /// Open a TCP listener on `local` (RFC 9293 §3.10.1 passive OPEN); traced, the
+    /// `listen()` and the transition it made are shown when the loop starts running.
+    pub fn listen(
+        &mut self,
+        local: std::net::SocketAddrV4,
+        backlog: usize,
+    ) -> Result<ListenerId, crate::tcp::TcpError> {
+        let id = self.iface.tcp_mut().listen(local, backlog)?;
+        if self.tracer.is_some() {
+            self.pending.push(SocketEvent {
+                local: local.into(),
+                remote: std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+                call: SocketCall::Listen,
+                thread: None,
+            });
+        }
+        Ok(id)
     }
 
     /// A handle for other threads (stop, statistics).
@@ -462,8 +485,17 @@ impl<D: PollDevice> EventLoop<D> {
     /// [`App::shutdown`], FIN on every connection, rounds until they are closed or the
     /// grace period is over, RST for the rest) and publish the final statistics.
     pub fn run(&mut self, app: &mut dyn App) -> io::Result<()> {
+        // Readers of the board (SIGUSR1, the exit) have counters even if a stepper pauses
+        // before the first round.
+        self.publish();
         // What was decided before the first round (the listeners' passive OPEN) is shown
         // before any packet, not under the first one.
+        if let Some(t) = self.tracer.as_ref() {
+            for mut call in self.pending.drain(..) {
+                call.thread = std::thread::current().name().map(str::to_string);
+                t.emit(TraceEvent::Socket(call));
+            }
+        }
         self.emit_tcp();
         let mut stop_deadline: Option<Instant> = None;
         loop {
