@@ -93,6 +93,24 @@ impl Pair {
     fn pump(&mut self) {
         self.pump_with(false)
     }
+
+    /// The server listens on port 80 and the client connects to it (nothing sent yet).
+    fn listen_and_connect(&mut self) -> tcp::ListenerId {
+        let listener = self
+            .server
+            .tcp_mut()
+            .listen(SocketAddrV4::new(SERVER, 80), 8)
+            .expect("listen");
+        self.client
+            .tcp_mut()
+            .connect(
+                SocketAddrV4::new(CLIENT, 0),
+                SocketAddrV4::new(SERVER, 80),
+                self.now,
+            )
+            .expect("connect");
+        listener
+    }
 }
 
 fn index_of(trace: &str, needle: &str) -> usize {
@@ -216,19 +234,7 @@ fn trace_of_a_connection_shows_every_layer_and_transition() {
 #[test]
 fn a_lost_syn_ack_shows_the_timer_and_the_retransmission() {
     let mut p = Pair::new();
-    p.server
-        .tcp_mut()
-        .listen(SocketAddrV4::new(SERVER, 80), 8)
-        .expect("listen");
-    let now = p.now;
-    p.client
-        .tcp_mut()
-        .connect(
-            SocketAddrV4::new(CLIENT, 0),
-            SocketAddrV4::new(SERVER, 80),
-            now,
-        )
-        .expect("connect");
+    p.listen_and_connect();
     // The SYN arrives, the SYN-ACK is lost.
     p.pump_with(true);
     // RFC 6298 (2.1): the initial RTO is 1 s.
@@ -250,19 +256,7 @@ fn a_lost_syn_ack_shows_the_timer_and_the_retransmission() {
 #[test]
 fn a_repeated_syn_is_explained() {
     let mut p = Pair::new();
-    p.server
-        .tcp_mut()
-        .listen(SocketAddrV4::new(SERVER, 80), 8)
-        .expect("listen");
-    let now = p.now;
-    p.client
-        .tcp_mut()
-        .connect(
-            SocketAddrV4::new(CLIENT, 0),
-            SocketAddrV4::new(SERVER, 80),
-            now,
-        )
-        .expect("connect");
+    p.listen_and_connect();
     p.pump_with(true);
     // The client's timer fires first: it sends its SYN again.
     p.now += Duration::from_millis(1001);
@@ -506,20 +500,8 @@ fn step_commands_parse() {
 #[test]
 fn duplicate_acks_are_explained_before_the_fast_retransmit() {
     let mut p = Pair::new();
-    let listener = p
-        .server
-        .tcp_mut()
-        .listen(SocketAddrV4::new(SERVER, 80), 8)
-        .expect("listen");
+    let listener = p.listen_and_connect();
     let now = p.now;
-    p.client
-        .tcp_mut()
-        .connect(
-            SocketAddrV4::new(CLIENT, 0),
-            SocketAddrV4::new(SERVER, 80),
-            now,
-        )
-        .expect("connect");
     p.pump();
     let id = p.server.tcp_mut().accept(listener).expect("accepted");
     let data = vec![7u8; 6 * 1448];
