@@ -95,6 +95,7 @@ impl Context<'_> {
     /// With a tracer attached (`--trace`, `--step`), report a socket call the application
     /// made on connection `id`, then the transport layer's decisions it caused. Without
     /// one this is one `Option` test.
+    #[inline]
     pub fn trace_socket(&mut self, id: ConnId, call: SocketCall) {
         let Some(tracer) = self.tracer else {
             return;
