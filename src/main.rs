@@ -10,17 +10,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use tunstack::link::arp::ArpConfig;
 use tunstack::link::ethernet::MacAddr;
-use tunstack::link::ethernet_layer::EthernetConfig;
 use tunstack::link::fault;
-use tunstack::link::pcap::{PcapWriter, LINKTYPE_ETHERNET, LINKTYPE_RAW};
-use tunstack::link::tun::TunDevice;
-use tunstack::socket::{TcpListener, TcpStream, UdpSocket};
-use tunstack::stack::{self, Direction, PacketHook, StackConfig, StackHandle};
-use tunstack::stats::{self as stats_report, CountingHandler, HttpCounters};
-use tunstack::trace::http::TracedHandler;
-use tunstack::trace::{Palette, Stepper, Tracer};
+use tunstack::serve::{make_tracer, start_stack, LinkOptions, Runtime, ServeOptions};
+use tunstack::socket::TcpStream;
 
 #[derive(Parser)]
 #[command(
@@ -72,8 +65,8 @@ struct LinkArgs {
     #[arg(long)]
     pcap: Option<PathBuf>,
     /// Print a per-layer account of every packet in and out, with what each layer decided
-    /// (state transitions, timers, retransmissions, socket calls, HTTP lines). `serve`
-    /// then uses the threaded runtime, whose thread per connection the trace shows.
+    /// (state transitions, timers, retransmissions, socket calls, HTTP lines), on whichever
+    /// runtime serves; each block names the thread (queue) that handled it.
     #[arg(long)]
     trace: bool,
     /// Seed for ISNs and ephemeral ports (random by default), for reproducible runs.
@@ -105,6 +98,27 @@ struct FaultArgs {
     /// Seed of the fault injector's random choices (default 1), for reproducible runs.
     #[arg(long, default_value_t = 1)]
     fault_seed: u64,
+}
+
+impl LinkArgs {
+    fn options(&self) -> LinkOptions {
+        LinkOptions {
+            tun: self.tun.clone(),
+            tap: self.tap.clone(),
+            mac: self.mac,
+            gateway: self.gateway,
+            ip6: self.ip6,
+            host_ip6: self.host_ip6.clone(),
+            prefix: self.prefix,
+            host_ip: self.host_ip.clone(),
+            ip: self.ip,
+            mtu: self.mtu,
+            pcap: self.pcap.clone(),
+            trace: self.trace,
+            seed: self.seed,
+            faults: self.faults.config(),
+        }
+    }
 }
 
 impl FaultArgs {
@@ -162,8 +176,7 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         send_timeout: u64,
         /// Use the classic threaded runtime (a reader thread, a stack thread and a
-        /// blocking thread per connection) instead of the event loop. --trace and --step
-        /// always use it.
+        /// blocking thread per connection) instead of the event loop.
         #[arg(long)]
         threaded: bool,
         /// Open the TUN with this many queues (IFF_MULTI_QUEUE), each served by its own
@@ -259,11 +272,13 @@ fn main() -> ExitCode {
                 },
                 udp_echo,
             };
-            if threaded || step || link.trace {
-                serve(&link, step, opts)
-            } else {
-                serve_evented(&link, opts, usize::from(queues), !no_offload)
-            }
+            let runtime = Runtime {
+                threaded,
+                step,
+                queues: usize::from(queues),
+                offload: !no_offload,
+            };
+            tunstack::serve::serve(&link.options(), opts, runtime)
         }
         Command::Get {
             url,
@@ -302,453 +317,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Open and configure the TUN, build the packet hooks, start the stack.
-fn start_stack(link: &LinkArgs, tracer: Option<Tracer>) -> io::Result<StackHandle> {
-    let (kind, name) = match &link.tap {
-        Some(tap) => ("TAP", tap),
-        None => ("TUN", &link.tun),
-    };
-    let device = if link.tap.is_some() {
-        TunDevice::open_tap(name)
-    } else {
-        TunDevice::open(name)
-    }
-    .map_err(|e| io::Error::new(e.kind(), format!("opening {kind} {name}: {e}")))?;
-    device.configure(&link.host_ip, link.mtu)?;
-    if let Some(cidr6) = &link.host_ip6 {
-        device.configure_ipv6(cidr6)?;
-    }
-    log::info!(
-        "link: {kind} {} up, kernel side {}, stack answers as {}",
-        device.name(),
-        link.host_ip,
-        link.ip
-    );
-    let (reader, writer) = device.split();
-    let mut config = stack_config(link)?;
-    config.seed = link.seed;
-    config.tracer = tracer;
-    let hook = packet_hook(link)?;
-    stack::start(
-        move |buf: &mut [u8]| reader.recv(buf),
-        move |pkt: &[u8]| writer.send(pkt),
-        config,
-        hook,
-    )
-}
-
-/// The stack settings the link flags ask for, shared by both runtimes.
-fn stack_config(link: &LinkArgs) -> io::Result<StackConfig> {
-    let mut config = StackConfig::new(link.ip);
-    config.mtu = link.mtu;
-    config.faults = link.faults.config();
-    if let Some((f, seed)) = &config.faults {
-        log::info!("link: injecting faults {f:?} (seed {seed})");
-    }
-    config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
-    config.ethernet = ethernet_config(link)?;
-    config.addr6 = link.ip6;
-    Ok(config)
-}
-
-/// TAP mode: our MAC, subnet and gateway. `None` in TUN mode.
-fn ethernet_config(link: &LinkArgs) -> io::Result<Option<EthernetConfig>> {
-    if link.tap.is_none() {
-        return Ok(None);
-    }
-    let prefix_len = match link.prefix {
-        Some(p) => p,
-        None => link
-            .host_ip
-            .split_once('/')
-            .and_then(|(_, p)| p.parse::<u8>().ok())
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "--host-ip {}: no prefix length; give --prefix",
-                        link.host_ip
-                    ),
-                )
-            })?,
-    };
-    let mac = link
-        .mac
-        .unwrap_or_else(|| MacAddr::local_from(rand::random()));
-    log::info!(
-        "link: Ethernet {mac}, {}/{prefix_len}{}",
-        link.ip,
-        link.gateway
-            .map(|g| format!(", gateway {g}"))
-            .unwrap_or_default()
-    );
-    Ok(Some(EthernetConfig {
-        mac,
-        addr: link.ip,
-        prefix_len,
-        gateway: link.gateway,
-        arp: ArpConfig::default(),
-        addr6: link.ip6,
-    }))
-}
-
-fn packet_hook(link: &LinkArgs) -> io::Result<Option<PacketHook>> {
-    let tap = link.tap.is_some();
-    let mut pcap = match &link.pcap {
-        Some(path) => {
-            let file = File::create(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            let linktype = if tap { LINKTYPE_ETHERNET } else { LINKTYPE_RAW };
-            Some(PcapWriter::with_linktype(BufWriter::new(file), linktype)?)
-        }
-        None => None,
-    };
-    if pcap.is_none() {
-        return Ok(None);
-    }
-    Ok(Some(Box::new(move |_dir: Direction, packet: &[u8]| {
-        if let Some(w) = pcap.as_mut() {
-            if let Err(e) = w
-                .write_packet(std::time::SystemTime::now(), packet)
-                .and_then(|_| w.flush())
-            {
-                log::warn!("pcap: {e}");
-            }
-        }
-    })))
-}
-
-/// Wait for SIGINT/SIGTERM on a thread of its own and call `on_signal` once.
-fn on_termination(on_signal: impl FnOnce() + Send + 'static) -> io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                log::info!("signal {sig}: closing connections");
-                on_signal();
-            }
-        })?;
-    Ok(())
-}
-
-/// The tracer `--trace` / `--step` ask for.
-fn make_tracer(trace: bool, step: bool) -> Option<Tracer> {
-    if step {
-        if !io::stdin().is_terminal() {
-            log::warn!("--step reads commands from stdin, which is not a terminal");
-        }
-        Some(Stepper::terminal().into_tracer())
-    } else if trace {
-        Some(Tracer::stderr(Palette::for_stderr()))
-    } else {
-        None
-    }
-}
-
-/// Print the per-layer statistics to stderr whenever SIGUSR1 arrives.
-fn stats_on_sigusr1(stack: StackHandle, http: Arc<HttpCounters>) -> io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
-    std::thread::Builder::new()
-        .name("sigusr1".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                let text = stats_report::summary(&stack.stats(), Some(&http.snapshot()));
-                let mut err = io::stderr().lock();
-                let _ = err.write_all(text.as_bytes());
-                let _ = err.flush();
-            }
-        })?;
-    Ok(())
-}
-
-/// What `serve` serves, whichever the runtime.
-struct ServeOptions {
-    port: u16,
-    root: Option<PathBuf>,
-    config: tunstack::http::ServerConfig,
-    udp_echo: Option<u16>,
-}
-
-/// `serve` on the threaded runtime (`--threaded`, `--trace`, `--step`).
-fn serve(link: &LinkArgs, step: bool, opts: ServeOptions) -> io::Result<()> {
-    use tunstack::http::{Router, Server};
-
-    let ServeOptions {
-        port,
-        root,
-        config,
-        udp_echo,
-    } = opts;
-    let mut router = Router::standard(root.as_deref())?;
-    let tracer = make_tracer(link.trace, step);
-    let stack = start_stack(link, tracer.clone())?;
-    let http_counters = Arc::new(HttpCounters::default());
-    {
-        // GET /_stats: every layer's counters as JSON.
-        let stack = stack.clone();
-        let http = http_counters.clone();
-        router.route("/_stats", move |_req: &tunstack::http::Request| {
-            let json = stats_report::to_json(&stack.stats(), Some(&http.snapshot()));
-            tunstack::http::Response::bytes(200, "application/json", json.into_bytes())
-        });
-    }
-    stats_on_sigusr1(stack.clone(), http_counters.clone())?;
-    let listener = TcpListener::bind(&stack, SocketAddrV4::new(link.ip, port))?;
-    if let Some(echo_port) = udp_echo {
-        let socket = UdpSocket::bind(&stack, SocketAddrV4::new(link.ip, echo_port))?;
-        log::info!("udp: echo on {}:{echo_port}", link.ip);
-        std::thread::Builder::new()
-            .name("udp-echo".into())
-            .spawn(move || {
-                if let Err(e) = tunstack::socket::udp_echo_service(&socket) {
-                    log::error!("udp echo: {e}");
-                }
-            })?;
-    }
-    let counted = CountingHandler::new(router, http_counters.clone());
-    let server = match tracer {
-        Some(t) => Server::new(TracedHandler::new(counted, t), config),
-        None => Server::new(counted, config),
-    }
-    .with_counters(http_counters.clone());
-    let shutdown = server.shutdown_handle();
-    let on_exit = stack.clone();
-    let exit_http = http_counters.clone();
-    on_termination(move || {
-        shutdown.shutdown();
-        on_exit.shutdown(Duration::from_secs(2));
-        let text = stats_report::summary(&on_exit.stats(), Some(&exit_http.snapshot()));
-        let mut err = io::stderr().lock();
-        let _ = err.write_all(text.as_bytes());
-        let _ = err.flush();
-        drop(err);
-        // The TUN is not persistent: the kernel removes it when our file descriptor
-        // closes, which process exit guarantees even for a reader still blocked in it.
-        std::process::exit(0);
-    })?;
-    log::info!(
-        "http: listening on {}:{port} ({})",
-        link.ip,
-        match &root {
-            Some(r) => format!("files under {}", r.display()),
-            None => "built-in site".to_string(),
-        }
-    );
-    server.serve(listener)
-}
-
-/// What ends an evented `serve`: a signal, or a loop that stopped on its own (an error).
-enum ServeEvent {
-    Signal(i32),
-    LoopEnded(usize, io::Result<()>),
-}
-
-/// `serve` on the event loop (the default): `queues` TUN queues, each with its own
-/// stack, listener and HTTP server on a thread of its own, sharing nothing on the packet
-/// path. The same seed everywhere, so that a SYN cookie made by one queue validates on
-/// another.
-fn serve_evented(
-    link: &LinkArgs,
-    opts: ServeOptions,
-    queues: usize,
-    offload: bool,
-) -> io::Result<()> {
-    use std::sync::mpsc;
-    use tunstack::http::evented::EventedServer;
-    use tunstack::http::{Handler, Router};
-    use tunstack::link::tun::{configure_link_ipv6, set_txqueuelen};
-    use tunstack::link::{configure_link, TunOptions, TunQueue};
-    use tunstack::stack::evloop::{self, EventLoop, StatsBoard};
-
-    let ServeOptions {
-        port,
-        root,
-        config,
-        udp_echo,
-    } = opts;
-    let (kind, name) = match &link.tap {
-        Some(tap) => ("TAP", tap),
-        None => ("TUN", &link.tun),
-    };
-    // Fault injection (--loss, --corrupt, …) sees and changes plain packets: a corrupted
-    // packet must fail its checksum, which the kernel's offloads would have us trust.
-    let faults = link.faults.config().is_some();
-    if offload && faults {
-        log::info!("link: fault injection on: opening the device without offloads");
-    }
-    let tun_opts = TunOptions {
-        tap: link.tap.is_some(),
-        offload: offload && evloop::STACK_OFFLOADS && !faults,
-        queues,
-    };
-    let devices = TunQueue::open_queues(name, &tun_opts)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening {kind} {name}: {e}")))?;
-    let ifname = devices
-        .first()
-        .map(|d| d.name().to_string())
-        .unwrap_or_else(|| name.clone());
-    match devices.first() {
-        Some(d) => d.configure(&link.host_ip, link.mtu)?,
-        None => configure_link(&ifname, &link.host_ip, link.mtu)?,
-    }
-    if let Some(cidr6) = &link.host_ip6 {
-        configure_link_ipv6(&ifname, cidr6)?;
-    }
-    // Room for a burst (10,000 clients each sending a request at once): the default
-    // 500 packets overflowed, and each drop cost its sender a retransmission timeout.
-    if let Err(e) = set_txqueuelen(&ifname, 10_000) {
-        log::warn!("link: {ifname}: cannot raise txqueuelen: {e}");
-    }
-    log::info!(
-        "link: {kind} {ifname} up ({} queue(s), event loop), kernel side {}, stack answers as {}",
-        devices.len(),
-        link.host_ip,
-        link.ip
-    );
-
-    let mut stack_config = stack_config(link)?;
-    // One seed for every queue: ISNs and SYN cookies agree whichever queue a packet takes.
-    stack_config.seed = Some(link.seed.unwrap_or_else(rand::random));
-    // One capture file for all queues: the hook is shared (taken only with --pcap).
-    let hook = packet_hook(link)?.map(|h| Arc::new(Mutex::new(h)));
-
-    let board = StatsBoard::new(devices.len());
-    let http_counters = Arc::new(HttpCounters::default());
-    let mut router = Router::standard(root.as_deref())?;
-    {
-        // GET /_stats: every layer's counters as JSON. The loop serving the request
-        // publishes its own counters just before (EventedServer::set_stats_path); other
-        // queues' are at most evloop::STATS_PERIOD old.
-        let board = board.clone();
-        let http = http_counters.clone();
-        router.route(
-            "/_stats",
-            move |_req: &tunstack::http::Request| match board.merged() {
-                Some(stats) => {
-                    let json = stats_report::to_json(&stats, Some(&http.snapshot()));
-                    tunstack::http::Response::bytes(200, "application/json", json.into_bytes())
-                }
-                None => tunstack::http::Response::error(503),
-            },
-        );
-    }
-    let handler: Arc<dyn Handler> = Arc::new(CountingHandler::new(router, http_counters.clone()));
-
-    let (events_tx, events_rx) = mpsc::channel::<ServeEvent>();
-    let mut handles = Vec::new();
-    let mut threads = Vec::new();
-    for (i, device) in devices.into_iter().enumerate() {
-        let hook: Option<PacketHook> = hook.clone().map(|shared| {
-            Box::new(move |dir: Direction, packet: &[u8]| {
-                let mut h = shared.lock().unwrap_or_else(|e| e.into_inner());
-                h(dir, packet)
-            }) as PacketHook
-        });
-        let mut ev = EventLoop::new(device, &stack_config, hook)?;
-        ev.set_stats_board(board.clone(), i);
-        let listener = ev
-            .iface_mut()
-            .tcp_mut()
-            .listen(SocketAddrV4::new(link.ip, port), 0)
-            .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e:?}")))?;
-        let mut server = EventedServer::new(handler.clone(), config.clone(), listener);
-        server.set_stats_path("/_stats");
-        server.set_counters(http_counters.clone());
-        if let Some(echo_port) = udp_echo {
-            let socket = ev
-                .iface_mut()
-                .udp_mut()
-                .bind(SocketAddrV4::new(link.ip, echo_port))
-                .map_err(|e| io::Error::other(format!("udp port {echo_port}: {e:?}")))?;
-            server.set_udp_echo(socket);
-            if i == 0 {
-                log::info!("udp: echo on {}:{echo_port}", link.ip);
-            }
-        }
-        handles.push(ev.handle());
-        let tx = events_tx.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("tunstack-q{i}"))
-                .spawn(move || {
-                    let result = ev.run(&mut server);
-                    let _ = tx.send(ServeEvent::LoopEnded(i, result));
-                })?,
-        );
-    }
-    {
-        let board = board.clone();
-        let handles = handles.clone();
-        let http = http_counters.clone();
-        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
-        std::thread::Builder::new()
-            .name("sigusr1".into())
-            .spawn(move || {
-                for _ in signals.forever() {
-                    if let Some(stats) = board.fresh(&handles, Duration::from_secs(1)) {
-                        let text = stats_report::summary(&stats, Some(&http.snapshot()));
-                        let mut err = io::stderr().lock();
-                        let _ = err.write_all(text.as_bytes());
-                        let _ = err.flush();
-                    }
-                }
-            })?;
-    }
-    {
-        let mut signals = signal_hook::iterator::Signals::new([
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-        ])?;
-        let tx = events_tx;
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    let _ = tx.send(ServeEvent::Signal(sig));
-                }
-            })?;
-    }
-    log::info!(
-        "http: listening on {}:{port} ({}), event loop",
-        link.ip,
-        match &root {
-            Some(r) => format!("files under {}", r.display()),
-            None => "built-in site".to_string(),
-        }
-    );
-    let mut result = Ok(());
-    match events_rx.recv() {
-        Ok(ServeEvent::Signal(sig)) => log::info!("signal {sig}: closing connections"),
-        Ok(ServeEvent::LoopEnded(i, r)) => {
-            log::error!("stack: queue {i} stopped: {r:?}");
-            result = r.and(Err(io::Error::other(format!("queue {i} stopped"))));
-        }
-        Err(_) => {}
-    }
-    // Every loop closes its connections (FIN, then RST after the grace period) and
-    // publishes its final counters.
-    for h in &handles {
-        h.stop();
-    }
-    for t in threads {
-        let _ = t.join();
-    }
-    if let Some(stats) = board.merged() {
-        let text = stats_report::summary(&stats, Some(&http_counters.snapshot()));
-        let mut err = io::stderr().lock();
-        let _ = err.write_all(text.as_bytes());
-        let _ = err.flush();
-    }
-    // The queues were closed with their loops: the kernel removes the (non-persistent)
-    // device with its last descriptor.
-    result
-}
-
 fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -> io::Result<()> {
     use tunstack::http::{client, Url};
 
@@ -760,7 +328,7 @@ fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -
             url.host
         ))
     })?;
-    let stack = start_stack(link, make_tracer(link.trace, false))?;
+    let stack = start_stack(&link.options(), make_tracer(link.trace, false))?;
     let stream = TcpStream::connect_timeout(&stack, SocketAddrV4::new(addr, url.port), timeout)
         .map_err(|e| io::Error::new(e.kind(), format!("connecting to {addr}:{}: {e}", url.port)))?;
     stream.set_read_timeout(Some(timeout))?;

@@ -369,6 +369,183 @@ pub fn to_json(stats: &StackStats, http: Option<&HttpStats>) -> String {
     out
 }
 
+/// The snapshots of several stacks (one per queue) added up as one; `None` when there
+/// is none.
+pub fn merge(all: &[StackStats]) -> Option<StackStats> {
+    let (first, rest) = all.split_first()?;
+    let mut total = first.clone();
+    for s in rest {
+        merge_stats(&mut total, s);
+    }
+    Some(total)
+}
+
+fn add_map(
+    into: &mut std::collections::BTreeMap<&'static str, u64>,
+    from: &std::collections::BTreeMap<&'static str, u64>,
+) {
+    for (k, v) in from {
+        *into.entry(k).or_insert(0) += v;
+    }
+}
+
+/// Add `other`'s counters to `into` (several queues' stacks reported as one). Every
+/// field is named, so that a new counter cannot be forgotten here silently.
+pub fn merge_stats(into: &mut StackStats, other: &StackStats) {
+    merge_ip(&mut into.ip, &other.ip);
+    merge_tcp(&mut into.tcp, &other.tcp);
+    merge_udp(&mut into.udp, &other.udp);
+    match (into.link.as_mut(), other.link.as_ref()) {
+        (Some(a), Some(b)) => merge_link(a, b),
+        (None, Some(b)) => into.link = Some(b.clone()),
+        _ => {}
+    }
+    for (state, n) in &other.states {
+        match into.states.iter_mut().find(|(s, _)| s == state) {
+            Some((_, m)) => *m += n,
+            None => into.states.push((*state, *n)),
+        }
+    }
+    into.faults.add(&other.faults);
+}
+
+fn merge_ip(a: &mut crate::stack::IfaceStats, b: &crate::stack::IfaceStats) {
+    let crate::stack::IfaceStats {
+        packets_in,
+        packets_out,
+        echo_replies,
+        drops,
+        frag,
+        datagrams_fragmented,
+        time_exceeded_sent,
+        icmp_errors,
+        super_packets_in,
+        super_packets_out,
+        icmp_rate_limited_global,
+        icmp_rate_limited_host,
+    } = b;
+    a.icmp_rate_limited_global += icmp_rate_limited_global;
+    a.icmp_rate_limited_host += icmp_rate_limited_host;
+    a.super_packets_in += super_packets_in;
+    a.super_packets_out += super_packets_out;
+    a.packets_in += packets_in;
+    a.packets_out += packets_out;
+    a.echo_replies += echo_replies;
+    add_map(&mut a.drops, drops);
+    let crate::ip::frag::FragStats {
+        fragments_in,
+        reassembled,
+        timeouts,
+        overlaps,
+        duplicates,
+        too_big,
+        malformed,
+        memory_full,
+    } = frag;
+    a.frag.fragments_in += fragments_in;
+    a.frag.reassembled += reassembled;
+    a.frag.timeouts += timeouts;
+    a.frag.overlaps += overlaps;
+    a.frag.duplicates += duplicates;
+    a.frag.too_big += too_big;
+    a.frag.malformed += malformed;
+    a.frag.memory_full += memory_full;
+    a.datagrams_fragmented += datagrams_fragmented;
+    a.time_exceeded_sent += time_exceeded_sent;
+    add_map(&mut a.icmp_errors, icmp_errors);
+}
+
+fn merge_tcp(a: &mut crate::tcp::TcpStats, b: &crate::tcp::TcpStats) {
+    let crate::tcp::TcpStats {
+        segments_in,
+        segments_out,
+        retransmits,
+        resets_sent,
+        resets_received,
+        dropped,
+        drops,
+        connections_opened,
+        connections_accepted,
+        listen_overflows,
+        timeouts,
+        window_probes,
+        rto_expirations,
+        fast_retransmits,
+        acks_rate_limited,
+        tail_loss_probes,
+        time_wait_reclaimed,
+        lost_retransmits,
+        paws_rejected,
+        delayed_acks,
+        keepalive_probes,
+        syn_cookies_sent,
+        syn_cookies_validated,
+        syn_cookies_failed,
+        super_segments_out,
+    } = b;
+    a.super_segments_out += super_segments_out;
+    a.segments_in += segments_in;
+    a.segments_out += segments_out;
+    a.retransmits += retransmits;
+    a.resets_sent += resets_sent;
+    a.resets_received += resets_received;
+    a.dropped += dropped;
+    add_map(&mut a.drops, drops);
+    a.connections_opened += connections_opened;
+    a.connections_accepted += connections_accepted;
+    a.listen_overflows += listen_overflows;
+    a.timeouts += timeouts;
+    a.window_probes += window_probes;
+    a.rto_expirations += rto_expirations;
+    a.fast_retransmits += fast_retransmits;
+    a.acks_rate_limited += acks_rate_limited;
+    a.tail_loss_probes += tail_loss_probes;
+    a.time_wait_reclaimed += time_wait_reclaimed;
+    a.lost_retransmits += lost_retransmits;
+    a.paws_rejected += paws_rejected;
+    a.delayed_acks += delayed_acks;
+    a.keepalive_probes += keepalive_probes;
+    a.syn_cookies_sent += syn_cookies_sent;
+    a.syn_cookies_validated += syn_cookies_validated;
+    a.syn_cookies_failed += syn_cookies_failed;
+}
+
+fn merge_udp(a: &mut crate::udp::UdpStats, b: &crate::udp::UdpStats) {
+    let crate::udp::UdpStats {
+        datagrams_in,
+        datagrams_out,
+        delivered,
+        no_port,
+        queue_drops,
+        drops,
+    } = b;
+    a.datagrams_in += datagrams_in;
+    a.datagrams_out += datagrams_out;
+    a.delivered += delivered;
+    a.no_port += no_port;
+    a.queue_drops += queue_drops;
+    add_map(&mut a.drops, drops);
+}
+
+/// TAP mode with several queues: frames and drops add up; the ARP counters too.
+fn merge_link(
+    a: &mut crate::link::ethernet_layer::EthernetStats,
+    b: &crate::link::ethernet_layer::EthernetStats,
+) {
+    a.frames_in += b.frames_in;
+    a.frames_out += b.frames_out;
+    add_map(&mut a.drops, &b.drops);
+    a.arp.requests_sent += b.arp.requests_sent;
+    a.arp.requests_received += b.arp.requests_received;
+    a.arp.replies_sent += b.arp.replies_sent;
+    a.arp.replies_received += b.arp.replies_received;
+    a.arp.resolved += b.arp.resolved;
+    a.arp.timeouts += b.arp.timeouts;
+    a.arp.queue_drops += b.arp.queue_drops;
+    a.arp.evictions += b.arp.evictions;
+    a.arp.conflicts += b.arp.conflicts;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,5 +697,30 @@ mod tests {
         c.record_refusal(503);
         let snap = c.snapshot();
         assert_eq!((snap.requests, snap.responses[4]), (7, 3));
+    }
+
+    #[test]
+    fn merged_stats_add_up() {
+        let mut a = crate::stack::evloop::snapshot(
+            &crate::stack::Interface::new(
+                std::net::Ipv4Addr::new(10, 0, 0, 2),
+                crate::tcp::Config::default(),
+                1,
+            ),
+            None,
+            None,
+        );
+        a.tcp.segments_in = 2;
+        a.ip.drops.insert("bad-checksum", 1);
+        a.states.push((State::Established, 3));
+        let mut b = a.clone();
+        b.states.push((State::TimeWait, 1));
+        let a = merge(&[a, b]).expect("two snapshots");
+        assert_eq!(a.tcp.segments_in, 4);
+        assert_eq!(a.ip.drops.get("bad-checksum"), Some(&2));
+        assert_eq!(
+            a.states,
+            vec![(State::Established, 6), (State::TimeWait, 1)]
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! decided, for `--trace` and `--step`.
 //!
 //! ```text
-//!  stack thread (event loop)                socket and HTTP threads
+//!  loop thread (event loop) or stack thread  socket and HTTP calls (that thread, or their own)
 //!  packet in ──────────► TraceEvent::Packet   accept() read() write() close() ─► TraceEvent::Socket
 //!  iface.handle_packet                        GET / HTTP/1.1 … 200 OK         ─► TraceEvent::Http
 //!  tcp.take_trace_events ─► TraceEvent::Tcp
@@ -14,8 +14,9 @@
 //! ```
 //!
 //! The protocol core stays sans-IO: `tcp` only *queues* [`TcpEvent`]s (when
-//! [`crate::tcp::Tcp::set_trace`] is on); the stack's event loop drains them right after the
-//! packet or timeout that caused them and hands everything, in order, to the [`Tracer`].
+//! [`crate::tcp::Tcp::set_trace`] is on); the runtime (event loop or stack thread) drains
+//! them right after the packet or timeout that caused them and hands everything, in order,
+//! to the [`Tracer`].
 //! With no tracer configured the cost is an `Option` test per packet and a `bool` test per
 //! would-be event: no copy, no formatting.
 //!
@@ -56,6 +57,19 @@ pub enum TraceEvent {
         dir: Direction,
         /// The frame (Ethernet II header and payload).
         bytes: Vec<u8>,
+    },
+    /// A super-segment crossed the device with offloads on (TSO out, GRO in): one packet
+    /// of `len` bytes for the stack, `segments` segments of at most `gso_size` payload
+    /// bytes on the wire. The wire segments follow as [`TraceEvent::Packet`]s.
+    SuperSegment {
+        /// Which way it went.
+        dir: Direction,
+        /// Its length as the stack built or took it (IP header included).
+        len: usize,
+        /// How many wire segments it is.
+        segments: usize,
+        /// The MSS the device cuts it at.
+        gso_size: u16,
     },
     /// A decision of the transport layer.
     Tcp(TcpEvent),
@@ -168,7 +182,7 @@ impl fmt::Debug for Tracer {
 use std::fmt::Write as _;
 
 use crate::ip::ipv4::{self, Ipv4Packet};
-use crate::stack::Direction;
+use crate::link::Direction;
 use crate::tcp::Segment;
 
 /// Describe an IP packet layer by layer. Never fails: what does not parse is said so.

@@ -1,4 +1,4 @@
-//! Integration tests for issue 3's internet-layer work, with the real binary in a network
+//! Integration tests for the internet layer's fault handling, with the real binary in a network
 //! namespace (see tests/common):
 //!
 //! - `ping -s 4000`: the kernel fragments the request at MTU 1500; we reassemble it and

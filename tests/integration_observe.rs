@@ -17,13 +17,15 @@ fn curl_status(h: &Harness, path: &str) -> String {
     run.stdout.trim().to_string()
 }
 
-#[test]
-fn trace_shows_each_layer_and_the_state_machine() {
-    let Some(mut h) = Harness::new("trace_shows_each_layer", &[]) else {
-        return;
-    };
-    h.serve(80, &["--trace"]);
-    assert_eq!(curl_status(&h, "/"), "200");
+/// Serve with `--trace` and `extra` flags, fetch `path` with curl (after the readiness
+/// probe's `GET /`), stop the server and return its log after checking the lines every runtime shows:
+/// link, ip and tcp lines of each packet, the state machine with its causes in causal
+/// order, socket calls, the HTTP lines and the statistics on exit.
+fn traced_curl(h: &mut Harness, extra: &[&str], path: &str) -> String {
+    let mut args = vec!["--trace"];
+    args.extend_from_slice(extra);
+    h.serve(80, &args);
+    assert_eq!(curl_status(h, path), "200");
     // Both connections (the readiness probe and ours) closed: curl closes first, so our
     // side goes CLOSE-WAIT → LAST-ACK → CLOSED.
     let log = h.wait_log(SHORT_TIMEOUT, |l| {
@@ -56,9 +58,6 @@ fn trace_shows_each_layer_and_the_state_machine() {
         "LAST-ACK → CLOSED on ACK of FIN",
         // socket calls and the HTTP lines
         "socket accept() → connection from 10.0.0.1:",
-        // the thread-per-connection model: accept on the acceptor, I/O on the connection's
-        "on 10.0.0.2:80  [thread main]",
-        "[thread http 10.0.0.1:",
         "socket read() → ",
         "socket write(",
         "http   request  GET / HTTP/1.1",
@@ -70,6 +69,20 @@ fn trace_shows_each_layer_and_the_state_machine() {
     ] {
         assert!(log.contains(needle), "{needle:?} missing from:\n{log}");
     }
+    // The passive OPEN is shown with the listen() that made it, not under an unrelated
+    // packet.
+    let lines: Vec<&str> = log.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains("CLOSED → LISTEN") {
+            // (With several queues another loop's lines may come between the two.)
+            assert!(
+                lines[i.saturating_sub(6)..i]
+                    .iter()
+                    .any(|l| l.contains("socket listen(10.0.0.2:80)")),
+                "LISTEN not next to its listen():\n{log}"
+            );
+        }
+    }
     // Causal order for one connection: SYN in, decision, SYN-ACK out, ACK in, ESTABLISHED.
     let syn = log.find(" → 80  [S]  seq 0").expect("SYN");
     let decided = log[syn..].find("LISTEN → SYN-RECEIVED").expect("decision") + syn;
@@ -80,6 +93,64 @@ fn trace_shows_each_layer_and_the_state_machine() {
         + syn_ack;
     assert!(syn < decided && decided < syn_ack && syn_ack < established);
     assert!(!log.contains('\x1b'), "no colours when piped:\n{log}");
+    log
+}
+
+#[test]
+fn trace_shows_each_layer_and_the_state_machine() {
+    let Some(mut h) = Harness::new("trace_shows_each_layer", &[]) else {
+        return;
+    };
+    let log = traced_curl(&mut h, &["--threaded"], "/");
+    // The thread-per-connection model: accept on the acceptor, I/O on the connection's.
+    for needle in [
+        "on 10.0.0.2:80  [thread main]",
+        "[thread http 10.0.0.1:",
+        "  [tunstack]  link ",
+    ] {
+        assert!(log.contains(needle), "{needle:?} missing from:\n{log}");
+    }
+}
+
+#[test]
+fn trace_on_the_event_loop_with_queues_and_offloads() {
+    let Some(mut h) = Harness::new("trace_event_loop", &[]) else {
+        return;
+    };
+    let root = h.dir().join("root");
+    std::fs::create_dir_all(&root).expect("mkdir root");
+    common::write_pattern_file(&root.join("big.bin"), 256 * 1024, 0x7472_6163);
+    let root_arg = root.to_str().expect("utf-8 path").to_string();
+    let log = traced_curl(&mut h, &["--queues", "2", "--root", &root_arg], "/big.bin");
+    assert!(
+        log.contains("(2 queue(s), event loop)"),
+        "not the event loop with two queues:\n{}",
+        tail(&log)
+    );
+    for needle in [
+        // every block names the queue's loop that handled it; calls happen on it too
+        "  [tunstack-q",
+        "[thread tunstack-q",
+        "http   request  GET /big.bin HTTP/1.1",
+        // offloads stay on: the 256 KiB body leaves as TSO super-segments, each shown as
+        // what it is and then as the wire segments it becomes
+        "super-segment of ",
+        "(TSO): the kernel cuts it into ",
+    ] {
+        assert!(
+            log.contains(needle),
+            "{needle:?} missing from:\n{}",
+            tail(&log)
+        );
+    }
+    let sup = log
+        .find("(TSO): the kernel cuts it")
+        .expect("super-segment");
+    assert!(
+        log[sup..].contains("→ out") && log[sup..].contains("  len 1448"),
+        "no wire segments after the super-segment:\n{}",
+        tail(&log)
+    );
 }
 
 #[test]
@@ -91,7 +162,9 @@ fn trace_shows_retransmissions_under_loss() {
     std::fs::create_dir_all(&root).expect("mkdir root");
     common::write_pattern_file(&root.join("big.bin"), 512 * 1024, 0x7472_6163);
     let root_arg = root.to_str().expect("utf-8 path").to_string();
-    h.serve(80, &["--trace", "--root", &root_arg]);
+    // Without offloads: netfilter (scripts/loss.sh) sees a TSO super-segment as one packet,
+    // so ten of them might all pass; 360 wire segments will not.
+    h.serve(80, &["--trace", "--no-offload", "--root", &root_arg]);
     let (ns, tun) = (h.ns().name().to_string(), h.tun().to_string());
     h.script("loss.sh", &[&ns, &tun, "10"])
         .expect_success("scripts/loss.sh");
@@ -201,7 +274,7 @@ print("json ok", t["segments_in"], t["segments_out"])
 
 /// Run `serve --MODE` on a pseudo-terminal (tests/observe_step_driver.py) with one curl;
 /// returns the transcript after checking that curl got its 200.
-fn on_a_terminal(h: &Harness, mode: &str, color: &str) -> String {
+fn on_a_terminal(h: &Harness, mode: &str, color: &str, extra: &[&str]) -> String {
     let driver = h.dir().join("step_driver.py");
     std::fs::write(&driver, include_str!("observe_step_driver.py")).expect("write driver");
     let mut c = std::process::Command::new("python3");
@@ -209,7 +282,8 @@ fn on_a_terminal(h: &Harness, mode: &str, color: &str) -> String {
         .arg(h.ns().name())
         .arg(h.tun())
         .arg(tunstack_bin())
-        .args([mode, color]);
+        .args([mode, color])
+        .args(extra);
     let run = run_bounded(c, Duration::from_secs(150));
     let out = run.stdout.replace('\r', "");
     assert!(run.success(), "driver failed: {run}");
@@ -225,7 +299,7 @@ fn trace_is_coloured_on_a_terminal() {
     let Some(h) = Harness::new("trace_coloured", &["python3"]) else {
         return;
     };
-    let out = on_a_terminal(&h, "trace", "color");
+    let out = on_a_terminal(&h, "trace", "color", &[]);
     // State transitions in bold cyan, layer labels in their colours.
     assert!(
         out.contains("\x1b[1;36m10.0.0.2:80 ↔ 10.0.0.1:"),
@@ -242,7 +316,8 @@ fn step_mode_walks_a_request_through_the_layers() {
     let Some(h) = Harness::new("step_mode", &["python3"]) else {
         return;
     };
-    let out = on_a_terminal(&h, "step", "plain");
+    // The default runtime (the event loop), two queues, offloads on.
+    let out = on_a_terminal(&h, "step", "plain", &["--queues", "2"]);
     for needle in [
         "step link   │ 60 bytes from the TUN  ⇒ the device read a packet; hands it up to ip",
         "step ip     │ 10.0.0.1 → 10.0.0.2",
@@ -267,4 +342,101 @@ fn step_mode_walks_a_request_through_the_layers() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     assert!(prompts >= 10, "only {prompts} pauses:\n{out}");
+    assert!(
+        out.contains("(2 queue(s), event loop)"),
+        "not the event loop:\n{out}"
+    );
+    assert!(
+        out.contains("  [tunstack-q"),
+        "blocks do not name the queue:\n{out}"
+    );
+    // What a packet causes goes out before the next packet is taken: our SYN-ACK is
+    // stepped right after curl's SYN, however slowly the user steps, so curl never has
+    // to repeat its SYN.
+    assert!(
+        !out.contains("the peer repeated its SYN"),
+        "a SYN-ACK waited behind queued packets:\n{out}"
+    );
+    let syn = out.find("LISTEN → SYN-RECEIVED on SYN").expect("SYN");
+    let next_in = out[syn..].find("← in ").map_or(out.len(), |i| i + syn);
+    assert!(
+        out[syn..next_in].contains("[S.]"),
+        "the SYN-ACK is not the next thing stepped after the SYN:\n{out}"
+    );
+}
+
+/// Drives `serve --step` on a pseudo-terminal and never presses Enter: SIGUSR1 must still
+/// print the statistics and SIGTERM must still end the server (argv: NS TUN BIN).
+const PAUSED_DRIVER: &str = r#"
+import os, pty, select, signal, subprocess, sys, time
+ns, tun, binary = sys.argv[1], sys.argv[2], sys.argv[3]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["NO_COLOR"] = "1"
+    os.execvp("ip", ["ip", "netns", "exec", ns, binary, "serve", "--step", "--tun", tun,
+                     "--host-ip", "10.0.0.1/24", "--ip", "10.0.0.2", "--port", "80"])
+out = bytearray()
+def read_until(pred, limit):
+    end = time.time() + limit
+    while time.time() < end and not pred():
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            out.extend(chunk)
+read_until(lambda: b"http: listening" in out, 30)
+curl = subprocess.Popen(["ip", "netns", "exec", ns, "curl", "-s", "--max-time", "20",
+                         "-o", "/dev/null", "http://10.0.0.2/"])
+read_until(lambda: b"step> " in out, 30)
+paused = b"step> " in out
+os.kill(pid, signal.SIGUSR1)
+read_until(lambda: b"tunstack statistics (per layer)" in out, 10)
+usr1 = b"tunstack statistics (per layer)" in out
+os.kill(pid, signal.SIGTERM)
+start = time.time()
+exited = False
+while time.time() - start < 15:
+    done, _ = os.waitpid(pid, os.WNOHANG)
+    if done:
+        exited = True
+        break
+    read_until(lambda: False, 0.1)
+took = time.time() - start
+if not exited:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+curl.kill()
+curl.wait()
+sys.stdout.write(out.decode("utf-8", "replace"))
+print(f"\nPAUSED={paused} USR1={usr1} EXITED={exited} TOOK={took:.1f}")
+"#;
+
+#[test]
+fn a_paused_step_does_not_hold_up_the_statistics_or_the_exit() {
+    let Some(h) = Harness::new("step_paused", &["python3"]) else {
+        return;
+    };
+    let driver = h.dir().join("paused_driver.py");
+    std::fs::write(&driver, PAUSED_DRIVER).expect("write driver");
+    let mut c = std::process::Command::new("python3");
+    c.arg(&driver)
+        .arg(h.ns().name())
+        .arg(h.tun())
+        .arg(tunstack_bin());
+    let run = run_bounded(c, Duration::from_secs(120));
+    let out = run.stdout.replace('\r', "");
+    assert!(run.success(), "driver failed: {run}");
+    assert!(out.contains("PAUSED=True"), "never paused:\n{out}");
+    assert!(
+        out.contains("USR1=True"),
+        "SIGUSR1 waited for Enter:\n{out}"
+    );
+    assert!(
+        out.contains("EXITED=True"),
+        "SIGTERM waited for Enter:\n{out}"
+    );
 }

@@ -1,8 +1,8 @@
 """Drive `tunstack serve --step` (or `--trace`) through a pseudo-terminal, as a person at a
 terminal would.
 
-argv: NS TUN BIN [MODE [COLOR]]; MODE is `step` (default) or `trace`, COLOR is `plain`
-(default: NO_COLOR=1 is set) or `color`. Starts the server in namespace NS on a pty, starts
+argv: NS TUN BIN [MODE [COLOR [SERVE_ARGS...]]]; MODE is `step` (default) or `trace`, COLOR
+is `plain` (default: NO_COLOR=1 is set) or `color`; SERVE_ARGS go to `serve` as they are. Starts the server in namespace NS on a pty, starts
 one curl once the server listens, presses Enter at every step prompt until the HTTP handler
 has been reached, then types `c`, waits for curl, stops the server with SIGTERM and prints
 the transcript followed by CURL_RC=<code> HTTP=<status> PROMPTS=<n> CONTINUED=<bool>.
@@ -12,6 +12,7 @@ import os, pty, select, signal, subprocess, sys, time
 ns, tun, binary = sys.argv[1], sys.argv[2], sys.argv[3]
 mode = sys.argv[4] if len(sys.argv) > 4 else "step"
 color = len(sys.argv) > 5 and sys.argv[5] == "color"
+extra = sys.argv[6:]
 PROMPT = b"step> "
 pid, fd = pty.fork()
 if pid == 0:
@@ -22,7 +23,7 @@ if pid == 0:
     else:
         os.environ["NO_COLOR"] = "1"
     os.execvp("ip", ["ip", "netns", "exec", ns, binary, "serve", "--" + mode, "--tun", tun,
-                     "--host-ip", "10.0.0.1/24", "--ip", "10.0.0.2", "--port", "80"])
+                     "--host-ip", "10.0.0.1/24", "--ip", "10.0.0.2", "--port", "80"] + extra)
 
 out = bytearray()
 seen = 0          # prompts answered so far

@@ -20,6 +20,16 @@ fn wire() -> (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>) {
 }
 
 fn start(addr: Ipv4Addr, rx: mpsc::Receiver<Vec<u8>>, tx: mpsc::Sender<Vec<u8>>) -> StackHandle {
+    start_with_delay(addr, rx, tx, Duration::ZERO)
+}
+
+/// Like [`start`], with a device whose every write takes `write_delay`.
+fn start_with_delay(
+    addr: Ipv4Addr,
+    rx: mpsc::Receiver<Vec<u8>>,
+    tx: mpsc::Sender<Vec<u8>>,
+    write_delay: Duration,
+) -> StackHandle {
     let mut config = StackConfig::new(addr);
     config.seed = Some(u64::from(u32::from(addr)));
     stack::start(
@@ -33,6 +43,7 @@ fn start(addr: Ipv4Addr, rx: mpsc::Receiver<Vec<u8>>, tx: mpsc::Sender<Vec<u8>>)
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(ErrorKind::BrokenPipe.into()),
         },
         move |p: &[u8]| {
+            thread::sleep(write_delay);
             let _ = tx.send(p.to_vec());
             Ok(())
         },
@@ -185,4 +196,48 @@ fn abortive_close_resets_the_peer() {
     let mut buf = [0u8; 16];
     let err = s.read(&mut buf).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionReset);
+}
+
+/// `StackHandle::shutdown` returns once the stack thread has put the resets of the
+/// connections the grace period left open on the wire, however slow the device is.
+#[test]
+fn shutdown_returns_after_the_resets_are_sent() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let (c2s_tx, c2s_rx) = wire();
+    let (s2c_tx, s2c_rx) = wire();
+    let client = start(CLIENT, s2c_rx, c2s_tx);
+    // The server's writes pass through here, so the test sees what it sent.
+    let (seen_tx, seen_rx) = wire();
+    let server = start_with_delay(SERVER, c2s_rx, seen_tx, Duration::from_millis(50));
+    thread::spawn(move || {
+        for p in seen_rx {
+            let _ = s2c_tx.send(p);
+        }
+    });
+    let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 7)).unwrap();
+    let stream = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 7)).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    // Keep the server's stack thread busy writing for a while (50 ms a segment)...
+    (&accepted).write_all(&pattern(20_000, 3)).unwrap();
+    thread::sleep(Duration::from_millis(20));
+    // ... while it is asked to stop with no grace: FIN, then at once RST.
+    server.shutdown(Duration::ZERO);
+    // The reset arrives at the client: its read fails instead of returning EOF.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    let limit = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match (&stream).read(&mut buf) {
+            // Data, and perhaps the FIN, come first; the reset follows.
+            Ok(0) => thread::sleep(Duration::from_millis(10)),
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::ConnectionReset);
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < limit, "no reset after the FIN");
+    }
 }

@@ -1650,7 +1650,7 @@ fn fast_recovery_halves_the_window() {
     assert!(cwnd == 200 || cwnd == 500, "cwnd {cwnd} after the full ACK");
 }
 
-/// Bounded everything (DESIGN principle 7): with `max_connections` live TCBs, a new
+/// Bounded everything (docs/architecture.md, principle 7): with `max_connections` live TCBs, a new
 /// connect fails with TooManyConnections and a new SYN is not answered — unless a
 /// released connection is only lingering in TIME-WAIT, which is reclaimed.
 #[test]

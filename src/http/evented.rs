@@ -37,6 +37,7 @@ use super::server::ServerConfig;
 use crate::stack::evloop::{App, Context};
 use crate::stats::HttpCounters;
 use crate::tcp::{ConnId, ListenerId, TcpError};
+use crate::trace::SocketCall;
 use crate::udp::SocketId;
 
 /// Size of the receive buffer shared by all connections.
@@ -46,8 +47,8 @@ const RECV_CHUNK: usize = 64 * 1024;
 /// closing with unread input would RST the response away). A 503 to a connection over
 /// the limit is bounded by it too.
 const LINGER: Duration = Duration::from_secs(2);
-/// Most requests' bytes handed over per connection per round, so that one client
-/// streaming a large body cannot starve the others.
+/// Most `recv` calls (of up to `RECV_CHUNK` bytes each) made for one connection per round,
+/// so that one client streaming a large body cannot starve the others.
 const MAX_READS_PER_ROUND: usize = 16;
 
 /// What a slot serves.
@@ -210,6 +211,7 @@ impl EventedServer {
         if entry.counted {
             self.live -= 1;
         }
+        cx.trace_socket(entry.id, SocketCall::Close);
         let tcp = cx.iface.tcp_mut();
         if let Kind::Http(mut h) = entry.kind {
             // The last word on what was delivered, for the access log (after a reset TCP
@@ -247,6 +249,7 @@ impl EventedServer {
             return;
         };
         while let Some(id) = cx.iface.tcp_mut().accept(listener) {
+            cx.trace_socket(id, SocketCall::Accept);
             // At the limit, an idle connection makes room (the oldest); 503 only when
             // every connection is busy.
             let full = self.live >= self.config.max_connections && !self.close_oldest_idle(cx);
@@ -314,7 +317,8 @@ impl EventedServer {
                             .send_with(id, FILE_CHUNK, cx.now, |dst| h.read_file_into(dst));
                         match sent {
                             Ok(0) => break,
-                            Ok(_) => {
+                            Ok(n) => {
+                                cx.trace_socket(id, SocketCall::Write(n));
                                 progress = true;
                                 continue;
                             }
@@ -332,6 +336,7 @@ impl EventedServer {
                 match cx.iface.tcp_mut().send(id, out, cx.now) {
                     Ok(0) => break,
                     Ok(n) => {
+                        cx.trace_socket(id, SocketCall::Write(n));
                         entry.consume(n);
                         progress = true;
                     }
@@ -347,6 +352,7 @@ impl EventedServer {
             if !entry.fin_sent && entry.should_close() {
                 // RFC 9293 §3.10.4 CLOSE: FIN after the queued data.
                 cx.iface.tcp_mut().shutdown(id, cx.now);
+                cx.trace_socket(id, SocketCall::Shutdown);
                 entry.fin_sent = true;
             }
             if entry.fin_sent && entry.linger_until.is_none() {
@@ -364,6 +370,7 @@ impl EventedServer {
             if read {
                 match cx.iface.tcp_mut().recv(id, &mut self.rbuf, cx.now) {
                     Ok(0) => {
+                        cx.trace_socket(id, SocketCall::Read(0));
                         entry.eof = true;
                         if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {
                             h.on_eof(cx.wall);
@@ -371,6 +378,7 @@ impl EventedServer {
                         progress = true;
                     }
                     Ok(n) => {
+                        cx.trace_socket(id, SocketCall::Read(n));
                         reads += 1;
                         let data = self.rbuf.get(..n).unwrap_or_default();
                         if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {

@@ -28,7 +28,7 @@ use super::ndp;
 use crate::ip::ipv6::{Ipv6Packet, NEXT_ICMPV6};
 use crate::time::Instant;
 
-/// Frames waiting for the device; beyond this, new ones are dropped (DESIGN §7).
+/// Frames waiting for the device; beyond this, new ones are dropped (docs/architecture.md, principle 7).
 const MAX_OUT: usize = 4096;
 /// At most one IPv6 Neighbor Solicitation per neighbour this often (RFC 4861 §10
 /// RETRANS_TIMER is 1 s).

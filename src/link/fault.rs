@@ -249,7 +249,7 @@ impl FaultInjector {
     }
 
     /// Pushes every packet of `packets` at `now` and replaces them with what is due now
-    /// (the event loop's hook: a few lines there, the logic here).
+    /// (the threaded runtime's hook: a few lines there, the logic here).
     pub fn filter(&mut self, packets: &mut Vec<Vec<u8>>, now: Instant) {
         for p in packets.drain(..) {
             self.push(p, now);

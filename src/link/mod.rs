@@ -43,6 +43,15 @@ pub mod wan;
 
 pub use tunq::{configure_link, delete_link, TunOptions, TunQueue};
 
+/// Which way a packet crossed the device (for capture and tracing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the link to the stack.
+    In,
+    /// From the stack to the link.
+    Out,
+}
+
 /// A network device that carries bare IPv4 packets (no link-layer header).
 ///
 /// Implementations must be `Send` so that the stack's event-loop thread can own them.

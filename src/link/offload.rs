@@ -9,7 +9,7 @@
 //!   cut it into MSS-sized segments (TSO/GSO) and to finish the checksum.
 //!
 //! These types carry that information between layers without tying the protocol core to
-//! the wire format of the header, which lives with the device in `link::tun`.
+//! the wire format of the header, which lives with the device in `link::tunq` (`VnetHdr`).
 
 /// What the device told us about one received packet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -16,7 +16,7 @@
 //!
 //! **Blocking.** tun-tap offers no read timeout, so reads block. The intended design is
 //! [`TunDevice::split`]: a dedicated reader thread blocks in [`TunReader::recv`] and forwards
-//! packets to the event loop, while the loop writes through [`TunWriter`]. To wake a reader
+//! packets to the threaded runtime's stack thread, which writes through [`TunWriter`]. To wake a reader
 //! that is blocked for good, [`TunWriter::delete_link`] removes the interface; the kernel then
 //! fails the pending read, and the thread can exit.
 //!

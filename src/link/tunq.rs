@@ -15,7 +15,7 @@
 //! - accepts from us such super-segments and cuts them into MSS-sized packets itself.
 //!
 //! One `read`/`write` then moves up to 64 KiB instead of one 1500-byte packet: the syscall
-//! per packet was the bottleneck of the plain path (issue 5). We ask only for what our stack
+//! per packet was the bottleneck of the plain path (docs/performance.md). We ask only for what our stack
 //! handles — TCP over IPv4 — not TSO6 or USO. If the kernel refuses TSO4, checksum offload
 //! alone is kept; if it refuses the header or every offload, the device is reopened without
 //! the header. [`TunQueue::offloads`] says what was accepted, and a super-segment asked for

@@ -1,7 +1,7 @@
 //! The socket layer: a blocking, std-like API over the stack.
 //!
-//! This is the boundary the seed post asks about ("why does Tomcat have a
-//! SocketProcessor?"): an application never sees segments, only a [`TcpListener`] that
+//! This is the boundary between an application and the transport layer (the question
+//! "why does Tomcat have a SocketProcessor?" is about it): an application never sees segments, only a [`TcpListener`] that
 //! hands out connected [`TcpStream`]s and streams of bytes to [`Read`] and [`Write`],
 //! exactly as with the kernel's `socket/bind/listen/accept/read/write/close`.
 //!

@@ -34,14 +34,15 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::{Direction, IfaceStats, Interface, PacketHook, StackConfig, StackStats};
-use crate::link::ethernet_layer::{EthernetLayer, EthernetStats};
+pub use super::round::snapshot;
+use super::round::{self, capture_view, deliver, emit_tcp, trace_packet};
+use super::{Direction, Interface, PacketHook, StackConfig, StackStats};
+use crate::link::ethernet_layer::EthernetLayer;
 use crate::link::fault::Faults;
-use crate::link::gso;
 use crate::link::offload::{self, PollDevice, RxMeta, TxMeta};
-use crate::tcp::{ConnId, ListenerId, State, TcpStats};
+use crate::tcp::{ConnId, ListenerId};
 use crate::time::{Clock, Instant};
-use crate::udp::UdpStats;
+use crate::trace::{SocketCall, SocketEvent, TraceEvent, Tracer};
 
 /// Whether the stack takes the device's offloads (checksums the kernel vouches for,
 /// super-segments in both directions: `Interface::handle_packet_meta`, `set_tso`), so
@@ -80,6 +81,7 @@ pub struct Context<'a> {
     /// Something changed on a UDP socket.
     pub udp_ready: bool,
     stats: StatsSource<'a>,
+    tracer: Option<&'a Tracer>,
 }
 
 struct StatsSource<'a> {
@@ -90,6 +92,29 @@ struct StatsSource<'a> {
 }
 
 impl Context<'_> {
+    /// With a tracer attached (`--trace`, `--step`), report a socket call the application
+    /// made on connection `id`, then the transport layer's decisions it caused. Without
+    /// one this is one `Option` test.
+    #[inline]
+    pub fn trace_socket(&mut self, id: ConnId, call: SocketCall) {
+        let Some(tracer) = self.tracer else {
+            return;
+        };
+        let tcp = self.iface.tcp_mut();
+        tracer.emit(TraceEvent::Socket(SocketEvent {
+            local: std::net::SocketAddr::V4(tcp.local_addr(id)),
+            remote: std::net::SocketAddr::V4(tcp.peer_addr(id)),
+            call,
+            thread: std::thread::current().name().map(str::to_string),
+        }));
+        emit_tcp(tracer, self.iface);
+    }
+
+    /// The tracer, when `--trace` or `--step` asked for one.
+    pub fn tracer(&self) -> Option<&Tracer> {
+        self.tracer
+    }
+
     /// Publish this loop's statistics now on its [`StatsBoard`] (if it has one), so that
     /// a reader on this thread — a `GET /_stats` handler — sees the current state.
     pub fn publish_stats(&self) {
@@ -116,7 +141,7 @@ pub trait App {
     fn shutdown(&mut self, cx: &mut Context<'_>);
 }
 
-/// The statistics of several loops, published by each, merged for readers (`SIGUSR1`,
+/// The statistics of several loops, published by each, for readers (`SIGUSR1`,
 /// exit, `GET /_stats`). Readers never touch a loop's state; a loop takes this lock only
 /// to publish (on request, or at most every [`STATS_PERIOD`] when active).
 #[derive(Debug)]
@@ -149,20 +174,15 @@ impl StatsBoard {
         self.published.notify_all();
     }
 
-    /// The last published snapshots, merged (`None` before any was published).
-    pub fn merged(&self) -> Option<StackStats> {
-        let slots = self.lock();
-        let mut all = slots.iter().filter_map(|(_, s)| s.as_ref());
-        let mut total = all.next()?.clone();
-        for s in all {
-            merge_stats(&mut total, s);
-        }
-        Some(total)
+    /// The last published snapshot of each loop that published one (add them up with
+    /// [`crate::stats::merge`]).
+    pub fn latest(&self) -> Vec<StackStats> {
+        self.lock().iter().filter_map(|(_, s)| s.clone()).collect()
     }
 
     /// Ask every loop of `handles` for a fresh snapshot and wait up to `timeout` for
-    /// them (a stopped loop does not answer: its last snapshot is used), then merge.
-    pub fn fresh(&self, handles: &[LoopHandle], timeout: Duration) -> Option<StackStats> {
+    /// them (a stopped loop does not answer: its last snapshot is used).
+    pub fn fresh(&self, handles: &[LoopHandle], timeout: Duration) -> Vec<StackStats> {
         let deadline = std::time::Instant::now() + timeout;
         let before: Vec<u64> = self.lock().iter().map(|(n, _)| *n).collect();
         for h in handles {
@@ -182,7 +202,7 @@ impl StatsBoard {
                 .0;
         }
         drop(slots);
-        self.merged()
+        self.latest()
     }
 }
 
@@ -227,6 +247,8 @@ struct Wire<D> {
     /// The device carries Ethernet frames (TAP): the capture view cuts the IP packet
     /// inside the frame.
     tap: bool,
+    /// `--trace`/`--step`: every packet that crosses the device is shown.
+    tracer: Option<Tracer>,
 }
 
 impl<D: PollDevice> Wire<D> {
@@ -249,7 +271,7 @@ impl<D: PollDevice> Wire<D> {
         if tail.iter().all(|t| t.is_empty()) {
             return self.send(head, meta, now);
         }
-        if self.faults.is_some() || self.hook.is_some() {
+        if self.faults.is_some() || self.hook.is_some() || self.tracer.is_some() {
             return self.send(&offload::joined(head, tail), meta, now);
         }
         if let Err(e) = self.device.send_gather(head, tail, meta) {
@@ -267,6 +289,16 @@ impl<D: PollDevice> Wire<D> {
     }
 
     fn write(&mut self, packet: &[u8], meta: TxMeta) {
+        if let Some(t) = self.tracer.as_ref() {
+            trace_packet(
+                t,
+                self.tap,
+                Direction::Out,
+                packet,
+                meta.gso_size,
+                meta.csum_partial,
+            );
+        }
         if let Some(hook) = self.hook.as_mut() {
             capture_view(
                 self.tap,
@@ -280,20 +312,6 @@ impl<D: PollDevice> Wire<D> {
             // A full device queue drops the packet like a congested link; TCP recovers.
             log::debug!("link: device write failed: {e}");
         }
-    }
-}
-
-/// What a capture (pcap hook) sees of one packet: with offloads, a super-segment is shown
-/// as the MSS-sized segments the wire between two ordinary hosts would carry, with complete
-/// checksums, so a capture reads the same with offloads on or off. Plain packets pass as
-/// they are, without a copy.
-fn capture_view(tap: bool, packet: &[u8], gso_size: u16, csum: bool, out: &mut dyn FnMut(&[u8])) {
-    if gso_size == 0 && !csum {
-        out(packet);
-    } else if tap {
-        gso::view_ethernet(packet, gso_size, csum, out);
-    } else {
-        gso::view(packet, gso_size, csum, out);
     }
 }
 
@@ -326,17 +344,23 @@ pub struct EventLoop<D: PollDevice> {
     last_publish: Option<Instant>,
     /// Something happened since the last publication.
     active: bool,
+    /// `--trace`/`--step` (a copy of the one in `wire`, for the layers above the link).
+    tracer: Option<Tracer>,
+    /// Socket calls made before [`EventLoop::run`] (a listen), shown on the loop's thread
+    /// when it starts: a stepper pauses there, not the thread that set the loop up.
+    pending: Vec<SocketEvent>,
 }
 
 impl<D: PollDevice> EventLoop<D> {
-    /// A loop for the stack `config` describes on `device`. `config.tracer` is not used
-    /// (the `--trace` view belongs to the threaded runtime); `hook` sees every packet that
+    /// A loop for the stack `config` describes on `device`; `config.tracer` sees every
+    /// packet and every decision (`--trace`, `--step`); `hook` sees every packet that
     /// crosses the device (pcap).
     pub fn new(device: D, config: &StackConfig, hook: Option<PacketHook>) -> io::Result<Self> {
         let seed = config.seed.unwrap_or_else(rand::random);
         let mut iface = Interface::new(config.addr, config.tcp.clone(), seed);
         iface.set_ipv6(config.addr6);
         iface.set_mtu(config.mtu);
+        iface.tcp_mut().set_trace(config.tracer.is_some());
         let faults = config
             .faults
             .clone()
@@ -371,6 +395,7 @@ impl<D: PollDevice> EventLoop<D> {
                 faults,
                 hook,
                 tap: config.ethernet.is_some(),
+                tracer: config.tracer.clone(),
             },
             clock: Clock::new(),
             poll,
@@ -393,7 +418,28 @@ impl<D: PollDevice> EventLoop<D> {
             more_input: true,
             last_publish: None,
             active: true,
+            tracer: config.tracer.clone(),
+            pending: Vec::new(),
         })
+    }
+
+    /// Open a TCP listener on `local` (RFC 9293 §3.10.1 passive OPEN); traced, the
+    /// `listen()` and the transition it made are shown when the loop starts running.
+    pub fn listen(
+        &mut self,
+        local: std::net::SocketAddrV4,
+        backlog: usize,
+    ) -> Result<ListenerId, crate::tcp::TcpError> {
+        let id = self.iface.tcp_mut().listen(local, backlog)?;
+        if self.tracer.is_some() {
+            self.pending.push(SocketEvent {
+                local: local.into(),
+                remote: std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+                call: SocketCall::Listen,
+                thread: None,
+            });
+        }
+        Ok(id)
     }
 
     /// A handle for other threads (stop, statistics).
@@ -440,6 +486,18 @@ impl<D: PollDevice> EventLoop<D> {
     /// [`App::shutdown`], FIN on every connection, rounds until they are closed or the
     /// grace period is over, RST for the rest) and publish the final statistics.
     pub fn run(&mut self, app: &mut dyn App) -> io::Result<()> {
+        // Readers of the board (SIGUSR1, the exit) have counters even if a stepper pauses
+        // before the first round.
+        self.publish();
+        // What was decided before the first round (the listeners' passive OPEN) is shown
+        // before any packet, not under the first one.
+        if let Some(t) = self.tracer.as_ref() {
+            for mut call in self.pending.drain(..) {
+                call.thread = std::thread::current().name().map(str::to_string);
+                t.emit(TraceEvent::Socket(call));
+            }
+        }
+        self.emit_tcp();
         let mut stop_deadline: Option<Instant> = None;
         loop {
             let cap = stop_deadline.map(|_| STOP_TICK);
@@ -451,7 +509,7 @@ impl<D: PollDevice> EventLoop<D> {
             }
             if let Some(deadline) = stop_deadline {
                 let now = self.clock.now();
-                if !self.any_open() || now >= deadline {
+                if !round::any_open(&self.iface) || now >= deadline {
                     self.finish_stop(now);
                     break;
                 }
@@ -502,15 +560,9 @@ impl<D: PollDevice> EventLoop<D> {
     /// How long to wait: until the first stack, link, fault or application deadline.
     fn wait_time(&self, app: &dyn App, cap: Option<Duration>) -> Option<Duration> {
         let now = self.clock.now();
-        let stack = [
-            self.iface.poll_at(),
-            self.link.as_ref().and_then(EthernetLayer::poll_at),
-            self.wire.faults.as_ref().and_then(Faults::poll_at),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|at| at.saturating_duration_since(now));
+        let stack =
+            round::next_deadline(&self.iface, self.link.as_ref(), self.wire.faults.as_ref())
+                .map(|at| at.saturating_duration_since(now));
         let app = app
             .poll_at()
             .map(|at| at.saturating_duration_since(std::time::Instant::now()));
@@ -539,6 +591,11 @@ impl<D: PollDevice> EventLoop<D> {
             };
             self.active = true;
             let packet = self.rx_buf.get(..n).unwrap_or_default();
+            let traced = self.tracer.is_some();
+            if let (Some(t), None) = (self.tracer.as_ref(), self.wire.faults.as_ref()) {
+                let csum = meta.csum_trusted;
+                trace_packet(t, self.wire.tap, Direction::In, packet, meta.gso_size, csum);
+            }
             if let Some(hook) = self.wire.hook.as_mut() {
                 capture_view(
                     self.wire.tap,
@@ -554,6 +611,9 @@ impl<D: PollDevice> EventLoop<D> {
                 Some(f) => f.inbound.push(packet.to_vec(), now),
                 None => deliver(&mut self.iface, &mut self.link, packet, meta, now),
             }
+            if traced {
+                self.after_traced_packet(now);
+            }
         }
         self.more_input = true;
         Ok(())
@@ -567,29 +627,49 @@ impl<D: PollDevice> EventLoop<D> {
         while let Some(p) = f.inbound.pop(now) {
             self.due.push(p);
         }
-        for p in self.due.drain(..) {
+        let mut due = std::mem::take(&mut self.due);
+        for p in due.drain(..) {
+            if let Some(t) = self.tracer.as_ref() {
+                trace_packet(t, self.wire.tap, Direction::In, &p, 0, false);
+            }
             deliver(&mut self.iface, &mut self.link, &p, RxMeta::default(), now);
+            if self.tracer.is_some() {
+                self.after_traced_packet(now);
+            }
+        }
+        self.due = due;
+    }
+
+    /// Traced: what one inbound packet caused is shown (the transport layer's decisions)
+    /// and goes out (and is shown) before the next inbound packet is taken, so the trace
+    /// and the stepper read in causal order — a SYN, LISTEN → SYN-RECEIVED, our SYN-ACK.
+    fn after_traced_packet(&mut self, now: Instant) {
+        self.emit_tcp();
+        self.transmit(now);
+    }
+
+    /// Traced: hand the transport layer's queued decisions to the tracer.
+    fn emit_tcp(&mut self) {
+        if let Some(t) = self.tracer.as_ref() {
+            emit_tcp(t, &mut self.iface);
         }
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        if self.iface.poll_at().is_some_and(|at| at <= now) {
-            self.iface.handle_timeout(now);
+        if round::fire_timers(&mut self.iface, &mut self.link, now) {
             self.active = true;
-        }
-        if let Some(eth) = self.link.as_mut() {
-            if eth.poll_at().is_some_and(|at| at <= now) {
-                eth.handle_timeout(now);
-            }
+            self.emit_tcp();
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn context<'a>(
         iface: &'a mut Interface,
         link: Option<&'a EthernetLayer>,
         faults: Option<&'a Faults>,
         board: Option<&'a StatsBoard>,
         queue: usize,
+        tracer: Option<&'a Tracer>,
         now: Instant,
         lists: (&'a [ConnId], &'a [ListenerId], bool, bool),
     ) -> Context<'a> {
@@ -607,6 +687,7 @@ impl<D: PollDevice> EventLoop<D> {
                 board,
                 queue,
             },
+            tracer,
         }
     }
 
@@ -633,10 +714,12 @@ impl<D: PollDevice> EventLoop<D> {
                 self.wire.faults.as_ref(),
                 self.board.as_deref(),
                 self.queue,
+                self.tracer.as_ref(),
                 now,
                 (&self.woken, &self.woken_listeners, wake_all, udp),
             );
             app.poll(&mut cx);
+            self.emit_tcp();
         }
     }
 
@@ -651,12 +734,22 @@ impl<D: PollDevice> EventLoop<D> {
                     self.wire.send(&frame, TxMeta::default(), now);
                 }
             }
-            None => {
+            None if self.tracer.is_none() => {
                 while let Some((meta, tail)) = next_packet(&mut self.iface, now, &mut self.tx_buf) {
                     self.wire.send_gather(&self.tx_buf, tail, meta, now);
                 }
             }
+            None => {
+                // Traced: the decisions that building a segment made (a retransmission)
+                // are shown before the segment itself.
+                while let Some((meta, tail)) = next_packet(&mut self.iface, now, &mut self.tx_buf) {
+                    let packet = offload::joined(&self.tx_buf, tail);
+                    self.emit_tcp();
+                    self.wire.send(&packet, meta, now);
+                }
+            }
         }
+        self.emit_tcp();
         self.wire.release_outbound(now);
     }
 
@@ -666,14 +759,6 @@ impl<D: PollDevice> EventLoop<D> {
         }
         self.last_publish = Some(self.clock.now());
         self.active = false;
-    }
-
-    fn any_open(&self) -> bool {
-        self.iface
-            .tcp()
-            .connection_states()
-            .iter()
-            .any(|(_, _, _, s)| is_open(*s))
     }
 
     /// The graceful stop begins: the application stops accepting, every connection gets
@@ -686,55 +771,20 @@ impl<D: PollDevice> EventLoop<D> {
             self.wire.faults.as_ref(),
             self.board.as_deref(),
             self.queue,
+            self.tracer.as_ref(),
             now,
             (&[], &[], false, false),
         );
         app.shutdown(&mut cx);
-        for (id, _, _, _) in self.iface.tcp().connection_states() {
-            self.iface.tcp_mut().shutdown(id, now);
-        }
+        round::close_all(&mut self.iface, now);
         self.transmit(now);
     }
 
     /// The grace period is over: reset what is still open (RFC 9293 §3.10.5 ABORT).
     fn finish_stop(&mut self, now: Instant) {
-        for (id, _, _, state) in self.iface.tcp().connection_states() {
-            if is_open(state) {
-                self.iface.tcp_mut().abort(id, now);
-            }
-        }
+        round::abort_open(&mut self.iface, now);
         self.transmit(now);
     }
-}
-
-/// Still exchanging data or closing (not CLOSED, TIME-WAIT or a listener).
-fn is_open(state: State) -> bool {
-    !matches!(state, State::Closed | State::TimeWait | State::Listen)
-}
-
-/// One arrival from the device: in TAP mode a frame, which goes through the Ethernet
-/// layer (ARP is answered there; an IP payload continues up).
-fn deliver(
-    iface: &mut Interface,
-    link: &mut Option<EthernetLayer>,
-    bytes: &[u8],
-    meta: RxMeta,
-    now: Instant,
-) {
-    match link.as_mut() {
-        Some(eth) => {
-            if let Some(ip) = eth.handle_frame(bytes, now) {
-                handle_packet(iface, ip, meta, now);
-            }
-        }
-        None => handle_packet(iface, bytes, meta, now),
-    }
-}
-
-/// The stack takes one IP packet; with offloads the metadata says whether the kernel
-/// vouches for the checksum and whether this is a coalesced super-segment.
-fn handle_packet(iface: &mut Interface, bytes: &[u8], meta: RxMeta, now: Instant) {
-    iface.handle_packet_meta(bytes, meta, now);
 }
 
 /// The next packet to send: its headers (or all of it) built into `buf`, the rest of its
@@ -750,186 +800,6 @@ fn next_packet<'a>(
 /// Let TCP build super-segments of up to 64 KiB that the device splits (TSO).
 fn enable_tso(iface: &mut Interface) {
     iface.set_tso(Some(crate::link::offload::MAX_SUPER_PACKET));
-}
-
-/// Every layer's counters of one stack.
-pub fn snapshot(
-    iface: &Interface,
-    link: Option<&EthernetLayer>,
-    faults: Option<&Faults>,
-) -> StackStats {
-    let states = iface.tcp().state_counts();
-    StackStats {
-        ip: iface.stats().clone(),
-        tcp: iface.tcp().stats().clone(),
-        udp: iface.udp().stats().clone(),
-        link: link.map(EthernetLayer::stats),
-        states,
-        faults: faults.map(Faults::stats).unwrap_or_default(),
-    }
-}
-
-fn add_map(
-    into: &mut std::collections::BTreeMap<&'static str, u64>,
-    from: &std::collections::BTreeMap<&'static str, u64>,
-) {
-    for (k, v) in from {
-        *into.entry(k).or_insert(0) += v;
-    }
-}
-
-/// Add `other`'s counters to `into` (several queues' stacks reported as one). Every
-/// field is named, so that a new counter cannot be forgotten here silently.
-pub fn merge_stats(into: &mut StackStats, other: &StackStats) {
-    merge_ip(&mut into.ip, &other.ip);
-    merge_tcp(&mut into.tcp, &other.tcp);
-    merge_udp(&mut into.udp, &other.udp);
-    match (into.link.as_mut(), other.link.as_ref()) {
-        (Some(a), Some(b)) => merge_link(a, b),
-        (None, Some(b)) => into.link = Some(b.clone()),
-        _ => {}
-    }
-    for (state, n) in &other.states {
-        match into.states.iter_mut().find(|(s, _)| s == state) {
-            Some((_, m)) => *m += n,
-            None => into.states.push((*state, *n)),
-        }
-    }
-    into.faults.add(&other.faults);
-}
-
-fn merge_ip(a: &mut IfaceStats, b: &IfaceStats) {
-    let IfaceStats {
-        packets_in,
-        packets_out,
-        echo_replies,
-        drops,
-        frag,
-        datagrams_fragmented,
-        time_exceeded_sent,
-        icmp_errors,
-        super_packets_in,
-        super_packets_out,
-        icmp_rate_limited_global,
-        icmp_rate_limited_host,
-    } = b;
-    a.icmp_rate_limited_global += icmp_rate_limited_global;
-    a.icmp_rate_limited_host += icmp_rate_limited_host;
-    a.super_packets_in += super_packets_in;
-    a.super_packets_out += super_packets_out;
-    a.packets_in += packets_in;
-    a.packets_out += packets_out;
-    a.echo_replies += echo_replies;
-    add_map(&mut a.drops, drops);
-    let crate::ip::frag::FragStats {
-        fragments_in,
-        reassembled,
-        timeouts,
-        overlaps,
-        duplicates,
-        too_big,
-        malformed,
-        memory_full,
-    } = frag;
-    a.frag.fragments_in += fragments_in;
-    a.frag.reassembled += reassembled;
-    a.frag.timeouts += timeouts;
-    a.frag.overlaps += overlaps;
-    a.frag.duplicates += duplicates;
-    a.frag.too_big += too_big;
-    a.frag.malformed += malformed;
-    a.frag.memory_full += memory_full;
-    a.datagrams_fragmented += datagrams_fragmented;
-    a.time_exceeded_sent += time_exceeded_sent;
-    add_map(&mut a.icmp_errors, icmp_errors);
-}
-
-fn merge_tcp(a: &mut TcpStats, b: &TcpStats) {
-    let TcpStats {
-        segments_in,
-        segments_out,
-        retransmits,
-        resets_sent,
-        resets_received,
-        dropped,
-        drops,
-        connections_opened,
-        connections_accepted,
-        listen_overflows,
-        timeouts,
-        window_probes,
-        rto_expirations,
-        fast_retransmits,
-        acks_rate_limited,
-        tail_loss_probes,
-        time_wait_reclaimed,
-        lost_retransmits,
-        paws_rejected,
-        delayed_acks,
-        keepalive_probes,
-        syn_cookies_sent,
-        syn_cookies_validated,
-        syn_cookies_failed,
-        super_segments_out,
-    } = b;
-    a.super_segments_out += super_segments_out;
-    a.segments_in += segments_in;
-    a.segments_out += segments_out;
-    a.retransmits += retransmits;
-    a.resets_sent += resets_sent;
-    a.resets_received += resets_received;
-    a.dropped += dropped;
-    add_map(&mut a.drops, drops);
-    a.connections_opened += connections_opened;
-    a.connections_accepted += connections_accepted;
-    a.listen_overflows += listen_overflows;
-    a.timeouts += timeouts;
-    a.window_probes += window_probes;
-    a.rto_expirations += rto_expirations;
-    a.fast_retransmits += fast_retransmits;
-    a.acks_rate_limited += acks_rate_limited;
-    a.tail_loss_probes += tail_loss_probes;
-    a.time_wait_reclaimed += time_wait_reclaimed;
-    a.lost_retransmits += lost_retransmits;
-    a.paws_rejected += paws_rejected;
-    a.delayed_acks += delayed_acks;
-    a.keepalive_probes += keepalive_probes;
-    a.syn_cookies_sent += syn_cookies_sent;
-    a.syn_cookies_validated += syn_cookies_validated;
-    a.syn_cookies_failed += syn_cookies_failed;
-}
-
-fn merge_udp(a: &mut UdpStats, b: &UdpStats) {
-    let UdpStats {
-        datagrams_in,
-        datagrams_out,
-        delivered,
-        no_port,
-        queue_drops,
-        drops,
-    } = b;
-    a.datagrams_in += datagrams_in;
-    a.datagrams_out += datagrams_out;
-    a.delivered += delivered;
-    a.no_port += no_port;
-    a.queue_drops += queue_drops;
-    add_map(&mut a.drops, drops);
-}
-
-/// TAP mode with several queues: frames and drops add up; the ARP counters too.
-fn merge_link(a: &mut EthernetStats, b: &EthernetStats) {
-    a.frames_in += b.frames_in;
-    a.frames_out += b.frames_out;
-    add_map(&mut a.drops, &b.drops);
-    a.arp.requests_sent += b.arp.requests_sent;
-    a.arp.requests_received += b.arp.requests_received;
-    a.arp.replies_sent += b.arp.replies_sent;
-    a.arp.replies_received += b.arp.replies_received;
-    a.arp.resolved += b.arp.resolved;
-    a.arp.timeouts += b.arp.timeouts;
-    a.arp.queue_drops += b.arp.queue_drops;
-    a.arp.evictions += b.arp.evictions;
-    a.arp.conflicts += b.arp.conflicts;
 }
 
 #[cfg(test)]
@@ -1079,9 +949,10 @@ pub(crate) mod tests {
         });
         assert_eq!(got, b"hello, loop");
 
-        let stats = board
-            .fresh(std::slice::from_ref(&handle), Duration::from_secs(10))
-            .expect("published");
+        let stats = crate::stats::merge(
+            &board.fresh(std::slice::from_ref(&handle), Duration::from_secs(10)),
+        )
+        .expect("published");
         assert_eq!(stats.tcp.connections_accepted, 1);
         assert!(stats.ip.packets_in >= 2, "{:?}", stats.ip);
 
@@ -1097,28 +968,7 @@ pub(crate) mod tests {
             eof && thread.is_finished()
         });
         thread.join().expect("loop thread");
-        let last = board.merged().expect("final stats");
+        let last = crate::stats::merge(&board.latest()).expect("final stats");
         assert!(last.tcp.segments_out >= 3, "{:?}", last.tcp);
-    }
-
-    #[test]
-    fn merged_stats_add_up() {
-        let mut a = snapshot(
-            &Interface::new(SERVER, crate::tcp::Config::default(), 1),
-            None,
-            None,
-        );
-        a.tcp.segments_in = 2;
-        a.ip.drops.insert("bad-checksum", 1);
-        a.states.push((State::Established, 3));
-        let mut b = a.clone();
-        b.states.push((State::TimeWait, 1));
-        merge_stats(&mut a, &b);
-        assert_eq!(a.tcp.segments_in, 4);
-        assert_eq!(a.ip.drops.get("bad-checksum"), Some(&2));
-        assert_eq!(
-            a.states,
-            vec![(State::Established, 6), (State::TimeWait, 1)]
-        );
     }
 }

@@ -42,7 +42,7 @@ pub const DEFAULT_TTL: u8 = 64;
 pub const DEFAULT_MTU: usize = 1500;
 
 /// At most this many ICMP/IP-level replies wait in the queue; beyond it new ones are
-/// dropped, so a flood of pings cannot grow memory without bound (DESIGN §7).
+/// dropped, so a flood of pings cannot grow memory without bound (docs/architecture.md, principle 7).
 const MAX_PENDING: usize = 1024;
 
 /// The IP id of a SYN, SYN-ACK or RST: atomic datagrams (DF set, never fragmented), whose

@@ -1,4 +1,5 @@
-//! The stack: the event loop that owns the device and drives the layers and their timers.
+//! The stack: the sans-IO host ([`Interface`]) and the threaded runtime, whose stack thread
+//! owns the device and drives the layers and their timers ([`evloop`] is the other runtime).
 //!
 //! ```text
 //!   reader thread                    stack thread                         socket callers
@@ -14,7 +15,7 @@
 //!
 //! The protocol core ([`Interface`], `tcp::Tcp`) is sans-IO; this module is the only place
 //! that reads the clock for it and that writes to the device. The lock protects the core's
-//! state; it is never held across device I/O (DESIGN principle 5).
+//! state; it is never held across device I/O (docs/architecture.md, principle 5).
 //!
 //! This is the threaded runtime, behind the blocking socket API. [`evloop`] is the other
 //! one: a single thread that owns the device and the stack with no lock at all, and runs
@@ -23,6 +24,7 @@
 pub mod evloop;
 mod iface;
 mod observe;
+mod round;
 
 pub use iface::{IfaceStats, Interface, DEFAULT_TTL};
 
@@ -37,19 +39,13 @@ use std::time::Duration;
 
 use crate::link::ethernet_layer::{EthernetConfig, EthernetLayer, EthernetStats};
 use crate::link::fault::{FaultConfig, FaultStats, Faults};
+use crate::link::offload::RxMeta;
 use crate::tcp::{self, ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
-use crate::trace::{TraceEvent, Tracer};
+use crate::trace::Tracer;
 use crate::udp::UdpStats;
 
-/// Which way a packet crossed the device (for capture and tracing hooks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// From the link to the stack.
-    In,
-    /// From the stack to the link.
-    Out,
-}
+pub use crate::link::Direction;
 
 /// Called with every packet that crosses the device, outside the lock (pcap, `--trace`).
 pub type PacketHook = Box<dyn FnMut(Direction, &[u8]) + Send>;
@@ -125,6 +121,9 @@ pub(crate) struct Shared {
     tracer: Option<Tracer>,
     /// The fault injectors (`--loss` etc.), used by the stack thread; here for `stats`.
     faults: Mutex<Option<Faults>>,
+    /// Set when the stack thread has run its last round and ended.
+    stopped: Mutex<bool>,
+    stopped_cond: Condvar,
 }
 
 #[derive(Default)]
@@ -139,7 +138,7 @@ pub struct StackHandle {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// A snapshot of every layer's counters.
+/// A snapshot of every layer's counters ([`evloop::snapshot`] takes one).
 #[derive(Debug, Clone)]
 pub struct StackStats {
     /// Internet layer and demultiplexing.
@@ -250,8 +249,8 @@ impl StackHandle {
 
     /// Counters of every layer.
     pub fn stats(&self) -> StackStats {
-        // Lock order: the stack thread holds `faults` while it takes `core`, so read the
-        // fault counters before taking `core`.
+        // The stack thread never holds `faults` and `core` together; read the fault
+        // counters first all the same.
         let faults = self
             .shared
             .faults
@@ -261,22 +260,10 @@ impl StackHandle {
             .map(Faults::stats)
             .unwrap_or_default();
         let core = self.lock();
-        let states = core.tcp().state_counts();
-        let link = self
-            .shared
-            .link
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|l| l.stats());
-        StackStats {
-            ip: core.stats().clone(),
-            tcp: core.tcp().stats().clone(),
-            udp: core.udp().stats().clone(),
-            link,
-            states,
-            faults,
-        }
+        let link = self.shared.link.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stats = round::snapshot(&core, link.as_ref(), None);
+        stats.faults = faults;
+        stats
     }
 
     /// Close every connection gracefully (FIN), wait up to `grace` for the closes to
@@ -284,51 +271,43 @@ impl StackHandle {
     pub fn shutdown(&self, grace: Duration) {
         let deadline = std::time::Instant::now() + grace;
         {
-            let mut core = self.lock();
             let now = self.now();
-            let conns = core.tcp().connection_states();
-            for (id, _, _, _) in conns {
-                core.tcp_mut().shutdown(id, now);
-            }
+            round::close_all(&mut self.lock(), now);
         }
         self.wake();
         let mut core = self.lock();
         loop {
-            let open =
-                core.tcp().connection_states().iter().any(|(_, _, _, s)| {
-                    !matches!(s, State::Closed | State::TimeWait | State::Listen)
-                });
-            if !open || std::time::Instant::now() >= deadline {
+            if !round::any_open(&core) || std::time::Instant::now() >= deadline {
                 break;
             }
             core = self.wait(core, Some(deadline));
         }
-        let now = self.now();
-        let conns = core.tcp().connection_states();
-        for (id, _, _, state) in conns {
-            if !matches!(state, State::Closed | State::TimeWait | State::Listen) {
-                core.tcp_mut().abort(id, now);
-            }
-        }
+        round::abort_open(&mut core, self.now());
         drop(core);
-        self.wake();
-        // Give the loop a moment to put the resets on the wire, then stop it.
-        std::thread::sleep(Duration::from_millis(20));
+        // The stack thread runs one last round (which puts the resets on the wire) when it
+        // takes the stop; wait for it to end, for at most a second.
         let tx = self.shared.tx.lock().unwrap_or_else(|e| e.into_inner());
         let _ = tx.send(Event::Stop);
-    }
-}
-
-/// One arrival from the device to the host: in TAP mode a frame, which goes through the
-/// Ethernet layer (ARP is answered there; an IPv4 payload continues up).
-fn deliver(core: &mut Interface, link: &mut Option<EthernetLayer>, p: &[u8], now: Instant) {
-    match link.as_mut() {
-        Some(eth) => {
-            if let Some(ip) = eth.handle_frame(p, now) {
-                core.handle_packet(ip, now);
+        drop(tx);
+        let limit = std::time::Instant::now() + Duration::from_secs(1);
+        let mut stopped = self
+            .shared
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        while !*stopped {
+            let left = limit.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                log::warn!("stack: the stack thread did not stop within a second");
+                break;
             }
+            stopped = self
+                .shared
+                .stopped_cond
+                .wait_timeout(stopped, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
-        None => core.handle_packet(p, now),
     }
 }
 
@@ -341,14 +320,7 @@ fn timers_and_transmit(
     outbound: &mut Vec<Vec<u8>>,
     spare: &mut Vec<Vec<u8>>,
 ) -> Option<Instant> {
-    if core.poll_at().is_some_and(|at| at <= now) {
-        core.handle_timeout(now);
-    }
-    if let Some(eth) = link.as_mut() {
-        if eth.poll_at().is_some_and(|at| at <= now) {
-            eth.handle_timeout(now);
-        }
-    }
+    round::fire_timers(core, link, now);
     match link.as_mut() {
         Some(eth) => {
             while let Some(p) = core.poll_transmit(now) {
@@ -368,26 +340,12 @@ fn timers_and_transmit(
             outbound.push(p);
         },
     }
-    let mut next = core.poll_at();
     if let Some(eth) = link.as_mut() {
         while let Some(frame) = eth.poll_transmit() {
             outbound.push(frame);
         }
-        next = match (next, eth.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
     }
-    next
-}
-
-/// The trace event for what crossed the device: a frame on a TAP, a packet on a TUN.
-fn packet_event(tap: bool, dir: Direction, bytes: Vec<u8>) -> TraceEvent {
-    if tap {
-        TraceEvent::Frame { dir, bytes }
-    } else {
-        TraceEvent::Packet { dir, bytes }
-    }
+    round::next_deadline(core, link.as_ref(), None)
 }
 
 /// Start a stack on a device given as its two halves: `read` blocks until one IP packet
@@ -428,6 +386,8 @@ where
         wake_pending: AtomicBool::new(false),
         tracer: tracer.clone(),
         faults: Mutex::new(faults),
+        stopped: Mutex::new(false),
+        stopped_cond: Condvar::new(),
     });
     let handle = StackHandle {
         shared: shared.clone(),
@@ -521,8 +481,9 @@ where
                     }
                 }
                 if stop {
+                    // One last round first: what the stop left queued (the resets of
+                    // `shutdown`) goes on the wire.
                     log::debug!("stack: stopping");
-                    break;
                 }
                 if let Some(hook) = hook.as_mut() {
                     for p in &inbound {
@@ -531,8 +492,14 @@ where
                 }
                 // Fault injection (link::fault): between the device and the stack, in both
                 // directions; what it holds back (reorder, delay) comes out on its own timer.
-                let mut faults = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(f) = faults.as_mut() {
+                // Not held across the round: a traced round waits for the user in step
+                // mode, and `stats` (GET /_stats, SIGUSR1, the exit) takes this lock.
+                if let Some(f) = shared
+                    .faults
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
                     f.inbound.filter(&mut inbound, shared.clock.now());
                 }
                 let (changed, wake_all) = if let Some(t) = tracer.as_ref() {
@@ -552,7 +519,7 @@ where
                     let mut link = shared.link.lock().unwrap_or_else(|e| e.into_inner());
                     let now = shared.clock.now();
                     for p in inbound.drain(..) {
-                        deliver(&mut core, &mut link, &p, now);
+                        round::deliver(&mut core, &mut link, &p, RxMeta::default(), now);
                         // Back to the reader (it is gone only when we are stopping).
                         let _ = pool_tx.send(p);
                     }
@@ -569,11 +536,15 @@ where
                         wake_all,
                     )
                 };
-                if let Some(f) = faults.as_mut() {
+                if let Some(f) = shared
+                    .faults
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
                     f.outbound.filter(&mut outbound, shared.clock.now());
                     next_timer = next_timer.into_iter().chain(f.poll_at()).min();
                 }
-                drop(faults);
                 // Notifying after unlocking is safe: a waiter checks its condition and
                 // starts waiting under the lock, so it either saw the change or is waiting.
                 if changed {
@@ -603,7 +574,7 @@ where
                 }
                 for p in outbound.drain(..) {
                     if let Some(t) = tracer.as_ref() {
-                        t.emit(packet_event(tap, Direction::Out, p.clone()));
+                        round::trace_packet(t, tap, Direction::Out, &p, 0, false);
                     }
                     if let Some(hook) = hook.as_mut() {
                         hook(Direction::Out, &p);
@@ -616,10 +587,76 @@ where
                         spare.push(p);
                     }
                 }
+                if stop {
+                    break;
+                }
             }
+            *shared.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            shared.stopped_cond.notify_all();
         })?;
     // One round right away, so that what the layers queued at start (TAP: the gratuitous
     // ARP) goes out before any packet arrives.
     handle.wake();
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::fault::FaultConfig;
+
+    /// A paused `--step` (a tracer that blocks) must not hold up `stats` (GET /_stats,
+    /// SIGUSR1, the exit), also with fault injection on: the stack thread does not hold
+    /// the fault injectors' lock across a traced round.
+    #[test]
+    fn stats_do_not_wait_for_a_paused_tracer() {
+        let (paused_tx, paused_rx) = mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let paused_tx = Mutex::new(paused_tx);
+        let mut config = StackConfig::new(Ipv4Addr::new(10, 0, 0, 2));
+        config.tracer = Some(Tracer::new(move |_| {
+            // The first event pauses until the test says so, as a stepper waits for Enter.
+            let _ = paused_tx.lock().unwrap_or_else(|e| e.into_inner()).send(());
+            let _ = release_rx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .recv_timeout(Duration::from_secs(30));
+        }));
+        config.faults = Some((
+            FaultConfig {
+                // Faults on (so the injectors exist), none of which hits one packet with
+                // this seed.
+                loss: 0.001,
+                ..FaultConfig::default()
+            },
+            1,
+        ));
+        let mut sent = false;
+        let stack = start(
+            move |buf: &mut [u8]| {
+                if std::mem::replace(&mut sent, true) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                buf[..4].copy_from_slice(&[0x45, 0, 0, 4]);
+                Ok(4)
+            },
+            |_: &[u8]| Ok(()),
+            config,
+            None,
+        )
+        .expect("start");
+        paused_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the tracer was reached");
+        let (done_tx, done_rx) = mpsc::channel();
+        let reader = stack.clone();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(reader.stats());
+        });
+        let stats = done_rx.recv_timeout(Duration::from_secs(10));
+        let _ = release_tx.send(());
+        assert!(stats.is_ok(), "stats waited for the paused tracer");
+    }
 }

@@ -6,7 +6,9 @@
 //! the tracer *outside* the lock: the step-mode tracer blocks waiting for the user, and
 //! the socket threads must still be able to take the lock meanwhile.
 
-use super::{deliver, packet_event, timers_and_transmit, Direction, StackHandle};
+use super::round::{self, trace_packet};
+use super::{timers_and_transmit, Direction, StackHandle};
+use crate::link::offload::RxMeta;
 use crate::time::Instant;
 use crate::trace::{TraceEvent, Tracer};
 
@@ -31,12 +33,12 @@ pub(super) fn traced_round(
     let pending = handle.lock().tcp_mut().take_trace_events();
     emit_tcp(tracer, pending);
     for p in inbound.drain(..) {
-        tracer.emit(packet_event(tap, Direction::In, p.clone()));
+        trace_packet(tracer, tap, Direction::In, &p, 0, false);
         let events = {
             let mut core = handle.lock();
             let mut link = handle.shared.link.lock().unwrap_or_else(|e| e.into_inner());
             let now = handle.now();
-            deliver(&mut core, &mut link, &p, now);
+            round::deliver(&mut core, &mut link, &p, RxMeta::default(), now);
             drop(link);
             changed |= core.take_events();
             core.tcp_mut().take_trace_events()

@@ -287,6 +287,11 @@ impl NewReno {
         AckAction::None
     }
 
+    /// Duplicate ACKs counted since the last new ACK (or timeout).
+    pub fn dup_acks(&self) -> u32 {
+        self.dup_acks
+    }
+
     /// The retransmission timer expired with `flight` bytes outstanding (RFC 5681 §3.1,
     /// equation 4; RFC 6582 §3.2 step 4).
     pub fn on_timeout(&mut self, flight: u32, snd_max: SeqNum) {

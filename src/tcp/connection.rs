@@ -1384,11 +1384,19 @@ impl Connection {
             if sack_lost {
                 dupthresh = 1;
             }
-            if self
-                .cc
-                .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh, sack_lost)
-                == AckAction::Retransmit
-            {
+            let action =
+                self.cc
+                    .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh, sack_lost);
+            if action != AckAction::Retransmit {
+                let (seq, count) = (self.snd.una, self.cc.dup_acks());
+                self.note(|| TcpEventKind::DuplicateAck {
+                    seq,
+                    count,
+                    threshold: dupthresh,
+                    in_recovery: was_in_recovery,
+                });
+            }
+            if action == AckAction::Retransmit {
                 self.high_rxt = self.snd.una;
                 self.hole_credit = 0;
                 self.rxt_log.clear();

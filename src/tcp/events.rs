@@ -53,6 +53,19 @@ pub enum TcpEventKind {
         /// The duplicate-ACK threshold that fired.
         dup_acks: u32,
     },
+    /// A duplicate ACK (RFC 5681 §2: nothing new acknowledged, no data, same window, data
+    /// outstanding) that did not (yet) trigger a fast retransmit: the peer got a segment
+    /// above a gap, so one of ours was lost or reordered.
+    DuplicateAck {
+        /// The sequence number acknowledged again (SND.UNA).
+        seq: SeqNum,
+        /// How many in a row.
+        count: u32,
+        /// How many trigger a fast retransmit now (3, fewer with RFC 5827).
+        threshold: u32,
+        /// Already in fast recovery: each one means a segment left the network.
+        in_recovery: bool,
+    },
     /// A segment covering sequence numbers that were sent before is going out again.
     Retransmission {
         /// First sequence number of the segment.

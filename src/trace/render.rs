@@ -130,7 +130,7 @@ pub struct Renderer {
 }
 
 /// At most this many directions are remembered; beyond it the map starts afresh, so a
-/// long-running trace cannot grow memory without bound (DESIGN §7).
+/// long-running trace cannot grow memory without bound (docs/architecture.md, principle 7).
 const MAX_TRACKED: usize = 8192;
 
 impl Renderer {
@@ -307,11 +307,36 @@ impl Renderer {
         if !seg.payload.is_empty() {
             let _ = write!(t, "  len {}", seg.payload.len());
         }
-        let opts = seg.options.to_string();
+        let opts = if seg.options.sack_blocks.is_empty() {
+            seg.options.to_string()
+        } else {
+            // SACK blocks acknowledge the receiver's sequence space: relative like `ack`.
+            let mut plain = seg.options.clone();
+            plain.sack_blocks.clear();
+            let mut o = plain.to_string();
+            let blocks: String = seg
+                .options
+                .sack_blocks
+                .iter()
+                .map(|(l, r)| format!("{{{}:{}}}", self.rel(dst, src, *l), self.rel(dst, src, *r)))
+                .collect();
+            match o.pop() {
+                Some('>') => format!("{o},sack {blocks}>"),
+                _ => format!("<sack {blocks}>"),
+            }
+        };
         if !opts.is_empty() {
             let _ = write!(t, "  {opts}");
         }
         t
+    }
+
+    /// `seq` relative to the ISN of `from → to`, or absolute when that ISN is unknown.
+    fn rel(&self, from: SocketAddrV4, to: SocketAddrV4, seq: SeqNum) -> u32 {
+        match self.isn.get(&(from, to)) {
+            Some(isn) => seq.0.wrapping_sub(isn.0),
+            None => seq.0,
+        }
     }
 
     /// `n (abs N)` relative to the ISN of `from → to`, or just `N` when unknown.
@@ -326,6 +351,16 @@ impl Renderer {
     pub fn event(&mut self, event: &TraceEvent) -> Option<(Layer, String, Emphasis)> {
         match event {
             TraceEvent::Packet { .. } | TraceEvent::Frame { .. } => None,
+            TraceEvent::SuperSegment {
+                dir,
+                len,
+                segments,
+                gso_size,
+            } => Some((
+                Layer::Link,
+                super_segment_text(*dir, *len, *segments, *gso_size),
+                Emphasis::Normal,
+            )),
             TraceEvent::Tcp(e) => Some(self.tcp_event(e)),
             TraceEvent::Socket(e) => Some((Layer::Socket, socket_text(e), Emphasis::Normal)),
             TraceEvent::Http(e) => Some((Layer::Http, http_text(e), Emphasis::Normal)),
@@ -365,6 +400,28 @@ impl Renderer {
                 ),
                 Emphasis::Alarm,
             ),
+            TcpEventKind::DuplicateAck {
+                seq,
+                count,
+                threshold,
+                in_recovery,
+            } => {
+                let seq = self.seq_text(e.local, e.remote, *seq);
+                let why = if *in_recovery {
+                    "in fast recovery: one more segment left the network, so one more may be \
+                     sent (RFC 5681 §3.2, RFC 6675 §5)"
+                        .to_string()
+                } else {
+                    format!(
+                        "the peer got a segment above a gap (ours lost or reordered); \
+                         fast retransmit at {threshold} (RFC 5681 §3.2)"
+                    )
+                };
+                (
+                    format!("duplicate ACK #{count} of seq {seq}: {why}"),
+                    Emphasis::Alarm,
+                )
+            }
             TcpEventKind::Retransmission { seq, len } => (
                 format!(
                     "retransmitting seq {} len {len}: sent before, not yet acknowledged",
@@ -438,6 +495,20 @@ fn explain_drop(reason: &str) -> &'static str {
     }
 }
 
+/// A super-segment, said as what it is for the stack and for the wire.
+fn super_segment_text(dir: Direction, len: usize, segments: usize, gso_size: u16) -> String {
+    match dir {
+        Direction::Out => format!(
+            "super-segment of {len} bytes (TSO): the kernel cuts it into {segments} segment(s) \
+             of {gso_size} payload bytes; as they leave:"
+        ),
+        Direction::In => format!(
+            "super-segment of {len} bytes (GRO): the kernel merged {segments} segment(s) \
+             of {gso_size} payload bytes; the stack takes it as one; as they arrived:"
+        ),
+    }
+}
+
 fn socket_text(e: &SocketEvent) -> String {
     let call = socket_call_text(e);
     match &e.thread {
@@ -508,14 +579,26 @@ impl Printer {
         }
     }
 
-    /// The text for `event` (ends with a newline), stamped with the time since start.
+    /// The text for `event` (ends with a newline), stamped with the time since start and,
+    /// for a packet, the thread that handled it (a queue's loop, or the stack thread).
     pub fn render(&mut self, event: &TraceEvent) -> String {
         let elapsed = self.start.elapsed();
-        self.render_at(event, elapsed)
+        let current = std::thread::current();
+        self.render_on(event, elapsed, current.name())
     }
 
     /// The text for `event` as if `elapsed` had passed since the start (for tests).
     pub fn render_at(&mut self, event: &TraceEvent, elapsed: Duration) -> String {
+        self.render_on(event, elapsed, None)
+    }
+
+    /// The text for `event` as if `elapsed` had passed, handled on `thread`.
+    pub fn render_on(
+        &mut self,
+        event: &TraceEvent,
+        elapsed: Duration,
+        thread: Option<&str>,
+    ) -> String {
         let p = self.palette;
         match event {
             TraceEvent::Packet { dir, bytes } | TraceEvent::Frame { dir, bytes } => {
@@ -534,7 +617,10 @@ impl Printer {
                     .map(|l| l.text.as_str())
                     .unwrap_or_default()
                     .to_string();
-                let head = format!("#{n:<3} {arrow}  +{:.6}s", elapsed.as_secs_f64());
+                let mut head = format!("#{n:<3} {arrow}  +{:.6}s", elapsed.as_secs_f64());
+                if let Some(t) = thread {
+                    let _ = write!(head, "  [{t}]");
+                }
                 let _ = writeln!(
                     out,
                     "{}  {} {}",

@@ -133,10 +133,16 @@ impl Inner {
                     Direction::In => "← in ",
                     Direction::Out => "→ out",
                 };
-                let head = format!(
+                let mut head = format!(
                     "#{n:<3} {arrow}  +{:.3}s",
                     self.start.elapsed().as_secs_f64()
                 );
+                // Which queue's loop (or the stack thread) handles it.
+                if let Some(t) = std::thread::current().name() {
+                    head.push_str("  [");
+                    head.push_str(t);
+                    head.push(']');
+                }
                 let head = self.palette.paint("1", &head);
                 self.say(&head);
                 for (layer, text) in steps(*dir, &lines) {
@@ -153,6 +159,8 @@ impl Inner {
                 // Routine bookkeeping is shown but not worth a pause.
                 let pause = match other {
                     TraceEvent::Tcp(_) => emphasis != Emphasis::Normal,
+                    // The wire segments that follow are the steps.
+                    TraceEvent::SuperSegment { .. } => false,
                     _ => true,
                 };
                 let text = match emphasis {

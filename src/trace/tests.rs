@@ -93,6 +93,24 @@ impl Pair {
     fn pump(&mut self) {
         self.pump_with(false)
     }
+
+    /// The server listens on port 80 and the client connects to it (nothing sent yet).
+    fn listen_and_connect(&mut self) -> tcp::ListenerId {
+        let listener = self
+            .server
+            .tcp_mut()
+            .listen(SocketAddrV4::new(SERVER, 80), 8)
+            .expect("listen");
+        self.client
+            .tcp_mut()
+            .connect(
+                SocketAddrV4::new(CLIENT, 0),
+                SocketAddrV4::new(SERVER, 80),
+                self.now,
+            )
+            .expect("connect");
+        listener
+    }
 }
 
 fn index_of(trace: &str, needle: &str) -> usize {
@@ -216,19 +234,7 @@ fn trace_of_a_connection_shows_every_layer_and_transition() {
 #[test]
 fn a_lost_syn_ack_shows_the_timer_and_the_retransmission() {
     let mut p = Pair::new();
-    p.server
-        .tcp_mut()
-        .listen(SocketAddrV4::new(SERVER, 80), 8)
-        .expect("listen");
-    let now = p.now;
-    p.client
-        .tcp_mut()
-        .connect(
-            SocketAddrV4::new(CLIENT, 0),
-            SocketAddrV4::new(SERVER, 80),
-            now,
-        )
-        .expect("connect");
+    p.listen_and_connect();
     // The SYN arrives, the SYN-ACK is lost.
     p.pump_with(true);
     // RFC 6298 (2.1): the initial RTO is 1 s.
@@ -250,19 +256,7 @@ fn a_lost_syn_ack_shows_the_timer_and_the_retransmission() {
 #[test]
 fn a_repeated_syn_is_explained() {
     let mut p = Pair::new();
-    p.server
-        .tcp_mut()
-        .listen(SocketAddrV4::new(SERVER, 80), 8)
-        .expect("listen");
-    let now = p.now;
-    p.client
-        .tcp_mut()
-        .connect(
-            SocketAddrV4::new(CLIENT, 0),
-            SocketAddrV4::new(SERVER, 80),
-            now,
-        )
-        .expect("connect");
+    p.listen_and_connect();
     p.pump_with(true);
     // The client's timer fires first: it sends its SYN again.
     p.now += Duration::from_millis(1001);
@@ -501,4 +495,37 @@ fn step_commands_parse() {
     assert_eq!(StepCommand::parse("c\n"), StepCommand::Continue);
     assert_eq!(StepCommand::parse("q"), StepCommand::Quit);
     assert_eq!(StepCommand::parse("what"), StepCommand::Next);
+}
+
+#[test]
+fn duplicate_acks_are_explained_before_the_fast_retransmit() {
+    let mut p = Pair::new();
+    let listener = p.listen_and_connect();
+    let now = p.now;
+    p.pump();
+    let id = p.server.tcp_mut().accept(listener).expect("accepted");
+    let data = vec![7u8; 6 * 1448];
+    assert_eq!(p.server.tcp_mut().send(id, &data, now), Ok(data.len()));
+    // The first data segment is lost; the five after it reach the client, which answers
+    // each with a duplicate ACK (whose SACK block is shown relative, like the ACK).
+    let mut first = true;
+    while let Some(pkt) = p.server.poll_transmit(now) {
+        p.show(TraceEvent::Packet {
+            dir: Direction::Out,
+            bytes: pkt.clone(),
+        });
+        if !std::mem::replace(&mut first, false) {
+            p.client.handle_packet(&pkt, now);
+        }
+    }
+    p.pump();
+    let t = &p.trace;
+    // With SACK the first duplicate ACK already proves the segment lost (RFC 6675 IsLost);
+    // each one after it is explained as what it means in recovery.
+    let fast = index_of(t, "fast retransmit of seq 1 (abs ");
+    let second = index_of(t, "duplicate ACK #2 of seq 1 (abs ");
+    index_of(t, "in fast recovery: one more segment left the network");
+    assert!(fast < second, "{t}");
+    // SACK blocks are relative, like the ACK.
+    index_of(t, ",sack {1449:8689}>");
 }
