@@ -97,7 +97,7 @@ fn each_option_action_bit() {
             if let Some(sent) = r.send {
                 // Parameter problem code 2 pointing at the option type: 40 + 2 + 2.
                 assert_eq!(error_in(&sent), (4, 2, 44));
-                let e = icmpv6::parse_error(&Ipv6Packet::parse(&sent).unwrap().payload).unwrap();
+                let e = icmpv6::parse_error(Ipv6Packet::parse(&sent).unwrap().payload).unwrap();
                 assert_eq!((e.about.src, e.about.dst), (B, dst));
             }
         }
@@ -243,7 +243,7 @@ fn errors_are_rate_limited_in_virtual_time() {
     assert!(a.port_unreachable(&udp, t(2000)).is_none());
     let sent = a.port_unreachable(&udp, t(2200)).unwrap();
     assert_eq!(error_in(&sent), (1, 4, 0));
-    let e = icmpv6::parse_error(&Ipv6Packet::parse(&sent).unwrap().payload).unwrap();
+    let e = icmpv6::parse_error(Ipv6Packet::parse(&sent).unwrap().payload).unwrap();
     assert_eq!(e.kind, ErrorKind6::DestUnreachable { code: 4 });
     assert_eq!(e.about.ports, Some((53, 9)));
     assert_eq!(a.errors_sent(), 16);
