@@ -680,4 +680,48 @@ mod tests {
         );
         assert_eq!((r.stats().timeouts, r.memory()), (2, 0));
     }
+
+    #[test]
+    fn mutated_chains_and_fragments_never_panic_and_stay_bounded() {
+        use rand::Rng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(66);
+        let config = FragConfig {
+            max_datagrams: 4,
+            max_bytes: 50_000,
+            ..default_config()
+        };
+        let mut input = Ipv6Input::new(B, config, TokenBucket::default());
+        let mut bases = ipv6::emit_fragments(A, B, NEXT_UDP, 64, 1, &udp_payload(3000), 1280);
+        let mut chain = ext_header(ipv6::NEXT_DEST_OPTIONS, &[5, 2, 0, 0]);
+        chain.extend(ext_header(NEXT_UDP, &[0x1e, 2, 1, 2]));
+        chain.extend_from_slice(&[0; 8]);
+        bases.push(emit(A, B, ipv6::NEXT_HOP_BY_HOP, 64, &chain));
+        let mut delivered = 0;
+        for i in 0..20_000u64 {
+            let mut p = bases[rng.random_range(0..bases.len())].clone();
+            for _ in 0..rng.random_range(0..3) {
+                let at = rng.random_range(0..p.len());
+                p[at] = rng.random();
+            }
+            let cut = if rng.random_bool(0.3) {
+                rng.random_range(0..=p.len())
+            } else {
+                p.len()
+            };
+            let now = t(i * 10);
+            let r = input.receive(&p[..cut], now);
+            if let Verdict::Deliver(d) = &r.verdict {
+                delivered += 1;
+                assert!(d.offset <= d.bytes.len());
+            }
+            if let Some(sent) = r.send {
+                assert!(sent.len() <= ipv6::MIN_MTU);
+                assert!(Ipv6Packet::parse(&sent).is_ok());
+            }
+            assert!(input.reassembler().memory() <= 50_000);
+            assert!(input.reassembler().in_progress() <= 4);
+            input.expire(now);
+        }
+        assert!(delivered > 100, "{delivered}");
+    }
 }
