@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark tunstack against Linux's own TCP, side by side in one run (issue 5).
+# Benchmark tunstack against Linux's own TCP and against smoltcp, side by side in one run.
 #
 #   sudo scripts/bench.sh                  # build release binaries, measure, print the table
 #   ROUNDS=5 DURATION=10 sudo scripts/bench.sh
 #   TUNSTACK_ARGS="..." sudo scripts/bench.sh    # extra flags for every `tunstack serve`
 #   VARIANTS="plain:--no-offload" sudo scripts/bench.sh  # which extra tunstack servers to run
 #   TUNSTACK_BIN=/path/to/old/tunstack sudo scripts/bench.sh   # measure another build
+#   SMOLTCP=0 sudo scripts/bench.sh        # without the smoltcp peer
+#   SMOLTCP_ARGS="--no-time-wait" sudo scripts/bench.sh   # extra flags for the smoltcp peer
 #
 # Topology (namespaces with unique names, deleted on exit whatever happens):
 #
@@ -13,10 +15,12 @@
 #   variants:  ns Vi: the same, one namespace and TUN each, `tunstack serve` with other flags
 #              (default: "plain" = --no-offload, "mq2" = --queues 2, "threaded" = --threaded)
 #   Linux:     ns C: [wrk/ab/curl/python] 10.78.0.1 ──veth── 10.78.0.2 linux_responder (ns S)
+#   smoltcp:   ns M: [wrk/ab/curl/python] ──kernel TCP── tsmN (TUN 10.76.0.1) ══ smoltcp-responder 10.76.0.2
 #
 # The client always runs in the kernel; only the server side differs: our userspace stack
-# behind a TUN, or the kernel's TCP behind a veth with a minimal single-threaded epoll
-# responder (examples/linux_responder.rs) serving the same files.
+# behind a TUN, the kernel's TCP behind a veth with a minimal single-threaded epoll
+# responder (examples/linux_responder.rs), or smoltcp behind a TUN with a small HTTP server
+# (bench/smoltcp-responder, its own crate, built here), all serving the same files.
 #
 # Measured, ROUNDS times each (interleaved), medians reported:
 #   keep-alive req/s + p50/p99 latency   wrk -t1 -c50 -d${DURATION}s, 1 KiB file
@@ -24,6 +28,8 @@
 #   bulk download Gbit/s                 curl GET of a 256 MiB file
 #   bulk upload Gbit/s                   curl POST /echo of 32 MiB (upload size over the
 #                                        whole exchange, which includes the echo back)
+#   each server's own CPU                user + system time of the server process over each
+#                                        of those (/proc/PID/stat), per request or per MiB
 # once:
 #   10,000 idle connections held, then one request served on each; server RSS
 #
@@ -38,6 +44,8 @@ AB_REQUESTS="${AB_REQUESTS:-20000}"
 TUNSTACK_ARGS="${TUNSTACK_ARGS:-}"
 # name:flags pairs separated by commas: extra tunstack servers measured in the same run.
 VARIANTS="${VARIANTS-plain:--no-offload,mq2:--queues 2,threaded:--threaded}"
+SMOLTCP="${SMOLTCP:-1}"
+SMOLTCP_ARGS="${SMOLTCP_ARGS:-}"
 
 if [[ $EUID -ne 0 ]]; then
     echo "bench.sh: needs root (network namespaces, TUN devices)" >&2
@@ -64,12 +72,24 @@ echo "=== building release binaries"
 cargo build --release --quiet --bin tunstack --example linux_responder
 BIN="${TUNSTACK_BIN:-$PWD/target/release/tunstack}"
 RESPONDER="$PWD/target/release/examples/linux_responder"
+SMOL_BIN="$PWD/target/release/smoltcp-responder"
+if [[ $SMOLTCP != 0 ]]; then
+    echo "=== building the smoltcp peer (bench/smoltcp-responder)"
+    # The same target directory: the dependencies it shares with tunstack are built once.
+    if ! cargo build --release --quiet --manifest-path bench/smoltcp-responder/Cargo.toml \
+        --target-dir "$PWD/target"; then
+        echo "bench.sh: could not build bench/smoltcp-responder (smoltcp not in the registry" \
+            "and no network?): measuring without the smoltcp peer" >&2
+        SMOLTCP=0
+    fi
+fi
 
 # --- set-up and clean-up -----------------------------------------------------------------
 id="$$$((RANDOM % 100))"
 NS_T="tsb-t-$id"
 NS_S="tsb-s-$id"
 NS_C="tsb-c-$id"
+NS_M="tsb-m-$id"
 TUN="tsb$id"
 VETH="vb$id"
 TMP="$(mktemp -d /tmp/tunstack-bench.XXXXXX)"
@@ -86,7 +106,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null
     done
-    for ns in "$NS_T" "$NS_S" "$NS_C" "${VAR_NS[@]}"; do
+    for ns in "$NS_T" "$NS_S" "$NS_C" "$NS_M" "${VAR_NS[@]}"; do
         ip netns delete "$ns" 2>/dev/null
     done
     rm -rf "$TMP"
@@ -118,6 +138,11 @@ ip -n "$NS_S" link set "${VETH}b" up
 
 T_IP=10.77.0.2
 L_IP=10.78.0.2
+M_IP=10.76.0.2
+# Per server: the namespace its client runs in, its address, its process (for its CPU time).
+declare -A CLIENT_NS=(["tunstack"]="$NS_T" ["linux"]="$NS_C") SERVER_IP=(["tunstack"]="$T_IP" ["linux"]="$L_IP")
+declare -A SERVER_PID=()
+SERVERS=(tunstack linux)
 
 # shellcheck disable=SC2086
 RUST_LOG=warn ip netns exec "$NS_T" "$BIN" serve --tun "$TUN" --host-ip 10.77.0.1/24 --ip "$T_IP" \
@@ -125,6 +150,7 @@ RUST_LOG=warn ip netns exec "$NS_T" "$BIN" serve --tun "$TUN" --host-ip 10.77.0.
     $TUNSTACK_ARGS >"$OUT/tunstack.log" 2>&1 &
 T_PID=$!
 PIDS+=("$T_PID")
+SERVER_PID[tunstack]=$T_PID
 # The variants: same files, same flags plus their own, each in its own namespace and TUN.
 VAR_NAMES=()
 VAR_IPS=()
@@ -146,10 +172,34 @@ for spec in "${var_specs[@]}"; do
         --ip "10.77.$vi.2" --port 80 --root "$TMP/www" --max-connections 2000 $TUNSTACK_ARGS $vargs \
         >"$OUT/tunstack-$vname.log" 2>&1 &
     PIDS+=("$!")
+    SERVER_PID["tunstack-$vname"]=$!
 done
 ip netns exec "$NS_S" "$RESPONDER" "$L_IP:80" "$TMP/www" >"$OUT/linux.log" 2>&1 &
 L_PID=$!
 PIDS+=("$L_PID")
+SERVER_PID[linux]=$L_PID
+if [[ $SMOLTCP != 0 ]]; then
+    # smoltcp only attaches to a TUN: create it, with the host side's address and the same
+    # queue length as tunstack's TUN, in the peer's own namespace (deleted with it).
+    SMOL_TUN="tsm$id"
+    ip netns add "$NS_M"
+    ip -n "$NS_M" link set lo up
+    ip -n "$NS_M" tuntap add name "$SMOL_TUN" mode tun
+    ip -n "$NS_M" addr add 10.76.0.1/24 dev "$SMOL_TUN"
+    ip -n "$NS_M" link set "$SMOL_TUN" txqueuelen 10000 up
+    # 128 listening sockets take as many SYNs at once as a listen backlog of 128 (the idle
+    # test opens 100 at a time); room for the idle test's sockets and ab's TIME-WAITs.
+    # shellcheck disable=SC2086
+    ip netns exec "$NS_M" "$SMOL_BIN" --tun "$SMOL_TUN" --ip "$M_IP/24" --port 80 --root "$TMP/www" \
+        --listeners 128 --max-sockets $((IDLE_CONNS + AB_REQUESTS + 2000)) $SMOLTCP_ARGS \
+        >"$OUT/smoltcp.log" 2>&1 &
+    M_PID=$!
+    PIDS+=("$M_PID")
+    SERVERS+=(smoltcp)
+    CLIENT_NS[smoltcp]=$NS_M
+    SERVER_IP[smoltcp]=$M_IP
+    SERVER_PID[smoltcp]=$M_PID
+fi
 
 wait_ready() { # ns url
     local i
@@ -164,6 +214,9 @@ wait_ready() { # ns url
 }
 wait_ready "$NS_T" "http://$T_IP/1k.bin"
 wait_ready "$NS_C" "http://$L_IP/1k.bin"
+if [[ $SMOLTCP != 0 ]]; then
+    wait_ready "$NS_M" "http://$M_IP/1k.bin"
+fi
 for i in "${!VAR_NAMES[@]}"; do
     wait_ready "${VAR_NS[$i]}" "http://${VAR_IPS[$i]}/1k.bin"
 done
@@ -205,57 +258,104 @@ client_us() { # output operations
         }' <<<"$1"
 }
 
-run_wrk() { # name ns ip
-    local out
-    out="$(with_cpu "$2" wrk -t1 -c50 -d"${DURATION}s" --latency "http://$3/1k.bin" 2>&1)"
+# The server's own CPU: user + system time of its whole process (every thread), in clock
+# ticks, from /proc/PID/stat (fields 14 and 15; the name in brackets may hold spaces).
+CLK_TCK="$(getconf CLK_TCK)"
+server_ticks() { # name
+    { sed 's/.*) //' "/proc/${SERVER_PID[$1]}/stat" 2>/dev/null || true; } | awk 'NF { print $12 + $13 }'
+}
+
+# Microseconds of server CPU per unit between two readings of server_ticks.
+server_us() { # ticks_before ticks_after units
+    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$CLK_TCK" \
+        'BEGIN { if (a != "" && b != "" && n > 0) printf "%.3f", (b - a) / hz * 1e6 / n }'
+}
+
+run_wrk() { # name
+    local out t0
+    t0="$(server_ticks "$1")"
+    out="$(with_cpu "${CLIENT_NS[$1]}" wrk -t1 -c50 -d"${DURATION}s" --latency "http://${SERVER_IP[$1]}/1k.bin" 2>&1)"
     echo "$out" >>"$OUT/wrk-$1.txt"
+    local n
+    n="$(awk '/requests in/ {print $1}' <<<"$out")"
+    record "$1" srv_wrk_us "$(server_us "$t0" "$(server_ticks "$1")" "$n")"
     record "$1" rps "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
     record "$1" p50 "$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
     record "$1" p99 "$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
-    record "$1" wrk_us "$(client_us "$out" "$(awk '/requests in/ {print $1}' <<<"$out")")"
+    record "$1" wrk_us "$(client_us "$out" "$n")"
 }
 
-run_ab() { # name ns ip
-    local out
-    out="$(with_cpu "$2" ab -q -s 30 -n "$AB_REQUESTS" -c 50 "http://$3/1k.bin" 2>&1)" || true
+# TcpExtTCPSynRetrans of a namespace: SYNs its clients sent again (a SYN lost or ignored).
+syn_retrans() { # ns
+    { ip netns exec "$1" nstat -az TcpExtTCPSynRetrans 2>/dev/null || true; } |
+        awk '$1 == "TcpExtTCPSynRetrans" { print $2 }'
+}
+
+run_ab() { # name
+    local out t0 s0 n
+    t0="$(server_ticks "$1")"
+    s0="$(syn_retrans "${CLIENT_NS[$1]}")"
+    out="$(with_cpu "${CLIENT_NS[$1]}" ab -q -s 30 -n "$AB_REQUESTS" -c 50 "http://${SERVER_IP[$1]}/1k.bin" 2>&1)" || true
     echo "$out" >>"$OUT/ab-$1.txt"
+    n="$(awk '/^Complete requests:/ {print $3}' <<<"$out")"
+    record "$1" srv_ab_us "$(server_us "$t0" "$(server_ticks "$1")" "$n")"
+    record "$1" syn_re "$(awk -v a="$s0" -v b="$(syn_retrans "${CLIENT_NS[$1]}")" 'BEGIN { if (a != "" && b != "") print b - a }')"
     record "$1" cps "$(awk '/^Requests per second:/ {print $4}' <<<"$out")"
-    record "$1" ab_us "$(client_us "$out" "$(awk '/^Complete requests:/ {print $3}' <<<"$out")")"
+    record "$1" ab_us "$(client_us "$out" "$n")"
 }
 
-run_download() { # name ns ip
-    local out
-    out="$(ip netns exec "$2" curl -s -o /dev/null --max-time 120 -w '%{size_download} %{time_pretransfer} %{time_total}' "http://$3/big.bin")" || true
+run_download() { # name
+    local out t0
+    t0="$(server_ticks "$1")"
+    out="$(ip netns exec "${CLIENT_NS[$1]}" curl -s -o /dev/null --max-time 120 -w '%{size_download} %{time_pretransfer} %{time_total}' "http://${SERVER_IP[$1]}/big.bin")" || true
+    record "$1" srv_down_us "$(server_us "$t0" "$(server_ticks "$1")" "$(awk '{ print $1 / 1048576 }' <<<"$out")")"
     record "$1" down "$(awk '{ if ($3 > $2) printf "%.3f", $1 * 8 / ($3 - $2) / 1e9; else print 0 }' <<<"$out")"
 }
 
-run_upload() { # name ns ip
-    local out
-    # Both servers read the whole body, then send it back: the figure is the upload size
+run_upload() { # name
+    local out t0
+    t0="$(server_ticks "$1")"
+    # Every server reads the whole body, then sends it back: the figure is the upload size
     # over the whole exchange (conservative: it includes the echo coming back).
-    out="$(ip netns exec "$2" curl -s -o /dev/null --max-time 120 -H 'Expect:' \
+    out="$(ip netns exec "${CLIENT_NS[$1]}" curl -s -o /dev/null --max-time 120 -H 'Expect:' \
         -H 'Content-Type: application/octet-stream' --data-binary "@$TMP/up.bin" \
-        -w '%{size_upload} %{time_pretransfer} %{time_total}' "http://$3/echo")" || true
+        -w '%{size_upload} %{time_pretransfer} %{time_total}' "http://${SERVER_IP[$1]}/echo")" || true
+    # Per MiB uploaded (the echo of the same size comes back in the same time).
+    record "$1" srv_up_us "$(server_us "$t0" "$(server_ticks "$1")" "$(awk '{ print $1 / 1048576 }' <<<"$out")")"
     record "$1" up "$(awk '{ if ($3 > $2) printf "%.3f", $1 * 8 / ($3 - $2) / 1e9; else print 0 }' <<<"$out")"
 }
 
+# smoltcp keeps every connection ab made in TIME-WAIT for 10 s, in the socket set it walks for
+# each packet: let them expire before its next measurement, so that one measures the run
+# itself, not the previous one's aftermath.
+SMOL_AB_END=-100
+settle() { # server
+    local since=$((SECONDS - SMOL_AB_END))
+    if [[ $1 == smoltcp ]] && ((since < 11)); then
+        sleep $((11 - since))
+    fi
+}
+
 started=$SECONDS
+for i in "${!VAR_NAMES[@]}"; do
+    CLIENT_NS["tunstack-${VAR_NAMES[$i]}"]="${VAR_NS[$i]}"
+    SERVER_IP["tunstack-${VAR_NAMES[$i]}"]="${VAR_IPS[$i]}"
+done
 for round in $(seq 1 "$ROUNDS"); do
     echo "=== round $round/$ROUNDS (t+$((SECONDS - started))s)"
-    run_wrk tunstack "$NS_T" "$T_IP"
-    run_wrk linux "$NS_C" "$L_IP"
-    run_ab tunstack "$NS_T" "$T_IP"
-    run_ab linux "$NS_C" "$L_IP"
-    run_download tunstack "$NS_T" "$T_IP"
-    run_download linux "$NS_C" "$L_IP"
-    run_upload tunstack "$NS_T" "$T_IP"
-    run_upload linux "$NS_C" "$L_IP"
+    # ab last: the server that closes keeps each connection in TIME-WAIT, and the other
+    # servers' measurements come in between (see settle).
+    for run in run_wrk run_download run_upload run_ab; do
+        for server in "${SERVERS[@]}"; do
+            settle "$server"
+            "$run" "$server"
+        done
+    done
+    SMOL_AB_END=$SECONDS
     for i in "${!VAR_NAMES[@]}"; do
-        n="tunstack-${VAR_NAMES[$i]}"
-        run_wrk "$n" "${VAR_NS[$i]}" "${VAR_IPS[$i]}"
-        run_ab "$n" "${VAR_NS[$i]}" "${VAR_IPS[$i]}"
-        run_download "$n" "${VAR_NS[$i]}" "${VAR_IPS[$i]}"
-        run_upload "$n" "${VAR_NS[$i]}" "${VAR_IPS[$i]}"
+        for run in run_wrk run_download run_upload run_ab; do
+            "$run" "tunstack-${VAR_NAMES[$i]}"
+        done
     done
 done
 
@@ -270,12 +370,14 @@ idle() { # name ns ip pid
         esac
     done
 }
-idle tunstack "$NS_T" "$T_IP" "$T_PID"
-idle linux "$NS_C" "$L_IP" "$L_PID"
+for server in "${SERVERS[@]}"; do
+    settle "$server"
+    idle "$server" "${CLIENT_NS[$server]}" "${SERVER_IP[$server]}" "${SERVER_PID[$server]}"
+done
 echo "=== measured in $((SECONDS - started)) s"
 
 # --- the table -----------------------------------------------------------------------------
-python3 - "$RAW" "$ROUNDS" "${VAR_NAMES[@]}" <<'EOF' | tee "$OUT/table.md"
+python3 - "$RAW" "$ROUNDS" "$IDLE_CONNS" "$SMOLTCP" "${VAR_NAMES[@]}" <<'EOF' | tee "$OUT/table.md"
 import statistics, sys
 from collections import defaultdict
 vals = defaultdict(list)
@@ -297,39 +399,71 @@ rows = [
     ("keep-alive req/s (wrk -c50, 1 KiB)", "rps", "{:,.0f}"),
     ("  p50 latency ms", "p50", "{:.3f}"),
     ("  p99 latency ms", "p99", "{:.3f}"),
+    ("  server's own CPU per request, µs", "srv_wrk_us", "{:.2f}"),
     ("  wrk's own CPU per request, µs", "wrk_us", "{:.2f}"),
     ("  most any server could get from wrk -t1 (1e6 / that)", "wrk_max", "{:,.0f}"),
     ("new connections/s (ab -c50)", "cps", "{:,.0f}"),
+    ("  server's own CPU per connection, µs", "srv_ab_us", "{:.2f}"),
+    ("  client SYNs sent again during ab", "syn_re", "{:,.0f}"),
     ("  ab's own CPU per connection, µs", "ab_us", "{:.2f}"),
     ("  most any server could get from ab (1e6 / that)", "ab_max", "{:,.0f}"),
     ("download Gbit/s (256 MiB GET)", "down", "{:.2f}"),
+    ("  server's own CPU per MiB, µs", "srv_down_us", "{:,.0f}"),
     ("upload Gbit/s (32 MiB POST /echo, incl. echo)", "up", "{:.2f}"),
-    ("idle conns served (of 10,000)", "served", "{:,.0f}"),
+    ("  server's own CPU per MiB uploaded and echoed, µs", "srv_up_us", "{:,.0f}"),
+    (f"idle conns served (of {int(sys.argv[3]):,})", "served", "{:,.0f}"),
     ("  server RSS with them open, MiB", "rss_idle_kib", "{:.1f}"),
     ("  server RSS after serving, MiB", "rss_after_kib", "{:.1f}"),
     ("  seconds to serve them", "serve_s", "{:.2f}"),
 ]
-variants = ["tunstack-" + v for v in sys.argv[3:]]
-print(f"medians of {sys.argv[2]} rounds (idle test: one run)\n")
-print("| metric | tunstack | Linux | tunstack/Linux | " + " | ".join(variants) + (" |" if variants else ""))
-print("|---|---:|---:|---:|" + "---:|" * len(variants))
-# A ceiling's ratio is to what Linux measured: the largest ratio any server could reach.
+smoltcp = sys.argv[4] != "0"
+variants = ["tunstack-" + v for v in sys.argv[5:]]
+# A ceiling's ratio is to what the other server measured: the largest ratio any server could reach.
 against = {"wrk_max": "rps", "ab_max": "cps"}
+def value(server, key):
+    x = med(server, key)
+    return x / 1024 if key.startswith("rss") else x
+def ratio(x, other, key):
+    if key == "syn_re":  # a count, often zero: no ratio
+        return ""
+    base = value(other, against.get(key, key))
+    return f"{x / base:.2f}" if x == x and base == base and base else ""
+def cell(fmt, x):
+    return "" if x != x else fmt.format(x)
+print(f"medians of {sys.argv[2]} rounds (idle test: one run)\n")
+head = ["metric", "tunstack"] + (["smoltcp"] if smoltcp else []) + ["Linux"]
+head += (["tunstack/smoltcp"] if smoltcp else []) + ["tunstack/Linux"] + variants
+print("| " + " | ".join(head) + " |")
+print("|---|" + "---:|" * (len(head) - 1))
 for label, key, fmt in rows:
-    t, l = med("tunstack", key), med("linux", key)
-    base = med("linux", against.get(key, key))
-    if key.startswith("rss"):
-        t, l, base = t / 1024, l / 1024, base / 1024
-    ratio = t / base if base and base == base and t == t else float("nan")
-    extra = ""
+    t = value("tunstack", key)
+    cells = [label, cell(fmt, t)]
+    cells += [cell(fmt, value("smoltcp", key))] if smoltcp else []
+    cells += [cell(fmt, value("linux", key))]
+    cells += [ratio(t, "smoltcp", key)] if smoltcp else []
+    cells += [ratio(t, "linux", key)]
     for v in variants:
-        x = med(v, key)
-        extra += " " + ("" if x != x else fmt.format(x) + f" ({x / base:.2f})" if base and base == base else fmt.format(x)) + " |"
-    print(f"| {label} | {fmt.format(t)} | {fmt.format(l)} | {ratio:.2f} |{extra}")
+        x = value(v, key)
+        r = ratio(x, "linux", key)
+        cells.append(cell(fmt, x) + (f" ({r})" if r and x == x else ""))
+    print("| " + " | ".join(cells) + " |")
 print()
 print("Client ceilings: wrk -t1 and ab are single-threaded, so a client that needs C µs of CPU")
 print("per request cannot issue more than 1e6 / C requests per second, however fast the server.")
-print("Their ratio column is that ceiling over Linux's measured figure: the most any server behind")
-print("this client could reach. Over the veth the client's system calls also run the Linux server's")
-print("receive path (softirq), so the Linux column's client figure is not the client alone.")
+print("Their ratio columns are that ceiling over the other server's measured figure: the most any")
+print("server behind this client could reach. Over the veth the client's system calls also run the")
+print("Linux server's receive path (softirq), so the Linux column's client figure is not the client alone.")
+print()
+print("Server CPU: user + system time of the server process over each measurement (/proc/PID/stat,")
+print("in ticks of 1/CLK_TCK s), per request, connection or MiB. tunstack and smoltcp are charged the")
+print("same way: their writes to the TUN run the kernel client's receive path inside their own system")
+print("call. The Linux responder is charged only part of its TCP work: over the veth, a send runs the")
+print("receiver's path in the sender's system call, so the kernel's receive work for the server is")
+print("charged partly to the client (and softirq time to whatever runs); read its figure as a floor.")
+if smoltcp:
+    print()
+    print("smoltcp keeps a connection it closed in TIME-WAIT for 10 s and, unlike Linux, a new SYN for")
+    print("the same ports does not reopen it: when the client reuses a port sooner, its SYN is sent again")
+    print("(every second at first, then backing off) until the TIME-WAIT expires. The SYN row counts")
+    print("those for every server. SMOLTCP_ARGS=--no-time-wait drops smoltcp's TIME-WAIT instead.")
 EOF

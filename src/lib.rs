@@ -31,6 +31,7 @@ pub mod diagram;
 pub mod http;
 pub mod ip;
 pub mod link;
+pub mod packetdrill;
 pub mod socket;
 pub mod stack;
 pub mod stats;

@@ -198,6 +198,25 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         max_arrows: usize,
     },
+    /// Run packetdrill scripts against the TCP endpoint in virtual time (no device, no
+    /// root); exits non-zero if any script fails.
+    Packetdrill {
+        /// The .pkt scripts.
+        #[arg(required = true)]
+        scripts: Vec<PathBuf>,
+        /// How far a packet or a call's return may be from its script time (µs).
+        #[arg(long = "tolerance_usecs", default_value_t = 4000)]
+        tolerance_usecs: u64,
+        /// Check outbound TSvals, with this many µs per tick of our TS clock (0: off).
+        #[arg(long = "tcp_ts_tick_usecs", default_value_t = 0)]
+        tcp_ts_tick_usecs: u64,
+        /// Do not compare the PSH flag of outbound packets.
+        #[arg(long = "ignore_psh")]
+        ignore_psh: bool,
+        /// Also list the lines that were not run (shell commands, code blocks).
+        #[arg(short, long)]
+        verbose: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -251,6 +270,20 @@ fn main() -> ExitCode {
             connection,
             max_arrows,
         } => diagram(&capture, output, html, connection, max_arrows),
+        Command::Packetdrill {
+            scripts,
+            tolerance_usecs,
+            tcp_ts_tick_usecs,
+            ignore_psh,
+            verbose,
+        } => {
+            let opts = tunstack::packetdrill::Options {
+                tolerance_usecs,
+                tcp_ts_tick_usecs,
+                ignore_psh,
+            };
+            return tunstack::packetdrill::run_cli(&scripts, &opts, verbose);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

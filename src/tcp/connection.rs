@@ -719,6 +719,11 @@ impl Connection {
         self.nodelay = nodelay;
     }
 
+    /// Resize the send buffer (`SO_SNDBUF`); never below the bytes it holds.
+    pub fn set_send_buffer(&mut self, bytes: usize) {
+        self.send_buf.set_capacity(bytes.max(1));
+    }
+
     /// Keep-alive on or off (RFC 1122 §4.2.3.6). The first probe goes out `idle` after
     /// the last segment received.
     pub fn set_keepalive(&mut self, ka: Option<KeepaliveConfig>) {

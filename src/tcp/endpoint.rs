@@ -1108,6 +1108,14 @@ impl Tcp {
         }
     }
 
+    /// Resize the connection's send buffer, like `SO_SNDBUF` on an open socket: room for
+    /// more (or fewer) unacknowledged bytes; data already written is kept.
+    pub fn set_send_buffer(&mut self, id: ConnId, bytes: usize) {
+        if self.conn(id).is_some() {
+            self.with_conn(id.index, |c, _| c.set_send_buffer(bytes));
+        }
+    }
+
     /// Keep-alive probes for the connection (RFC 1122 §4.2.3.6), or None to turn them
     /// off (the default). After `count` unanswered probes the connection is reset and
     /// reports [`TcpError::TimedOut`].

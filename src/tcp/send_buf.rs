@@ -66,6 +66,12 @@ impl SendBuffer {
         self.capacity
     }
 
+    /// Change the most bytes the buffer holds (like `SO_SNDBUF` on an open socket). Never
+    /// below what it holds now: written data is not dropped.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(self.len);
+    }
+
     /// Bytes of memory allocated for the ring now (grows on demand up to `capacity`).
     pub fn allocated(&self) -> usize {
         self.storage.len()
@@ -370,6 +376,25 @@ mod tests {
         let mut out = vec![0u8; b.len()];
         assert_eq!(b.peek(0, &mut out), 17_000);
         assert_eq!(out, src[3000..20_000].to_vec());
+    }
+
+    #[test]
+    fn capacity_changes_keep_the_data() {
+        let mut b = SendBuffer::new(5000);
+        let src: Vec<u8> = (0..9000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(b.write(&src), 5000);
+        b.set_capacity(1000);
+        assert_eq!(
+            (b.capacity(), b.free()),
+            (5000, 0),
+            "not below what it holds"
+        );
+        b.consume(4500);
+        b.set_capacity(9000);
+        assert_eq!(b.write(&src[5000..]), 4000);
+        let mut out = vec![0u8; b.len()];
+        assert_eq!(b.peek(0, &mut out), 4500);
+        assert_eq!(out, src[4500..].to_vec());
     }
 
     #[test]
