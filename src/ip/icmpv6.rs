@@ -200,6 +200,8 @@ pub struct Quoted {
     pub protocol: Option<u8>,
     /// (source port, destination port) for TCP and UDP.
     pub ports: Option<(u16, u16)>,
+    /// The quoted TCP sequence number, for the in-window check of RFC 5927 §4.1.
+    pub tcp_seq: Option<u32>,
 }
 
 /// A parsed ICMPv6 error message: what happened and to which of our packets.
@@ -246,6 +248,13 @@ pub fn parse_error(message: &[u8]) -> Option<ErrorMessage6<'_>> {
                 u16::from_be_bytes([b[2], b[3]]),
             ))
         });
+    let tcp_seq = upper
+        .filter(|&(p, _)| p == ipv6::NEXT_TCP)
+        .and_then(|(_, at)| {
+            Some(u32::from_be_bytes(
+                quoted.get(at + 4..at + 8)?.try_into().ok()?,
+            ))
+        });
     Some(ErrorMessage6 {
         kind,
         about: Quoted {
@@ -253,6 +262,7 @@ pub fn parse_error(message: &[u8]) -> Option<ErrorMessage6<'_>> {
             dst,
             protocol: upper.map(|(p, _)| p),
             ports,
+            tcp_seq,
         },
         quoted,
     })
@@ -400,8 +410,8 @@ mod tests {
     fn received_errors_name_our_packet() {
         // Our TCP segment A:40000 → B:80, behind a destination options header.
         let mut body = ipv6::ext_header(ipv6::NEXT_TCP, &[]);
-        body.extend_from_slice(&[0x9c, 0x40, 0, 80]);
-        body.resize(body.len() + 20, 0);
+        body.extend_from_slice(&[0x9c, 0x40, 0, 80, 0x12, 0x34, 0x56, 0x78]);
+        body.resize(body.len() + 12, 0);
         let ours = ipv6::emit(A, B, ipv6::NEXT_DEST_OPTIONS, 64, &body);
         let router: Ipv6Addr = "fd00::fe".parse().unwrap();
         // RFC 8201 §4: an MTU under 1280 is raised to 1280.
@@ -417,7 +427,8 @@ mod tests {
                     src: A,
                     dst: B,
                     protocol: Some(ipv6::NEXT_TCP),
-                    ports: Some((40000, 80))
+                    ports: Some((40000, 80)),
+                    tcp_seq: Some(0x1234_5678),
                 }
             );
         }
