@@ -68,13 +68,7 @@ cleanup() {
     trap - EXIT INT TERM
     if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
         echo "== stopping tunstack (SIGTERM)"
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
+        tunstack_stop "$server_pid"
         if [[ -n "$tail_pid" ]]; then
             # `tail --pid` prints what the server wrote last, then ends by itself.
             wait "$tail_pid" 2>/dev/null || true
@@ -126,24 +120,7 @@ RUST_LOG="${RUST_LOG:-info}" ip netns exec "$ns" "$bin" serve \
 server_pid=$!
 
 # Poll until the server answers; the "listening" log line is informative only.
-ready=0
-for _ in $(seq 150); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "demo.sh: tunstack exited early; its log:" >&2
-        cat "$log" >&2
-        exit 1
-    fi
-    if ip netns exec "$ns" curl -s -o /dev/null --max-time 1 "http://$stack_ip/"; then
-        ready=1
-        break
-    fi
-    sleep 0.2
-done
-if ((ready == 0)); then
-    echo "demo.sh: tunstack did not answer within 30 s; its log:" >&2
-    cat "$log" >&2
-    exit 1
-fi
+tunstack_wait_ready "$ns" "$server_pid" "http://$stack_ip/" "$log"
 
 echo
 echo "== ping -c 2 $stack_ip   (ICMP echo, answered by src/ip/icmp.rs)"

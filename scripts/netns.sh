@@ -9,7 +9,8 @@
 #   sudo scripts/netns.sh delete NAME     # delete it (no error if it is already gone)
 #   sudo scripts/netns.sh exec NAME CMD…  # run CMD inside it
 #   scripts/netns.sh unique [PREFIX]      # print a name unique to this run (PREFIX-PID-RANDOM)
-# or source it and call netns_create / netns_delete / netns_exec / netns_unique_name.
+# or source it and call netns_create / netns_delete / netns_exec / netns_unique_name,
+# tunstack_wait_ready / tunstack_stop.
 set -euo pipefail
 
 netns_unique_name() {
@@ -39,6 +40,39 @@ netns_exec() {
     local ns="$1"
     shift
     ip netns exec "$ns" "$@"
+}
+
+# Stop a `tunstack serve` started in the background: SIGTERM, up to 5 s, then SIGKILL.
+tunstack_stop() {
+    local pid="$1"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# Wait (up to 30 s) until the server PID in namespace NS answers URL; print LOG and fail
+# if it exits or does not answer in time.
+tunstack_wait_ready() {
+    local ns="$1" pid="$2" url="$3" log="$4"
+    for _ in $(seq 150); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "tunstack exited early; its log:" >&2
+            cat "$log" >&2
+            return 1
+        fi
+        if ip netns exec "$ns" curl -s -o /dev/null --max-time 1 "$url"; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "tunstack did not answer $url within 30 s; its log:" >&2
+    cat "$log" >&2
+    return 1
 }
 
 # Run as a command only when executed, not when sourced.

@@ -148,6 +148,14 @@ pub fn summary(stats: &StackStats, http: Option<&HttpStats>) -> String {
         let _ = write!(s, " ({})", reasons.join(", "));
     }
     s.push('\n');
+    if ip.icmp_rate_limited_global > 0 || ip.icmp_rate_limited_host > 0 {
+        // ICMP errors held back by the token buckets (ip::icmp::ErrorRateLimiter).
+        let _ = writeln!(
+            s,
+            "          icmp errors rate-limited: global {}  per destination {}",
+            ip.icmp_rate_limited_global, ip.icmp_rate_limited_host
+        );
+    }
     if ip.super_packets_in > 0 || ip.super_packets_out > 0 {
         // Device offloads (link::offload): coalesced packets the kernel handed us (GRO) and
         // super-segments we handed it to cut (TSO); segments count what the wire carries.
@@ -277,6 +285,8 @@ pub fn to_json(stats: &StackStats, http: Option<&HttpStats>) -> String {
         ("echo_replies", n(ip.echo_replies)),
         ("dropped", n(ip.dropped())),
         ("drops", drops),
+        ("icmp_rate_limited_global", n(ip.icmp_rate_limited_global)),
+        ("icmp_rate_limited_host", n(ip.icmp_rate_limited_host)),
     ]);
     use crate::tcp::State;
     let all = [
@@ -395,7 +405,7 @@ mod tests {
             json,
             concat!(
                 r#"{"link": {"packets_in": 14, "packets_out": 12}, "#,
-                r#""ip": {"packets_in": 14, "packets_out": 12, "echo_replies": 1, "dropped": 2, "drops": {"bad-checksum": 2}}, "#,
+                r#""ip": {"packets_in": 14, "packets_out": 12, "echo_replies": 1, "dropped": 2, "drops": {"bad-checksum": 2}, "icmp_rate_limited_global": 0, "icmp_rate_limited_host": 0}, "#,
                 r#""tcp": {"segments_in": 13, "segments_out": 11, "retransmits": 1, "rto_expirations": 0, "#,
                 r#""fast_retransmits": 0, "resets_sent": 0, "resets_received": 0, "dropped": 1, "drops": {"sequence number not acceptable": 1}, "#,
                 r#""connections_opened": 0, "connections_accepted": 2, "listen_overflows": 0, "timeouts": 0, "#,
@@ -449,6 +459,14 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
+        // ICMP errors held back by the rate limit: a line of their own, only when some were.
+        assert!(!text.contains("rate-limited"), "{text}");
+        let mut stats = sample();
+        stats.ip.icmp_rate_limited_global = 4;
+        stats.ip.icmp_rate_limited_host = 1993;
+        let text = summary(&stats, Some(&http));
+        let line = "icmp errors rate-limited: global 4  per destination 1993";
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 
     #[test]

@@ -364,3 +364,263 @@ fn icmp_errors_about_nothing_of_ours() {
     assert_eq!(a.tcp().state(id), State::Established);
     assert_eq!(a.tcp().soft_error(id), None);
 }
+
+// ---------------------------------------------------------------------------------------
+// What probing tools see: TTL, echo codes, LAND, ICMP error rate, IP ids.
+
+/// B's bare SYN to A:80 with the given TTL and source.
+fn syn_packet(src: Ipv4Addr, ttl: u8) -> Vec<u8> {
+    let syn = Segment {
+        src_port: 40_000,
+        dst_port: 80,
+        seq: tunstack::tcp::SeqNum(1000),
+        flags: tunstack::tcp::Flags::SYN,
+        window: 1024,
+        ..Segment::default()
+    };
+    ipv4::emit(src, A, ipv4::PROTO_TCP, ttl, 1, &syn.emit(src, A))
+}
+
+/// The TCP segments in `packets`, parsed.
+fn tcp_replies(packets: &[Vec<u8>]) -> Vec<Segment> {
+    packets
+        .iter()
+        .filter_map(|p| Ipv4Packet::parse(p).ok())
+        .filter(|ip| ip.protocol == ipv4::PROTO_TCP)
+        .map(|ip| Segment::parse(ip.src, ip.dst, ip.payload).unwrap())
+        .collect()
+}
+
+#[test]
+fn datagrams_with_ttl_zero_or_one_are_accepted() {
+    // `hping3 -S -p 80 -t 0`: RFC 1122 §3.2.1.7, a host must not discard a datagram for a
+    // TTL below 2 (only a router would).
+    let mut a = Interface::new(A, Config::default(), 1);
+    a.tcp_mut().listen(SocketAddrV4::new(A, 80), 4).unwrap();
+    for ttl in [0, 1] {
+        a.handle_packet(&syn_packet(B, ttl), t(0));
+        let replies = tcp_replies(&drain(&mut a, t(0)));
+        assert!(
+            replies.iter().any(|s| s.flags.syn && s.flags.ack),
+            "TTL {ttl}: SYN-ACK expected, got {replies:?}"
+        );
+    }
+    assert_eq!(a.stats().dropped(), 0, "{:?}", a.stats().drops);
+    // A ping with TTL 1 is answered too.
+    a.handle_packet(
+        &ipv4::emit(B, A, ipv4::PROTO_ICMP, 1, 9, &echo_request(1, 8)),
+        t(0),
+    );
+    let out = drain(&mut a, t(0));
+    let reply = Ipv4Packet::parse(&out[0]).unwrap();
+    assert_eq!(reply.payload[0], icmp::TYPE_ECHO_REPLY);
+    assert_eq!(reply.ttl, 64);
+}
+
+#[test]
+fn echo_request_with_nonzero_code_is_answered() {
+    // RFC 1122 §3.2.2.6; nmap's OS detection sends code 9.
+    let mut a = Interface::new(A, Config::default(), 1);
+    let mut request = echo_request(3, 32);
+    request[1] = 9;
+    request[2..4].copy_from_slice(&[0, 0]);
+    let sum = checksum(&request);
+    request[2..4].copy_from_slice(&sum.to_be_bytes());
+    a.handle_packet(&ipv4::emit(B, A, ipv4::PROTO_ICMP, 64, 9, &request), t(0));
+    let out = drain(&mut a, t(0));
+    assert_eq!(out.len(), 1, "one echo reply");
+    let reply = Ipv4Packet::parse(&out[0]).unwrap();
+    assert_eq!((reply.payload[0], reply.payload[1]), (0, 9));
+    assert_eq!(&reply.payload[4..], &request[4..]);
+    assert_eq!(a.stats().echo_replies, 1);
+}
+
+#[test]
+fn land_datagrams_from_our_own_address_are_dropped() {
+    // The LAND attack: a SYN from A:80 to A:80. No SYN-ACK to ourselves, counted.
+    let mut a = Interface::new(A, Config::default(), 1);
+    a.tcp_mut().listen(SocketAddrV4::new(A, 80), 4).unwrap();
+    a.handle_packet(&syn_packet(A, 64), t(0));
+    a.handle_packet(
+        &ipv4::emit(A, A, ipv4::PROTO_ICMP, 64, 9, &echo_request(1, 8)),
+        t(0),
+    );
+    assert!(drain(&mut a, t(0)).is_empty());
+    assert_eq!(a.stats().drops.get("land"), Some(&2));
+    assert_eq!(a.tcp().stats().segments_in, 0);
+    assert_eq!(a.stats().echo_replies, 0);
+}
+
+/// A UDP datagram from `src` to A's closed port 9.
+fn udp_probe(src: Ipv4Addr) -> Vec<u8> {
+    let udp = tunstack::udp::datagram::emit(src, A, 5000, 9, b"probe");
+    ipv4::emit(src, A, ipv4::PROTO_UDP, 64, 1, &udp)
+}
+
+fn port_unreachables(packets: &[Vec<u8>]) -> usize {
+    packets
+        .iter()
+        .filter_map(|p| Ipv4Packet::parse(p).ok())
+        .filter(|ip| {
+            ip.protocol == ipv4::PROTO_ICMP
+                && ip.payload.first() == Some(&icmp::TYPE_DEST_UNREACHABLE)
+                && ip.payload.get(1) == Some(&icmp::CODE_PORT_UNREACHABLE)
+        })
+        .count()
+}
+
+#[test]
+fn icmp_errors_are_rate_limited_per_destination() {
+    // 20,000 probes to a closed UDP port within 2 s (as `hping3 --udp --flood` would):
+    // 6 at once (the burst), then one per second, as Linux with its defaults.
+    let mut a = Interface::new(A, Config::default(), 1);
+    let mut sent = 0;
+    for i in 0..20_000u64 {
+        let now = t(i / 10);
+        a.handle_packet(&udp_probe(B), now);
+        sent += port_unreachables(&drain(&mut a, now));
+    }
+    assert_eq!(sent, 6 + 1, "burst of 6, then 1 at t=1s");
+    let s = a.stats();
+    assert_eq!(s.icmp_rate_limited_host, 20_000 - 7);
+    assert_eq!(s.icmp_rate_limited_global, 0);
+    // Another host still gets its errors: the limit is per destination.
+    let c = Ipv4Addr::new(10, 0, 0, 3);
+    a.handle_packet(&udp_probe(c), t(2000));
+    assert_eq!(port_unreachables(&drain(&mut a, t(2000))), 1);
+}
+
+#[test]
+fn icmp_errors_are_rate_limited_globally() {
+    // Probes from 1,000 different (spoofed) sources at one instant: each source's bucket
+    // is full, the host's burst of 50 is the limit; 100 ms later 100 more may leave.
+    let mut a = Interface::new(A, Config::default(), 1);
+    let src = |i: u32| Ipv4Addr::from(0x0a01_0000 + i);
+    let mut sent = 0;
+    for i in 0..1000 {
+        a.handle_packet(&udp_probe(src(i)), t(0));
+        sent += port_unreachables(&drain(&mut a, t(0)));
+    }
+    assert_eq!(sent, 50);
+    assert_eq!(a.stats().icmp_rate_limited_global, 950);
+    let mut sent = 0;
+    for i in 1000..2000 {
+        a.handle_packet(&udp_probe(src(i)), t(100));
+        sent += port_unreachables(&drain(&mut a, t(100)));
+    }
+    assert_eq!(sent, 50, "the bucket holds at most the burst");
+    // Turned off, every probe is answered.
+    a.set_icmp_rate_limit(icmp::RateLimitConfig {
+        msgs_per_sec: 0,
+        burst: 0,
+        per_dest_interval: Duration::ZERO,
+        per_dest_burst: 0,
+    });
+    let out: usize = (0..100)
+        .map(|_| {
+            a.handle_packet(&udp_probe(B), t(200));
+            port_unreachables(&drain(&mut a, t(200)))
+        })
+        .sum();
+    assert_eq!(out, 100);
+}
+
+#[test]
+fn echo_replies_are_not_rate_limited() {
+    // Linux limits only error types (icmp_ratemask); 100 pings at once get 100 replies.
+    let mut a = Interface::new(A, Config::default(), 1);
+    for seq in 0..100 {
+        a.handle_packet(
+            &ipv4::emit(B, A, ipv4::PROTO_ICMP, 64, seq, &echo_request(seq, 8)),
+            t(0),
+        );
+    }
+    assert_eq!(drain(&mut a, t(0)).len(), 100);
+}
+
+#[test]
+fn ip_ids_are_per_destination_not_one_global_counter() {
+    // nmap's ipidseq / an idle scan: a prober talking to us sees our ids move only with
+    // the packets we send to it, not with traffic to other hosts (RFC 7739 §5).
+    let mut a = Interface::new(A, Config::default(), 1);
+    let ping = |a: &mut Interface, from: Ipv4Addr, seq: u16| {
+        a.handle_packet(
+            &ipv4::emit(from, A, ipv4::PROTO_ICMP, 64, seq, &echo_request(seq, 8)),
+            t(0),
+        );
+        let out = drain(a, t(0));
+        Ipv4Packet::parse(&out[0]).unwrap().id
+    };
+    let prober = B;
+    let first = ping(&mut a, prober, 1);
+    // Traffic to many other hosts between two probes (an idle scan's "zombie" traffic).
+    let others: Vec<Ipv4Addr> = (10..40).map(|i| Ipv4Addr::new(10, 0, 1, i)).collect();
+    let mut other_ids = Vec::new();
+    for (seq, &o) in others.iter().enumerate() {
+        other_ids.push(ping(&mut a, o, seq as u16));
+    }
+    let second = ping(&mut a, prober, 2);
+    assert_eq!(
+        second,
+        first.wrapping_add(1),
+        "the prober's ids count only its own replies"
+    );
+    // The other hosts' ids are not one sequence either.
+    let consecutive = other_ids
+        .windows(2)
+        .filter(|w| w[1] == w[0].wrapping_add(1))
+        .count();
+    assert!(consecutive < 3, "{other_ids:?}");
+    // SYN-ACKs and RSTs (no connection yet, or none at all) carry id 0, as Linux's do:
+    // a prober's SYNs to an open or a closed port see no counter (nmap: "All zeros").
+    a.tcp_mut().listen(SocketAddrV4::new(A, 80), 4).unwrap();
+    let syn_to = |a: &mut Interface, port: u16| {
+        let syn = Segment {
+            src_port: 40_000 + port,
+            dst_port: port,
+            seq: tunstack::tcp::SeqNum(1000),
+            flags: tunstack::tcp::Flags::SYN,
+            window: 1024,
+            ..Segment::default()
+        };
+        let bytes = syn.emit(prober, A);
+        a.handle_packet(&ipv4::emit(prober, A, ipv4::PROTO_TCP, 64, 1, &bytes), t(0));
+        let mut out = Vec::new();
+        let meta = a.poll_transmit_into(t(0), &mut out).expect("an answer");
+        assert_eq!(meta.gso_size, 0);
+        let ip = Ipv4Packet::parse(&out).unwrap();
+        let seg = Segment::parse(ip.src, ip.dst, ip.payload).unwrap();
+        (seg.flags, ip.id)
+    };
+    for _ in 0..3 {
+        let (flags, id) = syn_to(&mut a, 80);
+        assert!(flags.syn && flags.ack);
+        assert_eq!(id, 0);
+        let (flags, id) = syn_to(&mut a, 81);
+        assert!(flags.rst);
+        assert_eq!(id, 0);
+    }
+    // Fragmented datagrams to one host still get distinct ids (RFC 6864 §4.2).
+    a.set_mtu(576);
+    let mut ids = std::collections::HashSet::new();
+    for seq in 0..50 {
+        a.handle_packet(
+            &ipv4::emit(
+                prober,
+                A,
+                ipv4::PROTO_ICMP,
+                64,
+                seq,
+                &echo_request(seq, 1000),
+            ),
+            t(0),
+        );
+        let out = drain(&mut a, t(0));
+        assert!(out.len() > 1);
+        let id = Ipv4Packet::parse_with_fragments(&out[0]).unwrap().id;
+        assert!(out
+            .iter()
+            .all(|p| Ipv4Packet::parse_with_fragments(p).unwrap().id == id));
+        assert!(ids.insert(id), "id {id} reused");
+    }
+}

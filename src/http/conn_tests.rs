@@ -308,7 +308,7 @@ fn malformed_requests_get_their_status_and_close() {
         (b"GET / HTTP/1.1\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
-        (b"GET / HTTP/1.7\r\nHost: t\r\n\r\n", 505),
+        (b"GET / HTTP/3.0\r\nHost: t\r\n\r\n", 505),
         (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
         (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n", 400),
         (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", 400),
@@ -327,12 +327,12 @@ fn malformed_requests_get_their_status_and_close() {
         assert!(text.contains("Connection: close\r\n"), "{shown}");
         assert!(closed, "{shown}");
     }
-    // Oversize head → 431 (also when the request line alone is too long), too many fields.
+    // Oversize head → 431, a request line alone too long → 414, too many fields → 431.
     let mut big = b"GET / HTTP/1.1\r\nHost: t\r\n".to_vec();
     big.extend_from_slice(format!("X-Big: {}\r\n\r\n", "a".repeat(2000)).as_bytes());
     assert_eq!(raw(&config, &big).0, 431);
     let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(2000));
-    assert_eq!(raw(&config, long.as_bytes()).0, 431);
+    assert_eq!(raw(&config, long.as_bytes()).0, 414);
     let mut many = b"GET / HTTP/1.1\r\nHost: t\r\n".to_vec();
     for i in 0..120 {
         many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
@@ -590,24 +590,7 @@ fn file_body_can_be_read_straight_into_the_callers_buffer() {
     let mut h = Harness::new(router, ServerConfig::default());
     h.feed(b"GET /file HTTP/1.1\r\nHost: t\r\n\r\nGET /file HTTP/1.1\r\nHost: t\r\n\r\n");
     assert!(!h.conn.file_next(), "the head goes first");
-    let mut direct = 0;
-    loop {
-        if h.conn.file_next() {
-            let mut dst = vec![0u8; 10_000];
-            let n = h.conn.read_file_into(&mut dst);
-            assert!(n > 0);
-            h.sent.extend_from_slice(&dst[..n]);
-            direct += n;
-            continue;
-        }
-        let out = h.conn.output();
-        if out.is_empty() {
-            break;
-        }
-        let out = out.to_vec();
-        h.sent.extend_from_slice(&out);
-        h.conn.consume(out.len());
-    }
+    let direct = drain_reading_files_directly(&mut h);
     assert_eq!(
         direct,
         2 * contents.len(),
@@ -1233,4 +1216,114 @@ fn reused_request_memory_never_shows_through() {
     // A head that fails to parse after a good one is rejected as before.
     let (head, _) = a.exchange(b"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(head.status, 400);
+}
+
+/// Everything the connection sends, file bodies read straight into the caller's buffer
+/// whenever [`HttpConn::file_next`] allows (the event loop's zero-copy path).
+fn drain_reading_files_directly(h: &mut Harness) -> usize {
+    let mut direct = 0;
+    loop {
+        if h.conn.file_next() {
+            let mut dst = vec![0u8; 7_000];
+            let n = h.conn.read_file_into(&mut dst);
+            assert!(n > 0);
+            h.sent.extend_from_slice(&dst[..n]);
+            direct += n;
+            continue;
+        }
+        let out = h.conn.output().to_vec();
+        if out.is_empty() {
+            return direct;
+        }
+        h.sent.extend_from_slice(&out);
+        h.conn.consume(out.len());
+    }
+}
+
+/// RFC 9110 §14: a single range of a file from `--root` comes back as 206 with exactly
+/// those bytes, on both ways a file body leaves (copied through `output`, or read straight
+/// into the caller's buffer), for a large streamed file and a small cached one; a range
+/// past the end is 416 with the length; a stale `If-Range` gets the whole file.
+#[test]
+fn ranges_of_files_are_served_byte_exact_on_both_body_paths() {
+    let dir = std::env::temp_dir().join(format!("tunstack-range-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = pseudo_random(3 * FILE_CHUNK + 500, 21);
+    let small = pseudo_random(3000, 22);
+    std::fs::write(dir.join("big.bin"), &big).unwrap();
+    std::fs::write(dir.join("small.bin"), &small).unwrap();
+    let site = crate::http::StaticSite::from_dir(&dir).unwrap();
+    let mut h = Harness::new(site, ServerConfig::default());
+    let first = FILE_CHUNK as u64 - 10;
+    let last = 2 * FILE_CHUNK as u64 + 99;
+    for direct in [false, true] {
+        for (name, contents) in [("big.bin", &big), ("small.bin", &small)] {
+            let len = contents.len() as u64;
+            let (a, b) = if len > last {
+                (first, last)
+            } else {
+                (100, 2000)
+            };
+            let req = format!("GET /{name} HTTP/1.1\r\nHost: t\r\nRange: bytes={a}-{b}\r\n\r\n");
+            h.feed(req.as_bytes());
+            if direct {
+                let n = drain_reading_files_directly(&mut h);
+                if name == "big.bin" {
+                    assert_eq!(n as u64, b - a + 1, "the range read straight across");
+                }
+            }
+            let (head, body) = h.response(false);
+            assert_eq!(head.status, 206, "{name}");
+            assert_eq!(
+                head.headers.get("content-range"),
+                Some(format!("bytes {a}-{b}/{len}").as_str())
+            );
+            assert!(
+                body == contents[a as usize..=b as usize],
+                "{name} direct {direct}"
+            );
+            // A suffix range: the last 1000 bytes.
+            h.feed(
+                format!("GET /{name} HTTP/1.1\r\nHost: t\r\nRange: bytes=-1000\r\n\r\n").as_bytes(),
+            );
+            if direct {
+                drain_reading_files_directly(&mut h);
+            }
+            let (head, body) = h.response(false);
+            assert_eq!(head.status, 206);
+            assert!(body == contents[contents.len() - 1000..]);
+        }
+    }
+    let (head, _) =
+        h.exchange(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=9999999-\r\n\r\n");
+    assert_eq!(
+        (head.status, head.reason.as_str()),
+        (416, "Range Not Satisfiable")
+    );
+    let total = format!("bytes */{}", big.len());
+    assert_eq!(head.headers.get("content-range"), Some(total.as_str()));
+    let (head, body) = h.exchange(
+        b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\nIf-Range: \"stale\"\r\n\r\n",
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers.get("accept-ranges"), Some("bytes"));
+    assert!(body == big);
+    // The connection stayed in step through all of it.
+    assert!(!h.conn.should_close());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// RFC 9112 §2.3: HTTP/1.2 (any 1.x above 1.1) is served as HTTP/1.1; only another major
+/// version gets 505.
+#[test]
+fn http_1_2_is_answered_as_http_1_1() {
+    let mut h = Harness::standard();
+    h.feed(b"GET / HTTP/1.2\r\nHost: t\r\n\r\n");
+    h.drain();
+    assert!(
+        h.sent.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&h.sent[..40])
+    );
+    assert!(!h.conn.should_close());
 }

@@ -4,8 +4,10 @@
 //! - [`Echo`]: `POST /echo` answers with the request body.
 //! - [`Router`]: exact-path routes plus a fallback; [`Router::standard`] is what `serve` runs.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fs::{self, File};
+use std::hash::{Hash, Hasher};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::conditional::{self, Precondition, RangeAnswer};
 use super::request::Request;
-use super::response::{http_date, parse_http_date, Body, Response};
+use super::response::{http_date, Body, Response};
 use super::site;
 
 /// Something that turns a request into a response. Called concurrently from connection
@@ -146,6 +149,8 @@ struct Cached {
     modified: Option<SystemTime>,
     /// `modified` as an HTTP date, formatted once for every hit.
     last_modified: Option<Arc<str>>,
+    /// The strong entity tag ([`file_etag`]), formatted once.
+    etag: Arc<str>,
     /// Shared with the responses being sent: a hit costs a reference count, not a copy.
     bytes: Arc<[u8]>,
 }
@@ -219,10 +224,19 @@ impl StaticSite {
         }
         match site::file(&key) {
             Some(bytes) => {
-                let mut resp = Response::new(200).with_body(Body::Static(bytes));
-                resp.headers
-                    .append_static("Content-Type", content_type(&key));
-                resp
+                // The built-in files change only with the binary: a tag from their
+                // bytes is strong (RFC 9110 §8.8.3: it changes with the representation).
+                let mut h = DefaultHasher::new();
+                bytes.hash(&mut h);
+                let etag: Arc<str> = Arc::from(format!("\"{:016x}\"", h.finish()));
+                file_response(
+                    req,
+                    content_type(&key),
+                    None,
+                    None,
+                    etag,
+                    Body::Static(bytes),
+                )
             }
             None => Response::error(404),
         }
@@ -241,6 +255,7 @@ impl StaticSite {
             hit.content_type,
             hit.modified,
             hit.last_modified.clone(),
+            Arc::clone(&hit.etag),
             Body::Shared(Arc::clone(&hit.bytes)),
         ))
     }
@@ -295,14 +310,16 @@ impl StaticSite {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| UNIX_EPOCH + Duration::from_secs(d.as_secs()));
         let last_modified = modified.map(|m| Arc::from(http_date(m)));
+        let etag = file_etag(&opened);
         if direct && len <= CACHE_MAX_FILE {
             let info = FileInfo {
                 content_type: ctype,
                 modified,
                 last_modified: last_modified.clone(),
+                etag: Arc::clone(&etag),
             };
             if let Some(body) = self.cache_file(req, path, &opened, file, info) {
-                return file_response(req, ctype, modified, last_modified, body);
+                return file_response(req, ctype, modified, last_modified, etag, body);
             }
             return Response::error(500);
         }
@@ -311,6 +328,7 @@ impl StaticSite {
             ctype,
             modified,
             last_modified,
+            etag,
             Body::File { file, len },
         )
     }
@@ -362,6 +380,7 @@ impl StaticSite {
                     content_type: info.content_type,
                     modified: info.modified,
                     last_modified: info.last_modified,
+                    etag: info.etag,
                     bytes: Arc::clone(&bytes),
                 },
             );
@@ -377,37 +396,92 @@ struct FileInfo {
     modified: Option<SystemTime>,
     /// `modified` as an HTTP date.
     last_modified: Option<Arc<str>>,
+    /// The strong entity tag.
+    etag: Arc<str>,
 }
 
-/// 200 with `body`, or 304 when the client's copy is current (RFC 9110 §13.1.3).
-/// `last_modified` is `modified` formatted (by the caller, once per cached file).
+/// A strong entity tag for the file `meta` describes (RFC 9110 §8.8.3): its inode, size
+/// and modification time to the nanosecond, so any write that the cache's `is_current`
+/// would notice also changes the tag, and a file replaced by another gets another.
+fn file_etag(meta: &fs::Metadata) -> Arc<str> {
+    let ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    Arc::from(format!("\"{:x}-{:x}-{:x}\"", meta.ino(), meta.len(), ns))
+}
+
+/// The answer to a GET or HEAD of a file: 200 with `body`; 304 or 412 as its
+/// preconditions decide (RFC 9110 §13.2.2); 206 with one range of it, or 416, as `Range`
+/// asks (RFC 9110 §14). `last_modified` is `modified` formatted (by the caller, once per
+/// cached file); `etag` the file's strong entity tag.
 fn file_response(
     req: &Request,
     content_type: &'static str,
     modified: Option<SystemTime>,
     last_modified: Option<Arc<str>>,
+    etag: Arc<str>,
     body: Body,
 ) -> Response {
-    if let (Some(m), Some(since)) = (
-        modified,
-        req.headers
-            .get("if-modified-since")
-            .and_then(parse_http_date),
-    ) {
-        if m <= since {
+    let validators = |resp: &mut Response| {
+        resp.headers.append_shared("ETag", Arc::clone(&etag));
+        if let Some(date) = &last_modified {
+            resp.headers
+                .append_shared("Last-Modified", Arc::clone(date));
+        }
+    };
+    match conditional::evaluate(&req.method, &req.headers, &etag, modified) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            // RFC 9110 §15.4.5: a 304 carries the fields a 200 would have had that
+            // describe the representation's version: ETag and Last-Modified.
             let mut resp = Response::new(304);
-            if let Some(date) = last_modified {
-                resp.headers.append_shared("Last-Modified", date);
-            }
+            validators(&mut resp);
             return resp;
         }
+        Precondition::Failed => return Response::error(412),
     }
-    let mut resp = Response::new(200).with_body(body);
+    let len = body.len();
+    let answer = conditional::range(&req.method, &req.headers, &etag, modified, len);
+    let (status, body) = match answer {
+        RangeAnswer::Whole => (200, body),
+        RangeAnswer::Part { first, last } => match body_range(body, first, last) {
+            Some(part) => (206, part),
+            None => return Response::error(500),
+        },
+        RangeAnswer::Unsatisfiable => {
+            // RFC 9110 §15.5.17: a 416 tells the current length.
+            let mut resp = Response::error(416);
+            resp.headers
+                .append("Content-Range", format!("bytes */{len}"));
+            return resp;
+        }
+    };
+    let mut resp = Response::new(status).with_body(body);
     resp.headers.append_static("Content-Type", content_type);
-    if let Some(date) = last_modified {
-        resp.headers.append_shared("Last-Modified", date);
+    resp.headers.append_static("Accept-Ranges", "bytes");
+    if let RangeAnswer::Part { first, last } = answer {
+        resp.headers
+            .append("Content-Range", format!("bytes {first}-{last}/{len}"));
     }
+    validators(&mut resp);
     resp
+}
+
+/// Bytes `first..=last` of `body` (within it: [`conditional::range`] made sure). A file
+/// is moved to `first` and sent from there; its `len` becomes the range's, which is all
+/// any server path reads of it (`Body::File` is sent from its current position).
+fn body_range(body: Body, first: u64, last: u64) -> Option<Body> {
+    let count = last.checked_sub(first)?.checked_add(1)?;
+    let start = usize::try_from(first).ok()?;
+    let end = usize::try_from(last).ok()?.checked_add(1)?;
+    Some(match body {
+        Body::Empty => Body::Empty,
+        Body::Bytes(b) => Body::Bytes(b.get(start..end)?.to_vec()),
+        Body::Static(b) => Body::Static(b.get(start..end)?),
+        Body::Shared(b) => Body::Bytes(b.get(start..end)?.to_vec()),
+        Body::File { mut file, .. } => {
+            io::Seek::seek(&mut file, io::SeekFrom::Start(first)).ok()?;
+            Body::File { file, len: count }
+        }
+    })
 }
 
 /// Canonicalize `path` and return it only if it is still under `root` (already canonical).
@@ -547,6 +621,7 @@ impl Handler for Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::response::parse_http_date;
 
     #[test]
     fn segments() {
@@ -667,16 +742,41 @@ mod tests {
         let not_modified = conditional(&lm);
         assert_eq!(not_modified.status, 304);
         assert!(not_modified.body.is_empty());
+        let etag = again.headers.get("etag").unwrap().to_string();
+        assert_eq!(first.headers.get("etag"), Some(etag.as_str()));
         assert_eq!(
             not_modified.headers.iter().collect::<Vec<_>>(),
-            vec![("Last-Modified", lm.as_str())]
+            vec![("ETag", etag.as_str()), ("Last-Modified", lm.as_str())]
         );
+        // If-None-Match wins over If-Modified-Since (RFC 9110 §13.1.3); `*` matches.
+        let mut req = get("/a.txt");
+        req.headers.append("If-None-Match", "\"stale\"");
+        req.headers.append("If-Modified-Since", &lm);
+        assert_eq!(site.handle(&req).status, 200);
+        let mut req = get("/a.txt");
+        req.headers.append("If-None-Match", "*");
+        assert_eq!(site.handle(&req).status, 304);
+        let mut req = get("/a.txt");
+        req.headers.append("If-Match", "\"stale\"");
+        assert_eq!(site.handle(&req).status, 412);
+        let mut req = get("/a.txt");
+        req.headers.append("If-Match", &etag);
+        req.headers.append("Range", "bytes=1-3");
+        let part = site.handle(&req);
+        assert_eq!((part.status, body(&part)), (206, b"irs".to_vec()));
+        assert_eq!(part.headers.get("content-range"), Some("bytes 1-3/5"));
         let modified = conditional("Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!((modified.status, body(&modified)), (200, b"first".to_vec()));
         // Replaced (a new inode, a new size): the new contents at once.
         fs::write(dir.join("b.tmp"), b"second!").unwrap();
         fs::rename(dir.join("b.tmp"), &file).unwrap();
-        assert_eq!(body(&site.handle(&get("/a.txt"))), b"second!");
+        let replaced = site.handle(&get("/a.txt"));
+        assert_eq!(body(&replaced), b"second!");
+        assert_ne!(
+            replaced.headers.get("etag"),
+            Some(etag.as_str()),
+            "a new tag"
+        );
         // Deleted: 404, not the cached copy.
         fs::remove_file(&file).unwrap();
         assert_eq!(site.handle(&get("/a.txt")).status, 404);

@@ -58,6 +58,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod conditional;
 pub mod conn;
 pub mod evented;
 pub mod handlers;

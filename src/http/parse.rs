@@ -65,6 +65,10 @@ impl Default for Limits {
 pub enum ParseError {
     /// The head exceeds [`Limits::max_head_bytes`] (431).
     HeadTooLarge,
+    /// The start line alone (the request line: mostly its target) exceeds
+    /// [`Limits::max_head_bytes`]: 414 URI Too Long (RFC 9112 §3: "A server that receives a
+    /// request-target longer than any URI it wishes to parse MUST respond with a 414").
+    StartLineTooLong,
     /// More fields than [`Limits::max_headers`] (431).
     TooManyHeaders,
     /// The request line is not `method SP target SP version`.
@@ -75,7 +79,8 @@ pub enum ParseError {
     Target,
     /// The version is not `HTTP/DIGIT.DIGIT`.
     Version,
-    /// A well-formed version other than HTTP/1.0 and HTTP/1.1 (505).
+    /// A well-formed version whose major number is not 1 (505; any HTTP/1.x is
+    /// understood, RFC 9112 §2.3).
     UnsupportedVersion(u8, u8),
     /// The status line of a response is malformed.
     StatusLine,
@@ -94,6 +99,7 @@ impl ParseError {
     pub fn status(&self) -> u16 {
         match self {
             ParseError::HeadTooLarge | ParseError::TooManyHeaders => 431,
+            ParseError::StartLineTooLong => 414,
             ParseError::UnsupportedVersion(..) => 505,
             _ => 400,
         }
@@ -104,6 +110,7 @@ impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ParseError::HeadTooLarge => write!(f, "message head too large"),
+            ParseError::StartLineTooLong => write!(f, "start line too long"),
             ParseError::TooManyHeaders => write!(f, "too many header fields"),
             ParseError::RequestLine => write!(f, "malformed request line"),
             ParseError::Method => write!(f, "invalid method"),
@@ -199,15 +206,22 @@ fn split_head(buf: &[u8], limits: &Limits) -> Result<Option<HeadSpan>, ParseErro
     let mut count = 0;
     loop {
         let rest = buf.get(pos..).unwrap_or(&[]);
+        // Over the limit before the start line ends: the target is what is too long
+        // (414), not the fields (431).
+        let too_large = if count == 0 {
+            ParseError::StartLineTooLong
+        } else {
+            ParseError::HeadTooLarge
+        };
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
             if buf.len() > limits.max_head_bytes {
-                return Err(ParseError::HeadTooLarge);
+                return Err(too_large);
             }
             return Ok(None);
         };
         let end = pos + nl + 1;
         if end > limits.max_head_bytes {
-            return Err(ParseError::HeadTooLarge);
+            return Err(too_large);
         }
         let line = &rest[..nl];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -307,7 +321,9 @@ fn parse_version(v: &[u8]) -> Result<Version, ParseError> {
         {
             match (major - b'0', minor - b'0') {
                 (1, 0) => Ok(Version::Http10),
-                (1, 1) => Ok(Version::Http11),
+                // RFC 9112 §2.3: a recipient of a higher minor version of the major it
+                // speaks answers in the highest minor it conforms to: HTTP/1.2 is 1.1.
+                (1, _) => Ok(Version::Http11),
                 (a, b) => Err(ParseError::UnsupportedVersion(a, b)),
             }
         }
@@ -843,7 +859,18 @@ mod tests {
             req("GET / HTTP/2.0\r\n\r\n"),
             Err(ParseError::UnsupportedVersion(2, 0))
         );
-        assert_eq!(req("GET / HTTP/1.2\r\n\r\n").unwrap_err().status(), 505);
+        assert_eq!(
+            req("GET / HTTP/0.9\r\n\r\n").unwrap_err().status(),
+            505,
+            "major 0"
+        );
+        // RFC 9112 §2.3: any HTTP/1.x above 1.1 is taken (and answered) as HTTP/1.1.
+        for v in ["1.2", "1.9"] {
+            match req(&format!("GET / HTTP/{v}\r\nHost: x\r\n\r\n")) {
+                Ok(Parsed::Complete { value, .. }) => assert_eq!(value.version, Version::Http11),
+                other => panic!("HTTP/{v}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -887,13 +914,21 @@ mod tests {
         let big = format!("GET /{} HTTP/1.1\r\n", "a".repeat(100));
         assert_eq!(
             parse_request_head(big.as_bytes(), &limits),
-            Err(ParseError::HeadTooLarge)
+            Err(ParseError::StartLineTooLong)
         );
+        assert_eq!(ParseError::StartLineTooLong.status(), 414);
         // Too large even before any line end arrives.
         assert_eq!(
             parse_request_head(&[b'a'; 65], &limits),
+            Err(ParseError::StartLineTooLong)
+        );
+        // A short request line with too many field bytes is 431.
+        let fields = format!("GET / HTTP/1.1\r\nA: {}\r\n", "b".repeat(60));
+        assert_eq!(
+            parse_request_head(fields.as_bytes(), &limits),
             Err(ParseError::HeadTooLarge)
         );
+        assert_eq!(ParseError::HeadTooLarge.status(), 431);
         let many = "GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
         assert_eq!(
             parse_request_head(many.as_bytes(), &limits),
@@ -1067,11 +1102,22 @@ mod tests {
             // We reject some incomplete heads earlier than httparse (e.g. a non-ASCII byte in
             // a partial request-target); it rejects them once complete.
             (Ok(httparse::Status::Partial), Err(_)) if truncated => {}
+            // httparse knows only HTTP/1.0 and 1.1; RFC 9112 §2.3 has a higher 1.x minor
+            // served as 1.1.
+            (Err(httparse::Error::Version), Ok(Parsed::Complete { value, .. }))
+                if value.version == Version::Http11 && higher_minor(raw) => {}
             // httparse rejects `HTTP/2` before the line ends; we wait for the whole version
             // to answer 505 rather than 400.
             (Err(httparse::Error::Version), Ok(Parsed::Partial)) if truncated => {}
             (t, o) => panic!("disagreement on {shown:?}: httparse {t:?}, ours {o:?}"),
         }
+    }
+
+    /// Whether the request line of `raw` names HTTP/1.2 to HTTP/1.9.
+    fn higher_minor(raw: &[u8]) -> bool {
+        let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        matches!(line.rsplit(|&b| b == b' ').next(), Some([b'H', b'T', b'T', b'P', b'/', b'1', b'.', m]) if (b'2'..=b'9').contains(m))
     }
 
     /// Differential test: on a corpus of requests, our parser and httparse agree on whether

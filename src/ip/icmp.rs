@@ -19,7 +19,12 @@
 //!
 //! The checksum covers the whole ICMP message (header and data), not just the header.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::time::Instant;
 
 use super::ipv4::{checksum, Ipv4Packet, PROTO_ICMP};
 
@@ -86,9 +91,12 @@ impl std::error::Error for IcmpError {}
 
 /// Handles an ICMP message addressed to us (the payload of a validated IPv4 packet).
 ///
-/// - Echo request (type 8, code 0) → `Ok(Some(echo reply))`: type 0, same identifier,
-///   sequence number and data, checksum recomputed (RFC 792: "the data received in the echo
-///   message must be returned in the echo reply message").
+/// - Echo request (type 8, any code) → `Ok(Some(echo reply))`: type 0, same code,
+///   identifier, sequence number and data, checksum recomputed (RFC 792: "the data received
+///   in the echo message must be returned in the echo reply message"). RFC 1122 §3.2.2.6
+///   says every echo request gets a reply; RFC 792 defines no code other than 0, so a
+///   non-zero code is no reason to stay silent. The code is echoed as Linux does (nmap's
+///   OS detection probes with code 9 and looks at it).
 /// - Any other type → `Ok(None)` (nothing to answer; replies and errors we do not act on yet).
 /// - Malformed (shorter than 8 bytes, bad checksum) → `Err`, to be counted and dropped.
 ///
@@ -114,7 +122,7 @@ pub fn handle(message: &[u8]) -> Result<Option<Vec<u8>>, IcmpError> {
     if checksum(message) != 0 {
         return Err(IcmpError::BadChecksum);
     }
-    if icmp_type != TYPE_ECHO_REQUEST || code != 0 {
+    if icmp_type != TYPE_ECHO_REQUEST {
         log::trace!("icmp type {icmp_type} code {code}: nothing to answer");
         return Ok(None);
     }
@@ -280,11 +288,153 @@ fn set_checksum(msg: &mut [u8]) {
     }
 }
 
+/// Limits on the ICMP error messages a host sends (RFC 1812 §4.3.2.8, RFC 1122 §3.2.2:
+/// an error storm must not cost more than the traffic that caused it). The defaults are
+/// Linux's sysctls: `icmp_msgs_per_sec` 1000 with `icmp_msgs_burst` 50 for the whole
+/// host, and `icmp_ratelimit` 1000 ms per destination with a burst of 6
+/// (`XRLIM_BURST_FACTOR`), so 20,000 probes to a closed UDP port in a few seconds get a
+/// handful of port unreachables, as from Linux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Error messages per second for all destinations together; 0 turns the global
+    /// limit off.
+    pub msgs_per_sec: u32,
+    /// How many error messages the global limit lets through at once after a quiet spell.
+    pub burst: u32,
+    /// One error message per destination per this interval; zero turns the
+    /// per-destination limit off.
+    pub per_dest_interval: Duration,
+    /// How many intervals of credit a destination may save up (its burst).
+    pub per_dest_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            msgs_per_sec: 1000,
+            burst: 50,
+            per_dest_interval: Duration::from_millis(1000),
+            per_dest_burst: 6,
+        }
+    }
+}
+
+/// Why [`ErrorRateLimiter::allow`] refused a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimited {
+    /// The host-wide bucket is empty (Linux's `IcmpOutRateLimitGlobal`).
+    Global,
+    /// The destination's bucket is empty (Linux's `IcmpOutRateLimitHost`).
+    Host,
+}
+
+/// Destinations remembered at most; beyond it the one quiet for longest is forgotten
+/// (forgetting is harmless: a new destination starts with the credit a quiet one has).
+const MAX_PEERS: usize = 4096;
+
+#[derive(Debug, Clone, Copy)]
+struct PeerBucket {
+    /// Credit in microseconds of `per_dest_interval` (each message costs one interval).
+    credit: u64,
+    last: Instant,
+}
+
+/// Token buckets for the ICMP errors we send: one for the host, one per destination.
+/// Sans-IO: the caller passes the time of each message.
+#[derive(Debug, Clone)]
+pub struct ErrorRateLimiter {
+    config: RateLimitConfig,
+    /// Global credit in millionths of a message.
+    global_credit: u64,
+    global_last: Option<Instant>,
+    peers: HashMap<Ipv4Addr, PeerBucket>,
+}
+
+impl ErrorRateLimiter {
+    /// A limiter with full buckets.
+    pub fn new(config: RateLimitConfig) -> ErrorRateLimiter {
+        ErrorRateLimiter {
+            config,
+            global_credit: u64::from(config.burst) * 1_000_000,
+            global_last: None,
+            peers: HashMap::new(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> RateLimitConfig {
+        self.config
+    }
+
+    /// Whether an ICMP error to `dst` may leave at `now`; if so its cost is taken from
+    /// both buckets. The global bucket is asked first, as Linux does (`icmp_send`).
+    pub fn allow(&mut self, dst: Ipv4Addr, now: Instant) -> Result<(), RateLimited> {
+        let c = self.config;
+        if c.msgs_per_sec > 0 {
+            let cap = u64::from(c.burst.max(1)) * 1_000_000;
+            let elapsed = self
+                .global_last
+                .map_or(0, |t| now.saturating_duration_since(t).as_micros());
+            let earned = u64::try_from(elapsed)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(u64::from(c.msgs_per_sec));
+            self.global_credit = self.global_credit.saturating_add(earned).min(cap);
+            self.global_last = Some(now);
+            if self.global_credit < 1_000_000 {
+                return Err(RateLimited::Global);
+            }
+        }
+        let interval = u64::try_from(c.per_dest_interval.as_micros()).unwrap_or(u64::MAX);
+        if interval > 0 {
+            let cap = interval.saturating_mul(u64::from(c.per_dest_burst.max(1)));
+            if !self.peers.contains_key(&dst) && self.peers.len() >= MAX_PEERS {
+                self.forget_one(now, cap);
+            }
+            let peer = self.peers.entry(dst).or_insert(PeerBucket {
+                credit: cap,
+                last: now,
+            });
+            let elapsed = u64::try_from(now.saturating_duration_since(peer.last).as_micros())
+                .unwrap_or(u64::MAX);
+            peer.credit = peer.credit.saturating_add(elapsed).min(cap);
+            peer.last = now;
+            if peer.credit < interval {
+                return Err(RateLimited::Host);
+            }
+            peer.credit -= interval;
+        }
+        if c.msgs_per_sec > 0 {
+            self.global_credit -= 1_000_000;
+        }
+        Ok(())
+    }
+
+    /// Makes room for one more destination: drop those whose bucket has refilled (they
+    /// are the same as a new one), or else the one quiet for longest.
+    fn forget_one(&mut self, now: Instant, cap: u64) {
+        let full = |p: &PeerBucket| {
+            let idle = u64::try_from(now.saturating_duration_since(p.last).as_micros())
+                .unwrap_or(u64::MAX);
+            p.credit.saturating_add(idle) >= cap
+        };
+        self.peers.retain(|_, p| !full(p));
+        if self.peers.len() >= MAX_PEERS {
+            if let Some(oldest) = self
+                .peers
+                .iter()
+                .min_by_key(|(_, p)| p.last)
+                .map(|(a, _)| *a)
+            {
+                self.peers.remove(&oldest);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ip::ipv4::{emit, PROTO_TCP, PROTO_UDP};
-    use std::net::Ipv4Addr;
 
     fn echo_request(id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
         let mut m = vec![TYPE_ECHO_REQUEST, 0, 0, 0];
@@ -310,6 +460,19 @@ mod tests {
             etherparse::Icmpv4Type::EchoReply(etherparse::IcmpEchoHeader { id: 0xbeef, seq: 7 })
         );
         assert_eq!(hdr.checksum, hdr.icmp_type.calc_checksum(rest));
+    }
+
+    #[test]
+    fn echo_request_with_nonzero_code_is_answered_with_that_code() {
+        for code in [1u8, 9, 255] {
+            let mut req = echo_request(3, 4, b"code");
+            req[1] = code;
+            set_checksum(&mut req);
+            let reply = handle(&req).unwrap().expect("RFC 1122 §3.2.2.6: answered");
+            assert_eq!((reply[0], reply[1]), (TYPE_ECHO_REPLY, code));
+            assert_eq!(&reply[4..], &req[4..]);
+            assert_eq!(checksum(&reply), 0);
+        }
     }
 
     #[test]
@@ -348,7 +511,7 @@ mod tests {
             (TYPE_ECHO_REPLY, 0),
             (TYPE_DEST_UNREACHABLE, 3),
             (11, 0),
-            (8, 1),
+            (13, 0),
         ] {
             let mut m = vec![t, c, 0, 0, 0, 0, 0, 0, 1, 2, 3];
             set_checksum(&mut m);
@@ -453,5 +616,64 @@ mod tests {
             IcmpError::TooShort { len: 3 }.to_string(),
             "too-short (3 bytes)"
         );
+    }
+
+    #[test]
+    fn rate_limit_per_destination_bursts_six_then_one_a_second() {
+        let mut rl = ErrorRateLimiter::new(RateLimitConfig::default());
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        let b = Ipv4Addr::new(10, 0, 0, 3);
+        let t0 = Instant::from_secs(100);
+        let sent = (0..1000).filter(|_| rl.allow(a, t0).is_ok()).count();
+        assert_eq!(sent, 6);
+        assert_eq!(rl.allow(a, t0), Err(RateLimited::Host));
+        // Another destination has its own bucket.
+        assert_eq!(rl.allow(b, t0), Ok(()));
+        // 999 ms later still nothing; at one second one more.
+        assert_eq!(
+            rl.allow(a, t0 + Duration::from_millis(999)),
+            Err(RateLimited::Host)
+        );
+        assert_eq!(rl.allow(a, t0 + Duration::from_millis(1000)), Ok(()));
+        assert_eq!(
+            rl.allow(a, t0 + Duration::from_millis(1000)),
+            Err(RateLimited::Host)
+        );
+        // A long quiet spell refills the burst, not more.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!((0..100).filter(|_| rl.allow(a, later).is_ok()).count(), 6);
+    }
+
+    #[test]
+    fn rate_limit_global_bucket_bursts_fifty_then_a_thousand_a_second() {
+        let mut rl = ErrorRateLimiter::new(RateLimitConfig::default());
+        let t0 = Instant::from_secs(5);
+        let dst = |i: u32| Ipv4Addr::from(0x0a00_0000 + i);
+        let sent = (0..200).filter(|&i| rl.allow(dst(i), t0).is_ok()).count();
+        assert_eq!(sent, 50);
+        assert_eq!(rl.allow(dst(1000), t0), Err(RateLimited::Global));
+        // 10 ms earn 10 messages at 1000/s.
+        let t1 = t0 + Duration::from_millis(10);
+        let sent = (2000..2100)
+            .filter(|&i| rl.allow(dst(i), t1).is_ok())
+            .count();
+        assert_eq!(sent, 10);
+        // Many distinct destinations never grow the table past its bound.
+        for i in 0..(MAX_PEERS as u32 + 100) {
+            let _ = rl.allow(dst(10_000 + i), t1 + Duration::from_millis(u64::from(i)));
+        }
+        assert!(rl.peers.len() <= MAX_PEERS);
+    }
+
+    #[test]
+    fn rate_limit_zero_turns_limits_off() {
+        let mut rl = ErrorRateLimiter::new(RateLimitConfig {
+            msgs_per_sec: 0,
+            burst: 0,
+            per_dest_interval: Duration::ZERO,
+            per_dest_burst: 0,
+        });
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        assert!((0..10_000).all(|_| rl.allow(a, Instant::ZERO).is_ok()));
     }
 }

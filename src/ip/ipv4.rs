@@ -40,7 +40,9 @@
 //! # Ok::<(), Ipv4Error>(())
 //! ```
 
+use std::collections::hash_map::DefaultHasher;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
 /// IP protocol number of ICMP (RFC 792).
@@ -114,8 +116,6 @@ pub enum Ipv4Error {
         /// More Fragments flag.
         more: bool,
     },
-    /// TTL 0: the packet should have been discarded by the last router (RFC 1812 §5.3.1).
-    TtlZero,
     /// A source address that cannot name a single host (RFC 1122 §3.2.1.3): unspecified,
     /// limited broadcast, multicast or loopback arriving on a network interface.
     BadSource {
@@ -136,7 +136,6 @@ impl Ipv4Error {
             Ipv4Error::Truncated { .. } => "truncated",
             Ipv4Error::BadChecksum => "bad-checksum",
             Ipv4Error::Fragment { .. } => "fragment",
-            Ipv4Error::TtlZero => "ttl-zero",
             Ipv4Error::BadSource { .. } => "bad-source",
         }
     }
@@ -159,7 +158,7 @@ impl fmt::Display for Ipv4Error {
             Ipv4Error::Truncated { total_len, len } => {
                 write!(f, "{reason} (total length {total_len}, got {len} bytes)")
             }
-            Ipv4Error::BadChecksum | Ipv4Error::TtlZero => f.write_str(reason),
+            Ipv4Error::BadChecksum => f.write_str(reason),
             Ipv4Error::Fragment { offset, more } => {
                 write!(f, "{reason} (offset {offset}, more fragments {more})")
             }
@@ -173,8 +172,8 @@ impl std::error::Error for Ipv4Error {}
 /// A validated view of an IPv4 packet.
 ///
 /// Produced only by [`Ipv4Packet::parse`], so holding one means: version 4, a sane header
-/// length, a total length that fits the buffer, a correct header checksum, not a fragment,
-/// TTL > 0 and a unicast-capable source. Options, if any, are skipped (`payload` starts
+/// length, a total length that fits the buffer, a correct header checksum, not a fragment
+/// and a unicast-capable source (any TTL: RFC 1122 §3.2.1.7). Options, if any, are skipped (`payload` starts
 /// after them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv4Packet<'a> {
@@ -216,7 +215,7 @@ impl<'a> Ipv4Packet<'a> {
     ///
     /// The checks, in order (each with its own [`Ipv4Error`]): minimum length, version,
     /// IHL >= 5, header fits the buffer, total length >= header and <= buffer, header checksum,
-    /// not a fragment, TTL != 0, source address sanity (RFC 1122 §3.2.1.3).
+    /// not a fragment, source address sanity (RFC 1122 §3.2.1.3).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Ipv4Error> {
         Self::parse_inner(bytes, false)
     }
@@ -270,10 +269,9 @@ impl<'a> Ipv4Packet<'a> {
         if (more || offset != 0) && !allow_fragments {
             return Err(Ipv4Error::Fragment { offset, more });
         }
+        // RFC 1122 §3.2.1.7: a host "MUST NOT discard a datagram just because it was
+        // received with TTL less than 2"; TTL 0 or 1 only stops a router forwarding it.
         let ttl = *bytes.get(8).ok_or(too_short)?;
-        if ttl == 0 {
-            return Err(Ipv4Error::TtlZero);
-        }
         let protocol = *bytes.get(9).ok_or(too_short)?;
         let src = addr(bytes, 12).ok_or(too_short)?;
         let dst = addr(bytes, 16).ok_or(too_short)?;
@@ -325,6 +323,64 @@ impl<'a> Ipv4Packet<'a> {
     /// True for a fragment (MF set or a non-zero offset), false for a whole datagram.
     pub fn is_fragment(&self) -> bool {
         self.more_fragments() || self.fragment_offset() != 0
+    }
+}
+
+/// Buckets of [`IdGenerator`] (as Linux's `ip_idents`, a power of two).
+const ID_BUCKETS: usize = 2048;
+
+/// Chooses the Identification field of the datagrams we send (RFC 6864, RFC 7739).
+///
+/// One counter for all datagrams would let anyone who talks to us count the packets we
+/// send to everyone else (nmap calls it "incremental" IP IDs; an idle scan uses them to
+/// scan a third host through us). RFC 7739 §5 recommends instead a counter per
+/// destination, reached through a keyed hash: here, as in Linux (`ip_idents`), the hash
+/// of (secret, source, destination, protocol) picks one of 2048 counters and also offsets
+/// its value, so a peer sees its own datagrams counted and learns nothing about traffic to
+/// other hosts (but for the rare hash collision). Datagrams to one destination and
+/// protocol still get consecutive, distinct ids: RFC 6864 §4.2 requires that of a
+/// datagram that may be fragmented (ours are: [`emit_fragments`]), and the ids a device
+/// gives the pieces of a TCP super-segment are reserved with `count`.
+#[derive(Clone)]
+pub struct IdGenerator {
+    secret: [u64; 2],
+    counters: Box<[u16]>,
+}
+
+impl fmt::Debug for IdGenerator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The secret is the point of the design: never print it.
+        f.debug_struct("IdGenerator").finish_non_exhaustive()
+    }
+}
+
+impl IdGenerator {
+    /// A generator keyed by `seed` (feed it from a random source in production).
+    pub fn new(seed: u64) -> IdGenerator {
+        let mut h = DefaultHasher::new();
+        (seed, 0x6970_6964_u64).hash(&mut h);
+        let k0 = h.finish();
+        (k0, seed).hash(&mut h);
+        IdGenerator {
+            secret: [k0, h.finish()],
+            counters: vec![0u16; ID_BUCKETS].into_boxed_slice(),
+        }
+    }
+
+    /// The id of the next datagram from `src` to `dst` carrying `protocol`, reserving
+    /// `count` consecutive ids (at least 1) for the pieces a device cuts it into.
+    pub fn next(&mut self, src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, count: u16) -> u16 {
+        let mut h = DefaultHasher::new();
+        (self.secret, src.octets(), dst.octets(), protocol).hash(&mut h);
+        let hash = h.finish();
+        let index = (hash as usize) % ID_BUCKETS;
+        let offset = (hash >> 32) as u16;
+        let Some(counter) = self.counters.get_mut(index) else {
+            return offset;
+        };
+        let id = counter.wrapping_add(offset);
+        *counter = counter.wrapping_add(count.max(1));
+        id
     }
 }
 
@@ -849,12 +905,12 @@ mod tests {
         let p = Ipv4Packet::parse_with_fragments(&whole).unwrap();
         assert!(!p.is_fragment() && p.dont_fragment());
         assert_eq!(Some(p), Ipv4Packet::parse(&whole).ok());
-        last[8] = 0;
+        last[12] = 224;
         fix_checksum(&mut last);
-        assert_eq!(
+        assert!(matches!(
             Ipv4Packet::parse_with_fragments(&last),
-            Err(Ipv4Error::TtlZero)
-        );
+            Err(Ipv4Error::BadSource { .. })
+        ));
     }
 
     #[test]
@@ -892,10 +948,49 @@ mod tests {
     }
 
     #[test]
-    fn rejects_ttl_zero() {
-        let pkt = emit(A, B, PROTO_TCP, 0, 1, b"x");
-        assert_eq!(Ipv4Packet::parse(&pkt), Err(Ipv4Error::TtlZero));
-        assert!(Ipv4Packet::parse(&emit(A, B, PROTO_TCP, 1, 1, b"x")).is_ok());
+    fn accepts_ttl_zero_and_one() {
+        // RFC 1122 §3.2.1.7: a host must not discard a datagram for TTL < 2.
+        for ttl in [0, 1] {
+            let pkt = emit(A, B, PROTO_TCP, ttl, 1, b"x");
+            assert_eq!(Ipv4Packet::parse(&pkt).map(|p| p.ttl), Ok(ttl));
+        }
+    }
+
+    #[test]
+    fn ids_count_per_destination_and_hide_other_traffic() {
+        let c = Ipv4Addr::new(10, 9, 9, 9);
+        let mut g = IdGenerator::new(7);
+        let first = g.next(A, B, PROTO_TCP, 1);
+        // Consecutive per destination and protocol (distinct for fragmentation).
+        assert_eq!(g.next(A, B, PROTO_TCP, 1), first.wrapping_add(1));
+        // A super-segment of 5 pieces reserves 5 ids.
+        assert_eq!(g.next(A, B, PROTO_TCP, 5), first.wrapping_add(2));
+        assert_eq!(g.next(A, B, PROTO_TCP, 1), first.wrapping_add(7));
+        // Traffic to another host does not move B's sequence (what an idle scan reads)
+        // unless the hash puts both in one bucket; try destinations until one does not.
+        let other = (1..=20u8)
+            .map(|i| Ipv4Addr::new(10, 9, 9, i))
+            .find(|&d| {
+                let mut probe = g.clone();
+                let before = probe.next(A, B, PROTO_TCP, 1);
+                let mut probe2 = g.clone();
+                for _ in 0..100 {
+                    probe2.next(A, d, PROTO_TCP, 1);
+                }
+                probe2.next(A, B, PROTO_TCP, 1) == before
+            })
+            .expect("some destination hashes to another bucket");
+        for _ in 0..100 {
+            g.next(A, other, PROTO_TCP, 1);
+        }
+        assert_eq!(g.next(A, B, PROTO_TCP, 1), first.wrapping_add(8));
+        // Another secret gives other ids: they are not predictable from the addresses.
+        let starts: std::collections::HashSet<u16> = (0..8u64)
+            .map(|seed| IdGenerator::new(seed).next(A, c, PROTO_UDP, 1))
+            .collect();
+        assert!(starts.len() > 4, "{starts:?}");
+        // The debug output never shows the secret.
+        assert!(!format!("{g:?}").contains(&g.secret[0].to_string()));
     }
 
     #[test]
@@ -938,7 +1033,6 @@ mod tests {
                 offset: 8,
                 more: true,
             },
-            Ipv4Error::TtlZero,
             Ipv4Error::BadSource {
                 src: Ipv4Addr::BROADCAST,
             },

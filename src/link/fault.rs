@@ -106,7 +106,7 @@ impl FaultStats {
 }
 
 /// Clamps a probability into `0.0..=1.0` (NaN → 0) so `random_bool` cannot panic.
-fn probability(p: f64) -> f64 {
+pub(crate) fn probability(p: f64) -> f64 {
     if p.is_nan() {
         0.0
     } else {

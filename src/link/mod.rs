@@ -22,7 +22,9 @@
 //! several queues, and the kernel's checksum and segmentation offloads (64 KiB per read or
 //! write instead of one packet), with [`gso`] to cut super-segments in software.
 //! [`fault`] makes a link lossy on purpose (drop, duplicate, reorder, corrupt, delay) with
-//! a seed, for experiments and tests.
+//! a seed, for experiments and tests. [`wan`] is a whole emulated wide-area path (delay,
+//! jitter, random and burst loss, reordering, a rate-limited bottleneck queue), the core of
+//! the `tunstack-wan` forwarder between two TUN devices.
 
 use std::io;
 
@@ -37,6 +39,7 @@ pub mod offload;
 pub mod pcap;
 pub mod tun;
 pub mod tunq;
+pub mod wan;
 
 pub use tunq::{configure_link, delete_link, TunOptions, TunQueue};
 

@@ -810,7 +810,11 @@ fn merge_ip(a: &mut IfaceStats, b: &IfaceStats) {
         icmp_errors,
         super_packets_in,
         super_packets_out,
+        icmp_rate_limited_global,
+        icmp_rate_limited_host,
     } = b;
+    a.icmp_rate_limited_global += icmp_rate_limited_global;
+    a.icmp_rate_limited_host += icmp_rate_limited_host;
     a.super_packets_in += super_packets_in;
     a.super_packets_out += super_packets_out;
     a.packets_in += packets_in;

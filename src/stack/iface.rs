@@ -45,6 +45,13 @@ pub const DEFAULT_MTU: usize = 1500;
 /// dropped, so a flood of pings cannot grow memory without bound (DESIGN §7).
 const MAX_PENDING: usize = 1024;
 
+/// The IP id of a SYN, SYN-ACK or RST: atomic datagrams (DF set, never fragmented), whose
+/// id RFC 6864 §4.1 leaves free, sent before a connection exists or when there is none.
+/// Linux sends them with id 0 (`ip_select_ident_segs`: DF and no connected socket), so
+/// does this host: a prober's SYNs, open or closed port, learn nothing from the ids of
+/// the answers (nmap's `ipidseq` says "All zeros"), and no counter moves for them.
+const CONNECTIONLESS_IP_ID: u16 = 0;
+
 /// Counters of the internet layer and the host's demultiplexing.
 #[derive(Debug, Clone, Default)]
 pub struct IfaceStats {
@@ -71,6 +78,12 @@ pub struct IfaceStats {
     /// ICMP error messages received, by what the transport layer did with them
     /// (`"icmp-soft-error"`, `"icmp-out-of-window"`, …; RFC 5927).
     pub icmp_errors: BTreeMap<&'static str, u64>,
+    /// ICMP error messages not sent because the host-wide bucket was empty
+    /// ([`icmp::RateLimited::Global`]).
+    pub icmp_rate_limited_global: u64,
+    /// ICMP error messages not sent because their destination's bucket was empty
+    /// ([`icmp::RateLimited::Host`]).
+    pub icmp_rate_limited_host: u64,
 }
 
 impl IfaceStats {
@@ -92,7 +105,10 @@ pub struct Interface {
     /// Our IPv6 address, if any (ICMPv6 echo only, so far).
     addr6: Option<Ipv6Addr>,
     pending: VecDeque<Vec<u8>>,
-    next_ip_id: u16,
+    /// Identification fields: per destination, keyed (RFC 6864, RFC 7739).
+    ip_ids: ipv4::IdGenerator,
+    /// Token buckets for the ICMP errors we send (RFC 1812 §4.3.2.8).
+    icmp_limit: icmp::ErrorRateLimiter,
     stats: IfaceStats,
     frag: Reassembler,
     mtu: usize,
@@ -110,7 +126,8 @@ impl Interface {
             udp: Udp::new(udp::UdpConfig::default(), seed),
             addr6: None,
             pending: VecDeque::new(),
-            next_ip_id: (seed as u16) | 1,
+            ip_ids: ipv4::IdGenerator::new(seed),
+            icmp_limit: icmp::ErrorRateLimiter::new(icmp::RateLimitConfig::default()),
             stats: IfaceStats::default(),
             frag: Reassembler::new(FragConfig::default()),
             mtu: DEFAULT_MTU,
@@ -122,6 +139,12 @@ impl Interface {
     /// fragments. TCP sizes its segments to the MSS instead and keeps DF (RFC 1191).
     pub fn set_mtu(&mut self, mtu: usize) {
         self.mtu = mtu;
+    }
+
+    /// Replaces the limits on the ICMP errors this host sends (the defaults are Linux's:
+    /// [`icmp::RateLimitConfig::default`]); the buckets start full.
+    pub fn set_icmp_rate_limit(&mut self, config: icmp::RateLimitConfig) {
+        self.icmp_limit = icmp::ErrorRateLimiter::new(config);
     }
 
     /// Replaces the reassembler's limits (datagrams in progress are forgotten).
@@ -224,6 +247,15 @@ impl Interface {
             self.stats.drop("not-for-us");
             return;
         }
+        // A datagram "from" our own address never comes from the link: it is forged (the
+        // LAND attack: a SYN from ourselves to ourselves) and any answer would go back to
+        // us. RFC 1122 §3.2.1.3 has a host discard sources that cannot be a peer; Linux
+        // drops these as martians.
+        if packet.src == self.addr {
+            log::debug!("ip: dropped packet from our own address {}", packet.src);
+            self.stats.drop("land");
+            return;
+        }
         if packet.is_fragment() {
             // RFC 791 §3.2: hold the fragment until its datagram is whole.
             self.expire_fragments(now);
@@ -261,13 +293,13 @@ impl Interface {
                 }
                 self.rx_segment = segment;
             }
-            ipv4::PROTO_UDP => self.handle_udp(packet, meta),
+            ipv4::PROTO_UDP => self.handle_udp(packet, meta, now),
             other => {
                 // RFC 1122 §3.2.2.1: a host SHOULD send Protocol Unreachable (code 2) for a
                 // transport protocol it does not implement.
                 log::debug!("ip: protocol {other} from {} unreachable", packet.src);
                 self.stats.drop("protocol-unreachable");
-                if icmp::may_send_error_for(packet) {
+                if icmp::may_send_error_for(packet) && self.error_allowed(packet.src, now) {
                     let message =
                         icmp::dest_unreachable(icmp::CODE_PROTOCOL_UNREACHABLE, packet.bytes);
                     self.queue(packet.src, ipv4::PROTO_ICMP, &message);
@@ -321,7 +353,7 @@ impl Interface {
         }
     }
 
-    fn handle_udp(&mut self, packet: &ipv4::Ipv4Packet<'_>, meta: RxMeta) {
+    fn handle_udp(&mut self, packet: &ipv4::Ipv4Packet<'_>, meta: RxMeta, now: Instant) {
         let parsed = if meta.csum_trusted {
             Datagram::parse_trusted(packet.src, packet.dst, packet.payload)
         } else {
@@ -340,7 +372,7 @@ impl Interface {
             // RFC 1122 §4.1.3.1: "If a datagram arrives addressed to a UDP port for which
             // there is no pending LISTEN call, UDP SHOULD send an ICMP Port Unreachable
             // message" — subject to the §3.2.2 rules (never for broadcasts, …).
-            if icmp::may_send_error_for(packet) {
+            if icmp::may_send_error_for(packet) && self.error_allowed(packet.src, now) {
                 let message = icmp::dest_unreachable(icmp::CODE_PORT_UNREACHABLE, packet.bytes);
                 self.queue(packet.src, ipv4::PROTO_ICMP, &message);
             }
@@ -383,13 +415,29 @@ impl Interface {
         }
     }
 
+    /// Whether an ICMP error to `dst` may be sent now (the rate limits), counted if not.
+    /// Echo replies are not limited, as in Linux (`icmp_ratemask` covers only errors);
+    /// the reply queue's bound is what holds a ping flood.
+    fn error_allowed(&mut self, dst: Ipv4Addr, now: Instant) -> bool {
+        match self.icmp_limit.allow(dst, now) {
+            Ok(()) => true,
+            Err(why) => {
+                log::trace!("icmp: error to {dst} rate-limited ({why:?})");
+                match why {
+                    icmp::RateLimited::Global => self.stats.icmp_rate_limited_global += 1,
+                    icmp::RateLimited::Host => self.stats.icmp_rate_limited_host += 1,
+                }
+                false
+            }
+        }
+    }
+
     fn queue(&mut self, dst: Ipv4Addr, protocol: u8, payload: &[u8]) {
         if self.pending.len() >= MAX_PENDING {
             self.stats.drop("reply-queue-full");
             return;
         }
-        let id = self.next_ip_id;
-        self.next_ip_id = self.next_ip_id.wrapping_add(1);
+        let id = self.ip_ids.next(self.addr, dst, protocol, 1);
         // RFC 791 §3.2: a datagram larger than the MTU leaves as fragments (a 4000-byte ping
         // is answered with a 4000-byte reply).
         let packets =
@@ -420,7 +468,7 @@ impl Interface {
                 payload: quote.get(header_len..).unwrap_or_default(),
                 bytes: &quote,
             };
-            if icmp::may_send_error_for(&original) {
+            if icmp::may_send_error_for(&original) && self.error_allowed(gone.src, now) {
                 let message = icmp::time_exceeded(icmp::CODE_REASSEMBLY_TIME_EXCEEDED, &quote);
                 self.stats.time_exceeded_sent += 1;
                 self.queue(gone.src, ipv4::PROTO_ICMP, &message);
@@ -442,15 +490,18 @@ impl Interface {
                 };
                 let bytes =
                     udp::datagram::emit(src, *t.dst.ip(), t.src.port(), t.dst.port(), &t.payload);
-                let id = self.next_ip_id;
-                self.next_ip_id = self.next_ip_id.wrapping_add(1);
+                let id = self.ip_ids.next(src, *t.dst.ip(), ipv4::PROTO_UDP, 1);
                 ipv4::emit(src, *t.dst.ip(), ipv4::PROTO_UDP, DEFAULT_TTL, id, &bytes)
             }
             None => {
                 let t = self.tcp.poll_transmit(now)?;
                 let bytes = t.segment.emit(t.src, t.dst);
-                let id = self.next_ip_id;
-                self.next_ip_id = self.next_ip_id.wrapping_add(1);
+                let flags = t.segment.flags;
+                let id = if flags.syn || flags.rst {
+                    CONNECTIONLESS_IP_ID
+                } else {
+                    self.ip_ids.next(t.src, t.dst, ipv4::PROTO_TCP, 1)
+                };
                 ipv4::emit(t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, &bytes)
             }
         };
@@ -494,10 +545,30 @@ impl Interface {
             out.clear();
             return None;
         };
-        let id = self.next_ip_id;
-        self.next_ip_id = self.next_ip_id.wrapping_add(1);
         // TCP never builds more than MAX_SUPER_SEGMENT (65515) bytes, so this fits.
         let tcp_len = out.len() - ipv4::MIN_HEADER_LEN + parts[0].len() + parts[1].len();
+        // A super-segment's pieces get consecutive IP ids from this one from the device
+        // (Linux `tcp4_gso_segment` without SKB_GSO_TCP_FIXEDID): reserve them all, so
+        // the ids of the next packets to this peer do not repeat theirs (with DF set they
+        // need not be unique, RFC 6864 §4.1, but distinct ids keep captures readable).
+        let pieces = if t.gso_size == 0 {
+            1
+        } else {
+            let header_len = out
+                .get(ipv4::MIN_HEADER_LEN + 12)
+                .map_or(0, |b| usize::from(b >> 4) * 4);
+            tcp_len
+                .saturating_sub(header_len)
+                .div_ceil(usize::from(t.gso_size))
+        };
+        let count = u16::try_from(pieces).unwrap_or(u16::MAX);
+        // The TCP flags byte: 20 bytes of IP header room, then 13 into the TCP header.
+        let flags = tcp::Flags::from_byte(out.get(ipv4::MIN_HEADER_LEN + 13).copied().unwrap_or(0));
+        let id = if flags.syn || flags.rst {
+            CONNECTIONLESS_IP_ID
+        } else {
+            self.ip_ids.next(t.src, t.dst, ipv4::PROTO_TCP, count)
+        };
         ipv4::write_header(out, t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, tcp_len);
         self.stats.packets_out += 1;
         if t.gso_size == 0 {
@@ -508,17 +579,6 @@ impl Interface {
             return Some((meta, parts));
         }
         self.stats.super_packets_out += 1;
-        // The device gives the pieces consecutive IP ids from this one (Linux
-        // `tcp4_gso_segment` without SKB_GSO_TCP_FIXEDID): skip past them, so the ids of
-        // the next packets do not repeat theirs (with DF set they need not be unique,
-        // RFC 6864 §4.1, but distinct ids keep captures readable).
-        let header_len = out
-            .get(ipv4::MIN_HEADER_LEN + 12)
-            .map_or(0, |b| usize::from(b >> 4) * 4);
-        let pieces = tcp_len
-            .saturating_sub(header_len)
-            .div_ceil(usize::from(t.gso_size));
-        self.next_ip_id = id.wrapping_add(u16::try_from(pieces).unwrap_or(u16::MAX));
         let meta = TxMeta {
             gso_size: t.gso_size,
             csum_partial: true,
