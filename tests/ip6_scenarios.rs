@@ -10,9 +10,9 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use tunstack::ip::frag6::{self, Ipv6Input, Verdict};
+use tunstack::ip::icmp::RateLimitConfig;
 use tunstack::ip::icmpv6::{self, ErrorKind6};
 use tunstack::ip::ipv6::{self, ext_header, fragment_header, Ipv6Packet, NEXT_UDP};
-use tunstack::ip::ratelimit::TokenBucket;
 use tunstack::time::Instant;
 
 const A: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
@@ -23,7 +23,7 @@ fn t(ms: u64) -> Instant {
 }
 
 fn host() -> Ipv6Input {
-    Ipv6Input::new(A, frag6::default_config(), TokenBucket::default())
+    Ipv6Input::new(A, frag6::default_config(), RateLimitConfig::default())
 }
 
 /// B → `dst`: the extension headers `exts` (the first named by `first`), then a UDP-ish
@@ -185,7 +185,7 @@ fn overlapping_and_tiny_fragments() {
             max_bytes: 20_000,
             ..frag6::default_config()
         },
-        TokenBucket::default(),
+        RateLimitConfig::default(),
     );
     for i in 0..2000 {
         small.receive(&frag(9, 8 + i * 16, true, &[0; 8]), t(0));
@@ -222,7 +222,13 @@ fn errors_are_rate_limited_in_virtual_time() {
     let mut a = Ipv6Input::new(
         A,
         frag6::default_config(),
-        TokenBucket::new(5, Duration::from_millis(200)),
+        RateLimitConfig {
+            // The host-wide bucket off: the per-destination one is under test.
+            msgs_per_sec: 0,
+            burst: 0,
+            per_dest_interval: Duration::from_millis(200),
+            per_dest_burst: 5,
+        },
     );
     let opts = ext_header(NEXT_UDP, &[0xbe, 0]);
     let bad = packet(A, ipv6::NEXT_DEST_OPTIONS, &[opts], b"x");
@@ -247,4 +253,9 @@ fn errors_are_rate_limited_in_virtual_time() {
     assert_eq!(e.kind, ErrorKind6::DestUnreachable { code: 4 });
     assert_eq!(e.about.ports, Some((53, 9)));
     assert_eq!(a.errors_sent(), 16);
+    // Another source has its own bucket: it gets its error while B's is empty.
+    let c: Ipv6Addr = "fd00::3".parse().unwrap();
+    let from_c = ipv6::emit(c, A, NEXT_UDP, 64, &[0, 53, 0, 9, 0, 8, 0, 0]);
+    assert!(a.port_unreachable(&udp, t(2200)).is_none());
+    assert!(a.port_unreachable(&from_c, t(2200)).is_some());
 }

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use std::net::Ipv6Addr;
 use tunstack::ip::frag6::{self, Ipv6Input, Verdict};
 use tunstack::ip::ipv6::{self, Ipv6Packet, Walk, EXT_LIMITS};
-use tunstack::ip::ratelimit::TokenBucket;
+use tunstack::ip::icmp::RateLimitConfig;
 use tunstack::ip::icmpv6;
 use tunstack::time::Instant;
 
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = icmpv6::may_send_error(t, 0, data);
     }
     let us = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
-    let mut input = Ipv6Input::new(us, frag6::default_config(), TokenBucket::default());
+    let mut input = Ipv6Input::new(us, frag6::default_config(), RateLimitConfig::default());
     let r = input.receive(data, Instant::from_millis(0));
     if let Some(sent) = &r.send {
         assert!(sent.len() <= ipv6::MIN_MTU);

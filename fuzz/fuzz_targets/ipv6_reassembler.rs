@@ -15,7 +15,7 @@ use std::time::Duration;
 use tunstack::ip::frag::FragConfig;
 use tunstack::ip::frag6::{Ipv6Input, Verdict};
 use tunstack::ip::ipv6::{self, Ipv6Packet};
-use tunstack::ip::ratelimit::TokenBucket;
+use tunstack::ip::icmp::RateLimitConfig;
 use tunstack::time::Instant;
 
 fuzz_target!(|data: &[u8]| {
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
         Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
     );
-    let mut input = Ipv6Input::new(b, config.clone(), TokenBucket::default());
+    let mut input = Ipv6Input::new(b, config.clone(), RateLimitConfig::default());
     let mut now = Instant::from_millis(0);
     for rec in data.chunks_exact(6) {
         let id = u32::from(rec[0] & 3);

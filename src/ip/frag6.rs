@@ -27,9 +27,9 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use super::frag::{Assembly, FragConfig, FragStats, Outcome, Piece};
+use super::icmp::{ErrorRateLimiter, RateLimitConfig};
 use super::icmpv6::{self, CODE_ERRONEOUS_HEADER, CODE_INCOMPLETE_CHAIN, MAX_QUOTE};
 use super::ipv6::{self, ErrorReply, Fragment, Ipv6Packet, Walk, HEADER_LEN};
-use super::ratelimit::TokenBucket;
 use crate::time::Instant;
 
 /// Reassembly time-out for IPv6 (RFC 8200 §4.5: 60 seconds).
@@ -313,7 +313,8 @@ pub struct Received<'a> {
 
 /// The IPv6 receive path of a host: parse ([`Ipv6Packet::parse`]), walk the extension
 /// headers ([`super::ipv6::walk`]), reassemble ([`Reassembler6`]), and build the ICMPv6
-/// errors those steps call for, rate-limited by one token bucket (RFC 4443 §2.4(f)).
+/// errors those steps call for, rate-limited (RFC 4443 §2.4(f)) by the same token buckets
+/// as ICMPv4 errors ([`ErrorRateLimiter`]: one for the host, one per destination).
 /// The host calls [`Ipv6Input::receive`] per packet, [`Ipv6Input::expire`] at
 /// [`Ipv6Input::poll_at`], and [`Ipv6Input::error_for`] for errors of its own (port
 /// unreachable for UDP, unknown next header).
@@ -321,7 +322,8 @@ pub struct Received<'a> {
 pub struct Ipv6Input {
     us: Ipv6Addr,
     reassembler: Reassembler6,
-    limiter: TokenBucket,
+    limiter: ErrorRateLimiter<Ipv6Addr>,
+    rate_limited: u64,
     drops: BTreeMap<&'static str, u64>,
     errors_sent: u64,
 }
@@ -329,11 +331,12 @@ pub struct Ipv6Input {
 impl Ipv6Input {
     /// A receive path for a host whose address is `us` (the source of errors about
     /// packets sent to multicast groups).
-    pub fn new(us: Ipv6Addr, frag: FragConfig, limiter: TokenBucket) -> Ipv6Input {
+    pub fn new(us: Ipv6Addr, frag: FragConfig, limits: RateLimitConfig) -> Ipv6Input {
         Ipv6Input {
             us,
             reassembler: Reassembler6::new(frag),
-            limiter,
+            limiter: ErrorRateLimiter::new(limits),
+            rate_limited: 0,
             drops: BTreeMap::new(),
             errors_sent: 0,
         }
@@ -356,7 +359,7 @@ impl Ipv6Input {
 
     /// ICMPv6 errors the rate limit refused.
     pub fn errors_rate_limited(&self) -> u64 {
-        self.limiter.limited()
+        self.rate_limited
     }
 
     /// When [`Ipv6Input::expire`] is next due.
@@ -381,8 +384,10 @@ impl Ipv6Input {
         if !icmpv6::may_send_error(reply.icmp_type, reply.code, invoking) {
             return None;
         }
-        if !self.limiter.allow(now) {
-            log::debug!("ipv6: ICMPv6 error rate-limited");
+        let to = Ipv6Packet::parse(invoking).map_or(Ipv6Addr::UNSPECIFIED, |p| p.src);
+        if let Err(why) = self.limiter.allow(to, now) {
+            self.rate_limited += 1;
+            log::debug!("ipv6: ICMPv6 error to {to} rate-limited ({why:?})");
             return None;
         }
         let packet = icmpv6::error_packet(self.us, reply, invoking)?;
@@ -690,7 +695,7 @@ mod tests {
             max_bytes: 50_000,
             ..default_config()
         };
-        let mut input = Ipv6Input::new(B, config, TokenBucket::default());
+        let mut input = Ipv6Input::new(B, config, RateLimitConfig::default());
         let mut bases = ipv6::emit_fragments(A, B, NEXT_UDP, 64, 1, &udp_payload(3000), 1280);
         let mut chain = ext_header(ipv6::NEXT_DEST_OPTIONS, &[5, 2, 0, 0]);
         chain.extend(ext_header(NEXT_UDP, &[0x1e, 2, 1, 2]));

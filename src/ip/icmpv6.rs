@@ -3,7 +3,7 @@
 //! ones it receives about its own packets ([`parse_error`], for the transport layer and
 //! path MTU discovery, RFC 8201). The checksum, unlike ICMPv4's, covers the IPv6
 //! pseudo-header (RFC 4443 §2.3), so the addresses are part of the input. Errors are
-//! rate-limited by the caller with [`super::ratelimit::TokenBucket`] (RFC 4443 §2.4(f)).
+//! rate-limited by the caller with [`super::icmp::ErrorRateLimiter`] (RFC 4443 §2.4(f)).
 
 use std::net::Ipv6Addr;
 

@@ -16,7 +16,7 @@
 //!
 //! IPv6 ([`ipv6`], RFC 8200: header, extension headers), its fragment reassembly and
 //! receive path ([`frag6`]) and ICMPv6 ([`icmpv6`], RFC 4443: echo, errors sent and
-//! received, rate-limited with [`ratelimit`]) stand beside IPv4; the host answers ping6,
+//! received, rate-limited with [`icmp::ErrorRateLimiter`]) stand beside IPv4; the host answers ping6,
 //! and TCP and UDP run over IPv4 only so far.
 //!
 //! Everything here is sans-IO: byte slices in, typed views or byte vectors out, no clock,
@@ -29,7 +29,6 @@ pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
-pub mod ratelimit;
 
 pub use icmp::IcmpError;
 pub use ipv4::{
