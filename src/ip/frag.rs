@@ -41,6 +41,8 @@
 //! tells the caller when the next timeout is due.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::Hash;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -132,9 +134,10 @@ type Key = (Ipv4Addr, Ipv4Addr, u8, u16);
 struct Partial {
     /// When it times out (first fragment's arrival + timeout).
     deadline: Instant,
-    /// The header of the fragment at offset 0, once it arrived.
+    /// The header to put in front of the reassembled payload, from the fragment at
+    /// offset 0, once it arrived.
     header: Option<Vec<u8>>,
-    /// Header + first 8 data bytes of the fragment at offset 0 (for ICMP).
+    /// What an ICMP time exceeded message quotes, from the fragment at offset 0.
     quote: Option<Vec<u8>>,
     /// The payload assembled so far; bytes in holes are zero.
     data: Vec<u8>,
@@ -153,6 +156,249 @@ impl Partial {
             .len()
             .saturating_add(self.pieces.len().saturating_mul(FRAGMENT_OVERHEAD))
             .saturating_add(self.header.as_ref().map_or(0, Vec::len))
+            .saturating_add(self.quote.as_ref().map_or(0, Vec::len))
+    }
+}
+
+/// One fragment as the family-independent core sees it: where its data goes, whether more
+/// follow, and — for the fragment at offset 0 only — the header to rebuild the datagram
+/// with and the ICMP quote.
+#[derive(Debug)]
+pub(crate) struct Piece<'a> {
+    /// Offset of `data` in the original payload, in bytes.
+    pub start: usize,
+    /// More fragments follow (MF / M flag).
+    pub more: bool,
+    /// The fragment's data.
+    pub data: &'a [u8],
+    /// (header, quote) of the first fragment; `None` for the others.
+    pub first: Option<(Vec<u8>, Vec<u8>)>,
+    /// Largest payload end the family can express.
+    pub max_end: usize,
+}
+
+/// What the core made of a piece.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Every byte arrived: the first fragment's header and the payload.
+    Complete {
+        /// The header given with the offset-0 piece.
+        header: Vec<u8>,
+        /// The payload.
+        data: Vec<u8>,
+        /// How many pieces it took.
+        pieces: usize,
+    },
+    /// More pieces are needed.
+    Pending,
+    /// Dropped, with a stable statistics key.
+    Dropped(&'static str),
+}
+
+/// The reassembly bookkeeping shared by IPv4 and IPv6 (RFC 791 §3.2, RFC 8200 §4.5): same
+/// overlap rule (RFC 5722), same bounds, same timeout handling; only the key, the header
+/// kept from the first fragment and the way the whole datagram is rebuilt differ, and
+/// those stay with the family's wrapper ([`Reassembler`], [`super::frag6::Reassembler6`]).
+#[derive(Debug)]
+pub(crate) struct Assembly<K> {
+    config: FragConfig,
+    partials: HashMap<K, Partial>,
+    /// Sum of the partials' costs.
+    bytes: usize,
+    pub(crate) stats: FragStats,
+}
+
+impl<K: Copy + Eq + Hash + fmt::Debug> Assembly<K> {
+    pub(crate) fn new(config: FragConfig) -> Assembly<K> {
+        Assembly {
+            config,
+            partials: HashMap::new(),
+            bytes: 0,
+            stats: FragStats::default(),
+        }
+    }
+
+    pub(crate) fn in_progress(&self) -> usize {
+        self.partials.len()
+    }
+
+    pub(crate) fn memory(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn poll_at(&self) -> Option<Instant> {
+        self.partials.values().map(|p| p.deadline).min()
+    }
+
+    /// Drops every datagram due at `now`: (key, quote of the first fragment if it came).
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<(K, Option<Vec<u8>>)> {
+        let due: Vec<K> = self
+            .partials
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut out = Vec::with_capacity(due.len());
+        for key in due {
+            if let Some(p) = self.remove(&key) {
+                self.stats.timeouts += 1;
+                log::debug!(
+                    "frag: datagram {key:?} timed out ({} of {:?} bytes)",
+                    p.received,
+                    p.total
+                );
+                out.push((key, p.quote));
+            }
+        }
+        out
+    }
+
+    fn remove(&mut self, key: &K) -> Option<Partial> {
+        let p = self.partials.remove(key)?;
+        self.bytes = self.bytes.saturating_sub(p.cost());
+        Some(p)
+    }
+
+    /// Drops the datagram `key` (if any) and counts `reason`.
+    pub(crate) fn drop_datagram(&mut self, key: &K, reason: &'static str) -> Outcome {
+        self.remove(key);
+        match reason {
+            "frag-overlap" => self.stats.overlaps += 1,
+            "frag-too-big" => self.stats.too_big += 1,
+            _ => self.stats.malformed += 1,
+        }
+        log::debug!("frag: dropped datagram {key:?}: {reason}");
+        Outcome::Dropped(reason)
+    }
+
+    /// Adds one fragment of datagram `key`.
+    pub(crate) fn insert(&mut self, key: K, piece: Piece<'_>, now: Instant) -> Outcome {
+        self.stats.fragments_in += 1;
+        let start = piece.start;
+        let len = piece.data.len();
+        let end = start.saturating_add(len);
+        let more = piece.more;
+
+        // RFC 791 §3.2, RFC 8200 §4.5: every fragment but the last carries a multiple of 8
+        // data bytes (the next offset must be expressible). An empty fragment carries
+        // nothing to reassemble.
+        if len == 0 || (more && !len.is_multiple_of(8)) {
+            self.stats.malformed += 1;
+            return Outcome::Dropped("frag-bad-length");
+        }
+        // The ping of death: offset + length beyond what the length field can say.
+        if end > piece.max_end {
+            return self.drop_datagram(&key, "frag-too-big");
+        }
+
+        if !self.partials.contains_key(&key) {
+            if self.partials.len() >= self.config.max_datagrams {
+                self.stats.memory_full += 1;
+                return Outcome::Dropped("frag-table-full");
+            }
+            self.partials.insert(
+                key,
+                Partial {
+                    deadline: now + self.config.timeout,
+                    header: None,
+                    quote: None,
+                    data: Vec::new(),
+                    pieces: BTreeMap::new(),
+                    total: None,
+                    received: 0,
+                },
+            );
+        }
+        let Some(partial) = self.partials.get(&key) else {
+            return Outcome::Dropped("frag-internal");
+        };
+
+        // Exact duplicate (same range, same bytes): links duplicate packets; ignore it.
+        if partial.pieces.get(&start) == Some(&end)
+            && partial.data.get(start..end) == Some(piece.data)
+            && (more || partial.total == Some(end))
+        {
+            self.stats.duplicates += 1;
+            return Outcome::Pending;
+        }
+        // Overlap with the piece starting at or before us, or with the next one (RFC 5722:
+        // the whole datagram goes, silently).
+        let before = partial.pieces.range(..=start).next_back();
+        let after = partial.pieces.range(start..).next();
+        let overlaps =
+            before.is_some_and(|(_, &e)| e > start) || after.is_some_and(|(&s, _)| s < end);
+        if overlaps {
+            return self.drop_datagram(&key, "frag-overlap");
+        }
+        // The last fragment fixes the length; everything must agree with it.
+        let highest_end = partial.pieces.values().copied().max().unwrap_or(0);
+        let inconsistent = match (more, partial.total) {
+            (false, Some(total)) => total != end,
+            (false, None) => highest_end > end,
+            (true, Some(total)) => end > total,
+            (true, None) => false,
+        };
+        if inconsistent {
+            return self.drop_datagram(&key, "frag-inconsistent");
+        }
+
+        // Memory bound: what storing this fragment adds.
+        let grow = end.saturating_sub(partial.data.len());
+        let first_cost = piece.first.as_ref().map_or(0, |(h, q)| h.len() + q.len());
+        let delta = grow + FRAGMENT_OVERHEAD + first_cost;
+        if self.bytes.saturating_add(delta) > self.config.max_bytes {
+            self.stats.memory_full += 1;
+            if partial.pieces.is_empty() {
+                self.remove(&key);
+            }
+            log::debug!("frag: memory bound reached, fragment dropped");
+            return Outcome::Dropped("frag-memory-full");
+        }
+
+        let Some(partial) = self.partials.get_mut(&key) else {
+            return Outcome::Dropped("frag-internal");
+        };
+        let before_cost = partial.cost();
+        if partial.data.len() < end {
+            partial.data.resize(end, 0);
+        }
+        if let Some(slot) = partial.data.get_mut(start..end) {
+            slot.copy_from_slice(piece.data);
+        }
+        if let Some((header, quote)) = piece.first {
+            partial.header = Some(header);
+            partial.quote = Some(quote);
+        }
+        if !more {
+            partial.total = Some(end);
+        }
+        partial.pieces.insert(start, end);
+        partial.received += len;
+        let after_cost = partial.cost();
+        self.bytes = self
+            .bytes
+            .saturating_sub(before_cost)
+            .saturating_add(after_cost);
+
+        let complete = partial.total == Some(partial.received) && partial.header.is_some();
+        if !complete {
+            return Outcome::Pending;
+        }
+        let Some(p) = self.remove(&key) else {
+            return Outcome::Dropped("frag-internal");
+        };
+        let (Some(header), Some(total)) = (p.header, p.total) else {
+            return Outcome::Dropped("frag-internal");
+        };
+        // Pieces never overlap and all lie in [0, total), so `received == total` means no
+        // hole is left.
+        let mut data = p.data;
+        data.truncate(total);
+        Outcome::Complete {
+            header,
+            data,
+            pieces: p.pieces.len(),
+        }
     }
 }
 
@@ -180,95 +426,45 @@ impl Partial {
 /// ```
 #[derive(Debug)]
 pub struct Reassembler {
-    config: FragConfig,
-    partials: HashMap<Key, Partial>,
-    /// Sum of the partials' costs.
-    bytes: usize,
-    stats: FragStats,
+    core: Assembly<Key>,
 }
 
 impl Reassembler {
     /// An empty reassembler with the given limits.
     pub fn new(config: FragConfig) -> Reassembler {
         Reassembler {
-            config,
-            partials: HashMap::new(),
-            bytes: 0,
-            stats: FragStats::default(),
+            core: Assembly::new(config),
         }
     }
 
     /// Counters.
     pub fn stats(&self) -> &FragStats {
-        &self.stats
+        &self.core.stats
     }
 
     /// Datagrams in progress.
     pub fn in_progress(&self) -> usize {
-        self.partials.len()
+        self.core.in_progress()
     }
 
     /// Bytes charged for the datagrams in progress.
     pub fn memory(&self) -> usize {
-        self.bytes
+        self.core.memory()
     }
 
     /// When the earliest datagram in progress times out.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.partials.values().map(|p| p.deadline).min()
+        self.core.poll_at()
     }
 
     /// Drops every datagram whose timeout passed at `now` and returns them, so the caller
     /// can send ICMP Time Exceeded (code 1) for those whose first fragment arrived.
     pub fn expire(&mut self, now: Instant) -> Vec<TimedOut> {
-        let due: Vec<Key> = self
-            .partials
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        let mut out = Vec::with_capacity(due.len());
-        for key in due {
-            if let Some(p) = self.remove(&key) {
-                self.stats.timeouts += 1;
-                log::debug!(
-                    "frag: datagram {} → {} id {} timed out ({} of {:?} bytes)",
-                    key.0,
-                    key.1,
-                    key.3,
-                    p.received,
-                    p.total
-                );
-                out.push(TimedOut {
-                    src: key.0,
-                    quote: p.quote,
-                });
-            }
-        }
-        out
-    }
-
-    fn remove(&mut self, key: &Key) -> Option<Partial> {
-        let p = self.partials.remove(key)?;
-        self.bytes = self.bytes.saturating_sub(p.cost());
-        Some(p)
-    }
-
-    /// Drops the datagram `key` (if any) and counts `reason`.
-    fn drop_datagram(&mut self, key: &Key, reason: &'static str) -> FragResult {
-        self.remove(key);
-        match reason {
-            "frag-overlap" => self.stats.overlaps += 1,
-            "frag-too-big" => self.stats.too_big += 1,
-            _ => self.stats.malformed += 1,
-        }
-        log::debug!(
-            "frag: dropped datagram {} → {} id {}: {reason}",
-            key.0,
-            key.1,
-            key.3
-        );
-        FragResult::Dropped(reason)
+        self.core
+            .expire(now)
+            .into_iter()
+            .map(|(key, quote)| TimedOut { src: key.0, quote })
+            .collect()
     }
 
     /// Adds one fragment (a packet from [`Ipv4Packet::parse_with_fragments`] with
@@ -277,146 +473,52 @@ impl Reassembler {
         if !packet.is_fragment() {
             return FragResult::Complete(packet.bytes.to_vec());
         }
-        self.stats.fragments_in += 1;
         let key: Key = (packet.src, packet.dst, packet.protocol, packet.id);
         let start = packet.fragment_offset();
-        let len = packet.payload.len();
-        let end = start.saturating_add(len);
-        let more = packet.more_fragments();
-
-        // RFC 791 §3.2: every fragment but the last carries a multiple of 8 data bytes (the
-        // next offset must be expressible). An empty fragment carries nothing to reassemble.
-        if len == 0 || (more && !len.is_multiple_of(8)) {
-            self.stats.malformed += 1;
-            return FragResult::Dropped("frag-bad-length");
-        }
-        // The ping of death: offset + length beyond what a 16-bit total length can say.
-        if end > MAX_DATAGRAM_LEN - MIN_HEADER_LEN {
-            return self.drop_datagram(&key, "frag-too-big");
-        }
-
-        if !self.partials.contains_key(&key) {
-            if self.partials.len() >= self.config.max_datagrams {
-                self.stats.memory_full += 1;
-                return FragResult::Dropped("frag-table-full");
-            }
-            self.partials.insert(
-                key,
-                Partial {
-                    deadline: now + self.config.timeout,
-                    header: None,
-                    quote: None,
-                    data: Vec::new(),
-                    pieces: BTreeMap::new(),
-                    total: None,
-                    received: 0,
-                },
-            );
-        }
-        let Some(partial) = self.partials.get(&key) else {
-            return FragResult::Dropped("frag-internal");
-        };
-
-        // Exact duplicate (same range, same bytes): links duplicate packets; ignore it.
-        if partial.pieces.get(&start) == Some(&end)
-            && partial.data.get(start..end) == Some(packet.payload)
-            && (more || partial.total == Some(end))
-        {
-            self.stats.duplicates += 1;
-            return FragResult::Pending;
-        }
-        // Overlap with the piece starting at or before us, or with the next one.
-        let before = partial.pieces.range(..=start).next_back();
-        let after = partial.pieces.range(start..).next();
-        let overlaps =
-            before.is_some_and(|(_, &e)| e > start) || after.is_some_and(|(&s, _)| s < end);
-        if overlaps {
-            return self.drop_datagram(&key, "frag-overlap");
-        }
-        // The last fragment fixes the length; everything must agree with it.
-        let highest_end = partial.pieces.values().copied().max().unwrap_or(0);
-        let inconsistent = match (more, partial.total) {
-            (false, Some(total)) => total != end,
-            (false, None) => highest_end > end,
-            (true, Some(total)) => end > total,
-            (true, None) => false,
-        };
-        if inconsistent {
-            return self.drop_datagram(&key, "frag-inconsistent");
-        }
-
-        // Memory bound: what storing this fragment adds.
-        let grow = end.saturating_sub(partial.data.len());
-        let header_cost = if start == 0 { packet.header_len } else { 0 };
-        let delta = grow + FRAGMENT_OVERHEAD + header_cost;
-        if self.bytes.saturating_add(delta) > self.config.max_bytes {
-            self.stats.memory_full += 1;
-            if partial.pieces.is_empty() {
-                self.remove(&key);
-            }
-            log::debug!("frag: memory bound reached, fragment dropped");
-            return FragResult::Dropped("frag-memory-full");
-        }
-
-        let Some(partial) = self.partials.get_mut(&key) else {
-            return FragResult::Dropped("frag-internal");
-        };
-        let before_cost = partial.cost();
-        if partial.data.len() < end {
-            partial.data.resize(end, 0);
-        }
-        if let Some(slot) = partial.data.get_mut(start..end) {
-            slot.copy_from_slice(packet.payload);
-        }
-        if start == 0 {
-            let header = packet.header();
-            partial.header = Some(header.to_vec());
+        let first = (start == 0).then(|| {
+            // RFC 792: the time exceeded message quotes the header and 8 data bytes.
             let quote_end = packet.header_len.saturating_add(8).min(packet.bytes.len());
-            partial.quote = Some(packet.bytes.get(..quote_end).unwrap_or_default().to_vec());
-        }
-        if !more {
-            partial.total = Some(end);
-        }
-        partial.pieces.insert(start, end);
-        partial.received += len;
-        let after_cost = partial.cost();
-        self.bytes = self
-            .bytes
-            .saturating_sub(before_cost)
-            .saturating_add(after_cost);
-
-        let complete = partial.total == Some(partial.received) && partial.header.is_some();
-        if !complete {
-            return FragResult::Pending;
-        }
-        let Some(p) = self.remove(&key) else {
-            return FragResult::Dropped("frag-internal");
+            (
+                packet.header().to_vec(),
+                packet.bytes.get(..quote_end).unwrap_or_default().to_vec(),
+            )
+        });
+        let piece = Piece {
+            start,
+            more: packet.more_fragments(),
+            data: packet.payload,
+            first,
+            max_end: MAX_DATAGRAM_LEN - MIN_HEADER_LEN,
         };
-        let (Some(header), Some(total)) = (p.header, p.total) else {
-            return FragResult::Dropped("frag-internal");
+        let (header, data, pieces) = match self.core.insert(key, piece, now) {
+            Outcome::Complete {
+                header,
+                data,
+                pieces,
+            } => (header, data, pieces),
+            Outcome::Pending => return FragResult::Pending,
+            Outcome::Dropped(reason) => return FragResult::Dropped(reason),
         };
-        // Pieces never overlap and all lie in [0, total), so `received == total` means no
-        // hole is left.
-        let Ok(total_len) = u16::try_from(header.len().saturating_add(total)) else {
-            self.stats.too_big += 1;
+        // The first fragment's header may be longer than the minimum (options).
+        let Ok(total_len) = u16::try_from(header.len().saturating_add(data.len())) else {
+            self.core.stats.too_big += 1;
             return FragResult::Dropped("frag-too-big");
         };
         let mut whole = header;
         if let Some(field) = whole.get_mut(2..4) {
             field.copy_from_slice(&total_len.to_be_bytes());
         }
-        whole.extend_from_slice(p.data.get(..total).unwrap_or_default());
+        whole.extend_from_slice(&data);
         // Not a fragment any more: offset 0, MF clear (DF kept as the first fragment had it).
         let df = whole.get(6).map_or(0, |b| u16::from(b & 0x40) << 8);
         ipv4::set_flags_frag(&mut whole, df);
-        self.stats.reassembled += 1;
+        self.core.stats.reassembled += 1;
         log::trace!(
-            "frag: reassembled {} → {} id {} ({} bytes from {} fragments)",
+            "frag: reassembled {} → {} id {} ({} bytes from {pieces} fragments)",
             key.0,
             key.1,
             key.3,
             whole.len(),
-            p.pieces.len()
         );
         FragResult::Complete(whole)
     }

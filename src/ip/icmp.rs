@@ -340,19 +340,20 @@ struct PeerBucket {
 }
 
 /// Token buckets for the ICMP errors we send: one for the host, one per destination.
-/// Sans-IO: the caller passes the time of each message.
+/// Sans-IO: the caller passes the time of each message. `A` is the destination's address
+/// type: IPv4 here, IPv6 for ICMPv6 (RFC 4443 §2.4(f) asks for the same kind of limit).
 #[derive(Debug, Clone)]
-pub struct ErrorRateLimiter {
+pub struct ErrorRateLimiter<A = Ipv4Addr> {
     config: RateLimitConfig,
     /// Global credit in millionths of a message.
     global_credit: u64,
     global_last: Option<Instant>,
-    peers: HashMap<Ipv4Addr, PeerBucket>,
+    peers: HashMap<A, PeerBucket>,
 }
 
-impl ErrorRateLimiter {
+impl<A: Copy + Eq + std::hash::Hash> ErrorRateLimiter<A> {
     /// A limiter with full buckets.
-    pub fn new(config: RateLimitConfig) -> ErrorRateLimiter {
+    pub fn new(config: RateLimitConfig) -> ErrorRateLimiter<A> {
         ErrorRateLimiter {
             config,
             global_credit: u64::from(config.burst) * 1_000_000,
@@ -368,7 +369,7 @@ impl ErrorRateLimiter {
 
     /// Whether an ICMP error to `dst` may leave at `now`; if so its cost is taken from
     /// both buckets. The global bucket is asked first, as Linux does (`icmp_send`).
-    pub fn allow(&mut self, dst: Ipv4Addr, now: Instant) -> Result<(), RateLimited> {
+    pub fn allow(&mut self, dst: A, now: Instant) -> Result<(), RateLimited> {
         let c = self.config;
         if c.msgs_per_sec > 0 {
             let cap = u64::from(c.burst.max(1)) * 1_000_000;

@@ -14,14 +14,17 @@
 //! ([`ipv4::emit_fragments`]). ICMP ([`icmp`], RFC 792) is the layer's
 //! own control protocol: echo ("ping") and error reports such as destination unreachable.
 //!
-//! IPv6 ([`ipv6`], RFC 8200) and ICMPv6 echo ([`icmpv6`], RFC 4443) are a first step beside
-//! IPv4: the host answers ping6 in TUN mode; TCP and UDP run over IPv4 only.
+//! IPv6 ([`ipv6`], RFC 8200: header, extension headers), its fragment reassembly and
+//! receive path ([`frag6`]) and ICMPv6 ([`icmpv6`], RFC 4443: echo, errors sent and
+//! received, rate-limited with [`icmp::ErrorRateLimiter`]) stand beside IPv4; the host answers ping6,
+//! and TCP and UDP run over IPv4 only so far.
 //!
 //! Everything here is sans-IO: byte slices in, typed views or byte vectors out, no clock,
 //! no device. Every malformed input yields an error value with a stable
 //! [`ipv4::Ipv4Error::reason`] / [`icmp::IcmpError::reason`] for statistics; nothing panics.
 
 pub mod frag;
+pub mod frag6;
 pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;
