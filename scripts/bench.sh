@@ -6,6 +6,7 @@
 #   TUNSTACK_ARGS="..." sudo scripts/bench.sh    # extra flags for every `tunstack serve`
 #   VARIANTS="plain:--no-offload" sudo scripts/bench.sh  # which extra tunstack servers to run
 #   TUNSTACK_BIN=/path/to/old/tunstack sudo scripts/bench.sh   # measure another build
+#   VARIANTS="prev@/path/to/old/tunstack:" sudo scripts/bench.sh # this build and another, same rounds
 #   SMOLTCP=0 sudo scripts/bench.sh        # without the smoltcp peer
 #   SMOLTCP_ARGS="--no-time-wait" sudo scripts/bench.sh   # extra flags for the smoltcp peer
 #
@@ -161,6 +162,13 @@ for spec in "${var_specs[@]}"; do
     vi=$((vi + 1))
     vname="${spec%%:*}"
     vargs="${spec#*:}"
+    # `name@/path/to/tunstack:flags` measures another build (e.g. the previous one) in the
+    # same rounds: the comparison a change on a hot path needs.
+    vbin="$BIN"
+    if [[ $vname == *@* ]]; then
+        vbin="${vname#*@}"
+        vname="${vname%%@*}"
+    fi
     vns="tsb-v$vi-$id"
     ip netns add "$vns"
     ip -n "$vns" link set lo up
@@ -168,7 +176,7 @@ for spec in "${var_specs[@]}"; do
     VAR_NAMES+=("$vname")
     VAR_IPS+=("10.77.$vi.2")
     # shellcheck disable=SC2086
-    RUST_LOG=warn ip netns exec "$vns" "$BIN" serve --tun "tsv$vi$id" --host-ip "10.77.$vi.1/24" \
+    RUST_LOG=warn ip netns exec "$vns" "$vbin" serve --tun "tsv$vi$id" --host-ip "10.77.$vi.1/24" \
         --ip "10.77.$vi.2" --port 80 --root "$TMP/www" --max-connections 2000 $TUNSTACK_ARGS $vargs \
         >"$OUT/tunstack-$vname.log" 2>&1 &
     PIDS+=("$!")
