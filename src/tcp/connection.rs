@@ -41,8 +41,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
+use super::config::{Config, KeepaliveConfig};
 use super::congestion::{AckAction, NewReno};
-use super::endpoint::{Config, IcmpAction, KeepaliveConfig, TcpError, TcpStats};
+use super::error::TcpError;
 use super::events::TcpEventKind;
 use super::recv_buf::RecvBuffer;
 use super::rto::RttEstimator;
@@ -50,8 +51,43 @@ use super::segment::{Flags, Segment, TcpOptions};
 use super::send_buf::SendBuffer;
 use super::seq::SeqNum;
 use super::state::State;
+use super::stats::TcpStats;
 use crate::ip::icmp::ErrorKind as IcmpErrorKind;
 use crate::time::Instant;
+
+/// What [`Tcp::on_icmp_error`](super::Tcp::on_icmp_error) did with an ICMP error message.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum IcmpAction {
+    /// The quote is not a TCP segment we could have sent (too short, not TCP).
+    Malformed,
+    /// No connection matches the quoted addresses and ports.
+    NoConnection,
+    /// The quoted sequence number is outside SND.UNA..SND.MAX (RFC 5927 §4.1): ignored.
+    OutOfWindow,
+    /// Valid but nothing to do (source quench, RFC 6633; an MTU that is no news).
+    Ignored,
+    /// Recorded as the connection's soft error.
+    SoftError,
+    /// A hard error in SYN-SENT: the connection failed (connection refused).
+    Aborted,
+    /// Fragmentation needed: the send MSS was lowered to this (RFC 1191).
+    MssLowered(u16),
+}
+
+impl IcmpAction {
+    /// A stable short name, usable as a statistics key.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IcmpAction::Malformed => "icmp-quote-malformed",
+            IcmpAction::NoConnection => "icmp-no-connection",
+            IcmpAction::OutOfWindow => "icmp-out-of-window",
+            IcmpAction::Ignored => "icmp-ignored",
+            IcmpAction::SoftError => "icmp-soft-error",
+            IcmpAction::Aborted => "icmp-aborted",
+            IcmpAction::MssLowered(_) => "icmp-mss-lowered",
+        }
+    }
+}
 
 /// The smallest path MTU an ICMP "fragmentation needed" may make us assume (Linux
 /// `min_pmtu`): RFC 1191 §3 allows 68, but RFC 5927 §7 warns that forged messages could

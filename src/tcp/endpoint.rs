@@ -23,21 +23,24 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+pub use super::config::{Config, KeepaliveConfig};
+pub use super::connection::IcmpAction;
 use super::connection::{ack_window_offer, ts_clock, wscale_offer, Connection, Outgoing, Owner};
+pub use super::error::TcpError;
 use super::events::{TcpEvent, TcpEventKind};
 use super::segment::{Flags, Segment};
 use super::seq::SeqNum;
 use super::state::State;
+pub use super::stats::TcpStats;
 use super::syncookie;
 use crate::time::Instant;
 
@@ -45,95 +48,6 @@ use crate::time::Instant;
 pub const EPHEMERAL_FIRST: u16 = 49152;
 /// Last ephemeral port.
 pub const EPHEMERAL_LAST: u16 = 65535;
-
-/// Tunables of the TCP layer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// Our maximum segment size, announced on SYNs (1460 = 1500-byte MTU minus headers).
-    pub mss: u16,
-    /// Send buffer per connection, bytes.
-    pub send_buffer: usize,
-    /// Receive buffer per connection, bytes. Above 65535 window scaling (RFC 7323) is
-    /// offered; if the peer does not agree the window stays at most 65535.
-    pub recv_buffer: usize,
-    /// Maximum segment lifetime; TIME-WAIT lasts 2·MSL.
-    pub msl: Duration,
-    /// RTO before any RTT sample (RFC 6298 (2.1)).
-    pub rto_initial: Duration,
-    /// Lower bound of the RTO (Linux uses 200 ms).
-    pub rto_min: Duration,
-    /// Upper bound of the RTO.
-    pub rto_max: Duration,
-    /// Consecutive retransmission timeouts before the connection is declared dead.
-    pub max_retransmits: u32,
-    /// SYN (and SYN-ACK) retransmissions before giving up on a handshake.
-    pub syn_retries: u32,
-    /// Most TCBs alive at once (including TIME-WAIT and half-open).
-    pub max_connections: usize,
-    /// Backlog used when `listen` is given 0.
-    pub default_backlog: usize,
-    /// Send tail loss probes (RFC 8985 §7) before the RTO fires. Scripted tests that
-    /// check exact RTO timing turn this off.
-    pub tail_loss_probe: bool,
-    /// Offer and accept the timestamps option (RFC 7323 §3): RTT measurement from every
-    /// ACK (RTTM, §4) and protection against wrapped sequence numbers (PAWS, §5).
-    pub timestamps: bool,
-    /// Longest an ACK for in-order data may be delayed (RFC 1122 §4.2.3.2: "MUST be less
-    /// than 0.5 seconds"; RFC 5681 §4.2). Every second full-sized segment is acknowledged
-    /// at once regardless. Zero turns delayed ACKs off (one ACK per batch of input).
-    pub delayed_ack: Duration,
-    /// Default of the per-connection "no delay" flag: true disables Nagle's algorithm
-    /// (RFC 1122 §4.2.3.4) so small writes go out at once, like `TCP_NODELAY`.
-    pub nodelay: bool,
-    /// Answer SYNs with SYN cookies (RFC 4987 §3.6) once a listener's SYN queue is full,
-    /// instead of evicting the oldest half-open connection.
-    pub syn_cookies: bool,
-    /// The congestion-avoidance rule: NewReno (RFC 5681, the default) or CUBIC (RFC 9438).
-    pub congestion: super::congestion::Algorithm,
-}
-
-/// Keep-alive parameters of one connection (RFC 1122 §4.2.3.6), like Linux's
-/// `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and `TCP_KEEPCNT`.
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
-pub struct KeepaliveConfig {
-    /// Idle time (nothing received) before the first probe. RFC 1122: "MUST default to
-    /// no less than two hours" — that default is the application's choice here.
-    pub idle: Duration,
-    /// Time between unanswered probes.
-    pub interval: Duration,
-    /// Unanswered probes after which the connection is reset and reports `TimedOut`.
-    pub count: u32,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            mss: 1460,
-            send_buffer: 256 * 1024,
-            // Larger than 64 KiB so window scaling is negotiated (shift 3) and a path
-            // with a large bandwidth-delay product is not window-limited (Linux starts
-            // at a comparable 128 KiB - 6 MiB autotuned).
-            recv_buffer: 256 * 1024,
-            msl: Duration::from_secs(30),
-            rto_initial: Duration::from_secs(1),
-            rto_min: Duration::from_millis(200),
-            rto_max: Duration::from_secs(60),
-            max_retransmits: 15,
-            syn_retries: 6,
-            max_connections: 65536,
-            default_backlog: 128,
-            tail_loss_probe: true,
-            timestamps: true,
-            // Linux's minimum delayed-ACK timeout (TCP_DELACK_MIN): short enough that a
-            // request/response exchange that hits Nagle on the other side costs at most
-            // 40 ms, long enough to piggyback the ACK on an application's prompt reply.
-            delayed_ack: Duration::from_millis(40),
-            nodelay: false,
-            syn_cookies: true,
-            congestion: super::congestion::Algorithm::NewReno,
-        }
-    }
-}
 
 /// Handle of a connection: slot index plus generation.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
@@ -153,79 +67,6 @@ impl fmt::Display for ConnId {
 pub struct ListenerId {
     index: u32,
     generation: u32,
-}
-
-/// Errors reported to the application.
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
-pub enum TcpError {
-    /// The peer reset the connection.
-    ConnectionReset,
-    /// The peer answered our SYN with a RST (nobody listening).
-    ConnectionRefused,
-    /// The connection was aborted locally.
-    ConnectionAborted,
-    /// Retransmissions (or the handshake) timed out.
-    TimedOut,
-    /// The local address (and port) is taken.
-    AddrInUse,
-    /// The local address cannot be used (unspecified, or no ephemeral port left).
-    AddrNotAvailable,
-    /// The connection is not (or no longer) connected.
-    NotConnected,
-    /// Nothing to read yet.
-    WouldBlock,
-    /// Send after shutdown.
-    BrokenPipe,
-    /// The connection table is full.
-    TooManyConnections,
-    /// A stale or unknown handle.
-    InvalidHandle,
-}
-
-impl TcpError {
-    /// The matching `std::io::ErrorKind`.
-    pub fn kind(&self) -> io::ErrorKind {
-        match self {
-            TcpError::ConnectionReset => io::ErrorKind::ConnectionReset,
-            TcpError::ConnectionRefused => io::ErrorKind::ConnectionRefused,
-            TcpError::ConnectionAborted => io::ErrorKind::ConnectionAborted,
-            TcpError::TimedOut => io::ErrorKind::TimedOut,
-            TcpError::AddrInUse => io::ErrorKind::AddrInUse,
-            TcpError::AddrNotAvailable => io::ErrorKind::AddrNotAvailable,
-            TcpError::NotConnected => io::ErrorKind::NotConnected,
-            TcpError::WouldBlock => io::ErrorKind::WouldBlock,
-            TcpError::BrokenPipe => io::ErrorKind::BrokenPipe,
-            TcpError::TooManyConnections => io::ErrorKind::OutOfMemory,
-            TcpError::InvalidHandle => io::ErrorKind::InvalidInput,
-        }
-    }
-}
-
-impl fmt::Display for TcpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            TcpError::ConnectionReset => "connection reset by peer",
-            TcpError::ConnectionRefused => "connection refused",
-            TcpError::ConnectionAborted => "connection aborted",
-            TcpError::TimedOut => "connection timed out",
-            TcpError::AddrInUse => "address in use",
-            TcpError::AddrNotAvailable => "address not available",
-            TcpError::NotConnected => "not connected",
-            TcpError::WouldBlock => "operation would block",
-            TcpError::BrokenPipe => "broken pipe",
-            TcpError::TooManyConnections => "too many connections",
-            TcpError::InvalidHandle => "invalid connection handle",
-        };
-        f.write_str(s)
-    }
-}
-
-impl std::error::Error for TcpError {}
-
-impl From<TcpError> for io::Error {
-    fn from(e: TcpError) -> io::Error {
-        io::Error::new(e.kind(), e)
-    }
 }
 
 /// One segment to send, with its IP addresses.
@@ -262,104 +103,6 @@ pub struct TransmitInfo {
 /// The most TCP bytes (header and payload) of one super-segment: what fits an IPv4 packet
 /// with a 20-byte header.
 pub const MAX_SUPER_SEGMENT: usize = 65535 - 20;
-
-impl TcpStats {
-    /// Count one dropped segment under `reason`.
-    pub fn drop(&mut self, reason: &'static str) {
-        self.dropped += 1;
-        *self.drops.entry(reason).or_insert(0) += 1;
-    }
-}
-
-/// What [`Tcp::on_icmp_error`] did with an ICMP error message.
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
-pub enum IcmpAction {
-    /// The quote is not a TCP segment we could have sent (too short, not TCP).
-    Malformed,
-    /// No connection matches the quoted addresses and ports.
-    NoConnection,
-    /// The quoted sequence number is outside SND.UNA..SND.MAX (RFC 5927 §4.1): ignored.
-    OutOfWindow,
-    /// Valid but nothing to do (source quench, RFC 6633; an MTU that is no news).
-    Ignored,
-    /// Recorded as the connection's soft error.
-    SoftError,
-    /// A hard error in SYN-SENT: the connection failed (connection refused).
-    Aborted,
-    /// Fragmentation needed: the send MSS was lowered to this (RFC 1191).
-    MssLowered(u16),
-}
-
-impl IcmpAction {
-    /// A stable short name, usable as a statistics key.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            IcmpAction::Malformed => "icmp-quote-malformed",
-            IcmpAction::NoConnection => "icmp-no-connection",
-            IcmpAction::OutOfWindow => "icmp-out-of-window",
-            IcmpAction::Ignored => "icmp-ignored",
-            IcmpAction::SoftError => "icmp-soft-error",
-            IcmpAction::Aborted => "icmp-aborted",
-            IcmpAction::MssLowered(_) => "icmp-mss-lowered",
-        }
-    }
-}
-
-/// Counters of the TCP layer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TcpStats {
-    /// Segments handed to `on_segment`.
-    pub segments_in: u64,
-    /// Segments returned by `poll_transmit`.
-    pub segments_out: u64,
-    /// Super-segments returned (TSO, [`Tcp::set_tso`]); `segments_out` counts each as the
-    /// wire segments it becomes.
-    pub super_segments_out: u64,
-    /// Segments (or SYNs) sent again.
-    pub retransmits: u64,
-    /// RSTs generated.
-    pub resets_sent: u64,
-    /// RSTs that closed a connection.
-    pub resets_received: u64,
-    /// Segments dropped: unacceptable, unknown, or a full backlog.
-    pub dropped: u64,
-    /// `dropped` broken down by reason ("sequence number not acceptable", ...).
-    pub drops: BTreeMap<&'static str, u64>,
-    /// Active opens (connect).
-    pub connections_opened: u64,
-    /// Passive opens that completed the handshake.
-    pub connections_accepted: u64,
-    /// SYNs dropped because a listener's backlog was full.
-    pub listen_overflows: u64,
-    /// Connections that died of retransmission (or handshake) timeouts.
-    pub timeouts: u64,
-    /// Zero-window probes sent.
-    pub window_probes: u64,
-    /// Retransmission timer expirations (RFC 6298 (5.4)).
-    pub rto_expirations: u64,
-    /// Fast retransmits on the third duplicate ACK (RFC 5681 §3.2).
-    pub fast_retransmits: u64,
-    /// Challenge / out-of-window ACKs suppressed by the RFC 5961 §7 rate limit.
-    pub acks_rate_limited: u64,
-    /// Tail loss probes sent (RFC 8985 §7).
-    pub tail_loss_probes: u64,
-    /// TIME-WAIT connections ended early because the connection table was full.
-    pub time_wait_reclaimed: u64,
-    /// Retransmissions found lost again during SACK recovery and resent before the RTO.
-    pub lost_retransmits: u64,
-    /// Segments dropped by PAWS (RFC 7323 §5): their timestamp was older than TS.Recent.
-    pub paws_rejected: u64,
-    /// Delayed ACKs sent when the delayed-ACK timer fired.
-    pub delayed_acks: u64,
-    /// Keep-alive probes sent.
-    pub keepalive_probes: u64,
-    /// SYN-ACKs sent with a SYN cookie (the listener's SYN queue was full).
-    pub syn_cookies_sent: u64,
-    /// ACKs that carried a valid SYN cookie and became a connection.
-    pub syn_cookies_validated: u64,
-    /// ACKs to a listener whose cookie did not check out (answered with a RST).
-    pub syn_cookies_failed: u64,
-}
 
 #[derive(Debug)]
 struct Listener {
