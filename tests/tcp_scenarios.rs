@@ -64,6 +64,11 @@
 //! | user calls: bounds and errors | `address_in_use`, `listen_backlog_drops_excess_syns`, `connection_table_limit`, `send_after_shutdown_is_an_error`, `send_buffer_bounds_writes`, `events_are_reported_once` |
 //! | §3.4 sequence numbers wrap at 2^32 | `our_sequence_numbers_wrap` (the peer's wrap in every test: its ISN is 2^32 - 51) |
 //! | nothing panics on hostile input | `random_segments_never_panic` |
+//! | RFC 5961 §5.2 ACK bound (SND.UNA − MAX.SND.WND), §7 rate limit of ACKs for SYN-only / FIN-only out-of-window segments | `ack_below_the_max_window_is_challenged_and_its_data_dropped`, `acks_for_out_of_window_syn_and_fin_are_rate_limited` |
+//! | RFC 7323 §4.3 TS.Recent only after the ACK check | `ts_recent_is_not_moved_by_a_segment_whose_ack_is_refused` |
+//! | send MSS floor of 48 (CVE-2019-11479) | `peer_mss_below_48_is_clamped` |
+//! | RFC 6191 TIME-WAIT reuse by timestamp, ISS above the old space | `time_wait_reuse_by_timestamp_with_an_iss_above_the_old_space` |
+//! | SYN+FIN to a listener dropped | `syn_fin_to_a_listener_is_dropped` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -2973,4 +2978,127 @@ fn rst_does_not_end_time_wait() {
     assert_eq!(h.state(), State::TimeWait);
     h.run_for(Duration::from_millis(200));
     assert_eq!(h.state(), State::Closed, "2·MSL (MSL 1 s) later");
+}
+
+// ---------------------------------------------------------------------------------------
+// Hardening against blind attacks and broken peers
+// ---------------------------------------------------------------------------------------
+
+/// RFC 5961 §5.2: an ACK below SND.UNA − MAX.SND.WND is unacceptable: the segment, its
+/// data too, is dropped and answered with a challenge ACK. An old ACK within the bound is
+/// only ignored and the data is taken.
+#[test]
+fn ack_below_the_max_window_is_challenged_and_its_data_dropped() {
+    let mut h = H::new(config());
+    h.passive_open();
+    // SND.UNA is 1, MAX.SND.WND 65535: 70,000 below is out.
+    h.inject(&format!("P. 1:101(100) ack {}", 1u32.wrapping_sub(70_000)));
+    h.expect_now(". 1:1(0) ack 1");
+    assert!(h.read_all().is_empty(), "the data was dropped");
+    assert_eq!(
+        h.tcp.stats().drops["ACK below SND.UNA - MAX.SND.WND (challenge ACK)"],
+        1
+    );
+    h.inject(&format!("P. 1:101(100) ack {}", 1u32.wrapping_sub(1000)));
+    h.expect(". 1:1(0) ack 101");
+    assert_eq!(h.read_all(), pattern_range(0, 100));
+}
+
+/// RFC 7323 §4.3 with RFC 5961: TS.Recent moves only with a segment that passed the RST,
+/// SYN and ACK checks. A segment at RCV.NXT with a far-future TSval whose ACK is refused
+/// must not poison it, or PAWS would then drop every genuine segment.
+#[test]
+fn ts_recent_is_not_moved_by_a_segment_whose_ack_is_refused() {
+    let mut h = H::new(real_config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460,TS val 1000 ecr 0>", ms(1));
+    // An ACK of data we never sent: answered and dropped.
+    h.inject("P. 1:11(10) ack 5000 <TS val 2000000000 ecr 0>");
+    h.expect_now(". 1:1(0) ack 1");
+    // The genuine peer, with its own clock: accepted, and its TSval echoed.
+    h.inject("P. 1:11(10) ack 1 <TS val 1010 ecr *>");
+    h.expect(". 1:1(0) ack 11 <TS val * ecr 1010>");
+    assert_eq!(h.tcp.stats().paws_rejected, 0);
+    assert_eq!(h.read_all(), pattern_range(0, 10));
+}
+
+/// CVE-2019-11479: an MSS option of 1 does not make us send 1-byte segments; the send MSS
+/// is at least 48 bytes (Linux `tcp_min_snd_mss`).
+#[test]
+fn peer_mss_below_48_is_clamped() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1>", ms(1));
+    assert_eq!(h.tcp.send_mss(h.conn()), 48);
+    assert_eq!(h.send(&[7u8; 200]), 200);
+    h.expect_now("P. 1:49(48) ack 1");
+    h.expect_now(". 49:97(48) ack 1");
+}
+
+/// RFC 6191 §2: in TIME-WAIT, with timestamps on both sides, a SYN whose TSval is newer
+/// than TS.Recent starts a new incarnation even though its sequence number is below
+/// RCV.NXT, and the new ISS is above the old incarnation's SND.NXT (by 65537, as Linux);
+/// a SYN with an older TSval is an old duplicate, even with a higher sequence number.
+#[test]
+fn time_wait_reuse_by_timestamp_with_an_iss_above_the_old_space() {
+    let mut h = H::new(real_config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460,TS val 1000 ecr 0>", ms(1));
+    let l = h.listener.unwrap();
+    h.inject("P. 1:11(10) ack 1 <TS val 1100 ecr *>");
+    h.expect(". 1:1(0) ack 11");
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 11");
+    h.inject("F. 11:11(0) ack 2 <TS val 1200 ecr *>");
+    h.expect(". 2:2(0) ack 12");
+    assert_eq!(h.state(), State::TimeWait);
+    let old = h.conn();
+    h.now += ms(100);
+    // Higher sequence number, older TSval: an old duplicate, answered by TIME-WAIT.
+    h.inject("S 100000:100000(0) win 65535 <mss 1460,TS val 900 ecr 0>");
+    h.expect_now(". 2:2(0) ack 12");
+    assert_eq!(h.state(), State::TimeWait);
+    // Lower sequence number, newer TSval: a new incarnation. Our SND.NXT was 2.
+    h.inject("S 5:5(0) win 65535 <mss 1460,TS val 1300 ecr 0>");
+    h.expect_now("S. 65539:65539(0) ack 6 <TS val * ecr 1300>");
+    h.iss = Some(h.iss.unwrap() + 65539);
+    h.irs += 5;
+    h.inject(". 1:1(0) ack 1 <TS val 1301 ecr *>");
+    let new = h.tcp.accept(l).expect("the new incarnation is accepted");
+    assert_ne!(new, old);
+    h.conn = Some(new);
+    assert_eq!(h.state(), State::Established);
+}
+
+/// A SYN that also carries FIN, sent to a listener, is dropped and counted, as Linux does
+/// (RFC 9293 leaves the case open); a plain SYN afterwards is answered.
+#[test]
+fn syn_fin_to_a_listener_is_dropped() {
+    let mut h = H::new(config());
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("SF 0:0(0) win 65535 <mss 1460>");
+    h.expect_silence(ms(100));
+    assert_eq!(h.tcp.connection_count(), 0);
+    assert_eq!(h.tcp.stats().drops["SYN+FIN to a listener"], 1);
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+}
+
+/// RFC 5961 §7: the ACKs that answer out-of-window segments without data — SYN-only and
+/// FIN-only ones too — are rate-limited.
+#[test]
+fn acks_for_out_of_window_syn_and_fin_are_rate_limited() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("F. 100000:100000(0) ack 1");
+    h.expect_now(". 1:1(0) ack 1");
+    h.inject("F. 100000:100000(0) ack 1");
+    h.expect_nothing_now();
+    h.inject("S 100000:100000(0) win 65535");
+    h.expect_nothing_now();
+    assert_eq!(h.tcp.stats().acks_rate_limited, 2);
+    h.now += ms(600);
+    h.inject("S 100000:100000(0) win 65535");
+    h.expect_now(". 1:1(0) ack 1");
+    // Out-of-window data is still answered every time.
+    h.inject("P. 100000:100010(10) ack 1");
+    h.expect_now(". 1:1(0) ack 1");
+    assert_eq!(h.state(), State::Established);
 }

@@ -94,6 +94,9 @@ impl IcmpAction {
 /// otherwise shrink segments to a crawl.
 pub const MIN_PMTU: u16 = 552;
 
+/// The smallest send MSS a peer's MSS option may impose (Linux `tcp_min_snd_mss`).
+pub const MIN_SND_MSS: u16 = 48;
+
 /// RFC 9293 §3.7.1: the MSS to assume when the peer sends no MSS option.
 pub const DEFAULT_PEER_MSS: u16 = 536;
 
@@ -134,11 +137,12 @@ pub const TS_OPTION_LEN: u16 = 12;
 /// clock may have wrapped its sign bit meanwhile at 1 ms per tick).
 pub const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
-/// The timestamp clock of a connection: our millisecond clock plus a per-connection
-/// offset derived from the ISS (RFC 7323 §5.4 / Linux's `tsoffset`: TSvals of different
-/// connections are not comparable, so they do not reveal the host's uptime).
-pub fn ts_clock(now: Instant, iss: SeqNum) -> u32 {
-    let offset = iss.0.rotate_left(11) ^ 0x9e37_79b9;
+/// The timestamp clock of a connection: our millisecond clock plus an offset that is a
+/// keyed hash of the 4-tuple (RFC 7323 §5.4 / §7.1, Linux's `tsoffset`): TSvals of
+/// different connections are not comparable, so they do not reveal the host's uptime,
+/// while successive incarnations of one 4-tuple see one monotonic clock, which is what
+/// lets a SYN reopen a TIME-WAIT connection by its timestamp (RFC 6191).
+pub fn ts_clock(now: Instant, offset: u32) -> u32 {
     (now.total_millis() as u32).wrapping_add(offset)
 }
 
@@ -398,6 +402,8 @@ pub(crate) struct Connection {
     max_retransmits: u32,
     syn_retries: u32,
 
+    /// Added to our millisecond clock to make TSvals ([`ts_clock`]); set by the endpoint.
+    pub ts_offset: u32,
     /// Timestamps are offered (config) and in effect (both SYNs carried TSopt).
     ts_offer: bool,
     ts_ok: bool,
@@ -522,6 +528,7 @@ impl Connection {
             rto_max: config.rto_max,
             max_retransmits: config.max_retransmits,
             syn_retries: config.syn_retries,
+            ts_offset: 0,
             ts_offer: config.timestamps,
             ts_ok: false,
             ts_recent: 0,
@@ -669,7 +676,11 @@ impl Connection {
 
     fn set_peer_mss(&mut self, mss: Option<u16>) {
         // RFC 9293 §3.7.1: without the option assume 536; never exceed our own.
-        let peer = mss.unwrap_or(DEFAULT_PEER_MSS).max(1);
+        // A tiny MSS option (down to 1) would make us cut the stream into 1-byte
+        // segments, 40 bytes of headers each: a cheap way to make a server burn CPU and
+        // memory (CVE-2019-11479). Like Linux's `tcp_min_snd_mss` the MSS is clamped to at
+        // least MIN_SND_MSS before the option bytes come off.
+        let peer = mss.unwrap_or(DEFAULT_PEER_MSS).max(MIN_SND_MSS);
         self.send_mss = self.local_mss.min(peer);
         if self.ts_ok {
             // RFC 6691: the MSS counts data only; the 12 option bytes on every segment
@@ -746,8 +757,43 @@ impl Connection {
     }
 
     /// RCV.NXT.
+    #[cfg(test)]
     pub fn rcv_nxt(&self) -> SeqNum {
         self.rcv.nxt
+    }
+
+    /// RFC 6191 §2: may the SYN `seg`, arriving for this connection in TIME-WAIT, start a
+    /// new incarnation? It may when its sequence number is above RCV.NXT, or, with
+    /// timestamps in use on both, when its TSval is newer than TS.Recent (then the old
+    /// duplicates of this incarnation are told apart by PAWS, whatever their sequence
+    /// numbers). A SYN whose TSval is older is an old duplicate itself. The answer is the
+    /// lowest ISS the new incarnation may use: above everything this one sent, so that
+    /// its old segments cannot be taken for new ones on the peer's side (Linux uses
+    /// `tw_snd_nxt + 65537`, one maximal unscaled window beyond).
+    pub fn time_wait_reuse(&self, seg: &Segment) -> Option<SeqNum> {
+        let f = seg.flags;
+        if self.state != State::TimeWait || !f.syn || f.ack || f.rst {
+            return None;
+        }
+        let newer_ts = match (self.ts_ok, seg.options.timestamps) {
+            (true, Some((val, _))) => {
+                let newer = (val.wrapping_sub(self.ts_recent) as i32) > 0;
+                if !newer {
+                    // PAWS (RFC 7323 §5.3): an old duplicate SYN.
+                    return None;
+                }
+                true
+            }
+            _ => false,
+        };
+        if !(seg.seq.gt(self.rcv.nxt) || newer_ts) {
+            return None;
+        }
+        let mut iss = self.snd.max + 65537;
+        if iss == SeqNum(0) {
+            iss = SeqNum(1);
+        }
+        Some(iss)
     }
 
     /// Turn Nagle's algorithm off (`true`) or on (RFC 1122 §4.2.3.4).
@@ -1236,8 +1282,11 @@ impl Connection {
             }
             // "If an incoming segment is not acceptable, an acknowledgment should be sent
             // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. Data segments are always
-            // answered (the peer needs the ACK); bare control segments at a limited rate.
-            if seg_len == 0 {
+            // answered (the peer needs the ACK); segments without data — bare ACKs, and
+            // SYN-only or FIN-only ones too — at a limited rate (RFC 5961 §7), so two
+            // stacks that disagree about the window cannot ping-pong ACKs and a blind
+            // attacker cannot make us send one ACK per forged segment.
+            if data.is_empty() {
                 self.ack_rate_limited(now, stats);
             } else {
                 self.ack_now();
@@ -1280,15 +1329,6 @@ impl Connection {
             let over = end.diff(right) as usize;
             data = data.get(..data.len().saturating_sub(over)).unwrap_or(&[]);
             fin = false;
-        }
-
-        // RFC 7323 §4.3 (2): remember the TSval of an acceptable segment that starts at or
-        // before the ACK we last sent (so a delayed ACK echoes the earliest timestamp).
-        if let (true, Some(val)) = (self.ts_ok, tsval) {
-            if seg.seq.le(self.last_ack_sent) && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
-                self.ts_recent = val;
-                self.ts_recent_at = now;
-            }
         }
 
         // Second: the RST bit (RFC 5961 §3.2: only an exact match resets, any other
@@ -1359,6 +1399,27 @@ impl Connection {
             self.ack_rate_limited(now, stats);
             self.drop_segment(stats, "ACK of data not yet sent");
             return;
+        }
+        // RFC 5961 §5.2: an ACK older than SND.UNA − MAX.SND.WND cannot be from the peer's
+        // current view of the connection (a blind injection guessing the ACK field):
+        // challenge ACK, and the whole segment, data included, is dropped (as Linux's
+        // `tcp_ack` with SKB_DROP_REASON_TCP_TOO_OLD_ACK).
+        if seg.ack.lt(self.snd.una - self.snd.max_wnd) {
+            self.ack_rate_limited(now, stats);
+            self.drop_segment(stats, "ACK below SND.UNA - MAX.SND.WND (challenge ACK)");
+            return;
+        }
+        // RFC 7323 §4.3 (2): remember the TSval of an acceptable segment that starts at or
+        // before the ACK we last sent (so a delayed ACK echoes the earliest timestamp).
+        // Only now that the RST, SYN and ACK checks passed, as Linux's
+        // `tcp_replace_ts_recent` after `tcp_ack`: a segment at RCV.NXT whose ACK is then
+        // refused must not move TS.Recent, or a forged future TSval would make PAWS
+        // reject every genuine segment afterwards.
+        if let (true, Some(val)) = (self.ts_ok, tsval) {
+            if seg.seq.le(self.last_ack_sent) && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                self.ts_recent = val;
+                self.ts_recent_at = now;
+            }
         }
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
         self.probes_unanswered = 0;
@@ -2133,7 +2194,7 @@ impl Connection {
         if self.ts_ok {
             // RFC 7323 §3.2: once negotiated, TSopt goes on every segment but RSTs;
             // TSecr echoes TS.Recent.
-            options.timestamps = Some((ts_clock(self.clock, self.snd.iss), self.ts_recent));
+            options.timestamps = Some((ts_clock(self.clock, self.ts_offset), self.ts_recent));
         }
         if flags.ack {
             self.last_ack_sent = self.rcv.nxt;
@@ -2328,7 +2389,7 @@ impl Connection {
         // RFC 7323 §3.2: offer TSopt on the SYN (TSecr 0); the SYN-ACK carries it only if
         // the SYN did (base_segment adds it then).
         if self.state == State::SynSent && self.ts_offer {
-            seg.options.timestamps = Some((ts_clock(now, self.snd.iss), 0));
+            seg.options.timestamps = Some((ts_clock(now, self.ts_offset), 0));
         }
         // RFC 7323 §2.2: offer window scaling on a SYN; answer it on the SYN-ACK.
         seg.options.window_scale = if self.state == State::SynSent {

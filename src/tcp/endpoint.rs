@@ -300,6 +300,7 @@ impl Tcp {
 
     fn insert(&mut self, mut conn: Connection) -> ConnId {
         let key = (conn.local, conn.remote);
+        conn.ts_offset = self.ts_offset(key.0, key.1);
         conn.trace = self.trace;
         let (from, cause) = if conn.passive {
             (State::Listen, "SYN")
@@ -582,6 +583,17 @@ impl Tcp {
     /// RFC 6528: ISN = M + F(localip, localport, remoteip, remoteport, secretkey), where
     /// M is a 4 µs clock and F a keyed hash, so ISNs are unpredictable per 4-tuple yet
     /// still increase for a reused 4-tuple (which TIME-WAIT reuse relies on).
+    /// The timestamp offset of a 4-tuple (RFC 7323 §5.4): a keyed hash, the same for
+    /// every incarnation of the connection so its TSvals keep rising (RFC 6191).
+    fn ts_offset(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+        let mut h = DefaultHasher::new();
+        self.secret.hash(&mut h);
+        "tsoffset".hash(&mut h);
+        local.hash(&mut h);
+        remote.hash(&mut h);
+        h.finish() as u32
+    }
+
     fn isn(&self, local: SocketAddrV4, remote: SocketAddrV4, now: Instant) -> SeqNum {
         let m = (now.total_micros() / 4) as u32;
         let mut h = DefaultHasher::new();
@@ -1009,32 +1021,27 @@ impl Tcp {
             seg.payload.len()
         );
         if let Some(&index) = self.table.get(&(local, remote)) {
+            // RFC 6191 / RFC 1122 §4.2.2.13: a new SYN for a TIME-WAIT connection may
+            // reopen it, with an ISS above the old incarnation's sequence space.
             let reuse = self
                 .slots
                 .get(index as usize)
                 .and_then(|s| s.conn.as_ref())
-                .is_some_and(|c| {
-                    // RFC 6191 / RFC 1122 §4.2.2.13: a new SYN for a TIME-WAIT
-                    // connection with a higher sequence number may reopen it.
-                    c.state == State::TimeWait
-                        && seg.flags.syn
-                        && !seg.flags.ack
-                        && !seg.flags.rst
-                        && seg.seq.gt(c.rcv_nxt())
-                });
-            if !reuse {
-                self.with_conn(index, |c, stats| c.on_segment(seg, now, stats));
-                return;
+                .and_then(|c| c.time_wait_reuse(seg));
+            let li = self.find_listener(local);
+            match (reuse, li) {
+                (Some(iss), Some(li)) => {
+                    self.with_conn(index, |c, _| c.close_time_wait("new SYN (TIME-WAIT reuse)"));
+                    self.listener_segment(li, local, remote, seg, Some(iss), now);
+                }
+                _ => {
+                    self.with_conn(index, |c, stats| c.on_segment(seg, now, stats));
+                }
             }
-            if self.find_listener(local).is_some() {
-                self.with_conn(index, |c, _| c.close_time_wait("new SYN (TIME-WAIT reuse)"));
-            } else {
-                self.with_conn(index, |c, stats| c.on_segment(seg, now, stats));
-                return;
-            }
+            return;
         }
         if let Some(li) = self.find_listener(local) {
-            self.listener_segment(li, local, remote, seg, now);
+            self.listener_segment(li, local, remote, seg, None, now);
             return;
         }
         // RFC 9293 §3.10.7.1: CLOSED.
@@ -1111,13 +1118,15 @@ impl Tcp {
         });
     }
 
-    /// RFC 9293 §3.10.7.2: LISTEN.
+    /// RFC 9293 §3.10.7.2: LISTEN. `iss` is the ISS a SYN that reopens a TIME-WAIT
+    /// connection must use (RFC 6191), otherwise the RFC 6528 hash decides.
     fn listener_segment(
         &mut self,
         li: u32,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: &Segment,
+        iss: Option<SeqNum>,
         now: Instant,
     ) {
         if seg.flags.rst {
@@ -1141,6 +1150,13 @@ impl Tcp {
         if !seg.flags.syn {
             // Fourth: other text or control: drop.
             self.stats.drop("not a SYN to a listener");
+            return;
+        }
+        if seg.flags.fin {
+            // SYN and FIN together open and close at once; RFC 9293 leaves the case
+            // open, no real stack sends it and scanners use it to fingerprint: drop it,
+            // as Linux does, instead of answering with a SYN-ACK.
+            self.stats.drop("SYN+FIN to a listener");
             return;
         }
         if self.live >= self.config.max_connections {
@@ -1195,7 +1211,7 @@ impl Tcp {
                 self.free(oldest.index);
             }
         }
-        let iss = self.isn(local, remote, now);
+        let iss = iss.unwrap_or_else(|| self.isn(local, remote, now));
         let mut conn = Connection::accept_syn(local, remote, iss, seg, &self.config, now);
         conn.owner = Owner::Listener(li, generation);
         let id = self.insert(conn);
@@ -1223,8 +1239,11 @@ impl Tcp {
         if let (true, Some((peer_val, _))) = (self.config.timestamps, seg.options.timestamps) {
             let ws = seg.options.window_scale.and(wscale_offer(&self.config));
             let sack = seg.options.sack_permitted;
-            let tsval =
-                syncookie::encode_ts(ts_clock(now, iss), ws.and(seg.options.window_scale), sack);
+            let tsval = syncookie::encode_ts(
+                ts_clock(now, self.ts_offset(local, remote)),
+                ws.and(seg.options.window_scale),
+                sack,
+            );
             options.timestamps = Some((tsval, peer_val));
             options.window_scale = ws;
             options.sack_permitted = sack;
