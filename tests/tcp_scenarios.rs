@@ -69,6 +69,7 @@
 //! | send MSS floor of 48 (CVE-2019-11479) | `peer_mss_below_48_is_clamped` |
 //! | RFC 6191 TIME-WAIT reuse by timestamp, ISS above the old space | `time_wait_reuse_by_timestamp_with_an_iss_above_the_old_space` |
 //! | SYN+FIN to a listener dropped | `syn_fin_to_a_listener_is_dropped` |
+//! | SYN queue pruned after a flood (Linux `reqsk_timer_handler`) | `syn_queue_drains_within_seconds_after_a_flood` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -3101,4 +3102,37 @@ fn acks_for_out_of_window_syn_and_fin_are_rate_limited() {
     h.inject("P. 100000:100010(10) ack 1");
     h.expect_now(". 1:1(0) ack 1");
     assert_eq!(h.state(), State::Established);
+}
+
+/// After a SYN flood that filled the SYN queue (backlog 16) with handshakes that never
+/// complete, the queue is pruned as Linux does (over half full of entries whose SYN-ACK
+/// already timed out: at most two SYN-ACK retransmissions each, until half the queue is
+/// free), so within seconds of the flood's end a new client gets a real SYN-ACK — window
+/// scaling and SACK — instead of a SYN cookie without them.
+#[test]
+fn syn_queue_drains_within_seconds_after_a_flood() {
+    let mut h = H::new(real_config());
+    h.listener = Some(h.tcp.listen(h.us, 16).expect("listen"));
+    let real = h.them;
+    for i in 0..200u32 {
+        h.them = SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, i as u8), 1024 + i as u16);
+        let seg = h.build("S 0:0(0) win 65535 <mss 1460,sackOK,wscale 7>");
+        h.inject_seg(&seg);
+        while h.tcp.poll_transmit(h.now).is_some() {}
+    }
+    assert_eq!(h.tcp.connection_count(), 16);
+    assert!(h.tcp.stats().syn_cookies_sent > 0);
+    // The flood stops. 8 s later (SYN-ACKs at 0, 1 and 3 s; expiry at 7 s) the old
+    // entries are pruned down to half the queue, which stays free for new clients; with
+    // the full six retries the queue would stay full for 127 s.
+    for _ in 0..80 {
+        h.now += ms(100);
+        h.tcp.handle_timeout(h.now);
+        while h.tcp.poll_transmit(h.now).is_some() {}
+    }
+    assert_eq!(h.tcp.connection_count(), 8);
+    assert_eq!(h.tcp.stats().syn_queue_pruned, 8);
+    h.them = real;
+    h.inject("S 0:0(0) win 65535 <mss 1460,sackOK,wscale 7>");
+    h.expect_now("S. 0:0(0) ack 1 <mss 1460,sackOK,wscale 3>");
 }

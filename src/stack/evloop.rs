@@ -866,6 +866,7 @@ fn merge_tcp(a: &mut TcpStats, b: &TcpStats) {
         syn_cookies_sent,
         syn_cookies_validated,
         syn_cookies_failed,
+        syn_queue_pruned,
         super_segments_out,
     } = b;
     a.super_segments_out += super_segments_out;
@@ -893,6 +894,7 @@ fn merge_tcp(a: &mut TcpStats, b: &TcpStats) {
     a.syn_cookies_sent += syn_cookies_sent;
     a.syn_cookies_validated += syn_cookies_validated;
     a.syn_cookies_failed += syn_cookies_failed;
+    a.syn_queue_pruned += syn_queue_pruned;
 }
 
 fn merge_udp(a: &mut UdpStats, b: &UdpStats) {

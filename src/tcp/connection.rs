@@ -762,6 +762,16 @@ impl Connection {
         self.rcv.nxt
     }
 
+    /// SYN (or SYN-ACK) retransmission timeouts so far in this handshake.
+    pub fn syn_timeouts(&self) -> u32 {
+        self.retries
+    }
+
+    /// Set the number of SYN-ACK retransmissions this half-open connection may make.
+    pub fn set_syn_retries(&mut self, limit: u32) {
+        self.syn_retries = limit;
+    }
+
     /// RFC 6191 §2: may the SYN `seg`, arriving for this connection in TIME-WAIT, start a
     /// new incarnation? It may when its sequence number is above RCV.NXT, or, with
     /// timestamps in use on both, when its TSval is newer than TS.Recent (then the old

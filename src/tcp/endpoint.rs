@@ -476,6 +476,7 @@ impl Tcp {
         if after == State::TimeWait && before != State::TimeWait {
             self.trim_time_wait();
             self.time_wait.push_back(id);
+            self.bound_time_wait();
         }
         if after == State::Closed && before != State::Closed && self.table.get(&key) == Some(&index)
         {
@@ -528,6 +529,48 @@ impl Tcp {
         true
     }
 
+    /// How many SYN-ACK timeouts the half-open connection in slot `index` may take now
+    /// (None if it is not a listener's half-open connection): the configured limit, or
+    /// less if its listener's SYN queue is more than half full. As Linux's `reqsk_timer_handler`: half of the queue is kept for
+    /// young entries (those whose SYN-ACK has not timed out yet); when old ones clog it —
+    /// a SYN flood's handshakes never complete — the limit drops, down to 2, for every
+    /// doubling of old entries over young ones. The queue then drains within seconds of
+    /// the flood's end, and new clients get a real SYN-ACK (with window scaling and SACK)
+    /// instead of a SYN cookie. The scan is bounded by the backlog.
+    fn syn_retry_limit(&self, index: u32) -> Option<u32> {
+        let conn = self.slots.get(index as usize)?.conn.as_ref()?;
+        if conn.state != State::SynReceived {
+            return None;
+        }
+        let Owner::Listener(li, lg) = conn.owner else {
+            return None;
+        };
+        let l = self.listener(ListenerId {
+            index: li,
+            generation: lg,
+        })?;
+        let qlen = l.half_open.len();
+        if qlen * 2 <= l.backlog.max(8) {
+            return Some(self.config.syn_retries);
+        }
+        let young_count = l
+            .half_open
+            .iter()
+            .filter_map(|id| self.conn(*id))
+            .filter(|c| c.state == State::SynReceived && c.syn_timeouts() == 0)
+            .count();
+        let mut young = young_count * 2;
+        let mut thresh = self.config.syn_retries;
+        while thresh > 2 {
+            if qlen < young {
+                break;
+            }
+            thresh -= 1;
+            young <<= 1;
+        }
+        Some(thresh)
+    }
+
     /// The connection `id` names, if it is still in TIME-WAIT.
     fn conn_in_time_wait(&self, id: ConnId) -> Option<&Connection> {
         let slot = self.slots.get(id.index as usize)?;
@@ -546,6 +589,24 @@ impl Tcp {
             }
             self.time_wait.pop_front();
         }
+    }
+
+    /// Trimming only from the front cannot shorten the queue while its oldest entry stays
+    /// in TIME-WAIT — a peer that keeps resending its FIN restarts 2·MSL each time — and
+    /// every later entry would stay queued after its connection is gone. Once the queue
+    /// is more than twice the live connections (each is in it at most once), drop every
+    /// stale entry: amortized O(1) per entry, and the queue stays bounded.
+    fn bound_time_wait(&mut self) {
+        if self.time_wait.len() <= 2 * self.live + 64 {
+            return;
+        }
+        let slots = &self.slots;
+        self.time_wait.retain(|id| {
+            slots.get(id.index as usize).is_some_and(|s| {
+                s.generation == id.generation
+                    && s.conn.as_ref().is_some_and(|c| c.state == State::TimeWait)
+            })
+        });
     }
 
     fn listener_mut(&mut self, index: u32, generation: u32) -> Option<&mut Listener> {
@@ -1503,7 +1564,19 @@ impl Tcp {
                 .and_then(|c| c.deadline())
                 .is_some_and(|d| d <= now);
             if is_due {
-                self.with_conn(index, |c, stats| c.on_timeout(now, stats));
+                let limit = self.syn_retry_limit(index);
+                let configured = self.config.syn_retries;
+                let pruned = self.with_conn(index, |c, stats| {
+                    let pruning = limit.is_some_and(|l| l < configured && c.syn_timeouts() >= l);
+                    if let Some(l) = limit {
+                        c.set_syn_retries(l);
+                    }
+                    c.on_timeout(now, stats);
+                    pruning && c.state == State::Closed
+                });
+                if pruned == Some(true) {
+                    self.stats.syn_queue_pruned += 1;
+                }
             } else {
                 // Fired early: the timer was re-armed later since. Re-arm the entry.
                 self.schedule(index);
@@ -2166,6 +2239,32 @@ mod tests {
         }
         assert_eq!(net.a.error(c), Some(TcpError::TimedOut));
         assert_eq!(net.a.stats().window_probes, 3);
+    }
+
+    /// The TIME-WAIT queue stays bounded even when its oldest entry never leaves
+    /// TIME-WAIT (its peer keeps resending the FIN) while the entries behind it do: here
+    /// 10,000 entries of connections already gone sit behind a live one.
+    #[test]
+    fn time_wait_queue_is_bounded_behind_a_long_lived_entry() {
+        let mut net = Net::new(Config::default());
+        let (c, s, l) = net.connect();
+        net.server_closes_first(c, s);
+        assert_eq!(net.b.time_wait.len(), 1);
+        for i in 0..10_000u32 {
+            net.b.time_wait.push_back(ConnId {
+                index: 1_000_000 + i,
+                generation: 0,
+            });
+        }
+        let (c2, s2) = net.connect_more(l);
+        net.server_closes_first(c2, s2);
+        assert_eq!(net.b.connection_count(), 2);
+        assert!(
+            net.b.time_wait.len() <= 2 * net.b.live + 64,
+            "{} entries for {} connections",
+            net.b.time_wait.len(),
+            net.b.live
+        );
     }
 
     #[test]

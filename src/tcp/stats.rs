@@ -56,6 +56,9 @@ pub struct TcpStats {
     pub syn_cookies_validated: u64,
     /// ACKs to a listener whose cookie did not check out (answered with a RST).
     pub syn_cookies_failed: u64,
+    /// Half-open connections ended early because their listener's SYN queue was more
+    /// than half full of handshakes that had already timed out (a SYN flood).
+    pub syn_queue_pruned: u64,
 }
 
 impl TcpStats {
