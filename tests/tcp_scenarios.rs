@@ -54,7 +54,7 @@
 //! | RFC 1337 TIME-WAIT assassination | `rst_does_not_end_time_wait` |
 //! | RFC 7323 window scaling | `window_scaling_both_directions`, `no_window_scaling_without_peer_option`, `window_scale_negotiation_is_consistent` |
 //! | §3.7.1 MSS option, default 536 | `mss_option_honoured`, `default_mss_without_option_is_536`, `tiny_peer_mss_is_survivable` |
-//! | RFC 6298 RTO: min, backoff, samples, Karn, give-up | `rto_retransmission_with_exponential_backoff`, `rto_after_rtt_samples_follows_rfc6298`, `karn_no_rtt_sample_from_retransmission`, `max_retransmits_times_out`, `rto_backoff_is_capped_at_rto_max` |
+//! | RFC 6298 RTO (SRTT + max(4·RTTVAR, min) as Linux), backoff, samples, Karn, give-up | `rto_retransmission_with_exponential_backoff`, `rto_after_rtt_samples_follows_rfc6298`, `karn_no_rtt_sample_from_retransmission`, `max_retransmits_times_out`, `rto_backoff_is_capped_at_rto_max` |
 //! | go-back-N pure ACKs carry SND.MAX | `pure_ack_after_rto_carries_snd_max`, `pure_ack_during_go_back_n_carries_snd_max` |
 //! | RFC 5681 §3.2 fast retransmit | `fast_retransmit_after_three_dup_acks` |
 //! | RFC 6928 / RFC 5681 / RFC 6582 congestion control: IW, slow start, RTO collapse, fast recovery | `slow_start_then_collapse_on_rto`, `fast_recovery_halves_the_window` |
@@ -70,6 +70,9 @@
 //! | RFC 6191 TIME-WAIT reuse by timestamp, ISS above the old space | `time_wait_reuse_by_timestamp_with_an_iss_above_the_old_space` |
 //! | SYN+FIN to a listener dropped | `syn_fin_to_a_listener_is_dropped` |
 //! | SYN queue pruned after a flood (Linux `reqsk_timer_handler`) | `syn_queue_drains_within_seconds_after_a_flood` |
+//! | RFC 6298 §5.7 backoff kept until a valid sample; 3 s RTO after a retransmitted SYN | `rto_backoff_is_kept_until_a_valid_sample`, `rto_is_three_seconds_after_a_retransmitted_syn` |
+//! | window update from any ACK advancing SND.UNA (Linux `tcp_may_update_window`) | `window_update_from_any_ack_that_advances_snd_una` |
+//! | RFC 1191 PMTU drop keeps cwnd | `path_mtu_drop_does_not_reset_cwnd` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -927,8 +930,8 @@ fn default_mss_without_option_is_536() {
 // Retransmission
 // ---------------------------------------------------------------------------------------
 
-/// RFC 6298 (2.4), (5.5): with a small RTT the RTO is the 200 ms minimum, and it doubles on
-/// every expiry.
+/// RFC 6298 (2.3), (5.5): with a small RTT (10 ms) the RTO is SRTT plus the 200 ms minimum
+/// of the variance term (as Linux), and it doubles on every expiry.
 #[test]
 fn rto_retransmission_with_exponential_backoff() {
     let mut h = H::new(Config {
@@ -941,7 +944,7 @@ fn rto_retransmission_with_exponential_backoff() {
     let first = h.expect_now("P. 11:21(10) ack 1");
     assert_eq!(first.payload, b"0123456789");
     let t0 = h.now;
-    let sent = h.run_for(ms(3100));
+    let sent = h.run_for(ms(3200));
     let times: Vec<u64> = sent
         .iter()
         .map(|(t, s)| {
@@ -951,7 +954,7 @@ fn rto_retransmission_with_exponential_backoff() {
         .collect();
     assert_eq!(
         times,
-        vec![200, 600, 1400, 3000],
+        vec![210, 630, 1470, 3150],
         "retransmissions (ms after send)"
     );
     // The ACK stops them.
@@ -2610,7 +2613,7 @@ fn rto_backoff_is_capped_at_rto_max() {
         .collect();
     assert_eq!(
         &gaps[..6],
-        &[200, 400, 800, 1000, 1000, 1000],
+        &[210, 420, 840, 1000, 1000, 1000],
         "gaps {gaps:?}"
     );
 }
@@ -3135,4 +3138,125 @@ fn syn_queue_drains_within_seconds_after_a_flood() {
     h.them = real;
     h.inject("S 0:0(0) win 65535 <mss 1460,sackOK,wscale 7>");
     h.expect_now("S. 0:0(0) ack 1 <mss 1460,sackOK,wscale 3>");
+}
+
+// ---------------------------------------------------------------------------------------
+// RTT, RTO and the send window
+// ---------------------------------------------------------------------------------------
+
+/// RFC 6298 §5.7 (and Linux): the backed-off RTO is kept until a valid RTT sample. The
+/// ACK of a retransmitted segment gives none (Karn), so the next new segment still waits
+/// the doubled RTO; the ACK of a segment sent once gives one and ends the backoff.
+#[test]
+fn rto_backoff_is_kept_until_a_valid_sample() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(b"0123456789"), 10);
+    h.expect_now("P. 11:21(10) ack 1");
+    let t0 = h.now;
+    h.expect("P. 11:21(10) ack 1");
+    assert_eq!(h.now - t0, ms(210), "first RTO: SRTT 10 + 200 ms");
+    h.now += ms(10);
+    h.inject(". 1:1(0) ack 21");
+    assert_eq!(h.send(b"abcdefghij"), 10);
+    h.expect_now("P. 21:31(10) ack 1");
+    let t1 = h.now;
+    let rxt = h.next_within(Duration::from_secs(1)).expect("RTO");
+    h.check(&rxt, "P. 21:31(10) ack 1");
+    assert_eq!(h.now - t1, ms(420), "still backed off: no valid sample yet");
+    // Now a segment sent once is acknowledged: a valid sample, the backoff ends.
+    h.now += ms(10);
+    h.inject(". 1:1(0) ack 31");
+    h.exchange(10, ms(10), 30);
+    assert_eq!(h.send(b"klmnopqrst"), 10);
+    h.expect_now("P. 41:51(10) ack 1");
+    let t2 = h.now;
+    h.expect("P. 41:51(10) ack 1");
+    assert_eq!(h.now - t2, ms(210));
+}
+
+/// RFC 6298 §5.7: after a retransmitted SYN (no RTT sample, by Karn's rule) data
+/// transmission starts with an RTO of 3 s.
+#[test]
+fn rto_is_three_seconds_after_a_retransmitted_syn() {
+    let mut h = H::new(config());
+    h.us = SocketAddrV4::new(US, 50000);
+    h.them = SocketAddrV4::new(THEM, 80);
+    h.conn = Some(h.tcp.connect(h.us, h.them, h.now).expect("connect"));
+    h.expect_now("S 0:0(0)");
+    // The SYN is lost; it is sent again after the 1 s initial RTO.
+    h.expect_silence(ms(999));
+    h.expect("S 0:0(0)");
+    h.now += ms(50);
+    h.inject("S. 0:0(0) ack 1 win 65535 <mss 1460>");
+    h.expect(". 1:1(0) ack 1");
+    assert_eq!(h.send(b"0123456789"), 10);
+    h.expect_now("P. 1:11(10) ack 1");
+    h.expect_silence(ms(2999));
+    h.expect("P. 1:11(10) ack 1");
+}
+
+/// Linux's `tcp_may_update_window`: any ACK that advances SND.UNA updates the send
+/// window. Here the peer's pure ACK carried a sequence number ahead of its data (its
+/// SND.MAX after a go-back-N), so SND.WL1 is ahead of the data segment that then
+/// acknowledges ours and opens the window; by the RFC's SND.WL1 test alone the window
+/// would stay at 2920 bytes.
+#[test]
+fn window_update_from_any_ack_that_advances_snd_una() {
+    let mut h = H::new(config());
+    h.peer_win = 2920;
+    h.passive_open_with("S 0:0(0) win 2920 <mss 1460>", ms(1));
+    assert_eq!(h.send(&[5u8; 20_000]), 20_000);
+    h.expect_now(". 1:1461(1460) ack 1");
+    h.expect_now(". 1461:2921(1460) ack 1");
+    h.expect_nothing_now();
+    // A pure ACK from the peer with its SND.MAX (1001): acceptable, moves SND.WL1. (Its
+    // window differs, so it is no duplicate ACK, RFC 5681 §2.)
+    h.inject(". 1001:1001(0) ack 1 win 2900");
+    // The peer resends its data from 1, acknowledging all of ours and opening to 8760.
+    h.inject("P. 1:1001(1000) ack 2921 win 8760");
+    let sent: usize = h.run_for(ms(5)).iter().map(|(_, s)| s.payload.len()).sum();
+    assert_eq!(sent, 8760, "the new window is used");
+}
+
+/// RFC 1191: a lower path MTU is no congestion signal; the congestion window keeps what
+/// it learned (the same number of now smaller segments, as Linux) instead of going back
+/// to the initial window.
+#[test]
+fn path_mtu_drop_does_not_reset_cwnd() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(1));
+    assert_eq!(h.send(&[5u8; 100_000]), 100_000);
+    let mut acked = 1u32;
+    for _ in 0..3 {
+        let flight: u32 = h
+            .run_for(ms(1))
+            .iter()
+            .map(|(_, s)| s.payload.len() as u32)
+            .sum();
+        acked += flight;
+        h.inject(&format!(". 1:1(0) ack {acked}"));
+    }
+    let before = h.tcp.cwnd(h.conn());
+    assert!(before > 14600, "slow start grew cwnd: {before}");
+    h.run_for(ms(1));
+    // "Fragmentation needed" quoting our segment at SND.UNA, next-hop MTU 1000.
+    let mut quoted = vec![0u8; 28];
+    quoted[0] = 0x45;
+    quoted[9] = 6;
+    quoted[12..16].copy_from_slice(&US.octets());
+    quoted[16..20].copy_from_slice(&THEM.octets());
+    quoted[20..22].copy_from_slice(&h.us.port().to_be_bytes());
+    quoted[22..24].copy_from_slice(&h.them.port().to_be_bytes());
+    let una = h.iss.unwrap() + acked;
+    quoted[24..28].copy_from_slice(&una.0.to_be_bytes());
+    h.tcp.on_icmp_error(
+        THEM,
+        &quoted,
+        tunstack::ip::icmp::ErrorKind::FragmentationNeeded { next_hop_mtu: 1000 },
+        h.now,
+    );
+    assert_eq!(h.tcp.send_mss(h.conn()), 960);
+    assert_eq!(h.tcp.cwnd(h.conn()), before / 1460 * 960);
 }

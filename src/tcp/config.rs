@@ -17,7 +17,8 @@ pub struct Config {
     pub msl: Duration,
     /// RTO before any RTT sample (RFC 6298 (2.1)).
     pub rto_initial: Duration,
-    /// Lower bound of the RTO (Linux uses 200 ms).
+    /// Lower bound of the RTO's variance term: RTO = SRTT + max(4·RTTVAR, `rto_min`), as
+    /// Linux (200 ms); also the lowest RTO.
     pub rto_min: Duration,
     /// Upper bound of the RTO.
     pub rto_max: Duration,

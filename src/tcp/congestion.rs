@@ -190,6 +190,21 @@ impl NewReno {
         self.cwnd = Self::initial_window(self.mss);
     }
 
+    /// The path MTU shrank mid-connection (RFC 1191): the MSS becomes `mss`. A smaller
+    /// MTU is no sign of congestion, so the window keeps what it learned — as Linux,
+    /// whose window counts segments, the same number of (smaller) segments — instead of
+    /// starting over from the initial window.
+    pub fn on_pmtu_change(&mut self, mss: u16) {
+        let old = u64::from(self.mss);
+        let new = u64::from(mss.max(1));
+        let scale = |v: u32| (u64::from(v) * new / old.max(1)).min(u64::from(u32::MAX / 2)) as u32;
+        self.cwnd = scale(self.cwnd).max(new as u32);
+        if self.ssthresh != u32::MAX {
+            self.ssthresh = scale(self.ssthresh).max(2 * new as u32);
+        }
+        self.mss = new as u32;
+    }
+
     /// The congestion window in bytes.
     pub fn cwnd(&self) -> u32 {
         self.cwnd

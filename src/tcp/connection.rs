@@ -94,6 +94,9 @@ impl IcmpAction {
 /// otherwise shrink segments to a crawl.
 pub const MIN_PMTU: u16 = 552;
 
+/// RFC 6298 §5.7: the RTO when data transmission begins after a retransmitted SYN.
+pub const SYN_RETRANSMITTED_RTO: Duration = Duration::from_secs(3);
+
 /// The smallest send MSS a peer's MSS option may impose (Linux `tcp_min_snd_mss`).
 pub const MIN_SND_MSS: u16 = 48;
 
@@ -1444,7 +1447,8 @@ impl Connection {
             return;
         }
         let old_wnd = self.snd.wnd;
-        if seg.ack.gt(self.snd.una) {
+        let acked_new = seg.ack.gt(self.snd.una);
+        if acked_new {
             self.on_new_ack(seg.ack, now, stats);
             if self.sack_ok {
                 self.merge_sack(&seg.options.sack_blocks);
@@ -1507,9 +1511,16 @@ impl Connection {
         if self.sack_ok && self.cc.in_recovery() {
             self.detect_lost_retransmissions();
         }
-        // Window update (§3.10.7.4): only from a segment newer than the last update.
+        // Window update (§3.10.7.4): from a segment newer than the last update — and, as
+        // Linux's `tcp_may_update_window`, from any ACK that advances SND.UNA. With data
+        // flowing both ways the peer's pure ACKs carry its SND.MAX (after a go-back-N
+        // that is ahead of the data it resends), pushing SND.WL1 beyond the sequence
+        // numbers of its later segments; by the RFC's test alone those could then never
+        // move the right edge, and the connection would crawl on a stale window.
         if seg.ack.ge(self.snd.una)
-            && (self.snd.wl1.lt(seg.seq) || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack)))
+            && (acked_new
+                || self.snd.wl1.lt(seg.seq)
+                || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack)))
         {
             let wnd = self.seg_window(seg);
             if wnd > self.snd.wnd {
@@ -1543,6 +1554,11 @@ impl Connection {
         if !self.syn_acked && acked > 0 {
             self.syn_acked = true;
             acked -= 1;
+            if self.retries > 0 {
+                // RFC 6298 §5.7: our SYN (or SYN-ACK) was retransmitted, so there is no
+                // RTT sample (Karn); data transmission starts with a 3 s RTO.
+                self.rtt.syn_retransmitted_fallback(SYN_RETRANSMITTED_RTO);
+            }
         }
         // Congestion control counts data (and FIN) bytes, not the SYN.
         let total = acked;
@@ -1575,7 +1591,9 @@ impl Connection {
                 self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
             }
         }
-        self.rtt.reset_backoff();
+        // The backed-off RTO stays until a valid sample (RFC 6298 §5.7, Linux resets
+        // `icsk_backoff` only in `tcp_ack_update_rtt`): an ACK of a retransmission says
+        // nothing about the path's current RTT.
         self.retries = 0;
         // RFC 6298 (5.2), (5.3).
         self.rtx_deadline = if self.snd.una == self.snd.max {
@@ -1742,7 +1760,7 @@ impl Connection {
                     self.send_mss
                 );
                 self.send_mss = mss;
-                self.cc.set_mss(mss);
+                self.cc.on_pmtu_change(mss);
                 if self.state.is_synchronized() && self.snd.nxt != self.snd.una {
                     // RFC 1191 §6.5: the segment was dropped; send it again now, cut to
                     // the new size (go-back-N from SND.UNA).
