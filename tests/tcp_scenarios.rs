@@ -73,6 +73,7 @@
 //! | RFC 6298 §5.7 backoff kept until a valid sample; 3 s RTO after a retransmitted SYN | `rto_backoff_is_kept_until_a_valid_sample`, `rto_is_three_seconds_after_a_retransmitted_syn` |
 //! | window update from any ACK advancing SND.UNA (Linux `tcp_may_update_window`) | `window_update_from_any_ack_that_advances_snd_una` |
 //! | RFC 1191 PMTU drop keeps cwnd | `path_mtu_drop_does_not_reset_cwnd` |
+//! | RFC 5681 §4.1 restart after idle | `cwnd_restarts_from_the_initial_window_after_idle` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -3259,4 +3260,32 @@ fn path_mtu_drop_does_not_reset_cwnd() {
     );
     assert_eq!(h.tcp.send_mss(h.conn()), 960);
     assert_eq!(h.tcp.cwnd(h.conn()), before / 1460 * 960);
+}
+
+/// RFC 5681 §4.1: after more than an RTO without sending, new data starts again from the
+/// initial window (10 segments), not from the window the connection had grown to.
+#[test]
+fn cwnd_restarts_from_the_initial_window_after_idle() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(1));
+    assert_eq!(h.send(&[5u8; 60_000]), 60_000);
+    let mut acked = 1u32;
+    while acked < 60_001 {
+        let flight: u32 = h
+            .run_for(ms(1))
+            .iter()
+            .map(|(_, s)| s.payload.len() as u32)
+            .sum();
+        acked += flight;
+        h.inject(&format!(". 1:1(0) ack {acked}"));
+    }
+    assert!(h.tcp.cwnd(h.conn()) > 14600, "cwnd grew");
+    // One second idle (the RTO is about 200 ms), then a large write.
+    h.expect_silence(Duration::from_secs(1));
+    assert_eq!(h.send(&[6u8; 60_000]), 60_000);
+    let first: usize = h.run_for(ms(1)).iter().map(|(_, s)| s.payload.len()).sum();
+    assert_eq!(
+        first, 14600,
+        "the first flight after idle is the initial window"
+    );
 }

@@ -205,6 +205,24 @@ impl NewReno {
         self.mss = new as u32;
     }
 
+    /// RFC 5681 §4.1: the connection was idle for more than an RTO; cwnd goes back to at
+    /// most the initial (restart) window. As Linux, ssthresh keeps three quarters of the
+    /// old window, so slow start quickly regains what the path took before.
+    pub fn restart_after_idle(&mut self) {
+        let rw = Self::initial_window(self.mss);
+        if self.cwnd <= rw {
+            return;
+        }
+        if self.ssthresh != u32::MAX {
+            self.ssthresh = self.ssthresh.max(self.cwnd / 4 * 3);
+        }
+        self.cwnd = rw;
+        self.bytes_acked = 0;
+        if let Some(c) = self.cubic.as_mut() {
+            c.epoch = None;
+        }
+    }
+
     /// The congestion window in bytes.
     pub fn cwnd(&self) -> u32 {
         self.cwnd

@@ -393,6 +393,8 @@ pub(crate) struct Connection {
     probes_unanswered: u32,
     /// When the last acceptable ACK arrived (the peer is alive).
     last_ack_rx: Instant,
+    /// When new data was last sent (restart after idle, RFC 5681 §4.1).
+    last_data_sent: Instant,
     /// When we last answered an unacceptable data-less segment (rate limit).
     last_oow_ack: Option<Instant>,
     /// TIME-WAIT (2·MSL) or orphaned FIN-WAIT-2 timer.
@@ -523,6 +525,7 @@ impl Connection {
             persist_backoff: 0,
             probes_unanswered: 0,
             last_ack_rx: Instant::ZERO,
+            last_data_sent: Instant::ZERO,
             last_oow_ack: None,
             close_deadline: None,
             msl: config.msl,
@@ -2356,6 +2359,9 @@ impl Connection {
             } else if self.rtt_sample.is_none() {
                 self.rtt_sample = Some((end, now));
             }
+            if new_data {
+                self.last_data_sent = now;
+            }
             if end.gt(self.snd.max) {
                 self.snd.max = end;
             }
@@ -2439,6 +2445,16 @@ impl Connection {
         tso: Option<usize>,
     ) -> Option<Outgoing> {
         let mss = usize::from(self.send_mss);
+
+        // RFC 5681 §4.1: after an idle period longer than the RTO the ACK clock is gone,
+        // and a window learned long ago may not fit the network any more: new data
+        // starts from at most the initial window again (Linux: `tcp_cwnd_restart`).
+        if self.snd.una == self.snd.max
+            && self.data_end().gt(self.snd.nxt)
+            && now.saturating_duration_since(self.last_data_sent) > self.rtt.rto()
+        {
+            self.cc.restart_after_idle();
+        }
 
         // Fast retransmit / partial ACK: one segment at SND.UNA (RFC 5681 §3.2, RFC 6582).
         if self.retransmit_una {
