@@ -74,6 +74,7 @@
 //! | window update from any ACK advancing SND.UNA (Linux `tcp_may_update_window`) | `window_update_from_any_ack_that_advances_snd_una` |
 //! | RFC 1191 PMTU drop keeps cwnd | `path_mtu_drop_does_not_reset_cwnd` |
 //! | RFC 5681 §4.1 restart after idle | `cwnd_restarts_from_the_initial_window_after_idle` |
+//! | RFC 6675 §5 RecoveryPoint: no fast recovery right after an RTO | `no_fast_recovery_right_after_an_rto` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -3287,5 +3288,36 @@ fn cwnd_restarts_from_the_initial_window_after_idle() {
     assert_eq!(
         first, 14600,
         "the first flight after idle is the initial window"
+    );
+}
+
+/// RFC 6675 §5 / RFC 6582 §3.2 (RecoveryPoint): after a retransmission timeout, duplicate
+/// ACKs whose SACK blocks show the flight the timeout already dealt with as lost do not
+/// start a fast recovery (a second window reduction) before SND.UNA passes the point the
+/// timeout recorded.
+#[test]
+fn no_fast_recovery_right_after_an_rto() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460,sackOK>", ms(1));
+    assert_eq!(h.send(&[5u8; 14600]), 14600);
+    let flight: usize = h.run_for(ms(1)).iter().map(|(_, s)| s.payload.len()).sum();
+    assert_eq!(flight, 14600);
+    // Nothing comes back: the RTO resends the first segment.
+    h.expect("P. 1:1461(1460) ack 1");
+    h.expect_nothing_now();
+    assert_eq!(h.tcp.stats().rto_expirations, 1);
+    // Now ACKs of the first segment arrive, SACKing most of the rest: 1461..4381 missing.
+    let irs = h.irs;
+    let iss = h.iss.unwrap();
+    for _ in 0..4 {
+        let mut ack = h.build(". 1:1(0) ack 1461");
+        ack.options.sack_blocks = vec![(iss + 4381, iss + 14601)];
+        assert_eq!(ack.seq, irs + 1);
+        h.inject_seg(&ack);
+    }
+    assert_eq!(
+        h.tcp.stats().fast_retransmits,
+        0,
+        "no fast recovery below the RTO's recovery point"
     );
 }

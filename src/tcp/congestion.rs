@@ -297,7 +297,6 @@ impl NewReno {
         snd_max: SeqNum,
         flight: u32,
         dupthresh: u32,
-        sack_lost: bool,
     ) -> AckAction {
         self.dup_acks = self.dup_acks.saturating_add(1);
         if self.in_recovery {
@@ -306,10 +305,13 @@ impl NewReno {
             return AckAction::None;
         }
         if self.dup_acks >= dupthresh.clamp(1, 3) {
-            // RFC 6582 §3.2 step 2: only enter recovery if the ACK covers more than
-            // `recover`, so that a loss after a timeout does not start a second reduction.
+            // RFC 6582 §3.2 step 2, RFC 6675 §5 (RecoveryPoint): only enter recovery if
+            // the ACK covers more than `recover` — here one past the highest sequence
+            // number sent, so SND.UNA ≥ `recover` — so that losses of the flight a
+            // timeout already dealt with do not start a second reduction right after it,
+            // however many bytes SACKs show missing.
             // (`recover` starts at the ISS, so a lost first data segment still counts.)
-            if snd_una.gt(self.recover) || sack_lost {
+            if snd_una.ge(self.recover) {
                 self.ssthresh = self.reduce(flight);
                 self.cwnd = self.ssthresh.saturating_add(3 * self.mss);
                 self.recover = snd_max;
@@ -392,12 +394,9 @@ mod tests {
         let mut cc = NewReno::new(1000, SeqNum(0));
         let una = SeqNum(1001);
         let max = SeqNum(10_001);
-        assert_eq!(cc.on_dup_ack(una, max, 9000, 3, false), AckAction::None);
-        assert_eq!(cc.on_dup_ack(una, max, 9000, 3, false), AckAction::None);
-        assert_eq!(
-            cc.on_dup_ack(una, max, 9000, 3, false),
-            AckAction::Retransmit
-        );
+        assert_eq!(cc.on_dup_ack(una, max, 9000, 3), AckAction::None);
+        assert_eq!(cc.on_dup_ack(una, max, 9000, 3), AckAction::None);
+        assert_eq!(cc.on_dup_ack(una, max, 9000, 3), AckAction::Retransmit);
         assert!(cc.in_recovery());
         assert_eq!(cc.ssthresh(), 4500);
         assert_eq!(cc.cwnd(), 7500);

@@ -1489,7 +1489,7 @@ impl Connection {
             }
             if self
                 .cc
-                .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh, sack_lost)
+                .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh)
                 == AckAction::Retransmit
             {
                 self.high_rxt = self.snd.una;
