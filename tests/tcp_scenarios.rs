@@ -3232,13 +3232,7 @@ fn path_mtu_drop_does_not_reset_cwnd() {
     assert_eq!(h.send(&[5u8; 100_000]), 100_000);
     let mut acked = 1u32;
     for _ in 0..3 {
-        let flight: u32 = h
-            .run_for(ms(1))
-            .iter()
-            .map(|(_, s)| s.payload.len() as u32)
-            .sum();
-        acked += flight;
-        h.inject(&format!(". 1:1(0) ack {acked}"));
+        acked = ack_the_flight(&mut h, acked);
     }
     let before = h.tcp.cwnd(h.conn());
     assert!(before > 14600, "slow start grew cwnd: {before}");
@@ -3272,13 +3266,7 @@ fn cwnd_restarts_from_the_initial_window_after_idle() {
     assert_eq!(h.send(&[5u8; 60_000]), 60_000);
     let mut acked = 1u32;
     while acked < 60_001 {
-        let flight: u32 = h
-            .run_for(ms(1))
-            .iter()
-            .map(|(_, s)| s.payload.len() as u32)
-            .sum();
-        acked += flight;
-        h.inject(&format!(". 1:1(0) ack {acked}"));
+        acked = ack_the_flight(&mut h, acked);
     }
     assert!(h.tcp.cwnd(h.conn()) > 14600, "cwnd grew");
     // One second idle (the RTO is about 200 ms), then a large write.
@@ -3320,4 +3308,17 @@ fn no_fast_recovery_right_after_an_rto() {
         0,
         "no fast recovery below the RTO's recovery point"
     );
+}
+
+/// Let out what we send within 1 ms and acknowledge all of it at once; `acked` is the
+/// relative ACK so far, the new one is returned.
+fn ack_the_flight(h: &mut H, acked: u32) -> u32 {
+    let flight: u32 = h
+        .run_for(ms(1))
+        .iter()
+        .map(|(_, s)| s.payload.len() as u32)
+        .sum();
+    let acked = acked + flight;
+    h.inject(&format!(". 1:1(0) ack {acked}"));
+    acked
 }
