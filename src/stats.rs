@@ -481,6 +481,7 @@ fn merge_tcp(a: &mut crate::tcp::TcpStats, b: &crate::tcp::TcpStats) {
         syn_cookies_sent,
         syn_cookies_validated,
         syn_cookies_failed,
+        syn_queue_pruned,
         super_segments_out,
     } = b;
     a.super_segments_out += super_segments_out;
@@ -508,6 +509,7 @@ fn merge_tcp(a: &mut crate::tcp::TcpStats, b: &crate::tcp::TcpStats) {
     a.syn_cookies_sent += syn_cookies_sent;
     a.syn_cookies_validated += syn_cookies_validated;
     a.syn_cookies_failed += syn_cookies_failed;
+    a.syn_queue_pruned += syn_queue_pruned;
 }
 
 fn merge_udp(a: &mut crate::udp::UdpStats, b: &crate::udp::UdpStats) {

@@ -53,7 +53,7 @@
 //! | RFC 1337 TIME-WAIT assassination | `rst_does_not_end_time_wait` |
 //! | RFC 7323 window scaling | `no_window_scaling_without_peer_option`, `window_scale_negotiation_is_consistent` |
 //! | §3.7.1 MSS option, default 536 | `tiny_peer_mss_is_survivable` |
-//! | RFC 6298 RTO: min, backoff, samples, Karn, give-up | `rto_after_rtt_samples_follows_rfc6298`, `karn_no_rtt_sample_from_retransmission`, `max_retransmits_times_out`, `rto_backoff_is_capped_at_rto_max` |
+//! | RFC 6298 RTO (SRTT + max(4·RTTVAR, min) as Linux), backoff, samples, Karn, give-up | `rto_after_rtt_samples_follows_rfc6298`, `karn_no_rtt_sample_from_retransmission`, `max_retransmits_times_out`, `rto_backoff_is_capped_at_rto_max` |
 //! | go-back-N pure ACKs carry SND.MAX | `pure_ack_after_rto_carries_snd_max`, `pure_ack_during_go_back_n_carries_snd_max` |
 //! | RFC 6928 / RFC 5681 / RFC 6582 congestion control: IW, slow start, RTO collapse, fast recovery | `slow_start_then_collapse_on_rto`, `fast_recovery_halves_the_window` |
 //! | RFC 2018 / RFC 6675 SACK | `sack_blocks_report_held_data_most_recent_first`, `no_sack_blocks_unless_permitted`, `sack_recovery_retransmits_only_the_holes` |
@@ -61,6 +61,17 @@
 //! | user calls: bounds and errors | `address_in_use`, `listen_backlog_drops_excess_syns`, `connection_table_limit`, `send_after_shutdown_is_an_error`, `send_buffer_bounds_writes`, `events_are_reported_once` |
 //! | §3.4 sequence numbers wrap at 2^32 | `our_sequence_numbers_wrap` (the peer's wrap in every test: its ISN is 2^32 - 51) |
 //! | nothing panics on hostile input | `random_segments_never_panic` |
+//! | RFC 5961 §5.2 ACK bound (SND.UNA − MAX.SND.WND), §7 rate limit of ACKs for SYN-only / FIN-only out-of-window segments | `ack_below_the_max_window_is_challenged_and_its_data_dropped`, `acks_for_out_of_window_syn_and_fin_are_rate_limited` |
+//! | RFC 7323 §4.3 TS.Recent only after the ACK check | `ts_recent_is_not_moved_by_a_segment_whose_ack_is_refused` |
+//! | send MSS floor of 48 (CVE-2019-11479) | `peer_mss_below_48_is_clamped` |
+//! | RFC 6191 TIME-WAIT reuse by timestamp, ISS above the old space | `time_wait_reuse_by_timestamp_with_an_iss_above_the_old_space` |
+//! | SYN+FIN to a listener dropped | `syn_fin_to_a_listener_is_dropped` |
+//! | SYN queue pruned after a flood (Linux `reqsk_timer_handler`) | `syn_queue_drains_within_seconds_after_a_flood` |
+//! | RFC 6298 §5.7 backoff kept until a valid sample; 3 s RTO after a retransmitted SYN | `rto_backoff_is_kept_until_a_valid_sample`, `rto_is_three_seconds_after_a_retransmitted_syn` |
+//! | window update from any ACK advancing SND.UNA (Linux `tcp_may_update_window`) | `window_update_from_any_ack_that_advances_snd_una` |
+//! | RFC 1191 PMTU drop keeps cwnd | `path_mtu_drop_does_not_reset_cwnd` |
+//! | RFC 5681 §4.1 restart after idle | `cwnd_restarts_from_the_initial_window_after_idle` |
+//! | RFC 6675 §5 RecoveryPoint: no fast recovery right after an RTO | `no_fast_recovery_right_after_an_rto` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -1760,7 +1771,7 @@ fn rto_backoff_is_capped_at_rto_max() {
         .collect();
     assert_eq!(
         &gaps[..6],
-        &[200, 400, 800, 1000, 1000, 1000],
+        &[210, 420, 840, 1000, 1000, 1000],
         "gaps {gaps:?}"
     );
 }
@@ -2129,4 +2140,341 @@ fn rst_does_not_end_time_wait() {
     assert_eq!(h.state(), State::TimeWait);
     h.run_for(Duration::from_millis(200));
     assert_eq!(h.state(), State::Closed, "2·MSL (MSL 1 s) later");
+}
+
+// ---------------------------------------------------------------------------------------
+// Hardening against blind attacks and broken peers
+// ---------------------------------------------------------------------------------------
+
+/// RFC 5961 §5.2: an ACK below SND.UNA − MAX.SND.WND is unacceptable: the segment, its
+/// data too, is dropped and answered with a challenge ACK. An old ACK within the bound is
+/// only ignored and the data is taken.
+#[test]
+fn ack_below_the_max_window_is_challenged_and_its_data_dropped() {
+    let mut h = H::new(config());
+    h.passive_open();
+    // SND.UNA is 1, MAX.SND.WND 65535: 70,000 below is out.
+    h.inject(&format!("P. 1:101(100) ack {}", 1u32.wrapping_sub(70_000)));
+    h.expect_now(". 1:1(0) ack 1");
+    assert!(h.read_all().is_empty(), "the data was dropped");
+    assert_eq!(
+        h.tcp.stats().drops["ACK below SND.UNA - MAX.SND.WND (challenge ACK)"],
+        1
+    );
+    h.inject(&format!("P. 1:101(100) ack {}", 1u32.wrapping_sub(1000)));
+    h.expect(". 1:1(0) ack 101");
+    assert_eq!(h.read_all(), pattern_range(0, 100));
+}
+
+/// RFC 7323 §4.3 with RFC 5961: TS.Recent moves only with a segment that passed the RST,
+/// SYN and ACK checks. A segment at RCV.NXT with a far-future TSval whose ACK is refused
+/// must not poison it, or PAWS would then drop every genuine segment.
+#[test]
+fn ts_recent_is_not_moved_by_a_segment_whose_ack_is_refused() {
+    let mut h = H::new(real_config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460,TS val 1000 ecr 0>", ms(1));
+    // An ACK of data we never sent: answered and dropped.
+    h.inject("P. 1:11(10) ack 5000 <TS val 2000000000 ecr 0>");
+    h.expect_now(". 1:1(0) ack 1");
+    // The genuine peer, with its own clock: accepted, and its TSval echoed.
+    h.inject("P. 1:11(10) ack 1 <TS val 1010 ecr *>");
+    h.expect(". 1:1(0) ack 11 <TS val * ecr 1010>");
+    assert_eq!(h.tcp.stats().paws_rejected, 0);
+    assert_eq!(h.read_all(), pattern_range(0, 10));
+}
+
+/// CVE-2019-11479: an MSS option of 1 does not make us send 1-byte segments; the send MSS
+/// is at least 48 bytes (Linux `tcp_min_snd_mss`).
+#[test]
+fn peer_mss_below_48_is_clamped() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1>", ms(1));
+    assert_eq!(h.tcp.send_mss(h.conn()), 48);
+    assert_eq!(h.send(&[7u8; 200]), 200);
+    h.expect_now("P. 1:49(48) ack 1");
+    h.expect_now(". 49:97(48) ack 1");
+}
+
+/// RFC 6191 §2: in TIME-WAIT, with timestamps on both sides, a SYN whose TSval is newer
+/// than TS.Recent starts a new incarnation even though its sequence number is below
+/// RCV.NXT, and the new ISS is above the old incarnation's SND.NXT (by 65537, as Linux);
+/// a SYN with an older TSval is an old duplicate, even with a higher sequence number.
+#[test]
+fn time_wait_reuse_by_timestamp_with_an_iss_above_the_old_space() {
+    let mut h = H::new(real_config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460,TS val 1000 ecr 0>", ms(1));
+    let l = h.listener.unwrap();
+    h.inject("P. 1:11(10) ack 1 <TS val 1100 ecr *>");
+    h.expect(". 1:1(0) ack 11");
+    h.tcp.shutdown(h.conn(), h.now);
+    h.expect_now("F. 1:1(0) ack 11");
+    h.inject("F. 11:11(0) ack 2 <TS val 1200 ecr *>");
+    h.expect(". 2:2(0) ack 12");
+    assert_eq!(h.state(), State::TimeWait);
+    let old = h.conn();
+    h.now += ms(100);
+    // Higher sequence number, older TSval: an old duplicate, answered by TIME-WAIT.
+    h.inject("S 100000:100000(0) win 65535 <mss 1460,TS val 900 ecr 0>");
+    h.expect_now(". 2:2(0) ack 12");
+    assert_eq!(h.state(), State::TimeWait);
+    // Lower sequence number, newer TSval: a new incarnation. Our SND.NXT was 2.
+    h.inject("S 5:5(0) win 65535 <mss 1460,TS val 1300 ecr 0>");
+    h.expect_now("S. 65539:65539(0) ack 6 <TS val * ecr 1300>");
+    h.iss = Some(h.iss.unwrap() + 65539);
+    h.irs += 5;
+    h.inject(". 1:1(0) ack 1 <TS val 1301 ecr *>");
+    let new = h.tcp.accept(l).expect("the new incarnation is accepted");
+    assert_ne!(new, old);
+    h.conn = Some(new);
+    assert_eq!(h.state(), State::Established);
+}
+
+/// A SYN that also carries FIN, sent to a listener, is dropped and counted, as Linux does
+/// (RFC 9293 leaves the case open); a plain SYN afterwards is answered.
+#[test]
+fn syn_fin_to_a_listener_is_dropped() {
+    let mut h = H::new(config());
+    h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
+    h.inject("SF 0:0(0) win 65535 <mss 1460>");
+    h.expect_silence(ms(100));
+    assert_eq!(h.tcp.connection_count(), 0);
+    assert_eq!(h.tcp.stats().drops["SYN+FIN to a listener"], 1);
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect_now("S. 0:0(0) ack 1");
+}
+
+/// RFC 5961 §7: the ACKs that answer out-of-window segments without data — SYN-only and
+/// FIN-only ones too — are rate-limited.
+#[test]
+fn acks_for_out_of_window_syn_and_fin_are_rate_limited() {
+    let mut h = H::new(config());
+    h.passive_open();
+    h.inject("F. 100000:100000(0) ack 1");
+    h.expect_now(". 1:1(0) ack 1");
+    h.inject("F. 100000:100000(0) ack 1");
+    h.expect_nothing_now();
+    h.inject("S 100000:100000(0) win 65535");
+    h.expect_nothing_now();
+    assert_eq!(h.tcp.stats().acks_rate_limited, 2);
+    h.now += ms(600);
+    h.inject("S 100000:100000(0) win 65535");
+    h.expect_now(". 1:1(0) ack 1");
+    // Out-of-window data is still answered every time.
+    h.inject("P. 100000:100010(10) ack 1");
+    h.expect_now(". 1:1(0) ack 1");
+    assert_eq!(h.state(), State::Established);
+}
+
+/// After a SYN flood that filled the SYN queue (backlog 16) with handshakes that never
+/// complete, the queue is pruned as Linux does (over half full of entries whose SYN-ACK
+/// already timed out: at most two SYN-ACK retransmissions each, until half the queue is
+/// free), so within seconds of the flood's end a new client gets a real SYN-ACK — window
+/// scaling and SACK — instead of a SYN cookie without them.
+#[test]
+fn syn_queue_drains_within_seconds_after_a_flood() {
+    let mut h = H::new(real_config());
+    h.listener = Some(h.tcp.listen(h.us, 16).expect("listen"));
+    let real = h.them;
+    for i in 0..200u32 {
+        h.them = SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, i as u8), 1024 + i as u16);
+        let seg = h.build("S 0:0(0) win 65535 <mss 1460,sackOK,wscale 7>");
+        h.inject_seg(&seg);
+        while h.tcp.poll_transmit(h.now).is_some() {}
+    }
+    assert_eq!(h.tcp.connection_count(), 16);
+    assert!(h.tcp.stats().syn_cookies_sent > 0);
+    // The flood stops. 8 s later (SYN-ACKs at 0, 1 and 3 s; expiry at 7 s) the old
+    // entries are pruned down to half the queue, which stays free for new clients; with
+    // the full six retries the queue would stay full for 127 s.
+    for _ in 0..80 {
+        h.now += ms(100);
+        h.tcp.handle_timeout(h.now);
+        while h.tcp.poll_transmit(h.now).is_some() {}
+    }
+    assert_eq!(h.tcp.connection_count(), 8);
+    assert_eq!(h.tcp.stats().syn_queue_pruned, 8);
+    h.them = real;
+    h.inject("S 0:0(0) win 65535 <mss 1460,sackOK,wscale 7>");
+    h.expect_now("S. 0:0(0) ack 1 <mss 1460,sackOK,wscale 3>");
+}
+
+// ---------------------------------------------------------------------------------------
+// RTT, RTO and the send window
+// ---------------------------------------------------------------------------------------
+
+/// RFC 6298 §5.7 (and Linux): the backed-off RTO is kept until a valid RTT sample. The
+/// ACK of a retransmitted segment gives none (Karn), so the next new segment still waits
+/// the doubled RTO; the ACK of a segment sent once gives one and ends the backoff.
+#[test]
+fn rto_backoff_is_kept_until_a_valid_sample() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(b"0123456789"), 10);
+    h.expect_now("P. 11:21(10) ack 1");
+    let t0 = h.now;
+    h.expect("P. 11:21(10) ack 1");
+    assert_eq!(h.now - t0, ms(210), "first RTO: SRTT 10 + 200 ms");
+    h.now += ms(10);
+    h.inject(". 1:1(0) ack 21");
+    assert_eq!(h.send(b"abcdefghij"), 10);
+    h.expect_now("P. 21:31(10) ack 1");
+    let t1 = h.now;
+    let rxt = h.next_within(Duration::from_secs(1)).expect("RTO");
+    h.check(&rxt, "P. 21:31(10) ack 1");
+    assert_eq!(h.now - t1, ms(420), "still backed off: no valid sample yet");
+    // Now a segment sent once is acknowledged: a valid sample, the backoff ends.
+    h.now += ms(10);
+    h.inject(". 1:1(0) ack 31");
+    h.exchange(10, ms(10), 30);
+    assert_eq!(h.send(b"klmnopqrst"), 10);
+    h.expect_now("P. 41:51(10) ack 1");
+    let t2 = h.now;
+    h.expect("P. 41:51(10) ack 1");
+    assert_eq!(h.now - t2, ms(210));
+}
+
+/// RFC 6298 §5.7: after a retransmitted SYN (no RTT sample, by Karn's rule) data
+/// transmission starts with an RTO of 3 s.
+#[test]
+fn rto_is_three_seconds_after_a_retransmitted_syn() {
+    let mut h = H::new(config());
+    h.us = SocketAddrV4::new(US, 50000);
+    h.them = SocketAddrV4::new(THEM, 80);
+    h.conn = Some(h.tcp.connect(h.us, h.them, h.now).expect("connect"));
+    h.expect_now("S 0:0(0)");
+    // The SYN is lost; it is sent again after the 1 s initial RTO.
+    h.expect_silence(ms(999));
+    h.expect("S 0:0(0)");
+    h.now += ms(50);
+    h.inject("S. 0:0(0) ack 1 win 65535 <mss 1460>");
+    h.expect(". 1:1(0) ack 1");
+    assert_eq!(h.send(b"0123456789"), 10);
+    h.expect_now("P. 1:11(10) ack 1");
+    h.expect_silence(ms(2999));
+    h.expect("P. 1:11(10) ack 1");
+}
+
+/// Linux's `tcp_may_update_window`: any ACK that advances SND.UNA updates the send
+/// window. Here the peer's pure ACK carried a sequence number ahead of its data (its
+/// SND.MAX after a go-back-N), so SND.WL1 is ahead of the data segment that then
+/// acknowledges ours and opens the window; by the RFC's SND.WL1 test alone the window
+/// would stay at 2920 bytes.
+#[test]
+fn window_update_from_any_ack_that_advances_snd_una() {
+    let mut h = H::new(config());
+    h.peer_win = 2920;
+    h.passive_open_with("S 0:0(0) win 2920 <mss 1460>", ms(1));
+    assert_eq!(h.send(&[5u8; 20_000]), 20_000);
+    h.expect_now(". 1:1461(1460) ack 1");
+    h.expect_now(". 1461:2921(1460) ack 1");
+    h.expect_nothing_now();
+    // A pure ACK from the peer with its SND.MAX (1001): acceptable, moves SND.WL1. (Its
+    // window differs, so it is no duplicate ACK, RFC 5681 §2.)
+    h.inject(". 1001:1001(0) ack 1 win 2900");
+    // The peer resends its data from 1, acknowledging all of ours and opening to 8760.
+    h.inject("P. 1:1001(1000) ack 2921 win 8760");
+    let sent: usize = h.run_for(ms(5)).iter().map(|(_, s)| s.payload.len()).sum();
+    assert_eq!(sent, 8760, "the new window is used");
+}
+
+/// RFC 1191: a lower path MTU is no congestion signal; the congestion window keeps what
+/// it learned (the same number of now smaller segments, as Linux) instead of going back
+/// to the initial window.
+#[test]
+fn path_mtu_drop_does_not_reset_cwnd() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(1));
+    assert_eq!(h.send(&[5u8; 100_000]), 100_000);
+    let mut acked = 1u32;
+    for _ in 0..3 {
+        acked = ack_the_flight(&mut h, acked);
+    }
+    let before = h.tcp.cwnd(h.conn());
+    assert!(before > 14600, "slow start grew cwnd: {before}");
+    h.run_for(ms(1));
+    // "Fragmentation needed" quoting our segment at SND.UNA, next-hop MTU 1000.
+    let mut quoted = vec![0u8; 28];
+    quoted[0] = 0x45;
+    quoted[9] = 6;
+    quoted[12..16].copy_from_slice(&US.octets());
+    quoted[16..20].copy_from_slice(&THEM.octets());
+    quoted[20..22].copy_from_slice(&h.us.port().to_be_bytes());
+    quoted[22..24].copy_from_slice(&h.them.port().to_be_bytes());
+    let una = h.iss.unwrap() + acked;
+    quoted[24..28].copy_from_slice(&una.0.to_be_bytes());
+    h.tcp.on_icmp_error(
+        THEM,
+        &quoted,
+        tunstack::ip::icmp::ErrorKind::FragmentationNeeded { next_hop_mtu: 1000 },
+        h.now,
+    );
+    assert_eq!(h.tcp.send_mss(h.conn()), 960);
+    assert_eq!(h.tcp.cwnd(h.conn()), before / 1460 * 960);
+}
+
+/// RFC 5681 §4.1: after more than an RTO without sending, new data starts again from the
+/// initial window (10 segments), not from the window the connection had grown to.
+#[test]
+fn cwnd_restarts_from_the_initial_window_after_idle() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460>", ms(1));
+    assert_eq!(h.send(&[5u8; 60_000]), 60_000);
+    let mut acked = 1u32;
+    while acked < 60_001 {
+        acked = ack_the_flight(&mut h, acked);
+    }
+    assert!(h.tcp.cwnd(h.conn()) > 14600, "cwnd grew");
+    // One second idle (the RTO is about 200 ms), then a large write.
+    h.expect_silence(Duration::from_secs(1));
+    assert_eq!(h.send(&[6u8; 60_000]), 60_000);
+    let first: usize = h.run_for(ms(1)).iter().map(|(_, s)| s.payload.len()).sum();
+    assert_eq!(
+        first, 14600,
+        "the first flight after idle is the initial window"
+    );
+}
+
+/// RFC 6675 §5 / RFC 6582 §3.2 (RecoveryPoint): after a retransmission timeout, duplicate
+/// ACKs whose SACK blocks show the flight the timeout already dealt with as lost do not
+/// start a fast recovery (a second window reduction) before SND.UNA passes the point the
+/// timeout recorded.
+#[test]
+fn no_fast_recovery_right_after_an_rto() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460,sackOK>", ms(1));
+    assert_eq!(h.send(&[5u8; 14600]), 14600);
+    let flight: usize = h.run_for(ms(1)).iter().map(|(_, s)| s.payload.len()).sum();
+    assert_eq!(flight, 14600);
+    // Nothing comes back: the RTO resends the first segment.
+    h.expect("P. 1:1461(1460) ack 1");
+    h.expect_nothing_now();
+    assert_eq!(h.tcp.stats().rto_expirations, 1);
+    // Now ACKs of the first segment arrive, SACKing most of the rest: 1461..4381 missing.
+    let irs = h.irs;
+    let iss = h.iss.unwrap();
+    for _ in 0..4 {
+        let mut ack = h.build(". 1:1(0) ack 1461");
+        ack.options.sack_blocks = vec![(iss + 4381, iss + 14601)];
+        assert_eq!(ack.seq, irs + 1);
+        h.inject_seg(&ack);
+    }
+    assert_eq!(
+        h.tcp.stats().fast_retransmits,
+        0,
+        "no fast recovery below the RTO's recovery point"
+    );
+}
+
+/// Let out what we send within 1 ms and acknowledge all of it at once; `acked` is the
+/// relative ACK so far, the new one is returned.
+fn ack_the_flight(h: &mut H, acked: u32) -> u32 {
+    let flight: u32 = h
+        .run_for(ms(1))
+        .iter()
+        .map(|(_, s)| s.payload.len() as u32)
+        .sum();
+    let acked = acked + flight;
+    h.inject(&format!(". 1:1(0) ack {acked}"));
+    acked
 }

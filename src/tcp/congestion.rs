@@ -190,6 +190,39 @@ impl NewReno {
         self.cwnd = Self::initial_window(self.mss);
     }
 
+    /// The path MTU shrank mid-connection (RFC 1191): the MSS becomes `mss`. A smaller
+    /// MTU is no sign of congestion, so the window keeps what it learned — as Linux,
+    /// whose window counts segments, the same number of (smaller) segments — instead of
+    /// starting over from the initial window.
+    pub fn on_pmtu_change(&mut self, mss: u16) {
+        let old = u64::from(self.mss);
+        let new = u64::from(mss.max(1));
+        let scale = |v: u32| (u64::from(v) * new / old.max(1)).min(u64::from(u32::MAX / 2)) as u32;
+        self.cwnd = scale(self.cwnd).max(new as u32);
+        if self.ssthresh != u32::MAX {
+            self.ssthresh = scale(self.ssthresh).max(2 * new as u32);
+        }
+        self.mss = new as u32;
+    }
+
+    /// RFC 5681 §4.1: the connection was idle for more than an RTO; cwnd goes back to at
+    /// most the initial (restart) window. As Linux, ssthresh keeps three quarters of the
+    /// old window, so slow start quickly regains what the path took before.
+    pub fn restart_after_idle(&mut self) {
+        let rw = Self::initial_window(self.mss);
+        if self.cwnd <= rw {
+            return;
+        }
+        if self.ssthresh != u32::MAX {
+            self.ssthresh = self.ssthresh.max(self.cwnd / 4 * 3);
+        }
+        self.cwnd = rw;
+        self.bytes_acked = 0;
+        if let Some(c) = self.cubic.as_mut() {
+            c.epoch = None;
+        }
+    }
+
     /// The congestion window in bytes.
     pub fn cwnd(&self) -> u32 {
         self.cwnd
@@ -264,7 +297,6 @@ impl NewReno {
         snd_max: SeqNum,
         flight: u32,
         dupthresh: u32,
-        sack_lost: bool,
     ) -> AckAction {
         self.dup_acks = self.dup_acks.saturating_add(1);
         if self.in_recovery {
@@ -273,10 +305,13 @@ impl NewReno {
             return AckAction::None;
         }
         if self.dup_acks >= dupthresh.clamp(1, 3) {
-            // RFC 6582 §3.2 step 2: only enter recovery if the ACK covers more than
-            // `recover`, so that a loss after a timeout does not start a second reduction.
+            // RFC 6582 §3.2 step 2, RFC 6675 §5 (RecoveryPoint): only enter recovery if
+            // the ACK covers more than `recover` — here one past the highest sequence
+            // number sent, so SND.UNA ≥ `recover` — so that losses of the flight a
+            // timeout already dealt with do not start a second reduction right after it,
+            // however many bytes SACKs show missing.
             // (`recover` starts at the ISS, so a lost first data segment still counts.)
-            if snd_una.gt(self.recover) || sack_lost {
+            if snd_una.ge(self.recover) {
                 self.ssthresh = self.reduce(flight);
                 self.cwnd = self.ssthresh.saturating_add(3 * self.mss);
                 self.recover = snd_max;
@@ -364,12 +399,9 @@ mod tests {
         let mut cc = NewReno::new(1000, SeqNum(0));
         let una = SeqNum(1001);
         let max = SeqNum(10_001);
-        assert_eq!(cc.on_dup_ack(una, max, 9000, 3, false), AckAction::None);
-        assert_eq!(cc.on_dup_ack(una, max, 9000, 3, false), AckAction::None);
-        assert_eq!(
-            cc.on_dup_ack(una, max, 9000, 3, false),
-            AckAction::Retransmit
-        );
+        assert_eq!(cc.on_dup_ack(una, max, 9000, 3), AckAction::None);
+        assert_eq!(cc.on_dup_ack(una, max, 9000, 3), AckAction::None);
+        assert_eq!(cc.on_dup_ack(una, max, 9000, 3), AckAction::Retransmit);
         assert!(cc.in_recovery());
         assert_eq!(cc.ssthresh(), 4500);
         assert_eq!(cc.cwnd(), 7500);

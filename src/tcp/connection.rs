@@ -41,8 +41,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
+use super::config::{Config, KeepaliveConfig};
 use super::congestion::{AckAction, NewReno};
-use super::endpoint::{Config, IcmpAction, KeepaliveConfig, TcpError, TcpStats};
+use super::error::TcpError;
 use super::events::TcpEventKind;
 use super::recv_buf::RecvBuffer;
 use super::rto::RttEstimator;
@@ -50,13 +51,54 @@ use super::segment::{Flags, Segment, TcpOptions};
 use super::send_buf::SendBuffer;
 use super::seq::SeqNum;
 use super::state::State;
+use super::stats::TcpStats;
 use crate::ip::icmp::ErrorKind as IcmpErrorKind;
 use crate::time::Instant;
+
+/// What [`Tcp::on_icmp_error`](super::Tcp::on_icmp_error) did with an ICMP error message.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub enum IcmpAction {
+    /// The quote is not a TCP segment we could have sent (too short, not TCP).
+    Malformed,
+    /// No connection matches the quoted addresses and ports.
+    NoConnection,
+    /// The quoted sequence number is outside SND.UNA..SND.MAX (RFC 5927 §4.1): ignored.
+    OutOfWindow,
+    /// Valid but nothing to do (source quench, RFC 6633; an MTU that is no news).
+    Ignored,
+    /// Recorded as the connection's soft error.
+    SoftError,
+    /// A hard error in SYN-SENT: the connection failed (connection refused).
+    Aborted,
+    /// Fragmentation needed: the send MSS was lowered to this (RFC 1191).
+    MssLowered(u16),
+}
+
+impl IcmpAction {
+    /// A stable short name, usable as a statistics key.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IcmpAction::Malformed => "icmp-quote-malformed",
+            IcmpAction::NoConnection => "icmp-no-connection",
+            IcmpAction::OutOfWindow => "icmp-out-of-window",
+            IcmpAction::Ignored => "icmp-ignored",
+            IcmpAction::SoftError => "icmp-soft-error",
+            IcmpAction::Aborted => "icmp-aborted",
+            IcmpAction::MssLowered(_) => "icmp-mss-lowered",
+        }
+    }
+}
 
 /// The smallest path MTU an ICMP "fragmentation needed" may make us assume (Linux
 /// `min_pmtu`): RFC 1191 §3 allows 68, but RFC 5927 §7 warns that forged messages could
 /// otherwise shrink segments to a crawl.
 pub const MIN_PMTU: u16 = 552;
+
+/// RFC 6298 §5.7: the RTO when data transmission begins after a retransmitted SYN.
+pub const SYN_RETRANSMITTED_RTO: Duration = Duration::from_secs(3);
+
+/// The smallest send MSS a peer's MSS option may impose (Linux `tcp_min_snd_mss`).
+pub const MIN_SND_MSS: u16 = 48;
 
 /// RFC 9293 §3.7.1: the MSS to assume when the peer sends no MSS option.
 pub const DEFAULT_PEER_MSS: u16 = 536;
@@ -98,11 +140,12 @@ pub const TS_OPTION_LEN: u16 = 12;
 /// clock may have wrapped its sign bit meanwhile at 1 ms per tick).
 pub const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
-/// The timestamp clock of a connection: our millisecond clock plus a per-connection
-/// offset derived from the ISS (RFC 7323 §5.4 / Linux's `tsoffset`: TSvals of different
-/// connections are not comparable, so they do not reveal the host's uptime).
-pub fn ts_clock(now: Instant, iss: SeqNum) -> u32 {
-    let offset = iss.0.rotate_left(11) ^ 0x9e37_79b9;
+/// The timestamp clock of a connection: our millisecond clock plus an offset that is a
+/// keyed hash of the 4-tuple (RFC 7323 §5.4 / §7.1, Linux's `tsoffset`): TSvals of
+/// different connections are not comparable, so they do not reveal the host's uptime,
+/// while successive incarnations of one 4-tuple see one monotonic clock, which is what
+/// lets a SYN reopen a TIME-WAIT connection by its timestamp (RFC 6191).
+pub fn ts_clock(now: Instant, offset: u32) -> u32 {
     (now.total_millis() as u32).wrapping_add(offset)
 }
 
@@ -350,6 +393,8 @@ pub(crate) struct Connection {
     probes_unanswered: u32,
     /// When the last acceptable ACK arrived (the peer is alive).
     last_ack_rx: Instant,
+    /// When new data was last sent (restart after idle, RFC 5681 §4.1).
+    last_data_sent: Instant,
     /// When we last answered an unacceptable data-less segment (rate limit).
     last_oow_ack: Option<Instant>,
     /// TIME-WAIT (2·MSL) or orphaned FIN-WAIT-2 timer.
@@ -362,6 +407,8 @@ pub(crate) struct Connection {
     max_retransmits: u32,
     syn_retries: u32,
 
+    /// Added to our millisecond clock to make TSvals ([`ts_clock`]); set by the endpoint.
+    pub ts_offset: u32,
     /// Timestamps are offered (config) and in effect (both SYNs carried TSopt).
     ts_offer: bool,
     ts_ok: bool,
@@ -478,6 +525,7 @@ impl Connection {
             persist_backoff: 0,
             probes_unanswered: 0,
             last_ack_rx: Instant::ZERO,
+            last_data_sent: Instant::ZERO,
             last_oow_ack: None,
             close_deadline: None,
             msl: config.msl,
@@ -486,6 +534,7 @@ impl Connection {
             rto_max: config.rto_max,
             max_retransmits: config.max_retransmits,
             syn_retries: config.syn_retries,
+            ts_offset: 0,
             ts_offer: config.timestamps,
             ts_ok: false,
             ts_recent: 0,
@@ -633,7 +682,11 @@ impl Connection {
 
     fn set_peer_mss(&mut self, mss: Option<u16>) {
         // RFC 9293 §3.7.1: without the option assume 536; never exceed our own.
-        let peer = mss.unwrap_or(DEFAULT_PEER_MSS).max(1);
+        // A tiny MSS option (down to 1) would make us cut the stream into 1-byte
+        // segments, 40 bytes of headers each: a cheap way to make a server burn CPU and
+        // memory (CVE-2019-11479). Like Linux's `tcp_min_snd_mss` the MSS is clamped to at
+        // least MIN_SND_MSS before the option bytes come off.
+        let peer = mss.unwrap_or(DEFAULT_PEER_MSS).max(MIN_SND_MSS);
         self.send_mss = self.local_mss.min(peer);
         if self.ts_ok {
             // RFC 6691: the MSS counts data only; the 12 option bytes on every segment
@@ -716,8 +769,53 @@ impl Connection {
     }
 
     /// RCV.NXT.
+    #[cfg(test)]
     pub fn rcv_nxt(&self) -> SeqNum {
         self.rcv.nxt
+    }
+
+    /// SYN (or SYN-ACK) retransmission timeouts so far in this handshake.
+    pub fn syn_timeouts(&self) -> u32 {
+        self.retries
+    }
+
+    /// Set the number of SYN-ACK retransmissions this half-open connection may make.
+    pub fn set_syn_retries(&mut self, limit: u32) {
+        self.syn_retries = limit;
+    }
+
+    /// RFC 6191 §2: may the SYN `seg`, arriving for this connection in TIME-WAIT, start a
+    /// new incarnation? It may when its sequence number is above RCV.NXT, or, with
+    /// timestamps in use on both, when its TSval is newer than TS.Recent (then the old
+    /// duplicates of this incarnation are told apart by PAWS, whatever their sequence
+    /// numbers). A SYN whose TSval is older is an old duplicate itself. The answer is the
+    /// lowest ISS the new incarnation may use: above everything this one sent, so that
+    /// its old segments cannot be taken for new ones on the peer's side (Linux uses
+    /// `tw_snd_nxt + 65537`, one maximal unscaled window beyond).
+    pub fn time_wait_reuse(&self, seg: &Segment) -> Option<SeqNum> {
+        let f = seg.flags;
+        if self.state != State::TimeWait || !f.syn || f.ack || f.rst {
+            return None;
+        }
+        let newer_ts = match (self.ts_ok, seg.options.timestamps) {
+            (true, Some((val, _))) => {
+                let newer = (val.wrapping_sub(self.ts_recent) as i32) > 0;
+                if !newer {
+                    // PAWS (RFC 7323 §5.3): an old duplicate SYN.
+                    return None;
+                }
+                true
+            }
+            _ => false,
+        };
+        if !(seg.seq.gt(self.rcv.nxt) || newer_ts) {
+            return None;
+        }
+        let mut iss = self.snd.max + 65537;
+        if iss == SeqNum(0) {
+            iss = SeqNum(1);
+        }
+        Some(iss)
     }
 
     /// Turn Nagle's algorithm off (`true`) or on (RFC 1122 §4.2.3.4).
@@ -1211,8 +1309,11 @@ impl Connection {
             }
             // "If an incoming segment is not acceptable, an acknowledgment should be sent
             // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. Data segments are always
-            // answered (the peer needs the ACK); bare control segments at a limited rate.
-            if seg_len == 0 {
+            // answered (the peer needs the ACK); segments without data — bare ACKs, and
+            // SYN-only or FIN-only ones too — at a limited rate (RFC 5961 §7), so two
+            // stacks that disagree about the window cannot ping-pong ACKs and a blind
+            // attacker cannot make us send one ACK per forged segment.
+            if data.is_empty() {
                 self.ack_rate_limited(now, stats);
             } else {
                 self.ack_now();
@@ -1255,15 +1356,6 @@ impl Connection {
             let over = end.diff(right) as usize;
             data = data.get(..data.len().saturating_sub(over)).unwrap_or(&[]);
             fin = false;
-        }
-
-        // RFC 7323 §4.3 (2): remember the TSval of an acceptable segment that starts at or
-        // before the ACK we last sent (so a delayed ACK echoes the earliest timestamp).
-        if let (true, Some(val)) = (self.ts_ok, tsval) {
-            if seg.seq.le(self.last_ack_sent) && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
-                self.ts_recent = val;
-                self.ts_recent_at = now;
-            }
         }
 
         // Second: the RST bit (RFC 5961 §3.2: only an exact match resets, any other
@@ -1335,6 +1427,27 @@ impl Connection {
             self.drop_segment(stats, "ACK of data not yet sent");
             return;
         }
+        // RFC 5961 §5.2: an ACK older than SND.UNA − MAX.SND.WND cannot be from the peer's
+        // current view of the connection (a blind injection guessing the ACK field):
+        // challenge ACK, and the whole segment, data included, is dropped (as Linux's
+        // `tcp_ack` with SKB_DROP_REASON_TCP_TOO_OLD_ACK).
+        if seg.ack.lt(self.snd.una - self.snd.max_wnd) {
+            self.ack_rate_limited(now, stats);
+            self.drop_segment(stats, "ACK below SND.UNA - MAX.SND.WND (challenge ACK)");
+            return;
+        }
+        // RFC 7323 §4.3 (2): remember the TSval of an acceptable segment that starts at or
+        // before the ACK we last sent (so a delayed ACK echoes the earliest timestamp).
+        // Only now that the RST, SYN and ACK checks passed, as Linux's
+        // `tcp_replace_ts_recent` after `tcp_ack`: a segment at RCV.NXT whose ACK is then
+        // refused must not move TS.Recent, or a forged future TSval would make PAWS
+        // reject every genuine segment afterwards.
+        if let (true, Some(val)) = (self.ts_ok, tsval) {
+            if seg.seq.le(self.last_ack_sent) && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                self.ts_recent = val;
+                self.ts_recent_at = now;
+            }
+        }
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
         self.probes_unanswered = 0;
         self.last_ack_rx = now;
@@ -1348,7 +1461,8 @@ impl Connection {
             return;
         }
         let old_wnd = self.snd.wnd;
-        if seg.ack.gt(self.snd.una) {
+        let acked_new = seg.ack.gt(self.snd.una);
+        if acked_new {
             self.on_new_ack(seg.ack, now, stats);
             if self.sack_ok {
                 self.merge_sack(&seg.options.sack_blocks);
@@ -1384,9 +1498,9 @@ impl Connection {
             if sack_lost {
                 dupthresh = 1;
             }
-            let action =
-                self.cc
-                    .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh, sack_lost);
+            let action = self
+                .cc
+                .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh);
             if action != AckAction::Retransmit {
                 let (seq, count) = (self.snd.una, self.cc.dup_acks());
                 self.note(|| TcpEventKind::DuplicateAck {
@@ -1419,9 +1533,16 @@ impl Connection {
         if self.sack_ok && self.cc.in_recovery() {
             self.detect_lost_retransmissions();
         }
-        // Window update (§3.10.7.4): only from a segment newer than the last update.
+        // Window update (§3.10.7.4): from a segment newer than the last update — and, as
+        // Linux's `tcp_may_update_window`, from any ACK that advances SND.UNA. With data
+        // flowing both ways the peer's pure ACKs carry its SND.MAX (after a go-back-N
+        // that is ahead of the data it resends), pushing SND.WL1 beyond the sequence
+        // numbers of its later segments; by the RFC's test alone those could then never
+        // move the right edge, and the connection would crawl on a stale window.
         if seg.ack.ge(self.snd.una)
-            && (self.snd.wl1.lt(seg.seq) || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack)))
+            && (acked_new
+                || self.snd.wl1.lt(seg.seq)
+                || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack)))
         {
             let wnd = self.seg_window(seg);
             if wnd > self.snd.wnd {
@@ -1455,6 +1576,11 @@ impl Connection {
         if !self.syn_acked && acked > 0 {
             self.syn_acked = true;
             acked -= 1;
+            if self.retries > 0 {
+                // RFC 6298 §5.7: our SYN (or SYN-ACK) was retransmitted, so there is no
+                // RTT sample (Karn); data transmission starts with a 3 s RTO.
+                self.rtt.syn_retransmitted_fallback(SYN_RETRANSMITTED_RTO);
+            }
         }
         // Congestion control counts data (and FIN) bytes, not the SYN.
         let total = acked;
@@ -1487,7 +1613,9 @@ impl Connection {
                 self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
             }
         }
-        self.rtt.reset_backoff();
+        // The backed-off RTO stays until a valid sample (RFC 6298 §5.7, Linux resets
+        // `icsk_backoff` only in `tcp_ack_update_rtt`): an ACK of a retransmission says
+        // nothing about the path's current RTT.
         self.retries = 0;
         // RFC 6298 (5.2), (5.3).
         self.rtx_deadline = if self.snd.una == self.snd.max {
@@ -1654,7 +1782,7 @@ impl Connection {
                     self.send_mss
                 );
                 self.send_mss = mss;
-                self.cc.set_mss(mss);
+                self.cc.on_pmtu_change(mss);
                 if self.state.is_synchronized() && self.snd.nxt != self.snd.una {
                     // RFC 1191 §6.5: the segment was dropped; send it again now, cut to
                     // the new size (go-back-N from SND.UNA).
@@ -2116,7 +2244,7 @@ impl Connection {
         if self.ts_ok {
             // RFC 7323 §3.2: once negotiated, TSopt goes on every segment but RSTs;
             // TSecr echoes TS.Recent.
-            options.timestamps = Some((ts_clock(self.clock, self.snd.iss), self.ts_recent));
+            options.timestamps = Some((ts_clock(self.clock, self.ts_offset), self.ts_recent));
         }
         if flags.ack {
             self.last_ack_sent = self.rcv.nxt;
@@ -2250,6 +2378,9 @@ impl Connection {
             } else if self.rtt_sample.is_none() {
                 self.rtt_sample = Some((end, now));
             }
+            if new_data {
+                self.last_data_sent = now;
+            }
             if end.gt(self.snd.max) {
                 self.snd.max = end;
             }
@@ -2311,7 +2442,7 @@ impl Connection {
         // RFC 7323 §3.2: offer TSopt on the SYN (TSecr 0); the SYN-ACK carries it only if
         // the SYN did (base_segment adds it then).
         if self.state == State::SynSent && self.ts_offer {
-            seg.options.timestamps = Some((ts_clock(now, self.snd.iss), 0));
+            seg.options.timestamps = Some((ts_clock(now, self.ts_offset), 0));
         }
         // RFC 7323 §2.2: offer window scaling on a SYN; answer it on the SYN-ACK.
         seg.options.window_scale = if self.state == State::SynSent {
@@ -2333,6 +2464,16 @@ impl Connection {
         tso: Option<usize>,
     ) -> Option<Outgoing> {
         let mss = usize::from(self.send_mss);
+
+        // RFC 5681 §4.1: after an idle period longer than the RTO the ACK clock is gone,
+        // and a window learned long ago may not fit the network any more: new data
+        // starts from at most the initial window again (Linux: `tcp_cwnd_restart`).
+        if self.snd.una == self.snd.max
+            && self.data_end().gt(self.snd.nxt)
+            && now.saturating_duration_since(self.last_data_sent) > self.rtt.rto()
+        {
+            self.cc.restart_after_idle();
+        }
 
         // Fast retransmit / partial ACK: one segment at SND.UNA (RFC 5681 §3.2, RFC 6582).
         if self.retransmit_una {

@@ -23,21 +23,24 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+pub use super::config::{Config, KeepaliveConfig};
+pub use super::connection::IcmpAction;
 use super::connection::{ack_window_offer, ts_clock, wscale_offer, Connection, Outgoing, Owner};
+pub use super::error::TcpError;
 use super::events::{TcpEvent, TcpEventKind};
 use super::segment::{Flags, Segment};
 use super::seq::SeqNum;
 use super::state::State;
+pub use super::stats::TcpStats;
 use super::syncookie;
 use crate::time::Instant;
 
@@ -45,95 +48,6 @@ use crate::time::Instant;
 pub const EPHEMERAL_FIRST: u16 = 49152;
 /// Last ephemeral port.
 pub const EPHEMERAL_LAST: u16 = 65535;
-
-/// Tunables of the TCP layer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// Our maximum segment size, announced on SYNs (1460 = 1500-byte MTU minus headers).
-    pub mss: u16,
-    /// Send buffer per connection, bytes.
-    pub send_buffer: usize,
-    /// Receive buffer per connection, bytes. Above 65535 window scaling (RFC 7323) is
-    /// offered; if the peer does not agree the window stays at most 65535.
-    pub recv_buffer: usize,
-    /// Maximum segment lifetime; TIME-WAIT lasts 2·MSL.
-    pub msl: Duration,
-    /// RTO before any RTT sample (RFC 6298 (2.1)).
-    pub rto_initial: Duration,
-    /// Lower bound of the RTO (Linux uses 200 ms).
-    pub rto_min: Duration,
-    /// Upper bound of the RTO.
-    pub rto_max: Duration,
-    /// Consecutive retransmission timeouts before the connection is declared dead.
-    pub max_retransmits: u32,
-    /// SYN (and SYN-ACK) retransmissions before giving up on a handshake.
-    pub syn_retries: u32,
-    /// Most TCBs alive at once (including TIME-WAIT and half-open).
-    pub max_connections: usize,
-    /// Backlog used when `listen` is given 0.
-    pub default_backlog: usize,
-    /// Send tail loss probes (RFC 8985 §7) before the RTO fires. Scripted tests that
-    /// check exact RTO timing turn this off.
-    pub tail_loss_probe: bool,
-    /// Offer and accept the timestamps option (RFC 7323 §3): RTT measurement from every
-    /// ACK (RTTM, §4) and protection against wrapped sequence numbers (PAWS, §5).
-    pub timestamps: bool,
-    /// Longest an ACK for in-order data may be delayed (RFC 1122 §4.2.3.2: "MUST be less
-    /// than 0.5 seconds"; RFC 5681 §4.2). Every second full-sized segment is acknowledged
-    /// at once regardless. Zero turns delayed ACKs off (one ACK per batch of input).
-    pub delayed_ack: Duration,
-    /// Default of the per-connection "no delay" flag: true disables Nagle's algorithm
-    /// (RFC 1122 §4.2.3.4) so small writes go out at once, like `TCP_NODELAY`.
-    pub nodelay: bool,
-    /// Answer SYNs with SYN cookies (RFC 4987 §3.6) once a listener's SYN queue is full,
-    /// instead of evicting the oldest half-open connection.
-    pub syn_cookies: bool,
-    /// The congestion-avoidance rule: NewReno (RFC 5681, the default) or CUBIC (RFC 9438).
-    pub congestion: super::congestion::Algorithm,
-}
-
-/// Keep-alive parameters of one connection (RFC 1122 §4.2.3.6), like Linux's
-/// `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and `TCP_KEEPCNT`.
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
-pub struct KeepaliveConfig {
-    /// Idle time (nothing received) before the first probe. RFC 1122: "MUST default to
-    /// no less than two hours" — that default is the application's choice here.
-    pub idle: Duration,
-    /// Time between unanswered probes.
-    pub interval: Duration,
-    /// Unanswered probes after which the connection is reset and reports `TimedOut`.
-    pub count: u32,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            mss: 1460,
-            send_buffer: 256 * 1024,
-            // Larger than 64 KiB so window scaling is negotiated (shift 3) and a path
-            // with a large bandwidth-delay product is not window-limited (Linux starts
-            // at a comparable 128 KiB - 6 MiB autotuned).
-            recv_buffer: 256 * 1024,
-            msl: Duration::from_secs(30),
-            rto_initial: Duration::from_secs(1),
-            rto_min: Duration::from_millis(200),
-            rto_max: Duration::from_secs(60),
-            max_retransmits: 15,
-            syn_retries: 6,
-            max_connections: 65536,
-            default_backlog: 128,
-            tail_loss_probe: true,
-            timestamps: true,
-            // Linux's minimum delayed-ACK timeout (TCP_DELACK_MIN): short enough that a
-            // request/response exchange that hits Nagle on the other side costs at most
-            // 40 ms, long enough to piggyback the ACK on an application's prompt reply.
-            delayed_ack: Duration::from_millis(40),
-            nodelay: false,
-            syn_cookies: true,
-            congestion: super::congestion::Algorithm::NewReno,
-        }
-    }
-}
 
 /// Handle of a connection: slot index plus generation.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
@@ -153,79 +67,6 @@ impl fmt::Display for ConnId {
 pub struct ListenerId {
     index: u32,
     generation: u32,
-}
-
-/// Errors reported to the application.
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
-pub enum TcpError {
-    /// The peer reset the connection.
-    ConnectionReset,
-    /// The peer answered our SYN with a RST (nobody listening).
-    ConnectionRefused,
-    /// The connection was aborted locally.
-    ConnectionAborted,
-    /// Retransmissions (or the handshake) timed out.
-    TimedOut,
-    /// The local address (and port) is taken.
-    AddrInUse,
-    /// The local address cannot be used (unspecified, or no ephemeral port left).
-    AddrNotAvailable,
-    /// The connection is not (or no longer) connected.
-    NotConnected,
-    /// Nothing to read yet.
-    WouldBlock,
-    /// Send after shutdown.
-    BrokenPipe,
-    /// The connection table is full.
-    TooManyConnections,
-    /// A stale or unknown handle.
-    InvalidHandle,
-}
-
-impl TcpError {
-    /// The matching `std::io::ErrorKind`.
-    pub fn kind(&self) -> io::ErrorKind {
-        match self {
-            TcpError::ConnectionReset => io::ErrorKind::ConnectionReset,
-            TcpError::ConnectionRefused => io::ErrorKind::ConnectionRefused,
-            TcpError::ConnectionAborted => io::ErrorKind::ConnectionAborted,
-            TcpError::TimedOut => io::ErrorKind::TimedOut,
-            TcpError::AddrInUse => io::ErrorKind::AddrInUse,
-            TcpError::AddrNotAvailable => io::ErrorKind::AddrNotAvailable,
-            TcpError::NotConnected => io::ErrorKind::NotConnected,
-            TcpError::WouldBlock => io::ErrorKind::WouldBlock,
-            TcpError::BrokenPipe => io::ErrorKind::BrokenPipe,
-            TcpError::TooManyConnections => io::ErrorKind::OutOfMemory,
-            TcpError::InvalidHandle => io::ErrorKind::InvalidInput,
-        }
-    }
-}
-
-impl fmt::Display for TcpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            TcpError::ConnectionReset => "connection reset by peer",
-            TcpError::ConnectionRefused => "connection refused",
-            TcpError::ConnectionAborted => "connection aborted",
-            TcpError::TimedOut => "connection timed out",
-            TcpError::AddrInUse => "address in use",
-            TcpError::AddrNotAvailable => "address not available",
-            TcpError::NotConnected => "not connected",
-            TcpError::WouldBlock => "operation would block",
-            TcpError::BrokenPipe => "broken pipe",
-            TcpError::TooManyConnections => "too many connections",
-            TcpError::InvalidHandle => "invalid connection handle",
-        };
-        f.write_str(s)
-    }
-}
-
-impl std::error::Error for TcpError {}
-
-impl From<TcpError> for io::Error {
-    fn from(e: TcpError) -> io::Error {
-        io::Error::new(e.kind(), e)
-    }
 }
 
 /// One segment to send, with its IP addresses.
@@ -262,104 +103,6 @@ pub struct TransmitInfo {
 /// The most TCP bytes (header and payload) of one super-segment: what fits an IPv4 packet
 /// with a 20-byte header.
 pub const MAX_SUPER_SEGMENT: usize = 65535 - 20;
-
-impl TcpStats {
-    /// Count one dropped segment under `reason`.
-    pub fn drop(&mut self, reason: &'static str) {
-        self.dropped += 1;
-        *self.drops.entry(reason).or_insert(0) += 1;
-    }
-}
-
-/// What [`Tcp::on_icmp_error`] did with an ICMP error message.
-#[derive(Copy, Clone, PartialEq, Eq, Debug)]
-pub enum IcmpAction {
-    /// The quote is not a TCP segment we could have sent (too short, not TCP).
-    Malformed,
-    /// No connection matches the quoted addresses and ports.
-    NoConnection,
-    /// The quoted sequence number is outside SND.UNA..SND.MAX (RFC 5927 §4.1): ignored.
-    OutOfWindow,
-    /// Valid but nothing to do (source quench, RFC 6633; an MTU that is no news).
-    Ignored,
-    /// Recorded as the connection's soft error.
-    SoftError,
-    /// A hard error in SYN-SENT: the connection failed (connection refused).
-    Aborted,
-    /// Fragmentation needed: the send MSS was lowered to this (RFC 1191).
-    MssLowered(u16),
-}
-
-impl IcmpAction {
-    /// A stable short name, usable as a statistics key.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            IcmpAction::Malformed => "icmp-quote-malformed",
-            IcmpAction::NoConnection => "icmp-no-connection",
-            IcmpAction::OutOfWindow => "icmp-out-of-window",
-            IcmpAction::Ignored => "icmp-ignored",
-            IcmpAction::SoftError => "icmp-soft-error",
-            IcmpAction::Aborted => "icmp-aborted",
-            IcmpAction::MssLowered(_) => "icmp-mss-lowered",
-        }
-    }
-}
-
-/// Counters of the TCP layer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TcpStats {
-    /// Segments handed to `on_segment`.
-    pub segments_in: u64,
-    /// Segments returned by `poll_transmit`.
-    pub segments_out: u64,
-    /// Super-segments returned (TSO, [`Tcp::set_tso`]); `segments_out` counts each as the
-    /// wire segments it becomes.
-    pub super_segments_out: u64,
-    /// Segments (or SYNs) sent again.
-    pub retransmits: u64,
-    /// RSTs generated.
-    pub resets_sent: u64,
-    /// RSTs that closed a connection.
-    pub resets_received: u64,
-    /// Segments dropped: unacceptable, unknown, or a full backlog.
-    pub dropped: u64,
-    /// `dropped` broken down by reason ("sequence number not acceptable", ...).
-    pub drops: BTreeMap<&'static str, u64>,
-    /// Active opens (connect).
-    pub connections_opened: u64,
-    /// Passive opens that completed the handshake.
-    pub connections_accepted: u64,
-    /// SYNs dropped because a listener's backlog was full.
-    pub listen_overflows: u64,
-    /// Connections that died of retransmission (or handshake) timeouts.
-    pub timeouts: u64,
-    /// Zero-window probes sent.
-    pub window_probes: u64,
-    /// Retransmission timer expirations (RFC 6298 (5.4)).
-    pub rto_expirations: u64,
-    /// Fast retransmits on the third duplicate ACK (RFC 5681 §3.2).
-    pub fast_retransmits: u64,
-    /// Challenge / out-of-window ACKs suppressed by the RFC 5961 §7 rate limit.
-    pub acks_rate_limited: u64,
-    /// Tail loss probes sent (RFC 8985 §7).
-    pub tail_loss_probes: u64,
-    /// TIME-WAIT connections ended early because the connection table was full.
-    pub time_wait_reclaimed: u64,
-    /// Retransmissions found lost again during SACK recovery and resent before the RTO.
-    pub lost_retransmits: u64,
-    /// Segments dropped by PAWS (RFC 7323 §5): their timestamp was older than TS.Recent.
-    pub paws_rejected: u64,
-    /// Delayed ACKs sent when the delayed-ACK timer fired.
-    pub delayed_acks: u64,
-    /// Keep-alive probes sent.
-    pub keepalive_probes: u64,
-    /// SYN-ACKs sent with a SYN cookie (the listener's SYN queue was full).
-    pub syn_cookies_sent: u64,
-    /// ACKs that carried a valid SYN cookie and became a connection.
-    pub syn_cookies_validated: u64,
-    /// ACKs to a listener whose cookie did not check out (answered with a RST).
-    pub syn_cookies_failed: u64,
-}
 
 #[derive(Debug)]
 struct Listener {
@@ -557,6 +300,7 @@ impl Tcp {
 
     fn insert(&mut self, mut conn: Connection) -> ConnId {
         let key = (conn.local, conn.remote);
+        conn.ts_offset = self.ts_offset(key.0, key.1);
         conn.trace = self.trace;
         let (from, cause) = if conn.passive {
             (State::Listen, "SYN")
@@ -732,6 +476,7 @@ impl Tcp {
         if after == State::TimeWait && before != State::TimeWait {
             self.trim_time_wait();
             self.time_wait.push_back(id);
+            self.bound_time_wait();
         }
         if after == State::Closed && before != State::Closed && self.table.get(&key) == Some(&index)
         {
@@ -784,6 +529,48 @@ impl Tcp {
         true
     }
 
+    /// How many SYN-ACK timeouts the half-open connection in slot `index` may take now
+    /// (None if it is not a listener's half-open connection): the configured limit, or
+    /// less if its listener's SYN queue is more than half full. As Linux's `reqsk_timer_handler`: half of the queue is kept for
+    /// young entries (those whose SYN-ACK has not timed out yet); when old ones clog it —
+    /// a SYN flood's handshakes never complete — the limit drops, down to 2, for every
+    /// doubling of old entries over young ones. The queue then drains within seconds of
+    /// the flood's end, and new clients get a real SYN-ACK (with window scaling and SACK)
+    /// instead of a SYN cookie. The scan is bounded by the backlog.
+    fn syn_retry_limit(&self, index: u32) -> Option<u32> {
+        let conn = self.slots.get(index as usize)?.conn.as_ref()?;
+        if conn.state != State::SynReceived {
+            return None;
+        }
+        let Owner::Listener(li, lg) = conn.owner else {
+            return None;
+        };
+        let l = self.listener(ListenerId {
+            index: li,
+            generation: lg,
+        })?;
+        let qlen = l.half_open.len();
+        if qlen * 2 <= l.backlog.max(8) {
+            return Some(self.config.syn_retries);
+        }
+        let young_count = l
+            .half_open
+            .iter()
+            .filter_map(|id| self.conn(*id))
+            .filter(|c| c.state == State::SynReceived && c.syn_timeouts() == 0)
+            .count();
+        let mut young = young_count * 2;
+        let mut thresh = self.config.syn_retries;
+        while thresh > 2 {
+            if qlen < young {
+                break;
+            }
+            thresh -= 1;
+            young <<= 1;
+        }
+        Some(thresh)
+    }
+
     /// The connection `id` names, if it is still in TIME-WAIT.
     fn conn_in_time_wait(&self, id: ConnId) -> Option<&Connection> {
         let slot = self.slots.get(id.index as usize)?;
@@ -802,6 +589,24 @@ impl Tcp {
             }
             self.time_wait.pop_front();
         }
+    }
+
+    /// Trimming only from the front cannot shorten the queue while its oldest entry stays
+    /// in TIME-WAIT — a peer that keeps resending its FIN restarts 2·MSL each time — and
+    /// every later entry would stay queued after its connection is gone. Once the queue
+    /// is more than twice the live connections (each is in it at most once), drop every
+    /// stale entry: amortized O(1) per entry, and the queue stays bounded.
+    fn bound_time_wait(&mut self) {
+        if self.time_wait.len() <= 2 * self.live + 64 {
+            return;
+        }
+        let slots = &self.slots;
+        self.time_wait.retain(|id| {
+            slots.get(id.index as usize).is_some_and(|s| {
+                s.generation == id.generation
+                    && s.conn.as_ref().is_some_and(|c| c.state == State::TimeWait)
+            })
+        });
     }
 
     fn listener_mut(&mut self, index: u32, generation: u32) -> Option<&mut Listener> {
@@ -839,6 +644,17 @@ impl Tcp {
     /// RFC 6528: ISN = M + F(localip, localport, remoteip, remoteport, secretkey), where
     /// M is a 4 µs clock and F a keyed hash, so ISNs are unpredictable per 4-tuple yet
     /// still increase for a reused 4-tuple (which TIME-WAIT reuse relies on).
+    /// The timestamp offset of a 4-tuple (RFC 7323 §5.4): a keyed hash, the same for
+    /// every incarnation of the connection so its TSvals keep rising (RFC 6191).
+    fn ts_offset(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+        let mut h = DefaultHasher::new();
+        self.secret.hash(&mut h);
+        "tsoffset".hash(&mut h);
+        local.hash(&mut h);
+        remote.hash(&mut h);
+        h.finish() as u32
+    }
+
     fn isn(&self, local: SocketAddrV4, remote: SocketAddrV4, now: Instant) -> SeqNum {
         let m = (now.total_micros() / 4) as u32;
         let mut h = DefaultHasher::new();
@@ -1281,32 +1097,27 @@ impl Tcp {
             seg.payload.len()
         );
         if let Some(&index) = self.table.get(&(local, remote)) {
+            // RFC 6191 / RFC 1122 §4.2.2.13: a new SYN for a TIME-WAIT connection may
+            // reopen it, with an ISS above the old incarnation's sequence space.
             let reuse = self
                 .slots
                 .get(index as usize)
                 .and_then(|s| s.conn.as_ref())
-                .is_some_and(|c| {
-                    // RFC 6191 / RFC 1122 §4.2.2.13: a new SYN for a TIME-WAIT
-                    // connection with a higher sequence number may reopen it.
-                    c.state == State::TimeWait
-                        && seg.flags.syn
-                        && !seg.flags.ack
-                        && !seg.flags.rst
-                        && seg.seq.gt(c.rcv_nxt())
-                });
-            if !reuse {
-                self.with_conn(index, |c, stats| c.on_segment(seg, now, stats));
-                return;
+                .and_then(|c| c.time_wait_reuse(seg));
+            let li = self.find_listener(local);
+            match (reuse, li) {
+                (Some(iss), Some(li)) => {
+                    self.with_conn(index, |c, _| c.close_time_wait("new SYN (TIME-WAIT reuse)"));
+                    self.listener_segment(li, local, remote, seg, Some(iss), now);
+                }
+                _ => {
+                    self.with_conn(index, |c, stats| c.on_segment(seg, now, stats));
+                }
             }
-            if self.find_listener(local).is_some() {
-                self.with_conn(index, |c, _| c.close_time_wait("new SYN (TIME-WAIT reuse)"));
-            } else {
-                self.with_conn(index, |c, stats| c.on_segment(seg, now, stats));
-                return;
-            }
+            return;
         }
         if let Some(li) = self.find_listener(local) {
-            self.listener_segment(li, local, remote, seg, now);
+            self.listener_segment(li, local, remote, seg, None, now);
             return;
         }
         // RFC 9293 §3.10.7.1: CLOSED.
@@ -1383,13 +1194,15 @@ impl Tcp {
         });
     }
 
-    /// RFC 9293 §3.10.7.2: LISTEN.
+    /// RFC 9293 §3.10.7.2: LISTEN. `iss` is the ISS a SYN that reopens a TIME-WAIT
+    /// connection must use (RFC 6191), otherwise the RFC 6528 hash decides.
     fn listener_segment(
         &mut self,
         li: u32,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         seg: &Segment,
+        iss: Option<SeqNum>,
         now: Instant,
     ) {
         if seg.flags.rst {
@@ -1413,6 +1226,13 @@ impl Tcp {
         if !seg.flags.syn {
             // Fourth: other text or control: drop.
             self.stats.drop("not a SYN to a listener");
+            return;
+        }
+        if seg.flags.fin {
+            // SYN and FIN together open and close at once; RFC 9293 leaves the case
+            // open, no real stack sends it and scanners use it to fingerprint: drop it,
+            // as Linux does, instead of answering with a SYN-ACK.
+            self.stats.drop("SYN+FIN to a listener");
             return;
         }
         if self.live >= self.config.max_connections {
@@ -1467,7 +1287,7 @@ impl Tcp {
                 self.free(oldest.index);
             }
         }
-        let iss = self.isn(local, remote, now);
+        let iss = iss.unwrap_or_else(|| self.isn(local, remote, now));
         let mut conn = Connection::accept_syn(local, remote, iss, seg, &self.config, now);
         conn.owner = Owner::Listener(li, generation);
         let id = self.insert(conn);
@@ -1495,8 +1315,11 @@ impl Tcp {
         if let (true, Some((peer_val, _))) = (self.config.timestamps, seg.options.timestamps) {
             let ws = seg.options.window_scale.and(wscale_offer(&self.config));
             let sack = seg.options.sack_permitted;
-            let tsval =
-                syncookie::encode_ts(ts_clock(now, iss), ws.and(seg.options.window_scale), sack);
+            let tsval = syncookie::encode_ts(
+                ts_clock(now, self.ts_offset(local, remote)),
+                ws.and(seg.options.window_scale),
+                sack,
+            );
             options.timestamps = Some((tsval, peer_val));
             options.window_scale = ws;
             options.sack_permitted = sack;
@@ -1756,7 +1579,19 @@ impl Tcp {
                 .and_then(|c| c.deadline())
                 .is_some_and(|d| d <= now);
             if is_due {
-                self.with_conn(index, |c, stats| c.on_timeout(now, stats));
+                let limit = self.syn_retry_limit(index);
+                let configured = self.config.syn_retries;
+                let pruned = self.with_conn(index, |c, stats| {
+                    let pruning = limit.is_some_and(|l| l < configured && c.syn_timeouts() >= l);
+                    if let Some(l) = limit {
+                        c.set_syn_retries(l);
+                    }
+                    c.on_timeout(now, stats);
+                    pruning && c.state == State::Closed
+                });
+                if pruned == Some(true) {
+                    self.stats.syn_queue_pruned += 1;
+                }
             } else {
                 // Fired early: the timer was re-armed later since. Re-arm the entry.
                 self.schedule(index);
@@ -2419,6 +2254,32 @@ mod tests {
         }
         assert_eq!(net.a.error(c), Some(TcpError::TimedOut));
         assert_eq!(net.a.stats().window_probes, 3);
+    }
+
+    /// The TIME-WAIT queue stays bounded even when its oldest entry never leaves
+    /// TIME-WAIT (its peer keeps resending the FIN) while the entries behind it do: here
+    /// 10,000 entries of connections already gone sit behind a live one.
+    #[test]
+    fn time_wait_queue_is_bounded_behind_a_long_lived_entry() {
+        let mut net = Net::new(Config::default());
+        let (c, s, l) = net.connect();
+        net.server_closes_first(c, s);
+        assert_eq!(net.b.time_wait.len(), 1);
+        for i in 0..10_000u32 {
+            net.b.time_wait.push_back(ConnId {
+                index: 1_000_000 + i,
+                generation: 0,
+            });
+        }
+        let (c2, s2) = net.connect_more(l);
+        net.server_closes_first(c2, s2);
+        assert_eq!(net.b.connection_count(), 2);
+        assert!(
+            net.b.time_wait.len() <= 2 * net.b.live + 64,
+            "{} entries for {} connections",
+            net.b.time_wait.len(),
+            net.b.live
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `send_buf.rs`, `recv_buf.rs` | the send buffer and the reassembling receive buffer |
 //! | `congestion.rs` | slow start, congestion avoidance, NewReno (RFC 5681, RFC 6582) |
 //! | `connection.rs` | the TCB: one connection's state machine (§3.10) |
+//! | `config.rs`, `error.rs`, `stats.rs` | [`Config`], [`TcpError`], [`TcpStats`]: the layer's tunables, errors and counters |
 //! | `endpoint.rs` | [`Tcp`]: demultiplexing, listeners, ISNs, RSTs for unknown segments |
 //! | `syncookie.rs` | SYN cookies (RFC 4987 §3.6): encode / check the cookie ISN |
 //! | `events.rs` | [`TcpEvent`]: what the layer decided, queued for the `--trace` view |
@@ -29,9 +30,11 @@
 //! option, super-segments for devices with TSO (sent) and GRO (received), and a transmit
 //! path that copies payload straight from the send buffer into the packet. Not (yet): RTT samples from timestamps (RTTM), ECN. docs/tcp-rfc-coverage.md maps requirements to tests.
 
+pub mod config;
 pub mod congestion;
 pub mod connection;
 pub mod endpoint;
+pub mod error;
 pub mod events;
 pub mod recv_buf;
 pub mod rto;
@@ -39,6 +42,7 @@ pub mod segment;
 pub mod send_buf;
 pub mod seq;
 pub mod state;
+pub mod stats;
 pub mod syncookie;
 
 pub use congestion::{Algorithm as CongestionAlgorithm, NewReno};

@@ -4,15 +4,23 @@
 //!   before any sample:      RTO <- initial (RFC 6298 (2.1): 1 s)
 //!   first sample R:         SRTT <- R
 //!                           RTTVAR <- R/2
-//!                           RTO <- SRTT + max(G, K*RTTVAR)               (2.2)
+//!                           RTO <- SRTT + max(G, K*RTTVAR, min)          (2.2)*
 //!   later samples R':       RTTVAR <- (1 - beta) * RTTVAR + beta * |SRTT - R'|
 //!                           SRTT <- (1 - alpha) * SRTT + alpha * R'
-//!                           RTO <- SRTT + max(G, K*RTTVAR)               (2.3)
+//!                           RTO <- SRTT + max(G, K*RTTVAR, min)          (2.3)*
 //!                           alpha = 1/8, beta = 1/4, K = 4, G = clock granularity
 //!   RTO < min  =>  RTO <- min                                            (2.4)
 //!   RTO > max  =>  RTO <- max (at least 60 s is allowed)                 (2.5)
 //!   timer expires:          RTO <- RTO * 2  (back off, capped at max)    (5.5)
 //! ```
+//!
+//! (*) The lower bound `min` (200 ms by default) applies to the variance term, not to the
+//! whole RTO, as in Linux (`tcp_set_rto`: SRTT + max(mdev, rto_min)): on a path whose RTT
+//! is steady the variance term shrinks towards G, and an RTO of barely more than SRTT
+//! fires spuriously at the first delay spike or delayed ACK. RFC 6298 (2.4) would round
+//! the RTO up to 1 s instead, which costs a second per loss on short paths.
+//!
+//! After a retransmitted SYN the RTO before any sample is 3 s (RFC 6298 §5.7).
 //!
 //! Karn's algorithm (RFC 6298 §3) — do not take samples from retransmitted segments — is
 //! the caller's job: it decides which acknowledgments yield a sample.
@@ -72,9 +80,19 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt.unwrap_or(rtt);
-        let var = GRANULARITY.max(self.rttvar.saturating_mul(K));
+        let var = GRANULARITY.max(self.rttvar.saturating_mul(K)).max(self.min);
         self.base = srtt.saturating_add(var).clamp(self.min, self.max);
         self.backoffs = 0;
+    }
+
+    /// RFC 6298 §5.7: the SYN was retransmitted, so the handshake gave no sample; if there
+    /// is still none, data transmission begins with an RTO of `fallback` (3 s) and no
+    /// backoff.
+    pub fn syn_retransmitted_fallback(&mut self, fallback: Duration) {
+        if self.srtt.is_none() {
+            self.base = fallback.clamp(self.min, self.max);
+            self.backoffs = 0;
+        }
     }
 
     /// The current retransmission timeout, including backoff, capped at `max`.
@@ -91,7 +109,8 @@ impl RttEstimator {
         }
     }
 
-    /// Forget the backoff (e.g. new data was acknowledged) and use the computed RTO again.
+    /// Forget the backoff and use the computed RTO again (a connection does this only
+    /// through a valid sample, [`RttEstimator::on_sample`], RFC 6298 §5.7).
     pub fn reset_backoff(&mut self) {
         self.backoffs = 0;
     }
@@ -163,8 +182,9 @@ mod tests {
         }
         assert_eq!(e.srtt(), Some(ms(10)));
         assert!(e.rttvar() < Duration::from_micros(10));
-        // SRTT + max(G, 4*RTTVAR) is ~11 ms, raised to the 200 ms minimum (2.4).
-        assert_eq!(e.rto(), ms(200));
+        // SRTT + max(G, 4*RTTVAR, min): the 200 ms minimum bounds the variance term, as
+        // Linux, so the RTO stays above SRTT by at least that much.
+        assert_eq!(e.rto(), ms(210));
     }
 
     #[test]
