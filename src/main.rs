@@ -173,6 +173,10 @@ enum Command {
         /// Do not ask the TUN for checksum and segmentation offloads (IFF_VNET_HDR).
         #[arg(long)]
         no_offload: bool,
+        /// Write an access log (one line per response: client, request line, status,
+        /// bytes delivered, time) to FILE, or to stderr with `-`; buffered. Off by default.
+        #[arg(long, value_name = "FILE")]
+        access_log: Option<PathBuf>,
     },
     /// Download URL through our own stack (active open) and write the body.
     Get {
@@ -245,7 +249,14 @@ fn main() -> ExitCode {
             threaded,
             queues,
             no_offload,
+            access_log,
         } => {
+            if let Some(path) = &access_log {
+                if let Err(e) = tunstack::http::access_log::open(path) {
+                    eprintln!("tunstack: --access-log {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
             let opts = ServeOptions {
                 port,
                 root,
@@ -259,11 +270,13 @@ fn main() -> ExitCode {
                 },
                 udp_echo,
             };
-            if threaded || step || link.trace {
+            let served = if threaded || step || link.trace {
                 serve(&link, step, opts)
             } else {
                 serve_evented(&link, opts, usize::from(queues), !no_offload)
-            }
+            };
+            tunstack::http::access_log::flush();
+            served
         }
         Command::Get {
             url,

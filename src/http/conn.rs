@@ -47,6 +47,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::access_log;
 use super::handlers::{answer, Handler};
 use super::parse::{parse_request_head_into, ChunkedDecoder, Limits, Parsed, RequestHead};
 use super::recycle::{self, SpareRequest};
@@ -445,7 +446,7 @@ impl HttpConn {
             let bytes = self.acked.saturating_sub(p.body_start).min(p.body_len);
             let ms = self.now.saturating_duration_since(p.started).as_secs_f64() * 1000.0;
             let mark = if self.acked < end { " aborted" } else { "" };
-            log::info!("{} {bytes} {ms:.1}ms{mark}", p.line);
+            access_log::write(format_args!("{} {bytes} {ms:.1}ms{mark}", p.line));
             self.pending_logs.pop_front();
         }
     }
@@ -505,8 +506,10 @@ impl HttpConn {
                     log::debug!("http: {}: idle timeout", self.peer);
                     self.phase = Phase::Closing;
                 } else {
-                    log::info!("{} request head timeout", self.peer);
-                    log::info!("{} \"-\" 408 0 -", self.peer);
+                    log::debug!("http: {}: request head timeout", self.peer);
+                    if access_log::enabled() {
+                        access_log::write(format_args!("{} \"-\" 408 0 -", self.peer));
+                    }
                     self.respond_and_close(Response::error(408), false);
                 }
             }
@@ -653,8 +656,14 @@ impl HttpConn {
                         }
                         Err(e) => {
                             recycle::give_request(spare);
-                            log::info!("{} bad request head: {e}", self.peer);
-                            log::info!("{} \"-\" {} 0 -", self.peer, e.status());
+                            log::debug!("http: {}: bad request head: {e}", self.peer);
+                            if access_log::enabled() {
+                                access_log::write(format_args!(
+                                    "{} \"-\" {} 0 -",
+                                    self.peer,
+                                    e.status()
+                                ));
+                            }
                             self.respond_and_close(Response::error(e.status()), false);
                             return pos;
                         }
@@ -767,7 +776,7 @@ impl HttpConn {
                     used
                 }
                 Err(e) => {
-                    log::info!("{} bad chunked body: {e}", self.peer);
+                    log::debug!("http: {}: bad chunked body: {e}", self.peer);
                     self.fail_body(400);
                     return input.len();
                 }
@@ -908,16 +917,16 @@ impl HttpConn {
         status: u16,
         bytes: u64,
     ) {
-        if log::log_enabled!(log::Level::Info) {
+        if access_log::enabled() {
             let ms = self
                 .now
                 .saturating_duration_since(self.request_started)
                 .as_secs_f64()
                 * 1000.0;
-            log::info!(
+            access_log::write(format_args!(
                 "{} \"{method} {target} {version}\" {status} {bytes} {ms:.1}ms",
                 self.peer
-            );
+            ));
         }
     }
 
@@ -932,7 +941,7 @@ impl HttpConn {
         bytes: u64,
         body_start: u64,
     ) {
-        if !log::log_enabled!(log::Level::Info) {
+        if !access_log::enabled() {
             return;
         }
         self.pending_logs.push_back(PendingLog {
