@@ -1,5 +1,6 @@
 //! The HTTP/1.1 server: accepts connections from any [`Acceptor`] and runs each on its own
-//! thread (the classic blocking model; a readiness-based server is a later step).
+//! thread (the classic blocking model; the readiness-based server, one thread for every
+//! connection, is [`super::evented`], on top of the sans-IO [`super::conn::HttpConn`]).
 //!
 //! Life of a connection:
 //! ```text
