@@ -116,7 +116,8 @@ fi
 echo "== namespace $ns, TUN $tun: kernel side $host_ip, tunstack answers as $stack_ip"
 netns_create "$ns"
 RUST_LOG="${RUST_LOG:-info}" ip netns exec "$ns" "$bin" serve \
-    --tun "$tun" --host-ip "$host_ip" --ip "$stack_ip" --port 80 ${serve_args[@]+"${serve_args[@]}"} >"$log" 2>&1 &
+    --tun "$tun" --host-ip "$host_ip" --ip "$stack_ip" --port 80 \
+    --access-log - ${serve_args[@]+"${serve_args[@]}"} >"$log" 2>&1 &
 server_pid=$!
 
 # Poll until the server answers; the "listening" log line is informative only.
@@ -135,6 +136,11 @@ ip netns exec "$ns" curl -sS --max-time 10 --data-binary 'hello tunstack' "http:
 echo
 echo
 echo "== server log so far"
+# The access log is buffered (written every 200 ms): wait, bounded, for the last request.
+for _ in $(seq 50); do
+    grep -q '"POST /echo' "$log" && break
+    sleep 0.1
+done
 cat "$log"
 log_shown="$(stat -c %s "$log")"
 

@@ -186,6 +186,10 @@ enum Command {
         /// Do not ask the TUN for checksum and segmentation offloads (IFF_VNET_HDR).
         #[arg(long)]
         no_offload: bool,
+        /// Write an access log (one line per response: client, request line, status,
+        /// bytes delivered, time) to FILE, or to stderr with `-`; buffered. Off by default.
+        #[arg(long, value_name = "FILE")]
+        access_log: Option<PathBuf>,
     },
     /// Download URL through our own stack (active open) and write the body.
     Get {
@@ -258,7 +262,14 @@ fn main() -> ExitCode {
             threaded,
             queues,
             no_offload,
+            access_log,
         } => {
+            if let Some(path) = &access_log {
+                if let Err(e) = tunstack::http::access_log::open(path) {
+                    eprintln!("tunstack: --access-log {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
             let opts = ServeOptions {
                 port,
                 root,
@@ -278,7 +289,9 @@ fn main() -> ExitCode {
                 queues: usize::from(queues),
                 offload: !no_offload,
             };
-            tunstack::serve::serve(&link.options(), opts, runtime)
+            let served = tunstack::serve::serve(&link.options(), opts, runtime);
+            tunstack::http::access_log::flush();
+            served
         }
         Command::Get {
             url,

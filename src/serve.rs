@@ -329,6 +329,7 @@ fn serve_threaded(link: &LinkOptions, step: bool, opts: ServeOptions) -> io::Res
         print_summary(&on_exit.stats(), &exit_http);
         // The TUN is not persistent: the kernel removes it when our file descriptor
         // closes, which process exit guarantees even for a reader still blocked in it.
+        crate::http::access_log::flush();
         std::process::exit(0);
     })?;
     log::info!(

@@ -270,6 +270,11 @@ print("json ok", t["segments_in"], t["segments_out"])
         2,
         "once on SIGUSR1, once on exit:\n{log}"
     );
+    // No access log unless asked for (`--access-log`): five requests, not one line each.
+    assert!(
+        !log.contains("\"GET / HTTP/1.1\" 200"),
+        "access log written by default:\n{log}"
+    );
 }
 
 /// Run `serve --MODE` on a pseudo-terminal (tests/observe_step_driver.py) with one curl;

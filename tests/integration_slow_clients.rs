@@ -114,6 +114,8 @@ fn slow_clients(test: &str, extra: &[&str]) {
         &send_timeout,
         "--idle-timeout",
         "2",
+        "--access-log",
+        "-",
     ];
     args.extend_from_slice(extra);
     h.serve(80, &args);

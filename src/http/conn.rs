@@ -47,6 +47,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::access_log;
 use super::handlers::{answer, Handler};
 use super::parse::{parse_request_head_into, ChunkedDecoder, Limits, Parsed, RequestHead};
 use super::recycle::{self, SpareRequest};
@@ -172,6 +173,20 @@ pub struct HttpConn {
     served: u64,
     peer_eof: bool,
     shutdown: bool,
+    /// Requests for this path read statistics the caller must publish first
+    /// ([`set_stats_path`](HttpConn::set_stats_path)).
+    stats_path: Option<Arc<str>>,
+    /// A complete request for `stats_path`, held until the caller published them
+    /// ([`stats_wanted`](HttpConn::stats_wanted), [`stats_published`](HttpConn::stats_published)).
+    parked: Option<Box<ParkedRequest>>,
+}
+
+/// A complete request waiting for [`HttpConn::stats_published`].
+struct ParkedRequest {
+    head: RequestHead,
+    path: String,
+    query: Option<String>,
+    body: Vec<u8>,
 }
 
 /// `t + d`, saturating far in the future instead of overflowing (a configured timeout of
@@ -253,7 +268,33 @@ impl HttpConn {
             served: 0,
             peer_eof: false,
             shutdown: false,
+            stats_path: None,
+            parked: None,
         }
+    }
+
+    /// Requests whose parsed path is `path` report statistics that only the caller can
+    /// refresh: such a request (pipelined or not, however it was split into segments) is
+    /// held, [`stats_wanted`](Self::stats_wanted) turns true, and the handler runs on
+    /// [`stats_published`](Self::stats_published).
+    pub fn set_stats_path(&mut self, path: Option<Arc<str>>) {
+        self.stats_path = path;
+    }
+
+    /// A request for the statistics path waits: publish the statistics, then call
+    /// [`stats_published`](Self::stats_published).
+    pub fn stats_wanted(&self) -> bool {
+        self.parked.is_some()
+    }
+
+    /// The statistics are fresh: answer the held request, then carry on with what was
+    /// pipelined behind it.
+    pub fn stats_published(&mut self) {
+        let Some(p) = self.parked.take() else {
+            return;
+        };
+        self.answer(p.head, p.path, p.query, p.body);
+        self.after_sent();
     }
 
     /// Bytes received from the peer, in order. Complete requests are answered at once (their
@@ -445,7 +486,7 @@ impl HttpConn {
             let bytes = self.acked.saturating_sub(p.body_start).min(p.body_len);
             let ms = self.now.saturating_duration_since(p.started).as_secs_f64() * 1000.0;
             let mark = if self.acked < end { " aborted" } else { "" };
-            log::info!("{} {bytes} {ms:.1}ms{mark}", p.line);
+            access_log::write(format_args!("{} {bytes} {ms:.1}ms{mark}", p.line));
             self.pending_logs.pop_front();
         }
     }
@@ -505,8 +546,10 @@ impl HttpConn {
                     log::debug!("http: {}: idle timeout", self.peer);
                     self.phase = Phase::Closing;
                 } else {
-                    log::info!("{} request head timeout", self.peer);
-                    log::info!("{} \"-\" 408 0 -", self.peer);
+                    log::debug!("http: {}: request head timeout", self.peer);
+                    if access_log::enabled() {
+                        access_log::write(format_args!("{} \"-\" 408 0 -", self.peer));
+                    }
                     self.respond_and_close(Response::error(408), false);
                 }
             }
@@ -573,7 +616,9 @@ impl HttpConn {
     /// True while a new request must not be processed: its response would have to wait
     /// behind a large body, or too much output is already queued.
     fn blocked(&self) -> bool {
-        !matches!(self.body, OutBody::None) || self.out.len() - self.out_pos > BACKPRESSURE
+        self.parked.is_some()
+            || !matches!(self.body, OutBody::None)
+            || self.out.len() - self.out_pos > BACKPRESSURE
     }
 
     /// Process the buffered bytes, keeping what is not used yet.
@@ -653,8 +698,14 @@ impl HttpConn {
                         }
                         Err(e) => {
                             recycle::give_request(spare);
-                            log::info!("{} bad request head: {e}", self.peer);
-                            log::info!("{} \"-\" {} 0 -", self.peer, e.status());
+                            log::debug!("http: {}: bad request head: {e}", self.peer);
+                            if access_log::enabled() {
+                                access_log::write(format_args!(
+                                    "{} \"-\" {} 0 -",
+                                    self.peer,
+                                    e.status()
+                                ));
+                            }
                             self.respond_and_close(Response::error(e.status()), false);
                             return pos;
                         }
@@ -767,7 +818,7 @@ impl HttpConn {
                     used
                 }
                 Err(e) => {
-                    log::info!("{} bad chunked body: {e}", self.peer);
+                    log::debug!("http: {}: bad chunked body: {e}", self.peer);
                     self.fail_body(400);
                     return input.len();
                 }
@@ -808,7 +859,7 @@ impl HttpConn {
         }
     }
 
-    /// Run the handler on a complete request and queue its response.
+    /// A complete request: answer it, or hold it if it is for the statistics path.
     fn finish_request(
         &mut self,
         head: RequestHead,
@@ -816,6 +867,20 @@ impl HttpConn {
         query: Option<String>,
         body: Vec<u8>,
     ) {
+        if self.stats_path.as_deref() == Some(path.as_str()) {
+            self.parked = Some(Box::new(ParkedRequest {
+                head,
+                path,
+                query,
+                body,
+            }));
+            return;
+        }
+        self.answer(head, path, query, body);
+    }
+
+    /// Run the handler on a complete request and queue its response.
+    fn answer(&mut self, head: RequestHead, path: String, query: Option<String>, body: Vec<u8>) {
         let peer = self.peer;
         let keep_alive = match head.version {
             Version::Http11 => !head.headers.has_token("connection", "close"),
@@ -908,16 +973,16 @@ impl HttpConn {
         status: u16,
         bytes: u64,
     ) {
-        if log::log_enabled!(log::Level::Info) {
+        if access_log::enabled() {
             let ms = self
                 .now
                 .saturating_duration_since(self.request_started)
                 .as_secs_f64()
                 * 1000.0;
-            log::info!(
+            access_log::write(format_args!(
                 "{} \"{method} {target} {version}\" {status} {bytes} {ms:.1}ms",
                 self.peer
-            );
+            ));
         }
     }
 
@@ -932,7 +997,7 @@ impl HttpConn {
         bytes: u64,
         body_start: u64,
     ) {
-        if !log::log_enabled!(log::Level::Info) {
+        if !access_log::enabled() {
             return;
         }
         self.pending_logs.push_back(PendingLog {

@@ -1503,3 +1503,63 @@ fn http_1_2_is_answered_as_http_1_1() {
     );
     assert!(!h.conn.should_close());
 }
+
+/// A router whose `/_stats` answers with the value "published" at the moment it runs.
+fn stats_router(published: Arc<std::sync::atomic::AtomicU64>) -> Router {
+    let mut router = Router::new();
+    router.route("/_stats", move |_: &Request| {
+        let n = published.load(std::sync::atomic::Ordering::SeqCst);
+        Response::text(200, format!("published {n}"))
+    });
+    router.route("/", |_: &Request| Response::text(200, "page"));
+    router
+}
+
+#[test]
+fn stats_requests_are_routed_by_path_and_wait_for_fresh_statistics() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let published = Arc::new(AtomicU64::new(0));
+    let mut h = Harness::new(stats_router(published.clone()), ServerConfig::default());
+    h.conn.set_stats_path(Some("/_stats".into()));
+    // Pipelined behind another request, and followed by two more: `/_statsX` is not the
+    // statistics route, a query string does not hide it.
+    h.feed(
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\
+          GET /_stats HTTP/1.1\r\nHost: a\r\n\r\n\
+          GET /_statsX HTTP/1.1\r\nHost: a\r\n\r\n\
+          GET /_stats?x=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    assert!(h.conn.stats_wanted());
+    let (head, body) = h.response(false);
+    assert_eq!((head.status, body.as_slice()), (200, &b"page"[..]));
+    assert!(
+        h.sent.is_empty(),
+        "nothing answered behind the held request"
+    );
+    // The caller publishes, then the handler runs: it sees the fresh value.
+    published.store(1, Ordering::SeqCst);
+    h.conn.stats_published();
+    let (head, body) = h.response(false);
+    assert_eq!((head.status, body.as_slice()), (200, &b"published 1"[..]));
+    let (head, _) = h.response(false);
+    assert_eq!(head.status, 404, "/_statsX is another path");
+    // The last one waits again (it was processed once the held request was answered).
+    assert!(h.conn.stats_wanted());
+    published.store(2, Ordering::SeqCst);
+    h.conn.stats_published();
+    let (head, body) = h.response(false);
+    assert_eq!((head.status, body.as_slice()), (200, &b"published 2"[..]));
+    assert!(!h.conn.stats_wanted());
+
+    // A request split across segments is recognized once complete, not by its first bytes.
+    h.feed(b"GET /_st");
+    assert!(!h.conn.stats_wanted());
+    h.feed(b"ats HTTP/1.1\r\nHo");
+    assert!(!h.conn.stats_wanted());
+    h.feed(b"st: a\r\n\r\n");
+    assert!(h.conn.stats_wanted());
+    published.store(3, Ordering::SeqCst);
+    h.conn.stats_published();
+    let (head, body) = h.response(false);
+    assert_eq!((head.status, body.as_slice()), (200, &b"published 3"[..]));
+}

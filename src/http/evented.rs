@@ -134,9 +134,9 @@ pub struct EventedServer {
     counters: Option<Arc<HttpCounters>>,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     rbuf: Vec<u8>,
-    /// `GET <path>` (the statistics route): publish fresh stack statistics before the
-    /// handler runs, so that it reports this very moment.
-    stats_request: Option<Vec<u8>>,
+    /// The statistics route: publish fresh stack statistics before its handler runs, so
+    /// that it reports this very moment ([`HttpConn::set_stats_path`]).
+    stats_path: Option<Arc<str>>,
     udp_echo: Option<SocketId>,
     udp_buf: Vec<(SocketAddrV4, Vec<u8>)>,
 }
@@ -156,15 +156,15 @@ impl EventedServer {
             counters: None,
             timers: BinaryHeap::new(),
             rbuf: vec![0; RECV_CHUNK],
-            stats_request: None,
+            stats_path: None,
             udp_echo: None,
             udp_buf: Vec::new(),
         }
     }
 
-    /// Requests for `path` (GET) read the stack statistics: publish them right before.
+    /// Requests for `path` read the stack statistics: publish them right before.
     pub fn set_stats_path(&mut self, path: &str) {
-        self.stats_request = Some(format!("GET {path}").into_bytes());
+        self.stats_path = Some(path.into());
     }
 
     /// Count the 503s to connections over the limit in `counters` (the handler's
@@ -266,12 +266,10 @@ impl EventedServer {
             } else {
                 self.live += 1;
                 let peer = SocketAddr::V4(cx.iface.tcp().peer_addr(id));
-                Kind::Http(Box::new(HttpConn::new(
-                    self.handler.clone(),
-                    self.config.clone(),
-                    peer,
-                    cx.wall,
-                )))
+                let mut conn =
+                    HttpConn::new(self.handler.clone(), self.config.clone(), peer, cx.wall);
+                conn.set_stats_path(self.stats_path.clone());
+                Kind::Http(Box::new(conn))
             };
             let reject = matches!(kind, Kind::Reject(..));
             let slot = self.insert(Entry {
@@ -306,6 +304,14 @@ impl EventedServer {
         }
         loop {
             let mut progress = false;
+            if let Kind::Http(h) = &mut entry.kind {
+                // A request for the statistics (parsed from this round's input or from
+                // pipelined bytes that waited for the output to drain) is answered now.
+                if h.stats_wanted() {
+                    cx.publish_stats();
+                    h.stats_published();
+                }
+            }
             // Write while TCP accepts.
             loop {
                 // A file body goes from the file straight into TCP's send buffer.
@@ -382,13 +388,6 @@ impl EventedServer {
                         reads += 1;
                         let data = self.rbuf.get(..n).unwrap_or_default();
                         if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {
-                            if self
-                                .stats_request
-                                .as_deref()
-                                .is_some_and(|p| data.starts_with(p))
-                            {
-                                cx.publish_stats();
-                            }
                             h.on_data(data, cx.wall);
                         }
                         progress = true;

@@ -57,6 +57,7 @@
 
 #![deny(missing_docs)]
 
+pub mod access_log;
 pub mod client;
 pub mod conditional;
 pub mod conn;

@@ -1,5 +1,6 @@
 //! The HTTP/1.1 server: accepts connections from any [`Acceptor`] and runs each on its own
-//! thread (the classic blocking model; a readiness-based server is a later step).
+//! thread (the classic blocking model; the readiness-based server, one thread for every
+//! connection, is [`super::evented`], on top of the sans-IO [`super::conn::HttpConn`]).
 //!
 //! Life of a connection:
 //! ```text
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::access_log;
 use super::handlers::{answer, Handler};
 use super::parse::{parse_request_head, ChunkedDecoder, Limits, Parsed, RequestHead};
 use super::request::{request_framing, split_target, Framing, Request, Version};
@@ -362,7 +364,9 @@ impl<S: Transport> Connection<'_, S> {
                 Err(ReadError::Close) => break,
                 Err(ReadError::Respond(resp)) => {
                     // The access-log line for a request we could not parse.
-                    log::info!("{} \"-\" {} 0 -", self.peer, resp.status);
+                    if access_log::enabled() {
+                        access_log::write(format_args!("{} \"-\" {} 0 -", self.peer, resp.status));
+                    }
                     self.respond_and_close(resp, None);
                     return;
                 }
@@ -433,11 +437,11 @@ impl<S: Transport> Connection<'_, S> {
             }
             let bytes = acked.saturating_sub(p.body_start).min(p.body_len);
             let mark = if acked < end { " aborted" } else { "" };
-            log::info!(
+            access_log::write(format_args!(
                 "{} {bytes} {:.1}ms{mark}",
                 p.line,
                 p.started.elapsed().as_secs_f64() * 1000.0
-            );
+            ));
             done += 1;
         }
         self.pending.drain(..done);
@@ -449,13 +453,15 @@ impl<S: Transport> Connection<'_, S> {
         let start = Instant::now();
         let peer = self.peer;
         let log_line = |status: u16, bytes: u64| {
-            log::info!(
-                "{peer} \"{} {} {}\" {status} {bytes} {:.1}ms",
-                head.method,
-                head.target,
-                head.version,
-                start.elapsed().as_secs_f64() * 1000.0
-            );
+            if access_log::enabled() {
+                access_log::write(format_args!(
+                    "{peer} \"{} {} {}\" {status} {bytes} {:.1}ms",
+                    head.method,
+                    head.target,
+                    head.version,
+                    start.elapsed().as_secs_f64() * 1000.0
+                ));
+            }
         };
         let reject = |this: &mut Self, resp: Response| {
             let status = resp.status;
@@ -544,15 +550,17 @@ impl<S: Transport> Connection<'_, S> {
             resp.body.len()
         };
         // The line is written once the peer acknowledged the body (flush_logs).
-        self.pending.push(PendingLog {
-            line: format!(
-                "{peer} \"{} {} {}\" {status}",
-                head.method, head.target, head.version
-            ),
-            body_start: before,
-            body_len,
-            started: start,
-        });
+        if access_log::enabled() {
+            self.pending.push(PendingLog {
+                line: format!(
+                    "{peer} \"{} {} {}\" {status}",
+                    head.method, head.target, head.version
+                ),
+                body_start: before,
+                body_len,
+                started: start,
+            });
+        }
         let mut out = Counting {
             stream: &mut self.stream,
             written: &mut self.written,
@@ -597,7 +605,7 @@ impl<S: Transport> Connection<'_, S> {
                     }
                     Ok(Parsed::Partial) => {}
                     Err(e) => {
-                        log::info!("{} bad request head: {e}", self.peer);
+                        log::debug!("http: {}: bad request head: {e}", self.peer);
                         return Err(ReadError::Respond(Response::error(e.status())));
                     }
                 }
@@ -611,7 +619,7 @@ impl<S: Transport> Connection<'_, S> {
                     log::debug!("http: {}: idle timeout", self.peer);
                     return Err(ReadError::Close);
                 }
-                log::info!("{} request head timeout", self.peer);
+                log::debug!("http: {}: request head timeout", self.peer);
                 return Err(ReadError::Respond(Response::error(408)));
             }
             let mut wait = deadline - now;
@@ -704,7 +712,7 @@ impl<S: Transport> Connection<'_, S> {
                 let mut body = Vec::new();
                 loop {
                     let used = decoder.decode(&self.buf, &mut body).map_err(|e| {
-                        log::info!("{} bad chunked body: {e}", self.peer);
+                        log::debug!("http: {}: bad chunked body: {e}", self.peer);
                         ReadError::Respond(Response::error(400))
                     })?;
                     self.buf.drain(..used);
