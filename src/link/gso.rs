@@ -190,9 +190,43 @@ pub fn view(packet: &[u8], gso_size: u16, csum_partial: bool, out: &mut dyn FnMu
         emitted = true;
         out(piece);
     });
-    if !emitted {
-        out(packet);
+    if emitted {
+        return;
     }
+    // A UDP datagram with a partial checksum (the kernel's transmit checksum offload covers
+    // UDP too): shown with its checksum complete, as it is on the wire.
+    match complete_udp4_checksum(packet) {
+        Some(fixed) => out(&fixed),
+        None => out(packet),
+    }
+}
+
+/// A copy of an unfragmented IPv4/UDP `packet` with its UDP checksum computed over the
+/// pseudo-header and the datagram (RFC 768); `None` for anything else.
+fn complete_udp4_checksum(packet: &[u8]) -> Option<Vec<u8>> {
+    const PROTO_UDP: u8 = 17;
+    let ihl = usize::from(packet.first()? & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
+    let frag = u16::from_be_bytes([*packet.get(6)?, *packet.get(7)?]);
+    if packet.first()? >> 4 != 4 || *packet.get(9)? != PROTO_UDP || frag & 0x3fff != 0 {
+        return None;
+    }
+    let udp = packet.get(ihl..total)?;
+    if udp.len() < 8 {
+        return None;
+    }
+    let src = Ipv4Addr::from(<[u8; 4]>::try_from(packet.get(12..16)?).ok()?);
+    let dst = Ipv4Addr::from(<[u8; 4]>::try_from(packet.get(16..20)?).ok()?);
+    let mut fixed = packet.get(..total)?.to_vec();
+    let dgram = fixed.get_mut(ihl..)?;
+    dgram[6] = 0;
+    dgram[7] = 0;
+    let len = u16::try_from(dgram.len()).ok()?;
+    let sum = checksum_with(pseudo_header_sum(src, dst, PROTO_UDP, len), dgram);
+    // RFC 768: a computed checksum of zero is sent as all ones.
+    let sum = if sum == 0 { 0xffff } else { sum };
+    dgram[6..8].copy_from_slice(&sum.to_be_bytes());
+    Some(fixed)
 }
 
 /// [`view`] for an Ethernet II frame (a TAP's packets): the IPv4 packet inside is cut or
@@ -423,6 +457,33 @@ mod tests {
             split_tcp4(&p, (next() % 64) as usize, &mut |_| {});
             view(&p, (next() % 3) as u16, true, &mut |_| {});
         }
+    }
+
+    /// A UDP datagram the kernel handed over with a partial checksum (NEEDS_CSUM) is shown
+    /// with the checksum the wire carries, so a trace or capture does not call it bad.
+    #[test]
+    fn udp_with_a_partial_checksum_is_shown_complete() {
+        let src = Ipv4Addr::new(10, 0, 0, 1);
+        let dst = Ipv4Addr::new(10, 0, 0, 2);
+        let good_udp = crate::udp::datagram::emit(src, dst, 40000, 9, b"anyone there?");
+        let mut partial_udp = good_udp.clone();
+        // The pseudo-header sum only, as the kernel leaves it for the device to finish.
+        let pseudo = !checksum_with(pseudo_header_sum(src, dst, 17, 21), &[]);
+        partial_udp[6..8].copy_from_slice(&pseudo.to_be_bytes());
+        let partial = crate::ip::ipv4::emit(src, dst, 17, 64, 7, &partial_udp);
+        assert!(crate::udp::Datagram::parse(src, dst, &partial[20..]).is_err());
+        let mut seen = Vec::new();
+        rx_view(
+            &partial,
+            RxMeta {
+                gso_size: 0,
+                csum_trusted: true,
+            },
+            &mut |p| seen.push(p.to_vec()),
+        );
+        assert_eq!(seen.len(), 1);
+        assert_eq!(&seen[0][20..], &good_udp[..], "checksum completed");
+        assert!(crate::udp::Datagram::parse(src, dst, &seen[0][20..]).is_ok());
     }
 
     #[test]
