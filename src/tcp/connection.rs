@@ -1851,20 +1851,25 @@ impl Connection {
                 return;
             }
         }
+        // The probe before the RTO: the probe timer may be clamped to the RTO's expiry
+        // (RFC 8985 §7.2), and when both are due the probe goes out and the RTO is
+        // re-armed one RTO later (RFC 8985 §7.3; Linux's probe timer takes the RTO's
+        // place and `tcp_send_loss_probe` re-arms the RTO from the probe).
+        if self.tlp_deadline.is_some_and(|d| d <= now) {
+            self.tlp_deadline = None;
+            if self.snd.una != self.snd.max && !self.cc.in_recovery() && !self.tlp_sent {
+                self.tlp_pending = true;
+                self.tlp_sent = true;
+                self.rtx_deadline = Some(now + self.rtt.rto());
+                stats.tail_loss_probes += 1;
+            }
+        }
         if self.rtx_deadline.is_some_and(|d| d <= now) {
             self.rtx_deadline = None;
             self.on_retransmit_timeout(now, stats);
         }
         if self.rxt_deadline.is_some_and(|d| d <= now) {
             self.on_rxt_timeout(now);
-        }
-        if self.tlp_deadline.is_some_and(|d| d <= now) {
-            self.tlp_deadline = None;
-            if self.snd.una != self.snd.max && !self.cc.in_recovery() && !self.tlp_sent {
-                self.tlp_pending = true;
-                self.tlp_sent = true;
-                stats.tail_loss_probes += 1;
-            }
         }
         if self.persist_deadline.is_some_and(|d| d <= now) {
             // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially. The
@@ -2002,8 +2007,8 @@ impl Connection {
     }
 
     /// Arm the tail loss probe (RFC 8985 §7.2): PTO = 2·SRTT (at least 10 ms), plus a
-    /// delayed-ACK allowance when a single segment is outstanding; only if it fires before
-    /// the RTO would.
+    /// delayed-ACK allowance when a single segment is outstanding, and never later than
+    /// the pending RTO.
     fn schedule_tlp(&mut self, now: Instant) {
         self.tlp_deadline = None;
         let data_state = matches!(
@@ -2030,10 +2035,12 @@ impl Connection {
         if flight <= u32::from(self.send_mss) {
             pto = pto.saturating_add(self.rto_min);
         }
+        // RFC 8985 §7.2: PTO = min(PTO, RTO). A probe later than the RTO is armed at the
+        // RTO's expiry instead, so the probe (not a timeout and its cwnd collapse) still
+        // goes first: with one segment outstanding 2·SRTT plus the delayed-ACK allowance
+        // usually exceeds the RTO. An RTO already due keeps its turn (as Linux).
         let at = now + pto;
-        if at < rto_at {
-            self.tlp_deadline = Some(at);
-        }
+        self.tlp_deadline = Some(if rto_at > now { at.min(rto_at) } else { at });
     }
 
     // ----------------------------------------------------------------------------------
@@ -2388,8 +2395,10 @@ impl Connection {
             if self.rtx_deadline.is_none() {
                 self.rtx_deadline = Some(now + self.rtt.rto());
             }
-            // RFC 8985 §7.2: (re)start the probe timer after sending new data.
-            if new_data && self.tlp_deadline.is_none() {
+            // RFC 8985 §7.2: (re)start the probe timer after sending new data — on every
+            // new segment, so that the PTO reflects the whole flight (a single segment
+            // adds the delayed-ACK allowance) and counts from the last transmission.
+            if new_data {
                 self.schedule_tlp(now);
             }
         }
@@ -2518,10 +2527,27 @@ impl Connection {
             return Some(seg);
         }
 
-        // Tail loss probe (RFC 8985 §7.3): resend the last segment so its ACK (or SACK)
-        // reveals a tail loss without waiting for the RTO.
+        // Tail loss probe (RFC 8985 §7.3): one new segment if the peer's window allows
+        // it (cwnd and Nagle do not apply), else resend the last segment, so that its ACK
+        // (or SACK) reveals a tail loss without waiting for the RTO.
         if self.tlp_pending {
             self.tlp_pending = false;
+            let nxt = self.snd.nxt;
+            let in_flight = nxt.diff(self.snd.una).max(0) as u32;
+            let unsent = self.data_end().diff(nxt).max(0) as usize;
+            let len = unsent.min(mss).min(self.piece_len());
+            if nxt == self.snd.max
+                && len > 0
+                && in_flight.saturating_add(len as u32) <= self.send_window()
+            {
+                let seg = self.data_segment(nxt, len);
+                let seg_len = seg.seg_len();
+                self.snd.nxt = nxt + seg_len;
+                self.on_sent(nxt, seg_len, now, stats);
+                // RFC 8985 §7.3: re-arm the RTO after the probe.
+                self.rtx_deadline = Some(now + self.rtt.rto());
+                return Some(seg);
+            }
             if self.snd.una != self.snd.max {
                 let fin_sent = self.fin_queued && self.snd.max.gt(self.data_end());
                 let data_max = if fin_sent {
