@@ -1613,9 +1613,14 @@ impl Connection {
                 self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
             }
         }
-        // The backed-off RTO stays until a valid sample (RFC 6298 §5.7, Linux resets
-        // `icsk_backoff` only in `tcp_ack_update_rtt`): an ACK of a retransmission says
-        // nothing about the path's current RTT.
+        // An ACK of new data ends the backoff. RFC 6298 §5 would keep the backed-off RTO
+        // until the next valid sample, and Linux resets `icsk_backoff` only in
+        // `tcp_ack_update_rtt` — but Linux samples the TSecr of nearly every ACK, and we
+        // time only one never-retransmitted segment per flight (above). Kept until then,
+        // the backoff compounded over successive losses under 10 % loss each way (a 32 MiB
+        // GET stalled past the HTTP no-progress timeout); reset here, the RTO goes back to
+        // the estimator's value as soon as the path delivers again.
+        self.rtt.reset_backoff();
         self.retries = 0;
         // RFC 6298 (5.2), (5.3).
         self.rtx_deadline = if self.snd.una == self.snd.max {
