@@ -367,6 +367,7 @@ fn serve_evented(
     use crate::http::{Handler, Router};
     use crate::link::tun::{configure_link_ipv6, set_txqueuelen};
     use crate::link::{configure_link, TunOptions, TunQueue};
+    use crate::socket::UdpEcho;
     use crate::stack::evloop::{self, EventLoop, StatsBoard};
     use std::sync::mpsc;
 
@@ -454,28 +455,30 @@ fn serve_evented(
         ev.set_shutdown_grace(SHUTDOWN_GRACE);
         let listener = ev
             .listen(SocketAddrV4::new(link.ip, port), 0)
-            .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e:?}")))?;
+            .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e}")))?;
         let mut server = EventedServer::new(handler.clone(), config.clone(), listener);
         server.set_stats_path("/_stats");
         server.set_counters(http_counters.clone());
-        if let Some(echo_port) = udp_echo {
-            let socket = ev
-                .iface_mut()
-                .udp_mut()
-                .bind(SocketAddrV4::new(link.ip, echo_port))
-                .map_err(|e| io::Error::other(format!("udp port {echo_port}: {e:?}")))?;
-            server.set_udp_echo(socket);
-            if i == 0 {
-                log::info!("udp: echo on {}:{echo_port}", link.ip);
+        // The loop runs the HTTP server, and the UDP echo beside it when asked for.
+        let mut apps: Box<dyn evloop::App + Send> = match udp_echo {
+            Some(echo_port) => {
+                let socket = ev
+                    .bind_udp(SocketAddrV4::new(link.ip, echo_port))
+                    .map_err(|e| io::Error::new(e.kind(), format!("udp port {echo_port}: {e}")))?;
+                if i == 0 {
+                    log::info!("udp: echo on {}:{echo_port}", link.ip);
+                }
+                Box::new((server, UdpEcho::new(socket)))
             }
-        }
+            None => Box::new(server),
+        };
         handles.push(ev.handle());
         let tx = events_tx.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("tunstack-q{i}"))
                 .spawn(move || {
-                    let result = ev.run(&mut server);
+                    let result = ev.run(&mut *apps);
                     let _ = tx.send(ServeEvent::LoopEnded(i, result));
                 })?,
         );
