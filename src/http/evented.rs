@@ -38,8 +38,7 @@ use super::handlers::Handler;
 use super::recycle;
 use super::response::FILE_CHUNK;
 use super::server::ServerConfig;
-use crate::socket::ready::{TcpListener, TcpSocket};
-use crate::stack::evloop::{App, Context};
+use crate::socket::ready::{App, Context, TcpListener, TcpSocket};
 use crate::stats::HttpCounters;
 
 /// Size of the receive buffer shared by all connections.

@@ -29,7 +29,9 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddrV4;
 
-use crate::stack::evloop::Context;
+/// The application interface of the event loop, which this API is used from: an
+/// application implements [`App`] and is handed the round's [`Context`].
+pub use crate::stack::evloop::{App, Context};
 use crate::tcp::{ConnId, ListenerId, TcpError};
 use crate::trace::SocketCall;
 use crate::udp::{SocketId, UdpBindError, UdpSendError};

@@ -8,7 +8,7 @@ use super::*;
 use crate::link::memory::MemPollDevice;
 use crate::socket::UdpEcho;
 use crate::stack::evloop::tests::{memory_loop, Client, CLIENT, SERVER};
-use crate::stack::evloop::{App, EventLoop};
+use crate::stack::evloop::EventLoop;
 use crate::stack::Interface;
 use crate::time::Instant;
 

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::stack::evloop::{App, Context};
+use super::ready::{App, Context};
 use crate::stack::StackHandle;
 use crate::udp::{SocketId, UdpBindError, UdpSendError};
 
