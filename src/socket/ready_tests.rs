@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::link::memory::MemPollDevice;
 use crate::socket::UdpEcho;
-use crate::stack::evloop::tests::{memory_loop, Client, CLIENT, SERVER};
+use crate::stack::evloop::tests::{memory_loop, read_available, Client, CLIENT, SERVER};
 use crate::stack::evloop::EventLoop;
 use crate::stack::Interface;
 use crate::time::Instant;
@@ -171,6 +171,22 @@ fn accepted(port: u16) -> (EventLoop<MemPollDevice>, Probe, Client, crate::tcp::
     (ev, probe, client, id)
 }
 
+/// The client sends `data` on `id`; rounds run until the probe (reading) has that much.
+fn client_sends(
+    ev: &mut EventLoop<MemPollDevice>,
+    probe: &mut Probe,
+    client: &mut Client,
+    id: crate::tcp::ConnId,
+    data: &[u8],
+) {
+    let mut sent = 0;
+    let want = probe.got.len() + data.len();
+    pump(ev, probe, client, |p, iface, now| {
+        sent += iface.tcp_mut().send(id, &data[sent..], now).unwrap_or(0);
+        p.got.len() >= want
+    });
+}
+
 #[test]
 fn accept_hands_out_each_connection_once_with_its_addresses() {
     let (mut ev, mut probe, mut client) = setup();
@@ -218,13 +234,7 @@ fn recv_would_block_until_data_arrives_and_the_socket_is_named_ready() {
     assert_eq!(probe.recv_ready_before_read.first(), Some(&false));
 
     probe.ready.clear();
-    let mut sent = false;
-    pump(&mut ev, &mut probe, &mut client, |p, iface, now| {
-        if !sent {
-            sent = iface.tcp_mut().send(id, b"ping", now) == Ok(4);
-        }
-        p.got.len() >= 4
-    });
+    client_sends(&mut ev, &mut probe, &mut client, id, b"ping");
     assert_eq!(probe.got, b"ping");
     let sock = probe.accepted[0];
     assert!(probe.ready.contains(&sock), "the data woke the socket");
@@ -253,10 +263,7 @@ fn send_with_fills_the_send_buffer_in_place_and_acks_wake_the_writer() {
     probe.ready.clear();
     let mut got = Vec::new();
     pump(&mut ev, &mut probe, &mut client, |p, iface, now| {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = iface.tcp_mut().recv(id, &mut buf, now) {
-            got.extend_from_slice(&buf[..n]);
-        }
+        read_available(iface, id, now, &mut got);
         got.len() >= first_fill && p.unacked == 0
     });
     assert_eq!(got.len(), first_fill);
@@ -283,31 +290,13 @@ fn shutdown_sends_fin_and_the_socket_still_reads() {
     probe.todo.push(Action::Send(b"bye"));
     probe.todo.push(Action::Shutdown);
     let mut got = Vec::new();
-    let mut eof = false;
     pump(&mut ev, &mut probe, &mut client, |_, iface, now| {
-        let mut buf = [0u8; 64];
-        loop {
-            match iface.tcp_mut().recv(id, &mut buf, now) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(_) => break,
-            }
-        }
-        eof
+        read_available(iface, id, now, &mut got)
     });
     assert_eq!(got, b"bye", "queued data before the FIN");
 
     // Half-closed: the peer may still send, and we read it.
-    let mut sent = false;
-    pump(&mut ev, &mut probe, &mut client, |p, iface, now| {
-        if !sent {
-            sent = iface.tcp_mut().send(id, b"late", now) == Ok(4);
-        }
-        p.got.len() >= 4
-    });
+    client_sends(&mut ev, &mut probe, &mut client, id, b"late");
     assert_eq!(probe.got, b"late");
 
     // Writing after shutdown is an error of the call, not a block.
@@ -346,17 +335,7 @@ fn abort_resets_the_peer_and_close_fins_it() {
     let mut got = Vec::new();
     let mut eof = false;
     pump(&mut ev, &mut probe, &mut client, |_, iface, now| {
-        let mut buf = [0u8; 64];
-        loop {
-            match iface.tcp_mut().recv(second, &mut buf, now) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(_) => break,
-            }
-        }
+        eof = read_available(iface, second, now, &mut got);
         eof || iface.tcp().error(second).is_some()
     });
     assert!(eof, "FIN, not RST: {:?}", client.iface.tcp().error(second));

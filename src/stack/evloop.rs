@@ -934,17 +934,7 @@ pub(crate) mod tests {
                 if sent < request.len() {
                     sent += iface.tcp_mut().send(id, &request[sent..], now).unwrap_or(0);
                 }
-                let mut buf = [0u8; 4096];
-                loop {
-                    match iface.tcp_mut().recv(id, &mut buf, now) {
-                        Ok(0) => {
-                            eof = true;
-                            break;
-                        }
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                        Err(_) => break,
-                    }
-                }
+                eof |= read_available(iface, id, now, &mut got);
                 done(&got, eof) || iface.tcp().error(id).is_some()
             });
             (got, eof)
@@ -979,6 +969,23 @@ pub(crate) mod tests {
                 }
                 assert!(std::time::Instant::now() < limit, "no progress in 20 s");
                 std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Read what connection `id` of `iface` has into `got`; true at the end of the stream.
+    pub(crate) fn read_available(
+        iface: &mut Interface,
+        id: ConnId,
+        now: Instant,
+        got: &mut Vec<u8>,
+    ) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            match iface.tcp_mut().recv(id, &mut buf, now) {
+                Ok(0) => return true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => return false,
             }
         }
     }
