@@ -377,3 +377,45 @@ fn udp_echo_runs_beside_another_app_on_one_loop() {
     );
     assert!(client.iface.tcp().is_connected(id));
 }
+
+/// The HTTP layer reaches the network through the socket layer only: its code (tests
+/// aside) names nothing of the runtimes, the transport, internet or link layers.
+#[test]
+fn the_http_layer_uses_nothing_below_the_socket_layer() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let below = [
+        "crate::tcp",
+        "crate::udp",
+        "crate::ip",
+        "crate::link",
+        "crate::stack",
+        "super::super",
+    ];
+    let mut found = Vec::new();
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).expect("src/http") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if !name.ends_with(".rs") || name.ends_with("tests.rs") {
+            continue;
+        }
+        files += 1;
+        let text = std::fs::read_to_string(&path).expect("read");
+        // Unit tests (at the end of a file) may drive a client stack by hand.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (i, line) in code.lines().enumerate() {
+            let line = line.trim_start();
+            if line.starts_with("//") {
+                continue;
+            }
+            if let Some(path) = below.iter().find(|p| line.contains(*p)) {
+                found.push(format!("{name}:{}: {path}: {line}", i + 1));
+            }
+        }
+    }
+    assert!(files >= 5, "read {files} files of {}", dir.display());
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
