@@ -125,6 +125,10 @@ pub enum Emphasis {
 pub struct Renderer {
     /// ISN of each direction, keyed (sender, receiver).
     isn: HashMap<(SocketAddrV4, SocketAddrV4), SeqNum>,
+    /// The window scale option each direction's SYN carried (`None`: its SYN had none),
+    /// keyed (sender, receiver): a window field is shifted by its sender's scale once
+    /// both SYNs carried the option (RFC 7323 §2.2-2.3).
+    wscale: HashMap<(SocketAddrV4, SocketAddrV4), Option<u8>>,
     /// Packets seen so far (the `#n` of the next one is this + 1).
     packets: u64,
 }
@@ -288,8 +292,10 @@ impl Renderer {
         if seg.flags.syn {
             if self.isn.len() >= MAX_TRACKED {
                 self.isn.clear();
+                self.wscale.clear();
             }
             self.isn.insert((src, dst), seg.seq);
+            self.wscale.insert((src, dst), seg.options.window_scale);
         }
         let mut t = String::with_capacity(120);
         let _ = write!(
@@ -303,7 +309,7 @@ impl Renderer {
         if seg.flags.ack {
             let _ = write!(t, "  ack {}", self.seq_text(dst, src, seg.ack));
         }
-        let _ = write!(t, "  win {}", seg.window);
+        let _ = write!(t, "  win {}", self.window_text(src, dst, seg));
         if !seg.payload.is_empty() {
             let _ = write!(t, "  len {}", seg.payload.len());
         }
@@ -329,6 +335,26 @@ impl Renderer {
             let _ = write!(t, "  {opts}");
         }
         t
+    }
+
+    /// The window a segment advertises, as the receiver of it uses it: `64512 (63<<10)`
+    /// when scaled, the field alone when the scale is 0 or on a SYN (whose window is
+    /// never scaled, RFC 7323 §2.2), and the field marked as such when the SYNs were not
+    /// seen, so a scaled window never looks like a collapsed one.
+    fn window_text(&self, src: SocketAddrV4, dst: SocketAddrV4, seg: &Segment) -> String {
+        if seg.flags.syn {
+            return seg.window.to_string();
+        }
+        match (self.wscale.get(&(src, dst)), self.wscale.get(&(dst, src))) {
+            (Some(Some(shift)), Some(Some(_))) if *shift > 0 => {
+                // RFC 7323 §2.3: a shift above 14 is used as 14.
+                let shift = (*shift).min(14);
+                let scaled = u32::from(seg.window) << shift;
+                format!("{scaled} ({}<<{shift})", seg.window)
+            }
+            (Some(_), Some(_)) => seg.window.to_string(),
+            _ => format!("{} (field; scale unknown, SYN not seen)", seg.window),
+        }
     }
 
     /// `seq` relative to the ISN of `from → to`, or absolute when that ISN is unknown.
@@ -378,6 +404,8 @@ impl Renderer {
                 if *to == State::Closed {
                     self.isn.remove(&(e.local, e.remote));
                     self.isn.remove(&(e.remote, e.local));
+                    self.wscale.remove(&(e.local, e.remote));
+                    self.wscale.remove(&(e.remote, e.local));
                 }
                 (format!("{from} → {to} on {cause}"), Emphasis::State)
             }

@@ -529,3 +529,62 @@ fn duplicate_acks_are_explained_before_the_fast_retransmit() {
     // SACK blocks are relative, like the ACK.
     index_of(t, ",sack {1449:8689}>");
 }
+
+#[test]
+fn windows_are_shown_scaled_after_the_handshake() {
+    let mut p = Pair::new();
+    p.listen_and_connect();
+    p.pump();
+    let t = &p.trace;
+    // Every segment after the SYNs: the window the receiver uses, then the field and
+    // the shift it came from; never the bare field (which looks like a collapsed window).
+    let after_syns: Vec<&str> = t
+        .lines()
+        .filter(|l| l.starts_with("    tcp") && !l.contains("[S"))
+        .collect();
+    assert!(!after_syns.is_empty(), "{t}");
+    for line in after_syns {
+        let win = &line[line.find("win ").expect(line) + 4..];
+        let mut words = win.split_whitespace();
+        let scaled: u32 = words.next().unwrap().parse().expect(line);
+        let field_shift = words.next().expect(line);
+        let (field, shift) = field_shift
+            .trim_matches(|c| c == '(' || c == ')')
+            .split_once("<<")
+            .expect(line);
+        let (field, shift): (u32, u32) = (field.parse().unwrap(), shift.parse().unwrap());
+        assert_eq!(shift, 3, "{line}");
+        assert_eq!(scaled, field << shift, "{line}");
+        assert!(scaled > 65_535, "{line}");
+    }
+    // The SYNs' windows are never scaled (RFC 7323 §2.2).
+    index_of(t, "win 65535  <mss");
+}
+
+#[test]
+fn a_window_without_its_syns_is_marked_as_the_bare_field() {
+    let mut p = Pair::new();
+    p.listen_and_connect();
+    p.pump();
+    // A fresh printer never saw the SYNs: it cannot know the shift.
+    let mut late = Printer::new(Palette::PLAIN);
+    let ack = ack_packet(&mut p);
+    let text = late.render_at(
+        &TraceEvent::Packet {
+            dir: Direction::In,
+            bytes: ack,
+        },
+        Duration::ZERO,
+    );
+    assert!(
+        text.contains("(field; scale unknown, SYN not seen)"),
+        "{text}"
+    );
+}
+
+/// A segment from the client to the server of `p` (an established pair).
+fn ack_packet(p: &mut Pair) -> Vec<u8> {
+    let c = p.client.tcp_mut().connection_states()[0].0;
+    p.client.tcp_mut().send(c, b"x", p.now).expect("send");
+    p.client.poll_transmit(p.now).expect("a segment")
+}
