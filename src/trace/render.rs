@@ -195,24 +195,7 @@ impl Renderer {
                 }
                 Err(e) => push(Layer::Tcp, format!("invalid segment: {e} (dropped)")),
             },
-            ipv4::PROTO_ICMP => {
-                let kind = match ip.payload.first() {
-                    Some(0) => "echo reply",
-                    Some(8) => "echo request",
-                    Some(3) => "destination unreachable",
-                    Some(11) => "time exceeded",
-                    _ => "other",
-                };
-                let id_seq = match (ip.payload.get(4..6), ip.payload.get(6..8)) {
-                    (Some(i), Some(s)) if matches!(ip.payload.first(), Some(0 | 8)) => format!(
-                        "  id {}  seq {}",
-                        u16::from_be_bytes([i[0], i[1]]),
-                        u16::from_be_bytes([s[0], s[1]])
-                    ),
-                    _ => String::new(),
-                };
-                push(Layer::Icmp, format!("{kind}{id_seq}"));
-            }
+            ipv4::PROTO_ICMP => push(Layer::Icmp, super::icmp_text(ip.payload)),
             ipv4::PROTO_UDP => match crate::udp::Datagram::parse(ip.src, ip.dst, ip.payload) {
                 Ok(d) => push(
                     Layer::Udp,

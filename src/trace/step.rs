@@ -264,7 +264,15 @@ fn steps(dir: Direction, lines: &[LayerLine]) -> Vec<(Layer, String)> {
                 ));
             }
             if let Some(t) = find(Layer::Icmp) {
-                out.push((Layer::Icmp, format!("{t}  ⇒ echo requests are answered")));
+                let next = if t.starts_with("echo request") {
+                    "answered with an echo reply"
+                } else if t.starts_with("echo") {
+                    "nothing to do: we send no echo requests"
+                } else {
+                    "an error: handed to the connection or socket of the datagram it quotes \
+                     (RFC 1122 §4.2.3.9)"
+                };
+                out.push((Layer::Icmp, format!("{t}  ⇒ {next}")));
             }
             if let Some(t) = find(Layer::Udp) {
                 out.push((

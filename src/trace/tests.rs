@@ -588,3 +588,46 @@ fn ack_packet(p: &mut Pair) -> Vec<u8> {
     p.client.tcp_mut().send(c, b"x", p.now).expect("send");
     p.client.poll_transmit(p.now).expect("a segment")
 }
+
+#[test]
+fn icmp_lines_name_the_type_code_and_quoted_datagram() {
+    use crate::ip::{icmp, ipv4};
+    let udp = crate::udp::datagram::emit(SERVER, CLIENT, 4000, 9, b"hi");
+    let original = ipv4::emit(SERVER, CLIENT, ipv4::PROTO_UDP, 64, 1, &udp);
+    let cases = [
+        (
+            icmp::dest_unreachable(icmp::CODE_PORT_UNREACHABLE, &original),
+            "destination unreachable (port unreachable) about udp 10.0.0.2:4000 → 10.0.0.1:9",
+        ),
+        (
+            icmp::dest_unreachable(icmp::CODE_PROTOCOL_UNREACHABLE, &original),
+            "destination unreachable (protocol unreachable) about udp ",
+        ),
+        (
+            icmp::time_exceeded(0, &original),
+            "time exceeded (TTL exceeded in transit) about udp ",
+        ),
+        (
+            icmp::time_exceeded(icmp::CODE_REASSEMBLY_TIME_EXCEEDED, &original),
+            "time exceeded (fragment reassembly time exceeded)",
+        ),
+        (
+            icmp::fragmentation_needed(1280, &original),
+            "destination unreachable (fragmentation needed and DF set, next-hop MTU 1280)",
+        ),
+    ];
+    for (message, expected) in cases {
+        let packet = ipv4::emit(CLIENT, SERVER, ipv4::PROTO_ICMP, 64, 2, &message);
+        let mut printer = Printer::new(Palette::PLAIN);
+        let text = printer.render_at(
+            &TraceEvent::Packet {
+                dir: Direction::In,
+                bytes: packet.clone(),
+            },
+            Duration::ZERO,
+        );
+        assert!(text.contains(&format!("    icmp   {expected}")), "{text}");
+        let line = super::describe(Direction::In, &packet);
+        assert!(line.contains(&format!("| ICMP {expected}")), "{line}");
+    }
+}
