@@ -69,6 +69,11 @@ struct LinkArgs {
     /// runtime serves; each block names the thread (queue) that handled it.
     #[arg(long)]
     trace: bool,
+    /// Like --trace, and end each line with the code that did it: the file and function
+    /// that handle each layer (`@ src/tcp/endpoint.rs Tcp::on_segment`), the exact line
+    /// of each decision (`@ src/tcp/connection.rs:1506`). --step always shows it.
+    #[arg(long)]
+    trace_code: bool,
     /// Seed for ISNs and ephemeral ports (random by default), for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
@@ -114,7 +119,8 @@ impl LinkArgs {
             ip: self.ip,
             mtu: self.mtu,
             pcap: self.pcap.clone(),
-            trace: self.trace,
+            trace: self.trace || self.trace_code,
+            trace_code: self.trace_code,
             seed: self.seed,
             faults: self.faults.config(),
         }
@@ -341,7 +347,7 @@ fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -
             url.host
         ))
     })?;
-    let stack = start_stack(&link.options(), make_tracer(link.trace, false))?;
+    let stack = start_stack(&link.options(), make_tracer(&link.options(), false))?;
     let stream = TcpStream::connect_timeout(&stack, SocketAddrV4::new(addr, url.port), timeout)
         .map_err(|e| io::Error::new(e.kind(), format!("connecting to {addr}:{}: {e}", url.port)))?;
     stream.set_read_timeout(Some(timeout))?;

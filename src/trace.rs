@@ -92,6 +92,9 @@ pub struct SocketEvent {
     /// The thread that made the call: the acceptor (`main`) or a connection's own thread
     /// (`http 10.0.0.1:5000`) — the thread-per-connection model in plain sight.
     pub thread: Option<String>,
+    /// The line of the application (or socket layer) that made the call, recorded with
+    /// `#[track_caller]`: a pointer the compiler fills in, nothing formatted.
+    pub at: &'static std::panic::Location<'static>,
 }
 
 /// The socket calls worth tracing.
@@ -159,7 +162,13 @@ impl Tracer {
     /// Print every event to stderr as [`render::Printer`] renders it; colours when
     /// `palette` says so (see [`Palette::for_stderr`]).
     pub fn stderr(palette: Palette) -> Tracer {
-        let printer = std::sync::Mutex::new(Printer::new(palette));
+        Tracer::stderr_with_code(palette, false)
+    }
+
+    /// Like [`Tracer::stderr`]; with `code`, each line ends with the code that did it
+    /// (`--trace-code`).
+    pub fn stderr_with_code(palette: Palette, code: bool) -> Tracer {
+        let printer = std::sync::Mutex::new(Printer::new(palette).with_code(code));
         Tracer::new(move |ev| {
             let mut p = printer.lock().unwrap_or_else(|e| e.into_inner());
             let text = p.render(&ev);

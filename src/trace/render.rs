@@ -109,6 +109,112 @@ pub struct LayerLine {
     pub text: String,
 }
 
+/// Where in the source a line's work is done: the trace as a map into the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// The line that decided, recorded where the event was made (`#[track_caller]`).
+    Line(&'static std::panic::Location<'static>),
+    /// The function that does a layer's work on a packet: file and `Type::function`.
+    Function(&'static str, &'static str),
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Code::Line(at) => write!(f, "{}:{}", at.file(), at.line()),
+            Code::Function(file, function) => write!(f, "{file} {function}"),
+        }
+    }
+}
+
+/// The functions that handle each layer of a packet on the default runtime (the event
+/// loop); `code_map_names_functions_that_exist` keeps them true.
+pub const LAYER_CODE: &[(Layer, Direction, &str, &str)] = &[
+    (
+        Layer::Link,
+        Direction::In,
+        "src/stack/evloop.rs",
+        "EventLoop::read_device",
+    ),
+    (
+        Layer::Ip,
+        Direction::In,
+        "src/stack/iface.rs",
+        "Interface::handle_packet_meta",
+    ),
+    (
+        Layer::Tcp,
+        Direction::In,
+        "src/tcp/endpoint.rs",
+        "Tcp::on_segment",
+    ),
+    (
+        Layer::Icmp,
+        Direction::In,
+        "src/stack/iface.rs",
+        "Interface::handle_icmp",
+    ),
+    (
+        Layer::Udp,
+        Direction::In,
+        "src/stack/iface.rs",
+        "Interface::handle_udp",
+    ),
+    (
+        Layer::Tcp,
+        Direction::Out,
+        "src/tcp/connection.rs",
+        "Connection::poll_transmit",
+    ),
+    (
+        Layer::Icmp,
+        Direction::Out,
+        "src/stack/iface.rs",
+        "Interface::queue",
+    ),
+    (
+        Layer::Udp,
+        Direction::Out,
+        "src/stack/iface.rs",
+        "Interface::poll_transmit",
+    ),
+    (
+        Layer::Ip,
+        Direction::Out,
+        "src/stack/iface.rs",
+        "Interface::poll_transmit_into",
+    ),
+    (
+        Layer::Link,
+        Direction::Out,
+        "src/stack/evloop.rs",
+        "EventLoop::transmit",
+    ),
+];
+
+/// The code behind one layer line of a packet going `dir` (none for the payload).
+pub fn layer_code(dir: Direction, layer: Layer) -> Option<Code> {
+    LAYER_CODE
+        .iter()
+        .find(|(l, d, _, _)| *l == layer && *d == dir)
+        .map(|(_, _, file, function)| Code::Function(file, function))
+}
+
+/// The code behind a decision line: the exact line for transport decisions and socket
+/// calls, the server's request loop for HTTP messages.
+pub fn event_code(event: &TraceEvent) -> Option<Code> {
+    match event {
+        TraceEvent::Tcp(e) => Some(Code::Line(e.at)),
+        TraceEvent::Socket(e) => Some(Code::Line(e.at)),
+        TraceEvent::Http(_) => Some(Code::Function(
+            "src/http/evented.rs",
+            "EventedServer::service",
+        )),
+        TraceEvent::SuperSegment { dir, .. } => layer_code(*dir, Layer::Link),
+        TraceEvent::Packet { .. } | TraceEvent::Frame { .. } => None,
+    }
+}
+
 /// How notable a decision line is (decides its colour).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Emphasis {
@@ -578,6 +684,7 @@ pub struct Printer {
     renderer: Renderer,
     palette: Palette,
     start: Instant,
+    code: bool,
 }
 
 impl Printer {
@@ -587,6 +694,22 @@ impl Printer {
             renderer: Renderer::new(),
             palette,
             start: Instant::now(),
+            code: false,
+        }
+    }
+
+    /// Also end each line with the code that did it (`--trace-code`): a dim
+    /// `@ src/tcp/connection.rs:1506` or `@ src/stack/iface.rs Interface::handle_icmp`.
+    pub fn with_code(mut self, on: bool) -> Printer {
+        self.code = on;
+        self
+    }
+
+    /// `  @ code`, dim, when code locations are on.
+    fn code_suffix(&self, code: Option<Code>) -> String {
+        match code {
+            Some(c) if self.code => format!("  {}", self.palette.paint("2", &format!("@ {c}"))),
+            _ => String::new(),
         }
     }
 
@@ -634,14 +757,21 @@ impl Printer {
                 }
                 let _ = writeln!(
                     out,
-                    "{}  {} {}",
+                    "{}  {} {}{}",
                     p.paint("1", &head),
                     p.paint(Layer::Link.color(), "link"),
-                    link
+                    link,
+                    self.code_suffix(layer_code(*dir, Layer::Link))
                 );
                 for l in rest {
                     let label = format!("{:<7}", l.layer.label());
-                    let _ = writeln!(out, "    {}{}", p.paint(l.layer.color(), &label), l.text);
+                    let _ = writeln!(
+                        out,
+                        "    {}{}{}",
+                        p.paint(l.layer.color(), &label),
+                        l.text,
+                        self.code_suffix(layer_code(*dir, l.layer))
+                    );
                 }
                 out
             }
@@ -653,7 +783,12 @@ impl Printer {
                         Emphasis::Alarm => p.paint("31", &text),
                         Emphasis::Normal => text,
                     };
-                    format!("  ▸ {}{}\n", p.paint(layer.color(), &label), text)
+                    format!(
+                        "  ▸ {}{}{}\n",
+                        p.paint(layer.color(), &label),
+                        text,
+                        self.code_suffix(event_code(other))
+                    )
                 }
                 None => String::new(),
             },

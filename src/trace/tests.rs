@@ -144,6 +144,7 @@ fn trace_of_a_connection_shows_every_layer_and_transition() {
         remote: p.server.tcp().peer_addr(s).into(),
         call: SocketCall::Accept,
         thread: Some("main".into()),
+        at: std::panic::Location::caller(),
     }));
     let request = b"GET / HTTP/1.1\r\nHost: 10.0.0.2\r\n\r\n";
     p.client.tcp_mut().send(c, request, now).expect("send");
@@ -318,6 +319,7 @@ fn colours_only_when_asked() {
             to: State::Established,
             cause: "ACK".into(),
         },
+        at: std::panic::Location::caller(),
     });
     let plain = Printer::new(Palette::PLAIN).render_at(&ev, Duration::ZERO);
     assert_eq!(
@@ -478,6 +480,7 @@ fn stepper_next_packet_skips_to_the_next_packet() {
         remote: SocketAddrV4::new(CLIENT, 5000).into(),
         call: SocketCall::Read(10),
         thread: None,
+        at: std::panic::Location::caller(),
     }));
     let before = out.text().matches(PROMPT).count();
     assert_eq!(before, 1, "{}", out.text());
@@ -629,5 +632,141 @@ fn icmp_lines_name_the_type_code_and_quoted_datagram() {
         assert!(text.contains(&format!("    icmp   {expected}")), "{text}");
         let line = super::describe(Direction::In, &packet);
         assert!(line.contains(&format!("| ICMP {expected}")), "{line}");
+    }
+}
+
+#[test]
+fn transport_decisions_carry_the_line_that_made_them() {
+    let mut p = Pair::new();
+    p.listen_and_connect();
+    p.pump();
+    let events = p.client_events.clone();
+    let syn_sent = events
+        .iter()
+        .find(|e| {
+            matches!(
+                e.kind,
+                TcpEventKind::State {
+                    to: State::SynSent,
+                    ..
+                }
+            )
+        })
+        .expect("the client's SYN-SENT");
+    let established = events
+        .iter()
+        .find(|e| {
+            matches!(
+                e.kind,
+                TcpEventKind::State {
+                    to: State::Established,
+                    ..
+                }
+            )
+        })
+        .expect("the client's ESTABLISHED");
+    // The caller of the state change, not the helper that queued it.
+    for e in [syn_sent, established] {
+        assert!(e.at.file().starts_with("src/tcp/"), "{:?}", e.at);
+        let source = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(e.at.file()),
+        )
+        .expect("the file named exists");
+        let line = source
+            .lines()
+            .nth(e.at.line() as usize - 1)
+            .expect("the line named exists");
+        assert!(
+            line.contains("set_state(") || line.contains("insert("),
+            "{}:{} is {line:?}, not where the state changes",
+            e.at.file(),
+            e.at.line()
+        );
+    }
+    assert_ne!(syn_sent.at, established.at);
+}
+
+#[test]
+fn trace_code_ends_each_line_with_its_code() {
+    let mut p = Pair::new();
+    p.printer = Printer::new(Palette::PLAIN).with_code(true);
+    p.listen_and_connect();
+    p.pump();
+    let t = &p.trace;
+    index_of(
+        t,
+        "link 64 bytes from the TUN  @ src/stack/evloop.rs EventLoop::read_device",
+    );
+    index_of(
+        t,
+        "proto tcp  @ src/stack/iface.rs Interface::handle_packet_meta",
+    );
+    index_of(t, "@ src/tcp/endpoint.rs Tcp::on_segment\n");
+    index_of(t, "@ src/tcp/connection.rs Connection::poll_transmit\n");
+    let transition = index_of(t, "LISTEN → SYN-RECEIVED on SYN  @ src/tcp/");
+    assert!(
+        t[transition..].lines().next().unwrap().contains(".rs:"),
+        "{t}"
+    );
+    // Off by default: the plain trace has no code column.
+    let mut q = Pair::new();
+    q.listen_and_connect();
+    q.pump();
+    assert!(!q.trace.contains(" @ src/"), "{}", q.trace);
+}
+
+#[test]
+fn stepper_shows_the_code_of_every_step() {
+    let out = Shared::default();
+    let stepper = Stepper::new(
+        Box::new(Cursor::new(b"c\n".to_vec())),
+        Box::new(out.clone()),
+        Palette::PLAIN,
+    );
+    stepper.handle(&TraceEvent::Packet {
+        dir: Direction::In,
+        bytes: syn_packet(),
+    });
+    let text = out.text();
+    let tcp = index_of(&text, "step tcp    │ 5000 → 80");
+    let code = index_of(&text, "            │ @ src/tcp/endpoint.rs Tcp::on_segment");
+    assert!(tcp < code, "{text}");
+    index_of(
+        &text,
+        "            │ @ src/stack/iface.rs Interface::handle_packet_meta",
+    );
+}
+
+/// Every function the code map names exists in the file it names, so the map stays true
+/// when code moves.
+#[test]
+fn code_map_names_functions_that_exist() {
+    use super::render::LAYER_CODE;
+    let mut named: Vec<(&str, &str)> = LAYER_CODE.iter().map(|(_, _, f, n)| (*f, *n)).collect();
+    if let Some(super::render::Code::Function(f, n)) =
+        super::render::event_code(&TraceEvent::Http(HttpEvent::Response {
+            peer: None,
+            line: String::new(),
+            body_len: None,
+        }))
+    {
+        named.push((f, n));
+    }
+    for (file, name) in named {
+        let source =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let (ty, function) = name.split_once("::").unwrap_or(("", name));
+        assert!(
+            source.contains(&format!("fn {function}("))
+                || source.contains(&format!("fn {function}<")),
+            "{file} has no fn {function}"
+        );
+        assert!(
+            ty.is_empty()
+                || source.contains(&format!("impl {ty} {{"))
+                || source.contains(&format!("impl<D: PollDevice> {ty}<D> {{")),
+            "{file} has no impl {ty}"
+        );
     }
 }
