@@ -347,6 +347,7 @@ fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -
             url.host
         ))
     })?;
+    tunstack::preflight::check_link(&link.options())?;
     let stack = start_stack(&link.options(), make_tracer(&link.options(), false))?;
     let stream = TcpStream::connect_timeout(&stack, SocketAddrV4::new(addr, url.port), timeout)
         .map_err(|e| io::Error::new(e.kind(), format!("connecting to {addr}:{}: {e}", url.port)))?;

@@ -73,6 +73,11 @@ pub struct Runtime {
 
 /// Serve HTTP (and UDP echo) until SIGINT/SIGTERM, on the runtime `runtime` asks for.
 pub fn serve(link: &LinkOptions, opts: ServeOptions, runtime: Runtime) -> io::Result<()> {
+    // Every flag is checked before the device exists: a mistake leaves nothing behind.
+    crate::preflight::check_link(link)?;
+    if let Some(root) = &opts.root {
+        crate::preflight::check_root(root)?;
+    }
     if runtime.threaded {
         serve_threaded(link, runtime.step, opts)
     } else {
