@@ -185,3 +185,61 @@ fn a_second_serve_on_a_routed_subnet_is_refused() {
         "the first server still serves: {ok}"
     );
 }
+
+/// `tunstack get --help` shows an example and says where the URL must point.
+#[test]
+fn get_help_has_an_example_and_says_where_the_url_points() {
+    let run = run_bounded(
+        cmd(
+            tunstack_bin().to_str().expect("utf-8 path"),
+            ["get", "--help"],
+        ),
+        SHORT_TIMEOUT,
+    );
+    run.expect_success("tunstack get --help");
+    for says in [
+        "the URL must name a host on the kernel side of the TUN",
+        "Example",
+        "tunstack get http://10.0.0.1:8000/ -o index.html",
+    ] {
+        assert!(run.stdout.contains(says), "should say {says:?}: {run}");
+    }
+}
+
+/// On a terminal `get` draws a progress bar; the line is ended before the next message.
+#[test]
+fn get_ends_its_progress_line_before_the_next_message() {
+    let Some(mut h) = Harness::new(
+        "get_ends_its_progress_line_before_the_next_message",
+        &["python3", "script"],
+    ) else {
+        return;
+    };
+    let www = h.dir().join("www");
+    std::fs::create_dir_all(&www).expect("mkdir www");
+    write_pattern_file(&www.join("big.bin"), 4 * MIB, 7);
+    h.start_kernel_http_server(8000, &www);
+    let out = h.dir().join("big.out");
+    // `script` gives the command a terminal (a pty) and copies what it printed.
+    let command = format!(
+        "{} get http://{HOST_IP}:8000/big.bin --tun {} --host-ip {HOST_CIDR} --ip {STACK_IP} -o {}",
+        tunstack_bin().display(),
+        h.tun(),
+        out.display()
+    );
+    let run = h.run_in_ns(SHORT_TIMEOUT, "script", &["-qec", &command, "/dev/null"]);
+    run.expect_success("tunstack get on a terminal");
+    let text = &run.stdout;
+    let bar = text
+        .rfind("eta")
+        .unwrap_or_else(|| panic!("no progress bar: {run}"));
+    let message = text
+        .rfind("get: 200 OK")
+        .unwrap_or_else(|| panic!("no result: {run}"));
+    assert!(bar < message, "{run}");
+    assert!(
+        text[bar..message].contains('\n'),
+        "the progress line runs into the next message: {:?}",
+        &text[bar..]
+    );
+}
