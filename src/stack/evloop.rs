@@ -99,6 +99,7 @@ impl Context<'_> {
     /// made on connection `id`, then the transport layer's decisions it caused. Without
     /// one this is one `Option` test.
     #[inline]
+    #[track_caller]
     pub(crate) fn trace_socket(&mut self, id: ConnId, call: SocketCall) {
         let Some(tracer) = self.tracer else {
             return;
@@ -109,6 +110,7 @@ impl Context<'_> {
             remote: std::net::SocketAddr::V4(tcp.peer_addr(id)),
             call,
             thread: std::thread::current().name().map(str::to_string),
+            at: std::panic::Location::caller(),
         }));
         emit_tcp(tracer, self.iface);
     }
@@ -449,6 +451,7 @@ impl<D: PollDevice> EventLoop<D> {
 
     /// Open a TCP listener on `local` (RFC 9293 §3.10.1 passive OPEN); traced, the
     /// `listen()` and the transition it made are shown when the loop starts running.
+    #[track_caller]
     pub fn listen(
         &mut self,
         local: std::net::SocketAddrV4,
@@ -461,6 +464,7 @@ impl<D: PollDevice> EventLoop<D> {
                 remote: std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
                 call: SocketCall::Listen,
                 thread: None,
+                at: std::panic::Location::caller(),
             });
         }
         Ok(TcpListener::from_id(id))
