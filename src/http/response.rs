@@ -363,22 +363,16 @@ mod tests {
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT\u{e9}"), None);
     }
 
-    /// The head `write_head` makes for `resp`.
+    /// The head `write_head` makes for `resp` on a closing connection (dated at the epoch).
     fn wire(resp: Response) -> String {
-        let mut out = Vec::new();
-        let opts = WireOptions {
+        const CLOSE: WireOptions = WireOptions {
             head_only: false,
             close: true,
             keep_alive_10: false,
         };
-        write_head(
-            &mut out,
-            resp.status,
-            &resp.headers,
-            resp.body.len(),
-            &opts,
-            unix_now(),
-        );
+        let mut out = Vec::new();
+        let len = resp.body.len();
+        write_head(&mut out, resp.status, &resp.headers, len, &CLOSE, 0);
         String::from_utf8(out).unwrap()
     }
 

@@ -370,12 +370,12 @@ impl<S: Transport> Driver<'_, S> {
                     self.conn.consume(n);
                     // A write that had to wait got its room from ACKs: telling them (with
                     // the time) is what dates that progress.
-                    if !self.acked() {
+                    if !self.acked(Duration::ZERO) {
                         return false;
                     }
                 }
                 Err(e) if is_timeout(&e) => {
-                    if !self.acked() {
+                    if !self.acked(Duration::ZERO) {
                         return false;
                     }
                     self.conn.on_timeout(Instant::now());
@@ -391,10 +391,11 @@ impl<S: Transport> Driver<'_, S> {
         }
     }
 
-    /// Tell the connection how much of what it sent the peer acknowledged, without waiting.
-    /// False if the stream failed (it then has no count to give).
-    fn acked(&mut self) -> bool {
-        match self.stream.wait_acked(Duration::ZERO) {
+    /// Wait up to `wait` (zero: not at all) for the peer to acknowledge everything sent,
+    /// then tell the connection how much it did. False if the stream failed (it then has
+    /// no count to give).
+    fn acked(&mut self, wait: Duration) -> bool {
+        match self.stream.wait_acked(wait) {
             Ok(left) => {
                 self.conn.on_acked(left as u64, Instant::now());
                 true
@@ -411,18 +412,11 @@ impl<S: Transport> Driver<'_, S> {
     /// progress and a shutdown request. False if the stream failed.
     fn await_acks(&mut self) -> bool {
         let wait = wait_until(self.conn.deadline(), Instant::now(), SHUTDOWN_POLL);
-        match self.stream.wait_acked(wait) {
-            Ok(left) => {
-                let now = Instant::now();
-                self.conn.on_acked(left as u64, now);
-                self.conn.on_timeout(now);
-                true
-            }
-            Err(e) => {
-                log::debug!("http: {}: {e}", self.peer);
-                false
-            }
+        if !self.acked(wait) {
+            return false;
         }
+        self.conn.on_timeout(Instant::now());
+        true
     }
 
     /// Read once, until the connection's deadline (header, idle or body timeout) at most,
