@@ -369,8 +369,10 @@ impl<S: Transport> Driver<'_, S> {
                 Ok(n) => {
                     self.conn.consume(n);
                     // A write that had to wait got its room from ACKs: telling them (with
-                    // the time) is what dates that progress.
-                    if !self.acked(Duration::ZERO) {
+                    // the time) dates that progress before the next write may wait. With
+                    // nothing left to write, the wait for delivery that follows does it
+                    // (one stack lock fewer per response).
+                    if !self.conn.output().is_empty() && !self.acked(Duration::ZERO) {
                         return false;
                     }
                 }
