@@ -724,8 +724,8 @@ impl HttpConn {
     }
 
     /// A complete head arrived: check it, then either answer at once (no body, or an
-    /// error) or start reading the body. `nothing_after`: no byte of
-    /// the body has arrived yet (100 Continue is only worth sending then).
+    /// error) or start reading the body. `nothing_after`: no byte of the body has arrived
+    /// yet (100 Continue is only worth sending then).
     fn start_request(&mut self, spare: SpareRequest, nothing_after: bool) {
         let SpareRequest {
             head,
