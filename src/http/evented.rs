@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::{overload_response, HttpConn};
 use super::handlers::Handler;
+use super::live::{LiveHub, LiveStream};
 use super::recycle;
 use super::response::FILE_CHUNK;
 use super::server::ServerConfig;
@@ -57,6 +58,8 @@ enum Kind {
     Http(Box<HttpConn>),
     /// A connection over the limit: the 503 still to send, from `pos`.
     Reject(Vec<u8>, usize),
+    /// A viewer of the live view (`GET /_live/events`): an endless event stream.
+    Live(Box<LiveStream>),
 }
 
 struct Entry {
@@ -81,6 +84,7 @@ impl Entry {
         match &mut self.kind {
             Kind::Http(h) => h.output(),
             Kind::Reject(out, pos) => out.get(*pos..).unwrap_or_default(),
+            Kind::Live(l) => l.output(),
         }
     }
 
@@ -88,6 +92,7 @@ impl Entry {
         match &mut self.kind {
             Kind::Http(h) => h.consume(n),
             Kind::Reject(_, pos) => *pos += n,
+            Kind::Live(l) => l.consume(n),
         }
     }
 
@@ -95,6 +100,7 @@ impl Entry {
         match &self.kind {
             Kind::Http(h) => h.should_close(),
             Kind::Reject(out, pos) => *pos >= out.len(),
+            Kind::Live(l) => l.should_close(),
         }
     }
 
@@ -102,6 +108,8 @@ impl Entry {
         match &self.kind {
             Kind::Http(h) => h.wants_read(),
             Kind::Reject(..) => false,
+            // Whatever a viewer sends is discarded; its EOF ends the stream.
+            Kind::Live(_) => true,
         }
     }
 
@@ -113,6 +121,7 @@ impl Entry {
             Kind::Http(h) => h.deadline(),
             // A peer that never reads its 503 is dropped with the linger timeout.
             Kind::Reject(..) => self.linger_until,
+            Kind::Live(l) => Some(l.deadline(Instant::now())),
         }
     }
 }
@@ -139,6 +148,8 @@ pub struct EventedServer {
     stats_path: Option<Arc<str>>,
     udp_echo: Option<SocketId>,
     udp_buf: Vec<(SocketAddrV4, Vec<u8>)>,
+    /// `--live`: `GET /_live/events` turns the connection into a [`LiveStream`].
+    live_hub: Option<Arc<LiveHub>>,
 }
 
 impl EventedServer {
@@ -159,6 +170,7 @@ impl EventedServer {
             stats_path: None,
             udp_echo: None,
             udp_buf: Vec::new(),
+            live_hub: None,
         }
     }
 
@@ -176,6 +188,12 @@ impl EventedServer {
     /// Also answer UDP echo (RFC 862) on the bound socket `socket`.
     pub fn set_udp_echo(&mut self, socket: SocketId) {
         self.udp_echo = Some(socket);
+    }
+
+    /// Serve the live view's event stream from `hub` (the page and the other routes are
+    /// the handler's: [`super::live::add_routes`]).
+    pub fn set_live(&mut self, hub: Arc<LiveHub>) {
+        self.live_hub = Some(hub);
     }
 
     /// HTTP connections currently open.
@@ -302,6 +320,12 @@ impl EventedServer {
                 h.on_acked(cx.iface.tcp().unacked(id) as u64, cx.wall);
             }
         }
+        if let Kind::Live(l) = &mut entry.kind {
+            if l.stats_due(cx.wall) {
+                cx.publish_stats();
+            }
+            l.refill(cx.wall);
+        }
         loop {
             let mut progress = false;
             if let Kind::Http(h) = &mut entry.kind {
@@ -364,7 +388,7 @@ impl EventedServer {
             if entry.fin_sent && entry.linger_until.is_none() {
                 let delivered = match &entry.kind {
                     Kind::Http(h) => h.delivered(),
-                    Kind::Reject(..) => true,
+                    Kind::Reject(..) | Kind::Live(_) => true,
                 };
                 if delivered {
                     entry.linger_until = Some(cx.wall + LINGER);
@@ -378,8 +402,10 @@ impl EventedServer {
                     Ok(0) => {
                         cx.trace_socket(id, SocketCall::Read(0));
                         entry.eof = true;
-                        if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {
-                            h.on_eof(cx.wall);
+                        match (entry.fin_sent, &mut entry.kind) {
+                            (false, Kind::Http(h)) => h.on_eof(cx.wall),
+                            (_, Kind::Live(l)) => l.close(),
+                            _ => {}
                         }
                         progress = true;
                     }
@@ -388,7 +414,15 @@ impl EventedServer {
                         reads += 1;
                         let data = self.rbuf.get(..n).unwrap_or_default();
                         if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {
-                            h.on_data(data, cx.wall);
+                            let peer = cx.iface.tcp().peer_addr(id);
+                            let live = self
+                                .live_hub
+                                .as_ref()
+                                .and_then(|hub| LiveStream::take_over(hub, h, peer, data, cx.wall));
+                            match live {
+                                Some(stream) => entry.kind = Kind::Live(Box::new(stream)),
+                                None => h.on_data(data, cx.wall),
+                            }
                         }
                         progress = true;
                     }
@@ -409,7 +443,7 @@ impl EventedServer {
             && entry.eof
             && match &entry.kind {
                 Kind::Http(h) => h.delivered(),
-                Kind::Reject(..) => true,
+                Kind::Reject(..) | Kind::Live(_) => true,
             };
         if dead || closed {
             self.remove(slot, cx, false);
@@ -599,6 +633,13 @@ impl App for EventedServer {
             }) = self.slots.get_mut(slot as usize).and_then(Option::as_mut)
             {
                 h.shutdown();
+            }
+            if let Some(Entry {
+                kind: Kind::Live(l),
+                ..
+            }) = self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+            {
+                l.close();
             }
             self.service(slot, cx);
         }

@@ -63,6 +63,7 @@ pub mod conditional;
 pub mod conn;
 pub mod evented;
 pub mod handlers;
+pub mod live;
 pub mod parse;
 mod recycle;
 pub mod request;
