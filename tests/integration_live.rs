@@ -91,11 +91,14 @@ fn live_view_in_headless_chromium_shows_a_curl_as_it_happens() {
         assert!(!field(r, 4).starts_with("GET /_live"), "{r}\n{out}");
     }
     // Packets decoded layer by layer, with the request line in the data layer.
-    let packets: String = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("PACKETS\t"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    // The lines of one panel, as the driver printed them.
+    let panel = |prefix: &str| -> String {
+        out.lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let packets = panel("PACKETS\t");
     for needle in [
         "bytes from the TUN",
         "10.0.0.1 → 10.0.0.2  ttl 64",
@@ -106,11 +109,7 @@ fn live_view_in_headless_chromium_shows_a_curl_as_it_happens() {
     ] {
         assert!(packets.contains(needle), "{needle:?} not in:\n{packets}");
     }
-    let counters: String = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("COUNTERS\t"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let counters = panel("COUNTERS\t");
     assert!(counters.contains("segments_in: "), "{counters}");
     let ladder = out
         .lines()

@@ -22,7 +22,7 @@ DEADLINE = time.time() + 150
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,1300", "--user-data-dir=" + profile]
+         "--disable-dev-shm-usage", "--window-size=1400,1500", "--user-data-dir=" + profile]
 
 
 def fail(msg):

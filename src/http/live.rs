@@ -196,6 +196,14 @@ impl LiveHub {
         );
     }
 
+    /// Leave the connection with `peer` out from now on.
+    pub fn watch_peer(&self, peer: Option<SocketAddr>) {
+        if let Some(SocketAddr::V4(p)) = peer {
+            let mut ring = self.lock();
+            self.watch(&mut ring, p);
+        }
+    }
+
     /// Record one trace event (the tracer's sink).
     pub fn record(&self, ev: &TraceEvent) {
         let ms = self.start.elapsed().as_secs_f64() * 1000.0;
@@ -569,13 +577,18 @@ impl Drop for LiveStream {
 /// Add the page and the ladder route to `router`, and the events path's fallback (a
 /// request the event loop did not take over: too many viewers, or the threaded runtime).
 pub fn add_routes(router: &mut Router, hub: Arc<LiveHub>) {
-    router.route(PAGE_PATH, |_req: &Request| {
+    let page_hub = hub.clone();
+    router.route(PAGE_PATH, move |req: &Request| {
+        // The page's own connection is left out even when it was opened while nobody
+        // watched (no HTTP event then tells the hub whose it is): browsers keep it open.
+        page_hub.watch_peer(req.peer);
         Response::new(200)
             .with_header("Content-Type", "text/html; charset=utf-8")
             .with_header("Cache-Control", "no-store")
             .with_body(super::Body::Static(PAGE.as_bytes()))
     });
     router.route(LADDER_PATH, move |req: &Request| {
+        hub.watch_peer(req.peer);
         let peer = req
             .query
             .as_deref()
@@ -733,6 +746,14 @@ mod tests {
             "not a path of the view"
         );
         assert!(!kept.iter().any(|e| e.contains("CLOSE-WAIT")));
+        drop(ring);
+        // The page's route marks its connection itself: loaded while nobody watched, no
+        // HTTP event told the hub.
+        hub.watch_peer(Some(SocketAddr::V4(peer(7000))));
+        hub.record(&state_change(7000, State::TimeWait));
+        let ring = hub.lock();
+        assert_eq!(ring.events.len(), 6);
+        assert!(ring.events.iter().all(|e| !e.json.contains("TIME-WAIT")));
     }
 
     #[test]
