@@ -51,6 +51,9 @@ pub const LADDER_PATH: &str = "/_live/ladder";
 
 /// Events kept for late viewers and for the ladder diagrams.
 pub const RING_CAPACITY: usize = 2048;
+/// Packet bytes the ring keeps for the ladder diagrams at most (a large MTU makes large
+/// packets): past it the oldest events go, whatever their number.
+pub const RING_PACKET_BYTES: usize = 8 << 20;
 /// Bytes a stream may have queued beyond what TCP took before it stops copying from the
 /// ring (and, if the ring moves past it meanwhile, skips ahead).
 pub const STREAM_HIGH_WATER: usize = 64 * 1024;
@@ -89,6 +92,8 @@ struct Stored {
 
 struct Ring {
     events: VecDeque<Stored>,
+    /// Bytes of the packets in `events`.
+    packet_bytes: usize,
     next: u64,
     renderer: Renderer,
     watchers: VecDeque<SocketAddrV4>,
@@ -103,8 +108,12 @@ impl Ring {
         conn: Option<SocketAddrV4>,
         packet: Option<(Duration, Arc<[u8]>)>,
     ) {
-        if self.events.len() >= RING_CAPACITY {
-            self.events.pop_front();
+        self.packet_bytes += packet.as_ref().map_or(0, |(_, p)| p.len());
+        while self.events.len() >= RING_CAPACITY || self.packet_bytes > RING_PACKET_BYTES {
+            let Some(old) = self.events.pop_front() else {
+                break;
+            };
+            self.packet_bytes -= old.packet.map_or(0, |(_, p)| p.len());
         }
         let seq = self.next;
         self.next += 1;
@@ -129,6 +138,7 @@ impl LiveHub {
         Arc::new(LiveHub {
             ring: Mutex::new(Ring {
                 events: VecDeque::with_capacity(RING_CAPACITY),
+                packet_bytes: 0,
                 next: 1,
                 renderer: Renderer::new(),
                 watchers: VecDeque::new(),
@@ -499,6 +509,10 @@ impl LiveStream {
     /// Copy what the ring got since the last call (as much as the high-water mark lets),
     /// and the counters when they are due.
     pub fn refill(&mut self, now: Instant) {
+        if self.closing {
+            // Our FIN follows what is queued: nothing may come after it.
+            return;
+        }
         if self.pos > 0 && self.pos == self.out.len() {
             self.out.clear();
             self.pos = 0;
@@ -721,6 +735,48 @@ mod tests {
             "the ring moved past the stalled viewer"
         );
         assert!(!s.output().is_empty());
+    }
+
+    /// A TCP packet from `peer(port)` to the server with `len` payload bytes (jumbo
+    /// sizes too: the ring does not care whether the device could carry it).
+    fn packet_in(port: u16, len: usize) -> TraceEvent {
+        let mut tcp = vec![0u8; 20 + len];
+        tcp[..2].copy_from_slice(&port.to_be_bytes());
+        tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+        tcp[12] = 5 << 4;
+        let bytes = crate::ip::ipv4::emit(
+            *peer(port).ip(),
+            *SERVER.ip(),
+            crate::ip::ipv4::PROTO_TCP,
+            64,
+            1,
+            &tcp,
+        );
+        TraceEvent::Packet {
+            dir: Direction::In,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn packets_kept_for_the_ladders_are_bounded_in_bytes_too() {
+        let hub = LiveHub::new(None);
+        // 64 KiB packets: the byte bound, not the event count, limits the ring.
+        for _ in 0..200 {
+            hub.record(&packet_in(5000, 65_000));
+        }
+        let ring = hub.lock();
+        let kept: usize = ring
+            .events
+            .iter()
+            .filter_map(|e| e.packet.as_ref())
+            .map(|(_, p)| p.len())
+            .sum();
+        assert_eq!(kept, ring.packet_bytes);
+        assert!(kept <= RING_PACKET_BYTES, "{kept}");
+        assert!(ring.events.len() < 200, "{}", ring.events.len());
+        assert!(ring.events.len() >= RING_PACKET_BYTES / 65_100 - 1);
+        assert!(ring.events.iter().all(|e| e.conn == Some(peer(5000))));
     }
 
     #[test]
