@@ -460,6 +460,11 @@ impl LiveStream {
         data: &[u8],
         now: Instant,
     ) -> Option<LiveStream> {
+        // Every request of every connection passes here: a prefix test first, so that
+        // the others cost a comparison, not a second parse.
+        if !data.starts_with(b"GET /_live/events") {
+            return None;
+        }
         conn.idle_since()?;
         let Ok(Parsed::Complete { value: head, .. }) = parse_request_head(data, &Limits::default())
         else {
