@@ -838,4 +838,117 @@ mod tests {
         assert!(!tracer.active());
         assert_eq!(hub.viewers(), 0);
     }
+
+    /// Connect from `port`, send `request`, read until `done` holds; returns the
+    /// connection and what it read.
+    fn ask(
+        client: &mut crate::stack::evloop::tests::Client,
+        port: u16,
+        request: &[u8],
+        done: impl Fn(&str) -> bool,
+    ) -> (crate::tcp::ConnId, String) {
+        let now = client.clock.now();
+        let id = client
+            .iface
+            .tcp_mut()
+            .connect(SocketAddrV4::new(*peer(port).ip(), port), SERVER, now)
+            .expect("connect");
+        let mut sent = 0;
+        let mut got = Vec::new();
+        client.pump_until(|iface, now| {
+            if iface.tcp().is_connected(id) && sent < request.len() {
+                sent += iface.tcp_mut().send(id, &request[sent..], now).unwrap_or(0);
+            }
+            read_more(iface, id, now, &mut got);
+            done(&String::from_utf8_lossy(&got))
+        });
+        (id, String::from_utf8_lossy(&got).into_owned())
+    }
+
+    fn read_more(
+        iface: &mut crate::stack::Interface,
+        id: crate::tcp::ConnId,
+        now: crate::time::Instant,
+        got: &mut Vec<u8>,
+    ) {
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = iface.tcp_mut().recv(id, &mut buf, now) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn the_event_loop_streams_to_a_viewer_and_traces_only_while_one_watches() {
+        use crate::http::evented::EventedServer;
+        use crate::http::{Handler, ServerConfig};
+        use crate::link::memory::poll_pair;
+        use crate::stack::evloop::tests::Client;
+        use crate::stack::evloop::EventLoop;
+        use crate::stack::StackConfig;
+        use crate::trace::http::TracedHandler;
+
+        let hub = LiveHub::new(None);
+        let (server_dev, client_dev) = poll_pair().expect("socketpair");
+        let mut stack = StackConfig::new(*SERVER.ip());
+        stack.seed = Some(3);
+        stack.tracer = Some(hub.tracer());
+        let mut ev = EventLoop::new(server_dev, &stack, None).expect("loop");
+        let listener = ev.listen(SERVER, 0).expect("listen");
+        let mut router = Router::standard(None).expect("site");
+        add_routes(&mut router, hub.clone());
+        let handler: Arc<dyn Handler> = Arc::new(TracedHandler::new(router, hub.tracer()));
+        let mut server = EventedServer::new(handler, ServerConfig::default(), listener);
+        server.set_live(hub.clone());
+        let handle = ev.handle();
+        let thread = std::thread::spawn(move || ev.run(&mut server).expect("run"));
+        let mut client = Client::new(client_dev);
+        let page = |b: &str| b.ends_with("</html>\n");
+
+        // Nobody watches: nothing is recorded.
+        let close = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let (_, got) = ask(&mut client, 41000, close, page);
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert_eq!(hub.head(), 0, "recorded with no viewer");
+
+        // A viewer takes its connection over as an event stream.
+        let events = b"GET /_live/events HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (stream, head) = ask(&mut client, 41001, events, |b| {
+            b.contains("\"k\":\"viewer\"")
+        });
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"),
+            "{head}"
+        );
+        assert_eq!(hub.viewers(), 1);
+
+        // A request made while it watches reaches it: packets, states, the request line.
+        let watched = b"GET /?watched HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let (_, got) = ask(&mut client, 41002, watched, page);
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        let mut seen = head.into_bytes();
+        client.pump_until(|iface, now| {
+            read_more(iface, stream, now, &mut seen);
+            let text = String::from_utf8_lossy(&seen);
+            text.contains("\"http\":\"GET /?watched HTTP/1.1\"")
+                && text.contains("\"from\":\"ESTABLISHED\",\"state\":\"FIN-WAIT-1\"")
+        });
+        let seen = String::from_utf8_lossy(&seen).into_owned();
+        assert!(
+            seen.contains("\"conn\":\"10.0.0.1:41002\",\"k\":\"pkt\",\"dir\":\"in\""),
+            "{seen}"
+        );
+        assert!(!seen.contains("10.0.0.1:41000"), "{seen}");
+        assert!(
+            !seen.contains("\"conn\":\"10.0.0.1:41001\",\"k\":\"pkt\""),
+            "the stream's own packets: {seen}"
+        );
+
+        // The viewer leaves: the stream ends and nobody is counted.
+        let now = client.clock.now();
+        client.iface.tcp_mut().shutdown(stream, now);
+        client.pump_until(|_, _| hub.viewers() == 0);
+        assert!(!hub.tracer().active());
+        handle.stop();
+        thread.join().expect("loop");
+    }
 }
