@@ -128,6 +128,14 @@ fn live_view_in_headless_chromium_shows_a_curl_as_it_happens() {
     assert!(log.contains("live: viewer disconnected"), "{log}");
 }
 
+/// `curl -N /_live/events` in the namespace (for at most 40 s) as helper `name`; returns
+/// the file its stream goes to.
+fn start_viewer(h: &mut Harness, name: &str) -> std::path::PathBuf {
+    let events = format!("http://{STACK_IP}/_live/events");
+    h.spawn_in_ns(name, "curl", &["-sS", "-N", "--max-time", "40", &events]);
+    h.dir().join(format!("{name}.log"))
+}
+
 #[test]
 fn live_events_only_while_watched_and_history_for_a_late_viewer() {
     let Some(mut h) = Harness::new("live_events_only_while_watched", &[]) else {
@@ -135,16 +143,10 @@ fn live_events_only_while_watched_and_history_for_a_late_viewer() {
     };
     h.serve(80, &["--live"]);
     let url = format!("http://{STACK_IP}/");
-    let events = format!("http://{STACK_IP}/_live/events");
     // Nobody watches: nothing is recorded.
     let unwatched = curl_port(&h, &url);
     // A viewer (curl reading the stream for at most 40 s) ...
-    h.spawn_in_ns(
-        "viewer1",
-        "curl",
-        &["-sS", "-N", "--max-time", "40", &events],
-    );
-    let viewer1 = h.dir().join("viewer1.log");
+    let viewer1 = start_viewer(&mut h, "viewer1");
     wait_file(&viewer1, SHORT_TIMEOUT, |t| t.contains("\"k\":\"viewer\""));
     // ... sees a request made while it watches, to its end.
     let watched = curl_port(&h, &url);
@@ -178,12 +180,7 @@ fn live_events_only_while_watched_and_history_for_a_late_viewer() {
     h.wait_log(SHORT_TIMEOUT, |l| l.contains("live: viewer disconnected"));
     let unwatched2 = curl_port(&h, &url);
     // A late viewer gets the history kept from when someone watched, and nothing since.
-    h.spawn_in_ns(
-        "viewer2",
-        "curl",
-        &["-sS", "-N", "--max-time", "40", &events],
-    );
-    let viewer2 = h.dir().join("viewer2.log");
+    let viewer2 = start_viewer(&mut h, "viewer2");
     let late = wait_file(&viewer2, SHORT_TIMEOUT, |t| t.contains("\"k\":\"stats\""));
     assert!(late.contains(&closed), "history replayed:\n{late}");
     assert!(!late.contains(&format!("10.0.0.1:{unwatched2}")), "{late}");
