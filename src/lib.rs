@@ -31,6 +31,7 @@ pub mod diagram;
 pub mod http;
 pub mod ip;
 pub mod link;
+pub mod live;
 pub mod packetdrill;
 pub mod preflight;
 pub mod serve;

@@ -196,6 +196,12 @@ enum Command {
         /// bytes delivered, time) to FILE, or to stderr with `-`; buffered. Off by default.
         #[arg(long, value_name = "FILE")]
         access_log: Option<PathBuf>,
+        /// Serve a live view at /_live: a web page showing the connections, every packet
+        /// layer by layer, a ladder diagram and the counters as they happen. Off by
+        /// default: it shows every client's addresses and requests to anyone who can reach
+        /// the server. Costs nothing while no page is open. Event loop only.
+        #[arg(long)]
+        live: bool,
     },
     /// Download URL through our own stack (active open) and write the body.
     ///
@@ -284,6 +290,7 @@ fn main() -> ExitCode {
             queues,
             no_offload,
             access_log,
+            live,
         } => {
             if let Some(path) = &access_log {
                 if let Err(e) = tunstack::http::access_log::open(path) {
@@ -303,6 +310,7 @@ fn main() -> ExitCode {
                     ..tunstack::http::ServerConfig::default()
                 },
                 udp_echo,
+                live,
             };
             let runtime = Runtime {
                 threaded,

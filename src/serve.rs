@@ -73,6 +73,14 @@ pub struct Runtime {
 
 /// Serve HTTP (and UDP echo) until SIGINT/SIGTERM, on the runtime `runtime` asks for.
 pub fn serve(link: &LinkOptions, opts: ServeOptions, runtime: Runtime) -> io::Result<()> {
+    if runtime.threaded && opts.live {
+        // The event stream is an endless response written as TCP accepts it; the threaded
+        // server's handlers return whole responses.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--live needs the event loop: drop --threaded",
+        ));
+    }
     // Every flag is checked before the device exists: a mistake leaves nothing behind.
     crate::preflight::check_link(link)?;
     if let Some(root) = &opts.root {
@@ -290,6 +298,8 @@ pub struct ServeOptions {
     pub config: crate::http::ServerConfig,
     /// Also answer UDP echo (RFC 862) on this port.
     pub udp_echo: Option<u16>,
+    /// Serve the live view at `/_live` ([`crate::live`]; event loop only).
+    pub live: bool,
 }
 
 /// `serve` on the threaded runtime (`--threaded`, `--trace`, `--step`).
@@ -301,6 +311,7 @@ fn serve_threaded(link: &LinkOptions, step: bool, opts: ServeOptions) -> io::Res
         root,
         config,
         udp_echo,
+        live: _,
     } = opts;
     let mut router = Router::standard(root.as_deref())?;
     let tracer = make_tracer(link, step);
@@ -386,6 +397,7 @@ fn serve_evented(
         root,
         config,
         udp_echo,
+        live,
     } = opts;
     let (kind, name) = match &link.tap {
         Some(tap) => ("TAP", tap),
@@ -428,16 +440,30 @@ fn serve_evented(
     );
 
     let mut stack_config = stack_config(link)?;
-    let tracer = make_tracer(link, step);
+    let board = StatsBoard::new(devices.len());
+    let http_counters = Arc::new(HttpCounters::default());
+    let live_hub = live.then(|| {
+        let (board, http) = (board.clone(), http_counters.clone());
+        crate::live::LiveHub::new(Some(Box::new(move || {
+            stats_report::merge(&board.latest())
+                .map(|s| stats_report::to_json(&s, Some(&http.snapshot())))
+        })))
+    });
+    let tracer = match (make_tracer(link, step), &live_hub) {
+        (Some(t), Some(hub)) => Some(t.and(hub.tracer())),
+        (t, hub) => t.or_else(|| hub.as_ref().map(|h| h.tracer())),
+    };
     stack_config.tracer = tracer.clone();
     // One seed for every queue: ISNs and SYN cookies agree whichever queue a packet takes.
     stack_config.seed = Some(link.seed.unwrap_or_else(rand::random));
     // One capture file for all queues: the hook is shared (taken only with --pcap).
     let hook = packet_hook(link)?.map(|h| Arc::new(Mutex::new(h)));
 
-    let board = StatsBoard::new(devices.len());
-    let http_counters = Arc::new(HttpCounters::default());
     let mut router = Router::standard(root.as_deref())?;
+    if let Some(hub) = &live_hub {
+        crate::live::add_routes(&mut router, hub.clone());
+        log::info!("live: the live view is at http://{}:{port}/_live", link.ip);
+    }
     // GET /_stats: the loop serving the request publishes its own counters just before
     // (EventedServer::set_stats_path); other queues' are at most evloop::STATS_PERIOD old.
     let source = board.clone();
@@ -469,6 +495,9 @@ fn serve_evented(
         let mut server = EventedServer::new(handler.clone(), config.clone(), listener);
         server.set_stats_path("/_stats");
         server.set_counters(http_counters.clone());
+        if let Some(hub) = &live_hub {
+            server.set_live(hub.clone());
+        }
         // The loop runs the HTTP server, and the UDP echo beside it when asked for.
         let mut apps: Box<dyn evloop::App + Send> = match udp_echo {
             Some(echo_port) => {

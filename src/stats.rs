@@ -226,7 +226,7 @@ pub fn summary(stats: &StackStats, http: Option<&HttpStats>) -> String {
 }
 
 /// A JSON string literal for `s` (RFC 8259 §7).
-fn json_string(s: &str) -> String {
+pub(crate) fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -35,6 +35,7 @@ mod tests;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use crate::tcp::{TcpEvent, TcpEventKind};
@@ -144,6 +145,10 @@ pub enum HttpEvent {
 #[derive(Clone)]
 pub struct Tracer {
     sink: Arc<dyn Fn(TraceEvent) + Send + Sync>,
+    /// A tracer that is only wanted some of the time (the live view, while a viewer is
+    /// connected): the runtime attaches it while this is set, and detaches it otherwise,
+    /// so that nobody watching costs nothing.
+    gate: Option<Arc<AtomicBool>>,
 }
 
 impl Tracer {
@@ -151,6 +156,49 @@ impl Tracer {
     pub fn new(sink: impl Fn(TraceEvent) + Send + Sync + 'static) -> Tracer {
         Tracer {
             sink: Arc::new(sink),
+            gate: None,
+        }
+    }
+
+    /// A tracer calling `sink` only while `gate` is set: the runtime checks the gate once
+    /// per round ([`Tracer::active`]) and does no tracing work at all while it is clear.
+    pub fn gated(
+        sink: impl Fn(TraceEvent) + Send + Sync + 'static,
+        gate: Arc<AtomicBool>,
+    ) -> Tracer {
+        Tracer {
+            sink: Arc::new(sink),
+            gate: Some(gate),
+        }
+    }
+
+    /// Whether events are wanted now (always, for a tracer without a gate).
+    #[inline]
+    pub fn active(&self) -> bool {
+        self.gate.as_ref().is_none_or(|g| g.load(Ordering::Relaxed))
+    }
+
+    /// Whether this tracer is wanted only some of the time ([`Tracer::gated`]).
+    pub fn is_gated(&self) -> bool {
+        self.gate.is_some()
+    }
+
+    /// Both `self` and `other` see every event; gated only if both are.
+    pub fn and(self, other: Tracer) -> Tracer {
+        let gate = match (&self.gate, &other.gate) {
+            (Some(g), Some(_)) => Some(g.clone()),
+            _ => None,
+        };
+        Tracer {
+            sink: Arc::new(move |ev: TraceEvent| {
+                if other.active() {
+                    other.emit(ev.clone());
+                }
+                if self.active() {
+                    self.emit(ev);
+                }
+            }),
+            gate,
         }
     }
 

@@ -38,6 +38,7 @@ use super::handlers::Handler;
 use super::recycle;
 use super::response::FILE_CHUNK;
 use super::server::ServerConfig;
+use crate::live::{LiveHub, LiveStream};
 use crate::socket::ready::{App, Context, TcpListener, TcpSocket};
 use crate::stats::HttpCounters;
 
@@ -58,6 +59,8 @@ enum Kind {
     Http(Box<HttpConn>),
     /// A connection over the limit: the 503 still to send, from `pos`.
     Reject(Vec<u8>, usize),
+    /// A viewer of the live view (`GET /_live/events`): an endless event stream.
+    Live(Box<LiveStream>),
 }
 
 struct Entry {
@@ -82,6 +85,7 @@ impl Entry {
         match &mut self.kind {
             Kind::Http(h) => h.output(),
             Kind::Reject(out, pos) => out.get(*pos..).unwrap_or_default(),
+            Kind::Live(l) => l.output(),
         }
     }
 
@@ -89,6 +93,7 @@ impl Entry {
         match &mut self.kind {
             Kind::Http(h) => h.consume(n),
             Kind::Reject(_, pos) => *pos += n,
+            Kind::Live(l) => l.consume(n),
         }
     }
 
@@ -96,6 +101,7 @@ impl Entry {
         match &self.kind {
             Kind::Http(h) => h.should_close(),
             Kind::Reject(out, pos) => *pos >= out.len(),
+            Kind::Live(l) => l.should_close(),
         }
     }
 
@@ -103,6 +109,8 @@ impl Entry {
         match &self.kind {
             Kind::Http(h) => h.wants_read(),
             Kind::Reject(..) => false,
+            // Whatever a viewer sends is discarded; its EOF ends the stream.
+            Kind::Live(_) => true,
         }
     }
 
@@ -114,6 +122,7 @@ impl Entry {
             Kind::Http(h) => h.deadline(),
             // A peer that never reads its 503 is dropped with the linger timeout.
             Kind::Reject(..) => self.linger_until,
+            Kind::Live(l) => Some(l.deadline(Instant::now())),
         }
     }
 }
@@ -138,6 +147,8 @@ pub struct EventedServer {
     /// The statistics route: publish fresh stack statistics before its handler runs, so
     /// that it reports this very moment ([`HttpConn::set_stats_path`]).
     stats_path: Option<Arc<str>>,
+    /// `--live`: `GET /_live/events` turns the connection into a [`LiveStream`].
+    live_hub: Option<Arc<LiveHub>>,
 }
 
 impl EventedServer {
@@ -156,6 +167,7 @@ impl EventedServer {
             timers: BinaryHeap::new(),
             rbuf: vec![0; RECV_CHUNK],
             stats_path: None,
+            live_hub: None,
         }
     }
 
@@ -168,6 +180,12 @@ impl EventedServer {
     /// responses are counted by the handler).
     pub fn set_counters(&mut self, counters: Arc<HttpCounters>) {
         self.counters = Some(counters);
+    }
+
+    /// Serve the live view's event stream from `hub` (the page and the other routes are
+    /// the handler's: [`crate::live::add_routes`]).
+    pub fn set_live(&mut self, hub: Arc<LiveHub>) {
+        self.live_hub = Some(hub);
     }
 
     /// HTTP connections currently open.
@@ -293,6 +311,12 @@ impl EventedServer {
                 h.on_acked(sock.unacked(cx) as u64, cx.wall);
             }
         }
+        if let Kind::Live(l) = &mut entry.kind {
+            if l.stats_due(cx.wall) {
+                cx.publish_stats();
+            }
+            l.refill(cx.wall);
+        }
         loop {
             let mut progress = false;
             if let Kind::Http(h) = &mut entry.kind {
@@ -349,7 +373,7 @@ impl EventedServer {
             if entry.fin_sent && entry.linger_until.is_none() {
                 let delivered = match &entry.kind {
                     Kind::Http(h) => h.delivered(),
-                    Kind::Reject(..) => true,
+                    Kind::Reject(..) | Kind::Live(_) => true,
                 };
                 if delivered {
                     entry.linger_until = Some(cx.wall + LINGER);
@@ -362,8 +386,10 @@ impl EventedServer {
                 match sock.recv(cx, &mut self.rbuf) {
                     Ok(0) => {
                         entry.eof = true;
-                        if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {
-                            h.on_eof(cx.wall);
+                        match (entry.fin_sent, &mut entry.kind) {
+                            (false, Kind::Http(h)) => h.on_eof(cx.wall),
+                            (_, Kind::Live(l)) => l.close(),
+                            _ => {}
                         }
                         progress = true;
                     }
@@ -371,7 +397,13 @@ impl EventedServer {
                         reads += 1;
                         let data = self.rbuf.get(..n).unwrap_or_default();
                         if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {
-                            h.on_data(data, cx.wall);
+                            let live = self.live_hub.as_ref().and_then(|hub| {
+                                LiveStream::take_over(hub, h, sock.peer_addr(cx), data, cx.wall)
+                            });
+                            match live {
+                                Some(stream) => entry.kind = Kind::Live(Box::new(stream)),
+                                None => h.on_data(data, cx.wall),
+                            }
                         }
                         progress = true;
                     }
@@ -392,7 +424,7 @@ impl EventedServer {
             && entry.eof
             && match &entry.kind {
                 Kind::Http(h) => h.delivered(),
-                Kind::Reject(..) => true,
+                Kind::Reject(..) | Kind::Live(_) => true,
             };
         if dead || closed {
             self.remove(slot, cx, false);
@@ -564,6 +596,13 @@ impl App for EventedServer {
             }) = self.slots.get_mut(slot as usize).and_then(Option::as_mut)
             {
                 h.shutdown();
+            }
+            if let Some(Entry {
+                kind: Kind::Live(l),
+                ..
+            }) = self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+            {
+                l.close();
             }
             self.service(slot, cx);
         }

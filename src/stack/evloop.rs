@@ -372,6 +372,8 @@ pub struct EventLoop<D: PollDevice> {
     active: bool,
     /// `--trace`/`--step` (a copy of the one in `wire`, for the layers above the link).
     tracer: Option<Tracer>,
+    /// A gated tracer (the live view): attached as `tracer` only while its gate is set.
+    standby: Option<Tracer>,
     /// Socket calls made before [`EventLoop::run`] (a listen), shown on the loop's thread
     /// when it starts: a stepper pauses there, not the thread that set the loop up.
     pending: Vec<SocketEvent>,
@@ -386,7 +388,10 @@ impl<D: PollDevice> EventLoop<D> {
         let mut iface = Interface::new(config.addr, config.tcp.clone(), seed);
         iface.set_ipv6(config.addr6);
         iface.set_mtu(config.mtu);
-        iface.tcp_mut().set_trace(config.tracer.is_some());
+        // A gated tracer starts detached: the first round with its gate set attaches it.
+        let standby = config.tracer.clone().filter(Tracer::is_gated);
+        let tracer = config.tracer.clone().filter(|t| !t.is_gated());
+        iface.tcp_mut().set_trace(tracer.is_some());
         let faults = config
             .faults
             .clone()
@@ -421,7 +426,7 @@ impl<D: PollDevice> EventLoop<D> {
                 faults,
                 hook,
                 tap: config.ethernet.is_some(),
-                tracer: config.tracer.clone(),
+                tracer: tracer.clone(),
             },
             clock: Clock::new(),
             poll,
@@ -444,7 +449,8 @@ impl<D: PollDevice> EventLoop<D> {
             more_input: true,
             last_publish: None,
             active: true,
-            tracer: config.tracer.clone(),
+            tracer,
+            standby,
             pending: Vec::new(),
         })
     }
@@ -556,6 +562,7 @@ impl<D: PollDevice> EventLoop<D> {
     /// One round: wait at most `cap` (and no longer than the next timer) for the device
     /// or a wake-up, then read, fire timers, run the application and transmit.
     pub fn run_once(&mut self, app: &mut dyn App, cap: Option<Duration>) -> io::Result<()> {
+        self.follow_gate();
         let timeout = if self.more_input {
             Some(Duration::ZERO)
         } else {
@@ -589,6 +596,21 @@ impl<D: PollDevice> EventLoop<D> {
             self.publish();
         }
         Ok(())
+    }
+
+    /// Attach or detach the gated tracer as its gate says: one atomic load per round, and
+    /// with the gate clear the loop runs exactly as untraced.
+    fn follow_gate(&mut self) {
+        let Some(t) = self.standby.as_ref() else {
+            return;
+        };
+        let on = t.active();
+        if on == self.tracer.is_some() {
+            return;
+        }
+        self.tracer = on.then(|| t.clone());
+        self.wire.tracer = self.tracer.clone();
+        self.iface.tcp_mut().set_trace(on);
     }
 
     /// How long to wait: until the first stack, link, fault or application deadline.

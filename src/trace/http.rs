@@ -23,6 +23,9 @@ impl<H: Handler> TracedHandler<H> {
 
 impl<H: Handler> Handler for TracedHandler<H> {
     fn handle(&self, req: &Request) -> Response {
+        if !self.tracer.active() {
+            return self.inner.handle(req);
+        }
         self.emit_request(req);
         let resp = self.inner.handle(req);
         self.emit_response(req, &resp);
@@ -30,6 +33,9 @@ impl<H: Handler> Handler for TracedHandler<H> {
     }
 
     fn handle_mut(&self, req: &mut Request) -> Response {
+        if !self.tracer.active() {
+            return self.inner.handle_mut(req);
+        }
         self.emit_request(req);
         let resp = self.inner.handle_mut(req);
         self.emit_response(req, &resp);

@@ -552,6 +552,11 @@ impl Harness {
         self.helpers.push(ChildGuard::new(child, name));
     }
 
+    /// End the helpers started so far (SIGTERM, then SIGKILL when they linger).
+    pub fn stop_helpers(&mut self) {
+        self.helpers.clear();
+    }
+
     /// Start `python3 -m http.server` on 0.0.0.0:`port` in the namespace, serving `dir`,
     /// and poll (over the namespace's loopback) until it answers.
     pub fn start_kernel_http_server(&mut self, port: u16, dir: &Path) {
