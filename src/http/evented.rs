@@ -623,7 +623,7 @@ fn idle_entry_valid(slots: &[Option<Entry>], slot: u32, id: ConnId, since: Insta
 mod tests {
     use super::*;
     use crate::http::Router;
-    use crate::link::memory::poll_pair;
+    use crate::link::memory::pair;
     use crate::stack::evloop::tests::{Client, CLIENT, SERVER};
     use crate::stack::evloop::{EventLoop, LoopHandle};
     use crate::stack::StackConfig;
@@ -640,10 +640,10 @@ mod tests {
         config: ServerConfig,
         counters: Option<Arc<HttpCounters>>,
     ) -> (LoopHandle, std::thread::JoinHandle<()>, Client) {
-        let (server_dev, client_dev) = poll_pair().expect("socketpair");
+        let (server_dev, client_dev) = pair().expect("memory link");
         let mut stack = StackConfig::new(SERVER);
         stack.seed = Some(3);
-        let mut ev = EventLoop::new(server_dev, &stack, None).expect("loop");
+        let mut ev = EventLoop::new(server_dev, &stack).expect("loop");
         let listener = ev
             .iface_mut()
             .tcp_mut()
