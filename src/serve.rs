@@ -124,8 +124,14 @@ fn stats_on_sigusr1(
 }
 
 /// Open the TUN (or TAP) with `queues` queues, asking for offloads when `offload` is set,
-/// and configure the kernel's side of it (addresses, MTU, up).
-fn open_device(link: &LinkOptions, queues: usize, offload: bool) -> io::Result<Vec<TunQueue>> {
+/// and configure the kernel's side of it (addresses, MTU, up). `runtime` names the runtime
+/// in the log line.
+fn open_device(
+    link: &LinkOptions,
+    queues: usize,
+    offload: bool,
+    runtime: &str,
+) -> io::Result<Vec<TunQueue>> {
     let (kind, name) = match &link.tap {
         Some(tap) => ("TAP", tap),
         None => ("TUN", &link.tun),
@@ -154,7 +160,7 @@ fn open_device(link: &LinkOptions, queues: usize, offload: bool) -> io::Result<V
         log::warn!("link: {ifname}: cannot raise txqueuelen: {e}");
     }
     log::info!(
-        "link: {kind} {ifname} up ({} queue(s)), kernel side {}, stack answers as {}",
+        "link: {kind} {ifname} up ({} queue(s), {runtime}), kernel side {}, stack answers as {}",
         devices.len(),
         link.host_ip,
         link.ip
@@ -204,7 +210,7 @@ impl DeviceUser for Threaded {
 /// super-segment), wrap it in the middleware the options ask for, start the threaded stack.
 pub fn start_stack(link: &LinkOptions, tracer: Option<Tracer>) -> io::Result<StackHandle> {
     let middleware = middleware(link)?;
-    let devices = open_device(link, 1, false)?;
+    let devices = open_device(link, 1, false, "threaded")?;
     let mut config = stack_config(link)?;
     config.seed = link.seed;
     config.tracer = tracer;
@@ -398,7 +404,7 @@ fn serve_evented(
         log::info!("link: fault injection on: opening the device without offloads");
     }
     let offload = offload && evloop::STACK_OFFLOADS && middleware.keeps_offloads();
-    let devices = open_device(link, queues, offload)?;
+    let devices = open_device(link, queues, offload, "event loop")?;
     let mut stack_config = stack_config(link)?;
     let tracer = make_tracer(link.trace, step);
     stack_config.tracer = tracer.clone();
@@ -451,31 +457,25 @@ impl DeviceUser for Evented<'_> {
         use crate::stack::evloop::EventLoop;
         use std::sync::mpsc;
 
-        let Evented {
-            link,
-            opts,
-            stack_config,
-            board,
-            http_counters,
-            handler,
-        } = self;
+        let link = self.link;
+        let (board, http_counters) = (self.board, self.http_counters);
         let ServeOptions {
             port,
             root,
             config,
             udp_echo,
-        } = opts;
+        } = self.opts;
         let (events_tx, events_rx) = mpsc::channel::<ServeEvent>();
         let mut handles = Vec::new();
         let mut threads = Vec::new();
         for (i, device) in devices.into_iter().enumerate() {
-            let mut ev = EventLoop::new(device, &stack_config)?;
+            let mut ev = EventLoop::new(device, &self.stack_config)?;
             ev.set_stats_board(board.clone(), i);
             ev.set_shutdown_grace(SHUTDOWN_GRACE);
             let listener = ev
                 .listen(SocketAddrV4::new(link.ip, port), 0)
                 .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e:?}")))?;
-            let mut server = EventedServer::new(handler.clone(), config.clone(), listener);
+            let mut server = EventedServer::new(self.handler.clone(), config.clone(), listener);
             server.set_stats_path("/_stats");
             server.set_counters(http_counters.clone());
             if let Some(echo_port) = udp_echo {

@@ -3,28 +3,31 @@
 //! The lowest layer of the TCP/IP model: it moves whole packets between this host and a
 //! network medium. Everything above it (IP, TCP, HTTP) only needs two operations — "give me
 //! the next packet" and "put this packet on the wire" — plus the largest packet the medium
-//! carries (the MTU). That is the [`Device`] trait.
+//! carries (the MTU). That, with what a fast runtime needs besides (a descriptor to wait on,
+//! the offloads, gathered writes), is the [`Device`] trait, which every runtime drives.
 //!
-//! Our medium is a Linux **TUN** device ([`tun`]): a virtual point-to-point interface whose
-//! other end is the kernel's own IP stack. A TUN works at layer 3: each `read` returns exactly
-//! one bare IP packet and each `write` injects one, with no Ethernet header, no MAC addresses
-//! and therefore no ARP. That is why a TUN is ideal for a userspace stack that starts at IP:
-//! the kernel routes packets for the TUN's subnet into our process, and we answer as if we
-//! were another host on that subnet. A **TAP** device (the same module, [`tun::TunDevice::open_tap`]) carries Ethernet frames
-//! instead: then [`ethernet_layer::EthernetLayer`] sits between the device and IP, framing
-//! packets ([`ethernet`]) and resolving next hops with ARP ([`arp`]) — or, for IPv6, with
-//! the Neighbor Discovery messages of [`ndp`].
+//! Our medium is a Linux **TUN** device ([`tunq::TunQueue`]): a virtual point-to-point
+//! interface whose other end is the kernel's own IP stack. A TUN works at layer 3: each
+//! `read` returns exactly one bare IP packet and each `write` injects one, with no Ethernet
+//! header, no MAC addresses and therefore no ARP. That is why a TUN is ideal for a userspace
+//! stack that starts at IP: the kernel routes packets for the TUN's subnet into our process,
+//! and we answer as if we were another host on that subnet. A **TAP** device (the same
+//! type, `TunOptions::tap`) carries Ethernet frames instead: then
+//! [`ethernet_layer::EthernetLayer`] sits between the device and IP, framing packets
+//! ([`ethernet`]) and resolving next hops with ARP ([`arp`]) — or, for IPv6, with the
+//! Neighbor Discovery messages of [`ndp`]. A `TunQueue` is non-blocking, may be one of
+//! several queues, and may take the kernel's checksum and segmentation offloads (64 KiB per
+//! read or write instead of one packet), with [`gso`] to cut super-segments in software.
 //!
 //! Other devices implement the same trait: [`memory::pair`] connects two stacks back to back
-//! inside one process for tests, and [`pcap::PcapDevice`] wraps any device to record what
-//! crosses it with a [`pcap::PcapWriter`], in a file Wireshark and tcpdump read.
-//! [`tunq::TunQueue`] is the TUN the single-threaded event loop drives: non-blocking,
-//! several queues, and the kernel's checksum and segmentation offloads (64 KiB per read or
-//! write instead of one packet), with [`gso`] to cut super-segments in software.
-//! [`fault`] makes a link lossy on purpose (drop, duplicate, reorder, corrupt, delay) with
-//! a seed, for experiments and tests. [`wan`] is a whole emulated wide-area path (delay,
-//! jitter, random and burst loss, reordering, a rate-limited bottleneck queue), the core of
-//! the `tunstack-wan` forwarder between two TUN devices.
+//! inside one process for tests. **Middleware** wraps any device and is a device itself, as
+//! smoltcp's `phy` wrappers are: [`fault::FaultDevice`] makes a link lossy on purpose (drop,
+//! duplicate, reorder, corrupt, delay) with a seed, and [`pcap::PcapDevice`] records what
+//! crosses it in a file Wireshark and tcpdump read. [`middleware`] builds the chain the
+//! command line asks for, the same for every runtime. [`wan`] is a whole emulated wide-area
+//! path (delay, jitter, random and burst loss, reordering, a rate-limited bottleneck queue),
+//! the core of the `tunstack-wan` forwarder between two TUN devices, which drives blocking
+//! [`tun::TunDevice`] handles from threads of its own.
 
 use std::io;
 use std::os::fd::RawFd;

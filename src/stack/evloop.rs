@@ -2,20 +2,20 @@
 //! runs the application on the sockets that became ready, with no lock and no hand-off.
 //!
 //! ```text
-//!  ┌───────────────────────── one thread, one round ───────────────────────────────┐
-//!  │ epoll_wait(device fd, waker; timeout = min(stack timers, fault timer, app))   │
-//!  │ drain the device, non-blocking, at most MAX_BATCH packets                     │
+//!  ┌────────────────────────── one thread, one round ───────────────────────────────┐
+//!  │ epoll_wait(device fd, waker; timeout = min(stack timers, device.poll_at, app)) │
+//!  │ drain the device, non-blocking, at most MAX_BATCH packets                      │
 //!  │    device.recv → [EthernetLayer] → Interface::handle_packet                    │
 //!  │ Interface::handle_timeout (and the Ethernet layer's) when due                  │
-//!  │ transmit what that produced (handshake replies, the ACK of a FIN)             │
-//!  │ App::poll(woken connections and listeners) — reads, writes, accepts, closes  │
-//!  │ Interface::poll_transmit_into (reused buffer) → [EthernetLayer]               │
+//!  │ transmit what that produced (handshake replies, the ACK of a FIN)              │
+//!  │ App::poll(woken connections and listeners) — reads, writes, accepts, closes    │
+//!  │ Interface::poll_transmit_into (reused buffer) → [EthernetLayer]                │
 //!  │    → device.send (gathered), device.release                                    │
 //!  └────────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Compared with the threaded runtime ([`super::start`]: a reader thread, a stack thread
-//! and a thread per connection meeting at a mutex and condition variables), a request here
+//! Compared with the threaded runtime ([`super::start`]: a stack thread and a thread per
+//! connection meeting at a mutex and condition variables), a request here
 //! costs no context switch: the packet that carries it is parsed, the handler runs and the
 //! response segment is built in the same round, the way smoltcp's examples and
 //! single-threaded epoll servers work. Several loops, each with its own device queue and
