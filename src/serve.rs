@@ -454,7 +454,8 @@ impl DeviceUser for Evented<'_> {
 
     fn run<D: Device + 'static>(self, devices: Vec<D>) -> io::Result<()> {
         use crate::http::evented::EventedServer;
-        use crate::stack::evloop::EventLoop;
+        use crate::socket::UdpEcho;
+        use crate::stack::evloop::{self, EventLoop};
         use std::sync::mpsc;
 
         let link = self.link;
@@ -474,28 +475,32 @@ impl DeviceUser for Evented<'_> {
             ev.set_shutdown_grace(SHUTDOWN_GRACE);
             let listener = ev
                 .listen(SocketAddrV4::new(link.ip, port), 0)
-                .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e:?}")))?;
+                .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e}")))?;
             let mut server = EventedServer::new(self.handler.clone(), config.clone(), listener);
             server.set_stats_path("/_stats");
             server.set_counters(http_counters.clone());
-            if let Some(echo_port) = udp_echo {
-                let socket = ev
-                    .iface_mut()
-                    .udp_mut()
-                    .bind(SocketAddrV4::new(link.ip, echo_port))
-                    .map_err(|e| io::Error::other(format!("udp port {echo_port}: {e:?}")))?;
-                server.set_udp_echo(socket);
-                if i == 0 {
-                    log::info!("udp: echo on {}:{echo_port}", link.ip);
+            // The loop runs the HTTP server, and the UDP echo beside it when asked for.
+            let mut apps: Box<dyn evloop::App + Send> = match udp_echo {
+                Some(echo_port) => {
+                    let socket =
+                        ev.bind_udp(SocketAddrV4::new(link.ip, echo_port))
+                            .map_err(|e| {
+                                io::Error::new(e.kind(), format!("udp port {echo_port}: {e}"))
+                            })?;
+                    if i == 0 {
+                        log::info!("udp: echo on {}:{echo_port}", link.ip);
+                    }
+                    Box::new((server, UdpEcho::new(socket)))
                 }
-            }
+                None => Box::new(server),
+            };
             handles.push(ev.handle());
             let tx = events_tx.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("tunstack-q{i}"))
                     .spawn(move || {
-                        let result = ev.run(&mut server);
+                        let result = ev.run(&mut *apps);
                         let _ = tx.send(ServeEvent::LoopEnded(i, result));
                     })?,
             );

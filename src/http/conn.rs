@@ -430,9 +430,9 @@ impl HttpConn {
 
     /// TCP's count of the bytes handed to it (through [`consume`](Self::consume) and
     /// [`read_file_into`](Self::read_file_into)) that the peer has not acknowledged yet
-    /// ([`crate::tcp::Tcp::unacked`]). Acknowledged bytes are progress: they restart the
-    /// send timeout, complete access-log lines, and once everything is acknowledged the
-    /// keep-alive idle timer starts. Call it whenever TCP may have moved (before
+    /// ([`crate::socket::ready::TcpSocket::unacked`], like `SIOCOUTQ`). Acknowledged
+    /// bytes are progress: they restart the send timeout, complete access-log lines, and
+    /// once everything is acknowledged the keep-alive idle timer starts. Call it whenever TCP may have moved (before
     /// [`deadline`](Self::deadline) and [`on_timeout`](Self::on_timeout)), never after
     /// TCP failed (a reset connection reports nothing unacknowledged).
     pub fn on_acked(&mut self, unacked: u64, now: Instant) {

@@ -3,12 +3,13 @@
 //! condition variable per connection.
 //!
 //! ```text
-//!  listener ready ─▶ accept all ─▶ over max_connections? 503 + FIN
+//!  listener woken  ─▶ accept all ─▶ over max_connections? 503 + FIN
 //!                                  else HttpConn::new
-//!  connection ready ─▶ on_acked(Tcp::unacked)     (what the peer acknowledged: progress)
-//!                      ┌▶ write: output() → Tcp::send → consume(n)   (while TCP accepts)
-//!                      │  should_close()? → FIN, then linger (discard input until EOF)
-//!                      │  read (if wants_read()): Tcp::recv → on_data / on_eof
+//!  socket ready    ─▶ on_acked(TcpSocket::unacked)  (what the peer acknowledged: progress)
+//!                      ┌▶ write: output() → TcpSocket::send → consume(n)  (while TCP takes it)
+//!                      │         a file body: TcpSocket::send_with(read_file_into)
+//!                      │  should_close()? → shutdown (FIN), then linger (discard input)
+//!                      │  read (if wants_read()): TcpSocket::recv → on_data / on_eof
 //!                      └─ while something moved
 //!  deadline passed  ─▶ on_timeout (deadlines in a min-heap; a changed deadline pushes a
 //!                      new entry and the stale one is skipped when it surfaces)
@@ -22,10 +23,13 @@
 //!
 //! One receive buffer serves every connection, so an idle connection costs its
 //! [`HttpConn`] (a few hundred bytes) and a slot here, beyond the TCB.
+//!
+//! The server sees the network only through the readiness API of
+//! [`crate::socket::ready`]: which sockets the round woke, and non-blocking calls on them.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,11 +38,8 @@ use super::handlers::Handler;
 use super::recycle;
 use super::response::FILE_CHUNK;
 use super::server::ServerConfig;
-use crate::stack::evloop::{App, Context};
+use crate::socket::ready::{App, Context, TcpListener, TcpSocket};
 use crate::stats::HttpCounters;
-use crate::tcp::{ConnId, ListenerId, TcpError};
-use crate::trace::SocketCall;
-use crate::udp::SocketId;
 
 /// Size of the receive buffer shared by all connections.
 const RECV_CHUNK: usize = 64 * 1024;
@@ -60,7 +61,7 @@ enum Kind {
 }
 
 struct Entry {
-    id: ConnId,
+    sock: TcpSocket,
     kind: Kind,
     /// We sent FIN (after the last response).
     fin_sent: bool,
@@ -121,15 +122,15 @@ impl Entry {
 pub struct EventedServer {
     handler: Arc<dyn Handler>,
     config: Arc<ServerConfig>,
-    listener: Option<ListenerId>,
+    listener: Option<TcpListener>,
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
-    by_id: HashMap<ConnId, u32>,
+    by_id: HashMap<TcpSocket, u32>,
     /// HTTP connections open (rejected ones not counted).
     live: usize,
     /// Idle connections, oldest first: (slot, connection, idle since). Entries go stale
     /// when the connection gets busy or goes (checked when taken, like `timers`).
-    idle: VecDeque<(u32, ConnId, Instant)>,
+    idle: VecDeque<(u32, TcpSocket, Instant)>,
     /// Where the 503s to connections over the limit are counted.
     counters: Option<Arc<HttpCounters>>,
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
@@ -137,13 +138,11 @@ pub struct EventedServer {
     /// The statistics route: publish fresh stack statistics before its handler runs, so
     /// that it reports this very moment ([`HttpConn::set_stats_path`]).
     stats_path: Option<Arc<str>>,
-    udp_echo: Option<SocketId>,
-    udp_buf: Vec<(SocketAddrV4, Vec<u8>)>,
 }
 
 impl EventedServer {
     /// A server for `handler` with `config`'s limits on `listener`.
-    pub fn new(handler: Arc<dyn Handler>, config: ServerConfig, listener: ListenerId) -> Self {
+    pub fn new(handler: Arc<dyn Handler>, config: ServerConfig, listener: TcpListener) -> Self {
         EventedServer {
             handler,
             config: Arc::new(config),
@@ -157,8 +156,6 @@ impl EventedServer {
             timers: BinaryHeap::new(),
             rbuf: vec![0; RECV_CHUNK],
             stats_path: None,
-            udp_echo: None,
-            udp_buf: Vec::new(),
         }
     }
 
@@ -173,18 +170,13 @@ impl EventedServer {
         self.counters = Some(counters);
     }
 
-    /// Also answer UDP echo (RFC 862) on the bound socket `socket`.
-    pub fn set_udp_echo(&mut self, socket: SocketId) {
-        self.udp_echo = Some(socket);
-    }
-
     /// HTTP connections currently open.
     pub fn connections(&self) -> usize {
         self.live
     }
 
     fn insert(&mut self, entry: Entry) -> u32 {
-        let id = entry.id;
+        let id = entry.sock;
         let slot = match self.free.pop() {
             Some(s) => {
                 if let Some(place) = self.slots.get_mut(s as usize) {
@@ -206,25 +198,25 @@ impl EventedServer {
         let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
             return;
         };
-        self.by_id.remove(&entry.id);
+        let sock = entry.sock;
+        self.by_id.remove(&sock);
         self.free.push(slot);
         if entry.counted {
             self.live -= 1;
         }
-        cx.trace_socket(entry.id, SocketCall::Close);
-        let tcp = cx.iface.tcp_mut();
         if let Kind::Http(mut h) = entry.kind {
             // The last word on what was delivered, for the access log (after a reset TCP
             // has no count left to give).
-            if tcp.error(entry.id).is_none() {
-                h.on_acked(tcp.unacked(entry.id) as u64, cx.wall);
+            if sock.error(cx).is_none() {
+                h.on_acked(sock.unacked(cx) as u64, cx.wall);
             }
             drop(h);
         }
         if abort {
-            tcp.abort(entry.id, cx.now);
+            sock.abort(cx);
+        } else {
+            sock.close(cx);
         }
-        tcp.release(entry.id, cx.now);
         // Give memory back after a burst of connections.
         if self.live == 0 && self.slots.len() > 1024 && self.by_id.is_empty() {
             self.slots = Vec::new();
@@ -248,15 +240,14 @@ impl EventedServer {
         let Some(listener) = self.listener else {
             return;
         };
-        while let Some(id) = cx.iface.tcp_mut().accept(listener) {
-            cx.trace_socket(id, SocketCall::Accept);
+        while let Some(sock) = listener.accept(cx) {
             // At the limit, an idle connection makes room (the oldest); 503 only when
             // every connection is busy.
             let full = self.live >= self.config.max_connections && !self.close_oldest_idle(cx);
             let kind = if full {
                 log::warn!(
                     "http: {}: connection limit ({}) reached and none idle, answering 503",
-                    cx.iface.tcp().peer_addr(id),
+                    sock.peer_addr(cx),
                     self.config.max_connections
                 );
                 if let Some(c) = &self.counters {
@@ -265,7 +256,7 @@ impl EventedServer {
                 Kind::Reject(overload_response(), 0)
             } else {
                 self.live += 1;
-                let peer = SocketAddr::V4(cx.iface.tcp().peer_addr(id));
+                let peer = SocketAddr::V4(sock.peer_addr(cx));
                 let mut conn =
                     HttpConn::new(self.handler.clone(), self.config.clone(), peer, cx.wall);
                 conn.set_stats_path(self.stats_path.clone());
@@ -273,7 +264,7 @@ impl EventedServer {
             };
             let reject = matches!(kind, Kind::Reject(..));
             let slot = self.insert(Entry {
-                id,
+                sock,
                 kind,
                 fin_sent: false,
                 eof: false,
@@ -291,15 +282,15 @@ impl EventedServer {
         let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
-        let id = entry.id;
+        let sock = entry.sock;
         let mut reads = 0;
         let mut dead = false;
         if let Kind::Http(h) = &mut entry.kind {
             // What the peer acknowledged since the last round: progress (the send
             // timeout's base, the access log's delivered bytes). It also passes the
             // current time, which `consume` dates the progress it records with.
-            if cx.iface.tcp().error(id).is_none() {
-                h.on_acked(cx.iface.tcp().unacked(id) as u64, cx.wall);
+            if sock.error(cx).is_none() {
+                h.on_acked(sock.unacked(cx) as u64, cx.wall);
             }
         }
         loop {
@@ -317,14 +308,10 @@ impl EventedServer {
                 // A file body goes from the file straight into TCP's send buffer.
                 if let Kind::Http(h) = &mut entry.kind {
                     if h.file_next() {
-                        let sent = cx
-                            .iface
-                            .tcp_mut()
-                            .send_with(id, FILE_CHUNK, cx.now, |dst| h.read_file_into(dst));
+                        let sent = sock.send_with(cx, FILE_CHUNK, |dst| h.read_file_into(dst));
                         match sent {
                             Ok(0) => break,
-                            Ok(n) => {
-                                cx.trace_socket(id, SocketCall::Write(n));
+                            Ok(_) => {
                                 progress = true;
                                 continue;
                             }
@@ -339,10 +326,9 @@ impl EventedServer {
                 if out.is_empty() {
                     break;
                 }
-                match cx.iface.tcp_mut().send(id, out, cx.now) {
+                match sock.send(cx, out) {
                     Ok(0) => break,
                     Ok(n) => {
-                        cx.trace_socket(id, SocketCall::Write(n));
                         entry.consume(n);
                         progress = true;
                     }
@@ -357,8 +343,7 @@ impl EventedServer {
             }
             if !entry.fin_sent && entry.should_close() {
                 // RFC 9293 §3.10.4 CLOSE: FIN after the queued data.
-                cx.iface.tcp_mut().shutdown(id, cx.now);
-                cx.trace_socket(id, SocketCall::Shutdown);
+                sock.shutdown(cx);
                 entry.fin_sent = true;
             }
             if entry.fin_sent && entry.linger_until.is_none() {
@@ -374,9 +359,8 @@ impl EventedServer {
             let read =
                 !entry.eof && (entry.fin_sent || entry.wants_read()) && reads < MAX_READS_PER_ROUND;
             if read {
-                match cx.iface.tcp_mut().recv(id, &mut self.rbuf, cx.now) {
+                match sock.recv(cx, &mut self.rbuf) {
                     Ok(0) => {
-                        cx.trace_socket(id, SocketCall::Read(0));
                         entry.eof = true;
                         if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {
                             h.on_eof(cx.wall);
@@ -384,7 +368,6 @@ impl EventedServer {
                         progress = true;
                     }
                     Ok(n) => {
-                        cx.trace_socket(id, SocketCall::Read(n));
                         reads += 1;
                         let data = self.rbuf.get(..n).unwrap_or_default();
                         if let (false, Kind::Http(h)) = (entry.fin_sent, &mut entry.kind) {
@@ -392,7 +375,7 @@ impl EventedServer {
                         }
                         progress = true;
                     }
-                    Err(TcpError::WouldBlock) => {}
+                    Err(e) if e.would_block() => {}
                     Err(_) => {
                         dead = true;
                         break;
@@ -419,7 +402,7 @@ impl EventedServer {
             if let Some(since) = h.idle_since() {
                 if entry.idle_mark != Some(since) && !entry.fin_sent {
                     entry.idle_mark = Some(since);
-                    self.idle.push_back((slot, id, since));
+                    self.idle.push_back((slot, sock, since));
                     // A kept-alive connection pushes an entry per request: drop the stale.
                     self.compact_idle();
                 }
@@ -516,13 +499,13 @@ impl EventedServer {
                 // Delivered, and the peer did not close: let TCP finish the close on its
                 // own (FIN-WAIT-2 is bounded there). Only a 503 the peer never took is
                 // reset.
-                let abort = cx.iface.tcp().unacked(entry.id) > 0;
+                let abort = entry.sock.unacked(cx) > 0;
                 self.remove(slot, cx, abort);
                 continue;
             }
             if let Kind::Http(h) = &mut entry.kind {
-                if cx.iface.tcp().error(entry.id).is_none() {
-                    h.on_acked(cx.iface.tcp().unacked(entry.id) as u64, cx.wall);
+                if entry.sock.error(cx).is_none() {
+                    h.on_acked(entry.sock.unacked(cx) as u64, cx.wall);
                 }
                 h.on_timeout(cx.wall);
                 if h.aborted() {
@@ -534,30 +517,12 @@ impl EventedServer {
             self.service(slot, cx);
         }
     }
-
-    fn udp_echo(&mut self, cx: &mut Context<'_>) {
-        let Some(socket) = self.udp_echo else {
-            return;
-        };
-        let udp = cx.iface.udp_mut();
-        while let Some(d) = udp.recv_from(socket) {
-            self.udp_buf.push(d);
-        }
-        for (from, data) in self.udp_buf.drain(..) {
-            if let Err(e) = udp.send_to(socket, from, &data) {
-                log::debug!("udp echo: {from}: {e:?}");
-            }
-        }
-    }
 }
 
 impl App for EventedServer {
     fn poll(&mut self, cx: &mut Context<'_>) {
         recycle::expire_body(cx.wall);
-        if cx.udp_ready {
-            self.udp_echo(cx);
-        }
-        if cx.wake_all {
+        if cx.wake_all() {
             self.accept(cx);
             for slot in 0..self.slots.len() as u32 {
                 self.service(slot, cx);
@@ -565,13 +530,13 @@ impl App for EventedServer {
         } else {
             // Connections first: an ACK that completed a response makes its connection
             // idle, and so a candidate to make room for a connection accepted next.
-            for i in 0..cx.woken.len() {
-                let Some(&slot) = cx.woken.get(i).and_then(|id| self.by_id.get(id)) else {
+            for sock in cx.ready_sockets() {
+                let Some(&slot) = self.by_id.get(&sock) else {
                     continue;
                 };
                 self.service(slot, cx);
             }
-            if cx.woken_listeners.iter().any(|l| Some(*l) == self.listener) {
+            if self.listener.is_some_and(|l| l.woken(cx)) {
                 self.accept(cx);
             }
         }
@@ -590,7 +555,7 @@ impl App for EventedServer {
     fn shutdown(&mut self, cx: &mut Context<'_>) {
         // No new connections; the current exchanges end with `Connection: close`.
         if let Some(l) = self.listener.take() {
-            cx.iface.tcp_mut().close_listener(l, cx.now);
+            l.close(cx);
         }
         for slot in 0..self.slots.len() as u32 {
             if let Some(Entry {
@@ -607,10 +572,10 @@ impl App for EventedServer {
 
 /// An entry of `EventedServer::idle` still describes its connection: the same one, idle
 /// since the same time, not closing.
-fn idle_entry_valid(slots: &[Option<Entry>], slot: u32, id: ConnId, since: Instant) -> bool {
+fn idle_entry_valid(slots: &[Option<Entry>], slot: u32, id: TcpSocket, since: Instant) -> bool {
     match slots.get(slot as usize).and_then(Option::as_ref) {
         Some(Entry {
-            id: current,
+            sock: current,
             kind: Kind::Http(h),
             fin_sent: false,
             ..
@@ -623,12 +588,9 @@ fn idle_entry_valid(slots: &[Option<Entry>], slot: u32, id: ConnId, since: Insta
 mod tests {
     use super::*;
     use crate::http::Router;
-    use crate::link::memory::pair;
-    use crate::stack::evloop::tests::{Client, CLIENT, SERVER};
-    use crate::stack::evloop::{EventLoop, LoopHandle};
-    use crate::stack::StackConfig;
-    use crate::tcp::State;
-    use crate::time::Instant as StackInstant;
+    use crate::stack::evloop::tests::{memory_loop, Client, SERVER};
+    use crate::stack::evloop::LoopHandle;
+    use std::net::SocketAddrV4;
 
     /// An evented server on a memory link, on a thread of its own.
     fn start(config: ServerConfig) -> (LoopHandle, std::thread::JoinHandle<()>, Client) {
@@ -640,15 +602,8 @@ mod tests {
         config: ServerConfig,
         counters: Option<Arc<HttpCounters>>,
     ) -> (LoopHandle, std::thread::JoinHandle<()>, Client) {
-        let (server_dev, client_dev) = pair().expect("memory link");
-        let mut stack = StackConfig::new(SERVER);
-        stack.seed = Some(3);
-        let mut ev = EventLoop::new(server_dev, &stack).expect("loop");
-        let listener = ev
-            .iface_mut()
-            .tcp_mut()
-            .listen(SocketAddrV4::new(SERVER, 80), 0)
-            .expect("listen");
+        let (mut ev, client) = memory_loop(3);
+        let listener = ev.listen(SocketAddrV4::new(SERVER, 80), 0).expect("listen");
         let handler: Arc<dyn Handler> = Arc::new(Router::standard(None).expect("site"));
         let mut server = EventedServer::new(handler, config, listener);
         if let Some(c) = counters {
@@ -656,66 +611,16 @@ mod tests {
         }
         let handle = ev.handle();
         let thread = std::thread::spawn(move || ev.run(&mut server).expect("run"));
-        (handle, thread, Client::new(client_dev))
-    }
-
-    fn connect(client: &mut Client, port: u16) -> ConnId {
-        let now = client.clock.now();
-        let id = client
-            .iface
-            .tcp_mut()
-            .connect(
-                SocketAddrV4::new(CLIENT, port),
-                SocketAddrV4::new(SERVER, 80),
-                now,
-            )
-            .expect("connect");
-        client
-            .pump_until(|iface, _| iface.tcp().is_connected(id) || iface.tcp().error(id).is_some());
-        assert!(client.iface.tcp().is_connected(id), "handshake");
-        id
-    }
-
-    /// Send `request` on `id` and collect what comes back until `done(bytes, eof)`.
-    fn exchange(
-        client: &mut Client,
-        id: ConnId,
-        request: &[u8],
-        mut done: impl FnMut(&[u8], bool) -> bool,
-    ) -> (Vec<u8>, bool) {
-        let mut sent = 0;
-        let mut got = Vec::new();
-        let mut eof = false;
-        client.pump_until(|iface, now: StackInstant| {
-            if sent < request.len() {
-                sent += iface.tcp_mut().send(id, &request[sent..], now).unwrap_or(0);
-            }
-            let mut buf = [0u8; 4096];
-            loop {
-                match iface.tcp_mut().recv(id, &mut buf, now) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                    Err(_) => break,
-                }
-            }
-            done(&got, eof) || iface.tcp().error(id).is_some()
-        });
-        (got, eof)
+        (handle, thread, client)
     }
 
     #[test]
     fn keep_alive_get_and_pipelined_echo() {
         let (handle, thread, mut client) = start(ServerConfig::default());
-        let id = connect(&mut client, 41000);
-        let (got, _) = exchange(
-            &mut client,
-            id,
-            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-            |b, _| b.ends_with(b"</html>\n"),
-        );
+        let id = client.connect(41000, 80);
+        let (got, _) = client.exchange(id, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", |b, _| {
+            b.ends_with(b"</html>\n")
+        });
         assert!(
             got.starts_with(b"HTTP/1.1 200 OK\r\n"),
             "{:?}",
@@ -724,7 +629,7 @@ mod tests {
         // Two pipelined requests on the same connection, answered in order; the second
         // asks to close.
         let two = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        let (got, eof) = exchange(&mut client, id, two, |_, eof| eof);
+        let (got, eof) = client.exchange(id, two, |_, eof| eof);
         assert!(eof, "Connection: close ends with a FIN");
         let text = String::from_utf8_lossy(&got);
         let echo = text.find("\r\n\r\nhello").expect("echo body");
@@ -745,8 +650,8 @@ mod tests {
         let counters = Arc::new(HttpCounters::default());
         let (handle, thread, mut client) = start_with(config, Some(counters.clone()));
         let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        let first = connect(&mut client, 42000);
-        let (got, _) = exchange(&mut client, first, get, |b, _| b.ends_with(b"</html>\n"));
+        let first = client.connect(42000, 80);
+        let (got, _) = client.exchange(first, get, |b, _| b.ends_with(b"</html>\n"));
         assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
         // Let the (delayed, 40 ms) ACK of the response reach the server: until then the
         // response is not delivered and the connection is busy.
@@ -754,10 +659,10 @@ mod tests {
         client.pump_until(|_, now| now >= acked_by);
         // The first connection is idle (kept alive): the second takes its place, long
         // before the idle timeout.
-        let second = connect(&mut client, 42001);
-        let (_, eof) = exchange(&mut client, first, b"", |_, eof| eof);
+        let second = client.connect(42001, 80);
+        let (_, eof) = client.exchange(first, b"", |_, eof| eof);
         assert!(eof, "the idle connection was closed for the new one");
-        let (got, _) = exchange(&mut client, second, get, |b, _| b.ends_with(b"</html>\n"));
+        let (got, _) = client.exchange(second, get, |b, _| b.ends_with(b"</html>\n"));
         assert!(
             got.starts_with(b"HTTP/1.1 200 OK\r\n"),
             "{:?}",
@@ -772,8 +677,8 @@ mod tests {
             // The server has the bytes once it acknowledged them.
             sent && iface.tcp().unacked(second) == 0
         });
-        let third = connect(&mut client, 42002);
-        let (got, eof) = exchange(&mut client, third, b"", |_, eof| eof);
+        let third = client.connect(42002, 80);
+        let (got, eof) = client.exchange(third, b"", |_, eof| eof);
         assert!(
             got.starts_with(b"HTTP/1.1 503"),
             "{:?}",
@@ -795,20 +700,15 @@ mod tests {
             ..ServerConfig::default()
         };
         let (handle, thread, mut client) = start(config);
-        let first = connect(&mut client, 42100);
-        let (got, _) = exchange(
-            &mut client,
-            first,
-            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-            |b, _| b.ends_with(b"</html>\n"),
-        );
+        let first = client.connect(42100, 80);
+        let (got, _) = client.exchange(first, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", |b, _| {
+            b.ends_with(b"</html>\n")
+        });
         assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
-        let (_, eof) = exchange(&mut client, first, b"", |_, eof| eof);
+        let (_, eof) = client.exchange(first, b"", |_, eof| eof);
         assert!(eof, "idle connection closed by the server");
         client.iface.tcp_mut().shutdown(first, client.clock.now());
-        client.pump_until(|iface, _| {
-            matches!(iface.tcp().state(first), State::Closed | State::TimeWait)
-        });
+        client.wait_closed(first);
         handle.stop();
         thread.join().expect("loop");
     }
@@ -822,7 +722,7 @@ mod tests {
             ..ServerConfig::default()
         };
         let (handle, thread, mut client) = start(config);
-        let id = connect(&mut client, 43000);
+        let id = client.connect(43000, 80);
         let body = vec![b'x'; 1 << 20];
         let mut request = format!(
             "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",

@@ -1,4 +1,5 @@
-//! The socket layer: a blocking, std-like API over the stack.
+//! The socket layer: a blocking, std-like API over the threaded stack, and the readiness
+//! API of [`ready`] for applications on the event loop.
 //!
 //! This is the boundary between an application and the transport layer (the question
 //! "why does Tomcat have a SocketProcessor?" is about it): an application never sees segments, only a [`TcpListener`] that
@@ -60,8 +61,9 @@ fn trace_call(stack: &StackHandle, id: Option<ConnId>, local: SocketAddrV4, call
     }
 }
 
+pub mod ready;
 mod udp;
-pub use udp::{echo_service as udp_echo_service, UdpSocket};
+pub use udp::{echo_service as udp_echo_service, UdpEcho, UdpSocket};
 
 fn io_error(e: TcpError) -> io::Error {
     io::Error::new(e.kind(), e)

@@ -12,6 +12,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::ready::{App, Context};
 use crate::stack::StackHandle;
 use crate::udp::{SocketId, UdpBindError, UdpSendError};
 
@@ -23,21 +24,27 @@ pub struct UdpSocket {
     read_timeout: Mutex<Option<Duration>>,
 }
 
-fn bind_error(e: UdpBindError) -> io::Error {
-    let kind = match e {
+pub(super) fn bind_error_kind(e: UdpBindError) -> io::ErrorKind {
+    match e {
         UdpBindError::AddrInUse => io::ErrorKind::AddrInUse,
         UdpBindError::NoFreePort => io::ErrorKind::AddrNotAvailable,
-    };
-    io::Error::new(kind, e)
+    }
 }
 
-fn send_error(e: UdpSendError) -> io::Error {
-    let kind = match e {
+pub(super) fn send_error_kind(e: UdpSendError) -> io::ErrorKind {
+    match e {
         UdpSendError::NotBound => io::ErrorKind::NotConnected,
         UdpSendError::TooLarge | UdpSendError::BadDestination => io::ErrorKind::InvalidInput,
         UdpSendError::QueueFull => io::ErrorKind::WouldBlock,
-    };
-    io::Error::new(kind, e)
+    }
+}
+
+fn bind_error(e: UdpBindError) -> io::Error {
+    io::Error::new(bind_error_kind(e), e)
+}
+
+fn send_error(e: UdpSendError) -> io::Error {
+    io::Error::new(send_error_kind(e), e)
 }
 
 impl UdpSocket {
@@ -149,6 +156,59 @@ pub fn echo_service(socket: &UdpSocket) -> io::Result<()> {
                 log::debug!("udp echo: transmit queue full, dropped reply to {from}")
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The echo protocol (RFC 862) as an application of the event loop, beside the HTTP
+/// server: in each round where a datagram arrived, every datagram is sent back to its
+/// sender unchanged. [`echo_service`] is the same service on the blocking API.
+#[derive(Debug)]
+pub struct UdpEcho {
+    socket: Option<super::ready::UdpSocket>,
+}
+
+impl UdpEcho {
+    /// Echo on `socket` (bound with [`crate::stack::evloop::EventLoop::bind_udp`]).
+    pub fn new(socket: super::ready::UdpSocket) -> UdpEcho {
+        UdpEcho {
+            socket: Some(socket),
+        }
+    }
+}
+
+impl App for UdpEcho {
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        let Some(socket) = self.socket else {
+            return;
+        };
+        if !cx.udp_ready() {
+            return;
+        }
+        while let Some((from, data)) = socket.recv_from(cx) {
+            if from.port() == 0 {
+                // No reply port (RFC 768): nothing to answer.
+                continue;
+            }
+            match socket.send_to(cx, from, &data) {
+                Ok(_) => {}
+                // Bursts beyond the transmit queue are dropped, as UDP may.
+                Err(e) if e.would_block() => {
+                    log::debug!("udp echo: transmit queue full, dropped reply to {from}")
+                }
+                Err(e) => log::debug!("udp echo: {from}: {e}"),
+            }
+        }
+    }
+
+    fn poll_at(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    fn shutdown(&mut self, cx: &mut Context<'_>) {
+        // The loop is stopping: the port is closed (ICMP port unreachable from now on).
+        if let Some(socket) = self.socket.take() {
+            socket.close(cx);
         }
     }
 }

@@ -46,6 +46,7 @@ use crate::link::ethernet_layer::EthernetLayer;
 use crate::link::fault::FaultStats;
 use crate::link::offload::{self, TxMeta};
 use crate::link::Device;
+use crate::socket::ready::{SocketError, TcpListener, UdpSocket};
 use crate::tcp::{ConnId, ListenerId};
 use crate::time::{Clock, Instant};
 use crate::trace::{SocketCall, SocketEvent, TraceEvent, Tracer};
@@ -70,22 +71,24 @@ const MAX_APP_PASSES: usize = 4;
 const DEVICE: Token = Token(0);
 const WAKER: Token = Token(1);
 
-/// What the application sees in one round.
+/// What the application sees in one round: the moment, which sockets became ready, and
+/// the stack, reached only through the readiness API of [`crate::socket::ready`]
+/// (`TcpSocket::recv(cx, …)`, `TcpListener::accept(cx)`, [`Context::ready_sockets`]).
 pub struct Context<'a> {
-    /// The stack: TCP and UDP calls (`iface.tcp_mut().send(…)`).
-    pub iface: &'a mut Interface,
+    /// The stack; the socket layer's calls use it.
+    pub(crate) iface: &'a mut Interface,
     /// The stack's clock.
     pub now: Instant,
     /// The same moment on the system clock (for application deadlines).
     pub wall: std::time::Instant,
     /// Connections with socket-visible changes (data, space, state), possibly repeated.
-    pub woken: &'a [ConnId],
+    pub(crate) woken: &'a [ConnId],
     /// Listeners with a connection to accept.
-    pub woken_listeners: &'a [ListenerId],
+    pub(crate) woken_listeners: &'a [ListenerId],
     /// The lists above are incomplete: look at every socket.
-    pub wake_all: bool,
+    pub(crate) wake_all: bool,
     /// Something changed on a UDP socket.
-    pub udp_ready: bool,
+    pub(crate) udp_ready: bool,
     stats: StatsSource<'a>,
     tracer: Option<&'a Tracer>,
 }
@@ -102,7 +105,7 @@ impl Context<'_> {
     /// made on connection `id`, then the transport layer's decisions it caused. Without
     /// one this is one `Option` test.
     #[inline]
-    pub fn trace_socket(&mut self, id: ConnId, call: SocketCall) {
+    pub(crate) fn trace_socket(&mut self, id: ConnId, call: SocketCall) {
         let Some(tracer) = self.tracer else {
             return;
         };
@@ -145,6 +148,27 @@ pub trait App {
     /// (FIN), keeps running rounds until they are closed or the grace period ends, and
     /// resets the rest.
     fn shutdown(&mut self, cx: &mut Context<'_>);
+}
+
+/// Two applications on one loop (the HTTP server and the UDP echo): each runs in every
+/// round, on the same ready lists, and owns its own sockets.
+impl<A: App, B: App> App for (A, B) {
+    fn poll(&mut self, cx: &mut Context<'_>) {
+        self.0.poll(cx);
+        self.1.poll(cx);
+    }
+
+    fn poll_at(&self) -> Option<std::time::Instant> {
+        match (self.0.poll_at(), self.1.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn shutdown(&mut self, cx: &mut Context<'_>) {
+        self.0.shutdown(cx);
+        self.1.shutdown(cx);
+    }
 }
 
 /// The statistics of several loops, published by each, for readers (`SIGUSR1`,
@@ -395,7 +419,7 @@ impl<D: Device> EventLoop<D> {
         &mut self,
         local: std::net::SocketAddrV4,
         backlog: usize,
-    ) -> Result<ListenerId, crate::tcp::TcpError> {
+    ) -> Result<TcpListener, SocketError> {
         let id = self.iface.tcp_mut().listen(local, backlog)?;
         if self.tracer.is_some() {
             self.pending.push(SocketEvent {
@@ -405,7 +429,13 @@ impl<D: Device> EventLoop<D> {
                 thread: None,
             });
         }
-        Ok(id)
+        Ok(TcpListener::from_id(id))
+    }
+
+    /// Bind a UDP socket on `local` (port 0 picks an ephemeral port).
+    pub fn bind_udp(&mut self, local: std::net::SocketAddrV4) -> Result<UdpSocket, SocketError> {
+        let id = self.iface.udp_mut().bind(local)?;
+        Ok(UdpSocket::from_id(id))
     }
 
     /// A handle for other threads (stop, statistics).
@@ -749,27 +779,26 @@ pub(crate) mod tests {
 
     /// Echoes every byte back on every connection of one listener; closes on EOF.
     struct Echo {
-        listener: ListenerId,
-        conns: Vec<ConnId>,
+        listener: TcpListener,
+        conns: Vec<crate::socket::ready::TcpSocket>,
         stopped: bool,
     }
 
     impl App for Echo {
         fn poll(&mut self, cx: &mut Context<'_>) {
-            let tcp = cx.iface.tcp_mut();
-            while let Some(id) = tcp.accept(self.listener) {
-                self.conns.push(id);
+            while let Some(s) = self.listener.accept(cx) {
+                self.conns.push(s);
             }
             let mut buf = [0u8; 2048];
-            self.conns.retain(|&id| loop {
-                match tcp.recv(id, &mut buf, cx.now) {
+            self.conns.retain(|&s| loop {
+                match s.recv(cx, &mut buf) {
                     Ok(0) => {
-                        tcp.shutdown(id, cx.now);
-                        tcp.release(id, cx.now);
+                        s.shutdown(cx);
+                        s.close(cx);
                         break false;
                     }
                     Ok(n) => {
-                        let sent = tcp.send(id, &buf[..n], cx.now).unwrap_or(0);
+                        let sent = s.send(cx, &buf[..n]).unwrap_or(0);
                         assert_eq!(sent, n, "small echoes fit the send buffer");
                     }
                     Err(_) => break true,
@@ -781,7 +810,7 @@ pub(crate) mod tests {
         }
         fn shutdown(&mut self, cx: &mut Context<'_>) {
             self.stopped = true;
-            cx.iface.tcp_mut().close_listener(self.listener, cx.now);
+            self.listener.close(cx);
         }
     }
 
@@ -799,6 +828,62 @@ pub(crate) mod tests {
                 dev,
                 clock: Clock::new(),
             }
+        }
+
+        /// Start opening a connection from our port `port` to the server's `server_port`
+        /// (the SYN leaves with the next exchange).
+        pub(crate) fn start_connect(&mut self, port: u16, server_port: u16) -> ConnId {
+            let now = self.clock.now();
+            self.iface
+                .tcp_mut()
+                .connect(
+                    SocketAddrV4::new(CLIENT, port),
+                    SocketAddrV4::new(SERVER, server_port),
+                    now,
+                )
+                .expect("connect")
+        }
+
+        /// Open a connection from our port `port` to the server's `server_port` (on a
+        /// loop running elsewhere) and wait for its handshake.
+        pub(crate) fn connect(&mut self, port: u16, server_port: u16) -> ConnId {
+            let id = self.start_connect(port, server_port);
+            self.pump_until(|iface, _| {
+                iface.tcp().is_connected(id) || iface.tcp().error(id).is_some()
+            });
+            assert!(self.iface.tcp().is_connected(id), "handshake");
+            id
+        }
+
+        /// Send `request` on `id` and collect what comes back until `done(bytes, eof)`
+        /// (or the connection fails).
+        pub(crate) fn exchange(
+            &mut self,
+            id: ConnId,
+            request: &[u8],
+            mut done: impl FnMut(&[u8], bool) -> bool,
+        ) -> (Vec<u8>, bool) {
+            let mut sent = 0;
+            let mut got = Vec::new();
+            let mut eof = false;
+            self.pump_until(|iface, now| {
+                if sent < request.len() {
+                    sent += iface.tcp_mut().send(id, &request[sent..], now).unwrap_or(0);
+                }
+                eof |= read_available(iface, id, now, &mut got);
+                done(&got, eof) || iface.tcp().error(id).is_some()
+            });
+            (got, eof)
+        }
+
+        /// Wait until our side of `id` is closed (CLOSED or TIME-WAIT).
+        pub(crate) fn wait_closed(&mut self, id: ConnId) {
+            self.pump_until(|iface, _| {
+                matches!(
+                    iface.tcp().state(id),
+                    crate::tcp::State::Closed | crate::tcp::State::TimeWait
+                )
+            });
         }
 
         /// Exchange packets until `done` holds, for at most 20 s.
@@ -824,21 +909,40 @@ pub(crate) mod tests {
         }
     }
 
+    /// Read what connection `id` of `iface` has into `got`; true at the end of the stream.
+    pub(crate) fn read_available(
+        iface: &mut Interface,
+        id: ConnId,
+        now: Instant,
+        got: &mut Vec<u8>,
+    ) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            match iface.tcp_mut().recv(id, &mut buf, now) {
+                Ok(0) => return true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// A loop on one end of a memory link (seeded with `seed`), and a client on the other.
+    pub(crate) fn memory_loop(seed: u64) -> (EventLoop<MemDevice>, Client) {
+        let (server_dev, client_dev) = pair().expect("memory link");
+        let mut config = StackConfig::new(SERVER);
+        config.seed = Some(seed);
+        let ev = EventLoop::new(server_dev, &config).expect("loop");
+        (ev, Client::new(client_dev))
+    }
+
     fn start_echo() -> (
         LoopHandle,
         Arc<StatsBoard>,
         std::thread::JoinHandle<()>,
         Client,
     ) {
-        let (server_dev, client_dev) = pair().expect("memory link");
-        let mut config = StackConfig::new(SERVER);
-        config.seed = Some(1);
-        let mut ev = EventLoop::new(server_dev, &config).expect("loop");
-        let listener = ev
-            .iface_mut()
-            .tcp_mut()
-            .listen(SocketAddrV4::new(SERVER, 7), 16)
-            .expect("listen");
+        let (mut ev, client) = memory_loop(1);
+        let listener = ev.listen(SocketAddrV4::new(SERVER, 7), 16).expect("listen");
         let board = StatsBoard::new(1);
         ev.set_stats_board(board.clone(), 0);
         ev.set_shutdown_grace(Duration::from_secs(5));
@@ -852,37 +956,14 @@ pub(crate) mod tests {
             ev.run(&mut app).expect("run");
             assert!(app.stopped, "shutdown reached the application");
         });
-        (handle, board, thread, Client::new(client_dev))
+        (handle, board, thread, client)
     }
 
     #[test]
     fn echoes_over_a_memory_link_and_stops_gracefully() {
         let (handle, board, thread, mut client) = start_echo();
-        let now = client.clock.now();
-        let id = client
-            .iface
-            .tcp_mut()
-            .connect(
-                SocketAddrV4::new(CLIENT, 40000),
-                SocketAddrV4::new(SERVER, 7),
-                now,
-            )
-            .expect("connect");
-        client
-            .pump_until(|iface, _| iface.tcp().is_connected(id) || iface.tcp().error(id).is_some());
-        assert!(client.iface.tcp().is_connected(id), "handshake");
-        let mut got = Vec::new();
-        let mut sent = false;
-        client.pump_until(|iface, now| {
-            if !sent {
-                sent = iface.tcp_mut().send(id, b"hello, loop", now) == Ok(11);
-            }
-            let mut buf = [0u8; 64];
-            while let Ok(n @ 1..) = iface.tcp_mut().recv(id, &mut buf, now) {
-                got.extend_from_slice(&buf[..n]);
-            }
-            got.len() >= 11
-        });
+        let id = client.connect(40000, 7);
+        let (got, _) = client.exchange(id, b"hello, loop", |got, _| got.len() >= 11);
         assert_eq!(got, b"hello, loop");
 
         let stats = crate::stats::merge(
