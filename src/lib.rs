@@ -32,6 +32,7 @@ pub mod http;
 pub mod ip;
 pub mod link;
 pub mod packetdrill;
+pub mod preflight;
 pub mod serve;
 pub mod socket;
 pub mod stack;

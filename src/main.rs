@@ -69,6 +69,11 @@ struct LinkArgs {
     /// runtime serves; each block names the thread (queue) that handled it.
     #[arg(long)]
     trace: bool,
+    /// Like --trace, and end each line with the code that did it: the file and function
+    /// that handle each layer (`@ src/tcp/endpoint.rs Tcp::on_segment`), the exact line
+    /// of each decision (`@ src/tcp/connection.rs:1506`). --step always shows it.
+    #[arg(long)]
+    trace_code: bool,
     /// Seed for ISNs and ephemeral ports (random by default), for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
@@ -114,7 +119,8 @@ impl LinkArgs {
             ip: self.ip,
             mtu: self.mtu,
             pcap: self.pcap.clone(),
-            trace: self.trace,
+            trace: self.trace || self.trace_code,
+            trace_code: self.trace_code,
             seed: self.seed,
             faults: self.faults.config(),
         }
@@ -192,8 +198,23 @@ enum Command {
         access_log: Option<PathBuf>,
     },
     /// Download URL through our own stack (active open) and write the body.
+    ///
+    /// tunstack is the client here: it creates the TUN, takes --ip as its own address and
+    /// opens the connection itself. Its only way out is the TUN into this machine's
+    /// kernel, so the URL must name a host on the kernel side of the TUN: the kernel's own
+    /// address there (--host-ip, 10.0.0.1 by default), where a server listening on
+    /// 0.0.0.0 or on that address answers, or a host the kernel routes to (with
+    /// forwarding and NAT set up for the subnet). An address on the internet or in
+    /// another namespace does not work without such routing.
+    #[command(
+        after_help = "Example (a kernel-side server, then the download, as root):
+  python3 -m http.server --bind 0.0.0.0 8000 &
+  tunstack get http://10.0.0.1:8000/ -o index.html
+  tunstack get --trace http://10.0.0.1:8000/ -o /dev/null   # watch the active open"
+    )]
     Get {
-        /// http://ADDR[:PORT]/PATH
+        /// http://ADDR[:PORT]/PATH, ADDR an IPv4 address on the kernel side of the TUN
+        /// (e.g. http://10.0.0.1:8000/file, with --host-ip 10.0.0.1/24).
         url: String,
         #[command(flatten)]
         link: LinkArgs,
@@ -341,7 +362,8 @@ fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -
             url.host
         ))
     })?;
-    let stack = start_stack(&link.options(), make_tracer(link.trace, false))?;
+    tunstack::preflight::check_link(&link.options())?;
+    let stack = start_stack(&link.options(), make_tracer(&link.options(), false))?;
     let stream = TcpStream::connect_timeout(&stack, SocketAddrV4::new(addr, url.port), timeout)
         .map_err(|e| io::Error::new(e.kind(), format!("connecting to {addr}:{}: {e}", url.port)))?;
     stream.set_read_timeout(Some(timeout))?;
@@ -356,6 +378,9 @@ fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
     let bar = Arc::new(Mutex::new(None::<indicatif::ProgressBar>));
+    // Ends the bar's line on every way out (success or error): indicatif leaves the cursor
+    // after the bar, and the next message would start on the bar's line.
+    let end_bar = EndBar(Arc::clone(&bar));
     let show_progress = io::stderr().is_terminal();
     let mut progress = |received: u64, total: Option<u64>| {
         if !show_progress {
@@ -374,11 +399,10 @@ fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -
         bar.set_position(received);
     };
     let head = client::get(&stream, &url, &mut out, &mut progress)
-        .map_err(|e| io::Error::other(e.to_string()))?;
+        .map_err(|e| io::Error::other(e.to_string()));
+    drop(end_bar);
+    let head = head?;
     out.flush()?;
-    if let Some(bar) = bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        bar.finish();
-    }
     drop(stream);
     // Let our FIN (and the peer's) cross the device before the process exits.
     stack.shutdown(Duration::from_secs(1));
@@ -390,6 +414,18 @@ fn get(link: &LinkArgs, url: &str, output: Option<PathBuf>, timeout: Duration) -
             "server answered {} {}",
             head.status, head.reason
         )))
+    }
+}
+
+/// Finishes the progress bar, if one was drawn, and ends its line.
+struct EndBar(Arc<Mutex<Option<indicatif::ProgressBar>>>);
+
+impl Drop for EndBar {
+    fn drop(&mut self) {
+        if let Some(bar) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            bar.abandon();
+            eprintln!();
+        }
     }
 }
 

@@ -52,6 +52,8 @@ pub struct LinkOptions {
     pub pcap: Option<PathBuf>,
     /// Print a per-layer account of every packet and decision.
     pub trace: bool,
+    /// End each trace line with the code that did it (`--trace-code`; implies `trace`).
+    pub trace_code: bool,
     /// Seed for ISNs and ephemeral ports (random when `None`).
     pub seed: Option<u64>,
     /// Faults to inject, and their seed.
@@ -73,6 +75,11 @@ pub struct Runtime {
 
 /// Serve HTTP (and UDP echo) until SIGINT/SIGTERM, on the runtime `runtime` asks for.
 pub fn serve(link: &LinkOptions, opts: ServeOptions, runtime: Runtime) -> io::Result<()> {
+    // Every flag is checked before the device exists: a mistake leaves nothing behind.
+    crate::preflight::check_link(link)?;
+    if let Some(root) = &opts.root {
+        crate::preflight::check_root(root)?;
+    }
     if runtime.threaded {
         serve_threaded(link, runtime.step, opts)
     } else {
@@ -286,15 +293,18 @@ fn on_termination(on_signal: impl FnOnce() + Send + 'static) -> io::Result<()> {
     Ok(())
 }
 
-/// The tracer `--trace` / `--step` ask for.
-pub fn make_tracer(trace: bool, step: bool) -> Option<Tracer> {
+/// The tracer `--trace` / `--trace-code` / `--step` ask for.
+pub fn make_tracer(link: &LinkOptions, step: bool) -> Option<Tracer> {
     if step {
         if !io::stdin().is_terminal() {
             log::warn!("--step reads commands from stdin, which is not a terminal");
         }
         Some(Stepper::terminal().into_tracer())
-    } else if trace {
-        Some(Tracer::stderr(Palette::for_stderr()))
+    } else if link.trace || link.trace_code {
+        Some(Tracer::stderr_with_code(
+            Palette::for_stderr(),
+            link.trace_code,
+        ))
     } else {
         None
     }
@@ -324,7 +334,7 @@ fn serve_threaded(link: &LinkOptions, step: bool, opts: ServeOptions) -> io::Res
         udp_echo,
     } = opts;
     let mut router = Router::standard(root.as_deref())?;
-    let tracer = make_tracer(link.trace, step);
+    let tracer = make_tracer(link, step);
     let stack = start_stack(link, tracer.clone())?;
     let http_counters = Arc::new(HttpCounters::default());
     let source = stack.clone();
@@ -406,7 +416,7 @@ fn serve_evented(
     let offload = offload && evloop::STACK_OFFLOADS && middleware.keeps_offloads();
     let devices = open_device(link, queues, offload, "event loop")?;
     let mut stack_config = stack_config(link)?;
-    let tracer = make_tracer(link.trace, step);
+    let tracer = make_tracer(link, step);
     stack_config.tracer = tracer.clone();
     // One seed for every queue: ISNs and SYN cookies agree whichever queue a packet takes.
     stack_config.seed = Some(link.seed.unwrap_or_else(rand::random));

@@ -92,6 +92,9 @@ pub struct SocketEvent {
     /// The thread that made the call: the acceptor (`main`) or a connection's own thread
     /// (`http 10.0.0.1:5000`) — the thread-per-connection model in plain sight.
     pub thread: Option<String>,
+    /// The line of the application (or socket layer) that made the call, recorded with
+    /// `#[track_caller]`: a pointer the compiler fills in, nothing formatted.
+    pub at: &'static std::panic::Location<'static>,
 }
 
 /// The socket calls worth tracing.
@@ -159,7 +162,13 @@ impl Tracer {
     /// Print every event to stderr as [`render::Printer`] renders it; colours when
     /// `palette` says so (see [`Palette::for_stderr`]).
     pub fn stderr(palette: Palette) -> Tracer {
-        let printer = std::sync::Mutex::new(Printer::new(palette));
+        Tracer::stderr_with_code(palette, false)
+    }
+
+    /// Like [`Tracer::stderr`]; with `code`, each line ends with the code that did it
+    /// (`--trace-code`).
+    pub fn stderr_with_code(palette: Palette, code: bool) -> Tracer {
+        let printer = std::sync::Mutex::new(Printer::new(palette).with_code(code));
         Tracer::new(move |ev| {
             let mut p = printer.lock().unwrap_or_else(|e| e.into_inner());
             let text = p.render(&ev);
@@ -250,13 +259,7 @@ pub fn describe(direction: Direction, packet: &[u8]) -> String {
             }
         },
         ipv4::PROTO_ICMP => {
-            let kind = match ip.payload.first() {
-                Some(0) => "echo reply",
-                Some(8) => "echo request",
-                Some(3) => "destination unreachable",
-                _ => "other",
-            };
-            let _ = write!(line, " | ICMP {kind}");
+            let _ = write!(line, " | ICMP {}", icmp_text(ip.payload));
         }
         ipv4::PROTO_UDP => describe_udp(&mut line, &ip),
         p => {
@@ -369,6 +372,101 @@ pub fn describe_frame(direction: Direction, frame: &[u8]) -> String {
         _ => {}
     }
     line
+}
+
+/// An ICMP message by type and code, as RFC 792 (and RFC 1191 for the MTU) names them:
+/// `destination unreachable (port unreachable) about udp 10.0.0.1:4000 → 10.0.0.2:9`,
+/// `fragmentation needed, next-hop MTU 1280`, `echo request  id 7  seq 1`. An error names
+/// the datagram it quotes (RFC 792: its IP header and first 8 payload bytes), which is how
+/// the receiver finds the socket it concerns.
+pub(crate) fn icmp_text(message: &[u8]) -> String {
+    use crate::ip::icmp;
+    let (Some(&kind), Some(&code)) = (message.first(), message.get(1)) else {
+        return format!("truncated ({} bytes)", message.len());
+    };
+    let field = |at: usize| {
+        message
+            .get(at..at + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let mut text = match kind {
+        icmp::TYPE_ECHO_REPLY | icmp::TYPE_ECHO_REQUEST => {
+            let name = if kind == icmp::TYPE_ECHO_REPLY {
+                "echo reply"
+            } else {
+                "echo request"
+            };
+            return format!("{name}  id {}  seq {}", field(4), field(6));
+        }
+        icmp::TYPE_DEST_UNREACHABLE if code == icmp::CODE_FRAGMENTATION_NEEDED => format!(
+            "destination unreachable (fragmentation needed and DF set, next-hop MTU {})",
+            field(6)
+        ),
+        icmp::TYPE_DEST_UNREACHABLE => {
+            let why = match code {
+                0 => "net unreachable",
+                1 => "host unreachable",
+                2 => "protocol unreachable",
+                3 => "port unreachable",
+                5 => "source route failed",
+                6 => "destination network unknown",
+                7 => "destination host unknown",
+                9 | 10 | 13 => "administratively prohibited",
+                _ => "",
+            };
+            if why.is_empty() {
+                format!("destination unreachable (code {code})")
+            } else {
+                format!("destination unreachable ({why})")
+            }
+        }
+        icmp::TYPE_TIME_EXCEEDED => match code {
+            0 => "time exceeded (TTL exceeded in transit)".to_string(),
+            1 => "time exceeded (fragment reassembly time exceeded)".to_string(),
+            c => format!("time exceeded (code {c})"),
+        },
+        icmp::TYPE_SOURCE_QUENCH => "source quench (ignored, RFC 6633)".to_string(),
+        icmp::TYPE_PARAMETER_PROBLEM => {
+            format!(
+                "parameter problem (pointer {})",
+                message.get(4).unwrap_or(&0)
+            )
+        }
+        t => return format!("type {t} code {code}"),
+    };
+    if let Some(quoted) = message.get(icmp::HEADER_LEN..).and_then(quoted_text) {
+        let _ = write!(text, " about {quoted}");
+    }
+    text
+}
+
+/// `udp 10.0.0.1:4000 → 10.0.0.2:9`: the datagram an ICMP error quotes (its IP header
+/// and at least the first 8 bytes after it, which hold the ports of TCP and UDP).
+fn quoted_text(quoted: &[u8]) -> Option<String> {
+    let first = *quoted.first()?;
+    if first >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(first & 0x0f) * 4;
+    let proto = *quoted.get(9)?;
+    let addr = |at: usize| {
+        quoted
+            .get(at..at + 4)
+            .map(|b| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    };
+    let (src, dst) = (addr(12)?, addr(16)?);
+    let ports = quoted.get(ihl..ihl + 4).map(|p| {
+        (
+            u16::from_be_bytes([p[0], p[1]]),
+            u16::from_be_bytes([p[2], p[3]]),
+        )
+    });
+    Some(match (proto, ports) {
+        (ipv4::PROTO_TCP, Some((sp, dp))) => format!("tcp {src}:{sp} → {dst}:{dp}"),
+        (ipv4::PROTO_UDP, Some((sp, dp))) => format!("udp {src}:{sp} → {dst}:{dp}"),
+        (ipv4::PROTO_ICMP, _) => format!("icmp {src} → {dst}"),
+        (p, _) => format!("protocol {p} {src} → {dst}"),
+    })
 }
 
 /// The first line of an HTTP message at the start of a payload, if it looks like one.

@@ -116,8 +116,11 @@ pub struct Arrow {
     pub ack: Option<u32>,
     /// Payload bytes.
     pub len: usize,
-    /// The advertised window, unscaled, as on the wire.
+    /// The advertised window field, as on the wire.
     pub window: u16,
+    /// The shift the receiver applies to `window` (RFC 7323 §2.3): 0 on a SYN or when
+    /// the handshake did not negotiate scaling; `None` when the capture lacks the SYNs.
+    pub scale: Option<u8>,
     /// Options worth showing (on SYNs): `mss 1460, wscale 7, sackOK, TS`.
     pub options: Vec<String>,
     /// First line of an HTTP message starting in this segment.
@@ -162,13 +165,30 @@ impl Arrow {
         }
     }
 
-    /// `seq=1 ack=1 win=64240 len=77`: the numbers of the arrow's label.
+    /// The window the receiver uses: the field shifted by the scale (the field when
+    /// the scale is unknown).
+    pub fn scaled_window(&self) -> u32 {
+        u32::from(self.window) << self.scale.unwrap_or(0)
+    }
+
+    /// `seq=1 ack=1 win=64512 (63<<10) len=77`: the numbers of the arrow's label. The
+    /// window is the scaled one, as tshark shows it, with the field and shift it came
+    /// from, so a scaled window never looks like a collapsed one.
     pub fn numbers(&self) -> String {
         let mut s = format!("seq={}", self.seq);
         if let Some(ack) = self.ack {
             s.push_str(&format!(" ack={ack}"));
         }
-        s.push_str(&format!(" win={} len={}", self.window, self.len));
+        match self.scale {
+            Some(0) => s.push_str(&format!(" win={}", self.window)),
+            Some(shift) => s.push_str(&format!(
+                " win={} ({}<<{shift})",
+                self.scaled_window(),
+                self.window
+            )),
+            None => s.push_str(&format!(" win={} (field, scale unknown)", self.window)),
+        }
+        s.push_str(&format!(" len={}", self.len));
         s
     }
 }
@@ -296,6 +316,8 @@ struct Sender {
     /// Its previous pure ACK (ack, window) and how often it was repeated.
     last_ack: Option<(SeqNum, u16)>,
     dup_acks: u32,
+    /// The window scale option of its SYN (`Some(None)`: a SYN without one), once seen.
+    wscale: Option<Option<u8>>,
 }
 
 /// A connection being reconstructed.
@@ -376,6 +398,9 @@ impl Tracker {
             if seg.flags.syn && sender.isn.is_none() {
                 sender.isn = Some(seg.seq);
                 sender.base = Some(seg.seq);
+            }
+            if seg.flags.syn {
+                sender.wscale = Some(seg.options.window_scale);
             }
             if sender.base.is_none() {
                 sender.base = Some(seg.seq);
@@ -487,6 +512,20 @@ impl Tracker {
         }
 
         let base = |side: Side| self.senders[side.index()].base.unwrap_or(SeqNum(0));
+        // RFC 7323 §2.2-2.3: a SYN's window is never scaled; the others are shifted by
+        // their sender's scale once both SYNs carried the option (a shift above 14 is 14).
+        let scale = if seg.flags.syn {
+            Some(0)
+        } else {
+            match (
+                self.senders[from.index()].wscale,
+                self.senders[to.index()].wscale,
+            ) {
+                (Some(Some(shift)), Some(Some(_))) => Some(shift.min(14)),
+                (Some(_), Some(_)) => Some(0),
+                _ => None,
+            }
+        };
         let arrow = Arrow {
             packet,
             time: ts.saturating_sub(self.conn.start),
@@ -496,6 +535,7 @@ impl Tracker {
             ack: seg.flags.ack.then(|| seg.ack.0.wrapping_sub(base(to).0)),
             len: data_len,
             window: seg.window,
+            scale,
             options: describe_options(seg),
             http: http_first_line(&seg.payload),
             notes,

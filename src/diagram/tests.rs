@@ -30,6 +30,10 @@ fn flags(f: &str) -> Flags {
 struct Script {
     b: DiagramBuilder,
     n: usize,
+    /// The window field of the next segments.
+    window: u16,
+    /// The window scale option of the SYNs.
+    wscale: Option<u8>,
 }
 
 impl Script {
@@ -37,6 +41,8 @@ impl Script {
         Script {
             b: DiagramBuilder::new(),
             n: 0,
+            window: 64000,
+            wscale: None,
         }
     }
 
@@ -49,6 +55,7 @@ impl Script {
         let mut options = TcpOptions::default();
         if f.contains('S') {
             options.mss = Some(1460);
+            options.window_scale = self.wscale;
         }
         let seg = Segment {
             src_port: sp,
@@ -56,7 +63,7 @@ impl Script {
             seq: SeqNum(seq),
             ack: SeqNum(if f.contains('A') { ack } else { 0 }),
             flags: flags(f),
-            window: 64000,
+            window: self.window,
             options,
             payload: data.to_vec(),
             ..Segment::default()
@@ -158,6 +165,7 @@ fn handshake_request_response_and_client_close() {
     assert_eq!(a[7].flag_names(), "FIN, ACK");
     assert_eq!(a[0].options, vec!["mss 1460".to_string()]);
     assert_eq!(a[1].numbers(), "seq=0 ack=1 win=64000 len=0");
+    assert_eq!(a[2].numbers(), "seq=1 ack=1 win=64000 len=0");
     assert_eq!(a[3].time, Duration::from_millis(3));
     assert!(a.iter().all(|a| a.notes.is_empty()), "{a:#?}");
     assert_eq!(c.retransmissions(), 0);
@@ -538,5 +546,54 @@ fn real_curl_capture() {
             (61, vec![Note::DuplicateAck { count: 1 }]),
             (62, vec![Note::Retransmission]),
         ]
+    );
+}
+
+#[test]
+fn windows_after_the_handshake_are_shown_scaled() {
+    let mut s = Script::new();
+    s.wscale = Some(10);
+    s.handshake();
+    s.window = 63;
+    s.c("PA", CI + 1, SI + 1, GET);
+    let c = s.one();
+    let a = &c.arrows;
+    assert_eq!(
+        a[1].options,
+        vec!["mss 1460".to_string(), "wscale 10".to_string()]
+    );
+    // The SYNs' windows are never scaled (RFC 7323 §2.2).
+    assert_eq!(a[1].numbers(), "seq=0 ack=1 win=64000 len=0");
+    assert_eq!(a[2].numbers(), "seq=1 ack=1 win=65536000 (64000<<10) len=0");
+    let g = GET.len();
+    assert_eq!(
+        a[3].numbers(),
+        format!("seq=1 ack=1 win=64512 (63<<10) len={g}")
+    );
+    assert_eq!(a[3].scaled_window(), 64512);
+}
+
+#[test]
+fn a_window_is_unscaled_unless_both_syns_carry_the_option() {
+    let mut s = Script::new();
+    s.c("S", CI, 0, &[]);
+    s.wscale = Some(7);
+    s.s("SA", SI, CI + 1, &[]).c("A", CI + 1, SI + 1, &[]);
+    let c = s.one();
+    assert_eq!(c.arrows[2].scale, Some(0));
+    assert_eq!(c.arrows[2].numbers(), "seq=1 ack=1 win=64000 len=0");
+}
+
+#[test]
+fn a_window_without_the_syns_is_marked_as_the_field() {
+    let mut s = Script::new();
+    s.window = 63;
+    s.c("A", CI + 1, SI + 1, &[]);
+    let c = s.one();
+    assert_eq!(c.arrows[0].scale, None);
+    let numbers = c.arrows[0].numbers();
+    assert!(
+        numbers.contains(" win=63 (field, scale unknown) len=0"),
+        "{numbers}"
     );
 }

@@ -1,11 +1,11 @@
 //! A sans-IO HTTP/1.1 server connection: bytes in, bytes out, time passed in.
 //!
-//! [`HttpConn`] is the state machine of one connection of the threaded [`Server`]
-//! (`server.rs`) without the thread: the caller (an event loop) feeds it what TCP received,
-//! sends what it has to say, and wakes it at its deadline. It behaves like the threaded server
-//! on the wire — same limits, statuses, keep-alive rules and response heads (the head is
-//! written by the same `response::write_head`) — so thousands of connections cost a few
-//! hundred bytes each instead of a thread and a stack each.
+//! [`HttpConn`] is the one place where the HTTP/1.1 rules of the server live: parsing, Host,
+//! framing, 413/417/100-continue, keep-alive, the timeouts, error responses, pipelining and
+//! the access log. It does no I/O: its caller feeds it what TCP received, sends what it has
+//! to say, and wakes it at its deadline. Two callers drive it: the event loop's
+//! [`EventedServer`] (thousands of connections at a few hundred bytes each) and the threaded
+//! [`Server`] (one blocking thread per connection), so both behave the same on the wire.
 //!
 //! ```text
 //!   on_data(bytes, now) ──▶ [ Head ] ──complete head──▶ [ Body ] ──complete──▶ handler
@@ -39,6 +39,7 @@
 //! the server's memory without bound: TCP's receive window pushes back instead.
 //!
 //! [`Server`]: super::Server
+//! [`EventedServer`]: super::evented::EventedServer
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -77,7 +78,7 @@ const BODY_INITIAL_MAX: usize = 1024 * 1024;
 /// What the connection is waiting for.
 enum Phase {
     /// (The rest of) a request head. `deadline`: the header deadline, set at accept for the
-    /// first request and at the first byte of later ones (server.rs's `read_head`).
+    /// first request and at the first byte of later ones.
     Head { deadline: Option<Instant> },
     /// The body of a request whose head was accepted.
     Body(Box<BodyRead>),
@@ -319,8 +320,9 @@ impl HttpConn {
         self.settle();
     }
 
-    /// The peer sent FIN: requests already buffered are still answered (as the threaded
-    /// server does), then the connection closes; a partial request is dropped silently.
+    /// The peer sent FIN: requests already buffered are still answered (a client may
+    /// half-close after its last request), then the connection closes; a partial request is
+    /// dropped silently.
     pub fn on_eof(&mut self, now: Instant) {
         self.now = now;
         self.peer_eof = true;
@@ -557,7 +559,6 @@ impl HttpConn {
                 if now < later(self.body_since, self.config.body_timeout) {
                     return;
                 }
-                // server.rs: a body read that times out is answered 408 (fill_body).
                 let head_only = b.head.method == "HEAD";
                 self.log_access(&b.head, 408, 0);
                 self.respond_and_close(Response::error(408), head_only);
@@ -637,7 +638,7 @@ impl HttpConn {
     }
 
     /// After new input, output drained or EOF: a peer that sent FIN while no complete
-    /// request is left to answer is done (server.rs closes when a read returns 0).
+    /// request is left to answer is done.
     fn settle(&mut self) {
         if self.peer_eof && !self.blocked() {
             match &self.phase {
@@ -722,9 +723,9 @@ impl HttpConn {
         }
     }
 
-    /// A complete head arrived: check it as server.rs's `exchange` does, then either answer
-    /// at once (no body, or an error) or start reading the body. `nothing_after`: no byte of
-    /// the body has arrived yet (100 Continue is only worth sending then).
+    /// A complete head arrived: check it, then either answer at once (no body, or an
+    /// error) or start reading the body. `nothing_after`: no byte of the body has arrived
+    /// yet (100 Continue is only worth sending then).
     fn start_request(&mut self, spare: SpareRequest, nothing_after: bool) {
         let SpareRequest {
             head,
@@ -939,7 +940,7 @@ impl HttpConn {
         }
     }
 
-    /// Answer a request we will not run with `resp`, then close (server.rs's `reject`).
+    /// Answer a request we will not run with `resp`, then close.
     fn reject(&mut self, head: &RequestHead, resp: Response, head_only: bool) {
         let status = resp.status;
         self.respond_and_close(resp, head_only);
@@ -959,7 +960,7 @@ impl HttpConn {
         self.inbuf = Vec::new();
     }
 
-    /// The access-log line, as server.rs writes it.
+    /// The access-log line of a request answered without a delivered body.
     fn log_access(&self, head: &RequestHead, status: u16, bytes: u64) {
         self.log_access_parts(&head.method, &head.target, head.version, status, bytes);
     }
@@ -1054,7 +1055,7 @@ impl HttpConn {
             Body::File { file, len } if coalesce => {
                 if !self.read_small_file(file, len as usize) {
                     // The response cannot be framed: the ones before it still go out, then
-                    // the connection ends (the threaded server dies mid-body the same way).
+                    // the connection ends.
                     self.out.truncate(head_start);
                     self.inbuf = Vec::new();
                     self.phase = Phase::Closing;
@@ -1101,7 +1102,7 @@ impl HttpConn {
 
     /// Read the next piece of a file body into its buffer (allocated once per body, at most
     /// FILE_CHUNK). A file shorter than announced, or a read error, drops the connection:
-    /// the framing can no longer be kept (server.rs ends the connection the same way).
+    /// the framing can no longer be kept.
     fn read_file_chunk(&mut self) {
         let OutBody::File {
             file,

@@ -45,11 +45,13 @@
 //! ## Map of the module
 //! - [`parse`]: our own push parser — request/status lines, header fields, chunked bodies.
 //! - [`request`] / [`response`]: the typed messages handlers see and produce.
-//! - [`server`]: connection handling over any [`Acceptor`] (a thread per connection).
-//! - [`conn`]: the same connection as a sans-IO state machine ([`HttpConn`]: bytes in, bytes
-//!   out, time passed in) for an event loop serving many connections on one thread.
-//! - [`evented`]: that event-loop server ([`evented::EventedServer`], what `serve` runs by
-//!   default on [`crate::stack::evloop::EventLoop`]).
+//! - [`conn`]: one connection as a sans-IO state machine ([`HttpConn`]: bytes in, bytes out,
+//!   time passed in), the only place the server's HTTP/1.1 rules live.
+//! - [`server`]: the blocking server over any [`Acceptor`]: a thread per connection, driving
+//!   its `HttpConn` with blocking reads and writes.
+//! - [`evented`]: the event-loop server ([`evented::EventedServer`], what `serve` runs by
+//!   default on [`crate::stack::evloop::EventLoop`]): many connections on one thread, an
+//!   `HttpConn` each.
 //! - [`handlers`]: [`Handler`], [`StaticSite`], [`Echo`], [`Router`]; [`site`] is the built-in site.
 //! - [`client`]: `GET` over any `Read + Write` stream.
 //! - [`transport`]: the [`Transport`]/[`Acceptor`] traits that keep this layer independent of

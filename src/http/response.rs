@@ -1,7 +1,6 @@
 //! The response a [`Handler`](super::Handler) returns, and how it is put on the wire.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -288,9 +287,8 @@ fn owned_by_server(name: &str) -> bool {
 }
 
 /// Serialize a response head (status line, `Date`, `Server`, the handler's fields,
-/// `Content-Length`, `Connection`, empty line) onto `head`. Shared by the threaded server
-/// ([`write_response`]) and the sans-IO connection (`http::conn`), so both put the same bytes
-/// on the wire. `unix_secs` is the Date.
+/// `Content-Length`, `Connection`, empty line) onto `head`, for the sans-IO connection
+/// (`http::conn`) that both servers drive. `unix_secs` is the Date.
 pub(crate) fn write_head(
     head: &mut Vec<u8>,
     status: u16,
@@ -338,76 +336,6 @@ pub(crate) fn write_head(
     head.extend_from_slice(b"\r\n");
 }
 
-/// Serialize and send a response. Returns the number of body bytes sent. A file that turns out
-/// shorter than announced is an error (the framing would be wrong, so the connection must close).
-pub(crate) fn write_response<W: Write>(
-    w: &mut W,
-    resp: Response,
-    opts: &WireOptions,
-) -> io::Result<u64> {
-    write_response_head_len(w, resp, opts, &mut 0)
-}
-
-/// [`write_response`], also telling the length of the head (set before anything is
-/// written): where the body starts, to count how much of it was delivered.
-pub(crate) fn write_response_head_len<W: Write>(
-    w: &mut W,
-    resp: Response,
-    opts: &WireOptions,
-    head_len: &mut u64,
-) -> io::Result<u64> {
-    let mut head = Vec::with_capacity(256);
-    let status = resp.status;
-    let len = resp.body.len();
-    write_head(&mut head, status, &resp.headers, len, opts, unix_now());
-    *head_len = head.len() as u64;
-    if opts.head_only || status_has_no_body(status) {
-        w.write_all(&head)?;
-        w.flush()?;
-        return Ok(0);
-    }
-    match resp.body {
-        Body::Empty => w.write_all(&head)?,
-        Body::Bytes(b) => write_small(w, head, &b)?,
-        Body::Static(b) => write_small(w, head, b)?,
-        Body::Shared(b) => write_small(w, head, &b)?,
-        Body::File { file, len } => {
-            w.write_all(&head)?;
-            let mut buf = vec![0u8; FILE_CHUNK];
-            let mut left = len;
-            let mut file = file.take(len);
-            while left > 0 {
-                let n = match file.read(&mut buf) {
-                    Ok(0) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file shorter than its announced length",
-                        ))
-                    }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                w.write_all(&buf[..n])?;
-                left -= n as u64;
-            }
-        }
-    }
-    w.flush()?;
-    Ok(len)
-}
-
-/// Small bodies go out in the same write as the head (one segment instead of two).
-fn write_small<W: Write>(w: &mut W, mut head: Vec<u8>, body: &[u8]) -> io::Result<()> {
-    if body.len() <= FILE_CHUNK {
-        head.extend_from_slice(body);
-        w.write_all(&head)
-    } else {
-        w.write_all(&head)?;
-        w.write_all(body)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,14 +363,16 @@ mod tests {
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT\u{e9}"), None);
     }
 
-    fn wire(resp: Response, head_only: bool) -> String {
-        let mut out = Vec::new();
-        let opts = WireOptions {
-            head_only,
+    /// The head `write_head` makes for `resp` on a closing connection (dated at the epoch).
+    fn wire(resp: Response) -> String {
+        const CLOSE: WireOptions = WireOptions {
+            head_only: false,
             close: true,
             keep_alive_10: false,
         };
-        write_response(&mut out, resp, &opts).unwrap();
+        let mut out = Vec::new();
+        let len = resp.body.len();
+        write_head(&mut out, resp.status, &resp.headers, len, &CLOSE, 0);
         String::from_utf8(out).unwrap()
     }
 
@@ -451,17 +381,15 @@ mod tests {
         let r = Response::text(200, "hi")
             .with_header("X-Bad", "a\r\nInjected: yes")
             .with_header("Content-Length", "999");
-        let s = wire(r, false);
+        let s = wire(r);
         assert!(s.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{s}");
         assert!(s.contains("\r\nServer: tunstack\r\n"));
         assert!(s.contains("\r\nContent-Length: 2\r\n"));
         assert!(s.contains("\r\nConnection: close\r\n"));
         assert!(!s.contains("Injected"));
         assert!(!s.contains("999"));
-        assert!(s.ends_with("\r\n\r\nhi"));
-        let h = wire(Response::text(200, "hello"), true);
-        assert!(h.contains("Content-Length: 5\r\n") && h.ends_with("\r\n\r\n"));
-        let nc = wire(Response::new(204), false);
+        assert!(s.ends_with("\r\nConnection: close\r\n\r\n"), "{s}");
+        let nc = wire(Response::new(204));
         assert!(!nc.contains("Content-Length"));
     }
 }

@@ -1,31 +1,33 @@
 //! The HTTP/1.1 server: accepts connections from any [`Acceptor`] and runs each on its own
-//! thread (the classic blocking model; the readiness-based server, one thread for every
-//! connection, is [`super::evented`], on top of the sans-IO [`super::conn::HttpConn`]).
+//! thread (the classic blocking model; the readiness-based server, many connections on one
+//! thread, is [`super::evented`]). Both are drivers of the same sans-IO connection,
+//! [`HttpConn`], which alone holds the HTTP/1.1 rules (parsing, Host, framing,
+//! 413/417/100-continue, keep-alive, timeouts, error responses, pipelining, the access log):
+//! this file only moves bytes between a blocking [`Transport`] and it.
 //!
-//! Life of a connection:
+//! One connection's thread:
 //! ```text
 //!  accept ─▶ [limit reached? 503 + close]
 //!     │
 //!     ▼
-//!  read head ◀──────────────────────────────────────────┐  deadline: header_timeout (total),
-//!     │ parse error → 400/431/505 + close                │  idle_timeout while waiting for the
-//!     ▼                                                  │  first byte of a follow-up request
-//!  framing (CL / chunked) → 400/413/501 + close          │
-//!     │ Expect: 100-continue → "HTTP/1.1 100 Continue"   │
-//!     ▼                                                  │
-//!  read body → handler → write response ── keep-alive ──┘
-//!     │ Connection: close / HTTP/1.0 / error
-//!     ▼
-//!  FIN (shutdown write), wait until delivered, drain briefly, close
+//!  write conn.output() ─▶ consume(n) ◀──────────────────────────┐ each write waits at most
+//!     │ everything written                                      │ until conn.deadline(): the
+//!     ▼                                                         │ no-progress send timeout
+//!  should_close? ── yes ─▶ FIN, wait until delivered, linger, close
+//!     │ no                                                      │
+//!     ▼                                                         │
+//!  not yet delivered? ── wait_acked (≤ the deadline) ─▶ on_acked, on_timeout
+//!     │ delivered                                               │
+//!     ▼                                                         │
+//!  read (≤ the deadline) ─▶ on_data / on_eof / on_timeout ──────┘
 //! ```
-//! Writes block while the client is slow; each may wait [`ServerConfig::send_timeout`] for
-//! the peer to acknowledge something (room in the send buffer comes only from ACKs), so the
-//! bound is on time without progress, not on the transfer. Before the connection waits for
-//! the next request, and before it closes, it waits for the response to be acknowledged
-//! (bounded the same way) and only then writes the access-log line, with the bytes that
-//! were delivered — or, when the peer stopped, those that were, and `aborted`.
-//! Bytes read past the end of one request are kept: they are the start of the next
-//! (pipelining), so responses naturally go out in request order.
+//! Writes block while the client is slow; each waits at most until [`HttpConn::deadline`],
+//! which is [`ServerConfig::send_timeout`] after the last progress (room in the send buffer
+//! comes only from ACKs), so the bound is on time without progress, not on the transfer.
+//! Before the connection reads the next request, and before it closes, it waits for what
+//! was written to be acknowledged (bounded the same way): the idle timeout counts from then,
+//! and the access-log line is written with the bytes that were delivered — or, when the
+//! peer stopped, those that were, and `aborted`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,11 +36,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::access_log;
-use super::handlers::{answer, Handler};
-use super::parse::{parse_request_head, ChunkedDecoder, Limits, Parsed, RequestHead};
-use super::request::{request_framing, split_target, Framing, Request, Version};
-use super::response::{write_response, write_response_head_len, Response, WireOptions};
+use super::conn::{overload_response, HttpConn};
+use super::handlers::Handler;
+use super::recycle;
 use super::transport::{Acceptor, Transport};
 use crate::stats::HttpCounters;
 
@@ -113,28 +113,35 @@ pub struct Server {
 }
 
 struct Shared {
-    handler: Box<dyn Handler>,
-    config: ServerConfig,
+    handler: Arc<dyn Handler>,
+    config: Arc<ServerConfig>,
     shutdown: Arc<AtomicBool>,
     active: AtomicUsize,
     /// Where the 503s to connections over the limit are counted.
     counters: Option<Arc<HttpCounters>>,
 }
 
-/// Granularity at which idle connections notice a shutdown request.
+/// Granularity at which connections waiting for input or acknowledgements notice a
+/// shutdown request (and give back a spare request body, see `recycle::expire_body`).
 const SHUTDOWN_POLL: Duration = Duration::from_secs(1);
-/// Read buffer size.
+/// The read buffer grows to this size while reads fill it (a request body arriving).
 const READ_CHUNK: usize = 64 * 1024;
-/// How much one read of a request head asks for.
+/// The read buffer's size while the connection waits for a request head: an idle
+/// keep-alive connection then holds 2 KiB, not a 64 KiB chunk (10,000 idle connections:
+/// 20 MiB instead of 640 MiB).
 const HEAD_READ: usize = 2048;
+/// How long a closed connection keeps discarding what the client still sends.
+const LINGER: Duration = Duration::from_secs(1);
+/// The most a lingering close discards before it gives up on the client.
+const LINGER_BYTES: usize = 1024 * 1024;
 
 impl Server {
     /// A server for `handler` with the given limits.
     pub fn new(handler: impl Handler, config: ServerConfig) -> Self {
         Server {
             shared: Arc::new(Shared {
-                handler: Box::new(handler),
-                config,
+                handler: Arc::new(handler),
+                config: Arc::new(config),
                 shutdown: Arc::new(AtomicBool::new(false)),
                 active: AtomicUsize::new(0),
                 counters: None,
@@ -235,16 +242,22 @@ impl Server {
         let spawned = thread::Builder::new()
             .name(format!("http {peer}"))
             .spawn(move || {
-                let shared = guard.0.clone();
-                let mut conn = Connection {
-                    stream,
+                let shared = &guard.0;
+                let conn = HttpConn::new(
+                    shared.handler.clone(),
+                    shared.config.clone(),
                     peer,
-                    buf: Vec::new(),
-                    shared: &shared,
-                    written: 0,
-                    pending: Vec::new(),
-                };
-                conn.run();
+                    Instant::now(),
+                );
+                Driver {
+                    stream,
+                    conn,
+                    peer,
+                    rbuf: vec![0; HEAD_READ],
+                    shutdown: &shared.shutdown,
+                    told_shutdown: false,
+                }
+                .run();
                 drop(guard);
             });
         if let Err(e) = spawned {
@@ -267,481 +280,176 @@ impl Drop for ActiveGuard {
 /// Answer 503 without spawning anything; the response fits in any socket buffer.
 fn reject_busy<S: Transport>(mut stream: S) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let resp = Response::error(503).with_header("Retry-After", "1");
-    let opts = WireOptions {
-        head_only: false,
-        close: true,
-        keep_alive_10: false,
-    };
-    if write_response(&mut stream, resp, &opts).is_ok() {
+    if stream.write_all(&overload_response()).is_ok() {
         let _ = stream.shutdown_write();
-    }
-}
-
-/// Why reading a request ended without a request.
-enum ReadError {
-    /// Answer with this response, then close.
-    Respond(Response),
-    /// Close silently (peer went away, idle timeout, I/O error, shutdown).
-    Close,
-}
-
-struct Connection<'a, S: Transport> {
-    stream: S,
-    peer: SocketAddr,
-    /// Bytes received but not yet consumed (the start of the next request when pipelining).
-    buf: Vec<u8>,
-    shared: &'a Shared,
-    /// Bytes written to the stream so far.
-    written: u64,
-    /// Access-log lines of responses written but not yet acknowledged, oldest first.
-    pending: Vec<PendingLog>,
-}
-
-/// A response whose access-log line waits for its bytes to be acknowledged.
-struct PendingLog {
-    /// `peer "METHOD target VERSION" status`.
-    line: String,
-    /// Offset of the body's first byte in the output stream, and its length.
-    body_start: u64,
-    body_len: u64,
-    started: Instant,
-}
-
-/// Counts what goes through to the stream.
-struct Counting<'a, S> {
-    stream: &'a mut S,
-    written: &'a mut u64,
-}
-
-impl<S: io::Write> io::Write for Counting<'_, S> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.stream.write(buf)?;
-        *self.written += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
     }
 }
 
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
     )
 }
 
-impl<S: Transport> Connection<'_, S> {
-    fn config(&self) -> &ServerConfig {
-        &self.shared.config
-    }
+/// How long a blocking call may wait from `now`: until `deadline`, at most `cap`, at least
+/// a millisecond (a zero timeout means "block forever" to some streams).
+fn wait_until(deadline: Option<Instant>, now: Instant, cap: Duration) -> Duration {
+    deadline
+        .map_or(cap, |d| d.saturating_duration_since(now).min(cap))
+        .max(Duration::from_millis(1))
+}
 
-    fn run(&mut self) {
-        self.serve();
-        if !self.pending.is_empty() {
-            // Ended without waiting for delivery (an error): log what arrived.
-            let acked = match self.stream.wait_acked(Duration::from_millis(1)) {
-                Ok(left) => self.written.saturating_sub(left as u64),
-                Err(_) => 0,
-            };
-            self.flush_logs(acked, true);
-        }
-    }
+/// One connection's thread: a blocking [`Transport`] driving an [`HttpConn`].
+struct Driver<'a, S: Transport> {
+    stream: S,
+    conn: HttpConn,
+    peer: SocketAddr,
+    /// What one read fills; see [`HEAD_READ`] and [`READ_CHUNK`].
+    rbuf: Vec<u8>,
+    shutdown: &'a AtomicBool,
+    /// The server's shutdown was passed on to `conn`.
+    told_shutdown: bool,
+}
 
-    fn serve(&mut self) {
-        log::debug!("http: {}: connection opened", self.peer);
-        if let Err(e) = self
-            .stream
-            .set_write_timeout(Some(self.config().send_timeout))
-        {
-            log::debug!("http: {}: set_write_timeout: {e}", self.peer);
-        }
-        let mut first = true;
+impl<S: Transport> Driver<'_, S> {
+    /// Serve the connection until it closes. However it ends, the access-log lines of the
+    /// responses not (all) delivered are written when `conn` is dropped.
+    fn run(mut self) {
         loop {
-            let head = match self.read_head(first) {
-                Ok(h) => h,
-                Err(ReadError::Close) => break,
-                Err(ReadError::Respond(resp)) => {
-                    // The access-log line for a request we could not parse.
-                    if access_log::enabled() {
-                        access_log::write(format_args!("{} \"-\" {} 0 -", self.peer, resp.status));
-                    }
-                    self.respond_and_close(resp, None);
-                    return;
-                }
+            if !self.told_shutdown && self.shutdown.load(Ordering::SeqCst) {
+                // The current exchange ends with `Connection: close`; an idle connection
+                // closes now.
+                self.conn.shutdown();
+                self.told_shutdown = true;
+            }
+            if !self.send() {
+                return;
+            }
+            if self.conn.should_close() {
+                self.close();
+                return;
+            }
+            let alive = if !self.conn.delivered() {
+                self.await_acks()
+            } else if self.conn.wants_read() {
+                self.receive()
+            } else {
+                // Not closing, nothing to send, not reading: cannot happen once the output
+                // is written (the connection reads unless it closes); end rather than spin.
+                false
             };
-            first = false;
-            match self.exchange(head) {
-                // Unless the next request is already here (pipelined), wait for this
-                // response to be delivered before waiting for another: the idle timeout
-                // counts from then, and the access-log line is complete.
-                Ok(true) if !self.buf.is_empty() || self.await_delivery() => continue,
-                Ok(true) => return,
-                Ok(false) => break,
-                Err(()) => return,
+            if !alive {
+                return;
             }
         }
-        self.close();
     }
 
-    /// Wait until the peer acknowledged everything written, as long as it keeps making
-    /// progress: false once it acknowledged nothing for `send_timeout` (or failed). The
-    /// access-log lines of what was delivered are written on the way.
-    fn await_delivery(&mut self) -> bool {
-        let limit = self.config().send_timeout;
-        let mut progress_at = Instant::now();
-        let mut left = u64::MAX;
+    /// Write what the connection has to say. False when the connection is over: the
+    /// stream failed, or the peer made no progress for the send timeout (then the
+    /// connection dropped its output, [`HttpConn::aborted`]).
+    fn send(&mut self) -> bool {
         loop {
             let now = Instant::now();
-            let idle = now.saturating_duration_since(progress_at);
-            if idle >= limit {
-                log::debug!(
-                    "http: {}: no progress for {limit:?}, {left} bytes unacknowledged",
-                    self.peer
-                );
-                self.flush_logs(self.written.saturating_sub(left), true);
+            // Output waiting always has a deadline: the no-progress send timeout.
+            let wait = self
+                .conn
+                .deadline()
+                .map(|d| wait_until(Some(d), now, Duration::MAX));
+            let out = self.conn.output();
+            if out.is_empty() {
+                return !self.conn.aborted();
+            }
+            if let Err(e) = self.stream.set_write_timeout(wait) {
+                log::debug!("http: {}: set_write_timeout: {e}", self.peer);
                 return false;
             }
-            // Slices of at most a second, to notice partial progress (the wait only ends
-            // early when everything was acknowledged).
-            let slice = (limit - idle).min(SHUTDOWN_POLL);
-            let now_left = match self.stream.wait_acked(slice) {
-                Ok(n) => n as u64,
+            match self.stream.write(out) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.conn.consume(n);
+                    // A write that had to wait got its room from ACKs: telling them (with
+                    // the time) dates that progress before the next write may wait. With
+                    // nothing left to write, the wait for delivery that follows does it
+                    // (one stack lock fewer per response).
+                    if !self.conn.output().is_empty() && !self.acked(Duration::ZERO) {
+                        return false;
+                    }
+                }
+                Err(e) if is_timeout(&e) => {
+                    if !self.acked(Duration::ZERO) {
+                        return false;
+                    }
+                    self.conn.on_timeout(Instant::now());
+                    if self.conn.aborted() {
+                        return false;
+                    }
+                }
                 Err(e) => {
-                    log::debug!("http: {}: {e}", self.peer);
-                    let acked = self.written.saturating_sub(left.min(self.written));
-                    self.flush_logs(acked, true);
+                    log::debug!("http: {}: write failed: {e}", self.peer);
                     return false;
                 }
-            };
-            if now_left < left {
-                progress_at = Instant::now();
-                left = now_left;
-                self.flush_logs(self.written - left.min(self.written), false);
-            }
-            if left == 0 {
-                return true;
             }
         }
     }
 
-    /// Write the access-log lines of the responses acknowledged (`acked` bytes of the
-    /// output); `aborted`: all of them, marking those not fully delivered.
-    fn flush_logs(&mut self, acked: u64, aborted: bool) {
-        let mut done = 0;
-        for p in &self.pending {
-            let end = p.body_start + p.body_len;
-            if !aborted && acked < end {
-                break;
+    /// Wait up to `wait` (zero: not at all) for the peer to acknowledge everything sent,
+    /// then tell the connection how much it did. False if the stream failed (it then has
+    /// no count to give).
+    fn acked(&mut self, wait: Duration) -> bool {
+        match self.stream.wait_acked(wait) {
+            Ok(left) => {
+                self.conn.on_acked(left as u64, Instant::now());
+                true
             }
-            let bytes = acked.saturating_sub(p.body_start).min(p.body_len);
-            let mark = if acked < end { " aborted" } else { "" };
-            access_log::write(format_args!(
-                "{} {bytes} {:.1}ms{mark}",
-                p.line,
-                p.started.elapsed().as_secs_f64() * 1000.0
-            ));
-            done += 1;
-        }
-        self.pending.drain(..done);
-    }
-
-    /// One request/response. Ok(true): keep the connection; Ok(false): close it gracefully;
-    /// Err: already closed.
-    fn exchange(&mut self, head: RequestHead) -> Result<bool, ()> {
-        let start = Instant::now();
-        let peer = self.peer;
-        let log_line = |status: u16, bytes: u64| {
-            if access_log::enabled() {
-                access_log::write(format_args!(
-                    "{peer} \"{} {} {}\" {status} {bytes} {:.1}ms",
-                    head.method,
-                    head.target,
-                    head.version,
-                    start.elapsed().as_secs_f64() * 1000.0
-                ));
-            }
-        };
-        let reject = |this: &mut Self, resp: Response| {
-            let status = resp.status;
-            this.respond_and_close(resp, Some(&head.method));
-            log_line(status, 0);
-            Err(())
-        };
-        // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400.
-        if head.version == Version::Http11 && head.headers.get_all("host").count() != 1 {
-            return reject(self, Response::error(400));
-        }
-        let framing = match request_framing(head.version, &head.headers) {
-            Ok(f) => f,
             Err(e) => {
-                log::debug!("http: {peer}: {}", e.reason);
-                return reject(self, Response::error(e.status));
-            }
-        };
-        let Some((path, query)) = split_target(&head.target) else {
-            return reject(self, Response::error(400));
-        };
-        if let Framing::Length(n) = framing {
-            if n > self.config().max_body {
-                return reject(self, Response::error(413));
-            }
-        }
-        // RFC 9110 §10.1.1: 100-continue is the only defined expectation.
-        if let Some(expect) = head.headers.get("expect") {
-            if !expect.eq_ignore_ascii_case("100-continue") {
-                return reject(self, Response::error(417));
-            }
-            // Only worth it if the body is expected and has not started arriving.
-            if head.version == Version::Http11 && framing != Framing::None && self.buf.is_empty() {
-                let sent = self
-                    .stream
-                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    .and_then(|_| self.stream.flush());
-                if sent.is_err() {
-                    return Err(());
-                }
-            }
-        }
-        let body = match self.read_body(framing) {
-            Ok(b) => b,
-            Err(ReadError::Close) => {
-                log_line(0, 0);
-                return Err(());
-            }
-            Err(ReadError::Respond(resp)) => return reject(self, resp),
-        };
-        let keep_alive = match head.version {
-            Version::Http11 => !head.headers.has_token("connection", "close"),
-            Version::Http10 => head.headers.has_token("connection", "keep-alive"),
-        };
-        let RequestHead {
-            method,
-            target,
-            version,
-            headers,
-        } = head.clone();
-        let mut req = Request {
-            method,
-            target,
-            path,
-            query,
-            version,
-            headers,
-            body,
-            peer: Some(peer),
-        };
-        let resp = answer(&*self.shared.handler, &mut req);
-        let keep_alive = keep_alive
-            && !resp.headers.has_token("connection", "close")
-            && !self.shared.shutdown.load(Ordering::SeqCst);
-        let status = resp.status;
-        let opts = WireOptions {
-            head_only: req.method == "HEAD",
-            close: !keep_alive,
-            keep_alive_10: keep_alive && version == Version::Http10,
-        };
-        let before = self.written;
-        let mut head_len = 0;
-        let body_len = if opts.head_only || super::response::status_has_no_body(status) {
-            0
-        } else {
-            resp.body.len()
-        };
-        // The line is written once the peer acknowledged the body (flush_logs).
-        if access_log::enabled() {
-            self.pending.push(PendingLog {
-                line: format!(
-                    "{peer} \"{} {} {}\" {status}",
-                    head.method, head.target, head.version
-                ),
-                body_start: before,
-                body_len,
-                started: start,
-            });
-        }
-        let mut out = Counting {
-            stream: &mut self.stream,
-            written: &mut self.written,
-        };
-        let result = write_response_head_len(&mut out, resp, &opts, &mut head_len);
-        if let Some(p) = self.pending.last_mut() {
-            p.body_start = before + head_len;
-        }
-        match result {
-            Ok(_) => Ok(keep_alive),
-            Err(e) => {
-                // The peer stopped taking bytes (no progress for send_timeout) or failed.
-                log::debug!("http: {peer}: write failed: {e}");
-                let left = self.stream.wait_acked(Duration::from_millis(1));
-                let acked = match left {
-                    Ok(n) => self.written.saturating_sub(n as u64),
-                    Err(_) => before,
-                };
-                self.flush_logs(acked, true);
-                Err(())
+                log::debug!("http: {}: {e}", self.peer);
+                false
             }
         }
     }
 
-    /// Read until a complete head is buffered; see [`ServerConfig::header_timeout`].
-    fn read_head(&mut self, first: bool) -> Result<RequestHead, ReadError> {
-        let config = self.config().clone();
-        let limits = Limits {
-            max_head_bytes: config.max_head_bytes,
-            max_headers: config.max_headers,
-        };
+    /// Wait for acknowledgements, until everything was delivered or the connection's
+    /// deadline (the send timeout, or a header deadline), in slices that notice partial
+    /// progress and a shutdown request. False if the stream failed.
+    fn await_acks(&mut self) -> bool {
+        let wait = wait_until(self.conn.deadline(), Instant::now(), SHUTDOWN_POLL);
+        if !self.acked(wait) {
+            return false;
+        }
+        self.conn.on_timeout(Instant::now());
+        true
+    }
+
+    /// Read once, until the connection's deadline (header, idle or body timeout) at most,
+    /// and hand what came to the connection. False if the stream failed.
+    fn receive(&mut self) -> bool {
         let now = Instant::now();
-        let mut head_deadline = first.then(|| now + config.header_timeout);
-        let idle_deadline = now + config.idle_timeout;
-        loop {
-            if !self.buf.is_empty() {
-                head_deadline.get_or_insert_with(|| Instant::now() + config.header_timeout);
-                match parse_request_head(&self.buf, &limits) {
-                    Ok(Parsed::Complete { value, consumed }) => {
-                        self.buf.drain(..consumed);
-                        return Ok(value);
-                    }
-                    Ok(Parsed::Partial) => {}
-                    Err(e) => {
-                        log::debug!("http: {}: bad request head: {e}", self.peer);
-                        return Err(ReadError::Respond(Response::error(e.status())));
-                    }
+        recycle::expire_body(now);
+        if self.conn.idle_since().is_some() && self.rbuf.len() > HEAD_READ {
+            self.rbuf = vec![0; HEAD_READ];
+        }
+        let wait = wait_until(self.conn.deadline(), now, SHUTDOWN_POLL);
+        if let Err(e) = self.stream.set_read_timeout(Some(wait)) {
+            log::debug!("http: {}: set_read_timeout: {e}", self.peer);
+            return false;
+        }
+        match self.stream.read(&mut self.rbuf) {
+            Ok(0) => self.conn.on_eof(Instant::now()),
+            Ok(n) => {
+                self.conn.on_data(&self.rbuf[..n], Instant::now());
+                if n == self.rbuf.len() && n < READ_CHUNK {
+                    // Reads fill the buffer: a body is arriving, take it in larger pieces.
+                    self.rbuf.resize((n * 2).min(READ_CHUNK), 0);
                 }
-            } else if self.shared.shutdown.load(Ordering::SeqCst) {
-                return Err(ReadError::Close);
             }
-            let deadline = head_deadline.unwrap_or(idle_deadline);
-            let now = Instant::now();
-            if now >= deadline {
-                if self.buf.is_empty() {
-                    log::debug!("http: {}: idle timeout", self.peer);
-                    return Err(ReadError::Close);
-                }
-                log::debug!("http: {}: request head timeout", self.peer);
-                return Err(ReadError::Respond(Response::error(408)));
-            }
-            let mut wait = deadline - now;
-            if self.buf.is_empty() {
-                wait = wait.min(SHUTDOWN_POLL);
-            }
-            if self.stream.set_read_timeout(Some(wait)).is_err() {
-                return Err(ReadError::Close);
-            }
-            // Read straight into the connection's buffer: an idle keep-alive connection
-            // then holds HEAD_READ bytes, not a zeroed 16 KiB chunk (10,000 idle
-            // connections: 20 MiB instead of 160 MiB).
-            let filled = self.buf.len();
-            self.buf.resize(filled + HEAD_READ, 0);
-            let got = self.stream.read(&mut self.buf[filled..]);
-            self.buf.truncate(filled + *got.as_ref().unwrap_or(&0));
-            match got {
-                Ok(0) => {
-                    if !self.buf.is_empty() {
-                        log::debug!("http: {}: EOF inside a request head", self.peer);
-                    }
-                    return Err(ReadError::Close);
-                }
-                Ok(_) => {}
-                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("http: {}: read: {e}", self.peer);
-                    return Err(ReadError::Close);
-                }
+            Err(e) if is_timeout(&e) => self.conn.on_timeout(Instant::now()),
+            Err(e) => {
+                log::debug!("http: {}: read: {e}", self.peer);
+                return false;
             }
         }
-    }
-
-    /// Read more bytes into `self.buf` for a body. Err on EOF, timeout or I/O error.
-    fn fill_body(&mut self, chunk: &mut [u8]) -> Result<(), ReadError> {
-        loop {
-            match self.stream.read(chunk) {
-                Ok(0) => {
-                    log::debug!("http: {}: EOF inside a request body", self.peer);
-                    return Err(ReadError::Close);
-                }
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => {
-                    return Err(ReadError::Respond(Response::error(408)));
-                }
-                Err(e) => {
-                    log::debug!("http: {}: read: {e}", self.peer);
-                    return Err(ReadError::Close);
-                }
-            }
-        }
-    }
-
-    fn read_body(&mut self, framing: Framing) -> Result<Vec<u8>, ReadError> {
-        let max = self.config().max_body;
-        if framing == Framing::None {
-            return Ok(Vec::new());
-        }
-        if self
-            .stream
-            .set_read_timeout(Some(self.config().body_timeout))
-            .is_err()
-        {
-            return Err(ReadError::Close);
-        }
-        let mut chunk = vec![0u8; READ_CHUNK];
-        match framing {
-            Framing::None => Ok(Vec::new()),
-            Framing::Length(len) => {
-                // len <= max_body was checked, and max_body bounds the allocation.
-                let len =
-                    usize::try_from(len).map_err(|_| ReadError::Respond(Response::error(413)))?;
-                let mut body = Vec::with_capacity(len.min(READ_CHUNK * 16));
-                loop {
-                    let take = (len - body.len()).min(self.buf.len());
-                    body.extend_from_slice(&self.buf[..take]);
-                    self.buf.drain(..take);
-                    if body.len() == len {
-                        return Ok(body);
-                    }
-                    self.fill_body(&mut chunk)?;
-                }
-            }
-            Framing::Chunked => {
-                let mut decoder = ChunkedDecoder::new();
-                let mut body = Vec::new();
-                loop {
-                    let used = decoder.decode(&self.buf, &mut body).map_err(|e| {
-                        log::debug!("http: {}: bad chunked body: {e}", self.peer);
-                        ReadError::Respond(Response::error(400))
-                    })?;
-                    self.buf.drain(..used);
-                    let announced =
-                        (body.len() as u64).saturating_add(decoder.remaining_in_chunk());
-                    if announced > max {
-                        return Err(ReadError::Respond(Response::error(413)));
-                    }
-                    if decoder.is_done() {
-                        return Ok(body);
-                    }
-                    self.fill_body(&mut chunk)?;
-                }
-            }
-        }
-    }
-
-    /// Send an error response with `Connection: close`, then close.
-    fn respond_and_close(&mut self, resp: Response, method: Option<&str>) {
-        let opts = WireOptions {
-            head_only: method == Some("HEAD"),
-            close: true,
-            keep_alive_10: false,
-        };
-        if let Err(e) = write_response(&mut self.stream, resp, &opts) {
-            log::debug!("http: {}: write failed: {e}", self.peer);
-            return;
-        }
-        self.close();
+        true
     }
 
     /// Graceful close: FIN after the response, wait until the response was delivered (as
@@ -749,23 +457,24 @@ impl<S: Transport> Connection<'_, S> {
     /// moment. Closing with unread data would make the kernel send RST, which can destroy
     /// the response before the client reads it (RFC 9112 §9.6 "lingering close").
     fn close(&mut self) {
-        let _ = self.stream.flush();
-        if self.stream.shutdown_write().is_err() {
-            self.flush_logs(0, true);
+        // RFC 9293 §3.10.4 CLOSE: FIN after the queued data.
+        if let Err(e) = self.stream.shutdown_write() {
+            log::debug!("http: {}: shutdown: {e}", self.peer);
             return;
         }
-        if !self.await_delivery() {
-            return;
+        while !self.conn.delivered() {
+            if !self.await_acks() || self.conn.aborted() {
+                return;
+            }
         }
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let deadline = Instant::now() + LINGER;
         let mut drained = 0usize;
-        let mut chunk = [0u8; 4096];
-        while drained < 1024 * 1024 {
+        while drained < LINGER_BYTES {
             let now = Instant::now();
             if now >= deadline || self.stream.set_read_timeout(Some(deadline - now)).is_err() {
                 break;
             }
-            match self.stream.read(&mut chunk) {
+            match self.stream.read(&mut self.rbuf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
             }

@@ -21,7 +21,8 @@ pub trait Transport: Read + Write + Send + 'static {
     /// Send FIN after the queued data (half-close); reading stays possible.
     fn shutdown_write(&self) -> io::Result<()>;
     /// Wait up to `timeout` for the peer to acknowledge everything written; the bytes
-    /// still unacknowledged (0: all delivered). The default reports 0 at once: the
+    /// still unacknowledged (0: all delivered). `Duration::ZERO` answers without waiting
+    /// (the server asks that between writes). The default reports 0 at once: the
     /// kernel's sockets cannot tell without an ioctl, and they keep delivering after
     /// close on their own.
     fn wait_acked(&self, timeout: Duration) -> io::Result<usize> {

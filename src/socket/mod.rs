@@ -38,6 +38,7 @@ use crate::trace::{SocketCall, SocketEvent, TraceEvent};
 /// (or a listener on `local`), then the transport layer's decisions it caused. Called
 /// without the stack lock held (a step-mode tracer waits for the user). Without a tracer
 /// this is one `Option` test.
+#[track_caller]
 fn trace_call(stack: &StackHandle, id: Option<ConnId>, local: SocketAddrV4, call: SocketCall) {
     let Some(tracer) = stack.tracer() else {
         return;
@@ -55,6 +56,7 @@ fn trace_call(stack: &StackHandle, id: Option<ConnId>, local: SocketAddrV4, call
         remote: SocketAddr::V4(remote),
         call,
         thread: std::thread::current().name().map(str::to_string),
+        at: std::panic::Location::caller(),
     }));
     for e in events {
         tracer.emit(TraceEvent::Tcp(e));
@@ -415,6 +417,7 @@ impl TcpStream {
         }
     }
 
+    #[track_caller]
     fn trace(&self, call: SocketCall) {
         let unspecified = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
         trace_call(&self.inner.stack, Some(self.inner.id), unspecified, call);

@@ -164,6 +164,7 @@ impl TcpListener {
 
     /// The next connection that finished its handshake, or `None` (`EAGAIN`).
     #[inline]
+    #[track_caller]
     pub fn accept(self, cx: &mut Context<'_>) -> Option<TcpSocket> {
         let id = cx.iface.tcp_mut().accept(self.0)?;
         cx.trace_socket(id, SocketCall::Accept);
@@ -193,6 +194,7 @@ impl TcpSocket {
     /// peer's FIN, once everything before it was read), an error that
     /// [`SocketError::would_block`]s when nothing is there yet.
     #[inline]
+    #[track_caller]
     pub fn recv(self, cx: &mut Context<'_>, buf: &mut [u8]) -> Result<usize, SocketError> {
         let n = cx.iface.tcp_mut().recv(self.0, buf, cx.now)?;
         cx.trace_socket(self.0, SocketCall::Read(n));
@@ -203,6 +205,7 @@ impl TcpSocket {
     /// when it is full (the socket is woken when the peer acknowledges some). An error
     /// after [`TcpSocket::shutdown`] or once the connection died.
     #[inline]
+    #[track_caller]
     pub fn send(self, cx: &mut Context<'_>, data: &[u8]) -> Result<usize, SocketError> {
         let n = cx.iface.tcp_mut().send(self.0, data, cx.now)?;
         if n > 0 {
@@ -217,6 +220,7 @@ impl TcpSocket {
     /// is full, and then `fill` is not called. A response is formatted, or a file read,
     /// directly where TCP will send it from.
     #[inline]
+    #[track_caller]
     pub fn send_with(
         self,
         cx: &mut Context<'_>,
@@ -232,6 +236,7 @@ impl TcpSocket {
 
     /// No more data from us: a FIN follows what is queued (RFC 9293 §3.10.4 CLOSE). The
     /// socket can still read.
+    #[track_caller]
     pub fn shutdown(self, cx: &mut Context<'_>) {
         cx.iface.tcp_mut().shutdown(self.0, cx.now);
         cx.trace_socket(self.0, SocketCall::Shutdown);
@@ -240,6 +245,7 @@ impl TcpSocket {
     /// Give the handle back, like `close(2)`: TCP finishes the connection on its own (a FIN
     /// after the queued data, TIME-WAIT), or resets it if received data was left unread
     /// (as Linux does). The handle is stale afterwards.
+    #[track_caller]
     pub fn close(self, cx: &mut Context<'_>) {
         cx.trace_socket(self.0, SocketCall::Close);
         cx.iface.tcp_mut().release(self.0, cx.now);
@@ -247,6 +253,7 @@ impl TcpSocket {
 
     /// Reset the connection (RFC 9293 §3.10.5 ABORT: RST, queued data discarded) and give
     /// the handle back.
+    #[track_caller]
     pub fn abort(self, cx: &mut Context<'_>) {
         cx.trace_socket(self.0, SocketCall::Close);
         let tcp = cx.iface.tcp_mut();

@@ -105,6 +105,7 @@ impl Context<'_> {
     /// made on connection `id`, then the transport layer's decisions it caused. Without
     /// one this is one `Option` test.
     #[inline]
+    #[track_caller]
     pub(crate) fn trace_socket(&mut self, id: ConnId, call: SocketCall) {
         let Some(tracer) = self.tracer else {
             return;
@@ -115,6 +116,7 @@ impl Context<'_> {
             remote: std::net::SocketAddr::V4(tcp.peer_addr(id)),
             call,
             thread: std::thread::current().name().map(str::to_string),
+            at: std::panic::Location::caller(),
         }));
         emit_tcp(tracer, self.iface);
     }
@@ -415,6 +417,7 @@ impl<D: Device> EventLoop<D> {
 
     /// Open a TCP listener on `local` (RFC 9293 §3.10.1 passive OPEN); traced, the
     /// `listen()` and the transition it made are shown when the loop starts running.
+    #[track_caller]
     pub fn listen(
         &mut self,
         local: std::net::SocketAddrV4,
@@ -427,6 +430,7 @@ impl<D: Device> EventLoop<D> {
                 remote: std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
                 call: SocketCall::Listen,
                 thread: None,
+                at: std::panic::Location::caller(),
             });
         }
         Ok(TcpListener::from_id(id))

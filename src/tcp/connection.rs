@@ -443,7 +443,7 @@ pub(crate) struct Connection {
     /// Queue [`TcpEventKind`]s for the trace view (set by the endpoint).
     pub trace: bool,
     /// Events not yet taken by the endpoint.
-    pub trace_events: Vec<TcpEventKind>,
+    pub trace_events: Vec<(TcpEventKind, &'static std::panic::Location<'static>)>,
 }
 
 impl Connection {
@@ -883,16 +883,20 @@ impl Connection {
     }
 
     /// Queue a trace event; `make` only runs when tracing is on, so a disabled trace
-    /// costs one branch.
+    /// costs one branch. `#[track_caller]` (here and on the helpers that call it) records
+    /// the line that made the decision.
+    #[track_caller]
     fn note(&mut self, make: impl FnOnce() -> TcpEventKind) {
         if self.trace {
-            self.trace_events.push(make());
+            self.trace_events
+                .push((make(), std::panic::Location::caller()));
         }
     }
 
     // ----------------------------------------------------------------------------------
     // State changes.
 
+    #[track_caller]
     fn set_state(&mut self, new: State, cause: &str) {
         if new == self.state {
             return;
@@ -987,6 +991,7 @@ impl Connection {
     }
 
     /// Count and log a segment we drop (by reason, and traced).
+    #[track_caller]
     fn drop_segment(&mut self, stats: &mut TcpStats, why: &'static str) {
         stats.drop(why);
         log::debug!(

@@ -236,6 +236,7 @@ impl Tcp {
         std::mem::take(&mut self.trace_events)
     }
 
+    #[track_caller]
     fn note(
         &mut self,
         local: SocketAddrV4,
@@ -247,6 +248,7 @@ impl Tcp {
                 local,
                 remote,
                 kind: kind(),
+                at: std::panic::Location::caller(),
             });
         }
     }
@@ -257,10 +259,11 @@ impl Tcp {
             return;
         }
         let (local, remote) = (conn.local, conn.remote);
-        trace_events.extend(conn.trace_events.drain(..).map(|kind| TcpEvent {
+        trace_events.extend(conn.trace_events.drain(..).map(|(kind, at)| TcpEvent {
             local,
             remote,
             kind,
+            at,
         }));
     }
 
@@ -298,6 +301,7 @@ impl Tcp {
         ConnId { index, generation }
     }
 
+    #[track_caller]
     fn insert(&mut self, mut conn: Connection) -> ConnId {
         let key = (conn.local, conn.remote);
         conn.ts_offset = self.ts_offset(key.0, key.1);

@@ -7,8 +7,14 @@
 //! with [`super::Tcp::take_trace_events`] after every input, timeout or application call.
 //! When tracing is off the only cost is one `bool` test per would-be event: no event is
 //! built, nothing is formatted or allocated.
+//!
+//! Each event carries the place in the source that decided it (`at`): the functions that
+//! queue events are `#[track_caller]`, so `Location::caller()` is the line of the decision
+//! (a `&'static` pointer filled in by the compiler: no string is built), and the trace can
+//! say `@ src/tcp/connection.rs:1506`, a map from what happened into the code.
 
 use std::net::SocketAddrV4;
+use std::panic::Location;
 use std::time::Duration;
 
 use super::seq::SeqNum;
@@ -23,6 +29,9 @@ pub struct TcpEvent {
     pub remote: SocketAddrV4,
     /// What happened.
     pub kind: TcpEventKind,
+    /// The code that decided it: the line that changed the state, dropped the segment,
+    /// fired the timer.
+    pub at: &'static Location<'static>,
 }
 
 /// The kinds of [`TcpEvent`].

@@ -109,6 +109,112 @@ pub struct LayerLine {
     pub text: String,
 }
 
+/// Where in the source a line's work is done: the trace as a map into the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// The line that decided, recorded where the event was made (`#[track_caller]`).
+    Line(&'static std::panic::Location<'static>),
+    /// The function that does a layer's work on a packet: file and `Type::function`.
+    Function(&'static str, &'static str),
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Code::Line(at) => write!(f, "{}:{}", at.file(), at.line()),
+            Code::Function(file, function) => write!(f, "{file} {function}"),
+        }
+    }
+}
+
+/// The functions that handle each layer of a packet on the default runtime (the event
+/// loop); `code_map_names_functions_that_exist` keeps them true.
+pub const LAYER_CODE: &[(Layer, Direction, &str, &str)] = &[
+    (
+        Layer::Link,
+        Direction::In,
+        "src/stack/evloop.rs",
+        "EventLoop::read_device",
+    ),
+    (
+        Layer::Ip,
+        Direction::In,
+        "src/stack/iface.rs",
+        "Interface::handle_packet_meta",
+    ),
+    (
+        Layer::Tcp,
+        Direction::In,
+        "src/tcp/endpoint.rs",
+        "Tcp::on_segment",
+    ),
+    (
+        Layer::Icmp,
+        Direction::In,
+        "src/stack/iface.rs",
+        "Interface::handle_icmp",
+    ),
+    (
+        Layer::Udp,
+        Direction::In,
+        "src/stack/iface.rs",
+        "Interface::handle_udp",
+    ),
+    (
+        Layer::Tcp,
+        Direction::Out,
+        "src/tcp/connection.rs",
+        "Connection::poll_transmit",
+    ),
+    (
+        Layer::Icmp,
+        Direction::Out,
+        "src/stack/iface.rs",
+        "Interface::queue",
+    ),
+    (
+        Layer::Udp,
+        Direction::Out,
+        "src/stack/iface.rs",
+        "Interface::poll_transmit",
+    ),
+    (
+        Layer::Ip,
+        Direction::Out,
+        "src/stack/iface.rs",
+        "Interface::poll_transmit_into",
+    ),
+    (
+        Layer::Link,
+        Direction::Out,
+        "src/stack/evloop.rs",
+        "EventLoop::transmit",
+    ),
+];
+
+/// The code behind one layer line of a packet going `dir` (none for the payload).
+pub fn layer_code(dir: Direction, layer: Layer) -> Option<Code> {
+    LAYER_CODE
+        .iter()
+        .find(|(l, d, _, _)| *l == layer && *d == dir)
+        .map(|(_, _, file, function)| Code::Function(file, function))
+}
+
+/// The code behind a decision line: the exact line for transport decisions and socket
+/// calls, the server's request loop for HTTP messages.
+pub fn event_code(event: &TraceEvent) -> Option<Code> {
+    match event {
+        TraceEvent::Tcp(e) => Some(Code::Line(e.at)),
+        TraceEvent::Socket(e) => Some(Code::Line(e.at)),
+        TraceEvent::Http(_) => Some(Code::Function(
+            "src/http/evented.rs",
+            "EventedServer::service",
+        )),
+        TraceEvent::SuperSegment { dir, .. } => layer_code(*dir, Layer::Link),
+        TraceEvent::Packet { .. } | TraceEvent::Frame { .. } => None,
+    }
+}
+
 /// How notable a decision line is (decides its colour).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Emphasis {
@@ -125,6 +231,10 @@ pub enum Emphasis {
 pub struct Renderer {
     /// ISN of each direction, keyed (sender, receiver).
     isn: HashMap<(SocketAddrV4, SocketAddrV4), SeqNum>,
+    /// The window scale option each direction's SYN carried (`None`: its SYN had none),
+    /// keyed (sender, receiver): a window field is shifted by its sender's scale once
+    /// both SYNs carried the option (RFC 7323 §2.2-2.3).
+    wscale: HashMap<(SocketAddrV4, SocketAddrV4), Option<u8>>,
     /// Packets seen so far (the `#n` of the next one is this + 1).
     packets: u64,
 }
@@ -191,24 +301,7 @@ impl Renderer {
                 }
                 Err(e) => push(Layer::Tcp, format!("invalid segment: {e} (dropped)")),
             },
-            ipv4::PROTO_ICMP => {
-                let kind = match ip.payload.first() {
-                    Some(0) => "echo reply",
-                    Some(8) => "echo request",
-                    Some(3) => "destination unreachable",
-                    Some(11) => "time exceeded",
-                    _ => "other",
-                };
-                let id_seq = match (ip.payload.get(4..6), ip.payload.get(6..8)) {
-                    (Some(i), Some(s)) if matches!(ip.payload.first(), Some(0 | 8)) => format!(
-                        "  id {}  seq {}",
-                        u16::from_be_bytes([i[0], i[1]]),
-                        u16::from_be_bytes([s[0], s[1]])
-                    ),
-                    _ => String::new(),
-                };
-                push(Layer::Icmp, format!("{kind}{id_seq}"));
-            }
+            ipv4::PROTO_ICMP => push(Layer::Icmp, super::icmp_text(ip.payload)),
             ipv4::PROTO_UDP => match crate::udp::Datagram::parse(ip.src, ip.dst, ip.payload) {
                 Ok(d) => push(
                     Layer::Udp,
@@ -288,8 +381,10 @@ impl Renderer {
         if seg.flags.syn {
             if self.isn.len() >= MAX_TRACKED {
                 self.isn.clear();
+                self.wscale.clear();
             }
             self.isn.insert((src, dst), seg.seq);
+            self.wscale.insert((src, dst), seg.options.window_scale);
         }
         let mut t = String::with_capacity(120);
         let _ = write!(
@@ -303,7 +398,7 @@ impl Renderer {
         if seg.flags.ack {
             let _ = write!(t, "  ack {}", self.seq_text(dst, src, seg.ack));
         }
-        let _ = write!(t, "  win {}", seg.window);
+        let _ = write!(t, "  win {}", self.window_text(src, dst, seg));
         if !seg.payload.is_empty() {
             let _ = write!(t, "  len {}", seg.payload.len());
         }
@@ -329,6 +424,26 @@ impl Renderer {
             let _ = write!(t, "  {opts}");
         }
         t
+    }
+
+    /// The window a segment advertises, as the receiver of it uses it: `64512 (63<<10)`
+    /// when scaled, the field alone when the scale is 0 or on a SYN (whose window is
+    /// never scaled, RFC 7323 §2.2), and the field marked as such when the SYNs were not
+    /// seen, so a scaled window never looks like a collapsed one.
+    fn window_text(&self, src: SocketAddrV4, dst: SocketAddrV4, seg: &Segment) -> String {
+        if seg.flags.syn {
+            return seg.window.to_string();
+        }
+        match (self.wscale.get(&(src, dst)), self.wscale.get(&(dst, src))) {
+            (Some(Some(shift)), Some(Some(_))) if *shift > 0 => {
+                // RFC 7323 §2.3: a shift above 14 is used as 14.
+                let shift = (*shift).min(14);
+                let scaled = u32::from(seg.window) << shift;
+                format!("{scaled} ({}<<{shift})", seg.window)
+            }
+            (Some(_), Some(_)) => seg.window.to_string(),
+            _ => format!("{} (field; scale unknown, SYN not seen)", seg.window),
+        }
     }
 
     /// `seq` relative to the ISN of `from → to`, or absolute when that ISN is unknown.
@@ -378,6 +493,8 @@ impl Renderer {
                 if *to == State::Closed {
                     self.isn.remove(&(e.local, e.remote));
                     self.isn.remove(&(e.remote, e.local));
+                    self.wscale.remove(&(e.local, e.remote));
+                    self.wscale.remove(&(e.remote, e.local));
                 }
                 (format!("{from} → {to} on {cause}"), Emphasis::State)
             }
@@ -567,6 +684,7 @@ pub struct Printer {
     renderer: Renderer,
     palette: Palette,
     start: Instant,
+    code: bool,
 }
 
 impl Printer {
@@ -576,6 +694,22 @@ impl Printer {
             renderer: Renderer::new(),
             palette,
             start: Instant::now(),
+            code: false,
+        }
+    }
+
+    /// Also end each line with the code that did it (`--trace-code`): a dim
+    /// `@ src/tcp/connection.rs:1506` or `@ src/stack/iface.rs Interface::handle_icmp`.
+    pub fn with_code(mut self, on: bool) -> Printer {
+        self.code = on;
+        self
+    }
+
+    /// `  @ code`, dim, when code locations are on.
+    fn code_suffix(&self, code: Option<Code>) -> String {
+        match code {
+            Some(c) if self.code => format!("  {}", self.palette.paint("2", &format!("@ {c}"))),
+            _ => String::new(),
         }
     }
 
@@ -623,14 +757,21 @@ impl Printer {
                 }
                 let _ = writeln!(
                     out,
-                    "{}  {} {}",
+                    "{}  {} {}{}",
                     p.paint("1", &head),
                     p.paint(Layer::Link.color(), "link"),
-                    link
+                    link,
+                    self.code_suffix(layer_code(*dir, Layer::Link))
                 );
                 for l in rest {
                     let label = format!("{:<7}", l.layer.label());
-                    let _ = writeln!(out, "    {}{}", p.paint(l.layer.color(), &label), l.text);
+                    let _ = writeln!(
+                        out,
+                        "    {}{}{}",
+                        p.paint(l.layer.color(), &label),
+                        l.text,
+                        self.code_suffix(layer_code(*dir, l.layer))
+                    );
                 }
                 out
             }
@@ -642,7 +783,12 @@ impl Printer {
                         Emphasis::Alarm => p.paint("31", &text),
                         Emphasis::Normal => text,
                     };
-                    format!("  ▸ {}{}\n", p.paint(layer.color(), &label), text)
+                    format!(
+                        "  ▸ {}{}{}\n",
+                        p.paint(layer.color(), &label),
+                        text,
+                        self.code_suffix(event_code(other))
+                    )
                 }
                 None => String::new(),
             },

@@ -22,7 +22,7 @@ use std::io::{BufRead, Write};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::render::{Emphasis, Layer, LayerLine, Palette, Renderer};
+use super::render::{event_code, layer_code, Code, Emphasis, Layer, LayerLine, Palette, Renderer};
 use super::{Direction, TraceEvent, Tracer};
 
 /// The prompt that ends every pause (tests look for it).
@@ -149,7 +149,7 @@ impl Inner {
                     if self.mode == Mode::Quiet {
                         break;
                     }
-                    self.step(layer, &text);
+                    self.step(layer, &text, layer_code(*dir, layer));
                 }
             }
             other => {
@@ -174,19 +174,33 @@ impl Inner {
                     }
                     _ => text,
                 };
+                let code = event_code(other);
                 if pause {
-                    self.step(layer, &text);
+                    self.step(layer, &text, code);
                 } else {
-                    let line = self.line(layer, &text);
+                    let line = self.line(layer, &text, code);
                     self.say(&line);
                 }
             }
         }
     }
 
-    fn line(&self, layer: Layer, text: &str) -> String {
+    /// A step's line and, under it, the code that does that step (dim):
+    ///
+    /// ```text
+    /// step tcp    │ 59964 → 80  [S]  seq 0 …  ⇒ finds the connection; …
+    ///             │ @ src/tcp/endpoint.rs Tcp::on_segment
+    /// ```
+    fn line(&self, layer: Layer, text: &str, code: Option<Code>) -> String {
         let label = format!("step {:<7}", layer.label());
-        format!("{}│ {text}", self.palette.paint("1", &label))
+        let mut line = format!("{}│ {text}", self.palette.paint("1", &label));
+        if let Some(code) = code {
+            line.push('\n');
+            line.push_str(&" ".repeat(label.chars().count()));
+            line.push_str("│ ");
+            line.push_str(&self.palette.paint("2", &format!("@ {code}")));
+        }
+        line
     }
 
     fn say(&mut self, line: &str) {
@@ -195,8 +209,8 @@ impl Inner {
     }
 
     /// Print one layer's view and, in step mode, wait for a command.
-    fn step(&mut self, layer: Layer, text: &str) {
-        let line = self.line(layer, text);
+    fn step(&mut self, layer: Layer, text: &str, code: Option<Code>) {
+        let line = self.line(layer, text, code);
         self.say(&line);
         if self.mode != Mode::Step {
             return;
@@ -264,7 +278,15 @@ fn steps(dir: Direction, lines: &[LayerLine]) -> Vec<(Layer, String)> {
                 ));
             }
             if let Some(t) = find(Layer::Icmp) {
-                out.push((Layer::Icmp, format!("{t}  ⇒ echo requests are answered")));
+                let next = if t.starts_with("echo request") {
+                    "answered with an echo reply"
+                } else if t.starts_with("echo") {
+                    "nothing to do: we send no echo requests"
+                } else {
+                    "an error: handed to the connection or socket of the datagram it quotes \
+                     (RFC 1122 §4.2.3.9)"
+                };
+                out.push((Layer::Icmp, format!("{t}  ⇒ {next}")));
             }
             if let Some(t) = find(Layer::Udp) {
                 out.push((

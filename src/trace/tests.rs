@@ -144,6 +144,7 @@ fn trace_of_a_connection_shows_every_layer_and_transition() {
         remote: p.server.tcp().peer_addr(s).into(),
         call: SocketCall::Accept,
         thread: Some("main".into()),
+        at: std::panic::Location::caller(),
     }));
     let request = b"GET / HTTP/1.1\r\nHost: 10.0.0.2\r\n\r\n";
     p.client.tcp_mut().send(c, request, now).expect("send");
@@ -318,6 +319,7 @@ fn colours_only_when_asked() {
             to: State::Established,
             cause: "ACK".into(),
         },
+        at: std::panic::Location::caller(),
     });
     let plain = Printer::new(Palette::PLAIN).render_at(&ev, Duration::ZERO);
     assert_eq!(
@@ -478,6 +480,7 @@ fn stepper_next_packet_skips_to_the_next_packet() {
         remote: SocketAddrV4::new(CLIENT, 5000).into(),
         call: SocketCall::Read(10),
         thread: None,
+        at: std::panic::Location::caller(),
     }));
     let before = out.text().matches(PROMPT).count();
     assert_eq!(before, 1, "{}", out.text());
@@ -528,4 +531,242 @@ fn duplicate_acks_are_explained_before_the_fast_retransmit() {
     assert!(fast < second, "{t}");
     // SACK blocks are relative, like the ACK.
     index_of(t, ",sack {1449:8689}>");
+}
+
+#[test]
+fn windows_are_shown_scaled_after_the_handshake() {
+    let mut p = Pair::new();
+    p.listen_and_connect();
+    p.pump();
+    let t = &p.trace;
+    // Every segment after the SYNs: the window the receiver uses, then the field and
+    // the shift it came from; never the bare field (which looks like a collapsed window).
+    let after_syns: Vec<&str> = t
+        .lines()
+        .filter(|l| l.starts_with("    tcp") && !l.contains("[S"))
+        .collect();
+    assert!(!after_syns.is_empty(), "{t}");
+    for line in after_syns {
+        let win = &line[line.find("win ").expect(line) + 4..];
+        let mut words = win.split_whitespace();
+        let scaled: u32 = words.next().unwrap().parse().expect(line);
+        let field_shift = words.next().expect(line);
+        let (field, shift) = field_shift
+            .trim_matches(|c| c == '(' || c == ')')
+            .split_once("<<")
+            .expect(line);
+        let (field, shift): (u32, u32) = (field.parse().unwrap(), shift.parse().unwrap());
+        assert_eq!(shift, 3, "{line}");
+        assert_eq!(scaled, field << shift, "{line}");
+        assert!(scaled > 65_535, "{line}");
+    }
+    // The SYNs' windows are never scaled (RFC 7323 §2.2).
+    index_of(t, "win 65535  <mss");
+}
+
+#[test]
+fn a_window_without_its_syns_is_marked_as_the_bare_field() {
+    let mut p = Pair::new();
+    p.listen_and_connect();
+    p.pump();
+    // A fresh printer never saw the SYNs: it cannot know the shift.
+    let mut late = Printer::new(Palette::PLAIN);
+    let ack = ack_packet(&mut p);
+    let text = late.render_at(
+        &TraceEvent::Packet {
+            dir: Direction::In,
+            bytes: ack,
+        },
+        Duration::ZERO,
+    );
+    assert!(
+        text.contains("(field; scale unknown, SYN not seen)"),
+        "{text}"
+    );
+}
+
+/// A segment from the client to the server of `p` (an established pair).
+fn ack_packet(p: &mut Pair) -> Vec<u8> {
+    let c = p.client.tcp_mut().connection_states()[0].0;
+    p.client.tcp_mut().send(c, b"x", p.now).expect("send");
+    p.client.poll_transmit(p.now).expect("a segment")
+}
+
+#[test]
+fn icmp_lines_name_the_type_code_and_quoted_datagram() {
+    use crate::ip::{icmp, ipv4};
+    let udp = crate::udp::datagram::emit(SERVER, CLIENT, 4000, 9, b"hi");
+    let original = ipv4::emit(SERVER, CLIENT, ipv4::PROTO_UDP, 64, 1, &udp);
+    let cases = [
+        (
+            icmp::dest_unreachable(icmp::CODE_PORT_UNREACHABLE, &original),
+            "destination unreachable (port unreachable) about udp 10.0.0.2:4000 → 10.0.0.1:9",
+        ),
+        (
+            icmp::dest_unreachable(icmp::CODE_PROTOCOL_UNREACHABLE, &original),
+            "destination unreachable (protocol unreachable) about udp ",
+        ),
+        (
+            icmp::time_exceeded(0, &original),
+            "time exceeded (TTL exceeded in transit) about udp ",
+        ),
+        (
+            icmp::time_exceeded(icmp::CODE_REASSEMBLY_TIME_EXCEEDED, &original),
+            "time exceeded (fragment reassembly time exceeded)",
+        ),
+        (
+            icmp::fragmentation_needed(1280, &original),
+            "destination unreachable (fragmentation needed and DF set, next-hop MTU 1280)",
+        ),
+    ];
+    for (message, expected) in cases {
+        let packet = ipv4::emit(CLIENT, SERVER, ipv4::PROTO_ICMP, 64, 2, &message);
+        let mut printer = Printer::new(Palette::PLAIN);
+        let text = printer.render_at(
+            &TraceEvent::Packet {
+                dir: Direction::In,
+                bytes: packet.clone(),
+            },
+            Duration::ZERO,
+        );
+        assert!(text.contains(&format!("    icmp   {expected}")), "{text}");
+        let line = super::describe(Direction::In, &packet);
+        assert!(line.contains(&format!("| ICMP {expected}")), "{line}");
+    }
+}
+
+#[test]
+fn transport_decisions_carry_the_line_that_made_them() {
+    let mut p = Pair::new();
+    p.listen_and_connect();
+    p.pump();
+    let events = p.client_events.clone();
+    let syn_sent = events
+        .iter()
+        .find(|e| {
+            matches!(
+                e.kind,
+                TcpEventKind::State {
+                    to: State::SynSent,
+                    ..
+                }
+            )
+        })
+        .expect("the client's SYN-SENT");
+    let established = events
+        .iter()
+        .find(|e| {
+            matches!(
+                e.kind,
+                TcpEventKind::State {
+                    to: State::Established,
+                    ..
+                }
+            )
+        })
+        .expect("the client's ESTABLISHED");
+    // The caller of the state change, not the helper that queued it.
+    for e in [syn_sent, established] {
+        assert!(e.at.file().starts_with("src/tcp/"), "{:?}", e.at);
+        let source = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(e.at.file()),
+        )
+        .expect("the file named exists");
+        let line = source
+            .lines()
+            .nth(e.at.line() as usize - 1)
+            .expect("the line named exists");
+        assert!(
+            line.contains("set_state(") || line.contains("insert("),
+            "{}:{} is {line:?}, not where the state changes",
+            e.at.file(),
+            e.at.line()
+        );
+    }
+    assert_ne!(syn_sent.at, established.at);
+}
+
+#[test]
+fn trace_code_ends_each_line_with_its_code() {
+    let mut p = Pair::new();
+    p.printer = Printer::new(Palette::PLAIN).with_code(true);
+    p.listen_and_connect();
+    p.pump();
+    let t = &p.trace;
+    index_of(
+        t,
+        "link 64 bytes from the TUN  @ src/stack/evloop.rs EventLoop::read_device",
+    );
+    index_of(
+        t,
+        "proto tcp  @ src/stack/iface.rs Interface::handle_packet_meta",
+    );
+    index_of(t, "@ src/tcp/endpoint.rs Tcp::on_segment\n");
+    index_of(t, "@ src/tcp/connection.rs Connection::poll_transmit\n");
+    let transition = index_of(t, "LISTEN → SYN-RECEIVED on SYN  @ src/tcp/");
+    assert!(
+        t[transition..].lines().next().unwrap().contains(".rs:"),
+        "{t}"
+    );
+    // Off by default: the plain trace has no code column.
+    let mut q = Pair::new();
+    q.listen_and_connect();
+    q.pump();
+    assert!(!q.trace.contains(" @ src/"), "{}", q.trace);
+}
+
+#[test]
+fn stepper_shows_the_code_of_every_step() {
+    let out = Shared::default();
+    let stepper = Stepper::new(
+        Box::new(Cursor::new(b"c\n".to_vec())),
+        Box::new(out.clone()),
+        Palette::PLAIN,
+    );
+    stepper.handle(&TraceEvent::Packet {
+        dir: Direction::In,
+        bytes: syn_packet(),
+    });
+    let text = out.text();
+    let tcp = index_of(&text, "step tcp    │ 5000 → 80");
+    let code = index_of(&text, "            │ @ src/tcp/endpoint.rs Tcp::on_segment");
+    assert!(tcp < code, "{text}");
+    index_of(
+        &text,
+        "            │ @ src/stack/iface.rs Interface::handle_packet_meta",
+    );
+}
+
+/// Every function the code map names exists in the file it names, so the map stays true
+/// when code moves.
+#[test]
+fn code_map_names_functions_that_exist() {
+    use super::render::LAYER_CODE;
+    let mut named: Vec<(&str, &str)> = LAYER_CODE.iter().map(|(_, _, f, n)| (*f, *n)).collect();
+    if let Some(super::render::Code::Function(f, n)) =
+        super::render::event_code(&TraceEvent::Http(HttpEvent::Response {
+            peer: None,
+            line: String::new(),
+            body_len: None,
+        }))
+    {
+        named.push((f, n));
+    }
+    for (file, name) in named {
+        let source =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let (ty, function) = name.split_once("::").unwrap_or(("", name));
+        assert!(
+            source.contains(&format!("fn {function}("))
+                || source.contains(&format!("fn {function}<")),
+            "{file} has no fn {function}"
+        );
+        assert!(
+            ty.is_empty()
+                || source.contains(&format!("impl {ty} {{"))
+                || source.contains(&format!("impl<D: PollDevice> {ty}<D> {{")),
+            "{file} has no impl {ty}"
+        );
+    }
 }
