@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tunstack::http::{Handler, Request, Response, Router, Server, ServerConfig};
-use tunstack::link::tun::TunDevice;
+use tunstack::link::TunQueue;
 use tunstack::socket::TcpListener;
 use tunstack::stack::{self, StackConfig};
 
@@ -77,15 +77,9 @@ fn main() -> std::io::Result<()> {
 
     // Our own stack: TUN hello0, the kernel side is 10.8.0.1, we answer as 10.8.0.2.
     let ip = Ipv4Addr::new(10, 8, 0, 2);
-    let device = TunDevice::open("hello0")?;
+    let device = TunQueue::open("hello0")?;
     device.configure("10.8.0.1/24", 1500)?;
-    let (reader, writer) = device.split();
-    let stack = stack::start(
-        move |buf: &mut [u8]| reader.recv(buf),
-        move |pkt: &[u8]| writer.send(pkt),
-        StackConfig::new(ip),
-        None,
-    )?;
+    let stack = stack::start(device, StackConfig::new(ip))?;
     let listener = TcpListener::bind(&stack, SocketAddrV4::new(ip, 80))?;
     println!("listening on http://{ip}/ (tunstack TCP on TUN hello0)");
     server.serve(listener)

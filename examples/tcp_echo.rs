@@ -12,7 +12,7 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use tunstack::link::tun::TunDevice;
+use tunstack::link::TunQueue;
 use tunstack::socket::TcpListener;
 use tunstack::stack::{self, StackConfig};
 
@@ -27,15 +27,9 @@ fn main() -> std::io::Result<()> {
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
 
-    let device = TunDevice::open(&tun)?;
+    let device = TunQueue::open(&tun)?;
     device.configure(&host_ip, 1500)?;
-    let (reader, writer) = device.split();
-    let stack = stack::start(
-        move |buf: &mut [u8]| reader.recv(buf),
-        move |pkt: &[u8]| writer.send(pkt),
-        StackConfig::new(ip),
-        None,
-    )?;
+    let stack = stack::start(device, StackConfig::new(ip))?;
 
     let listener = TcpListener::bind(&stack, SocketAddrV4::new(ip, 7))?;
     log::info!("echo server on {ip}:7");

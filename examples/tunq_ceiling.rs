@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use tunstack::ip::{ipv4, Ipv4Packet};
-use tunstack::link::offload::{PollDevice, TxMeta};
+use tunstack::link::offload::TxMeta;
+use tunstack::link::Device;
 use tunstack::link::{TunOptions, TunQueue};
 use tunstack::tcp::segment::{Flags, Segment, TcpOptions};
 use tunstack::tcp::seq::SeqNum;
@@ -192,7 +193,9 @@ impl Peer {
             }
             poll.poll(&mut events, Some(Duration::from_millis(5)))?;
             let mut ack_due = false;
-            while let Some((n, _meta)) = q.recv(&mut buf)? {
+            while let Some((n, _meta)) =
+                q.recv(&mut buf, tunstack::time::Instant::from_millis(0))?
+            {
                 let Some(seg) = parse(buf.get(..n).unwrap_or_default()) else {
                     continue;
                 };
@@ -317,7 +320,7 @@ impl Peer {
         } else {
             TxMeta::default()
         };
-        q.send(&self.packet, meta)
+        q.send(&self.packet, meta, tunstack::time::Instant::from_millis(0))
     }
 }
 

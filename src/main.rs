@@ -181,8 +181,8 @@ enum Command {
         /// is never cut, and a close waits for the response to be delivered.
         #[arg(long, default_value_t = 60)]
         send_timeout: u64,
-        /// Use the classic threaded runtime (a reader thread, a stack thread and a
-        /// blocking thread per connection) instead of the event loop.
+        /// Use the classic threaded runtime (a stack thread and a blocking thread per
+        /// connection) instead of the event loop.
         #[arg(long)]
         threaded: bool,
         /// Open the TUN with this many queues (IFF_MULTI_QUEUE), each served by its own

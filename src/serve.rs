@@ -15,10 +15,12 @@ use crate::link::arp::ArpConfig;
 use crate::link::ethernet::MacAddr;
 use crate::link::ethernet_layer::EthernetConfig;
 use crate::link::fault::FaultConfig;
+use crate::link::middleware::{DeviceUser, Middleware};
 use crate::link::pcap::{PcapWriter, LINKTYPE_ETHERNET, LINKTYPE_RAW};
-use crate::link::tun::TunDevice;
+use crate::link::tun::{configure_link_ipv6, set_txqueuelen};
+use crate::link::{configure_link, Device, TunOptions, TunQueue};
 use crate::socket::{TcpListener, UdpSocket};
-use crate::stack::{self, Direction, PacketHook, StackConfig, StackHandle, StackStats};
+use crate::stack::{self, StackConfig, StackHandle, StackStats};
 use crate::stats::{self as stats_report, CountingHandler, HttpCounters};
 use crate::trace::http::TracedHandler;
 use crate::trace::{Palette, Stepper, Tracer};
@@ -136,49 +138,104 @@ fn stats_on_sigusr1(
     Ok(())
 }
 
-/// Open and configure the TUN, build the packet hooks, start the stack.
-pub fn start_stack(link: &LinkOptions, tracer: Option<Tracer>) -> io::Result<StackHandle> {
+/// Open the TUN (or TAP) with `queues` queues, asking for offloads when `offload` is set,
+/// and configure the kernel's side of it (addresses, MTU, up). `runtime` names the runtime
+/// in the log line.
+fn open_device(
+    link: &LinkOptions,
+    queues: usize,
+    offload: bool,
+    runtime: &str,
+) -> io::Result<Vec<TunQueue>> {
     let (kind, name) = match &link.tap {
         Some(tap) => ("TAP", tap),
         None => ("TUN", &link.tun),
     };
-    let device = if link.tap.is_some() {
-        TunDevice::open_tap(name)
-    } else {
-        TunDevice::open(name)
+    let tun_opts = TunOptions {
+        tap: link.tap.is_some(),
+        offload,
+        queues,
+    };
+    let devices = TunQueue::open_queues(name, &tun_opts)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {kind} {name}: {e}")))?;
+    let ifname = devices
+        .first()
+        .map(|d| d.name().to_string())
+        .unwrap_or_else(|| name.clone());
+    match devices.first() {
+        Some(d) => d.configure(&link.host_ip, link.mtu)?,
+        None => configure_link(&ifname, &link.host_ip, link.mtu)?,
     }
-    .map_err(|e| io::Error::new(e.kind(), format!("opening {kind} {name}: {e}")))?;
-    device.configure(&link.host_ip, link.mtu)?;
     if let Some(cidr6) = &link.host_ip6 {
-        device.configure_ipv6(cidr6)?;
+        configure_link_ipv6(&ifname, cidr6)?;
+    }
+    // Room for a burst (10,000 clients each sending a request at once): the default
+    // 500 packets overflowed, and each drop cost its sender a retransmission timeout.
+    if let Err(e) = set_txqueuelen(&ifname, 10_000) {
+        log::warn!("link: {ifname}: cannot raise txqueuelen: {e}");
     }
     log::info!(
-        "link: {kind} {} up, kernel side {}, stack answers as {}",
-        device.name(),
+        "link: {kind} {ifname} up ({} queue(s), {runtime}), kernel side {}, stack answers as {}",
+        devices.len(),
         link.host_ip,
         link.ip
     );
-    let (reader, writer) = device.split();
+    Ok(devices)
+}
+
+/// The middleware `--loss` & co. and `--pcap` ask for, the same for every runtime.
+fn middleware(link: &LinkOptions) -> io::Result<Middleware<BufWriter<File>>> {
+    let pcap = match &link.pcap {
+        Some(path) => {
+            let file = File::create(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            let linktype = match link.tap {
+                Some(_) => LINKTYPE_ETHERNET,
+                None => LINKTYPE_RAW,
+            };
+            let writer = PcapWriter::with_linktype(BufWriter::new(file), linktype)?;
+            Some(Arc::new(Mutex::new(writer)))
+        }
+        None => None,
+    };
+    let faults = link.faults.clone().filter(|(f, _)| !f.is_noop());
+    if let Some((f, seed)) = &faults {
+        log::info!("link: injecting faults {f:?} (seed {seed})");
+    }
+    Ok(Middleware { faults, pcap })
+}
+
+/// Starts the threaded runtime on the one device it is given.
+struct Threaded {
+    config: StackConfig,
+}
+
+impl DeviceUser for Threaded {
+    type Output = io::Result<StackHandle>;
+    fn run<D: Device + 'static>(self, devices: Vec<D>) -> io::Result<StackHandle> {
+        let device = devices
+            .into_iter()
+            .next()
+            .ok_or_else(|| io::Error::other("no device to run the stack on"))?;
+        stack::start(device, self.config)
+    }
+}
+
+/// Open and configure the TUN (one queue, no offloads: the threaded runtime builds no
+/// super-segment), wrap it in the middleware the options ask for, start the threaded stack.
+pub fn start_stack(link: &LinkOptions, tracer: Option<Tracer>) -> io::Result<StackHandle> {
+    let middleware = middleware(link)?;
+    let devices = open_device(link, 1, false, "threaded")?;
     let mut config = stack_config(link)?;
     config.seed = link.seed;
     config.tracer = tracer;
-    let hook = packet_hook(link)?;
-    stack::start(
-        move |buf: &mut [u8]| reader.recv(buf),
-        move |pkt: &[u8]| writer.send(pkt),
-        config,
-        hook,
-    )
+    middleware.apply(devices, Threaded { config })
 }
 
 /// The stack settings the link flags ask for, shared by both runtimes.
 fn stack_config(link: &LinkOptions) -> io::Result<StackConfig> {
     let mut config = StackConfig::new(link.ip);
     config.mtu = link.mtu;
-    config.faults = link.faults.clone();
-    if let Some((f, seed)) = &config.faults {
-        log::info!("link: injecting faults {f:?} (seed {seed})");
-    }
     config.tcp.mss = u16::try_from(link.mtu.saturating_sub(40)).unwrap_or(1460);
     config.ethernet = ethernet_config(link)?;
     config.addr6 = link.ip6;
@@ -225,32 +282,6 @@ fn ethernet_config(link: &LinkOptions) -> io::Result<Option<EthernetConfig>> {
         arp: ArpConfig::default(),
         addr6: link.ip6,
     }))
-}
-
-fn packet_hook(link: &LinkOptions) -> io::Result<Option<PacketHook>> {
-    let tap = link.tap.is_some();
-    let mut pcap = match &link.pcap {
-        Some(path) => {
-            let file = File::create(path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            let linktype = if tap { LINKTYPE_ETHERNET } else { LINKTYPE_RAW };
-            Some(PcapWriter::with_linktype(BufWriter::new(file), linktype)?)
-        }
-        None => None,
-    };
-    if pcap.is_none() {
-        return Ok(None);
-    }
-    Ok(Some(Box::new(move |_dir: Direction, packet: &[u8]| {
-        if let Some(w) = pcap.as_mut() {
-            if let Err(e) = w
-                .write_packet(std::time::SystemTime::now(), packet)
-                .and_then(|_| w.flush())
-            {
-                log::warn!("pcap: {e}");
-            }
-        }
-    })))
 }
 
 /// Wait for SIGINT/SIGTERM on a thread of its own and call `on_signal` once.
@@ -384,65 +415,21 @@ fn serve_evented(
     queues: usize,
     offload: bool,
 ) -> io::Result<()> {
-    use crate::http::evented::EventedServer;
     use crate::http::{Handler, Router};
-    use crate::link::tun::{configure_link_ipv6, set_txqueuelen};
-    use crate::link::{configure_link, TunOptions, TunQueue};
-    use crate::socket::UdpEcho;
-    use crate::stack::evloop::{self, EventLoop, StatsBoard};
-    use std::sync::mpsc;
+    use crate::stack::evloop::{self, StatsBoard};
 
-    let ServeOptions {
-        port,
-        root,
-        config,
-        udp_echo,
-        live,
-    } = opts;
-    let (kind, name) = match &link.tap {
-        Some(tap) => ("TAP", tap),
-        None => ("TUN", &link.tun),
-    };
-    // Fault injection (--loss, --corrupt, …) sees and changes plain packets: a corrupted
-    // packet must fail its checksum, which the kernel's offloads would have us trust.
-    let faults = link.faults.clone().is_some();
-    if offload && faults {
+    let middleware = middleware(link)?;
+    // A fault injector (--loss, --corrupt, …) needs the packets a wire carries and declines
+    // the offloads: the device is then opened without them.
+    if offload && !middleware.keeps_offloads() {
         log::info!("link: fault injection on: opening the device without offloads");
     }
-    let tun_opts = TunOptions {
-        tap: link.tap.is_some(),
-        offload: offload && evloop::STACK_OFFLOADS && !faults,
-        queues,
-    };
-    let devices = TunQueue::open_queues(name, &tun_opts)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening {kind} {name}: {e}")))?;
-    let ifname = devices
-        .first()
-        .map(|d| d.name().to_string())
-        .unwrap_or_else(|| name.clone());
-    match devices.first() {
-        Some(d) => d.configure(&link.host_ip, link.mtu)?,
-        None => configure_link(&ifname, &link.host_ip, link.mtu)?,
-    }
-    if let Some(cidr6) = &link.host_ip6 {
-        configure_link_ipv6(&ifname, cidr6)?;
-    }
-    // Room for a burst (10,000 clients each sending a request at once): the default
-    // 500 packets overflowed, and each drop cost its sender a retransmission timeout.
-    if let Err(e) = set_txqueuelen(&ifname, 10_000) {
-        log::warn!("link: {ifname}: cannot raise txqueuelen: {e}");
-    }
-    log::info!(
-        "link: {kind} {ifname} up ({} queue(s), event loop), kernel side {}, stack answers as {}",
-        devices.len(),
-        link.host_ip,
-        link.ip
-    );
-
+    let offload = offload && evloop::STACK_OFFLOADS && middleware.keeps_offloads();
+    let devices = open_device(link, queues, offload, "event loop")?;
     let mut stack_config = stack_config(link)?;
     let board = StatsBoard::new(devices.len());
     let http_counters = Arc::new(HttpCounters::default());
-    let live_hub = live.then(|| {
+    let live_hub = opts.live.then(|| {
         let (board, http) = (board.clone(), http_counters.clone());
         crate::live::LiveHub::new(Some(Box::new(move || {
             stats_report::merge(&board.latest())
@@ -456,13 +443,15 @@ fn serve_evented(
     stack_config.tracer = tracer.clone();
     // One seed for every queue: ISNs and SYN cookies agree whichever queue a packet takes.
     stack_config.seed = Some(link.seed.unwrap_or_else(rand::random));
-    // One capture file for all queues: the hook is shared (taken only with --pcap).
-    let hook = packet_hook(link)?.map(|h| Arc::new(Mutex::new(h)));
 
-    let mut router = Router::standard(root.as_deref())?;
+    let mut router = Router::standard(opts.root.as_deref())?;
     if let Some(hub) = &live_hub {
         crate::live::add_routes(&mut router, hub.clone());
-        log::info!("live: the live view is at http://{}:{port}/_live", link.ip);
+        log::info!(
+            "live: the live view is at http://{}:{port}/_live",
+            link.ip,
+            port = opts.port
+        );
     }
     // GET /_stats: the loop serving the request publishes its own counters just before
     // (EventedServer::set_stats_path); other queues' are at most evloop::STATS_PERIOD old.
@@ -471,121 +460,161 @@ fn serve_evented(
         stats_report::merge(&source.latest())
     });
     let counted = CountingHandler::new(router, http_counters.clone());
-    let handler: Arc<dyn Handler> = match tracer.clone() {
+    let handler: Arc<dyn Handler> = match tracer {
         Some(t) => Arc::new(TracedHandler::new(counted, t)),
         None => Arc::new(counted),
     };
+    middleware.apply(
+        devices,
+        Evented {
+            link,
+            opts,
+            stack_config,
+            board,
+            http_counters,
+            handler,
+            live_hub,
+        },
+    )
+}
 
-    let (events_tx, events_rx) = mpsc::channel::<ServeEvent>();
-    let mut handles = Vec::new();
-    let mut threads = Vec::new();
-    for (i, device) in devices.into_iter().enumerate() {
-        let hook: Option<PacketHook> = hook.clone().map(|shared| {
-            Box::new(move |dir: Direction, packet: &[u8]| {
-                let mut h = shared.lock().unwrap_or_else(|e| e.into_inner());
-                h(dir, packet)
-            }) as PacketHook
-        });
-        let mut ev = EventLoop::new(device, &stack_config, hook)?;
-        ev.set_stats_board(board.clone(), i);
-        ev.set_shutdown_grace(SHUTDOWN_GRACE);
-        let listener = ev
-            .listen(SocketAddrV4::new(link.ip, port), 0)
-            .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e}")))?;
-        let mut server = EventedServer::new(handler.clone(), config.clone(), listener);
-        server.set_stats_path("/_stats");
-        server.set_counters(http_counters.clone());
-        if let Some(hub) = &live_hub {
-            server.set_live(hub.clone());
-        }
-        // The loop runs the HTTP server, and the UDP echo beside it when asked for.
-        let mut apps: Box<dyn evloop::App + Send> = match udp_echo {
-            Some(echo_port) => {
-                let socket = ev
-                    .bind_udp(SocketAddrV4::new(link.ip, echo_port))
-                    .map_err(|e| io::Error::new(e.kind(), format!("udp port {echo_port}: {e}")))?;
-                if i == 0 {
-                    log::info!("udp: echo on {}:{echo_port}", link.ip);
-                }
-                Box::new((server, UdpEcho::new(socket)))
+/// The event loops, once their devices are wrapped: one per queue, then the wait for a
+/// signal and the graceful stop.
+struct Evented<'a> {
+    link: &'a LinkOptions,
+    opts: ServeOptions,
+    stack_config: StackConfig,
+    board: Arc<crate::stack::evloop::StatsBoard>,
+    http_counters: Arc<HttpCounters>,
+    handler: Arc<dyn crate::http::Handler>,
+    live_hub: Option<Arc<crate::live::LiveHub>>,
+}
+
+impl DeviceUser for Evented<'_> {
+    type Output = io::Result<()>;
+
+    fn run<D: Device + 'static>(self, devices: Vec<D>) -> io::Result<()> {
+        use crate::http::evented::EventedServer;
+        use crate::socket::UdpEcho;
+        use crate::stack::evloop::{self, EventLoop};
+        use std::sync::mpsc;
+
+        let link = self.link;
+        let (board, http_counters) = (self.board, self.http_counters);
+        let ServeOptions {
+            port,
+            root,
+            config,
+            udp_echo,
+            live: _,
+        } = self.opts;
+        let (events_tx, events_rx) = mpsc::channel::<ServeEvent>();
+        let mut handles = Vec::new();
+        let mut threads = Vec::new();
+        for (i, device) in devices.into_iter().enumerate() {
+            let mut ev = EventLoop::new(device, &self.stack_config)?;
+            ev.set_stats_board(board.clone(), i);
+            ev.set_shutdown_grace(SHUTDOWN_GRACE);
+            let listener = ev
+                .listen(SocketAddrV4::new(link.ip, port), 0)
+                .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e}")))?;
+            let mut server = EventedServer::new(self.handler.clone(), config.clone(), listener);
+            server.set_stats_path("/_stats");
+            server.set_counters(http_counters.clone());
+            if let Some(hub) = &self.live_hub {
+                server.set_live(hub.clone());
             }
-            None => Box::new(server),
-        };
-        handles.push(ev.handle());
-        let tx = events_tx.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("tunstack-q{i}"))
-                .spawn(move || {
-                    let result = ev.run(&mut *apps);
-                    let _ = tx.send(ServeEvent::LoopEnded(i, result));
-                })?,
-        );
-    }
-    {
-        let board = board.clone();
-        let handles = handles.clone();
-        stats_on_sigusr1(http_counters.clone(), move || {
-            stats_report::merge(&board.fresh(&handles, Duration::from_secs(1)))
-        })?;
-    }
-    {
-        let mut signals = signal_hook::iterator::Signals::new([
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-        ])?;
-        let tx = events_tx;
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    let _ = tx.send(ServeEvent::Signal(sig));
+            // The loop runs the HTTP server, and the UDP echo beside it when asked for.
+            let mut apps: Box<dyn evloop::App + Send> = match udp_echo {
+                Some(echo_port) => {
+                    let socket =
+                        ev.bind_udp(SocketAddrV4::new(link.ip, echo_port))
+                            .map_err(|e| {
+                                io::Error::new(e.kind(), format!("udp port {echo_port}: {e}"))
+                            })?;
+                    if i == 0 {
+                        log::info!("udp: echo on {}:{echo_port}", link.ip);
+                    }
+                    Box::new((server, UdpEcho::new(socket)))
                 }
+                None => Box::new(server),
+            };
+            handles.push(ev.handle());
+            let tx = events_tx.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("tunstack-q{i}"))
+                    .spawn(move || {
+                        let result = ev.run(&mut *apps);
+                        let _ = tx.send(ServeEvent::LoopEnded(i, result));
+                    })?,
+            );
+        }
+        {
+            let board = board.clone();
+            let handles = handles.clone();
+            stats_on_sigusr1(http_counters.clone(), move || {
+                stats_report::merge(&board.fresh(&handles, Duration::from_secs(1)))
             })?;
-    }
-    log::info!(
-        "http: listening on {}:{port} ({}), event loop",
-        link.ip,
-        match &root {
-            Some(r) => format!("files under {}", r.display()),
-            None => "built-in site".to_string(),
         }
-    );
-    let mut result = Ok(());
-    let mut running = threads.len();
-    match events_rx.recv() {
-        Ok(ServeEvent::Signal(sig)) => log::info!("signal {sig}: closing connections"),
-        Ok(ServeEvent::LoopEnded(i, r)) => {
-            running -= 1;
-            log::error!("stack: queue {i} stopped: {r:?}");
-            result = r.and(Err(io::Error::other(format!("queue {i} stopped"))));
+        {
+            let mut signals = signal_hook::iterator::Signals::new([
+                signal_hook::consts::SIGINT,
+                signal_hook::consts::SIGTERM,
+            ])?;
+            let tx = events_tx;
+            std::thread::Builder::new()
+                .name("signals".into())
+                .spawn(move || {
+                    if let Some(sig) = signals.forever().next() {
+                        let _ = tx.send(ServeEvent::Signal(sig));
+                    }
+                })?;
         }
-        Err(_) => {}
-    }
-    // Every loop closes its connections (FIN, then RST after the grace period) and
-    // publishes its final counters. A loop paused in `--step` (waiting for Enter) does not
-    // hold up the exit: after the grace period its last published counters are used.
-    for h in &handles {
-        h.stop();
-    }
-    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE + Duration::from_secs(1);
-    while running > 0 {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match events_rx.recv_timeout(left) {
-            Ok(ServeEvent::LoopEnded(..)) => running -= 1,
-            Ok(ServeEvent::Signal(_)) => {}
-            Err(_) => break,
+        log::info!(
+            "http: listening on {}:{port} ({}), event loop",
+            link.ip,
+            match &root {
+                Some(r) => format!("files under {}", r.display()),
+                None => "built-in site".to_string(),
+            }
+        );
+        let mut result = Ok(());
+        let mut running = threads.len();
+        match events_rx.recv() {
+            Ok(ServeEvent::Signal(sig)) => log::info!("signal {sig}: closing connections"),
+            Ok(ServeEvent::LoopEnded(i, r)) => {
+                running -= 1;
+                log::error!("stack: queue {i} stopped: {r:?}");
+                result = r.and(Err(io::Error::other(format!("queue {i} stopped"))));
+            }
+            Err(_) => {}
         }
-    }
-    if running == 0 {
-        for t in threads {
-            let _ = t.join();
+        // Every loop closes its connections (FIN, then RST after the grace period) and
+        // publishes its final counters. A loop paused in `--step` (waiting for Enter) does
+        // not hold up the exit: after the grace period its last published counters are used.
+        for h in &handles {
+            h.stop();
         }
+        let deadline = std::time::Instant::now() + SHUTDOWN_GRACE + Duration::from_secs(1);
+        while running > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match events_rx.recv_timeout(left) {
+                Ok(ServeEvent::LoopEnded(..)) => running -= 1,
+                Ok(ServeEvent::Signal(_)) => {}
+                Err(_) => break,
+            }
+        }
+        if running == 0 {
+            for t in threads {
+                let _ = t.join();
+            }
+        }
+        if let Some(stats) = stats_report::merge(&board.latest()) {
+            print_summary(&stats, &http_counters);
+        }
+        // The queues were closed with their loops: the kernel removes the (non-persistent)
+        // device with its last descriptor.
+        result
     }
-    if let Some(stats) = stats_report::merge(&board.latest()) {
-        print_summary(&stats, &http_counters);
-    }
-    // The queues were closed with their loops: the kernel removes the (non-persistent)
-    // device with its last descriptor.
-    result
 }

@@ -4,25 +4,21 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tunstack::link::arp::ArpConfig;
 use tunstack::link::ethernet::MacAddr;
 use tunstack::link::ethernet_layer::EthernetConfig;
+use tunstack::link::memory::{self, MemDevice};
+use tunstack::link::Medium;
 use tunstack::socket::{udp_echo_service, TcpListener, TcpStream, UdpSocket};
 use tunstack::stack::{self, StackConfig, StackHandle};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 8, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 8, 0, 2);
 
-fn start(
-    addr: Ipv4Addr,
-    mac: u8,
-    rx: mpsc::Receiver<Vec<u8>>,
-    tx: mpsc::Sender<Vec<u8>>,
-) -> StackHandle {
+fn start(addr: Ipv4Addr, mac: u8, mut device: MemDevice) -> StackHandle {
     let mut config = StackConfig::new(addr);
     config.seed = Some(u64::from(u32::from(addr)));
     config.ethernet = Some(EthernetConfig {
@@ -33,34 +29,14 @@ fn start(
         arp: ArpConfig::default(),
         addr6: None,
     });
-    stack::start(
-        move |buf: &mut [u8]| match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(p) => {
-                let n = p.len().min(buf.len());
-                buf[..n].copy_from_slice(&p[..n]);
-                Ok(n)
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(ErrorKind::TimedOut.into()),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(ErrorKind::BrokenPipe.into()),
-        },
-        move |p: &[u8]| {
-            let _ = tx.send(p.to_vec());
-            Ok(())
-        },
-        config,
-        None,
-    )
-    .expect("stack starts")
+    device.set_medium(Medium::Ethernet);
+    stack::start(device, config).expect("stack starts")
 }
 
 fn pair() -> (StackHandle, StackHandle) {
     let _ = env_logger::builder().is_test(true).try_init();
-    let (c2s_tx, c2s_rx) = mpsc::channel();
-    let (s2c_tx, s2c_rx) = mpsc::channel();
-    (
-        start(CLIENT, 1, s2c_rx, c2s_tx),
-        start(SERVER, 2, c2s_rx, s2c_tx),
-    )
+    let (c, s) = memory::pair().expect("memory link");
+    (start(CLIENT, 1, c), start(SERVER, 2, s))
 }
 
 #[test]

@@ -21,7 +21,11 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use tunstack::ip::{icmp, ipv4, Ipv4Packet};
-use tunstack::link::offload::{Offloads, PollDevice, RxMeta, TxMeta};
+use tunstack::link::offload::{Offloads, RxMeta, TxMeta};
+use tunstack::link::Device;
+
+/// The devices ignore the clock (no middleware): any instant will do.
+const T0: tunstack::time::Instant = tunstack::time::Instant::from_millis(0);
 use tunstack::link::{gso, TunOptions, TunQueue};
 use tunstack::tcp::segment::{Flags, Segment, TcpOptions};
 use tunstack::tcp::seq::SeqNum;
@@ -201,7 +205,7 @@ fn ping_scenario(dev: &str, net: u8, offload: bool, queues: usize) {
     // Nothing waiting yet is Ok(None), not an error.
     let mut buf = vec![0u8; qs[0].recv_buf_len()];
     for q in &mut qs {
-        while q.recv(&mut buf).expect("recv").is_some() {}
+        while q.recv(&mut buf, T0).expect("recv").is_some() {}
     }
 
     let mut poll = poll_queues(&qs);
@@ -226,7 +230,7 @@ fn ping_scenario(dev: &str, net: u8, offload: bool, queues: usize) {
             poll.poll(&mut events, Some(Duration::from_millis(50)))
                 .expect("poll");
             for (i, q) in qs.iter_mut().enumerate() {
-                while let Some((n, meta)) = q.recv(&mut buf).expect("recv") {
+                while let Some((n, meta)) = q.recv(&mut buf, T0).expect("recv") {
                     if answer_echo(q, &buf[..n], meta, stack) {
                         per_queue[i] += 1;
                     }
@@ -266,7 +270,7 @@ fn ping_scenario(dev: &str, net: u8, offload: bool, queues: usize) {
         poll.poll(&mut events, Some(Duration::from_millis(50)))
             .expect("poll");
         for q in &mut qs {
-            while let Some((n, _)) = q.recv(&mut small).expect("recv") {
+            while let Some((n, _)) = q.recv(&mut small, T0).expect("recv") {
                 assert!(n <= small.len());
                 cut |= n == small.len() && small[0] == 0x45;
             }
@@ -277,9 +281,9 @@ fn ping_scenario(dev: &str, net: u8, offload: bool, queues: usize) {
     // Deleting the interface detaches every queue: later reads and writes fail.
     tunstack::link::delete_link(dev).expect("delete link");
     for q in &mut qs {
-        let err = q.recv(&mut buf).expect_err("recv after delete");
+        let err = q.recv(&mut buf, T0).expect_err("recv after delete");
         assert_eq!(err.kind(), std::io::ErrorKind::NotConnected, "{err}");
-        assert!(q.send(&[0x45; 20], TxMeta::default()).is_err());
+        assert!(q.send(&[0x45; 20], TxMeta::default(), T0).is_err());
     }
 }
 
@@ -319,7 +323,7 @@ fn answer_echo(q: &mut TunQueue, packet: &[u8], meta: RxMeta, stack: Ipv4Addr) -
         return false;
     };
     let pkt = ipv4::emit(p.dst, p.src, ipv4::PROTO_ICMP, 64, p.id, &reply);
-    q.send(&pkt, TxMeta::default()).expect("send reply");
+    q.send(&pkt, TxMeta::default(), T0).expect("send reply");
     true
 }
 
@@ -389,7 +393,7 @@ fn tcp_scenario(dev: &str, net: u8, offload: bool) {
         assert!(Instant::now() < deadline, "TCP exchange did not finish");
         poll.poll(&mut events, Some(Duration::from_millis(20)))
             .expect("poll");
-        while let Some((n, meta)) = q.recv(&mut buf).expect("recv") {
+        while let Some((n, meta)) = q.recv(&mut buf, T0).expect("recv") {
             let packet = &buf[..n];
             let Ok(ip) = Ipv4Packet::parse(packet) else {
                 continue;
@@ -526,5 +530,5 @@ fn send_segment(q: &mut TunQueue, seg: &Segment, src: Ipv4Addr, dst: Ipv4Addr, m
         tcp[16..18].copy_from_slice(&partial.to_be_bytes());
     }
     let packet = ipv4::emit(src, dst, ipv4::PROTO_TCP, 64, 0, &tcp);
-    q.send(&packet, meta).expect("send segment");
+    q.send(&packet, meta, T0).expect("send segment");
 }

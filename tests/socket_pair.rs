@@ -4,62 +4,52 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
-use std::sync::mpsc;
+use std::os::fd::RawFd;
 use std::thread;
 use std::time::Duration;
 
+use tunstack::link::memory::{self, MemDevice};
+use tunstack::link::offload::{RxMeta, TxMeta};
+use tunstack::link::Device;
 use tunstack::socket::{TcpListener, TcpStream};
 use tunstack::stack::{self, StackConfig, StackHandle};
+use tunstack::time::Instant;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
 
-/// One direction of the wire: packets written by one stack are read by the other.
-fn wire() -> (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>) {
-    mpsc::channel()
-}
-
-fn start(addr: Ipv4Addr, rx: mpsc::Receiver<Vec<u8>>, tx: mpsc::Sender<Vec<u8>>) -> StackHandle {
-    start_with_delay(addr, rx, tx, Duration::ZERO)
-}
-
-/// Like [`start`], with a device whose every write takes `write_delay`.
-fn start_with_delay(
-    addr: Ipv4Addr,
-    rx: mpsc::Receiver<Vec<u8>>,
-    tx: mpsc::Sender<Vec<u8>>,
-    write_delay: Duration,
-) -> StackHandle {
+fn start<D: Device + 'static>(addr: Ipv4Addr, device: D) -> StackHandle {
     let mut config = StackConfig::new(addr);
     config.seed = Some(u64::from(u32::from(addr)));
-    stack::start(
-        move |buf: &mut [u8]| match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(p) => {
-                let n = p.len().min(buf.len());
-                buf[..n].copy_from_slice(&p[..n]);
-                Ok(n)
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(ErrorKind::TimedOut.into()),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(ErrorKind::BrokenPipe.into()),
-        },
-        move |p: &[u8]| {
-            thread::sleep(write_delay);
-            let _ = tx.send(p.to_vec());
-            Ok(())
-        },
-        config,
-        None,
-    )
-    .expect("stack starts")
+    stack::start(device, config).expect("stack starts")
+}
+
+/// Middleware for the tests: every write takes `delay` (a slow device).
+struct SlowWrites {
+    inner: MemDevice,
+    delay: Duration,
+}
+
+impl Device for SlowWrites {
+    fn recv(&mut self, buf: &mut [u8], now: Instant) -> std::io::Result<Option<(usize, RxMeta)>> {
+        self.inner.recv(buf, now)
+    }
+    fn send(&mut self, packet: &[u8], meta: TxMeta, now: Instant) -> std::io::Result<()> {
+        thread::sleep(self.delay);
+        self.inner.send(packet, meta, now)
+    }
+    fn raw_fd(&self) -> RawFd {
+        self.inner.raw_fd()
+    }
+    fn mtu(&self) -> usize {
+        self.inner.mtu()
+    }
 }
 
 fn pair() -> (StackHandle, StackHandle) {
     let _ = env_logger::builder().is_test(true).try_init();
-    let (c2s_tx, c2s_rx) = wire();
-    let (s2c_tx, s2c_rx) = wire();
-    let client = start(CLIENT, s2c_rx, c2s_tx);
-    let server = start(SERVER, c2s_rx, s2c_tx);
-    (client, server)
+    let (c, s) = memory::pair().expect("memory link");
+    (start(CLIENT, c), start(SERVER, s))
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -203,17 +193,13 @@ fn abortive_close_resets_the_peer() {
 #[test]
 fn shutdown_returns_after_the_resets_are_sent() {
     let _ = env_logger::builder().is_test(true).try_init();
-    let (c2s_tx, c2s_rx) = wire();
-    let (s2c_tx, s2c_rx) = wire();
-    let client = start(CLIENT, s2c_rx, c2s_tx);
-    // The server's writes pass through here, so the test sees what it sent.
-    let (seen_tx, seen_rx) = wire();
-    let server = start_with_delay(SERVER, c2s_rx, seen_tx, Duration::from_millis(50));
-    thread::spawn(move || {
-        for p in seen_rx {
-            let _ = s2c_tx.send(p);
-        }
-    });
+    let (c, s) = memory::pair().expect("memory link");
+    let client = start(CLIENT, c);
+    let slow = SlowWrites {
+        inner: s,
+        delay: Duration::from_millis(50),
+    };
+    let server = start(SERVER, slow);
     let listener = TcpListener::bind(&server, SocketAddrV4::new(SERVER, 7)).unwrap();
     let stream = TcpStream::connect(&client, SocketAddrV4::new(SERVER, 7)).unwrap();
     let (accepted, _) = listener.accept().unwrap();

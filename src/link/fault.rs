@@ -14,7 +14,11 @@
 //!
 //! The injector is sans-IO like the protocol core: `push(packet, now)`, then `pop(now)`
 //! until `None`, and [`FaultInjector::poll_at`] says when a held packet is next due, so
-//! the event loop (or a test in virtual time) knows when to come back.
+//! the runtime (or a test in virtual time) knows when to come back.
+//!
+//! [`FaultDevice`] puts one injector in each direction of any [`Device`]: it is middleware,
+//! as smoltcp's `phy::FaultInjector` is, and every runtime gets faults by being handed a
+//! wrapped device (`serve --loss` builds the chain in [`super::middleware`]).
 //!
 //! Probabilities are fractions in `0.0..=1.0` here; the command line takes percentages
 //! ([`parse_percent`]: `--loss 10` means 10 %).
@@ -26,6 +30,8 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::offload::{Offloads, RxMeta, TxMeta};
+use super::{gso, Device, Medium};
 use crate::time::Instant;
 
 /// The longest a reordered packet waits for a successor before it is released anyway.
@@ -247,20 +253,9 @@ impl FaultInjector {
             (a, b) => a.or(b),
         }
     }
-
-    /// Pushes every packet of `packets` at `now` and replaces them with what is due now
-    /// (the threaded runtime's hook: a few lines there, the logic here).
-    pub fn filter(&mut self, packets: &mut Vec<Vec<u8>>, now: Instant) {
-        for p in packets.drain(..) {
-            self.push(p, now);
-        }
-        while let Some(p) = self.pop(now) {
-            packets.push(p);
-        }
-    }
 }
 
-/// Fault injectors for both directions of a device, as the event loop uses them.
+/// Fault injectors for both directions of a device ([`FaultDevice`] holds one).
 #[derive(Debug)]
 pub struct Faults {
     /// Packets from the link to the stack.
@@ -291,6 +286,131 @@ impl Faults {
         let mut s = self.inbound.stats().clone();
         s.add(self.outbound.stats());
         s
+    }
+}
+
+/// Middleware: a [`Device`] whose packets meet a [`FaultInjector`] in each direction —
+/// between the wrapped device and the stack on the way in, between the stack and the
+/// device on the way out. Decisions are drawn from the seed, so a run is reproducible.
+///
+/// **It declines offloads.** Loss, duplication and corruption are about the packets a wire
+/// carries: one bit flipped in a 64 KiB super-segment would be one bad segment among
+/// forty-four, yet the stack would drop all of it, and a checksum the kernel vouched for or
+/// left partial would let a corrupted packet through. So [`Device::offloads`] reports none:
+/// the stack builds no super-segment and asks for no checksum offload, and `serve` opens
+/// the TUN without offloads when a fault injector is in the chain
+/// ([`super::middleware::Middleware::keeps_offloads`]). Should the wrapped device still
+/// hand up a super-segment or a checksum it did not verify, it is cut into the wire
+/// segments it stands for, with complete checksums ([`gso::wire_view`]), before the faults.
+#[derive(Debug)]
+pub struct FaultDevice<D> {
+    inner: D,
+    faults: Faults,
+    /// Receive buffer for the wrapped device (its size may exceed what the stack reads:
+    /// a super-segment before it is cut).
+    scratch: Vec<u8>,
+}
+
+impl<D: Device> FaultDevice<D> {
+    /// Wraps `inner`: `config` in both directions, with seeds derived from `seed`.
+    pub fn new(inner: D, config: FaultConfig, seed: u64) -> FaultDevice<D> {
+        let scratch = vec![0; inner.recv_buf_len()];
+        FaultDevice {
+            inner,
+            faults: Faults::new(config, seed),
+            scratch,
+        }
+    }
+
+    /// The wrapped device.
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    /// The injectors (their counters, what they hold).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Sends what the outbound injector releases at `now` to the wrapped device.
+    fn release_outbound(&mut self, now: Instant) {
+        while let Some(p) = self.faults.outbound.pop(now) {
+            if let Err(e) = self.inner.send(&p, TxMeta::default(), now) {
+                // A full device queue drops the packet like a congested link; TCP recovers.
+                log::debug!("link: device write failed: {e}");
+            }
+        }
+    }
+}
+
+impl<D: Device> Device for FaultDevice<D> {
+    fn recv(&mut self, buf: &mut [u8], now: Instant) -> std::io::Result<Option<(usize, RxMeta)>> {
+        loop {
+            if let Some(p) = self.faults.inbound.pop(now) {
+                let n = p.len().min(buf.len());
+                if let (Some(dst), Some(src)) = (buf.get_mut(..n), p.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
+                return Ok(Some((n, RxMeta::default())));
+            }
+            // Nothing due: take the next packet from the device (what the injector drops
+            // or holds back makes us read on, until the device is empty).
+            let Some((n, meta)) = self.inner.recv(&mut self.scratch, now)? else {
+                return Ok(None);
+            };
+            let packet = self.scratch.get(..n).unwrap_or_default();
+            let (medium, inbound) = (self.inner.medium(), &mut self.faults.inbound);
+            gso::wire_view(medium, packet, meta.gso_size, meta.csum_trusted, &mut |p| {
+                inbound.push(p.to_vec(), now)
+            });
+        }
+    }
+
+    fn send(&mut self, packet: &[u8], meta: TxMeta, now: Instant) -> std::io::Result<()> {
+        let (medium, outbound) = (self.inner.medium(), &mut self.faults.outbound);
+        // `meta` is the default: we accepted no offload. Cut anyway if it is not.
+        gso::wire_view(medium, packet, meta.gso_size, meta.csum_partial, &mut |p| {
+            outbound.push(p.to_vec(), now)
+        });
+        self.release_outbound(now);
+        Ok(())
+    }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.inner.raw_fd()
+    }
+
+    fn mtu(&self) -> usize {
+        self.inner.mtu()
+    }
+
+    /// None: see the type's documentation.
+    fn offloads(&self) -> Offloads {
+        Offloads::default()
+    }
+
+    fn medium(&self) -> Medium {
+        self.inner.medium()
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        [self.faults.poll_at(), self.inner.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn release(&mut self, now: Instant) -> std::io::Result<()> {
+        self.release_outbound(now);
+        self.inner.release(now)
+    }
+
+    fn fault_stats(&self) -> Option<FaultStats> {
+        let mut stats = self.faults.stats();
+        if let Some(below) = self.inner.fault_stats() {
+            stats.add(&below);
+        }
+        Some(stats)
     }
 }
 
@@ -468,7 +588,7 @@ mod tests {
     }
 
     #[test]
-    fn filter_and_both_directions() {
+    fn both_directions_have_their_own_injector() {
         let mut faults = Faults::new(
             FaultConfig {
                 loss: 0.5,
@@ -476,17 +596,149 @@ mod tests {
             },
             4,
         );
-        let mut batch: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i]).collect();
-        faults.inbound.filter(&mut batch, t(0));
+        for i in 0..100u8 {
+            faults.inbound.push(vec![i], t(0));
+            faults.outbound.push(vec![i], t(0));
+        }
+        let batch = drain(&mut faults.inbound, t(0));
         assert!(batch.len() < 80 && batch.len() > 20);
-        let mut out: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i]).collect();
-        faults.outbound.filter(&mut out, t(0));
+        let out = drain(&mut faults.outbound, t(0));
         assert_eq!(faults.stats().packets, 200);
         assert_eq!(
             faults.stats().dropped,
             200 - batch.len() as u64 - out.len() as u64
         );
         assert_eq!(faults.poll_at(), None);
+    }
+
+    /// The wrapper over an in-memory link: what it drops (both ways) is decided by the
+    /// seed alone, so the same seed drops the same packets.
+    #[test]
+    fn device_drops_deterministically_with_a_seed() {
+        use crate::link::memory::pair;
+        use crate::link::offload::TxMeta;
+        let cfg = FaultConfig {
+            loss: 0.3,
+            ..FaultConfig::default()
+        };
+        let run = |seed| {
+            let (ours, mut peer) = pair().unwrap();
+            let mut dev = FaultDevice::new(ours, cfg.clone(), seed);
+            assert_eq!(dev.offloads(), Offloads::default(), "declines offloads");
+            let mut buf = vec![0u8; dev.recv_buf_len()];
+            let (mut out, mut inb) = (Vec::new(), Vec::new());
+            for i in 0..100u8 {
+                dev.send(&[i], TxMeta::default(), t(0)).unwrap();
+                peer.send(&[i], TxMeta::default(), t(0)).unwrap();
+            }
+            while let Some((n, _)) = peer.recv(&mut buf, t(0)).unwrap() {
+                out.push(buf[..n].to_vec());
+            }
+            while let Some((n, _)) = dev.recv(&mut buf, t(0)).unwrap() {
+                inb.push(buf[..n].to_vec());
+            }
+            let stats = dev.fault_stats().unwrap();
+            assert_eq!(stats.packets, 200);
+            assert_eq!(stats.dropped, 200 - out.len() as u64 - inb.len() as u64);
+            (out, inb)
+        };
+        let (out, inb) = run(5);
+        assert!((50..95).contains(&out.len()), "{}", out.len());
+        assert!((50..95).contains(&inb.len()), "{}", inb.len());
+        assert_eq!(run(5), (out.clone(), inb), "same seed, same drops");
+        assert_ne!(run(6).0, out, "another seed, other drops");
+    }
+
+    /// Corruption through the wrapper flips one bit per packet, the same bits for the same
+    /// seed; a delayed packet comes out of `recv` only once due, and `poll_at` says when.
+    #[test]
+    fn device_corrupts_and_delays_deterministically() {
+        use crate::link::memory::pair;
+        use crate::link::offload::TxMeta;
+        let corrupting = FaultConfig {
+            corrupt: 1.0,
+            ..FaultConfig::default()
+        };
+        let run = |seed| {
+            let (ours, mut peer) = pair().unwrap();
+            let mut dev = FaultDevice::new(ours, corrupting.clone(), seed);
+            let mut buf = [0u8; 64];
+            let mut got = Vec::new();
+            for _ in 0..20 {
+                dev.send(&[0u8; 32], TxMeta::default(), t(0)).unwrap();
+                let (n, _) = peer.recv(&mut buf, t(0)).unwrap().unwrap();
+                let flipped: u32 = buf[..n].iter().map(|b| b.count_ones()).sum();
+                assert_eq!(flipped, 1, "exactly one bit flipped");
+                got.push(buf[..n].to_vec());
+            }
+            assert_eq!(dev.fault_stats().unwrap().corrupted, 20);
+            got
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
+
+        let delaying = FaultConfig {
+            delay: Duration::from_millis(40),
+            ..FaultConfig::default()
+        };
+        let (ours, mut peer) = pair().unwrap();
+        let mut dev = FaultDevice::new(ours, delaying, 1);
+        let mut buf = [0u8; 64];
+        peer.send(b"late in", TxMeta::default(), t(0)).unwrap();
+        dev.send(b"late out", TxMeta::default(), t(0)).unwrap();
+        // The inbound packet is taken from the link at 10 ms: due at 50 ms.
+        assert_eq!(dev.recv(&mut buf, t(10)).unwrap(), None, "held");
+        assert_eq!(peer.recv(&mut buf, t(10)).unwrap(), None, "held");
+        assert_eq!(dev.poll_at(), Some(t(40)));
+        dev.release(t(40)).unwrap();
+        assert_eq!(peer.recv(&mut buf, t(40)).unwrap().map(|(n, _)| n), Some(8));
+        assert_eq!(dev.poll_at(), Some(t(50)));
+        assert_eq!(dev.recv(&mut buf, t(49)).unwrap(), None);
+        assert_eq!(dev.recv(&mut buf, t(50)).unwrap().map(|(n, _)| n), Some(7));
+        assert_eq!(dev.poll_at(), None);
+    }
+
+    /// Wrapping composes, and the order decides what a capture shows: outside the fault
+    /// injector it records what the stack sent (every packet), inside it records the wire
+    /// (only what the injector let through).
+    #[test]
+    fn composition_order_decides_what_the_capture_sees() {
+        use crate::link::memory::pair;
+        use crate::link::offload::TxMeta;
+        use crate::link::pcap::{PcapDevice, PcapReader, PcapWriter};
+        let lossy = FaultConfig {
+            loss: 0.5,
+            ..FaultConfig::default()
+        };
+        let recorded = |bytes: &[u8]| PcapReader::new(bytes).unwrap().count();
+        // pcap(fault(link)): the capture sees the stack's side.
+        let (ours, mut peer) = pair().unwrap();
+        let capture = PcapWriter::new(Vec::new()).unwrap();
+        let mut outer = PcapDevice::new(FaultDevice::new(ours, lossy.clone(), 9), capture);
+        for i in 0..100u8 {
+            outer.send(&[i], TxMeta::default(), t(0)).unwrap();
+        }
+        let dropped = outer.fault_stats().unwrap().dropped;
+        assert!(dropped > 0);
+        let mut buf = [0u8; 8];
+        let mut crossed = 0;
+        while peer.recv(&mut buf, t(0)).unwrap().is_some() {
+            crossed += 1;
+        }
+        assert_eq!(crossed, 100 - dropped);
+        let (_, w) = outer.into_parts();
+        assert_eq!(recorded(w.lock().unwrap().get_ref()), 100);
+        // fault(pcap(link)): the capture sees the wire; same seed, same drops.
+        let (ours, _peer) = pair().unwrap();
+        let capture = PcapWriter::new(Vec::new()).unwrap();
+        let mut inner = FaultDevice::new(PcapDevice::new(ours, capture), lossy, 9);
+        for i in 0..100u8 {
+            inner.send(&[i], TxMeta::default(), t(0)).unwrap();
+        }
+        assert_eq!(inner.fault_stats().unwrap().dropped, dropped);
+        let FaultDevice { inner, .. } = inner;
+        let (_, w) = inner.into_parts();
+        assert_eq!(recorded(w.lock().unwrap().get_ref()) as u64, 100 - dropped);
     }
 
     #[test]

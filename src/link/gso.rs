@@ -253,6 +253,28 @@ pub fn view_ethernet(frame: &[u8], gso_size: u16, csum_partial: bool, out: &mut 
     });
 }
 
+/// What a capture shows of one packet that crossed a device of `medium` with offload
+/// metadata (`gso_size`, a checksum left partial or already trusted): a super-segment as the
+/// MSS-sized segments the wire between two ordinary hosts would carry, with complete
+/// checksums, so a capture reads the same with offloads on or off. Plain packets pass as
+/// they are, without a copy.
+pub fn wire_view(
+    medium: super::Medium,
+    packet: &[u8],
+    gso_size: u16,
+    csum: bool,
+    out: &mut dyn FnMut(&[u8]),
+) {
+    if gso_size == 0 && !csum {
+        out(packet);
+        return;
+    }
+    match medium {
+        super::Medium::Ethernet => view_ethernet(packet, gso_size, csum, out),
+        super::Medium::Ip => view(packet, gso_size, csum, out),
+    }
+}
+
 /// [`view`] for a packet we send with `meta`.
 pub fn tx_view(packet: &[u8], meta: TxMeta, out: &mut dyn FnMut(&[u8])) {
     view(packet, meta.gso_size, meta.csum_partial, out);

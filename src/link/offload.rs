@@ -54,41 +54,6 @@ pub struct Offloads {
 /// Largest IPv4 packet a super-segment may be (the IPv4 total-length field's limit).
 pub const MAX_SUPER_PACKET: usize = 65535;
 
-/// A device the single-threaded event loop drives: never blocks, can be waited on with
-/// epoll, and knows its offloads. The TUN device implements it; tests use in-memory ones.
-pub trait PollDevice: Send {
-    /// Receive one packet into `buf` (at least [`PollDevice::recv_buf_len`] bytes long).
-    /// `Ok(None)` when nothing is waiting. With `vnet_hdr` the header is already stripped
-    /// and decoded into the [`RxMeta`].
-    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<Option<(usize, RxMeta)>>;
-    /// Send one packet; with `vnet_hdr` the device writes the header `meta` describes.
-    /// A device without TSO never gets a non-default `meta`.
-    fn send(&mut self, packet: &[u8], meta: TxMeta) -> std::io::Result<()>;
-    /// Send one packet made of `head` (link and IP headers, and the whole TCP header when
-    /// `meta` asks for an offload) followed by `tail`, without first copying them
-    /// together. This default copies; a device that can gather (`writev`) overrides it.
-    fn send_gather(&mut self, head: &[u8], tail: [&[u8]; 2], meta: TxMeta) -> std::io::Result<()> {
-        if tail.iter().all(|t| t.is_empty()) {
-            return self.send(head, meta);
-        }
-        self.send(&joined(head, tail), meta)
-    }
-    /// The file descriptor to wait on for readability.
-    fn raw_fd(&self) -> std::os::fd::RawFd;
-    /// What the device accepted when it was opened.
-    fn offloads(&self) -> Offloads;
-    /// The link MTU.
-    fn mtu(&self) -> usize;
-    /// How large a receive buffer must be: the MTU, or 64 KiB and headers with `rx_tso4`.
-    fn recv_buf_len(&self) -> usize {
-        if self.offloads().rx_tso4 {
-            MAX_SUPER_PACKET + 64
-        } else {
-            self.mtu() + 64
-        }
-    }
-}
-
 /// The packet a gathered send describes, as one contiguous copy.
 pub fn joined(head: &[u8], tail: [&[u8]; 2]) -> Vec<u8> {
     let mut packet = Vec::with_capacity(head.len() + tail[0].len() + tail[1].len());

@@ -16,9 +16,12 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::Device;
+use super::offload::{Offloads, RxMeta, TxMeta};
+use super::{gso, Device, Medium};
+use crate::time::Instant;
 
 /// Magic number of a microsecond-resolution pcap file.
 pub const MAGIC: u32 = 0xa1b2_c3d4;
@@ -106,19 +109,39 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
-/// A middleware [`Device`] that records every packet received from and sent to the wrapped
-/// device into a pcap stream (as smoltcp's `PcapWriter` device does), timestamped with the
-/// wall clock. Capture write errors are logged and do not disturb the traffic.
+/// One capture file shared by several devices (the queues of a multi-queue TUN): each
+/// record is written whole under the lock, so records of different queues never mix.
+pub type SharedPcap<W> = Arc<Mutex<PcapWriter<W>>>;
+
+/// Middleware: a [`Device`] that records every packet received from and sent to the wrapped
+/// device into a pcap stream (as smoltcp's `phy::PcapWriter` device does), timestamped with
+/// the wall clock, and flushed after each packet so that the file can be read while the
+/// stack runs. Capture write errors are logged once, counted, and do not disturb traffic.
+///
+/// **It keeps offloads.** A capture only looks: the device below keeps whatever offloads it
+/// accepted, and a super-segment is recorded as the MSS-sized segments it stands for, with
+/// complete checksums ([`gso::wire_view`]) — what a capture on an ordinary wire shows, the
+/// same with offloads on or off.
+///
+/// Where it sits in a chain decides what it sees: outside a fault injector
+/// (`PcapDevice<FaultDevice<D>>`) it records what the stack sends and receives; inside
+/// (`FaultDevice<PcapDevice<D>>`, what `serve` builds) it records the wire, with the losses
+/// missing and the corruptions in place.
 #[derive(Debug)]
 pub struct PcapDevice<D, W: Write> {
     inner: D,
-    writer: PcapWriter<W>,
+    writer: SharedPcap<W>,
     write_errors: u64,
 }
 
 impl<D: Device, W: Write + Send> PcapDevice<D, W> {
     /// Wraps `inner`, capturing into `writer`.
     pub fn new(inner: D, writer: PcapWriter<W>) -> Self {
+        Self::shared(inner, Arc::new(Mutex::new(writer)))
+    }
+
+    /// Wraps `inner`, capturing into a writer other devices may share.
+    pub fn shared(inner: D, writer: SharedPcap<W>) -> Self {
         PcapDevice {
             inner,
             writer,
@@ -126,23 +149,32 @@ impl<D: Device, W: Write + Send> PcapDevice<D, W> {
         }
     }
 
-    /// Flushes the capture.
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
-    }
-
     /// How many packets could not be written to the capture.
     pub fn write_errors(&self) -> u64 {
         self.write_errors
     }
 
+    /// The wrapped device.
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
     /// Returns the wrapped device and the capture writer.
-    pub fn into_parts(self) -> (D, PcapWriter<W>) {
+    pub fn into_parts(self) -> (D, SharedPcap<W>) {
         (self.inner, self.writer)
     }
 
-    fn record(&mut self, pkt: &[u8]) {
-        if let Err(e) = self.writer.write_packet(SystemTime::now(), pkt) {
+    /// Records one packet as the wire carries it (`gso_size`, `csum`: its offload metadata).
+    fn record(&mut self, packet: &[u8], gso_size: u16, csum: bool) {
+        let now = SystemTime::now();
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut result = Ok(());
+        gso::wire_view(self.inner.medium(), packet, gso_size, csum, &mut |p| {
+            if result.is_ok() {
+                result = writer.write_packet(now, p);
+            }
+        });
+        if let Err(e) = result.and_then(|()| writer.flush()) {
             // Warn once; a full disk must not flood the log or stop the stack.
             if self.write_errors == 0 {
                 log::warn!("pcap capture failed, further errors are only counted: {e}");
@@ -153,21 +185,57 @@ impl<D: Device, W: Write + Send> PcapDevice<D, W> {
 }
 
 impl<D: Device, W: Write + Send> Device for PcapDevice<D, W> {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.recv(buf)?;
-        self.record(buf.get(..n).unwrap_or_default());
-        Ok(n)
+    fn recv(&mut self, buf: &mut [u8], now: Instant) -> io::Result<Option<(usize, RxMeta)>> {
+        let got = self.inner.recv(buf, now)?;
+        if let Some((n, meta)) = got {
+            self.record(
+                buf.get(..n).unwrap_or_default(),
+                meta.gso_size,
+                meta.csum_trusted,
+            );
+        }
+        Ok(got)
     }
 
-    fn send(&mut self, packet: &[u8]) -> io::Result<()> {
-        self.inner.send(packet)?;
+    fn send(&mut self, packet: &[u8], meta: TxMeta, now: Instant) -> io::Result<()> {
+        self.inner.send(packet, meta, now)?;
         // Recorded only once the device took it, like a capture on the interface.
-        self.record(packet);
+        self.record(packet, meta.gso_size, meta.csum_partial);
         Ok(())
+    }
+
+    // send_gather: the default joins the pieces, as the capture needs the packet whole.
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.inner.raw_fd()
     }
 
     fn mtu(&self) -> usize {
         self.inner.mtu()
+    }
+
+    fn offloads(&self) -> Offloads {
+        self.inner.offloads()
+    }
+
+    fn medium(&self) -> Medium {
+        self.inner.medium()
+    }
+
+    fn recv_buf_len(&self) -> usize {
+        self.inner.recv_buf_len()
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        self.inner.poll_at()
+    }
+
+    fn release(&mut self, now: Instant) -> io::Result<()> {
+        self.inner.release(now)
+    }
+
+    fn fault_stats(&self) -> Option<super::fault::FaultStats> {
+        self.inner.fault_stats()
     }
 }
 
@@ -473,27 +541,106 @@ mod tests {
         assert_eq!(bytes.len(), 24 + 16 + SNAPLEN as usize);
     }
 
+    const T0: Instant = Instant::from_millis(0);
+
+    /// The records of a capture written to memory: (original length, bytes).
+    fn records(writer: SharedPcap<Vec<u8>>) -> Vec<Vec<u8>> {
+        let bytes = writer.lock().unwrap().get_ref().clone();
+        PcapReader::new(&bytes)
+            .unwrap()
+            .map(|r| r.unwrap().data.to_vec())
+            .collect()
+    }
+
     #[test]
     fn pcap_device_records_both_directions() {
-        let (a, mut b) = crate::link::memory::pair();
+        let (a, mut b) = crate::link::memory::pair().unwrap();
         let mut dev = PcapDevice::new(a, PcapWriter::new(Vec::new()).unwrap());
         assert_eq!(dev.mtu(), 1500);
-        dev.send(b"out").unwrap();
-        b.send(b"in!!").unwrap();
+        dev.send(b"out", TxMeta::default(), T0).unwrap();
+        b.send(b"in!!", TxMeta::default(), T0).unwrap();
         let mut buf = [0u8; 16];
-        assert_eq!(dev.recv(&mut buf).unwrap(), 4);
-        assert_eq!(
-            dev.recv(&mut buf).unwrap_err().kind(),
-            io::ErrorKind::TimedOut
-        );
-        dev.flush().unwrap();
+        assert_eq!(dev.recv(&mut buf, T0).unwrap().map(|(n, _)| n), Some(4));
+        assert_eq!(dev.recv(&mut buf, T0).unwrap(), None);
+        // The packet sent did cross.
+        assert_eq!(b.recv(&mut buf, T0).unwrap().map(|(n, _)| n), Some(3));
         assert_eq!(dev.write_errors(), 0);
         let (_a, w) = dev.into_parts();
-        let bytes = w.into_inner();
-        assert_eq!(bytes.len(), 24 + 16 + 3 + 16 + 4);
-        assert_eq!(&bytes[24 + 8..24 + 12], &3u32.to_le_bytes());
-        assert_eq!(&bytes[40..43], b"out");
-        assert_eq!(&bytes[43 + 16..], b"in!!");
+        assert_eq!(records(w), vec![b"out".to_vec(), b"in!!".to_vec()]);
+    }
+
+    /// A packet the device refuses (here: over the MTU) is not recorded: the capture shows
+    /// what crossed, not what was attempted.
+    #[test]
+    fn refused_packets_are_not_recorded() {
+        let (mut a, _b) = crate::link::memory::pair().unwrap();
+        a.set_mtu(4);
+        let mut dev = PcapDevice::new(a, PcapWriter::new(Vec::new()).unwrap());
+        assert!(dev.send(b"too long", TxMeta::default(), T0).is_err());
+        dev.send(b"ok", TxMeta::default(), T0).unwrap();
+        let (_a, w) = dev.into_parts();
+        assert_eq!(records(w), vec![b"ok".to_vec()]);
+    }
+
+    /// Several devices (the queues of one TUN) share one capture, records whole.
+    #[test]
+    fn devices_share_one_capture() {
+        let shared = Arc::new(Mutex::new(PcapWriter::new(Vec::new()).unwrap()));
+        let (q0, _p0) = crate::link::memory::pair().unwrap();
+        let (q1, _p1) = crate::link::memory::pair().unwrap();
+        let mut d0 = PcapDevice::shared(q0, shared.clone());
+        let mut d1 = PcapDevice::shared(q1, shared.clone());
+        d0.send(b"q0", TxMeta::default(), T0).unwrap();
+        d1.send(b"q1", TxMeta::default(), T0).unwrap();
+        d0.send(b"q0 again", TxMeta::default(), T0).unwrap();
+        assert_eq!(
+            records(shared),
+            vec![b"q0".to_vec(), b"q1".to_vec(), b"q0 again".to_vec()]
+        );
+    }
+
+    /// A super-segment is recorded as the wire segments it stands for, with checksums.
+    #[test]
+    fn super_segments_are_recorded_as_wire_segments() {
+        use crate::tcp::Segment;
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
+        let seg = Segment {
+            src_port: 80,
+            dst_port: 40000,
+            payload: vec![7; 3000],
+            ..Segment::default()
+        };
+        let packet = emit(
+            src,
+            dst,
+            crate::ip::ipv4::PROTO_TCP,
+            64,
+            1,
+            &seg.emit(src, dst),
+        );
+        let (a, mut b) = crate::link::memory::pair().unwrap();
+        let mut a = a;
+        a.set_mtu(65535);
+        let mut dev = PcapDevice::new(a, PcapWriter::new(Vec::new()).unwrap());
+        let meta = TxMeta {
+            gso_size: 1000,
+            csum_partial: false,
+        };
+        dev.send(&packet, meta, T0).unwrap();
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(
+            b.recv(&mut buf, T0).unwrap().map(|(n, _)| n),
+            Some(packet.len()),
+            "the device got the super-segment whole"
+        );
+        let (_a, w) = dev.into_parts();
+        let pieces = records(w);
+        assert_eq!(pieces.len(), 3, "3000 bytes in 1000-byte segments");
+        for p in &pieces {
+            let ip = crate::ip::ipv4::Ipv4Packet::parse(p).unwrap();
+            let tcp = Segment::parse(ip.src, ip.dst, ip.payload).unwrap();
+            assert_eq!(tcp.payload.len(), 1000);
+        }
     }
 
     /// A writer that always fails, standing in for a full disk.
@@ -510,13 +657,13 @@ mod tests {
     #[test]
     fn capture_errors_do_not_disturb_traffic() {
         assert!(PcapWriter::new(Failing).is_err());
-        let (a, mut b) = crate::link::memory::pair();
+        let (a, mut b) = crate::link::memory::pair().unwrap();
         let writer = PcapWriter { out: Failing };
         let mut dev = PcapDevice::new(a, writer);
-        dev.send(b"x").unwrap();
-        dev.send(b"y").unwrap();
+        dev.send(b"x", TxMeta::default(), T0).unwrap();
+        dev.send(b"y", TxMeta::default(), T0).unwrap();
         assert_eq!(dev.write_errors(), 2);
-        assert_eq!(b.recv(&mut [0u8; 4]).unwrap(), 1);
+        assert_eq!(b.recv(&mut [0u8; 4], T0).unwrap().map(|(n, _)| n), Some(1));
     }
 
     /// Reads the file back with tshark (Wireshark's CLI) when it is installed.

@@ -14,11 +14,12 @@
 //! i.e. when the last of [`TunDevice`], [`TunReader`] and [`TunWriter`] is dropped, or when
 //! the process exits, even by a crash. Nothing has to be cleaned up by hand.
 //!
-//! **Blocking.** tun-tap offers no read timeout, so reads block. The intended design is
-//! [`TunDevice::split`]: a dedicated reader thread blocks in [`TunReader::recv`] and forwards
-//! packets to the threaded runtime's stack thread, which writes through [`TunWriter`]. To wake a reader
+//! **Blocking.** tun-tap offers no read timeout, so reads block. This handle is for programs
+//! built from blocking threads — the `tunstack-wan` forwarder: [`TunDevice::split`] gives a
+//! reader thread that blocks in [`TunReader::recv`] and a [`TunWriter`]. To wake a reader
 //! that is blocked for good, [`TunWriter::delete_link`] removes the interface; the kernel then
-//! fails the pending read, and the thread can exit.
+//! fails the pending read, and the thread can exit. The stack's runtimes drive the
+//! non-blocking [`super::TunQueue`] instead, through the [`super::Device`] trait.
 //!
 //! Creating a TUN needs `CAP_NET_ADMIN` (root, or `setcap cap_net_admin=eip` on the binary).
 
@@ -30,8 +31,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tun_tap::{Iface, Mode};
-
-use super::Device;
 
 /// The clone device the kernel provides for creating TUN/TAP interfaces.
 pub const TUN_PATH: &str = "/dev/net/tun";
@@ -97,9 +96,8 @@ impl Shared {
 
 /// An open TUN interface (layer 3: bare IP packets, no Ethernet header).
 ///
-/// Implements [`Device`] with a *blocking* `recv` (no timeout). For an event loop, prefer
-/// [`TunDevice::split`] and a reader thread. Dropping it (and its halves) removes the
-/// interface.
+/// Reads block (no timeout): use [`TunDevice::split`] and a reader thread. Dropping it (and
+/// its halves) removes the interface.
 #[derive(Debug)]
 pub struct TunDevice {
     shared: Arc<Shared>,
@@ -160,6 +158,11 @@ impl TunDevice {
         self.shared.name()
     }
 
+    /// The MTU set by [`TunDevice::configure`].
+    pub fn mtu(&self) -> usize {
+        self.shared.mtu()
+    }
+
     /// Configures the kernel's side of the link: assigns `host_cidr` (e.g. `"10.0.0.1/24"`,
     /// the address the *kernel* uses on this link; our stack then answers as another address
     /// of that subnet), sets the MTU and brings the interface up. Runs
@@ -192,21 +195,6 @@ impl TunDevice {
                 shared: self.shared,
             },
         )
-    }
-}
-
-impl Device for TunDevice {
-    /// Blocks until the kernel routes a packet to the interface (tun-tap has no timeout).
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.shared.recv(buf)
-    }
-
-    fn send(&mut self, packet: &[u8]) -> io::Result<()> {
-        self.shared.send(packet)
-    }
-
-    fn mtu(&self) -> usize {
-        self.shared.mtu()
     }
 }
 
@@ -414,11 +402,6 @@ mod tests {
         assert_send::<TunDevice>();
         assert_send::<TunReader>();
         assert_send::<TunWriter>();
-        // A TunDevice can be handed to the stack as a boxed Device.
-        fn boxed(d: TunDevice) -> Box<dyn Device> {
-            Box::new(d)
-        }
-        let _ = boxed;
     }
 
     #[test]

@@ -41,8 +41,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::gso;
-use super::offload::{Offloads, PollDevice, RxMeta, TxMeta};
+use super::offload::{Offloads, RxMeta, TxMeta};
 use super::tun::{check_tun_path, open_error, validate_name, DEFAULT_MTU, EFAULT, TUN_PATH};
+use super::{Device, Medium};
+use crate::time::Instant;
 
 pub use super::tun::{configure_link, delete_link};
 
@@ -107,14 +109,14 @@ pub struct TunQueueStats {
     pub short_reads: u64,
     /// Reads that claimed more bytes than the buffer holds, dropped rather than trusted.
     /// (Linux cuts a packet longer than the buffer to the buffer's length and reports that:
-    /// size buffers with [`PollDevice::recv_buf_len`].)
+    /// size buffers with [`Device::recv_buf_len`].)
     pub truncated: u64,
     /// Packets that asked for TSO or checksum offload on a queue without it, and were cut or
     /// checksummed in software instead.
     pub soft_segmented: u64,
 }
 
-/// One queue of a TUN/TAP device: a non-blocking descriptor that implements [`PollDevice`].
+/// One queue of a TUN/TAP device: a non-blocking descriptor that implements [`Device`].
 #[derive(Debug)]
 pub struct TunQueue {
     file: File,
@@ -391,6 +393,19 @@ impl TunQueue {
         Ok(queues)
     }
 
+    /// Opens the plain TUN `name` with one queue and no offloads: what the threaded runtime
+    /// ([`crate::stack::start`]) takes. See [`TunQueue::open_queues`].
+    pub fn open(name: &str) -> io::Result<TunQueue> {
+        let opts = TunOptions {
+            tap: false,
+            offload: false,
+            queues: 1,
+        };
+        Self::open_queues(name, &opts)?
+            .pop()
+            .ok_or_else(|| io::Error::other("no queue opened"))
+    }
+
     /// The first queue, with the offloads negotiated (or given up).
     fn open_first(
         name: &str,
@@ -437,7 +452,7 @@ impl TunQueue {
         Ok(())
     }
 
-    /// Sets the MTU [`PollDevice::mtu`] reports (for all queues of the same open), e.g.
+    /// Sets the MTU [`Device::mtu`] reports (for all queues of the same open), e.g.
     /// after the free function [`configure_link`] changed it.
     pub fn set_mtu(&self, mtu: usize) {
         self.mtu.store(mtu, Ordering::Relaxed);
@@ -539,11 +554,11 @@ fn read_sys_mtu(name: &str) -> io::Result<usize> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("MTU {text:?}: {e}")))
 }
 
-impl PollDevice for TunQueue {
+impl Device for TunQueue {
     /// One packet, or `Ok(None)` when none is waiting. With the virtio header, it is read
     /// with one `readv` (header into a local, packet straight into `buf`: no copy) and
     /// decoded; packets with a GSO type we never asked for are counted and skipped.
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<(usize, RxMeta)>> {
+    fn recv(&mut self, buf: &mut [u8], _now: Instant) -> io::Result<Option<(usize, RxMeta)>> {
         loop {
             if !self.offloads.vnet_hdr {
                 let n = match self.file.read(buf) {
@@ -595,7 +610,7 @@ impl PollDevice for TunQueue {
 
     /// One packet in one `writev`: the virtio header `meta` describes, then the packet, with
     /// no copy. A super-segment on a queue without TSO is cut in software.
-    fn send(&mut self, packet: &[u8], meta: TxMeta) -> io::Result<()> {
+    fn send(&mut self, packet: &[u8], meta: TxMeta, _now: Instant) -> io::Result<()> {
         let offloaded = meta != TxMeta::default();
         if !self.offloads.vnet_hdr {
             if offloaded {
@@ -613,7 +628,13 @@ impl PollDevice for TunQueue {
         }
     }
 
-    fn send_gather(&mut self, head: &[u8], tail: [&[u8]; 2], meta: TxMeta) -> io::Result<()> {
+    fn send_gather(
+        &mut self,
+        head: &[u8],
+        tail: [&[u8]; 2],
+        meta: TxMeta,
+        now: Instant,
+    ) -> io::Result<()> {
         let l2_len = if self.tap { ETH_HEADER_LEN } else { 0 };
         // The header is built from `head` alone, which holds the whole TCP header (the
         // contract of `send_gather`); anything the plain path would have to cut or complete
@@ -626,7 +647,7 @@ impl PollDevice for TunQueue {
         };
         match hdr {
             Some(hdr) => self.write_parts(&[&hdr.encode(), head, tail[0], tail[1]]),
-            None => self.send(&super::offload::joined(head, tail), meta),
+            None => self.send(&super::offload::joined(head, tail), meta, now),
         }
     }
 
@@ -638,6 +659,14 @@ impl PollDevice for TunQueue {
         self.offloads
     }
 
+    fn medium(&self) -> Medium {
+        if self.tap {
+            Medium::Ethernet
+        } else {
+            Medium::Ip
+        }
+    }
+
     fn mtu(&self) -> usize {
         self.mtu.load(Ordering::Relaxed)
     }
@@ -646,6 +675,8 @@ impl PollDevice for TunQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const T0: Instant = Instant::from_millis(0);
     use crate::ip::ipv4;
     use std::net::Ipv4Addr;
 
@@ -839,7 +870,7 @@ mod tests {
         };
         let mut q = file_queue(&path, all);
         let p = super_segment(2500);
-        q.send(&p, TSO).unwrap();
+        q.send(&p, TSO, T0).unwrap();
         let written = std::fs::read(&path).unwrap();
         let _ = std::fs::remove_file(&path);
         let (hdr, packet) = written.split_at(VNET_HDR_LEN);
@@ -868,7 +899,7 @@ mod tests {
         ] {
             let path = temp_path(tag);
             let mut q = file_queue(&path, offloads);
-            q.send(&super_segment(2500), TSO).unwrap();
+            q.send(&super_segment(2500), TSO, T0).unwrap();
             let written = std::fs::read(&path).unwrap();
             let _ = std::fs::remove_file(&path);
             // The writes, back to back: [header] packet, [header] packet, ...
@@ -896,7 +927,7 @@ mod tests {
                 1,
                 &[0, 0, 0xff, 0xff],
             );
-            let err = q.send(&icmp, TSO).unwrap_err();
+            let err = q.send(&icmp, TSO, T0).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{tag}");
         }
     }
@@ -924,7 +955,7 @@ mod tests {
         q.file.write_all(&p).unwrap();
         std::io::Seek::rewind(&mut q.file).unwrap();
         let mut buf = vec![0u8; q.recv_buf_len()];
-        let (n, meta) = q.recv(&mut buf).unwrap().unwrap();
+        let (n, meta) = q.recv(&mut buf, T0).unwrap().unwrap();
         assert_eq!(
             &buf[..n],
             &p[..],
@@ -948,14 +979,14 @@ mod tests {
         q.file.write_all(&v6.encode()).unwrap();
         q.file.write_all(&p).unwrap();
         std::io::Seek::rewind(&mut q.file).unwrap();
-        assert_eq!(q.recv(&mut buf).unwrap(), None);
+        assert_eq!(q.recv(&mut buf, T0).unwrap(), None);
         assert_eq!(q.stats().unknown_gso, 1);
 
         // Fewer bytes than a header: dropped and counted.
         let mut q = file_queue(&path, all);
         q.file.write_all(&[1, 2, 3]).unwrap();
         std::io::Seek::rewind(&mut q.file).unwrap();
-        assert_eq!(q.recv(&mut buf).unwrap(), None);
+        assert_eq!(q.recv(&mut buf, T0).unwrap(), None);
         assert_eq!(q.stats().short_reads, 1);
         let _ = std::fs::remove_file(&path);
     }

@@ -5,7 +5,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use super::*;
-use crate::link::memory::MemPollDevice;
+use crate::link::memory::MemDevice;
 use crate::socket::UdpEcho;
 use crate::stack::evloop::tests::{memory_loop, read_available, Client, CLIENT, SERVER};
 use crate::stack::evloop::EventLoop;
@@ -138,7 +138,7 @@ impl App for Probe {
 }
 
 /// A loop listening on port 80 with a [`Probe`], and its client.
-fn setup() -> (EventLoop<MemPollDevice>, Probe, Client) {
+fn setup() -> (EventLoop<MemDevice>, Probe, Client) {
     let (mut ev, client) = memory_loop(11);
     let listener = ev.listen(SocketAddrV4::new(SERVER, 80), 8).expect("listen");
     let probe = Probe {
@@ -150,7 +150,7 @@ fn setup() -> (EventLoop<MemPollDevice>, Probe, Client) {
 
 /// Run server rounds and client exchanges until `done` holds (bounded by the client).
 fn pump<A: App>(
-    ev: &mut EventLoop<MemPollDevice>,
+    ev: &mut EventLoop<MemDevice>,
     app: &mut A,
     client: &mut Client,
     mut done: impl FnMut(&mut A, &mut Interface, Instant) -> bool,
@@ -162,7 +162,7 @@ fn pump<A: App>(
 }
 
 /// Set up, connect from port `port` and wait until the server accepted.
-fn accepted(port: u16) -> (EventLoop<MemPollDevice>, Probe, Client, crate::tcp::ConnId) {
+fn accepted(port: u16) -> (EventLoop<MemDevice>, Probe, Client, crate::tcp::ConnId) {
     let (mut ev, mut probe, mut client) = setup();
     let id = client.start_connect(port, 80);
     pump(&mut ev, &mut probe, &mut client, |p, iface, _| {
@@ -173,7 +173,7 @@ fn accepted(port: u16) -> (EventLoop<MemPollDevice>, Probe, Client, crate::tcp::
 
 /// The client sends `data` on `id`; rounds run until the probe (reading) has that much.
 fn client_sends(
-    ev: &mut EventLoop<MemPollDevice>,
+    ev: &mut EventLoop<MemDevice>,
     probe: &mut Probe,
     client: &mut Client,
     id: crate::tcp::ConnId,

@@ -2,25 +2,30 @@
 //! runs the application on the sockets that became ready, with no lock and no hand-off.
 //!
 //! ```text
-//!  ┌───────────────────────── one thread, one round ───────────────────────────────┐
-//!  │ epoll_wait(device fd, waker; timeout = min(stack timers, fault timer, app))   │
-//!  │ drain the device, non-blocking, at most MAX_BATCH packets                     │
-//!  │    hook(In) → faults.inbound → [EthernetLayer] → Interface::handle_packet      │
+//!  ┌────────────────────────── one thread, one round ───────────────────────────────┐
+//!  │ epoll_wait(device fd, waker; timeout = min(stack timers, device.poll_at, app)) │
+//!  │ drain the device, non-blocking, at most MAX_BATCH packets                      │
+//!  │    device.recv → [EthernetLayer] → Interface::handle_packet                    │
 //!  │ Interface::handle_timeout (and the Ethernet layer's) when due                  │
-//!  │ transmit what that produced (handshake replies, the ACK of a FIN)             │
-//!  │ App::poll(woken connections and listeners) — reads, writes, accepts, closes  │
-//!  │ Interface::poll_transmit_into (reused buffer) → [EthernetLayer]               │
-//!  │    → faults.outbound → hook(Out) → device.send                                 │
+//!  │ transmit what that produced (handshake replies, the ACK of a FIN)              │
+//!  │ App::poll(woken connections and listeners) — reads, writes, accepts, closes    │
+//!  │ Interface::poll_transmit_into (reused buffer) → [EthernetLayer]                │
+//!  │    → device.send (gathered), device.release                                    │
 //!  └────────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Compared with the threaded runtime ([`super::start`]: a reader thread, a stack thread
-//! and a thread per connection meeting at a mutex and condition variables), a request here
+//! Compared with the threaded runtime ([`super::start`]: a stack thread and a thread per
+//! connection meeting at a mutex and condition variables), a request here
 //! costs no context switch: the packet that carries it is parsed, the handler runs and the
 //! response segment is built in the same round, the way smoltcp's examples and
 //! single-threaded epoll servers work. Several loops, each with its own device queue and
 //! its own [`Interface`], scale across cores (`IFF_MULTI_QUEUE`): the kernel keeps a flow
 //! on the queue we answer it on, so nothing is shared on the packet path.
+//!
+//! The device is any [`Device`]: a TUN queue, an in-memory link, or either wrapped in
+//! middleware (fault injection, capture: [`crate::link::middleware`]), which the loop
+//! neither knows nor pays for when there is none — `EventLoop<TunQueue>` calls the TUN
+//! directly. The timeout includes [`Device::poll_at`], when middleware holds packets.
 //!
 //! Other threads talk to a loop only through a [`LoopHandle`] (an atomic flag and an
 //! epoll waker): to stop it gracefully or to ask it for a statistics snapshot, which it
@@ -35,11 +40,12 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 pub use super::round::snapshot;
-use super::round::{self, capture_view, deliver, emit_tcp, trace_packet};
-use super::{Direction, Interface, PacketHook, StackConfig, StackStats};
+use super::round::{self, deliver, emit_tcp, trace_packet};
+use super::{Direction, Interface, StackConfig, StackStats};
 use crate::link::ethernet_layer::EthernetLayer;
-use crate::link::fault::Faults;
-use crate::link::offload::{self, PollDevice, RxMeta, TxMeta};
+use crate::link::fault::FaultStats;
+use crate::link::offload::{self, TxMeta};
+use crate::link::Device;
 use crate::socket::ready::{SocketError, TcpListener, UdpSocket};
 use crate::tcp::{ConnId, ListenerId};
 use crate::time::{Clock, Instant};
@@ -89,7 +95,7 @@ pub struct Context<'a> {
 
 struct StatsSource<'a> {
     link: Option<&'a EthernetLayer>,
-    faults: Option<&'a Faults>,
+    faults: Option<FaultStats>,
     board: Option<&'a StatsBoard>,
     queue: usize,
 }
@@ -126,7 +132,7 @@ impl Context<'_> {
         if let Some(board) = self.stats.board {
             board.publish(
                 self.stats.queue,
-                snapshot(self.iface, self.stats.link, self.stats.faults),
+                snapshot(self.iface, self.stats.link, self.stats.faults.clone()),
             );
         }
     }
@@ -264,57 +270,20 @@ impl LoopHandle {
     }
 }
 
-/// The device side of the loop: device, fault injection and capture hook, in the order a
-/// packet crosses them.
+/// The device side of the loop: the device (with whatever middleware wraps it) and the
+/// per-packet trace.
 struct Wire<D> {
     device: D,
-    faults: Option<Faults>,
-    hook: Option<PacketHook>,
-    /// The device carries Ethernet frames (TAP): the capture view cuts the IP packet
-    /// inside the frame.
+    /// The device carries Ethernet frames (TAP): the trace cuts the IP packet inside the
+    /// frame.
     tap: bool,
     /// `--trace`/`--step`: every packet that crosses the device is shown.
     tracer: Option<Tracer>,
 }
 
-impl<D: PollDevice> Wire<D> {
-    /// Put one packet (a frame in TAP mode) on the link: through the outbound fault
-    /// injector if there is one, then the hook, then the device.
+impl<D: Device> Wire<D> {
+    /// Put one packet (a frame in TAP mode) on the link.
     fn send(&mut self, packet: &[u8], meta: TxMeta, now: Instant) {
-        match self.faults.as_mut() {
-            Some(f) => {
-                f.outbound.push(packet.to_vec(), now);
-                self.release_outbound(now);
-            }
-            None => self.write(packet, meta),
-        }
-    }
-
-    /// Like [`Wire::send`] for a packet in pieces (`head`, then `tail`): straight to the
-    /// device's gathered write when nothing on the way needs it whole (no fault injector,
-    /// no capture hook); otherwise joined into one copy first.
-    fn send_gather(&mut self, head: &[u8], tail: [&[u8]; 2], meta: TxMeta, now: Instant) {
-        if tail.iter().all(|t| t.is_empty()) {
-            return self.send(head, meta, now);
-        }
-        if self.faults.is_some() || self.hook.is_some() || self.tracer.is_some() {
-            return self.send(&offload::joined(head, tail), meta, now);
-        }
-        if let Err(e) = self.device.send_gather(head, tail, meta) {
-            // A full device queue drops the packet like a congested link; TCP recovers.
-            log::debug!("link: device write failed: {e}");
-        }
-    }
-
-    /// Packets the outbound fault injector releases at `now` (delay, reordering).
-    fn release_outbound(&mut self, now: Instant) {
-        while let Some(p) = self.faults.as_mut().and_then(|f| f.outbound.pop(now)) {
-            // Faulty links and TSO are not combined (see EventLoop::new): plain packets.
-            self.write(&p, TxMeta::default());
-        }
-    }
-
-    fn write(&mut self, packet: &[u8], meta: TxMeta) {
         if let Some(t) = self.tracer.as_ref() {
             trace_packet(
                 t,
@@ -325,25 +294,35 @@ impl<D: PollDevice> Wire<D> {
                 meta.csum_partial,
             );
         }
-        if let Some(hook) = self.hook.as_mut() {
-            capture_view(
-                self.tap,
-                packet,
-                meta.gso_size,
-                meta.csum_partial,
-                &mut |p| hook(Direction::Out, p),
-            );
-        }
-        if let Err(e) = self.device.send(packet, meta) {
+        if let Err(e) = self.device.send(packet, meta, now) {
             // A full device queue drops the packet like a congested link; TCP recovers.
+            log::debug!("link: device write failed: {e}");
+        }
+    }
+
+    /// Like [`Wire::send`] for a packet in pieces (`head`, then `tail`): straight to the
+    /// device's gathered write unless the trace needs it whole.
+    fn send_gather(&mut self, head: &[u8], tail: [&[u8]; 2], meta: TxMeta, now: Instant) {
+        if self.tracer.is_some() {
+            return self.send(&offload::joined(head, tail), meta, now);
+        }
+        if let Err(e) = self.device.send_gather(head, tail, meta, now) {
+            // A full device queue drops the packet like a congested link; TCP recovers.
+            log::debug!("link: device write failed: {e}");
+        }
+    }
+
+    /// What middleware held back and is due now goes out (a fault injector's delays).
+    fn release(&mut self, now: Instant) {
+        if let Err(e) = self.device.release(now) {
             log::debug!("link: device write failed: {e}");
         }
     }
 }
 
-/// A stack on one [`PollDevice`], run to completion on the calling thread. See the
+/// A stack on one [`Device`], run to completion on the calling thread. See the
 /// [module documentation](self).
-pub struct EventLoop<D: PollDevice> {
+pub struct EventLoop<D: Device> {
     iface: Interface,
     /// TAP mode: Ethernet framing and ARP between the device and the host.
     link: Option<EthernetLayer>,
@@ -360,8 +339,6 @@ pub struct EventLoop<D: PollDevice> {
     rx_buf: Vec<u8>,
     /// Reused for every transmitted packet.
     tx_buf: Vec<u8>,
-    /// Inbound fault injection output, reused.
-    due: Vec<Vec<u8>>,
     woken: Vec<ConnId>,
     woken_listeners: Vec<ListenerId>,
     /// The last round stopped at MAX_BATCH: the device may hold more (epoll is edge
@@ -379,11 +356,11 @@ pub struct EventLoop<D: PollDevice> {
     pending: Vec<SocketEvent>,
 }
 
-impl<D: PollDevice> EventLoop<D> {
-    /// A loop for the stack `config` describes on `device`; `config.tracer` sees every
-    /// packet and every decision (`--trace`, `--step`); `hook` sees every packet that
-    /// crosses the device (pcap).
-    pub fn new(device: D, config: &StackConfig, hook: Option<PacketHook>) -> io::Result<Self> {
+impl<D: Device> EventLoop<D> {
+    /// A loop for the stack `config` describes on `device` (wrapped in whatever middleware
+    /// it should have: [`crate::link::middleware`]); `config.tracer` sees every packet and
+    /// every decision (`--trace`, `--step`).
+    pub fn new(device: D, config: &StackConfig) -> io::Result<Self> {
         let seed = config.seed.unwrap_or_else(rand::random);
         let mut iface = Interface::new(config.addr, config.tcp.clone(), seed);
         iface.set_ipv6(config.addr6);
@@ -392,18 +369,10 @@ impl<D: PollDevice> EventLoop<D> {
         let standby = config.tracer.clone().filter(Tracer::is_gated);
         let tracer = config.tracer.clone().filter(|t| !t.is_gated());
         iface.tcp_mut().set_trace(tracer.is_some());
-        let faults = config
-            .faults
-            .clone()
-            .filter(|(f, _)| !f.is_noop())
-            .map(|(f, seed)| Faults::new(f, seed));
-        if faults.is_some() && device.offloads().vnet_hdr {
-            // The injector drops the receive metadata: partial checksums would fail.
-            log::warn!("link: fault injection on a device with offloads; open it without");
-        }
-        // Offloads only when the packets go straight to the device: the fault injector and
-        // the ARP queue of TAP mode hold plain bytes, without the offload metadata.
-        let direct = faults.is_none() && config.ethernet.is_none();
+        // Offloads only when the packets go straight to the device: the ARP queue of TAP
+        // mode holds plain bytes, without the offload metadata. (Middleware that needs
+        // whole packets, the fault injector, reports no offloads at all.)
+        let direct = config.ethernet.is_none();
         if direct && device.offloads().tx_tso4 {
             enable_tso(&mut iface);
         }
@@ -423,8 +392,6 @@ impl<D: PollDevice> EventLoop<D> {
             link: config.ethernet.clone().map(EthernetLayer::new),
             wire: Wire {
                 device,
-                faults,
-                hook,
                 tap: config.ethernet.is_some(),
                 tracer: tracer.clone(),
             },
@@ -441,7 +408,6 @@ impl<D: PollDevice> EventLoop<D> {
             grace: Duration::from_secs(2),
             rx_buf: vec![0; rx_len],
             tx_buf: Vec::with_capacity(config.mtu + 64),
-            due: Vec::new(),
             woken: Vec::new(),
             woken_listeners: Vec::new(),
             // One round right away: what the layers queued at start (TAP: the gratuitous
@@ -519,7 +485,11 @@ impl<D: PollDevice> EventLoop<D> {
 
     /// Counters of every layer of this loop.
     pub fn stats(&self) -> StackStats {
-        snapshot(&self.iface, self.link.as_ref(), self.wire.faults.as_ref())
+        snapshot(
+            &self.iface,
+            self.link.as_ref(),
+            self.wire.device.fault_stats(),
+        )
     }
 
     /// Run rounds until a [`LoopHandle::stop`]; then stop gracefully (the application's
@@ -573,12 +543,13 @@ impl<D: PollDevice> EventLoop<D> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-        let device_ready = self.more_input || self.events.iter().any(|e| e.token() == DEVICE);
         let now = self.clock.now();
+        let device_ready = self.more_input
+            || self.events.iter().any(|e| e.token() == DEVICE)
+            || self.wire.device.poll_at().is_some_and(|at| at <= now);
         if device_ready {
             self.read_device(now)?;
         }
-        self.release_inbound(now);
         self.fire_timers(now);
         // What the input and the timers produced leaves before the application runs
         // (handshake replies, the ACK of a FIN — as the kernel, which acknowledges a FIN
@@ -613,12 +584,12 @@ impl<D: PollDevice> EventLoop<D> {
         self.iface.tcp_mut().set_trace(on);
     }
 
-    /// How long to wait: until the first stack, link, fault or application deadline.
+    /// How long to wait: until the first stack, link, device or application deadline.
     fn wait_time(&self, app: &dyn App, cap: Option<Duration>) -> Option<Duration> {
         let now = self.clock.now();
-        let stack =
-            round::next_deadline(&self.iface, self.link.as_ref(), self.wire.faults.as_ref())
-                .map(|at| at.saturating_duration_since(now));
+        let device = self.wire.device.poll_at();
+        let stack = round::next_deadline(&self.iface, self.link.as_ref(), device)
+            .map(|at| at.saturating_duration_since(now));
         let app = app
             .poll_at()
             .map(|at| at.saturating_duration_since(std::time::Instant::now()));
@@ -636,7 +607,7 @@ impl<D: PollDevice> EventLoop<D> {
     fn read_device(&mut self, now: Instant) -> io::Result<()> {
         self.more_input = false;
         for _ in 0..MAX_BATCH {
-            let (n, meta) = match self.wire.device.recv(&mut self.rx_buf) {
+            let (n, meta) = match self.wire.device.recv(&mut self.rx_buf, now) {
                 Ok(Some(x)) => x,
                 Ok(None) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -648,52 +619,17 @@ impl<D: PollDevice> EventLoop<D> {
             self.active = true;
             let packet = self.rx_buf.get(..n).unwrap_or_default();
             let traced = self.tracer.is_some();
-            if let (Some(t), None) = (self.tracer.as_ref(), self.wire.faults.as_ref()) {
+            if let Some(t) = self.tracer.as_ref() {
                 let csum = meta.csum_trusted;
                 trace_packet(t, self.wire.tap, Direction::In, packet, meta.gso_size, csum);
             }
-            if let Some(hook) = self.wire.hook.as_mut() {
-                capture_view(
-                    self.wire.tap,
-                    packet,
-                    meta.gso_size,
-                    meta.csum_trusted,
-                    &mut |p| hook(Direction::In, p),
-                );
-            }
-            match self.wire.faults.as_mut() {
-                // Fault injection sits between the device and the stack; what it lets
-                // through comes out in release_inbound. It sees plain packets only.
-                Some(f) => f.inbound.push(packet.to_vec(), now),
-                None => deliver(&mut self.iface, &mut self.link, packet, meta, now),
-            }
+            deliver(&mut self.iface, &mut self.link, packet, meta, now);
             if traced {
                 self.after_traced_packet(now);
             }
         }
         self.more_input = true;
         Ok(())
-    }
-
-    /// Packets the inbound fault injector releases at `now`.
-    fn release_inbound(&mut self, now: Instant) {
-        let Some(f) = self.wire.faults.as_mut() else {
-            return;
-        };
-        while let Some(p) = f.inbound.pop(now) {
-            self.due.push(p);
-        }
-        let mut due = std::mem::take(&mut self.due);
-        for p in due.drain(..) {
-            if let Some(t) = self.tracer.as_ref() {
-                trace_packet(t, self.wire.tap, Direction::In, &p, 0, false);
-            }
-            deliver(&mut self.iface, &mut self.link, &p, RxMeta::default(), now);
-            if self.tracer.is_some() {
-                self.after_traced_packet(now);
-            }
-        }
-        self.due = due;
     }
 
     /// Traced: what one inbound packet caused is shown (the transport layer's decisions)
@@ -722,7 +658,7 @@ impl<D: PollDevice> EventLoop<D> {
     fn context<'a>(
         iface: &'a mut Interface,
         link: Option<&'a EthernetLayer>,
-        faults: Option<&'a Faults>,
+        faults: Option<FaultStats>,
         board: Option<&'a StatsBoard>,
         queue: usize,
         tracer: Option<&'a Tracer>,
@@ -767,7 +703,7 @@ impl<D: PollDevice> EventLoop<D> {
             let mut cx = Self::context(
                 &mut self.iface,
                 self.link.as_ref(),
-                self.wire.faults.as_ref(),
+                self.wire.device.fault_stats(),
                 self.board.as_deref(),
                 self.queue,
                 self.tracer.as_ref(),
@@ -806,7 +742,7 @@ impl<D: PollDevice> EventLoop<D> {
             }
         }
         self.emit_tcp();
-        self.wire.release_outbound(now);
+        self.wire.release(now);
     }
 
     fn publish(&mut self) {
@@ -824,7 +760,7 @@ impl<D: PollDevice> EventLoop<D> {
         let mut cx = Self::context(
             &mut self.iface,
             self.link.as_ref(),
-            self.wire.faults.as_ref(),
+            self.wire.device.fault_stats(),
             self.board.as_deref(),
             self.queue,
             self.tracer.as_ref(),
@@ -861,7 +797,7 @@ fn enable_tso(iface: &mut Interface) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::link::memory::{poll_pair, MemPollDevice};
+    use crate::link::memory::{pair, MemDevice};
     use std::net::{Ipv4Addr, SocketAddrV4};
 
     pub(crate) const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -907,12 +843,12 @@ pub(crate) mod tests {
     /// The client side: a sans-IO stack driven by hand over the other end of the link.
     pub(crate) struct Client {
         pub(crate) iface: Interface,
-        dev: MemPollDevice,
+        dev: MemDevice,
         pub(crate) clock: Clock,
     }
 
     impl Client {
-        pub(crate) fn new(dev: MemPollDevice) -> Client {
+        pub(crate) fn new(dev: MemDevice) -> Client {
             Client {
                 iface: Interface::new(CLIENT, crate::tcp::Config::default(), 99),
                 dev,
@@ -983,7 +919,7 @@ pub(crate) mod tests {
             let mut out = Vec::new();
             loop {
                 let now = self.clock.now();
-                while let Some((n, _)) = self.dev.recv(&mut buf).expect("recv") {
+                while let Some((n, _)) = self.dev.recv(&mut buf, now).expect("recv") {
                     self.iface.handle_packet(&buf[..n], now);
                 }
                 self.iface.handle_timeout(now);
@@ -991,7 +927,7 @@ pub(crate) mod tests {
                     return;
                 }
                 while self.iface.poll_transmit_into(now, &mut out).is_some() {
-                    self.dev.send(&out, TxMeta::default()).expect("send");
+                    self.dev.send(&out, TxMeta::default(), now).expect("send");
                 }
                 assert!(std::time::Instant::now() < limit, "no progress in 20 s");
                 std::thread::sleep(Duration::from_millis(1));
@@ -1017,11 +953,11 @@ pub(crate) mod tests {
     }
 
     /// A loop on one end of a memory link (seeded with `seed`), and a client on the other.
-    pub(crate) fn memory_loop(seed: u64) -> (EventLoop<MemPollDevice>, Client) {
-        let (server_dev, client_dev) = poll_pair().expect("socketpair");
+    pub(crate) fn memory_loop(seed: u64) -> (EventLoop<MemDevice>, Client) {
+        let (server_dev, client_dev) = pair().expect("memory link");
         let mut config = StackConfig::new(SERVER);
         config.seed = Some(seed);
-        let ev = EventLoop::new(server_dev, &config, None).expect("loop");
+        let ev = EventLoop::new(server_dev, &config).expect("loop");
         (ev, Client::new(client_dev))
     }
 

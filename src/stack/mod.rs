@@ -2,19 +2,21 @@
 //! owns the device and drives the layers and their timers ([`evloop`] is the other runtime).
 //!
 //! ```text
-//!   reader thread                    stack thread                         socket callers
-//!  ┌─────────────┐  Packet   ┌───────────────────────────────┐  lock, tcp calls,  ┌──────────┐
-//!  │ device.recv ├──────────▶│ wait for packet / wake / timer│◀── Wake ───────────┤ TcpStream│
-//!  └─────────────┘  channel  │ lock: iface.handle_packet(now)│                    │ read/    │
-//!                            │       iface.handle_timeout    │  notify the woken  │ write    │
-//!                            │       iface.poll_transmit ────┼──────────────────▶ │ (Condvar │
-//!                            │                               │  per socket)       │  each)   │
-//!                            │ unlock; device.send(packets)  │                    └──────────┘
-//!                            └───────────────────────────────┘
+//!                       stack thread                              socket callers
+//!            ┌───────────────────────────────────┐  lock, tcp calls,   ┌──────────┐
+//!            │ epoll: device fd / waker / timer  │◀── wake (waker) ────┤ TcpStream│
+//!  device ──▶│ device.recv (batch, no lock)      │                     │ read/    │
+//!            │ lock: iface.handle_packet(now)    │                     │ write    │
+//!            │       iface.handle_timeout        │  notify the woken   │ (Condvar │
+//!            │       iface.poll_transmit ────────┼───────────────────▶ │  per     │
+//!  device ◀──│ unlock; device.send(packets)      │  (Condvar each)     │  socket) │
+//!            └───────────────────────────────────┘                     └──────────┘
 //! ```
 //!
 //! The protocol core ([`Interface`], `tcp::Tcp`) is sans-IO; this module is the only place
-//! that reads the clock for it and that writes to the device. The lock protects the core's
+//! that reads the clock for it and that reads and writes the device — any
+//! [`crate::link::Device`], with whatever middleware wraps it (fault injection, capture:
+//! [`crate::link::middleware`]), the same trait and the same wrappers as the event loop. The lock protects the core's
 //! state; it is never held across device I/O (docs/architecture.md, principle 5).
 //!
 //! This is the threaded runtime, behind the blocking socket API. [`evloop`] is the other
@@ -32,23 +34,23 @@ use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
 use crate::link::ethernet_layer::{EthernetConfig, EthernetLayer, EthernetStats};
-use crate::link::fault::{FaultConfig, FaultStats, Faults};
-use crate::link::offload::RxMeta;
+use crate::link::fault::FaultStats;
+use crate::link::offload::{RxMeta, TxMeta};
+use crate::link::Device;
 use crate::tcp::{self, ConnId, ListenerId, State, TcpStats};
 use crate::time::{Clock, Instant};
 use crate::trace::Tracer;
 use crate::udp::UdpStats;
 
 pub use crate::link::Direction;
-
-/// Called with every packet that crosses the device, outside the lock (pcap, `--trace`).
-pub type PacketHook = Box<dyn FnMut(Direction, &[u8]) + Send>;
 
 /// How the stack is set up.
 #[derive(Debug, Clone)]
@@ -68,8 +70,6 @@ pub struct StackConfig {
     pub addr6: Option<std::net::Ipv6Addr>,
     /// Where `--trace`/`--step` events go; `None` (the default) costs nothing.
     pub tracer: Option<Tracer>,
-    /// Faults to inject in both directions, and their seed (`None`: a perfect link).
-    pub faults: Option<(FaultConfig, u64)>,
 }
 
 impl StackConfig {
@@ -83,7 +83,6 @@ impl StackConfig {
             ethernet: None,
             addr6: None,
             tracer: None,
-            faults: None,
         }
     }
 }
@@ -93,11 +92,8 @@ const MAX_BATCH: usize = 64;
 /// Most output buffers kept for reuse between rounds.
 const MAX_SPARE: usize = 256;
 
-enum Event {
-    Packet(Vec<u8>),
-    Wake,
-    Stop,
-}
+const DEVICE: Token = Token(0);
+const WAKER: Token = Token(1);
 
 /// Protocol state shared between the stack thread and socket handles.
 pub(crate) struct Shared {
@@ -116,11 +112,15 @@ pub(crate) struct Shared {
     /// per segment, 49 of them for nothing).
     waiters: Mutex<Waiters>,
     clock: Clock,
-    tx: Mutex<mpsc::Sender<Event>>,
+    /// Wakes the stack thread's epoll (a socket call queued something, or a stop).
+    waker: Waker,
     wake_pending: AtomicBool,
+    /// Set by [`StackHandle::shutdown`]: the stack thread runs one last round and ends.
+    stop: AtomicBool,
     tracer: Option<Tracer>,
-    /// The fault injectors (`--loss` etc.), used by the stack thread; here for `stats`.
-    faults: Mutex<Option<Faults>>,
+    /// The device's fault counters (`--loss` etc.), copied by the stack thread after each
+    /// round when a fault injector is in the chain; here for `stats`.
+    faults: Mutex<Option<FaultStats>>,
     /// Set when the stack thread has run its last round and ended.
     stopped: Mutex<bool>,
     stopped_cond: Condvar,
@@ -232,8 +232,9 @@ impl StackHandle {
     /// FIN, window update) needs to go out. Coalesced: one pending wake-up at a time.
     pub(crate) fn wake(&self) {
         if !self.shared.wake_pending.swap(true, Ordering::AcqRel) {
-            let tx = self.shared.tx.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = tx.send(Event::Wake);
+            if let Err(e) = self.shared.waker.wake() {
+                log::warn!("stack: cannot wake the stack thread: {e}");
+            }
         }
     }
 
@@ -256,14 +257,10 @@ impl StackHandle {
             .faults
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(Faults::stats)
-            .unwrap_or_default();
+            .clone();
         let core = self.lock();
         let link = self.shared.link.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stats = round::snapshot(&core, link.as_ref(), None);
-        stats.faults = faults;
-        stats
+        round::snapshot(&core, link.as_ref(), faults)
     }
 
     /// Close every connection gracefully (FIN), wait up to `grace` for the closes to
@@ -286,9 +283,10 @@ impl StackHandle {
         drop(core);
         // The stack thread runs one last round (which puts the resets on the wire) when it
         // takes the stop; wait for it to end, for at most a second.
-        let tx = self.shared.tx.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = tx.send(Event::Stop);
-        drop(tx);
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = self.shared.waker.wake() {
+            log::warn!("stack: cannot wake the stack thread: {e}");
+        }
         let limit = std::time::Instant::now() + Duration::from_secs(1);
         let mut stopped = self
             .shared
@@ -348,20 +346,10 @@ fn timers_and_transmit(
     round::next_deadline(core, link.as_ref(), None)
 }
 
-/// Start a stack on a device given as its two halves: `read` blocks until one IP packet
-/// arrives (it may return `WouldBlock`/`TimedOut` to let the reader check for shutdown),
-/// `write` sends one. A reader thread feeds the stack thread; the returned handle is what
-/// sockets are opened on.
-pub fn start<R, W>(
-    mut read: R,
-    mut write: W,
-    config: StackConfig,
-    mut hook: Option<PacketHook>,
-) -> io::Result<StackHandle>
-where
-    R: FnMut(&mut [u8]) -> io::Result<usize> + Send + 'static,
-    W: FnMut(&[u8]) -> io::Result<()> + Send + 'static,
-{
+/// Start a stack on `device` (any [`Device`], with whatever middleware wraps it): a stack
+/// thread owns the device, waits on its descriptor, a waker and the next timer, and runs
+/// the rounds; the returned handle is what sockets are opened on.
+pub fn start<D: Device + 'static>(device: D, config: StackConfig) -> io::Result<StackHandle> {
     let seed = config.seed.unwrap_or_else(rand::random);
     let mut iface = Interface::new(config.addr, config.tcp.clone(), seed);
     iface.set_ipv6(config.addr6);
@@ -369,12 +357,11 @@ where
     let tracer = config.tracer.clone();
     let tap = config.ethernet.is_some();
     iface.set_mtu(config.mtu);
-    let faults = config
-        .faults
-        .clone()
-        .filter(|(f, _)| !f.is_noop())
-        .map(|(f, seed)| Faults::new(f, seed));
-    let (tx, rx) = mpsc::channel::<Event>();
+    let poll = Poll::new()?;
+    let fd = device.raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&fd), DEVICE, Interest::READABLE)?;
+    let waker = Waker::new(poll.registry(), WAKER)?;
     let shared = Arc::new(Shared {
         core: Mutex::new(iface),
         link: Mutex::new(config.ethernet.clone().map(EthernetLayer::new)),
@@ -382,126 +369,92 @@ where
         global_waiters: AtomicUsize::new(0),
         waiters: Mutex::new(Waiters::default()),
         clock: Clock::new(),
-        tx: Mutex::new(tx.clone()),
+        waker,
         wake_pending: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
         tracer: tracer.clone(),
-        faults: Mutex::new(faults),
+        faults: Mutex::new(device.fault_stats()),
         stopped: Mutex::new(false),
         stopped_cond: Condvar::new(),
     });
     let handle = StackHandle {
         shared: shared.clone(),
     };
-
-    let mtu = config.mtu.max(576);
-    let reader_tx = tx;
-    // Packet buffers go round: the reader fills one, the stack thread handles it and sends
-    // it back, so the steady state allocates nothing per packet.
-    let (pool_tx, pool_rx) = mpsc::channel::<Vec<u8>>();
-    thread::Builder::new()
-        .name("tunstack-rx".into())
-        .spawn(move || {
-            let size = mtu + 64;
-            let mut buf: Vec<u8> = Vec::new();
-            loop {
-                if buf.capacity() < size {
-                    buf = pool_rx
-                        .try_recv()
-                        .unwrap_or_else(|_| Vec::with_capacity(size));
-                }
-                buf.resize(size, 0);
-                match read(&mut buf) {
-                    Ok(0) => continue,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        if reader_tx
-                            .send(Event::Packet(std::mem::take(&mut buf)))
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock
-                                | io::ErrorKind::TimedOut
-                                | io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        // Nothing arrived; stop once the stack thread is gone.
-                        if reader_tx.send(Event::Wake).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        log::error!("link: device read failed: {e}");
-                        break;
-                    }
-                }
-            }
-        })?;
-
+    let rx_len = device.recv_buf_len().max(config.mtu.max(576) + 64);
     let loop_handle = handle.clone();
     thread::Builder::new()
         .name("tunstack".into())
         .spawn(move || {
+            let mut device = device;
+            let mut poll = poll;
+            let mut events = Events::with_capacity(8);
             let shared = &loop_handle.shared;
-            let mut inbound: Vec<Vec<u8>> = Vec::with_capacity(MAX_BATCH);
+            let mut inbound: Vec<(Vec<u8>, RxMeta)> = Vec::with_capacity(MAX_BATCH);
             let mut outbound: Vec<Vec<u8>> = Vec::new();
-            // Output buffers reused from one round to the next.
+            // Packet buffers reused from one round to the next, both ways (no allocation
+            // per packet in the steady state).
+            let mut spare_in: Vec<Vec<u8>> = Vec::new();
             let mut spare: Vec<Vec<u8>> = Vec::new();
             let mut next_timer: Option<Instant> = None;
             let mut woken: Vec<ConnId> = Vec::new();
             let mut woken_listeners: Vec<ListenerId> = Vec::new();
+            // One round right away, so that what the layers queued at start (TAP: the
+            // gratuitous ARP) goes out before any packet arrives.
+            let mut more_input = true;
+            let mut device_failed = false;
             loop {
-                let first = match next_timer {
-                    None => rx.recv().map_err(|_| ()),
-                    Some(at) => {
-                        let wait = at.saturating_duration_since(shared.clock.now());
-                        match rx.recv_timeout(wait) {
-                            Ok(ev) => Ok(ev),
-                            Err(mpsc::RecvTimeoutError::Timeout) => Ok(Event::Wake),
-                            Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
-                        }
-                    }
+                let timeout = if more_input {
+                    Some(Duration::ZERO)
+                } else {
+                    let now = shared.clock.now();
+                    [next_timer, device.poll_at()]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .map(|at| at.saturating_duration_since(now))
                 };
-                let Ok(first) = first else { break };
-                shared.wake_pending.store(false, Ordering::Release);
-                let mut stop = false;
-                let mut event = Some(first);
-                while let Some(ev) = event.take() {
-                    match ev {
-                        Event::Packet(p) => inbound.push(p),
-                        Event::Wake => {}
-                        Event::Stop => stop = true,
-                    }
-                    if inbound.len() < MAX_BATCH {
-                        event = rx.try_recv().ok();
+                match poll.poll(&mut events, timeout) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::error!("stack: epoll failed: {e}");
+                        break;
                     }
                 }
+                shared.wake_pending.store(false, Ordering::Release);
+                let stop = shared.stop.load(Ordering::SeqCst);
                 if stop {
                     // One last round first: what the stop left queued (the resets of
                     // `shutdown`) goes on the wire.
                     log::debug!("stack: stopping");
                 }
-                if let Some(hook) = hook.as_mut() {
-                    for p in &inbound {
-                        hook(Direction::In, p);
+                // Read a batch from the device without the lock: the socket callers keep
+                // the core meanwhile.
+                let now = shared.clock.now();
+                while !device_failed && inbound.len() < MAX_BATCH {
+                    let mut buf = spare_in.pop().unwrap_or_default();
+                    buf.resize(rx_len, 0);
+                    match device.recv(&mut buf, now) {
+                        Ok(Some((n, meta))) => {
+                            buf.truncate(n);
+                            inbound.push((buf, meta));
+                        }
+                        Ok(None) => {
+                            spare_in.push(buf);
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => spare_in.push(buf),
+                        Err(e) => {
+                            // The device is gone (deleted interface): keep serving what is
+                            // left without it rather than spinning on the error.
+                            log::error!("link: device read failed: {e}");
+                            device_failed = true;
+                        }
                     }
                 }
-                // Fault injection (link::fault): between the device and the stack, in both
-                // directions; what it holds back (reorder, delay) comes out on its own timer.
-                // Not held across the round: a traced round waits for the user in step
-                // mode, and `stats` (GET /_stats, SIGUSR1, the exit) takes this lock.
-                if let Some(f) = shared
-                    .faults
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_mut()
-                {
-                    f.inbound.filter(&mut inbound, shared.clock.now());
-                }
+                // Stopped at MAX_BATCH: the device may hold more, and edge-triggered epoll
+                // would not say so again.
+                more_input = inbound.len() >= MAX_BATCH;
                 let (changed, wake_all) = if let Some(t) = tracer.as_ref() {
                     // The traced round reads `take_events`, which drops the per-connection
                     // wake lists: wake every waiter (tracing is for study, not speed).
@@ -518,10 +471,9 @@ where
                     let mut core = loop_handle.lock();
                     let mut link = shared.link.lock().unwrap_or_else(|e| e.into_inner());
                     let now = shared.clock.now();
-                    for p in inbound.drain(..) {
-                        round::deliver(&mut core, &mut link, &p, RxMeta::default(), now);
-                        // Back to the reader (it is gone only when we are stopping).
-                        let _ = pool_tx.send(p);
+                    for (p, meta) in inbound.drain(..) {
+                        round::deliver(&mut core, &mut link, &p, meta, now);
+                        spare_in.push(p);
                     }
                     next_timer =
                         timers_and_transmit(&mut core, &mut link, now, &mut outbound, &mut spare);
@@ -536,15 +488,7 @@ where
                         wake_all,
                     )
                 };
-                if let Some(f) = shared
-                    .faults
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_mut()
-                {
-                    f.outbound.filter(&mut outbound, shared.clock.now());
-                    next_timer = next_timer.into_iter().chain(f.poll_at()).min();
-                }
+                spare_in.truncate(MAX_BATCH);
                 // Notifying after unlocking is safe: a waiter checks its condition and
                 // starts waiting under the lock, so it either saw the change or is waiting.
                 if changed {
@@ -572,20 +516,25 @@ where
                 if changed && shared.global_waiters.load(Ordering::SeqCst) > 0 {
                     shared.cond.notify_all();
                 }
+                let now = shared.clock.now();
                 for p in outbound.drain(..) {
                     if let Some(t) = tracer.as_ref() {
                         round::trace_packet(t, tap, Direction::Out, &p, 0, false);
                     }
-                    if let Some(hook) = hook.as_mut() {
-                        hook(Direction::Out, &p);
-                    }
-                    if let Err(e) = write(&p) {
+                    // The threaded runtime builds no super-segment: ordinary packets only.
+                    if let Err(e) = device.send(&p, TxMeta::default(), now) {
                         log::debug!("link: device write failed: {e}");
                     }
                     // Keep a bounded number for the next round.
                     if spare.len() < MAX_SPARE {
                         spare.push(p);
                     }
+                }
+                if let Err(e) = device.release(now) {
+                    log::debug!("link: device write failed: {e}");
+                }
+                if let Some(stats) = device.fault_stats() {
+                    *shared.faults.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats);
                 }
                 if stop {
                     break;
@@ -594,20 +543,19 @@ where
             *shared.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
             shared.stopped_cond.notify_all();
         })?;
-    // One round right away, so that what the layers queued at start (TAP: the gratuitous
-    // ARP) goes out before any packet arrives.
-    handle.wake();
     Ok(handle)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::fault::FaultConfig;
+    use crate::link::fault::{FaultConfig, FaultDevice};
+    use crate::link::memory;
+    use std::sync::mpsc;
 
     /// A paused `--step` (a tracer that blocks) must not hold up `stats` (GET /_stats,
-    /// SIGUSR1, the exit), also with fault injection on: the stack thread does not hold
-    /// the fault injectors' lock across a traced round.
+    /// SIGUSR1, the exit), also with fault injection on: the stack thread never holds the
+    /// lock of the fault counters across a traced round.
     #[test]
     fn stats_do_not_wait_for_a_paused_tracer() {
         let (paused_tx, paused_rx) = mpsc::channel::<()>();
@@ -623,30 +571,16 @@ mod tests {
                 .unwrap_or_else(|e| e.into_inner())
                 .recv_timeout(Duration::from_secs(30));
         }));
-        config.faults = Some((
-            FaultConfig {
-                // Faults on (so the injectors exist), none of which hits one packet with
-                // this seed.
-                loss: 0.001,
-                ..FaultConfig::default()
-            },
-            1,
-        ));
-        let mut sent = false;
-        let stack = start(
-            move |buf: &mut [u8]| {
-                if std::mem::replace(&mut sent, true) {
-                    std::thread::sleep(Duration::from_millis(10));
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                buf[..4].copy_from_slice(&[0x45, 0, 0, 4]);
-                Ok(4)
-            },
-            |_: &[u8]| Ok(()),
-            config,
-            None,
-        )
-        .expect("start");
+        let (ours, mut peer) = memory::pair().expect("memory link");
+        // Faults on (so the injectors exist), none of which hits one packet with this seed.
+        let faults = FaultConfig {
+            loss: 0.001,
+            ..FaultConfig::default()
+        };
+        let device = FaultDevice::new(ours, faults, 1);
+        peer.send(&[0x45, 0, 0, 4], TxMeta::default(), Instant::from_millis(0))
+            .expect("send");
+        let stack = start(device, config).expect("start");
         paused_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the tracer was reached");

@@ -24,7 +24,7 @@ pub(super) fn traced_round(
     handle: &StackHandle,
     tracer: &Tracer,
     tap: bool,
-    inbound: &mut Vec<Vec<u8>>,
+    inbound: &mut Vec<(Vec<u8>, RxMeta)>,
     outbound: &mut Vec<Vec<u8>>,
     next_timer: &mut Option<Instant>,
 ) -> bool {
@@ -32,13 +32,20 @@ pub(super) fn traced_round(
     // Decisions queued by application calls since the last round (e.g. CLOSE) come first.
     let pending = handle.lock().tcp_mut().take_trace_events();
     emit_tcp(tracer, pending);
-    for p in inbound.drain(..) {
-        trace_packet(tracer, tap, Direction::In, &p, 0, false);
+    for (p, meta) in inbound.drain(..) {
+        trace_packet(
+            tracer,
+            tap,
+            Direction::In,
+            &p,
+            meta.gso_size,
+            meta.csum_trusted,
+        );
         let events = {
             let mut core = handle.lock();
             let mut link = handle.shared.link.lock().unwrap_or_else(|e| e.into_inner());
             let now = handle.now();
-            round::deliver(&mut core, &mut link, &p, RxMeta::default(), now);
+            round::deliver(&mut core, &mut link, &p, meta, now);
             drop(link);
             changed |= core.take_events();
             core.tcp_mut().take_trace_events()

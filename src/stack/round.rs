@@ -7,9 +7,9 @@
 
 use super::{Direction, Interface, StackStats};
 use crate::link::ethernet_layer::EthernetLayer;
-use crate::link::fault::Faults;
-use crate::link::gso;
+use crate::link::fault::FaultStats;
 use crate::link::offload::RxMeta;
+use crate::link::{gso, Medium};
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::trace::{TraceEvent, Tracer};
@@ -53,16 +53,17 @@ pub(crate) fn fire_timers(
     fired
 }
 
-/// When the host, the Ethernet layer or the fault injectors next need a round.
+/// When the host, the Ethernet layer or the device (middleware holding packets: a fault
+/// injector's delays) next need a round.
 pub(crate) fn next_deadline(
     iface: &Interface,
     link: Option<&EthernetLayer>,
-    faults: Option<&Faults>,
+    device: Option<Instant>,
 ) -> Option<Instant> {
     [
         iface.poll_at(),
         link.and_then(EthernetLayer::poll_at),
-        faults.and_then(Faults::poll_at),
+        device,
     ]
     .into_iter()
     .flatten()
@@ -104,7 +105,7 @@ pub(crate) fn abort_open(iface: &mut Interface, now: Instant) {
 pub fn snapshot(
     iface: &Interface,
     link: Option<&EthernetLayer>,
-    faults: Option<&Faults>,
+    faults: Option<FaultStats>,
 ) -> StackStats {
     StackStats {
         ip: iface.stats().clone(),
@@ -112,33 +113,13 @@ pub fn snapshot(
         udp: iface.udp().stats().clone(),
         link: link.map(EthernetLayer::stats),
         states: iface.tcp().state_counts(),
-        faults: faults.map(Faults::stats).unwrap_or_default(),
-    }
-}
-
-/// What a capture (pcap hook) sees of one packet: with offloads, a super-segment is shown
-/// as the MSS-sized segments the wire between two ordinary hosts would carry, with complete
-/// checksums, so a capture reads the same with offloads on or off. Plain packets pass as
-/// they are, without a copy.
-pub(crate) fn capture_view(
-    tap: bool,
-    packet: &[u8],
-    gso_size: u16,
-    csum: bool,
-    out: &mut dyn FnMut(&[u8]),
-) {
-    if gso_size == 0 && !csum {
-        out(packet);
-    } else if tap {
-        gso::view_ethernet(packet, gso_size, csum, out);
-    } else {
-        gso::view(packet, gso_size, csum, out);
+        faults: faults.unwrap_or_default(),
     }
 }
 
 /// Show one packet that crossed the device: an ordinary one as it is; a super-segment as
 /// what it is (one line) and then as the wire segments it is made of, with complete
-/// checksums (what a capture shows).
+/// checksums (what a capture shows, [`gso::wire_view`]).
 pub(crate) fn trace_packet(
     tracer: &Tracer,
     tap: bool,
@@ -151,14 +132,15 @@ pub(crate) fn trace_packet(
         true => TraceEvent::Frame { dir, bytes },
         false => TraceEvent::Packet { dir, bytes },
     };
+    let medium = if tap { Medium::Ethernet } else { Medium::Ip };
     if gso == 0 {
-        capture_view(tap, packet, gso, csum, &mut |p| {
+        gso::wire_view(medium, packet, gso, csum, &mut |p| {
             tracer.emit(event(p.to_vec()))
         });
         return;
     }
     let mut pieces = Vec::new();
-    capture_view(tap, packet, gso, csum, &mut |p| pieces.push(p.to_vec()));
+    gso::wire_view(medium, packet, gso, csum, &mut |p| pieces.push(p.to_vec()));
     tracer.emit(TraceEvent::SuperSegment {
         dir,
         len: packet.len(),

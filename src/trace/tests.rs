@@ -765,7 +765,7 @@ fn code_map_names_functions_that_exist() {
         assert!(
             ty.is_empty()
                 || source.contains(&format!("impl {ty} {{"))
-                || source.contains(&format!("impl<D: PollDevice> {ty}<D> {{")),
+                || source.contains(&format!("impl<D: Device> {ty}<D> {{")),
             "{file} has no impl {ty}"
         );
     }
