@@ -882,18 +882,18 @@ mod tests {
     fn the_event_loop_streams_to_a_viewer_and_traces_only_while_one_watches() {
         use crate::http::evented::EventedServer;
         use crate::http::{Handler, ServerConfig};
-        use crate::link::memory::poll_pair;
+        use crate::link::memory::pair;
         use crate::stack::evloop::tests::Client;
         use crate::stack::evloop::EventLoop;
         use crate::stack::StackConfig;
         use crate::trace::http::TracedHandler;
 
         let hub = LiveHub::new(None);
-        let (server_dev, client_dev) = poll_pair().expect("socketpair");
+        let (server_dev, client_dev) = pair().expect("memory pair");
         let mut stack = StackConfig::new(*SERVER.ip());
         stack.seed = Some(3);
         stack.tracer = Some(hub.tracer());
-        let mut ev = EventLoop::new(server_dev, &stack, None).expect("loop");
+        let mut ev = EventLoop::new(server_dev, &stack).expect("loop");
         let listener = ev.listen(SERVER, 0).expect("listen");
         let mut router = Router::standard(None).expect("site");
         add_routes(&mut router, hub.clone());
