@@ -158,8 +158,28 @@ pub struct StatusHead {
 
 /// `tchar` of RFC 9110 §5.6.2: the characters of a token (method, field name).
 pub fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+/// [`is_tchar`] for every byte, computed at compile time: every field name of every
+/// request and response is checked byte by byte, and one load per byte is cheaper than
+/// the range tests and the search through the punctuation list it replaces.
+static TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let punctuation = b"!#$%&'*+-.^_`|~";
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < punctuation.len() {
+        table[punctuation[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// True if `s` is a non-empty token.
 pub fn is_token(s: &[u8]) -> bool {

@@ -48,6 +48,24 @@ enum Text {
 }
 
 impl Text {
+    /// Its length in bytes, without looking at the text.
+    fn len(&self) -> usize {
+        match self {
+            Text::Span(start, end) => end.saturating_sub(*start),
+            Text::Owned(s) => s.len(),
+            Text::Static(s) => s.len(),
+            Text::Shared(s) => s.len(),
+        }
+    }
+
+    /// Whether this field name is `name` (ASCII case-insensitively). Lengths first: a
+    /// request's fields are searched several times each (framing, Host, Connection,
+    /// preconditions), most names differ in length, and telling so needs neither the text
+    /// of a parsed name nor a byte compared.
+    fn is_named(&self, name: &str, text: &str) -> bool {
+        self.len() == name.len() && self.get(text).eq_ignore_ascii_case(name)
+    }
+
     /// The text, given the `Headers::text` that spans point into.
     fn get<'a>(&'a self, text: &'a str) -> &'a str {
         match self {
@@ -90,16 +108,20 @@ impl Headers {
 
     /// The first value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        let text = self.text.as_str();
+        self.entries
+            .iter()
+            .find(|(n, _)| n.is_named(name, text))
+            .map(|(_, v)| v.get(text))
     }
 
     /// All values of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        let text = self.text.as_str();
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n.is_named(name, text))
+            .map(move |(_, v)| v.get(text))
     }
 
     /// True if a field called `name` is present.
