@@ -132,9 +132,20 @@ impl Headers {
     /// True if any comma-separated element of any `name` field equals `token`, ignoring case
     /// (e.g. `has_token("connection", "close")`).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.get_all(name)
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+        // Plain loops and a byte-level trim of optional whitespace (SP, HTAB: RFC 9110
+        // §5.6.3): the iterator adapters and Unicode trimming this replaces cost more than
+        // the rest of a small request's Connection handling.
+        for value in self.get_all(name) {
+            for element in value.split(',') {
+                if element
+                    .trim_matches([' ', '\t'])
+                    .eq_ignore_ascii_case(token)
+                {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// Add a field, keeping existing ones with the same name.
@@ -161,6 +172,18 @@ impl Headers {
         let name = self.push_text(name);
         let value = self.push_text(value);
         self.entries.push((name, value));
+    }
+
+    /// Add a parsed field that is already text (see [`Headers::append_bytes`]).
+    pub(crate) fn append_text(&mut self, name: &str, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let middle = self.text.len();
+        self.text.push_str(value);
+        self.entries.push((
+            Text::Span(start, middle),
+            Text::Span(middle, self.text.len()),
+        ));
     }
 
     /// Make room for `bytes` more bytes of parsed text (one allocation for a whole section).
