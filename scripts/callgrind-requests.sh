@@ -4,6 +4,7 @@
 #
 #   sudo scripts/callgrind-requests.sh [BIN]          # default target/release/tunstack
 #   N=20000 C=50 sudo scripts/callgrind-requests.sh /path/to/other/tunstack
+#   KEEPALIVE=0 N=5000 sudo scripts/callgrind-requests.sh   # a new connection per request
 #
 # Collection is switched on only around the load (callgrind_control -i on / -d), so start-up
 # and the TUN set-up are not counted. Prints Ir, Ir per request and the top functions; the
@@ -14,6 +15,9 @@ BIN="${1:-$PWD/target/release/tunstack}"
 N="${N:-20000}"
 C="${C:-50}"
 TOP="${TOP:-25}"
+KEEPALIVE="${KEEPALIVE:-1}"
+KA_FLAG=()
+[[ $KEEPALIVE != 0 ]] && KA_FLAG=(-k)
 OUT="${OUT:-$PWD/target/callgrind}"
 for tool in valgrind callgrind_control callgrind_annotate ab ip; do
     command -v "$tool" >/dev/null || { echo "callgrind-requests.sh: needs $tool" >&2; exit 1; }
@@ -52,7 +56,7 @@ done
 ip netns exec "$NS" curl -sf -o /dev/null --max-time 2 http://10.79.0.2/1k.bin ||
     { echo "server did not come up" >&2; cat "$TMP/server.log" >&2; exit 1; }
 callgrind_control -i on "$PID" >/dev/null
-ip netns exec "$NS" ab -q -k -s 60 -n "$N" -c "$C" http://10.79.0.2/1k.bin >"$TMP/ab.txt"
+ip netns exec "$NS" ab -q "${KA_FLAG[@]}" -s 60 -n "$N" -c "$C" http://10.79.0.2/1k.bin >"$TMP/ab.txt"
 callgrind_control -d "$PID" >/dev/null
 callgrind_control -i off "$PID" >/dev/null
 done_n="$(awk '/^Complete requests:/ {print $3}' "$TMP/ab.txt")"

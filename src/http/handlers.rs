@@ -122,7 +122,8 @@ enum Source {
 /// symlink now points elsewhere, is served from memory for at most one second after the
 /// change, never longer, with the validators (ETag, Last-Modified) of the copy it serves. A
 /// request then costs no system call at all instead of resolving, opening, reading and
-/// closing; a `stat` per request was a tenth of the server's CPU per small request.
+/// closing; the `stat` was one of the three system calls a small request cost (with the
+/// device read and write).
 #[derive(Debug, Clone)]
 pub struct StaticSite {
     source: Source,

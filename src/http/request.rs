@@ -49,6 +49,7 @@ enum Text {
 
 impl Text {
     /// Its length in bytes, without looking at the text.
+    #[inline]
     fn len(&self) -> usize {
         match self {
             Text::Span(start, end) => end.saturating_sub(*start),
@@ -62,6 +63,7 @@ impl Text {
     /// request's fields are searched several times each (framing, Host, Connection,
     /// preconditions), most names differ in length, and telling so needs neither the text
     /// of a parsed name nor a byte compared.
+    #[inline]
     fn is_named(&self, name: &str, text: &str) -> bool {
         self.len() == name.len() && self.get(text).eq_ignore_ascii_case(name)
     }
