@@ -134,9 +134,8 @@ impl Headers {
     /// True if any comma-separated element of any `name` field equals `token`, ignoring case
     /// (e.g. `has_token("connection", "close")`).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        // Plain loops and a byte-level trim of optional whitespace (SP, HTAB: RFC 9110
-        // §5.6.3): the iterator adapters and Unicode trimming this replaces cost more than
-        // the rest of a small request's Connection handling.
+        // Plain loops (this runs twice per request), and a trim of optional whitespace
+        // only, SP and HTAB (RFC 9110 §5.6.3), not of any Unicode whitespace.
         for value in self.get_all(name) {
             for element in value.split(',') {
                 if element
