@@ -12,8 +12,9 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::conditional::{self, Precondition, RangeAnswer};
 use super::request::Request;
@@ -115,22 +116,34 @@ enum Source {
 /// pointing outside is answered 404.
 ///
 /// Small files are kept in memory after their first request ([`CACHE_MAX_FILE`]), keyed by
-/// the request path and checked against the file on every request with one `stat`: the
-/// same device, inode, size, modification and change times, or the slow path runs again (so an
-/// edited file, or a path whose symlink now points elsewhere, is never served stale). A
-/// request then costs one system call instead of resolving, opening, reading and closing.
+/// the request path and checked against the file with one `stat` at most every
+/// [`CACHE_REVALIDATE`] (1 s): the same device, inode, size, modification and change times,
+/// or the slow path runs again. So an edited, replaced or deleted file, or a path whose
+/// symlink now points elsewhere, is served from memory for at most one second after the
+/// change, never longer, with the validators (ETag, Last-Modified) of the copy it serves. A
+/// request then costs no system call at all instead of resolving, opening, reading and
+/// closing; the `stat` was one of the three system calls a small request cost (with the
+/// device read and write).
 #[derive(Debug, Clone)]
 pub struct StaticSite {
     source: Source,
     cache: Arc<RwLock<HashMap<String, Cached>>>,
     /// How long ago a file must have changed to be cached ([`CACHE_SETTLE`]; tests shorten it).
     settle: Duration,
+    /// How long a cached file is served without looking at the file again
+    /// ([`CACHE_REVALIDATE`]; tests change it).
+    revalidate: Duration,
+    /// What the cache's check times count from.
+    epoch: Instant,
 }
 
 /// Files up to this size are cached by [`StaticSite`].
 pub const CACHE_MAX_FILE: u64 = 64 * 1024;
 /// How long ago a file must have last changed before [`StaticSite`] caches it.
 const CACHE_SETTLE: Duration = Duration::from_secs(2);
+/// How long [`StaticSite`] serves a cached file without checking the file again: the
+/// longest a change to it can go unseen.
+pub const CACHE_REVALIDATE: Duration = Duration::from_secs(1);
 /// Most files a [`StaticSite`] caches (at most 64 MiB with [`CACHE_MAX_FILE`]).
 const CACHE_MAX_ENTRIES: usize = 1024;
 
@@ -153,6 +166,9 @@ struct Cached {
     etag: Arc<str>,
     /// Shared with the responses being sent: a hit costs a reference count, not a copy.
     bytes: Arc<[u8]>,
+    /// When a `stat` last found the file unchanged, in nanoseconds since the site's epoch
+    /// (atomic: the threaded runtime's connections share the cache behind a read lock).
+    checked: AtomicU64,
 }
 
 impl Cached {
@@ -174,6 +190,8 @@ impl StaticSite {
             source: Source::Builtin,
             cache: Arc::default(),
             settle: CACHE_SETTLE,
+            revalidate: CACHE_REVALIDATE,
+            epoch: Instant::now(),
         }
     }
 
@@ -190,6 +208,8 @@ impl StaticSite {
             source: Source::Dir(root),
             cache: Arc::default(),
             settle: CACHE_SETTLE,
+            revalidate: CACHE_REVALIDATE,
+            epoch: Instant::now(),
         })
     }
 
@@ -242,13 +262,24 @@ impl StaticSite {
         }
     }
 
-    /// The cached copy of `req.path`, if the file did not change since.
+    /// Nanoseconds since the site's epoch (the cache's clock; no system call: vDSO).
+    fn clock(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The cached copy of `req.path`, if the file did not change since it was last checked,
+    /// and checked again if that was [`CACHE_REVALIDATE`] ago or more.
     fn cached_response(&self, req: &Request) -> Option<Response> {
         let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
         let hit = cache.get(&req.path)?;
-        let meta = fs::metadata(&hit.path).ok()?;
-        if !hit.is_current(&meta) {
-            return None;
+        let now = self.clock();
+        let since = Duration::from_nanos(now.saturating_sub(hit.checked.load(Ordering::Relaxed)));
+        if since >= self.revalidate {
+            let meta = fs::metadata(&hit.path).ok()?;
+            if !hit.is_current(&meta) {
+                return None;
+            }
+            hit.checked.store(now, Ordering::Relaxed);
         }
         Some(file_response(
             req,
@@ -382,6 +413,8 @@ impl StaticSite {
                     last_modified: info.last_modified,
                     etag: info.etag,
                     bytes: Arc::clone(&bytes),
+                    // `meta` was read just before the file: checked now.
+                    checked: AtomicU64::new(self.clock()),
                 },
             );
         }
@@ -699,6 +732,8 @@ mod tests {
         let file = dir.join("a.txt");
         fs::write(&file, b"first").unwrap();
         let mut site = StaticSite::from_dir(&dir).unwrap();
+        // Checked on every request here (the time-bound staleness has its own test).
+        site.revalidate = Duration::ZERO;
         // Just written: served, but not remembered (a same-size rewrite within the
         // timestamp granularity would be invisible to the stat check).
         assert_eq!(body(&site.handle(&get("/a.txt"))), b"first");
@@ -784,6 +819,33 @@ mod tests {
         fs::write(dir.join("big"), vec![7u8; CACHE_MAX_FILE as usize + 1]).unwrap();
         let big = site.handle(&get("/big"));
         assert!(matches!(big.body, Body::File { .. }));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cached_file_is_checked_at_most_once_per_revalidation_period() {
+        let dir = std::env::temp_dir().join(format!("tunstack-reval-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.txt");
+        fs::write(&file, b"first").unwrap();
+        let mut site = StaticSite::from_dir(&dir).unwrap();
+        site.settle = Duration::ZERO;
+        site.revalidate = Duration::from_secs(3600);
+        assert_eq!(body(&site.handle(&get("/a.txt"))), b"first");
+        assert_eq!(site.cache.read().unwrap().len(), 1);
+        // Replaced within the period: the file is not looked at, the copy is served (with
+        // its own validators).
+        fs::write(dir.join("b.tmp"), b"second!").unwrap();
+        fs::rename(dir.join("b.tmp"), &file).unwrap();
+        let stale = site.handle(&get("/a.txt"));
+        assert_eq!(body(&stale), b"first");
+        assert!(
+            stale.headers.get("etag").unwrap().contains("-5-"),
+            "the copy's size"
+        );
+        // Once the period is over, the next request checks and sees the new file.
+        site.revalidate = Duration::ZERO;
+        assert_eq!(body(&site.handle(&get("/a.txt"))), b"second!");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

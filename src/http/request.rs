@@ -48,6 +48,26 @@ enum Text {
 }
 
 impl Text {
+    /// Its length in bytes, without looking at the text.
+    #[inline]
+    fn len(&self) -> usize {
+        match self {
+            Text::Span(start, end) => end.saturating_sub(*start),
+            Text::Owned(s) => s.len(),
+            Text::Static(s) => s.len(),
+            Text::Shared(s) => s.len(),
+        }
+    }
+
+    /// Whether this field name is `name` (ASCII case-insensitively). Lengths first: a
+    /// request's fields are searched several times each (framing, Host, Connection,
+    /// preconditions), most names differ in length, and telling so needs neither the text
+    /// of a parsed name nor a byte compared.
+    #[inline]
+    fn is_named(&self, name: &str, text: &str) -> bool {
+        self.len() == name.len() && self.get(text).eq_ignore_ascii_case(name)
+    }
+
     /// The text, given the `Headers::text` that spans point into.
     fn get<'a>(&'a self, text: &'a str) -> &'a str {
         match self {
@@ -90,16 +110,20 @@ impl Headers {
 
     /// The first value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        let text = self.text.as_str();
+        self.entries
+            .iter()
+            .find(|(n, _)| n.is_named(name, text))
+            .map(|(_, v)| v.get(text))
     }
 
     /// All values of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        let text = self.text.as_str();
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n.is_named(name, text))
+            .map(move |(_, v)| v.get(text))
     }
 
     /// True if a field called `name` is present.
@@ -110,9 +134,19 @@ impl Headers {
     /// True if any comma-separated element of any `name` field equals `token`, ignoring case
     /// (e.g. `has_token("connection", "close")`).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.get_all(name)
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+        // Plain loops (this runs twice per request), and a trim of optional whitespace
+        // only, SP and HTAB (RFC 9110 §5.6.3), not of any Unicode whitespace.
+        for value in self.get_all(name) {
+            for element in value.split(',') {
+                if element
+                    .trim_matches([' ', '\t'])
+                    .eq_ignore_ascii_case(token)
+                {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// Add a field, keeping existing ones with the same name.
@@ -139,6 +173,18 @@ impl Headers {
         let name = self.push_text(name);
         let value = self.push_text(value);
         self.entries.push((name, value));
+    }
+
+    /// Add a parsed field that is already text (see [`Headers::append_bytes`]).
+    pub(crate) fn append_text(&mut self, name: &str, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let middle = self.text.len();
+        self.text.push_str(value);
+        self.entries.push((
+            Text::Span(start, middle),
+            Text::Span(middle, self.text.len()),
+        ));
     }
 
     /// Make room for `bytes` more bytes of parsed text (one allocation for a whole section).

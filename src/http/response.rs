@@ -286,6 +286,19 @@ fn owned_by_server(name: &str) -> bool {
     .any(|n| name.eq_ignore_ascii_case(n))
 }
 
+/// The bytes a response field value may hold: HTAB, SP, visible ASCII and obs-text, not
+/// CR, LF or other controls (RFC 9110 §5.5). A table: every byte of every value of every
+/// response is checked.
+static FIELD_VALUE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b == 0x09 || (b >= 0x20 && b != 0x7f);
+        b += 1;
+    }
+    table
+};
+
 /// Serialize a response head (status line, `Date`, `Server`, the handler's fields,
 /// `Content-Length`, `Connection`, empty line) onto `head`, for the sans-IO connection
 /// (`http::conn`) that both servers drive. `unix_secs` is the Date.
@@ -310,10 +323,7 @@ pub(crate) fn write_head(
             continue;
         }
         // A handler must not be able to split the response with CR/LF in a field.
-        let valid = is_token(name.as_bytes())
-            && value
-                .bytes()
-                .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        let valid = is_token(name.as_bytes()) && value.bytes().all(|b| FIELD_VALUE[usize::from(b)]);
         if !valid {
             log::warn!("dropping invalid response field {name:?}");
             continue;

@@ -1108,7 +1108,8 @@ impl Tcp {
                 .get(index as usize)
                 .and_then(|s| s.conn.as_ref())
                 .and_then(|c| c.time_wait_reuse(seg));
-            let li = self.find_listener(local);
+            // Only a reopening SYN needs the listener: not looked up for every segment.
+            let li = reuse.and_then(|_| self.find_listener(local));
             match (reuse, li) {
                 (Some(iss), Some(li)) => {
                     self.with_conn(index, |c, _| c.close_time_wait("new SYN (TIME-WAIT reuse)"));

@@ -7,6 +7,7 @@
 //! | `state.rs` | [`State`]: the eleven connection states and the state diagram (§3.3.2) |
 //! | `rto.rs` | [`RttEstimator`]: the retransmission timeout (RFC 6298) |
 //! | `send_buf.rs`, `recv_buf.rs` | the send buffer and the reassembling receive buffer |
+//! | `spare.rs` | the rings drained buffers give back, reused by the next (no zeroing per request) |
 //! | `congestion.rs` | slow start, congestion avoidance, NewReno (RFC 5681, RFC 6582) |
 //! | `connection.rs` | the TCB: one connection's state machine (§3.10) |
 //! | `config.rs`, `error.rs`, `stats.rs` | [`Config`], [`TcpError`], [`TcpStats`]: the layer's tunables, errors and counters |
@@ -41,6 +42,7 @@ pub mod rto;
 pub mod segment;
 pub mod send_buf;
 pub mod seq;
+mod spare;
 pub mod state;
 pub mod stats;
 pub mod syncookie;

@@ -5,8 +5,7 @@
 //! it and is freed whenever the application has read everything and nothing is held, so
 //! an idle connection costs no buffer memory.
 
-/// Smallest ring allocated, so a run of small segments does not reallocate each time.
-const MIN_ALLOCATION: usize = 4096;
+use super::spare::{self, MIN_ALLOCATION};
 
 /// How many separate out-of-order ranges are tracked; a segment that would create one
 /// more is dropped (the peer retransmits it). Linux and smoltcp bound this the same way.
@@ -135,7 +134,7 @@ impl RecvBuffer {
         self.readable -= n;
         if self.readable == 0 && self.held.is_empty() {
             // Nothing stored: give the memory back and restart at the beginning.
-            self.storage = Vec::new();
+            spare::give(std::mem::take(&mut self.storage));
             self.head = 0;
         }
         n
@@ -172,12 +171,12 @@ impl RecvBuffer {
             .max(self.storage.len().saturating_mul(2))
             .max(MIN_ALLOCATION)
             .min(self.capacity);
-        let mut storage = vec![0; size];
+        let mut storage = spare::take(size);
         let old = self.storage.len();
         let first = old - self.head;
         storage[..first].copy_from_slice(&self.storage[self.head..]);
         storage[first..old].copy_from_slice(&self.storage[..self.head]);
-        self.storage = storage;
+        spare::give(std::mem::replace(&mut self.storage, storage));
         self.head = 0;
     }
 

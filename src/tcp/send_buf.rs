@@ -6,6 +6,8 @@
 //! no buffer memory. In steady streaming it neither grows nor shrinks, so writes and
 //! acknowledgments do not allocate.
 
+use super::spare::{self, MIN_ALLOCATION};
+
 /// Unacknowledged outgoing bytes, a bounded ring buffer whose front is SND.UNA.
 ///
 /// Its front is SND.UNA. Bytes before SND.NXT have been sent at least once and are kept
@@ -179,7 +181,7 @@ impl SendBuffer {
         if self.len == 0 {
             // Everything acknowledged: give the memory back (an idle connection holds
             // none) and restart at the beginning.
-            self.storage = Vec::new();
+            spare::give(std::mem::take(&mut self.storage));
             self.head = 0;
         }
     }
@@ -193,16 +195,13 @@ impl SendBuffer {
             .max(self.storage.len().saturating_mul(2))
             .max(MIN_ALLOCATION)
             .min(self.capacity);
-        let mut storage = vec![0; size];
+        let mut storage = spare::take(size);
         let n = self.peek(0, &mut storage);
         debug_assert_eq!(n, self.len);
-        self.storage = storage;
+        spare::give(std::mem::replace(&mut self.storage, storage));
         self.head = 0;
     }
 }
-
-/// Smallest ring allocated, so a run of tiny writes does not reallocate each time.
-const MIN_ALLOCATION: usize = 4096;
 
 #[cfg(test)]
 mod tests {
