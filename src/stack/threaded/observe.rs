@@ -1,4 +1,4 @@
-//! The event loop's round when a tracer is attached (`--trace`, `--step`).
+//! The threaded runtime's round when a tracer is attached (`--trace`, `--step`).
 //!
 //! Same work as the plain round, but packet by packet: each packet is shown before the
 //! layers process it, and the transport layer's decisions ([`crate::tcp::TcpEvent`]) are
@@ -6,9 +6,10 @@
 //! the tracer *outside* the lock: the step-mode tracer blocks waiting for the user, and
 //! the socket threads must still be able to take the lock meanwhile.
 
-use super::round::{self, trace_packet};
-use super::{timers_and_transmit, Direction, StackHandle};
+use super::{timers_and_transmit, StackHandle};
 use crate::link::offload::RxMeta;
+use crate::link::Direction;
+use crate::stack::round::{self, trace_packet};
 use crate::time::Instant;
 use crate::trace::{TraceEvent, Tracer};
 
