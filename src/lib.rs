@@ -27,6 +27,7 @@
 //! sleeps or touches the device, so every RFC rule is testable with a virtual clock.
 #![deny(unsafe_code)]
 
+pub mod commands;
 pub mod diagram;
 pub mod http;
 pub mod ip;
