@@ -386,6 +386,10 @@ pub(crate) struct Connection {
     tlp_pending: bool,
     /// A probe was already sent since the last new ACK (one per episode).
     tlp_sent: bool,
+    /// The first sequence number of the last probe, until an ACK covers it: a SACK above
+    /// it shows the probe delivered while SND.UNA, sent at least a PTO earlier, is not —
+    /// lost by RACK's rule (RFC 8985 §6.2, §7.4).
+    tlp_probe: Option<SeqNum>,
     /// Persist timer (RFC 9293 §3.8.6.1) and its backoff exponent.
     persist_deadline: Option<Instant>,
     persist_backoff: u32,
@@ -520,6 +524,7 @@ impl Connection {
             tlp_deadline: None,
             tlp_pending: false,
             tlp_sent: false,
+            tlp_probe: None,
             retries: 0,
             persist_deadline: None,
             persist_backoff: 0,
@@ -1495,6 +1500,17 @@ impl Connection {
             // RFC 6675 §4 IsLost(SND.UNA): more than (DupThresh − 1)·SMSS bytes SACKed
             // above it means it is lost even if some duplicate ACKs went missing.
             let sack_lost = self.sack_ok && self.sacked_bytes() > (dupthresh - 1) * mss;
+            // RFC 8985 §7.4, §6.2: the tail loss probe left a PTO (at least 2·SRTT) after
+            // SND.UNA did; a SACK for it (or for anything above its start) while SND.UNA
+            // is still missing means SND.UNA was sent more than an RTT plus the
+            // reordering window before a segment that was delivered: RACK deems it lost.
+            // Without this a probe of new data that finds the tail lost draws one
+            // duplicate ACK, and the loss waits for the RTO.
+            let probe_delivered = self.sack_ok
+                && self
+                    .tlp_probe
+                    .is_some_and(|p| self.sacked.last().is_some_and(|&(_, r)| r.gt(p)));
+            let sack_lost = sack_lost || probe_delivered;
             if sack_lost {
                 dupthresh = 1;
             }
@@ -1511,6 +1527,7 @@ impl Connection {
                 });
             }
             if action == AckAction::Retransmit {
+                self.tlp_probe = None;
                 self.high_rxt = self.snd.una;
                 self.hole_credit = 0;
                 self.rxt_log.clear();
@@ -1633,6 +1650,9 @@ impl Connection {
         // A new ACK ends the tail-loss episode (RFC 8985 §7.3).
         self.tlp_sent = false;
         self.tlp_deadline = None;
+        if self.tlp_probe.is_some_and(|p| ack.gt(p)) {
+            self.tlp_probe = None;
+        }
         // The scoreboard only covers data above SND.UNA.
         self.sacked.retain(|&(_, r)| r.gt(ack));
         if let Some(first) = self.sacked.first_mut() {
@@ -1995,6 +2015,7 @@ impl Connection {
                 self.tlp_pending = false;
                 // No probes during RTO recovery; the next new ACK re-enables them.
                 self.tlp_sent = true;
+                self.tlp_probe = None;
                 self.high_rxt = self.snd.una;
                 self.snd.nxt = self.snd.una;
                 let (attempt, rto) = (self.retries, self.rtt.rto());
@@ -2549,6 +2570,7 @@ impl Connection {
                 let seg_len = seg.seg_len();
                 self.snd.nxt = nxt + seg_len;
                 self.on_sent(nxt, seg_len, now, stats);
+                self.tlp_probe = Some(nxt);
                 // RFC 8985 §7.3: re-arm the RTO after the probe.
                 self.rtx_deadline = Some(now + self.rtt.rto());
                 return Some(seg);
@@ -2566,6 +2588,7 @@ impl Connection {
                 let seg_len = seg.seg_len();
                 if seg_len > 0 {
                     self.on_sent(start, seg_len, now, stats);
+                    self.tlp_probe = Some(start);
                     // RFC 8985 §7.3: re-arm the RTO after the probe.
                     self.rtx_deadline = Some(now + self.rtt.rto());
                     return Some(seg);
