@@ -124,6 +124,8 @@ const MAX_SACK_BLOCKS: usize = 4;
 
 /// Most SACKed ranges remembered by the sender (the scoreboard, RFC 6675 §3).
 const MAX_SCOREBOARD: usize = 32;
+/// Retransmissions remembered during one recovery (for `pipe` and "lost again").
+const MAX_RXT_LOG: usize = 256;
 
 /// Shortest tail loss probe timeout (RFC 8985 §7.2 uses 2·SRTT; Linux floors it at 10 ms).
 const TLP_MIN: Duration = Duration::from_millis(10);
@@ -357,9 +359,10 @@ pub(crate) struct Connection {
     sacked: Vec<(SeqNum, SeqNum)>,
     /// RFC 6675 HighRxt: the highest sequence number retransmitted in this recovery.
     high_rxt: SeqNum,
-    /// Holes the sender may retransmit now: one per duplicate ACK in recovery (each one
-    /// means a segment left the network).
-    hole_credit: u32,
+    /// After a retransmission timeout with SACK: SND.MAX when it fired. Everything below
+    /// it that the scoreboard does not show SACKed is lost (as Linux's `tcp_enter_loss`),
+    /// resent hole by hole as cwnd allows, never the SACKed data; until SND.UNA passes it.
+    rto_lost_end: Option<SeqNum>,
     /// Retransmissions sent during recovery: (start, end, SND.MAX when sent). A SACK for
     /// data above that SND.MAX means something sent *after* the retransmission arrived
     /// while it did not: it was lost again (the idea of RACK, RFC 8985 §6, per segment).
@@ -509,7 +512,7 @@ impl Connection {
             last_ooo: None,
             sacked: Vec::new(),
             high_rxt: iss,
-            hole_credit: 0,
+            rto_lost_end: None,
             rxt_log: Vec::new(),
             rxt_deadline: None,
             lost_again: VecDeque::new(),
@@ -605,6 +608,7 @@ impl Connection {
         self.negotiate_ts(seg, now);
         self.set_peer_mss(seg.options.mss);
         self.sack_ok = seg.options.sack_permitted;
+        self.cc.set_pipe_recovery(self.sack_ok);
         self.negotiate_wscale(seg.options.window_scale);
     }
 
@@ -644,6 +648,7 @@ impl Connection {
         c.last_ack_rx = now;
         c.cc = NewReno::new(c.send_mss, iss + 1);
         c.cc.set_algorithm(config.congestion);
+        c.cc.set_pipe_recovery(sack);
         log::debug!("{local} ↔ {remote}: LISTEN → ESTABLISHED on a valid SYN cookie");
         c
     }
@@ -1478,11 +1483,6 @@ impl Connection {
         {
             let was_in_recovery = self.cc.in_recovery();
             let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
-            if was_in_recovery && self.sack_ok {
-                // RFC 6675 §5 (simplified): each duplicate ACK in recovery means a segment
-                // left the network, so one more hole may be retransmitted.
-                self.hole_credit = self.hole_credit.saturating_add(1).min(64);
-            }
             // RFC 5827 early retransmit: with fewer than four segments outstanding and no
             // new data allowed out, three duplicate ACKs may never come.
             let mss = u32::from(self.send_mss).max(1);
@@ -1529,7 +1529,6 @@ impl Connection {
             if action == AckAction::Retransmit {
                 self.tlp_probe = None;
                 self.high_rxt = self.snd.una;
-                self.hole_credit = 0;
                 self.rxt_log.clear();
                 self.rxt_deadline = None;
                 self.lost_again.clear();
@@ -1547,7 +1546,7 @@ impl Connection {
                 self.note(|| TcpEventKind::FastRetransmit { seq, dup_acks });
             }
         }
-        if self.sack_ok && self.cc.in_recovery() {
+        if self.sack_ok && self.recovering() {
             self.detect_lost_retransmissions();
         }
         // Window update (§3.10.7.4): from a segment newer than the last update — and, as
@@ -1667,15 +1666,16 @@ impl Connection {
             && flight > 0
         {
             // NewReno partial ACK (RFC 6582 §3.2): retransmit the next hole — unless
-            // SACK recovery already resent it this round.
-            if self.sack_ok && self.high_rxt.gt(ack) {
-                self.hole_credit = self.hole_credit.saturating_add(1).min(64);
-            } else {
+            // SACK recovery already resent it this round (then `pipe` decides what goes).
+            if !(self.sack_ok && self.high_rxt.gt(ack)) {
                 self.retransmit_una = true;
             }
         }
-        if !self.cc.in_recovery() {
-            self.hole_credit = 0;
+        if self.rto_lost_end.is_some_and(|end| ack.ge(end)) {
+            // Everything the timeout found outstanding is acknowledged: RTO recovery ends.
+            self.rto_lost_end = None;
+        }
+        if !self.recovering() {
             self.rxt_log.clear();
             self.rxt_deadline = None;
             self.lost_again.clear();
@@ -2004,10 +2004,15 @@ impl Connection {
                 self.cc.on_timeout(flight, self.snd.max);
                 self.rtt_sample = None;
                 self.retransmit_una = false;
-                // RFC 6675 §5.1: after a timeout the scoreboard may be discarded (the
-                // receiver is allowed to renege); resend everything from SND.UNA.
-                self.sacked.clear();
-                self.hole_credit = 0;
+                // RFC 6675 §5.1 allows discarding the scoreboard (a receiver may renege);
+                // like Linux's `tcp_enter_loss` we keep it: everything not SACKed below
+                // SND.MAX is lost and resent as cwnd allows, the SACKed data never. Every
+                // retransmission so far is presumed lost too. Without SACK: go-back-N.
+                if self.sack_ok {
+                    self.rto_lost_end = Some(self.snd.max);
+                } else {
+                    self.sacked.clear();
+                }
                 self.rxt_log.clear();
                 self.rxt_deadline = None;
                 self.lost_again.clear();
@@ -2017,7 +2022,9 @@ impl Connection {
                 self.tlp_sent = true;
                 self.tlp_probe = None;
                 self.high_rxt = self.snd.una;
-                self.snd.nxt = self.snd.una;
+                if !self.sack_ok {
+                    self.snd.nxt = self.snd.una;
+                }
                 let (attempt, rto) = (self.retries, self.rtt.rto());
                 self.note(|| TcpEventKind::RetransmitTimeout { attempt, rto });
                 log::debug!(
@@ -2173,7 +2180,7 @@ impl Connection {
 
     /// Remember a retransmission sent during SACK recovery.
     fn note_rxt(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
-        if self.sack_ok && self.cc.in_recovery() && self.rxt_log.len() < 64 {
+        if self.sack_ok && self.recovering() && self.rxt_log.len() < MAX_RXT_LOG {
             self.rxt_log.push((start, end, self.snd.max, now));
             if self.rxt_deadline.is_none() {
                 self.rxt_deadline = Some(now + self.rxt_timeout());
@@ -2193,7 +2200,12 @@ impl Connection {
     fn on_rxt_timeout(&mut self, now: Instant) {
         self.rxt_deadline = None;
         if !self.cc.in_recovery() {
-            self.rxt_log.clear();
+            // After a timeout the retransmission timer itself says when a
+            // retransmission is overdue (RFC 6298 (5.5) backoff); outside recovery
+            // there is nothing to sweep.
+            if !self.recovering() {
+                self.rxt_log.clear();
+            }
             return;
         }
         let timeout = self.rxt_timeout();
@@ -2234,21 +2246,95 @@ impl Connection {
         self.lost_again.extend(lost);
     }
 
-    /// The next hole to retransmit: at or after max(HighRxt, SND.UNA), not SACKed, below
-    /// the highest SACKed byte; at most `mss` bytes.
+    /// In fast recovery (with SACK) or in recovery from a timeout.
+    fn recovering(&self) -> bool {
+        self.cc.in_recovery() || self.rto_lost_end.is_some()
+    }
+
+    /// Everything not SACKed below this sequence number is lost. After a timeout, all
+    /// that was outstanding then (`rto_lost_end`). In fast recovery, every hole below the
+    /// highest SACKed range: its data was sent before data that has arrived, which is
+    /// RACK's test (RFC 8985 §6.2) with the reordering window it uses in recovery when
+    /// no reordering has been seen, zero (we do not detect reordering). That includes
+    /// every hole RFC 6675 §4 IsLost marks (DupThresh SACKed ranges or more than
+    /// (DupThresh − 1)·SMSS SACKed bytes above), and with the small windows of a lossy
+    /// path, where three segments rarely follow a hole, it is what keeps recovery going
+    /// without a timeout. Outside recovery nothing is lost yet (the duplicate ACKs
+    /// decide).
+    fn lost_end(&self) -> SeqNum {
+        let una = self.snd.una;
+        let mut end = una;
+        if self.cc.in_recovery() {
+            if let Some(&(l, _)) = self.sacked.last() {
+                end = l;
+            }
+        }
+        if let Some(rto_end) = self.rto_lost_end {
+            end = end.max(rto_end);
+        }
+        end.max(una)
+    }
+
+    /// RFC 6675 §4 SetPipe: the bytes the scoreboard says are still in the network —
+    /// every byte between SND.UNA and SND.MAX that is neither SACKed nor lost, plus the
+    /// retransmissions of this recovery not yet known to have arrived or been lost again.
+    fn pipe(&self) -> u32 {
+        let (una, max) = (self.snd.una, self.snd.max);
+        let lost = self.lost_end();
+        let mut pipe = 0u32;
+        let mut at = una;
+        for &(l, r) in self.sacked.iter().chain(std::iter::once(&(max, max))) {
+            if at.lt(l) {
+                // The hole [at, l): the part at or above the lost boundary is in flight.
+                let from = at.max(lost).min(l);
+                pipe = pipe.saturating_add(l.diff(from).max(0) as u32);
+            }
+            at = at.max(r);
+        }
+        for &(start, end, _, _) in &self.rxt_log {
+            pipe = pipe.saturating_add(end.diff(start.max(una)).max(0) as u32);
+        }
+        pipe
+    }
+
+    /// The next hole to retransmit (RFC 6675 §4 NextSeg rule 1): at or after
+    /// max(HighRxt, SND.UNA), not SACKed, lost (below [`Connection::lost_end`]); at
+    /// most `mss` bytes, and never into SACKed data.
     fn next_hole(&self, mss: u32) -> Option<(SeqNum, u32)> {
+        let lost = self.lost_end();
         let mut start = self.high_rxt.max(self.snd.una);
-        for &(l, r) in &self.sacked {
+        for &(l, r) in self.sacked.iter().chain(std::iter::once(&(lost, lost))) {
+            if !start.lt(lost) {
+                return None;
+            }
             if r.le(start) {
                 continue;
             }
             if start.lt(l) {
-                let len = (l.diff(start).max(0) as u32).min(mss);
-                return Some((start, len));
+                let end = l.min(lost);
+                let len = (end.diff(start).max(0) as u32).min(mss);
+                return (len > 0).then_some((start, len));
             }
             start = r;
         }
         None
+    }
+
+    /// How many bytes from `start` (at most `len`) may be resent without touching data
+    /// the peer SACKed (RFC 6675: SACKed data is never retransmitted).
+    fn unsacked_len(&self, start: SeqNum, len: usize) -> usize {
+        match self.sacked.iter().find(|&&(_, r)| r.gt(start)) {
+            Some(&(l, _)) if l.le(start) => 0,
+            Some(&(l, _)) => len.min(l.diff(start).max(0) as usize),
+            None => len,
+        }
+    }
+
+    /// Room for a segment of `len` bytes in recovery: RFC 6675 §5 (C), cwnd − pipe must
+    /// be at least one SMSS (or the whole of a shorter segment).
+    fn pipe_allows(&self, len: usize) -> bool {
+        let room = self.cc.cwnd().saturating_sub(self.pipe()) as usize;
+        room >= len.min(usize::from(self.send_mss)).max(1)
     }
 
     // ----------------------------------------------------------------------------------
@@ -2518,7 +2604,7 @@ impl Connection {
                 // Never beyond SND.MAX: the original segment may have been shorter
                 // (window-limited), and bytes never sent are new data, not a retransmission.
                 let sent = self.snd.max.diff(una).max(0) as usize;
-                let seg = self.data_segment(una, mss.min(sent));
+                let seg = self.data_segment(una, self.unsacked_len(una, mss.min(sent)));
                 let len = seg.seg_len();
                 if len > 0 {
                     self.on_sent(una, len, now, stats);
@@ -2533,7 +2619,9 @@ impl Connection {
             }
         }
 
-        // Retransmissions that were lost again (see `rxt_log`).
+        // Retransmissions that were lost again (see `rxt_log`), first among the holes but
+        // paced like them by cwnd − pipe (RFC 6675 §5 (C)): a burst of them would only
+        // be lost again.
         while let Some((start, end)) = self.lost_again.pop_front() {
             if end.le(self.snd.una) {
                 continue;
@@ -2542,6 +2630,14 @@ impl Connection {
             let len = (end.diff(start).max(0) as usize)
                 .min(mss)
                 .min(self.snd.max.diff(start).max(0) as usize);
+            let len = self.unsacked_len(start, len);
+            if len == 0 {
+                continue;
+            }
+            if !self.pipe_allows(len) {
+                self.lost_again.push_front((start, end));
+                break;
+            }
             let seg = self.data_segment(start, len);
             let seg_len = seg.seg_len();
             if seg_len == 0 {
@@ -2596,25 +2692,25 @@ impl Connection {
             }
         }
 
-        // SACK loss recovery (RFC 6675 §5, simplified): resend the next hole below the
-        // highest SACKed byte, one per duplicate ACK received during recovery.
-        if self.hole_credit > 0 && self.sack_ok && self.cc.in_recovery() {
-            match self.next_hole(u32::from(self.send_mss)) {
-                Some((start, len)) => {
-                    self.hole_credit -= 1;
-                    let seg = self.data_segment(start, len as usize);
-                    let seg_len = seg.seg_len();
-                    if seg_len > 0 {
-                        self.on_sent(start, seg_len, now, stats);
-                        self.high_rxt = self.high_rxt.max(start + seg_len);
-                        self.note_rxt(start, start + seg_len, now);
-                        if self.snd.nxt.lt(start + seg_len) {
-                            self.snd.nxt = start + seg_len;
-                        }
-                        return Some(seg);
+        // SACK loss recovery (RFC 6675 §5 (C)): while cwnd − pipe leaves room for a
+        // segment, resend the next lost hole (NextSeg rule 1) — in fast recovery and after
+        // a timeout alike, never SACKed data; then new data (rule 2, below).
+        if self.sack_ok && self.recovering() {
+            if let Some((start, len)) = self
+                .next_hole(u32::from(self.send_mss))
+                .filter(|&(_, len)| self.pipe_allows(len as usize))
+            {
+                let seg = self.data_segment(start, len as usize);
+                let seg_len = seg.seg_len();
+                if seg_len > 0 {
+                    self.on_sent(start, seg_len, now, stats);
+                    self.high_rxt = self.high_rxt.max(start + seg_len);
+                    self.note_rxt(start, start + seg_len, now);
+                    if self.snd.nxt.lt(start + seg_len) {
+                        self.snd.nxt = start + seg_len;
                     }
+                    return Some(seg);
                 }
-                None => self.hole_credit = 0,
             }
         }
 
@@ -2630,11 +2726,18 @@ impl Connection {
         if may_send_data {
             let in_flight = self.snd.nxt.diff(self.snd.una).max(0) as u32;
             // RFC 3042 limited transmit: the first two duplicate ACKs each let one new
-            // segment out beyond cwnd (but never beyond the peer's window).
-            let wnd = self
-                .send_window()
-                .min(self.cc.cwnd().saturating_add(self.cc.limited_transmit()));
-            let usable = wnd.saturating_sub(in_flight) as usize;
+            // segment out beyond cwnd (but never beyond the peer's window). In SACK
+            // recovery RFC 6675 §5 (C) counts `pipe` against cwnd instead of everything
+            // sent: lost and SACKed bytes have left the network.
+            let cwnd_room = if self.sack_ok && self.recovering() {
+                self.cc.cwnd().saturating_sub(self.pipe())
+            } else {
+                self.cc
+                    .cwnd()
+                    .saturating_add(self.cc.limited_transmit())
+                    .saturating_sub(in_flight)
+            };
+            let usable = self.send_window().saturating_sub(in_flight).min(cwnd_room) as usize;
             let unsent = self.data_end().diff(self.snd.nxt).max(0) as usize;
             let len = unsent.min(usable).min(mss);
             // Sender SWS avoidance (RFC 9293 §3.8.6.2.1) and Nagle (RFC 1122 §4.2.3.4):
