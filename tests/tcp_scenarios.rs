@@ -58,6 +58,7 @@
 //! | RFC 6928 / RFC 5681 / RFC 6582 congestion control: IW, slow start, RTO collapse, fast recovery | `slow_start_then_collapse_on_rto`, `fast_recovery_halves_the_window` |
 //! | RFC 2018 / RFC 6675 SACK | `sack_blocks_report_held_data_most_recent_first`, `no_sack_blocks_unless_permitted`, `sack_recovery_retransmits_only_the_holes` |
 //! | RFC 6675 §5 sending by `pipe`; the scoreboard kept across an RTO, SACKed data never resent | `sack_recovery_sends_by_pipe`, `rto_keeps_the_sack_scoreboard` |
+//! | RFC 7323 §4.1 / App. G RTT samples from TSecr (only ACKs advancing SND.UNA, no echo older than a retransmission) | `rtt_samples_from_timestamps_follow_rfc7323_appendix_g` |
 //! | §3.8.6 flow control: peer window, persist, window update, shrinking, SWS | `unanswered_zero_window_probes_time_out`, `window_update_after_app_reads`, `advertised_window_shrinks_with_unread_data`, `sender_sws_avoidance_holds_small_segments`, `window_scale_negotiation_is_consistent` |
 //! | user calls: bounds and errors | `address_in_use`, `listen_backlog_drops_excess_syns`, `connection_table_limit`, `send_after_shutdown_is_an_error`, `send_buffer_bounds_writes`, `events_are_reported_once` |
 //! | §3.4 sequence numbers wrap at 2^32 | `our_sequence_numbers_wrap` (the peer's wrap in every test: its ISN is 2^32 - 51) |
@@ -2567,4 +2568,56 @@ fn rto_keeps_the_sack_scoreboard() {
     );
     h.inject(". 1:1(0) ack 10011");
     h.expect_silence(Duration::from_secs(2));
+}
+
+/// The TSval we put on `seg`.
+fn our_tsval(seg: &Segment) -> u32 {
+    seg.options.timestamps.expect("timestamps in effect").0
+}
+
+/// RFC 7323 §4.1 RTTM with Appendix G's rules: a segment that was retransmitted cannot
+/// be timed on our clock (Karn), but the timestamp its ACK echoes says which
+/// transmission arrived. The echo of the retransmission itself gives a sample; an echo
+/// older than the retransmission (the original arrived late) would count the recovery
+/// time and gives none; nor does an ACK that does not advance SND.UNA.
+#[test]
+fn rtt_samples_from_timestamps_follow_rfc7323_appendix_g() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460,TS val 1000 ecr 0>", ms(100));
+    h.exchange(10, ms(100), 0);
+    let srtt = h.tcp.srtt(h.conn()).expect("sampled");
+    assert_eq!(srtt, ms(100));
+    assert_eq!(h.send(b"abc"), 3);
+    let first = our_tsval(&h.expect_now("P. 11:14(3) ack 1"));
+    let rexmit = h.next_within(Duration::from_secs(5)).expect("RTO");
+    h.check(&rexmit, "P. 11:14(3) ack 1");
+    let again = our_tsval(&rexmit);
+    // An ACK that does not move SND.UNA (a window update) echoing the retransmission.
+    h.now += ms(20);
+    h.inject(&format!(
+        ". 1:1(0) ack 11 win 60000 <TS val 2000 ecr {again}>"
+    ));
+    assert_eq!(
+        h.tcp.srtt(h.conn()),
+        Some(srtt),
+        "no sample without new data acked"
+    );
+    // The ACK of the data echoes the first transmission: older than the retransmission.
+    h.inject(&format!(". 1:1(0) ack 14 <TS val 2001 ecr {first}>"));
+    assert_eq!(
+        h.tcp.srtt(h.conn()),
+        Some(srtt),
+        "no sample from a stale echo"
+    );
+    // The next segment is retransmitted too, and its ACK echoes the retransmission,
+    // 20 ms after it left: a sample of 20 ms.
+    assert_eq!(h.send(b"def"), 3);
+    h.expect_now("P. 14:17(3) ack 1");
+    let rexmit = h.next_within(Duration::from_secs(5)).expect("RTO");
+    h.check(&rexmit, "P. 14:17(3) ack 1");
+    let again = our_tsval(&rexmit);
+    h.now += ms(20);
+    h.inject(&format!(". 1:1(0) ack 17 <TS val 2002 ecr {again}>"));
+    // RFC 6298 (2.3): SRTT = 7/8 · 100 ms + 1/8 · 20 ms.
+    assert_eq!(h.tcp.srtt(h.conn()), Some(ms(90)));
 }

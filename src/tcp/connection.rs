@@ -354,6 +354,10 @@ pub(crate) struct Connection {
     snd_wscale: u8,
     /// The most recently received out-of-order range, reported first (RFC 2018 §4).
     last_ooo: Option<(SeqNum, SeqNum)>,
+    /// A duplicate segment's range below RCV.NXT, reported once as the first SACK block
+    /// of the next ACK (RFC 2883 §4: D-SACK), so the sender can tell a spurious
+    /// retransmission.
+    dsack: Option<(SeqNum, SeqNum)>,
     /// Sender scoreboard: ranges above SND.UNA the peer reported as received, sorted and
     /// disjoint (RFC 6675 §3).
     sacked: Vec<(SeqNum, SeqNum)>,
@@ -377,6 +381,9 @@ pub(crate) struct Connection {
     rtt: RttEstimator,
     /// The one segment being timed: (sequence number that acknowledges it, send time).
     rtt_sample: Option<(SeqNum, Instant)>,
+    /// The TSval of our last retransmission and SND.MAX then: until an ACK covers that,
+    /// an echo older than the retransmission gives no RTT sample (RFC 7323 App. G).
+    rxt_ts: Option<(u32, SeqNum)>,
     cc: NewReno,
 
     /// Retransmission timer (RFC 6298) and how many times in a row it fired.
@@ -510,6 +517,7 @@ impl Connection {
             rcv_wscale: 0,
             snd_wscale: 0,
             last_ooo: None,
+            dsack: None,
             sacked: Vec::new(),
             high_rxt: iss,
             rto_lost_end: None,
@@ -518,6 +526,7 @@ impl Connection {
             lost_again: VecDeque::new(),
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
+            rxt_ts: None,
             cc: {
                 let mut cc = NewReno::new(local_mss.min(DEFAULT_PEER_MSS), iss);
                 cc.set_algorithm(config.congestion);
@@ -1240,7 +1249,7 @@ impl Connection {
         self.snd.wl2 = seg.ack;
         if ack_ok && seg.ack.gt(self.snd.iss) {
             // Our SYN is acknowledged: ESTABLISHED.
-            self.on_new_ack(seg.ack, now, stats);
+            self.on_new_ack(seg.ack, None, now, stats);
             self.set_state(State::Established, "SYN-ACK");
             self.ack_needed = true;
             // Data or FIN carried on the SYN-ACK (sixth and eighth steps).
@@ -1317,6 +1326,11 @@ impl Connection {
                 self.drop_segment(stats, "RST outside the window");
                 return;
             }
+            let end = seq + data.len() as u32;
+            if !data.is_empty() && end.le(rcv_nxt) {
+                // RFC 2883 §4 (1): a duplicate of data already received.
+                self.note_dsack(seq, end);
+            }
             // "If an incoming segment is not acceptable, an acknowledgment should be sent
             // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. Data segments are always
             // answered (the peer needs the ACK); segments without data — bare ACKs, and
@@ -1353,6 +1367,10 @@ impl Connection {
                 seq += 1;
             }
             let cut = (dup as usize).min(data.len());
+            if cut > 0 {
+                // RFC 2883 §4 (2): the part received before is reported as a D-SACK.
+                self.note_dsack(seq, seq + cut as u32);
+            }
             data = data.get(cut..).unwrap_or(&[]);
             seq += cut as u32;
             if dup as usize > cut {
@@ -1473,7 +1491,8 @@ impl Connection {
         let old_wnd = self.snd.wnd;
         let acked_new = seg.ack.gt(self.snd.una);
         if acked_new {
-            self.on_new_ack(seg.ack, now, stats);
+            let tsecr = seg.options.timestamps.map(|(_, ecr)| ecr);
+            self.on_new_ack(seg.ack, tsecr.filter(|_| self.ts_ok), now, stats);
             if self.sack_ok {
                 self.merge_sack(&seg.options.sack_blocks);
             }
@@ -1585,8 +1604,9 @@ impl Connection {
         self.process_text_and_fin(seq, data, fin, now, stats);
     }
 
-    /// An acceptable ACK of new data: `SND.UNA < SEG.ACK =< SND.MAX`.
-    fn on_new_ack(&mut self, ack: SeqNum, now: Instant, stats: &mut TcpStats) {
+    /// An acceptable ACK of new data: `SND.UNA < SEG.ACK =< SND.MAX`, with the TSecr it
+    /// echoed when timestamps are in effect.
+    fn on_new_ack(&mut self, ack: SeqNum, tsecr: Option<u32>, now: Instant, stats: &mut TcpStats) {
         let _ = stats;
         let mut acked = ack.diff(self.snd.una).max(0) as u32;
         if !self.syn_acked && acked > 0 {
@@ -1613,29 +1633,39 @@ impl Connection {
         if self.snd.nxt.lt(ack) {
             self.snd.nxt = ack;
         }
-        // RFC 7323 §4 RTTM would take a sample from every ACK's TSecr. We do not: with
-        // data flowing both ways the echo can be stale (TS.Recent only moves with
-        // in-sequence segments, §4.3) and such samples inflated the RTO to its maximum in
-        // the lossy simulation (tests/tcp_simulation.rs seeds 1000, 1017). The RTT is
-        // timed per flight with Karn's rule instead; timestamps serve PAWS and are echoed
-        // for the peer's RTTM. (Linux likewise prefers its own per-segment timing.)
-        // RFC 6298 with Karn's rule: only a segment never retransmitted is timed.
+        // RFC 6298 with Karn's rule: the one segment per flight timed on our clock (never
+        // a retransmitted one) gives a sample when it is acknowledged; otherwise RFC 7323
+        // §4 RTTM takes one from the echoed timestamp (as Linux: its own timing first, the
+        // TSecr when there is none, which covers flights with retransmissions).
+        let mut sample = None;
         if let Some((end, sent)) = self.rtt_sample {
             if ack.ge(end) {
-                let rtt = now.saturating_duration_since(sent);
-                self.rtt.on_sample(rtt);
+                sample = Some(now.saturating_duration_since(sent));
                 self.rtt_sample = None;
-                let (srtt, rto) = (self.rtt.srtt().unwrap_or(rtt), self.rtt.rto());
-                self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
             }
+        }
+        if sample.is_none() {
+            sample = tsecr.and_then(|ecr| self.ts_rtt_sample(ecr, now));
+        }
+        if let Some(rtt) = sample {
+            self.rtt.on_sample(rtt);
+            let (srtt, rto) = (self.rtt.srtt().unwrap_or(rtt), self.rtt.rto());
+            self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
+        }
+        if self.rxt_ts.is_some_and(|(_, end)| ack.ge(end)) {
+            // Everything outstanding at the last retransmission is acknowledged.
+            self.rxt_ts = None;
         }
         // An ACK of new data ends the backoff. RFC 6298 §5 would keep the backed-off RTO
         // until the next valid sample, and Linux resets `icsk_backoff` only in
-        // `tcp_ack_update_rtt` — but Linux samples the TSecr of nearly every ACK, and we
-        // time only one never-retransmitted segment per flight (above). Kept until then,
-        // the backoff compounded over successive losses under 10 % loss each way (a 32 MiB
-        // GET stalled past the HTTP no-progress timeout); reset here, the RTO goes back to
-        // the estimator's value as soon as the path delivers again.
+        // `tcp_ack_update_rtt` — but Linux samples nearly every ACK, and we time one
+        // segment per flight and take a timestamp sample only when that gives none and
+        // the echo is not older than our last retransmission (above), so after a loss
+        // many ACKs carry no sample, and without timestamps none until the next timed
+        // flight. Kept until then, the backoff compounded over successive losses under
+        // 10 % loss each way (a 32 MiB GET stalled past the HTTP no-progress timeout);
+        // reset here, the RTO goes back to the estimator's value as soon as the path
+        // delivers again.
         self.rtt.reset_backoff();
         self.retries = 0;
         // RFC 6298 (5.2), (5.3).
@@ -2246,6 +2276,29 @@ impl Connection {
         self.lost_again.extend(lost);
     }
 
+    /// RFC 7323 §4.1 RTTM: the round-trip time from the TSecr of an ACK that advances
+    /// SND.UNA (the caller's condition: App. G, so that a duplicate or window-update ACK
+    /// echoing an old segment is not taken). `None` for an echo of 0 (nothing to echo),
+    /// from the future, or older than our last retransmission of data this ACK may cover:
+    /// then the echo belongs to an earlier transmission and the time since it includes
+    /// the recovery (App. G; Karn's ambiguity, resolved by the timestamp only when the
+    /// echo is of the retransmission itself).
+    fn ts_rtt_sample(&self, ecr: u32, now: Instant) -> Option<Duration> {
+        if ecr == 0 {
+            return None;
+        }
+        if let Some((rxt_val, _)) = self.rxt_ts {
+            if (ecr.wrapping_sub(rxt_val) as i32) < 0 {
+                return None;
+            }
+        }
+        let age = ts_clock(now, self.ts_offset).wrapping_sub(ecr);
+        if (age as i32) < 0 || Duration::from_millis(u64::from(age)) > self.rto_max {
+            return None;
+        }
+        Some(Duration::from_millis(u64::from(age)))
+    }
+
     /// In fast recovery (with SACK) or in recovery from a timeout.
     fn recovering(&self) -> bool {
         self.cc.in_recovery() || self.rto_lost_end.is_some()
@@ -2357,8 +2410,10 @@ impl Connection {
     fn base_segment(&mut self, seq: SeqNum, flags: Flags) -> Segment {
         let window = self.advertise_window(flags.syn);
         let mut options = TcpOptions::default();
-        if flags.ack && self.sack_ok && self.recv_buf.has_out_of_order() {
+        if flags.ack && self.sends_sack() {
             options.sack_blocks = self.sack_blocks();
+            // RFC 2883 §4: a D-SACK block is reported once.
+            self.dsack = None;
         }
         if self.ts_ok {
             // RFC 7323 §3.2: once negotiated, TSopt goes on every segment but RSTs;
@@ -2381,11 +2436,27 @@ impl Connection {
         }
     }
 
+    /// Remember a duplicate range for the D-SACK block of the next ACK (RFC 2883), if
+    /// SACK is in effect, and have that ACK leave with this batch, not after the
+    /// delayed-ACK timer (a duplicate means our ACK was lost or the peer retransmitted
+    /// needlessly: either way it wants to hear from us).
+    fn note_dsack(&mut self, start: SeqNum, end: SeqNum) {
+        if self.sack_ok && start.lt(end) {
+            self.dsack = Some((start, end));
+            self.ack_needed = true;
+        }
+    }
+
+    /// Whether our next ACK carries SACK blocks: out-of-order data held, or a D-SACK.
+    fn sends_sack(&self) -> bool {
+        self.sack_ok && (self.recv_buf.has_out_of_order() || self.dsack.is_some())
+    }
+
     /// Bytes the SACK option will take on our next segment (0 when none is sent): two
     /// NOPs, kind and length, then 8 bytes a block, as many as fit beside timestamps in
     /// the 40 bytes of option space (RFC 2018 §3) — the same rule `TcpOptions::encode` uses.
     fn sack_option_len(&self) -> usize {
-        if !(self.sack_ok && self.recv_buf.has_out_of_order()) {
+        if !self.sends_sack() {
             return 0;
         }
         let used = if self.ts_ok {
@@ -2393,12 +2464,10 @@ impl Connection {
         } else {
             0
         };
-        let blocks = self
-            .recv_buf
-            .out_of_order_ranges()
-            .len()
-            .min(MAX_SACK_BLOCKS)
-            .min(40usize.saturating_sub(used + 4) / 8);
+        let blocks = (self.recv_buf.out_of_order_ranges().len()
+            + usize::from(self.dsack.is_some()))
+        .min(MAX_SACK_BLOCKS)
+        .min(40usize.saturating_sub(used + 4) / 8);
         if blocks == 0 {
             0
         } else {
@@ -2421,6 +2490,10 @@ impl Connection {
                 let first = blocks.remove(i);
                 blocks.insert(0, first);
             }
+        }
+        if let Some(dup) = self.dsack {
+            // RFC 2883 §4: the D-SACK block goes first.
+            blocks.insert(0, dup);
         }
         blocks.truncate(MAX_SACK_BLOCKS);
         blocks
@@ -2491,6 +2564,9 @@ impl Connection {
                 // (Karn) it cannot be timed, and any pending sample is ambiguous.
                 stats.retransmits += 1;
                 self.note(|| TcpEventKind::Retransmission { seq, len });
+                if self.ts_ok {
+                    self.rxt_ts = Some((ts_clock(now, self.ts_offset), self.snd.max));
+                }
                 if self.rtt_sample.is_some_and(|(e, _)| e.gt(seq)) {
                     self.rtt_sample = None;
                 }
