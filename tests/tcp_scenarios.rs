@@ -57,6 +57,8 @@
 //! | go-back-N pure ACKs carry SND.MAX | `pure_ack_after_rto_carries_snd_max`, `pure_ack_during_go_back_n_carries_snd_max` |
 //! | RFC 6928 / RFC 5681 / RFC 6582 congestion control: IW, slow start, RTO collapse, fast recovery | `slow_start_then_collapse_on_rto`, `fast_recovery_halves_the_window` |
 //! | RFC 2018 / RFC 6675 SACK | `sack_blocks_report_held_data_most_recent_first`, `no_sack_blocks_unless_permitted`, `sack_recovery_retransmits_only_the_holes` |
+//! | RFC 6675 §5 sending by `pipe`; the scoreboard kept across an RTO, SACKed data never resent | `sack_recovery_sends_by_pipe`, `rto_keeps_the_sack_scoreboard` |
+//! | RFC 7323 §4.1 / App. G RTT samples from TSecr (only ACKs advancing SND.UNA, no echo older than a retransmission) | `rtt_samples_from_timestamps_follow_rfc7323_appendix_g` |
 //! | §3.8.6 flow control: peer window, persist, window update, shrinking, SWS | `unanswered_zero_window_probes_time_out`, `window_update_after_app_reads`, `advertised_window_shrinks_with_unread_data`, `sender_sws_avoidance_holds_small_segments`, `window_scale_negotiation_is_consistent` |
 //! | user calls: bounds and errors | `address_in_use`, `listen_backlog_drops_excess_syns`, `connection_table_limit`, `send_after_shutdown_is_an_error`, `send_buffer_bounds_writes`, `events_are_reported_once` |
 //! | §3.4 sequence numbers wrap at 2^32 | `our_sequence_numbers_wrap` (the peer's wrap in every test: its ISN is 2^32 - 51) |
@@ -2473,4 +2475,149 @@ fn ack_the_flight(h: &mut H, acked: u32) -> u32 {
     let acked = acked + flight;
     h.inject(&format!(". 1:1(0) ack {acked}"));
     acked
+}
+
+/// Ten segments of 1000 bytes from relative sequence number 11 (after a 10-byte exchange
+/// that gives a 10 ms RTT sample), with SACK on.
+fn ten_segments_with_sack(h: &mut H) {
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000,sackOK>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[4u8; 10000]), 10000);
+    let flight: usize = h.run_for(ms(1)).iter().map(|(_, s)| s.payload.len()).sum();
+    assert_eq!(flight, 10000, "the initial window");
+}
+
+/// A duplicate ACK "ack 11" from them carrying the SACK blocks `blocks` (relative
+/// sequence numbers of our data).
+fn dup_ack_with_sack(h: &mut H, blocks: &[(u32, u32)]) {
+    let iss = h.iss.expect("our ISN");
+    let mut dup = h.build(". 1:1(0) ack 11");
+    dup.options.sack_blocks = blocks.iter().map(|&(l, r)| (iss + l, iss + r)).collect();
+    h.inject_seg(&dup);
+}
+
+/// The (relative sequence number, length) of every data segment in `sent`.
+fn data_ranges(h: &H, sent: &[(Instant, Segment)]) -> Vec<(u32, usize)> {
+    let iss = h.iss.expect("our ISN");
+    sent.iter()
+        .filter(|(_, s)| !s.payload.is_empty())
+        .map(|(_, s)| (s.seq.0.wrapping_sub(iss.0), s.payload.len()))
+        .collect()
+}
+
+/// RFC 6675 §5 (C): in SACK recovery the sender sends while cwnd − pipe leaves room,
+/// not one segment per duplicate ACK. One duplicate ACK that SACKs four ranges shows four
+/// holes lost (IsLost: more than 2·SMSS SACKed above each): all four are resent at once,
+/// the SACKed data never.
+#[test]
+fn sack_recovery_sends_by_pipe() {
+    let mut h = H::new(config());
+    ten_segments_with_sack(&mut h);
+    // Received: 1011:2011, 3011:4011, 5011:6011, 7011:10011. Lost: 11, 2011, 4011, 6011.
+    dup_ack_with_sack(
+        &mut h,
+        &[(7011, 10011), (5011, 6011), (3011, 4011), (1011, 2011)],
+    );
+    let sent = h.run_for(ms(1));
+    let rel = data_ranges(&h, &sent);
+    assert_eq!(
+        rel,
+        vec![(11, 1000), (2011, 1000), (4011, 1000), (6011, 1000)],
+        "every lost hole at once, nothing SACKed"
+    );
+    assert_eq!(h.tcp.stats().fast_retransmits, 1);
+}
+
+/// RFC 6675 §5.1 lets a sender discard the scoreboard at a timeout; like Linux's
+/// `tcp_enter_loss` we keep it: only the data not SACKed is marked lost and resent as
+/// the restarted slow start allows; SACKed data is never sent again, even when later
+/// ACKs no longer carry its block.
+#[test]
+fn rto_keeps_the_sack_scoreboard() {
+    let mut h = H::new(config());
+    ten_segments_with_sack(&mut h);
+    // 8011:10011 arrived; one duplicate ACK is not enough for fast retransmit.
+    dup_ack_with_sack(&mut h, &[(8011, 10011)]);
+    assert_eq!(h.tcp.stats().fast_retransmits, 0);
+    // The RTO resends the first segment; from there each round is acknowledged in full.
+    h.expect(". 11:1011(1000) ack 1");
+    assert_eq!(h.tcp.stats().rto_expirations, 1);
+    let mut acked = 1011;
+    let mut resent = vec![(11, 1000)];
+    while acked < 8011 {
+        h.now += ms(10);
+        h.inject(&format!(". 1:1(0) ack {acked}"));
+        let sent = h.run_for(ms(1));
+        let rel = data_ranges(&h, &sent);
+        assert!(!rel.is_empty(), "slow start goes on after ack {acked}");
+        acked = rel
+            .iter()
+            .map(|&(s, l)| s + l as u32)
+            .max()
+            .unwrap_or(acked);
+        resent.extend(rel);
+    }
+    assert_eq!(acked, 8011, "resent up to the SACKed data: {resent:?}");
+    h.now += ms(10);
+    h.inject(". 1:1(0) ack 8011");
+    let sent = h.run_for(ms(100));
+    let rel = data_ranges(&h, &sent);
+    assert!(
+        rel.is_empty(),
+        "8011:10011 was SACKed before the timeout: not resent, got {rel:?}"
+    );
+    h.inject(". 1:1(0) ack 10011");
+    h.expect_silence(Duration::from_secs(2));
+}
+
+/// The TSval we put on `seg`.
+fn our_tsval(seg: &Segment) -> u32 {
+    seg.options.timestamps.expect("timestamps in effect").0
+}
+
+/// RFC 7323 §4.1 RTTM with Appendix G's rules: a segment that was retransmitted cannot
+/// be timed on our clock (Karn), but the timestamp its ACK echoes says which
+/// transmission arrived. The echo of the retransmission itself gives a sample; an echo
+/// older than the retransmission (the original arrived late) would count the recovery
+/// time and gives none; nor does an ACK that does not advance SND.UNA.
+#[test]
+fn rtt_samples_from_timestamps_follow_rfc7323_appendix_g() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1460,TS val 1000 ecr 0>", ms(100));
+    h.exchange(10, ms(100), 0);
+    let srtt = h.tcp.srtt(h.conn()).expect("sampled");
+    assert_eq!(srtt, ms(100));
+    assert_eq!(h.send(b"abc"), 3);
+    let first = our_tsval(&h.expect_now("P. 11:14(3) ack 1"));
+    let rexmit = h.next_within(Duration::from_secs(5)).expect("RTO");
+    h.check(&rexmit, "P. 11:14(3) ack 1");
+    let again = our_tsval(&rexmit);
+    // An ACK that does not move SND.UNA (a window update) echoing the retransmission.
+    h.now += ms(20);
+    h.inject(&format!(
+        ". 1:1(0) ack 11 win 60000 <TS val 2000 ecr {again}>"
+    ));
+    assert_eq!(
+        h.tcp.srtt(h.conn()),
+        Some(srtt),
+        "no sample without new data acked"
+    );
+    // The ACK of the data echoes the first transmission: older than the retransmission.
+    h.inject(&format!(". 1:1(0) ack 14 <TS val 2001 ecr {first}>"));
+    assert_eq!(
+        h.tcp.srtt(h.conn()),
+        Some(srtt),
+        "no sample from a stale echo"
+    );
+    // The next segment is retransmitted too, and its ACK echoes the retransmission,
+    // 20 ms after it left: a sample of 20 ms.
+    assert_eq!(h.send(b"def"), 3);
+    h.expect_now("P. 14:17(3) ack 1");
+    let rexmit = h.next_within(Duration::from_secs(5)).expect("RTO");
+    h.check(&rexmit, "P. 14:17(3) ack 1");
+    let again = our_tsval(&rexmit);
+    h.now += ms(20);
+    h.inject(&format!(". 1:1(0) ack 17 <TS val 2002 ecr {again}>"));
+    // RFC 6298 (2.3): SRTT = 7/8 · 100 ms + 1/8 · 20 ms.
+    assert_eq!(h.tcp.srtt(h.conn()), Some(ms(90)));
 }

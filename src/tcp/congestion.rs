@@ -77,6 +77,10 @@ pub struct NewReno {
     /// when recovery began.
     recover: SeqNum,
     in_recovery: bool,
+    /// Recovery sends by RFC 6675's `pipe` (both sides SACK-permitted): cwnd is set to
+    /// ssthresh on entry and neither inflated by duplicate ACKs nor deflated by partial
+    /// ones — the scoreboard, not the window, accounts for what left the network.
+    pipe_recovery: bool,
     /// Some when the CUBIC rule is selected.
     cubic: Option<Cubic>,
 }
@@ -95,6 +99,7 @@ impl NewReno {
             dup_acks: 0,
             recover: iss,
             in_recovery: false,
+            pipe_recovery: false,
             cubic: None,
         }
     }
@@ -102,6 +107,12 @@ impl NewReno {
     /// Select the congestion-avoidance rule.
     pub fn set_algorithm(&mut self, algorithm: Algorithm) {
         self.cubic = (algorithm == Algorithm::Cubic).then(Cubic::default);
+    }
+
+    /// Recover by RFC 6675's `pipe` (the connection keeps a SACK scoreboard) instead of
+    /// RFC 6582's window inflation.
+    pub fn set_pipe_recovery(&mut self, on: bool) {
+        self.pipe_recovery = on;
     }
 
     /// The rule in use.
@@ -250,6 +261,10 @@ impl NewReno {
                 self.bytes_acked = 0;
                 return AckAction::None;
             }
+            if self.pipe_recovery {
+                // RFC 6675 §5: cwnd stays at ssthresh; `pipe` shrinks with the ACK.
+                return AckAction::Retransmit;
+            }
             // Partial acknowledgment: retransmit the next hole, deflate by the amount
             // acknowledged, add back one MSS if that was at least one MSS.
             self.cwnd = self.cwnd.saturating_sub(acked);
@@ -300,8 +315,11 @@ impl NewReno {
     ) -> AckAction {
         self.dup_acks = self.dup_acks.saturating_add(1);
         if self.in_recovery {
-            // RFC 5681 §3.2 step 4: inflate for each segment that left the network.
-            self.cwnd = self.cwnd.saturating_add(self.mss);
+            // RFC 5681 §3.2 step 4: inflate for each segment that left the network (with
+            // SACK, RFC 6675's `pipe` counts them instead).
+            if !self.pipe_recovery {
+                self.cwnd = self.cwnd.saturating_add(self.mss);
+            }
             return AckAction::None;
         }
         if self.dup_acks >= dupthresh.clamp(1, 3) {
@@ -313,7 +331,13 @@ impl NewReno {
             // (`recover` starts at the ISS, so a lost first data segment still counts.)
             if snd_una.ge(self.recover) {
                 self.ssthresh = self.reduce(flight);
-                self.cwnd = self.ssthresh.saturating_add(3 * self.mss);
+                // RFC 6675 §5 (4.2): cwnd = ssthresh; RFC 5681 §3.2 step 3 adds the three
+                // segments the duplicate ACKs showed to have left.
+                self.cwnd = if self.pipe_recovery {
+                    self.ssthresh
+                } else {
+                    self.ssthresh.saturating_add(3 * self.mss)
+                };
                 self.recover = snd_max;
                 self.in_recovery = true;
                 return AckAction::Retransmit;

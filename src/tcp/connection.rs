@@ -124,6 +124,8 @@ const MAX_SACK_BLOCKS: usize = 4;
 
 /// Most SACKed ranges remembered by the sender (the scoreboard, RFC 6675 §3).
 const MAX_SCOREBOARD: usize = 32;
+/// Retransmissions remembered during one recovery (for `pipe` and "lost again").
+const MAX_RXT_LOG: usize = 256;
 
 /// Shortest tail loss probe timeout (RFC 8985 §7.2 uses 2·SRTT; Linux floors it at 10 ms).
 const TLP_MIN: Duration = Duration::from_millis(10);
@@ -352,14 +354,19 @@ pub(crate) struct Connection {
     snd_wscale: u8,
     /// The most recently received out-of-order range, reported first (RFC 2018 §4).
     last_ooo: Option<(SeqNum, SeqNum)>,
+    /// A duplicate segment's range below RCV.NXT, reported once as the first SACK block
+    /// of the next ACK (RFC 2883 §4: D-SACK), so the sender can tell a spurious
+    /// retransmission.
+    dsack: Option<(SeqNum, SeqNum)>,
     /// Sender scoreboard: ranges above SND.UNA the peer reported as received, sorted and
     /// disjoint (RFC 6675 §3).
     sacked: Vec<(SeqNum, SeqNum)>,
     /// RFC 6675 HighRxt: the highest sequence number retransmitted in this recovery.
     high_rxt: SeqNum,
-    /// Holes the sender may retransmit now: one per duplicate ACK in recovery (each one
-    /// means a segment left the network).
-    hole_credit: u32,
+    /// After a retransmission timeout with SACK: SND.MAX when it fired. Everything below
+    /// it that the scoreboard does not show SACKed is lost (as Linux's `tcp_enter_loss`),
+    /// resent hole by hole as cwnd allows, never the SACKed data; until SND.UNA passes it.
+    rto_lost_end: Option<SeqNum>,
     /// Retransmissions sent during recovery: (start, end, SND.MAX when sent). A SACK for
     /// data above that SND.MAX means something sent *after* the retransmission arrived
     /// while it did not: it was lost again (the idea of RACK, RFC 8985 §6, per segment).
@@ -374,6 +381,9 @@ pub(crate) struct Connection {
     rtt: RttEstimator,
     /// The one segment being timed: (sequence number that acknowledges it, send time).
     rtt_sample: Option<(SeqNum, Instant)>,
+    /// The TSval of our last retransmission and SND.MAX then: until an ACK covers that,
+    /// an echo older than the retransmission gives no RTT sample (RFC 7323 App. G).
+    rxt_ts: Option<(u32, SeqNum)>,
     cc: NewReno,
 
     /// Retransmission timer (RFC 6298) and how many times in a row it fired.
@@ -386,6 +396,10 @@ pub(crate) struct Connection {
     tlp_pending: bool,
     /// A probe was already sent since the last new ACK (one per episode).
     tlp_sent: bool,
+    /// The first sequence number of the last probe, until an ACK covers it: a SACK above
+    /// it shows the probe delivered while SND.UNA, sent at least a PTO earlier, is not —
+    /// lost by RACK's rule (RFC 8985 §6.2, §7.4).
+    tlp_probe: Option<SeqNum>,
     /// Persist timer (RFC 9293 §3.8.6.1) and its backoff exponent.
     persist_deadline: Option<Instant>,
     persist_backoff: u32,
@@ -503,14 +517,16 @@ impl Connection {
             rcv_wscale: 0,
             snd_wscale: 0,
             last_ooo: None,
+            dsack: None,
             sacked: Vec::new(),
             high_rxt: iss,
-            hole_credit: 0,
+            rto_lost_end: None,
             rxt_log: Vec::new(),
             rxt_deadline: None,
             lost_again: VecDeque::new(),
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
+            rxt_ts: None,
             cc: {
                 let mut cc = NewReno::new(local_mss.min(DEFAULT_PEER_MSS), iss);
                 cc.set_algorithm(config.congestion);
@@ -520,6 +536,7 @@ impl Connection {
             tlp_deadline: None,
             tlp_pending: false,
             tlp_sent: false,
+            tlp_probe: None,
             retries: 0,
             persist_deadline: None,
             persist_backoff: 0,
@@ -600,6 +617,7 @@ impl Connection {
         self.negotiate_ts(seg, now);
         self.set_peer_mss(seg.options.mss);
         self.sack_ok = seg.options.sack_permitted;
+        self.cc.set_pipe_recovery(self.sack_ok);
         self.negotiate_wscale(seg.options.window_scale);
     }
 
@@ -639,6 +657,7 @@ impl Connection {
         c.last_ack_rx = now;
         c.cc = NewReno::new(c.send_mss, iss + 1);
         c.cc.set_algorithm(config.congestion);
+        c.cc.set_pipe_recovery(sack);
         log::debug!("{local} ↔ {remote}: LISTEN → ESTABLISHED on a valid SYN cookie");
         c
     }
@@ -1235,7 +1254,7 @@ impl Connection {
         self.snd.wl2 = seg.ack;
         if ack_ok && seg.ack.gt(self.snd.iss) {
             // Our SYN is acknowledged: ESTABLISHED.
-            self.on_new_ack(seg.ack, now, stats);
+            self.on_new_ack(seg.ack, None, now, stats);
             self.set_state(State::Established, "SYN-ACK");
             self.ack_needed = true;
             // Data or FIN carried on the SYN-ACK (sixth and eighth steps).
@@ -1312,6 +1331,11 @@ impl Connection {
                 self.drop_segment(stats, "RST outside the window");
                 return;
             }
+            let end = seq + data.len() as u32;
+            if !data.is_empty() && end.le(rcv_nxt) {
+                // RFC 2883 §4 (1): a duplicate of data already received.
+                self.note_dsack(seq, end);
+            }
             // "If an incoming segment is not acceptable, an acknowledgment should be sent
             // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. Data segments are always
             // answered (the peer needs the ACK); segments without data — bare ACKs, and
@@ -1348,6 +1372,10 @@ impl Connection {
                 seq += 1;
             }
             let cut = (dup as usize).min(data.len());
+            if cut > 0 {
+                // RFC 2883 §4 (2): the part received before is reported as a D-SACK.
+                self.note_dsack(seq, seq + cut as u32);
+            }
             data = data.get(cut..).unwrap_or(&[]);
             seq += cut as u32;
             if dup as usize > cut {
@@ -1468,7 +1496,8 @@ impl Connection {
         let old_wnd = self.snd.wnd;
         let acked_new = seg.ack.gt(self.snd.una);
         if acked_new {
-            self.on_new_ack(seg.ack, now, stats);
+            let tsecr = seg.options.timestamps.map(|(_, ecr)| ecr);
+            self.on_new_ack(seg.ack, tsecr.filter(|_| self.ts_ok), now, stats);
             if self.sack_ok {
                 self.merge_sack(&seg.options.sack_blocks);
             }
@@ -1478,11 +1507,6 @@ impl Connection {
         {
             let was_in_recovery = self.cc.in_recovery();
             let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
-            if was_in_recovery && self.sack_ok {
-                // RFC 6675 §5 (simplified): each duplicate ACK in recovery means a segment
-                // left the network, so one more hole may be retransmitted.
-                self.hole_credit = self.hole_credit.saturating_add(1).min(64);
-            }
             // RFC 5827 early retransmit: with fewer than four segments outstanding and no
             // new data allowed out, three duplicate ACKs may never come.
             let mss = u32::from(self.send_mss).max(1);
@@ -1500,6 +1524,17 @@ impl Connection {
             // RFC 6675 §4 IsLost(SND.UNA): more than (DupThresh − 1)·SMSS bytes SACKed
             // above it means it is lost even if some duplicate ACKs went missing.
             let sack_lost = self.sack_ok && self.sacked_bytes() > (dupthresh - 1) * mss;
+            // RFC 8985 §7.4, §6.2: the tail loss probe left a PTO (at least 2·SRTT) after
+            // SND.UNA did; a SACK for it (or for anything above its start) while SND.UNA
+            // is still missing means SND.UNA was sent more than an RTT plus the
+            // reordering window before a segment that was delivered: RACK deems it lost.
+            // Without this a probe of new data that finds the tail lost draws one
+            // duplicate ACK, and the loss waits for the RTO.
+            let probe_delivered = self.sack_ok
+                && self
+                    .tlp_probe
+                    .is_some_and(|p| self.sacked.last().is_some_and(|&(_, r)| r.gt(p)));
+            let sack_lost = sack_lost || probe_delivered;
             if sack_lost {
                 dupthresh = 1;
             }
@@ -1516,8 +1551,8 @@ impl Connection {
                 });
             }
             if action == AckAction::Retransmit {
+                self.tlp_probe = None;
                 self.high_rxt = self.snd.una;
-                self.hole_credit = 0;
                 self.rxt_log.clear();
                 self.rxt_deadline = None;
                 self.lost_again.clear();
@@ -1535,7 +1570,7 @@ impl Connection {
                 self.note(|| TcpEventKind::FastRetransmit { seq, dup_acks });
             }
         }
-        if self.sack_ok && self.cc.in_recovery() {
+        if self.sack_ok && self.recovering() {
             self.detect_lost_retransmissions();
         }
         // Window update (§3.10.7.4): from a segment newer than the last update — and, as
@@ -1574,8 +1609,9 @@ impl Connection {
         self.process_text_and_fin(seq, data, fin, now, stats);
     }
 
-    /// An acceptable ACK of new data: `SND.UNA < SEG.ACK =< SND.MAX`.
-    fn on_new_ack(&mut self, ack: SeqNum, now: Instant, stats: &mut TcpStats) {
+    /// An acceptable ACK of new data: `SND.UNA < SEG.ACK =< SND.MAX`, with the TSecr it
+    /// echoed when timestamps are in effect.
+    fn on_new_ack(&mut self, ack: SeqNum, tsecr: Option<u32>, now: Instant, stats: &mut TcpStats) {
         let _ = stats;
         let mut acked = ack.diff(self.snd.una).max(0) as u32;
         if !self.syn_acked && acked > 0 {
@@ -1602,29 +1638,39 @@ impl Connection {
         if self.snd.nxt.lt(ack) {
             self.snd.nxt = ack;
         }
-        // RFC 7323 §4 RTTM would take a sample from every ACK's TSecr. We do not: with
-        // data flowing both ways the echo can be stale (TS.Recent only moves with
-        // in-sequence segments, §4.3) and such samples inflated the RTO to its maximum in
-        // the lossy simulation (tests/tcp_simulation.rs seeds 1000, 1017). The RTT is
-        // timed per flight with Karn's rule instead; timestamps serve PAWS and are echoed
-        // for the peer's RTTM. (Linux likewise prefers its own per-segment timing.)
-        // RFC 6298 with Karn's rule: only a segment never retransmitted is timed.
+        // RFC 6298 with Karn's rule: the one segment per flight timed on our clock (never
+        // a retransmitted one) gives a sample when it is acknowledged; otherwise RFC 7323
+        // §4 RTTM takes one from the echoed timestamp (as Linux: its own timing first, the
+        // TSecr when there is none, which covers flights with retransmissions).
+        let mut sample = None;
         if let Some((end, sent)) = self.rtt_sample {
             if ack.ge(end) {
-                let rtt = now.saturating_duration_since(sent);
-                self.rtt.on_sample(rtt);
+                sample = Some(now.saturating_duration_since(sent));
                 self.rtt_sample = None;
-                let (srtt, rto) = (self.rtt.srtt().unwrap_or(rtt), self.rtt.rto());
-                self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
             }
+        }
+        if sample.is_none() {
+            sample = tsecr.and_then(|ecr| self.ts_rtt_sample(ecr, now));
+        }
+        if let Some(rtt) = sample {
+            self.rtt.on_sample(rtt);
+            let (srtt, rto) = (self.rtt.srtt().unwrap_or(rtt), self.rtt.rto());
+            self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
+        }
+        if self.rxt_ts.is_some_and(|(_, end)| ack.ge(end)) {
+            // Everything outstanding at the last retransmission is acknowledged.
+            self.rxt_ts = None;
         }
         // An ACK of new data ends the backoff. RFC 6298 §5 would keep the backed-off RTO
         // until the next valid sample, and Linux resets `icsk_backoff` only in
-        // `tcp_ack_update_rtt` — but Linux samples the TSecr of nearly every ACK, and we
-        // time only one never-retransmitted segment per flight (above). Kept until then,
-        // the backoff compounded over successive losses under 10 % loss each way (a 32 MiB
-        // GET stalled past the HTTP no-progress timeout); reset here, the RTO goes back to
-        // the estimator's value as soon as the path delivers again.
+        // `tcp_ack_update_rtt` — but Linux samples nearly every ACK, and we time one
+        // segment per flight and take a timestamp sample only when that gives none and
+        // the echo is not older than our last retransmission (above), so after a loss
+        // many ACKs carry no sample, and without timestamps none until the next timed
+        // flight. Kept until then, the backoff compounded over successive losses under
+        // 10 % loss each way (a 32 MiB GET stalled past the HTTP no-progress timeout);
+        // reset here, the RTO goes back to the estimator's value as soon as the path
+        // delivers again.
         self.rtt.reset_backoff();
         self.retries = 0;
         // RFC 6298 (5.2), (5.3).
@@ -1638,6 +1684,9 @@ impl Connection {
         // A new ACK ends the tail-loss episode (RFC 8985 §7.3).
         self.tlp_sent = false;
         self.tlp_deadline = None;
+        if self.tlp_probe.is_some_and(|p| ack.gt(p)) {
+            self.tlp_probe = None;
+        }
         // The scoreboard only covers data above SND.UNA.
         self.sacked.retain(|&(_, r)| r.gt(ack));
         if let Some(first) = self.sacked.first_mut() {
@@ -1652,15 +1701,16 @@ impl Connection {
             && flight > 0
         {
             // NewReno partial ACK (RFC 6582 §3.2): retransmit the next hole — unless
-            // SACK recovery already resent it this round.
-            if self.sack_ok && self.high_rxt.gt(ack) {
-                self.hole_credit = self.hole_credit.saturating_add(1).min(64);
-            } else {
+            // SACK recovery already resent it this round (then `pipe` decides what goes).
+            if !(self.sack_ok && self.high_rxt.gt(ack)) {
                 self.retransmit_una = true;
             }
         }
-        if !self.cc.in_recovery() {
-            self.hole_credit = 0;
+        if self.rto_lost_end.is_some_and(|end| ack.ge(end)) {
+            // Everything the timeout found outstanding is acknowledged: RTO recovery ends.
+            self.rto_lost_end = None;
+        }
+        if !self.recovering() {
             self.rxt_log.clear();
             self.rxt_deadline = None;
             self.lost_again.clear();
@@ -1989,10 +2039,15 @@ impl Connection {
                 self.cc.on_timeout(flight, self.snd.max);
                 self.rtt_sample = None;
                 self.retransmit_una = false;
-                // RFC 6675 §5.1: after a timeout the scoreboard may be discarded (the
-                // receiver is allowed to renege); resend everything from SND.UNA.
-                self.sacked.clear();
-                self.hole_credit = 0;
+                // RFC 6675 §5.1 allows discarding the scoreboard (a receiver may renege);
+                // like Linux's `tcp_enter_loss` we keep it: everything not SACKed below
+                // SND.MAX is lost and resent as cwnd allows, the SACKed data never. Every
+                // retransmission so far is presumed lost too. Without SACK: go-back-N.
+                if self.sack_ok {
+                    self.rto_lost_end = Some(self.snd.max);
+                } else {
+                    self.sacked.clear();
+                }
                 self.rxt_log.clear();
                 self.rxt_deadline = None;
                 self.lost_again.clear();
@@ -2000,8 +2055,11 @@ impl Connection {
                 self.tlp_pending = false;
                 // No probes during RTO recovery; the next new ACK re-enables them.
                 self.tlp_sent = true;
+                self.tlp_probe = None;
                 self.high_rxt = self.snd.una;
-                self.snd.nxt = self.snd.una;
+                if !self.sack_ok {
+                    self.snd.nxt = self.snd.una;
+                }
                 let (attempt, rto) = (self.retries, self.rtt.rto());
                 self.note(|| TcpEventKind::RetransmitTimeout { attempt, rto });
                 log::debug!(
@@ -2157,7 +2215,7 @@ impl Connection {
 
     /// Remember a retransmission sent during SACK recovery.
     fn note_rxt(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
-        if self.sack_ok && self.cc.in_recovery() && self.rxt_log.len() < 64 {
+        if self.sack_ok && self.recovering() && self.rxt_log.len() < MAX_RXT_LOG {
             self.rxt_log.push((start, end, self.snd.max, now));
             if self.rxt_deadline.is_none() {
                 self.rxt_deadline = Some(now + self.rxt_timeout());
@@ -2177,7 +2235,12 @@ impl Connection {
     fn on_rxt_timeout(&mut self, now: Instant) {
         self.rxt_deadline = None;
         if !self.cc.in_recovery() {
-            self.rxt_log.clear();
+            // After a timeout the retransmission timer itself says when a
+            // retransmission is overdue (RFC 6298 (5.5) backoff); outside recovery
+            // there is nothing to sweep.
+            if !self.recovering() {
+                self.rxt_log.clear();
+            }
             return;
         }
         let timeout = self.rxt_timeout();
@@ -2218,21 +2281,118 @@ impl Connection {
         self.lost_again.extend(lost);
     }
 
-    /// The next hole to retransmit: at or after max(HighRxt, SND.UNA), not SACKed, below
-    /// the highest SACKed byte; at most `mss` bytes.
+    /// RFC 7323 §4.1 RTTM: the round-trip time from the TSecr of an ACK that advances
+    /// SND.UNA (the caller's condition: App. G, so that a duplicate or window-update ACK
+    /// echoing an old segment is not taken). `None` for an echo of 0 (nothing to echo),
+    /// from the future, or older than our last retransmission of data this ACK may cover:
+    /// then the echo belongs to an earlier transmission and the time since it includes
+    /// the recovery (App. G; Karn's ambiguity, resolved by the timestamp only when the
+    /// echo is of the retransmission itself).
+    fn ts_rtt_sample(&self, ecr: u32, now: Instant) -> Option<Duration> {
+        if ecr == 0 {
+            return None;
+        }
+        if let Some((rxt_val, _)) = self.rxt_ts {
+            if (ecr.wrapping_sub(rxt_val) as i32) < 0 {
+                return None;
+            }
+        }
+        let age = ts_clock(now, self.ts_offset).wrapping_sub(ecr);
+        if (age as i32) < 0 || Duration::from_millis(u64::from(age)) > self.rto_max {
+            return None;
+        }
+        Some(Duration::from_millis(u64::from(age)))
+    }
+
+    /// In fast recovery (with SACK) or in recovery from a timeout.
+    fn recovering(&self) -> bool {
+        self.cc.in_recovery() || self.rto_lost_end.is_some()
+    }
+
+    /// Everything not SACKed below this sequence number is lost. After a timeout, all
+    /// that was outstanding then (`rto_lost_end`). In fast recovery, every hole below the
+    /// highest SACKed range: its data was sent before data that has arrived, which is
+    /// RACK's test (RFC 8985 §6.2) with the reordering window it uses in recovery when
+    /// no reordering has been seen, zero (we do not detect reordering). That includes
+    /// every hole RFC 6675 §4 IsLost marks (DupThresh SACKed ranges or more than
+    /// (DupThresh − 1)·SMSS SACKed bytes above), and with the small windows of a lossy
+    /// path, where three segments rarely follow a hole, it is what keeps recovery going
+    /// without a timeout. Outside recovery nothing is lost yet (the duplicate ACKs
+    /// decide).
+    fn lost_end(&self) -> SeqNum {
+        let una = self.snd.una;
+        let mut end = una;
+        if self.cc.in_recovery() {
+            if let Some(&(l, _)) = self.sacked.last() {
+                end = l;
+            }
+        }
+        if let Some(rto_end) = self.rto_lost_end {
+            end = end.max(rto_end);
+        }
+        end.max(una)
+    }
+
+    /// RFC 6675 §4 SetPipe: the bytes the scoreboard says are still in the network —
+    /// every byte between SND.UNA and SND.MAX that is neither SACKed nor lost, plus the
+    /// retransmissions of this recovery not yet known to have arrived or been lost again.
+    fn pipe(&self) -> u32 {
+        let (una, max) = (self.snd.una, self.snd.max);
+        let lost = self.lost_end();
+        let mut pipe = 0u32;
+        let mut at = una;
+        for &(l, r) in self.sacked.iter().chain(std::iter::once(&(max, max))) {
+            if at.lt(l) {
+                // The hole [at, l): the part at or above the lost boundary is in flight.
+                let from = at.max(lost).min(l);
+                pipe = pipe.saturating_add(l.diff(from).max(0) as u32);
+            }
+            at = at.max(r);
+        }
+        for &(start, end, _, _) in &self.rxt_log {
+            pipe = pipe.saturating_add(end.diff(start.max(una)).max(0) as u32);
+        }
+        pipe
+    }
+
+    /// The next hole to retransmit (RFC 6675 §4 NextSeg rule 1): at or after
+    /// max(HighRxt, SND.UNA), not SACKed, lost (below [`Connection::lost_end`]); at
+    /// most `mss` bytes, and never into SACKed data.
     fn next_hole(&self, mss: u32) -> Option<(SeqNum, u32)> {
+        let lost = self.lost_end();
         let mut start = self.high_rxt.max(self.snd.una);
-        for &(l, r) in &self.sacked {
+        for &(l, r) in self.sacked.iter().chain(std::iter::once(&(lost, lost))) {
+            if !start.lt(lost) {
+                return None;
+            }
             if r.le(start) {
                 continue;
             }
             if start.lt(l) {
-                let len = (l.diff(start).max(0) as u32).min(mss);
-                return Some((start, len));
+                let end = l.min(lost);
+                let len = (end.diff(start).max(0) as u32).min(mss);
+                return (len > 0).then_some((start, len));
             }
             start = r;
         }
         None
+    }
+
+    /// How many bytes from `start` (at most `len`) may be resent without touching data
+    /// the peer SACKed (RFC 6675: SACKed data is never retransmitted).
+    fn unsacked_len(&self, start: SeqNum, len: usize) -> usize {
+        match self.sacked.iter().find(|&&(_, r)| r.gt(start)) {
+            Some(&(l, _)) if l.le(start) => 0,
+            Some(&(l, _)) => len.min(l.diff(start).max(0) as usize),
+            None => len,
+        }
+    }
+
+    /// Room for a segment of `len` bytes in recovery: RFC 6675 §5 (C), cwnd − pipe must
+    /// be at least one SMSS (or the whole of a shorter segment).
+    fn pipe_allows(&self, len: usize) -> bool {
+        let room = self.cc.cwnd().saturating_sub(self.pipe()) as usize;
+        room >= len.min(usize::from(self.send_mss)).max(1)
     }
 
     // ----------------------------------------------------------------------------------
@@ -2255,8 +2415,10 @@ impl Connection {
     fn base_segment(&mut self, seq: SeqNum, flags: Flags) -> Segment {
         let window = self.advertise_window(flags.syn);
         let mut options = TcpOptions::default();
-        if flags.ack && self.sack_ok && self.recv_buf.has_out_of_order() {
+        if flags.ack && self.sends_sack() {
             options.sack_blocks = self.sack_blocks();
+            // RFC 2883 §4: a D-SACK block is reported once.
+            self.dsack = None;
         }
         if self.ts_ok {
             // RFC 7323 §3.2: once negotiated, TSopt goes on every segment but RSTs;
@@ -2279,11 +2441,27 @@ impl Connection {
         }
     }
 
+    /// Remember a duplicate range for the D-SACK block of the next ACK (RFC 2883), if
+    /// SACK is in effect, and have that ACK leave with this batch, not after the
+    /// delayed-ACK timer (a duplicate means our ACK was lost or the peer retransmitted
+    /// needlessly: either way it wants to hear from us).
+    fn note_dsack(&mut self, start: SeqNum, end: SeqNum) {
+        if self.sack_ok && start.lt(end) {
+            self.dsack = Some((start, end));
+            self.ack_needed = true;
+        }
+    }
+
+    /// Whether our next ACK carries SACK blocks: out-of-order data held, or a D-SACK.
+    fn sends_sack(&self) -> bool {
+        self.sack_ok && (self.recv_buf.has_out_of_order() || self.dsack.is_some())
+    }
+
     /// Bytes the SACK option will take on our next segment (0 when none is sent): two
     /// NOPs, kind and length, then 8 bytes a block, as many as fit beside timestamps in
     /// the 40 bytes of option space (RFC 2018 §3) — the same rule `TcpOptions::encode` uses.
     fn sack_option_len(&self) -> usize {
-        if !(self.sack_ok && self.recv_buf.has_out_of_order()) {
+        if !self.sends_sack() {
             return 0;
         }
         let used = if self.ts_ok {
@@ -2291,12 +2469,10 @@ impl Connection {
         } else {
             0
         };
-        let blocks = self
-            .recv_buf
-            .out_of_order_ranges()
-            .len()
-            .min(MAX_SACK_BLOCKS)
-            .min(40usize.saturating_sub(used + 4) / 8);
+        let blocks = (self.recv_buf.out_of_order_ranges().len()
+            + usize::from(self.dsack.is_some()))
+        .min(MAX_SACK_BLOCKS)
+        .min(40usize.saturating_sub(used + 4) / 8);
         if blocks == 0 {
             0
         } else {
@@ -2319,6 +2495,10 @@ impl Connection {
                 let first = blocks.remove(i);
                 blocks.insert(0, first);
             }
+        }
+        if let Some(dup) = self.dsack {
+            // RFC 2883 §4: the D-SACK block goes first.
+            blocks.insert(0, dup);
         }
         blocks.truncate(MAX_SACK_BLOCKS);
         blocks
@@ -2389,6 +2569,9 @@ impl Connection {
                 // (Karn) it cannot be timed, and any pending sample is ambiguous.
                 stats.retransmits += 1;
                 self.note(|| TcpEventKind::Retransmission { seq, len });
+                if self.ts_ok {
+                    self.rxt_ts = Some((ts_clock(now, self.ts_offset), self.snd.max));
+                }
                 if self.rtt_sample.is_some_and(|(e, _)| e.gt(seq)) {
                     self.rtt_sample = None;
                 }
@@ -2502,7 +2685,7 @@ impl Connection {
                 // Never beyond SND.MAX: the original segment may have been shorter
                 // (window-limited), and bytes never sent are new data, not a retransmission.
                 let sent = self.snd.max.diff(una).max(0) as usize;
-                let seg = self.data_segment(una, mss.min(sent));
+                let seg = self.data_segment(una, self.unsacked_len(una, mss.min(sent)));
                 let len = seg.seg_len();
                 if len > 0 {
                     self.on_sent(una, len, now, stats);
@@ -2517,7 +2700,9 @@ impl Connection {
             }
         }
 
-        // Retransmissions that were lost again (see `rxt_log`).
+        // Retransmissions that were lost again (see `rxt_log`), first among the holes but
+        // paced like them by cwnd − pipe (RFC 6675 §5 (C)): a burst of them would only
+        // be lost again.
         while let Some((start, end)) = self.lost_again.pop_front() {
             if end.le(self.snd.una) {
                 continue;
@@ -2526,6 +2711,14 @@ impl Connection {
             let len = (end.diff(start).max(0) as usize)
                 .min(mss)
                 .min(self.snd.max.diff(start).max(0) as usize);
+            let len = self.unsacked_len(start, len);
+            if len == 0 {
+                continue;
+            }
+            if !self.pipe_allows(len) {
+                self.lost_again.push_front((start, end));
+                break;
+            }
             let seg = self.data_segment(start, len);
             let seg_len = seg.seg_len();
             if seg_len == 0 {
@@ -2554,6 +2747,7 @@ impl Connection {
                 let seg_len = seg.seg_len();
                 self.snd.nxt = nxt + seg_len;
                 self.on_sent(nxt, seg_len, now, stats);
+                self.tlp_probe = Some(nxt);
                 // RFC 8985 §7.3: re-arm the RTO after the probe.
                 self.rtx_deadline = Some(now + self.rtt.rto());
                 return Some(seg);
@@ -2571,6 +2765,7 @@ impl Connection {
                 let seg_len = seg.seg_len();
                 if seg_len > 0 {
                     self.on_sent(start, seg_len, now, stats);
+                    self.tlp_probe = Some(start);
                     // RFC 8985 §7.3: re-arm the RTO after the probe.
                     self.rtx_deadline = Some(now + self.rtt.rto());
                     return Some(seg);
@@ -2578,25 +2773,25 @@ impl Connection {
             }
         }
 
-        // SACK loss recovery (RFC 6675 §5, simplified): resend the next hole below the
-        // highest SACKed byte, one per duplicate ACK received during recovery.
-        if self.hole_credit > 0 && self.sack_ok && self.cc.in_recovery() {
-            match self.next_hole(u32::from(self.send_mss)) {
-                Some((start, len)) => {
-                    self.hole_credit -= 1;
-                    let seg = self.data_segment(start, len as usize);
-                    let seg_len = seg.seg_len();
-                    if seg_len > 0 {
-                        self.on_sent(start, seg_len, now, stats);
-                        self.high_rxt = self.high_rxt.max(start + seg_len);
-                        self.note_rxt(start, start + seg_len, now);
-                        if self.snd.nxt.lt(start + seg_len) {
-                            self.snd.nxt = start + seg_len;
-                        }
-                        return Some(seg);
+        // SACK loss recovery (RFC 6675 §5 (C)): while cwnd − pipe leaves room for a
+        // segment, resend the next lost hole (NextSeg rule 1) — in fast recovery and after
+        // a timeout alike, never SACKed data; then new data (rule 2, below).
+        if self.sack_ok && self.recovering() {
+            if let Some((start, len)) = self
+                .next_hole(u32::from(self.send_mss))
+                .filter(|&(_, len)| self.pipe_allows(len as usize))
+            {
+                let seg = self.data_segment(start, len as usize);
+                let seg_len = seg.seg_len();
+                if seg_len > 0 {
+                    self.on_sent(start, seg_len, now, stats);
+                    self.high_rxt = self.high_rxt.max(start + seg_len);
+                    self.note_rxt(start, start + seg_len, now);
+                    if self.snd.nxt.lt(start + seg_len) {
+                        self.snd.nxt = start + seg_len;
                     }
+                    return Some(seg);
                 }
-                None => self.hole_credit = 0,
             }
         }
 
@@ -2612,11 +2807,18 @@ impl Connection {
         if may_send_data {
             let in_flight = self.snd.nxt.diff(self.snd.una).max(0) as u32;
             // RFC 3042 limited transmit: the first two duplicate ACKs each let one new
-            // segment out beyond cwnd (but never beyond the peer's window).
-            let wnd = self
-                .send_window()
-                .min(self.cc.cwnd().saturating_add(self.cc.limited_transmit()));
-            let usable = wnd.saturating_sub(in_flight) as usize;
+            // segment out beyond cwnd (but never beyond the peer's window). In SACK
+            // recovery RFC 6675 §5 (C) counts `pipe` against cwnd instead of everything
+            // sent: lost and SACKed bytes have left the network.
+            let cwnd_room = if self.sack_ok && self.recovering() {
+                self.cc.cwnd().saturating_sub(self.pipe())
+            } else {
+                self.cc
+                    .cwnd()
+                    .saturating_add(self.cc.limited_transmit())
+                    .saturating_sub(in_flight)
+            };
+            let usable = self.send_window().saturating_sub(in_flight).min(cwnd_room) as usize;
             let unsent = self.data_end().diff(self.snd.nxt).max(0) as usize;
             let len = unsent.min(usable).min(mss);
             // Sender SWS avoidance (RFC 9293 §3.8.6.2.1) and Nagle (RFC 1122 §4.2.3.4):
