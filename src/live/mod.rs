@@ -39,7 +39,7 @@ use crate::http::parse::{parse_request_head, Limits, Parsed};
 use crate::http::{Request, Response, Router};
 use crate::link::Direction;
 use crate::stats::json_string;
-use crate::trace::render::{Emphasis, Renderer};
+use crate::trace::render::{event_code, layer_code, Emphasis, Renderer};
 use crate::trace::{HttpEvent, TcpEventKind, TraceEvent, Tracer};
 
 /// The page.
@@ -260,11 +260,14 @@ impl LiveHub {
                     json,
                     ",\"k\":\"pkt\",\"dir\":\"{d}\",\"n\":{n},\"layers\":["
                 );
+                // Each layer line names the code that handles it (as `--trace-code` does).
                 for (i, l) in lines.iter().enumerate() {
                     let sep = if i == 0 { "" } else { "," };
+                    let code = layer_code(*dir, l.layer)
+                        .map_or_else(|| "null".to_string(), |c| json_string(&c.to_string()));
                     let _ = write!(
                         json,
-                        "{sep}[{},{}]",
+                        "{sep}[{},{},{code}]",
                         json_string(l.layer.label()),
                         json_string(&l.text)
                     );
@@ -294,6 +297,9 @@ impl LiveHub {
                     json_string(layer.label()),
                     json_string(&text)
                 );
+                if let Some(code) = event_code(other) {
+                    let _ = write!(json, ",\"code\":{}", json_string(&code.to_string()));
+                }
                 if let TraceEvent::Tcp(e) = other {
                     if let TcpEventKind::State { from, to, .. } = &e.kind {
                         let _ = write!(json, ",\"from\":\"{from}\",\"state\":\"{to}\"");
@@ -939,6 +945,9 @@ mod tests {
             "{seen}"
         );
         assert!(!seen.contains("10.0.0.1:41000"), "{seen}");
+        // Every layer line and decision names its code, as `--trace-code` does.
+        assert!(seen.contains("\"src/tcp/endpoint.rs Tcp::on_segment\"]"), "{seen}");
+        assert!(seen.contains(",\"code\":\"src/tcp/"), "{seen}");
         assert!(
             !seen.contains("\"conn\":\"10.0.0.1:41001\",\"k\":\"pkt\""),
             "the stream's own packets: {seen}"
