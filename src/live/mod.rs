@@ -946,7 +946,10 @@ mod tests {
         );
         assert!(!seen.contains("10.0.0.1:41000"), "{seen}");
         // Every layer line and decision names its code, as `--trace-code` does.
-        assert!(seen.contains("\"src/tcp/endpoint.rs Tcp::on_segment\"]"), "{seen}");
+        assert!(
+            seen.contains("\"src/tcp/endpoint.rs Tcp::on_segment\"]"),
+            "{seen}"
+        );
         assert!(seen.contains(",\"code\":\"src/tcp/"), "{seen}");
         assert!(
             !seen.contains("\"conn\":\"10.0.0.1:41001\",\"k\":\"pkt\""),
