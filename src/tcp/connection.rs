@@ -39,6 +39,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use super::config::{Config, KeepaliveConfig};
@@ -141,6 +142,24 @@ pub const TS_OPTION_LEN: u16 = 12;
 /// RFC 7323 §5.5: a TS.Recent older than 24 days is invalid (the peer's timestamp
 /// clock may have wrapped its sign bit meanwhile at 1 ms per tick).
 pub const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// What a step of SEGMENT ARRIVES (RFC 9293 §3.10.7.4) returns: [`GO_ON`] to the next
+/// step, or [`DONE`] when the segment has been dropped or answered, or has done all it
+/// can; `?` ends the processing at the first step that is done.
+type Step = ControlFlow<()>;
+/// The next step of SEGMENT ARRIVES processes the segment.
+const GO_ON: Step = ControlFlow::Continue(());
+/// Processing of the segment ends here.
+const DONE: Step = ControlFlow::Break(());
+
+/// An arriving segment as the steps of §3.10.7.4 pass it on: the sequence number, SYN,
+/// FIN and text that remain once the first step has trimmed it to the receive window.
+struct Arriving<'a> {
+    seq: SeqNum,
+    syn: bool,
+    fin: bool,
+    data: &'a [u8],
+}
 
 /// The timestamp clock of a connection: our millisecond clock plus an offset that is a
 /// keyed hash of the 4-tuple (RFC 7323 §5.4 / §7.1, Linux's `tsoffset`): TSvals of
@@ -1212,7 +1231,10 @@ impl Connection {
         match self.state {
             State::Closed | State::Listen => {}
             State::SynSent => self.on_segment_syn_sent(seg, now, stats),
-            _ => self.on_segment_synchronized(seg, now, stats),
+            _ => {
+                // Whichever step ended it, the segment has had all the answer it gets.
+                let _ = self.on_segment_synchronized(seg, now, stats);
+            }
         }
     }
 
@@ -1257,9 +1279,15 @@ impl Connection {
             self.on_new_ack(seg.ack, None, now, stats);
             self.set_state(State::Established, "SYN-ACK");
             self.ack_needed = true;
-            // Data or FIN carried on the SYN-ACK (sixth and eighth steps).
+            // Data or FIN carried on the SYN-ACK: the seventh and eighth steps of
+            // §3.10.7.4, as in a synchronized state.
             let data_seq = seg.seq + 1;
-            self.process_text_and_fin(data_seq, &seg.payload, seg.flags.fin, now, stats);
+            if self
+                .step_text(data_seq, &seg.payload, now, stats)
+                .is_continue()
+            {
+                self.step_fin(data_seq, seg.payload.len(), seg.flags.fin, now);
+            }
             self.ack_now();
         } else {
             // Simultaneous open: SYN-RECEIVED, send SYN-ACK (our SYN again, now with ACK).
@@ -1269,29 +1297,93 @@ impl Connection {
         }
     }
 
-    /// §3.10.7.4: SYN-RECEIVED and all synchronized states.
-    fn on_segment_synchronized(&mut self, seg: &Segment, now: Instant, stats: &mut TcpStats) {
-        let mut seq = seg.seq;
-        let mut syn = seg.flags.syn;
-        let mut fin = seg.flags.fin;
-        let mut data: &[u8] = &seg.payload;
+    /// §3.10.7.4: SYN-RECEIVED and all synchronized states, in the RFC's order of steps.
+    /// Each step returns [`GO_ON`] or [`DONE`] (the segment was dropped, answered, or has
+    /// done all it can), and `?` stops at the first step that is done.
+    fn on_segment_synchronized(
+        &mut self,
+        seg: &Segment,
+        now: Instant,
+        stats: &mut TcpStats,
+    ) -> Step {
+        let mut arr = Arriving {
+            seq: seg.seq,
+            syn: seg.flags.syn,
+            fin: seg.flags.fin,
+            data: &seg.payload,
+        };
+        // The peer's SYN again, or its SYN-ACK in a simultaneous open (SYN-RECEIVED only).
+        self.syn_received_syn(seg, &mut arr)?;
+        // RFC 9293 §3.10.7.4 first: check the sequence number (after RFC 7323 PAWS), and
+        // trim the segment to the receive window.
+        self.step_sequence(seg, &mut arr, now, stats)?;
+        // RFC 9293 §3.10.7.4 second: check the RST bit.
+        self.step_rst(seg, now, stats)?;
+        // RFC 9293 §3.10.7.4 third: check security. Not implemented: the check compares
+        // the segment's IP security/compartment option (RFC 791 option 130, RFC 1108) with
+        // the connection's, and we neither send nor interpret that option (the IP layer
+        // skips IPv4 options), so every segment carries the same — absent — security level
+        // as the connection. RFC 9293 Appendix A.1 describes the option as kept only for
+        // multilevel-secure systems, which this stack is not.
+        // RFC 9293 §3.10.7.4 fourth: check the SYN bit.
+        self.step_syn(&arr, now, stats)?;
+        // RFC 9293 §3.10.7.4 fifth: check the ACK field.
+        self.step_ack(seg, &arr, now, stats)?;
+        // RFC 9293 §3.10.7.4 sixth: check the URG bit. Not implemented: the urgent
+        // pointer is parsed but ignored, so urgent data is delivered inline, in sequence,
+        // as ordinary data, and the application is not told that urgent data is pending
+        // (RFC 9293 §3.8.5 MUST-30/31 ask for that signal). RFC 9293 §3.8.5 and RFC 6093
+        // §6 say new applications should not use the mechanism, and RFC 6093 §4 notes
+        // that middleboxes often clear URG, turning urgent data into in-line data anyway.
+        // RFC 9293 §3.10.7.4 seventh: process the segment text.
+        self.step_text(arr.seq, arr.data, now, stats)?;
+        // RFC 9293 §3.10.7.4 eighth: check the FIN bit.
+        self.step_fin(arr.seq, arr.data.len(), arr.fin, now);
+        GO_ON
+    }
 
-        if self.state == State::SynReceived && syn && seq == self.rcv.irs {
+    /// SYN-RECEIVED, before the sequence number check: a SYN at IRS is the peer's SYN
+    /// again (our SYN-ACK was lost), answered at once rather than at the rate limit an
+    /// unacceptable segment would get; with an ACK it is the SYN-ACK of a simultaneous
+    /// open, whose SYN is old news.
+    fn syn_received_syn(&mut self, seg: &Segment, arr: &mut Arriving<'_>) -> Step {
+        if self.state == State::SynReceived && arr.syn && arr.seq == self.rcv.irs {
             if !seg.flags.ack || seg.flags.rst {
                 // The peer retransmitted its SYN: our SYN-ACK was lost; send it again.
                 self.ack_now();
                 self.note(|| TcpEventKind::DuplicateSyn);
-                return;
+                return DONE;
             }
             // A SYN-ACK in simultaneous open (RFC 9293 §3.5 figure 7, line 6): its SYN
             // is old news, the ACK is what matters.
-            seq += 1;
-            syn = false;
+            arr.seq += 1;
+            arr.syn = false;
         }
+        GO_ON
+    }
 
-        // RFC 7323 §5.3 R1 (PAWS), before the sequence number check: a segment whose
-        // TSval is older than TS.Recent is an old duplicate, even if its sequence
-        // numbers look fine (they may have wrapped). RSTs are exempt (§5.3 R1, end).
+    /// First step: PAWS, the sequence number check (§3.10.7.4, the four cases) and the
+    /// answer to an unacceptable segment, then trimming to the window.
+    fn step_sequence(
+        &mut self,
+        seg: &Segment,
+        arr: &mut Arriving<'_>,
+        now: Instant,
+        stats: &mut TcpStats,
+    ) -> Step {
+        self.paws(seg, arr.fin, now, stats)?;
+        let rcv_wnd = self.current_rcv_wnd();
+        if !self.seq_acceptable(arr, rcv_wnd) {
+            self.unacceptable_segment(seg, arr, rcv_wnd, now, stats)?;
+        }
+        self.trim_to_window(arr, rcv_wnd);
+        GO_ON
+    }
+
+    /// RFC 7323 §5.3 R1 (PAWS), before the sequence number check: a segment whose TSval
+    /// is older than TS.Recent is an old duplicate, even if its sequence numbers look fine
+    /// (they may have wrapped). RSTs are exempt (§5.3 R1, end).
+    fn paws(&mut self, seg: &Segment, fin: bool, now: Instant, stats: &mut TcpStats) -> Step {
         let tsval = seg.options.timestamps.map(|(val, _)| val);
         if let (true, Some(val), false) = (self.ts_ok, tsval, seg.flags.rst) {
             if (val.wrapping_sub(self.ts_recent) as i32) < 0 {
@@ -1308,133 +1400,172 @@ impl Connection {
                         self.ack_now();
                     }
                     self.drop_segment(stats, "PAWS: timestamp older than TS.Recent");
-                    return;
+                    return DONE;
                 }
             }
         }
+        GO_ON
+    }
 
-        // First: sequence number check (§3.10.7.4, the four cases).
-        let rcv_wnd = self.current_rcv_wnd();
-        let seg_len = data.len() as u32 + u32::from(syn) + u32::from(fin);
+    /// §3.10.7.4 first, the four cases: does any part of the segment fall in
+    /// `RCV.NXT .. RCV.NXT + rcv_wnd`?
+    fn seq_acceptable(&self, arr: &Arriving<'_>, rcv_wnd: u32) -> bool {
+        let seg_len = arr.data.len() as u32 + u32::from(arr.syn) + u32::from(arr.fin);
         let rcv_nxt = self.rcv.nxt;
         let right = rcv_nxt + rcv_wnd;
-        let acceptable = match (seg_len, rcv_wnd) {
+        let seq = arr.seq;
+        match (seg_len, rcv_wnd) {
             (0, 0) => seq == rcv_nxt,
             (0, _) => seq.in_range(rcv_nxt, right),
             (_, 0) => false,
             (_, _) => {
                 seq.in_range(rcv_nxt, right) || (seq + (seg_len - 1)).in_range(rcv_nxt, right)
             }
-        };
-        if !acceptable {
-            if seg.flags.rst {
-                self.drop_segment(stats, "RST outside the window");
-                return;
-            }
-            let end = seq + data.len() as u32;
-            if !data.is_empty() && end.le(rcv_nxt) {
-                // RFC 2883 §4 (1): a duplicate of data already received.
-                self.note_dsack(seq, end);
-            }
-            // "If an incoming segment is not acceptable, an acknowledgment should be sent
-            // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. Data segments are always
-            // answered (the peer needs the ACK); segments without data — bare ACKs, and
-            // SYN-only or FIN-only ones too — at a limited rate (RFC 5961 §7), so two
-            // stacks that disagree about the window cannot ping-pong ACKs and a blind
-            // attacker cannot make us send one ACK per forged segment.
-            if data.is_empty() {
-                self.ack_rate_limited(now, stats);
-            } else {
-                self.ack_now();
-            }
-            if self.state == State::TimeWait && fin {
-                // A retransmitted FIN: re-ACK it and restart the 2·MSL timer.
-                self.enter_time_wait(now, "retransmitted FIN");
-            }
-            // RCV.WND = 0: "special allowance should be made to accept valid ACKs, URGs
-            // and RSTs" — keep processing the control part of an in-sequence segment.
-            if rcv_wnd == 0 && seq == rcv_nxt {
-                data = &[];
-                fin = false;
-                syn = false;
-            } else {
-                self.drop_segment(stats, "sequence number not acceptable");
-                return;
-            }
         }
+    }
 
-        // Trim to the window: drop what we already have at the front...
-        if seq.lt(rcv_nxt) {
-            let mut dup = rcv_nxt.diff(seq) as u32;
-            if syn {
-                syn = false;
+    /// §3.10.7.4 first: the answer to a segment that is not acceptable, and the control
+    /// part that still goes on when the window is zero.
+    fn unacceptable_segment(
+        &mut self,
+        seg: &Segment,
+        arr: &mut Arriving<'_>,
+        rcv_wnd: u32,
+        now: Instant,
+        stats: &mut TcpStats,
+    ) -> Step {
+        let rcv_nxt = self.rcv.nxt;
+        if seg.flags.rst {
+            self.drop_segment(stats, "RST outside the window");
+            return DONE;
+        }
+        let end = arr.seq + arr.data.len() as u32;
+        if !arr.data.is_empty() && end.le(rcv_nxt) {
+            // RFC 2883 §4 (1): a duplicate of data already received.
+            self.note_dsack(arr.seq, end);
+        }
+        // "If an incoming segment is not acceptable, an acknowledgment should be sent
+        // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. Data segments are always
+        // answered (the peer needs the ACK); segments without data — bare ACKs, and
+        // SYN-only or FIN-only ones too — at a limited rate (RFC 5961 §7), so two
+        // stacks that disagree about the window cannot ping-pong ACKs and a blind
+        // attacker cannot make us send one ACK per forged segment.
+        if arr.data.is_empty() {
+            self.ack_rate_limited(now, stats);
+        } else {
+            self.ack_now();
+        }
+        if self.state == State::TimeWait && arr.fin {
+            // A retransmitted FIN: re-ACK it and restart the 2·MSL timer.
+            self.enter_time_wait(now, "retransmitted FIN");
+        }
+        // RCV.WND = 0: "special allowance should be made to accept valid ACKs, URGs
+        // and RSTs" — keep processing the control part of an in-sequence segment.
+        if rcv_wnd == 0 && arr.seq == rcv_nxt {
+            arr.data = &[];
+            arr.fin = false;
+            arr.syn = false;
+            GO_ON
+        } else {
+            self.drop_segment(stats, "sequence number not acceptable");
+            DONE
+        }
+    }
+
+    /// §3.10.7.4 first, end: trim an acceptable segment to `RCV.NXT .. RCV.NXT + rcv_wnd`.
+    fn trim_to_window(&mut self, arr: &mut Arriving<'_>, rcv_wnd: u32) {
+        let rcv_nxt = self.rcv.nxt;
+        let right = rcv_nxt + rcv_wnd;
+        // Drop what we already have at the front...
+        if arr.seq.lt(rcv_nxt) {
+            let mut dup = rcv_nxt.diff(arr.seq) as u32;
+            if arr.syn {
+                arr.syn = false;
                 dup -= 1;
-                seq += 1;
+                arr.seq += 1;
             }
-            let cut = (dup as usize).min(data.len());
+            let cut = (dup as usize).min(arr.data.len());
             if cut > 0 {
                 // RFC 2883 §4 (2): the part received before is reported as a D-SACK.
-                self.note_dsack(seq, seq + cut as u32);
+                self.note_dsack(arr.seq, arr.seq + cut as u32);
             }
-            data = data.get(cut..).unwrap_or(&[]);
-            seq += cut as u32;
+            arr.data = arr.data.get(cut..).unwrap_or(&[]);
+            arr.seq += cut as u32;
             if dup as usize > cut {
                 // Even the FIN is a duplicate.
-                fin = false;
+                arr.fin = false;
             }
         }
         // ...and what does not fit at the back (the FIN then goes too).
-        let end = seq + data.len() as u32;
+        let end = arr.seq + arr.data.len() as u32;
         if end.gt(right) {
             let over = end.diff(right) as usize;
-            data = data.get(..data.len().saturating_sub(over)).unwrap_or(&[]);
-            fin = false;
+            arr.data = arr
+                .data
+                .get(..arr.data.len().saturating_sub(over))
+                .unwrap_or(&[]);
+            arr.fin = false;
         }
+    }
 
-        // Second: the RST bit (RFC 5961 §3.2: only an exact match resets, any other
-        // in-window RST gets a challenge ACK).
-        if seg.flags.rst {
-            if seg.seq != rcv_nxt {
-                self.ack_rate_limited(now, stats);
-                self.drop_segment(stats, "RST not at RCV.NXT (challenge ACK)");
-                return;
-            }
-            if self.state == State::TimeWait {
-                // RFC 1337 ("TIME-WAIT assassination hazards", fix F1): a RST must not cut
-                // TIME-WAIT short, or an old duplicate could later be taken for part of a
-                // new incarnation of the connection. (Linux leaves this off by default.)
-                self.drop_segment(stats, "RST in TIME-WAIT (RFC 1337)");
-                return;
-            }
-            stats.resets_received += 1;
-            match self.state {
-                State::SynReceived => {
-                    let err = if self.passive {
-                        None
-                    } else {
-                        Some(TcpError::ConnectionRefused)
-                    };
-                    self.fail(err, "RST");
-                }
-                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
-                    self.fail(Some(TcpError::ConnectionReset), "RST")
-                }
-                _ => self.fail(None, "RST"),
-            }
-            return;
+    /// Second step: the RST bit (RFC 5961 §3.2: only an exact match resets, any other
+    /// in-window RST gets a challenge ACK).
+    fn step_rst(&mut self, seg: &Segment, now: Instant, stats: &mut TcpStats) -> Step {
+        if !seg.flags.rst {
+            return GO_ON;
         }
-
-        // Fourth: a SYN in a synchronized state (RFC 5961 §4.2, RFC 9293): challenge ACK.
-        if syn {
+        if seg.seq != self.rcv.nxt {
             self.ack_rate_limited(now, stats);
-            self.drop_segment(stats, "SYN in a synchronized state (challenge ACK)");
-            return;
+            self.drop_segment(stats, "RST not at RCV.NXT (challenge ACK)");
+            return DONE;
         }
+        if self.state == State::TimeWait {
+            // RFC 1337 ("TIME-WAIT assassination hazards", fix F1): a RST must not cut
+            // TIME-WAIT short, or an old duplicate could later be taken for part of a
+            // new incarnation of the connection. (Linux leaves this off by default.)
+            self.drop_segment(stats, "RST in TIME-WAIT (RFC 1337)");
+            return DONE;
+        }
+        stats.resets_received += 1;
+        match self.state {
+            State::SynReceived => {
+                let err = if self.passive {
+                    None
+                } else {
+                    Some(TcpError::ConnectionRefused)
+                };
+                self.fail(err, "RST");
+            }
+            State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                self.fail(Some(TcpError::ConnectionReset), "RST")
+            }
+            _ => self.fail(None, "RST"),
+        }
+        DONE
+    }
 
-        // Fifth: the ACK field.
+    /// Fourth step: a SYN in a synchronized state (RFC 5961 §4.2, RFC 9293): challenge ACK.
+    fn step_syn(&mut self, arr: &Arriving<'_>, now: Instant, stats: &mut TcpStats) -> Step {
+        if !arr.syn {
+            return GO_ON;
+        }
+        self.ack_rate_limited(now, stats);
+        self.drop_segment(stats, "SYN in a synchronized state (challenge ACK)");
+        DONE
+    }
+
+    /// Fifth step: the ACK field, with the state changes an ACK makes (SYN-RECEIVED →
+    /// ESTABLISHED; the ACK of our FIN in FIN-WAIT-1, CLOSING and LAST-ACK).
+    fn step_ack(
+        &mut self,
+        seg: &Segment,
+        arr: &Arriving<'_>,
+        now: Instant,
+        stats: &mut TcpStats,
+    ) -> Step {
         if !seg.flags.ack {
             self.drop_segment(stats, "no ACK bit");
-            return;
+            return DONE;
         }
         if self.state == State::SynReceived {
             if seg.ack.gt(self.snd.una) && seg.ack.le(self.snd.max) {
@@ -1451,14 +1582,14 @@ impl Connection {
                 self.queue_rst(seg.ack, None);
                 stats.resets_sent += 1;
                 self.drop_segment(stats, "SYN-RECEIVED: unacceptable ACK");
-                return;
+                return DONE;
             }
         }
         if seg.ack.gt(self.snd.max) {
             // ACK of something not yet sent: ACK and drop (§3.10.7.4).
             self.ack_rate_limited(now, stats);
             self.drop_segment(stats, "ACK of data not yet sent");
-            return;
+            return DONE;
         }
         // RFC 5961 §5.2: an ACK older than SND.UNA − MAX.SND.WND cannot be from the peer's
         // current view of the connection (a blind injection guessing the ACK field):
@@ -1467,118 +1598,157 @@ impl Connection {
         if seg.ack.lt(self.snd.una - self.snd.max_wnd) {
             self.ack_rate_limited(now, stats);
             self.drop_segment(stats, "ACK below SND.UNA - MAX.SND.WND (challenge ACK)");
-            return;
+            return DONE;
         }
-        // RFC 7323 §4.3 (2): remember the TSval of an acceptable segment that starts at or
-        // before the ACK we last sent (so a delayed ACK echoes the earliest timestamp).
-        // Only now that the RST, SYN and ACK checks passed, as Linux's
-        // `tcp_replace_ts_recent` after `tcp_ack`: a segment at RCV.NXT whose ACK is then
-        // refused must not move TS.Recent, or a forged future TSval would make PAWS
-        // reject every genuine segment afterwards.
-        if let (true, Some(val)) = (self.ts_ok, tsval) {
-            if seg.seq.le(self.last_ack_sent) && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
-                self.ts_recent = val;
-                self.ts_recent_at = now;
-            }
-        }
+        self.update_ts_recent(seg, now);
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
         self.probes_unanswered = 0;
         self.last_ack_rx = now;
         self.keepalive_heard(now);
         if self.state == State::TimeWait {
             // Nothing else can legitimately arrive; a retransmitted FIN was handled above.
-            if fin {
+            if arr.fin {
                 self.ack_now();
                 self.enter_time_wait(now, "retransmitted FIN");
             }
-            return;
+            return DONE;
         }
         let old_wnd = self.snd.wnd;
         let acked_new = seg.ack.gt(self.snd.una);
         if acked_new {
             let tsecr = seg.options.timestamps.map(|(_, ecr)| ecr);
             self.on_new_ack(seg.ack, tsecr.filter(|_| self.ts_ok), now, stats);
+            if self.fin_acked {
+                // §3.10.7.4 fifth, per state: our FIN is acknowledged.
+                match self.state {
+                    State::FinWait1 => {
+                        self.set_state(State::FinWait2, "ACK of FIN");
+                        if self.owner == Owner::Released {
+                            self.close_deadline = Some(now + FIN_WAIT2_TIMEOUT);
+                            self.note(|| TcpEventKind::CloseTimer {
+                                what: "FIN-WAIT-2 (orphaned)",
+                                after: FIN_WAIT2_TIMEOUT,
+                            });
+                        }
+                    }
+                    State::Closing => self.enter_time_wait(now, "ACK of FIN"),
+                    State::LastAck => self.set_state(State::Closed, "ACK of FIN"),
+                    _ => {}
+                }
+            }
             if self.sack_ok {
                 self.merge_sack(&seg.options.sack_blocks);
             }
         } else if seg.ack == self.snd.una
             && self.snd.max != self.snd.una
-            && self.is_duplicate_ack(seg, data.is_empty() && !fin, old_wnd)
+            && self.is_duplicate_ack(seg, arr.data.is_empty() && !arr.fin, old_wnd)
         {
-            let was_in_recovery = self.cc.in_recovery();
-            let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
-            // RFC 5827 early retransmit: with fewer than four segments outstanding and no
-            // new data allowed out, three duplicate ACKs may never come.
-            let mss = u32::from(self.send_mss).max(1);
-            let outstanding = flight.div_ceil(mss);
-            let unsent = self.data_end().diff(self.snd.max).max(0) as u32;
-            let window_left = self
-                .send_window()
-                .min(self.cc.cwnd())
-                .saturating_sub(flight);
-            let mut dupthresh = if outstanding < 4 && (unsent == 0 || window_left < mss) {
-                outstanding.saturating_sub(1).max(1)
-            } else {
-                3
-            };
-            // RFC 6675 §4 IsLost(SND.UNA): more than (DupThresh − 1)·SMSS bytes SACKed
-            // above it means it is lost even if some duplicate ACKs went missing.
-            let sack_lost = self.sack_ok && self.sacked_bytes() > (dupthresh - 1) * mss;
-            // RFC 8985 §7.4, §6.2: the tail loss probe left a PTO (at least 2·SRTT) after
-            // SND.UNA did; a SACK for it (or for anything above its start) while SND.UNA
-            // is still missing means SND.UNA was sent more than an RTT plus the
-            // reordering window before a segment that was delivered: RACK deems it lost.
-            // Without this a probe of new data that finds the tail lost draws one
-            // duplicate ACK, and the loss waits for the RTO.
-            let probe_delivered = self.sack_ok
-                && self
-                    .tlp_probe
-                    .is_some_and(|p| self.sacked.last().is_some_and(|&(_, r)| r.gt(p)));
-            let sack_lost = sack_lost || probe_delivered;
-            if sack_lost {
-                dupthresh = 1;
-            }
-            let action = self
-                .cc
-                .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh);
-            if action != AckAction::Retransmit {
-                let (seq, count) = (self.snd.una, self.cc.dup_acks());
-                self.note(|| TcpEventKind::DuplicateAck {
-                    seq,
-                    count,
-                    threshold: dupthresh,
-                    in_recovery: was_in_recovery,
-                });
-            }
-            if action == AckAction::Retransmit {
-                self.tlp_probe = None;
-                self.high_rxt = self.snd.una;
-                self.rxt_log.clear();
-                self.rxt_deadline = None;
-                self.lost_again.clear();
-                self.tlp_deadline = None;
-                log::debug!(
-                    "{} ↔ {}: fast retransmit at {}",
-                    self.local,
-                    self.remote,
-                    self.snd.una
-                );
-                stats.fast_retransmits += 1;
-                self.retransmit_una = true;
-                let seq = self.snd.una;
-                let dup_acks = dupthresh;
-                self.note(|| TcpEventKind::FastRetransmit { seq, dup_acks });
-            }
+            self.on_duplicate_ack(stats);
         }
         if self.sack_ok && self.recovering() {
             self.detect_lost_retransmissions();
         }
-        // Window update (§3.10.7.4): from a segment newer than the last update — and, as
-        // Linux's `tcp_may_update_window`, from any ACK that advances SND.UNA. With data
-        // flowing both ways the peer's pure ACKs carry its SND.MAX (after a go-back-N
-        // that is ahead of the data it resends), pushing SND.WL1 beyond the sequence
-        // numbers of its later segments; by the RFC's test alone those could then never
-        // move the right edge, and the connection would crawl on a stale window.
+        self.update_send_window(seg, acked_new);
+        if self.state == State::Closed {
+            // LAST-ACK: the ACK of our FIN ends the connection; nothing is left to do.
+            return DONE;
+        }
+        GO_ON
+    }
+
+    /// RFC 7323 §4.3 (2): remember the TSval of an acceptable segment that starts at or
+    /// before the ACK we last sent (so a delayed ACK echoes the earliest timestamp).
+    /// Only once the RST, SYN and ACK checks passed, as Linux's `tcp_replace_ts_recent`
+    /// after `tcp_ack`: a segment at RCV.NXT whose ACK is then refused must not move
+    /// TS.Recent, or a forged future TSval would make PAWS reject every genuine segment
+    /// afterwards.
+    fn update_ts_recent(&mut self, seg: &Segment, now: Instant) {
+        let tsval = seg.options.timestamps.map(|(val, _)| val);
+        if let (true, Some(val)) = (self.ts_ok, tsval) {
+            if seg.seq.le(self.last_ack_sent) && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                self.ts_recent = val;
+                self.ts_recent_at = now;
+            }
+        }
+    }
+
+    /// A duplicate ACK (RFC 5681 §2, RFC 6675 §2): count it, and decide on a fast
+    /// retransmit — after three, or fewer with early retransmit, SACK or a delivered
+    /// tail loss probe.
+    fn on_duplicate_ack(&mut self, stats: &mut TcpStats) {
+        let was_in_recovery = self.cc.in_recovery();
+        let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
+        // RFC 5827 early retransmit: with fewer than four segments outstanding and no
+        // new data allowed out, three duplicate ACKs may never come.
+        let mss = u32::from(self.send_mss).max(1);
+        let outstanding = flight.div_ceil(mss);
+        let unsent = self.data_end().diff(self.snd.max).max(0) as u32;
+        let window_left = self
+            .send_window()
+            .min(self.cc.cwnd())
+            .saturating_sub(flight);
+        let mut dupthresh = if outstanding < 4 && (unsent == 0 || window_left < mss) {
+            outstanding.saturating_sub(1).max(1)
+        } else {
+            3
+        };
+        // RFC 6675 §4 IsLost(SND.UNA): more than (DupThresh − 1)·SMSS bytes SACKed
+        // above it means it is lost even if some duplicate ACKs went missing.
+        let sack_lost = self.sack_ok && self.sacked_bytes() > (dupthresh - 1) * mss;
+        // RFC 8985 §7.4, §6.2: the tail loss probe left a PTO (at least 2·SRTT) after
+        // SND.UNA did; a SACK for it (or for anything above its start) while SND.UNA
+        // is still missing means SND.UNA was sent more than an RTT plus the
+        // reordering window before a segment that was delivered: RACK deems it lost.
+        // Without this a probe of new data that finds the tail lost draws one
+        // duplicate ACK, and the loss waits for the RTO.
+        let probe_delivered = self.sack_ok
+            && self
+                .tlp_probe
+                .is_some_and(|p| self.sacked.last().is_some_and(|&(_, r)| r.gt(p)));
+        let sack_lost = sack_lost || probe_delivered;
+        if sack_lost {
+            dupthresh = 1;
+        }
+        let action = self
+            .cc
+            .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh);
+        if action != AckAction::Retransmit {
+            let (seq, count) = (self.snd.una, self.cc.dup_acks());
+            self.note(|| TcpEventKind::DuplicateAck {
+                seq,
+                count,
+                threshold: dupthresh,
+                in_recovery: was_in_recovery,
+            });
+        }
+        if action == AckAction::Retransmit {
+            self.tlp_probe = None;
+            self.high_rxt = self.snd.una;
+            self.rxt_log.clear();
+            self.rxt_deadline = None;
+            self.lost_again.clear();
+            self.tlp_deadline = None;
+            log::debug!(
+                "{} ↔ {}: fast retransmit at {}",
+                self.local,
+                self.remote,
+                self.snd.una
+            );
+            stats.fast_retransmits += 1;
+            self.retransmit_una = true;
+            let seq = self.snd.una;
+            let dup_acks = dupthresh;
+            self.note(|| TcpEventKind::FastRetransmit { seq, dup_acks });
+        }
+    }
+
+    /// Window update (§3.10.7.4 fifth): from a segment newer than the last update — and,
+    /// as Linux's `tcp_may_update_window`, from any ACK that advances SND.UNA. With data
+    /// flowing both ways the peer's pure ACKs carry its SND.MAX (after a go-back-N that
+    /// is ahead of the data it resends), pushing SND.WL1 beyond the sequence numbers of
+    /// its later segments; by the RFC's test alone those could then never move the right
+    /// edge, and the connection would crawl on a stale window.
+    fn update_send_window(&mut self, seg: &Segment, acked_new: bool) {
         if seg.ack.ge(self.snd.una)
             && (acked_new
                 || self.snd.wl1.lt(seg.seq)
@@ -1601,16 +1771,12 @@ impl Connection {
                 self.persist_backoff = 0;
             }
         }
-        if self.state == State::Closed {
-            return;
-        }
-
-        // Sixth to eighth: URG (ignored), segment text, FIN.
-        self.process_text_and_fin(seq, data, fin, now, stats);
     }
 
     /// An acceptable ACK of new data: `SND.UNA < SEG.ACK =< SND.MAX`, with the TSecr it
-    /// echoed when timestamps are in effect.
+    /// echoed when timestamps are in effect: the send queue, RTT, RTO, loss recovery and
+    /// congestion control. The state changes an ACK makes are the caller's (the fifth
+    /// step of [`Connection::step_ack`], or SYN-SENT).
     fn on_new_ack(&mut self, ack: SeqNum, tsecr: Option<u32>, now: Instant, stats: &mut TcpStats) {
         let _ = stats;
         let mut acked = ack.diff(self.snd.una).max(0) as u32;
@@ -1716,73 +1882,56 @@ impl Connection {
             self.lost_again.clear();
         }
         self.schedule_tlp(now);
-        if self.fin_acked {
-            match self.state {
-                State::FinWait1 => {
-                    self.set_state(State::FinWait2, "ACK of FIN");
-                    if self.owner == Owner::Released {
-                        self.close_deadline = Some(now + FIN_WAIT2_TIMEOUT);
-                        self.note(|| TcpEventKind::CloseTimer {
-                            what: "FIN-WAIT-2 (orphaned)",
-                            after: FIN_WAIT2_TIMEOUT,
-                        });
-                    }
-                }
-                State::Closing => self.enter_time_wait(now, "ACK of FIN"),
-                State::LastAck => self.set_state(State::Closed, "ACK of FIN"),
-                _ => {}
-            }
-        }
     }
 
-    /// Sixth (text) and eighth (FIN) steps of §3.10.7.4 for a segment already trimmed to
-    /// the window, starting at `seq`.
-    fn process_text_and_fin(
-        &mut self,
-        seq: SeqNum,
-        data: &[u8],
-        fin: bool,
-        now: Instant,
-        stats: &mut TcpStats,
-    ) {
-        if !data.is_empty() {
-            if self.state.can_receive() && !self.fin_received {
-                if self.owner == Owner::Released && self.fin_queued {
-                    // Nobody will ever read this: tell the peer (Linux does the same for
-                    // data arriving on an orphaned socket).
-                    self.abort("data after release");
-                    stats.resets_sent += 1;
-                    return;
-                }
-                let offset = seq.diff(self.rcv.nxt).max(0) as usize;
-                let beyond_fin = self
-                    .peer_fin
-                    .is_some_and(|f| (seq + data.len() as u32).gt(f));
-                if !beyond_fin {
-                    let had_gap = self.recv_buf.has_out_of_order();
-                    let advanced = self.recv_buf.insert(offset, data);
-                    if offset > 0 {
-                        self.last_ooo = Some((seq, seq + data.len() as u32));
-                    }
-                    if advanced > 0 {
-                        self.rcv.nxt += advanced as u32;
-                        self.changed = true;
-                    }
-                    if offset > 0 || advanced == 0 || had_gap {
-                        // RFC 5681 §4.2: out-of-order data gets an immediate duplicate
-                        // ACK, and so does data that fills a gap.
-                        self.ack_now();
-                    } else {
-                        self.ack_in_order_data(advanced as u32, now);
-                    }
-                }
-            } else {
-                // Data after the peer's FIN is ignored (§3.10.7.4, CLOSE-WAIT etc.).
-                self.drop_segment(stats, "data after the peer's FIN");
-            }
+    /// Seventh step of §3.10.7.4: the text of a segment already trimmed to the window,
+    /// starting at `seq`. Done when the connection was aborted (data nobody will read).
+    fn step_text(&mut self, seq: SeqNum, data: &[u8], now: Instant, stats: &mut TcpStats) -> Step {
+        if data.is_empty() {
+            return GO_ON;
         }
+        if self.state.can_receive() && !self.fin_received {
+            if self.owner == Owner::Released && self.fin_queued {
+                // Nobody will ever read this: tell the peer (Linux does the same for
+                // data arriving on an orphaned socket).
+                self.abort("data after release");
+                stats.resets_sent += 1;
+                return DONE;
+            }
+            let offset = seq.diff(self.rcv.nxt).max(0) as usize;
+            let beyond_fin = self
+                .peer_fin
+                .is_some_and(|f| (seq + data.len() as u32).gt(f));
+            if !beyond_fin {
+                let had_gap = self.recv_buf.has_out_of_order();
+                let advanced = self.recv_buf.insert(offset, data);
+                if offset > 0 {
+                    self.last_ooo = Some((seq, seq + data.len() as u32));
+                }
+                if advanced > 0 {
+                    self.rcv.nxt += advanced as u32;
+                    self.changed = true;
+                }
+                if offset > 0 || advanced == 0 || had_gap {
+                    // RFC 5681 §4.2: out-of-order data gets an immediate duplicate
+                    // ACK, and so does data that fills a gap.
+                    self.ack_now();
+                } else {
+                    self.ack_in_order_data(advanced as u32, now);
+                }
+            }
+        } else {
+            // Data after the peer's FIN is ignored (§3.10.7.4, CLOSE-WAIT etc.).
+            self.drop_segment(stats, "data after the peer's FIN");
+        }
+        GO_ON
+    }
+
+    /// Eighth step of §3.10.7.4: the FIN of a segment that starts at `seq` with
+    /// `data_len` bytes of text, and a FIN held earlier beyond a gap that the text filled.
+    fn step_fin(&mut self, seq: SeqNum, data_len: usize, fin: bool, now: Instant) {
         if fin && self.peer_fin.is_none() && self.state.can_receive() {
-            self.peer_fin = Some(seq + data.len() as u32);
+            self.peer_fin = Some(seq + data_len as u32);
         }
         if let Some(f) = self.peer_fin {
             if !self.fin_received && self.rcv.nxt == f {
