@@ -161,6 +161,112 @@ struct Arriving<'a> {
     data: &'a [u8],
 }
 
+/// The timers of a connection, each one slot of its [`TimerTable`]. The order is the
+/// order in which [`Connection::on_timeout`] handles those that are due together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// TIME-WAIT's 2·MSL (RFC 9293 §3.10.7.4) or the orphaned FIN-WAIT-2 limit.
+    Close,
+    /// The delayed ACK (RFC 1122 §4.2.3.2).
+    DelayedAck,
+    /// Keep-alive (RFC 1122 §4.2.3.6): the idle period, then the probe interval.
+    Keepalive,
+    /// The tail loss probe (RFC 8985 §7): fires well before the RTO so that losing the
+    /// last segments of a burst costs a couple of RTTs, not 200 ms or more.
+    LossProbe,
+    /// The retransmission timeout (RFC 6298).
+    Retransmit,
+    /// The oldest retransmission logged in SACK recovery is overdue (about two RTTs
+    /// without an ACK or SACK for it): it is presumed lost again even if nothing sent
+    /// later has arrived to prove it (RACK's reordering timer, RFC 8985 §6.2, in small).
+    RetransmitOverdue,
+    /// The persist timer (RFC 9293 §3.8.6.1): probe a zero window.
+    Persist,
+}
+
+impl Timer {
+    const COUNT: usize = 7;
+    /// Every timer, in the order `on_timeout` handles them.
+    const ALL: [Timer; Timer::COUNT] = [
+        Timer::Close,
+        Timer::DelayedAck,
+        Timer::Keepalive,
+        Timer::LossProbe,
+        Timer::Retransmit,
+        Timer::RetransmitOverdue,
+        Timer::Persist,
+    ];
+
+    /// Whether the timer keeps running in TIME-WAIT: the 2·MSL timer itself, and a
+    /// delayed ACK still owed; nothing is sent or probed any more.
+    fn runs_in_time_wait(self) -> bool {
+        matches!(self, Timer::Close | Timer::DelayedAck)
+    }
+}
+
+/// When each [`Timer`] fires, if it is armed.
+#[derive(Debug, Default)]
+struct TimerTable([Option<Instant>; Timer::COUNT]);
+
+impl TimerTable {
+    fn get(&self, timer: Timer) -> Option<Instant> {
+        self.0[timer as usize]
+    }
+
+    fn set(&mut self, timer: Timer, at: Instant) {
+        self.0[timer as usize] = Some(at);
+    }
+
+    /// Arm the timer at `at`, or stop it for `None`.
+    fn put(&mut self, timer: Timer, at: Option<Instant>) {
+        self.0[timer as usize] = at;
+    }
+
+    fn stop(&mut self, timer: Timer) {
+        self.0[timer as usize] = None;
+    }
+
+    fn stop_all(&mut self) {
+        self.0 = [None; Timer::COUNT];
+    }
+
+    /// Stop every timer for which `keep` is false.
+    fn retain(&mut self, keep: impl Fn(Timer) -> bool) {
+        for timer in Timer::ALL {
+            if !keep(timer) {
+                self.stop(timer);
+            }
+        }
+    }
+
+    /// The timer is armed and due at `now`.
+    fn expired(&self, timer: Timer, now: Instant) -> bool {
+        self.get(timer).is_some_and(|at| at <= now)
+    }
+
+    /// The earliest armed timer. Called after every change to the connection, so an
+    /// unrolled fold over the slots: an iterator over the array of options did not
+    /// compile to a few compare-and-moves.
+    fn next(&self) -> Option<Instant> {
+        let [a, b, c, d, e, f, g] = self.0;
+        let mut next = earlier(a, b);
+        next = earlier(next, c);
+        next = earlier(next, d);
+        next = earlier(next, e);
+        next = earlier(next, f);
+        earlier(next, g)
+    }
+}
+
+/// The earlier of two optional instants (`None` is never).
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
 /// The timestamp clock of a connection: our millisecond clock plus an offset that is a
 /// keyed hash of the 4-tuple (RFC 7323 §5.4 / §7.1, Linux's `tsoffset`): TSvals of
 /// different connections are not comparable, so they do not reveal the host's uptime,
@@ -390,10 +496,6 @@ pub(crate) struct Connection {
     /// data above that SND.MAX means something sent *after* the retransmission arrived
     /// while it did not: it was lost again (the idea of RACK, RFC 8985 §6, per segment).
     rxt_log: Vec<(SeqNum, SeqNum, SeqNum, Instant)>,
-    /// When the oldest logged retransmission is overdue (about two RTTs without an ACK
-    /// or SACK for it): then it is presumed lost again even if nothing sent later has
-    /// arrived to prove it (RACK's reordering timer, RFC 8985 §6.2, in small).
-    rxt_deadline: Option<Instant>,
     /// Retransmissions found lost again, resent first.
     lost_again: VecDeque<(SeqNum, SeqNum)>,
 
@@ -405,12 +507,8 @@ pub(crate) struct Connection {
     rxt_ts: Option<(u32, SeqNum)>,
     cc: NewReno,
 
-    /// Retransmission timer (RFC 6298) and how many times in a row it fired.
-    rtx_deadline: Option<Instant>,
+    /// How many times in a row the retransmission timer (RFC 6298) fired.
     retries: u32,
-    /// Tail loss probe timer (RFC 8985 §7): fires well before the RTO so that losing
-    /// the last segments of a burst costs a couple of RTTs, not 200 ms or more.
-    tlp_deadline: Option<Instant>,
     /// A probe is to be sent now.
     tlp_pending: bool,
     /// A probe was already sent since the last new ACK (one per episode).
@@ -419,8 +517,7 @@ pub(crate) struct Connection {
     /// it shows the probe delivered while SND.UNA, sent at least a PTO earlier, is not —
     /// lost by RACK's rule (RFC 8985 §6.2, §7.4).
     tlp_probe: Option<SeqNum>,
-    /// Persist timer (RFC 9293 §3.8.6.1) and its backoff exponent.
-    persist_deadline: Option<Instant>,
+    /// The persist timer's backoff exponent (RFC 9293 §3.8.6.1).
     persist_backoff: u32,
     /// Zero-window probes sent without any ACK coming back.
     probes_unanswered: u32,
@@ -430,8 +527,8 @@ pub(crate) struct Connection {
     last_data_sent: Instant,
     /// When we last answered an unacceptable data-less segment (rate limit).
     last_oow_ack: Option<Instant>,
-    /// TIME-WAIT (2·MSL) or orphaned FIN-WAIT-2 timer.
-    close_deadline: Option<Instant>,
+    /// Every timer of the connection, keyed by [`Timer`].
+    timers: TimerTable,
 
     msl: Duration,
     tlp_enabled: bool,
@@ -453,19 +550,17 @@ pub(crate) struct Connection {
     /// The time of the poll in progress (stamps TSval on outgoing segments).
     clock: Instant,
 
-    /// Delayed ACKs (RFC 1122 §4.2.3.2): the longest delay, the timer, the in-order bytes
-    /// received since the last ACK, and the largest segment received (Linux `rcv_mss`).
+    /// Delayed ACKs (RFC 1122 §4.2.3.2): the longest delay, the in-order bytes received
+    /// since the last ACK, and the largest segment received (Linux `rcv_mss`).
     delack: Duration,
-    delack_deadline: Option<Instant>,
     unacked_bytes: u32,
     rcv_mss: u32,
     /// Nagle's algorithm off (`TCP_NODELAY`).
     nodelay: bool,
 
-    /// Keep-alive (RFC 1122 §4.2.3.6): parameters, the timer, probes sent without answer,
-    /// and a probe to send now.
+    /// Keep-alive (RFC 1122 §4.2.3.6): parameters, probes sent without answer, and a
+    /// probe to send now.
     keepalive: Option<KeepaliveConfig>,
-    ka_deadline: Option<Instant>,
     ka_probes: u32,
     ka_probe_due: bool,
     /// RFC 5482 / RFC 9293 §3.8.3 user timeout, and since when sent data has been waiting
@@ -541,7 +636,6 @@ impl Connection {
             high_rxt: iss,
             rto_lost_end: None,
             rxt_log: Vec::new(),
-            rxt_deadline: None,
             lost_again: VecDeque::new(),
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
@@ -551,19 +645,16 @@ impl Connection {
                 cc.set_algorithm(config.congestion);
                 cc
             },
-            rtx_deadline: None,
-            tlp_deadline: None,
             tlp_pending: false,
             tlp_sent: false,
             tlp_probe: None,
             retries: 0,
-            persist_deadline: None,
             persist_backoff: 0,
             probes_unanswered: 0,
             last_ack_rx: Instant::ZERO,
             last_data_sent: Instant::ZERO,
             last_oow_ack: None,
-            close_deadline: None,
+            timers: TimerTable::default(),
             msl: config.msl,
             tlp_enabled: config.tail_loss_probe,
             rto_min: config.rto_min,
@@ -578,12 +669,10 @@ impl Connection {
             last_ack_sent: SeqNum(0),
             clock: Instant::ZERO,
             delack: config.delayed_ack,
-            delack_deadline: None,
             unacked_bytes: 0,
             rcv_mss: u32::from(local_mss.min(DEFAULT_PEER_MSS)),
             nodelay: config.nodelay,
             keepalive: None,
-            ka_deadline: None,
             ka_probes: 0,
             ka_probe_due: false,
             user_timeout: None,
@@ -739,23 +828,9 @@ impl Connection {
 
     /// The next time a timer of this connection fires.
     pub fn deadline(&self) -> Option<Instant> {
-        // Called after every change to the connection: a plain fold, which compiles to a
-        // few compare-and-moves (an iterator over an array of options did not).
-        fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-            match (a, b) {
-                (Some(x), Some(y)) => Some(x.min(y)),
-                (x, None) => x,
-                (None, y) => y,
-            }
-        }
-        let mut d = earlier(self.rtx_deadline, self.tlp_deadline);
-        d = earlier(d, self.rxt_deadline);
-        d = earlier(d, self.persist_deadline);
-        d = earlier(d, self.close_deadline);
-        d = earlier(d, self.delack_deadline);
-        d = earlier(d, self.ka_deadline);
+        let d = self.timers.next();
         if self.stall_since.is_some() {
-            d = earlier(d, self.user_timeout_deadline());
+            return earlier(d, self.user_timeout_deadline());
         }
         d
     }
@@ -872,12 +947,13 @@ impl Connection {
         self.keepalive = ka;
         self.ka_probes = 0;
         self.ka_probe_due = false;
-        self.ka_deadline = match ka {
+        let keepalive_at = match ka {
             Some(k) if self.state != State::Closed && self.state != State::TimeWait => {
                 Some(self.last_ack_rx + k.idle)
             }
             _ => None,
         };
+        self.timers.put(Timer::Keepalive, keepalive_at);
     }
 
     /// The user timeout (RFC 5482, RFC 9293 §3.8.3): how long sent data may stay
@@ -894,7 +970,7 @@ impl Connection {
     fn keepalive_heard(&mut self, now: Instant) {
         self.ka_probes = 0;
         if let Some(k) = self.keepalive {
-            self.ka_deadline = Some(now + k.idle);
+            self.timers.set(Timer::Keepalive, now + k.idle);
         }
     }
 
@@ -908,8 +984,8 @@ impl Connection {
         self.unacked_bytes = self.unacked_bytes.saturating_add(len);
         if self.delack.is_zero() || self.unacked_bytes > self.rcv_mss {
             self.ack_needed = true;
-        } else if self.delack_deadline.is_none() {
-            self.delack_deadline = Some(now + self.delack);
+        } else if self.timers.get(Timer::DelayedAck).is_none() {
+            self.timers.set(Timer::DelayedAck, now + self.delack);
         }
     }
 
@@ -965,30 +1041,20 @@ impl Connection {
         self.changed = true;
         match new {
             State::Closed => {
-                self.rtx_deadline = None;
-                self.rxt_deadline = None;
-                self.tlp_deadline = None;
+                self.timers.stop_all();
                 self.tlp_pending = false;
-                self.persist_deadline = None;
-                self.close_deadline = None;
                 self.ack_needed = false;
                 self.acks_owed = 0;
                 self.retransmit_una = false;
                 self.probe_needed = false;
-                self.delack_deadline = None;
-                self.ka_deadline = None;
                 self.ka_probe_due = false;
                 self.stall_since = None;
             }
             State::TimeWait => {
-                self.ka_deadline = None;
+                self.timers.retain(Timer::runs_in_time_wait);
                 self.ka_probe_due = false;
                 self.stall_since = None;
-                self.rtx_deadline = None;
-                self.rxt_deadline = None;
-                self.tlp_deadline = None;
                 self.tlp_pending = false;
-                self.persist_deadline = None;
                 self.retransmit_una = false;
                 self.probe_needed = false;
             }
@@ -999,7 +1065,8 @@ impl Connection {
     /// Enter TIME-WAIT, or restart its 2·MSL timer (RFC 9293 §3.10.7.4, FIN processing).
     fn enter_time_wait(&mut self, now: Instant, cause: &str) {
         self.set_state(State::TimeWait, cause);
-        self.close_deadline = Some(now + self.msl.saturating_mul(2));
+        self.timers
+            .set(Timer::Close, now + self.msl.saturating_mul(2));
     }
 
     /// The connection dies with `err` (reset, timeout): CLOSED, queues flushed.
@@ -1218,8 +1285,8 @@ impl Connection {
             return;
         }
         self.close(now);
-        if self.state == State::FinWait2 && self.close_deadline.is_none() {
-            self.close_deadline = Some(now + FIN_WAIT2_TIMEOUT);
+        if self.state == State::FinWait2 && self.timers.get(Timer::Close).is_none() {
+            self.timers.set(Timer::Close, now + FIN_WAIT2_TIMEOUT);
         }
     }
 
@@ -1292,7 +1359,7 @@ impl Connection {
         } else {
             // Simultaneous open: SYN-RECEIVED, send SYN-ACK (our SYN again, now with ACK).
             self.snd.nxt = self.snd.iss;
-            self.rtx_deadline = None;
+            self.timers.stop(Timer::Retransmit);
             self.set_state(State::SynReceived, "SYN (simultaneous open)");
         }
     }
@@ -1624,7 +1691,7 @@ impl Connection {
                     State::FinWait1 => {
                         self.set_state(State::FinWait2, "ACK of FIN");
                         if self.owner == Owner::Released {
-                            self.close_deadline = Some(now + FIN_WAIT2_TIMEOUT);
+                            self.timers.set(Timer::Close, now + FIN_WAIT2_TIMEOUT);
                             self.note(|| TcpEventKind::CloseTimer {
                                 what: "FIN-WAIT-2 (orphaned)",
                                 after: FIN_WAIT2_TIMEOUT,
@@ -1725,9 +1792,9 @@ impl Connection {
             self.tlp_probe = None;
             self.high_rxt = self.snd.una;
             self.rxt_log.clear();
-            self.rxt_deadline = None;
+            self.timers.stop(Timer::RetransmitOverdue);
             self.lost_again.clear();
-            self.tlp_deadline = None;
+            self.timers.stop(Timer::LossProbe);
             log::debug!(
                 "{} ↔ {}: fast retransmit at {}",
                 self.local,
@@ -1767,7 +1834,7 @@ impl Connection {
             self.snd.wl1 = seg.seq;
             self.snd.wl2 = seg.ack;
             if wnd > 0 {
-                self.persist_deadline = None;
+                self.timers.stop(Timer::Persist);
                 self.persist_backoff = 0;
             }
         }
@@ -1840,16 +1907,13 @@ impl Connection {
         self.rtt.reset_backoff();
         self.retries = 0;
         // RFC 6298 (5.2), (5.3).
-        self.rtx_deadline = if self.snd.una == self.snd.max {
-            None
-        } else {
-            Some(now + self.rtt.rto())
-        };
+        let rto_at = (self.snd.una != self.snd.max).then(|| now + self.rtt.rto());
+        self.timers.put(Timer::Retransmit, rto_at);
         // Progress: the user timeout restarts (RFC 5482).
         self.stall_since = (self.snd.una != self.snd.max).then_some(now);
         // A new ACK ends the tail-loss episode (RFC 8985 §7.3).
         self.tlp_sent = false;
-        self.tlp_deadline = None;
+        self.timers.stop(Timer::LossProbe);
         if self.tlp_probe.is_some_and(|p| ack.gt(p)) {
             self.tlp_probe = None;
         }
@@ -1878,7 +1942,7 @@ impl Connection {
         }
         if !self.recovering() {
             self.rxt_log.clear();
-            self.rxt_deadline = None;
+            self.timers.stop(Timer::RetransmitOverdue);
             self.lost_again.clear();
         }
         self.schedule_tlp(now);
@@ -2018,15 +2082,12 @@ impl Connection {
     // ----------------------------------------------------------------------------------
     // Timeouts (§3.10.8).
 
-    /// Fire whichever timers are due at `now`.
+    /// Fire whichever timers are due at `now`, in [`Timer::ALL`]'s order.
     pub fn on_timeout(&mut self, now: Instant, stats: &mut TcpStats) {
-        if self.close_deadline.is_some_and(|d| d <= now) {
-            self.close_deadline = None;
-            match self.state {
-                State::TimeWait => self.set_state(State::Closed, "2·MSL timeout"),
-                State::FinWait2 => self.set_state(State::Closed, "FIN-WAIT-2 timeout (orphan)"),
-                _ => {}
-            }
+        // The close timer first: it ends TIME-WAIT or an orphaned FIN-WAIT-2 quietly,
+        // where the user timeout would fail the connection with a reset.
+        if self.timers.expired(Timer::Close, now) {
+            let _ = self.on_timer(Timer::Close, now, stats);
             return;
         }
         if self
@@ -2046,53 +2107,83 @@ impl Connection {
             self.fail(err, "user timeout");
             return;
         }
-        if self.delack_deadline.is_some_and(|d| d <= now) {
-            self.delack_deadline = None;
-            if self.unacked_bytes > 0 {
-                stats.delayed_acks += 1;
-                self.ack_needed = true;
-            }
-        }
-        if self.ka_deadline.is_some_and(|d| d <= now) {
-            self.ka_deadline = None;
-            self.on_keepalive_timeout(now, stats);
-            if self.state == State::Closed {
+        // Each timer is looked at after the ones before it have run: the loss probe
+        // re-arms the RTO, and a timer that closed the connection stopped all the others.
+        for timer in Timer::ALL {
+            if self.timers.expired(timer, now) && self.on_timer(timer, now, stats).is_break() {
                 return;
             }
         }
-        // The probe before the RTO: the probe timer may be clamped to the RTO's expiry
-        // (RFC 8985 §7.2), and when both are due the probe goes out and the RTO is
-        // re-armed one RTO later (RFC 8985 §7.3; Linux's probe timer takes the RTO's
-        // place and `tcp_send_loss_probe` re-arms the RTO from the probe).
-        if self.tlp_deadline.is_some_and(|d| d <= now) {
-            self.tlp_deadline = None;
-            if self.snd.una != self.snd.max && !self.cc.in_recovery() && !self.tlp_sent {
-                self.tlp_pending = true;
-                self.tlp_sent = true;
-                self.rtx_deadline = Some(now + self.rtt.rto());
-                stats.tail_loss_probes += 1;
+    }
+
+    /// One due timer; [`DONE`] when the connection ended and no other timer may run.
+    fn on_timer(&mut self, timer: Timer, now: Instant, stats: &mut TcpStats) -> Step {
+        match timer {
+            Timer::Close => {
+                self.timers.stop(Timer::Close);
+                match self.state {
+                    State::TimeWait => self.set_state(State::Closed, "2·MSL timeout"),
+                    State::FinWait2 => self.set_state(State::Closed, "FIN-WAIT-2 timeout (orphan)"),
+                    _ => {}
+                }
+                DONE
             }
-        }
-        if self.rtx_deadline.is_some_and(|d| d <= now) {
-            self.rtx_deadline = None;
-            self.on_retransmit_timeout(now, stats);
-        }
-        if self.rxt_deadline.is_some_and(|d| d <= now) {
-            self.on_rxt_timeout(now);
-        }
-        if self.persist_deadline.is_some_and(|d| d <= now) {
-            // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially. The
-            // connection stays open as long as the peer answers the probes; if it stops
-            // answering, give up like a retransmission timeout (Linux does the same).
-            if self.probes_unanswered >= self.max_retransmits {
-                stats.timeouts += 1;
-                self.fail(Some(TcpError::TimedOut), "zero-window probes unanswered");
-                return;
+            Timer::DelayedAck => {
+                self.timers.stop(Timer::DelayedAck);
+                if self.unacked_bytes > 0 {
+                    stats.delayed_acks += 1;
+                    self.ack_needed = true;
+                }
+                GO_ON
             }
-            self.probe_needed = true;
-            self.note(|| TcpEventKind::ZeroWindowProbe);
-            self.persist_backoff = (self.persist_backoff + 1).min(16);
-            self.persist_deadline = Some(now + self.persist_interval());
+            Timer::Keepalive => {
+                self.timers.stop(Timer::Keepalive);
+                self.on_keepalive_timeout(now, stats);
+                if self.state == State::Closed {
+                    return DONE;
+                }
+                GO_ON
+            }
+            // The probe before the RTO: the probe timer may be clamped to the RTO's
+            // expiry (RFC 8985 §7.2), and when both are due the probe goes out and the RTO
+            // is re-armed one RTO later (RFC 8985 §7.3; Linux's probe timer takes the
+            // RTO's place and `tcp_send_loss_probe` re-arms the RTO from the probe).
+            Timer::LossProbe => {
+                self.timers.stop(Timer::LossProbe);
+                if self.snd.una != self.snd.max && !self.cc.in_recovery() && !self.tlp_sent {
+                    self.tlp_pending = true;
+                    self.tlp_sent = true;
+                    self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+                    stats.tail_loss_probes += 1;
+                }
+                GO_ON
+            }
+            Timer::Retransmit => {
+                self.timers.stop(Timer::Retransmit);
+                self.on_retransmit_timeout(now, stats);
+                GO_ON
+            }
+            Timer::RetransmitOverdue => {
+                self.on_retransmit_overdue(now);
+                GO_ON
+            }
+            Timer::Persist => {
+                // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially. The
+                // connection stays open as long as the peer answers the probes; if it
+                // stops answering, give up like a retransmission timeout (Linux does the
+                // same).
+                if self.probes_unanswered >= self.max_retransmits {
+                    stats.timeouts += 1;
+                    self.fail(Some(TcpError::TimedOut), "zero-window probes unanswered");
+                    return DONE;
+                }
+                self.probe_needed = true;
+                self.note(|| TcpEventKind::ZeroWindowProbe);
+                self.persist_backoff = (self.persist_backoff + 1).min(16);
+                self.timers
+                    .set(Timer::Persist, now + self.persist_interval());
+                GO_ON
+            }
         }
     }
 
@@ -2110,7 +2201,7 @@ impl Connection {
         );
         if !idle_state || self.snd.una != self.snd.max {
             self.ka_probes = 0;
-            self.ka_deadline = Some(now + k.idle);
+            self.timers.set(Timer::Keepalive, now + k.idle);
             return;
         }
         if self.ka_probes >= k.count {
@@ -2124,7 +2215,7 @@ impl Connection {
         self.ka_probes += 1;
         self.ka_probe_due = true;
         stats.keepalive_probes += 1;
-        self.ka_deadline = Some(now + k.interval);
+        self.timers.set(Timer::Keepalive, now + k.interval);
     }
 
     fn persist_interval(&self) -> Duration {
@@ -2198,9 +2289,9 @@ impl Connection {
                     self.sacked.clear();
                 }
                 self.rxt_log.clear();
-                self.rxt_deadline = None;
+                self.timers.stop(Timer::RetransmitOverdue);
                 self.lost_again.clear();
-                self.tlp_deadline = None;
+                self.timers.stop(Timer::LossProbe);
                 self.tlp_pending = false;
                 // No probes during RTO recovery; the next new ACK re-enables them.
                 self.tlp_sent = true;
@@ -2227,7 +2318,7 @@ impl Connection {
     /// delayed-ACK allowance when a single segment is outstanding, and never later than
     /// the pending RTO.
     fn schedule_tlp(&mut self, now: Instant) {
-        self.tlp_deadline = None;
+        self.timers.stop(Timer::LossProbe);
         let data_state = matches!(
             self.state,
             State::Established
@@ -2236,7 +2327,8 @@ impl Connection {
                 | State::Closing
                 | State::LastAck
         );
-        let (Some(srtt), Some(rto_at)) = (self.rtt.srtt(), self.rtx_deadline) else {
+        let (Some(srtt), Some(rto_at)) = (self.rtt.srtt(), self.timers.get(Timer::Retransmit))
+        else {
             return;
         };
         if !self.tlp_enabled
@@ -2257,7 +2349,10 @@ impl Connection {
         // goes first: with one segment outstanding 2·SRTT plus the delayed-ACK allowance
         // usually exceeds the RTO. An RTO already due keeps its turn (as Linux).
         let at = now + pto;
-        self.tlp_deadline = Some(if rto_at > now { at.min(rto_at) } else { at });
+        self.timers.set(
+            Timer::LossProbe,
+            if rto_at > now { at.min(rto_at) } else { at },
+        );
     }
 
     // ----------------------------------------------------------------------------------
@@ -2366,8 +2461,9 @@ impl Connection {
     fn note_rxt(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
         if self.sack_ok && self.recovering() && self.rxt_log.len() < MAX_RXT_LOG {
             self.rxt_log.push((start, end, self.snd.max, now));
-            if self.rxt_deadline.is_none() {
-                self.rxt_deadline = Some(now + self.rxt_timeout());
+            if self.timers.get(Timer::RetransmitOverdue).is_none() {
+                self.timers
+                    .set(Timer::RetransmitOverdue, now + self.rxt_timeout());
             }
         }
     }
@@ -2381,8 +2477,8 @@ impl Connection {
     }
 
     /// The retransmission timer of recovery fired: overdue retransmissions are lost.
-    fn on_rxt_timeout(&mut self, now: Instant) {
-        self.rxt_deadline = None;
+    fn on_retransmit_overdue(&mut self, now: Instant) {
+        self.timers.stop(Timer::RetransmitOverdue);
         if !self.cc.in_recovery() {
             // After a timeout the retransmission timer itself says when a
             // retransmission is overdue (RFC 6298 (5.5) backoff); outside recovery
@@ -2394,7 +2490,8 @@ impl Connection {
         }
         let timeout = self.rxt_timeout();
         self.sweep_retransmissions(|_, at| at + timeout <= now);
-        self.rxt_deadline = self.rxt_log.iter().map(|&(_, _, _, at)| at + timeout).min();
+        let overdue_at = self.rxt_log.iter().map(|&(_, _, _, at)| at + timeout).min();
+        self.timers.put(Timer::RetransmitOverdue, overdue_at);
     }
 
     /// Find retransmissions that were lost again: data sent after them has been SACKed
@@ -2734,8 +2831,8 @@ impl Connection {
                 self.snd.max = end;
             }
             // RFC 6298 (5.1): start the timer if it is not running.
-            if self.rtx_deadline.is_none() {
-                self.rtx_deadline = Some(now + self.rtt.rto());
+            if self.timers.get(Timer::Retransmit).is_none() {
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
             }
             // RFC 8985 §7.2: (re)start the probe timer after sending new data — on every
             // new segment, so that the PTO reflects the whole flight (a single segment
@@ -2750,7 +2847,7 @@ impl Connection {
         // Every segment carries the current ACK.
         self.ack_needed = false;
         self.acks_owed = self.acks_owed.saturating_sub(1);
-        self.delack_deadline = None;
+        self.timers.stop(Timer::DelayedAck);
         self.unacked_bytes = 0;
     }
 
@@ -2898,7 +2995,7 @@ impl Connection {
                 self.on_sent(nxt, seg_len, now, stats);
                 self.tlp_probe = Some(nxt);
                 // RFC 8985 §7.3: re-arm the RTO after the probe.
-                self.rtx_deadline = Some(now + self.rtt.rto());
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
                 return Some(seg);
             }
             if self.snd.una != self.snd.max {
@@ -2916,7 +3013,7 @@ impl Connection {
                     self.on_sent(start, seg_len, now, stats);
                     self.tlp_probe = Some(start);
                     // RFC 8985 §7.3: re-arm the RTO after the probe.
-                    self.rtx_deadline = Some(now + self.rtt.rto());
+                    self.timers.set(Timer::Retransmit, now + self.rtt.rto());
                     return Some(seg);
                 }
             }
@@ -2993,17 +3090,22 @@ impl Connection {
                 let seg_len = seg.seg_len();
                 self.snd.nxt = nxt + seg_len;
                 self.on_sent(nxt, seg_len, now, stats);
-                self.persist_deadline = None;
+                self.timers.stop(Timer::Persist);
                 return Some(seg);
             }
             // Zero window with data waiting and nothing in flight: persist timer.
             let send_window = self.send_window();
-            if send_window == 0 && unsent > 0 && in_flight == 0 && self.rtx_deadline.is_none() {
-                if self.persist_deadline.is_none() {
-                    self.persist_deadline = Some(now + self.persist_interval());
+            if send_window == 0
+                && unsent > 0
+                && in_flight == 0
+                && self.timers.get(Timer::Retransmit).is_none()
+            {
+                if self.timers.get(Timer::Persist).is_none() {
+                    self.timers
+                        .set(Timer::Persist, now + self.persist_interval());
                 }
             } else if send_window > 0 {
-                self.persist_deadline = None;
+                self.timers.stop(Timer::Persist);
             }
         }
 
