@@ -39,6 +39,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use super::config::{Config, KeepaliveConfig};
@@ -141,6 +142,130 @@ pub const TS_OPTION_LEN: u16 = 12;
 /// RFC 7323 §5.5: a TS.Recent older than 24 days is invalid (the peer's timestamp
 /// clock may have wrapped its sign bit meanwhile at 1 ms per tick).
 pub const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// What a step of SEGMENT ARRIVES (RFC 9293 §3.10.7.4) returns: [`GO_ON`] to the next
+/// step, or [`DONE`] when the segment has been dropped or answered, or has done all it
+/// can; `?` ends the processing at the first step that is done.
+type Step = ControlFlow<()>;
+/// The next step of SEGMENT ARRIVES processes the segment.
+const GO_ON: Step = ControlFlow::Continue(());
+/// Processing of the segment ends here.
+const DONE: Step = ControlFlow::Break(());
+
+/// An arriving segment as the steps of §3.10.7.4 pass it on: the sequence number, SYN,
+/// FIN and text that remain once the first step has trimmed it to the receive window.
+struct Arriving<'a> {
+    seq: SeqNum,
+    syn: bool,
+    fin: bool,
+    data: &'a [u8],
+}
+
+/// The timers of a connection, each one slot of its [`TimerTable`]. The order is the
+/// order in which [`Connection::on_timeout`] handles those that are due together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    /// TIME-WAIT's 2·MSL (RFC 9293 §3.10.7.4) or the orphaned FIN-WAIT-2 limit.
+    Close,
+    /// The delayed ACK (RFC 1122 §4.2.3.2).
+    DelayedAck,
+    /// Keep-alive (RFC 1122 §4.2.3.6): the idle period, then the probe interval.
+    Keepalive,
+    /// The tail loss probe (RFC 8985 §7): fires well before the RTO so that losing the
+    /// last segments of a burst costs a couple of RTTs, not 200 ms or more.
+    LossProbe,
+    /// The retransmission timeout (RFC 6298).
+    Retransmit,
+    /// The oldest retransmission logged in SACK recovery is overdue (about two RTTs
+    /// without an ACK or SACK for it): it is presumed lost again even if nothing sent
+    /// later has arrived to prove it (RACK's reordering timer, RFC 8985 §6.2, in small).
+    RetransmitOverdue,
+    /// The persist timer (RFC 9293 §3.8.6.1): probe a zero window.
+    Persist,
+}
+
+impl Timer {
+    const COUNT: usize = 7;
+    /// Every timer, in the order `on_timeout` handles them.
+    const ALL: [Timer; Timer::COUNT] = [
+        Timer::Close,
+        Timer::DelayedAck,
+        Timer::Keepalive,
+        Timer::LossProbe,
+        Timer::Retransmit,
+        Timer::RetransmitOverdue,
+        Timer::Persist,
+    ];
+
+    /// Whether the timer keeps running in TIME-WAIT: the 2·MSL timer itself, and a
+    /// delayed ACK still owed; nothing is sent or probed any more.
+    fn runs_in_time_wait(self) -> bool {
+        matches!(self, Timer::Close | Timer::DelayedAck)
+    }
+}
+
+/// When each [`Timer`] fires, if it is armed.
+#[derive(Debug, Default)]
+struct TimerTable([Option<Instant>; Timer::COUNT]);
+
+impl TimerTable {
+    fn get(&self, timer: Timer) -> Option<Instant> {
+        self.0[timer as usize]
+    }
+
+    fn set(&mut self, timer: Timer, at: Instant) {
+        self.0[timer as usize] = Some(at);
+    }
+
+    /// Arm the timer at `at`, or stop it for `None`.
+    fn put(&mut self, timer: Timer, at: Option<Instant>) {
+        self.0[timer as usize] = at;
+    }
+
+    fn stop(&mut self, timer: Timer) {
+        self.0[timer as usize] = None;
+    }
+
+    fn stop_all(&mut self) {
+        self.0 = [None; Timer::COUNT];
+    }
+
+    /// Stop every timer for which `keep` is false.
+    fn retain(&mut self, keep: impl Fn(Timer) -> bool) {
+        for timer in Timer::ALL {
+            if !keep(timer) {
+                self.stop(timer);
+            }
+        }
+    }
+
+    /// The timer is armed and due at `now`.
+    fn expired(&self, timer: Timer, now: Instant) -> bool {
+        self.get(timer).is_some_and(|at| at <= now)
+    }
+
+    /// The earliest armed timer. Called after every change to the connection, so an
+    /// unrolled fold over the slots: an iterator over the array of options did not
+    /// compile to a few compare-and-moves.
+    fn next(&self) -> Option<Instant> {
+        let [a, b, c, d, e, f, g] = self.0;
+        let mut next = earlier(a, b);
+        next = earlier(next, c);
+        next = earlier(next, d);
+        next = earlier(next, e);
+        next = earlier(next, f);
+        earlier(next, g)
+    }
+}
+
+/// The earlier of two optional instants (`None` is never).
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
 
 /// The timestamp clock of a connection: our millisecond clock plus an offset that is a
 /// keyed hash of the 4-tuple (RFC 7323 §5.4 / §7.1, Linux's `tsoffset`): TSvals of
@@ -371,10 +496,6 @@ pub(crate) struct Connection {
     /// data above that SND.MAX means something sent *after* the retransmission arrived
     /// while it did not: it was lost again (the idea of RACK, RFC 8985 §6, per segment).
     rxt_log: Vec<(SeqNum, SeqNum, SeqNum, Instant)>,
-    /// When the oldest logged retransmission is overdue (about two RTTs without an ACK
-    /// or SACK for it): then it is presumed lost again even if nothing sent later has
-    /// arrived to prove it (RACK's reordering timer, RFC 8985 §6.2, in small).
-    rxt_deadline: Option<Instant>,
     /// Retransmissions found lost again, resent first.
     lost_again: VecDeque<(SeqNum, SeqNum)>,
 
@@ -386,12 +507,8 @@ pub(crate) struct Connection {
     rxt_ts: Option<(u32, SeqNum)>,
     cc: NewReno,
 
-    /// Retransmission timer (RFC 6298) and how many times in a row it fired.
-    rtx_deadline: Option<Instant>,
+    /// How many times in a row the retransmission timer (RFC 6298) fired.
     retries: u32,
-    /// Tail loss probe timer (RFC 8985 §7): fires well before the RTO so that losing
-    /// the last segments of a burst costs a couple of RTTs, not 200 ms or more.
-    tlp_deadline: Option<Instant>,
     /// A probe is to be sent now.
     tlp_pending: bool,
     /// A probe was already sent since the last new ACK (one per episode).
@@ -400,8 +517,7 @@ pub(crate) struct Connection {
     /// it shows the probe delivered while SND.UNA, sent at least a PTO earlier, is not —
     /// lost by RACK's rule (RFC 8985 §6.2, §7.4).
     tlp_probe: Option<SeqNum>,
-    /// Persist timer (RFC 9293 §3.8.6.1) and its backoff exponent.
-    persist_deadline: Option<Instant>,
+    /// The persist timer's backoff exponent (RFC 9293 §3.8.6.1).
     persist_backoff: u32,
     /// Zero-window probes sent without any ACK coming back.
     probes_unanswered: u32,
@@ -411,8 +527,8 @@ pub(crate) struct Connection {
     last_data_sent: Instant,
     /// When we last answered an unacceptable data-less segment (rate limit).
     last_oow_ack: Option<Instant>,
-    /// TIME-WAIT (2·MSL) or orphaned FIN-WAIT-2 timer.
-    close_deadline: Option<Instant>,
+    /// Every timer of the connection, keyed by [`Timer`].
+    timers: TimerTable,
 
     msl: Duration,
     tlp_enabled: bool,
@@ -434,19 +550,17 @@ pub(crate) struct Connection {
     /// The time of the poll in progress (stamps TSval on outgoing segments).
     clock: Instant,
 
-    /// Delayed ACKs (RFC 1122 §4.2.3.2): the longest delay, the timer, the in-order bytes
-    /// received since the last ACK, and the largest segment received (Linux `rcv_mss`).
+    /// Delayed ACKs (RFC 1122 §4.2.3.2): the longest delay, the in-order bytes received
+    /// since the last ACK, and the largest segment received (Linux `rcv_mss`).
     delack: Duration,
-    delack_deadline: Option<Instant>,
     unacked_bytes: u32,
     rcv_mss: u32,
     /// Nagle's algorithm off (`TCP_NODELAY`).
     nodelay: bool,
 
-    /// Keep-alive (RFC 1122 §4.2.3.6): parameters, the timer, probes sent without answer,
-    /// and a probe to send now.
+    /// Keep-alive (RFC 1122 §4.2.3.6): parameters, probes sent without answer, and a
+    /// probe to send now.
     keepalive: Option<KeepaliveConfig>,
-    ka_deadline: Option<Instant>,
     ka_probes: u32,
     ka_probe_due: bool,
     /// RFC 5482 / RFC 9293 §3.8.3 user timeout, and since when sent data has been waiting
@@ -522,7 +636,6 @@ impl Connection {
             high_rxt: iss,
             rto_lost_end: None,
             rxt_log: Vec::new(),
-            rxt_deadline: None,
             lost_again: VecDeque::new(),
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
@@ -532,19 +645,16 @@ impl Connection {
                 cc.set_algorithm(config.congestion);
                 cc
             },
-            rtx_deadline: None,
-            tlp_deadline: None,
             tlp_pending: false,
             tlp_sent: false,
             tlp_probe: None,
             retries: 0,
-            persist_deadline: None,
             persist_backoff: 0,
             probes_unanswered: 0,
             last_ack_rx: Instant::ZERO,
             last_data_sent: Instant::ZERO,
             last_oow_ack: None,
-            close_deadline: None,
+            timers: TimerTable::default(),
             msl: config.msl,
             tlp_enabled: config.tail_loss_probe,
             rto_min: config.rto_min,
@@ -559,12 +669,10 @@ impl Connection {
             last_ack_sent: SeqNum(0),
             clock: Instant::ZERO,
             delack: config.delayed_ack,
-            delack_deadline: None,
             unacked_bytes: 0,
             rcv_mss: u32::from(local_mss.min(DEFAULT_PEER_MSS)),
             nodelay: config.nodelay,
             keepalive: None,
-            ka_deadline: None,
             ka_probes: 0,
             ka_probe_due: false,
             user_timeout: None,
@@ -720,23 +828,9 @@ impl Connection {
 
     /// The next time a timer of this connection fires.
     pub fn deadline(&self) -> Option<Instant> {
-        // Called after every change to the connection: a plain fold, which compiles to a
-        // few compare-and-moves (an iterator over an array of options did not).
-        fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-            match (a, b) {
-                (Some(x), Some(y)) => Some(x.min(y)),
-                (x, None) => x,
-                (None, y) => y,
-            }
-        }
-        let mut d = earlier(self.rtx_deadline, self.tlp_deadline);
-        d = earlier(d, self.rxt_deadline);
-        d = earlier(d, self.persist_deadline);
-        d = earlier(d, self.close_deadline);
-        d = earlier(d, self.delack_deadline);
-        d = earlier(d, self.ka_deadline);
+        let d = self.timers.next();
         if self.stall_since.is_some() {
-            d = earlier(d, self.user_timeout_deadline());
+            return earlier(d, self.user_timeout_deadline());
         }
         d
     }
@@ -853,12 +947,13 @@ impl Connection {
         self.keepalive = ka;
         self.ka_probes = 0;
         self.ka_probe_due = false;
-        self.ka_deadline = match ka {
+        let keepalive_at = match ka {
             Some(k) if self.state != State::Closed && self.state != State::TimeWait => {
                 Some(self.last_ack_rx + k.idle)
             }
             _ => None,
         };
+        self.timers.put(Timer::Keepalive, keepalive_at);
     }
 
     /// The user timeout (RFC 5482, RFC 9293 §3.8.3): how long sent data may stay
@@ -875,7 +970,7 @@ impl Connection {
     fn keepalive_heard(&mut self, now: Instant) {
         self.ka_probes = 0;
         if let Some(k) = self.keepalive {
-            self.ka_deadline = Some(now + k.idle);
+            self.timers.set(Timer::Keepalive, now + k.idle);
         }
     }
 
@@ -889,8 +984,8 @@ impl Connection {
         self.unacked_bytes = self.unacked_bytes.saturating_add(len);
         if self.delack.is_zero() || self.unacked_bytes > self.rcv_mss {
             self.ack_needed = true;
-        } else if self.delack_deadline.is_none() {
-            self.delack_deadline = Some(now + self.delack);
+        } else if self.timers.get(Timer::DelayedAck).is_none() {
+            self.timers.set(Timer::DelayedAck, now + self.delack);
         }
     }
 
@@ -946,30 +1041,20 @@ impl Connection {
         self.changed = true;
         match new {
             State::Closed => {
-                self.rtx_deadline = None;
-                self.rxt_deadline = None;
-                self.tlp_deadline = None;
+                self.timers.stop_all();
                 self.tlp_pending = false;
-                self.persist_deadline = None;
-                self.close_deadline = None;
                 self.ack_needed = false;
                 self.acks_owed = 0;
                 self.retransmit_una = false;
                 self.probe_needed = false;
-                self.delack_deadline = None;
-                self.ka_deadline = None;
                 self.ka_probe_due = false;
                 self.stall_since = None;
             }
             State::TimeWait => {
-                self.ka_deadline = None;
+                self.timers.retain(Timer::runs_in_time_wait);
                 self.ka_probe_due = false;
                 self.stall_since = None;
-                self.rtx_deadline = None;
-                self.rxt_deadline = None;
-                self.tlp_deadline = None;
                 self.tlp_pending = false;
-                self.persist_deadline = None;
                 self.retransmit_una = false;
                 self.probe_needed = false;
             }
@@ -980,7 +1065,8 @@ impl Connection {
     /// Enter TIME-WAIT, or restart its 2·MSL timer (RFC 9293 §3.10.7.4, FIN processing).
     fn enter_time_wait(&mut self, now: Instant, cause: &str) {
         self.set_state(State::TimeWait, cause);
-        self.close_deadline = Some(now + self.msl.saturating_mul(2));
+        self.timers
+            .set(Timer::Close, now + self.msl.saturating_mul(2));
     }
 
     /// The connection dies with `err` (reset, timeout): CLOSED, queues flushed.
@@ -1199,8 +1285,8 @@ impl Connection {
             return;
         }
         self.close(now);
-        if self.state == State::FinWait2 && self.close_deadline.is_none() {
-            self.close_deadline = Some(now + FIN_WAIT2_TIMEOUT);
+        if self.state == State::FinWait2 && self.timers.get(Timer::Close).is_none() {
+            self.timers.set(Timer::Close, now + FIN_WAIT2_TIMEOUT);
         }
     }
 
@@ -1212,7 +1298,10 @@ impl Connection {
         match self.state {
             State::Closed | State::Listen => {}
             State::SynSent => self.on_segment_syn_sent(seg, now, stats),
-            _ => self.on_segment_synchronized(seg, now, stats),
+            _ => {
+                // Whichever step ended it, the segment has had all the answer it gets.
+                let _ = self.on_segment_synchronized(seg, now, stats);
+            }
         }
     }
 
@@ -1257,41 +1346,111 @@ impl Connection {
             self.on_new_ack(seg.ack, None, now, stats);
             self.set_state(State::Established, "SYN-ACK");
             self.ack_needed = true;
-            // Data or FIN carried on the SYN-ACK (sixth and eighth steps).
+            // Data or FIN carried on the SYN-ACK: the seventh and eighth steps of
+            // §3.10.7.4, as in a synchronized state.
             let data_seq = seg.seq + 1;
-            self.process_text_and_fin(data_seq, &seg.payload, seg.flags.fin, now, stats);
+            if self
+                .step_text(data_seq, &seg.payload, now, stats)
+                .is_continue()
+            {
+                self.step_fin(data_seq, seg.payload.len(), seg.flags.fin, now);
+            }
             self.ack_now();
         } else {
             // Simultaneous open: SYN-RECEIVED, send SYN-ACK (our SYN again, now with ACK).
             self.snd.nxt = self.snd.iss;
-            self.rtx_deadline = None;
+            self.timers.stop(Timer::Retransmit);
             self.set_state(State::SynReceived, "SYN (simultaneous open)");
         }
     }
 
-    /// §3.10.7.4: SYN-RECEIVED and all synchronized states.
-    fn on_segment_synchronized(&mut self, seg: &Segment, now: Instant, stats: &mut TcpStats) {
-        let mut seq = seg.seq;
-        let mut syn = seg.flags.syn;
-        let mut fin = seg.flags.fin;
-        let mut data: &[u8] = &seg.payload;
+    /// §3.10.7.4: SYN-RECEIVED and all synchronized states, in the RFC's order of steps.
+    /// Each step returns [`GO_ON`] or [`DONE`] (the segment was dropped, answered, or has
+    /// done all it can), and `?` stops at the first step that is done.
+    fn on_segment_synchronized(
+        &mut self,
+        seg: &Segment,
+        now: Instant,
+        stats: &mut TcpStats,
+    ) -> Step {
+        let mut arr = Arriving {
+            seq: seg.seq,
+            syn: seg.flags.syn,
+            fin: seg.flags.fin,
+            data: &seg.payload,
+        };
+        // The peer's SYN again, or its SYN-ACK in a simultaneous open (SYN-RECEIVED only).
+        self.syn_received_syn(seg, &mut arr)?;
+        // RFC 9293 §3.10.7.4 first: check the sequence number (after RFC 7323 PAWS), and
+        // trim the segment to the receive window.
+        self.step_sequence(seg, &mut arr, now, stats)?;
+        // RFC 9293 §3.10.7.4 second: check the RST bit.
+        self.step_rst(seg, now, stats)?;
+        // RFC 9293 §3.10.7.4 third: check security. Not implemented: the check compares
+        // the segment's IP security/compartment option (RFC 791 option 130, RFC 1108) with
+        // the connection's, and we neither send nor interpret that option (the IP layer
+        // skips IPv4 options), so every segment carries the same — absent — security level
+        // as the connection. RFC 9293 Appendix A.1 describes the option as kept only for
+        // multilevel-secure systems, which this stack is not.
+        // RFC 9293 §3.10.7.4 fourth: check the SYN bit.
+        self.step_syn(&arr, now, stats)?;
+        // RFC 9293 §3.10.7.4 fifth: check the ACK field.
+        self.step_ack(seg, &arr, now, stats)?;
+        // RFC 9293 §3.10.7.4 sixth: check the URG bit. Not implemented: the urgent
+        // pointer is parsed but ignored, so urgent data is delivered inline, in sequence,
+        // as ordinary data, and the application is not told that urgent data is pending
+        // (RFC 9293 §3.8.5 MUST-30/31 ask for that signal). RFC 9293 §3.8.5 and RFC 6093
+        // §6 say new applications should not use the mechanism, and RFC 6093 §4 notes
+        // that middleboxes often clear URG, turning urgent data into in-line data anyway.
+        // RFC 9293 §3.10.7.4 seventh: process the segment text.
+        self.step_text(arr.seq, arr.data, now, stats)?;
+        // RFC 9293 §3.10.7.4 eighth: check the FIN bit.
+        self.step_fin(arr.seq, arr.data.len(), arr.fin, now);
+        GO_ON
+    }
 
-        if self.state == State::SynReceived && syn && seq == self.rcv.irs {
+    /// SYN-RECEIVED, before the sequence number check: a SYN at IRS is the peer's SYN
+    /// again (our SYN-ACK was lost), answered at once rather than at the rate limit an
+    /// unacceptable segment would get; with an ACK it is the SYN-ACK of a simultaneous
+    /// open, whose SYN is old news.
+    fn syn_received_syn(&mut self, seg: &Segment, arr: &mut Arriving<'_>) -> Step {
+        if self.state == State::SynReceived && arr.syn && arr.seq == self.rcv.irs {
             if !seg.flags.ack || seg.flags.rst {
                 // The peer retransmitted its SYN: our SYN-ACK was lost; send it again.
                 self.ack_now();
                 self.note(|| TcpEventKind::DuplicateSyn);
-                return;
+                return DONE;
             }
             // A SYN-ACK in simultaneous open (RFC 9293 §3.5 figure 7, line 6): its SYN
             // is old news, the ACK is what matters.
-            seq += 1;
-            syn = false;
+            arr.seq += 1;
+            arr.syn = false;
         }
+        GO_ON
+    }
 
-        // RFC 7323 §5.3 R1 (PAWS), before the sequence number check: a segment whose
-        // TSval is older than TS.Recent is an old duplicate, even if its sequence
-        // numbers look fine (they may have wrapped). RSTs are exempt (§5.3 R1, end).
+    /// First step: PAWS, the sequence number check (§3.10.7.4, the four cases) and the
+    /// answer to an unacceptable segment, then trimming to the window.
+    fn step_sequence(
+        &mut self,
+        seg: &Segment,
+        arr: &mut Arriving<'_>,
+        now: Instant,
+        stats: &mut TcpStats,
+    ) -> Step {
+        self.paws(seg, arr.fin, now, stats)?;
+        let rcv_wnd = self.current_rcv_wnd();
+        if !self.seq_acceptable(arr, rcv_wnd) {
+            self.unacceptable_segment(seg, arr, rcv_wnd, now, stats)?;
+        }
+        self.trim_to_window(arr, rcv_wnd);
+        GO_ON
+    }
+
+    /// RFC 7323 §5.3 R1 (PAWS), before the sequence number check: a segment whose TSval
+    /// is older than TS.Recent is an old duplicate, even if its sequence numbers look fine
+    /// (they may have wrapped). RSTs are exempt (§5.3 R1, end).
+    fn paws(&mut self, seg: &Segment, fin: bool, now: Instant, stats: &mut TcpStats) -> Step {
         let tsval = seg.options.timestamps.map(|(val, _)| val);
         if let (true, Some(val), false) = (self.ts_ok, tsval, seg.flags.rst) {
             if (val.wrapping_sub(self.ts_recent) as i32) < 0 {
@@ -1308,133 +1467,172 @@ impl Connection {
                         self.ack_now();
                     }
                     self.drop_segment(stats, "PAWS: timestamp older than TS.Recent");
-                    return;
+                    return DONE;
                 }
             }
         }
+        GO_ON
+    }
 
-        // First: sequence number check (§3.10.7.4, the four cases).
-        let rcv_wnd = self.current_rcv_wnd();
-        let seg_len = data.len() as u32 + u32::from(syn) + u32::from(fin);
+    /// §3.10.7.4 first, the four cases: does any part of the segment fall in
+    /// `RCV.NXT .. RCV.NXT + rcv_wnd`?
+    fn seq_acceptable(&self, arr: &Arriving<'_>, rcv_wnd: u32) -> bool {
+        let seg_len = arr.data.len() as u32 + u32::from(arr.syn) + u32::from(arr.fin);
         let rcv_nxt = self.rcv.nxt;
         let right = rcv_nxt + rcv_wnd;
-        let acceptable = match (seg_len, rcv_wnd) {
+        let seq = arr.seq;
+        match (seg_len, rcv_wnd) {
             (0, 0) => seq == rcv_nxt,
             (0, _) => seq.in_range(rcv_nxt, right),
             (_, 0) => false,
             (_, _) => {
                 seq.in_range(rcv_nxt, right) || (seq + (seg_len - 1)).in_range(rcv_nxt, right)
             }
-        };
-        if !acceptable {
-            if seg.flags.rst {
-                self.drop_segment(stats, "RST outside the window");
-                return;
-            }
-            let end = seq + data.len() as u32;
-            if !data.is_empty() && end.le(rcv_nxt) {
-                // RFC 2883 §4 (1): a duplicate of data already received.
-                self.note_dsack(seq, end);
-            }
-            // "If an incoming segment is not acceptable, an acknowledgment should be sent
-            // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. Data segments are always
-            // answered (the peer needs the ACK); segments without data — bare ACKs, and
-            // SYN-only or FIN-only ones too — at a limited rate (RFC 5961 §7), so two
-            // stacks that disagree about the window cannot ping-pong ACKs and a blind
-            // attacker cannot make us send one ACK per forged segment.
-            if data.is_empty() {
-                self.ack_rate_limited(now, stats);
-            } else {
-                self.ack_now();
-            }
-            if self.state == State::TimeWait && fin {
-                // A retransmitted FIN: re-ACK it and restart the 2·MSL timer.
-                self.enter_time_wait(now, "retransmitted FIN");
-            }
-            // RCV.WND = 0: "special allowance should be made to accept valid ACKs, URGs
-            // and RSTs" — keep processing the control part of an in-sequence segment.
-            if rcv_wnd == 0 && seq == rcv_nxt {
-                data = &[];
-                fin = false;
-                syn = false;
-            } else {
-                self.drop_segment(stats, "sequence number not acceptable");
-                return;
-            }
         }
+    }
 
-        // Trim to the window: drop what we already have at the front...
-        if seq.lt(rcv_nxt) {
-            let mut dup = rcv_nxt.diff(seq) as u32;
-            if syn {
-                syn = false;
+    /// §3.10.7.4 first: the answer to a segment that is not acceptable, and the control
+    /// part that still goes on when the window is zero.
+    fn unacceptable_segment(
+        &mut self,
+        seg: &Segment,
+        arr: &mut Arriving<'_>,
+        rcv_wnd: u32,
+        now: Instant,
+        stats: &mut TcpStats,
+    ) -> Step {
+        let rcv_nxt = self.rcv.nxt;
+        if seg.flags.rst {
+            self.drop_segment(stats, "RST outside the window");
+            return DONE;
+        }
+        let end = arr.seq + arr.data.len() as u32;
+        if !arr.data.is_empty() && end.le(rcv_nxt) {
+            // RFC 2883 §4 (1): a duplicate of data already received.
+            self.note_dsack(arr.seq, end);
+        }
+        // "If an incoming segment is not acceptable, an acknowledgment should be sent
+        // in reply": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. Data segments are always
+        // answered (the peer needs the ACK); segments without data — bare ACKs, and
+        // SYN-only or FIN-only ones too — at a limited rate (RFC 5961 §7), so two
+        // stacks that disagree about the window cannot ping-pong ACKs and a blind
+        // attacker cannot make us send one ACK per forged segment.
+        if arr.data.is_empty() {
+            self.ack_rate_limited(now, stats);
+        } else {
+            self.ack_now();
+        }
+        if self.state == State::TimeWait && arr.fin {
+            // A retransmitted FIN: re-ACK it and restart the 2·MSL timer.
+            self.enter_time_wait(now, "retransmitted FIN");
+        }
+        // RCV.WND = 0: "special allowance should be made to accept valid ACKs, URGs
+        // and RSTs" — keep processing the control part of an in-sequence segment.
+        if rcv_wnd == 0 && arr.seq == rcv_nxt {
+            arr.data = &[];
+            arr.fin = false;
+            arr.syn = false;
+            GO_ON
+        } else {
+            self.drop_segment(stats, "sequence number not acceptable");
+            DONE
+        }
+    }
+
+    /// §3.10.7.4 first, end: trim an acceptable segment to `RCV.NXT .. RCV.NXT + rcv_wnd`.
+    fn trim_to_window(&mut self, arr: &mut Arriving<'_>, rcv_wnd: u32) {
+        let rcv_nxt = self.rcv.nxt;
+        let right = rcv_nxt + rcv_wnd;
+        // Drop what we already have at the front...
+        if arr.seq.lt(rcv_nxt) {
+            let mut dup = rcv_nxt.diff(arr.seq) as u32;
+            if arr.syn {
+                arr.syn = false;
                 dup -= 1;
-                seq += 1;
+                arr.seq += 1;
             }
-            let cut = (dup as usize).min(data.len());
+            let cut = (dup as usize).min(arr.data.len());
             if cut > 0 {
                 // RFC 2883 §4 (2): the part received before is reported as a D-SACK.
-                self.note_dsack(seq, seq + cut as u32);
+                self.note_dsack(arr.seq, arr.seq + cut as u32);
             }
-            data = data.get(cut..).unwrap_or(&[]);
-            seq += cut as u32;
+            arr.data = arr.data.get(cut..).unwrap_or(&[]);
+            arr.seq += cut as u32;
             if dup as usize > cut {
                 // Even the FIN is a duplicate.
-                fin = false;
+                arr.fin = false;
             }
         }
         // ...and what does not fit at the back (the FIN then goes too).
-        let end = seq + data.len() as u32;
+        let end = arr.seq + arr.data.len() as u32;
         if end.gt(right) {
             let over = end.diff(right) as usize;
-            data = data.get(..data.len().saturating_sub(over)).unwrap_or(&[]);
-            fin = false;
+            arr.data = arr
+                .data
+                .get(..arr.data.len().saturating_sub(over))
+                .unwrap_or(&[]);
+            arr.fin = false;
         }
+    }
 
-        // Second: the RST bit (RFC 5961 §3.2: only an exact match resets, any other
-        // in-window RST gets a challenge ACK).
-        if seg.flags.rst {
-            if seg.seq != rcv_nxt {
-                self.ack_rate_limited(now, stats);
-                self.drop_segment(stats, "RST not at RCV.NXT (challenge ACK)");
-                return;
-            }
-            if self.state == State::TimeWait {
-                // RFC 1337 ("TIME-WAIT assassination hazards", fix F1): a RST must not cut
-                // TIME-WAIT short, or an old duplicate could later be taken for part of a
-                // new incarnation of the connection. (Linux leaves this off by default.)
-                self.drop_segment(stats, "RST in TIME-WAIT (RFC 1337)");
-                return;
-            }
-            stats.resets_received += 1;
-            match self.state {
-                State::SynReceived => {
-                    let err = if self.passive {
-                        None
-                    } else {
-                        Some(TcpError::ConnectionRefused)
-                    };
-                    self.fail(err, "RST");
-                }
-                State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
-                    self.fail(Some(TcpError::ConnectionReset), "RST")
-                }
-                _ => self.fail(None, "RST"),
-            }
-            return;
+    /// Second step: the RST bit (RFC 5961 §3.2: only an exact match resets, any other
+    /// in-window RST gets a challenge ACK).
+    fn step_rst(&mut self, seg: &Segment, now: Instant, stats: &mut TcpStats) -> Step {
+        if !seg.flags.rst {
+            return GO_ON;
         }
-
-        // Fourth: a SYN in a synchronized state (RFC 5961 §4.2, RFC 9293): challenge ACK.
-        if syn {
+        if seg.seq != self.rcv.nxt {
             self.ack_rate_limited(now, stats);
-            self.drop_segment(stats, "SYN in a synchronized state (challenge ACK)");
-            return;
+            self.drop_segment(stats, "RST not at RCV.NXT (challenge ACK)");
+            return DONE;
         }
+        if self.state == State::TimeWait {
+            // RFC 1337 ("TIME-WAIT assassination hazards", fix F1): a RST must not cut
+            // TIME-WAIT short, or an old duplicate could later be taken for part of a
+            // new incarnation of the connection. (Linux leaves this off by default.)
+            self.drop_segment(stats, "RST in TIME-WAIT (RFC 1337)");
+            return DONE;
+        }
+        stats.resets_received += 1;
+        match self.state {
+            State::SynReceived => {
+                let err = if self.passive {
+                    None
+                } else {
+                    Some(TcpError::ConnectionRefused)
+                };
+                self.fail(err, "RST");
+            }
+            State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                self.fail(Some(TcpError::ConnectionReset), "RST")
+            }
+            _ => self.fail(None, "RST"),
+        }
+        DONE
+    }
 
-        // Fifth: the ACK field.
+    /// Fourth step: a SYN in a synchronized state (RFC 5961 §4.2, RFC 9293): challenge ACK.
+    fn step_syn(&mut self, arr: &Arriving<'_>, now: Instant, stats: &mut TcpStats) -> Step {
+        if !arr.syn {
+            return GO_ON;
+        }
+        self.ack_rate_limited(now, stats);
+        self.drop_segment(stats, "SYN in a synchronized state (challenge ACK)");
+        DONE
+    }
+
+    /// Fifth step: the ACK field, with the state changes an ACK makes (SYN-RECEIVED →
+    /// ESTABLISHED; the ACK of our FIN in FIN-WAIT-1, CLOSING and LAST-ACK).
+    fn step_ack(
+        &mut self,
+        seg: &Segment,
+        arr: &Arriving<'_>,
+        now: Instant,
+        stats: &mut TcpStats,
+    ) -> Step {
         if !seg.flags.ack {
             self.drop_segment(stats, "no ACK bit");
-            return;
+            return DONE;
         }
         if self.state == State::SynReceived {
             if seg.ack.gt(self.snd.una) && seg.ack.le(self.snd.max) {
@@ -1451,14 +1649,14 @@ impl Connection {
                 self.queue_rst(seg.ack, None);
                 stats.resets_sent += 1;
                 self.drop_segment(stats, "SYN-RECEIVED: unacceptable ACK");
-                return;
+                return DONE;
             }
         }
         if seg.ack.gt(self.snd.max) {
             // ACK of something not yet sent: ACK and drop (§3.10.7.4).
             self.ack_rate_limited(now, stats);
             self.drop_segment(stats, "ACK of data not yet sent");
-            return;
+            return DONE;
         }
         // RFC 5961 §5.2: an ACK older than SND.UNA − MAX.SND.WND cannot be from the peer's
         // current view of the connection (a blind injection guessing the ACK field):
@@ -1467,118 +1665,157 @@ impl Connection {
         if seg.ack.lt(self.snd.una - self.snd.max_wnd) {
             self.ack_rate_limited(now, stats);
             self.drop_segment(stats, "ACK below SND.UNA - MAX.SND.WND (challenge ACK)");
-            return;
+            return DONE;
         }
-        // RFC 7323 §4.3 (2): remember the TSval of an acceptable segment that starts at or
-        // before the ACK we last sent (so a delayed ACK echoes the earliest timestamp).
-        // Only now that the RST, SYN and ACK checks passed, as Linux's
-        // `tcp_replace_ts_recent` after `tcp_ack`: a segment at RCV.NXT whose ACK is then
-        // refused must not move TS.Recent, or a forged future TSval would make PAWS
-        // reject every genuine segment afterwards.
-        if let (true, Some(val)) = (self.ts_ok, tsval) {
-            if seg.seq.le(self.last_ack_sent) && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
-                self.ts_recent = val;
-                self.ts_recent_at = now;
-            }
-        }
+        self.update_ts_recent(seg, now);
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
         self.probes_unanswered = 0;
         self.last_ack_rx = now;
         self.keepalive_heard(now);
         if self.state == State::TimeWait {
             // Nothing else can legitimately arrive; a retransmitted FIN was handled above.
-            if fin {
+            if arr.fin {
                 self.ack_now();
                 self.enter_time_wait(now, "retransmitted FIN");
             }
-            return;
+            return DONE;
         }
         let old_wnd = self.snd.wnd;
         let acked_new = seg.ack.gt(self.snd.una);
         if acked_new {
             let tsecr = seg.options.timestamps.map(|(_, ecr)| ecr);
             self.on_new_ack(seg.ack, tsecr.filter(|_| self.ts_ok), now, stats);
+            if self.fin_acked {
+                // §3.10.7.4 fifth, per state: our FIN is acknowledged.
+                match self.state {
+                    State::FinWait1 => {
+                        self.set_state(State::FinWait2, "ACK of FIN");
+                        if self.owner == Owner::Released {
+                            self.timers.set(Timer::Close, now + FIN_WAIT2_TIMEOUT);
+                            self.note(|| TcpEventKind::CloseTimer {
+                                what: "FIN-WAIT-2 (orphaned)",
+                                after: FIN_WAIT2_TIMEOUT,
+                            });
+                        }
+                    }
+                    State::Closing => self.enter_time_wait(now, "ACK of FIN"),
+                    State::LastAck => self.set_state(State::Closed, "ACK of FIN"),
+                    _ => {}
+                }
+            }
             if self.sack_ok {
                 self.merge_sack(&seg.options.sack_blocks);
             }
         } else if seg.ack == self.snd.una
             && self.snd.max != self.snd.una
-            && self.is_duplicate_ack(seg, data.is_empty() && !fin, old_wnd)
+            && self.is_duplicate_ack(seg, arr.data.is_empty() && !arr.fin, old_wnd)
         {
-            let was_in_recovery = self.cc.in_recovery();
-            let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
-            // RFC 5827 early retransmit: with fewer than four segments outstanding and no
-            // new data allowed out, three duplicate ACKs may never come.
-            let mss = u32::from(self.send_mss).max(1);
-            let outstanding = flight.div_ceil(mss);
-            let unsent = self.data_end().diff(self.snd.max).max(0) as u32;
-            let window_left = self
-                .send_window()
-                .min(self.cc.cwnd())
-                .saturating_sub(flight);
-            let mut dupthresh = if outstanding < 4 && (unsent == 0 || window_left < mss) {
-                outstanding.saturating_sub(1).max(1)
-            } else {
-                3
-            };
-            // RFC 6675 §4 IsLost(SND.UNA): more than (DupThresh − 1)·SMSS bytes SACKed
-            // above it means it is lost even if some duplicate ACKs went missing.
-            let sack_lost = self.sack_ok && self.sacked_bytes() > (dupthresh - 1) * mss;
-            // RFC 8985 §7.4, §6.2: the tail loss probe left a PTO (at least 2·SRTT) after
-            // SND.UNA did; a SACK for it (or for anything above its start) while SND.UNA
-            // is still missing means SND.UNA was sent more than an RTT plus the
-            // reordering window before a segment that was delivered: RACK deems it lost.
-            // Without this a probe of new data that finds the tail lost draws one
-            // duplicate ACK, and the loss waits for the RTO.
-            let probe_delivered = self.sack_ok
-                && self
-                    .tlp_probe
-                    .is_some_and(|p| self.sacked.last().is_some_and(|&(_, r)| r.gt(p)));
-            let sack_lost = sack_lost || probe_delivered;
-            if sack_lost {
-                dupthresh = 1;
-            }
-            let action = self
-                .cc
-                .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh);
-            if action != AckAction::Retransmit {
-                let (seq, count) = (self.snd.una, self.cc.dup_acks());
-                self.note(|| TcpEventKind::DuplicateAck {
-                    seq,
-                    count,
-                    threshold: dupthresh,
-                    in_recovery: was_in_recovery,
-                });
-            }
-            if action == AckAction::Retransmit {
-                self.tlp_probe = None;
-                self.high_rxt = self.snd.una;
-                self.rxt_log.clear();
-                self.rxt_deadline = None;
-                self.lost_again.clear();
-                self.tlp_deadline = None;
-                log::debug!(
-                    "{} ↔ {}: fast retransmit at {}",
-                    self.local,
-                    self.remote,
-                    self.snd.una
-                );
-                stats.fast_retransmits += 1;
-                self.retransmit_una = true;
-                let seq = self.snd.una;
-                let dup_acks = dupthresh;
-                self.note(|| TcpEventKind::FastRetransmit { seq, dup_acks });
-            }
+            self.on_duplicate_ack(stats);
         }
         if self.sack_ok && self.recovering() {
             self.detect_lost_retransmissions();
         }
-        // Window update (§3.10.7.4): from a segment newer than the last update — and, as
-        // Linux's `tcp_may_update_window`, from any ACK that advances SND.UNA. With data
-        // flowing both ways the peer's pure ACKs carry its SND.MAX (after a go-back-N
-        // that is ahead of the data it resends), pushing SND.WL1 beyond the sequence
-        // numbers of its later segments; by the RFC's test alone those could then never
-        // move the right edge, and the connection would crawl on a stale window.
+        self.update_send_window(seg, acked_new);
+        if self.state == State::Closed {
+            // LAST-ACK: the ACK of our FIN ends the connection; nothing is left to do.
+            return DONE;
+        }
+        GO_ON
+    }
+
+    /// RFC 7323 §4.3 (2): remember the TSval of an acceptable segment that starts at or
+    /// before the ACK we last sent (so a delayed ACK echoes the earliest timestamp).
+    /// Only once the RST, SYN and ACK checks passed, as Linux's `tcp_replace_ts_recent`
+    /// after `tcp_ack`: a segment at RCV.NXT whose ACK is then refused must not move
+    /// TS.Recent, or a forged future TSval would make PAWS reject every genuine segment
+    /// afterwards.
+    fn update_ts_recent(&mut self, seg: &Segment, now: Instant) {
+        let tsval = seg.options.timestamps.map(|(val, _)| val);
+        if let (true, Some(val)) = (self.ts_ok, tsval) {
+            if seg.seq.le(self.last_ack_sent) && (val.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                self.ts_recent = val;
+                self.ts_recent_at = now;
+            }
+        }
+    }
+
+    /// A duplicate ACK (RFC 5681 §2, RFC 6675 §2): count it, and decide on a fast
+    /// retransmit — after three, or fewer with early retransmit, SACK or a delivered
+    /// tail loss probe.
+    fn on_duplicate_ack(&mut self, stats: &mut TcpStats) {
+        let was_in_recovery = self.cc.in_recovery();
+        let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
+        // RFC 5827 early retransmit: with fewer than four segments outstanding and no
+        // new data allowed out, three duplicate ACKs may never come.
+        let mss = u32::from(self.send_mss).max(1);
+        let outstanding = flight.div_ceil(mss);
+        let unsent = self.data_end().diff(self.snd.max).max(0) as u32;
+        let window_left = self
+            .send_window()
+            .min(self.cc.cwnd())
+            .saturating_sub(flight);
+        let mut dupthresh = if outstanding < 4 && (unsent == 0 || window_left < mss) {
+            outstanding.saturating_sub(1).max(1)
+        } else {
+            3
+        };
+        // RFC 6675 §4 IsLost(SND.UNA): more than (DupThresh − 1)·SMSS bytes SACKed
+        // above it means it is lost even if some duplicate ACKs went missing.
+        let sack_lost = self.sack_ok && self.sacked_bytes() > (dupthresh - 1) * mss;
+        // RFC 8985 §7.4, §6.2: the tail loss probe left a PTO (at least 2·SRTT) after
+        // SND.UNA did; a SACK for it (or for anything above its start) while SND.UNA
+        // is still missing means SND.UNA was sent more than an RTT plus the
+        // reordering window before a segment that was delivered: RACK deems it lost.
+        // Without this a probe of new data that finds the tail lost draws one
+        // duplicate ACK, and the loss waits for the RTO.
+        let probe_delivered = self.sack_ok
+            && self
+                .tlp_probe
+                .is_some_and(|p| self.sacked.last().is_some_and(|&(_, r)| r.gt(p)));
+        let sack_lost = sack_lost || probe_delivered;
+        if sack_lost {
+            dupthresh = 1;
+        }
+        let action = self
+            .cc
+            .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh);
+        if action != AckAction::Retransmit {
+            let (seq, count) = (self.snd.una, self.cc.dup_acks());
+            self.note(|| TcpEventKind::DuplicateAck {
+                seq,
+                count,
+                threshold: dupthresh,
+                in_recovery: was_in_recovery,
+            });
+        }
+        if action == AckAction::Retransmit {
+            self.tlp_probe = None;
+            self.high_rxt = self.snd.una;
+            self.rxt_log.clear();
+            self.timers.stop(Timer::RetransmitOverdue);
+            self.lost_again.clear();
+            self.timers.stop(Timer::LossProbe);
+            log::debug!(
+                "{} ↔ {}: fast retransmit at {}",
+                self.local,
+                self.remote,
+                self.snd.una
+            );
+            stats.fast_retransmits += 1;
+            self.retransmit_una = true;
+            let seq = self.snd.una;
+            let dup_acks = dupthresh;
+            self.note(|| TcpEventKind::FastRetransmit { seq, dup_acks });
+        }
+    }
+
+    /// Window update (§3.10.7.4 fifth): from a segment newer than the last update — and,
+    /// as Linux's `tcp_may_update_window`, from any ACK that advances SND.UNA. With data
+    /// flowing both ways the peer's pure ACKs carry its SND.MAX (after a go-back-N that
+    /// is ahead of the data it resends), pushing SND.WL1 beyond the sequence numbers of
+    /// its later segments; by the RFC's test alone those could then never move the right
+    /// edge, and the connection would crawl on a stale window.
+    fn update_send_window(&mut self, seg: &Segment, acked_new: bool) {
         if seg.ack.ge(self.snd.una)
             && (acked_new
                 || self.snd.wl1.lt(seg.seq)
@@ -1597,20 +1834,16 @@ impl Connection {
             self.snd.wl1 = seg.seq;
             self.snd.wl2 = seg.ack;
             if wnd > 0 {
-                self.persist_deadline = None;
+                self.timers.stop(Timer::Persist);
                 self.persist_backoff = 0;
             }
         }
-        if self.state == State::Closed {
-            return;
-        }
-
-        // Sixth to eighth: URG (ignored), segment text, FIN.
-        self.process_text_and_fin(seq, data, fin, now, stats);
     }
 
     /// An acceptable ACK of new data: `SND.UNA < SEG.ACK =< SND.MAX`, with the TSecr it
-    /// echoed when timestamps are in effect.
+    /// echoed when timestamps are in effect: the send queue, RTT, RTO, loss recovery and
+    /// congestion control. The state changes an ACK makes are the caller's (the fifth
+    /// step of [`Connection::step_ack`], or SYN-SENT).
     fn on_new_ack(&mut self, ack: SeqNum, tsecr: Option<u32>, now: Instant, stats: &mut TcpStats) {
         let _ = stats;
         let mut acked = ack.diff(self.snd.una).max(0) as u32;
@@ -1674,16 +1907,13 @@ impl Connection {
         self.rtt.reset_backoff();
         self.retries = 0;
         // RFC 6298 (5.2), (5.3).
-        self.rtx_deadline = if self.snd.una == self.snd.max {
-            None
-        } else {
-            Some(now + self.rtt.rto())
-        };
+        let rto_at = (self.snd.una != self.snd.max).then(|| now + self.rtt.rto());
+        self.timers.put(Timer::Retransmit, rto_at);
         // Progress: the user timeout restarts (RFC 5482).
         self.stall_since = (self.snd.una != self.snd.max).then_some(now);
         // A new ACK ends the tail-loss episode (RFC 8985 §7.3).
         self.tlp_sent = false;
-        self.tlp_deadline = None;
+        self.timers.stop(Timer::LossProbe);
         if self.tlp_probe.is_some_and(|p| ack.gt(p)) {
             self.tlp_probe = None;
         }
@@ -1712,77 +1942,60 @@ impl Connection {
         }
         if !self.recovering() {
             self.rxt_log.clear();
-            self.rxt_deadline = None;
+            self.timers.stop(Timer::RetransmitOverdue);
             self.lost_again.clear();
         }
         self.schedule_tlp(now);
-        if self.fin_acked {
-            match self.state {
-                State::FinWait1 => {
-                    self.set_state(State::FinWait2, "ACK of FIN");
-                    if self.owner == Owner::Released {
-                        self.close_deadline = Some(now + FIN_WAIT2_TIMEOUT);
-                        self.note(|| TcpEventKind::CloseTimer {
-                            what: "FIN-WAIT-2 (orphaned)",
-                            after: FIN_WAIT2_TIMEOUT,
-                        });
-                    }
-                }
-                State::Closing => self.enter_time_wait(now, "ACK of FIN"),
-                State::LastAck => self.set_state(State::Closed, "ACK of FIN"),
-                _ => {}
-            }
-        }
     }
 
-    /// Sixth (text) and eighth (FIN) steps of §3.10.7.4 for a segment already trimmed to
-    /// the window, starting at `seq`.
-    fn process_text_and_fin(
-        &mut self,
-        seq: SeqNum,
-        data: &[u8],
-        fin: bool,
-        now: Instant,
-        stats: &mut TcpStats,
-    ) {
-        if !data.is_empty() {
-            if self.state.can_receive() && !self.fin_received {
-                if self.owner == Owner::Released && self.fin_queued {
-                    // Nobody will ever read this: tell the peer (Linux does the same for
-                    // data arriving on an orphaned socket).
-                    self.abort("data after release");
-                    stats.resets_sent += 1;
-                    return;
-                }
-                let offset = seq.diff(self.rcv.nxt).max(0) as usize;
-                let beyond_fin = self
-                    .peer_fin
-                    .is_some_and(|f| (seq + data.len() as u32).gt(f));
-                if !beyond_fin {
-                    let had_gap = self.recv_buf.has_out_of_order();
-                    let advanced = self.recv_buf.insert(offset, data);
-                    if offset > 0 {
-                        self.last_ooo = Some((seq, seq + data.len() as u32));
-                    }
-                    if advanced > 0 {
-                        self.rcv.nxt += advanced as u32;
-                        self.changed = true;
-                    }
-                    if offset > 0 || advanced == 0 || had_gap {
-                        // RFC 5681 §4.2: out-of-order data gets an immediate duplicate
-                        // ACK, and so does data that fills a gap.
-                        self.ack_now();
-                    } else {
-                        self.ack_in_order_data(advanced as u32, now);
-                    }
-                }
-            } else {
-                // Data after the peer's FIN is ignored (§3.10.7.4, CLOSE-WAIT etc.).
-                self.drop_segment(stats, "data after the peer's FIN");
-            }
+    /// Seventh step of §3.10.7.4: the text of a segment already trimmed to the window,
+    /// starting at `seq`. Done when the connection was aborted (data nobody will read).
+    fn step_text(&mut self, seq: SeqNum, data: &[u8], now: Instant, stats: &mut TcpStats) -> Step {
+        if data.is_empty() {
+            return GO_ON;
         }
+        if self.state.can_receive() && !self.fin_received {
+            if self.owner == Owner::Released && self.fin_queued {
+                // Nobody will ever read this: tell the peer (Linux does the same for
+                // data arriving on an orphaned socket).
+                self.abort("data after release");
+                stats.resets_sent += 1;
+                return DONE;
+            }
+            let offset = seq.diff(self.rcv.nxt).max(0) as usize;
+            let beyond_fin = self
+                .peer_fin
+                .is_some_and(|f| (seq + data.len() as u32).gt(f));
+            if !beyond_fin {
+                let had_gap = self.recv_buf.has_out_of_order();
+                let advanced = self.recv_buf.insert(offset, data);
+                if offset > 0 {
+                    self.last_ooo = Some((seq, seq + data.len() as u32));
+                }
+                if advanced > 0 {
+                    self.rcv.nxt += advanced as u32;
+                    self.changed = true;
+                }
+                if offset > 0 || advanced == 0 || had_gap {
+                    // RFC 5681 §4.2: out-of-order data gets an immediate duplicate
+                    // ACK, and so does data that fills a gap.
+                    self.ack_now();
+                } else {
+                    self.ack_in_order_data(advanced as u32, now);
+                }
+            }
+        } else {
+            // Data after the peer's FIN is ignored (§3.10.7.4, CLOSE-WAIT etc.).
+            self.drop_segment(stats, "data after the peer's FIN");
+        }
+        GO_ON
+    }
+
+    /// Eighth step of §3.10.7.4: the FIN of a segment that starts at `seq` with
+    /// `data_len` bytes of text, and a FIN held earlier beyond a gap that the text filled.
+    fn step_fin(&mut self, seq: SeqNum, data_len: usize, fin: bool, now: Instant) {
         if fin && self.peer_fin.is_none() && self.state.can_receive() {
-            self.peer_fin = Some(seq + data.len() as u32);
+            self.peer_fin = Some(seq + data_len as u32);
         }
         if let Some(f) = self.peer_fin {
             if !self.fin_received && self.rcv.nxt == f {
@@ -1869,15 +2082,12 @@ impl Connection {
     // ----------------------------------------------------------------------------------
     // Timeouts (§3.10.8).
 
-    /// Fire whichever timers are due at `now`.
+    /// Fire whichever timers are due at `now`, in [`Timer::ALL`]'s order.
     pub fn on_timeout(&mut self, now: Instant, stats: &mut TcpStats) {
-        if self.close_deadline.is_some_and(|d| d <= now) {
-            self.close_deadline = None;
-            match self.state {
-                State::TimeWait => self.set_state(State::Closed, "2·MSL timeout"),
-                State::FinWait2 => self.set_state(State::Closed, "FIN-WAIT-2 timeout (orphan)"),
-                _ => {}
-            }
+        // The close timer first: it ends TIME-WAIT or an orphaned FIN-WAIT-2 quietly,
+        // where the user timeout would fail the connection with a reset.
+        if self.timers.expired(Timer::Close, now) {
+            let _ = self.on_timer(Timer::Close, now, stats);
             return;
         }
         if self
@@ -1897,53 +2107,83 @@ impl Connection {
             self.fail(err, "user timeout");
             return;
         }
-        if self.delack_deadline.is_some_and(|d| d <= now) {
-            self.delack_deadline = None;
-            if self.unacked_bytes > 0 {
-                stats.delayed_acks += 1;
-                self.ack_needed = true;
-            }
-        }
-        if self.ka_deadline.is_some_and(|d| d <= now) {
-            self.ka_deadline = None;
-            self.on_keepalive_timeout(now, stats);
-            if self.state == State::Closed {
+        // Each timer is looked at after the ones before it have run: the loss probe
+        // re-arms the RTO, and a timer that closed the connection stopped all the others.
+        for timer in Timer::ALL {
+            if self.timers.expired(timer, now) && self.on_timer(timer, now, stats).is_break() {
                 return;
             }
         }
-        // The probe before the RTO: the probe timer may be clamped to the RTO's expiry
-        // (RFC 8985 §7.2), and when both are due the probe goes out and the RTO is
-        // re-armed one RTO later (RFC 8985 §7.3; Linux's probe timer takes the RTO's
-        // place and `tcp_send_loss_probe` re-arms the RTO from the probe).
-        if self.tlp_deadline.is_some_and(|d| d <= now) {
-            self.tlp_deadline = None;
-            if self.snd.una != self.snd.max && !self.cc.in_recovery() && !self.tlp_sent {
-                self.tlp_pending = true;
-                self.tlp_sent = true;
-                self.rtx_deadline = Some(now + self.rtt.rto());
-                stats.tail_loss_probes += 1;
+    }
+
+    /// One due timer; [`DONE`] when the connection ended and no other timer may run.
+    fn on_timer(&mut self, timer: Timer, now: Instant, stats: &mut TcpStats) -> Step {
+        match timer {
+            Timer::Close => {
+                self.timers.stop(Timer::Close);
+                match self.state {
+                    State::TimeWait => self.set_state(State::Closed, "2·MSL timeout"),
+                    State::FinWait2 => self.set_state(State::Closed, "FIN-WAIT-2 timeout (orphan)"),
+                    _ => {}
+                }
+                DONE
             }
-        }
-        if self.rtx_deadline.is_some_and(|d| d <= now) {
-            self.rtx_deadline = None;
-            self.on_retransmit_timeout(now, stats);
-        }
-        if self.rxt_deadline.is_some_and(|d| d <= now) {
-            self.on_rxt_timeout(now);
-        }
-        if self.persist_deadline.is_some_and(|d| d <= now) {
-            // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially. The
-            // connection stays open as long as the peer answers the probes; if it stops
-            // answering, give up like a retransmission timeout (Linux does the same).
-            if self.probes_unanswered >= self.max_retransmits {
-                stats.timeouts += 1;
-                self.fail(Some(TcpError::TimedOut), "zero-window probes unanswered");
-                return;
+            Timer::DelayedAck => {
+                self.timers.stop(Timer::DelayedAck);
+                if self.unacked_bytes > 0 {
+                    stats.delayed_acks += 1;
+                    self.ack_needed = true;
+                }
+                GO_ON
             }
-            self.probe_needed = true;
-            self.note(|| TcpEventKind::ZeroWindowProbe);
-            self.persist_backoff = (self.persist_backoff + 1).min(16);
-            self.persist_deadline = Some(now + self.persist_interval());
+            Timer::Keepalive => {
+                self.timers.stop(Timer::Keepalive);
+                self.on_keepalive_timeout(now, stats);
+                if self.state == State::Closed {
+                    return DONE;
+                }
+                GO_ON
+            }
+            // The probe before the RTO: the probe timer may be clamped to the RTO's
+            // expiry (RFC 8985 §7.2), and when both are due the probe goes out and the RTO
+            // is re-armed one RTO later (RFC 8985 §7.3; Linux's probe timer takes the
+            // RTO's place and `tcp_send_loss_probe` re-arms the RTO from the probe).
+            Timer::LossProbe => {
+                self.timers.stop(Timer::LossProbe);
+                if self.snd.una != self.snd.max && !self.cc.in_recovery() && !self.tlp_sent {
+                    self.tlp_pending = true;
+                    self.tlp_sent = true;
+                    self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+                    stats.tail_loss_probes += 1;
+                }
+                GO_ON
+            }
+            Timer::Retransmit => {
+                self.timers.stop(Timer::Retransmit);
+                self.on_retransmit_timeout(now, stats);
+                GO_ON
+            }
+            Timer::RetransmitOverdue => {
+                self.on_retransmit_overdue(now);
+                GO_ON
+            }
+            Timer::Persist => {
+                // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially. The
+                // connection stays open as long as the peer answers the probes; if it
+                // stops answering, give up like a retransmission timeout (Linux does the
+                // same).
+                if self.probes_unanswered >= self.max_retransmits {
+                    stats.timeouts += 1;
+                    self.fail(Some(TcpError::TimedOut), "zero-window probes unanswered");
+                    return DONE;
+                }
+                self.probe_needed = true;
+                self.note(|| TcpEventKind::ZeroWindowProbe);
+                self.persist_backoff = (self.persist_backoff + 1).min(16);
+                self.timers
+                    .set(Timer::Persist, now + self.persist_interval());
+                GO_ON
+            }
         }
     }
 
@@ -1961,7 +2201,7 @@ impl Connection {
         );
         if !idle_state || self.snd.una != self.snd.max {
             self.ka_probes = 0;
-            self.ka_deadline = Some(now + k.idle);
+            self.timers.set(Timer::Keepalive, now + k.idle);
             return;
         }
         if self.ka_probes >= k.count {
@@ -1975,7 +2215,7 @@ impl Connection {
         self.ka_probes += 1;
         self.ka_probe_due = true;
         stats.keepalive_probes += 1;
-        self.ka_deadline = Some(now + k.interval);
+        self.timers.set(Timer::Keepalive, now + k.interval);
     }
 
     fn persist_interval(&self) -> Duration {
@@ -2049,9 +2289,9 @@ impl Connection {
                     self.sacked.clear();
                 }
                 self.rxt_log.clear();
-                self.rxt_deadline = None;
+                self.timers.stop(Timer::RetransmitOverdue);
                 self.lost_again.clear();
-                self.tlp_deadline = None;
+                self.timers.stop(Timer::LossProbe);
                 self.tlp_pending = false;
                 // No probes during RTO recovery; the next new ACK re-enables them.
                 self.tlp_sent = true;
@@ -2078,7 +2318,7 @@ impl Connection {
     /// delayed-ACK allowance when a single segment is outstanding, and never later than
     /// the pending RTO.
     fn schedule_tlp(&mut self, now: Instant) {
-        self.tlp_deadline = None;
+        self.timers.stop(Timer::LossProbe);
         let data_state = matches!(
             self.state,
             State::Established
@@ -2087,7 +2327,8 @@ impl Connection {
                 | State::Closing
                 | State::LastAck
         );
-        let (Some(srtt), Some(rto_at)) = (self.rtt.srtt(), self.rtx_deadline) else {
+        let (Some(srtt), Some(rto_at)) = (self.rtt.srtt(), self.timers.get(Timer::Retransmit))
+        else {
             return;
         };
         if !self.tlp_enabled
@@ -2108,7 +2349,10 @@ impl Connection {
         // goes first: with one segment outstanding 2·SRTT plus the delayed-ACK allowance
         // usually exceeds the RTO. An RTO already due keeps its turn (as Linux).
         let at = now + pto;
-        self.tlp_deadline = Some(if rto_at > now { at.min(rto_at) } else { at });
+        self.timers.set(
+            Timer::LossProbe,
+            if rto_at > now { at.min(rto_at) } else { at },
+        );
     }
 
     // ----------------------------------------------------------------------------------
@@ -2217,8 +2461,9 @@ impl Connection {
     fn note_rxt(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
         if self.sack_ok && self.recovering() && self.rxt_log.len() < MAX_RXT_LOG {
             self.rxt_log.push((start, end, self.snd.max, now));
-            if self.rxt_deadline.is_none() {
-                self.rxt_deadline = Some(now + self.rxt_timeout());
+            if self.timers.get(Timer::RetransmitOverdue).is_none() {
+                self.timers
+                    .set(Timer::RetransmitOverdue, now + self.rxt_timeout());
             }
         }
     }
@@ -2232,8 +2477,8 @@ impl Connection {
     }
 
     /// The retransmission timer of recovery fired: overdue retransmissions are lost.
-    fn on_rxt_timeout(&mut self, now: Instant) {
-        self.rxt_deadline = None;
+    fn on_retransmit_overdue(&mut self, now: Instant) {
+        self.timers.stop(Timer::RetransmitOverdue);
         if !self.cc.in_recovery() {
             // After a timeout the retransmission timer itself says when a
             // retransmission is overdue (RFC 6298 (5.5) backoff); outside recovery
@@ -2245,7 +2490,8 @@ impl Connection {
         }
         let timeout = self.rxt_timeout();
         self.sweep_retransmissions(|_, at| at + timeout <= now);
-        self.rxt_deadline = self.rxt_log.iter().map(|&(_, _, _, at)| at + timeout).min();
+        let overdue_at = self.rxt_log.iter().map(|&(_, _, _, at)| at + timeout).min();
+        self.timers.put(Timer::RetransmitOverdue, overdue_at);
     }
 
     /// Find retransmissions that were lost again: data sent after them has been SACKed
@@ -2585,8 +2831,8 @@ impl Connection {
                 self.snd.max = end;
             }
             // RFC 6298 (5.1): start the timer if it is not running.
-            if self.rtx_deadline.is_none() {
-                self.rtx_deadline = Some(now + self.rtt.rto());
+            if self.timers.get(Timer::Retransmit).is_none() {
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
             }
             // RFC 8985 §7.2: (re)start the probe timer after sending new data — on every
             // new segment, so that the PTO reflects the whole flight (a single segment
@@ -2601,7 +2847,7 @@ impl Connection {
         // Every segment carries the current ACK.
         self.ack_needed = false;
         self.acks_owed = self.acks_owed.saturating_sub(1);
-        self.delack_deadline = None;
+        self.timers.stop(Timer::DelayedAck);
         self.unacked_bytes = 0;
     }
 
@@ -2749,7 +2995,7 @@ impl Connection {
                 self.on_sent(nxt, seg_len, now, stats);
                 self.tlp_probe = Some(nxt);
                 // RFC 8985 §7.3: re-arm the RTO after the probe.
-                self.rtx_deadline = Some(now + self.rtt.rto());
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
                 return Some(seg);
             }
             if self.snd.una != self.snd.max {
@@ -2767,7 +3013,7 @@ impl Connection {
                     self.on_sent(start, seg_len, now, stats);
                     self.tlp_probe = Some(start);
                     // RFC 8985 §7.3: re-arm the RTO after the probe.
-                    self.rtx_deadline = Some(now + self.rtt.rto());
+                    self.timers.set(Timer::Retransmit, now + self.rtt.rto());
                     return Some(seg);
                 }
             }
@@ -2844,17 +3090,22 @@ impl Connection {
                 let seg_len = seg.seg_len();
                 self.snd.nxt = nxt + seg_len;
                 self.on_sent(nxt, seg_len, now, stats);
-                self.persist_deadline = None;
+                self.timers.stop(Timer::Persist);
                 return Some(seg);
             }
             // Zero window with data waiting and nothing in flight: persist timer.
             let send_window = self.send_window();
-            if send_window == 0 && unsent > 0 && in_flight == 0 && self.rtx_deadline.is_none() {
-                if self.persist_deadline.is_none() {
-                    self.persist_deadline = Some(now + self.persist_interval());
+            if send_window == 0
+                && unsent > 0
+                && in_flight == 0
+                && self.timers.get(Timer::Retransmit).is_none()
+            {
+                if self.timers.get(Timer::Persist).is_none() {
+                    self.timers
+                        .set(Timer::Persist, now + self.persist_interval());
                 }
             } else if send_window > 0 {
-                self.persist_deadline = None;
+                self.timers.stop(Timer::Persist);
             }
         }
 
