@@ -28,7 +28,7 @@
 //! [`crate::socket::ready`]: which sockets the round woke, and non-blocking calls on them.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +38,7 @@ use super::handlers::Handler;
 use super::recycle;
 use super::response::FILE_CHUNK;
 use super::server::ServerConfig;
+use super::table::OwnKeyMap;
 use crate::live::{LiveHub, LiveStream};
 use crate::socket::ready::{App, Context, TcpListener, TcpSocket};
 use crate::stats::HttpCounters;
@@ -134,7 +135,8 @@ pub struct EventedServer {
     listener: Option<TcpListener>,
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
-    by_id: HashMap<TcpSocket, u32>,
+    /// Handles are the stack's, never the peer's: an unkeyed hash ([`OwnKeyMap`]).
+    by_id: OwnKeyMap<TcpSocket, u32>,
     /// HTTP connections open (rejected ones not counted).
     live: usize,
     /// Idle connections, oldest first: (slot, connection, idle since). Entries go stale
@@ -160,7 +162,7 @@ impl EventedServer {
             listener: Some(listener),
             slots: Vec::new(),
             free: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: OwnKeyMap::default(),
             live: 0,
             idle: VecDeque::new(),
             counters: None,
