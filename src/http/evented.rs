@@ -28,7 +28,7 @@
 //! [`crate::socket::ready`]: which sockets the round woke, and non-blocking calls on them.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +38,7 @@ use super::handlers::Handler;
 use super::recycle;
 use super::response::FILE_CHUNK;
 use super::server::ServerConfig;
+use super::table::OwnKeyMap;
 use crate::live::{LiveHub, LiveStream};
 use crate::socket::ready::{App, Context, TcpListener, TcpSocket};
 use crate::stats::HttpCounters;
@@ -134,7 +135,8 @@ pub struct EventedServer {
     listener: Option<TcpListener>,
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
-    by_id: HashMap<TcpSocket, u32>,
+    /// Handles are the stack's, never the peer's: an unkeyed hash ([`OwnKeyMap`]).
+    by_id: OwnKeyMap<TcpSocket, u32>,
     /// HTTP connections open (rejected ones not counted).
     live: usize,
     /// Idle connections, oldest first: (slot, connection, idle since). Entries go stale
@@ -160,7 +162,7 @@ impl EventedServer {
             listener: Some(listener),
             slots: Vec::new(),
             free: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: OwnKeyMap::default(),
             live: 0,
             idle: VecDeque::new(),
             counters: None,
@@ -626,8 +628,11 @@ fn idle_entry_valid(slots: &[Option<Entry>], slot: u32, id: TcpSocket, since: In
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::request::Request;
+    use crate::http::response::Response;
     use crate::http::Router;
-    use crate::stack::evloop::tests::{memory_loop, Client, SERVER};
+    use crate::stack::evloop::tests::{memory_loop, read_available, Client, SERVER};
+    use crate::stack::evloop::EventLoop;
     use crate::stack::evloop::LoopHandle;
     use std::net::SocketAddrV4;
 
@@ -794,5 +799,56 @@ mod tests {
         assert!(got.len() >= body.len(), "cut off after {} bytes", got.len());
         handle.stop();
         thread.join().expect("loop");
+    }
+
+    /// A response leaves in the round that read its request: the loop transmits after the
+    /// application, not at the next poll, and a batch of requests read together is
+    /// answered together, each response carrying the ACK of its request (RFC 9293
+    /// §3.8.6.3: no separate ACK where data is going out anyway).
+    #[test]
+    fn a_batch_of_requests_is_answered_in_the_round_that_read_it() {
+        let (mut ev, mut client) = memory_loop(5);
+        let listener = ev.listen(SocketAddrV4::new(SERVER, 80), 0).expect("listen");
+        let mut router = Router::new();
+        router.route("/x", |_: &Request| Response::text(200, "x"));
+        let handler: Arc<dyn Handler> = Arc::new(router);
+        let mut server = EventedServer::new(handler, ServerConfig::default(), listener);
+        let round = |ev: &mut EventLoop<_>, server: &mut EventedServer| {
+            ev.run_once(server, Some(Duration::ZERO)).expect("round");
+        };
+        let ids: Vec<_> = (0..3)
+            .map(|i| client.start_connect(43000 + i, 80))
+            .collect();
+        // Handshakes, one exchange at a time (bounded: each needs two rounds).
+        for _ in 0..20 {
+            client.transmit();
+            round(&mut ev, &mut server);
+            client.receive();
+            if ids.iter().all(|&id| client.iface.tcp().is_connected(id)) {
+                break;
+            }
+        }
+        client.transmit();
+        round(&mut ev, &mut server);
+        assert_eq!(client.receive(), 0, "nothing to say after the handshakes");
+        assert!(ids.iter().all(|&id| client.iface.tcp().is_connected(id)));
+
+        let now = client.clock.now();
+        for &id in &ids {
+            let req = b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n";
+            let sent = client.iface.tcp_mut().send(id, req, now).expect("send");
+            assert_eq!(sent, req.len());
+        }
+        client.transmit();
+        round(&mut ev, &mut server);
+        // One round: every response is out, one segment each, and nothing else.
+        assert_eq!(client.receive(), ids.len(), "one segment per response");
+        for &id in &ids {
+            let mut got = Vec::new();
+            read_available(&mut client.iface, id, client.clock.now(), &mut got);
+            let text = String::from_utf8_lossy(&got);
+            assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+            assert!(text.ends_with("\r\n\r\nx"), "{text}");
+        }
     }
 }

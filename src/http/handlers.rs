@@ -5,7 +5,6 @@
 //! - [`Router`]: exact-path routes plus a fallback; [`Router::standard`] is what `serve` runs.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
 use std::io;
@@ -20,6 +19,7 @@ use super::conditional::{self, Precondition, RangeAnswer};
 use super::request::Request;
 use super::response::{http_date, Body, Response};
 use super::site;
+use super::table::OwnKeyMap;
 
 /// Something that turns a request into a response. Called concurrently from connection
 /// threads, hence `Send + Sync`.
@@ -127,7 +127,8 @@ enum Source {
 #[derive(Debug, Clone)]
 pub struct StaticSite {
     source: Source,
-    cache: Arc<RwLock<HashMap<String, Cached>>>,
+    /// Keyed by paths of files that exist (at most [`CACHE_MAX_ENTRIES`]): an unkeyed hash.
+    cache: Arc<RwLock<OwnKeyMap<String, Cached>>>,
     /// How long ago a file must have changed to be cached ([`CACHE_SETTLE`]; tests shorten it).
     settle: Duration,
     /// How long a cached file is served without looking at the file again
@@ -600,7 +601,8 @@ impl Handler for Echo {
 /// Dispatches on the exact decoded path; unmatched paths go to the fallback (404 if none).
 #[derive(Default)]
 pub struct Router {
-    routes: HashMap<String, Box<dyn Handler>>,
+    /// The operator's paths: an unkeyed hash.
+    routes: OwnKeyMap<String, Box<dyn Handler>>,
     fallback: Option<Box<dyn Handler>>,
 }
 

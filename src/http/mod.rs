@@ -71,6 +71,7 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub mod site;
+mod table;
 pub mod transport;
 
 #[cfg(test)]

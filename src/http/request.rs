@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::parse::split_at_ascii;
+
 /// The protocol version of a message. Only HTTP/1.0 and HTTP/1.1 are spoken here; anything
 /// else is answered with 505.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -435,11 +437,8 @@ pub(crate) fn split_target_into(
             }
         };
         // A fragment is never sent in a request-target; tolerate and drop it.
-        let origin = origin.split('#').next().unwrap_or(origin);
-        match origin.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (origin, None),
-        }
+        let (origin, _fragment) = split_at_ascii(origin, b'#');
+        split_at_ascii(origin, b'?')
     };
     fill_target(path, query, raw_path, raw_query)
 }

@@ -915,22 +915,37 @@ pub(crate) mod tests {
         /// Exchange packets until `done` holds, for at most 20 s.
         pub(crate) fn pump_until(&mut self, mut done: impl FnMut(&mut Interface, Instant) -> bool) {
             let limit = std::time::Instant::now() + Duration::from_secs(20);
-            let mut buf = vec![0u8; 2048];
-            let mut out = Vec::new();
             loop {
                 let now = self.clock.now();
-                while let Some((n, _)) = self.dev.recv(&mut buf, now).expect("recv") {
-                    self.iface.handle_packet(&buf[..n], now);
-                }
+                self.receive();
                 self.iface.handle_timeout(now);
                 if done(&mut self.iface, now) {
                     return;
                 }
-                while self.iface.poll_transmit_into(now, &mut out).is_some() {
-                    self.dev.send(&out, TxMeta::default(), now).expect("send");
-                }
+                self.transmit();
                 assert!(std::time::Instant::now() < limit, "no progress in 20 s");
                 std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+
+        /// Take in every packet the server has sent; how many there were.
+        pub(crate) fn receive(&mut self) -> usize {
+            let now = self.clock.now();
+            let mut buf = vec![0u8; 2048];
+            let mut count = 0;
+            while let Some((n, _)) = self.dev.recv(&mut buf, now).expect("recv") {
+                self.iface.handle_packet(&buf[..n], now);
+                count += 1;
+            }
+            count
+        }
+
+        /// Send every packet our stack has queued.
+        pub(crate) fn transmit(&mut self) {
+            let now = self.clock.now();
+            let mut out = Vec::new();
+            while self.iface.poll_transmit_into(now, &mut out).is_some() {
+                self.dev.send(&out, TxMeta::default(), now).expect("send");
             }
         }
     }
