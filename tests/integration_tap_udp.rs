@@ -55,6 +55,12 @@ fn tap_ping_curl_and_arp_in_pcap() {
         &["--pcap", &pcap_arg, "--mac", "02:00:00:00:00:02", "--trace"],
     );
 
+    // The kernel may already know our MAC without asking: the readiness probe's first
+    // packet can race our gratuitous ARP, which updates an entry the kernel was resolving.
+    // Forget it, so that the ping below must ask "who has" and the trace must show it.
+    let tap = h.tun().to_string();
+    h.run_in_ns(SHORT_TIMEOUT, "ip", &["neigh", "flush", "dev", &tap])
+        .expect_success("ip neigh flush");
     let run = h.run_in_ns(SHORT_TIMEOUT, "ping", &["-c", "3", "-W", "5", STACK_IP]);
     run.expect_success("ping over TAP");
     assert!(run.stdout.contains("3 received"), "ping: {run}");
