@@ -27,6 +27,7 @@
 //! ```
 
 pub mod http;
+pub mod ip6;
 pub mod render;
 pub mod step;
 
@@ -271,37 +272,7 @@ pub fn describe(direction: Direction, packet: &[u8]) -> String {
     );
     match ip.protocol {
         ipv4::PROTO_TCP => match Segment::parse(ip.src, ip.dst, ip.payload) {
-            Ok(s) => {
-                let _ = write!(
-                    line,
-                    " | TCP {} > {} [{}] seq {}",
-                    s.src_port, s.dst_port, s.flags, s.seq
-                );
-                if s.flags.ack {
-                    let _ = write!(line, " ack {}", s.ack);
-                }
-                let _ = write!(line, " win {} len {}", s.window, s.payload.len());
-                let o = &s.options;
-                let mut opts = Vec::new();
-                if let Some(mss) = o.mss {
-                    opts.push(format!("mss {mss}"));
-                }
-                if let Some(ws) = o.window_scale {
-                    opts.push(format!("wscale {ws}"));
-                }
-                if o.sack_permitted {
-                    opts.push("sackOK".to_string());
-                }
-                if let Some((v, e)) = o.timestamps {
-                    opts.push(format!("TS val {v} ecr {e}"));
-                }
-                if !opts.is_empty() {
-                    let _ = write!(line, " <{}>", opts.join(","));
-                }
-                if let Some(first) = first_line(&s.payload) {
-                    let _ = write!(line, " | {first}");
-                }
-            }
+            Ok(s) => tcp_text(&mut line, &s),
             Err(e) => {
                 let _ = write!(line, " | TCP invalid: {e}");
             }
@@ -317,33 +288,89 @@ pub fn describe(direction: Direction, packet: &[u8]) -> String {
     line
 }
 
-/// An IPv6 packet: addresses, hop limit, and ICMPv6 echo by name.
+/// An IPv6 packet: addresses, hop limit, flow label, the extension headers, then TCP, UDP
+/// or ICMPv6 as for IPv4 ([`ip6`]).
 fn describe_ipv6(line: &mut String, arrow: &str, packet: &[u8]) {
-    use crate::ip::{icmpv6, ipv6};
-    match ipv6::Ipv6Packet::parse(packet) {
-        Ok(p) => {
-            let _ = write!(
-                line,
-                "{arrow} IPv6 {} > {} hlim {} len {}",
-                p.src,
-                p.dst,
-                p.hop_limit,
-                packet.len()
-            );
-            let _ = match (p.next_header, p.payload.first()) {
-                (ipv6::NEXT_ICMPV6, Some(&icmpv6::TYPE_ECHO_REQUEST)) => {
-                    write!(line, " | ICMPv6 echo request")
-                }
-                (ipv6::NEXT_ICMPV6, Some(&icmpv6::TYPE_ECHO_REPLY)) => {
-                    write!(line, " | ICMPv6 echo reply")
-                }
-                (ipv6::NEXT_ICMPV6, Some(t)) => write!(line, " | ICMPv6 type {t}"),
-                (n, _) => write!(line, " | next header {n}"),
-            };
-        }
+    use crate::ip::ipv6;
+    let v = match ip6::view(packet) {
+        Ok(v) => v,
         Err(e) => {
             let _ = write!(line, "{arrow} {} bytes, not valid IPv6: {e}", packet.len());
+            return;
         }
+    };
+    let (src, dst) = (v.packet.src, v.packet.dst);
+    let _ = write!(
+        line,
+        "{arrow} IPv6 {src} > {dst} hlim {} len {}",
+        v.packet.hop_limit,
+        packet.len()
+    );
+    if v.flow_label != 0 {
+        let _ = write!(line, " flow {:#07x}", v.flow_label);
+    }
+    for h in &v.headers {
+        let _ = write!(line, " | {h}");
+    }
+    let _ = match v.upper {
+        ip6::Upper::Whole(ipv6::NEXT_TCP, bytes) => match ip6::tcp(src, dst, bytes) {
+            Ok(s) => {
+                tcp_text(line, &s);
+                Ok(())
+            }
+            Err(e) => write!(line, " | TCP invalid: {e}"),
+        },
+        ip6::Upper::Whole(ipv6::NEXT_UDP, bytes) => match ip6::udp(src, dst, bytes) {
+            Ok(d) => write!(
+                line,
+                " | UDP {} > {} len {}",
+                d.src_port,
+                d.dst_port,
+                d.payload.len()
+            ),
+            Err(e) => write!(line, " | UDP invalid: {e}"),
+        },
+        ip6::Upper::Whole(ipv6::NEXT_ICMPV6, bytes) => {
+            write!(line, " | ICMPv6 {}", ip6::icmpv6_text(src, dst, bytes))
+        }
+        ip6::Upper::Whole(n, _) => write!(line, " | next header {}", ip6::protocol_name(n)),
+        ip6::Upper::FirstFragment(n, _) | ip6::Upper::LaterFragment(n) => {
+            write!(line, " | {} (fragment)", ip6::protocol_name(n))
+        }
+        ip6::Upper::Truncated => write!(line, " | header chain truncated"),
+    };
+}
+
+/// The TCP part of a line: ports, flags, numbers, options, an HTTP first line.
+fn tcp_text(line: &mut String, s: &Segment) {
+    let _ = write!(
+        line,
+        " | TCP {} > {} [{}] seq {}",
+        s.src_port, s.dst_port, s.flags, s.seq
+    );
+    if s.flags.ack {
+        let _ = write!(line, " ack {}", s.ack);
+    }
+    let _ = write!(line, " win {} len {}", s.window, s.payload.len());
+    let o = &s.options;
+    let mut opts = Vec::new();
+    if let Some(mss) = o.mss {
+        opts.push(format!("mss {mss}"));
+    }
+    if let Some(ws) = o.window_scale {
+        opts.push(format!("wscale {ws}"));
+    }
+    if o.sack_permitted {
+        opts.push("sackOK".to_string());
+    }
+    if let Some((v, e)) = o.timestamps {
+        opts.push(format!("TS val {v} ecr {e}"));
+    }
+    if !opts.is_empty() {
+        let _ = write!(line, " <{}>", opts.join(","));
+    }
+    if let Some(first) = first_line(&s.payload) {
+        let _ = write!(line, " | {first}");
     }
 }
 
@@ -374,7 +401,9 @@ fn describe_udp(line: &mut String, ip: &Ipv4Packet<'_>) {
 /// ```
 pub fn describe_frame(direction: Direction, frame: &[u8]) -> String {
     use crate::link::arp::{ArpPacket, OP_REQUEST};
-    use crate::link::ethernet::{ethertype_name, Frame, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+    use crate::link::ethernet::{
+        ethertype_name, Frame, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6,
+    };
 
     let arrow = match direction {
         Direction::In => "←",
@@ -409,7 +438,7 @@ pub fn describe_frame(direction: Direction, frame: &[u8]) -> String {
                 let _ = write!(line, " | ARP invalid: {e}");
             }
         },
-        ETHERTYPE_IPV4 => {
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => {
             // Reuse the IP description without its own arrow.
             let ip = describe(direction, f.payload);
             let _ = write!(line, " | {}", ip.trim_start_matches(arrow).trim_start());

@@ -715,6 +715,86 @@ mod tests {
         );
     }
 
+    /// An IPv6 packet (with a Fragment header) written to the raw-IP capture is dissected
+    /// by tshark as IPv6: the link type needs no change for IPv6, the version nibble says it.
+    #[test]
+    fn tshark_reads_ipv6_in_our_file() {
+        use crate::ip::ipv6;
+        use std::net::Ipv6Addr;
+        let tshark = Path::new("/usr/bin/tshark");
+        if !tshark.exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but tshark is missing"
+            );
+            eprintln!("SKIP tshark_reads_ipv6_in_our_file: /usr/bin/tshark not installed");
+            return;
+        }
+        let path = std::env::temp_dir().join(format!("tunstack-pcap6-{}.pcap", std::process::id()));
+        let a = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+        let b = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+        let mut echo = vec![128u8, 0, 0, 0, 0x12, 0x34, 0, 1, b'h', b'i'];
+        let sum = crate::ip::checksum_with(
+            ipv6::pseudo_header_sum(a, b, ipv6::NEXT_ICMPV6, echo.len() as u32),
+            &echo,
+        );
+        echo[2..4].copy_from_slice(&sum.to_be_bytes());
+        let mut fragmented = ipv6::fragment_header(ipv6::NEXT_UDP, 8, false, 7).to_vec();
+        fragmented.extend_from_slice(&[0; 16]);
+        {
+            let mut w = PcapWriter::create(&path).unwrap();
+            w.write_packet(
+                SystemTime::now(),
+                &ipv6::emit(a, b, ipv6::NEXT_ICMPV6, 64, &echo),
+            )
+            .unwrap();
+            w.write_packet(
+                SystemTime::now(),
+                &ipv6::emit(b, a, ipv6::NEXT_FRAGMENT, 64, &fragmented),
+            )
+            .unwrap();
+            w.flush().unwrap();
+        }
+        let out = std::process::Command::new(tshark)
+            .args(["-n", "-r"])
+            .arg(&path)
+            .args([
+                "-T",
+                "fields",
+                "-e",
+                "ipv6.src",
+                "-e",
+                "ipv6.dst",
+                "-e",
+                "ipv6.hlim",
+                "-e",
+                "icmpv6.type",
+                "-e",
+                "ipv6.fraghdr.offset",
+                "-e",
+                "ipv6.fraghdr.ident",
+            ])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "tshark failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "fd00::1\tfd00::2\t64\t128\t\t",
+                // Offset in 8-byte units, as on the wire.
+                "fd00::2\tfd00::1\t64\t\t1\t0x00000007"
+            ],
+            "{stdout}"
+        );
+    }
+
     /// Builds a pcap file by hand: global header in the given byte order and magic, then
     /// `(secs, frac, data)` records.
     fn handmade(

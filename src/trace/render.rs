@@ -14,11 +14,13 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant};
 
+use super::ip6;
 use super::{first_line, Direction, HttpEvent, SocketCall, SocketEvent, TraceEvent};
 use crate::ip::ipv4::{self, Ipv4Packet};
+use crate::ip::ipv6;
 use crate::tcp::{Segment, SeqNum, State, TcpEvent, TcpEventKind};
 
 /// Whether to colour the output (ANSI escapes).
@@ -215,6 +217,17 @@ pub fn event_code(event: &TraceEvent) -> Option<Code> {
     }
 }
 
+/// The data line of a segment with a payload: its length and an HTTP first line.
+fn data_text(seg: &Segment) -> Option<String> {
+    if seg.payload.is_empty() {
+        return None;
+    }
+    Some(match first_line(&seg.payload) {
+        Some(line) => format!("{} bytes  {line}", seg.payload.len()),
+        None => format!("{} bytes", seg.payload.len()),
+    })
+}
+
 /// How notable a decision line is (decides its colour).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Emphasis {
@@ -230,11 +243,11 @@ pub enum Emphasis {
 #[derive(Debug, Default)]
 pub struct Renderer {
     /// ISN of each direction, keyed (sender, receiver).
-    isn: HashMap<(SocketAddrV4, SocketAddrV4), SeqNum>,
+    isn: HashMap<(SocketAddr, SocketAddr), SeqNum>,
     /// The window scale option each direction's SYN carried (`None`: its SYN had none),
     /// keyed (sender, receiver): a window field is shifted by its sender's scale once
     /// both SYNs carried the option (RFC 7323 §2.2-2.3).
-    wscale: HashMap<(SocketAddrV4, SocketAddrV4), Option<u8>>,
+    wscale: HashMap<(SocketAddr, SocketAddr), Option<u8>>,
     /// Packets seen so far (the `#n` of the next one is this + 1).
     packets: u64,
 }
@@ -254,12 +267,21 @@ impl Renderer {
     pub fn packet(&mut self, dir: Direction, bytes: &[u8]) -> (u64, Vec<LayerLine>) {
         self.packets += 1;
         let mut lines = Vec::with_capacity(4);
-        let mut push = |layer, text: String| lines.push(LayerLine { layer, text });
         let towards = match dir {
             Direction::In => "from the TUN",
             Direction::Out => "to the TUN",
         };
-        push(Layer::Link, format!("{} bytes {towards}", bytes.len()));
+        let link = format!("{} bytes {towards}", bytes.len());
+        if bytes.first().map(|b| b >> 4) == Some(6) {
+            lines.push(LayerLine {
+                layer: Layer::Link,
+                text: link,
+            });
+            self.ipv6_lines(bytes, &mut lines);
+            return (self.packets, lines);
+        }
+        let mut push = |layer, text: String| lines.push(LayerLine { layer, text });
+        push(Layer::Link, link);
         let ip = match Ipv4Packet::parse(bytes) {
             Ok(ip) => ip,
             Err(e) => {
@@ -288,14 +310,10 @@ impl Renderer {
         match ip.protocol {
             ipv4::PROTO_TCP => match Segment::parse(ip.src, ip.dst, ip.payload) {
                 Ok(seg) => {
-                    let src = SocketAddrV4::new(ip.src, seg.src_port);
-                    let dst = SocketAddrV4::new(ip.dst, seg.dst_port);
+                    let src = SocketAddrV4::new(ip.src, seg.src_port).into();
+                    let dst = SocketAddrV4::new(ip.dst, seg.dst_port).into();
                     push(Layer::Tcp, self.segment_text(src, dst, &seg));
-                    if !seg.payload.is_empty() {
-                        let text = match first_line(&seg.payload) {
-                            Some(line) => format!("{} bytes  {line}", seg.payload.len()),
-                            None => format!("{} bytes", seg.payload.len()),
-                        };
+                    if let Some(text) = data_text(&seg) {
                         push(Layer::Data, text);
                     }
                 }
@@ -314,12 +332,98 @@ impl Renderer {
         (self.packets, lines)
     }
 
+    /// The IPv6 lines of a packet: the fixed header, one line per extension header, then
+    /// the upper layer as for IPv4 (RFC 8200: no header checksum to report).
+    fn ipv6_lines(&mut self, bytes: &[u8], lines: &mut Vec<LayerLine>) {
+        let mut push = |layer, text: String| lines.push(LayerLine { layer, text });
+        let v = match ip6::view(bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                push(Layer::Ip, format!("not valid IPv6: {e} (dropped)"));
+                return;
+            }
+        };
+        push(Layer::Ip, ip6::header_text(&v));
+        for h in &v.headers {
+            push(Layer::Ip, format!("ext {h}"));
+        }
+        let (src, dst) = (v.packet.src, v.packet.dst);
+        let (protocol, upper, first_fragment) = match v.upper {
+            ip6::Upper::Whole(p, rest) => (p, rest, false),
+            ip6::Upper::FirstFragment(p, rest) => (p, rest, true),
+            ip6::Upper::LaterFragment(p) => {
+                push(
+                    Layer::Ip,
+                    format!(
+                        "{} data continued: decoded after reassembly",
+                        ip6::protocol_name(p)
+                    ),
+                );
+                return;
+            }
+            ip6::Upper::Truncated => {
+                push(Layer::Ip, "extension header chain truncated".to_string());
+                return;
+            }
+        };
+        let ports = || {
+            upper.get(..4).map(|b| {
+                (
+                    u16::from_be_bytes([b[0], b[1]]),
+                    u16::from_be_bytes([b[2], b[3]]),
+                )
+            })
+        };
+        if first_fragment {
+            // RFC 8200 §4.5: the checksum covers the whole message, which exists only
+            // after reassembly; the ports are in this first fragment.
+            let layer = match protocol {
+                ipv6::NEXT_TCP => Layer::Tcp,
+                ipv6::NEXT_UDP => Layer::Udp,
+                ipv6::NEXT_ICMPV6 => Layer::Icmp,
+                _ => return,
+            };
+            let text = match ports() {
+                Some((sp, dp)) if layer != Layer::Icmp => {
+                    format!("{sp} → {dp}  (first fragment: checked after reassembly)")
+                }
+                _ => "first fragment: checked after reassembly".to_string(),
+            };
+            push(layer, text);
+            return;
+        }
+        match protocol {
+            ipv6::NEXT_TCP => match ip6::tcp(src, dst, upper) {
+                Ok(seg) => {
+                    let s = SocketAddrV6::new(src, seg.src_port, 0, 0).into();
+                    let d = SocketAddrV6::new(dst, seg.dst_port, 0, 0).into();
+                    push(Layer::Tcp, self.segment_text(s, d, &seg));
+                    if let Some(text) = data_text(&seg) {
+                        push(Layer::Data, text);
+                    }
+                }
+                Err(e) => push(Layer::Tcp, format!("invalid segment: {e} (dropped)")),
+            },
+            ipv6::NEXT_UDP => match ip6::udp(src, dst, upper) {
+                Ok(d) => push(
+                    Layer::Udp,
+                    format!("{} → {}  len {}", d.src_port, d.dst_port, d.payload.len()),
+                ),
+                Err(e) => push(Layer::Udp, format!("invalid datagram: {e} (dropped)")),
+            },
+            ipv6::NEXT_ICMPV6 => push(Layer::Icmp, ip6::icmpv6_text(src, dst, upper)),
+            _ => {}
+        }
+    }
+
     /// Like [`Renderer::packet`] for an Ethernet frame from a TAP device: the link line
     /// shows the MAC addresses and EtherType, ARP is decoded, and an IPv4 payload is
     /// decoded as `packet` does.
     pub fn frame(&mut self, dir: Direction, bytes: &[u8]) -> (u64, Vec<LayerLine>) {
         use crate::link::arp::{ArpPacket, OP_REQUEST};
-        use crate::link::ethernet::{ethertype_name, Frame, ETHERTYPE_ARP, ETHERTYPE_IPV4};
+        use crate::link::ethernet::{
+            ethertype_name, Frame, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6,
+        };
         let towards = match dir {
             Direction::In => "from the TAP",
             Direction::Out => "to the TAP",
@@ -345,7 +449,7 @@ impl Renderer {
             frame.dst,
             ethertype_name(frame.ethertype)
         );
-        if frame.ethertype == ETHERTYPE_IPV4 {
+        if frame.ethertype == ETHERTYPE_IPV4 || frame.ethertype == ETHERTYPE_IPV6 {
             let (n, mut lines) = self.packet(dir, frame.payload);
             if let Some(first) = lines.first_mut() {
                 first.text = link;
@@ -377,7 +481,7 @@ impl Renderer {
     }
 
     /// `59964 → 80  [S.]  seq 0 (abs 1823093943)  ack 1 (abs 99)  win 64240  <mss 1460>`.
-    fn segment_text(&mut self, src: SocketAddrV4, dst: SocketAddrV4, seg: &Segment) -> String {
+    fn segment_text(&mut self, src: SocketAddr, dst: SocketAddr, seg: &Segment) -> String {
         if seg.flags.syn {
             if self.isn.len() >= MAX_TRACKED {
                 self.isn.clear();
@@ -430,7 +534,7 @@ impl Renderer {
     /// when scaled, the field alone when the scale is 0 or on a SYN (whose window is
     /// never scaled, RFC 7323 §2.2), and the field marked as such when the SYNs were not
     /// seen, so a scaled window never looks like a collapsed one.
-    fn window_text(&self, src: SocketAddrV4, dst: SocketAddrV4, seg: &Segment) -> String {
+    fn window_text(&self, src: SocketAddr, dst: SocketAddr, seg: &Segment) -> String {
         if seg.flags.syn {
             return seg.window.to_string();
         }
@@ -447,7 +551,7 @@ impl Renderer {
     }
 
     /// `seq` relative to the ISN of `from → to`, or absolute when that ISN is unknown.
-    fn rel(&self, from: SocketAddrV4, to: SocketAddrV4, seq: SeqNum) -> u32 {
+    fn rel(&self, from: SocketAddr, to: SocketAddr, seq: SeqNum) -> u32 {
         match self.isn.get(&(from, to)) {
             Some(isn) => seq.0.wrapping_sub(isn.0),
             None => seq.0,
@@ -455,7 +559,7 @@ impl Renderer {
     }
 
     /// `n (abs N)` relative to the ISN of `from → to`, or just `N` when unknown.
-    fn seq_text(&self, from: SocketAddrV4, to: SocketAddrV4, seq: SeqNum) -> String {
+    fn seq_text(&self, from: SocketAddr, to: SocketAddr, seq: SeqNum) -> String {
         match self.isn.get(&(from, to)) {
             Some(isn) => format!("{} (abs {})", seq.0.wrapping_sub(isn.0), seq.0),
             None => format!("{}", seq.0),
@@ -488,13 +592,14 @@ impl Renderer {
         } else {
             format!("{} ↔ {}", e.local, e.remote)
         };
+        let (local, remote) = (SocketAddr::from(e.local), SocketAddr::from(e.remote));
         let (what, emphasis) = match &e.kind {
             TcpEventKind::State { from, to, cause } => {
                 if *to == State::Closed {
-                    self.isn.remove(&(e.local, e.remote));
-                    self.isn.remove(&(e.remote, e.local));
-                    self.wscale.remove(&(e.local, e.remote));
-                    self.wscale.remove(&(e.remote, e.local));
+                    self.isn.remove(&(local, remote));
+                    self.isn.remove(&(remote, local));
+                    self.wscale.remove(&(local, remote));
+                    self.wscale.remove(&(remote, local));
                 }
                 (format!("{from} → {to} on {cause}"), Emphasis::State)
             }
@@ -513,7 +618,7 @@ impl Renderer {
                 format!(
                     "{dup_acks} duplicate ACK{}: fast retransmit of seq {}",
                     if *dup_acks == 1 { "" } else { "s" },
-                    self.seq_text(e.local, e.remote, *seq)
+                    self.seq_text(local, remote, *seq)
                 ),
                 Emphasis::Alarm,
             ),
@@ -523,7 +628,7 @@ impl Renderer {
                 threshold,
                 in_recovery,
             } => {
-                let seq = self.seq_text(e.local, e.remote, *seq);
+                let seq = self.seq_text(local, remote, *seq);
                 let why = if *in_recovery {
                     "in fast recovery: one more segment left the network, so one more may be \
                      sent (RFC 5681 §3.2, RFC 6675 §5)"
@@ -542,7 +647,7 @@ impl Renderer {
             TcpEventKind::Retransmission { seq, len } => (
                 format!(
                     "retransmitting seq {} len {len}: sent before, not yet acknowledged",
-                    self.seq_text(e.local, e.remote, *seq)
+                    self.seq_text(local, remote, *seq)
                 ),
                 Emphasis::Alarm,
             ),
