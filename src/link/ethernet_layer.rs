@@ -19,20 +19,17 @@
 //! protocol it accepts, and [`EthernetLayer::send_ip`] dispatches on the IP version nibble —
 //! IPv6 would plug in here with Neighbor Discovery (RFC 4861) beside ARP.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::arp::{ArpCache, ArpConfig, ArpPacket, ArpStats, Resolution, OP_REPLY, OP_REQUEST};
 use super::ethernet::{self, Frame, MacAddr, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
-use super::ndp;
+use super::ndp::{self, Dad, NdpConfig, NdpStats, NeighborCache, Resolution6};
 use crate::ip::ipv6::{Ipv6Packet, NEXT_ICMPV6};
 use crate::time::Instant;
 
 /// Frames waiting for the device; beyond this, new ones are dropped (docs/architecture.md, principle 7).
 const MAX_OUT: usize = 4096;
-/// At most one IPv6 Neighbor Solicitation per neighbour this often (RFC 4861 §10
-/// RETRANS_TIMER is 1 s).
-pub const SOLICIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How the host sits on its Ethernet segment.
 #[derive(Debug, Clone)]
@@ -65,6 +62,8 @@ pub struct EthernetStats {
     pub drops: BTreeMap<&'static str, u64>,
     /// ARP counters.
     pub arp: ArpStats,
+    /// Neighbor Discovery counters.
+    pub ndp: NdpStats,
 }
 
 /// An Ethernet + ARP host layer. See the [module documentation](self).
@@ -73,12 +72,12 @@ pub struct EthernetLayer {
     config: EthernetConfig,
     cache: ArpCache,
     out: VecDeque<Vec<u8>>,
-    /// IPv6 neighbours learned from Neighbor Discovery: MAC and expiry (bounded like the
-    /// ARP cache).
-    neighbors6: HashMap<Ipv6Addr, (MacAddr, Instant)>,
-    /// The latest packet waiting for each IPv6 neighbour being solicited, with the time of
-    /// the solicitation (RFC 4861 §7.2.2: queue at least one; a newer packet replaces it).
-    pending6: HashMap<Ipv6Addr, (Vec<u8>, Instant)>,
+    /// IPv6 neighbours (RFC 4861 §7.3).
+    nd: NeighborCache,
+    /// Duplicate address detection of our IPv6 address (RFC 4862 §5.4).
+    dad: Dad,
+    /// How long DAD waits for an answer: RetransTimer × DupAddrDetectTransmits (1).
+    dad_wait: std::time::Duration,
     frames_in: u64,
     frames_out: u64,
     drops: BTreeMap<&'static str, u64>,
@@ -95,14 +94,25 @@ impl EthernetLayer {
     /// A layer for `config`. Queues a gratuitous ARP announcing our address (RFC 5227 §2.3),
     /// so that neighbours with a stale entry for it (a previous run with another MAC) learn
     /// the new one at once.
+    ///
+    /// With an IPv6 address, duplicate address detection starts too (RFC 4862 §5.4.2): a
+    /// solicitation for it from `::` goes to its solicited-node group, and the address is
+    /// used only once [`NdpConfig::retrans_timer`] passed without an answer.
     pub fn new(config: EthernetConfig) -> EthernetLayer {
+        EthernetLayer::with_ndp(config, NdpConfig::default())
+    }
+
+    /// [`EthernetLayer::new`] with explicit Neighbor Discovery limits and timers.
+    pub fn with_ndp(config: EthernetConfig, ndp_config: NdpConfig) -> EthernetLayer {
         let cache = ArpCache::new(config.arp.clone());
+        let dad_wait = ndp_config.retrans_timer;
         let mut layer = EthernetLayer {
             config,
             cache,
             out: VecDeque::new(),
-            neighbors6: HashMap::new(),
-            pending6: HashMap::new(),
+            nd: NeighborCache::new(ndp_config),
+            dad: Dad::Preferred,
+            dad_wait,
             frames_in: 0,
             frames_out: 0,
             drops: BTreeMap::new(),
@@ -115,7 +125,39 @@ impl EthernetLayer {
         );
         layer.cache.stats_mut().requests_sent += 1;
         layer.push_arp(MacAddr::BROADCAST, &announce);
+        if let Some(ours) = layer.config.addr6 {
+            log::info!("ndp: duplicate address detection for {ours}");
+            layer.dad = Dad::Tentative { until: None };
+            layer.nd.stats_mut().solicitations_sent += 1;
+            let probe = ndp::dad_probe(ours);
+            let group = ndp::multicast_mac(ndp::solicited_node(ours));
+            layer.push_frame(ethernet::build(
+                group,
+                layer.config.mac,
+                ETHERTYPE_IPV6,
+                &probe,
+            ));
+        }
         layer
+    }
+
+    /// The state of duplicate address detection of our IPv6 address.
+    pub fn dad(&self) -> Dad {
+        self.dad
+    }
+
+    /// The IPv6 neighbour cache.
+    pub fn neighbors(&self) -> &NeighborCache {
+        &self.nd
+    }
+
+    /// Pass the time to duplicate address detection.
+    fn tick_dad(&mut self, now: Instant) {
+        if self.dad.tick(now, self.dad_wait) {
+            if let Some(ours) = self.config.addr6 {
+                log::info!("ndp: {ours} is ours (no answer to duplicate address detection)");
+            }
+        }
     }
 
     /// Our MAC address.
@@ -135,6 +177,7 @@ impl EthernetLayer {
             frames_out: self.frames_out,
             drops: self.drops.clone(),
             arp: self.cache.stats().clone(),
+            ndp: self.nd.stats().clone(),
         }
     }
 
@@ -167,12 +210,14 @@ impl EthernetLayer {
                 return None;
             }
         };
-        // A NIC filters by destination: our address and broadcast. We join no multicast
-        // group (IPv6's neighbour solicitations and MLD from the kernel land here).
-        let solicited = self
-            .config
-            .addr6
-            .is_some_and(|a| frame.dst == ndp::multicast_mac(ndp::solicited_node(a)));
+        self.tick_dad(now);
+        // A NIC filters by destination: our address and broadcast; with IPv6 also the
+        // groups a host joins (RFC 4291 §2.8): all-nodes and our solicited-node group.
+        // MLD reports from the kernel go to other groups and stay out.
+        let solicited = self.config.addr6.is_some_and(|a| {
+            frame.dst == ndp::multicast_mac(ndp::solicited_node(a))
+                || frame.dst == ndp::multicast_mac(ndp::ALL_NODES)
+        });
         if frame.dst != self.config.mac && !frame.dst.is_broadcast() && !solicited {
             self.drop(if frame.dst.is_group() {
                 "multicast"
@@ -196,114 +241,179 @@ impl EthernetLayer {
         }
     }
 
-    /// IPv6: Neighbor Discovery stays here (it is IPv6's ARP); the rest goes up.
+    /// IPv6: Neighbor Discovery stays here (it is IPv6's ARP); the rest goes up, once
+    /// duplicate address detection let us have the address (RFC 4862 §5.4: a tentative
+    /// address receives nothing but ND).
     fn handle_ipv6<'a>(&mut self, frame: &Frame<'a>, now: Instant) -> Option<&'a [u8]> {
+        let ours = self.config.addr6?;
         let Ok(packet) = Ipv6Packet::parse(frame.payload) else {
             // Let the host count what is wrong with it.
-            return Some(frame.payload);
+            return self.pass_up6(frame.payload);
         };
         let nd = (packet.next_header == NEXT_ICMPV6)
             .then(|| ndp::parse(packet.src, packet.dst, packet.hop_limit, packet.payload))
             .flatten();
         let Some(nd) = nd else {
-            return Some(packet.bytes);
+            return self.pass_up6(packet.bytes);
         };
-        let ours = self.config.addr6?;
-        if let Some(mac) = nd.link_addr {
-            // RFC 4861 §7.2.3: a solicitation with a source link-layer address creates or
-            // updates the solicitor's entry; an advertisement updates the target's.
-            let who = if nd.kind == ndp::TYPE_NS {
-                packet.src
-            } else {
-                nd.target
-            };
-            if !who.is_unspecified() {
-                self.learn6(who, mac, now);
-            }
+        if nd.kind == ndp::TYPE_NS {
+            self.nd.stats_mut().solicitations_received += 1;
+        } else {
+            self.nd.stats_mut().advertisements_received += 1;
         }
-        // Answer solicitations for our address; a source of :: is duplicate address
-        // detection by someone else (we do not defend: no answer).
-        if nd.kind == ndp::TYPE_NS && nd.target == ours && !packet.src.is_unspecified() {
-            let na = ndp::advertisement(ours, self.config.mac, packet.src);
-            let dst = nd.link_addr.unwrap_or(frame.src);
-            log::debug!("ndp: {ours} is at {} (to {})", self.config.mac, packet.src);
-            let frame = ethernet::build(dst, self.config.mac, ETHERTYPE_IPV6, &na);
-            self.push_frame(frame);
+        if nd.target == ours && self.dad_conflict(&nd, packet.src) {
+            return None;
+        }
+        if nd.kind == ndp::TYPE_NS {
+            // RFC 4861 §7.2.3: a solicitation with a source link-layer address creates or
+            // updates the solicitor's entry.
+            if let Some(mac) = nd.link_addr {
+                self.nd.on_solicitation(packet.src, mac, now);
+                self.flush_nd();
+            }
+            if nd.target == ours && self.dad.usable() {
+                self.answer_solicitation(ours, &nd, packet.src, frame.src);
+            }
+        } else {
+            self.nd
+                .on_advertisement(nd.target, nd.link_addr, nd.flags, now);
+            self.flush_nd();
         }
         None
     }
 
-    fn learn6(&mut self, ip: Ipv6Addr, mac: MacAddr, now: Instant) {
-        let expires = now + self.config.arp.entry_ttl;
-        if !self.neighbors6.contains_key(&ip)
-            && self.neighbors6.len() >= self.config.arp.max_entries
-        {
-            self.neighbors6.retain(|_, (_, e)| *e > now);
-            if self.neighbors6.len() >= self.config.arp.max_entries {
-                self.drop("ndp-table-full");
-                return;
+    /// An ND message about our own address from someone else: during DAD it means the
+    /// address is taken (RFC 4862 §5.4.3, §5.4.4); after it, an advertisement is a
+    /// conflict we log. True when the message is consumed.
+    fn dad_conflict(&mut self, nd: &ndp::NdMessage, src: Ipv6Addr) -> bool {
+        let tentative = matches!(self.dad, Dad::Tentative { .. });
+        let theirs = nd.link_addr.is_some_and(|m| m != self.config.mac);
+        if tentative {
+            // An advertisement for it, or someone else's DAD probe for it (source ::):
+            // duplicate. A solicitation from a unicast source is address resolution by a
+            // neighbour, which a tentative address ignores.
+            if nd.kind == ndp::TYPE_NA || src.is_unspecified() {
+                log::error!(
+                    "ndp: duplicate address detection failed: {} is in use on the link                      ({}); IPv6 stays off",
+                    nd.target,
+                    if nd.kind == ndp::TYPE_NA {
+                        "advertised"
+                    } else {
+                        "probed by another node"
+                    }
+                );
+                self.dad = Dad::Duplicate;
+            }
+            return true;
+        }
+        if nd.kind == ndp::TYPE_NA && theirs {
+            self.nd.stats_mut().conflicts += 1;
+            log::warn!(
+                "ndp: address conflict: {} advertised by {:?} (we are {})",
+                nd.target,
+                nd.link_addr,
+                self.config.mac
+            );
+            return true;
+        }
+        self.dad == Dad::Duplicate
+    }
+
+    /// Answer a solicitation for our address (RFC 4861 §7.2.4): to the solicitor, or —
+    /// for a DAD probe from `::` — to all-nodes with Solicited clear.
+    fn answer_solicitation(
+        &mut self,
+        ours: Ipv6Addr,
+        nd: &ndp::NdMessage,
+        src: Ipv6Addr,
+        frame_src: MacAddr,
+    ) {
+        let (na, dst) = if src.is_unspecified() {
+            log::info!("ndp: defending {ours} against duplicate address detection");
+            (
+                ndp::defence(ours, self.config.mac),
+                ndp::multicast_mac(ndp::ALL_NODES),
+            )
+        } else {
+            log::debug!("ndp: {ours} is at {} (to {src})", self.config.mac);
+            (
+                ndp::advertisement(ours, self.config.mac, src),
+                nd.link_addr.unwrap_or(frame_src),
+            )
+        };
+        self.nd.stats_mut().advertisements_sent += 1;
+        let frame = ethernet::build(dst, self.config.mac, ETHERTYPE_IPV6, &na);
+        self.push_frame(frame);
+    }
+
+    /// An IPv6 packet (not ND) for the host, unless our address is not (yet) ours.
+    fn pass_up6<'a>(&mut self, packet: &'a [u8]) -> Option<&'a [u8]> {
+        match self.dad {
+            Dad::Preferred => Some(packet),
+            Dad::Tentative { .. } => {
+                self.drop("ipv6-address-tentative");
+                None
+            }
+            Dad::Duplicate => {
+                self.drop("ipv6-address-duplicate");
+                None
             }
         }
-        self.neighbors6.insert(ip, (mac, expires));
-        if let Some((packet, _)) = self.pending6.remove(&ip) {
+    }
+
+    /// Turn the neighbour cache's solicitations and released packets into frames.
+    fn flush_nd(&mut self) {
+        let Some(ours) = self.config.addr6 else {
+            return;
+        };
+        while let Some(s) = self.nd.poll_solicit() {
+            let (ns, dst) = match s.unicast {
+                Some(mac) => (ndp::probe(ours, self.config.mac, s.target), mac),
+                None => (
+                    ndp::solicitation(ours, self.config.mac, s.target),
+                    ndp::multicast_mac(ndp::solicited_node(s.target)),
+                ),
+            };
+            log::debug!("ndp: who has {}? tell {ours}", s.target);
+            let frame = ethernet::build(dst, self.config.mac, ETHERTYPE_IPV6, &ns);
+            self.push_frame(frame);
+        }
+        while let Some((mac, packet)) = self.nd.poll_released() {
             let frame = ethernet::build(mac, self.config.mac, ETHERTYPE_IPV6, &packet);
             self.push_frame(frame);
         }
     }
 
-    /// An IPv6 packet out: multicast maps to its MAC, unicast needs a neighbour learned by
-    /// ND. For an unknown one the packet waits (the latest one per neighbour) and a
-    /// solicitation goes out, at most one per [`SOLICIT_INTERVAL`]; there are no
-    /// retransmissions beyond that (a first step: the kernel solicits us before it sends,
-    /// so replies nearly always find their neighbour).
+    /// An IPv6 packet out: multicast maps to its MAC, unicast goes through the neighbour
+    /// cache (resolved now, or queued while solicitations go out). Nothing leaves from a
+    /// tentative or duplicate address (RFC 4862 §5.4).
     fn send_ipv6(&mut self, packet: Vec<u8>, now: Instant) {
-        let (Some(ours), Ok(p)) = (self.config.addr6, Ipv6Packet::parse(&packet)) else {
+        let (Some(_), Ok(p)) = (self.config.addr6, Ipv6Packet::parse(&packet)) else {
             self.drop("ipv6-unsendable");
             return;
         };
-        let mac = if p.dst.is_multicast() {
-            Some(ndp::multicast_mac(p.dst))
-        } else {
-            self.neighbors6
-                .get(&p.dst)
-                .filter(|(_, expires)| *expires > now)
-                .map(|(mac, _)| *mac)
-        };
-        match mac {
-            Some(mac) => {
+        match self.dad {
+            Dad::Preferred => {}
+            Dad::Tentative { .. } => return self.drop("ipv6-address-tentative"),
+            Dad::Duplicate => return self.drop("ipv6-address-duplicate"),
+        }
+        if p.dst.is_multicast() {
+            let mac = ndp::multicast_mac(p.dst);
+            let frame = ethernet::build(mac, self.config.mac, ETHERTYPE_IPV6, &packet);
+            self.push_frame(frame);
+            return;
+        }
+        // Every destination is on-link: no router discovery (a documented limit of ours).
+        let dst = p.dst;
+        match self.nd.send(dst, packet, now) {
+            Resolution6::Ready(mac, packet) => {
                 let frame = ethernet::build(mac, self.config.mac, ETHERTYPE_IPV6, &packet);
                 self.push_frame(frame);
             }
-            None => {
-                let dst = p.dst;
-                // Forget waiting packets whose solicitation went unanswered.
-                self.pending6
-                    .retain(|_, (_, at)| now < *at + SOLICIT_INTERVAL.saturating_mul(3));
-                let recent = self
-                    .pending6
-                    .get(&dst)
-                    .is_some_and(|(_, at)| now < *at + SOLICIT_INTERVAL);
-                if !self.pending6.contains_key(&dst)
-                    && self.pending6.len() >= self.config.arp.max_entries
-                {
-                    self.drop("ndp-queue-full");
-                    return;
-                }
-                let at = match self.pending6.insert(dst, (packet, now)) {
-                    Some((_, at)) if recent => at,
-                    Some(_) | None => {
-                        let ns = ndp::solicitation(ours, self.config.mac, dst);
-                        let group = ndp::multicast_mac(ndp::solicited_node(dst));
-                        let frame = ethernet::build(group, self.config.mac, ETHERTYPE_IPV6, &ns);
-                        self.push_frame(frame);
-                        now
-                    }
-                };
-                if let Some(entry) = self.pending6.get_mut(&dst) {
-                    entry.1 = at;
-                }
-            }
+            Resolution6::Queued => {}
+            Resolution6::Dropped => self.drop("ndp-queue"),
         }
+        self.flush_nd();
     }
 
     /// RFC 826 "Packet Reception", for the one protocol address we have.
@@ -384,6 +494,7 @@ impl EthernetLayer {
 
     /// Send one IP packet: resolve its next hop and frame it (now or once ARP answers).
     pub fn send_ip(&mut self, packet: Vec<u8>, now: Instant) {
+        self.tick_dad(now);
         let version = packet.first().map(|b| b >> 4);
         if version == Some(6) {
             self.send_ipv6(packet, now);
@@ -451,15 +562,23 @@ impl EthernetLayer {
         Some(frame)
     }
 
-    /// When [`EthernetLayer::handle_timeout`] next needs to run (ARP retransmissions).
+    /// When [`EthernetLayer::handle_timeout`] next needs to run (ARP and ND
+    /// retransmissions, NUD timers, the end of duplicate address detection).
     pub fn poll_at(&self) -> Option<Instant> {
-        self.cache.poll_at()
+        [self.cache.poll_at(), self.nd.poll_at(), self.dad.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Fire due ARP timers: retransmit requests, give up on silent neighbours.
+    /// Fire due timers: retransmit ARP requests and ND solicitations, age neighbours,
+    /// give up on silent ones, finish duplicate address detection.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick_dad(now);
         self.cache.handle_timeout(now);
         self.flush_cache();
+        self.nd.handle_timeout(now);
+        self.flush_nd();
     }
 }
 
@@ -500,7 +619,181 @@ mod tests {
         );
         let a = ArpPacket::parse(frame.payload).unwrap();
         assert!(a.is_gratuitous() && a.sender_ip == US && a.sender_mac == OUR_MAC);
+        assert_dad_probe(&mut l);
+        // Nobody answers within RetransTimer: the address is ours.
+        l.handle_timeout(t(0));
+        assert!(matches!(l.dad(), Dad::Tentative { until: Some(_) }));
+        l.handle_timeout(t(999));
+        assert!(matches!(l.dad(), Dad::Tentative { .. }));
+        l.handle_timeout(t(1000));
+        assert_eq!(l.dad(), Dad::Preferred);
+        assert_eq!(l.poll_transmit(), None);
         l
+    }
+
+    /// The DAD probe (RFC 4862 §5.4.2): NS from `::` to our solicited-node group, hop
+    /// limit 255, no source link-layer address option.
+    fn assert_dad_probe(l: &mut EthernetLayer) {
+        let f = l.poll_transmit().expect("the DAD probe");
+        let frame = Frame::parse(&f).unwrap();
+        let group = ndp::solicited_node(US6);
+        assert_eq!(
+            (frame.dst, frame.ethertype),
+            (ndp::multicast_mac(group), ETHERTYPE_IPV6)
+        );
+        let p = Ipv6Packet::parse(frame.payload).unwrap();
+        assert_eq!(
+            (p.src, p.dst, p.hop_limit),
+            (Ipv6Addr::UNSPECIFIED, group, 255)
+        );
+        let ns = ndp::parse(p.src, p.dst, p.hop_limit, p.payload).unwrap();
+        assert_eq!(
+            (ns.kind, ns.target, ns.link_addr),
+            (ndp::TYPE_NS, US6, None)
+        );
+    }
+
+    fn tentative_layer() -> EthernetLayer {
+        let mut l = EthernetLayer::new(EthernetConfig {
+            mac: OUR_MAC,
+            addr: US,
+            prefix_len: 24,
+            gateway: None,
+            arp: ArpConfig::default(),
+            addr6: Some(US6),
+        });
+        let _announcement = l.poll_transmit().unwrap();
+        assert_dad_probe(&mut l);
+        l
+    }
+
+    fn nd_frame(dst: MacAddr, packet: &[u8]) -> Vec<u8> {
+        ethernet::build(dst, PEER_MAC, ETHERTYPE_IPV6, packet)
+    }
+
+    /// The next frame as (Ethernet destination, IPv6 packet, ND message).
+    fn next_nd(l: &mut EthernetLayer) -> (MacAddr, Ipv6Addr, ndp::NdMessage) {
+        let f = l.poll_transmit().expect("an ND frame");
+        let frame = Frame::parse(&f).unwrap();
+        let p = Ipv6Packet::parse(frame.payload).unwrap();
+        let m = ndp::parse(p.src, p.dst, p.hop_limit, p.payload).expect("valid ND");
+        (frame.dst, p.dst, m)
+    }
+
+    #[test]
+    fn a_tentative_address_answers_nothing_and_sends_nothing() {
+        let mut l = tentative_layer();
+        l.handle_timeout(t(0));
+        let group = ndp::multicast_mac(ndp::solicited_node(US6));
+        let ns = ndp::solicitation(PEER6, PEER_MAC, US6);
+        assert_eq!(l.handle_frame(&nd_frame(group, &ns), t(100)), None);
+        assert_eq!(l.poll_transmit(), None, "no answer for a tentative address");
+        let echo = crate::ip::ipv6::emit(PEER6, US6, NEXT_ICMPV6, 64, &[128, 0, 0, 0]);
+        assert_eq!(l.handle_frame(&nd_frame(OUR_MAC, &echo), t(200)), None);
+        l.send_ip(echo.clone(), t(300));
+        assert_eq!(l.poll_transmit(), None);
+        assert_eq!(l.stats().drops.get("ipv6-address-tentative"), Some(&2));
+        // After RetransTimer the same solicitation is answered.
+        assert_eq!(l.poll_at(), Some(t(1000)));
+        l.handle_timeout(t(1000));
+        l.handle_frame(&nd_frame(group, &ns), t(1100));
+        let (dst, ip_dst, na) = next_nd(&mut l);
+        assert_eq!(
+            (dst, ip_dst, na.kind, na.target),
+            (PEER_MAC, PEER6, ndp::TYPE_NA, US6)
+        );
+        assert_eq!(na.flags, ndp::FLAG_SOLICITED | ndp::FLAG_OVERRIDE);
+        assert_eq!(
+            l.handle_frame(&nd_frame(OUR_MAC, &echo), t(1200)),
+            Some(&echo[..])
+        );
+    }
+
+    #[test]
+    fn dad_fails_when_our_address_is_advertised() {
+        let mut l = tentative_layer();
+        l.handle_timeout(t(0));
+        // Another node defends it: NA to all-nodes, Solicited clear.
+        let other = MacAddr([2, 0, 0, 0, 0, 0x77]);
+        let na = ndp::defence(US6, other);
+        let all_nodes = ndp::multicast_mac(ndp::ALL_NODES);
+        assert_eq!(l.handle_frame(&nd_frame(all_nodes, &na), t(500)), None);
+        assert_eq!(l.dad(), Dad::Duplicate);
+        l.handle_timeout(t(5000));
+        assert_eq!(l.dad(), Dad::Duplicate, "a duplicate address is never used");
+        let group = ndp::multicast_mac(ndp::solicited_node(US6));
+        let ns = ndp::solicitation(PEER6, PEER_MAC, US6);
+        l.handle_frame(&nd_frame(group, &ns), t(5100));
+        assert_eq!(l.poll_transmit(), None);
+        l.send_ip(
+            crate::ip::ipv6::emit(US6, PEER6, NEXT_ICMPV6, 64, &[1]),
+            t(5200),
+        );
+        assert_eq!(l.poll_transmit(), None);
+        assert_eq!(l.stats().drops.get("ipv6-address-duplicate"), Some(&1));
+        // IPv4 is unaffected.
+        l.send_ip(ip_to(PEER, 1), t(5300));
+        assert!(l.poll_transmit().is_some());
+    }
+
+    #[test]
+    fn dad_fails_when_another_node_probes_the_same_address() {
+        let mut l = tentative_layer();
+        l.handle_timeout(t(0));
+        let group = ndp::multicast_mac(ndp::solicited_node(US6));
+        assert_eq!(
+            l.handle_frame(&nd_frame(group, &ndp::dad_probe(US6)), t(300)),
+            None
+        );
+        assert_eq!(l.dad(), Dad::Duplicate);
+        assert_eq!(l.poll_transmit(), None);
+    }
+
+    #[test]
+    fn defends_its_address_against_another_nodes_dad() {
+        let mut l = layer(None);
+        let group = ndp::multicast_mac(ndp::solicited_node(US6));
+        l.handle_frame(&nd_frame(group, &ndp::dad_probe(US6)), t(2000));
+        // RFC 4861 §7.2.4: to all-nodes, Solicited clear, Override set.
+        let (dst, ip_dst, na) = next_nd(&mut l);
+        assert_eq!(
+            (dst, ip_dst, na.kind, na.target, na.link_addr, na.flags),
+            (
+                ndp::multicast_mac(ndp::ALL_NODES),
+                ndp::ALL_NODES,
+                ndp::TYPE_NA,
+                US6,
+                Some(OUR_MAC),
+                ndp::FLAG_OVERRIDE
+            )
+        );
+        assert_eq!(l.dad(), Dad::Preferred);
+        assert_eq!(l.stats().ndp.advertisements_sent, 1);
+    }
+
+    #[test]
+    fn unreachable_neighbour_is_solicited_three_times_then_dropped() {
+        let mut l = layer(None);
+        let far6 = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9);
+        l.send_ip(
+            crate::ip::ipv6::emit(US6, far6, NEXT_ICMPV6, 64, &[1]),
+            t(2000),
+        );
+        for at in [2000, 3000, 4000] {
+            let (dst, _, ns) = next_nd(&mut l);
+            assert_eq!(dst, ndp::multicast_mac(ndp::solicited_node(far6)));
+            assert_eq!((ns.kind, ns.target), (ndp::TYPE_NS, far6));
+            assert_eq!(l.poll_at(), Some(t(at + 1000)));
+            l.handle_timeout(t(at + 1000));
+        }
+        // MAX_MULTICAST_SOLICIT (3) unanswered: the entry and its packet are gone.
+        assert_eq!(l.poll_transmit(), None);
+        assert_eq!(l.neighbors().state(far6), None);
+        let s = l.stats().ndp;
+        assert_eq!(
+            (s.solicitations_sent, s.unreachable, s.queue_drops),
+            (4, 1, 1)
+        );
     }
 
     fn arp_frame(dst: MacAddr, arp: ArpPacket) -> Vec<u8> {
@@ -613,7 +906,8 @@ mod tests {
         );
         let elsewhere = ethernet::build(GW_MAC, PEER_MAC, ETHERTYPE_IPV4, &ip);
         assert_eq!(l.handle_frame(&elsewhere, t(0)), None);
-        let mcast = ethernet::build(MacAddr([0x33, 0x33, 0, 0, 0, 1]), PEER_MAC, 0x86dd, &ip);
+        // ff02::16, where the kernel sends its MLD reports: a group we do not join.
+        let mcast = ethernet::build(MacAddr([0x33, 0x33, 0, 0, 0, 0x16]), PEER_MAC, 0x86dd, &ip);
         assert_eq!(l.handle_frame(&mcast, t(0)), None);
         let other = ethernet::build(OUR_MAC, PEER_MAC, 0x88cc, &ip);
         assert_eq!(l.handle_frame(&other, t(0)), None);
@@ -725,23 +1019,29 @@ mod tests {
         let p = Ipv6Packet::parse(frame.payload).unwrap();
         let ns = ndp::parse(p.src, p.dst, p.hop_limit, p.payload).unwrap();
         assert_eq!((ns.kind, ns.target), (ndp::TYPE_NS, far6));
-        // A second packet replaces the first without another solicitation.
+        // A second packet waits too, without another solicitation.
         l.send_ip(
             crate::ip::ipv6::emit(US6, far6, NEXT_ICMPV6, 64, &[2]),
             t(10),
         );
         assert_eq!(l.poll_transmit(), None);
-        // The advertisement releases the latest packet.
+        // The advertisement releases the waiting packets, in order.
         let far_mac = MacAddr([2, 0, 0, 0, 0, 0x99]);
         let na = ndp::advertisement(far6, far_mac, US6);
         l.handle_frame(
             &ethernet::build(OUR_MAC, far_mac, ETHERTYPE_IPV6, &na),
             t(20),
         );
-        let f = l.poll_transmit().expect("the waiting packet");
-        let frame = Frame::parse(&f).unwrap();
-        assert_eq!(frame.dst, far_mac);
-        assert_eq!(Ipv6Packet::parse(frame.payload).unwrap().payload, &[2]);
+        for want in [1, 2] {
+            let f = l.poll_transmit().expect("a waiting packet");
+            let frame = Frame::parse(&f).unwrap();
+            assert_eq!(frame.dst, far_mac);
+            assert_eq!(Ipv6Packet::parse(frame.payload).unwrap().payload, &[want]);
+        }
         assert_eq!(l.poll_transmit(), None);
+        assert_eq!(
+            l.neighbors().state(far6),
+            Some((ndp::NudState::Reachable, Some(far_mac)))
+        );
     }
 }
