@@ -98,6 +98,17 @@ fn state_count(stats: &StackStats, name: &str) -> usize {
         .sum()
 }
 
+/// The IPv6 drops among the internet layer's: their reasons are named `ipv6-…` or
+/// `icmpv6-…` by the IPv6 code. (Reassembly reasons, `frag-…`, are shared with IPv4 and
+/// count in the total only.)
+fn ipv6_drops(ip: &crate::stack::IfaceStats) -> Vec<(&'static str, u64)> {
+    ip.drops
+        .iter()
+        .filter(|(r, _)| r.starts_with("ipv6-") || r.starts_with("icmpv6-"))
+        .map(|(r, n)| (*r, *n))
+        .collect()
+}
+
 /// The per-layer text summary (several lines, ending with a newline).
 pub fn summary(stats: &StackStats, http: Option<&HttpStats>) -> String {
     let ip = &stats.ip;
@@ -124,6 +135,20 @@ pub fn summary(stats: &StackStats, http: Option<&HttpStats>) -> String {
                 l.arp.resolved,
                 l.arp.timeouts
             );
+            let nd = &l.ndp;
+            if *nd != crate::link::ndp::NdpStats::default() {
+                // IPv6's neighbour discovery (link::ndp), when IPv6 is on.
+                let _ = writeln!(
+                    s,
+                    "          ndp solicitations sent {}  received {}  advertisements sent {}  received {}  resolved {}  unreachable {}",
+                    nd.solicitations_sent,
+                    nd.solicitations_received,
+                    nd.advertisements_sent,
+                    nd.advertisements_received,
+                    nd.resolved,
+                    nd.unreachable
+                );
+            }
         }
         None => {
             let _ = writeln!(
@@ -155,6 +180,22 @@ pub fn summary(stats: &StackStats, http: Option<&HttpStats>) -> String {
         let _ = write!(s, " ({})", reasons.join(", "));
     }
     s.push('\n');
+    if ip.ipv6_in > 0 || ip.ipv6_out > 0 {
+        // Of the above, IPv6 (a TUN carries both; the version nibble tells them apart).
+        let drops6 = ipv6_drops(ip);
+        let _ = write!(
+            s,
+            "          ipv6 in {}  out {}  dropped {}",
+            ip.ipv6_in,
+            ip.ipv6_out,
+            drops6.iter().map(|(_, n)| n).sum::<u64>()
+        );
+        if !drops6.is_empty() {
+            let reasons: Vec<String> = drops6.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            let _ = write!(s, " ({})", reasons.join(", "));
+        }
+        s.push('\n');
+    }
     if ip.icmp_rate_limited_global > 0 || ip.icmp_rate_limited_host > 0 {
         // ICMP errors held back by the token buckets (ip::icmp::ErrorRateLimiter).
         let _ = writeln!(
@@ -283,6 +324,21 @@ pub fn to_json(stats: &StackStats, http: Option<&HttpStats>) -> String {
             json_object(l.drops.iter().map(|(r, c)| (*r, n(*c)))),
         ));
         link_fields.push(("arp", arp));
+        let nd = &l.ndp;
+        link_fields.push((
+            "ndp",
+            json_object([
+                ("solicitations_sent", n(nd.solicitations_sent)),
+                ("solicitations_received", n(nd.solicitations_received)),
+                ("advertisements_sent", n(nd.advertisements_sent)),
+                ("advertisements_received", n(nd.advertisements_received)),
+                ("resolved", n(nd.resolved)),
+                ("unreachable", n(nd.unreachable)),
+                ("queue_drops", n(nd.queue_drops)),
+                ("evictions", n(nd.evictions)),
+                ("conflicts", n(nd.conflicts)),
+            ]),
+        ));
     }
     let link = json_object(link_fields);
     let drops = json_object(ip.drops.iter().map(|(r, c)| (*r, n(*c))));
@@ -294,6 +350,18 @@ pub fn to_json(stats: &StackStats, http: Option<&HttpStats>) -> String {
         ("drops", drops),
         ("icmp_rate_limited_global", n(ip.icmp_rate_limited_global)),
         ("icmp_rate_limited_host", n(ip.icmp_rate_limited_host)),
+        ("ipv6", {
+            let drops6 = ipv6_drops(ip);
+            json_object([
+                ("packets_in", n(ip.ipv6_in)),
+                ("packets_out", n(ip.ipv6_out)),
+                ("dropped", n(drops6.iter().map(|(_, c)| c).sum())),
+                (
+                    "drops",
+                    json_object(drops6.iter().map(|(r, c)| (*r, n(*c)))),
+                ),
+            ])
+        }),
     ]);
     use crate::tcp::State;
     let all = [
@@ -423,7 +491,11 @@ fn merge_ip(a: &mut crate::stack::IfaceStats, b: &crate::stack::IfaceStats) {
         super_packets_out,
         icmp_rate_limited_global,
         icmp_rate_limited_host,
+        ipv6_in,
+        ipv6_out,
     } = b;
+    a.ipv6_in += ipv6_in;
+    a.ipv6_out += ipv6_out;
     a.icmp_rate_limited_global += icmp_rate_limited_global;
     a.icmp_rate_limited_host += icmp_rate_limited_host;
     a.super_packets_in += super_packets_in;
@@ -546,6 +618,26 @@ fn merge_link(
     a.arp.queue_drops += b.arp.queue_drops;
     a.arp.evictions += b.arp.evictions;
     a.arp.conflicts += b.arp.conflicts;
+    let crate::link::ndp::NdpStats {
+        solicitations_sent,
+        advertisements_sent,
+        solicitations_received,
+        advertisements_received,
+        resolved,
+        unreachable,
+        queue_drops,
+        evictions,
+        conflicts,
+    } = &b.ndp;
+    a.ndp.solicitations_sent += solicitations_sent;
+    a.ndp.advertisements_sent += advertisements_sent;
+    a.ndp.solicitations_received += solicitations_received;
+    a.ndp.advertisements_received += advertisements_received;
+    a.ndp.resolved += resolved;
+    a.ndp.unreachable += unreachable;
+    a.ndp.queue_drops += queue_drops;
+    a.ndp.evictions += evictions;
+    a.ndp.conflicts += conflicts;
 }
 
 #[cfg(test)]
@@ -562,6 +654,8 @@ mod tests {
             ..IfaceStats::default()
         };
         ip.drops.insert("bad-checksum", 2);
+        ip.drops.insert("ipv6-not-for-us", 1);
+        (ip.ipv6_in, ip.ipv6_out) = (3, 1);
         let mut tcp = TcpStats {
             segments_in: 13,
             segments_out: 11,
@@ -591,7 +685,8 @@ mod tests {
             json,
             concat!(
                 r#"{"link": {"packets_in": 14, "packets_out": 12}, "#,
-                r#""ip": {"packets_in": 14, "packets_out": 12, "echo_replies": 1, "dropped": 2, "drops": {"bad-checksum": 2}, "icmp_rate_limited_global": 0, "icmp_rate_limited_host": 0}, "#,
+                r#""ip": {"packets_in": 14, "packets_out": 12, "echo_replies": 1, "dropped": 3, "drops": {"bad-checksum": 2, "ipv6-not-for-us": 1}, "icmp_rate_limited_global": 0, "icmp_rate_limited_host": 0, "#,
+                r#""ipv6": {"packets_in": 3, "packets_out": 1, "dropped": 1, "drops": {"ipv6-not-for-us": 1}}}, "#,
                 r#""tcp": {"segments_in": 13, "segments_out": 11, "retransmits": 1, "rto_expirations": 0, "#,
                 r#""fast_retransmits": 0, "resets_sent": 0, "resets_received": 0, "dropped": 1, "drops": {"sequence number not acceptable": 1}, "#,
                 r#""connections_opened": 0, "connections_accepted": 2, "listen_overflows": 0, "timeouts": 0, "#,
@@ -637,7 +732,8 @@ mod tests {
         let text = summary(&sample(), Some(&http));
         for needle in [
             "link    packets read 14  written 12",
-            "ip      in 14  out 12  echo replies 1  dropped 2 (bad-checksum 2)",
+            "ip      in 14  out 12  echo replies 1  dropped 3 (bad-checksum 2, ipv6-not-for-us 1)",
+            "          ipv6 in 3  out 1  dropped 1 (ipv6-not-for-us 1)",
             "tcp     segments in 13  out 11  dropped 1 (sequence number not acceptable 1)",
             "retransmits 1",
             "now: ESTABLISHED 1  TIME-WAIT 1",
@@ -666,11 +762,21 @@ mod tests {
             ..Default::default()
         };
         link.arp.replies_sent = 2;
+        stats.link = Some(link.clone());
+        let text = summary(&stats, None);
+        assert!(
+            !text.contains("ndp"),
+            "no ND line while ND did nothing\n{text}"
+        );
+        link.ndp.solicitations_sent = 2;
+        link.ndp.advertisements_sent = 1;
+        link.ndp.resolved = 1;
         stats.link = Some(link);
         let text = summary(&stats, None);
         for needle in [
             "link    frames read 20  written 15  dropped 0",
             "arp requests sent 0  received 0  replies sent 2",
+            "ndp solicitations sent 2  received 0  advertisements sent 1  received 0  resolved 1  unreachable 0",
             "udp     datagrams in 4  out 0  delivered 0  no port 1",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
@@ -680,6 +786,7 @@ mod tests {
             r#""frames_in": 20, "frames_out": 15"#,
             r#""arp": {"requests_sent": 0"#,
             r#""replies_sent": 2"#,
+            r#""ndp": {"solicitations_sent": 2, "solicitations_received": 0, "advertisements_sent": 1"#,
             r#""udp": {"datagrams_in": 4"#,
             r#""no_port": 1"#,
         ] {
@@ -724,5 +831,35 @@ mod tests {
             a.states,
             vec![(State::Established, 6), (State::TimeWait, 1)]
         );
+    }
+
+    /// The host counts IPv6 packets in and out beside the totals, and the summary shows
+    /// them with the IPv6 drop reasons.
+    #[test]
+    fn ipv6_packets_are_counted_by_the_host() {
+        use crate::ip::{checksum_with, ipv6};
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        let a: Ipv6Addr = "fd00::1".parse().unwrap();
+        let b: Ipv6Addr = "fd00::2".parse().unwrap();
+        let now = crate::time::Instant::from_secs(1);
+        let mut host =
+            crate::stack::Interface::new(Ipv4Addr::new(10, 0, 0, 2), Default::default(), 1);
+        host.set_ipv6(Some(b));
+        let mut echo = vec![128u8, 0, 0, 0, 0, 9, 0, 1];
+        let sum = checksum_with(ipv6::pseudo_header_sum(a, b, ipv6::NEXT_ICMPV6, 8), &echo);
+        echo[2..4].copy_from_slice(&sum.to_be_bytes());
+        host.handle_packet(&ipv6::emit(a, b, ipv6::NEXT_ICMPV6, 64, &echo), now);
+        let stranger: Ipv6Addr = "fd00::9".parse().unwrap();
+        host.handle_packet(&ipv6::emit(a, stranger, ipv6::NEXT_ICMPV6, 64, &echo), now);
+        host.handle_packet(&[0x45, 0, 0, 20], now);
+        while host.poll_transmit(now).is_some() {}
+        let ip = host.stats().clone();
+        assert_eq!((ip.packets_in, ip.packets_out), (3, 1));
+        assert_eq!((ip.ipv6_in, ip.ipv6_out), (2, 1));
+        let mut stats = sample();
+        stats.ip = ip;
+        let text = summary(&stats, None);
+        let line = "          ipv6 in 2  out 1  dropped 1 (ipv6-not-for-us 1)";
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }

@@ -84,6 +84,10 @@ pub struct IfaceStats {
     /// ICMP error messages not sent because their destination's bucket was empty
     /// ([`icmp::RateLimited::Host`]).
     pub icmp_rate_limited_host: u64,
+    /// Of `packets_in`, the IPv6 ones.
+    pub ipv6_in: u64,
+    /// Of `packets_out`, the IPv6 ones.
+    pub ipv6_out: u64,
 }
 
 impl IfaceStats {
@@ -225,6 +229,7 @@ impl Interface {
         }
         // The version nibble picks the internet protocol (a TUN carries both).
         if bytes.first().map(|b| b >> 4) == Some(6) {
+            self.stats.ipv6_in += 1;
             self.handle_ipv6(bytes);
             return;
         }
@@ -506,6 +511,9 @@ impl Interface {
             }
         };
         self.stats.packets_out += 1;
+        if packet.first().map(|b| b >> 4) == Some(6) {
+            self.stats.ipv6_out += 1;
+        }
         Some(packet)
     }
 
