@@ -28,7 +28,7 @@
 //! same instant, and each side's state change is written at its end of the arrow.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::ip::ipv4::{Ipv4Error, Ipv4Packet, PROTO_TCP};
@@ -199,9 +199,9 @@ pub struct Connection {
     /// 1-based, in order of first appearance.
     pub number: usize,
     /// The active opener's address.
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// The passive opener's address.
-    pub server: SocketAddrV4,
+    pub server: SocketAddr,
     /// Capture time of the first segment (since the Unix epoch, as in the file).
     pub start: Duration,
     /// Whether the capture holds the opening SYN. If not, the sides are guessed (the
@@ -217,7 +217,7 @@ pub struct Connection {
 
 impl Connection {
     /// The address of a side.
-    pub fn addr(&self, side: Side) -> SocketAddrV4 {
+    pub fn addr(&self, side: Side) -> SocketAddr {
         match side {
             Side::Client => self.client,
             Side::Server => self.server,
@@ -241,11 +241,11 @@ impl Connection {
 /// Packets of the capture that are not drawn, by reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Skipped {
-    /// Not IPv4 (IPv6 router solicitations on a TUN, ARP on Ethernet, ...).
+    /// Not IP (ARP on Ethernet, ...).
     pub not_ipv4: usize,
-    /// IPv4 but malformed (bad header, fragment).
+    /// IPv4 or IPv6 but malformed (bad header, fragment).
     pub bad_ipv4: usize,
-    /// IPv4 but not TCP (ICMP, UDP).
+    /// IP but not TCP (ICMP, ICMPv6, UDP).
     pub not_tcp: usize,
     /// TCP that does not parse (too short, bad data offset, bad options).
     pub bad_tcp: usize,
@@ -282,7 +282,7 @@ impl Diagram {
         let mut read_error = None;
         for (i, item) in reader.enumerate() {
             match item {
-                Ok(p) => match p.ipv4 {
+                Ok(p) => match p.ip {
                     Some(ip) => builder.add_packet(i + 1, p.ts, ip),
                     None => builder.skipped.not_ipv4 += 1,
                 },
@@ -332,8 +332,8 @@ impl Tracker {
     fn new(
         number: usize,
         start: Duration,
-        client: SocketAddrV4,
-        server: SocketAddrV4,
+        client: SocketAddr,
+        server: SocketAddr,
         syn: bool,
     ) -> Tracker {
         let initial = if syn {
@@ -625,7 +625,7 @@ fn validated_parts(bytes: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, &[u8])> {
 pub struct DiagramBuilder {
     trackers: Vec<Tracker>,
     /// (lower address, higher address) → index of the latest connection on that 4-tuple.
-    by_tuple: HashMap<(SocketAddrV4, SocketAddrV4), usize>,
+    by_tuple: HashMap<(SocketAddr, SocketAddr), usize>,
     skipped: Skipped,
 }
 
@@ -635,9 +635,13 @@ impl DiagramBuilder {
         DiagramBuilder::default()
     }
 
-    /// Adds one IPv4 packet (any protocol; non-TCP is counted as skipped). `packet` is its
-    /// 1-based number in the capture, `ts` its capture time.
+    /// Adds one IPv4 or IPv6 packet (any protocol; non-TCP is counted as skipped).
+    /// `packet` is its 1-based number in the capture, `ts` its capture time.
     pub fn add_packet(&mut self, packet: usize, ts: Duration, bytes: &[u8]) {
+        if bytes.first().map(|b| b >> 4) == Some(6) {
+            self.add_ipv6(packet, ts, bytes);
+            return;
+        }
         let parsed = match Ipv4Packet::parse(bytes) {
             Ok(ip) => Some((ip.src, ip.dst, ip.protocol, ip.payload)),
             // The stack refuses loopback sources (RFC 1122 §3.2.1.3), but a capture on
@@ -669,18 +673,64 @@ impl DiagramBuilder {
         }
     }
 
-    /// Adds one parsed segment sent from `src` to `dst`.
+    /// TCP over IPv6: the extension headers are skipped ([`crate::trace::ip6::view`]), a
+    /// fragment is not drawn (its segment is whole only after reassembly), and the
+    /// checksum over the IPv6 pseudo-header is reported, not enforced, as for IPv4.
+    fn add_ipv6(&mut self, packet: usize, ts: Duration, bytes: &[u8]) {
+        use crate::trace::ip6;
+        let v = match ip6::view(bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                log::debug!("diagram: packet {packet}: {e}");
+                self.skipped.bad_ipv4 += 1;
+                return;
+            }
+        };
+        let tcp = match v.upper {
+            ip6::Upper::Whole(crate::ip::ipv6::NEXT_TCP, tcp) => tcp,
+            ip6::Upper::Whole(..) => {
+                self.skipped.not_tcp += 1;
+                return;
+            }
+            _ => {
+                self.skipped.bad_ipv4 += 1;
+                return;
+            }
+        };
+        let (src, dst) = (v.packet.src, v.packet.dst);
+        let (seg, bad_checksum) = match ip6::tcp(src, dst, tcp) {
+            Ok(seg) => (seg, false),
+            Err(SegmentError::BadChecksum { .. }) => {
+                match Segment::parse_trusted(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, tcp) {
+                    Ok(seg) => (seg, true),
+                    Err(_) => {
+                        self.skipped.bad_tcp += 1;
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                log::debug!("diagram: packet {packet}: {e}");
+                self.skipped.bad_tcp += 1;
+                return;
+            }
+        };
+        self.add_segment(packet, ts, src, dst, &seg, bad_checksum);
+    }
+
+    /// Adds one parsed segment sent from `src` to `dst` (IPv4 or IPv6 addresses).
     pub fn add_segment(
         &mut self,
         packet: usize,
         ts: Duration,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         seg: &Segment,
         bad_checksum: bool,
     ) {
-        let a = SocketAddrV4::new(src, seg.src_port);
-        let b = SocketAddrV4::new(dst, seg.dst_port);
+        let (src, dst) = (src.into(), dst.into());
+        let a = SocketAddr::new(src, seg.src_port);
+        let b = SocketAddr::new(dst, seg.dst_port);
         let key = if (src, seg.src_port) <= (dst, seg.dst_port) {
             (a, b)
         } else {

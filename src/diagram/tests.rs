@@ -2,7 +2,9 @@
 //! flags, absolute seq/ack, payload.
 
 use super::*;
+use crate::ip::ipv6;
 use crate::tcp::TcpOptions;
+use std::net::SocketAddrV4;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -34,6 +36,8 @@ struct Script {
     window: u16,
     /// The window scale option of the SYNs.
     wscale: Option<u8>,
+    /// Over IPv6 (fd00::1 and fd00::2), each packet with a Destination Options header.
+    v6: bool,
 }
 
 impl Script {
@@ -43,6 +47,7 @@ impl Script {
             n: 0,
             window: 64000,
             wscale: None,
+            v6: false,
         }
     }
 
@@ -69,8 +74,22 @@ impl Script {
             ..Segment::default()
         };
         // Through the bytes, as a capture would deliver them.
-        let packet =
-            crate::ip::ipv4::emit(src, dst, PROTO_TCP, 64, self.n as u16, &seg.emit(src, dst));
+        let packet = if self.v6 {
+            let (src6, dst6) = (v6(src), v6(dst));
+            let mut tcp = seg.emit(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED);
+            tcp[16..18].copy_from_slice(&[0, 0]);
+            let len = tcp.len() as u32;
+            let sum = crate::ip::checksum_with(
+                ipv6::pseudo_header_sum(src6, dst6, ipv6::NEXT_TCP, len),
+                &tcp,
+            );
+            tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+            let mut payload = ipv6::ext_header(ipv6::NEXT_TCP, &[1, 4, 0, 0, 0, 0]);
+            payload.extend(tcp);
+            ipv6::emit(src6, dst6, ipv6::NEXT_DEST_OPTIONS, 64, &payload)
+        } else {
+            crate::ip::ipv4::emit(src, dst, PROTO_TCP, 64, self.n as u16, &seg.emit(src, dst))
+        };
         self.b.add_packet(
             self.n,
             Duration::from_millis(1_000 + self.n as u64),
@@ -99,6 +118,54 @@ impl Script {
         assert_eq!(d.connections.len(), 1, "{:#?}", d.connections);
         d.connections.into_iter().next().unwrap()
     }
+}
+
+/// fd00::1 for the client, fd00::2 for the server.
+fn v6(a: Ipv4Addr) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(a.octets()[3]))
+}
+
+/// A TCP connection over IPv6 is drawn like one over IPv4: the extension headers are
+/// skipped, the addresses are the IPv6 ones; ICMPv6 and fragments are counted, not drawn.
+#[test]
+fn a_connection_over_ipv6_is_drawn() {
+    let g = GET.len() as u32;
+    let mut s = Script::new();
+    s.v6 = true;
+    s.handshake()
+        .c("PA", CI + 1, SI + 1, GET)
+        .s("A", SI + 1, CI + 1 + g, &[]);
+    let (a, b) = (v6(CLIENT), v6(SERVER));
+    s.b.add_packet(
+        9,
+        Duration::ZERO,
+        &ipv6::emit(a, b, ipv6::NEXT_ICMPV6, 64, &[128, 0, 0, 0, 0, 0, 0, 0]),
+    );
+    let mut frag = ipv6::fragment_header(ipv6::NEXT_TCP, 8, false, 1).to_vec();
+    frag.extend_from_slice(&[0; 8]);
+    s.b.add_packet(
+        10,
+        Duration::ZERO,
+        &ipv6::emit(a, b, ipv6::NEXT_FRAGMENT, 64, &frag),
+    );
+    let d = s.b.finish();
+    assert_eq!((d.skipped.not_tcp, d.skipped.bad_ipv4), (1, 1));
+    let c = &d.connections[0];
+    assert_eq!(c.client, "[fd00::1]:40000".parse::<SocketAddr>().unwrap());
+    assert_eq!(c.server, "[fd00::2]:80".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        states(c)[..3],
+        [
+            pair("SYN-SENT", "SYN-RECEIVED"),
+            pair("ESTABLISHED", ""),
+            pair("", "ESTABLISHED")
+        ]
+    );
+    assert_eq!(c.arrows.len(), 5);
+    assert!(c
+        .arrows
+        .iter()
+        .all(|a| !a.notes.contains(&Note::BadChecksum)));
 }
 
 /// (client changes, server changes) per arrow, as state names.
@@ -131,8 +198,8 @@ fn handshake_request_response_and_client_close() {
         .c("A", CI + 2 + g, SI + 2 + o, &[]);
     let c = s.one();
     assert!(c.saw_syn);
-    assert_eq!(c.client, SocketAddrV4::new(CLIENT, CPORT));
-    assert_eq!(c.server, SocketAddrV4::new(SERVER, SPORT));
+    assert_eq!(c.client, SocketAddr::from(SocketAddrV4::new(CLIENT, CPORT)));
+    assert_eq!(c.server, SocketAddr::from(SocketAddrV4::new(SERVER, SPORT)));
     assert_eq!(c.initial, (State::Closed, State::Listen));
     assert_eq!(
         states(&c),
@@ -362,7 +429,10 @@ fn loopback_sources_are_drawn() {
     b.add_packet(1, Duration::ZERO, &packet);
     let d = b.finish();
     assert_eq!(d.skipped, Skipped::default());
-    assert_eq!(d.connections[0].client, SocketAddrV4::new(lo, CPORT));
+    assert_eq!(
+        d.connections[0].client,
+        SocketAddr::from(SocketAddrV4::new(lo, CPORT))
+    );
     assert_eq!(d.connections[0].arrows[0].notes, vec![]);
     // Other IPv4 errors still skip the packet.
     packet[8] = 0; // TTL 0, checksum now wrong too
@@ -420,7 +490,8 @@ fn from_pcap_reads_a_capture_and_reports_a_cut() {
     let d = Diagram::from_pcap(&bytes).unwrap();
     assert_eq!(d.connections.len(), 1);
     assert_eq!(d.connections[0].start, Duration::from_secs(10));
-    assert_eq!(d.skipped.not_ipv4, 1);
+    // Four bytes of an IPv6 header: IP, but malformed.
+    assert_eq!((d.skipped.not_ipv4, d.skipped.bad_ipv4), (0, 1));
     assert_eq!(d.read_error, Some(PcapError::Truncated { record: 2 }));
     assert!(Diagram::from_pcap(b"not a capture at all, sorry").is_err());
 }

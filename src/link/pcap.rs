@@ -314,6 +314,8 @@ pub struct PcapPacket<'a> {
     /// The link-layer payload when it is an IPv4 packet (the link header stripped), or
     /// `None` for anything else (IPv6, ARP, ...).
     pub ipv4: Option<&'a [u8]>,
+    /// The link-layer payload when it is an IPv4 or IPv6 packet, or `None` (ARP, ...).
+    pub ip: Option<&'a [u8]>,
     /// The record's bytes as stored (possibly cut to the snap length).
     pub data: &'a [u8],
     /// Length of the packet on the wire.
@@ -426,7 +428,9 @@ impl<'a> PcapReader<'a> {
         };
         Ok(PcapPacket {
             ts,
-            ipv4: strip_link(self.linktype, data),
+            ipv4: strip_link(self.linktype, data)
+                .filter(|ip| ip.first().map(|b| b >> 4) == Some(4)),
+            ip: strip_link(self.linktype, data),
             data,
             orig_len,
         })
@@ -446,9 +450,11 @@ impl<'a> Iterator for PcapReader<'a> {
     }
 }
 
-/// The IPv4 packet inside a link-layer frame, if there is one.
+/// The IPv4 or IPv6 packet inside a link-layer frame, if there is one.
 fn strip_link(linktype: u32, data: &[u8]) -> Option<&[u8]> {
     const ETHERTYPE_IPV4: u16 = 0x0800;
+    const ETHERTYPE_IPV6: u16 = 0x86dd;
+    let is_ip = |t: u16| t == ETHERTYPE_IPV4 || t == ETHERTYPE_IPV6;
     const ETHERTYPE_VLAN: u16 = 0x8100;
     let be16 = |at: usize| -> Option<u16> {
         let b = data.get(at..at + 2)?;
@@ -462,27 +468,28 @@ fn strip_link(linktype: u32, data: &[u8]) -> Option<&[u8]> {
                 ETHERTYPE_VLAN => (be16(16)?, 18),
                 t => (t, 14),
             };
-            if ethertype != ETHERTYPE_IPV4 {
+            if !is_ip(ethertype) {
                 return None;
             }
             data.get(header..)?
         }
         LINKTYPE_LINUX_SLL => {
-            if be16(14)? != ETHERTYPE_IPV4 {
+            if !is_ip(be16(14)?) {
                 return None;
             }
             data.get(16..)?
         }
         LINKTYPE_LINUX_SLL2 => {
-            if be16(0)? != ETHERTYPE_IPV4 {
+            if !is_ip(be16(0)?) {
                 return None;
             }
             data.get(20..)?
         }
         _ => return None,
     };
-    // RAW (101) may also carry IPv6: keep only version 4.
-    (ip.first()? >> 4 == 4).then_some(ip)
+    // RAW (101) carries either version; LINKTYPE_IPV4 only 4.
+    let version = ip.first()? >> 4;
+    (version == 4 || (version == 6 && linktype != LINKTYPE_IPV4)).then_some(ip)
 }
 
 #[cfg(test)]

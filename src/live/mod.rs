@@ -28,7 +28,7 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -85,7 +85,7 @@ struct Stored {
     seq: u64,
     json: Arc<str>,
     /// The peer of the connection it belongs to (our side is always the server's).
-    conn: Option<SocketAddrV4>,
+    conn: Option<SocketAddr>,
     /// A TCP packet: when, and its bytes (for the ladder).
     packet: Option<(Duration, Arc<[u8]>)>,
 }
@@ -96,7 +96,7 @@ struct Ring {
     packet_bytes: usize,
     next: u64,
     renderer: Renderer,
-    watchers: VecDeque<SocketAddrV4>,
+    watchers: VecDeque<SocketAddr>,
     /// A super-segment line waits for its first wire segment, which says whose it is.
     pending_super: Option<String>,
 }
@@ -105,7 +105,7 @@ impl Ring {
     fn push(
         &mut self,
         json: String,
-        conn: Option<SocketAddrV4>,
+        conn: Option<SocketAddr>,
         packet: Option<(Duration, Arc<[u8]>)>,
     ) {
         self.packet_bytes += packet.as_ref().map_or(0, |(_, p)| p.len());
@@ -191,7 +191,7 @@ impl LiveHub {
 
     /// Leave `peer`'s connection out from now on, and tell the pages to drop what they
     /// were shown of it.
-    fn watch(&self, ring: &mut Ring, peer: SocketAddrV4) {
+    fn watch(&self, ring: &mut Ring, peer: SocketAddr) {
         if ring.watchers.contains(&peer) {
             return;
         }
@@ -208,7 +208,7 @@ impl LiveHub {
 
     /// Leave the connection with `peer` out from now on.
     pub fn watch_peer(&self, peer: Option<SocketAddr>) {
-        if let Some(SocketAddr::V4(p)) = peer {
+        if let Some(p) = peer {
             let mut ring = self.lock();
             self.watch(&mut ring, p);
         }
@@ -230,7 +230,7 @@ impl LiveHub {
             ring.push(p, conn, None);
         }
         if let TraceEvent::Http(HttpEvent::Request {
-            peer: Some(SocketAddr::V4(peer)),
+            peer: Some(peer),
             line,
             ..
         }) = ev
@@ -347,7 +347,7 @@ impl LiveHub {
     }
 
     /// The ladder diagram of the connection with `peer`, from the packets the ring kept.
-    pub fn ladder_svg(&self, peer: SocketAddrV4) -> Option<String> {
+    pub fn ladder_svg(&self, peer: SocketAddr) -> Option<String> {
         let packets: Vec<(Duration, Arc<[u8]>)> = {
             let ring = self.lock();
             ring.events
@@ -391,44 +391,55 @@ fn is_live_request(line: &str) -> bool {
 }
 
 /// The peer of the connection an event belongs to (we are the server: for a packet in,
-/// the source; out, the destination).
-fn conn_of(ev: &TraceEvent) -> Option<SocketAddrV4> {
-    let v4 = |a: &SocketAddr| match a {
-        SocketAddr::V4(a) if !a.ip().is_unspecified() => Some(*a),
-        _ => None,
-    };
+/// the source; out, the destination). IPv4 or IPv6.
+fn conn_of(ev: &TraceEvent) -> Option<SocketAddr> {
+    let known = |a: SocketAddr| (!a.ip().is_unspecified()).then_some(a);
     match ev {
         TraceEvent::Packet { dir, .. } | TraceEvent::Frame { dir, .. } => {
-            let ip = crate::ip::ipv4::Ipv4Packet::parse(ip_of(ev)?).ok()?;
-            if ip.protocol != crate::ip::ipv4::PROTO_TCP {
-                return None;
-            }
-            let ports = ip.payload.get(..4)?;
-            let (src, dst) = (
+            let (src, dst, tcp) = tcp_of(ip_of(ev)?)?;
+            let ports = tcp.get(..4)?;
+            let (sp, dp) = (
                 u16::from_be_bytes([ports[0], ports[1]]),
                 u16::from_be_bytes([ports[2], ports[3]]),
             );
             Some(match dir {
-                Direction::In => SocketAddrV4::new(ip.src, src),
-                Direction::Out => SocketAddrV4::new(ip.dst, dst),
+                Direction::In => SocketAddr::new(src, sp),
+                Direction::Out => SocketAddr::new(dst, dp),
             })
         }
-        TraceEvent::Tcp(e) => (!e.remote.ip().is_unspecified()).then_some(e.remote),
-        TraceEvent::Socket(e) => v4(&e.remote),
+        TraceEvent::Tcp(e) => known(SocketAddr::from(e.remote)),
+        TraceEvent::Socket(e) => known(e.remote),
         TraceEvent::Http(HttpEvent::Request { peer, .. } | HttpEvent::Response { peer, .. }) => {
-            peer.as_ref().and_then(v4)
+            peer.and_then(known)
         }
         TraceEvent::SuperSegment { .. } => None,
     }
 }
 
-/// The IP packet in a packet or frame event (a TAP frame's IPv4 payload).
+/// The addresses and TCP bytes of a TCP packet, IPv4 or IPv6 (extension headers
+/// skipped; a fragment is not a whole segment and gives `None`).
+fn tcp_of(ip: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr, &[u8])> {
+    if ip.first()? >> 4 == 6 {
+        let v = crate::trace::ip6::view(ip).ok()?;
+        return match v.upper {
+            crate::trace::ip6::Upper::Whole(crate::ip::ipv6::NEXT_TCP, tcp) => {
+                Some((v.packet.src.into(), v.packet.dst.into(), tcp))
+            }
+            _ => None,
+        };
+    }
+    let p = crate::ip::ipv4::Ipv4Packet::parse(ip).ok()?;
+    (p.protocol == crate::ip::ipv4::PROTO_TCP).then_some((p.src.into(), p.dst.into(), p.payload))
+}
+
+/// The IP packet in a packet or frame event (a TAP frame's IPv4 or IPv6 payload).
 fn ip_of(ev: &TraceEvent) -> Option<&[u8]> {
+    use crate::link::ethernet::{Frame, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
     match ev {
         TraceEvent::Packet { bytes, .. } => Some(bytes),
         TraceEvent::Frame { bytes, .. } => {
-            let f = crate::link::ethernet::Frame::parse(bytes).ok()?;
-            (f.ethertype == crate::link::ethernet::ETHERTYPE_IPV4).then_some(f.payload)
+            let f = Frame::parse(bytes).ok()?;
+            (f.ethertype == ETHERTYPE_IPV4 || f.ethertype == ETHERTYPE_IPV6).then_some(f.payload)
         }
         _ => None,
     }
@@ -436,11 +447,15 @@ fn ip_of(ev: &TraceEvent) -> Option<&[u8]> {
 
 /// The HTTP request or status line starting a TCP packet's payload.
 fn http_line(ip: &[u8]) -> Option<String> {
-    let p = crate::ip::ipv4::Ipv4Packet::parse(ip).ok()?;
-    if p.protocol != crate::ip::ipv4::PROTO_TCP {
-        return None;
-    }
-    let seg = crate::tcp::Segment::parse(p.src, p.dst, p.payload).ok()?;
+    let seg = match tcp_of(ip)? {
+        (std::net::IpAddr::V4(src), std::net::IpAddr::V4(dst), tcp) => {
+            crate::tcp::Segment::parse(src, dst, tcp).ok()?
+        }
+        (std::net::IpAddr::V6(src), std::net::IpAddr::V6(dst), tcp) => {
+            crate::trace::ip6::tcp(src, dst, tcp).ok()?
+        }
+        _ => return None,
+    };
     crate::diagram::http_first_line(&seg.payload)
 }
 
@@ -462,10 +477,11 @@ impl LiveStream {
     pub fn take_over(
         hub: &Arc<LiveHub>,
         conn: &HttpConn,
-        peer: SocketAddrV4,
+        peer: impl Into<SocketAddr>,
         data: &[u8],
         now: Instant,
     ) -> Option<LiveStream> {
+        let peer = peer.into();
         // Every request of every connection passes here: a prefix test first, so that
         // the others cost a comparison, not a second parse.
         if !data.starts_with(b"GET /_live/events") {
@@ -621,9 +637,14 @@ pub fn add_routes(router: &mut Router, hub: Arc<LiveHub>) {
             .split('&')
             .find_map(|kv| kv.strip_prefix("conn="))
             .and_then(|v| {
+                // `encodeURIComponent` of `10.0.0.1:5000` or `[fd00::1]:5000`.
                 v.replace("%3A", ":")
                     .replace("%3a", ":")
-                    .parse::<SocketAddrV4>()
+                    .replace("%5B", "[")
+                    .replace("%5b", "[")
+                    .replace("%5D", "]")
+                    .replace("%5d", "]")
+                    .parse::<SocketAddr>()
                     .ok()
             });
         let Some(peer) = peer else {
@@ -651,7 +672,7 @@ pub fn add_routes(router: &mut Router, hub: Arc<LiveHub>) {
 mod tests {
     use super::*;
     use crate::tcp::{State, TcpEvent};
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, SocketAddrV4};
 
     const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
 
@@ -770,6 +791,69 @@ mod tests {
         }
     }
 
+    /// A TCP segment over IPv6 (through a TAP frame) is filed under its IPv6 peer, its
+    /// HTTP line shown, and the ladder of that connection drawn from the ring.
+    #[test]
+    fn ipv6_packets_are_filed_under_their_connection_and_drawn() {
+        use crate::ip::ipv6;
+        use crate::link::ethernet::{self, MacAddr, ETHERTYPE_IPV6};
+        use crate::tcp::{Flags, Segment, SeqNum};
+        let (client, server): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        let segment = |flags: Flags, seq: u32, payload: &[u8]| {
+            let seg = Segment {
+                src_port: 5000,
+                dst_port: 80,
+                seq: SeqNum(seq),
+                ack: SeqNum(1),
+                flags,
+                window: 1000,
+                payload: payload.to_vec(),
+                ..Segment::default()
+            };
+            let mut tcp = seg.emit(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED);
+            tcp[16..18].copy_from_slice(&[0, 0]);
+            let len = tcp.len() as u32;
+            let sum = crate::ip::checksum_with(
+                ipv6::pseudo_header_sum(client, server, ipv6::NEXT_TCP, len),
+                &tcp,
+            );
+            tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+            let packet = ipv6::emit(client, server, ipv6::NEXT_TCP, 64, &tcp);
+            let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+            TraceEvent::Frame {
+                dir: Direction::In,
+                bytes: ethernet::build(mac, mac, ETHERTYPE_IPV6, &packet),
+            }
+        };
+        let hub = LiveHub::new(None);
+        let syn = Flags {
+            syn: true,
+            ..Flags::default()
+        };
+        let psh = Flags {
+            ack: true,
+            psh: true,
+            ..Flags::default()
+        };
+        hub.record(&segment(syn, 0, b""));
+        hub.record(&segment(psh, 1, b"GET /v6 HTTP/1.1\r\n\r\n"));
+        let peer: SocketAddr = "[fd00::1]:5000".parse().unwrap();
+        {
+            let ring = hub.lock();
+            assert_eq!(ring.events.len(), 2);
+            assert!(ring.events.iter().all(|e| e.conn == Some(peer)));
+            assert!(ring.events[0].json.contains("\"conn\":\"[fd00::1]:5000\""));
+            assert!(
+                ring.events[1].json.contains("GET /v6 HTTP/1.1"),
+                "{}",
+                ring.events[1].json
+            );
+        }
+        let svg = hub.ladder_svg(peer).expect("a ladder");
+        assert!(svg.contains("fd00::1"), "{svg}");
+    }
+
     #[test]
     fn packets_kept_for_the_ladders_are_bounded_in_bytes_too() {
         let hub = LiveHub::new(None);
@@ -788,7 +872,10 @@ mod tests {
         assert!(kept <= RING_PACKET_BYTES, "{kept}");
         assert!(ring.events.len() < 200, "{}", ring.events.len());
         assert!(ring.events.len() >= RING_PACKET_BYTES / 65_100 - 1);
-        assert!(ring.events.iter().all(|e| e.conn == Some(peer(5000))));
+        assert!(ring
+            .events
+            .iter()
+            .all(|e| e.conn == Some(peer(5000).into())));
     }
 
     #[test]
