@@ -698,17 +698,8 @@ impl DiagramBuilder {
             }
         };
         let (src, dst) = (v.packet.src, v.packet.dst);
-        let (seg, bad_checksum) = match ip6::tcp(src, dst, tcp) {
-            Ok(seg) => (seg, false),
-            Err(SegmentError::BadChecksum { .. }) => {
-                match Segment::parse_trusted(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, tcp) {
-                    Ok(seg) => (seg, true),
-                    Err(_) => {
-                        self.skipped.bad_tcp += 1;
-                        return;
-                    }
-                }
-            }
+        let (seg, bad_checksum) = match Segment::parse_lenient(src, dst, tcp) {
+            Ok((seg, bad)) => (seg, matches!(bad, Some(SegmentError::BadChecksum { .. }))),
             Err(e) => {
                 log::debug!("diagram: packet {packet}: {e}");
                 self.skipped.bad_tcp += 1;

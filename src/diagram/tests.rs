@@ -76,14 +76,7 @@ impl Script {
         // Through the bytes, as a capture would deliver them.
         let packet = if self.v6 {
             let (src6, dst6) = (v6(src), v6(dst));
-            let mut tcp = seg.emit(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED);
-            tcp[16..18].copy_from_slice(&[0, 0]);
-            let len = tcp.len() as u32;
-            let sum = crate::ip::checksum_with(
-                ipv6::pseudo_header_sum(src6, dst6, ipv6::NEXT_TCP, len),
-                &tcp,
-            );
-            tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+            let tcp = seg.emit(src6, dst6);
             let mut payload = ipv6::ext_header(ipv6::NEXT_TCP, &[1, 4, 0, 0, 0, 0]);
             payload.extend(tcp);
             ipv6::emit(src6, dst6, ipv6::NEXT_DEST_OPTIONS, 64, &payload)

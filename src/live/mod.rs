@@ -407,7 +407,7 @@ fn conn_of(ev: &TraceEvent) -> Option<SocketAddr> {
                 Direction::Out => SocketAddr::new(dst, dp),
             })
         }
-        TraceEvent::Tcp(e) => known(SocketAddr::from(e.remote)),
+        TraceEvent::Tcp(e) => known(e.remote),
         TraceEvent::Socket(e) => known(e.remote),
         TraceEvent::Http(HttpEvent::Request { peer, .. } | HttpEvent::Response { peer, .. }) => {
             peer.and_then(known)
@@ -447,15 +447,8 @@ fn ip_of(ev: &TraceEvent) -> Option<&[u8]> {
 
 /// The HTTP request or status line starting a TCP packet's payload.
 fn http_line(ip: &[u8]) -> Option<String> {
-    let seg = match tcp_of(ip)? {
-        (std::net::IpAddr::V4(src), std::net::IpAddr::V4(dst), tcp) => {
-            crate::tcp::Segment::parse(src, dst, tcp).ok()?
-        }
-        (std::net::IpAddr::V6(src), std::net::IpAddr::V6(dst), tcp) => {
-            crate::trace::ip6::tcp(src, dst, tcp).ok()?
-        }
-        _ => return None,
-    };
+    let (src, dst, tcp) = tcp_of(ip)?;
+    let seg = crate::tcp::Segment::parse(src, dst, tcp).ok()?;
     crate::diagram::http_first_line(&seg.payload)
 }
 
@@ -672,7 +665,8 @@ pub fn add_routes(router: &mut Router, hub: Arc<LiveHub>) {
 mod tests {
     use super::*;
     use crate::tcp::{State, TcpEvent};
-    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::net::Ipv4Addr;
+    use std::net::SocketAddrV4;
 
     const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
 
@@ -682,8 +676,8 @@ mod tests {
 
     fn state_change(port: u16, to: State) -> TraceEvent {
         TraceEvent::Tcp(TcpEvent {
-            local: SERVER,
-            remote: peer(port),
+            local: SERVER.into(),
+            remote: peer(port).into(),
             kind: TcpEventKind::State {
                 from: State::Listen,
                 to,
@@ -811,14 +805,7 @@ mod tests {
                 payload: payload.to_vec(),
                 ..Segment::default()
             };
-            let mut tcp = seg.emit(Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED);
-            tcp[16..18].copy_from_slice(&[0, 0]);
-            let len = tcp.len() as u32;
-            let sum = crate::ip::checksum_with(
-                ipv6::pseudo_header_sum(client, server, ipv6::NEXT_TCP, len),
-                &tcp,
-            );
-            tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+            let tcp = seg.emit(client, server);
             let packet = ipv6::emit(client, server, ipv6::NEXT_TCP, 64, &tcp);
             let mac = MacAddr([2, 0, 0, 0, 0, 1]);
             TraceEvent::Frame {

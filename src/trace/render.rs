@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{SocketAddr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use super::ip6;
@@ -310,8 +310,8 @@ impl Renderer {
         match ip.protocol {
             ipv4::PROTO_TCP => match Segment::parse(ip.src, ip.dst, ip.payload) {
                 Ok(seg) => {
-                    let src = SocketAddrV4::new(ip.src, seg.src_port).into();
-                    let dst = SocketAddrV4::new(ip.dst, seg.dst_port).into();
+                    let src = SocketAddr::new(ip.src.into(), seg.src_port);
+                    let dst = SocketAddr::new(ip.dst.into(), seg.dst_port);
                     push(Layer::Tcp, self.segment_text(src, dst, &seg));
                     if let Some(text) = data_text(&seg) {
                         push(Layer::Data, text);
@@ -592,7 +592,7 @@ impl Renderer {
         } else {
             format!("{} ↔ {}", e.local, e.remote)
         };
-        let (local, remote) = (SocketAddr::from(e.local), SocketAddr::from(e.remote));
+        let (local, remote) = (e.local, e.remote);
         let (what, emphasis) = match &e.kind {
             TcpEventKind::State { from, to, cause } => {
                 if *to == State::Closed {
