@@ -4,7 +4,7 @@
 set -u
 cd "$(dirname "$0")"
 secs=${1:-600}
-for t in ipv4_parse tcp_segment_parse frag_reassembler iface_handle_packet ipv6_parse ipv6_reassembler; do
+for t in ipv4_parse tcp_segment_parse frag_reassembler iface_handle_packet ipv6_parse ipv6_reassembler ipv6_ndp_trace; do
     mkdir -p corpus/$t
     echo "=== $t for $secs s"
     RUSTC_BOOTSTRAP=1 cargo fuzz run -a -O $t corpus/$t seeds/$t -- \
