@@ -7,8 +7,11 @@
 //!   (Frame::parse) │                                          │   dst on our subnet, or
 //!                  ├─ 0x0806 ARP: merge sender into the cache,│   --gateway, then
 //!                  │   answer requests for our IP ──────┐     │ ArpCache::send ─ known ─┐
-//!                  └─ other (IPv6 …): count and drop    │     │   └ unknown: queue +    │
-//!                                                       ▼     ▼     broadcast request   ▼
+//!                  ├─ 0x86dd IPv6: NS/NA to the         │     │   └ unknown: queue +    │
+//!                  │   NeighborCache, answer for our    │     │     broadcast request   │
+//!                  │   address once DAD is done; the    │     │ IPv6: NeighborCache::send│
+//!                  │   rest up to the host              │     │   (NS to solicited-node)│
+//!                  └─ other: count and drop             ▼     ▼                         ▼
 //!                                               poll_transmit() → Ethernet frames to the TAP
 //! ```
 //!
