@@ -2621,3 +2621,231 @@ fn rtt_samples_from_timestamps_follow_rfc7323_appendix_g() {
     // RFC 6298 (2.3): SRTT = 7/8 · 100 ms + 1/8 · 20 ms.
     assert_eq!(h.tcp.srtt(h.conn()), Some(ms(90)));
 }
+
+// ---------------------------------------------------------------------------------------
+// Spurious retransmissions: D-SACK (RFC 3708), Eifel (RFC 3522), F-RTO (RFC 5682), undo
+// (RFC 4015)
+// ---------------------------------------------------------------------------------------
+
+/// The (relative sequence number, length) of the data segments we send within 1 ms.
+fn sent_ranges(h: &mut H) -> Vec<(u32, usize)> {
+    let sent = h.run_for(ms(1));
+    data_ranges(h, &sent)
+}
+
+/// A duplicate ACK "ack `ack`" from them with SACK blocks `blocks` (relative sequence
+/// numbers of our data), the first one a D-SACK block when it lies below `ack`.
+fn ack_with_sack(h: &mut H, ack: u32, blocks: &[(u32, u32)]) {
+    let iss = h.iss.expect("our ISN");
+    let mut seg = h.build(&format!(". 1:1(0) ack {ack}"));
+    seg.options.sack_blocks = blocks.iter().map(|&(l, r)| (iss + l, iss + r)).collect();
+    h.inject_seg(&seg);
+}
+
+/// RFC 2883 / RFC 3708: the segment at SND.UNA was only delayed. Three duplicate ACKs
+/// start a fast retransmit and halve the window; the original then arrives (the ACK
+/// covers everything), and the retransmission arrives as a duplicate, which the peer
+/// reports with a D-SACK block. Every retransmission of the episode was spurious: the
+/// window and threshold go back to their values before it (RFC 4015, Linux's undo). A
+/// D-SACK for data that was never retransmitted (the network duplicated it) proves
+/// nothing.
+#[test]
+fn dsack_of_every_retransmission_undoes_the_reduction() {
+    let mut h = H::new(config());
+    ten_segments_with_sack(&mut h);
+    let c = h.conn();
+    let before = h.tcp.cwnd(c);
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(1011, 2011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 3011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 4011)]);
+    h.expect_now(". 11:1011(1000) ack 1");
+    assert_eq!(h.tcp.stats().fast_retransmits, 1);
+    assert!(h.tcp.cwnd(c) < before, "fast recovery reduced the window");
+    // The delayed original arrives: everything is acknowledged, the window stays reduced.
+    h.inject(". 1:1(0) ack 10011");
+    let reduced = h.tcp.cwnd(c);
+    assert!(reduced < before);
+    // A duplicate of a segment that was never retransmitted: no undo.
+    ack_with_sack(&mut h, 10011, &[(2011, 3011)]);
+    assert_eq!(h.tcp.stats().dsacks_received, 1);
+    assert_eq!(h.tcp.stats().undos, 0);
+    assert_eq!(h.tcp.cwnd(c), reduced);
+    // The D-SACK of the retransmission: it was spurious, and it was the only one.
+    ack_with_sack(&mut h, 10011, &[(11, 1011)]);
+    assert_eq!(h.tcp.stats().dsacks_received, 2);
+    assert_eq!(h.tcp.stats().undos, 1);
+    assert_eq!(h.tcp.cwnd(c), before, "cwnd restored");
+    // The restored window is used: a full window of new data goes at once.
+    assert_eq!(h.send(&[6u8; 20_000]), 20_000);
+    let sent: usize = h.run_for(ms(1)).iter().map(|(_, s)| s.payload.len()).sum();
+    assert_eq!(sent, 10_000);
+}
+
+/// RFC 3522 Eifel detection with timestamps: the first ACK after the fast retransmit
+/// echoes the TSval of the original transmission, older than the retransmission's, so
+/// the original arrived and the reduction is undone at once (no D-SACK needed).
+#[test]
+fn eifel_timestamps_undo_a_spurious_fast_retransmit() {
+    let mut h = H::new(config());
+    h.passive_open_with(
+        "S 0:0(0) win 65535 <mss 1012,sackOK,TS val 100 ecr 0>",
+        ms(10),
+    );
+    h.exchange(10, ms(10), 0);
+    let c = h.conn();
+    let before = h.tcp.cwnd(c);
+    assert_eq!(h.send(&[4u8; 10000]), 10000);
+    let sent = h.run_for(ms(1));
+    assert_eq!(data_ranges(&h, &sent).len(), 10);
+    let first = our_tsval(&sent[0].1);
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(1011, 2011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 3011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 4011)]);
+    let rexmit = h.expect_now(". 11:1011(1000) ack 1");
+    assert!(our_tsval(&rexmit) > first);
+    assert!(h.tcp.cwnd(c) < before);
+    h.now += ms(5);
+    h.inject(&format!(". 1:1(0) ack 10011 <TS val 200 ecr {first}>"));
+    assert_eq!(h.tcp.stats().undos, 1);
+    // Restored, then the ACK counted in slow start (ssthresh is back to infinity).
+    assert_eq!(h.tcp.cwnd(c), before + 2000);
+}
+
+/// The echo of the retransmission itself means the original was lost: no undo.
+#[test]
+fn eifel_keeps_the_reduction_when_the_retransmission_was_needed() {
+    let mut h = H::new(config());
+    h.passive_open_with(
+        "S 0:0(0) win 65535 <mss 1012,sackOK,TS val 100 ecr 0>",
+        ms(10),
+    );
+    h.exchange(10, ms(10), 0);
+    let c = h.conn();
+    let before = h.tcp.cwnd(c);
+    assert_eq!(h.send(&[4u8; 10000]), 10000);
+    h.run_for(ms(1));
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(1011, 2011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 3011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 4011)]);
+    let again = our_tsval(&h.expect_now(". 11:1011(1000) ack 1"));
+    h.now += ms(10);
+    h.inject(&format!(". 1:1(0) ack 10011 <TS val 200 ecr {again}>"));
+    assert_eq!(h.tcp.stats().undos, 0);
+    assert!(h.tcp.cwnd(c) < before);
+}
+
+/// Ten segments of 1000 bytes in flight from relative sequence number 11, twenty more
+/// queued, SACK on (and timestamps with `ts`); returns the congestion window then and
+/// the TSval of the first segment (0 without timestamps).
+fn flight_with_more_queued(h: &mut H, ts: bool) -> (u32, u32) {
+    let syn = if ts {
+        "S 0:0(0) win 65535 <mss 1012,sackOK,TS val 100 ecr 0>"
+    } else {
+        "S 0:0(0) win 65535 <mss 1000,sackOK>"
+    };
+    h.passive_open_with(syn, ms(10));
+    h.exchange(10, ms(10), 0);
+    let cwnd = h.tcp.cwnd(h.conn());
+    assert_eq!(h.send(&[4u8; 30_000]), 30_000);
+    let sent = h.run_for(ms(1));
+    assert_eq!(
+        data_ranges(h, &sent),
+        (0..10u32)
+            .map(|i| (11 + i * 1000, 1000))
+            .collect::<Vec<_>>()
+    );
+    let first = if ts { our_tsval(&sent[0].1) } else { 0 };
+    (cwnd, first)
+}
+
+/// RFC 5682 §3.2 (F-RTO with SACK): a delay spike fires the RTO, which resends only the
+/// first segment. The ACK of that segment (step 2) lets two *new* segments out instead
+/// of resending the rest; the next ACK acknowledges originals that were never resent
+/// (step 3 (b)): the timeout was spurious, normal transmission goes on with the window
+/// from before it (RFC 4015), and nothing sent before the timeout is sent again.
+#[test]
+fn frto_spurious_timeout_goes_on_with_new_data() {
+    let mut h = H::new(config());
+    let (before, _) = flight_with_more_queued(&mut h, false);
+    let c = h.conn();
+    h.expect(". 11:1011(1000) ack 1");
+    assert_eq!(h.tcp.stats().rto_expirations, 1);
+    h.expect_nothing_now();
+    assert_eq!(h.tcp.cwnd(c), 1000);
+    // Step 2: the delayed ACK of the first two originals.
+    h.inject(". 1:1(0) ack 2011");
+    let rel = sent_ranges(&mut h);
+    assert_eq!(rel, vec![(10011, 1000), (11011, 1000)], "two new segments");
+    // Step 3: more originals acknowledged.
+    h.inject(". 1:1(0) ack 4011");
+    assert_eq!(h.tcp.stats().spurious_rtos, 1);
+    assert_eq!(h.tcp.stats().undos, 1);
+    assert!(h.tcp.cwnd(c) >= before, "cwnd restored");
+    let rel = sent_ranges(&mut h);
+    assert_eq!(
+        rel.first(),
+        Some(&(12011, 1000)),
+        "new data goes on: {rel:?}"
+    );
+    for ack in [6011, 8011, 10011, 12011] {
+        h.inject(&format!(". 1:1(0) ack {ack}"));
+        let rel = sent_ranges(&mut h);
+        assert!(rel.iter().all(|&(s, _)| s >= 12011), "resent {rel:?}");
+    }
+    assert_eq!(h.tcp.stats().retransmits, 1, "only the timeout's segment");
+}
+
+/// RFC 5682 §3.2 step 3 (a): after the two new segments, a duplicate ACK that SACKs
+/// only them (nothing below RecoveryPoint arrived) shows the timeout genuine: cwnd at
+/// most 3·MSS, and the conventional recovery resends the holes.
+#[test]
+fn frto_genuine_timeout_falls_back_to_conventional_recovery() {
+    let mut h = H::new(config());
+    flight_with_more_queued(&mut h, false);
+    let c = h.conn();
+    h.expect(". 11:1011(1000) ack 1");
+    // Step 2: only the retransmission arrived.
+    h.inject(". 1:1(0) ack 1011");
+    let rel = sent_ranges(&mut h);
+    assert_eq!(rel, vec![(10011, 1000), (11011, 1000)]);
+    // Step 3: the first new segment arrived, nothing of the old flight.
+    ack_with_sack(&mut h, 1011, &[(10011, 11011)]);
+    assert_eq!(h.tcp.stats().spurious_rtos, 0);
+    // Slow start had grown cwnd to 2 segments; 11011:12011 is still in flight.
+    assert_eq!(h.tcp.cwnd(c), 2000);
+    let rel = sent_ranges(&mut h);
+    assert_eq!(
+        rel,
+        vec![(1011, 1000)],
+        "the first hole, as cwnd − pipe allows"
+    );
+    // Each ACK from there resends the next holes.
+    ack_with_sack(&mut h, 2011, &[(10011, 11011)]);
+    let rel = sent_ranges(&mut h);
+    assert_eq!(rel.first(), Some(&(2011, 1000)), "{rel:?}");
+    assert_eq!(h.tcp.stats().undos, 0);
+}
+
+/// RFC 3522 on a timeout: the ACK of the retransmission echoes the first transmission's
+/// TSval — it was the original that arrived, late. The reduction (and the backoff) are
+/// undone at once and the rest of the flight is not resent (RFC 4015).
+#[test]
+fn eifel_timestamps_undo_a_spurious_timeout() {
+    let mut h = H::new(config());
+    let (before, first) = flight_with_more_queued(&mut h, true);
+    let c = h.conn();
+    h.expect(". 11:1011(1000) ack 1");
+    h.now += ms(1);
+    h.inject(&format!(". 1:1(0) ack 2011 <TS val 200 ecr {first}>"));
+    assert_eq!(h.tcp.stats().undos, 1);
+    assert!(h.tcp.cwnd(c) >= before);
+    let rel = sent_ranges(&mut h);
+    assert!(
+        !rel.is_empty() && rel.iter().all(|&(s, _)| s >= 10011),
+        "{rel:?}"
+    );
+    assert_eq!(h.tcp.stats().retransmits, 1);
+}

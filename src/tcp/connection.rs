@@ -161,6 +161,43 @@ struct Arriving<'a> {
     data: &'a [u8],
 }
 
+/// A loss episode whose congestion response may still prove unnecessary (Linux's
+/// `undo_marker`, `undo_retrans` and `retrans_stamp`): RFC 3708 declares it spurious
+/// when D-SACKs report every retransmission of it as a duplicate, RFC 3522 when the
+/// first ACK after its retransmission echoes a timestamp older than that retransmission.
+#[derive(Clone, Debug)]
+struct UndoEpisode {
+    /// SND.UNA when the episode began.
+    marker: SeqNum,
+    /// The ranges it retransmitted (to tell a D-SACK of a retransmission from one of a
+    /// segment the network duplicated).
+    rxt: Vec<(SeqNum, SeqNum)>,
+    /// Retransmitted segments no D-SACK has reported yet.
+    undo_retrans: u32,
+    /// More retransmissions than `rxt` holds: D-SACKs cannot account for them all.
+    overflow: bool,
+    /// RFC 3522: the TSval and range of the first retransmission, until the first ACK
+    /// that advances SND.UNA decides. Dropped when another range is retransmitted: then
+    /// an old echo would no longer say that *every* retransmission was unnecessary.
+    eifel: Option<(u32, SeqNum, SeqNum)>,
+    /// The Eifel test has been made (or can no longer be).
+    eifel_done: bool,
+    /// Once recovery is over, SND.MAX then: the D-SACKs for the last retransmissions
+    /// come after the ACK that ends recovery, so the episode stays open until an ACK
+    /// passes this.
+    closes_at: Option<SeqNum>,
+}
+
+/// F-RTO after a retransmission timeout (RFC 5682 §3.2), with RecoveryPoint: SND.MAX
+/// when the timer fired.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Frto {
+    /// Step 2: waiting for the ACK of the retransmission.
+    Retransmission(SeqNum),
+    /// Step 3: up to two new segments went out; the next ACK tells.
+    NewData(SeqNum),
+}
+
 /// The timers of a connection, each one slot of its [`TimerTable`]. The order is the
 /// order in which [`Connection::on_timeout`] handles those that are due together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +244,29 @@ impl Timer {
 /// When each [`Timer`] fires, if it is armed.
 #[derive(Debug, Default)]
 struct TimerTable([Option<Instant>; Timer::COUNT]);
+
+impl Frto {
+    fn recovery_point(self) -> SeqNum {
+        match self {
+            Frto::Retransmission(rp) | Frto::NewData(rp) => rp,
+        }
+    }
+}
+
+/// The D-SACK block of an ACK, if its first SACK block is one (RFC 2883 §4, RFC 3708
+/// §2): below the cumulative ACK, or inside the second block.
+fn received_dsack(seg: &Segment) -> Option<(SeqNum, SeqNum)> {
+    let blocks = &seg.options.sack_blocks;
+    let &(l, r) = blocks.first()?;
+    if !l.lt(r) {
+        return None;
+    }
+    if r.le(seg.ack) {
+        return Some((l, r));
+    }
+    let &(l2, r2) = blocks.get(1)?;
+    (l.ge(l2) && r.le(r2)).then_some((l, r))
+}
 
 impl TimerTable {
     fn get(&self, timer: Timer) -> Option<Instant> {
@@ -498,6 +558,12 @@ pub(crate) struct Connection {
     rxt_log: Vec<(SeqNum, SeqNum, SeqNum, Instant)>,
     /// Retransmissions found lost again, resent first.
     lost_again: VecDeque<(SeqNum, SeqNum)>,
+    /// The loss episode whose window reduction may still be undone.
+    undo: Option<UndoEpisode>,
+    /// F-RTO in progress after a retransmission timeout.
+    frto: Option<Frto>,
+    /// New segments F-RTO step 2 (b) lets out beyond cwnd.
+    frto_sends: u32,
 
     rtt: RttEstimator,
     /// The one segment being timed: (sequence number that acknowledges it, send time).
@@ -637,6 +703,9 @@ impl Connection {
             rto_lost_end: None,
             rxt_log: Vec::new(),
             lost_again: VecDeque::new(),
+            undo: None,
+            frto: None,
+            frto_sends: 0,
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
             rxt_ts: None,
@@ -1682,6 +1751,16 @@ impl Connection {
         }
         let old_wnd = self.snd.wnd;
         let acked_new = seg.ack.gt(self.snd.una);
+        // RFC 2883 §4, RFC 3708 §2: a first SACK block below the cumulative ACK, or inside
+        // the second block, reports a duplicate segment, not new data.
+        let dsack = self.sack_ok.then(|| received_dsack(seg)).flatten();
+        // RFC 5682 §3.2 step 3: what the scoreboard shows below RecoveryPoint before
+        // this ACK.
+        let frto_sacked = self
+            .frto
+            .map(|f| self.sacked_below(f.recovery_point()))
+            .unwrap_or(0);
+        let mut dup_ack = false;
         if acked_new {
             let tsecr = seg.options.timestamps.map(|(_, ecr)| ecr);
             self.on_new_ack(seg.ack, tsecr.filter(|_| self.ts_ok), now, stats);
@@ -1708,14 +1787,26 @@ impl Connection {
             }
         } else if seg.ack == self.snd.una
             && self.snd.max != self.snd.una
-            && self.is_duplicate_ack(seg, arr.data.is_empty() && !arr.fin, old_wnd)
+            && self.is_duplicate_ack(
+                seg,
+                arr.data.is_empty() && !arr.fin && dsack.is_none(),
+                old_wnd,
+            )
         {
+            dup_ack = true;
             self.on_duplicate_ack(stats);
+        }
+        if let Some(block) = dsack {
+            self.on_dsack(block, stats);
         }
         if self.sack_ok && self.recovering() {
             self.detect_lost_retransmissions();
         }
         self.update_send_window(seg, acked_new);
+        if let Some(step) = self.frto {
+            let newly_sacked = self.sacked_below(step.recovery_point()) > frto_sacked;
+            self.frto_on_ack(step, acked_new, newly_sacked, dup_ack, stats);
+        }
         if self.state == State::Closed {
             // LAST-ACK: the ACK of our FIN ends the connection; nothing is left to do.
             return DONE;
@@ -1789,6 +1880,9 @@ impl Connection {
             });
         }
         if action == AckAction::Retransmit {
+            // A new loss episode: the controller kept the window from before it.
+            self.begin_episode(true);
+            self.frto = None;
             self.tlp_probe = None;
             self.high_rxt = self.snd.una;
             self.rxt_log.clear();
@@ -1845,7 +1939,6 @@ impl Connection {
     /// congestion control. The state changes an ACK makes are the caller's (the fifth
     /// step of [`Connection::step_ack`], or SYN-SENT).
     fn on_new_ack(&mut self, ack: SeqNum, tsecr: Option<u32>, now: Instant, stats: &mut TcpStats) {
-        let _ = stats;
         let mut acked = ack.diff(self.snd.una).max(0) as u32;
         if !self.syn_acked && acked > 0 {
             self.syn_acked = true;
@@ -1924,6 +2017,12 @@ impl Connection {
                 first.0 = ack;
             }
         }
+        // RFC 3522 Eifel detection: the first ACK after the episode's retransmission
+        // echoes a TSval older than it — the original arrived, the retransmission was not
+        // needed — so the reduction is undone before this ACK is counted (RFC 4015).
+        if self.eifel_says_spurious(tsecr) {
+            self.undo_congestion("timestamps", stats);
+        }
         let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
         self.cc.set_clock(now, self.rtt.srtt());
         if self.state.is_synchronized()
@@ -1944,6 +2043,9 @@ impl Connection {
             self.rxt_log.clear();
             self.timers.stop(Timer::RetransmitOverdue);
             self.lost_again.clear();
+            if self.frto.is_none() {
+                self.close_episode(ack);
+            }
         }
         self.schedule_tlp(now);
     }
@@ -2272,6 +2374,21 @@ impl Connection {
                     self.retries += 1;
                 }
                 stats.rto_expirations += 1;
+                // RFC 5682 §3.2 step 1: F-RTO, unless the timeout comes during fast
+                // recovery or while the conventional recovery of an earlier timeout is
+                // still resending (go-back-N without SACK); a timeout during F-RTO starts
+                // it again.
+                let in_rto_recovery = self.rto_lost_end.is_some()
+                    || (!self.sack_ok && self.frto.is_none() && self.snd.nxt.lt(self.snd.max));
+                let use_frto = !self.cc.in_recovery() && !in_rto_recovery;
+                // A timeout outside any recovery begins a loss episode; one during
+                // recovery belongs to the episode in progress (as Linux's
+                // `tcp_enter_loss`), whose window before the first reduction is kept.
+                let fresh = !(self.recovering() || self.frto.is_some());
+                if fresh {
+                    self.cc.forget_prior();
+                }
+                self.begin_episode(fresh);
                 // RFC 6298 (5.5): back off; RFC 5681 §3.1: cwnd = 1 MSS,
                 // ssthresh = max(flight/2, 2·MSS).
                 self.rtt.backoff();
@@ -2279,13 +2396,21 @@ impl Connection {
                 self.cc.on_timeout(flight, self.snd.max);
                 self.rtt_sample = None;
                 self.retransmit_una = false;
-                // RFC 6675 §5.1 allows discarding the scoreboard (a receiver may renege);
-                // like Linux's `tcp_enter_loss` we keep it: everything not SACKed below
-                // SND.MAX is lost and resent as cwnd allows, the SACKed data never. Every
-                // retransmission so far is presumed lost too. Without SACK: go-back-N.
-                if self.sack_ok {
+                self.frto = None;
+                self.frto_sends = 0;
+                if use_frto {
+                    // RFC 5682 §3.2 step 1: resend the first unacknowledged segment
+                    // only; the next two ACKs decide whether the rest is resent.
+                    self.frto = Some(Frto::Retransmission(self.snd.max));
+                    self.retransmit_una = true;
+                } else if self.sack_ok {
+                    // RFC 6675 §5.1 allows discarding the scoreboard (a receiver may
+                    // renege); like Linux's `tcp_enter_loss` we keep it: everything not
+                    // SACKed below SND.MAX is lost and resent as cwnd allows, the SACKed
+                    // data never. Every retransmission so far is presumed lost too.
                     self.rto_lost_end = Some(self.snd.max);
                 } else {
+                    // Without SACK: go-back-N (below).
                     self.sacked.clear();
                 }
                 self.rxt_log.clear();
@@ -2297,7 +2422,7 @@ impl Connection {
                 self.tlp_sent = true;
                 self.tlp_probe = None;
                 self.high_rxt = self.snd.una;
-                if !self.sack_ok {
+                if !self.sack_ok && !use_frto {
                     self.snd.nxt = self.snd.una;
                 }
                 let (attempt, rto) = (self.retries, self.rtt.rto());
@@ -2335,6 +2460,7 @@ impl Connection {
             || !data_state
             || self.tlp_sent
             || self.cc.in_recovery()
+            || self.frto.is_some()
             || self.snd.una == self.snd.max
         {
             return;
@@ -2353,6 +2479,233 @@ impl Connection {
             Timer::LossProbe,
             if rto_at > now { at.min(rto_at) } else { at },
         );
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Spurious retransmissions and undo (RFC 3522, RFC 3708, RFC 4015, RFC 5682).
+
+    /// A loss episode begins (`fresh`: a fast retransmit, or a timeout outside any
+    /// recovery), or one in progress goes on (a timeout during recovery).
+    fn begin_episode(&mut self, fresh: bool) {
+        if fresh || self.undo.is_none() {
+            self.undo = Some(UndoEpisode {
+                marker: self.snd.una,
+                rxt: Vec::new(),
+                undo_retrans: 0,
+                overflow: false,
+                eifel: None,
+                eifel_done: false,
+                closes_at: None,
+            });
+        }
+    }
+
+    /// Count a retransmission of `seq..end` in the episode, and remember the first one's
+    /// TSval for the Eifel test.
+    fn episode_retransmitted(&mut self, seq: SeqNum, end: SeqNum, now: Instant) {
+        let mss = u32::from(self.send_mss).max(1);
+        let tsval = self.ts_ok.then(|| ts_clock(now, self.ts_offset));
+        let Some(u) = self.undo.as_mut() else {
+            return;
+        };
+        if seq.lt(u.marker) {
+            return;
+        }
+        if u.rxt.len() < MAX_RXT_LOG {
+            u.rxt.push((seq, end));
+        } else {
+            u.overflow = true;
+        }
+        let segments = (end.diff(seq).max(1) as u32).div_ceil(mss);
+        u.undo_retrans = u.undo_retrans.saturating_add(segments);
+        match (u.eifel, tsval) {
+            (None, Some(val)) if !u.eifel_done => u.eifel = Some((val, seq, end)),
+            // The same segment again (a repeated timeout): the first TSval still tells
+            // whether the original arrived.
+            (Some((_, s, e)), _) if seq.ge(s) && end.le(e) => {}
+            _ => {
+                u.eifel = None;
+                u.eifel_done = true;
+            }
+        }
+    }
+
+    /// RFC 3522 §3.2: called with the TSecr of each ACK that advances SND.UNA; the first
+    /// one after the episode's retransmission decides. True when its echo is older than
+    /// the retransmission: the ACK was for the original.
+    fn eifel_says_spurious(&mut self, tsecr: Option<u32>) -> bool {
+        let Some(u) = self.undo.as_mut() else {
+            return false;
+        };
+        let (Some((stamp, _, _)), false) = (u.eifel, u.eifel_done) else {
+            return false;
+        };
+        u.eifel_done = true;
+        u.eifel = None;
+        tsecr.is_some_and(|ecr| ecr != 0 && (ecr.wrapping_sub(stamp) as i32) < 0)
+    }
+
+    /// A D-SACK block reported `l..r` received twice (RFC 2883). RFC 3708 §3: when
+    /// D-SACKs have reported every retransmission of the episode, each was a duplicate of
+    /// a segment that had arrived — the episode was spurious. A duplicate of data we never
+    /// resent (the network duplicated it) proves nothing and is not counted.
+    fn on_dsack(&mut self, (l, r): (SeqNum, SeqNum), stats: &mut TcpStats) {
+        stats.dsacks_received += 1;
+        let mss = u32::from(self.send_mss).max(1);
+        let Some(u) = self.undo.as_mut() else {
+            return;
+        };
+        // The part of l..r that was retransmitted (the union of the ranges it overlaps).
+        let mut parts: Vec<(SeqNum, SeqNum)> = u
+            .rxt
+            .iter()
+            .filter(|&&(s, e)| s.lt(r) && e.gt(l))
+            .map(|&(s, e)| (s.max(l), e.min(r)))
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        parts.sort_by(|a, b| a.0.diff(b.0).cmp(&0));
+        let (mut covered, mut reach) = (0u32, parts[0].0);
+        for (s, e) in parts {
+            let from = s.max(reach);
+            if e.gt(from) {
+                covered += e.diff(from) as u32;
+                reach = e;
+            }
+        }
+        let segments = covered.max(1).div_ceil(mss);
+        u.undo_retrans = u.undo_retrans.saturating_sub(segments);
+        if u.undo_retrans == 0 && !u.overflow {
+            self.undo_congestion("D-SACK", stats);
+        }
+    }
+
+    /// The episode's retransmissions were all spurious: undo the window reduction (RFC
+    /// 4015 §3, via the controller) and the recovery it started. What was marked lost is
+    /// in flight after all, transmission resumes with new data (RFC 4015 §3 (6): SND.NXT
+    /// = SND.MAX rather than go-back-N), and a timeout's backoff is dropped.
+    fn undo_congestion(&mut self, how: &'static str, stats: &mut TcpStats) {
+        self.undo = None;
+        self.frto = None;
+        self.frto_sends = 0;
+        if !self.cc.undo() {
+            return;
+        }
+        stats.undos += 1;
+        self.rto_lost_end = None;
+        self.rxt_log.clear();
+        self.timers.stop(Timer::RetransmitOverdue);
+        self.lost_again.clear();
+        self.retransmit_una = false;
+        if self.snd.nxt.lt(self.snd.max) {
+            self.snd.nxt = self.snd.max;
+        }
+        self.rtt.reset_backoff();
+        self.retries = 0;
+        // Probes were off for the timeout's recovery; it is over.
+        self.tlp_sent = false;
+        let cwnd = self.cc.cwnd();
+        self.note(|| TcpEventKind::Undo { how, cwnd });
+        log::debug!(
+            "{} ↔ {}: spurious retransmission ({how}): window reduction undone, cwnd {cwnd}",
+            self.local,
+            self.remote
+        );
+    }
+
+    /// Recovery is over: the episode stays open for the D-SACKs of its last
+    /// retransmissions, which follow the ACK that ended it, until an ACK passes what had
+    /// been sent then. After that nothing can undo it.
+    fn close_episode(&mut self, ack: SeqNum) {
+        let max = self.snd.max;
+        let Some(u) = self.undo.as_mut() else {
+            return;
+        };
+        match u.closes_at {
+            None => u.closes_at = Some(max),
+            Some(end) if ack.gt(end) => {
+                self.undo = None;
+                self.cc.forget_prior();
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// F-RTO (RFC 5682 §3.2, with SACK; §2 without) on an ACK after a timeout.
+    fn frto_on_ack(
+        &mut self,
+        step: Frto,
+        acked_new: bool,
+        newly_sacked: bool,
+        dup_ack: bool,
+        stats: &mut TcpStats,
+    ) {
+        match step {
+            Frto::Retransmission(rp) => {
+                // Step 2: duplicate ACKs only update the scoreboard.
+                if !acked_new {
+                    return;
+                }
+                if self.snd.una.ge(rp) {
+                    // (a) Everything outstanding at the timeout is acknowledged: nothing
+                    // is left to decide or to resend.
+                    self.frto = None;
+                    return;
+                }
+                // (b) Send up to two new segments — if any can go; if not, the
+                // conventional recovery goes on.
+                let in_flight = self.snd.nxt.diff(self.snd.una).max(0) as u32;
+                let unsent = self.data_end().diff(self.snd.nxt) > 0;
+                if unsent && self.snd.nxt == self.snd.max && self.send_window() > in_flight {
+                    self.frto = Some(Frto::NewData(rp));
+                    self.frto_sends = 2;
+                } else {
+                    self.frto_conventional(rp, None);
+                }
+            }
+            Frto::NewData(rp) => {
+                if acked_new || newly_sacked {
+                    // (b) The ACK covers data below RecoveryPoint that was never
+                    // resent: the originals arrived, the timeout was spurious. Normal
+                    // transmission goes on, with the window from before it.
+                    stats.spurious_rtos += 1;
+                    self.frto = None;
+                    self.frto_sends = 0;
+                    self.undo_congestion("F-RTO", stats);
+                } else if dup_ack {
+                    // (a) Only the new segments arrived: the timeout was genuine.
+                    let three = self.cc.mss().saturating_mul(3);
+                    self.frto_conventional(rp, Some(three));
+                }
+                // Any other ACK (a window update) is ignored.
+            }
+        }
+    }
+
+    /// F-RTO found no sign of a spurious timeout: the conventional RTO recovery resends
+    /// everything below RecoveryPoint that is not SACKed (with cwnd at most `cap`).
+    fn frto_conventional(&mut self, rp: SeqNum, cap: Option<u32>) {
+        self.frto = None;
+        self.frto_sends = 0;
+        if let Some(cap) = cap {
+            self.cc.limit_cwnd(cap);
+        }
+        if self.sack_ok {
+            self.rto_lost_end = Some(rp);
+            self.high_rxt = self.high_rxt.max(self.snd.una);
+        } else {
+            self.snd.nxt = self.snd.una;
+        }
+    }
+
+    /// Bytes the scoreboard shows SACKed below `end`.
+    fn sacked_below(&self, end: SeqNum) -> u32 {
+        self.sacked
+            .iter()
+            .filter(|&&(l, _)| l.lt(end))
+            .map(|&(l, r)| r.min(end).diff(l).max(0) as u32)
+            .sum()
     }
 
     // ----------------------------------------------------------------------------------
@@ -2446,7 +2799,9 @@ impl Connection {
 
     /// Merge the segment's SACK blocks and decide whether it is a duplicate ACK: RFC 5681
     /// §2 (no data, same window, ...) or, with SACK, RFC 6675 §2 — any ACK whose SACK
-    /// blocks report octets not SACKed before, whatever its window says.
+    /// blocks report octets not SACKed before, whatever its window says. The caller
+    /// passes `no_data` false for an ACK carrying a D-SACK: it reports a segment that
+    /// arrived twice, not one that went missing (as Linux's `FLAG_DSACKING_ACK`).
     fn is_duplicate_ack(&mut self, seg: &Segment, no_data: bool, old_wnd: u32) -> bool {
         let classic = no_data && !seg.flags.fin && self.seg_window(seg) == old_wnd && old_wnd > 0;
         if !self.sack_ok {
@@ -2818,6 +3173,7 @@ impl Connection {
                 if self.ts_ok {
                     self.rxt_ts = Some((ts_clock(now, self.ts_offset), self.snd.max));
                 }
+                self.episode_retransmitted(seq, end, now);
                 if self.rtt_sample.is_some_and(|(e, _)| e.gt(seq)) {
                     self.rtt_sample = None;
                 }
@@ -3064,6 +3420,8 @@ impl Connection {
                     .saturating_add(self.cc.limited_transmit())
                     .saturating_sub(in_flight)
             };
+            // RFC 5682 §3.2 step 2 (b): F-RTO sends up to two new segments whatever cwnd.
+            let cwnd_room = cwnd_room.max(self.frto_sends.saturating_mul(mss as u32));
             let usable = self.send_window().saturating_sub(in_flight).min(cwnd_room) as usize;
             let unsent = self.data_end().diff(self.snd.nxt).max(0) as usize;
             let len = unsent.min(usable).min(mss);
@@ -3091,6 +3449,7 @@ impl Connection {
                 self.snd.nxt = nxt + seg_len;
                 self.on_sent(nxt, seg_len, now, stats);
                 self.timers.stop(Timer::Persist);
+                self.frto_sends = self.frto_sends.saturating_sub(seg_len.div_ceil(mss as u32));
                 return Some(seg);
             }
             // Zero window with data waiting and nothing in flight: persist timer.
