@@ -74,6 +74,8 @@
 //! | RFC 1191 PMTU drop keeps cwnd | `path_mtu_drop_does_not_reset_cwnd` |
 //! | RFC 5681 §4.1 restart after idle | `cwnd_restarts_from_the_initial_window_after_idle` |
 //! | RFC 6675 §5 RecoveryPoint: no fast recovery right after an RTO | `no_fast_recovery_right_after_an_rto` |
+//! | RFC 3708 D-SACK, RFC 3522 Eifel, RFC 4015 undo of a spurious episode | `dsack_of_every_retransmission_undoes_the_reduction`, `eifel_timestamps_undo_a_spurious_fast_retransmit`, `eifel_keeps_the_reduction_when_the_retransmission_was_needed`, `eifel_timestamps_undo_a_spurious_timeout` |
+//! | RFC 5682 F-RTO (§3.2 with SACK, §2 without) | `frto_spurious_timeout_goes_on_with_new_data`, `frto_genuine_timeout_falls_back_to_conventional_recovery`, `frto_without_sack_spurious_timeout_skips_go_back_n`, `frto_without_sack_genuine_timeout_goes_back_n` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -2848,4 +2850,44 @@ fn eifel_timestamps_undo_a_spurious_timeout() {
         "{rel:?}"
     );
     assert_eq!(h.tcp.stats().retransmits, 1);
+}
+
+/// RFC 5682 §2 (F-RTO without SACK): the same decision from cumulative ACKs alone — a
+/// new ACK after the two new segments shows the timeout spurious, and instead of going
+/// back to SND.UNA (go-back-N) transmission goes on after SND.MAX; a duplicate ACK
+/// instead would have sent it back.
+#[test]
+fn frto_without_sack_spurious_timeout_skips_go_back_n() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[4u8; 30_000]), 30_000);
+    assert_eq!(sent_ranges(&mut h).len(), 10);
+    h.expect(". 11:1011(1000) ack 1");
+    h.expect_nothing_now();
+    h.inject(". 1:1(0) ack 2011");
+    assert_eq!(sent_ranges(&mut h), vec![(10011, 1000), (11011, 1000)]);
+    h.inject(". 1:1(0) ack 3011");
+    assert_eq!(h.tcp.stats().spurious_rtos, 1);
+    let rel = sent_ranges(&mut h);
+    assert_eq!(rel.first(), Some(&(12011, 1000)), "{rel:?}");
+    assert_eq!(h.tcp.stats().retransmits, 1);
+}
+
+/// RFC 5682 §2 step 3 (a) without SACK: a duplicate ACK after the two new segments
+/// means the timeout was genuine: go-back-N from SND.UNA.
+#[test]
+fn frto_without_sack_genuine_timeout_goes_back_n() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[4u8; 30_000]), 30_000);
+    assert_eq!(sent_ranges(&mut h).len(), 10);
+    h.expect(". 11:1011(1000) ack 1");
+    h.inject(". 1:1(0) ack 1011");
+    assert_eq!(sent_ranges(&mut h), vec![(10011, 1000), (11011, 1000)]);
+    h.inject(". 1:1(0) ack 1011");
+    assert_eq!(h.tcp.stats().spurious_rtos, 0);
+    let rel = sent_ranges(&mut h);
+    assert_eq!(rel.first(), Some(&(1011, 1000)), "go-back-N: {rel:?}");
 }

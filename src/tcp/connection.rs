@@ -36,6 +36,12 @@
 //!   pulled back to SND.UNA (SND.MAX remembers the highest number ever sent), cwnd
 //!   collapses to one segment, and the normal send path resends from there as ACKs open
 //!   the window again. Pure ACKs always carry SND.MAX so the peer never sees them as old.
+//!   F-RTO (RFC 5682) first resends one segment and sends two new ones: if the ACKs then
+//!   show the originals arriving, the timeout was spurious and no go-back-N happens.
+//!
+//! A loss episode whose retransmissions all prove spurious — D-SACKs for each (RFC
+//! 3708), an ACK echoing the original's timestamp (RFC 3522), or F-RTO — has its window
+//! reduction undone (RFC 4015).
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
