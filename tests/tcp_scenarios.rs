@@ -75,6 +75,7 @@
 //! | RFC 5681 §4.1 restart after idle | `cwnd_restarts_from_the_initial_window_after_idle` |
 //! | RFC 6675 §5 RecoveryPoint: no fast recovery right after an RTO | `no_fast_recovery_right_after_an_rto` |
 //! | RFC 3708 D-SACK, RFC 3522 Eifel, RFC 4015 undo of a spurious episode | `dsack_of_every_retransmission_undoes_the_reduction`, `eifel_timestamps_undo_a_spurious_fast_retransmit`, `eifel_keeps_the_reduction_when_the_retransmission_was_needed`, `eifel_timestamps_undo_a_spurious_timeout` |
+//! | RFC 8985 §6.2 RACK outside recovery: reordering window and timer, D-SACK adaptation | `rack_reordering_timer_marks_una_lost_on_one_duplicate_ack`, `rack_marks_una_lost_when_sent_a_window_before_sacked_data`, `rack_reordering_window_grows_with_dsack` |
 //! | RFC 5682 F-RTO (§3.2 with SACK, §2 without) | `frto_spurious_timeout_goes_on_with_new_data`, `frto_genuine_timeout_falls_back_to_conventional_recovery`, `frto_without_sack_spurious_timeout_skips_go_back_n`, `frto_without_sack_genuine_timeout_goes_back_n` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -2538,7 +2539,10 @@ fn sack_recovery_sends_by_pipe() {
 fn rto_keeps_the_sack_scoreboard() {
     let mut h = H::new(config());
     ten_segments_with_sack(&mut h);
-    // 8011:10011 arrived; one duplicate ACK is not enough for fast retransmit.
+    // 8011:10011 arrived; one duplicate ACK is not enough for fast retransmit. It comes
+    // 208 ms after the flight, so the RTO (210 ms) fires before RACK's reordering timer
+    // (2.5 ms) would.
+    h.now += ms(208);
     dup_ack_with_sack(&mut h, &[(8011, 10011)]);
     assert_eq!(h.tcp.stats().fast_retransmits, 0);
     // The RTO resends the first segment; from there each round is acknowledged in full.
@@ -2890,4 +2894,65 @@ fn frto_without_sack_genuine_timeout_goes_back_n() {
     assert_eq!(h.tcp.stats().spurious_rtos, 0);
     let rel = sent_ranges(&mut h);
     assert_eq!(rel.first(), Some(&(1011, 1000)), "go-back-N: {rel:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// RACK time-based loss detection outside recovery (RFC 8985 §6.2)
+// ---------------------------------------------------------------------------------------
+
+/// RFC 8985 §6.2 steps 4 and 5: a single duplicate ACK SACKs a segment sent together
+/// with SND.UNA (same transmission time). Three duplicate ACKs will not come (the rest
+/// of the flight is lost too) and the SACKed bytes are below RFC 6675's threshold, but
+/// RACK's reordering timer marks SND.UNA lost once min_RTT/4 (10 ms / 4) has passed
+/// without it, long before the RTO.
+#[test]
+fn rack_reordering_timer_marks_una_lost_on_one_duplicate_ack() {
+    let mut h = H::new(config());
+    ten_segments_with_sack(&mut h);
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(1011, 2011)]);
+    h.expect_nothing_now();
+    let at = h.now;
+    let rexmit = h.next_within(ms(5)).expect("RACK marks SND.UNA lost");
+    h.check(&rexmit, ". 11:1011(1000) ack 1");
+    assert_eq!(
+        h.now.saturating_duration_since(at),
+        Duration::from_micros(2500)
+    );
+    assert_eq!(h.tcp.stats().fast_retransmits, 1);
+    assert_eq!(h.tcp.stats().rto_expirations, 0);
+}
+
+/// RFC 8985 §6.2 step 5: SND.UNA left 20 ms (more than the reordering window) before a
+/// segment that has been SACKed: it is lost on that one duplicate ACK.
+#[test]
+fn rack_marks_una_lost_when_sent_a_window_before_sacked_data() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000,sackOK>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[4u8; 1000]), 1000);
+    h.expect_now(". 11:1011(1000) ack 1");
+    h.now += ms(20);
+    assert_eq!(h.send(&[4u8; 3000]), 3000);
+    assert_eq!(sent_ranges(&mut h).len(), 3);
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(2011, 3011)]);
+    h.expect_now(". 11:1011(1000) ack 1");
+    assert_eq!(h.tcp.stats().fast_retransmits, 1);
+}
+
+/// RFC 8985 §6.2 step 4: a D-SACK (a spurious retransmission seen by the peer) widens
+/// the reordering window to 2 · min_RTT/4 for the rounds after it.
+#[test]
+fn rack_reordering_window_grows_with_dsack() {
+    let mut h = H::new(config());
+    ten_segments_with_sack(&mut h);
+    // The peer reports the first 10 bytes (acknowledged long ago) received twice.
+    ack_with_sack(&mut h, 11, &[(1, 11)]);
+    assert_eq!(h.tcp.stats().dsacks_received, 1);
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(1011, 2011)]);
+    h.expect_silence(ms(4));
+    let rexmit = h.next_within(ms(2)).expect("after 5 ms");
+    h.check(&rexmit, ". 11:1011(1000) ack 1");
 }

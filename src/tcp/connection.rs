@@ -225,10 +225,14 @@ enum Timer {
     RetransmitOverdue,
     /// The persist timer (RFC 9293 §3.8.6.1): probe a zero window.
     Persist,
+    /// RACK's reordering timer outside recovery (RFC 8985 §6.2 step 5): SND.UNA was
+    /// sent before data that has been SACKed, but less than the reordering window
+    /// before; if it has not arrived when the window has passed, it is lost.
+    Reorder,
 }
 
 impl Timer {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
     /// Every timer, in the order `on_timeout` handles them.
     const ALL: [Timer; Timer::COUNT] = [
         Timer::Close,
@@ -238,6 +242,7 @@ impl Timer {
         Timer::Retransmit,
         Timer::RetransmitOverdue,
         Timer::Persist,
+        Timer::Reorder,
     ];
 
     /// Whether the timer keeps running in TIME-WAIT: the 2·MSL timer itself, and a
@@ -314,13 +319,14 @@ impl TimerTable {
     /// unrolled fold over the slots: an iterator over the array of options did not
     /// compile to a few compare-and-moves.
     fn next(&self) -> Option<Instant> {
-        let [a, b, c, d, e, f, g] = self.0;
+        let [a, b, c, d, e, f, g, h] = self.0;
         let mut next = earlier(a, b);
         next = earlier(next, c);
         next = earlier(next, d);
         next = earlier(next, e);
         next = earlier(next, f);
-        earlier(next, g)
+        next = earlier(next, g);
+        earlier(next, h)
     }
 }
 
@@ -564,6 +570,22 @@ pub(crate) struct Connection {
     rxt_log: Vec<(SeqNum, SeqNum, SeqNum, Instant)>,
     /// Retransmissions found lost again, resent first.
     lost_again: VecDeque<(SeqNum, SeqNum)>,
+    /// When each run of new data left: (its end, the time), in sequence order — RACK's
+    /// transmission times (RFC 8985 §6.1) of data sent once; pruned as it is
+    /// acknowledged.
+    xmit_log: VecDeque<(SeqNum, Instant)>,
+    /// RFC 8985 §6.2: RACK.min_RTT (the smallest RTT sample of the connection).
+    min_rtt: Option<Duration>,
+    /// RACK.reordering_seen: data sent once was delivered after data sent later.
+    reordering_seen: bool,
+    /// RFC 8985 §6.2 step 4: RACK.reo_wnd_mult, RACK.dsack_round and
+    /// RACK.reo_wnd_persist (the reordering window grows with D-SACKs, one step per
+    /// round, and shrinks back after 16 recoveries without one).
+    reo_wnd_mult: u32,
+    reo_dsack_round: Option<SeqNum>,
+    reo_wnd_persist: u32,
+    /// SND.UNA when the reordering timer was armed for it.
+    reorder_una: SeqNum,
     /// The loss episode whose window reduction may still be undone.
     undo: Option<UndoEpisode>,
     /// F-RTO in progress after a retransmission timeout.
@@ -575,7 +597,8 @@ pub(crate) struct Connection {
     /// The one segment being timed: (sequence number that acknowledges it, send time).
     rtt_sample: Option<(SeqNum, Instant)>,
     /// The TSval of our last retransmission and SND.MAX then: until an ACK covers that,
-    /// an echo older than the retransmission gives no RTT sample (RFC 7323 App. G).
+    /// an echo older than the retransmission gives no RTT sample (RFC 7323 App. G), and
+    /// RACK's transmission times do not cover everything outstanding.
     rxt_ts: Option<(u32, SeqNum)>,
     cc: NewReno,
 
@@ -709,6 +732,13 @@ impl Connection {
             rto_lost_end: None,
             rxt_log: Vec::new(),
             lost_again: VecDeque::new(),
+            xmit_log: VecDeque::new(),
+            min_rtt: None,
+            reordering_seen: false,
+            reo_wnd_mult: 1,
+            reo_dsack_round: None,
+            reo_wnd_persist: 0,
+            reorder_una: iss,
             undo: None,
             frto: None,
             frto_sends: 0,
@@ -1800,7 +1830,7 @@ impl Connection {
             )
         {
             dup_ack = true;
-            self.on_duplicate_ack(stats);
+            self.on_duplicate_ack(now, stats);
         }
         if let Some(block) = dsack {
             self.on_dsack(block, stats);
@@ -1839,7 +1869,7 @@ impl Connection {
     /// A duplicate ACK (RFC 5681 §2, RFC 6675 §2): count it, and decide on a fast
     /// retransmit — after three, or fewer with early retransmit, SACK or a delivered
     /// tail loss probe.
-    fn on_duplicate_ack(&mut self, stats: &mut TcpStats) {
+    fn on_duplicate_ack(&mut self, now: Instant, stats: &mut TcpStats) {
         let was_in_recovery = self.cc.in_recovery();
         let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
         // RFC 5827 early retransmit: with fewer than four segments outstanding and no
@@ -1869,10 +1899,26 @@ impl Connection {
             && self
                 .tlp_probe
                 .is_some_and(|p| self.sacked.last().is_some_and(|&(_, r)| r.gt(p)));
-        let sack_lost = sack_lost || probe_delivered;
+        // RFC 8985 §6.2 outside recovery: SND.UNA sent more than the reordering window
+        // before SACKed data is lost whatever the number of duplicate ACKs (or will be
+        // when the reordering timer fires).
+        let rack_lost = self.rack_una_lost(now);
+        let sack_lost = sack_lost || probe_delivered || rack_lost;
         if sack_lost {
             dupthresh = 1;
         }
+        self.dup_ack_action(flight, dupthresh, was_in_recovery, stats);
+    }
+
+    /// The controller's answer to a duplicate ACK with threshold `dupthresh` (1 when
+    /// SND.UNA is known lost): count it, or start fast recovery with a fast retransmit.
+    fn dup_ack_action(
+        &mut self,
+        flight: u32,
+        dupthresh: u32,
+        was_in_recovery: bool,
+        stats: &mut TcpStats,
+    ) {
         let action = self
             .cc
             .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh);
@@ -1970,6 +2016,19 @@ impl Connection {
         if self.snd.nxt.lt(ack) {
             self.snd.nxt = ack;
         }
+        // RFC 8985 §6.2 step 3: data sent once is acknowledged while data sent after it
+        // had already been SACKed — the network reordered it (no retransmission of it is
+        // outstanding, or this could be the retransmission arriving).
+        if self.sacked.first().is_some_and(|&(l, _)| l.lt(ack)) && self.rxt_ts.is_none() {
+            self.reordering_seen = true;
+        }
+        while self.xmit_log.front().is_some_and(|&(end, _)| end.le(ack)) {
+            self.xmit_log.pop_front();
+        }
+        if self.xmit_log.is_empty() && self.xmit_log.capacity() > 64 {
+            self.xmit_log = VecDeque::new();
+        }
+        self.timers.stop(Timer::Reorder);
         // RFC 6298 with Karn's rule: the one segment per flight timed on our clock (never
         // a retransmitted one) gives a sample when it is acknowledged; otherwise RFC 7323
         // §4 RTTM takes one from the echoed timestamp (as Linux: its own timing first, the
@@ -1985,6 +2044,7 @@ impl Connection {
             sample = tsecr.and_then(|ecr| self.ts_rtt_sample(ecr, now));
         }
         if let Some(rtt) = sample {
+            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
             self.rtt.on_sample(rtt);
             let (srtt, rto) = (self.rtt.srtt().unwrap_or(rtt), self.rtt.rto());
             self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
@@ -2031,10 +2091,21 @@ impl Connection {
         }
         let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
         self.cc.set_clock(now, self.rtt.srtt());
-        if self.state.is_synchronized()
-            && self.cc.on_ack(ack, total, flight) == AckAction::Retransmit
-            && flight > 0
-        {
+        let was_in_recovery = self.cc.in_recovery();
+        let action = if self.state.is_synchronized() {
+            self.cc.on_ack(ack, total, flight)
+        } else {
+            AckAction::None
+        };
+        if was_in_recovery && !self.cc.in_recovery() && self.reo_wnd_persist > 0 {
+            // RFC 8985 §6.2 step 4: a recovery ended; after 16 without a D-SACK the
+            // reordering window is back to min_RTT/4.
+            self.reo_wnd_persist -= 1;
+            if self.reo_wnd_persist == 0 {
+                self.reo_wnd_mult = 1;
+            }
+        }
+        if action == AckAction::Retransmit && flight > 0 {
             // NewReno partial ACK (RFC 6582 §3.2): retransmit the next hole — unless
             // SACK recovery already resent it this round (then `pipe` decides what goes).
             if !(self.sack_ok && self.high_rxt.gt(ack)) {
@@ -2275,6 +2346,11 @@ impl Connection {
                 self.on_retransmit_overdue(now);
                 GO_ON
             }
+            Timer::Reorder => {
+                self.timers.stop(Timer::Reorder);
+                self.on_reorder_timeout(stats);
+                GO_ON
+            }
             Timer::Persist => {
                 // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially. The
                 // connection stays open as long as the peer answers the probes; if it
@@ -2423,6 +2499,7 @@ impl Connection {
                 self.timers.stop(Timer::RetransmitOverdue);
                 self.lost_again.clear();
                 self.timers.stop(Timer::LossProbe);
+                self.timers.stop(Timer::Reorder);
                 self.tlp_pending = false;
                 // No probes during RTO recovery; the next new ACK re-enables them.
                 self.tlp_sent = true;
@@ -2485,6 +2562,93 @@ impl Connection {
             Timer::LossProbe,
             if rto_at > now { at.min(rto_at) } else { at },
         );
+    }
+
+    // ----------------------------------------------------------------------------------
+    // RACK outside recovery (RFC 8985 §6).
+
+    /// Most transmission times remembered; beyond it the last run absorbs new data (so
+    /// its time reads older than it was: RACK then errs towards waiting).
+    const MAX_XMIT_LOG: usize = 1024;
+
+    fn log_xmit(&mut self, end: SeqNum, now: Instant) {
+        if self.xmit_log.len() >= Self::MAX_XMIT_LOG {
+            if let Some(last) = self.xmit_log.back_mut() {
+                last.0 = end;
+            }
+            return;
+        }
+        self.xmit_log.push_back((end, now));
+    }
+
+    /// When the data at `seq` was sent (it was sent once), if it is in the log.
+    fn xmit_time(&self, seq: SeqNum) -> Option<Instant> {
+        let i = self.xmit_log.partition_point(|&(end, _)| end.le(seq));
+        self.xmit_log.get(i).map(|&(_, at)| at)
+    }
+
+    /// RFC 8985 §6.2 step 4: RACK.reo_wnd. Zero when no reordering has been seen and
+    /// DupThresh segments are SACKed already (the RFC 6675 rule would mark the loss
+    /// anyway); else reo_wnd_mult · min_RTT/4, at most SRTT.
+    fn reo_wnd(&self) -> Option<Duration> {
+        let srtt = self.rtt.srtt()?;
+        let mss = u32::from(self.send_mss).max(1);
+        if !self.reordering_seen && self.sacked_bytes() >= 3 * mss {
+            return Some(Duration::ZERO);
+        }
+        let min_rtt = self.min_rtt.unwrap_or(srtt);
+        Some((min_rtt / 4).saturating_mul(self.reo_wnd_mult).min(srtt))
+    }
+
+    /// RFC 8985 §6.2 step 5, for SND.UNA outside recovery (in recovery every hole below
+    /// the highest SACK is lost already, [`Connection::lost_end`]): RACK.xmit_ts is when
+    /// the highest SACKed data was sent, and RACK.rtt = now − RACK.xmit_ts. SND.UNA is
+    /// lost when it was sent at least reo_wnd before that (its xmit_ts + RACK.rtt +
+    /// reo_wnd ≤ now); sent before it but within reo_wnd, the reordering timer is armed
+    /// for the moment that becomes true. Only for data sent once (no retransmission
+    /// outstanding): a retransmission's time is not in the log.
+    fn rack_una_lost(&mut self, now: Instant) -> bool {
+        self.timers.stop(Timer::Reorder);
+        if !self.sack_ok || self.cc.in_recovery() || self.rxt_ts.is_some() || self.frto.is_some() {
+            return false;
+        }
+        let Some(&(_, highest)) = self.sacked.last() else {
+            return false;
+        };
+        let (Some(una_at), Some(rack_at), Some(reo)) = (
+            self.xmit_time(self.snd.una),
+            self.xmit_time(highest - 1),
+            self.reo_wnd(),
+        ) else {
+            return false;
+        };
+        if rack_at < una_at {
+            return false;
+        }
+        let ahead = rack_at.saturating_duration_since(una_at);
+        if ahead >= reo {
+            return true;
+        }
+        self.reorder_una = self.snd.una;
+        self.timers.set(Timer::Reorder, now + (reo - ahead));
+        false
+    }
+
+    /// The reordering timer fired: SND.UNA has not arrived within the reordering window
+    /// after data sent later did — RACK marks it lost, and recovery starts as on the
+    /// duplicate ACK that proves a loss.
+    fn on_reorder_timeout(&mut self, stats: &mut TcpStats) {
+        if self.snd.una != self.reorder_una
+            || self.snd.una == self.snd.max
+            || self.cc.in_recovery()
+            || self.rxt_ts.is_some()
+            || self.sacked.is_empty()
+            || !self.state.is_synchronized()
+        {
+            return;
+        }
+        let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
+        self.dup_ack_action(flight, 1, false, stats);
     }
 
     // ----------------------------------------------------------------------------------
@@ -2557,6 +2721,16 @@ impl Connection {
     /// resent (the network duplicated it) proves nothing and is not counted.
     fn on_dsack(&mut self, (l, r): (SeqNum, SeqNum), stats: &mut TcpStats) {
         stats.dsacks_received += 1;
+        // RFC 8985 §6.2 step 4: a D-SACK widens the reordering window by min_RTT/4,
+        // once per round trip, and keeps it for 16 recoveries.
+        if self
+            .reo_dsack_round
+            .is_none_or(|round| self.snd.una.ge(round))
+        {
+            self.reo_dsack_round = Some(self.snd.max);
+            self.reo_wnd_mult = self.reo_wnd_mult.saturating_add(1);
+            self.reo_wnd_persist = 16;
+        }
         let mss = u32::from(self.send_mss).max(1);
         let Some(u) = self.undo.as_mut() else {
             return;
@@ -2599,6 +2773,8 @@ impl Connection {
             return;
         }
         stats.undos += 1;
+        // A spurious retransmission means the network reordered or delayed (RACK).
+        self.reordering_seen = true;
         self.rto_lost_end = None;
         self.rxt_log.clear();
         self.timers.stop(Timer::RetransmitOverdue);
@@ -3176,9 +3352,9 @@ impl Connection {
                 // (Karn) it cannot be timed, and any pending sample is ambiguous.
                 stats.retransmits += 1;
                 self.note(|| TcpEventKind::Retransmission { seq, len });
-                if self.ts_ok {
-                    self.rxt_ts = Some((ts_clock(now, self.ts_offset), self.snd.max));
-                }
+                // (Kept without timestamps too: it also says that a retransmission is
+                // outstanding, which RACK needs to know.)
+                self.rxt_ts = Some((ts_clock(now, self.ts_offset), self.snd.max));
                 self.episode_retransmitted(seq, end, now);
                 if self.rtt_sample.is_some_and(|(e, _)| e.gt(seq)) {
                     self.rtt_sample = None;
@@ -3188,6 +3364,7 @@ impl Connection {
             }
             if new_data {
                 self.last_data_sent = now;
+                self.log_xmit(end, now);
             }
             if end.gt(self.snd.max) {
                 self.snd.max = end;
