@@ -76,6 +76,7 @@
 //! | RFC 6675 §5 RecoveryPoint: no fast recovery right after an RTO | `no_fast_recovery_right_after_an_rto` |
 //! | RFC 3708 D-SACK, RFC 3522 Eifel, RFC 4015 undo of a spurious episode | `dsack_of_every_retransmission_undoes_the_reduction`, `eifel_timestamps_undo_a_spurious_fast_retransmit`, `eifel_keeps_the_reduction_when_the_retransmission_was_needed`, `eifel_timestamps_undo_a_spurious_timeout` |
 //! | RFC 8985 §6.2 RACK outside recovery: reordering window and timer, D-SACK adaptation | `rack_reordering_timer_marks_una_lost_on_one_duplicate_ack`, `rack_marks_una_lost_when_sent_a_window_before_sacked_data`, `rack_reordering_window_grows_with_dsack` |
+//! | out-of-order memory bounded across connections | `out_of_order_memory_is_bounded_across_connections` |
 //! | RFC 5682 F-RTO (§3.2 with SACK, §2 without) | `frto_spurious_timeout_goes_on_with_new_data`, `frto_genuine_timeout_falls_back_to_conventional_recovery`, `frto_without_sack_spurious_timeout_skips_go_back_n`, `frto_without_sack_genuine_timeout_goes_back_n` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -2960,4 +2961,62 @@ fn rack_reordering_window_grows_with_dsack() {
     h.expect_silence(ms(4));
     let rexmit = h.next_within(ms(2)).expect("after 5 ms");
     h.check(&rexmit, ". 11:1011(1000) ack 1");
+}
+
+// ---------------------------------------------------------------------------------------
+// Out-of-order memory across connections
+// ---------------------------------------------------------------------------------------
+
+/// Out-of-order data is bounded across all connections of the endpoint, not only per
+/// connection: once the budget is held, a second connection's out-of-order segment is
+/// dropped (counted, and answered with an ACK of what it has), while in-order data is
+/// always taken; when the first connection's gap fills, the budget is free again.
+#[test]
+fn out_of_order_memory_is_bounded_across_connections() {
+    let mut h = H::new(config());
+    h.tcp.set_out_of_order_budget(3000);
+    h.passive_open();
+    let (a, a_iss, a_them) = (h.conn(), h.iss, h.them);
+    h.inject("P. 1001:3001(2000) ack 1");
+    h.expect(". 1:1(0) ack 1");
+    assert_eq!(h.tcp.out_of_order_bytes(), 2000);
+    // A second connection, from another port.
+    h.them = SocketAddrV4::new(THEM, 40001);
+    h.iss = None;
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect("S. 0:0(0) ack 1");
+    h.inject(". 1:1(0) ack 1");
+    let b = h
+        .tcp
+        .accept(h.listener.unwrap())
+        .expect("second connection");
+    let (b_iss, b_them) = (h.iss, h.them);
+    h.conn = Some(b);
+    h.inject("P. 1001:3001(2000) ack 1");
+    h.expect(". 1:1(0) ack 1");
+    let budget_drops = |h: &H| {
+        h.tcp
+            .stats()
+            .drops
+            .get("out-of-order memory budget")
+            .copied()
+    };
+    assert_eq!(budget_drops(&h), Some(1));
+    assert_eq!(h.tcp.out_of_order_bytes(), 2000);
+    // In-order data is taken whatever the budget.
+    h.inject("P. 1:1001(1000) ack 1");
+    assert_eq!(h.read_all(), pattern_range(0, 1000));
+    // The first connection's gap fills: its held data is delivered, the budget frees.
+    (h.conn, h.iss, h.them) = (Some(a), a_iss, a_them);
+    h.inject("P. 1:1001(1000) ack 1");
+    assert_eq!(h.read_all(), pattern_range(0, 3000));
+    assert_eq!(h.tcp.out_of_order_bytes(), 0);
+    (h.conn, h.iss, h.them) = (Some(b), b_iss, b_them);
+    h.inject("P. 2001:3001(1000) ack 1");
+    assert_eq!(h.tcp.out_of_order_bytes(), 1000);
+    assert_eq!(budget_drops(&h), Some(1));
+    // A connection freed with data still held gives its share back.
+    h.tcp.abort(b, h.now);
+    h.tcp.release(b, h.now);
+    assert_eq!(h.tcp.out_of_order_bytes(), 0);
 }

@@ -675,6 +675,11 @@ pub(crate) struct Connection {
     user_timeout: Option<Duration>,
     stall_since: Option<Instant>,
 
+    /// How many more out-of-order bytes the endpoint's global budget lets this
+    /// connection hold now (set by the endpoint before each segment).
+    pub ooo_room: usize,
+    /// The out-of-order bytes of this connection the endpoint has counted.
+    pub ooo_accounted: usize,
     /// Queue [`TcpEventKind`]s for the trace view (set by the endpoint).
     pub trace: bool,
     /// Events not yet taken by the endpoint.
@@ -801,9 +806,16 @@ impl Connection {
             ka_probe_due: false,
             user_timeout: None,
             stall_since: None,
+            ooo_room: usize::MAX,
+            ooo_accounted: 0,
             trace: false,
             trace_events: Vec::new(),
         }
+    }
+
+    /// Out-of-order bytes held in the receive buffer now.
+    pub fn out_of_order_bytes(&self) -> usize {
+        self.recv_buf.out_of_order_bytes()
     }
 
     /// OPEN, active (RFC 9293 §3.10.1): a TCB in SYN-SENT; the SYN goes out on the next
@@ -2164,6 +2176,15 @@ impl Connection {
             let beyond_fin = self
                 .peer_fin
                 .is_some_and(|f| (seq + data.len() as u32).gt(f));
+            if offset > 0 && data.len() > self.ooo_room {
+                // The endpoint's budget for out-of-order data across all connections is
+                // spent: drop it (RFC 9293 §3.10.7.4 lets a receiver keep only in-order
+                // data) and tell the sender what we have; in-order data is never
+                // refused for it.
+                self.ack_now();
+                self.drop_segment(stats, "out-of-order memory budget");
+                return GO_ON;
+            }
             if !beyond_fin {
                 let had_gap = self.recv_buf.has_out_of_order();
                 let advanced = self.recv_buf.insert(offset, data);
