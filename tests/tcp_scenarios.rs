@@ -76,6 +76,7 @@
 //! | RFC 6675 §5 RecoveryPoint: no fast recovery right after an RTO | `no_fast_recovery_right_after_an_rto` |
 //! | RFC 3708 D-SACK, RFC 3522 Eifel, RFC 4015 undo of a spurious episode | `dsack_of_every_retransmission_undoes_the_reduction`, `eifel_timestamps_undo_a_spurious_fast_retransmit`, `eifel_keeps_the_reduction_when_the_retransmission_was_needed`, `eifel_timestamps_undo_a_spurious_timeout` |
 //! | RFC 8985 §6.2 RACK outside recovery: reordering window and timer, D-SACK adaptation | `rack_reordering_timer_marks_una_lost_on_one_duplicate_ack`, `rack_marks_una_lost_when_sent_a_window_before_sacked_data`, `rack_reordering_window_grows_with_dsack` |
+//! | RFC 7661 no cwnd growth while application-limited | `cwnd_does_not_grow_while_application_limited` |
 //! | out-of-order memory bounded across connections | `out_of_order_memory_is_bounded_across_connections` |
 //! | RFC 5682 F-RTO (§3.2 with SACK, §2 without) | `frto_spurious_timeout_goes_on_with_new_data`, `frto_genuine_timeout_falls_back_to_conventional_recovery`, `frto_without_sack_spurious_timeout_skips_go_back_n`, `frto_without_sack_genuine_timeout_goes_back_n` |
 
@@ -3019,4 +3020,36 @@ fn out_of_order_memory_is_bounded_across_connections() {
     h.tcp.abort(b, h.now);
     h.tcp.release(b, h.now);
     assert_eq!(h.tcp.out_of_order_bytes(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Congestion window validation (RFC 7661)
+// ---------------------------------------------------------------------------------------
+
+/// RFC 7661 §4.3: an application that never has more than two segments in flight
+/// (well under half of the 10-segment window) is rate-limited; the ACKs of what it sends
+/// do not grow cwnd to a size the path never carried. Once it sends enough to use the
+/// window, slow start grows it again.
+#[test]
+fn cwnd_does_not_grow_while_application_limited() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000>", ms(10));
+    let c = h.conn();
+    let iw = h.tcp.cwnd(c);
+    assert_eq!(iw, 10_000);
+    let mut acked = 1u32;
+    for _ in 0..20 {
+        assert_eq!(h.send(&[7u8; 2000]), 2000);
+        h.now += ms(10);
+        acked = ack_the_flight(&mut h, acked);
+    }
+    assert_eq!(acked, 40_001);
+    assert_eq!(h.tcp.cwnd(c), iw, "not grown by rate-limited ACKs");
+    // A bulk write uses the window: the next ACKs grow it.
+    assert_eq!(h.send(&[8u8; 30_000]), 30_000);
+    for _ in 0..2 {
+        h.now += ms(10);
+        acked = ack_the_flight(&mut h, acked);
+    }
+    assert!(h.tcp.cwnd(c) > iw, "cwnd {}", h.tcp.cwnd(c));
 }

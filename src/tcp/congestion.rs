@@ -86,6 +86,9 @@ pub struct NewReno {
     /// The window before the reduction of the current loss episode, restored by
     /// [`NewReno::undo`] when the reduction proves unnecessary.
     prior: Option<Prior>,
+    /// RFC 7661 non-validated phase: the sender has not used half of cwnd in the last
+    /// RTT, so ACKs do not grow cwnd ([`NewReno::set_app_limited`]).
+    app_limited: bool,
 }
 
 /// What a congestion response changed, kept so it can be undone (RFC 4015 §3; Linux's
@@ -114,6 +117,7 @@ impl NewReno {
             pipe_recovery: false,
             cubic: None,
             prior: None,
+            app_limited: false,
         }
     }
 
@@ -287,6 +291,11 @@ impl NewReno {
             self.cwnd = self.cwnd.max(self.mss);
             return AckAction::Retransmit;
         }
+        if self.app_limited {
+            // RFC 7661 §4.3: in the non-validated phase cwnd is not increased — it would
+            // grow to a size the path never carried.
+            return AckAction::None;
+        }
         if self.cwnd < self.ssthresh {
             // RFC 5681 §3.1 slow start (with RFC 3465 L = 2·SMSS).
             self.cwnd = self.cwnd.saturating_add(acked.min(2 * self.mss));
@@ -423,6 +432,12 @@ impl NewReno {
     /// on from at most `bytes` with the conventional RTO recovery.
     pub fn limit_cwnd(&mut self, bytes: u32) {
         self.cwnd = self.cwnd.min(bytes.max(self.mss));
+    }
+
+    /// RFC 7661: whether the connection is in the non-validated phase (it used less than
+    /// half of cwnd over the last RTT, limited by the application or the peer's window).
+    pub fn set_app_limited(&mut self, limited: bool) {
+        self.app_limited = limited;
     }
 
     /// The sender MSS in bytes.

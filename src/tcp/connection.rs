@@ -598,6 +598,10 @@ pub(crate) struct Connection {
     reo_wnd_persist: u32,
     /// SND.UNA when the reordering timer was armed for it.
     reorder_una: SeqNum,
+    /// RFC 7661 pipeACK, measured as the most data in flight: in the previous round trip
+    /// and in this one, which ends when SND.UNA passes `cwv_round_end`.
+    cwv_flight: (u32, u32),
+    cwv_round_end: SeqNum,
     /// The loss episode whose window reduction may still be undone.
     undo: Option<UndoEpisode>,
     /// F-RTO in progress after a retransmission timeout.
@@ -756,6 +760,8 @@ impl Connection {
             rto_lost_end: None,
             rxt_log: Vec::new(),
             lost_again: VecDeque::new(),
+            cwv_flight: (0, 0),
+            cwv_round_end: iss,
             xmit_log: VecDeque::new(),
             min_rtt: None,
             reordering_seen: false,
@@ -2121,6 +2127,16 @@ impl Connection {
             self.undo_congestion("timestamps", stats);
         }
         let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
+        // RFC 7661 §4.1-§4.3: a round trip ends when SND.UNA passes what was sent when it
+        // began; pipeACK is the most in flight over the last two. Below half of cwnd the
+        // sender is in the non-validated phase, and cwnd does not grow.
+        if ack.ge(self.cwv_round_end) {
+            self.cwv_flight = (self.cwv_flight.1, flight);
+            self.cwv_round_end = self.snd.max;
+        }
+        let pipe_ack = self.cwv_flight.0.max(self.cwv_flight.1);
+        self.cc
+            .set_app_limited(pipe_ack.saturating_mul(2) < self.cc.cwnd());
         self.cc.set_clock(now, self.rtt.srtt());
         let was_in_recovery = self.cc.in_recovery();
         let action = if self.state.is_synchronized() {
@@ -3412,6 +3428,8 @@ impl Connection {
                 self.last_data_sent = now;
                 self.log_xmit(end, now);
             }
+            let flight = end.max(self.snd.max).diff(self.snd.una).max(0) as u32;
+            self.cwv_flight.1 = self.cwv_flight.1.max(flight);
             if end.gt(self.snd.max) {
                 self.snd.max = end;
             }
