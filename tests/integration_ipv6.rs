@@ -8,7 +8,8 @@
 //! - `ping -6`; UDP echo from `nc -6 -u` and from Python; ICMPv6 port unreachable for a
 //!   closed UDP port (Python's connected socket gets ECONNREFUSED); RST for a closed TCP
 //!   port (curl: "Connection refused", at once);
-//! - a transfer under ~5 % loss injected by `ip6` nftables rules (IPv4 untouched);
+//! - a transfer under ~5 % loss injected by `ip6` nftables rules (IPv4 untouched), and
+//!   under our own `--loss 5`;
 //! - Packet Too Big from a router whose route to the client has a smaller MTU: our
 //!   segments shrink (seen in our `--pcap`), the transfer completes (RFC 8201);
 //! - tshark dissects our `--pcap` of an IPv6 curl with good checksums.
@@ -142,6 +143,47 @@ fn curl6_get_and_post_over_tap() {
     };
     h.use_tap();
     get_and_post(h, &[]);
+}
+
+#[test]
+fn fault_injection_applies_to_ipv6() {
+    // `--loss` sits below the host and drops IPv6 packets like any others: the GET and
+    // POST over IPv6 must still be byte-exact, and the injector must have dropped some.
+    let Some(mut h) = Harness::new("ipv6_faults", &["curl", "sha256sum"]) else {
+        return;
+    };
+    let root = h.dir().join("root");
+    std::fs::create_dir_all(&root).expect("mkdir root");
+    let file = root.join("f6.bin");
+    write_pattern_file(&file, 2 * MIB, 0x6636);
+    h.serve(
+        PORT,
+        &[
+            "--root",
+            path_str(&root),
+            "--loss",
+            "5",
+            "--fault-seed",
+            "6",
+        ],
+    );
+    let out = h.dir().join("f6.out");
+    get6_and_compare(&h, "/f6.bin", &out, &file);
+    let echoed = h.dir().join("f6-echo.out");
+    post6_echo_and_compare(&h, &file, &echoed);
+    h.stop_server(SHORT_TIMEOUT);
+    let log = h.server_log();
+    let dropped: u64 = log
+        .lines()
+        .find(|l| l.contains("faults injected"))
+        .and_then(|l| l.split("dropped: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        dropped > 20,
+        "the injector dropped {dropped} packets; log:\n{log}"
+    );
 }
 
 #[test]
