@@ -194,11 +194,43 @@ pub fn view(packet: &[u8], gso_size: u16, csum_partial: bool, out: &mut dyn FnMu
         return;
     }
     // A UDP datagram with a partial checksum (the kernel's transmit checksum offload covers
-    // UDP too): shown with its checksum complete, as it is on the wire.
-    match complete_udp4_checksum(packet) {
+    // UDP too): shown with its checksum complete, as it is on the wire. IPv6 TCP and UDP
+    // likewise (no super-segments there: only the checksum is left to the device).
+    match complete_udp4_checksum(packet).or_else(|| complete_ipv6_checksum(packet)) {
         Some(fixed) => out(&fixed),
         None => out(packet),
     }
+}
+
+/// A copy of an IPv6 packet whose TCP or UDP header follows the fixed header directly,
+/// with the checksum computed over the IPv6 pseudo-header (RFC 8200 §8.1); `None` for
+/// anything else (extension headers, other protocols, IPv4).
+fn complete_ipv6_checksum(packet: &[u8]) -> Option<Vec<u8>> {
+    use crate::ip::ipv6::{self, Ipv6Packet};
+    if packet.first()? >> 4 != 6 {
+        return None;
+    }
+    let p = Ipv6Packet::parse(packet).ok()?;
+    let field = match p.next_header {
+        ipv6::NEXT_TCP if p.payload.len() >= 20 => 16,
+        ipv6::NEXT_UDP if p.payload.len() >= 8 => 6,
+        _ => return None,
+    };
+    let mut fixed = p.bytes.to_vec();
+    let at = ipv6::HEADER_LEN + field;
+    put16(&mut fixed, at, 0);
+    let upper = fixed.get(ipv6::HEADER_LEN..)?;
+    let len = u32::try_from(upper.len()).ok()?;
+    let mut sum = checksum_with(
+        ipv6::pseudo_header_sum(p.src, p.dst, p.next_header, len),
+        upper,
+    );
+    if sum == 0 && p.next_header == ipv6::NEXT_UDP {
+        // RFC 8200 §8.1: a computed UDP checksum of zero is sent as 0xffff.
+        sum = 0xffff;
+    }
+    put16(&mut fixed, at, sum);
+    Some(fixed)
 }
 
 /// A copy of an unfragmented IPv4/UDP `packet` with its UDP checksum computed over the
@@ -585,5 +617,31 @@ mod tests {
         assert_eq!(tcp4_header_lens(&p[..51]), None);
         assert_eq!(tcp4_header_lens(&p[..52]), Some((20, 32)));
         assert_eq!(tcp4_header_lens(&[]), None);
+    }
+
+    /// An IPv6 TCP segment the kernel left with a partial checksum is shown complete.
+    #[test]
+    fn ipv6_partial_checksums_are_completed_for_the_view() {
+        use crate::ip::ipv6;
+        use std::net::Ipv6Addr;
+        let (a, b) = (
+            Ipv6Addr::LOCALHOST,
+            Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+        );
+        let seg = Segment {
+            src_port: 1,
+            dst_port: 80,
+            payload: b"GET".to_vec(),
+            ..Segment::default()
+        };
+        let good = ipv6::emit(a, b, ipv6::NEXT_TCP, 64, &seg.emit(a, b));
+        let mut partial = good.clone();
+        partial[40 + 16..40 + 18].copy_from_slice(&[0x12, 0x34]);
+        let mut shown = Vec::new();
+        view(&partial, 0, true, &mut |p| shown.push(p.to_vec()));
+        assert_eq!(shown, vec![good.clone()]);
+        let mut untouched = Vec::new();
+        view(&partial, 0, false, &mut |p| untouched.push(p.to_vec()));
+        assert_eq!(untouched, vec![partial]);
     }
 }
