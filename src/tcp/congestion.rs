@@ -1,9 +1,10 @@
-//! Congestion control: slow start, congestion avoidance, fast retransmit and NewReno fast
-//! recovery (RFC 5681, RFC 6582), with the initial window of RFC 6928.
+//! Congestion control: slow start (with HyStart++, RFC 9406, in the initial one),
+//! congestion avoidance by CUBIC (RFC 9438, the default) or Reno, fast retransmit and
+//! NewReno fast recovery (RFC 5681, RFC 6582), with the initial window of RFC 6928.
 //!
-//! The connection talks to the controller only through [`NewReno::on_ack`],
-//! [`NewReno::on_dup_ack`], [`NewReno::on_timeout`] and [`NewReno::cwnd`], so another
-//! algorithm (CUBIC, RFC 9438) can replace it later without touching the state machine.
+//! The connection talks to the controller only through [`NewReno::on_round_sample`],
+//! [`NewReno::on_ack`], [`NewReno::on_dup_ack`], [`NewReno::on_timeout`] and
+//! [`NewReno::cwnd`]; the avoidance rule is chosen by [`Algorithm`].
 //!
 //! ```text
 //!   cwnd
@@ -26,10 +27,12 @@ use crate::time::Instant;
 #[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]
 pub enum Algorithm {
     /// RFC 5681 congestion avoidance (one MSS per RTT), halving on loss.
-    #[default]
     NewReno,
     /// CUBIC (RFC 9438): cwnd follows a cubic function of the time since the last
-    /// reduction, reduces by β = 0.7, and is never slower than Reno would be.
+    /// reduction, reduces by β = 0.7, and is never slower than Reno would be. The default,
+    /// as Linux's: after a loss on a long path it regrows on its own clock rather than one
+    /// MSS per round trip.
+    #[default]
     Cubic,
 }
 
@@ -50,6 +53,34 @@ struct Cubic {
     /// The clock and RTT of the ACK being processed.
     now: Instant,
     srtt: Duration,
+}
+
+/// RFC 9406 §4.3 constants of HyStart++.
+const HYSTART_MIN_RTT_THRESH: Duration = Duration::from_millis(4);
+const HYSTART_MAX_RTT_THRESH: Duration = Duration::from_millis(16);
+const HYSTART_MIN_RTT_DIVISOR: u32 = 8;
+const HYSTART_N_RTT_SAMPLE: u32 = 8;
+const HYSTART_CSS_GROWTH_DIVISOR: u32 = 4;
+const HYSTART_CSS_ROUNDS: u32 = 5;
+
+/// HyStart++ (RFC 9406) during the initial slow start: when the smallest RTT of a round
+/// rises by an eighth of the last round's (4-16 ms), a queue is building, so slow start
+/// gives way to Conservative Slow Start (a quarter of the growth) and, unless the RTT
+/// falls back, to congestion avoidance a few rounds later — instead of doubling on until
+/// a bottleneck queue overflows and a whole window's worth of segments is lost.
+#[derive(Clone, Debug, Default)]
+struct HyStart {
+    /// §4.2 windowEnd: SND.NXT when the current round began; the round ends when an
+    /// ACK covers it.
+    window_end: Option<SeqNum>,
+    last_round_min_rtt: Option<Duration>,
+    current_round_min_rtt: Option<Duration>,
+    rtt_sample_count: u32,
+    /// In Conservative Slow Start: cssBaselineMinRtt and the rounds completed in it.
+    css: Option<(Duration, u32)>,
+    /// Slow start is over (congestion avoidance entered, or a loss): HyStart++ applies
+    /// to the initial slow start only.
+    done: bool,
 }
 
 /// What the connection must do after the controller saw an ACK.
@@ -83,6 +114,7 @@ pub struct NewReno {
     pipe_recovery: bool,
     /// Some when the CUBIC rule is selected.
     cubic: Option<Cubic>,
+    hystart: HyStart,
 }
 
 impl NewReno {
@@ -101,6 +133,7 @@ impl NewReno {
             in_recovery: false,
             pipe_recovery: false,
             cubic: None,
+            hystart: HyStart::default(),
         }
     }
 
@@ -132,9 +165,71 @@ impl NewReno {
         }
     }
 
+    /// HyStart++ (RFC 9406 §4.2) for an ACK of new data up to `ack`, before
+    /// [`on_ack`](Self::on_ack): `snd_nxt` is the next sequence number to be sent (the end
+    /// of the next round), `rtt` the RTT sample the ACK gave, if any.
+    pub fn on_round_sample(&mut self, ack: SeqNum, snd_nxt: SeqNum, rtt: Option<Duration>) {
+        let h = &mut self.hystart;
+        if h.done || self.ssthresh != u32::MAX || self.in_recovery {
+            h.done = true;
+            return;
+        }
+        if h.window_end.is_none_or(|end| ack.ge(end)) {
+            // A new round.
+            h.window_end = Some(snd_nxt);
+            h.last_round_min_rtt = h.current_round_min_rtt.take();
+            h.rtt_sample_count = 0;
+            if let Some((_, rounds)) = h.css.as_mut() {
+                *rounds += 1;
+                if *rounds >= HYSTART_CSS_ROUNDS {
+                    // §4.2: CSS_ROUNDS rounds without the RTT falling back: congestion
+                    // avoidance from here.
+                    self.ssthresh = self.cwnd;
+                    h.done = true;
+                    h.css = None;
+                    return;
+                }
+            }
+        }
+        let Some(rtt) = rtt else {
+            return;
+        };
+        h.current_round_min_rtt = Some(h.current_round_min_rtt.map_or(rtt, |m| m.min(rtt)));
+        h.rtt_sample_count += 1;
+        if h.rtt_sample_count < HYSTART_N_RTT_SAMPLE {
+            return;
+        }
+        let (Some(current), Some(last)) = (h.current_round_min_rtt, h.last_round_min_rtt) else {
+            return;
+        };
+        match h.css {
+            None => {
+                let thresh = (last / HYSTART_MIN_RTT_DIVISOR)
+                    .clamp(HYSTART_MIN_RTT_THRESH, HYSTART_MAX_RTT_THRESH);
+                if current >= last + thresh {
+                    h.css = Some((current, 0));
+                }
+            }
+            Some((baseline, _)) => {
+                if current < baseline {
+                    // §4.2: the RTT increase was spurious; back to slow start.
+                    h.css = None;
+                }
+            }
+        }
+    }
+
+    /// In HyStart++'s Conservative Slow Start (RFC 9406 §4.2).
+    pub fn in_css(&self) -> bool {
+        self.hystart.css.is_some()
+    }
+
     /// A congestion event: the new ssthresh from `flight` (RFC 5681: flight/2; RFC 9438
     /// §4.6: cwnd·β), remembering W_max for CUBIC (with §4.7 fast convergence).
     fn reduce(&mut self, flight: u32) -> u32 {
+        // RFC 9406 §4.2: a loss ends slow start, and HyStart++ with it.
+        self.hystart.done = true;
+        self.hystart.css = None;
         let min = 2 * self.mss;
         let cwnd = self.cwnd;
         match self.cubic.as_mut() {
@@ -275,8 +370,14 @@ impl NewReno {
             return AckAction::Retransmit;
         }
         if self.cwnd < self.ssthresh {
-            // RFC 5681 §3.1 slow start (with RFC 3465 L = 2·SMSS).
-            self.cwnd = self.cwnd.saturating_add(acked.min(2 * self.mss));
+            // RFC 5681 §3.1 slow start (with RFC 3465 L = 2·SMSS); a quarter of that in
+            // HyStart++'s Conservative Slow Start (RFC 9406 §4.2).
+            let divisor = if self.in_css() {
+                HYSTART_CSS_GROWTH_DIVISOR
+            } else {
+                1
+            };
+            self.cwnd = self.cwnd.saturating_add(acked.min(2 * self.mss) / divisor);
         } else if self.cubic.is_some() {
             self.cubic_avoidance(acked);
         } else {
@@ -416,6 +517,65 @@ mod tests {
         let t = at_w_max.expect("cwnd regrows to W_max").as_secs_f64();
         assert!((2.5..4.5).contains(&t), "W_max reached after {t} s");
         assert!(cc.cwnd() > 100_000, "then probes beyond it");
+    }
+
+    /// Slow start for `rounds` rounds of `per_round` ACKs of 1000 bytes each, the RTT
+    /// samples of round `r` being `rtt(r)`; returns (cwnd, ssthresh, in CSS) after each.
+    fn slow_start_rounds(
+        cc: &mut NewReno,
+        rounds: u32,
+        rtt: impl Fn(u32) -> Duration,
+    ) -> Vec<(u32, u32, bool)> {
+        let mut out = Vec::new();
+        let mut acked = 0u32;
+        for r in 0..rounds {
+            // This round's data: what cwnd let out when it began.
+            let end = acked + cc.cwnd();
+            while acked < end {
+                acked += 1000;
+                let ack = SeqNum(1 + acked);
+                cc.on_round_sample(ack, SeqNum(1 + end + cc.cwnd()), Some(rtt(r)));
+                cc.on_ack(ack, 1000, end - acked);
+            }
+            out.push((cc.cwnd(), cc.ssthresh(), cc.in_css()));
+        }
+        out
+    }
+
+    #[test]
+    fn hystart_leaves_slow_start_when_the_rtt_rises() {
+        // RFC 9406 §4.2: from round 4 on the RTT is 20 ms above the 100 ms base (more than
+        // the 12.5 ms threshold): Conservative Slow Start, then congestion avoidance
+        // with ssthresh = cwnd after CSS_ROUNDS rounds.
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        let rounds = slow_start_rounds(&mut cc, 12, |r| ms(if r < 4 { 100 } else { 120 }));
+        let (css_cwnd, _, css) = rounds[4];
+        assert!(css, "{rounds:?}");
+        // A quarter of slow start's growth per round in CSS: far from doubling.
+        let (next, _, _) = rounds[5];
+        assert!(next < css_cwnd * 3 / 2, "{rounds:?}");
+        let (cwnd, ssthresh, css) = rounds[11];
+        assert!(!css && ssthresh != u32::MAX, "{rounds:?}");
+        assert!(cwnd < 2 * ssthresh, "congestion avoidance: {rounds:?}");
+    }
+
+    #[test]
+    fn hystart_keeps_slow_start_while_the_rtt_is_flat_or_back_down() {
+        // A flat RTT: classic slow start, doubling per round.
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        let rounds = slow_start_rounds(&mut cc, 8, |_| ms(100));
+        assert!(rounds.iter().all(|&(_, ss, css)| ss == u32::MAX && !css));
+        assert_eq!(rounds[7].0, 10_000 << 8);
+        // A rise for one round that falls back below the CSS baseline: slow start again
+        // (§4.2, the increase was spurious).
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        let rounds = slow_start_rounds(&mut cc, 8, |r| ms(if r == 3 { 130 } else { 100 }));
+        assert!(rounds[3].2, "{rounds:?}");
+        assert!(rounds[7].1 == u32::MAX && !rounds[7].2, "{rounds:?}");
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
     #[test]

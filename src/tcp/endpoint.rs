@@ -2157,6 +2157,8 @@ mod tests {
         // And with window scaling (1 MiB buffers).
         let big = Config {
             recv_buffer: 1 << 20,
+            // A fixed buffer: the window is what this test is about.
+            recv_buffer_max: 0,
             ..Config::default()
         };
         for seed in 0..3 {
@@ -2168,6 +2170,8 @@ mod tests {
     fn zero_window_probe_then_resume() {
         let config = Config {
             recv_buffer: 4000,
+            // A fixed buffer: the window is what this test is about.
+            recv_buffer_max: 0,
             // The first timer must be the persist timer, not a delayed ACK.
             delayed_ack: Duration::ZERO,
             ..Config::default()
@@ -2242,6 +2246,8 @@ mod tests {
     fn unanswered_zero_window_probes_time_out() {
         let config = Config {
             recv_buffer: 2000,
+            // A fixed buffer: the window is what this test is about.
+            recv_buffer_max: 0,
             max_retransmits: 3,
             delayed_ack: Duration::ZERO,
             ..Config::default()
@@ -2574,6 +2580,8 @@ mod tests {
     fn window_scaling_with_large_buffers() {
         let config = Config {
             recv_buffer: 1 << 20,
+            // A fixed buffer: the window is what this test is about.
+            recv_buffer_max: 0,
             ..Config::default()
         };
         let mut net = Net::new(config);
@@ -2607,6 +2615,7 @@ mod tests {
         // Without large buffers nothing is offered, even if the peer offers.
         let mut plain = Net::new(Config {
             recv_buffer: 65535,
+            recv_buffer_max: 0,
             ..Config::default()
         });
         plain.connect();
