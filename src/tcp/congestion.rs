@@ -1,4 +1,5 @@
-//! Congestion control: slow start (with HyStart++, RFC 9406, in the initial one),
+//! Congestion control: slow start (the initial one ended by a rising RTT: HyStart, with
+//! RFC 9406's detection),
 //! congestion avoidance by CUBIC (RFC 9438, the default) or Reno, fast retransmit and
 //! NewReno fast recovery (RFC 5681, RFC 6582), with the initial window of RFC 6928.
 //!
@@ -55,31 +56,34 @@ struct Cubic {
     srtt: Duration,
 }
 
-/// RFC 9406 §4.3 constants of HyStart++.
+/// RFC 9406 §4.3 constants of HyStart++'s delay-increase detection.
 const HYSTART_MIN_RTT_THRESH: Duration = Duration::from_millis(4);
 const HYSTART_MAX_RTT_THRESH: Duration = Duration::from_millis(16);
 const HYSTART_MIN_RTT_DIVISOR: u32 = 8;
 const HYSTART_N_RTT_SAMPLE: u32 = 8;
-const HYSTART_CSS_GROWTH_DIVISOR: u32 = 4;
-const HYSTART_CSS_ROUNDS: u32 = 5;
-
-/// HyStart++ (RFC 9406) during the initial slow start: when the smallest RTT of a round
-/// rises by an eighth of the last round's (4-16 ms), a queue is building, so slow start
-/// gives way to Conservative Slow Start (a quarter of the growth) and, unless the RTT
-/// falls back, to congestion avoidance a few rounds later — instead of doubling on until
-/// a bottleneck queue overflows and a whole window's worth of segments is lost.
+/// Delay-based exit from the initial slow start (HyStart): when the smallest RTT of a
+/// round rises by an eighth of the last round's (4-16 ms), a queue is building at the
+/// bottleneck, so slow start ends there (ssthresh = cwnd) instead of doubling on until
+/// the queue overflows and a large part of a window is lost at once.
+///
+/// The rounds, samples and thresholds are RFC 9406's (HyStart++ §4.2, §4.3). What
+/// follows the detection is Linux CUBIC's HyStart (`hystart_update`): congestion
+/// avoidance at once, not RFC 9406's Conservative Slow Start. CSS grows by a quarter per
+/// round for five rounds (3x in all) and resumes slow start when a round's smallest RTT
+/// falls below the one that triggered it, which an unpaced sender's bursts make happen:
+/// in a simulated 50 ms path with a one-BDP drop-tail queue, CSS still overflowed the
+/// queue and the recovery that followed took a series of timeouts, while exiting at the
+/// detection lost nothing (RFC 9406 §4.3 leaves such tuning to the implementation).
 #[derive(Clone, Debug, Default)]
 struct HyStart {
-    /// §4.2 windowEnd: SND.NXT when the current round began; the round ends when an
+    /// §4.2 windowEnd: SND.MAX when the current round began; the round ends when an
     /// ACK covers it.
     window_end: Option<SeqNum>,
     last_round_min_rtt: Option<Duration>,
     current_round_min_rtt: Option<Duration>,
     rtt_sample_count: u32,
-    /// In Conservative Slow Start: cssBaselineMinRtt and the rounds completed in it.
-    css: Option<(Duration, u32)>,
-    /// Slow start is over (congestion avoidance entered, or a loss): HyStart++ applies
-    /// to the initial slow start only.
+    /// Slow start is over (ended by the delay rise, or a loss): HyStart applies to the
+    /// initial slow start only.
     done: bool,
 }
 
@@ -165,10 +169,10 @@ impl NewReno {
         }
     }
 
-    /// HyStart++ (RFC 9406 §4.2) for an ACK of new data up to `ack`, before
-    /// [`on_ack`](Self::on_ack): `snd_nxt` is the next sequence number to be sent (the end
-    /// of the next round), `rtt` the RTT sample the ACK gave, if any.
-    pub fn on_round_sample(&mut self, ack: SeqNum, snd_nxt: SeqNum, rtt: Option<Duration>) {
+    /// HyStart (see [`HyStart`]; RFC 9406 §4.2) for an ACK of new data up to `ack`,
+    /// before [`on_ack`](Self::on_ack): `snd_max` is one past the highest sequence number
+    /// sent (the end of the next round), `rtt` the RTT sample the ACK gave, if any.
+    pub fn on_round_sample(&mut self, ack: SeqNum, snd_max: SeqNum, rtt: Option<Duration>) {
         let h = &mut self.hystart;
         if h.done || self.ssthresh != u32::MAX || self.in_recovery {
             h.done = true;
@@ -176,20 +180,9 @@ impl NewReno {
         }
         if h.window_end.is_none_or(|end| ack.ge(end)) {
             // A new round.
-            h.window_end = Some(snd_nxt);
+            h.window_end = Some(snd_max);
             h.last_round_min_rtt = h.current_round_min_rtt.take();
             h.rtt_sample_count = 0;
-            if let Some((_, rounds)) = h.css.as_mut() {
-                *rounds += 1;
-                if *rounds >= HYSTART_CSS_ROUNDS {
-                    // §4.2: CSS_ROUNDS rounds without the RTT falling back: congestion
-                    // avoidance from here.
-                    self.ssthresh = self.cwnd;
-                    h.done = true;
-                    h.css = None;
-                    return;
-                }
-            }
         }
         let Some(rtt) = rtt else {
             return;
@@ -202,34 +195,23 @@ impl NewReno {
         let (Some(current), Some(last)) = (h.current_round_min_rtt, h.last_round_min_rtt) else {
             return;
         };
-        match h.css {
-            None => {
-                let thresh = (last / HYSTART_MIN_RTT_DIVISOR)
-                    .clamp(HYSTART_MIN_RTT_THRESH, HYSTART_MAX_RTT_THRESH);
-                if current >= last + thresh {
-                    h.css = Some((current, 0));
-                }
-            }
-            Some((baseline, _)) => {
-                if current < baseline {
-                    // §4.2: the RTT increase was spurious; back to slow start.
-                    h.css = None;
-                }
-            }
+        let thresh =
+            (last / HYSTART_MIN_RTT_DIVISOR).clamp(HYSTART_MIN_RTT_THRESH, HYSTART_MAX_RTT_THRESH);
+        if current >= last + thresh {
+            log::debug!(
+                "slow start ends at cwnd {}: round min RTT {current:?}, last {last:?}",
+                self.cwnd
+            );
+            self.ssthresh = self.cwnd;
+            h.done = true;
         }
-    }
-
-    /// In HyStart++'s Conservative Slow Start (RFC 9406 §4.2).
-    pub fn in_css(&self) -> bool {
-        self.hystart.css.is_some()
     }
 
     /// A congestion event: the new ssthresh from `flight` (RFC 5681: flight/2; RFC 9438
     /// §4.6: cwnd·β), remembering W_max for CUBIC (with §4.7 fast convergence).
     fn reduce(&mut self, flight: u32) -> u32 {
-        // RFC 9406 §4.2: a loss ends slow start, and HyStart++ with it.
+        // A loss ends the initial slow start, and HyStart with it.
         self.hystart.done = true;
-        self.hystart.css = None;
         let min = 2 * self.mss;
         let cwnd = self.cwnd;
         match self.cubic.as_mut() {
@@ -370,14 +352,8 @@ impl NewReno {
             return AckAction::Retransmit;
         }
         if self.cwnd < self.ssthresh {
-            // RFC 5681 §3.1 slow start (with RFC 3465 L = 2·SMSS); a quarter of that in
-            // HyStart++'s Conservative Slow Start (RFC 9406 §4.2).
-            let divisor = if self.in_css() {
-                HYSTART_CSS_GROWTH_DIVISOR
-            } else {
-                1
-            };
-            self.cwnd = self.cwnd.saturating_add(acked.min(2 * self.mss) / divisor);
+            // RFC 5681 §3.1 slow start (with RFC 3465 L = 2·SMSS).
+            self.cwnd = self.cwnd.saturating_add(acked.min(2 * self.mss));
         } else if self.cubic.is_some() {
             self.cubic_avoidance(acked);
         } else {
@@ -519,13 +495,13 @@ mod tests {
         assert!(cc.cwnd() > 100_000, "then probes beyond it");
     }
 
-    /// Slow start for `rounds` rounds of `per_round` ACKs of 1000 bytes each, the RTT
-    /// samples of round `r` being `rtt(r)`; returns (cwnd, ssthresh, in CSS) after each.
+    /// Slow start for `rounds` rounds of ACKs of 1000 bytes each, the RTT samples of
+    /// round `r` being `rtt(r)`; returns (cwnd, ssthresh) after each round.
     fn slow_start_rounds(
         cc: &mut NewReno,
         rounds: u32,
         rtt: impl Fn(u32) -> Duration,
-    ) -> Vec<(u32, u32, bool)> {
+    ) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
         let mut acked = 0u32;
         for r in 0..rounds {
@@ -537,41 +513,43 @@ mod tests {
                 cc.on_round_sample(ack, SeqNum(1 + end + cc.cwnd()), Some(rtt(r)));
                 cc.on_ack(ack, 1000, end - acked);
             }
-            out.push((cc.cwnd(), cc.ssthresh(), cc.in_css()));
+            out.push((cc.cwnd(), cc.ssthresh()));
         }
         out
     }
 
     #[test]
-    fn hystart_leaves_slow_start_when_the_rtt_rises() {
-        // RFC 9406 §4.2: from round 4 on the RTT is 20 ms above the 100 ms base (more than
-        // the 12.5 ms threshold): Conservative Slow Start, then congestion avoidance
-        // with ssthresh = cwnd after CSS_ROUNDS rounds.
+    fn hystart_ends_slow_start_when_the_rtt_rises() {
+        // RFC 9406 §4.2 detection: from round 4 on the RTT is 20 ms above the 100 ms base
+        // (more than the 12.5 ms threshold), and slow start ends there: ssthresh = cwnd,
+        // then congestion avoidance.
         let mut cc = NewReno::new(1000, SeqNum(0));
-        let rounds = slow_start_rounds(&mut cc, 12, |r| ms(if r < 4 { 100 } else { 120 }));
-        let (css_cwnd, _, css) = rounds[4];
-        assert!(css, "{rounds:?}");
-        // A quarter of slow start's growth per round in CSS: far from doubling.
-        let (next, _, _) = rounds[5];
-        assert!(next < css_cwnd * 3 / 2, "{rounds:?}");
-        let (cwnd, ssthresh, css) = rounds[11];
-        assert!(!css && ssthresh != u32::MAX, "{rounds:?}");
-        assert!(cwnd < 2 * ssthresh, "congestion avoidance: {rounds:?}");
+        let rounds = slow_start_rounds(&mut cc, 8, |r| ms(if r < 4 { 100 } else { 120 }));
+        assert_eq!(rounds[3], (160_000, u32::MAX), "{rounds:?}");
+        let (cwnd, ssthresh) = rounds[4];
+        assert!((160_000..320_000).contains(&ssthresh), "{rounds:?}");
+        assert!(cwnd < 2 * ssthresh, "{rounds:?}");
+        // Congestion avoidance: far from doubling per round.
+        assert!(rounds[7].0 < 2 * rounds[4].0, "{rounds:?}");
     }
 
     #[test]
-    fn hystart_keeps_slow_start_while_the_rtt_is_flat_or_back_down() {
+    fn hystart_keeps_slow_start_while_the_rtt_rises_less_than_the_threshold() {
         // A flat RTT: classic slow start, doubling per round.
         let mut cc = NewReno::new(1000, SeqNum(0));
         let rounds = slow_start_rounds(&mut cc, 8, |_| ms(100));
-        assert!(rounds.iter().all(|&(_, ss, css)| ss == u32::MAX && !css));
+        assert!(rounds.iter().all(|&(_, ss)| ss == u32::MAX), "{rounds:?}");
         assert_eq!(rounds[7].0, 10_000 << 8);
-        // A rise for one round that falls back below the CSS baseline: slow start again
-        // (§4.2, the increase was spurious).
+        // 10 ms above 100: below the threshold of 100/8 = 12.5 ms.
         let mut cc = NewReno::new(1000, SeqNum(0));
-        let rounds = slow_start_rounds(&mut cc, 8, |r| ms(if r == 3 { 130 } else { 100 }));
-        assert!(rounds[3].2, "{rounds:?}");
-        assert!(rounds[7].1 == u32::MAX && !rounds[7].2, "{rounds:?}");
+        let rounds = slow_start_rounds(&mut cc, 8, |r| ms(if r < 4 { 100 } else { 110 }));
+        assert!(rounds.iter().all(|&(_, ss)| ss == u32::MAX), "{rounds:?}");
+        // No detection in a slow start after a timeout: HyStart is for the initial one.
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        cc.on_timeout(1_000_000, SeqNum(100_000));
+        let ssthresh = cc.ssthresh();
+        slow_start_rounds(&mut cc, 4, |r| ms(100 + 50 * u64::from(r)));
+        assert_eq!(cc.ssthresh(), ssthresh);
     }
 
     fn ms(n: u64) -> Duration {
