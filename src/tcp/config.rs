@@ -10,9 +10,9 @@ pub struct Config {
     pub mss: u16,
     /// Send buffer per connection at the start, bytes.
     pub send_buffer: usize,
-    /// Most the send buffer grows to as the congestion window grows (autotuning, like
-    /// Linux's `tcp_wmem` maximum): about 2·cwnd, so that a sender on a long path is
-    /// limited by cwnd and the peer's window rather than by the buffer. No growth when not
+    /// Most the send buffer grows to (autotuning, like Linux's `tcp_wmem` maximum): about
+    /// twice the bandwidth-delay product, at most 2·cwnd, so that a sender on a long path
+    /// is limited by cwnd and the peer's window rather than by the buffer. No growth when not
     /// above `send_buffer`, nor once the application sets a size (`set_send_buffer`,
     /// like `SO_SNDBUF`).
     pub send_buffer_max: usize,
