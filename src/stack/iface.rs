@@ -606,8 +606,18 @@ impl Interface {
     }
 
     /// When [`Interface::handle_timeout`] next needs to run.
-    pub fn poll_at(&self) -> Option<Instant> {
+    pub fn poll_at(&mut self) -> Option<Instant> {
         match (self.tcp.poll_at(), self.frag.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// An instant no later than [`Interface::poll_at`], maybe earlier ([`Tcp::wake_at`]):
+    /// when an event loop should call [`Interface::handle_timeout`] next. Cheaper to keep
+    /// than the exact instant under a stream of requests.
+    pub fn wake_at(&mut self) -> Option<Instant> {
+        match (self.tcp.wake_at(), self.frag.poll_at()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
