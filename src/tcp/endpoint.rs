@@ -893,8 +893,13 @@ impl Tcp {
     /// RECEIVE: Err(WouldBlock) when nothing is there yet, Ok(0) at EOF.
     pub fn recv(&mut self, id: ConnId, buf: &mut [u8], now: Instant) -> Result<usize, TcpError> {
         let _ = now;
-        if self.conn(id).is_none() {
-            return Err(TcpError::InvalidHandle);
+        match self.conn(id) {
+            None => return Err(TcpError::InvalidHandle),
+            // Nothing to read, no FIN, no error, not closed: `Connection::recv` would say
+            // WouldBlock and change nothing, so the bookkeeping after it has nothing to do
+            // (an event loop's reader asks once more after each request, to find it empty).
+            Some(c) if !c.recv_ready() => return Err(TcpError::WouldBlock),
+            Some(_) => {}
         }
         self.with_conn(id.index, |c, _| c.recv(buf))
             .unwrap_or(Err(TcpError::InvalidHandle))
