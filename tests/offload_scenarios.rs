@@ -379,7 +379,7 @@ fn udp_checksum_skipped_only_when_trusted() {
     let (from, data) = host.udp_mut().recv_from(sock).expect("trusted: delivered");
     assert_eq!(
         (&data[..], from),
-        (&b"hello"[..], SocketAddrV4::new(THEM, 5000))
+        (&b"hello"[..], SocketAddrV4::new(THEM, 5000).into())
     );
 }
 

@@ -210,7 +210,7 @@ fn bound_port_receives_and_replies() {
     let (from, data) = ip.udp_mut().recv_from(id).unwrap();
     assert_eq!(
         (from, &data[..]),
-        (SocketAddrV4::new(PEER, 5555), &b"echo me"[..])
+        (SocketAddrV4::new(PEER, 5555).into(), &b"echo me"[..])
     );
     ip.udp_mut().send_to(id, from, &data).unwrap();
     let out = drain(&mut ip);

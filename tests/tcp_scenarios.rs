@@ -328,7 +328,12 @@ impl H {
 
     fn poll_one(&mut self) -> Option<Segment> {
         let t = self.tcp.poll_transmit(self.now)?;
-        assert_eq!((t.src, t.dst), (US, THEM), "addresses of {}", t.segment);
+        assert_eq!(
+            (t.src, t.dst),
+            (US.into(), THEM.into()),
+            "addresses of {}",
+            t.segment
+        );
         assert_eq!(
             (t.segment.src_port, t.segment.dst_port),
             (self.us.port(), self.them.port()),

@@ -28,6 +28,14 @@ use tunstack::tcp::{
 };
 use tunstack::time::Instant;
 
+/// The simulation is IPv4 only: the address of a segment TCP sent.
+fn v4(addr: std::net::IpAddr) -> Ipv4Addr {
+    match addr {
+        std::net::IpAddr::V4(a) => a,
+        std::net::IpAddr::V6(a) => panic!("IPv6 address {a} in an IPv4 simulation"),
+    }
+}
+
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const PORT: u16 = 80;
@@ -704,12 +712,12 @@ fn run(sc: &Scenario) -> Report {
         for (i, s) in sides.iter_mut().enumerate() {
             while let Some(t) = s.tcp.poll_transmit(now) {
                 assert_eq!(t.src, s.addr, "{} sends from its own address", s.name);
-                monitor.observe(t.src, t.dst, &t.segment);
+                monitor.observe(v4(t.src), v4(t.dst), &t.segment);
                 let bytes = t.segment.emit(t.src, t.dst);
                 if trace {
                     eprintln!("{now:?} {} sends {}", s.name, t.segment);
                 }
-                link.send(now, 1 - i, t.src, t.dst, bytes);
+                link.send(now, 1 - i, v4(t.src), v4(t.dst), bytes);
             }
         }
         if transfer_done.is_none()
@@ -1391,9 +1399,9 @@ fn chaos(seed: u64) -> (usize, Duration) {
         }
         for (i, tcp) in [&mut client, &mut server].into_iter().enumerate() {
             while let Some(t) = tcp.poll_transmit(now) {
-                monitor.observe(t.src, t.dst, &t.segment);
+                monitor.observe(v4(t.src), v4(t.dst), &t.segment);
                 let bytes = t.segment.emit(t.src, t.dst);
-                link.send(now, 1 - i, t.src, t.dst, bytes);
+                link.send(now, 1 - i, v4(t.src), v4(t.dst), bytes);
             }
         }
         let all_released = opens.is_empty() && streams.iter().flatten().all(|s| s.released);

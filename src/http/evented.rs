@@ -29,7 +29,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -276,7 +275,7 @@ impl EventedServer {
                 Kind::Reject(overload_response(), 0)
             } else {
                 self.live += 1;
-                let peer = SocketAddr::V4(sock.peer_addr(cx));
+                let peer = sock.peer_addr(cx);
                 let mut conn =
                     HttpConn::new(self.handler.clone(), self.config.clone(), peer, cx.wall);
                 conn.set_stats_path(self.stats_path.clone());

@@ -37,6 +37,9 @@ pub const TYPE_ECHO_REQUEST: u8 = 8;
 /// Type 11: time exceeded.
 pub const TYPE_TIME_EXCEEDED: u8 = 11;
 
+/// Destination unreachable code 1: the host cannot be reached (RFC 792); a soft error
+/// for TCP (RFC 1122 §4.2.3.9).
+pub const CODE_HOST_UNREACHABLE: u8 = 1;
 /// Destination unreachable code 2: the transport protocol is not supported (RFC 792).
 pub const CODE_PROTOCOL_UNREACHABLE: u8 = 2;
 /// Destination unreachable code 3: no one listens on the port (RFC 792; for UDP — TCP

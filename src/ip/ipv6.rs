@@ -176,6 +176,30 @@ pub fn emit(
     out
 }
 
+/// Writes the fixed 40-byte header into the first bytes of `header` (too short: nothing),
+/// for a payload of `payload_len` bytes the caller has already put behind it — the
+/// in-place form of [`emit`], so a TCP segment built right after room for the header is
+/// not copied again.
+pub fn write_header(
+    header: &mut [u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next_header: u8,
+    hop_limit: u8,
+    payload_len: usize,
+) {
+    let Some(header) = header.get_mut(..HEADER_LEN) else {
+        return;
+    };
+    let len = u16::try_from(payload_len).unwrap_or(u16::MAX);
+    header[..4].copy_from_slice(&[0x60, 0, 0, 0]);
+    header[4..6].copy_from_slice(&len.to_be_bytes());
+    header[6] = next_header;
+    header[7] = hop_limit;
+    header[8..24].copy_from_slice(&src.octets());
+    header[24..40].copy_from_slice(&dst.octets());
+}
+
 /// The one's-complement sum (folded to 16 bits) of the IPv6 pseudo-header of RFC 8200 §8.1,
 /// for [`super::ipv4::checksum_with`]: source, destination, upper-layer length (32 bits),
 /// three zero bytes and the next header.

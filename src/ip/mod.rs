@@ -17,7 +17,8 @@
 //! IPv6 ([`ipv6`], RFC 8200: header, extension headers), its fragment reassembly and
 //! receive path ([`frag6`]) and ICMPv6 ([`icmpv6`], RFC 4443: echo, errors sent and
 //! received, rate-limited with [`icmp::ErrorRateLimiter`]) stand beside IPv4; the host answers ping6,
-//! and TCP and UDP run over IPv4 only so far.
+//! and TCP and UDP run over both families (their pseudo-header:
+//! [`pseudo_header_sum_ip`]).
 //!
 //! Everything here is sans-IO: byte slices in, typed views or byte vectors out, no clock,
 //! no device. Every malformed input yields an error value with a stable
@@ -34,6 +35,44 @@ pub use icmp::IcmpError;
 pub use ipv4::{
     checksum, checksum_with, emit, emit_into, pseudo_header_sum, Ipv4Error, Ipv4Packet,
 };
+
+use std::net::{IpAddr, Ipv6Addr};
+
+/// The folded pseudo-header sum of a TCP or UDP packet of either family, from `src` to
+/// `dst`, `length` bytes of upper-layer header and data. IPv4 (RFC 9293 §3.1, RFC 768):
+/// source, destination, zero, protocol, 16-bit length. IPv6 (RFC 8200 §8.1): source,
+/// destination, 32-bit upper-layer length, three zero bytes, next header. In the ones'
+/// complement sum both are the addresses' words plus the protocol plus the length, so
+/// one function serves both and costs only the four (or sixteen) address words more.
+/// The stack never mixes families in one packet; if a caller does, the IPv4 address is
+/// summed as its IPv4-mapped IPv6 form (RFC 4291 §2.5.5.2).
+pub fn pseudo_header_sum_ip(src: IpAddr, dst: IpAddr, protocol: u8, length: u32) -> u32 {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            // An IPv4 datagram carries at most 65535 bytes; saturate rather than wrap.
+            pseudo_header_sum(s, d, protocol, u16::try_from(length).unwrap_or(u16::MAX))
+        }
+        (s, d) => ipv6::pseudo_header_sum(as_v6(s), as_v6(d), protocol, length),
+    }
+}
+
+/// `addr` as an IPv6 address: itself, or the IPv4-mapped form of an IPv4 address.
+pub fn as_v6(addr: IpAddr) -> Ipv6Addr {
+    match addr {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
+}
+
+/// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2) turned
+/// into the IPv4 address it names: how a dual-stack application's `[::ffff:10.0.0.2]`
+/// reaches the IPv4 host. Any other address is returned as it is.
+pub fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
 
 #[cfg(test)]
 mod robustness {

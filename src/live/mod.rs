@@ -28,7 +28,7 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -85,7 +85,7 @@ struct Stored {
     seq: u64,
     json: Arc<str>,
     /// The peer of the connection it belongs to (our side is always the server's).
-    conn: Option<SocketAddrV4>,
+    conn: Option<SocketAddr>,
     /// A TCP packet: when, and its bytes (for the ladder).
     packet: Option<(Duration, Arc<[u8]>)>,
 }
@@ -96,7 +96,7 @@ struct Ring {
     packet_bytes: usize,
     next: u64,
     renderer: Renderer,
-    watchers: VecDeque<SocketAddrV4>,
+    watchers: VecDeque<SocketAddr>,
     /// A super-segment line waits for its first wire segment, which says whose it is.
     pending_super: Option<String>,
 }
@@ -105,7 +105,7 @@ impl Ring {
     fn push(
         &mut self,
         json: String,
-        conn: Option<SocketAddrV4>,
+        conn: Option<SocketAddr>,
         packet: Option<(Duration, Arc<[u8]>)>,
     ) {
         self.packet_bytes += packet.as_ref().map_or(0, |(_, p)| p.len());
@@ -191,7 +191,7 @@ impl LiveHub {
 
     /// Leave `peer`'s connection out from now on, and tell the pages to drop what they
     /// were shown of it.
-    fn watch(&self, ring: &mut Ring, peer: SocketAddrV4) {
+    fn watch(&self, ring: &mut Ring, peer: SocketAddr) {
         if ring.watchers.contains(&peer) {
             return;
         }
@@ -208,7 +208,7 @@ impl LiveHub {
 
     /// Leave the connection with `peer` out from now on.
     pub fn watch_peer(&self, peer: Option<SocketAddr>) {
-        if let Some(SocketAddr::V4(p)) = peer {
+        if let Some(p) = peer {
             let mut ring = self.lock();
             self.watch(&mut ring, p);
         }
@@ -230,7 +230,7 @@ impl LiveHub {
             ring.push(p, conn, None);
         }
         if let TraceEvent::Http(HttpEvent::Request {
-            peer: Some(SocketAddr::V4(peer)),
+            peer: Some(peer),
             line,
             ..
         }) = ev
@@ -347,7 +347,7 @@ impl LiveHub {
     }
 
     /// The ladder diagram of the connection with `peer`, from the packets the ring kept.
-    pub fn ladder_svg(&self, peer: SocketAddrV4) -> Option<String> {
+    pub fn ladder_svg(&self, peer: SocketAddr) -> Option<String> {
         let packets: Vec<(Duration, Arc<[u8]>)> = {
             let ring = self.lock();
             ring.events
@@ -392,11 +392,8 @@ fn is_live_request(line: &str) -> bool {
 
 /// The peer of the connection an event belongs to (we are the server: for a packet in,
 /// the source; out, the destination).
-fn conn_of(ev: &TraceEvent) -> Option<SocketAddrV4> {
-    let v4 = |a: &SocketAddr| match a {
-        SocketAddr::V4(a) if !a.ip().is_unspecified() => Some(*a),
-        _ => None,
-    };
+fn conn_of(ev: &TraceEvent) -> Option<SocketAddr> {
+    let v4 = |a: &SocketAddr| (!a.ip().is_unspecified()).then_some(*a);
     match ev {
         TraceEvent::Packet { dir, .. } | TraceEvent::Frame { dir, .. } => {
             let ip = crate::ip::ipv4::Ipv4Packet::parse(ip_of(ev)?).ok()?;
@@ -409,8 +406,8 @@ fn conn_of(ev: &TraceEvent) -> Option<SocketAddrV4> {
                 u16::from_be_bytes([ports[2], ports[3]]),
             );
             Some(match dir {
-                Direction::In => SocketAddrV4::new(ip.src, src),
-                Direction::Out => SocketAddrV4::new(ip.dst, dst),
+                Direction::In => SocketAddr::new(ip.src.into(), src),
+                Direction::Out => SocketAddr::new(ip.dst.into(), dst),
             })
         }
         TraceEvent::Tcp(e) => (!e.remote.ip().is_unspecified()).then_some(e.remote),
@@ -462,7 +459,7 @@ impl LiveStream {
     pub fn take_over(
         hub: &Arc<LiveHub>,
         conn: &HttpConn,
-        peer: SocketAddrV4,
+        peer: SocketAddr,
         data: &[u8],
         now: Instant,
     ) -> Option<LiveStream> {
@@ -623,7 +620,7 @@ pub fn add_routes(router: &mut Router, hub: Arc<LiveHub>) {
             .and_then(|v| {
                 v.replace("%3A", ":")
                     .replace("%3a", ":")
-                    .parse::<SocketAddrV4>()
+                    .parse::<SocketAddr>()
                     .ok()
             });
         let Some(peer) = peer else {
@@ -652,6 +649,7 @@ mod tests {
     use super::*;
     use crate::tcp::{State, TcpEvent};
     use std::net::Ipv4Addr;
+    use std::net::SocketAddrV4;
 
     const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
 
@@ -661,8 +659,8 @@ mod tests {
 
     fn state_change(port: u16, to: State) -> TraceEvent {
         TraceEvent::Tcp(TcpEvent {
-            local: SERVER,
-            remote: peer(port),
+            local: SERVER.into(),
+            remote: peer(port).into(),
             kind: TcpEventKind::State {
                 from: State::Listen,
                 to,
@@ -788,7 +786,10 @@ mod tests {
         assert!(kept <= RING_PACKET_BYTES, "{kept}");
         assert!(ring.events.len() < 200, "{}", ring.events.len());
         assert!(ring.events.len() >= RING_PACKET_BYTES / 65_100 - 1);
-        assert!(ring.events.iter().all(|e| e.conn == Some(peer(5000))));
+        assert!(ring
+            .events
+            .iter()
+            .all(|e| e.conn == Some(peer(5000).into())));
     }
 
     #[test]

@@ -1000,7 +1000,7 @@ impl Runner {
                 "TCP_MAXSEG/SO_RCVBUF/SO_SNDBUF on a listener that has connections".into(),
             ));
         }
-        let local = self.tcp().listener_addr(l).unwrap_or(self.us);
+        let local = self.tcp().listener_addr(l).unwrap_or(self.us.into());
         self.tcp = None;
         self.ensure_tcp(line, &s.opts)?;
         let l = self
@@ -1166,7 +1166,10 @@ impl Runner {
                     .connect(SocketAddrV4::new(LOCAL_IP, 0), remote, now)
                 {
                     Ok(id) => {
-                        self.us = self.tcp().local_addr(id);
+                        // Scripts are IPv4 only: the connection's local end is too.
+                        if let std::net::SocketAddr::V4(us) = self.tcp().local_addr(id) {
+                            self.us = us;
+                        }
                         self.them = remote;
                         self.apply_conn_opts(id, &s.opts);
                         s.kind = Kind::Conn(id);

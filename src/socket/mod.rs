@@ -24,7 +24,7 @@
 //! connection (or listener) — not every blocked thread on every change.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -39,7 +39,7 @@ use crate::trace::{SocketCall, SocketEvent, TraceEvent};
 /// without the stack lock held (a step-mode tracer waits for the user). Without a tracer
 /// this is one `Option` test.
 #[track_caller]
-fn trace_call(stack: &StackHandle, id: Option<ConnId>, local: SocketAddrV4, call: SocketCall) {
+fn trace_call(stack: &StackHandle, id: Option<ConnId>, local: SocketAddr, call: SocketCall) {
     let Some(tracer) = stack.tracer() else {
         return;
     };
@@ -47,13 +47,13 @@ fn trace_call(stack: &StackHandle, id: Option<ConnId>, local: SocketAddrV4, call
         let mut core = stack.lock();
         let (local, remote) = match id {
             Some(id) => (core.tcp().local_addr(id), core.tcp().peer_addr(id)),
-            None => (local, SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)),
+            None => (local, UNSPECIFIED),
         };
         (local, remote, core.tcp_mut().take_trace_events())
     };
     tracer.emit(TraceEvent::Socket(SocketEvent {
-        local: SocketAddr::V4(local),
-        remote: SocketAddr::V4(remote),
+        local,
+        remote,
         call,
         thread: std::thread::current().name().map(str::to_string),
         at: std::panic::Location::caller(),
@@ -62,6 +62,9 @@ fn trace_call(stack: &StackHandle, id: Option<ConnId>, local: SocketAddrV4, call
         tracer.emit(TraceEvent::Tcp(e));
     }
 }
+
+/// The address of "no address" in a trace line: `0.0.0.0:0`.
+const UNSPECIFIED: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
 
 pub mod ready;
 mod udp;
@@ -83,15 +86,17 @@ fn expired(deadline: Option<std::time::Instant>) -> bool {
 pub struct TcpListener {
     stack: StackHandle,
     id: ListenerId,
-    local: SocketAddrV4,
+    local: SocketAddr,
     nonblocking: AtomicBool,
     /// Signalled when a connection is ready to accept.
     cond: Arc<Condvar>,
 }
 
 impl TcpListener {
-    /// Listen on `local` (its IP may be `0.0.0.0`) with the default backlog.
-    pub fn bind(stack: &StackHandle, local: SocketAddrV4) -> io::Result<TcpListener> {
+    /// Listen on `local` with the default backlog. Its IP may be unspecified (`0.0.0.0` or
+    /// `[::]`, either of which takes connections of both families).
+    pub fn bind(stack: &StackHandle, local: impl Into<SocketAddr>) -> io::Result<TcpListener> {
+        let local = local.into();
         let backlog = stack.lock().tcp().config().default_backlog;
         Self::bind_with_backlog(stack, local, backlog)
     }
@@ -99,9 +104,10 @@ impl TcpListener {
     /// Listen on `local` with at most `backlog` connections waiting to be accepted.
     pub fn bind_with_backlog(
         stack: &StackHandle,
-        local: SocketAddrV4,
+        local: impl Into<SocketAddr>,
         backlog: usize,
     ) -> io::Result<TcpListener> {
+        let local = local.into();
         let id = stack
             .lock()
             .tcp_mut()
@@ -127,7 +133,7 @@ impl TcpListener {
                 drop(core);
                 log::debug!("socket: accepted {peer} on {}", self.local);
                 trace_call(&self.stack, Some(id), self.local, SocketCall::Accept);
-                return Ok((TcpStream::from_id(&self.stack, id), SocketAddr::V4(peer)));
+                return Ok((TcpStream::from_id(&self.stack, id), peer));
             }
             if self.nonblocking.load(Ordering::Relaxed) {
                 return Err(io::ErrorKind::WouldBlock.into());
@@ -138,7 +144,7 @@ impl TcpListener {
 
     /// The address this listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.local))
+        Ok(self.local)
     }
 
     /// In non-blocking mode `accept` returns `WouldBlock` instead of waiting.
@@ -177,8 +183,7 @@ impl Drop for StreamInner {
     fn drop(&mut self) {
         // close(2) on the last handle: a FIN after the queued data, or a RST if data we
         // were sent is left unread (as Linux does).
-        let unspecified = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
-        trace_call(&self.stack, Some(self.id), unspecified, SocketCall::Close);
+        trace_call(&self.stack, Some(self.id), UNSPECIFIED, SocketCall::Close);
         let now = self.stack.now();
         self.stack.lock().tcp_mut().release(self.id, now);
         self.stack.forget_conn(self.id);
@@ -210,27 +215,29 @@ impl TcpStream {
 
     /// Active open (RFC 9293 §3.10.1): connect to `remote` from an ephemeral port and wait
     /// for the handshake to finish.
-    pub fn connect(stack: &StackHandle, remote: SocketAddrV4) -> io::Result<TcpStream> {
-        Self::connect_inner(stack, remote, None)
+    pub fn connect(stack: &StackHandle, remote: impl Into<SocketAddr>) -> io::Result<TcpStream> {
+        Self::connect_inner(stack, remote.into(), None)
     }
 
     /// Like [`TcpStream::connect`], giving up after `timeout`.
     pub fn connect_timeout(
         stack: &StackHandle,
-        remote: SocketAddrV4,
+        remote: impl Into<SocketAddr>,
         timeout: Duration,
     ) -> io::Result<TcpStream> {
-        Self::connect_inner(stack, remote, Some(timeout))
+        Self::connect_inner(stack, remote.into(), Some(timeout))
     }
 
     fn connect_inner(
         stack: &StackHandle,
-        remote: SocketAddrV4,
+        remote: SocketAddr,
         timeout: Option<Duration>,
     ) -> io::Result<TcpStream> {
         let deadline = deadline_after(timeout);
         let mut core = stack.lock();
-        let local = SocketAddrV4::new(core.addr(), 0);
+        // Our address of the peer's family (none: the connect fails, address not
+        // available).
+        let local = SocketAddr::new(core.source_for(remote.ip()), 0);
         let now = stack.now();
         let id = core
             .tcp_mut()
@@ -257,24 +264,19 @@ impl TcpStream {
         };
         drop(core);
         if outcome.is_ok() {
-            let unspecified = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
-            trace_call(stack, Some(id), unspecified, SocketCall::Connect);
+            trace_call(stack, Some(id), UNSPECIFIED, SocketCall::Connect);
         }
         outcome.map(|()| stream)
     }
 
     /// The remote end's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(
-            self.inner.stack.lock().tcp().peer_addr(self.inner.id),
-        ))
+        Ok(self.inner.stack.lock().tcp().peer_addr(self.inner.id))
     }
 
     /// Our end's address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(
-            self.inner.stack.lock().tcp().local_addr(self.inner.id),
-        ))
+        Ok(self.inner.stack.lock().tcp().local_addr(self.inner.id))
     }
 
     /// The connection's state in the RFC 9293 state machine (for study and diagnostics).
@@ -419,8 +421,7 @@ impl TcpStream {
 
     #[track_caller]
     fn trace(&self, call: SocketCall) {
-        let unspecified = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0);
-        trace_call(&self.inner.stack, Some(self.inner.id), unspecified, call);
+        trace_call(&self.inner.stack, Some(self.inner.id), UNSPECIFIED, call);
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {

@@ -27,7 +27,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 /// The application interface of the event loop, which this API is used from: an
 /// application implements [`App`] and is handed the round's [`Context`].
@@ -179,7 +179,7 @@ impl TcpListener {
     }
 
     /// The address the listener is bound to (`None` once closed).
-    pub fn local_addr(self, cx: &Context<'_>) -> Option<SocketAddrV4> {
+    pub fn local_addr(self, cx: &Context<'_>) -> Option<SocketAddr> {
         cx.iface.tcp().listener_addr(self.0)
     }
 
@@ -286,12 +286,12 @@ impl TcpSocket {
     }
 
     /// Our address of the connection.
-    pub fn local_addr(self, cx: &Context<'_>) -> SocketAddrV4 {
+    pub fn local_addr(self, cx: &Context<'_>) -> SocketAddr {
         cx.iface.tcp().local_addr(self.0)
     }
 
     /// The peer's address.
-    pub fn peer_addr(self, cx: &Context<'_>) -> SocketAddrV4 {
+    pub fn peer_addr(self, cx: &Context<'_>) -> SocketAddr {
         cx.iface.tcp().peer_addr(self.0)
     }
 }
@@ -302,7 +302,7 @@ impl UdpSocket {
     }
 
     /// The oldest datagram received, with its sender, or `None`.
-    pub fn recv_from(self, cx: &mut Context<'_>) -> Option<(SocketAddrV4, Vec<u8>)> {
+    pub fn recv_from(self, cx: &mut Context<'_>) -> Option<(SocketAddr, Vec<u8>)> {
         cx.iface.udp_mut().recv_from(self.0)
     }
 
@@ -311,14 +311,14 @@ impl UdpSocket {
     pub fn send_to(
         self,
         cx: &mut Context<'_>,
-        dst: SocketAddrV4,
+        dst: impl Into<SocketAddr>,
         data: &[u8],
     ) -> Result<usize, SocketError> {
         Ok(cx.iface.udp_mut().send_to(self.0, dst, data)?)
     }
 
     /// The bound address (`None` once closed).
-    pub fn local_addr(self, cx: &Context<'_>) -> Option<SocketAddrV4> {
+    pub fn local_addr(self, cx: &Context<'_>) -> Option<SocketAddr> {
         cx.iface.udp().local_addr(self.0)
     }
 

@@ -1,7 +1,7 @@
 //! The readiness API on a real event loop over a memory link, driven round by round on
 //! the test's thread against a hand-driven client stack.
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use super::*;
@@ -30,8 +30,8 @@ struct Probe {
     listener_woken: usize,
     accepted: Vec<TcpSocket>,
     /// (local, peer) of each accepted socket, at accept time.
-    addrs: Vec<(SocketAddrV4, SocketAddrV4)>,
-    listener_addr: Option<SocketAddrV4>,
+    addrs: Vec<(SocketAddr, SocketAddr)>,
+    listener_addr: Option<SocketAddr>,
     /// Every socket a round named ready.
     ready: Vec<TcpSocket>,
     /// Read from the first socket in every round.
@@ -197,7 +197,10 @@ fn accept_hands_out_each_connection_once_with_its_addresses() {
     }
     assert_eq!(probe.listener_woken, 0);
     assert!(probe.accepted.is_empty());
-    assert_eq!(probe.listener_addr, Some(SocketAddrV4::new(SERVER, 80)));
+    assert_eq!(
+        probe.listener_addr,
+        Some(SocketAddrV4::new(SERVER, 80).into())
+    );
 
     let first = client.start_connect(45000, 80);
     let second = client.start_connect(45001, 80);
@@ -211,12 +214,12 @@ fn accept_hands_out_each_connection_once_with_its_addresses() {
         probe.addrs,
         vec![
             (
-                SocketAddrV4::new(SERVER, 80),
-                SocketAddrV4::new(CLIENT, 45000)
+                SocketAddrV4::new(SERVER, 80).into(),
+                SocketAddrV4::new(CLIENT, 45000).into()
             ),
             (
-                SocketAddrV4::new(SERVER, 80),
-                SocketAddrV4::new(CLIENT, 45001)
+                SocketAddrV4::new(SERVER, 80).into(),
+                SocketAddrV4::new(CLIENT, 45001).into()
             ),
         ]
     );
@@ -373,7 +376,7 @@ fn udp_echo_runs_beside_another_app_on_one_loop() {
     });
     assert_eq!(
         echoed,
-        Some((SocketAddrV4::new(SERVER, 7), b"echo me".to_vec()))
+        Some((SocketAddrV4::new(SERVER, 7).into(), b"echo me".to_vec()))
     );
     assert!(client.iface.tcp().is_connected(id));
 }

@@ -8,7 +8,7 @@
 //! | `close`         | drop                      | `Udp::close`         |
 
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use crate::udp::{SocketId, UdpBindError, UdpSendError};
 pub struct UdpSocket {
     stack: StackHandle,
     id: SocketId,
-    local: SocketAddrV4,
+    local: SocketAddr,
     read_timeout: Mutex<Option<Duration>>,
 }
 
@@ -48,8 +48,10 @@ fn send_error(e: UdpSendError) -> io::Error {
 }
 
 impl UdpSocket {
-    /// Bind `local` (IP may be `0.0.0.0`; port 0 picks an ephemeral port).
-    pub fn bind(stack: &StackHandle, local: SocketAddrV4) -> io::Result<UdpSocket> {
+    /// Bind `local` (IP may be unspecified, `0.0.0.0` or `[::]`, for datagrams of both
+    /// families; port 0 picks an ephemeral port).
+    pub fn bind(stack: &StackHandle, local: impl Into<SocketAddr>) -> io::Result<UdpSocket> {
+        let local = local.into();
         let mut core = stack.lock();
         let id = core.udp_mut().bind(local).map_err(bind_error)?;
         let local = core.udp().local_addr(id).unwrap_or(local);
@@ -63,12 +65,12 @@ impl UdpSocket {
 
     /// The bound address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(SocketAddr::V4(self.local))
+        Ok(self.local)
     }
 
     /// Send one datagram to `dst`; returns the payload length. Fails with `WouldBlock` when
     /// the stack's transmit queue is full (UDP has no flow control: retry or drop).
-    pub fn send_to(&self, buf: &[u8], dst: SocketAddrV4) -> io::Result<usize> {
+    pub fn send_to(&self, buf: &[u8], dst: impl Into<SocketAddr>) -> io::Result<usize> {
         let n = self
             .stack
             .lock()
@@ -90,7 +92,7 @@ impl UdpSocket {
             if let Some((from, data)) = core.udp_mut().recv_from(self.id) {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
-                return Ok((n, SocketAddr::V4(from)));
+                return Ok((n, from));
             }
             if core.udp().local_addr(self.id).is_none() {
                 return Err(io::Error::new(io::ErrorKind::NotConnected, "socket closed"));
@@ -144,7 +146,6 @@ pub fn echo_service(socket: &UdpSocket) -> io::Result<()> {
     let mut buf = vec![0u8; 65_535];
     loop {
         let (n, from) = socket.recv_from(&mut buf)?;
-        let SocketAddr::V4(from) = from else { continue };
         if from.port() == 0 {
             // No reply port (RFC 768): nothing to answer.
             continue;

@@ -112,8 +112,8 @@ impl Context<'_> {
         };
         let tcp = self.iface.tcp_mut();
         tracer.emit(TraceEvent::Socket(SocketEvent {
-            local: std::net::SocketAddr::V4(tcp.local_addr(id)),
-            remote: std::net::SocketAddr::V4(tcp.peer_addr(id)),
+            local: tcp.local_addr(id),
+            remote: tcp.peer_addr(id),
             call,
             thread: std::thread::current().name().map(str::to_string),
             at: std::panic::Location::caller(),
@@ -426,14 +426,15 @@ impl<D: Device> EventLoop<D> {
     #[track_caller]
     pub fn listen(
         &mut self,
-        local: std::net::SocketAddrV4,
+        local: impl Into<std::net::SocketAddr>,
         backlog: usize,
     ) -> Result<TcpListener, SocketError> {
+        let local = local.into();
         let id = self.iface.tcp_mut().listen(local, backlog)?;
         if self.tracer.is_some() {
             self.pending.push(SocketEvent {
-                local: local.into(),
-                remote: std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+                local,
+                remote: (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
                 call: SocketCall::Listen,
                 thread: None,
                 at: std::panic::Location::caller(),
@@ -443,7 +444,10 @@ impl<D: Device> EventLoop<D> {
     }
 
     /// Bind a UDP socket on `local` (port 0 picks an ephemeral port).
-    pub fn bind_udp(&mut self, local: std::net::SocketAddrV4) -> Result<UdpSocket, SocketError> {
+    pub fn bind_udp(
+        &mut self,
+        local: impl Into<std::net::SocketAddr>,
+    ) -> Result<UdpSocket, SocketError> {
         let id = self.iface.udp_mut().bind(local)?;
         Ok(UdpSocket::from_id(id))
     }

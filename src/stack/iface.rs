@@ -26,7 +26,7 @@
 //! with ICMP Time Exceeded, code 1 (RFC 792, RFC 1122 §3.3.2).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::ip::frag::{FragConfig, FragResult, FragStats, Reassembler};
 use crate::ip::{icmp, icmpv6, ipv4, ipv6};
@@ -102,8 +102,10 @@ pub struct Interface {
     addr: Ipv4Addr,
     tcp: Tcp,
     udp: Udp,
-    /// Our IPv6 address, if any (ICMPv6 echo only, so far).
+    /// Our IPv6 address, if any.
     addr6: Option<Ipv6Addr>,
+    /// The identification of the last IPv6 datagram we fragmented (RFC 8200 §4.5).
+    frag6_id: u32,
     pending: VecDeque<Vec<u8>>,
     /// Identification fields: per destination, keyed (RFC 6864, RFC 7739).
     ip_ids: ipv4::IdGenerator,
@@ -125,6 +127,8 @@ impl Interface {
             tcp: Tcp::new(config, seed),
             udp: Udp::new(udp::UdpConfig::default(), seed),
             addr6: None,
+            // Not predictable from one host to the next (RFC 7739 §5).
+            frag6_id: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) as u32,
             pending: VecDeque::new(),
             ip_ids: ipv4::IdGenerator::new(seed),
             icmp_limit: icmp::ErrorRateLimiter::new(icmp::RateLimitConfig::default()),
@@ -165,6 +169,16 @@ impl Interface {
     /// Our IPv6 address, if set.
     pub fn addr6(&self) -> Option<Ipv6Addr> {
         self.addr6
+    }
+
+    /// Our address of `peer`'s family, the source of what we send it: the IPv6 address,
+    /// or the unspecified one when we have none (a connection from it is refused:
+    /// address not available).
+    pub fn source_for(&self, peer: IpAddr) -> IpAddr {
+        match peer {
+            IpAddr::V4(_) => IpAddr::V4(self.addr),
+            IpAddr::V6(_) => IpAddr::V6(self.addr6.unwrap_or(Ipv6Addr::UNSPECIFIED)),
+        }
     }
 
     /// The transport layer.
@@ -484,25 +498,69 @@ impl Interface {
             Some(p) => p,
             None if self.udp.has_transmit() => {
                 let t = self.udp.poll_transmit()?;
-                let src = match *t.src.ip() {
-                    ip if ip.is_unspecified() => self.addr,
+                let src = match t.src.ip() {
+                    ip if ip.is_unspecified() => self.source_for(t.dst.ip()),
                     ip => ip,
                 };
                 let bytes =
-                    udp::datagram::emit(src, *t.dst.ip(), t.src.port(), t.dst.port(), &t.payload);
-                let id = self.ip_ids.next(src, *t.dst.ip(), ipv4::PROTO_UDP, 1);
-                ipv4::emit(src, *t.dst.ip(), ipv4::PROTO_UDP, DEFAULT_TTL, id, &bytes)
+                    udp::datagram::emit(src, t.dst.ip(), t.src.port(), t.dst.port(), &t.payload);
+                match (src, t.dst.ip()) {
+                    (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                        let id = self.ip_ids.next(src, dst, ipv4::PROTO_UDP, 1);
+                        ipv4::emit(src, dst, ipv4::PROTO_UDP, DEFAULT_TTL, id, &bytes)
+                    }
+                    (IpAddr::V6(src), IpAddr::V6(dst)) if !src.is_unspecified() => {
+                        // RFC 8200 §4.5: only the source fragments; a datagram larger than
+                        // the link MTU leaves as fragments (the rest queued right behind).
+                        self.frag6_id = self.frag6_id.wrapping_add(1);
+                        let mut pieces = ipv6::emit_fragments(
+                            src,
+                            dst,
+                            ipv6::NEXT_UDP,
+                            ipv6::DEFAULT_HOP_LIMIT,
+                            self.frag6_id,
+                            &bytes,
+                            self.mtu,
+                        )
+                        .into_iter();
+                        let first = pieces.next()?;
+                        if pieces.len() > 0 {
+                            self.stats.datagrams_fragmented += 1;
+                        }
+                        for (i, p) in pieces.enumerate() {
+                            self.pending.insert(i, p);
+                        }
+                        first
+                    }
+                    _ => {
+                        // No address of the peer's family (no IPv6 address set).
+                        log::debug!("udp: no source address for {}", t.dst);
+                        self.stats.drop("no-source-address");
+                        return self.poll_transmit(now);
+                    }
+                }
             }
             None => {
                 let t = self.tcp.poll_transmit(now)?;
                 let bytes = t.segment.emit(t.src, t.dst);
-                let flags = t.segment.flags;
-                let id = if flags.syn || flags.rst {
-                    CONNECTIONLESS_IP_ID
-                } else {
-                    self.ip_ids.next(t.src, t.dst, ipv4::PROTO_TCP, 1)
-                };
-                ipv4::emit(t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, &bytes)
+                match (t.src, t.dst) {
+                    (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                        let flags = t.segment.flags;
+                        let id = if flags.syn || flags.rst {
+                            CONNECTIONLESS_IP_ID
+                        } else {
+                            self.ip_ids.next(src, dst, ipv4::PROTO_TCP, 1)
+                        };
+                        ipv4::emit(src, dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, &bytes)
+                    }
+                    (src, dst) => ipv6::emit(
+                        crate::ip::as_v6(src),
+                        crate::ip::as_v6(dst),
+                        ipv6::NEXT_TCP,
+                        ipv6::DEFAULT_HOP_LIMIT,
+                        &bytes,
+                    ),
+                }
             }
         };
         self.stats.packets_out += 1;
@@ -537,13 +595,30 @@ impl Interface {
             out.extend_from_slice(&p);
             return Some((TxMeta::default(), [&[], &[]]));
         }
-        // TCP, the data path: the segment is written right after room for the IP header,
-        // its payload copied straight from the send buffer (or left there); the IP header
-        // goes in last, when the length is known.
-        out.resize(ipv4::MIN_HEADER_LEN, 0);
-        let Some((t, parts)) = self.tcp.poll_transmit_gather(now, out) else {
+        // TCP, the data path: the segment is written right after room for the IP header
+        // (20 bytes for IPv4, 40 for IPv6), its payload copied straight from the send
+        // buffer (or left there); the IP header goes in last, when the length is known.
+        let room = [ipv4::MIN_HEADER_LEN, ipv6::HEADER_LEN];
+        let Some((t, parts)) = self.tcp.poll_transmit_gather_after(now, out, room) else {
             out.clear();
             return None;
+        };
+        let (src, dst) = match (t.src, t.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => (src, dst),
+            (src, dst) => {
+                // IPv6: no super-segments and no partial checksums (TCP makes neither for
+                // an IPv6 peer), no identification field.
+                let tcp_len = out.len() - ipv6::HEADER_LEN + parts[0].len() + parts[1].len();
+                let (src, dst) = (crate::ip::as_v6(src), crate::ip::as_v6(dst));
+                let hop = ipv6::DEFAULT_HOP_LIMIT;
+                ipv6::write_header(out, src, dst, ipv6::NEXT_TCP, hop, tcp_len);
+                self.stats.packets_out += 1;
+                let meta = TxMeta {
+                    gso_size: 0,
+                    csum_partial: t.csum_partial,
+                };
+                return Some((meta, parts));
+            }
         };
         // TCP never builds more than MAX_SUPER_SEGMENT (65515) bytes, so this fits.
         let tcp_len = out.len() - ipv4::MIN_HEADER_LEN + parts[0].len() + parts[1].len();
@@ -567,9 +642,9 @@ impl Interface {
         let id = if flags.syn || flags.rst {
             CONNECTIONLESS_IP_ID
         } else {
-            self.ip_ids.next(t.src, t.dst, ipv4::PROTO_TCP, count)
+            self.ip_ids.next(src, dst, ipv4::PROTO_TCP, count)
         };
-        ipv4::write_header(out, t.src, t.dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, tcp_len);
+        ipv4::write_header(out, src, dst, ipv4::PROTO_TCP, DEFAULT_TTL, id, tcp_len);
         self.stats.packets_out += 1;
         if t.gso_size == 0 {
             let meta = TxMeta {

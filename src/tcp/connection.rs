@@ -38,7 +38,7 @@
 //!   the window again. Pure ACKs always carry SND.MAX so the peer never sees them as old.
 
 use std::collections::VecDeque;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
@@ -94,6 +94,18 @@ impl IcmpAction {
 /// `min_pmtu`): RFC 1191 §3 allows 68, but RFC 5927 §7 warns that forged messages could
 /// otherwise shrink segments to a crawl.
 pub const MIN_PMTU: u16 = 552;
+
+/// The smallest path MTU an ICMPv6 Packet Too Big may make us assume: the IPv6 minimum
+/// link MTU (RFC 8200 §5; RFC 8201 §4: "a node MUST NOT reduce its estimate of the Path
+/// MTU below the IPv6 minimum link MTU").
+pub const MIN_PMTU6: u16 = 1280;
+
+/// The MSS we offer to an IPv6 peer when our IPv4 MSS is `mss`: 20 bytes less (the IPv6
+/// header is 40 bytes, IPv4's 20; RFC 8200 §8.3: MTU − 60), and never below what the
+/// IPv6 minimum MTU carries, 1220 (RFC 8200 §5: every link carries 1280-byte packets).
+pub fn mss_for_ipv6(mss: u16) -> u16 {
+    mss.saturating_sub(20).max(MIN_PMTU6 - 60)
+}
 
 /// RFC 6298 §5.7: the RTO when data transmission begins after a retransmitted SYN.
 pub const SYN_RETRANSMITTED_RTO: Duration = Duration::from_secs(3);
@@ -416,9 +428,9 @@ pub(crate) struct RecvSequenceSpace {
 #[derive(Debug)]
 pub(crate) struct Connection {
     /// Our address and port.
-    pub local: SocketAddrV4,
+    pub local: SocketAddr,
     /// The peer's address and port.
-    pub remote: SocketAddrV4,
+    pub remote: SocketAddr,
     /// The RFC 9293 state.
     pub state: State,
     /// Who holds the connection (decides when the TCB is freed).
@@ -576,14 +588,21 @@ pub(crate) struct Connection {
 
 impl Connection {
     fn new(
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         iss: SeqNum,
         config: &Config,
         state: State,
         passive: bool,
     ) -> Connection {
-        let local_mss = config.mss.max(1);
+        // The configured MSS is the IPv4 one (MTU − 40); an IPv6 connection's headers take
+        // 20 bytes more.
+        let local_mss = if remote.is_ipv6() {
+            mss_for_ipv6(config.mss)
+        } else {
+            config.mss
+        }
+        .max(1);
         let wscale_offer = wscale_offer(config);
         let recv_cap = if wscale_offer.is_some() {
             config.recv_buffer.min(MAX_WINDOW << MAX_WSCALE)
@@ -685,8 +704,8 @@ impl Connection {
     /// OPEN, active (RFC 9293 §3.10.1): a TCB in SYN-SENT; the SYN goes out on the next
     /// [`Connection::poll_transmit`].
     pub fn connect(
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         iss: SeqNum,
         config: &Config,
     ) -> Connection {
@@ -698,8 +717,8 @@ impl Connection {
     /// A SYN arrived at a listener (RFC 9293 §3.10.7.2): a TCB in SYN-RECEIVED; the
     /// SYN-ACK goes out on the next [`Connection::poll_transmit`].
     pub fn accept_syn(
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         iss: SeqNum,
         seg: &Segment,
         config: &Config,
@@ -734,8 +753,8 @@ impl Connection {
     /// handshake's final ACK; the caller then processes it as a normal segment.
     #[allow(clippy::too_many_arguments)]
     pub fn from_cookie(
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         iss: SeqNum,
         ack: &Segment,
         mss: u16,
@@ -2039,12 +2058,18 @@ impl Connection {
             IcmpErrorKind::SourceQuench => IcmpAction::Ignored,
             IcmpErrorKind::FragmentationNeeded { next_hop_mtu } => {
                 // RFC 1191 §6.1: the next-hop MTU bounds our segments. A 0 MTU (a router
-                // older than RFC 1191) or one below MIN_PMTU is clamped.
-                let mtu = next_hop_mtu.max(MIN_PMTU);
+                // older than RFC 1191) or one below MIN_PMTU is clamped; over IPv6 (Packet
+                // Too Big) never below the IPv6 minimum link MTU (RFC 8201 §4).
+                let (floor, ip_and_tcp) = if self.remote.is_ipv6() {
+                    (MIN_PMTU6, 60)
+                } else {
+                    (MIN_PMTU, 40)
+                };
+                let mtu = next_hop_mtu.max(floor);
                 // The MTU covers the IP and TCP headers and every option: with timestamps
                 // negotiated, 12 of the bytes are theirs (RFC 7323 §3.2).
                 let options = if self.ts_ok { TS_OPTION_LEN } else { 0 };
-                let mss = mtu.saturating_sub(40 + options);
+                let mss = mtu.saturating_sub(ip_and_tcp + options);
                 if mss >= self.send_mss {
                     return IcmpAction::Ignored;
                 }

@@ -26,7 +26,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -72,10 +72,10 @@ pub struct ListenerId {
 /// One segment to send, with its IP addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
-    /// Source IPv4 address (ours).
-    pub src: Ipv4Addr,
-    /// Destination IPv4 address.
-    pub dst: Ipv4Addr,
+    /// Source address (ours), of the peer's family.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
     /// The segment.
     pub segment: Segment,
     /// Non-zero for a super-segment (see [`Tcp::set_tso`]): the payload bytes of each wire
@@ -87,10 +87,10 @@ pub struct Transmit {
 /// it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TransmitInfo {
-    /// Source IPv4 address (ours).
-    pub src: Ipv4Addr,
-    /// Destination IPv4 address.
-    pub dst: Ipv4Addr,
+    /// Source address (ours), of the peer's family.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
     /// Non-zero for a super-segment: the payload bytes of each wire segment; its checksum
     /// field then holds only the pseudo-header sum, for the device to complete.
     pub gso_size: u16,
@@ -106,7 +106,7 @@ pub const MAX_SUPER_SEGMENT: usize = 65535 - 20;
 
 #[derive(Debug)]
 struct Listener {
-    local: SocketAddrV4,
+    local: SocketAddr,
     backlog: usize,
     accept_queue: VecDeque<ConnId>,
     /// Half-open (SYN-RECEIVED) connections, oldest first.
@@ -150,9 +150,9 @@ pub struct Tcp {
     time_wait: VecDeque<ConnId>,
     live: usize,
     /// (local, remote) → slot index, for every connection not CLOSED.
-    table: HashMap<(SocketAddrV4, SocketAddrV4), u32>,
+    table: HashMap<Key, u32>,
     listeners: Vec<ListenerSlot>,
-    listener_table: HashMap<SocketAddrV4, u32>,
+    listener_table: HashMap<SocketAddr, u32>,
     /// RSTs not tied to a live connection.
     pending: VecDeque<Transmit>,
     /// Connections that may have something to send.
@@ -247,12 +247,7 @@ impl Tcp {
     }
 
     #[track_caller]
-    fn note(
-        &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        kind: impl FnOnce() -> TcpEventKind,
-    ) {
+    fn note(&mut self, local: SocketAddr, remote: SocketAddr, kind: impl FnOnce() -> TcpEventKind) {
         if self.trace {
             self.trace_events.push(TcpEvent {
                 local,
@@ -313,7 +308,7 @@ impl Tcp {
 
     #[track_caller]
     fn insert(&mut self, mut conn: Connection) -> ConnId {
-        let key = (conn.local, conn.remote);
+        let key = Key(conn.local, conn.remote);
         conn.ts_offset = self.ts_offset(key.0, key.1);
         conn.trace = self.trace;
         let (from, cause) = if conn.passive {
@@ -470,14 +465,14 @@ impl Tcp {
         let changed = std::mem::take(&mut conn.changed);
         if let Some(rst) = conn.pending_rst.take() {
             let t = Transmit {
-                src: *conn.local.ip(),
-                dst: *conn.remote.ip(),
+                src: conn.local.ip(),
+                dst: conn.remote.ip(),
                 segment: rst,
                 gso_size: 0,
             };
             self.pending.push_back(t);
         }
-        let key = (conn.local, conn.remote);
+        let key = Key(conn.local, conn.remote);
         let owner = conn.owner;
         let id = self.id_of(index);
         if changed || (after == State::Closed && before != State::Closed) {
@@ -519,7 +514,7 @@ impl Tcp {
     fn free(&mut self, index: u32) {
         if let Some(slot) = self.slots.get_mut(index as usize) {
             if let Some(conn) = slot.conn.take() {
-                let key = (conn.local, conn.remote);
+                let key = Key(conn.local, conn.remote);
                 if self.table.get(&key) == Some(&index) {
                     self.table.remove(&key);
                 }
@@ -651,13 +646,23 @@ impl Tcp {
         slot.listener.as_ref()
     }
 
-    /// The listener for a segment to `local`: exact address first, then the wildcard.
-    fn find_listener(&self, local: SocketAddrV4) -> Option<u32> {
-        self.listener_table.get(&local).copied().or_else(|| {
-            self.listener_table
-                .get(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port()))
-                .copied()
-        })
+    /// The listener for a segment to `local`: exact address first, then the wildcard of
+    /// the segment's family, then the other family's. The unspecified address of either
+    /// family is a dual-stack wildcard here (like Linux's `[::]` with `bindv6only` off),
+    /// so one listener serves IPv4 and IPv6 peers alike.
+    fn find_listener(&self, local: SocketAddr) -> Option<u32> {
+        if let Some(&i) = self.listener_table.get(&local) {
+            return Some(i);
+        }
+        let (v4, v6) = (
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), local.port()),
+            SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), local.port()),
+        );
+        let (first, second) = if local.is_ipv4() { (v4, v6) } else { (v6, v4) };
+        self.listener_table
+            .get(&first)
+            .or_else(|| self.listener_table.get(&second))
+            .copied()
     }
 
     fn port_has_listener(&self, port: u16) -> bool {
@@ -672,25 +677,25 @@ impl Tcp {
     /// still increase for a reused 4-tuple (which TIME-WAIT reuse relies on).
     /// The timestamp offset of a 4-tuple (RFC 7323 §5.4): a keyed hash, the same for
     /// every incarnation of the connection so its TSvals keep rising (RFC 6191).
-    fn ts_offset(&self, local: SocketAddrV4, remote: SocketAddrV4) -> u32 {
+    fn ts_offset(&self, local: SocketAddr, remote: SocketAddr) -> u32 {
         let mut h = DefaultHasher::new();
         self.secret.hash(&mut h);
         "tsoffset".hash(&mut h);
-        local.hash(&mut h);
-        remote.hash(&mut h);
+        hash_addr(local, &mut h);
+        hash_addr(remote, &mut h);
         h.finish() as u32
     }
 
-    fn isn(&self, local: SocketAddrV4, remote: SocketAddrV4, now: Instant) -> SeqNum {
+    fn isn(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> SeqNum {
         let m = (now.total_micros() / 4) as u32;
         let mut h = DefaultHasher::new();
         self.secret.hash(&mut h);
-        local.hash(&mut h);
-        remote.hash(&mut h);
+        hash_addr(local, &mut h);
+        hash_addr(remote, &mut h);
         SeqNum(m.wrapping_add(h.finish() as u32))
     }
 
-    fn ephemeral_port(&mut self, local_ip: Ipv4Addr, remote: SocketAddrV4) -> Option<u16> {
+    fn ephemeral_port(&mut self, local_ip: IpAddr, remote: SocketAddr) -> Option<u16> {
         let span = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
         let start = self.rng.random_range(0..span);
         (0..span)
@@ -698,7 +703,7 @@ impl Tcp {
             .find(|&p| {
                 !self
                     .table
-                    .contains_key(&(SocketAddrV4::new(local_ip, p), remote))
+                    .contains_key(&Key(SocketAddr::new(local_ip, p), remote))
                     && !self.port_has_listener(p)
             })
     }
@@ -709,11 +714,15 @@ impl Tcp {
     /// Passive OPEN (RFC 9293 §3.10.1) on `local` (ip may be UNSPECIFIED for any; port
     /// 0 picks an ephemeral port). At most `backlog` connections wait in the accept queue
     /// and at most `backlog` more are half-open; further SYNs are dropped.
-    pub fn listen(&mut self, local: SocketAddrV4, backlog: usize) -> Result<ListenerId, TcpError> {
-        let mut local = local;
+    pub fn listen(
+        &mut self,
+        local: impl Into<SocketAddr>,
+        backlog: usize,
+    ) -> Result<ListenerId, TcpError> {
+        let mut local = normalize(local.into());
         if local.port() == 0 {
             let port = self
-                .ephemeral_port(*local.ip(), SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+                .ephemeral_port(local.ip(), unspecified_like(local))
                 .ok_or(TcpError::AddrNotAvailable)?;
             local.set_port(port);
         }
@@ -747,7 +756,7 @@ impl Tcp {
         slot.listener = Some(listener);
         self.listener_table.insert(local, index as u32);
         log::debug!("{local}: CLOSED → LISTEN (backlog {backlog})");
-        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+        let any = unspecified_like(local);
         let generation = slot.generation;
         self.note(local, any, || TcpEventKind::Listen { backlog });
         Ok(ListenerId {
@@ -757,7 +766,7 @@ impl Tcp {
     }
 
     /// The address a listener is bound to.
-    pub fn listener_addr(&self, l: ListenerId) -> Option<SocketAddrV4> {
+    pub fn listener_addr(&self, l: ListenerId) -> Option<SocketAddr> {
         self.listener(l).map(|l| l.local)
     }
 
@@ -836,23 +845,29 @@ impl Tcp {
     /// `remote`.
     pub fn connect(
         &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: impl Into<SocketAddr>,
+        remote: impl Into<SocketAddr>,
         now: Instant,
     ) -> Result<ConnId, TcpError> {
+        let (mut local, remote) = (normalize(local.into()), normalize(remote.into()));
         if self.live >= self.config.max_connections && !self.reclaim_time_wait() {
             return Err(TcpError::TooManyConnections);
         }
-        if local.ip().is_unspecified() || remote.ip().is_unspecified() || remote.port() == 0 {
+        // Both ends of a connection are of one family: an IPv4 source cannot reach an
+        // IPv6 peer (RFC 8200 §8.1's pseudo-header names both addresses).
+        if local.ip().is_unspecified()
+            || remote.ip().is_unspecified()
+            || remote.port() == 0
+            || local.is_ipv4() != remote.is_ipv4()
+        {
             return Err(TcpError::AddrNotAvailable);
         }
-        let mut local = local;
         if local.port() == 0 {
             let port = self
-                .ephemeral_port(*local.ip(), remote)
+                .ephemeral_port(local.ip(), remote)
                 .ok_or(TcpError::AddrNotAvailable)?;
             local.set_port(port);
-        } else if self.table.contains_key(&(local, remote)) {
+        } else if self.table.contains_key(&Key(local, remote)) {
             return Err(TcpError::AddrInUse);
         }
         let iss = self.isn(local, remote, now);
@@ -1018,15 +1033,13 @@ impl Tcp {
     }
 
     /// Our address of the connection.
-    pub fn local_addr(&self, id: ConnId) -> SocketAddrV4 {
-        self.conn(id)
-            .map_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), |c| c.local)
+    pub fn local_addr(&self, id: ConnId) -> SocketAddr {
+        self.conn(id).map_or(UNSPECIFIED, |c| c.local)
     }
 
     /// The peer's address of the connection.
-    pub fn peer_addr(&self, id: ConnId) -> SocketAddrV4 {
-        self.conn(id)
-            .map_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), |c| c.remote)
+    pub fn peer_addr(&self, id: ConnId) -> SocketAddr {
+        self.conn(id).map_or(UNSPECIFIED, |c| c.remote)
     }
 
     /// Smoothed RTT of the connection, if measured.
@@ -1055,7 +1068,7 @@ impl Tcp {
     }
 
     /// Every connection with its addresses and state, for diagnostics.
-    pub fn connection_states(&self) -> Vec<(ConnId, SocketAddrV4, SocketAddrV4, State)> {
+    pub fn connection_states(&self) -> Vec<(ConnId, SocketAddr, SocketAddr, State)> {
         self.slots
             .iter()
             .enumerate()
@@ -1115,10 +1128,16 @@ impl Tcp {
     // Network side.
 
     /// SEGMENT ARRIVES (RFC 9293 §3.10.7) from `src` to `dst`.
-    pub fn on_segment(&mut self, src: Ipv4Addr, dst: Ipv4Addr, seg: &Segment, now: Instant) {
+    pub fn on_segment(
+        &mut self,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        seg: &Segment,
+        now: Instant,
+    ) {
         self.stats.segments_in += 1;
-        let local = SocketAddrV4::new(dst, seg.dst_port);
-        let remote = SocketAddrV4::new(src, seg.src_port);
+        let local = SocketAddr::new(dst.into(), seg.dst_port);
+        let remote = SocketAddr::new(src.into(), seg.src_port);
         log::trace!(
             "{local} ← {remote}: {} seq {} ack {} win {} len {}",
             seg.flags,
@@ -1127,7 +1146,7 @@ impl Tcp {
             seg.window,
             seg.payload.len()
         );
-        if let Some(&index) = self.table.get(&(local, remote)) {
+        if let Some(&index) = self.table.get(&Key(local, remote)) {
             // RFC 6191 / RFC 1122 §4.2.2.13: a new SYN for a TIME-WAIT connection may
             // reopen it, with an ISS above the old incarnation's sequence space.
             let reuse = self
@@ -1176,7 +1195,7 @@ impl Tcp {
         let Some((local, remote, seq)) = quoted_tcp(quoted) else {
             return IcmpAction::Malformed;
         };
-        let Some(&index) = self.table.get(&(local, remote)) else {
+        let Some(&index) = self.table.get(&Key(local, remote)) else {
             return IcmpAction::NoConnection;
         };
         let action = self
@@ -1186,8 +1205,59 @@ impl Tcp {
         action
     }
 
+    /// An ICMPv6 error message from `src` about a segment of ours (RFC 4443 §3), `about`
+    /// being what [`crate::ip::icmpv6::parse_error`] read from its quote. The connection
+    /// is found and checked as for ICMPv4 (RFC 5927 §4.1: the quoted sequence number must
+    /// be in flight). Packet Too Big lowers the send MSS to the reported MTU less 60
+    /// bytes of headers, never below the 1280-byte IPv6 minimum (RFC 8201 §4, §5.2);
+    /// port unreachable is a hard error (aborts only in SYN-SENT, RFC 5927 §5.2); time
+    /// exceeded, parameter problem and the other unreachables are soft errors, recorded
+    /// and reported only if the connection later times out (RFC 5927 §4.2, RFC 1122
+    /// §4.2.3.9).
+    pub fn on_icmp6_error(
+        &mut self,
+        src: std::net::Ipv6Addr,
+        about: &crate::ip::icmpv6::Quoted,
+        kind: crate::ip::icmpv6::ErrorKind6,
+        now: Instant,
+    ) -> IcmpAction {
+        use crate::ip::icmp::{ErrorKind, CODE_HOST_UNREACHABLE, CODE_PORT_UNREACHABLE};
+        use crate::ip::icmpv6::{ErrorKind6, CODE_PORT_UNREACHABLE as V6_PORT_UNREACHABLE};
+        let _ = now;
+        let (Some((src_port, dst_port)), Some(seq)) = (about.ports, about.tcp_seq) else {
+            return IcmpAction::Malformed;
+        };
+        let local = SocketAddr::new(IpAddr::V6(about.src), src_port);
+        let remote = SocketAddr::new(IpAddr::V6(about.dst), dst_port);
+        let Some(&index) = self.table.get(&Key(local, remote)) else {
+            return IcmpAction::NoConnection;
+        };
+        // The connection's rules are written for ICMPv4's kinds; these are their IPv6
+        // equivalents (RFC 4443 §3 against RFC 792).
+        let kind = match kind {
+            ErrorKind6::PacketTooBig { mtu } => ErrorKind::FragmentationNeeded {
+                next_hop_mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+            },
+            ErrorKind6::DestUnreachable {
+                code: V6_PORT_UNREACHABLE,
+            } => ErrorKind::DestUnreachable {
+                code: CODE_PORT_UNREACHABLE,
+            },
+            ErrorKind6::DestUnreachable { .. } => ErrorKind::DestUnreachable {
+                code: CODE_HOST_UNREACHABLE,
+            },
+            ErrorKind6::TimeExceeded { code } => ErrorKind::TimeExceeded { code },
+            ErrorKind6::ParameterProblem { .. } => ErrorKind::ParameterProblem,
+        };
+        let action = self
+            .with_conn(index, |c, _| c.on_icmp_error(SeqNum(seq), kind))
+            .unwrap_or(IcmpAction::NoConnection);
+        log::debug!("{local} ↔ {remote}: ICMPv6 {kind:?} from {src}: {action:?}");
+        action
+    }
+
     /// RFC 9293 §3.10.7.1: answer a segment for no connection with a RST.
-    fn reply_rst(&mut self, local: SocketAddrV4, remote: SocketAddrV4, seg: &Segment) {
+    fn reply_rst(&mut self, local: SocketAddr, remote: SocketAddr, seg: &Segment) {
         if seg.flags.rst {
             // Never a RST in answer to a RST.
             return;
@@ -1217,10 +1287,10 @@ impl Tcp {
     }
 
     /// Queue a segment that belongs to no connection (a RST, a cookie SYN-ACK).
-    fn queue_control(&mut self, local: SocketAddrV4, remote: SocketAddrV4, segment: Segment) {
+    fn queue_control(&mut self, local: SocketAddr, remote: SocketAddr, segment: Segment) {
         self.pending.push_back(Transmit {
-            src: *local.ip(),
-            dst: *remote.ip(),
+            src: local.ip(),
+            dst: remote.ip(),
             segment,
             gso_size: 0,
         });
@@ -1231,8 +1301,8 @@ impl Tcp {
     fn listener_segment(
         &mut self,
         li: u32,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &Segment,
         iss: Option<SeqNum>,
         now: Instant,
@@ -1329,18 +1399,17 @@ impl Tcp {
     }
 
     /// Answer a SYN with a SYN cookie SYN-ACK (RFC 4987 §3.6), keeping no state.
-    fn send_cookie(
-        &mut self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        seg: &Segment,
-        now: Instant,
-    ) {
-        let peer_mss = seg.options.mss.unwrap_or(536).min(self.config.mss);
+    fn send_cookie(&mut self, local: SocketAddr, remote: SocketAddr, seg: &Segment, now: Instant) {
+        let our_mss = if remote.is_ipv6() {
+            super::connection::mss_for_ipv6(self.config.mss)
+        } else {
+            self.config.mss
+        };
+        let peer_mss = seg.options.mss.unwrap_or(536).min(our_mss);
         let idx = syncookie::mss_index(peer_mss);
         let iss = syncookie::encode(&self.secret, local, remote, seg.seq, idx, now);
         let mut options = super::segment::TcpOptions {
-            mss: Some(self.config.mss),
+            mss: Some(our_mss),
             ..Default::default()
         };
         // Window scale and SACK survive only inside the TSval (see syncookie.rs).
@@ -1373,8 +1442,8 @@ impl Tcp {
     /// The MSS, window scale and SACK a returning ACK's cookie carries, if valid.
     fn check_cookie(
         &self,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &Segment,
         now: Instant,
     ) -> Option<(u16, Option<u8>, bool)> {
@@ -1393,8 +1462,8 @@ impl Tcp {
     fn accept_cookie(
         &mut self,
         li: u32,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
+        local: SocketAddr,
+        remote: SocketAddr,
         seg: &Segment,
         (mss, ws, sack): (u16, Option<u8>, bool),
         now: Instant,
@@ -1464,8 +1533,8 @@ impl Tcp {
                 segment.payload.reserve_exact(out.data_len);
                 conn.write_payload(out.data_offset, out.data_len, &mut segment.payload);
                 Some(Transmit {
-                    src: *conn.local.ip(),
-                    dst: *conn.remote.ip(),
+                    src: conn.local.ip(),
+                    dst: conn.remote.ip(),
                     segment,
                     gso_size: out.gso_size,
                 })
@@ -1497,8 +1566,22 @@ impl Tcp {
         now: Instant,
         out: &mut Vec<u8>,
     ) -> Option<(TransmitInfo, [&'a [u8]; 2])> {
+        self.poll_transmit_gather_after(now, out, [0, 0])
+    }
+
+    /// Like [`Tcp::poll_transmit_gather`], but first appends `room[0]` zero bytes to `out`
+    /// for a segment to an IPv4 peer, `room[1]` for one to an IPv6 peer: the caller's
+    /// IP header, whose length depends on the family of a segment it cannot know before.
+    pub fn poll_transmit_gather_after<'a>(
+        &'a mut self,
+        now: Instant,
+        out: &mut Vec<u8>,
+        room: [usize; 2],
+    ) -> Option<(TransmitInfo, [&'a [u8]; 2])> {
+        let room_for = |ip: IpAddr| room[usize::from(ip.is_ipv6())];
         match self.next_outgoing(now)? {
             Next::Control(t) => {
+                out.resize(out.len() + room_for(t.dst), 0);
                 t.segment.emit_into(out, t.src, t.dst);
                 let info = TransmitInfo {
                     src: t.src,
@@ -1509,9 +1592,12 @@ impl Tcp {
                 Some((info, [&[], &[]]))
             }
             Next::Conn(index, o) => {
-                let partial = o.gso_size != 0 || self.tx_csum_partial;
                 let conn = self.slots.get(index as usize)?.conn.as_ref()?;
-                let (src, dst) = (*conn.local.ip(), *conn.remote.ip());
+                let (src, dst) = (conn.local.ip(), conn.remote.ip());
+                out.resize(out.len() + room_for(dst), 0);
+                // The device completes TCP/IPv4 checksums only (its header is built for
+                // TCP over IPv4, `link::tunq`): an IPv6 segment carries a complete one.
+                let partial = (o.gso_size != 0 || self.tx_csum_partial) && dst.is_ipv4();
                 let info = TransmitInfo {
                     src,
                     dst,
@@ -1551,6 +1637,9 @@ impl Tcp {
                 continue;
             };
             conn.in_dirty = false;
+            // Super-segments are TCP/IPv4 only: the device is asked for TSO4 alone
+            // (see `link::tunq`), so an IPv6 connection sends wire-sized segments.
+            let tso = tso.filter(|_| conn.remote.is_ipv4());
             let out = conn.poll_transmit(now, &mut self.stats, tso);
             Self::collect_events(&mut self.trace_events, conn);
             // Sending arms the retransmission (or persist) timer.
@@ -1572,8 +1661,8 @@ impl Tcp {
                     self.stats.super_segments_out += 1;
                 }
                 log_out(
-                    *conn.local.ip(),
-                    *conn.remote.ip(),
+                    conn.local.ip(),
+                    conn.remote.ip(),
                     &out.segment,
                     out.data_len,
                     out.gso_size,
@@ -1649,9 +1738,61 @@ impl Tcp {
     }
 }
 
+/// The address of a stale handle: `0.0.0.0:0`.
+const UNSPECIFIED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+/// The unspecified address and port 0 of `addr`'s family.
+fn unspecified_like(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => UNSPECIFIED,
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0),
+    }
+}
+
+/// An application's address as the tables hold it: an IPv4-mapped IPv6 address
+/// (RFC 4291 §2.5.5.2) becomes the IPv4 address it names, and the flow label and scope
+/// of a `SocketAddrV6` are dropped, so equal endpoints compare (and hash) equal to the
+/// ones built from received packets.
+fn normalize(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(crate::ip::canonical(addr.ip()), addr.port())
+}
+
+/// An address into a keyed hash (ISNs, timestamp offsets, SYN cookies): an IPv4 one as
+/// its `SocketAddrV4` hashes, an IPv6 one as its 16 bytes and port (never its flow label
+/// or scope, which the peer's segments do not carry).
+pub(crate) fn hash_addr(addr: SocketAddr, h: &mut impl Hasher) {
+    match addr {
+        SocketAddr::V4(a) => a.hash(h),
+        SocketAddr::V6(a) => (a.ip(), a.port()).hash(h),
+    }
+}
+
+/// (local, remote): the key of the connection table, looked up for every segment. Its
+/// hash feeds the table's hasher one word per IPv4 endpoint (address and port packed)
+/// and two per IPv6 endpoint, instead of the derived hash's discriminants, slice
+/// lengths and the flow label and scope an IPv6 endpoint never has here.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+struct Key(SocketAddr, SocketAddr);
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        for addr in [self.0, self.1] {
+            match addr {
+                SocketAddr::V4(a) => {
+                    h.write_u64(u64::from(a.ip().to_bits()) << 16 | u64::from(a.port()))
+                }
+                SocketAddr::V6(a) => {
+                    h.write_u128(a.ip().to_bits());
+                    h.write_u16(a.port());
+                }
+            }
+        }
+    }
+}
+
 /// (local, remote, sequence number) of the TCP segment quoted in an ICMP error: an IPv4
 /// header (IHL words) followed by at least 8 bytes of TCP header.
-fn quoted_tcp(quoted: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4, SeqNum)> {
+fn quoted_tcp(quoted: &[u8]) -> Option<(SocketAddr, SocketAddr, SeqNum)> {
     let first = *quoted.first()?;
     let header_len = usize::from(first & 0x0f) * 4;
     if first >> 4 != 4 || header_len < 20 || *quoted.get(9)? != crate::ip::ipv4::PROTO_TCP {
@@ -1666,13 +1807,13 @@ fn quoted_tcp(quoted: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4, SeqNum)> {
         |at: usize| -> Option<u16> { Some(u16::from_be_bytes([*tcp.get(at)?, *tcp.get(at + 1)?])) };
     let seq: [u8; 4] = tcp.get(4..8)?.try_into().ok()?;
     Some((
-        SocketAddrV4::new(ip(12)?, word(0)?),
-        SocketAddrV4::new(ip(16)?, word(2)?),
+        SocketAddr::new(IpAddr::V4(ip(12)?), word(0)?),
+        SocketAddr::new(IpAddr::V4(ip(16)?), word(2)?),
         SeqNum(u32::from_be_bytes(seq)),
     ))
 }
 
-fn log_out(src: Ipv4Addr, dst: Ipv4Addr, s: &Segment, len: usize, gso_size: u16) {
+fn log_out(src: IpAddr, dst: IpAddr, s: &Segment, len: usize, gso_size: u16) {
     log::trace!(
         "{}:{} → {}:{}: {} seq {} ack {} win {} len {} gso {}",
         src,
@@ -1701,6 +1842,7 @@ mod tests {
     use super::*;
     use crate::tcp::segment::TcpOptions;
     use rand::rngs::StdRng;
+    use std::net::SocketAddrV4;
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -1877,6 +2019,253 @@ mod tests {
         assert_eq!(net.b.stats().timeouts, 0);
         assert_eq!(net.b.wake_at(), None);
         assert_eq!(net.b.state(s), State::Established);
+    }
+
+    const A6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+    const B6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+    fn v6(ip: std::net::Ipv6Addr, port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V6(ip), port)
+    }
+
+    /// A connects from [fd00::1] to B's listener on `listen` (port 80).
+    fn connect6(net: &mut Net, listen: SocketAddr) -> (ConnId, ConnId) {
+        let l = net.b.listen(listen, 8).unwrap();
+        let c = net.a.connect(v6(A6, 0), v6(B6, 80), net.now).unwrap();
+        net.pump();
+        let s = net.b.accept(l).expect("accepted");
+        assert_eq!(net.a.state(c), State::Established);
+        (c, s)
+    }
+
+    /// Send `data` from `from` to `to` over the net and read it all.
+    fn transfer(net: &mut Net, from: ConnId, to: ConnId, data: &[u8]) -> Vec<u8> {
+        let mut sent = 0;
+        let mut got = Vec::new();
+        for _ in 0..10_000 {
+            if sent < data.len() {
+                sent += net.a.send(from, &data[sent..], net.now).unwrap();
+            }
+            net.pump();
+            got.extend(read_all(&mut net.b, to, net.now).0);
+            if got.len() >= data.len() {
+                break;
+            }
+            net.advance(Duration::from_secs(5));
+        }
+        got
+    }
+
+    #[test]
+    fn ipv6_connection_carries_data_with_the_ipv6_mss() {
+        let mut net = Net::new(Config::default());
+        // A listener on the IPv4 wildcard takes an IPv6 connection (a dual-stack
+        // wildcard), and both ends see IPv6 addresses.
+        let (c, s) = connect6(
+            &mut net,
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80).into(),
+        );
+        assert_eq!(net.b.peer_addr(s).ip(), IpAddr::V6(A6));
+        assert_eq!(net.b.local_addr(s), v6(B6, 80));
+        assert_eq!(net.a.peer_addr(c), v6(B6, 80));
+        // RFC 8200 §8.3: the MSS offered to an IPv6 peer is 20 bytes less than over IPv4
+        // (MTU 1500 − 60), both in the SYN and the SYN-ACK.
+        let syns: Vec<_> = net.log.iter().filter(|(_, s)| s.flags.syn).collect();
+        assert_eq!(syns.len(), 2);
+        assert!(syns.iter().all(|(_, s)| s.options.mss == Some(1440)));
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        net.loss = 0.02;
+        let got = transfer(&mut net, c, s, &data);
+        assert_eq!(got, data, "byte-exact over a lossy link");
+        // Every data segment fits the IPv6 MSS less the timestamp option.
+        let biggest = net.log.iter().map(|(_, s)| s.payload.len()).max().unwrap();
+        assert_eq!(biggest, 1440 - 12);
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_4_tuples_with_the_same_ports_are_distinct() {
+        let mut net = Net::new(Config::default());
+        let l = net
+            .b
+            .listen(v6(std::net::Ipv6Addr::UNSPECIFIED, 80), 8)
+            .unwrap();
+        let c4 = net
+            .a
+            .connect(
+                SocketAddrV4::new(A, 40000),
+                SocketAddrV4::new(B, 80),
+                net.now,
+            )
+            .unwrap();
+        let c6 = net.a.connect(v6(A6, 40000), v6(B6, 80), net.now).unwrap();
+        net.pump();
+        let s1 = net.b.accept(l).expect("first");
+        let s2 = net.b.accept(l).expect("second");
+        let peers = [net.b.peer_addr(s1), net.b.peer_addr(s2)];
+        assert!(peers.contains(&SocketAddrV4::new(A, 40000).into()));
+        assert!(peers.contains(&v6(A6, 40000)));
+        assert!(net.a.is_connected(c4) && net.a.is_connected(c6));
+        // An IPv4-mapped address names the IPv4 host: the same 4-tuple, in use.
+        let mapped = SocketAddr::new(IpAddr::V6(A.to_ipv6_mapped()), 40000);
+        assert_eq!(
+            net.a.connect(mapped, SocketAddrV4::new(B, 80), net.now),
+            Err(TcpError::AddrInUse)
+        );
+    }
+
+    #[test]
+    fn connect_across_families_is_refused() {
+        let mut net = Net::new(Config::default());
+        assert_eq!(
+            net.a.connect(SocketAddrV4::new(A, 0), v6(B6, 80), net.now),
+            Err(TcpError::AddrNotAvailable)
+        );
+        assert_eq!(
+            net.a.connect(v6(A6, 0), SocketAddrV4::new(B, 80), net.now),
+            Err(TcpError::AddrNotAvailable)
+        );
+    }
+
+    #[test]
+    fn ipv6_closed_port_answers_with_rst_to_the_ipv6_peer() {
+        let mut net = Net::new(Config::default());
+        let c = net.a.connect(v6(A6, 0), v6(B6, 9), net.now).unwrap();
+        let t = net.a.poll_transmit(net.now).unwrap();
+        net.b.on_segment(t.src, t.dst, &t.segment, net.now);
+        let rst = net.b.poll_transmit(net.now).expect("a RST");
+        assert!(rst.segment.flags.rst);
+        assert_eq!((rst.src, rst.dst), (IpAddr::V6(B6), IpAddr::V6(A6)));
+        net.a.on_segment(rst.src, rst.dst, &rst.segment, net.now);
+        assert_eq!(net.a.error(c), Some(TcpError::ConnectionRefused));
+    }
+
+    /// The quote of the last segment `from` sent with data, as an ICMPv6 error about it
+    /// would carry.
+    fn quoted6(net: &Net, from_a: bool) -> crate::ip::icmpv6::Quoted {
+        let (_, seg) = net
+            .log
+            .iter()
+            .rev()
+            .find(|(a, s)| *a == from_a && !s.payload.is_empty())
+            .expect("a data segment");
+        let (src, dst) = if from_a { (A6, B6) } else { (B6, A6) };
+        crate::ip::icmpv6::Quoted {
+            src,
+            dst,
+            protocol: Some(6),
+            ports: Some((seg.src_port, seg.dst_port)),
+            tcp_seq: Some(seg.seq.0),
+        }
+    }
+
+    #[test]
+    fn ipv6_packet_too_big_lowers_the_mss_never_below_1280() {
+        use crate::ip::icmpv6::ErrorKind6;
+        let mut net = Net::new(Config::default());
+        let (c, s) = connect6(&mut net, v6(B6, 80));
+        // 1440 less the timestamp option every segment carries.
+        assert_eq!(net.a.send_mss(c), 1440 - 12);
+        // Data in flight, unacknowledged (the link holds it).
+        net.a.send(c, &[7u8; 20_000], net.now).unwrap();
+        let mut flight = Vec::new();
+        while let Some(t) = net.a.poll_transmit(net.now) {
+            flight.push(t);
+        }
+        net.log
+            .extend(flight.iter().map(|t| (true, t.segment.clone())));
+        let q = quoted6(&net, true);
+        // RFC 8201 §4: the MTU less 60 bytes of headers and the 12 of timestamps.
+        let kind = ErrorKind6::PacketTooBig { mtu: 1400 };
+        assert_eq!(
+            net.a.on_icmp6_error(B6, &q, kind, net.now),
+            IcmpAction::MssLowered(1400 - 60 - 12)
+        );
+        // Never below the IPv6 minimum MTU, whatever the message says.
+        let kind = ErrorKind6::PacketTooBig { mtu: 600 };
+        assert_eq!(
+            net.a.on_icmp6_error(B6, &q, kind, net.now),
+            IcmpAction::MssLowered(1280 - 60 - 12)
+        );
+        // RFC 5927 §4.1: a quote outside SND.UNA..SND.MAX is ignored.
+        let mut stale = q;
+        stale.tcp_seq = Some(q.tcp_seq.unwrap().wrapping_sub(1_000_000));
+        assert_eq!(
+            net.a.on_icmp6_error(B6, &stale, kind, net.now),
+            IcmpAction::OutOfWindow
+        );
+        // What is sent from now on fits 1280-byte packets, and all of it arrives.
+        net.log.clear();
+        net.pump();
+        let mut all = read_all(&mut net.b, s, net.now).0;
+        for _ in 0..100 {
+            if all.len() >= 20_000 {
+                break;
+            }
+            net.advance(Duration::from_secs(5));
+            all.extend(read_all(&mut net.b, s, net.now).0);
+        }
+        assert_eq!(all.len(), 20_000);
+        let biggest = net
+            .log
+            .iter()
+            .filter(|(a, _)| *a)
+            .map(|(_, s)| s.payload.len())
+            .max()
+            .unwrap();
+        assert_eq!(biggest, 1280 - 60 - 12);
+    }
+
+    #[test]
+    fn ipv6_errors_are_soft_except_port_unreachable_in_syn_sent() {
+        use crate::ip::icmpv6::{ErrorKind6, Quoted};
+        let mut net = Net::new(Config::default());
+        let (c, _s) = connect6(&mut net, v6(B6, 80));
+        net.a.send(c, &[1u8; 1000], net.now).unwrap();
+        let t = net.a.poll_transmit(net.now).unwrap();
+        net.log.push((true, t.segment));
+        let q = quoted6(&net, true);
+        // RFC 5927 §4.2 / RFC 1122 §4.2.3.9: soft errors are recorded, nothing more.
+        for kind in [
+            ErrorKind6::TimeExceeded { code: 0 },
+            ErrorKind6::ParameterProblem {
+                code: 0,
+                pointer: 6,
+            },
+            ErrorKind6::DestUnreachable { code: 3 },
+            ErrorKind6::DestUnreachable { code: 4 },
+        ] {
+            assert_eq!(
+                net.a.on_icmp6_error(B6, &q, kind, net.now),
+                IcmpAction::SoftError,
+                "{kind:?}"
+            );
+            assert!(net.a.is_connected(c));
+        }
+        assert!(net.a.soft_error(c).is_some());
+        // An unknown connection: nothing.
+        let other = Quoted {
+            ports: Some((1, 2)),
+            ..q
+        };
+        assert_eq!(
+            net.a
+                .on_icmp6_error(B6, &other, ErrorKind6::TimeExceeded { code: 0 }, net.now),
+            IcmpAction::NoConnection
+        );
+        // Port unreachable for a SYN: the connection is refused (RFC 5927 §5.2).
+        let c2 = net.a.connect(v6(A6, 0), v6(B6, 81), net.now).unwrap();
+        let syn = net.a.poll_transmit(net.now).unwrap();
+        let q2 = Quoted {
+            ports: Some((syn.segment.src_port, 81)),
+            tcp_seq: Some(syn.segment.seq.0),
+            ..q
+        };
+        let kind = ErrorKind6::DestUnreachable { code: 4 };
+        assert_eq!(
+            net.a.on_icmp6_error(B6, &q2, kind, net.now),
+            IcmpAction::Aborted
+        );
+        assert_eq!(net.a.error(c2), Some(TcpError::ConnectionRefused));
     }
 
     #[test]

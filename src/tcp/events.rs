@@ -13,7 +13,7 @@
 //! (a `&'static` pointer filled in by the compiler: no string is built), and the trace can
 //! say `@ src/tcp/connection.rs:1506`, a map from what happened into the code.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::panic::Location;
 use std::time::Duration;
 
@@ -24,9 +24,9 @@ use super::state::State;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpEvent {
     /// Our end.
-    pub local: SocketAddrV4,
+    pub local: SocketAddr,
     /// The peer's end (`0.0.0.0:0` for a listener).
-    pub remote: SocketAddrV4,
+    pub remote: SocketAddr,
     /// What happened.
     pub kind: TcpEventKind,
     /// The code that decided it: the line that changed the state, dropped the segment,

@@ -1,12 +1,12 @@
 //! TCP segments: validated, typed, parsed once at the edge (RFC 9293 §3.1).
 //!
 //! etherparse's [`TcpHeaderSlice`] reads the fixed header fields; this module owns the
-//! validation (length, data offset, checksum over the IPv4 pseudo-header, option syntax)
+//! validation (length, data offset, checksum over the IPv4 or IPv6 pseudo-header, option syntax)
 //! and turns the bytes into a [`Segment`] the state machine can use without ever looking
 //! at raw offsets again. [`Segment::emit`] is the inverse.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use etherparse::TcpHeaderSlice;
 
@@ -448,13 +448,18 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Validate and parse the TCP part of an IPv4 packet from `src` to `dst`.
+    /// Validate and parse the TCP part of an IPv4 or IPv6 packet from `src` to `dst`.
     ///
     /// Checks, in order: at least 20 bytes; data offset between 5 and the segment length;
-    /// the checksum over the IPv4 pseudo-header (RFC 9293 §3.1); option syntax (unknown
+    /// the checksum over the pseudo-header of either family (RFC 9293 §3.1, RFC 8200 §8.1); option syntax (unknown
     /// options skipped, malformed lengths rejected). Never panics, whatever the bytes.
-    pub fn parse(src: Ipv4Addr, dst: Ipv4Addr, bytes: &[u8]) -> Result<Segment, SegmentError> {
-        Segment::parse_inner(src, dst, bytes, Checksum::Verify).map(|(segment, _)| segment)
+    pub fn parse(
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        bytes: &[u8],
+    ) -> Result<Segment, SegmentError> {
+        Segment::parse_inner(src.into(), dst.into(), bytes, Checksum::Verify)
+            .map(|(segment, _)| segment)
     }
 
     /// Like [`Segment::parse`], but the checksum is neither computed nor checked: for a
@@ -462,11 +467,12 @@ impl Segment {
     /// ([`crate::link::offload::RxMeta::csum_trusted`], e.g. a 64 KiB GRO super-segment
     /// from the local kernel, which never crossed a wire). Every other check is the same.
     pub fn parse_trusted(
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         bytes: &[u8],
     ) -> Result<Segment, SegmentError> {
-        Segment::parse_inner(src, dst, bytes, Checksum::Trusted).map(|(segment, _)| segment)
+        Segment::parse_inner(src.into(), dst.into(), bytes, Checksum::Trusted)
+            .map(|(segment, _)| segment)
     }
 
     /// Like [`Segment::parse`], but a bad checksum does not reject the segment: it is
@@ -474,11 +480,11 @@ impl Segment {
     /// where packets recorded on the sending host often carry a checksum the NIC was to
     /// fill in later (checksum offload). The stack itself must use [`Segment::parse`].
     pub fn parse_lenient(
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         bytes: &[u8],
     ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
-        Segment::parse_inner(src, dst, bytes, Checksum::Report)
+        Segment::parse_inner(src.into(), dst.into(), bytes, Checksum::Report)
     }
 
     /// Like [`Segment::parse`] (or [`Segment::parse_trusted`] when `trusted`), but into
@@ -487,11 +493,12 @@ impl Segment {
     /// error `self` holds unspecified (valid) values.
     pub fn parse_into(
         &mut self,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         bytes: &[u8],
         trusted: bool,
     ) -> Result<(), SegmentError> {
+        let (src, dst) = (src.into(), dst.into());
         let mode = if trusted {
             Checksum::Trusted
         } else {
@@ -503,8 +510,8 @@ impl Segment {
     /// The parsers; [`Checksum::Verify`] rejects a bad checksum before the options are
     /// looked at.
     fn parse_inner(
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: IpAddr,
+        dst: IpAddr,
         bytes: &[u8],
         mode: Checksum,
     ) -> Result<(Segment, Option<SegmentError>), SegmentError> {
@@ -517,8 +524,8 @@ impl Segment {
     /// checksum that `mode` lets through is returned.
     fn fill(
         &mut self,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: IpAddr,
+        dst: IpAddr,
         bytes: &[u8],
         mode: Checksum,
     ) -> Result<Option<SegmentError>, SegmentError> {
@@ -576,8 +583,8 @@ impl Segment {
     }
 
     /// The segment as bytes: header, options (padded to 4 bytes), payload, with a correct
-    /// checksum over the IPv4 pseudo-header from `src` to `dst`.
-    pub fn emit(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    /// checksum over the pseudo-header from `src` to `dst`.
+    pub fn emit(&self, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> Vec<u8> {
         let mut out = Vec::with_capacity(MAX_HEADER_LEN + self.payload.len());
         self.emit_into(&mut out, src, dst);
         out
@@ -586,14 +593,14 @@ impl Segment {
     /// Like [`emit`](Self::emit), but appends to `out` (e.g. right after an IP header the
     /// caller already wrote), avoiding an allocation. The checksum covers only the
     /// appended TCP bytes.
-    pub fn emit_into(&self, out: &mut Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr) {
+    pub fn emit_into(&self, out: &mut Vec<u8>, src: impl Into<IpAddr>, dst: impl Into<IpAddr>) {
         let base = out.len();
         out.reserve(MAX_HEADER_LEN + self.payload.len());
-        self.write_tcp(out, base, src, dst);
+        self.write_tcp(out, base, src.into(), dst.into());
     }
 
     /// Header, options and payload appended to `out` from index `base`, checksummed.
-    fn write_tcp(&self, out: &mut Vec<u8>, base: usize, src: Ipv4Addr, dst: Ipv4Addr) {
+    fn write_tcp(&self, out: &mut Vec<u8>, base: usize, src: IpAddr, dst: IpAddr) {
         self.write_header(out, base);
         out.extend_from_slice(&self.payload);
         finish_checksum(out, base, src, dst, false);
@@ -621,8 +628,8 @@ impl Segment {
     /// it straight to `out` (e.g. from a send buffer), so a segment is built in the
     /// packet buffer without a payload vector of its own; `self.payload` is ignored.
     ///
-    /// With `partial` the checksum field gets only the folded sum of the IPv4
-    /// pseudo-header (RFC 9293 §3.1) over the segment's whole length, not complemented:
+    /// With `partial` the checksum field gets only the folded sum of the
+    /// pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1) over the segment's whole length, not complemented:
     /// what Linux expects of a `CHECKSUM_PARTIAL` packet (`__tcp_v4_send_check`:
     /// `th->check = ~tcp_v4_check(len, saddr, daddr, 0)`), which the kernel completes —
     /// and, for a super-segment, adjusts to each piece's length when it cuts it
@@ -630,15 +637,15 @@ impl Segment {
     pub fn emit_with_payload(
         &self,
         out: &mut Vec<u8>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         partial: bool,
         payload: impl FnOnce(&mut Vec<u8>),
     ) {
         let base = out.len();
         self.write_header(out, base);
         payload(out);
-        finish_checksum(out, base, src, dst, partial);
+        finish_checksum(out, base, src.into(), dst.into(), partial);
     }
 
     /// Appends the segment's header and options to `out`, for a payload of `payload_len`
@@ -648,13 +655,13 @@ impl Segment {
     pub fn emit_header_partial(
         &self,
         out: &mut Vec<u8>,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         payload_len: usize,
     ) {
         let base = out.len();
         self.write_header(out, base);
-        let sum = partial_checksum(src, dst, out.len() - base + payload_len);
+        let sum = partial_checksum(src.into(), dst.into(), out.len() - base + payload_len);
         put_checksum(out, base, sum);
     }
 
@@ -693,39 +700,33 @@ impl fmt::Display for Segment {
     }
 }
 
-/// Ones' complement sum (RFC 1071) of the IPv4 pseudo-header and `tcp`, folded and
+/// Ones' complement sum (RFC 1071) of the pseudo-header and `tcp`, folded and
 /// complemented. Over a segment whose checksum field is filled in, a correct segment
 /// gives 0; over one with a zeroed field it gives the value to put there.
 ///
 /// ```text
-///   +--------+--------+--------+--------+
-///   |           Source Address          |
-///   +--------+--------+--------+--------+
-///   |         Destination Address       |
-///   +--------+--------+--------+--------+
-///   |  zero  |  PTCL  |    TCP Length   |
-///   +--------+--------+--------+--------+
+///   IPv4 (RFC 9293 §3.1)                  IPv6 (RFC 8200 §8.1)
+///   +--------+--------+--------+--------+ +--------+--------+--------+--------+
+///   |           Source Address          | |     Source Address (16 bytes)     |
+///   +--------+--------+--------+--------+ +--------+--------+--------+--------+
+///   |         Destination Address       | |  Destination Address (16 bytes)   |
+///   +--------+--------+--------+--------+ +--------+--------+--------+--------+
+///   |  zero  |  PTCL  |    TCP Length   | |    Upper-Layer Packet Length (32) |
+///   +--------+--------+--------+--------+ +--------+--------+--------+--------+
+///                                         |      zero (24 bits)     |Next Hdr |
+///                                         +--------+--------+--------+--------+
 /// ```
-fn checksum(src: Ipv4Addr, dst: Ipv4Addr, tcp: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    for pair in src
-        .octets()
-        .chunks_exact(2)
-        .chain(dst.octets().chunks_exact(2))
-    {
-        sum += u64::from(u16::from_be_bytes([pair[0], pair[1]]));
-    }
-    sum += u64::from(PROTO_TCP);
+fn checksum(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> u16 {
     // Callers bound `tcp` to 65535 bytes; saturate anyway rather than wrap.
-    sum += u64::try_from(tcp.len()).unwrap_or(u64::MAX).min(0xffff);
-    sum += ones_sum(tcp);
-    !fold(sum)
+    let len = u32::try_from(tcp.len()).unwrap_or(u32::MAX);
+    let sum = u64::from(crate::ip::pseudo_header_sum_ip(src, dst, PROTO_TCP, len));
+    !fold(sum + ones_sum(tcp))
 }
 
 /// Fill in the checksum field of the TCP segment that starts at `out[base]` and runs to the
 /// end of `out`: complete, or (`partial`) the folded pseudo-header sum only (see
 /// [`Segment::emit_with_payload`]).
-fn finish_checksum(out: &mut [u8], base: usize, src: Ipv4Addr, dst: Ipv4Addr, partial: bool) {
+fn finish_checksum(out: &mut [u8], base: usize, src: IpAddr, dst: IpAddr, partial: bool) {
     let tcp = out.get(base..).unwrap_or(&[]);
     let sum = if partial {
         partial_checksum(src, dst, tcp.len())
@@ -737,10 +738,10 @@ fn finish_checksum(out: &mut [u8], base: usize, src: Ipv4Addr, dst: Ipv4Addr, pa
 
 /// The folded pseudo-header sum of a segment of `tcp_len` bytes, not complemented: the
 /// partial checksum a device completes (see [`Segment::emit_with_payload`]).
-fn partial_checksum(src: Ipv4Addr, dst: Ipv4Addr, tcp_len: usize) -> u16 {
+fn partial_checksum(src: IpAddr, dst: IpAddr, tcp_len: usize) -> u16 {
     // Callers bound segments to 65535 bytes; saturate anyway.
-    let len = u16::try_from(tcp_len).unwrap_or(u16::MAX);
-    fold(u64::from(crate::ip::ipv4::pseudo_header_sum(
+    let len = u32::try_from(tcp_len).unwrap_or(u32::MAX);
+    fold(u64::from(crate::ip::pseudo_header_sum_ip(
         src, dst, PROTO_TCP, len,
     )))
 }
@@ -753,7 +754,7 @@ fn put_checksum(out: &mut [u8], base: usize, sum: u16) {
 }
 
 /// The checksum the sender should have written, with the field treated as zero.
-fn checksum_with_zeroed_field(src: Ipv4Addr, dst: Ipv4Addr, tcp: &[u8]) -> u16 {
+fn checksum_with_zeroed_field(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> u16 {
     let mut copy = tcp.to_vec();
     if let Some(c) = copy.get_mut(16..18) {
         c.fill(0);
@@ -778,6 +779,7 @@ fn fold(mut sum: u64) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -992,6 +994,42 @@ mod tests {
         assert_eq!(hdr.checksum(), expected);
     }
 
+    const A6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+    const B6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+    #[test]
+    fn ipv6_checksum_matches_etherparse_and_binds_the_addresses() {
+        // RFC 8200 §8.1: the pseudo-header has both 128-bit addresses, a 32-bit length
+        // and the next header.
+        for d in [syn(), data(333), data(1)] {
+            let bytes = d.emit(A6, B6);
+            let hdr = TcpHeaderSlice::from_slice(&bytes).unwrap();
+            let payload = &bytes[hdr.slice().len()..];
+            let expected = hdr
+                .calc_checksum_ipv6_raw(A6.octets(), B6.octets(), payload)
+                .unwrap();
+            assert_eq!(hdr.checksum(), expected);
+            assert_eq!(Segment::parse(A6, B6, &bytes).unwrap(), d);
+            // Another address, or the same segment read as IPv4, fails the checksum.
+            let c6 = std::net::Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 1);
+            assert!(matches!(
+                Segment::parse(c6, B6, &bytes),
+                Err(SegmentError::BadChecksum { .. })
+            ));
+            assert!(matches!(
+                Segment::parse(A, B, &bytes),
+                Err(SegmentError::BadChecksum { .. })
+            ));
+        }
+        // The partial checksum a device completes is the IPv6 pseudo-header's sum.
+        let d = data(100);
+        let mut out = Vec::new();
+        d.emit_with_payload(&mut out, A6, B6, true, |p| p.extend_from_slice(&d.payload));
+        let len = u32::try_from(out.len()).unwrap();
+        let pseudo = crate::ip::ipv6::pseudo_header_sum(A6, B6, 6, len);
+        assert_eq!(u32::from(u16::from_be_bytes([out[16], out[17]])), pseudo);
+    }
+
     #[test]
     fn any_flipped_bit_is_caught() {
         let bytes = data(17).emit(A, B);
@@ -1046,7 +1084,7 @@ mod tests {
         b.extend_from_slice(&payload);
         b[16] = 0;
         b[17] = 0;
-        let sum = checksum(A, B, &b);
+        let sum = checksum(A.into(), B.into(), &b);
         b[16..18].copy_from_slice(&sum.to_be_bytes());
         b
     }
@@ -1145,7 +1183,7 @@ mod tests {
                 b[12] = off << 4;
                 b[16] = 0;
                 b[17] = 0;
-                let sum = checksum(A, B, &b);
+                let sum = checksum(A.into(), B.into(), &b);
                 b[16..18].copy_from_slice(&sum.to_be_bytes());
                 if let Ok(s) = Segment::parse(A, B, &b) {
                     // Whatever parsed must re-emit and parse to the same meaning.

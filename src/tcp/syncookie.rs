@@ -17,7 +17,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use super::seq::SeqNum;
 use crate::time::Instant;
@@ -41,11 +41,14 @@ fn counter(now: Instant) -> u32 {
     ((now.total_millis() / 1000 / PERIOD_SECS) & 0xff) as u32
 }
 
-fn hash(key: u64, local: SocketAddrV4, remote: SocketAddrV4, extra: Option<(u32, u32)>) -> u32 {
+/// The keyed hash of RFC 4987 §3.6 over the 4-tuple: for an IPv6 connection the full
+/// 128-bit addresses go in (a cookie must not validate for another address that shares
+/// some bits).
+fn hash(key: u64, local: SocketAddr, remote: SocketAddr, extra: Option<(u32, u32)>) -> u32 {
     let mut h = DefaultHasher::new();
     key.hash(&mut h);
-    local.hash(&mut h);
-    remote.hash(&mut h);
+    super::endpoint::hash_addr(local, &mut h);
+    super::endpoint::hash_addr(remote, &mut h);
     extra.hash(&mut h);
     h.finish() as u32
 }
@@ -58,8 +61,8 @@ pub fn mss_index(mss: u16) -> u32 {
 /// The cookie ISN for a SYN from `remote` with sequence number `peer_isn`.
 pub fn encode(
     key: &[u64; 2],
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
     peer_isn: SeqNum,
     mss_idx: u32,
     now: Instant,
@@ -79,8 +82,8 @@ pub fn encode(
 /// it encodes, or None if it is forged, garbled or too old.
 pub fn decode(
     key: &[u64; 2],
-    local: SocketAddrV4,
-    remote: SocketAddrV4,
+    local: SocketAddr,
+    remote: SocketAddr,
     peer_isn: SeqNum,
     cookie: SeqNum,
     now: Instant,
@@ -121,10 +124,19 @@ pub fn decode_ts(tsecr: u32) -> (Option<u8>, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
-    const L: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
-    const R: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000);
+    const L: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80));
+    const R: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000));
+
+    fn v6(last: u16, port: u16) -> SocketAddr {
+        SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, last),
+            port,
+            0,
+            0,
+        ))
+    }
     const KEY: [u64; 2] = [0x1234_5678_9abc_def0, 0x0fed_cba9_8765_4321];
 
     #[test]
@@ -144,7 +156,7 @@ mod tests {
     fn forged_or_mismatched_cookies_fail() {
         let now = Instant::from_secs(5000);
         let c = encode(&KEY, L, R, SeqNum(77), 3, now);
-        let other = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 40000);
+        let other = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 40000));
         assert_eq!(decode(&KEY, L, other, SeqNum(77), c, now), None);
         assert_eq!(decode(&KEY, L, R, SeqNum(78), c, now), None);
         assert_eq!(decode(&[1, 2], L, R, SeqNum(77), c, now), None);
@@ -163,6 +175,25 @@ mod tests {
             })
             .count();
         assert!(hits <= 1, "{hits} random cookies accepted");
+    }
+
+    #[test]
+    fn ipv6_cookies_hash_the_whole_addresses() {
+        let now = Instant::from_secs(5000);
+        let (l, r) = (v6(2, 80), v6(1, 40000));
+        let c = encode(&KEY, l, r, SeqNum(77), 2, now);
+        assert_eq!(decode(&KEY, l, r, SeqNum(77), c, now), Some(MSS_TABLE[2]));
+        // A peer differing only in the high bits of its address, which an IPv4-sized
+        // hash of the low 32 bits would not see, does not validate the cookie.
+        let far = SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 1),
+            40000,
+            0,
+            0,
+        ));
+        assert_eq!(decode(&KEY, l, far, SeqNum(77), c, now), None);
+        // Nor does the IPv4-mapped form of some IPv4 pair, nor the IPv4 pair itself.
+        assert_eq!(decode(&KEY, L, R, SeqNum(77), c, now), None);
     }
 
     #[test]

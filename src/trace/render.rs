@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{first_line, Direction, HttpEvent, SocketCall, SocketEvent, TraceEvent};
@@ -230,11 +230,11 @@ pub enum Emphasis {
 #[derive(Debug, Default)]
 pub struct Renderer {
     /// ISN of each direction, keyed (sender, receiver).
-    isn: HashMap<(SocketAddrV4, SocketAddrV4), SeqNum>,
+    isn: HashMap<(SocketAddr, SocketAddr), SeqNum>,
     /// The window scale option each direction's SYN carried (`None`: its SYN had none),
     /// keyed (sender, receiver): a window field is shifted by its sender's scale once
     /// both SYNs carried the option (RFC 7323 §2.2-2.3).
-    wscale: HashMap<(SocketAddrV4, SocketAddrV4), Option<u8>>,
+    wscale: HashMap<(SocketAddr, SocketAddr), Option<u8>>,
     /// Packets seen so far (the `#n` of the next one is this + 1).
     packets: u64,
 }
@@ -288,8 +288,8 @@ impl Renderer {
         match ip.protocol {
             ipv4::PROTO_TCP => match Segment::parse(ip.src, ip.dst, ip.payload) {
                 Ok(seg) => {
-                    let src = SocketAddrV4::new(ip.src, seg.src_port);
-                    let dst = SocketAddrV4::new(ip.dst, seg.dst_port);
+                    let src = SocketAddr::new(ip.src.into(), seg.src_port);
+                    let dst = SocketAddr::new(ip.dst.into(), seg.dst_port);
                     push(Layer::Tcp, self.segment_text(src, dst, &seg));
                     if !seg.payload.is_empty() {
                         let text = match first_line(&seg.payload) {
@@ -377,7 +377,7 @@ impl Renderer {
     }
 
     /// `59964 → 80  [S.]  seq 0 (abs 1823093943)  ack 1 (abs 99)  win 64240  <mss 1460>`.
-    fn segment_text(&mut self, src: SocketAddrV4, dst: SocketAddrV4, seg: &Segment) -> String {
+    fn segment_text(&mut self, src: SocketAddr, dst: SocketAddr, seg: &Segment) -> String {
         if seg.flags.syn {
             if self.isn.len() >= MAX_TRACKED {
                 self.isn.clear();
@@ -430,7 +430,7 @@ impl Renderer {
     /// when scaled, the field alone when the scale is 0 or on a SYN (whose window is
     /// never scaled, RFC 7323 §2.2), and the field marked as such when the SYNs were not
     /// seen, so a scaled window never looks like a collapsed one.
-    fn window_text(&self, src: SocketAddrV4, dst: SocketAddrV4, seg: &Segment) -> String {
+    fn window_text(&self, src: SocketAddr, dst: SocketAddr, seg: &Segment) -> String {
         if seg.flags.syn {
             return seg.window.to_string();
         }
@@ -447,7 +447,7 @@ impl Renderer {
     }
 
     /// `seq` relative to the ISN of `from → to`, or absolute when that ISN is unknown.
-    fn rel(&self, from: SocketAddrV4, to: SocketAddrV4, seq: SeqNum) -> u32 {
+    fn rel(&self, from: SocketAddr, to: SocketAddr, seq: SeqNum) -> u32 {
         match self.isn.get(&(from, to)) {
             Some(isn) => seq.0.wrapping_sub(isn.0),
             None => seq.0,
@@ -455,7 +455,7 @@ impl Renderer {
     }
 
     /// `n (abs N)` relative to the ISN of `from → to`, or just `N` when unknown.
-    fn seq_text(&self, from: SocketAddrV4, to: SocketAddrV4, seq: SeqNum) -> String {
+    fn seq_text(&self, from: SocketAddr, to: SocketAddr, seq: SeqNum) -> String {
         match self.isn.get(&(from, to)) {
             Some(isn) => format!("{} (abs {})", seq.0.wrapping_sub(isn.0), seq.0),
             None => format!("{}", seq.0),

@@ -141,7 +141,7 @@ fn trace_of_a_connection_shows_every_layer_and_transition() {
     let s = p.server.tcp_mut().accept(listener).expect("accepted");
     p.show(TraceEvent::Socket(SocketEvent {
         local: SocketAddrV4::new(SERVER, 80).into(),
-        remote: p.server.tcp().peer_addr(s).into(),
+        remote: p.server.tcp().peer_addr(s),
         call: SocketCall::Accept,
         thread: Some("main".into()),
         at: std::panic::Location::caller(),
@@ -312,8 +312,8 @@ fn no_events_are_recorded_when_tracing_is_off() {
 #[test]
 fn colours_only_when_asked() {
     let ev = TraceEvent::Tcp(TcpEvent {
-        local: SocketAddrV4::new(SERVER, 80),
-        remote: SocketAddrV4::new(CLIENT, 5000),
+        local: SocketAddrV4::new(SERVER, 80).into(),
+        remote: SocketAddrV4::new(CLIENT, 5000).into(),
         kind: TcpEventKind::State {
             from: State::SynReceived,
             to: State::Established,

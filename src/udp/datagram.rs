@@ -1,9 +1,10 @@
 //! The UDP header: parse + validate, and emit (RFC 768, RFC 1122 §4.1).
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use crate::ip::ipv4::{checksum_with, pseudo_header_sum, PROTO_UDP};
+use crate::ip::ipv4::{checksum_with, PROTO_UDP};
+use crate::ip::pseudo_header_sum_ip;
 
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = 8;
@@ -25,6 +26,9 @@ pub enum UdpError {
     },
     /// The checksum does not verify.
     BadChecksum,
+    /// A zero (absent) checksum over IPv6, where it is mandatory (RFC 8200 §8.1: "IPv6
+    /// receivers must discard UDP packets containing a zero checksum").
+    ZeroChecksumV6,
 }
 
 impl UdpError {
@@ -34,6 +38,7 @@ impl UdpError {
             UdpError::TooShort(_) => "udp-too-short",
             UdpError::BadLength { .. } => "udp-bad-length",
             UdpError::BadChecksum => "udp-bad-checksum",
+            UdpError::ZeroChecksumV6 => "udp-zero-checksum-v6",
         }
     }
 }
@@ -46,6 +51,7 @@ impl fmt::Display for UdpError {
                 write!(f, "length field {field} with {available} bytes available")
             }
             UdpError::BadChecksum => write!(f, "bad checksum"),
+            UdpError::ZeroChecksumV6 => write!(f, "no checksum over IPv6"),
         }
     }
 }
@@ -73,24 +79,29 @@ fn be16(b: &[u8], at: usize) -> u16 {
 }
 
 impl<'a> Datagram<'a> {
-    /// Validate and parse `bytes`, the payload of an IPv4 packet from `src` to `dst`.
-    pub fn parse(src: Ipv4Addr, dst: Ipv4Addr, bytes: &'a [u8]) -> Result<Datagram<'a>, UdpError> {
-        Datagram::parse_inner(src, dst, bytes, true)
+    /// Validate and parse `bytes`, the payload of an IPv4 or IPv6 packet from `src` to
+    /// `dst`.
+    pub fn parse(
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        bytes: &'a [u8],
+    ) -> Result<Datagram<'a>, UdpError> {
+        Datagram::parse_inner(src.into(), dst.into(), bytes, true)
     }
 
     /// Like [`Datagram::parse`], but the checksum is not verified: the device vouched for
     /// it or left it partial ([`crate::link::offload::RxMeta::csum_trusted`]).
     pub fn parse_trusted(
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         bytes: &'a [u8],
     ) -> Result<Datagram<'a>, UdpError> {
-        Datagram::parse_inner(src, dst, bytes, false)
+        Datagram::parse_inner(src.into(), dst.into(), bytes, false)
     }
 
     fn parse_inner(
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: IpAddr,
+        dst: IpAddr,
         bytes: &'a [u8],
         verify: bool,
     ) -> Result<Datagram<'a>, UdpError> {
@@ -114,11 +125,14 @@ impl<'a> Datagram<'a> {
             available: bytes.len(),
         })?;
         let checksum = be16(bytes, 6);
+        if checksum == 0 && src.is_ipv6() {
+            return Err(UdpError::ZeroChecksumV6);
+        }
         // RFC 768: "An all zero transmitted checksum value means that the transmitter
         // generated no checksum". RFC 1122 §4.1.3.4: if a checksum is present, a host MUST
         // verify it and discard the datagram when it fails.
         if checksum != 0 && verify {
-            let sum = pseudo_header_sum(src, dst, PROTO_UDP, field);
+            let sum = pseudo_header_sum_ip(src, dst, PROTO_UDP, u32::from(field));
             if checksum_with(sum, datagram) != 0 {
                 return Err(UdpError::BadChecksum);
             }
@@ -135,7 +149,14 @@ impl<'a> Datagram<'a> {
 /// A datagram with a correct checksum (RFC 1122 §4.1.3.4: a host MUST be able to generate
 /// it and it is on by default). `payload` must be at most [`MAX_PAYLOAD_LEN`] bytes; a longer
 /// one is cut there (the endpoint refuses such sends before calling this).
-pub fn emit(src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+pub fn emit(
+    src: impl Into<IpAddr>,
+    dst: impl Into<IpAddr>,
+    src_port: u16,
+    dst_port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let (src, dst) = (src.into(), dst.into());
     let payload = payload.get(..MAX_PAYLOAD_LEN).unwrap_or(payload);
     let length = u16::try_from(HEADER_LEN + payload.len()).unwrap_or(u16::MAX);
     let mut out = Vec::with_capacity(usize::from(length));
@@ -144,7 +165,10 @@ pub fn emit(src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, dst_port: u16, payload:
     out.extend_from_slice(&length.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(payload);
-    let mut sum = checksum_with(pseudo_header_sum(src, dst, PROTO_UDP, length), &out);
+    let mut sum = checksum_with(
+        pseudo_header_sum_ip(src, dst, PROTO_UDP, u32::from(length)),
+        &out,
+    );
     // RFC 768: "If the computed checksum is zero, it is transmitted as all ones" — zero on
     // the wire means "no checksum".
     if sum == 0 {
@@ -159,6 +183,8 @@ pub fn emit(src: Ipv4Addr, dst: Ipv4Addr, src_port: u16, dst_port: u16, payload:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ip::ipv4::pseudo_header_sum;
+    use std::net::Ipv4Addr;
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -183,6 +209,47 @@ mod tests {
             .unwrap();
         assert_eq!(h.checksum, expected);
         assert_eq!(h.length, 19);
+    }
+
+    const A6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+    const B6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+    #[test]
+    fn ipv6_checksum_agrees_with_etherparse() {
+        let bytes = emit(A6, B6, 1234, 53, b"odd length!");
+        let h = etherparse::UdpHeader::from_slice(&bytes).unwrap().0;
+        let expected = h
+            .calc_checksum_ipv6_raw(A6.octets(), B6.octets(), b"odd length!")
+            .unwrap();
+        assert_eq!(h.checksum, expected);
+        assert_eq!(
+            Datagram::parse(A6, B6, &bytes).unwrap().payload,
+            b"odd length!"
+        );
+        assert_eq!(
+            Datagram::parse(B6, A6, &bytes[..]).map(|_| ()),
+            Ok(()),
+            "the sum is symmetric in the addresses"
+        );
+        let c6 = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3);
+        assert_eq!(Datagram::parse(A6, c6, &bytes), Err(UdpError::BadChecksum));
+    }
+
+    #[test]
+    fn zero_checksum_is_refused_over_ipv6() {
+        // RFC 8200 §8.1: UDP's checksum is mandatory over IPv6, even for a datagram the
+        // device vouched for.
+        let mut bytes = emit(A6, B6, 1, 2, b"data");
+        bytes[6] = 0;
+        bytes[7] = 0;
+        assert_eq!(
+            Datagram::parse(A6, B6, &bytes),
+            Err(UdpError::ZeroChecksumV6)
+        );
+        assert_eq!(
+            Datagram::parse_trusted(A6, B6, &bytes),
+            Err(UdpError::ZeroChecksumV6)
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   socket.rx (≤ N datagrams, ≤ M bytes) ─▶ recv_from(id)
 //!
 //!   send_to(id, dst, data) ─▶ transmit queue (bounded) ─▶ poll_transmit() ─▶ the host
-//!                                                         wraps it in IPv4
+//!                                                         wraps it in IPv4 or IPv6
 //! ```
 //!
 //! Like `tcp::Tcp` it never reads a clock or touches a device; unlike TCP it needs no
@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -116,9 +116,9 @@ pub enum Delivery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpTransmit {
     /// Source address and port (the address may be unspecified).
-    pub src: SocketAddrV4,
+    pub src: SocketAddr,
     /// Destination.
-    pub dst: SocketAddrV4,
+    pub dst: SocketAddr,
     /// The data.
     pub payload: Vec<u8>,
 }
@@ -142,8 +142,8 @@ pub struct UdpStats {
 
 #[derive(Debug)]
 struct Socket {
-    local: SocketAddrV4,
-    rx: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    local: SocketAddr,
+    rx: VecDeque<(SocketAddr, Vec<u8>)>,
     rx_bytes: usize,
 }
 
@@ -187,7 +187,8 @@ impl Udp {
 
     /// Bind `local`; port 0 picks a free ephemeral port. The address may be unspecified
     /// (any of ours). One socket per port.
-    pub fn bind(&mut self, local: SocketAddrV4) -> Result<SocketId, UdpBindError> {
+    pub fn bind(&mut self, local: impl Into<SocketAddr>) -> Result<SocketId, UdpBindError> {
+        let local = local.into();
         if self.sockets.len() >= self.config.max_sockets {
             return Err(UdpBindError::NoFreePort);
         }
@@ -198,7 +199,7 @@ impl Udp {
         };
         let id = SocketId(self.next_id);
         self.next_id = self.next_id.wrapping_add(1);
-        let local = SocketAddrV4::new(*local.ip(), port);
+        let local = SocketAddr::new(crate::ip::canonical(local.ip()), port);
         self.sockets.insert(
             id,
             Socket {
@@ -229,7 +230,7 @@ impl Udp {
     }
 
     /// The address a socket is bound to.
-    pub fn local_addr(&self, id: SocketId) -> Option<SocketAddrV4> {
+    pub fn local_addr(&self, id: SocketId) -> Option<SocketAddr> {
         self.sockets.get(&id).map(|s| s.local)
     }
 
@@ -237,14 +238,19 @@ impl Udp {
     pub fn send_to(
         &mut self,
         id: SocketId,
-        dst: SocketAddrV4,
+        dst: impl Into<SocketAddr>,
         data: &[u8],
     ) -> Result<usize, UdpSendError> {
+        let dst = dst.into();
+        let dst = SocketAddr::new(crate::ip::canonical(dst.ip()), dst.port());
         let local = self.sockets.get(&id).ok_or(UdpSendError::NotBound)?.local;
         if data.len() > MAX_PAYLOAD_LEN {
             return Err(UdpSendError::TooLarge);
         }
-        if dst.port() == 0 || dst.ip().is_unspecified() {
+        // A socket bound to an address of one family cannot send to the other; the
+        // unspecified address takes the destination's (the host fills in its own).
+        let wrong_family = !local.ip().is_unspecified() && local.is_ipv4() != dst.is_ipv4();
+        if dst.port() == 0 || dst.ip().is_unspecified() || wrong_family {
             return Err(UdpSendError::BadDestination);
         }
         if self.transmit.len() >= self.config.send_queue_datagrams {
@@ -259,7 +265,7 @@ impl Udp {
     }
 
     /// The oldest datagram received on `id`, with its sender.
-    pub fn recv_from(&mut self, id: SocketId) -> Option<(SocketAddrV4, Vec<u8>)> {
+    pub fn recv_from(&mut self, id: SocketId) -> Option<(SocketAddr, Vec<u8>)> {
         let s = self.sockets.get_mut(&id)?;
         let (from, data) = s.rx.pop_front()?;
         s.rx_bytes = s.rx_bytes.saturating_sub(data.len());
@@ -273,13 +279,21 @@ impl Udp {
     }
 
     /// A valid datagram from `src` to `dst` (one of our addresses) arrived.
-    pub fn on_datagram(&mut self, src: Ipv4Addr, dst: Ipv4Addr, d: &Datagram<'_>) -> Delivery {
+    pub fn on_datagram(
+        &mut self,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
+        d: &Datagram<'_>,
+    ) -> Delivery {
+        let (src, dst) = (src.into(), dst.into());
         self.stats.datagrams_in += 1;
         let socket = self
             .by_port
             .get(&d.dst_port)
             .and_then(|id| self.sockets.get_mut(id))
-            .filter(|s| s.local.ip().is_unspecified() || *s.local.ip() == dst);
+            // The unspecified address of either family takes datagrams of both (as TCP's
+            // listeners do: a dual-stack wildcard).
+            .filter(|s| s.local.ip().is_unspecified() || s.local.ip() == dst);
         let Some(socket) = socket else {
             self.stats.no_port += 1;
             log::debug!("udp: nothing bound to {dst}:{} (from {src})", d.dst_port);
@@ -298,7 +312,7 @@ impl Udp {
         socket.rx_bytes += d.payload.len();
         socket
             .rx
-            .push_back((SocketAddrV4::new(src, d.src_port), d.payload.to_vec()));
+            .push_back((SocketAddr::new(src, d.src_port), d.payload.to_vec()));
         self.stats.delivered += 1;
         self.events = true;
         Delivery::Delivered
@@ -326,6 +340,7 @@ impl Udp {
 mod tests {
     use super::*;
     use crate::udp::datagram::emit;
+    use std::net::{Ipv4Addr, SocketAddrV4};
 
     const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
     const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -334,6 +349,39 @@ mod tests {
         let bytes = emit(PEER, US, 4000, dst_port, payload);
         let d = Datagram::parse(PEER, US, &bytes).unwrap();
         udp.on_datagram(PEER, US, &d)
+    }
+
+    #[test]
+    fn wildcard_socket_takes_both_families_and_answers_each_in_its_own() {
+        use std::net::{IpAddr, Ipv6Addr};
+        let (us6, peer6) = (
+            Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+            Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+        );
+        let mut udp = Udp::new(UdpConfig::default(), 1);
+        let id = udp
+            .bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7))
+            .unwrap();
+        let bytes = emit(peer6, us6, 4000, 7, b"six");
+        let d = Datagram::parse(peer6, us6, &bytes).unwrap();
+        assert_eq!(udp.on_datagram(peer6, us6, &d), Delivery::Delivered);
+        assert_eq!(deliver(&mut udp, 7, b"four"), Delivery::Delivered);
+        let (from6, _) = udp.recv_from(id).unwrap();
+        let (from4, _) = udp.recv_from(id).unwrap();
+        assert_eq!(from6, SocketAddr::new(IpAddr::V6(peer6), 4000));
+        assert_eq!(from4, SocketAddrV4::new(PEER, 4000).into());
+        assert_eq!(udp.send_to(id, from6, b"six"), Ok(3));
+        assert_eq!(udp.poll_transmit().unwrap().dst, from6);
+        // A socket bound to an IPv4 address has no IPv6 source.
+        let v4_only = udp.bind(SocketAddrV4::new(US, 9)).unwrap();
+        assert_eq!(
+            udp.send_to(v4_only, from6, b"x"),
+            Err(UdpSendError::BadDestination)
+        );
+        // Nor does it take IPv6 datagrams.
+        let bytes = emit(peer6, us6, 4000, 9, b"six");
+        let d = Datagram::parse(peer6, us6, &bytes).unwrap();
+        assert_eq!(udp.on_datagram(peer6, us6, &d), Delivery::NoSocket);
     }
 
     #[test]
@@ -350,7 +398,7 @@ mod tests {
         let (from, data) = udp.recv_from(id).unwrap();
         assert_eq!(
             (from, &data[..]),
-            (SocketAddrV4::new(PEER, 4000), &b"ping"[..])
+            (SocketAddrV4::new(PEER, 4000).into(), &b"ping"[..])
         );
         assert_eq!(udp.send_to(id, from, &data), Ok(4));
         let t = udp.poll_transmit().unwrap();
