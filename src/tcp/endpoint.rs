@@ -183,7 +183,15 @@ pub struct Tcp {
     tso: Option<usize>,
     /// Connection segments leave with a partial checksum for the device to complete.
     tx_csum_partial: bool,
+    /// Out-of-order bytes held by all connections, and the most they may hold
+    /// ([`Tcp::set_out_of_order_budget`]).
+    ooo_held: usize,
+    ooo_budget: usize,
 }
+
+/// The default of [`Tcp::set_out_of_order_budget`]: out-of-order data held by all the
+/// connections of an endpoint together (each is also bounded by its receive buffer).
+pub const DEFAULT_OUT_OF_ORDER_BUDGET: usize = 64 << 20;
 
 /// Beyond this many entries a wake list is dropped and everyone is woken instead, so a
 /// user of [`Tcp`] that never drains the lists does not grow them without bound.
@@ -218,6 +226,8 @@ impl Tcp {
             trace_events: Vec::new(),
             tso: None,
             tx_csum_partial: false,
+            ooo_held: 0,
+            ooo_budget: DEFAULT_OUT_OF_ORDER_BUDGET,
         }
     }
 
@@ -442,10 +452,12 @@ impl Tcp {
         index: u32,
         f: impl FnOnce(&mut Connection, &mut TcpStats) -> R,
     ) -> Option<R> {
+        let room = self.ooo_budget.saturating_sub(self.ooo_held);
         let conn = self
             .slots
             .get_mut(index as usize)
             .and_then(|s| s.conn.as_mut())?;
+        conn.ooo_room = room;
         let before = conn.state;
         let r = f(conn, &mut self.stats);
         self.after(index, before);
@@ -461,6 +473,10 @@ impl Tcp {
             return;
         };
         let after = conn.state;
+        // The global out-of-order account follows what this connection holds now.
+        let held = conn.out_of_order_bytes();
+        let counted = std::mem::replace(&mut conn.ooo_accounted, held);
+        self.ooo_held = self.ooo_held.saturating_sub(counted).saturating_add(held);
         Self::collect_events(&mut self.trace_events, conn);
         let changed = std::mem::take(&mut conn.changed);
         if let Some(rst) = conn.pending_rst.take() {
@@ -514,6 +530,7 @@ impl Tcp {
     fn free(&mut self, index: u32) {
         if let Some(slot) = self.slots.get_mut(index as usize) {
             if let Some(conn) = slot.conn.take() {
+                self.ooo_held = self.ooo_held.saturating_sub(conn.ooo_accounted);
                 let key = Key(conn.local, conn.remote);
                 if self.table.get(&key) == Some(&index) {
                     self.table.remove(&key);
@@ -1500,6 +1517,21 @@ impl Tcp {
         });
         // The ACK may carry data (and always a window): process it as usual.
         self.with_conn(id.index, |c, stats| c.on_segment(seg, now, stats));
+    }
+
+    /// The most out-of-order bytes all connections together may hold
+    /// ([`DEFAULT_OUT_OF_ORDER_BUDGET`] unless set). Each connection is bounded by its
+    /// receive buffer too, but ten thousand connections each holding a buffer's worth
+    /// above a gap a peer never fills would hold gigabytes; beyond the budget, new
+    /// out-of-order data is dropped (counted under "out-of-order memory budget") and
+    /// in-order data still accepted.
+    pub fn set_out_of_order_budget(&mut self, bytes: usize) {
+        self.ooo_budget = bytes;
+    }
+
+    /// Out-of-order bytes held by all connections now (for the global budget).
+    pub fn out_of_order_bytes(&self) -> usize {
+        self.ooo_held
     }
 
     /// Let connections send super-segments (TSO) of up to `max_segment` bytes of TCP header
