@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,16 +23,22 @@ pub fn get(
 
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
     let url = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
-    let addr = url.ipv4().ok_or_else(|| {
+    let addr = url.ip().ok_or_else(|| {
         invalid(format!(
-            "{}: give the server as an IPv4 address (no DNS in tunstack yet)",
+            "{}: give the server as an IPv4 or IPv6 address (no DNS in tunstack yet)",
             url.host
         ))
     })?;
+    if addr.is_ipv6() && link.ip6.is_none() {
+        return Err(invalid(format!(
+            "{addr}: an IPv6 server needs IPv6 (no --no-ip6)"
+        )));
+    }
+    let remote = SocketAddr::new(addr, url.port);
     crate::preflight::check_link(link)?;
     let stack = start_stack(link, make_tracer(link, false))?;
-    let stream = TcpStream::connect_timeout(&stack, SocketAddrV4::new(addr, url.port), timeout)
-        .map_err(|e| io::Error::new(e.kind(), format!("connecting to {addr}:{}: {e}", url.port)))?;
+    let stream = TcpStream::connect_timeout(&stack, remote, timeout)
+        .map_err(|e| io::Error::new(e.kind(), format!("connecting to {remote}: {e}")))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
 

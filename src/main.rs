@@ -11,6 +11,11 @@ use tunstack::link::ethernet::MacAddr;
 use tunstack::link::fault;
 use tunstack::serve::{LinkOptions, Runtime, ServeOptions};
 
+/// Our IPv6 address when --ip6 does not say (a unique local address, RFC 4193).
+const DEFAULT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+/// The kernel side's IPv6 address and prefix when --host-ip6 does not say.
+const DEFAULT_HOST_IP6: &str = "fd00::1/64";
+
 #[derive(Parser)]
 #[command(
     name = "tunstack",
@@ -38,13 +43,17 @@ struct LinkArgs {
     /// TAP mode: the router for destinations outside our subnet.
     #[arg(long, value_name = "ADDR")]
     gateway: Option<Ipv4Addr>,
-    /// Also answer ICMPv6 echo as this IPv6 address (needs --host-ip6; in TAP mode with
-    /// Neighbor Discovery).
-    #[arg(long, value_name = "ADDR", requires = "host_ip6")]
+    /// Our IPv6 address: TCP, UDP and ICMPv6 over IPv6 beside IPv4 (in TAP mode with
+    /// Neighbor Discovery). [default: fd00::2]
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_ip6")]
     ip6: Option<Ipv6Addr>,
     /// IPv6 address and prefix given to the kernel's side of the device.
-    #[arg(long, value_name = "CIDR")]
+    /// [default: fd00::1/64]
+    #[arg(long, value_name = "CIDR", conflicts_with = "no_ip6")]
     host_ip6: Option<String>,
+    /// IPv4 only: no IPv6 address on either side of the device.
+    #[arg(long)]
+    no_ip6: bool,
     /// TAP mode: our subnet's prefix length (default: the one of --host-ip).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=32))]
     prefix: Option<u8>,
@@ -108,8 +117,14 @@ impl LinkArgs {
             tap: self.tap.clone(),
             mac: self.mac,
             gateway: self.gateway,
-            ip6: self.ip6,
-            host_ip6: self.host_ip6.clone(),
+            // Dual stack unless --no-ip6; the defaults mirror --ip and --host-ip.
+            ip6: (!self.no_ip6).then(|| self.ip6.unwrap_or(DEFAULT_IP6)),
+            host_ip6: (!self.no_ip6).then(|| {
+                self.host_ip6
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_HOST_IP6.to_string())
+            }),
+            ip6_asked: self.ip6.is_some() || self.host_ip6.is_some(),
             prefix: self.prefix,
             host_ip: self.host_ip.clone(),
             ip: self.ip,

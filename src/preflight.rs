@@ -151,6 +151,9 @@ pub fn check_link(link: &LinkOptions) -> io::Result<()> {
             )));
         }
     }
+    if let (Some(ip6), Some(host6)) = (link.ip6, &link.host_ip6) {
+        check_ip6(ip6, host6)?;
+    }
     if !(crate::link::tun::MIN_MTU..=usize::from(u16::MAX)).contains(&link.mtu) {
         return Err(invalid(format!(
             "--mtu {}: out of range {}..=65535",
@@ -172,6 +175,31 @@ pub fn check_link(link: &LinkOptions) -> io::Result<()> {
         }
     }
     check_routes(link, ip, prefix)
+}
+
+/// `--ip6` must be a unicast address other than the kernel side's (`--host-ip6`, an
+/// IPv6 ADDRESS/PREFIX).
+fn check_ip6(ip6: std::net::Ipv6Addr, host6: &str) -> io::Result<()> {
+    let host: Option<std::net::Ipv6Addr> = host6
+        .split_once('/')
+        .filter(|(_, p)| p.parse::<u8>().is_ok_and(|p| p <= 128))
+        .and_then(|(a, _)| a.parse().ok());
+    let Some(host) = host else {
+        return Err(invalid(format!(
+            "--host-ip6 {host6}: expected IPV6-ADDRESS/PREFIX, e.g. fd00::1/64"
+        )));
+    };
+    if ip6.is_unspecified() || ip6.is_loopback() || ip6.is_multicast() {
+        return Err(invalid(format!(
+            "--ip6 {ip6}: not a unicast address a host can have"
+        )));
+    }
+    if ip6 == host {
+        return Err(invalid(format!(
+            "--ip6 {ip6} is the kernel side's own address (--host-ip6 {host6})"
+        )));
+    }
+    Ok(())
 }
 
 fn check_routes(link: &LinkOptions, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {

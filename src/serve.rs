@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,10 +36,13 @@ pub struct LinkOptions {
     pub mac: Option<MacAddr>,
     /// TAP mode: the router for destinations outside our subnet.
     pub gateway: Option<Ipv4Addr>,
-    /// Also answer ICMPv6 echo as this IPv6 address.
+    /// Our IPv6 address (`None`: IPv4 only): TCP, UDP and ICMPv6 over IPv6.
     pub ip6: Option<Ipv6Addr>,
     /// IPv6 address and prefix given to the kernel's side of the device.
     pub host_ip6: Option<String>,
+    /// The IPv6 addresses were asked for (`--ip6`, `--host-ip6`), not defaults: a kernel
+    /// that refuses them (IPv6 disabled) is then an error, not a warning.
+    pub ip6_asked: bool,
     /// TAP mode: our subnet's prefix length (default: the one of `host_ip`).
     pub prefix: Option<u8>,
     /// Address and prefix given to the kernel's side of the device.
@@ -167,7 +170,14 @@ fn open_device(
         None => configure_link(&ifname, &link.host_ip, link.mtu)?,
     }
     if let Some(cidr6) = &link.host_ip6 {
-        configure_link_ipv6(&ifname, cidr6)?;
+        match configure_link_ipv6(&ifname, cidr6) {
+            Ok(()) => {}
+            Err(e) if !link.ip6_asked => {
+                // IPv6 is on by default; a kernel without it still gets IPv4.
+                log::warn!("link: {ifname}: no IPv6 on the kernel side ({e}); IPv4 only");
+            }
+            Err(e) => return Err(e),
+        }
     }
     // Room for a burst (10,000 clients each sending a request at once): the default
     // 500 packets overflowed, and each drop cost its sender a retransmission timeout.
@@ -355,8 +365,12 @@ fn serve_threaded(link: &LinkOptions, step: bool, opts: ServeOptions) -> io::Res
     let source = stack.clone();
     stats_on_sigusr1(http_counters.clone(), move || Some(source.stats()))?;
     let listener = TcpListener::bind(&stack, SocketAddrV4::new(link.ip, port))?;
+    let listener6 = match link.ip6 {
+        Some(ip6) => Some(TcpListener::bind(&stack, (ip6, port))?),
+        None => None,
+    };
     if let Some(echo_port) = udp_echo {
-        let socket = UdpSocket::bind(&stack, SocketAddrV4::new(link.ip, echo_port))?;
+        let socket = UdpSocket::bind(&stack, udp_echo_addr(link, echo_port))?;
         log::info!("udp: echo on {}:{echo_port}", link.ip);
         std::thread::Builder::new()
             .name("udp-echo".into())
@@ -392,7 +406,30 @@ fn serve_threaded(link: &LinkOptions, step: bool, opts: ServeOptions) -> io::Res
             None => "built-in site".to_string(),
         }
     );
-    server.serve(listener)
+    // The IPv6 listener gets an accepting thread of its own; both serve alike.
+    std::thread::scope(|scope| {
+        if let Some(l6) = listener6 {
+            log::info!("http: listening on [{}]:{port}", l6.local_addr()?.ip());
+            let server = &server;
+            std::thread::Builder::new()
+                .name("accept-v6".into())
+                .spawn_scoped(scope, move || {
+                    if let Err(e) = server.serve(l6) {
+                        log::error!("http: IPv6 listener: {e}");
+                    }
+                })?;
+        }
+        server.serve(listener)
+    })
+}
+
+/// Where the UDP echo binds: our IPv4 address, or with IPv6 on the unspecified address,
+/// which takes the datagrams of both families on one socket (one socket per port).
+fn udp_echo_addr(link: &LinkOptions, port: u16) -> SocketAddr {
+    match link.ip6 {
+        Some(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port),
+        None => SocketAddr::new(link.ip.into(), port),
+    }
 }
 
 /// How long a stopping server lets its connections close before resetting them.
@@ -519,6 +556,12 @@ impl DeviceUser for Evented<'_> {
                 .listen(SocketAddrV4::new(link.ip, port), 0)
                 .map_err(|e| io::Error::new(e.kind(), format!("listen on port {port}: {e}")))?;
             let mut server = EventedServer::new(self.handler.clone(), config.clone(), listener);
+            if let Some(ip6) = link.ip6 {
+                let l6 = ev.listen((ip6, port), 0).map_err(|e| {
+                    io::Error::new(e.kind(), format!("listen on [{ip6}]:{port}: {e}"))
+                })?;
+                server.add_listener(l6);
+            }
             server.set_stats_path("/_stats");
             server.set_counters(http_counters.clone());
             if let Some(hub) = &self.live_hub {
@@ -527,11 +570,9 @@ impl DeviceUser for Evented<'_> {
             // The loop runs the HTTP server, and the UDP echo beside it when asked for.
             let mut apps: Box<dyn evloop::App + Send> = match udp_echo {
                 Some(echo_port) => {
-                    let socket =
-                        ev.bind_udp(SocketAddrV4::new(link.ip, echo_port))
-                            .map_err(|e| {
-                                io::Error::new(e.kind(), format!("udp port {echo_port}: {e}"))
-                            })?;
+                    let socket = ev.bind_udp(udp_echo_addr(link, echo_port)).map_err(|e| {
+                        io::Error::new(e.kind(), format!("udp port {echo_port}: {e}"))
+                    })?;
                     if i == 0 {
                         log::info!("udp: echo on {}:{echo_port}", link.ip);
                     }
@@ -579,6 +620,9 @@ impl DeviceUser for Evented<'_> {
                 None => "built-in site".to_string(),
             }
         );
+        if let Some(ip6) = link.ip6 {
+            log::info!("http: listening on [{ip6}]:{port}");
+        }
         let mut result = Ok(());
         let mut running = threads.len();
         match events_rx.recv() {

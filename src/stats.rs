@@ -475,6 +475,9 @@ fn merge_tcp(a: &mut crate::tcp::TcpStats, b: &crate::tcp::TcpStats) {
         tail_loss_probes,
         time_wait_reclaimed,
         lost_retransmits,
+        dsacks_received,
+        undos,
+        spurious_rtos,
         paws_rejected,
         delayed_acks,
         keepalive_probes,
@@ -503,6 +506,9 @@ fn merge_tcp(a: &mut crate::tcp::TcpStats, b: &crate::tcp::TcpStats) {
     a.tail_loss_probes += tail_loss_probes;
     a.time_wait_reclaimed += time_wait_reclaimed;
     a.lost_retransmits += lost_retransmits;
+    a.dsacks_received += dsacks_received;
+    a.undos += undos;
+    a.spurious_rtos += spurious_rtos;
     a.paws_rejected += paws_rejected;
     a.delayed_acks += delayed_acks;
     a.keepalive_probes += keepalive_probes;

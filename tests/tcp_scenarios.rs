@@ -75,6 +75,11 @@
 //! | RFC 1191 PMTU drop keeps cwnd | `path_mtu_drop_does_not_reset_cwnd` |
 //! | RFC 5681 §4.1 restart after idle | `cwnd_restarts_from_the_initial_window_after_idle` |
 //! | RFC 6675 §5 RecoveryPoint: no fast recovery right after an RTO | `no_fast_recovery_right_after_an_rto` |
+//! | RFC 3708 D-SACK, RFC 3522 Eifel, RFC 4015 undo of a spurious episode | `dsack_of_every_retransmission_undoes_the_reduction`, `eifel_timestamps_undo_a_spurious_fast_retransmit`, `eifel_keeps_the_reduction_when_the_retransmission_was_needed`, `eifel_timestamps_undo_a_spurious_timeout` |
+//! | RFC 8985 §6.2 RACK outside recovery: reordering window and timer, D-SACK adaptation | `rack_reordering_timer_marks_una_lost_on_one_duplicate_ack`, `rack_marks_una_lost_when_sent_a_window_before_sacked_data`, `rack_reordering_window_grows_with_dsack` |
+//! | RFC 7661 no cwnd growth while application-limited | `cwnd_does_not_grow_while_application_limited` |
+//! | out-of-order memory bounded across connections | `out_of_order_memory_is_bounded_across_connections` |
+//! | RFC 5682 F-RTO (§3.2 with SACK, §2 without) | `frto_spurious_timeout_goes_on_with_new_data`, `frto_genuine_timeout_falls_back_to_conventional_recovery`, `frto_without_sack_spurious_timeout_skips_go_back_n`, `frto_without_sack_genuine_timeout_goes_back_n` |
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -2666,7 +2671,10 @@ fn sack_recovery_sends_by_pipe() {
 fn rto_keeps_the_sack_scoreboard() {
     let mut h = H::new(config());
     ten_segments_with_sack(&mut h);
-    // 8011:10011 arrived; one duplicate ACK is not enough for fast retransmit.
+    // 8011:10011 arrived; one duplicate ACK is not enough for fast retransmit. It comes
+    // 208 ms after the flight, so the RTO (210 ms) fires before RACK's reordering timer
+    // (2.5 ms) would.
+    h.now += ms(208);
     dup_ack_with_sack(&mut h, &[(8011, 10011)]);
     assert_eq!(h.tcp.stats().fast_retransmits, 0);
     // The RTO resends the first segment; from there each round is acknowledged in full.
@@ -2750,4 +2758,423 @@ fn rtt_samples_from_timestamps_follow_rfc7323_appendix_g() {
     h.inject(&format!(". 1:1(0) ack 17 <TS val 2002 ecr {again}>"));
     // RFC 6298 (2.3): SRTT = 7/8 · 100 ms + 1/8 · 20 ms.
     assert_eq!(h.tcp.srtt(h.conn()), Some(ms(90)));
+}
+
+// ---------------------------------------------------------------------------------------
+// Spurious retransmissions: D-SACK (RFC 3708), Eifel (RFC 3522), F-RTO (RFC 5682), undo
+// (RFC 4015)
+// ---------------------------------------------------------------------------------------
+
+/// The (relative sequence number, length) of the data segments we send within 1 ms.
+fn sent_ranges(h: &mut H) -> Vec<(u32, usize)> {
+    let sent = h.run_for(ms(1));
+    data_ranges(h, &sent)
+}
+
+/// A duplicate ACK "ack `ack`" from them with SACK blocks `blocks` (relative sequence
+/// numbers of our data), the first one a D-SACK block when it lies below `ack`.
+fn ack_with_sack(h: &mut H, ack: u32, blocks: &[(u32, u32)]) {
+    let iss = h.iss.expect("our ISN");
+    let mut seg = h.build(&format!(". 1:1(0) ack {ack}"));
+    seg.options.sack_blocks = blocks.iter().map(|&(l, r)| (iss + l, iss + r)).collect();
+    h.inject_seg(&seg);
+}
+
+/// RFC 2883 / RFC 3708: the segment at SND.UNA was only delayed. Three duplicate ACKs
+/// start a fast retransmit and halve the window; the original then arrives (the ACK
+/// covers everything), and the retransmission arrives as a duplicate, which the peer
+/// reports with a D-SACK block. Every retransmission of the episode was spurious: the
+/// window and threshold go back to their values before it (RFC 4015, Linux's undo). A
+/// D-SACK for data that was never retransmitted (the network duplicated it) proves
+/// nothing.
+#[test]
+fn dsack_of_every_retransmission_undoes_the_reduction() {
+    let mut h = H::new(config());
+    ten_segments_with_sack(&mut h);
+    let c = h.conn();
+    let before = h.tcp.cwnd(c);
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(1011, 2011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 3011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 4011)]);
+    h.expect_now(". 11:1011(1000) ack 1");
+    assert_eq!(h.tcp.stats().fast_retransmits, 1);
+    assert!(h.tcp.cwnd(c) < before, "fast recovery reduced the window");
+    // The delayed original arrives: everything is acknowledged, the window stays reduced.
+    h.inject(". 1:1(0) ack 10011");
+    let reduced = h.tcp.cwnd(c);
+    assert!(reduced < before);
+    // A duplicate of a segment that was never retransmitted: no undo.
+    ack_with_sack(&mut h, 10011, &[(2011, 3011)]);
+    assert_eq!(h.tcp.stats().dsacks_received, 1);
+    assert_eq!(h.tcp.stats().undos, 0);
+    assert_eq!(h.tcp.cwnd(c), reduced);
+    // The D-SACK of the retransmission: it was spurious, and it was the only one.
+    ack_with_sack(&mut h, 10011, &[(11, 1011)]);
+    assert_eq!(h.tcp.stats().dsacks_received, 2);
+    assert_eq!(h.tcp.stats().undos, 1);
+    assert_eq!(h.tcp.cwnd(c), before, "cwnd restored");
+    // The restored window is used: a full window of new data goes at once.
+    assert_eq!(h.send(&[6u8; 20_000]), 20_000);
+    let sent: usize = h.run_for(ms(1)).iter().map(|(_, s)| s.payload.len()).sum();
+    assert_eq!(sent, 10_000);
+}
+
+/// RFC 3522 Eifel detection with timestamps: the first ACK after the fast retransmit
+/// echoes the TSval of the original transmission, older than the retransmission's, so
+/// the original arrived and the reduction is undone at once (no D-SACK needed).
+#[test]
+fn eifel_timestamps_undo_a_spurious_fast_retransmit() {
+    let mut h = H::new(config());
+    h.passive_open_with(
+        "S 0:0(0) win 65535 <mss 1012,sackOK,TS val 100 ecr 0>",
+        ms(10),
+    );
+    h.exchange(10, ms(10), 0);
+    let c = h.conn();
+    let before = h.tcp.cwnd(c);
+    assert_eq!(h.send(&[4u8; 10000]), 10000);
+    let sent = h.run_for(ms(1));
+    assert_eq!(data_ranges(&h, &sent).len(), 10);
+    let first = our_tsval(&sent[0].1);
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(1011, 2011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 3011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 4011)]);
+    let rexmit = h.expect_now(". 11:1011(1000) ack 1");
+    assert!(our_tsval(&rexmit) > first);
+    assert!(h.tcp.cwnd(c) < before);
+    h.now += ms(5);
+    h.inject(&format!(". 1:1(0) ack 10011 <TS val 200 ecr {first}>"));
+    assert_eq!(h.tcp.stats().undos, 1);
+    // Restored, then the ACK counted in slow start (ssthresh is back to infinity).
+    assert_eq!(h.tcp.cwnd(c), before + 2000);
+}
+
+/// The echo of the retransmission itself means the original was lost: no undo.
+#[test]
+fn eifel_keeps_the_reduction_when_the_retransmission_was_needed() {
+    let mut h = H::new(config());
+    h.passive_open_with(
+        "S 0:0(0) win 65535 <mss 1012,sackOK,TS val 100 ecr 0>",
+        ms(10),
+    );
+    h.exchange(10, ms(10), 0);
+    let c = h.conn();
+    let before = h.tcp.cwnd(c);
+    assert_eq!(h.send(&[4u8; 10000]), 10000);
+    h.run_for(ms(1));
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(1011, 2011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 3011)]);
+    dup_ack_with_sack(&mut h, &[(1011, 4011)]);
+    let again = our_tsval(&h.expect_now(". 11:1011(1000) ack 1"));
+    h.now += ms(10);
+    h.inject(&format!(". 1:1(0) ack 10011 <TS val 200 ecr {again}>"));
+    assert_eq!(h.tcp.stats().undos, 0);
+    assert!(h.tcp.cwnd(c) < before);
+}
+
+/// Ten segments of 1000 bytes in flight from relative sequence number 11, twenty more
+/// queued, SACK on (and timestamps with `ts`); returns the congestion window then and
+/// the TSval of the first segment (0 without timestamps).
+fn flight_with_more_queued(h: &mut H, ts: bool) -> (u32, u32) {
+    let syn = if ts {
+        "S 0:0(0) win 65535 <mss 1012,sackOK,TS val 100 ecr 0>"
+    } else {
+        "S 0:0(0) win 65535 <mss 1000,sackOK>"
+    };
+    h.passive_open_with(syn, ms(10));
+    h.exchange(10, ms(10), 0);
+    let cwnd = h.tcp.cwnd(h.conn());
+    assert_eq!(h.send(&[4u8; 30_000]), 30_000);
+    let sent = h.run_for(ms(1));
+    assert_eq!(
+        data_ranges(h, &sent),
+        (0..10u32)
+            .map(|i| (11 + i * 1000, 1000))
+            .collect::<Vec<_>>()
+    );
+    let first = if ts { our_tsval(&sent[0].1) } else { 0 };
+    (cwnd, first)
+}
+
+/// RFC 5682 §3.2 (F-RTO with SACK): a delay spike fires the RTO, which resends only the
+/// first segment. The ACK of that segment (step 2) lets two *new* segments out instead
+/// of resending the rest; the next ACK acknowledges originals that were never resent
+/// (step 3 (b)): the timeout was spurious, normal transmission goes on with the window
+/// from before it (RFC 4015), and nothing sent before the timeout is sent again.
+#[test]
+fn frto_spurious_timeout_goes_on_with_new_data() {
+    let mut h = H::new(config());
+    let (before, _) = flight_with_more_queued(&mut h, false);
+    let c = h.conn();
+    h.expect(". 11:1011(1000) ack 1");
+    assert_eq!(h.tcp.stats().rto_expirations, 1);
+    h.expect_nothing_now();
+    assert_eq!(h.tcp.cwnd(c), 1000);
+    // Step 2: the delayed ACK of the first two originals.
+    h.inject(". 1:1(0) ack 2011");
+    let rel = sent_ranges(&mut h);
+    assert_eq!(rel, vec![(10011, 1000), (11011, 1000)], "two new segments");
+    // Step 3: more originals acknowledged.
+    h.inject(". 1:1(0) ack 4011");
+    assert_eq!(h.tcp.stats().spurious_rtos, 1);
+    assert_eq!(h.tcp.stats().undos, 1);
+    assert!(h.tcp.cwnd(c) >= before, "cwnd restored");
+    let rel = sent_ranges(&mut h);
+    assert_eq!(
+        rel.first(),
+        Some(&(12011, 1000)),
+        "new data goes on: {rel:?}"
+    );
+    for ack in [6011, 8011, 10011, 12011] {
+        h.inject(&format!(". 1:1(0) ack {ack}"));
+        let rel = sent_ranges(&mut h);
+        assert!(rel.iter().all(|&(s, _)| s >= 12011), "resent {rel:?}");
+    }
+    assert_eq!(h.tcp.stats().retransmits, 1, "only the timeout's segment");
+}
+
+/// RFC 5682 §3.2 step 3 (a): after the two new segments, a duplicate ACK that SACKs
+/// only them (nothing below RecoveryPoint arrived) shows the timeout genuine: cwnd at
+/// most 3·MSS, and the conventional recovery resends the holes.
+#[test]
+fn frto_genuine_timeout_falls_back_to_conventional_recovery() {
+    let mut h = H::new(config());
+    flight_with_more_queued(&mut h, false);
+    let c = h.conn();
+    h.expect(". 11:1011(1000) ack 1");
+    // Step 2: only the retransmission arrived.
+    h.inject(". 1:1(0) ack 1011");
+    let rel = sent_ranges(&mut h);
+    assert_eq!(rel, vec![(10011, 1000), (11011, 1000)]);
+    // Step 3: the first new segment arrived, nothing of the old flight.
+    ack_with_sack(&mut h, 1011, &[(10011, 11011)]);
+    assert_eq!(h.tcp.stats().spurious_rtos, 0);
+    // Slow start had grown cwnd to 2 segments; 11011:12011 is still in flight.
+    assert_eq!(h.tcp.cwnd(c), 2000);
+    let rel = sent_ranges(&mut h);
+    assert_eq!(
+        rel,
+        vec![(1011, 1000)],
+        "the first hole, as cwnd − pipe allows"
+    );
+    // Each ACK from there resends the next holes.
+    ack_with_sack(&mut h, 2011, &[(10011, 11011)]);
+    let rel = sent_ranges(&mut h);
+    assert_eq!(rel.first(), Some(&(2011, 1000)), "{rel:?}");
+    assert_eq!(h.tcp.stats().undos, 0);
+}
+
+/// RFC 3522 on a timeout: the ACK of the retransmission echoes the first transmission's
+/// TSval — it was the original that arrived, late. The reduction (and the backoff) are
+/// undone at once and the rest of the flight is not resent (RFC 4015).
+#[test]
+fn eifel_timestamps_undo_a_spurious_timeout() {
+    let mut h = H::new(config());
+    let (before, first) = flight_with_more_queued(&mut h, true);
+    let c = h.conn();
+    h.expect(". 11:1011(1000) ack 1");
+    h.now += ms(1);
+    h.inject(&format!(". 1:1(0) ack 2011 <TS val 200 ecr {first}>"));
+    assert_eq!(h.tcp.stats().undos, 1);
+    assert!(h.tcp.cwnd(c) >= before);
+    let rel = sent_ranges(&mut h);
+    assert!(
+        !rel.is_empty() && rel.iter().all(|&(s, _)| s >= 10011),
+        "{rel:?}"
+    );
+    assert_eq!(h.tcp.stats().retransmits, 1);
+}
+
+/// RFC 5682 §2 (F-RTO without SACK): the same decision from cumulative ACKs alone — a
+/// new ACK after the two new segments shows the timeout spurious, and instead of going
+/// back to SND.UNA (go-back-N) transmission goes on after SND.MAX; a duplicate ACK
+/// instead would have sent it back.
+#[test]
+fn frto_without_sack_spurious_timeout_skips_go_back_n() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[4u8; 30_000]), 30_000);
+    assert_eq!(sent_ranges(&mut h).len(), 10);
+    h.expect(". 11:1011(1000) ack 1");
+    h.expect_nothing_now();
+    h.inject(". 1:1(0) ack 2011");
+    assert_eq!(sent_ranges(&mut h), vec![(10011, 1000), (11011, 1000)]);
+    h.inject(". 1:1(0) ack 3011");
+    assert_eq!(h.tcp.stats().spurious_rtos, 1);
+    let rel = sent_ranges(&mut h);
+    assert_eq!(rel.first(), Some(&(12011, 1000)), "{rel:?}");
+    assert_eq!(h.tcp.stats().retransmits, 1);
+}
+
+/// RFC 5682 §2 step 3 (a) without SACK: a duplicate ACK after the two new segments
+/// means the timeout was genuine: go-back-N from SND.UNA.
+#[test]
+fn frto_without_sack_genuine_timeout_goes_back_n() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[4u8; 30_000]), 30_000);
+    assert_eq!(sent_ranges(&mut h).len(), 10);
+    h.expect(". 11:1011(1000) ack 1");
+    h.inject(". 1:1(0) ack 1011");
+    assert_eq!(sent_ranges(&mut h), vec![(10011, 1000), (11011, 1000)]);
+    h.inject(". 1:1(0) ack 1011");
+    assert_eq!(h.tcp.stats().spurious_rtos, 0);
+    let rel = sent_ranges(&mut h);
+    assert_eq!(rel.first(), Some(&(1011, 1000)), "go-back-N: {rel:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// RACK time-based loss detection outside recovery (RFC 8985 §6.2)
+// ---------------------------------------------------------------------------------------
+
+/// RFC 8985 §6.2 steps 4 and 5: a single duplicate ACK SACKs a segment sent together
+/// with SND.UNA (same transmission time). Three duplicate ACKs will not come (the rest
+/// of the flight is lost too) and the SACKed bytes are below RFC 6675's threshold, but
+/// RACK's reordering timer marks SND.UNA lost once min_RTT/4 (10 ms / 4) has passed
+/// without it, long before the RTO.
+#[test]
+fn rack_reordering_timer_marks_una_lost_on_one_duplicate_ack() {
+    let mut h = H::new(config());
+    ten_segments_with_sack(&mut h);
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(1011, 2011)]);
+    h.expect_nothing_now();
+    let at = h.now;
+    let rexmit = h.next_within(ms(5)).expect("RACK marks SND.UNA lost");
+    h.check(&rexmit, ". 11:1011(1000) ack 1");
+    assert_eq!(
+        h.now.saturating_duration_since(at),
+        Duration::from_micros(2500)
+    );
+    assert_eq!(h.tcp.stats().fast_retransmits, 1);
+    assert_eq!(h.tcp.stats().rto_expirations, 0);
+}
+
+/// RFC 8985 §6.2 step 5: SND.UNA left 20 ms (more than the reordering window) before a
+/// segment that has been SACKed: it is lost on that one duplicate ACK.
+#[test]
+fn rack_marks_una_lost_when_sent_a_window_before_sacked_data() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000,sackOK>", ms(10));
+    h.exchange(10, ms(10), 0);
+    assert_eq!(h.send(&[4u8; 1000]), 1000);
+    h.expect_now(". 11:1011(1000) ack 1");
+    h.now += ms(20);
+    assert_eq!(h.send(&[4u8; 3000]), 3000);
+    assert_eq!(sent_ranges(&mut h).len(), 3);
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(2011, 3011)]);
+    h.expect_now(". 11:1011(1000) ack 1");
+    assert_eq!(h.tcp.stats().fast_retransmits, 1);
+}
+
+/// RFC 8985 §6.2 step 4: a D-SACK (a spurious retransmission seen by the peer) widens
+/// the reordering window to 2 · min_RTT/4 for the rounds after it.
+#[test]
+fn rack_reordering_window_grows_with_dsack() {
+    let mut h = H::new(config());
+    ten_segments_with_sack(&mut h);
+    // The peer reports the first 10 bytes (acknowledged long ago) received twice.
+    ack_with_sack(&mut h, 11, &[(1, 11)]);
+    assert_eq!(h.tcp.stats().dsacks_received, 1);
+    h.now += ms(10);
+    dup_ack_with_sack(&mut h, &[(1011, 2011)]);
+    h.expect_silence(ms(4));
+    let rexmit = h.next_within(ms(2)).expect("after 5 ms");
+    h.check(&rexmit, ". 11:1011(1000) ack 1");
+}
+
+// ---------------------------------------------------------------------------------------
+// Out-of-order memory across connections
+// ---------------------------------------------------------------------------------------
+
+/// Out-of-order data is bounded across all connections of the endpoint, not only per
+/// connection: once the budget is held, a second connection's out-of-order segment is
+/// dropped (counted, and answered with an ACK of what it has), while in-order data is
+/// always taken; when the first connection's gap fills, the budget is free again.
+#[test]
+fn out_of_order_memory_is_bounded_across_connections() {
+    let mut h = H::new(config());
+    h.tcp.set_out_of_order_budget(3000);
+    h.passive_open();
+    let (a, a_iss, a_them) = (h.conn(), h.iss, h.them);
+    h.inject("P. 1001:3001(2000) ack 1");
+    h.expect(". 1:1(0) ack 1");
+    assert_eq!(h.tcp.out_of_order_bytes(), 2000);
+    // A second connection, from another port.
+    h.them = SocketAddrV4::new(THEM, 40001);
+    h.iss = None;
+    h.inject("S 0:0(0) win 65535 <mss 1460>");
+    h.expect("S. 0:0(0) ack 1");
+    h.inject(". 1:1(0) ack 1");
+    let b = h
+        .tcp
+        .accept(h.listener.unwrap())
+        .expect("second connection");
+    let (b_iss, b_them) = (h.iss, h.them);
+    h.conn = Some(b);
+    h.inject("P. 1001:3001(2000) ack 1");
+    h.expect(". 1:1(0) ack 1");
+    let budget_drops = |h: &H| {
+        h.tcp
+            .stats()
+            .drops
+            .get("out-of-order memory budget")
+            .copied()
+    };
+    assert_eq!(budget_drops(&h), Some(1));
+    assert_eq!(h.tcp.out_of_order_bytes(), 2000);
+    // In-order data is taken whatever the budget.
+    h.inject("P. 1:1001(1000) ack 1");
+    assert_eq!(h.read_all(), pattern_range(0, 1000));
+    // The first connection's gap fills: its held data is delivered, the budget frees.
+    (h.conn, h.iss, h.them) = (Some(a), a_iss, a_them);
+    h.inject("P. 1:1001(1000) ack 1");
+    assert_eq!(h.read_all(), pattern_range(0, 3000));
+    assert_eq!(h.tcp.out_of_order_bytes(), 0);
+    (h.conn, h.iss, h.them) = (Some(b), b_iss, b_them);
+    h.inject("P. 2001:3001(1000) ack 1");
+    assert_eq!(h.tcp.out_of_order_bytes(), 1000);
+    assert_eq!(budget_drops(&h), Some(1));
+    // A connection freed with data still held gives its share back.
+    h.tcp.abort(b, h.now);
+    h.tcp.release(b, h.now);
+    assert_eq!(h.tcp.out_of_order_bytes(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Congestion window validation (RFC 7661)
+// ---------------------------------------------------------------------------------------
+
+/// RFC 7661 §4.3: an application that never has more than two segments in flight
+/// (well under half of the 10-segment window) is rate-limited; the ACKs of what it sends
+/// do not grow cwnd to a size the path never carried. Once it sends enough to use the
+/// window, slow start grows it again.
+#[test]
+fn cwnd_does_not_grow_while_application_limited() {
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000>", ms(10));
+    let c = h.conn();
+    let iw = h.tcp.cwnd(c);
+    assert_eq!(iw, 10_000);
+    let mut acked = 1u32;
+    for _ in 0..20 {
+        assert_eq!(h.send(&[7u8; 2000]), 2000);
+        h.now += ms(10);
+        acked = ack_the_flight(&mut h, acked);
+    }
+    assert_eq!(acked, 40_001);
+    assert_eq!(h.tcp.cwnd(c), iw, "not grown by rate-limited ACKs");
+    // A bulk write uses the window: the next ACKs grow it.
+    assert_eq!(h.send(&[8u8; 30_000]), 30_000);
+    for _ in 0..2 {
+        h.now += ms(10);
+        acked = ack_the_flight(&mut h, acked);
+    }
+    assert!(h.tcp.cwnd(c) > iw, "cwnd {}", h.tcp.cwnd(c));
 }

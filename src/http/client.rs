@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::parse::{
     parse_response_head, ChunkError, ChunkedDecoder, Limits, ParseError, Parsed, StatusHead,
@@ -17,7 +17,8 @@ use super::request::{Headers, Version};
 /// An `http://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
-    /// The host as written: an IPv4 literal or a name (resolving names is the caller's job).
+    /// The host as written: an IPv4 literal, an IPv6 literal (without its brackets) or a
+    /// name (resolving names is the caller's job).
     pub host: String,
     /// The port (80 if absent).
     pub port: u16,
@@ -39,9 +40,18 @@ impl Url {
         if authority.contains('@') {
             return Err(bad("user information is not supported"));
         }
-        if authority.starts_with('[') {
-            return Err(bad("IPv6 addresses are not supported"));
-        }
+        // RFC 3986 §3.2.2: an IPv6 literal is written in brackets, `[fd00::2]:8080`.
+        let (literal6, authority) = match authority.strip_prefix('[') {
+            Some(rest) => {
+                let (inside, after) = rest.split_once(']').ok_or_else(|| bad("missing ]"))?;
+                let addr: Ipv6Addr = inside.parse().map_err(|_| bad("invalid IPv6 address"))?;
+                if !after.is_empty() && !after.starts_with(':') {
+                    return Err(bad("invalid port"));
+                }
+                (Some(addr), after)
+            }
+            None => (None, authority),
+        };
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, "")) => (h, 80),
             Some((h, p)) => {
@@ -56,6 +66,10 @@ impl Url {
             }
             None => (authority, 80),
         };
+        let host = match literal6 {
+            Some(addr) => return Url::finish(s, addr.to_string(), port, path),
+            None => host,
+        };
         if host.is_empty() {
             return Err(bad("missing host"));
         }
@@ -65,6 +79,12 @@ impl Url {
         {
             return Err(bad("invalid host"));
         }
+        Url::finish(s, host.to_ascii_lowercase(), port, path)
+    }
+
+    /// The path checked and normalised, and the URL.
+    fn finish(s: &str, host: String, port: u16, path: &str) -> Result<Url, ClientError> {
+        let bad = |why: &str| ClientError::InvalidUrl(format!("{s}: {why}"));
         let path = match path {
             "" => "/".to_string(),
             p if p.starts_with('?') => format!("/{p}"),
@@ -75,11 +95,7 @@ impl Url {
                 "the path must be percent-encoded (no spaces or control characters)",
             ));
         }
-        Ok(Url {
-            host: host.to_ascii_lowercase(),
-            port,
-            path,
-        })
+        Ok(Url { host, port, path })
     }
 
     /// The host as an IPv4 address, if it is an IPv4 literal.
@@ -87,12 +103,23 @@ impl Url {
         self.host.parse().ok()
     }
 
-    /// The value of the `Host` field: `host` or `host:port` (RFC 9110 §7.2).
+    /// The host as an address, if it is an IPv4 or IPv6 literal.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+
+    /// The value of the `Host` field: `host` or `host:port` (RFC 9110 §7.2), an IPv6
+    /// literal in brackets (RFC 3986 §3.2.2).
     pub fn host_header(&self) -> String {
-        if self.port == 80 {
-            self.host.clone()
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
         } else {
-            format!("{}:{}", self.host, self.port)
+            self.host.clone()
+        };
+        if self.port == 80 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
         }
     }
 }
@@ -394,7 +421,10 @@ mod tests {
             "http://h:0/",
             "http://h:x/",
             "http://u@h/",
-            "http://[::1]/",
+            "http://[::1/",
+            "http://[fd00::g]/",
+            "http://[fd00::2]x/",
+            "http://[fd00::2]:0/",
             "http://h/a b",
             "http://h_/",
         ] {
@@ -403,5 +433,23 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn bracketed_ipv6_literals() {
+        // RFC 3986 §3.2.2: IP-literal = "[" IPv6address "]".
+        let u = Url::parse("http://[fd00::2]/a?b").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("fd00::2", 80, "/a?b")
+        );
+        assert_eq!(u.ip(), Some("fd00::2".parse::<IpAddr>().unwrap()));
+        assert_eq!(u.ipv4(), None);
+        assert_eq!(u.host_header(), "[fd00::2]");
+        let u = Url::parse("http://[FD00:0::2]:8080").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("fd00::2", 8080));
+        assert_eq!(u.host_header(), "[fd00::2]:8080");
+        assert_eq!(u.to_string(), "http://[fd00::2]:8080/");
+        assert_eq!(Url::parse("http://[::1]:/").unwrap().port, 80);
     }
 }

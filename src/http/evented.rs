@@ -132,6 +132,8 @@ pub struct EventedServer {
     handler: Arc<dyn Handler>,
     config: Arc<ServerConfig>,
     listener: Option<TcpListener>,
+    /// A second listener (`serve` listens on its IPv4 and its IPv6 address), served alike.
+    listener6: Option<TcpListener>,
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
     /// Handles are the stack's, never the peer's: an unkeyed hash ([`OwnKeyMap`]).
@@ -159,6 +161,7 @@ impl EventedServer {
             handler,
             config: Arc::new(config),
             listener: Some(listener),
+            listener6: None,
             slots: Vec::new(),
             free: Vec::new(),
             by_id: OwnKeyMap::default(),
@@ -255,10 +258,18 @@ impl EventedServer {
         }
     }
 
+    /// Also accept connections on `listener` (e.g. the IPv6 address beside the IPv4 one).
+    pub fn add_listener(&mut self, listener: TcpListener) {
+        self.listener6 = Some(listener);
+    }
+
     fn accept(&mut self, cx: &mut Context<'_>) {
-        let Some(listener) = self.listener else {
-            return;
-        };
+        for listener in [self.listener, self.listener6].into_iter().flatten() {
+            self.accept_from(listener, cx);
+        }
+    }
+
+    fn accept_from(&mut self, listener: TcpListener, cx: &mut Context<'_>) {
         while let Some(sock) = listener.accept(cx) {
             // At the limit, an idle connection makes room (the oldest); 503 only when
             // every connection is busy.
@@ -569,7 +580,11 @@ impl App for EventedServer {
                 };
                 self.service(slot, cx);
             }
-            if self.listener.is_some_and(|l| l.woken(cx)) {
+            if [self.listener, self.listener6]
+                .into_iter()
+                .flatten()
+                .any(|l| l.woken(cx))
+            {
                 self.accept(cx);
             }
         }
@@ -587,7 +602,10 @@ impl App for EventedServer {
 
     fn shutdown(&mut self, cx: &mut Context<'_>) {
         // No new connections; the current exchanges end with `Connection: close`.
-        if let Some(l) = self.listener.take() {
+        for l in [self.listener.take(), self.listener6.take()]
+            .into_iter()
+            .flatten()
+        {
             l.close(cx);
         }
         for slot in 0..self.slots.len() as u32 {

@@ -310,7 +310,7 @@ impl Runner {
             .as_ref()
             .filter(|p| p.call.name == "poll" && p.progress > 0)
             .map(|p| Instant::from_micros(p.progress as u64));
-        let timer = self.tcp.as_ref().and_then(|t| t.poll_at());
+        let timer = self.tcp.as_mut().and_then(|t| t.poll_at());
         let Some(at) = [timer, poll_timeout].into_iter().flatten().min() else {
             return Ok(false);
         };

@@ -1,5 +1,6 @@
-//! The host: one IPv4 address, and the demultiplexing from the internet layer up to ICMP
-//! and TCP. Sans-IO like the layers it joins: bytes and `now` in, packets out.
+//! The host: one IPv4 address and optionally one IPv6 address, and the demultiplexing
+//! from the internet layer up to ICMP, ICMPv6, TCP and UDP. Sans-IO like the layers it
+//! joins: bytes and `now` in, packets out.
 //!
 //! ```text
 //!  handle_packet(_meta)(bytes)      poll_transmit() -> bytes / poll_transmit_into(buf)
@@ -14,6 +15,14 @@
 //!        ├─ protocol 17 ─▶ udp::Datagram::parse ─▶ udp::Udp::on_datagram
 //!        │     no socket ─▶ ICMP port unreachable ─▶│  udp::Udp::poll_transmit ─▶│
 //!        └─ other       ─▶ ICMP protocol unreachable ───▶│ (RFC 1122 §3.2.2.1)
+//!
+//!  version 6: dst == our IPv6 address?
+//!   ip::frag6::Ipv6Input (extension headers, reassembly; ICMPv6 errors) ─▶│
+//!        ├─ 58 ICMPv6 ─▶ echo reply ─▶│   errors ─▶ tcp::Tcp::on_icmp6_error
+//!        ├─ 6  TCP    ─▶ tcp::Segment::parse ─▶ tcp::Tcp::on_segment
+//!        ├─ 17 UDP    ─▶ udp::Udp::on_datagram; no socket ─▶ port unreachable ─▶│
+//!        └─ other     ─▶ parameter problem, unrecognized next header ─▶│
+//!  TCP and UDP of an IPv6 peer leave as IPv6 (hop limit 64): ip::ipv6::write_header
 //! ```
 //!
 //! Device offloads ([`crate::link::offload`]): a received packet may come with an
@@ -29,6 +38,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::ip::frag::{FragConfig, FragResult, FragStats, Reassembler};
+use crate::ip::frag6::{self, Ipv6Input, Verdict};
 use crate::ip::{icmp, icmpv6, ipv4, ipv6};
 use crate::link::offload::{RxMeta, TxMeta, MAX_SUPER_PACKET};
 use crate::tcp::{self, Segment, Tcp};
@@ -104,6 +114,9 @@ pub struct Interface {
     udp: Udp,
     /// Our IPv6 address, if any.
     addr6: Option<Ipv6Addr>,
+    /// The IPv6 receive path (extension headers, reassembly, the ICMPv6 errors they call
+    /// for), present with an IPv6 address.
+    input6: Option<Ipv6Input>,
     /// The identification of the last IPv6 datagram we fragmented (RFC 8200 §4.5).
     frag6_id: u32,
     pending: VecDeque<Vec<u8>>,
@@ -111,6 +124,8 @@ pub struct Interface {
     ip_ids: ipv4::IdGenerator,
     /// Token buckets for the ICMP errors we send (RFC 1812 §4.3.2.8).
     icmp_limit: icmp::ErrorRateLimiter,
+    /// The same limits for ICMPv6 errors (RFC 4443 §2.4(f)), kept by [`Ipv6Input`].
+    icmp6_limit: icmp::RateLimitConfig,
     stats: IfaceStats,
     frag: Reassembler,
     mtu: usize,
@@ -127,11 +142,13 @@ impl Interface {
             tcp: Tcp::new(config, seed),
             udp: Udp::new(udp::UdpConfig::default(), seed),
             addr6: None,
+            input6: None,
             // Not predictable from one host to the next (RFC 7739 §5).
             frag6_id: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) as u32,
             pending: VecDeque::new(),
             ip_ids: ipv4::IdGenerator::new(seed),
             icmp_limit: icmp::ErrorRateLimiter::new(icmp::RateLimitConfig::default()),
+            icmp6_limit: icmp::RateLimitConfig::default(),
             stats: IfaceStats::default(),
             frag: Reassembler::new(FragConfig::default()),
             mtu: DEFAULT_MTU,
@@ -149,6 +166,8 @@ impl Interface {
     /// [`icmp::RateLimitConfig::default`]); the buckets start full.
     pub fn set_icmp_rate_limit(&mut self, config: icmp::RateLimitConfig) {
         self.icmp_limit = icmp::ErrorRateLimiter::new(config);
+        self.icmp6_limit = config;
+        self.set_ipv6(self.addr6);
     }
 
     /// Replaces the reassembler's limits (datagrams in progress are forgotten).
@@ -161,9 +180,11 @@ impl Interface {
         self.addr
     }
 
-    /// Also answer as `addr` on IPv6 (ICMPv6 echo; TCP and UDP stay IPv4-only).
+    /// Also be `addr` on IPv6: ICMPv6 (echo, errors), TCP and UDP (`None`: IPv4 only).
+    /// Reassemblies in progress are forgotten.
     pub fn set_ipv6(&mut self, addr: Option<Ipv6Addr>) {
         self.addr6 = addr;
+        self.input6 = addr.map(|a| Ipv6Input::new(a, frag6::default_config(), self.icmp6_limit));
     }
 
     /// Our IPv6 address, if set.
@@ -239,7 +260,7 @@ impl Interface {
         }
         // The version nibble picks the internet protocol (a TUN carries both).
         if bytes.first().map(|b| b >> 4) == Some(6) {
-            self.handle_ipv6(bytes);
+            self.handle_ipv6(bytes, meta, now);
             return;
         }
         let packet = match ipv4::Ipv4Packet::parse_with_fragments(bytes) {
@@ -322,49 +343,142 @@ impl Interface {
         }
     }
 
-    fn handle_ipv6(&mut self, bytes: &[u8]) {
-        let packet = match ipv6::Ipv6Packet::parse(bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                log::debug!("ipv6: dropped {} byte packet: {e}", bytes.len());
-                self.stats.drop(e.reason());
-                return;
-            }
-        };
+    /// An IPv6 packet: RFC 8200 §4 (extension headers walked, fragments reassembled by
+    /// [`Ipv6Input`], which also answers what it cannot process with ICMPv6 errors), then
+    /// the upper layer named at the end of the chain.
+    fn handle_ipv6(&mut self, bytes: &[u8], meta: RxMeta, now: Instant) {
         // Without an IPv6 address every IPv6 packet is foreign; the kernel also sends
         // multicast (MLD, router solicitations) we do not join.
-        if Some(packet.dst) != self.addr6 {
+        let dst = bytes
+            .get(24..40)
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map(Ipv6Addr::from);
+        let (Some(us), Some(input)) = (self.addr6, self.input6.as_mut()) else {
+            self.stats.drop("ipv6-not-for-us");
+            return;
+        };
+        // (Too short to name a destination: `Ipv6Input` counts why.)
+        if dst.is_some_and(|d| d != us) {
+            log::debug!("ipv6: dropped packet for {dst:?} (we are {us})");
             self.stats.drop("ipv6-not-for-us");
             return;
         }
-        if packet.next_header != ipv6::NEXT_ICMPV6 {
-            // Extension headers, TCP and UDP over IPv6 are not implemented yet.
-            log::debug!("ipv6: next header {} unsupported", packet.next_header);
-            self.stats.drop("ipv6-next-header-unsupported");
+        let received = input.receive(bytes, now);
+        if let Some(error) = received.send {
+            self.push_pending(error);
+        }
+        let d = match received.verdict {
+            Verdict::Deliver(d) => d,
+            Verdict::Pending => return,
+            Verdict::Dropped(reason) => {
+                self.stats.drop(reason);
+                return;
+            }
+        };
+        if d.src == us {
+            // As for IPv4: a packet "from" us never comes from the link (LAND).
+            log::debug!("ipv6: dropped packet from our own address {}", d.src);
+            self.stats.drop("land");
             return;
         }
-        match icmpv6::handle(packet.src, packet.dst, packet.payload) {
-            Ok(Some(reply)) => {
-                if self.pending.len() >= MAX_PENDING {
-                    self.stats.drop("reply-queue-full");
-                    return;
+        // The device vouched for the checksum of the packet it handed up, not for one we
+        // put together from fragments.
+        let trusted = meta.csum_trusted && matches!(d.bytes, std::borrow::Cow::Borrowed(_));
+        match d.protocol {
+            ipv6::NEXT_TCP => {
+                let mut segment = std::mem::take(&mut self.rx_segment);
+                match segment.parse_into(d.src, d.dst, d.payload(), trusted) {
+                    Ok(()) => self.tcp.on_segment(d.src, d.dst, &segment, now),
+                    Err(e) => {
+                        log::debug!("tcp: dropped segment from {}: {e}", d.src);
+                        self.stats.drop("tcp-malformed");
+                    }
                 }
-                self.stats.echo_replies += 1;
-                let out = ipv6::emit(
-                    packet.dst,
-                    packet.src,
-                    ipv6::NEXT_ICMPV6,
-                    ipv6::DEFAULT_HOP_LIMIT,
-                    &reply,
-                );
-                self.pending.push_back(out);
+                self.rx_segment = segment;
             }
-            Ok(None) => {}
+            ipv6::NEXT_UDP => {
+                let parsed = if trusted {
+                    Datagram::parse_trusted(d.src, d.dst, d.payload())
+                } else {
+                    Datagram::parse(d.src, d.dst, d.payload())
+                };
+                match parsed {
+                    Ok(datagram) => {
+                        if self.udp.on_datagram(d.src, d.dst, &datagram) == udp::Delivery::NoSocket
+                        {
+                            // RFC 4443 §3.1: port unreachable (code 4), rate-limited
+                            // (§2.4(f)), never about a multicast packet (§2.4(e)).
+                            if let Some(input) = self.input6.as_mut() {
+                                if let Some(error) = input.port_unreachable(&d.bytes, now) {
+                                    self.push_pending(error);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        log::debug!("udp: dropped datagram from {}: {e}", d.src);
+                        self.udp.count_drop(e.reason());
+                        self.stats.drop("udp-malformed");
+                    }
+                }
+            }
+            ipv6::NEXT_ICMPV6 => self.handle_icmpv6(d.src, d.dst, d.payload(), now),
+            other => {
+                // RFC 8200 §4: an unrecognized Next Header is answered with parameter
+                // problem code 1, pointing at the field that named it.
+                log::debug!("ipv6: next header {other} from {} unrecognized", d.src);
+                self.stats.drop("ipv6-next-header-unrecognized");
+                let reply = ipv6::ErrorReply::parameter_problem(
+                    icmpv6::CODE_UNRECOGNIZED_NEXT_HEADER,
+                    d.next_header_at,
+                );
+                if let Some(input) = self.input6.as_mut() {
+                    if let Some(error) = input.error_for(reply, &d.bytes, now) {
+                        self.push_pending(error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// An ICMPv6 message for us: echo answered, errors about our TCP segments passed to
+    /// TCP (RFC 4443 §3, RFC 5927, RFC 8201).
+    fn handle_icmpv6(&mut self, src: Ipv6Addr, dst: Ipv6Addr, message: &[u8], now: Instant) {
+        match icmpv6::handle(src, dst, message) {
+            Ok(Some(reply)) => {
+                self.stats.echo_replies += 1;
+                let out = ipv6::emit(dst, src, ipv6::NEXT_ICMPV6, ipv6::DEFAULT_HOP_LIMIT, &reply);
+                self.push_pending(out);
+            }
+            Ok(None) => match icmpv6::parse_error(message) {
+                Some(err)
+                    if err.about.protocol == Some(ipv6::NEXT_TCP)
+                        && Some(err.about.src) == self.addr6 =>
+                {
+                    let action = self.tcp.on_icmp6_error(src, &err.about, err.kind, now);
+                    *self.stats.icmp_errors.entry(action.reason()).or_insert(0) += 1;
+                }
+                Some(err) => {
+                    log::debug!("icmpv6: {:?} from {src} about no TCP of ours", err.kind);
+                    *self.stats.icmp_errors.entry("icmp-not-ours").or_insert(0) += 1;
+                }
+                // Neighbour discovery and the rest: the Ethernet layer's, or nobody's.
+                None => log::trace!("icmpv6: ignored message from {src}"),
+            },
             Err(e) => {
-                log::debug!("icmpv6: dropped message from {}: {e}", packet.src);
+                log::debug!("icmpv6: dropped message from {src}: {e}");
                 self.stats.drop("icmpv6-malformed");
             }
         }
+    }
+
+    /// Queue a whole packet of ours (an ICMPv6 reply or error), within the queue's bound.
+    fn push_pending(&mut self, packet: Vec<u8>) {
+        if self.pending.len() >= MAX_PENDING {
+            self.stats.drop("reply-queue-full");
+            return;
+        }
+        self.pending.push_back(packet);
     }
 
     fn handle_udp(&mut self, packet: &ipv4::Ipv4Packet<'_>, meta: RxMeta, now: Instant) {
@@ -681,16 +795,46 @@ impl Interface {
     }
 
     /// When [`Interface::handle_timeout`] next needs to run.
-    pub fn poll_at(&self) -> Option<Instant> {
-        match (self.tcp.poll_at(), self.frag.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+    pub fn poll_at(&mut self) -> Option<Instant> {
+        let frag6 = self.input6.as_ref().and_then(Ipv6Input::poll_at);
+        [self.tcp.poll_at(), self.frag.poll_at(), frag6]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// An instant no later than [`Interface::poll_at`], maybe earlier ([`Tcp::wake_at`]):
+    /// when an event loop should call [`Interface::handle_timeout`] next. Cheaper to keep
+    /// than the exact instant under a stream of requests.
+    pub fn wake_at(&mut self) -> Option<Instant> {
+        let frag6 = self.input6.as_ref().and_then(Ipv6Input::poll_at);
+        [self.tcp.wake_at(), self.frag.poll_at(), frag6]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Fire the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tcp.handle_timeout(now);
         self.expire_fragments(now);
+        // RFC 8200 §4.5: IPv6 reassembly times out after 60 s, with time exceeded code 1
+        // when the first fragment had arrived.
+        let due = self
+            .input6
+            .as_ref()
+            .and_then(Ipv6Input::poll_at)
+            .is_some_and(|at| at <= now);
+        if due {
+            let errors = self
+                .input6
+                .as_mut()
+                .map(|i| i.expire(now))
+                .unwrap_or_default();
+            for error in errors {
+                self.stats.time_exceeded_sent += 1;
+                self.push_pending(error);
+            }
+        }
     }
 }

@@ -119,6 +119,21 @@ pub struct NewReno {
     /// Some when the CUBIC rule is selected.
     cubic: Option<Cubic>,
     hystart: HyStart,
+    /// The window before the reduction of the current loss episode, restored by
+    /// [`NewReno::undo`] when the reduction proves unnecessary.
+    prior: Option<Prior>,
+    /// RFC 7661 non-validated phase: the sender has not used half of cwnd in the last
+    /// RTT, so ACKs do not grow cwnd ([`NewReno::set_app_limited`]).
+    app_limited: bool,
+}
+
+/// What a congestion response changed, kept so it can be undone (RFC 4015 §3; Linux's
+/// `prior_cwnd` and `prior_ssthresh`, and CUBIC's W_max as `bictcp_undo_cwnd` keeps it).
+#[derive(Copy, Clone, Debug)]
+struct Prior {
+    cwnd: u32,
+    ssthresh: u32,
+    w_max: f64,
 }
 
 impl NewReno {
@@ -138,6 +153,8 @@ impl NewReno {
             pipe_recovery: false,
             cubic: None,
             hystart: HyStart::default(),
+            prior: None,
+            app_limited: false,
         }
     }
 
@@ -351,6 +368,11 @@ impl NewReno {
             self.cwnd = self.cwnd.max(self.mss);
             return AckAction::Retransmit;
         }
+        if self.app_limited {
+            // RFC 7661 §4.3: in the non-validated phase cwnd is not increased — it would
+            // grow to a size the path never carried.
+            return AckAction::None;
+        }
         if self.cwnd < self.ssthresh {
             // RFC 5681 §3.1 slow start (with RFC 3465 L = 2·SMSS).
             self.cwnd = self.cwnd.saturating_add(acked.min(2 * self.mss));
@@ -407,6 +429,8 @@ impl NewReno {
             // however many bytes SACKs show missing.
             // (`recover` starts at the ISS, so a lost first data segment still counts.)
             if snd_una.ge(self.recover) {
+                // Entering recovery always starts a new episode: remember what to undo.
+                self.prior = Some(self.snapshot());
                 self.ssthresh = self.reduce(flight);
                 // RFC 6675 §5 (4.2): cwnd = ssthresh; RFC 5681 §3.2 step 3 adds the three
                 // segments the duplicate ACKs showed to have left.
@@ -430,13 +454,72 @@ impl NewReno {
 
     /// The retransmission timer expired with `flight` bytes outstanding (RFC 5681 §3.1,
     /// equation 4; RFC 6582 §3.2 step 4).
+    /// The window before the first reduction of the episode is kept for [`NewReno::undo`]
+    /// (a repeated timeout, or one during fast recovery, belongs to the same episode; the
+    /// connection calls [`NewReno::forget_prior`] when a new one begins).
     pub fn on_timeout(&mut self, flight: u32, snd_max: SeqNum) {
+        if self.prior.is_none() {
+            self.prior = Some(self.snapshot());
+        }
         self.ssthresh = self.reduce(flight);
         self.cwnd = self.mss;
         self.bytes_acked = 0;
         self.dup_acks = 0;
         self.in_recovery = false;
         self.recover = snd_max;
+    }
+}
+
+impl NewReno {
+    fn snapshot(&self) -> Prior {
+        Prior {
+            cwnd: self.cwnd,
+            ssthresh: self.ssthresh,
+            w_max: self.cubic.as_ref().map_or(0.0, |c| c.w_max),
+        }
+    }
+
+    /// The reduction of the current episode proved unnecessary (every retransmission
+    /// spurious: RFC 3522 timestamps, RFC 3708 D-SACK, RFC 5682 F-RTO): restore the
+    /// window and threshold from before it, as RFC 4015 §3 and Linux's
+    /// `tcp_undo_cwnd_reduction` (never below what they are now, which the ACKs since may
+    /// have grown), and leave recovery. False when there is nothing to undo.
+    pub fn undo(&mut self) -> bool {
+        let Some(p) = self.prior.take() else {
+            return false;
+        };
+        self.cwnd = self.cwnd.max(p.cwnd);
+        self.ssthresh = self.ssthresh.max(p.ssthresh);
+        self.in_recovery = false;
+        self.dup_acks = 0;
+        self.bytes_acked = 0;
+        if let Some(c) = self.cubic.as_mut() {
+            c.w_max = c.w_max.max(p.w_max);
+            c.epoch = None;
+        }
+        true
+    }
+
+    /// The episode is over without an undo: its prior window is no longer restorable.
+    pub fn forget_prior(&mut self) {
+        self.prior = None;
+    }
+
+    /// RFC 5682 §3.2 step 3 (a): F-RTO found the timeout genuine and the window goes
+    /// on from at most `bytes` with the conventional RTO recovery.
+    pub fn limit_cwnd(&mut self, bytes: u32) {
+        self.cwnd = self.cwnd.min(bytes.max(self.mss));
+    }
+
+    /// RFC 7661: whether the connection is in the non-validated phase (it used less than
+    /// half of cwnd over the last RTT, limited by the application or the peer's window).
+    pub fn set_app_limited(&mut self, limited: bool) {
+        self.app_limited = limited;
+    }
+
+    /// The sender MSS in bytes.
+    pub fn mss(&self) -> u32 {
+        self.mss
     }
 }
 
@@ -574,5 +657,39 @@ mod tests {
         assert_eq!(cc.on_ack(SeqNum(10_001), 8000, 0), AckAction::None);
         assert!(!cc.in_recovery());
         assert!(cc.cwnd() <= 4500);
+    }
+
+    #[test]
+    fn undo_restores_the_window_before_the_episode() {
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        for i in 0..10u32 {
+            cc.on_ack(SeqNum(1 + i * 1000), 1000, 0);
+        }
+        let (cwnd, ssthresh) = (cc.cwnd(), cc.ssthresh());
+        assert_eq!(cwnd, 20_000);
+        assert!(!cc.undo(), "nothing to undo before a reduction");
+        // A timeout, then a second one in the same episode: undo goes back to before the
+        // first.
+        cc.on_timeout(20_000, SeqNum(30_000));
+        cc.on_timeout(1000, SeqNum(30_000));
+        assert_eq!(cc.cwnd(), 1000);
+        assert!(cc.undo());
+        assert_eq!((cc.cwnd(), cc.ssthresh()), (cwnd, ssthresh));
+        assert!(!cc.undo(), "undone once");
+        // Fast recovery: undo leaves it with the window from before.
+        let una = SeqNum(30_001);
+        for _ in 0..3 {
+            cc.on_dup_ack(una, SeqNum(50_000), 20_000, 3);
+        }
+        assert!(cc.in_recovery());
+        assert_eq!(cc.cwnd(), 13_000, "ssthresh 10000 + 3 segments");
+        assert!(cc.undo());
+        assert!(!cc.in_recovery());
+        assert_eq!(cc.cwnd(), cwnd);
+        // An episode that ended without undo is forgotten.
+        cc.on_timeout(20_000, SeqNum(60_000));
+        cc.forget_prior();
+        assert!(!cc.undo());
+        assert_eq!(cc.cwnd(), 1000);
     }
 }

@@ -36,6 +36,12 @@
 //!   pulled back to SND.UNA (SND.MAX remembers the highest number ever sent), cwnd
 //!   collapses to one segment, and the normal send path resends from there as ACKs open
 //!   the window again. Pure ACKs always carry SND.MAX so the peer never sees them as old.
+//!   F-RTO (RFC 5682) first resends one segment and sends two new ones: if the ACKs then
+//!   show the originals arriving, the timeout was spurious and no go-back-N happens.
+//!
+//! A loss episode whose retransmissions all prove spurious — D-SACKs for each (RFC
+//! 3708), an ACK echoing the original's timestamp (RFC 3522), or F-RTO — has its window
+//! reduction undone (RFC 4015).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -179,6 +185,43 @@ struct Arriving<'a> {
     data: &'a [u8],
 }
 
+/// A loss episode whose congestion response may still prove unnecessary (Linux's
+/// `undo_marker`, `undo_retrans` and `retrans_stamp`): RFC 3708 declares it spurious
+/// when D-SACKs report every retransmission of it as a duplicate, RFC 3522 when the
+/// first ACK after its retransmission echoes a timestamp older than that retransmission.
+#[derive(Clone, Debug)]
+struct UndoEpisode {
+    /// SND.UNA when the episode began.
+    marker: SeqNum,
+    /// The ranges it retransmitted (to tell a D-SACK of a retransmission from one of a
+    /// segment the network duplicated).
+    rxt: Vec<(SeqNum, SeqNum)>,
+    /// Retransmitted segments no D-SACK has reported yet.
+    undo_retrans: u32,
+    /// More retransmissions than `rxt` holds: D-SACKs cannot account for them all.
+    overflow: bool,
+    /// RFC 3522: the TSval and range of the first retransmission, until the first ACK
+    /// that advances SND.UNA decides. Dropped when another range is retransmitted: then
+    /// an old echo would no longer say that *every* retransmission was unnecessary.
+    eifel: Option<(u32, SeqNum, SeqNum)>,
+    /// The Eifel test has been made (or can no longer be).
+    eifel_done: bool,
+    /// Once recovery is over, SND.MAX then: the D-SACKs for the last retransmissions
+    /// come after the ACK that ends recovery, so the episode stays open until an ACK
+    /// passes this.
+    closes_at: Option<SeqNum>,
+}
+
+/// F-RTO after a retransmission timeout (RFC 5682 §3.2), with RecoveryPoint: SND.MAX
+/// when the timer fired.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Frto {
+    /// Step 2: waiting for the ACK of the retransmission.
+    Retransmission(SeqNum),
+    /// Step 3: up to two new segments went out; the next ACK tells.
+    NewData(SeqNum),
+}
+
 /// The timers of a connection, each one slot of its [`TimerTable`]. The order is the
 /// order in which [`Connection::on_timeout`] handles those that are due together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,10 +243,14 @@ enum Timer {
     RetransmitOverdue,
     /// The persist timer (RFC 9293 §3.8.6.1): probe a zero window.
     Persist,
+    /// RACK's reordering timer outside recovery (RFC 8985 §6.2 step 5): SND.UNA was
+    /// sent before data that has been SACKed, but less than the reordering window
+    /// before; if it has not arrived when the window has passed, it is lost.
+    Reorder,
 }
 
 impl Timer {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
     /// Every timer, in the order `on_timeout` handles them.
     const ALL: [Timer; Timer::COUNT] = [
         Timer::Close,
@@ -213,6 +260,7 @@ impl Timer {
         Timer::Retransmit,
         Timer::RetransmitOverdue,
         Timer::Persist,
+        Timer::Reorder,
     ];
 
     /// Whether the timer keeps running in TIME-WAIT: the 2·MSL timer itself, and a
@@ -225,6 +273,29 @@ impl Timer {
 /// When each [`Timer`] fires, if it is armed.
 #[derive(Debug, Default)]
 struct TimerTable([Option<Instant>; Timer::COUNT]);
+
+impl Frto {
+    fn recovery_point(self) -> SeqNum {
+        match self {
+            Frto::Retransmission(rp) | Frto::NewData(rp) => rp,
+        }
+    }
+}
+
+/// The D-SACK block of an ACK, if its first SACK block is one (RFC 2883 §4, RFC 3708
+/// §2): below the cumulative ACK, or inside the second block.
+fn received_dsack(seg: &Segment) -> Option<(SeqNum, SeqNum)> {
+    let blocks = &seg.options.sack_blocks;
+    let &(l, r) = blocks.first()?;
+    if !l.lt(r) {
+        return None;
+    }
+    if r.le(seg.ack) {
+        return Some((l, r));
+    }
+    let &(l2, r2) = blocks.get(1)?;
+    (l.ge(l2) && r.le(r2)).then_some((l, r))
+}
 
 impl TimerTable {
     fn get(&self, timer: Timer) -> Option<Instant> {
@@ -266,13 +337,14 @@ impl TimerTable {
     /// unrolled fold over the slots: an iterator over the array of options did not
     /// compile to a few compare-and-moves.
     fn next(&self) -> Option<Instant> {
-        let [a, b, c, d, e, f, g] = self.0;
+        let [a, b, c, d, e, f, g, h] = self.0;
         let mut next = earlier(a, b);
         next = earlier(next, c);
         next = earlier(next, d);
         next = earlier(next, e);
         next = earlier(next, f);
-        earlier(next, g)
+        next = earlier(next, g);
+        earlier(next, h)
     }
 }
 
@@ -511,10 +583,9 @@ pub(crate) struct Connection {
     rcv_rtt: Option<Duration>,
     rcv_rtt_ecr: u32,
     /// Send-buffer autotuning: the most the send buffer may grow to (0 when off, e.g.
-    /// once the application set its size); the smallest RTT sampled; and where (SND.UNA)
-    /// and when the current delivery-rate measurement started.
+    /// once the application set its size); and where (SND.UNA) and when the current
+    /// delivery-rate measurement started (the smallest RTT is RACK's `min_rtt`).
     snd_auto_max: usize,
-    min_rtt: Option<Duration>,
     snd_rate_start: Option<(SeqNum, Instant)>,
     /// The most recently received out-of-order range, reported first (RFC 2018 §4).
     last_ooo: Option<(SeqNum, SeqNum)>,
@@ -537,12 +608,39 @@ pub(crate) struct Connection {
     rxt_log: Vec<(SeqNum, SeqNum, SeqNum, Instant)>,
     /// Retransmissions found lost again, resent first.
     lost_again: VecDeque<(SeqNum, SeqNum)>,
+    /// When each run of new data left: (its end, the time), in sequence order — RACK's
+    /// transmission times (RFC 8985 §6.1) of data sent once; pruned as it is
+    /// acknowledged.
+    xmit_log: VecDeque<(SeqNum, Instant)>,
+    /// RFC 8985 §6.2: RACK.min_RTT (the smallest RTT sample of the connection).
+    min_rtt: Option<Duration>,
+    /// RACK.reordering_seen: data sent once was delivered after data sent later.
+    reordering_seen: bool,
+    /// RFC 8985 §6.2 step 4: RACK.reo_wnd_mult, RACK.dsack_round and
+    /// RACK.reo_wnd_persist (the reordering window grows with D-SACKs, one step per
+    /// round, and shrinks back after 16 recoveries without one).
+    reo_wnd_mult: u32,
+    reo_dsack_round: Option<SeqNum>,
+    reo_wnd_persist: u32,
+    /// SND.UNA when the reordering timer was armed for it.
+    reorder_una: SeqNum,
+    /// RFC 7661 pipeACK, measured as the most data in flight: in the previous round trip
+    /// and in this one, which ends when SND.UNA passes `cwv_round_end`.
+    cwv_flight: (u32, u32),
+    cwv_round_end: SeqNum,
+    /// The loss episode whose window reduction may still be undone.
+    undo: Option<UndoEpisode>,
+    /// F-RTO in progress after a retransmission timeout.
+    frto: Option<Frto>,
+    /// New segments F-RTO step 2 (b) lets out beyond cwnd.
+    frto_sends: u32,
 
     rtt: RttEstimator,
     /// The one segment being timed: (sequence number that acknowledges it, send time).
     rtt_sample: Option<(SeqNum, Instant)>,
     /// The TSval of our last retransmission and SND.MAX then: until an ACK covers that,
-    /// an echo older than the retransmission gives no RTT sample (RFC 7323 App. G).
+    /// an echo older than the retransmission gives no RTT sample (RFC 7323 App. G), and
+    /// RACK's transmission times do not cover everything outstanding.
     rxt_ts: Option<(u32, SeqNum)>,
     cc: NewReno,
 
@@ -607,6 +705,11 @@ pub(crate) struct Connection {
     user_timeout: Option<Duration>,
     stall_since: Option<Instant>,
 
+    /// How many more out-of-order bytes the endpoint's global budget lets this
+    /// connection hold now (set by the endpoint before each segment).
+    pub ooo_room: usize,
+    /// The out-of-order bytes of this connection the endpoint has counted.
+    pub ooo_accounted: usize,
     /// Queue [`TcpEventKind`]s for the trace view (set by the endpoint).
     pub trace: bool,
     /// Events not yet taken by the endpoint.
@@ -690,7 +793,6 @@ impl Connection {
             } else {
                 0
             },
-            min_rtt: None,
             snd_rate_start: None,
             last_ooo: None,
             dsack: None,
@@ -699,6 +801,18 @@ impl Connection {
             rto_lost_end: None,
             rxt_log: Vec::new(),
             lost_again: VecDeque::new(),
+            cwv_flight: (0, 0),
+            cwv_round_end: iss,
+            xmit_log: VecDeque::new(),
+            min_rtt: None,
+            reordering_seen: false,
+            reo_wnd_mult: 1,
+            reo_dsack_round: None,
+            reo_wnd_persist: 0,
+            reorder_una: iss,
+            undo: None,
+            frto: None,
+            frto_sends: 0,
             rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_sample: None,
             rxt_ts: None,
@@ -739,9 +853,16 @@ impl Connection {
             ka_probe_due: false,
             user_timeout: None,
             stall_since: None,
+            ooo_room: usize::MAX,
+            ooo_accounted: 0,
             trace: false,
             trace_events: Vec::new(),
         }
+    }
+
+    /// Out-of-order bytes held in the receive buffer now.
+    pub fn out_of_order_bytes(&self) -> usize {
+        self.recv_buf.out_of_order_bytes()
     }
 
     /// OPEN, active (RFC 9293 §3.10.1): a TCB in SYN-SENT; the SYN goes out on the next
@@ -1749,6 +1870,16 @@ impl Connection {
         }
         let old_wnd = self.snd.wnd;
         let acked_new = seg.ack.gt(self.snd.una);
+        // RFC 2883 §4, RFC 3708 §2: a first SACK block below the cumulative ACK, or inside
+        // the second block, reports a duplicate segment, not new data.
+        let dsack = self.sack_ok.then(|| received_dsack(seg)).flatten();
+        // RFC 5682 §3.2 step 3: what the scoreboard shows below RecoveryPoint before
+        // this ACK.
+        let frto_sacked = self
+            .frto
+            .map(|f| self.sacked_below(f.recovery_point()))
+            .unwrap_or(0);
+        let mut dup_ack = false;
         if acked_new {
             let tsecr = seg.options.timestamps.map(|(_, ecr)| ecr);
             self.on_new_ack(seg.ack, tsecr.filter(|_| self.ts_ok), now, stats);
@@ -1775,14 +1906,26 @@ impl Connection {
             }
         } else if seg.ack == self.snd.una
             && self.snd.max != self.snd.una
-            && self.is_duplicate_ack(seg, arr.data.is_empty() && !arr.fin, old_wnd)
+            && self.is_duplicate_ack(
+                seg,
+                arr.data.is_empty() && !arr.fin && dsack.is_none(),
+                old_wnd,
+            )
         {
-            self.on_duplicate_ack(stats);
+            dup_ack = true;
+            self.on_duplicate_ack(now, stats);
+        }
+        if let Some(block) = dsack {
+            self.on_dsack(block, stats);
         }
         if self.sack_ok && self.recovering() {
             self.detect_lost_retransmissions();
         }
         self.update_send_window(seg, acked_new);
+        if let Some(step) = self.frto {
+            let newly_sacked = self.sacked_below(step.recovery_point()) > frto_sacked;
+            self.frto_on_ack(step, acked_new, newly_sacked, dup_ack, stats);
+        }
         if self.state == State::Closed {
             // LAST-ACK: the ACK of our FIN ends the connection; nothing is left to do.
             return DONE;
@@ -1809,7 +1952,7 @@ impl Connection {
     /// A duplicate ACK (RFC 5681 §2, RFC 6675 §2): count it, and decide on a fast
     /// retransmit — after three, or fewer with early retransmit, SACK or a delivered
     /// tail loss probe.
-    fn on_duplicate_ack(&mut self, stats: &mut TcpStats) {
+    fn on_duplicate_ack(&mut self, now: Instant, stats: &mut TcpStats) {
         let was_in_recovery = self.cc.in_recovery();
         let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
         // RFC 5827 early retransmit: with fewer than four segments outstanding and no
@@ -1839,10 +1982,26 @@ impl Connection {
             && self
                 .tlp_probe
                 .is_some_and(|p| self.sacked.last().is_some_and(|&(_, r)| r.gt(p)));
-        let sack_lost = sack_lost || probe_delivered;
+        // RFC 8985 §6.2 outside recovery: SND.UNA sent more than the reordering window
+        // before SACKed data is lost whatever the number of duplicate ACKs (or will be
+        // when the reordering timer fires).
+        let rack_lost = self.rack_una_lost(now);
+        let sack_lost = sack_lost || probe_delivered || rack_lost;
         if sack_lost {
             dupthresh = 1;
         }
+        self.dup_ack_action(flight, dupthresh, was_in_recovery, stats);
+    }
+
+    /// The controller's answer to a duplicate ACK with threshold `dupthresh` (1 when
+    /// SND.UNA is known lost): count it, or start fast recovery with a fast retransmit.
+    fn dup_ack_action(
+        &mut self,
+        flight: u32,
+        dupthresh: u32,
+        was_in_recovery: bool,
+        stats: &mut TcpStats,
+    ) {
         let action = self
             .cc
             .on_dup_ack(self.snd.una, self.snd.max, flight, dupthresh);
@@ -1856,6 +2015,9 @@ impl Connection {
             });
         }
         if action == AckAction::Retransmit {
+            // A new loss episode: the controller kept the window from before it.
+            self.begin_episode(true);
+            self.frto = None;
             self.tlp_probe = None;
             self.high_rxt = self.snd.una;
             self.rxt_log.clear();
@@ -1912,7 +2074,6 @@ impl Connection {
     /// congestion control. The state changes an ACK makes are the caller's (the fifth
     /// step of [`Connection::step_ack`], or SYN-SENT).
     fn on_new_ack(&mut self, ack: SeqNum, tsecr: Option<u32>, now: Instant, stats: &mut TcpStats) {
-        let _ = stats;
         let mut acked = ack.diff(self.snd.una).max(0) as u32;
         if !self.syn_acked && acked > 0 {
             self.syn_acked = true;
@@ -1938,6 +2099,19 @@ impl Connection {
         if self.snd.nxt.lt(ack) {
             self.snd.nxt = ack;
         }
+        // RFC 8985 §6.2 step 3: data sent once is acknowledged while data sent after it
+        // had already been SACKed — the network reordered it (no retransmission of it is
+        // outstanding, or this could be the retransmission arriving).
+        if self.sacked.first().is_some_and(|&(l, _)| l.lt(ack)) && self.rxt_ts.is_none() {
+            self.reordering_seen = true;
+        }
+        while self.xmit_log.front().is_some_and(|&(end, _)| end.le(ack)) {
+            self.xmit_log.pop_front();
+        }
+        if self.xmit_log.is_empty() && self.xmit_log.capacity() > 64 {
+            self.xmit_log = VecDeque::new();
+        }
+        self.timers.stop(Timer::Reorder);
         // RFC 6298 with Karn's rule: the one segment per flight timed on our clock (never
         // a retransmitted one) gives a sample when it is acknowledged; otherwise RFC 7323
         // §4 RTTM takes one from the echoed timestamp (as Linux: its own timing first, the
@@ -1953,8 +2127,8 @@ impl Connection {
             sample = tsecr.and_then(|ecr| self.ts_rtt_sample(ecr, now));
         }
         if let Some(rtt) = sample {
-            self.rtt.on_sample(rtt);
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+            self.rtt.on_sample(rtt);
             let (srtt, rto) = (self.rtt.srtt().unwrap_or(rtt), self.rtt.rto());
             self.note(|| TcpEventKind::RttSample { rtt, srtt, rto });
         }
@@ -1992,13 +2166,40 @@ impl Connection {
                 first.0 = ack;
             }
         }
+        // RFC 3522 Eifel detection: the first ACK after the episode's retransmission
+        // echoes a TSval older than it — the original arrived, the retransmission was not
+        // needed — so the reduction is undone before this ACK is counted (RFC 4015).
+        if self.eifel_says_spurious(tsecr) {
+            self.undo_congestion("timestamps", stats);
+        }
         let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
+        // RFC 7661 §4.1-§4.3: a round trip ends when SND.UNA passes what was sent when it
+        // began; pipeACK is the most in flight over the last two. Below half of cwnd the
+        // sender is in the non-validated phase, and cwnd does not grow.
+        if ack.ge(self.cwv_round_end) {
+            self.cwv_flight = (self.cwv_flight.1, flight);
+            self.cwv_round_end = self.snd.max;
+        }
+        let pipe_ack = self.cwv_flight.0.max(self.cwv_flight.1);
+        self.cc
+            .set_app_limited(pipe_ack.saturating_mul(2) < self.cc.cwnd());
         self.cc.set_clock(now, self.rtt.srtt());
         self.cc.on_round_sample(ack, self.snd.max, sample);
-        if self.state.is_synchronized()
-            && self.cc.on_ack(ack, total, flight) == AckAction::Retransmit
-            && flight > 0
-        {
+        let was_in_recovery = self.cc.in_recovery();
+        let action = if self.state.is_synchronized() {
+            self.cc.on_ack(ack, total, flight)
+        } else {
+            AckAction::None
+        };
+        if was_in_recovery && !self.cc.in_recovery() && self.reo_wnd_persist > 0 {
+            // RFC 8985 §6.2 step 4: a recovery ended; after 16 without a D-SACK the
+            // reordering window is back to min_RTT/4.
+            self.reo_wnd_persist -= 1;
+            if self.reo_wnd_persist == 0 {
+                self.reo_wnd_mult = 1;
+            }
+        }
+        if action == AckAction::Retransmit && flight > 0 {
             // NewReno partial ACK (RFC 6582 §3.2): retransmit the next hole — unless
             // SACK recovery already resent it this round (then `pipe` decides what goes).
             if !(self.sack_ok && self.high_rxt.gt(ack)) {
@@ -2013,6 +2214,9 @@ impl Connection {
             self.rxt_log.clear();
             self.timers.stop(Timer::RetransmitOverdue);
             self.lost_again.clear();
+            if self.frto.is_none() {
+                self.close_episode(ack);
+            }
         }
         self.snd_buf_expand(now);
         self.schedule_tlp(now);
@@ -2152,6 +2356,15 @@ impl Connection {
             let beyond_fin = self
                 .peer_fin
                 .is_some_and(|f| (seq + data.len() as u32).gt(f));
+            if offset > 0 && data.len() > self.ooo_room {
+                // The endpoint's budget for out-of-order data across all connections is
+                // spent: drop it (RFC 9293 §3.10.7.4 lets a receiver keep only in-order
+                // data) and tell the sender what we have; in-order data is never
+                // refused for it.
+                self.ack_now();
+                self.drop_segment(stats, "out-of-order memory budget");
+                return GO_ON;
+            }
             if !beyond_fin {
                 let had_gap = self.recv_buf.has_out_of_order();
                 let advanced = self.recv_buf.insert(offset, data);
@@ -2360,6 +2573,11 @@ impl Connection {
                 self.on_retransmit_overdue(now);
                 GO_ON
             }
+            Timer::Reorder => {
+                self.timers.stop(Timer::Reorder);
+                self.on_reorder_timeout(stats);
+                GO_ON
+            }
             Timer::Persist => {
                 // RFC 9293 §3.8.6.1: probe the zero window, back off exponentially. The
                 // connection stays open as long as the peer answers the probes; if it
@@ -2465,6 +2683,21 @@ impl Connection {
                     self.retries += 1;
                 }
                 stats.rto_expirations += 1;
+                // RFC 5682 §3.2 step 1: F-RTO, unless the timeout comes during fast
+                // recovery or while the conventional recovery of an earlier timeout is
+                // still resending (go-back-N without SACK); a timeout during F-RTO starts
+                // it again.
+                let in_rto_recovery = self.rto_lost_end.is_some()
+                    || (!self.sack_ok && self.frto.is_none() && self.snd.nxt.lt(self.snd.max));
+                let use_frto = !self.cc.in_recovery() && !in_rto_recovery;
+                // A timeout outside any recovery begins a loss episode; one during
+                // recovery belongs to the episode in progress (as Linux's
+                // `tcp_enter_loss`), whose window before the first reduction is kept.
+                let fresh = !(self.recovering() || self.frto.is_some());
+                if fresh {
+                    self.cc.forget_prior();
+                }
+                self.begin_episode(fresh);
                 // RFC 6298 (5.5): back off; RFC 5681 §3.1: cwnd = 1 MSS,
                 // ssthresh = max(flight/2, 2·MSS).
                 self.rtt.backoff();
@@ -2472,25 +2705,34 @@ impl Connection {
                 self.cc.on_timeout(flight, self.snd.max);
                 self.rtt_sample = None;
                 self.retransmit_una = false;
-                // RFC 6675 §5.1 allows discarding the scoreboard (a receiver may renege);
-                // like Linux's `tcp_enter_loss` we keep it: everything not SACKed below
-                // SND.MAX is lost and resent as cwnd allows, the SACKed data never. Every
-                // retransmission so far is presumed lost too. Without SACK: go-back-N.
-                if self.sack_ok {
+                self.frto = None;
+                self.frto_sends = 0;
+                if use_frto {
+                    // RFC 5682 §3.2 step 1: resend the first unacknowledged segment
+                    // only; the next two ACKs decide whether the rest is resent.
+                    self.frto = Some(Frto::Retransmission(self.snd.max));
+                    self.retransmit_una = true;
+                } else if self.sack_ok {
+                    // RFC 6675 §5.1 allows discarding the scoreboard (a receiver may
+                    // renege); like Linux's `tcp_enter_loss` we keep it: everything not
+                    // SACKed below SND.MAX is lost and resent as cwnd allows, the SACKed
+                    // data never. Every retransmission so far is presumed lost too.
                     self.rto_lost_end = Some(self.snd.max);
                 } else {
+                    // Without SACK: go-back-N (below).
                     self.sacked.clear();
                 }
                 self.rxt_log.clear();
                 self.timers.stop(Timer::RetransmitOverdue);
                 self.lost_again.clear();
                 self.timers.stop(Timer::LossProbe);
+                self.timers.stop(Timer::Reorder);
                 self.tlp_pending = false;
                 // No probes during RTO recovery; the next new ACK re-enables them.
                 self.tlp_sent = true;
                 self.tlp_probe = None;
                 self.high_rxt = self.snd.una;
-                if !self.sack_ok {
+                if !self.sack_ok && !use_frto {
                     self.snd.nxt = self.snd.una;
                 }
                 let (attempt, rto) = (self.retries, self.rtt.rto());
@@ -2528,6 +2770,7 @@ impl Connection {
             || !data_state
             || self.tlp_sent
             || self.cc.in_recovery()
+            || self.frto.is_some()
             || self.snd.una == self.snd.max
         {
             return;
@@ -2546,6 +2789,332 @@ impl Connection {
             Timer::LossProbe,
             if rto_at > now { at.min(rto_at) } else { at },
         );
+    }
+
+    // ----------------------------------------------------------------------------------
+    // RACK outside recovery (RFC 8985 §6).
+
+    /// Most transmission times remembered; beyond it the last run absorbs new data (so
+    /// its time reads older than it was: RACK then errs towards waiting).
+    const MAX_XMIT_LOG: usize = 1024;
+
+    fn log_xmit(&mut self, end: SeqNum, now: Instant) {
+        if self.xmit_log.len() >= Self::MAX_XMIT_LOG {
+            if let Some(last) = self.xmit_log.back_mut() {
+                last.0 = end;
+            }
+            return;
+        }
+        self.xmit_log.push_back((end, now));
+    }
+
+    /// When the data at `seq` was sent (it was sent once), if it is in the log.
+    fn xmit_time(&self, seq: SeqNum) -> Option<Instant> {
+        let i = self.xmit_log.partition_point(|&(end, _)| end.le(seq));
+        self.xmit_log.get(i).map(|&(_, at)| at)
+    }
+
+    /// RFC 8985 §6.2 step 4: RACK.reo_wnd. Zero when no reordering has been seen and
+    /// DupThresh segments are SACKed already (the RFC 6675 rule would mark the loss
+    /// anyway); else reo_wnd_mult · min_RTT/4, at most SRTT.
+    fn reo_wnd(&self) -> Option<Duration> {
+        let srtt = self.rtt.srtt()?;
+        let mss = u32::from(self.send_mss).max(1);
+        if !self.reordering_seen && self.sacked_bytes() >= 3 * mss {
+            return Some(Duration::ZERO);
+        }
+        let min_rtt = self.min_rtt.unwrap_or(srtt);
+        Some((min_rtt / 4).saturating_mul(self.reo_wnd_mult).min(srtt))
+    }
+
+    /// RFC 8985 §6.2 step 5, for SND.UNA outside recovery (in recovery every hole below
+    /// the highest SACK is lost already, [`Connection::lost_end`]): RACK.xmit_ts is when
+    /// the highest SACKed data was sent, and RACK.rtt = now − RACK.xmit_ts. SND.UNA is
+    /// lost when it was sent at least reo_wnd before that (its xmit_ts + RACK.rtt +
+    /// reo_wnd ≤ now); sent before it but within reo_wnd, the reordering timer is armed
+    /// for the moment that becomes true. Only for data sent once (no retransmission
+    /// outstanding): a retransmission's time is not in the log.
+    fn rack_una_lost(&mut self, now: Instant) -> bool {
+        self.timers.stop(Timer::Reorder);
+        if !self.sack_ok || self.cc.in_recovery() || self.rxt_ts.is_some() || self.frto.is_some() {
+            return false;
+        }
+        let Some(&(_, highest)) = self.sacked.last() else {
+            return false;
+        };
+        let (Some(una_at), Some(rack_at), Some(reo)) = (
+            self.xmit_time(self.snd.una),
+            self.xmit_time(highest - 1),
+            self.reo_wnd(),
+        ) else {
+            return false;
+        };
+        if rack_at < una_at {
+            return false;
+        }
+        let ahead = rack_at.saturating_duration_since(una_at);
+        if ahead >= reo {
+            return true;
+        }
+        self.reorder_una = self.snd.una;
+        self.timers.set(Timer::Reorder, now + (reo - ahead));
+        false
+    }
+
+    /// The reordering timer fired: SND.UNA has not arrived within the reordering window
+    /// after data sent later did — RACK marks it lost, and recovery starts as on the
+    /// duplicate ACK that proves a loss.
+    fn on_reorder_timeout(&mut self, stats: &mut TcpStats) {
+        if self.snd.una != self.reorder_una
+            || self.snd.una == self.snd.max
+            || self.cc.in_recovery()
+            || self.rxt_ts.is_some()
+            || self.sacked.is_empty()
+            || !self.state.is_synchronized()
+        {
+            return;
+        }
+        let flight = self.snd.max.diff(self.snd.una).max(0) as u32;
+        self.dup_ack_action(flight, 1, false, stats);
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Spurious retransmissions and undo (RFC 3522, RFC 3708, RFC 4015, RFC 5682).
+
+    /// A loss episode begins (`fresh`: a fast retransmit, or a timeout outside any
+    /// recovery), or one in progress goes on (a timeout during recovery).
+    fn begin_episode(&mut self, fresh: bool) {
+        if fresh || self.undo.is_none() {
+            self.undo = Some(UndoEpisode {
+                marker: self.snd.una,
+                rxt: Vec::new(),
+                undo_retrans: 0,
+                overflow: false,
+                eifel: None,
+                eifel_done: false,
+                closes_at: None,
+            });
+        }
+    }
+
+    /// Count a retransmission of `seq..end` in the episode, and remember the first one's
+    /// TSval for the Eifel test.
+    fn episode_retransmitted(&mut self, seq: SeqNum, end: SeqNum, now: Instant) {
+        let mss = u32::from(self.send_mss).max(1);
+        let tsval = self.ts_ok.then(|| ts_clock(now, self.ts_offset));
+        let Some(u) = self.undo.as_mut() else {
+            return;
+        };
+        if seq.lt(u.marker) {
+            return;
+        }
+        if u.rxt.len() < MAX_RXT_LOG {
+            u.rxt.push((seq, end));
+        } else {
+            u.overflow = true;
+        }
+        let segments = (end.diff(seq).max(1) as u32).div_ceil(mss);
+        u.undo_retrans = u.undo_retrans.saturating_add(segments);
+        match (u.eifel, tsval) {
+            (None, Some(val)) if !u.eifel_done => u.eifel = Some((val, seq, end)),
+            // The same segment again (a repeated timeout): the first TSval still tells
+            // whether the original arrived.
+            (Some((_, s, e)), _) if seq.ge(s) && end.le(e) => {}
+            _ => {
+                u.eifel = None;
+                u.eifel_done = true;
+            }
+        }
+    }
+
+    /// RFC 3522 §3.2: called with the TSecr of each ACK that advances SND.UNA; the first
+    /// one after the episode's retransmission decides. True when its echo is older than
+    /// the retransmission: the ACK was for the original.
+    fn eifel_says_spurious(&mut self, tsecr: Option<u32>) -> bool {
+        let Some(u) = self.undo.as_mut() else {
+            return false;
+        };
+        let (Some((stamp, _, _)), false) = (u.eifel, u.eifel_done) else {
+            return false;
+        };
+        u.eifel_done = true;
+        u.eifel = None;
+        tsecr.is_some_and(|ecr| ecr != 0 && (ecr.wrapping_sub(stamp) as i32) < 0)
+    }
+
+    /// A D-SACK block reported `l..r` received twice (RFC 2883). RFC 3708 §3: when
+    /// D-SACKs have reported every retransmission of the episode, each was a duplicate of
+    /// a segment that had arrived — the episode was spurious. A duplicate of data we never
+    /// resent (the network duplicated it) proves nothing and is not counted.
+    fn on_dsack(&mut self, (l, r): (SeqNum, SeqNum), stats: &mut TcpStats) {
+        stats.dsacks_received += 1;
+        // RFC 8985 §6.2 step 4: a D-SACK widens the reordering window by min_RTT/4,
+        // once per round trip, and keeps it for 16 recoveries.
+        if self
+            .reo_dsack_round
+            .is_none_or(|round| self.snd.una.ge(round))
+        {
+            self.reo_dsack_round = Some(self.snd.max);
+            self.reo_wnd_mult = self.reo_wnd_mult.saturating_add(1);
+            self.reo_wnd_persist = 16;
+        }
+        let mss = u32::from(self.send_mss).max(1);
+        let Some(u) = self.undo.as_mut() else {
+            return;
+        };
+        // The part of l..r that was retransmitted (the union of the ranges it overlaps).
+        let mut parts: Vec<(SeqNum, SeqNum)> = u
+            .rxt
+            .iter()
+            .filter(|&&(s, e)| s.lt(r) && e.gt(l))
+            .map(|&(s, e)| (s.max(l), e.min(r)))
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        parts.sort_by(|a, b| a.0.diff(b.0).cmp(&0));
+        let (mut covered, mut reach) = (0u32, parts[0].0);
+        for (s, e) in parts {
+            let from = s.max(reach);
+            if e.gt(from) {
+                covered += e.diff(from) as u32;
+                reach = e;
+            }
+        }
+        let segments = covered.max(1).div_ceil(mss);
+        u.undo_retrans = u.undo_retrans.saturating_sub(segments);
+        if u.undo_retrans == 0 && !u.overflow {
+            self.undo_congestion("D-SACK", stats);
+        }
+    }
+
+    /// The episode's retransmissions were all spurious: undo the window reduction (RFC
+    /// 4015 §3, via the controller) and the recovery it started. What was marked lost is
+    /// in flight after all, transmission resumes with new data (RFC 4015 §3 (6): SND.NXT
+    /// = SND.MAX rather than go-back-N), and a timeout's backoff is dropped.
+    fn undo_congestion(&mut self, how: &'static str, stats: &mut TcpStats) {
+        self.undo = None;
+        self.frto = None;
+        self.frto_sends = 0;
+        if !self.cc.undo() {
+            return;
+        }
+        stats.undos += 1;
+        // A spurious retransmission means the network reordered or delayed (RACK).
+        self.reordering_seen = true;
+        self.rto_lost_end = None;
+        self.rxt_log.clear();
+        self.timers.stop(Timer::RetransmitOverdue);
+        self.lost_again.clear();
+        self.retransmit_una = false;
+        if self.snd.nxt.lt(self.snd.max) {
+            self.snd.nxt = self.snd.max;
+        }
+        self.rtt.reset_backoff();
+        self.retries = 0;
+        // Probes were off for the timeout's recovery; it is over.
+        self.tlp_sent = false;
+        let cwnd = self.cc.cwnd();
+        self.note(|| TcpEventKind::Undo { how, cwnd });
+        log::debug!(
+            "{} ↔ {}: spurious retransmission ({how}): window reduction undone, cwnd {cwnd}",
+            self.local,
+            self.remote
+        );
+    }
+
+    /// Recovery is over: the episode stays open for the D-SACKs of its last
+    /// retransmissions, which follow the ACK that ended it, until an ACK passes what had
+    /// been sent then. After that nothing can undo it.
+    fn close_episode(&mut self, ack: SeqNum) {
+        let max = self.snd.max;
+        let Some(u) = self.undo.as_mut() else {
+            return;
+        };
+        match u.closes_at {
+            None => u.closes_at = Some(max),
+            Some(end) if ack.gt(end) => {
+                self.undo = None;
+                self.cc.forget_prior();
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// F-RTO (RFC 5682 §3.2, with SACK; §2 without) on an ACK after a timeout.
+    fn frto_on_ack(
+        &mut self,
+        step: Frto,
+        acked_new: bool,
+        newly_sacked: bool,
+        dup_ack: bool,
+        stats: &mut TcpStats,
+    ) {
+        match step {
+            Frto::Retransmission(rp) => {
+                // Step 2: duplicate ACKs only update the scoreboard.
+                if !acked_new {
+                    return;
+                }
+                if self.snd.una.ge(rp) {
+                    // (a) Everything outstanding at the timeout is acknowledged: nothing
+                    // is left to decide or to resend.
+                    self.frto = None;
+                    return;
+                }
+                // (b) Send up to two new segments — if any can go; if not, the
+                // conventional recovery goes on.
+                let in_flight = self.snd.nxt.diff(self.snd.una).max(0) as u32;
+                let unsent = self.data_end().diff(self.snd.nxt) > 0;
+                if unsent && self.snd.nxt == self.snd.max && self.send_window() > in_flight {
+                    self.frto = Some(Frto::NewData(rp));
+                    self.frto_sends = 2;
+                } else {
+                    self.frto_conventional(rp, None);
+                }
+            }
+            Frto::NewData(rp) => {
+                if acked_new || newly_sacked {
+                    // (b) The ACK covers data below RecoveryPoint that was never
+                    // resent: the originals arrived, the timeout was spurious. Normal
+                    // transmission goes on, with the window from before it.
+                    stats.spurious_rtos += 1;
+                    self.frto = None;
+                    self.frto_sends = 0;
+                    self.undo_congestion("F-RTO", stats);
+                } else if dup_ack {
+                    // (a) Only the new segments arrived: the timeout was genuine.
+                    let three = self.cc.mss().saturating_mul(3);
+                    self.frto_conventional(rp, Some(three));
+                }
+                // Any other ACK (a window update) is ignored.
+            }
+        }
+    }
+
+    /// F-RTO found no sign of a spurious timeout: the conventional RTO recovery resends
+    /// everything below RecoveryPoint that is not SACKed (with cwnd at most `cap`).
+    fn frto_conventional(&mut self, rp: SeqNum, cap: Option<u32>) {
+        self.frto = None;
+        self.frto_sends = 0;
+        if let Some(cap) = cap {
+            self.cc.limit_cwnd(cap);
+        }
+        if self.sack_ok {
+            self.rto_lost_end = Some(rp);
+            self.high_rxt = self.high_rxt.max(self.snd.una);
+        } else {
+            self.snd.nxt = self.snd.una;
+        }
+    }
+
+    /// Bytes the scoreboard shows SACKed below `end`.
+    fn sacked_below(&self, end: SeqNum) -> u32 {
+        self.sacked
+            .iter()
+            .filter(|&&(l, _)| l.lt(end))
+            .map(|&(l, r)| r.min(end).diff(l).max(0) as u32)
+            .sum()
     }
 
     // ----------------------------------------------------------------------------------
@@ -2639,7 +3208,9 @@ impl Connection {
 
     /// Merge the segment's SACK blocks and decide whether it is a duplicate ACK: RFC 5681
     /// §2 (no data, same window, ...) or, with SACK, RFC 6675 §2 — any ACK whose SACK
-    /// blocks report octets not SACKed before, whatever its window says.
+    /// blocks report octets not SACKed before, whatever its window says. The caller
+    /// passes `no_data` false for an ACK carrying a D-SACK: it reports a segment that
+    /// arrived twice, not one that went missing (as Linux's `FLAG_DSACKING_ACK`).
     fn is_duplicate_ack(&mut self, seg: &Segment, no_data: bool, old_wnd: u32) -> bool {
         let classic = no_data && !seg.flags.fin && self.seg_window(seg) == old_wnd && old_wnd > 0;
         if !self.sack_ok {
@@ -3006,9 +3577,10 @@ impl Connection {
                 // (Karn) it cannot be timed, and any pending sample is ambiguous.
                 stats.retransmits += 1;
                 self.note(|| TcpEventKind::Retransmission { seq, len });
-                if self.ts_ok {
-                    self.rxt_ts = Some((ts_clock(now, self.ts_offset), self.snd.max));
-                }
+                // (Kept without timestamps too: it also says that a retransmission is
+                // outstanding, which RACK needs to know.)
+                self.rxt_ts = Some((ts_clock(now, self.ts_offset), self.snd.max));
+                self.episode_retransmitted(seq, end, now);
                 if self.rtt_sample.is_some_and(|(e, _)| e.gt(seq)) {
                     self.rtt_sample = None;
                 }
@@ -3017,7 +3589,10 @@ impl Connection {
             }
             if new_data {
                 self.last_data_sent = now;
+                self.log_xmit(end, now);
             }
+            let flight = end.max(self.snd.max).diff(self.snd.una).max(0) as u32;
+            self.cwv_flight.1 = self.cwv_flight.1.max(flight);
             if end.gt(self.snd.max) {
                 self.snd.max = end;
             }
@@ -3255,6 +3830,8 @@ impl Connection {
                     .saturating_add(self.cc.limited_transmit())
                     .saturating_sub(in_flight)
             };
+            // RFC 5682 §3.2 step 2 (b): F-RTO sends up to two new segments whatever cwnd.
+            let cwnd_room = cwnd_room.max(self.frto_sends.saturating_mul(mss as u32));
             let usable = self.send_window().saturating_sub(in_flight).min(cwnd_room) as usize;
             let unsent = self.data_end().diff(self.snd.nxt).max(0) as usize;
             let len = unsent.min(usable).min(mss);
@@ -3282,6 +3859,7 @@ impl Connection {
                 self.snd.nxt = nxt + seg_len;
                 self.on_sent(nxt, seg_len, now, stats);
                 self.timers.stop(Timer::Persist);
+                self.frto_sends = self.frto_sends.saturating_sub(seg_len.div_ceil(mss as u32));
                 return Some(seg);
             }
             // Zero window with data waiting and nothing in flight: persist timer.

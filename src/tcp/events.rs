@@ -124,6 +124,15 @@ pub enum TcpEventKind {
     /// A segment arrived for no connection and no listener: answered with a RST
     /// (RFC 9293 §3.10.7.1).
     ResetNoConnection,
+    /// A congestion response proved unnecessary and was undone (RFC 4015 §3): every
+    /// retransmission of the episode was spurious.
+    Undo {
+        /// How that was shown: "D-SACK" (RFC 3708), "timestamps" (RFC 3522), "F-RTO"
+        /// (RFC 5682).
+        how: &'static str,
+        /// The congestion window restored.
+        cwnd: u32,
+    },
     /// A listener opened (passive OPEN, RFC 9293 §3.10.1).
     Listen {
         /// Its backlog.

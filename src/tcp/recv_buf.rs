@@ -161,6 +161,11 @@ impl RecvBuffer {
         self.capacity() - self.readable
     }
 
+    /// Bytes of out-of-order data held (above a gap).
+    pub fn out_of_order_bytes(&self) -> usize {
+        self.held.iter().map(|&(s, e)| e - s).sum()
+    }
+
     /// Whether any out-of-order data is held.
     pub fn has_out_of_order(&self) -> bool {
         !self.held.is_empty()

@@ -44,6 +44,13 @@ pub struct TcpStats {
     pub time_wait_reclaimed: u64,
     /// Retransmissions found lost again during SACK recovery and resent before the RTO.
     pub lost_retransmits: u64,
+    /// D-SACK blocks received (RFC 2883): the peer got a segment twice.
+    pub dsacks_received: u64,
+    /// Congestion responses undone because every retransmission of the episode proved
+    /// spurious (RFC 3522 timestamps, RFC 3708 D-SACK, RFC 5682 F-RTO; RFC 4015).
+    pub undos: u64,
+    /// Retransmission timeouts F-RTO (RFC 5682) found spurious.
+    pub spurious_rtos: u64,
     /// Segments dropped by PAWS (RFC 7323 §5): their timestamp was older than TS.Recent.
     pub paws_rejected: u64,
     /// Delayed ACKs sent when the delayed-ACK timer fired.

@@ -546,6 +546,13 @@ impl Renderer {
                 ),
                 Emphasis::Alarm,
             ),
+            TcpEventKind::Undo { how, cwnd } => (
+                format!(
+                    "every retransmission was spurious ({how}): the window reduction is \
+                     undone, cwnd {cwnd} (RFC 4015)"
+                ),
+                Emphasis::Normal,
+            ),
             TcpEventKind::RttSample { rtt, srtt, rto } => (
                 format!(
                     "RTT sample {}: SRTT {}, RTO {}",
