@@ -60,6 +60,7 @@
 //! | RFC 6675 §5 sending by `pipe`; the scoreboard kept across an RTO, SACKed data never resent | `sack_recovery_sends_by_pipe`, `rto_keeps_the_sack_scoreboard` |
 //! | RFC 7323 §4.1 / App. G RTT samples from TSecr (only ACKs advancing SND.UNA, no echo older than a retransmission) | `rtt_samples_from_timestamps_follow_rfc7323_appendix_g` |
 //! | §3.8.6 flow control: peer window, persist, window update, shrinking, SWS | `unanswered_zero_window_probes_time_out`, `window_update_after_app_reads`, `advertised_window_shrinks_with_unread_data`, `sender_sws_avoidance_holds_small_segments`, `window_scale_negotiation_is_consistent` |
+//! | buffer autotuning (Linux's `tcp_rcv_space_adjust`, `tcp_sndbuf_expand`): the window grows for a fast reader only, its right edge never moves left; the send buffer grows with cwnd | `receive_window_grows_for_a_fast_reader`, `receive_window_does_not_grow_for_a_slow_reader`, `send_buffer_grows_with_cwnd` |
 //! | user calls: bounds and errors | `address_in_use`, `listen_backlog_drops_excess_syns`, `connection_table_limit`, `send_after_shutdown_is_an_error`, `send_buffer_bounds_writes`, `events_are_reported_once` |
 //! | §3.4 sequence numbers wrap at 2^32 | `our_sequence_numbers_wrap` (the peer's wrap in every test: its ISN is 2^32 - 51) |
 //! | nothing panics on hostile input | `random_segments_never_panic` |
@@ -84,8 +85,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use tunstack::tcp::{
-    Config, ConnId, Flags, ListenerId, RttEstimator, Segment, SeqNum, State, Tcp, TcpError,
-    TcpOptions,
+    Config, CongestionAlgorithm, ConnId, Flags, ListenerId, RttEstimator, Segment, SeqNum, State,
+    Tcp, TcpError, TcpOptions,
 };
 use tunstack::time::Instant;
 
@@ -707,6 +708,124 @@ fn max_retransmits_times_out() {
 // Windows
 // ---------------------------------------------------------------------------------------
 
+/// A peer in slow start streams to us for `rounds` round trips of `rtt`, sending each
+/// round twice what it sent the last (from ten 1000-byte segments), as far as our window
+/// allows; after each round's data the application reads at most `read_per_round` bytes.
+/// Checks that the right edge of the window we advertise never moves left (RFC 9293
+/// §3.8.6) and returns the largest window advertised. The peer offered window scale 7.
+fn stream_to_us(h: &mut H, rtt: Duration, rounds: usize, read_per_round: usize) -> u32 {
+    let c = h.conn();
+    // Relative sequence numbers of the peer's next byte and of our window's right edge
+    // (the SYN-ACK offered 65535, unscaled).
+    let mut next: u32 = 1;
+    let mut edge: u32 = 1 + 65_535;
+    let mut burst: u32 = 10_000;
+    let mut max_wnd = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    for _ in 0..rounds {
+        let end = next + burst.min(edge - next);
+        while next < end {
+            let len = (end - next).min(1000);
+            h.inject(&format!("P. {next}:{}({len}) ack 1", next + len));
+            next += len;
+        }
+        let mut read = 0;
+        while read < read_per_round {
+            let want = (read_per_round - read).min(buf.len());
+            match h.tcp.recv(c, &mut buf[..want], h.now) {
+                Ok(n) if n > 0 => read += n,
+                _ => break,
+            }
+        }
+        for (_, seg) in h.run_for(rtt) {
+            let ack = seg.ack.diff(h.irs) as u32;
+            let wnd = u32::from(seg.window) << 7;
+            assert!(
+                ack + wnd >= edge,
+                "the right edge moved left: {ack} + {wnd} < {edge}"
+            );
+            edge = ack + wnd;
+            max_wnd = max_wnd.max(wnd);
+        }
+        burst *= 2;
+    }
+    max_wnd
+}
+
+/// Receive-buffer autotuning (Linux's dynamic right-sizing): an application that reads
+/// everything as it arrives gets a window that grows, round trip by round trip, well past
+/// the initial 256 KiB buffer (up to `recv_buffer_max`), so a long path is not
+/// window-limited; the right edge never moves left.
+#[test]
+fn receive_window_grows_for_a_fast_reader() {
+    let rtt = ms(50);
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000,wscale 7>", rtt);
+    let max_wnd = stream_to_us(&mut h, rtt, 12, usize::MAX);
+    assert!(max_wnd > 2 << 20, "largest window {max_wnd}");
+    assert!(max_wnd <= 6 << 20, "beyond recv_buffer_max: {max_wnd}");
+}
+
+/// Autotuning follows what the application consumes, not what arrives: a reader that
+/// takes 20 kB per round trip never gets more than the initial 256 KiB buffer, and the
+/// window it has offered is never taken back as the buffer fills.
+#[test]
+fn receive_window_does_not_grow_for_a_slow_reader() {
+    let rtt = ms(50);
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000,wscale 7>", rtt);
+    let max_wnd = stream_to_us(&mut h, rtt, 12, 20_000);
+    assert!(max_wnd <= 256 * 1024, "largest window {max_wnd}");
+    assert!(
+        max_wnd > 200 * 1024,
+        "the initial buffer is offered: {max_wnd}"
+    );
+}
+
+/// Send-buffer autotuning (Linux's `tcp_sndbuf_expand`): as cwnd grows in slow start, the
+/// application may queue about twice cwnd, past the initial 256 KiB, so the sender is
+/// limited by cwnd and the peer's window rather than by its buffer.
+#[test]
+fn send_buffer_grows_with_cwnd() {
+    let rtt = ms(50);
+    let mut h = H::new(config());
+    h.passive_open_with("S 0:0(0) win 65535 <mss 1000,wscale 7>", rtt);
+    let c = h.conn();
+    h.tcp.set_nodelay(c, true);
+    let data = vec![7u8; 1 << 20];
+    let iss = h.iss.expect("our ISN");
+    let (mut written, mut acked) = (0usize, 0usize);
+    let mut most_held = 0;
+    for _ in 0..10 {
+        while let Ok(n) = h.tcp.send(c, &data, h.now) {
+            if n == 0 {
+                break;
+            }
+            written += n;
+        }
+        most_held = most_held.max(written - acked);
+        // What cwnd lets out now, acknowledged a round trip later, every second segment.
+        let mut ends = Vec::new();
+        while let Some(seg) = h.poll_one() {
+            ends.push(seg.seq.diff(iss) as u32 + seg.payload.len() as u32);
+        }
+        assert!(!ends.is_empty(), "nothing sent");
+        h.now += rtt;
+        for pair in ends.chunks(2) {
+            let ack = pair[pair.len() - 1];
+            h.inject(&format!(". 1:1(0) ack {ack}"));
+            acked = ack as usize - 1;
+        }
+    }
+    let cwnd = h.tcp.cwnd(c) as usize;
+    assert!(most_held > 512 * 1024, "at most {most_held} bytes queued");
+    assert!(
+        written - acked <= 2 * cwnd,
+        "{} bytes queued, cwnd {cwnd}",
+        written - acked
+    );
+}
+
 /// RFC 9293 §3.8.6.2.2, RFC 1122 §4.2.3.3: when the application reads from a full buffer
 /// the receiver announces the opened window.
 #[test]
@@ -1079,6 +1198,8 @@ fn karn_no_rtt_sample_from_retransmission() {
 fn send_buffer_bounds_writes() {
     let mut h = H::new(Config {
         send_buffer: 1000,
+        // A fixed bound: no autotuning.
+        send_buffer_max: 0,
         ..config()
     });
     h.passive_open();
@@ -1652,7 +1773,11 @@ fn slow_start_then_collapse_on_rto() {
 /// cwnd = ssthresh + 3·SMSS; a full ACK ends recovery with cwnd deflated (RFC 6582).
 #[test]
 fn fast_recovery_halves_the_window() {
-    let mut h = H::new(config());
+    // RFC 5681's halving; CUBIC (the default) reduces by β = 0.7 instead.
+    let mut h = H::new(Config {
+        congestion: CongestionAlgorithm::NewReno,
+        ..config()
+    });
     h.passive_open_with("S 0:0(0) win 65535 <mss 100>", ms(10));
     let c = h.conn();
     assert_eq!(h.send(&[1u8; 1000]), 1000);
@@ -1809,7 +1934,7 @@ fn timestamps_negotiated_and_echoed() {
     let mut h = H::new(real_config());
     h.listener = Some(h.tcp.listen(h.us, 8).expect("listen"));
     h.inject("S 0:0(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,wscale 7>");
-    h.expect_now("S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK,TS val * ecr 100,wscale 3>");
+    h.expect_now("S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK,TS val * ecr 100,wscale 7>");
     h.inject(". 1:1(0) ack 1 win 512 <TS val 101 ecr *>");
     h.conn = h.tcp.accept(h.listener.unwrap());
     assert_eq!(h.state(), State::Established);
@@ -2063,7 +2188,7 @@ fn syn_cookie_keeps_wscale_and_sack_with_timestamps() {
     h.them = SocketAddrV4::new(THEM, 40001);
     h.iss = None;
     h.inject("S 0:0(0) win 65535 <mss 1460,sackOK,TS val 5000 ecr 0,wscale 7>");
-    let synack = h.expect_now("S. 0:0(0) ack 1 <mss 1460,sackOK,TS val * ecr 5000,wscale 3>");
+    let synack = h.expect_now("S. 0:0(0) ack 1 <mss 1460,sackOK,TS val * ecr 5000,wscale 7>");
     let (tsval, _) = synack.options.timestamps.expect("TS");
     h.inject(&format!(". 1:1(0) ack 1 win 8 <TS val 5001 ecr {tsval}>"));
     let c = h.tcp.accept(l).expect("accepted");
@@ -2307,7 +2432,7 @@ fn syn_queue_drains_within_seconds_after_a_flood() {
     assert_eq!(h.tcp.stats().syn_queue_pruned, 8);
     h.them = real;
     h.inject("S 0:0(0) win 65535 <mss 1460,sackOK,wscale 7>");
-    h.expect_now("S. 0:0(0) ack 1 <mss 1460,sackOK,wscale 3>");
+    h.expect_now("S. 0:0(0) ack 1 <mss 1460,sackOK,wscale 7>");
 }
 
 // ---------------------------------------------------------------------------------------

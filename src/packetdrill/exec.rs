@@ -310,7 +310,7 @@ impl Runner {
             .as_ref()
             .filter(|p| p.call.name == "poll" && p.progress > 0)
             .map(|p| Instant::from_micros(p.progress as u64));
-        let timer = self.tcp.as_ref().and_then(|t| t.poll_at());
+        let timer = self.tcp.as_mut().and_then(|t| t.poll_at());
         let Some(at) = [timer, poll_timeout].into_iter().flatten().min() else {
             return Ok(false);
         };
@@ -767,19 +767,20 @@ impl Runner {
             ("tcp_retries2", Some(n)) if n >= 0 => self.config.max_retransmits = n as u32,
             ("tcp_early_retrans", Some(n)) => self.config.tail_loss_probe = n >= 3,
             ("tcp_rmem", _) | ("tcp_wmem", _) => {
-                // Linux autotunes between min and max and derives the window scale from
-                // the max; our buffers are fixed, so they take the max.
-                let Some(max) = v
-                    .split_whitespace()
-                    .nth(2)
-                    .and_then(|m| m.parse::<usize>().ok())
+                // Linux starts at the default, autotunes up to the max and derives the
+                // window scale from the max: so do we.
+                let mut fields = v.split_whitespace().map(|m| m.parse::<usize>().ok());
+                let (Some(_), Some(Some(default)), Some(Some(max))) =
+                    (fields.next(), fields.next(), fields.next())
                 else {
                     return unsupported("expected \"min default max\"");
                 };
                 if name == "tcp_rmem" {
-                    self.config.recv_buffer = max.max(1);
+                    self.config.recv_buffer = default.max(1);
+                    self.config.recv_buffer_max = max;
                 } else {
-                    self.config.send_buffer = max.max(1);
+                    self.config.send_buffer = default.max(1);
+                    self.config.send_buffer_max = max;
                 }
             }
             ("tcp_congestion_control", _) => match v {
@@ -958,11 +959,15 @@ impl Runner {
         }
         // socket(7): Linux doubles the value (room for its bookkeeping) and the
         // application can fill about that much.
+        // A size set by the application is not autotuned (Linux's SOCK_RCVBUF_LOCK,
+        // SOCK_SNDBUF_LOCK) and the window scale follows it.
         if let Some(b) = o.rcvbuf {
             cfg.recv_buffer = 2 * b;
+            cfg.recv_buffer_max = 0;
         }
         if let Some(b) = o.sndbuf {
             cfg.send_buffer = 2 * b;
+            cfg.send_buffer_max = 0;
         }
         if let Some(n) = o.nodelay {
             cfg.nodelay = n;

@@ -589,10 +589,10 @@ impl<D: Device> EventLoop<D> {
     }
 
     /// How long to wait: until the first stack, link, device or application deadline.
-    fn wait_time(&self, app: &dyn App, cap: Option<Duration>) -> Option<Duration> {
+    fn wait_time(&mut self, app: &dyn App, cap: Option<Duration>) -> Option<Duration> {
         let now = self.clock.now();
         let device = self.wire.device.poll_at();
-        let stack = round::next_deadline(&self.iface, self.link.as_ref(), device)
+        let stack = round::next_deadline(&mut self.iface, self.link.as_ref(), device)
             .map(|at| at.saturating_duration_since(now));
         let app = app
             .poll_at()

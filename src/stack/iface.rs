@@ -804,9 +804,20 @@ impl Interface {
     }
 
     /// When [`Interface::handle_timeout`] next needs to run.
-    pub fn poll_at(&self) -> Option<Instant> {
+    pub fn poll_at(&mut self) -> Option<Instant> {
         let frag6 = self.input6.as_ref().and_then(Ipv6Input::poll_at);
         [self.tcp.poll_at(), self.frag.poll_at(), frag6]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// An instant no later than [`Interface::poll_at`], maybe earlier ([`Tcp::wake_at`]):
+    /// when an event loop should call [`Interface::handle_timeout`] next. Cheaper to keep
+    /// than the exact instant under a stream of requests.
+    pub fn wake_at(&mut self) -> Option<Instant> {
+        let frag6 = self.input6.as_ref().and_then(Ipv6Input::poll_at);
+        [self.tcp.wake_at(), self.frag.poll_at(), frag6]
             .into_iter()
             .flatten()
             .min()

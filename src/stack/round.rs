@@ -41,7 +41,7 @@ pub(crate) fn fire_timers(
     link: &mut Option<EthernetLayer>,
     now: Instant,
 ) -> bool {
-    let fired = iface.poll_at().is_some_and(|at| at <= now);
+    let fired = iface.wake_at().is_some_and(|at| at <= now);
     if fired {
         iface.handle_timeout(now);
     }
@@ -54,14 +54,15 @@ pub(crate) fn fire_timers(
 }
 
 /// When the host, the Ethernet layer or the device (middleware holding packets: a fault
-/// injector's delays) next need a round.
+/// injector's delays) next need a round: the host's part may be early
+/// ([`Interface::wake_at`]), which costs a round that finds nothing due.
 pub(crate) fn next_deadline(
-    iface: &Interface,
+    iface: &mut Interface,
     link: Option<&EthernetLayer>,
     device: Option<Instant>,
 ) -> Option<Instant> {
     [
-        iface.poll_at(),
+        iface.wake_at(),
         link.and_then(EthernetLayer::poll_at),
         device,
     ]

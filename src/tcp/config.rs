@@ -8,11 +8,25 @@ use std::time::Duration;
 pub struct Config {
     /// Our maximum segment size, announced on SYNs (1460 = 1500-byte MTU minus headers).
     pub mss: u16,
-    /// Send buffer per connection, bytes.
+    /// Send buffer per connection at the start, bytes.
     pub send_buffer: usize,
-    /// Receive buffer per connection, bytes. Above 65535 window scaling (RFC 7323) is
-    /// offered; if the peer does not agree the window stays at most 65535.
+    /// Most the send buffer grows to (autotuning, like Linux's `tcp_wmem` maximum): about
+    /// twice the bandwidth-delay product, at most 2·cwnd, so that a sender on a long path
+    /// is limited by cwnd and the peer's window rather than by the buffer. No growth when not
+    /// above `send_buffer`, nor once the application sets a size (`set_send_buffer`,
+    /// like `SO_SNDBUF`).
+    pub send_buffer_max: usize,
+    /// Receive buffer per connection at the start, bytes: the first window offered.
+    /// Above 65535 window scaling (RFC 7323) is offered; if the peer does not agree the
+    /// window stays at most 65535.
     pub recv_buffer: usize,
+    /// Most the receive buffer (and so the window) grows to when the application reads
+    /// faster than the window lets data in (autotuning, like Linux's `tcp_rmem` maximum):
+    /// each round trip the buffer is sized from what the application consumed in the last
+    /// one. No growth when not above `recv_buffer`. The window scale offered on SYNs is
+    /// chosen so the window can cover this size. Memory is still allocated only as data
+    /// arrives.
+    pub recv_buffer_max: usize,
     /// Maximum segment lifetime; TIME-WAIT lasts 2·MSL.
     pub msl: Duration,
     /// RTO before any RTT sample (RFC 6298 (2.1)).
@@ -46,7 +60,8 @@ pub struct Config {
     /// Answer SYNs with SYN cookies (RFC 4987 §3.6) once a listener's SYN queue is full,
     /// instead of evicting the oldest half-open connection.
     pub syn_cookies: bool,
-    /// The congestion-avoidance rule: NewReno (RFC 5681, the default) or CUBIC (RFC 9438).
+    /// The congestion-avoidance rule: CUBIC (RFC 9438, the default, as Linux's) or
+    /// NewReno (RFC 5681).
     pub congestion: super::congestion::Algorithm,
 }
 
@@ -68,10 +83,15 @@ impl Default for Config {
         Config {
             mss: 1460,
             send_buffer: 256 * 1024,
-            // Larger than 64 KiB so window scaling is negotiated (shift 3) and a path
-            // with a large bandwidth-delay product is not window-limited (Linux starts
-            // at a comparable 128 KiB - 6 MiB autotuned).
+            // Linux's default `tcp_wmem` maximum: 50 Mbit/s over 200 ms (1.25 MB in
+            // flight, up to twice that with a full bottleneck queue) fits.
+            send_buffer_max: 4 * 1024 * 1024,
+            // Larger than 64 KiB so window scaling is negotiated and a short path is not
+            // window-limited from the start (Linux starts at 128 KiB).
             recv_buffer: 256 * 1024,
+            // Linux's default `tcp_rmem` maximum; the window scale offered is then 7, as
+            // Linux's.
+            recv_buffer_max: 6 * 1024 * 1024,
             msl: Duration::from_secs(30),
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_millis(200),
@@ -88,7 +108,7 @@ impl Default for Config {
             delayed_ack: Duration::from_millis(40),
             nodelay: false,
             syn_cookies: true,
-            congestion: super::congestion::Algorithm::NewReno,
+            congestion: super::congestion::Algorithm::Cubic,
         }
     }
 }

@@ -1,9 +1,11 @@
-//! Congestion control: slow start, congestion avoidance, fast retransmit and NewReno fast
-//! recovery (RFC 5681, RFC 6582), with the initial window of RFC 6928.
+//! Congestion control: slow start (the initial one ended by a rising RTT: HyStart, with
+//! RFC 9406's detection),
+//! congestion avoidance by CUBIC (RFC 9438, the default) or Reno, fast retransmit and
+//! NewReno fast recovery (RFC 5681, RFC 6582), with the initial window of RFC 6928.
 //!
-//! The connection talks to the controller only through [`NewReno::on_ack`],
-//! [`NewReno::on_dup_ack`], [`NewReno::on_timeout`] and [`NewReno::cwnd`], so another
-//! algorithm (CUBIC, RFC 9438) can replace it later without touching the state machine.
+//! The connection talks to the controller only through [`NewReno::on_round_sample`],
+//! [`NewReno::on_ack`], [`NewReno::on_dup_ack`], [`NewReno::on_timeout`] and
+//! [`NewReno::cwnd`]; the avoidance rule is chosen by [`Algorithm`].
 //!
 //! ```text
 //!   cwnd
@@ -26,10 +28,12 @@ use crate::time::Instant;
 #[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]
 pub enum Algorithm {
     /// RFC 5681 congestion avoidance (one MSS per RTT), halving on loss.
-    #[default]
     NewReno,
     /// CUBIC (RFC 9438): cwnd follows a cubic function of the time since the last
-    /// reduction, reduces by β = 0.7, and is never slower than Reno would be.
+    /// reduction, reduces by β = 0.7, and is never slower than Reno would be. The default,
+    /// as Linux's: after a loss on a long path it regrows on its own clock rather than one
+    /// MSS per round trip.
+    #[default]
     Cubic,
 }
 
@@ -50,6 +54,37 @@ struct Cubic {
     /// The clock and RTT of the ACK being processed.
     now: Instant,
     srtt: Duration,
+}
+
+/// RFC 9406 §4.3 constants of HyStart++'s delay-increase detection.
+const HYSTART_MIN_RTT_THRESH: Duration = Duration::from_millis(4);
+const HYSTART_MAX_RTT_THRESH: Duration = Duration::from_millis(16);
+const HYSTART_MIN_RTT_DIVISOR: u32 = 8;
+const HYSTART_N_RTT_SAMPLE: u32 = 8;
+/// Delay-based exit from the initial slow start (HyStart): when the smallest RTT of a
+/// round rises by an eighth of the last round's (4-16 ms), a queue is building at the
+/// bottleneck, so slow start ends there (ssthresh = cwnd) instead of doubling on until
+/// the queue overflows and a large part of a window is lost at once.
+///
+/// The rounds, samples and thresholds are RFC 9406's (HyStart++ §4.2, §4.3). What
+/// follows the detection is Linux CUBIC's HyStart (`hystart_update`): congestion
+/// avoidance at once, not RFC 9406's Conservative Slow Start. CSS grows by a quarter per
+/// round for five rounds (3x in all) and resumes slow start when a round's smallest RTT
+/// falls below the one that triggered it, which an unpaced sender's bursts make happen:
+/// in a simulated 50 ms path with a one-BDP drop-tail queue, CSS still overflowed the
+/// queue and the recovery that followed took a series of timeouts, while exiting at the
+/// detection lost nothing (RFC 9406 §4.3 leaves such tuning to the implementation).
+#[derive(Clone, Debug, Default)]
+struct HyStart {
+    /// §4.2 windowEnd: SND.MAX when the current round began; the round ends when an
+    /// ACK covers it.
+    window_end: Option<SeqNum>,
+    last_round_min_rtt: Option<Duration>,
+    current_round_min_rtt: Option<Duration>,
+    rtt_sample_count: u32,
+    /// Slow start is over (ended by the delay rise, or a loss): HyStart applies to the
+    /// initial slow start only.
+    done: bool,
 }
 
 /// What the connection must do after the controller saw an ACK.
@@ -83,6 +118,7 @@ pub struct NewReno {
     pipe_recovery: bool,
     /// Some when the CUBIC rule is selected.
     cubic: Option<Cubic>,
+    hystart: HyStart,
     /// The window before the reduction of the current loss episode, restored by
     /// [`NewReno::undo`] when the reduction proves unnecessary.
     prior: Option<Prior>,
@@ -116,6 +152,7 @@ impl NewReno {
             in_recovery: false,
             pipe_recovery: false,
             cubic: None,
+            hystart: HyStart::default(),
             prior: None,
             app_limited: false,
         }
@@ -149,9 +186,49 @@ impl NewReno {
         }
     }
 
+    /// HyStart (see [`HyStart`]; RFC 9406 §4.2) for an ACK of new data up to `ack`,
+    /// before [`on_ack`](Self::on_ack): `snd_max` is one past the highest sequence number
+    /// sent (the end of the next round), `rtt` the RTT sample the ACK gave, if any.
+    pub fn on_round_sample(&mut self, ack: SeqNum, snd_max: SeqNum, rtt: Option<Duration>) {
+        let h = &mut self.hystart;
+        if h.done || self.ssthresh != u32::MAX || self.in_recovery {
+            h.done = true;
+            return;
+        }
+        if h.window_end.is_none_or(|end| ack.ge(end)) {
+            // A new round.
+            h.window_end = Some(snd_max);
+            h.last_round_min_rtt = h.current_round_min_rtt.take();
+            h.rtt_sample_count = 0;
+        }
+        let Some(rtt) = rtt else {
+            return;
+        };
+        h.current_round_min_rtt = Some(h.current_round_min_rtt.map_or(rtt, |m| m.min(rtt)));
+        h.rtt_sample_count += 1;
+        if h.rtt_sample_count < HYSTART_N_RTT_SAMPLE {
+            return;
+        }
+        let (Some(current), Some(last)) = (h.current_round_min_rtt, h.last_round_min_rtt) else {
+            return;
+        };
+        let thresh =
+            (last / HYSTART_MIN_RTT_DIVISOR).clamp(HYSTART_MIN_RTT_THRESH, HYSTART_MAX_RTT_THRESH);
+        if current >= last + thresh {
+            log::debug!(
+                "slow start ends at cwnd {}: round min RTT {current:?}, last {last:?}",
+                self.cwnd
+            );
+            self.ssthresh = self.cwnd;
+            h.done = true;
+        }
+    }
+
     /// A congestion event: the new ssthresh from `flight` (RFC 5681: flight/2; RFC 9438
     /// §4.6: cwnd·β), remembering W_max for CUBIC (with §4.7 fast convergence).
     fn reduce(&mut self, flight: u32) -> u32 {
+        // A loss ends the initial slow start, and HyStart with it.
+        self.hystart.done = true;
         let min = 2 * self.mss;
         let cwnd = self.cwnd;
         match self.cubic.as_mut() {
@@ -499,6 +576,67 @@ mod tests {
         let t = at_w_max.expect("cwnd regrows to W_max").as_secs_f64();
         assert!((2.5..4.5).contains(&t), "W_max reached after {t} s");
         assert!(cc.cwnd() > 100_000, "then probes beyond it");
+    }
+
+    /// Slow start for `rounds` rounds of ACKs of 1000 bytes each, the RTT samples of
+    /// round `r` being `rtt(r)`; returns (cwnd, ssthresh) after each round.
+    fn slow_start_rounds(
+        cc: &mut NewReno,
+        rounds: u32,
+        rtt: impl Fn(u32) -> Duration,
+    ) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        let mut acked = 0u32;
+        for r in 0..rounds {
+            // This round's data: what cwnd let out when it began.
+            let end = acked + cc.cwnd();
+            while acked < end {
+                acked += 1000;
+                let ack = SeqNum(1 + acked);
+                cc.on_round_sample(ack, SeqNum(1 + end + cc.cwnd()), Some(rtt(r)));
+                cc.on_ack(ack, 1000, end - acked);
+            }
+            out.push((cc.cwnd(), cc.ssthresh()));
+        }
+        out
+    }
+
+    #[test]
+    fn hystart_ends_slow_start_when_the_rtt_rises() {
+        // RFC 9406 §4.2 detection: from round 4 on the RTT is 20 ms above the 100 ms base
+        // (more than the 12.5 ms threshold), and slow start ends there: ssthresh = cwnd,
+        // then congestion avoidance.
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        let rounds = slow_start_rounds(&mut cc, 8, |r| ms(if r < 4 { 100 } else { 120 }));
+        assert_eq!(rounds[3], (160_000, u32::MAX), "{rounds:?}");
+        let (cwnd, ssthresh) = rounds[4];
+        assert!((160_000..320_000).contains(&ssthresh), "{rounds:?}");
+        assert!(cwnd < 2 * ssthresh, "{rounds:?}");
+        // Congestion avoidance: far from doubling per round.
+        assert!(rounds[7].0 < 2 * rounds[4].0, "{rounds:?}");
+    }
+
+    #[test]
+    fn hystart_keeps_slow_start_while_the_rtt_rises_less_than_the_threshold() {
+        // A flat RTT: classic slow start, doubling per round.
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        let rounds = slow_start_rounds(&mut cc, 8, |_| ms(100));
+        assert!(rounds.iter().all(|&(_, ss)| ss == u32::MAX), "{rounds:?}");
+        assert_eq!(rounds[7].0, 10_000 << 8);
+        // 10 ms above 100: below the threshold of 100/8 = 12.5 ms.
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        let rounds = slow_start_rounds(&mut cc, 8, |r| ms(if r < 4 { 100 } else { 110 }));
+        assert!(rounds.iter().all(|&(_, ss)| ss == u32::MAX), "{rounds:?}");
+        // No detection in a slow start after a timeout: HyStart is for the initial one.
+        let mut cc = NewReno::new(1000, SeqNum(0));
+        cc.on_timeout(1_000_000, SeqNum(100_000));
+        let ssthresh = cc.ssthresh();
+        slow_start_rounds(&mut cc, 4, |r| ms(100 + 50 * u64::from(r)));
+        assert_eq!(cc.ssthresh(), ssthresh);
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
     #[test]

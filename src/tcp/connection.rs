@@ -131,6 +131,12 @@ const MAX_WINDOW: usize = 65535;
 
 /// The largest window scale shift (RFC 7323 §2.3).
 const MAX_WSCALE: u8 = 14;
+/// The first receive-autotuning measurement must see the application consume more than
+/// this many segments in a round trip before the buffer grows (Linux: TCP_INIT_CWND).
+const INITIAL_RCVQ_SEGMENTS: usize = 10;
+/// Receive autotuning sizes the window for this many segments beyond twice what the
+/// application consumed in a round trip (Linux's `16 * advmss` in `tcp_rcv_space_adjust`).
+const RCVQ_EXTRA_SEGMENTS: usize = 16;
 
 /// Minimum spacing of ACKs sent in answer to unacceptable segments that carry no data
 /// (pure ACKs, RSTs, SYNs): RFC 5961 §7 rate-limits challenge ACKs, and Linux
@@ -365,12 +371,14 @@ pub(crate) fn ack_window_offer(config: &Config) -> u16 {
     config.recv_buffer.clamp(1, MAX_WINDOW) as u16
 }
 
-/// The window scale shift we offer (RFC 7323 §2.2): only when the receive buffer is
-/// larger than 65535 bytes; the smallest shift that lets the window cover it.
+/// The window scale shift we offer (RFC 7323 §2.2): only when the receive buffer can be
+/// larger than 65535 bytes; the smallest shift that lets the window cover the largest
+/// size autotuning may give it (7 for Linux's 6 MiB, as Linux offers).
 pub(crate) fn wscale_offer(config: &Config) -> Option<u8> {
-    (config.recv_buffer > MAX_WINDOW).then(|| {
+    let most = config.recv_buffer.max(config.recv_buffer_max);
+    (most > MAX_WINDOW).then(|| {
         let mut shift = 0u8;
-        while shift < MAX_WSCALE && (config.recv_buffer >> shift) > MAX_WINDOW {
+        while shift < MAX_WSCALE && (most >> shift) > MAX_WINDOW {
             shift += 1;
         }
         shift
@@ -561,6 +569,24 @@ pub(crate) struct Connection {
     /// (Snd.Wind.Shift); both 0 unless `wscale_ok`.
     rcv_wscale: u8,
     snd_wscale: u8,
+    /// Receive-buffer autotuning (Linux's dynamic right-sizing, `tcp_rcv_space_adjust`):
+    /// the most the buffer may grow to (no growth when not above its size).
+    rcv_auto_max: usize,
+    /// Bytes the application consumed in the last measured round trip (at first the
+    /// initial window), and where (RCV.NXT minus the unread bytes) and when the current
+    /// measurement started.
+    rcvq_space: usize,
+    rcvq_start: Option<(SeqNum, Instant)>,
+    /// The receiver's own RTT estimate, from the timestamps echoed on arriving data (RFC
+    /// 7323 §4: TSecr is the TSval of our ACK the data answers; Linux's `rcv_rtt_est`),
+    /// and the last TSecr that gave a sample (one sample per echoed value).
+    rcv_rtt: Option<Duration>,
+    rcv_rtt_ecr: u32,
+    /// Send-buffer autotuning: the most the send buffer may grow to (0 when off, e.g.
+    /// once the application set its size); and where (SND.UNA) and when the current
+    /// delivery-rate measurement started (the smallest RTT is RACK's `min_rtt`).
+    snd_auto_max: usize,
+    snd_rate_start: Option<(SeqNum, Instant)>,
     /// The most recently received out-of-order range, reported first (RFC 2018 §4).
     last_ooo: Option<(SeqNum, SeqNum)>,
     /// A duplicate segment's range below RCV.NXT, reported once as the first SACK block
@@ -753,6 +779,21 @@ impl Connection {
             wscale_ok: false,
             rcv_wscale: 0,
             snd_wscale: 0,
+            rcv_auto_max: if wscale_offer.is_some() {
+                config.recv_buffer_max.min(MAX_WINDOW << MAX_WSCALE)
+            } else {
+                0
+            },
+            rcvq_space: recv_cap.min(INITIAL_RCVQ_SEGMENTS * usize::from(local_mss)),
+            rcvq_start: None,
+            rcv_rtt: None,
+            rcv_rtt_ecr: 0,
+            snd_auto_max: if config.send_buffer_max > config.send_buffer {
+                config.send_buffer_max
+            } else {
+                0
+            },
+            snd_rate_start: None,
             last_ooo: None,
             dsack: None,
             sacked: Vec::new(),
@@ -1081,6 +1122,8 @@ impl Connection {
     /// Resize the send buffer (`SO_SNDBUF`); never below the bytes it holds.
     pub fn set_send_buffer(&mut self, bytes: usize) {
         self.send_buf.set_capacity(bytes.max(1));
+        // As Linux's SOCK_SNDBUF_LOCK: a size the application chose is not autotuned.
+        self.snd_auto_max = 0;
     }
 
     /// Keep-alive on or off (RFC 1122 §4.2.3.6). The first probe goes out `idle` after
@@ -1810,6 +1853,9 @@ impl Connection {
             return DONE;
         }
         self.update_ts_recent(seg, now);
+        if !seg.payload.is_empty() {
+            self.rcv_rtt_measure(seg, now);
+        }
         // The peer is alive: it answers (RFC 9293 §3.8.6.1, persist).
         self.probes_unanswered = 0;
         self.last_ack_rx = now;
@@ -2138,6 +2184,7 @@ impl Connection {
         self.cc
             .set_app_limited(pipe_ack.saturating_mul(2) < self.cc.cwnd());
         self.cc.set_clock(now, self.rtt.srtt());
+        self.cc.on_round_sample(ack, self.snd.max, sample);
         let was_in_recovery = self.cc.in_recovery();
         let action = if self.state.is_synchronized() {
             self.cc.on_ack(ack, total, flight)
@@ -2171,7 +2218,124 @@ impl Connection {
                 self.close_episode(ack);
             }
         }
+        self.snd_buf_expand(now);
         self.schedule_tlp(now);
+    }
+
+    /// Send-buffer autotuning: room for twice the bandwidth-delay product, so that the
+    /// application can queue the next window's data while this one is in flight and the
+    /// sender is limited by cwnd and the peer's window (RFC 9293 §3.8.6), not by the
+    /// buffer. Linux sizes it at 2·cwnd (`tcp_sndbuf_expand`); here the product is the
+    /// delivery rate (bytes acknowledged over at least one smoothed RTT) times the
+    /// smallest RTT seen, with the growth margin of receive autotuning, and at most
+    /// 2·cwnd. On a path of microseconds cwnd grows without bound while the product
+    /// stays small, and a ring of megabytes instead of 256 KiB cost a local 256 MiB
+    /// download over a third of its rate (the ring no longer fits the caches). The buffer
+    /// only grows; its memory is still taken as data is written and given back when
+    /// everything is acknowledged.
+    fn snd_buf_expand(&mut self, now: Instant) {
+        if self.snd_auto_max <= self.send_buf.capacity() {
+            return;
+        }
+        let (Some(srtt), Some(min_rtt)) = (self.rtt.srtt(), self.min_rtt) else {
+            return;
+        };
+        let Some((start_una, start)) = self.snd_rate_start else {
+            self.snd_rate_start = Some((self.snd.una, now));
+            return;
+        };
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed < srtt || elapsed.is_zero() {
+            return;
+        }
+        self.snd_rate_start = Some((self.snd.una, now));
+        let acked = self.snd.una.diff(start_una).max(0) as u64;
+        let bdp = (acked as u128 * min_rtt.as_nanos() / elapsed.as_nanos()) as usize;
+        let mss = usize::from(self.send_mss);
+        let want = (2 * bdp + RCVQ_EXTRA_SEGMENTS * mss)
+            .min(2 * self.cc.cwnd() as usize)
+            .min(self.snd_auto_max);
+        if want > self.send_buf.capacity() {
+            log::trace!(
+                "{}: send buffer grows to {want} (cwnd {})",
+                self.remote,
+                self.cc.cwnd()
+            );
+            self.send_buf.set_capacity(want);
+        }
+    }
+
+    /// The receiver's RTT (Linux's `tcp_rcv_rtt_measure_ts`): data that echoes a
+    /// timestamp we sent answers the ACK that carried it (RFC 7323 §4.3), so our clock now
+    /// minus the echo is a round trip as the receiver sees it, even when we send no data
+    /// to time. One sample per echoed value, smoothed with gain 1/8 (RFC 6298 §2).
+    fn rcv_rtt_measure(&mut self, seg: &Segment, now: Instant) {
+        if !self.ts_ok {
+            return;
+        }
+        let Some((_, ecr)) = seg.options.timestamps else {
+            return;
+        };
+        if ecr == 0 || ecr == self.rcv_rtt_ecr {
+            return;
+        }
+        let age = ts_clock(now, self.ts_offset).wrapping_sub(ecr);
+        if (age as i32) < 0 || Duration::from_millis(u64::from(age)) > self.rto_max {
+            return;
+        }
+        self.rcv_rtt_ecr = ecr;
+        let m = Duration::from_millis(u64::from(age.max(1)));
+        self.rcv_rtt = Some(match self.rcv_rtt {
+            None => m,
+            Some(old) => (old * 7 + m) / 8,
+        });
+    }
+
+    /// Receive-buffer autotuning (Linux's dynamic right-sizing, `tcp_rcv_space_adjust`):
+    /// once per round trip, see how much the application consumed in it; if more than in
+    /// the last measured one, size the buffer for twice that plus the growth (a sender in
+    /// slow start doubles per round trip) plus some segments, up to `rcv_auto_max`. A slow
+    /// reader consumes little and the buffer stays as it is. The buffer never shrinks, so
+    /// the right edge of the window already offered never moves left (RFC 9293 §3.8.6);
+    /// its memory is still allocated only as data arrives.
+    fn rcv_space_adjust(&mut self, now: Instant) {
+        let limit = self.rcv_auto_max.min(self.max_rcv_window() as usize);
+        if limit <= self.recv_buf.capacity() {
+            return;
+        }
+        // What the application has consumed: everything below RCV.NXT but the unread.
+        let copied_seq = self.rcv.nxt - self.recv_buf.readable() as u32;
+        let Some((start_seq, start)) = self.rcvq_start else {
+            self.rcvq_start = Some((copied_seq, now));
+            return;
+        };
+        // Without timestamps, the RTT our own data measured (if any).
+        let Some(rtt) = self.rcv_rtt.or(self.rtt.srtt()) else {
+            return;
+        };
+        if now.saturating_duration_since(start) < rtt {
+            return;
+        }
+        let copied = copied_seq.diff(start_seq).max(0) as usize;
+        let space = self.rcvq_space.max(1);
+        if copied > space {
+            let mss = self.rcv_mss as usize;
+            let mut win = 2 * copied + RCVQ_EXTRA_SEGMENTS * mss;
+            // Grow faster while the consumption itself grows (Linux's `grow`).
+            win += 2 * (win as u64 * (copied - space) as u64 / space as u64) as usize;
+            let win = win.min(limit);
+            if win > self.recv_buf.capacity() {
+                log::trace!(
+                    "{}: receive buffer grows to {win} ({copied} bytes read in {rtt:?})",
+                    self.remote
+                );
+                self.recv_buf.grow_capacity(win);
+                // The larger window is offered with the next ACK.
+                self.maybe_window_update();
+            }
+            self.rcvq_space = copied;
+        }
+        self.rcvq_start = Some((copied_seq, now));
     }
 
     /// Seventh step of §3.10.7.4: the text of a segment already trimmed to the window,
@@ -2210,6 +2374,7 @@ impl Connection {
                 if advanced > 0 {
                     self.rcv.nxt += advanced as u32;
                     self.changed = true;
+                    self.rcv_space_adjust(now);
                 }
                 if offset > 0 || advanced == 0 || had_gap {
                     // RFC 5681 §4.2: out-of-order data gets an immediate duplicate
@@ -3314,10 +3479,9 @@ impl Connection {
         } else {
             0
         };
-        let blocks = (self.recv_buf.out_of_order_ranges().len()
-            + usize::from(self.dsack.is_some()))
-        .min(MAX_SACK_BLOCKS)
-        .min(40usize.saturating_sub(used + 4) / 8);
+        let blocks = (self.recv_buf.out_of_order_count() + usize::from(self.dsack.is_some()))
+            .min(MAX_SACK_BLOCKS)
+            .min(40usize.saturating_sub(used + 4) / 8);
         if blocks == 0 {
             0
         } else {
@@ -3331,8 +3495,7 @@ impl Connection {
         let nxt = self.rcv.nxt;
         let mut blocks: Vec<(SeqNum, SeqNum)> = self
             .recv_buf
-            .out_of_order_ranges()
-            .into_iter()
+            .out_of_order_iter()
             .map(|(a, b)| (nxt + a as u32, nxt + b as u32))
             .collect();
         if let Some((l, _)) = self.last_ooo {

@@ -124,6 +124,9 @@ struct Slot {
     /// everything that can change it. Kept so that keeping the heap's top exact does not
     /// recompute a deadline (the minimum of eight timers) at every step.
     deadline: Option<Instant>,
+    /// In [`Tcp::timer_pending`]: its deadline may have changed since the last
+    /// [`Tcp::flush_timers`].
+    timer_pending: bool,
 }
 
 #[derive(Debug, Default)]
@@ -159,6 +162,12 @@ pub struct Tcp {
     /// short connections). Entries are lazy: one whose slot no longer schedules that
     /// instant is skipped when it comes up.
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// Slots whose deadline may have changed since the heap was last brought up to date.
+    /// A round touches a connection several times (its segment, the application's read and
+    /// write, the segment it sends), and each touch can move a timer; the heap is updated
+    /// once per connection when someone asks for the next deadline ([`Tcp::poll_at`]) or
+    /// fires timers, not at every touch.
+    timer_pending: Vec<u32>,
     events: bool,
     /// Connections and listeners with socket-visible changes since the last
     /// [`Tcp::take_wakeups`], so the socket layer wakes only their waiters.
@@ -207,6 +216,7 @@ impl Tcp {
             pending: VecDeque::new(),
             dirty: VecDeque::new(),
             timers: BinaryHeap::new(),
+            timer_pending: Vec::new(),
             events: false,
             woken: Vec::new(),
             woken_listeners: Vec::new(),
@@ -341,30 +351,42 @@ impl Tcp {
         ConnId { index, generation }
     }
 
-    /// Keep the timer heap in step with slot `index`'s deadline. Called after anything that
-    /// may have changed it. A later deadline keeps the earlier entry (it fires, finds
-    /// nothing due and re-arms), so re-arming the retransmission timer on every ACK costs
-    /// nothing here.
+    /// Slot `index`'s deadline may have changed: called after anything that may have
+    /// changed it. The heap catches up in [`Tcp::flush_timers`].
     fn schedule(&mut self, index: u32) {
         let Some(slot) = self.slots.get_mut(index as usize) else {
             return;
         };
-        let real = slot.conn.as_ref().and_then(|c| c.deadline());
-        let moved = real != slot.deadline;
-        slot.deadline = real;
-        let mut pushed = false;
-        if let Some(deadline) = real {
-            if slot.scheduled.is_none_or(|at| deadline < at) {
-                slot.scheduled = Some(deadline);
-                self.timers
-                    .push(Reverse((deadline, index, slot.generation)));
-                pushed = true;
+        if !slot.timer_pending {
+            slot.timer_pending = true;
+            self.timer_pending.push(index);
+        }
+    }
+
+    /// Bring the timer heap up to date with the deadlines of the slots touched since the
+    /// last call, each read once: an earlier deadline gets an entry. A later one keeps the
+    /// earlier entry (it fires, finds nothing due and re-arms, or [`Tcp::tidy_timers`] moves
+    /// it), so re-arming the retransmission timer on every ACK costs nothing here.
+    fn flush_timers(&mut self) {
+        let mut pending = std::mem::take(&mut self.timer_pending);
+        for &index in &pending {
+            let Some(slot) = self.slots.get_mut(index as usize) else {
+                continue;
+            };
+            slot.timer_pending = false;
+            let real = slot.conn.as_ref().and_then(|c| c.deadline());
+            slot.deadline = real;
+            if let Some(deadline) = real {
+                if slot.scheduled.is_none_or(|at| deadline < at) {
+                    slot.scheduled = Some(deadline);
+                    self.timers
+                        .push(Reverse((deadline, index, slot.generation)));
+                }
             }
         }
-        // Unchanged deadline and no new entry: the heap is as exact as it was.
-        if pushed || moved {
-            self.tidy_timers();
-        }
+        pending.clear();
+        // Keep the allocation; nothing was added meanwhile (no slot is touched above).
+        self.timer_pending = pending;
     }
 
     /// Make the heap's top exact, so [`Tcp::poll_at`] is: drop entries of freed slots or
@@ -520,7 +542,7 @@ impl Tcp {
                 self.live = self.live.saturating_sub(1);
             }
         }
-        self.tidy_timers();
+        // Its heap entry, now of an old generation, is dropped when it comes to the top.
     }
 
     /// The connection table is full: end the oldest TIME-WAIT (only of connections the
@@ -903,8 +925,13 @@ impl Tcp {
     /// RECEIVE: Err(WouldBlock) when nothing is there yet, Ok(0) at EOF.
     pub fn recv(&mut self, id: ConnId, buf: &mut [u8], now: Instant) -> Result<usize, TcpError> {
         let _ = now;
-        if self.conn(id).is_none() {
-            return Err(TcpError::InvalidHandle);
+        match self.conn(id) {
+            None => return Err(TcpError::InvalidHandle),
+            // Nothing to read, no FIN, no error, not closed: `Connection::recv` would say
+            // WouldBlock and change nothing, so the bookkeeping after it has nothing to do
+            // (an event loop's reader asks once more after each request, to find it empty).
+            Some(c) if !c.recv_ready() => return Err(TcpError::WouldBlock),
+            Some(_) => {}
         }
         self.with_conn(id.index, |c, _| c.recv(buf))
             .unwrap_or(Err(TcpError::InvalidHandle))
@@ -1677,13 +1704,29 @@ impl Tcp {
         }
     }
 
-    /// The earliest instant at which [`Tcp::handle_timeout`] has work.
-    pub fn poll_at(&self) -> Option<Instant> {
+    /// The earliest instant at which [`Tcp::handle_timeout`] has work. `&mut`: the timer
+    /// heap catches up here with the connections touched since it was last asked.
+    pub fn poll_at(&mut self) -> Option<Instant> {
+        self.flush_timers();
+        self.tidy_timers();
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// An instant no later than [`Tcp::poll_at`], maybe earlier: when an event loop should
+    /// call [`Tcp::handle_timeout`] next. The earliest entry of the timer heap may be a
+    /// timer re-armed later since (the retransmission timer is, on every ACK that leaves
+    /// data in flight, and stopped on every ACK that leaves none); making the top exact
+    /// moves such an entry for every request of a keep-alive connection, while leaving it
+    /// costs one early call of `handle_timeout` per connection and retransmission timeout,
+    /// which re-arms it.
+    pub fn wake_at(&mut self) -> Option<Instant> {
+        self.flush_timers();
         self.timers.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// Fire every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.flush_timers();
         let mut due: Vec<u32> = Vec::new();
         while let Some(&Reverse((at, index, generation))) = self.timers.peek() {
             if at > now {
@@ -1723,7 +1766,7 @@ impl Tcp {
                 self.schedule(index);
             }
         }
-        self.tidy_timers();
+        self.flush_timers();
     }
 }
 
@@ -1976,6 +2019,38 @@ mod tests {
                 Err(e) => panic!("recv error {e}"),
             }
         }
+    }
+
+    /// A keep-alive exchange arms the retransmission timer and the ACK stops it. The heap
+    /// keeps the stopped timer's entry: `wake_at` may name it (early), `poll_at` never
+    /// does, and firing at the early instant sends nothing and leaves both agreeing.
+    #[test]
+    fn a_stopped_timer_makes_wake_at_early_never_late() {
+        let mut net = Net::new(Config::default());
+        let (c, s, _) = net.connect();
+        for _ in 0..3 {
+            assert_eq!(net.a.send(c, b"GET / HTTP/1.1\r\n\r\n", net.now), Ok(18));
+            net.pump();
+            read_all(&mut net.b, s, net.now);
+            assert_eq!(net.b.send(s, b"HTTP/1.1 200 OK\r\n\r\n", net.now), Ok(19));
+            net.pump();
+            read_all(&mut net.a, c, net.now);
+            // Let the client's delayed ACK go out, so nothing is left in flight.
+            while net.b.unacked(s) > 0 {
+                assert!(net.advance(Duration::from_secs(1)));
+            }
+        }
+        let early = net.b.wake_at().expect("the stopped timer's entry");
+        // The server has no timer running: the exact answer is none.
+        assert_eq!(net.b.poll_at(), None);
+        let sent = net.b.stats().segments_out;
+        net.now = net.now.max(early);
+        net.b.handle_timeout(net.now);
+        assert!(net.b.poll_transmit(net.now).is_none());
+        assert_eq!(net.b.stats().segments_out, sent);
+        assert_eq!(net.b.stats().timeouts, 0);
+        assert_eq!(net.b.wake_at(), None);
+        assert_eq!(net.b.state(s), State::Established);
     }
 
     const A6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
@@ -2578,6 +2653,8 @@ mod tests {
         // And with window scaling (1 MiB buffers).
         let big = Config {
             recv_buffer: 1 << 20,
+            // A fixed buffer: the window is what this test is about.
+            recv_buffer_max: 0,
             ..Config::default()
         };
         for seed in 0..3 {
@@ -2589,6 +2666,8 @@ mod tests {
     fn zero_window_probe_then_resume() {
         let config = Config {
             recv_buffer: 4000,
+            // A fixed buffer: the window is what this test is about.
+            recv_buffer_max: 0,
             // The first timer must be the persist timer, not a delayed ACK.
             delayed_ack: Duration::ZERO,
             ..Config::default()
@@ -2663,6 +2742,8 @@ mod tests {
     fn unanswered_zero_window_probes_time_out() {
         let config = Config {
             recv_buffer: 2000,
+            // A fixed buffer: the window is what this test is about.
+            recv_buffer_max: 0,
             max_retransmits: 3,
             delayed_ack: Duration::ZERO,
             ..Config::default()
@@ -2995,6 +3076,8 @@ mod tests {
     fn window_scaling_with_large_buffers() {
         let config = Config {
             recv_buffer: 1 << 20,
+            // A fixed buffer: the window is what this test is about.
+            recv_buffer_max: 0,
             ..Config::default()
         };
         let mut net = Net::new(config);
@@ -3028,6 +3111,7 @@ mod tests {
         // Without large buffers nothing is offered, even if the peer offers.
         let mut plain = Net::new(Config {
             recv_buffer: 65535,
+            recv_buffer_max: 0,
             ..Config::default()
         });
         plain.connect();

@@ -8,7 +8,7 @@
 //! | `rto.rs` | [`RttEstimator`]: the retransmission timeout (RFC 6298) |
 //! | `send_buf.rs`, `recv_buf.rs` | the send buffer and the reassembling receive buffer |
 //! | `spare.rs` | the rings drained buffers give back, reused by the next (no zeroing per request) |
-//! | `congestion.rs` | slow start, congestion avoidance, NewReno (RFC 5681, RFC 6582) |
+//! | `congestion.rs` | slow start with HyStart (RFC 9406 detection), CUBIC (RFC 9438) or Reno avoidance, NewReno (RFC 5681, RFC 6582) |
 //! | `connection.rs` | the TCB: one connection's state machine (§3.10) |
 //! | `config.rs`, `error.rs`, `stats.rs` | [`Config`], [`TcpError`], [`TcpStats`]: the layer's tunables, errors and counters |
 //! | `endpoint.rs` | [`Tcp`]: demultiplexing, listeners, ISNs, RSTs for unknown segments |
@@ -27,8 +27,8 @@
 //! probing, keep-alive, user timeout, RFC 6298 retransmission with Karn's rule, slow
 //! start / congestion avoidance / NewReno with SACK hole retransmission, limited
 //! transmit, early retransmit, tail loss probes, TIME-WAIT (with RFC 6191 reuse and RFC
-//! 1337 protection), orphan FIN-WAIT-2 timeout, RFC 6528 ISNs, CUBIC (RFC 9438) as an
-//! option, super-segments for devices with TSO (sent) and GRO (received), and a transmit
+//! 1337 protection), orphan FIN-WAIT-2 timeout, RFC 6528 ISNs, CUBIC (RFC 9438, the
+//! default) with HyStart (RFC 9406 detection), receive- and send-buffer autotuning, super-segments for devices with TSO (sent) and GRO (received), and a transmit
 //! path that copies payload straight from the send buffer into the packet. Not (yet): RTT samples from timestamps (RTTM), ECN. docs/tcp-rfc-coverage.md maps requirements to tests.
 
 pub mod config;

@@ -8,8 +8,12 @@
 use super::spare::{self, MIN_ALLOCATION};
 
 /// How many separate out-of-order ranges are tracked; a segment that would create one
-/// more is dropped (the peer retransmits it). Linux and smoltcp bound this the same way.
-pub const MAX_HELD_RANGES: usize = 16;
+/// more is dropped (the peer retransmits it), so a peer cannot make us keep unbounded
+/// state (smoltcp bounds its assembler the same way; Linux bounds its out-of-order queue
+/// by the buffer's memory). Large: a window of megabytes through an overflowing drop-tail
+/// queue loses every other segment of a burst, and each range dropped here is data the
+/// sender must send again although it arrived.
+pub const MAX_HELD_RANGES: usize = 256;
 
 /// In-order data for the application and out-of-order data held for reassembly, in one
 /// bounded ring buffer. Offsets in the API count from RCV.NXT.
@@ -72,6 +76,13 @@ impl RecvBuffer {
     /// Total size.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Let the buffer hold up to `capacity` bytes (receive autotuning). Never smaller than
+    /// now: the window already offered stays covered (RFC 9293 §3.8.6: the right edge is
+    /// not moved left). Memory is not allocated here, only as data arrives.
+    pub fn grow_capacity(&mut self, capacity: usize) {
+        self.capacity = self.capacity.max(capacity);
     }
 
     /// Bytes of memory allocated for the ring now (grows on demand up to `capacity`).
@@ -164,6 +175,17 @@ impl RecvBuffer {
     /// SACK blocks, RFC 2018).
     pub fn out_of_order_ranges(&self) -> Vec<(usize, usize)> {
         self.held.clone()
+    }
+
+    /// How many separate out-of-order ranges are held.
+    pub fn out_of_order_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The held ranges, as [`out_of_order_ranges`](Self::out_of_order_ranges) without
+    /// copying them (up to [`MAX_HELD_RANGES`] on every ACK).
+    pub fn out_of_order_iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.held.iter().copied()
     }
 
     /// Reallocate the ring to at least `need` bytes (doubling, at most `capacity`),
@@ -331,15 +353,16 @@ mod tests {
 
     #[test]
     fn held_range_limit() {
-        let mut b = RecvBuffer::new(1000);
+        let mut b = RecvBuffer::new(10 * MAX_HELD_RANGES + 1000);
         for i in 0..MAX_HELD_RANGES {
             b.insert(10 + i * 10, b"x");
         }
         assert_eq!(b.out_of_order_ranges().len(), MAX_HELD_RANGES);
         // A new separate range is refused...
-        assert_eq!(b.insert(500, b"y"), 0);
+        let beyond = 10 * MAX_HELD_RANGES + 500;
+        assert_eq!(b.insert(beyond, b"y"), 0);
         assert_eq!(b.out_of_order_ranges().len(), MAX_HELD_RANGES);
-        assert!(!b.out_of_order_ranges().contains(&(500, 501)));
+        assert!(!b.out_of_order_ranges().contains(&(beyond, beyond + 1)));
         // ...but one extending an existing range is taken, and in-order data always is.
         b.insert(11, b"x");
         assert_eq!(b.out_of_order_ranges()[0], (10, 12));

@@ -174,7 +174,7 @@ fn trace_of_a_connection_shows_every_layer_and_transition() {
     index_of(t, "DF  checksum ok  proto tcp");
     // Relative and absolute sequence numbers, options decoded.
     let syn_seg = index_of(t, "[S]  seq 0 (abs ");
-    index_of(t, "win 65535  <mss 1460,wscale 3,sackOK,TS val ");
+    index_of(t, "win 65535  <mss 1460,wscale 7,sackOK,TS val ");
     let syn_ack = index_of(t, "80 → ");
     assert!(t[syn_ack..].contains("[S.]  seq 0 (abs "), "{t}");
     index_of(t, "ack 1 (abs ");
@@ -562,7 +562,7 @@ fn windows_are_shown_scaled_after_the_handshake() {
             .split_once("<<")
             .expect(line);
         let (field, shift): (u32, u32) = (field.parse().unwrap(), shift.parse().unwrap());
-        assert_eq!(shift, 3, "{line}");
+        assert_eq!(shift, 7, "{line}");
         assert_eq!(scaled, field << shift, "{line}");
         assert!(scaled > 65_535, "{line}");
     }
