@@ -148,7 +148,7 @@ pub fn diagram(
     }
     if d.skipped.total() > 0 {
         eprintln!(
-            "({} packet(s) not TCP over IPv4, not drawn)",
+            "({} packet(s) not TCP, not drawn)",
             d.skipped.total()
         );
     }
