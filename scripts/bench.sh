@@ -17,6 +17,8 @@
 #              (default: "plain" = --no-offload, "mq2" = --queues 2, "threaded" = --threaded)
 #   Linux:     ns C: [wrk/ab/curl/python] 10.78.0.1 ──veth── 10.78.0.2 linux_responder (ns S)
 #   smoltcp:   ns M: [wrk/ab/curl/python] ──kernel TCP── tsmN (TUN 10.76.0.1) ══ smoltcp-responder 10.76.0.2
+#   IPv6:      tunstack also answers as fd77::2 (the TUN's side fd77::1/64), Linux as fd78::2
+#              (a second responder on the same veth, fd78::1/64 on the client's side)
 #
 # The client always runs in the kernel; only the server side differs: our userspace stack
 # behind a TUN, the kernel's TCP behind a veth with a minimal single-threaded epoll
@@ -31,6 +33,8 @@
 #                                        whole exchange, which includes the echo back)
 #   each server's own CPU                user + system time of the server process over each
 #                                        of those (/proc/PID/stat), per request or per MiB
+#   keep-alive and download over IPv6    the same wrk and curl GET to tunstack's and Linux's
+#                                        IPv6 addresses (smoltcp and the variants: IPv4 only)
 # once:
 #   10,000 idle connections held, then one request served on each; server RSS
 #
@@ -136,18 +140,23 @@ ip -n "$NS_C" addr add 10.78.0.1/24 dev "${VETH}a"
 ip -n "$NS_S" addr add 10.78.0.2/24 dev "${VETH}b"
 ip -n "$NS_C" link set "${VETH}a" up
 ip -n "$NS_S" link set "${VETH}b" up
+# nodad: the addresses are usable at once, not after duplicate address detection.
+ip -n "$NS_C" addr add fd78::1/64 dev "${VETH}a" nodad
+ip -n "$NS_S" addr add fd78::2/64 dev "${VETH}b" nodad
 
 T_IP=10.77.0.2
 L_IP=10.78.0.2
 M_IP=10.76.0.2
 # Per server: the namespace its client runs in, its address, its process (for its CPU time).
 declare -A CLIENT_NS=(["tunstack"]="$NS_T" ["linux"]="$NS_C") SERVER_IP=(["tunstack"]="$T_IP" ["linux"]="$L_IP")
+# The IPv6 addresses (as they appear in a URL) of the servers measured over IPv6 too.
+declare -A SERVER_IP6=(["tunstack"]="[fd77::2]" ["linux"]="[fd78::2]")
 declare -A SERVER_PID=()
 SERVERS=(tunstack linux)
 
 # shellcheck disable=SC2086
 RUST_LOG=warn ip netns exec "$NS_T" "$BIN" serve --tun "$TUN" --host-ip 10.77.0.1/24 --ip "$T_IP" \
-    --port 80 --root "$TMP/www" --max-connections $((IDLE_CONNS + 2000)) --idle-timeout 120 --header-timeout 120 \
+    --host-ip6 fd77::1/64 --ip6 fd77::2 --port 80 --root "$TMP/www" --max-connections $((IDLE_CONNS + 2000)) --idle-timeout 120 --header-timeout 120 \
     $TUNSTACK_ARGS >"$OUT/tunstack.log" 2>&1 &
 T_PID=$!
 PIDS+=("$T_PID")
@@ -186,6 +195,11 @@ ip netns exec "$NS_S" "$RESPONDER" "$L_IP:80" "$TMP/www" >"$OUT/linux.log" 2>&1 
 L_PID=$!
 PIDS+=("$L_PID")
 SERVER_PID[linux]=$L_PID
+ip netns exec "$NS_S" "$RESPONDER" "[fd78::2]:80" "$TMP/www" >"$OUT/linux6.log" 2>&1 &
+PIDS+=("$!")
+# Over IPv6 tunstack's CPU is its one process's; Linux's is the second responder's.
+SERVER_PID[tunstack-6]=$T_PID
+SERVER_PID[linux-6]=$!
 if [[ $SMOLTCP != 0 ]]; then
     # smoltcp only attaches to a TUN: create it, with the host side's address and the same
     # queue length as tunstack's TUN, in the peer's own namespace (deleted with it).
@@ -222,6 +236,8 @@ wait_ready() { # ns url
 }
 wait_ready "$NS_T" "http://$T_IP/1k.bin"
 wait_ready "$NS_C" "http://$L_IP/1k.bin"
+wait_ready "$NS_T" "http://${SERVER_IP6[tunstack]}/1k.bin"
+wait_ready "$NS_C" "http://${SERVER_IP6[linux]}/1k.bin"
 if [[ $SMOLTCP != 0 ]]; then
     wait_ready "$NS_M" "http://$M_IP/1k.bin"
 fi
@@ -279,18 +295,29 @@ server_us() { # ticks_before ticks_after units
         'BEGIN { if (a != "" && b != "" && n > 0) printf "%.3f", (b - a) / hz * 1e6 / n }'
 }
 
-run_wrk() { # name
-    local out t0
-    t0="$(server_ticks "$1")"
-    out="$(with_cpu "${CLIENT_NS[$1]}" wrk -t1 -c50 -d"${DURATION}s" --latency "http://${SERVER_IP[$1]}/1k.bin" 2>&1)"
-    echo "$out" >>"$OUT/wrk-$1.txt"
+# With a second argument 6, run_wrk and run_download measure the server over IPv6: the
+# same client and file, the server's IPv6 address; the metrics get the suffix 6.
+target() { # name [6]: "pid-key address"
+    if [[ ${2:-} == 6 ]]; then
+        echo "$1-6 ${SERVER_IP6[$1]}"
+    else
+        echo "$1 ${SERVER_IP[$1]}"
+    fi
+}
+
+run_wrk() { # name [6]
+    local out t0 key ip v=${2:-}
+    read -r key ip <<<"$(target "$@")"
+    t0="$(server_ticks "$key")"
+    out="$(with_cpu "${CLIENT_NS[$1]}" wrk -t1 -c50 -d"${DURATION}s" --latency "http://$ip/1k.bin" 2>&1)"
+    echo "$out" >>"$OUT/wrk-$1$v.txt"
     local n
     n="$(awk '/requests in/ {print $1}' <<<"$out")"
-    record "$1" srv_wrk_us "$(server_us "$t0" "$(server_ticks "$1")" "$n")"
-    record "$1" rps "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
-    record "$1" p50 "$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
-    record "$1" p99 "$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
-    record "$1" wrk_us "$(client_us "$out" "$n")"
+    record "$1" "srv_wrk_us$v" "$(server_us "$t0" "$(server_ticks "$key")" "$n")"
+    record "$1" "rps$v" "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
+    record "$1" "p50$v" "$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")"
+    record "$1" "p99$v" "$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")"
+    [[ -n $v ]] || record "$1" wrk_us "$(client_us "$out" "$n")"
 }
 
 # TcpExtTCPSynRetrans of a namespace: SYNs its clients sent again (a SYN lost or ignored).
@@ -312,12 +339,13 @@ run_ab() { # name
     record "$1" ab_us "$(client_us "$out" "$n")"
 }
 
-run_download() { # name
-    local out t0
-    t0="$(server_ticks "$1")"
-    out="$(ip netns exec "${CLIENT_NS[$1]}" curl -s -o /dev/null --max-time 120 -w '%{size_download} %{time_pretransfer} %{time_total}' "http://${SERVER_IP[$1]}/big.bin")" || true
-    record "$1" srv_down_us "$(server_us "$t0" "$(server_ticks "$1")" "$(awk '{ print $1 / 1048576 }' <<<"$out")")"
-    record "$1" down "$(awk '{ if ($3 > $2) printf "%.3f", $1 * 8 / ($3 - $2) / 1e9; else print 0 }' <<<"$out")"
+run_download() { # name [6]
+    local out t0 key ip v=${2:-}
+    read -r key ip <<<"$(target "$@")"
+    t0="$(server_ticks "$key")"
+    out="$(ip netns exec "${CLIENT_NS[$1]}" curl -s -o /dev/null --max-time 120 -w '%{size_download} %{time_pretransfer} %{time_total}' "http://$ip/big.bin")" || true
+    record "$1" "srv_down_us$v" "$(server_us "$t0" "$(server_ticks "$key")" "$(awk '{ print $1 / 1048576 }' <<<"$out")")"
+    record "$1" "down$v" "$(awk '{ if ($3 > $2) printf "%.3f", $1 * 8 / ($3 - $2) / 1e9; else print 0 }' <<<"$out")"
 }
 
 run_upload() { # name
@@ -360,6 +388,11 @@ for round in $(seq 1 "$ROUNDS"); do
         done
     done
     SMOL_AB_END=$SECONDS
+    for run in run_wrk run_download; do
+        for server in "${!SERVER_IP6[@]}"; do
+            "$run" "$server" 6
+        done
+    done
     for i in "${!VAR_NAMES[@]}"; do
         for run in run_wrk run_download run_upload run_ab; do
             "$run" "tunstack-${VAR_NAMES[$i]}"
@@ -419,6 +452,11 @@ rows = [
     ("  server's own CPU per MiB, µs", "srv_down_us", "{:,.0f}"),
     ("upload Gbit/s (32 MiB POST /echo, incl. echo)", "up", "{:.2f}"),
     ("  server's own CPU per MiB uploaded and echoed, µs", "srv_up_us", "{:,.0f}"),
+    ("keep-alive req/s over IPv6 (wrk -c50, 1 KiB)", "rps6", "{:,.0f}"),
+    ("  p99 latency ms", "p996", "{:.3f}"),
+    ("  server's own CPU per request, µs", "srv_wrk_us6", "{:.2f}"),
+    ("download Gbit/s over IPv6 (256 MiB GET)", "down6", "{:.2f}"),
+    ("  server's own CPU per MiB, µs", "srv_down_us6", "{:,.0f}"),
     (f"idle conns served (of {int(sys.argv[3]):,})", "served", "{:,.0f}"),
     ("  server RSS with them open, MiB", "rss_idle_kib", "{:.1f}"),
     ("  server RSS after serving, MiB", "rss_after_kib", "{:.1f}"),
