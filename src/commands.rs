@@ -147,10 +147,7 @@ pub fn diagram(
         );
     }
     if d.skipped.total() > 0 {
-        eprintln!(
-            "({} packet(s) not TCP, not drawn)",
-            d.skipped.total()
-        );
+        eprintln!("({} packet(s) not TCP, not drawn)", d.skipped.total());
     }
     let options = svg::Options { max_arrows };
     let text = if html {
