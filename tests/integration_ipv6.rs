@@ -92,7 +92,8 @@ fn sha256(h: &Harness, file: &Path) -> String {
 }
 
 /// A 3 MiB file to serve, a server on it (`extra` flags), then GET and POST over IPv6.
-fn get_and_post(mut h: Harness, extra: &[&str]) {
+/// Returns the harness, the server still running.
+fn get_and_post(mut h: Harness, extra: &[&str]) -> Harness {
     let root = h.dir().join("root");
     std::fs::create_dir_all(&root).expect("mkdir root");
     let file = root.join("six.bin");
@@ -118,6 +119,7 @@ fn get_and_post(mut h: Harness, extra: &[&str]) {
         ],
     );
     assert_eq!(run.stdout, "200", "IPv4 beside IPv6: {run}");
+    h
 }
 
 #[test]
@@ -125,7 +127,14 @@ fn curl6_get_and_post_over_tun() {
     let Some(h) = Harness::new("ipv6_curl_tun", &["curl", "sha256sum"]) else {
         return;
     };
-    get_and_post(h, &[]);
+    let h = get_and_post(h, &[]);
+    // The event loop's TUN took TSO6, so the GET and POST above ran with TCP/IPv6
+    // super-segments in both directions.
+    let log = h.server_log();
+    assert!(
+        log.contains("tx_tso6: true"),
+        "TSO6 negotiated on the TUN: {log}"
+    );
 }
 
 #[test]

@@ -148,6 +148,8 @@ fn all_offloads() -> Offloads {
         rx_csum: true,
         rx_tso4: true,
         tx_tso4: true,
+        rx_tso6: true,
+        tx_tso6: true,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Software segmentation of TCP/IPv4 super-segments: what the kernel's GSO does, in Rust.
+//! Software segmentation of TCP super-segments (IPv4 and IPv6): what the kernel's GSO does,
+//! in Rust.
 //!
 //! With offloads on ([`super::tunq`]), one packet crossing the TUN may be a super-segment:
 //! up to 64 KiB of TCP payload behind one IP + TCP header, with a partial checksum, that
@@ -13,6 +14,11 @@
 //!   first only (RFC 3168 §6.1.2: the window was reduced once, before this data);
 //! - the TCP checksum is computed in full over the pseudo-header and the piece
 //!   (RFC 9293 §3.1), whether the input's checksum was partial, absent or complete.
+//!
+//! [`split_tcp6`] does the same for TCP/IPv6 (Linux `tcp6_gso_segment`): the payload length
+//! is rewritten instead of the total length, there is no identification nor header
+//! checksum, and the TCP checksum covers the IPv6 pseudo-header (RFC 8200 §8.1). Only a TCP
+//! header right after the fixed header is cut (what we send, and what GRO coalesces).
 //!
 //! Two uses: a capture (`--pcap`, the trace) shows the same packets with offloads on or off
 //! ([`tx_view`], [`rx_view`]); and a device that cannot take super-segments sends the pieces
@@ -49,6 +55,32 @@ pub fn tcp4_header_lens(packet: &[u8]) -> Option<(usize, usize)> {
         return None;
     }
     Some((ip_len, tcp_len))
+}
+
+/// The IP and TCP header lengths of a TCP/IPv6 packet whose TCP header follows the fixed
+/// header directly (options included), or `None` if it is not one or its headers do not
+/// fit in it.
+pub fn tcp6_header_lens(packet: &[u8]) -> Option<(usize, usize)> {
+    use crate::ip::ipv6;
+    if *packet.first()? >> 4 != 6 || *packet.get(6)? != ipv6::NEXT_TCP {
+        return None;
+    }
+    let ip_len = ipv6::HEADER_LEN;
+    let tcp_len = usize::from(*packet.get(ip_len.checked_add(12)?)? >> 4) * 4;
+    if tcp_len < TCP_MIN_HEADER_LEN || ip_len.checked_add(tcp_len)? > packet.len() {
+        return None;
+    }
+    Some((ip_len, tcp_len))
+}
+
+/// The IP and TCP header lengths of a TCP packet over IPv4 or IPv6 (see
+/// [`tcp4_header_lens`], [`tcp6_header_lens`]).
+pub fn tcp_header_lens(packet: &[u8]) -> Option<(usize, usize)> {
+    match packet.first()? >> 4 {
+        4 => tcp4_header_lens(packet),
+        6 => tcp6_header_lens(packet),
+        _ => None,
+    }
 }
 
 /// Reads a big-endian u16.
@@ -122,27 +154,134 @@ pub fn split_tcp4(packet: &[u8], gso_size: usize, out: &mut dyn FnMut(&[u8])) {
     let Some(p) = Tcp4::parse(packet) else {
         return;
     };
-    let hdrs = p.headers.len();
-    let mut buf = Vec::with_capacity(hdrs + gso_size.min(p.payload.len()));
-    let mut chunks = p.payload.chunks(gso_size).peekable();
     let mut id = p.id;
-    let mut seq = p.seq;
+    cut(
+        p.headers,
+        p.payload,
+        p.seq,
+        gso_size,
+        out,
+        &mut |buf, at| {
+            fix_piece(buf, &p, id, at.seq, at.first, at.last);
+            id = id.wrapping_add(1);
+        },
+    );
+}
+
+/// Cuts the TCP/IPv6 super-segment `packet` (TCP right after the fixed header) as
+/// [`split_tcp4`] does a TCP/IPv4 one: the same pieces, each with its payload length and
+/// TCP checksum over the IPv6 pseudo-header rewritten (RFC 8200 §8.1).
+///
+/// Bad input — not IPv6, extension headers, not TCP, headers or payload length that do not
+/// fit, a zero payload length (a jumbogram, RFC 2675), `gso_size` 0 — emits nothing; it
+/// never panics.
+pub fn split_tcp6(packet: &[u8], gso_size: usize, out: &mut dyn FnMut(&[u8])) {
+    use crate::ip::ipv6;
+    if gso_size == 0 {
+        return;
+    }
+    let Some((ip_len, tcp_len)) = tcp6_header_lens(packet) else {
+        return;
+    };
+    let hdrs = ip_len + tcp_len;
+    let Some(payload_len) = be16(packet, 4) else {
+        return;
+    };
+    let total = ip_len + usize::from(payload_len);
+    if total < hdrs || total > packet.len() {
+        return;
+    }
+    let (Some(headers), Some(payload), Some(src), Some(dst), Some(seq)) = (
+        packet.get(..hdrs),
+        packet.get(hdrs..total),
+        packet.get(8..24).and_then(|b| <[u8; 16]>::try_from(b).ok()),
+        packet
+            .get(24..40)
+            .and_then(|b| <[u8; 16]>::try_from(b).ok()),
+        packet
+            .get(ip_len + 4..ip_len + 8)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok()),
+    ) else {
+        return;
+    };
+    let (src, dst) = (std::net::Ipv6Addr::from(src), std::net::Ipv6Addr::from(dst));
+    let seq = u32::from_be_bytes(seq);
+    cut(headers, payload, seq, gso_size, out, &mut |buf, at| {
+        let upper = buf.len() - ip_len;
+        // A piece is never longer than the packet, whose payload length fit a u16.
+        put16(buf, 4, u16::try_from(upper).unwrap_or(u16::MAX));
+        fix_tcp(buf, ip_len, at.seq, at.first, at.last);
+        put16(buf, ip_len + 16, 0);
+        let tcp = buf.get(ip_len..).unwrap_or_default();
+        let len = u32::try_from(tcp.len()).unwrap_or(u32::MAX);
+        let sum = checksum_with(ipv6::pseudo_header_sum(src, dst, ipv6::NEXT_TCP, len), tcp);
+        put16(buf, ip_len + 16, sum);
+    });
+}
+
+/// [`split_tcp4`] or [`split_tcp6`], by the packet's version.
+pub fn split_tcp(packet: &[u8], gso_size: usize, out: &mut dyn FnMut(&[u8])) {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => split_tcp4(packet, gso_size, out),
+        Some(6) => split_tcp6(packet, gso_size, out),
+        _ => {}
+    }
+}
+
+/// Where one piece stands in the super-segment being cut.
+#[derive(Clone, Copy)]
+struct Piece {
+    /// Its sequence number.
+    seq: u32,
+    first: bool,
+    last: bool,
+}
+
+/// The loop both versions share: `headers` copied in front of each `gso_size` chunk of
+/// `payload`, `fix` rewriting the copy (given the piece's sequence number and whether it is
+/// the first or last piece) before it goes to `out`.
+fn cut(
+    headers: &[u8],
+    payload: &[u8],
+    seq: u32,
+    gso_size: usize,
+    out: &mut dyn FnMut(&[u8]),
+    fix: &mut dyn FnMut(&mut Vec<u8>, Piece),
+) {
+    let mut buf = Vec::with_capacity(headers.len() + gso_size.min(payload.len()));
+    let mut chunks = payload.chunks(gso_size).peekable();
+    let mut seq = seq;
     let mut first = true;
     loop {
         let chunk = chunks.next().unwrap_or_default();
         let last = chunks.peek().is_none();
         buf.clear();
-        buf.extend_from_slice(p.headers);
+        buf.extend_from_slice(headers);
         buf.extend_from_slice(chunk);
-        fix_piece(&mut buf, &p, id, seq, first, last);
+        fix(&mut buf, Piece { seq, first, last });
         out(&buf);
         if last {
             break;
         }
         first = false;
-        id = id.wrapping_add(1);
         // A chunk is at most 64 KiB, so its length fits a u32.
         seq = seq.wrapping_add(u32::try_from(chunk.len()).unwrap_or(0));
+    }
+}
+
+/// Sets a piece's sequence number and keeps FIN and PSH on the last piece only, CWR on
+/// the first only.
+fn fix_tcp(buf: &mut [u8], ip_len: usize, seq: u32, first: bool, last: bool) {
+    if let Some(b) = buf.get_mut(ip_len + 4..ip_len + 8) {
+        b.copy_from_slice(&seq.to_be_bytes());
+    }
+    if let Some(flags) = buf.get_mut(ip_len + 13) {
+        if !last {
+            *flags &= !(TCP_FIN | TCP_PSH);
+        }
+        if !first {
+            *flags &= !TCP_CWR;
+        }
     }
 }
 
@@ -157,18 +296,7 @@ fn fix_piece(buf: &mut [u8], p: &Tcp4<'_>, id: u16, seq: u32, first: bool, last:
     put16(buf, 10, 0);
     let ip_sum = checksum(buf.get(..ip_len).unwrap_or_default());
     put16(buf, 10, ip_sum);
-
-    if let Some(b) = buf.get_mut(ip_len + 4..ip_len + 8) {
-        b.copy_from_slice(&seq.to_be_bytes());
-    }
-    if let Some(flags) = buf.get_mut(ip_len + 13) {
-        if !last {
-            *flags &= !(TCP_FIN | TCP_PSH);
-        }
-        if !first {
-            *flags &= !TCP_CWR;
-        }
-    }
+    fix_tcp(buf, ip_len, seq, first, last);
     put16(buf, ip_len + 16, 0);
     let tcp = buf.get(ip_len..).unwrap_or_default();
     let tcp_len = u16::try_from(tcp.len()).unwrap_or(u16::MAX);
@@ -177,8 +305,8 @@ fn fix_piece(buf: &mut [u8], p: &Tcp4<'_>, id: u16, seq: u32, first: bool, last:
 }
 
 /// The packets a capture shows for a packet that crossed an offloading device: the pieces
-/// of a TCP/IPv4 super-segment (`gso_size` > 0), the packet with its checksum completed
-/// (`csum_partial`), or the packet itself (no offload, or not TCP/IPv4).
+/// of a TCP super-segment over IPv4 or IPv6 (`gso_size` > 0), the packet with its checksum
+/// completed (`csum_partial`), or the packet itself (no offload, or not TCP/UDP).
 pub fn view(packet: &[u8], gso_size: u16, csum_partial: bool, out: &mut dyn FnMut(&[u8])) {
     if gso_size == 0 && !csum_partial {
         out(packet);
@@ -186,7 +314,7 @@ pub fn view(packet: &[u8], gso_size: u16, csum_partial: bool, out: &mut dyn FnMu
     }
     let size = if gso_size > 0 { gso_size } else { u16::MAX };
     let mut emitted = false;
-    split_tcp4(packet, usize::from(size), &mut |piece| {
+    split_tcp(packet, usize::from(size), &mut |piece| {
         emitted = true;
         out(piece);
     });
@@ -194,8 +322,8 @@ pub fn view(packet: &[u8], gso_size: u16, csum_partial: bool, out: &mut dyn FnMu
         return;
     }
     // A UDP datagram with a partial checksum (the kernel's transmit checksum offload covers
-    // UDP too): shown with its checksum complete, as it is on the wire. IPv6 TCP and UDP
-    // likewise (no super-segments there: only the checksum is left to the device).
+    // UDP too): shown with its checksum complete, as it is on the wire. IPv6 UDP, and TCP
+    // behind extension headers, likewise.
     match complete_udp4_checksum(packet).or_else(|| complete_ipv6_checksum(packet)) {
         Some(fixed) => out(&fixed),
         None => out(packet),
@@ -261,17 +389,19 @@ fn complete_udp4_checksum(packet: &[u8]) -> Option<Vec<u8>> {
     Some(fixed)
 }
 
-/// [`view`] for an Ethernet II frame (a TAP's packets): the IPv4 packet inside is cut or
-/// completed, each piece behind a copy of the 14-byte Ethernet header. Other frames (ARP,
-/// IPv6, VLAN-tagged) are handed over as they are.
+/// [`view`] for an Ethernet II frame (a TAP's packets): the IPv4 or IPv6 packet inside is
+/// cut or completed, each piece behind a copy of the 14-byte Ethernet header. Other frames
+/// (ARP, VLAN-tagged) are handed over as they are.
 pub fn view_ethernet(frame: &[u8], gso_size: u16, csum_partial: bool, out: &mut dyn FnMut(&[u8])) {
     const ETH_HEADER_LEN: usize = 14;
     const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
-    let is_ipv4 = frame.get(12..ETH_HEADER_LEN) == Some(&ETHERTYPE_IPV4[..]);
+    const ETHERTYPE_IPV6: [u8; 2] = [0x86, 0xdd];
+    let ethertype = frame.get(12..ETH_HEADER_LEN);
+    let is_ip = ethertype == Some(&ETHERTYPE_IPV4[..]) || ethertype == Some(&ETHERTYPE_IPV6[..]);
     let (Some(eth), Some(packet), true) = (
         frame.get(..ETH_HEADER_LEN),
         frame.get(ETH_HEADER_LEN..),
-        is_ipv4,
+        is_ip,
     ) else {
         out(frame);
         return;
@@ -643,5 +773,146 @@ mod tests {
         let mut untouched = Vec::new();
         view(&partial, 0, false, &mut |p| untouched.push(p.to_vec()));
         assert_eq!(untouched, vec![partial]);
+    }
+
+    /// A TCP/IPv6 fd00::1:1234 → fd00::2:80 packet with a timestamp option, its checksum
+    /// filled as `csum` says over the IPv6 pseudo-header.
+    fn packet6(payload_len: usize, flags: u8, csum: Csum) -> Vec<u8> {
+        use crate::ip::ipv6;
+        let (a, b) = (A6, B6);
+        let mut tcp = Vec::new();
+        tcp.extend_from_slice(&1234u16.to_be_bytes());
+        tcp.extend_from_slice(&80u16.to_be_bytes());
+        tcp.extend_from_slice(&SEQ.to_be_bytes());
+        tcp.extend_from_slice(&7u32.to_be_bytes());
+        tcp.push(8 << 4);
+        tcp.push(flags);
+        tcp.extend_from_slice(&5000u16.to_be_bytes());
+        tcp.extend_from_slice(&[0, 0, 0, 0]);
+        tcp.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 42, 0, 0, 0, 24]);
+        tcp.extend((0..payload_len).map(|i| (i % 251) as u8));
+        let len = u32::try_from(tcp.len()).unwrap();
+        let pseudo = ipv6::pseudo_header_sum(a, b, ipv6::NEXT_TCP, len);
+        let sum = match csum {
+            Csum::Full => checksum_with(pseudo, &tcp),
+            Csum::Partial => !checksum_with(pseudo, &[]),
+            Csum::Zero => 0,
+        };
+        put16(&mut tcp, 16, sum);
+        ipv6::emit(a, b, ipv6::NEXT_TCP, 64, &tcp)
+    }
+
+    const A6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+    const B6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+    /// Parses every IPv6 piece (the TCP parser verifies the checksum over the IPv6
+    /// pseudo-header) and checks sequence numbers, flags and the payload.
+    fn check6(pieces: &[Vec<u8>], payload_len: usize, gso_size: usize, flags: u8) {
+        use crate::ip::ipv6::Ipv6Packet;
+        let mut expected_seq = SEQ;
+        let mut data = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            let ip = Ipv6Packet::parse(piece).expect("valid IPv6");
+            assert_eq!(ip.bytes.len(), piece.len(), "payload length rewritten");
+            let seg = Segment::parse(ip.src, ip.dst, ip.payload).expect("valid TCP");
+            assert_eq!(seg.seq.0, expected_seq, "piece {i}");
+            assert_eq!(seg.options.timestamps, Some((42, 24)));
+            let last = i + 1 == pieces.len();
+            assert_eq!(seg.flags.fin, last && flags & TCP_FIN != 0, "FIN on {i}");
+            assert_eq!(seg.flags.psh, last && flags & TCP_PSH != 0, "PSH on {i}");
+            let cwr = ip.payload[13] & TCP_CWR != 0;
+            assert_eq!(cwr, i == 0 && flags & TCP_CWR != 0, "CWR on {i}");
+            if last {
+                assert!(seg.payload.len() <= gso_size);
+            } else {
+                assert_eq!(seg.payload.len(), gso_size, "only the last piece is short");
+            }
+            expected_seq = expected_seq.wrapping_add(seg.payload.len() as u32);
+            data.extend_from_slice(&seg.payload);
+        }
+        let want: Vec<u8> = (0..payload_len).map(|i| (i % 251) as u8).collect();
+        assert_eq!(data, want, "payload reassembles");
+    }
+
+    #[test]
+    fn ipv6_super_segment_is_cut_into_wire_segments() {
+        for csum in [Csum::Full, Csum::Partial, Csum::Zero] {
+            let p = packet6(3500, FLAGS_ALL, csum);
+            let mut pieces = Vec::new();
+            split_tcp6(&p, 1000, &mut |x| pieces.push(x.to_vec()));
+            assert_eq!(
+                pieces.iter().map(Vec::len).collect::<Vec<_>>(),
+                [1072, 1072, 1072, 572]
+            );
+            check6(&pieces, 3500, 1000, FLAGS_ALL);
+        }
+        // The largest IPv6 super-segment: 65535 bytes of payload behind the header.
+        let max = 65535 - 32;
+        let p = packet6(max, 0x10 | TCP_PSH, Csum::Partial);
+        assert_eq!(p.len(), crate::link::offload::MAX_SUPER_PACKET6);
+        let mut pieces = Vec::new();
+        split_tcp(&p, 1428, &mut |x| pieces.push(x.to_vec()));
+        assert_eq!(pieces.len(), max.div_ceil(1428));
+        check6(&pieces, max, 1428, 0x10 | TCP_PSH);
+    }
+
+    /// What pcap and the fault injector see of an IPv6 super-segment we send with TSO6:
+    /// the wire's segments, on a TUN and behind an Ethernet header on a TAP.
+    #[test]
+    fn ipv6_super_segment_views_show_wire_segments() {
+        let superseg = packet6(3000, FLAGS_ALL, Csum::Partial);
+        let meta = TxMeta {
+            gso_size: 1440,
+            csum_partial: true,
+        };
+        let mut seen = Vec::new();
+        tx_view(&superseg, meta, &mut |p| seen.push(p.to_vec()));
+        assert_eq!(seen.len(), 3);
+        check6(&seen, 3000, 1440, FLAGS_ALL);
+
+        let eth: Vec<u8> = (1..=12).chain([0x86, 0xdd]).collect();
+        let mut frame = eth.clone();
+        frame.extend_from_slice(&superseg);
+        let mut pieces = Vec::new();
+        wire_view(
+            super::super::Medium::Ethernet,
+            &frame,
+            1440,
+            true,
+            &mut |f| {
+                assert_eq!(&f[..14], &eth[..]);
+                pieces.push(f[14..].to_vec());
+            },
+        );
+        check6(&pieces, 3000, 1440, FLAGS_ALL);
+    }
+
+    #[test]
+    fn bad_ipv6_input_emits_nothing() {
+        let good = packet6(300, 0x10, Csum::Partial);
+        let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut ext = good.clone();
+        ext[6] = 0; // hop-by-hop options: not cut
+        cases.push(("extension header", ext));
+        let mut jumbo = good.clone();
+        put16(&mut jumbo, 4, 0);
+        cases.push(("payload length 0", jumbo));
+        let mut long = good.clone();
+        put16(&mut long, 4, 2000);
+        cases.push(("payload length beyond the buffer", long));
+        let mut doff = good.clone();
+        doff[40 + 12] = 4 << 4;
+        cases.push(("data offset 4", doff));
+        for (what, p) in cases {
+            let mut n = 0;
+            split_tcp6(&p, 100, &mut |_| n += 1);
+            assert_eq!(n, 0, "{what}");
+        }
+        for cut in 0..good.len() {
+            split_tcp6(&good[..cut], 64, &mut |piece| {
+                let ip = crate::ip::ipv6::Ipv6Packet::parse(piece).expect("valid IPv6");
+                Segment::parse(ip.src, ip.dst, ip.payload).expect("valid TCP");
+            });
+        }
     }
 }

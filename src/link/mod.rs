@@ -50,7 +50,7 @@ pub use tunq::{configure_link, delete_link, TunOptions, TunQueue};
 
 use crate::time::Instant;
 use fault::FaultStats;
-use offload::{Offloads, RxMeta, TxMeta, MAX_SUPER_PACKET};
+use offload::{Offloads, RxMeta, TxMeta, MAX_SUPER_PACKET, MAX_SUPER_PACKET6};
 
 /// Which way a packet crossed the device (for capture and tracing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +116,12 @@ pub trait Device: Send {
     fn medium(&self) -> Medium {
         Medium::Ip
     }
-    /// How large a receive buffer must be: the MTU, or 64 KiB and headers with `rx_tso4`.
+    /// How large a receive buffer must be: the MTU, or 64 KiB and headers with `rx_tso4`
+    /// (an IPv6 super-segment's 40-byte header more with `rx_tso6`).
     fn recv_buf_len(&self) -> usize {
-        if self.offloads().rx_tso4 {
+        if self.offloads().rx_tso6 {
+            MAX_SUPER_PACKET6 + 64
+        } else if self.offloads().rx_tso4 {
             MAX_SUPER_PACKET + 64
         } else {
             self.mtu() + 64

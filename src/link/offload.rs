@@ -26,14 +26,15 @@ pub struct RxMeta {
 /// What the stack asks of the device for one packet it sends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TxMeta {
-    /// Non-zero for a TCP super-segment (IPv4, no IP options): the kernel cuts its payload
-    /// into pieces of `gso_size` bytes, copying and fixing up the headers (sequence numbers,
-    /// IP id and lengths, checksums). Zero: an ordinary packet.
+    /// Non-zero for a TCP super-segment (IPv4 without IP options, or IPv6 without extension
+    /// headers): the kernel cuts its payload into pieces of `gso_size` bytes, copying and
+    /// fixing up the headers (sequence numbers, IPv4 id, lengths, checksums). Zero: an
+    /// ordinary packet.
     pub gso_size: u16,
     /// The TCP checksum field holds only the folded pseudo-header sum (not complemented) and
     /// the kernel must complete it (`VIRTIO_NET_HDR_F_NEEDS_CSUM`, csum_start = IP header
-    /// length, csum_offset = 16). Always set together with a non-zero `gso_size`; set alone
-    /// for an ordinary TCP packet when transmit checksum offload is on.
+    /// length, 20 or 40 for IPv6; csum_offset = 16). Always set together with a non-zero
+    /// `gso_size`; set alone for an ordinary TCP packet when transmit checksum offload is on.
     pub csum_partial: bool,
 }
 
@@ -49,10 +50,18 @@ pub struct Offloads {
     pub rx_tso4: bool,
     /// We may write TCP/IPv4 super-segments for the kernel to split.
     pub tx_tso4: bool,
+    /// The kernel may hand us TCP/IPv6 super-segments (`TUN_F_TSO6`).
+    pub rx_tso6: bool,
+    /// We may write TCP/IPv6 super-segments for the kernel to split.
+    pub tx_tso6: bool,
 }
 
 /// Largest IPv4 packet a super-segment may be (the IPv4 total-length field's limit).
 pub const MAX_SUPER_PACKET: usize = 65535;
+
+/// Largest IPv6 packet a super-segment may be: 65535 bytes of payload (the payload-length
+/// field's limit, RFC 8200 §3) behind the 40-byte fixed header.
+pub const MAX_SUPER_PACKET6: usize = 65535 + 40;
 
 /// The packet a gathered send describes, as one contiguous copy.
 pub fn joined(head: &[u8], tail: [&[u8]; 2]) -> Vec<u8> {
@@ -61,4 +70,16 @@ pub fn joined(head: &[u8], tail: [&[u8]; 2]) -> Vec<u8> {
     packet.extend_from_slice(tail[0]);
     packet.extend_from_slice(tail[1]);
     packet
+}
+
+impl Offloads {
+    /// Whether the device cuts a TCP super-segment of this IP packet's version (TSO4 for
+    /// IPv4, TSO6 for IPv6); `false` for anything else.
+    pub fn tso_for(&self, ip_packet: &[u8]) -> bool {
+        match ip_packet.first().map(|b| b >> 4) {
+            Some(4) => self.tx_tso4,
+            Some(6) => self.tx_tso6,
+            _ => false,
+        }
+    }
 }

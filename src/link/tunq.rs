@@ -9,17 +9,20 @@
 //!
 //! **Offloads** (`TunOptions::offload`). With `IFF_VNET_HDR` every packet crossing the
 //! descriptor is preceded by a 10-byte `struct virtio_net_hdr` ([`VnetHdr`]). After
-//! `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)` the kernel
-//! - hands us TCP/IPv4 "super-segments" of up to 64 KiB that GRO/GSO coalesced, with a
-//!   header saying the MSS (`gso_size`) and that the checksum is partial or already checked;
+//! `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)` the kernel
+//! - hands us TCP "super-segments" (over IPv4, `VNET_GSO_TCPV4`, or IPv6, `VNET_GSO_TCPV6`)
+//!   of up to 64 KiB that GRO/GSO coalesced, with a header saying the MSS (`gso_size`) and
+//!   that the checksum is partial or already checked;
 //! - accepts from us such super-segments and cuts them into MSS-sized packets itself.
 //!
 //! One `read`/`write` then moves up to 64 KiB instead of one 1500-byte packet: the syscall
 //! per packet was the bottleneck of the plain path (docs/performance.md). We ask only for what our stack
-//! handles — TCP over IPv4 — not TSO6 or USO. If the kernel refuses TSO4, checksum offload
-//! alone is kept; if it refuses the header or every offload, the device is reopened without
-//! the header. [`TunQueue::offloads`] says what was accepted, and a super-segment asked for
-//! on a device without TSO is cut in software ([`super::gso`]).
+//! handles — TCP over IPv4 and IPv6 — not USO. If the kernel refuses TSO6, TSO4 and checksum
+//! offload are kept (IPv6 TCP then sends wire-sized segments); if it refuses TSO4 too,
+//! checksum offload alone is kept; if it refuses the header or every offload, the device is
+//! reopened without the header. [`TunQueue::offloads`] says what was accepted, and a
+//! super-segment asked for on a device without TSO for its IP version is cut in software
+//! ([`super::gso`]).
 //!
 //! **Byte order.** The header's fields are in the virtio device's byte order, which for a
 //! TUN is the host's unless changed; we set `TUNSETVNETLE` so they are little-endian on any
@@ -62,7 +65,7 @@ pub const VNET_GSO_NONE: u8 = 0;
 pub const VNET_GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_UDP`: a UDP datagram to fragment (UFO); never asked for.
 pub const VNET_GSO_UDP: u8 = 3;
-/// `VIRTIO_NET_HDR_GSO_TCPV6`: a TCP/IPv6 super-segment; never asked for.
+/// `VIRTIO_NET_HDR_GSO_TCPV6`: a TCP/IPv6 super-segment.
 pub const VNET_GSO_TCPV6: u8 = 4;
 /// `VIRTIO_NET_HDR_GSO_ECN`: or-ed into `gso_type` when the segments carry ECN (CWR on the
 /// first one only).
@@ -81,8 +84,9 @@ const EINVAL: i32 = 22;
 pub struct TunOptions {
     /// A TAP (Ethernet frames) instead of a TUN (bare IP packets).
     pub tap: bool,
-    /// Try `IFF_VNET_HDR` and `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)`; fall back to the plain
-    /// path, with a log line saying why, when the kernel refuses.
+    /// Try `IFF_VNET_HDR` and `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)`; fall back
+    /// to fewer offloads, or to the plain path, with a log line saying why, when the kernel
+    /// refuses.
     pub offload: bool,
     /// Number of queues to open (`IFF_MULTI_QUEUE` when more than 1); 0 counts as 1.
     pub queues: usize,
@@ -103,7 +107,7 @@ impl Default for TunOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TunQueueStats {
     /// Received packets dropped because the header announced a GSO type we did not ask
-    /// for (UDP, TCP/IPv6): the kernel should never send them.
+    /// for (UDP): the kernel should never send them.
     pub unknown_gso: u64,
     /// Reads shorter than the virtio header, dropped.
     pub short_reads: u64,
@@ -178,7 +182,7 @@ impl VnetHdr {
         let csum_trusted = self.flags & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID) != 0;
         let gso_size = match self.gso_type & !VNET_GSO_ECN {
             VNET_GSO_NONE => 0,
-            VNET_GSO_TCPV4 => self.gso_size,
+            VNET_GSO_TCPV4 | VNET_GSO_TCPV6 => self.gso_size,
             other => return Err(other),
         };
         Ok(RxMeta {
@@ -188,19 +192,27 @@ impl VnetHdr {
     }
 
     /// The header for sending `packet` (which starts with `l2_len` bytes of link header,
-    /// then IPv4 and TCP) as `meta` asks. `None` when `meta` asks for an offload but the
-    /// packet is not TCP/IPv4 with sane header lengths (the caller then segments in
-    /// software, which drops what it cannot parse). Any offload marks the checksum partial:
-    /// [`TxMeta`] promises `csum_partial` whenever `gso_size` is set.
+    /// then IPv4 or IPv6 and TCP) as `meta` asks. `None` when `meta` asks for an offload but
+    /// the packet is not TCP/IPv4 or TCP/IPv6 (no extension headers) with sane header
+    /// lengths (the caller then segments in software, which drops what it cannot parse).
+    /// Any offload marks the checksum partial: [`TxMeta`] promises `csum_partial` whenever
+    /// `gso_size` is set.
     pub fn for_tx(packet: &[u8], l2_len: usize, meta: TxMeta) -> Option<VnetHdr> {
         if meta == TxMeta::default() {
             return Some(VnetHdr::default());
         }
-        let (ip_len, tcp_len) = gso::tcp4_header_lens(packet.get(l2_len..)?)?;
+        let ip = packet.get(l2_len..)?;
+        let (ip_len, tcp_len) = gso::tcp_header_lens(ip)?;
         let csum_start = u16::try_from(l2_len.checked_add(ip_len)?).ok()?;
         let hdr_len = u16::try_from(usize::from(csum_start).checked_add(tcp_len)?).ok()?;
+        let v6 = ip.first().map(|b| b >> 4) == Some(6);
         let (gso_type, gso_size) = if meta.gso_size > 0 {
-            (VNET_GSO_TCPV4, meta.gso_size)
+            // The kernel cuts by this type (`tcp4_gso_segment` / `tcp6_gso_segment`) and
+            // refuses a packet whose version does not match it.
+            (
+                if v6 { VNET_GSO_TCPV6 } else { VNET_GSO_TCPV4 },
+                meta.gso_size,
+            )
         } else {
             (VNET_GSO_NONE, 0)
         };
@@ -317,12 +329,27 @@ fn negotiate(file: &File) -> Result<Offloads, String> {
         }
         log::debug!("TUNSETVNETLE refused ({e}); host order is little-endian already");
     }
+    let all = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    match set_offload(file, all) {
+        Ok(()) => {
+            return Ok(Offloads {
+                vnet_hdr: true,
+                rx_csum: true,
+                rx_tso4: true,
+                tx_tso4: true,
+                rx_tso6: true,
+                tx_tso6: true,
+            })
+        }
+        Err(e) => log::warn!("TUNSETOFFLOAD CSUM|TSO4|TSO6 refused ({e}); trying CSUM|TSO4"),
+    }
     match set_offload(file, libc::TUN_F_CSUM | libc::TUN_F_TSO4) {
         Ok(()) => Ok(Offloads {
             vnet_hdr: true,
             rx_csum: true,
             rx_tso4: true,
             tx_tso4: true,
+            ..Offloads::default()
         }),
         Err(e) => {
             log::warn!("TUNSETOFFLOAD CSUM|TSO4 refused ({e}); trying CSUM alone");
@@ -331,8 +358,7 @@ fn negotiate(file: &File) -> Result<Offloads, String> {
             Ok(Offloads {
                 vnet_hdr: true,
                 rx_csum: true,
-                rx_tso4: false,
-                tx_tso4: false,
+                ..Offloads::default()
             })
         }
     }
@@ -530,7 +556,7 @@ impl TunQueue {
         };
         let mut result = Ok(());
         let mut pieces = 0usize;
-        gso::split_tcp4(ip, size, &mut |piece| {
+        gso::split_tcp(ip, size, &mut |piece| {
             pieces += 1;
             if result.is_ok() {
                 result = self.write_parts(&[hdr, l2, piece]);
@@ -539,7 +565,7 @@ impl TunQueue {
         if pieces == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "offload asked for a packet that is not TCP/IPv4",
+                "offload asked for a packet that is not TCP/IPv4 or TCP/IPv6",
             ));
         }
         result
@@ -618,10 +644,14 @@ impl Device for TunQueue {
             }
             return self.write_parts(&[packet]);
         }
-        if meta.gso_size > 0 && !self.offloads.tx_tso4 {
+        let l2_len = if self.tap { ETH_HEADER_LEN } else { 0 };
+        if meta.gso_size > 0
+            && !self
+                .offloads
+                .tso_for(packet.get(l2_len..).unwrap_or_default())
+        {
             return self.send_soft(packet, meta);
         }
-        let l2_len = if self.tap { ETH_HEADER_LEN } else { 0 };
         match VnetHdr::for_tx(packet, l2_len, meta) {
             Some(hdr) => self.write_parts(&[&hdr.encode(), packet]),
             None => self.send_soft(packet, meta),
@@ -639,7 +669,8 @@ impl Device for TunQueue {
         // The header is built from `head` alone, which holds the whole TCP header (the
         // contract of `send_gather`); anything the plain path would have to cut or complete
         // in software goes through `send` on a contiguous copy.
-        let direct = self.offloads.vnet_hdr && (meta.gso_size == 0 || self.offloads.tx_tso4);
+        let ip = head.get(l2_len..).unwrap_or_default();
+        let direct = self.offloads.vnet_hdr && (meta.gso_size == 0 || self.offloads.tso_for(ip));
         let hdr = if direct {
             VnetHdr::for_tx(head, l2_len, meta)
         } else {
@@ -737,11 +768,17 @@ mod tests {
             meta(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 | VNET_GSO_ECN, 1448),
             Ok(gro)
         );
-        // Types we never enable are refused, whatever else the header says.
+        // A TCP/IPv6 super-segment (TUN_F_TSO6) is taken as a TCP/IPv4 one is.
+        let gro6 = RxMeta {
+            csum_trusted: true,
+            gso_size: 1428,
+        };
+        assert_eq!(meta(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV6, 1428), Ok(gro6));
         assert_eq!(
-            meta(VNET_F_NEEDS_CSUM, VNET_GSO_TCPV6, 1440),
-            Err(VNET_GSO_TCPV6)
+            meta(VNET_F_DATA_VALID, VNET_GSO_TCPV6 | VNET_GSO_ECN, 1428),
+            Ok(gro6)
         );
+        // Types we never enable are refused, whatever else the header says.
         assert_eq!(meta(0, VNET_GSO_UDP, 1472), Err(VNET_GSO_UDP));
         assert_eq!(meta(0, 5, 1472), Err(5)); // VIRTIO_NET_HDR_GSO_UDP_L4
     }
@@ -794,6 +831,32 @@ mod tests {
         assert_eq!(VnetHdr::for_tx(&icmp, 0, tso), None);
         assert_eq!(VnetHdr::for_tx(&[], 0, tso), None);
         assert_eq!(VnetHdr::for_tx(&p[..40], 0, tso), None);
+
+        // TCP/IPv6: the checksum starts after the 40-byte fixed header, the type is TCPV6.
+        let (a, b) = (
+            std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+            std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+        );
+        let seg = crate::tcp::segment::Segment {
+            src_port: 80,
+            dst_port: 40000,
+            payload: vec![7; 3000],
+            ..crate::tcp::segment::Segment::default()
+        };
+        let p6 = crate::ip::ipv6::emit(a, b, crate::ip::ipv6::NEXT_TCP, 64, &seg.emit(a, b));
+        assert_eq!(
+            VnetHdr::for_tx(&p6, 0, tso),
+            Some(VnetHdr {
+                flags: VNET_F_NEEDS_CSUM,
+                gso_type: VNET_GSO_TCPV6,
+                hdr_len: 60,
+                gso_size: 1448,
+                csum_start: 40,
+                csum_offset: 16,
+            })
+        );
+        let h = VnetHdr::for_tx(&p6, 0, csum).unwrap();
+        assert_eq!((h.gso_type, h.csum_start), (VNET_GSO_NONE, 40));
     }
 
     #[test]
@@ -867,6 +930,8 @@ mod tests {
             rx_csum: true,
             rx_tso4: true,
             tx_tso4: true,
+            rx_tso6: true,
+            tx_tso6: true,
         };
         let mut q = file_queue(&path, all);
         let p = super_segment(2500);
@@ -940,6 +1005,8 @@ mod tests {
             rx_csum: true,
             rx_tso4: true,
             tx_tso4: true,
+            rx_tso6: true,
+            tx_tso6: true,
         };
         let p = super_segment(3000);
         let hdr = VnetHdr {
@@ -969,14 +1036,46 @@ mod tests {
             }
         );
 
-        // A header announcing a TCP/IPv6 super-segment: dropped and counted; the next read
-        // finds nothing (end of file here), which is "nothing waiting".
+        // A header announcing a TCP/IPv6 super-segment (TUN_F_TSO6) is taken too.
+        let (a, b) = (
+            std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+            std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+        );
+        let seg = crate::tcp::segment::Segment {
+            payload: vec![9; 3000],
+            ..crate::tcp::segment::Segment::default()
+        };
+        let p6 = crate::ip::ipv6::emit(a, b, crate::ip::ipv6::NEXT_TCP, 64, &seg.emit(a, b));
         let mut q = file_queue(&path, all);
         let v6 = VnetHdr {
             gso_type: VNET_GSO_TCPV6,
+            hdr_len: 60,
+            gso_size: 1428,
+            csum_start: 40,
             ..hdr
         };
         q.file.write_all(&v6.encode()).unwrap();
+        q.file.write_all(&p6).unwrap();
+        std::io::Seek::rewind(&mut q.file).unwrap();
+        let (n, meta) = q.recv(&mut buf, T0).unwrap().unwrap();
+        assert_eq!(&buf[..n], &p6[..]);
+        assert_eq!(
+            meta,
+            RxMeta {
+                csum_trusted: true,
+                gso_size: 1428
+            }
+        );
+        assert_eq!(q.stats().unknown_gso, 0);
+
+        // A header announcing UDP fragmentation offload, never asked for: dropped and
+        // counted; the next read finds nothing (end of file here), "nothing waiting".
+        let mut q = file_queue(&path, all);
+        let ufo = VnetHdr {
+            gso_type: VNET_GSO_UDP,
+            ..hdr
+        };
+        q.file.write_all(&ufo.encode()).unwrap();
         q.file.write_all(&p).unwrap();
         std::io::Seek::rewind(&mut q.file).unwrap();
         assert_eq!(q.recv(&mut buf, T0).unwrap(), None);

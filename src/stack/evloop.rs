@@ -376,6 +376,9 @@ impl<D: Device> EventLoop<D> {
         if direct && device.offloads().tx_tso4 {
             enable_tso(&mut iface);
         }
+        if direct && device.offloads().tx_tso6 {
+            iface.set_tso6(Some(crate::link::offload::MAX_SUPER_PACKET6));
+        }
         // Any vnet header can ask the kernel to complete a checksum (NEEDS_CSUM): neither we
         // nor the receiving kernel then sum the payload.
         if direct && device.offloads().vnet_hdr {

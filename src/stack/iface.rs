@@ -27,8 +27,9 @@
 //!
 //! Device offloads ([`crate::link::offload`]): a received packet may come with an
 //! [`RxMeta`] (checksum already trusted, a coalesced super-segment of up to 64 KiB), and
-//! with [`Interface::set_tso`] TCP data may leave as a super-segment whose [`TxMeta`]
-//! asks the device to cut it into MSS-sized packets and finish the checksum.
+//! with [`Interface::set_tso`] (IPv4) and [`Interface::set_tso6`] (IPv6) TCP data may
+//! leave as a super-segment whose [`TxMeta`] asks the device to cut it into MSS-sized
+//! packets and finish the checksum.
 //!
 //! Reassembly timeouts are timers like TCP's: [`Interface::poll_at`] includes them and
 //! [`Interface::handle_timeout`] answers a timed-out datagram whose first fragment arrived
@@ -40,7 +41,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::ip::frag::{FragConfig, FragResult, FragStats, Reassembler};
 use crate::ip::frag6::{self, Ipv6Input, Verdict};
 use crate::ip::{icmp, icmpv6, ipv4, ipv6};
-use crate::link::offload::{RxMeta, TxMeta, MAX_SUPER_PACKET};
+use crate::link::offload::{RxMeta, TxMeta, MAX_SUPER_PACKET, MAX_SUPER_PACKET6};
 use crate::tcp::{self, Segment, Tcp};
 use crate::time::Instant;
 use crate::udp::{self, Datagram, Udp};
@@ -728,17 +729,21 @@ impl Interface {
         let (src, dst) = match (t.src, t.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => (src, dst),
             (src, dst) => {
-                // IPv6: no super-segments and no partial checksums (TCP makes neither for
-                // an IPv6 peer), no identification field.
+                // IPv6: no identification field. A super-segment (with `set_tso6`) has
+                // its payload length cover the whole of it, at most 65535 (TCP caps it at
+                // MAX_SUPER_SEGMENT6); the device writes each piece's (RFC 8200 §3).
                 let tcp_len = out.len() - ipv6::HEADER_LEN + parts[0].len() + parts[1].len();
                 let (src, dst) = (crate::ip::as_v6(src), crate::ip::as_v6(dst));
                 let hop = ipv6::DEFAULT_HOP_LIMIT;
                 ipv6::write_header(out, src, dst, ipv6::NEXT_TCP, hop, tcp_len);
                 self.stats.packets_out += 1;
                 self.stats.ipv6_out += 1;
+                if t.gso_size != 0 {
+                    self.stats.super_packets_out += 1;
+                }
                 let meta = TxMeta {
-                    gso_size: 0,
-                    csum_partial: t.csum_partial,
+                    gso_size: t.gso_size,
+                    csum_partial: t.csum_partial || t.gso_size != 0,
                 };
                 return Some((meta, parts));
             }
@@ -800,6 +805,16 @@ impl Interface {
     pub fn set_tso(&mut self, max_packet: Option<usize>) {
         self.tcp.set_tso(
             max_packet.map(|n| n.min(MAX_SUPER_PACKET).saturating_sub(ipv4::MIN_HEADER_LEN)),
+        );
+    }
+
+    /// [`Interface::set_tso`] for TCP over IPv6, for a device that cuts TCP/IPv6
+    /// super-segments (`TUN_F_TSO6`): up to `max_packet` bytes of IPv6 packet (at most
+    /// [`MAX_SUPER_PACKET6`], 65535 bytes of payload behind the 40-byte header). Without it
+    /// IPv6 connections send wire-sized segments.
+    pub fn set_tso6(&mut self, max_packet: Option<usize>) {
+        self.tcp.set_tso6(
+            max_packet.map(|n| n.min(MAX_SUPER_PACKET6).saturating_sub(ipv6::HEADER_LEN)),
         );
     }
 

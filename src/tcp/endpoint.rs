@@ -104,6 +104,10 @@ pub struct TransmitInfo {
 /// with a 20-byte header.
 pub const MAX_SUPER_SEGMENT: usize = 65535 - 20;
 
+/// Most TCP bytes (header and payload) of a super-segment to an IPv6 peer: the IPv6
+/// payload-length field's limit (RFC 8200 §3); the fixed header is not counted in it.
+pub const MAX_SUPER_SEGMENT6: usize = 65535;
+
 #[derive(Debug)]
 struct Listener {
     local: SocketAddr,
@@ -181,6 +185,8 @@ pub struct Tcp {
     trace_events: Vec<TcpEvent>,
     /// Most TCP bytes of a super-segment, when TSO is on ([`Tcp::set_tso`]).
     tso: Option<usize>,
+    /// The same for IPv6 peers ([`Tcp::set_tso6`]).
+    tso6: Option<usize>,
     /// Connection segments leave with a partial checksum for the device to complete.
     tx_csum_partial: bool,
     /// Out-of-order bytes held by all connections, and the most they may hold
@@ -225,6 +231,7 @@ impl Tcp {
             trace: false,
             trace_events: Vec::new(),
             tso: None,
+            tso6: None,
             tx_csum_partial: false,
             ooo_held: 0,
             ooo_budget: DEFAULT_OUT_OF_ORDER_BUDGET,
@@ -1543,6 +1550,14 @@ impl Tcp {
         self.tso = max_segment.map(|n| n.min(MAX_SUPER_SEGMENT));
     }
 
+    /// [`Tcp::set_tso`] for connections to IPv6 peers, for a device that cuts TCP/IPv6
+    /// super-segments (`TUN_F_TSO6`): up to `max_segment` bytes of TCP header and payload
+    /// (at most 65535, the IPv6 payload-length limit). `None` (the default): IPv6
+    /// connections send wire-sized segments.
+    pub fn set_tso6(&mut self, max_segment: Option<usize>) {
+        self.tso6 = max_segment.map(|n| n.min(MAX_SUPER_SEGMENT6));
+    }
+
     /// Leave the checksum of every connection segment out of [`Tcp::poll_transmit_into`]
     /// partial (the folded pseudo-header sum), for a device that completes it
     /// (`VIRTIO_NET_HDR_F_NEEDS_CSUM`), as a NIC's transmit checksum offload does. The
@@ -1627,9 +1642,11 @@ impl Tcp {
                 let conn = self.slots.get(index as usize)?.conn.as_ref()?;
                 let (src, dst) = (conn.local.ip(), conn.remote.ip());
                 out.resize(out.len() + room_for(dst), 0);
-                // The device completes TCP/IPv4 checksums only (its header is built for
-                // TCP over IPv4, `link::tunq`): an IPv6 segment carries a complete one.
-                let partial = (o.gso_size != 0 || self.tx_csum_partial) && dst.is_ipv4();
+                // A super-segment's checksum is always partial (each piece's can only be
+                // computed once the device cut it), over the pseudo-header of its family.
+                // Ordinary segments leave it partial for IPv4 only: for IPv6 the plain
+                // path keeps complete checksums, as it did before TSO6.
+                let partial = o.gso_size != 0 || (self.tx_csum_partial && dst.is_ipv4());
                 let info = TransmitInfo {
                     src,
                     dst,
@@ -1660,7 +1677,7 @@ impl Tcp {
                 return Some(Next::Control(t));
             }
             let index = self.dirty.pop_front()?;
-            let tso = self.tso;
+            let (tso, tso6) = (self.tso, self.tso6);
             let Some(conn) = self
                 .slots
                 .get_mut(index as usize)
@@ -1669,9 +1686,9 @@ impl Tcp {
                 continue;
             };
             conn.in_dirty = false;
-            // Super-segments are TCP/IPv4 only: the device is asked for TSO4 alone
-            // (see `link::tunq`), so an IPv6 connection sends wire-sized segments.
-            let tso = tso.filter(|_| conn.remote.is_ipv4());
+            // Each family has its own limit and switch: a device may cut TCP/IPv4
+            // super-segments (TSO4) but not TCP/IPv6 ones (TSO6), see `link::tunq`.
+            let tso = if conn.remote.is_ipv4() { tso } else { tso6 };
             let out = conn.poll_transmit(now, &mut self.stats, tso);
             Self::collect_events(&mut self.trace_events, conn);
             // Sending arms the retransmission (or persist) timer.
@@ -2580,6 +2597,47 @@ mod tests {
         assert!(got == data, "byte-exact delivery");
         assert_eq!(net.a.error(c), None);
         net.a.stats().clone()
+    }
+
+    /// TSO for IPv6 peers is switched on separately (a device may cut TCP/IPv4
+    /// super-segments but not TCP/IPv6 ones): with TSO4 alone an IPv6 connection sends
+    /// wire-sized segments; with `set_tso6` it sends super-segments of up to 65535 TCP
+    /// bytes (the IPv6 payload-length limit), delivered byte-exact.
+    #[test]
+    fn ipv6_super_segments_only_with_tso6() {
+        let data: Vec<u8> = (0..400_000).map(|i| (i * 13 % 251) as u8).collect();
+        for tso6 in [false, true] {
+            let mut net = Net::new(Config {
+                send_buffer: 1 << 20,
+                recv_buffer: 1 << 20,
+                recv_buffer_max: 0,
+                ..Config::default()
+            });
+            net.a.set_tso(Some(MAX_SUPER_SEGMENT));
+            if tso6 {
+                net.a.set_tso6(Some(usize::MAX));
+            }
+            let (c, s) = connect6(&mut net, v6(B6, 80));
+            let got = transfer(&mut net, c, s, &data);
+            assert!(got == data, "tso6 {tso6}: byte-exact delivery");
+            let mss = usize::from(net.a.send_mss(c));
+            let sizes: Vec<usize> = net
+                .log
+                .iter()
+                .filter(|(from_a, _)| *from_a)
+                .map(|(_, seg)| seg.payload.len())
+                .collect();
+            let largest = sizes.iter().copied().max().unwrap_or(0);
+            if tso6 {
+                assert!(net.a.stats().super_segments_out > 0, "super-segments sent");
+                assert!(largest > mss, "largest {largest} > mss {mss}");
+                // 20 bytes of header and 12 of timestamps within the 65535.
+                assert!(largest <= MAX_SUPER_SEGMENT6 - 32, "largest {largest}");
+            } else {
+                assert_eq!(net.a.stats().super_segments_out, 0);
+                assert!(largest <= mss, "largest {largest} <= mss {mss}");
+            }
+        }
     }
 
     /// TSO at the TCP level: A's bulk send leaves as super-segments, which B takes whole

@@ -50,7 +50,7 @@ pub mod syncookie;
 pub use congestion::{Algorithm as CongestionAlgorithm, NewReno};
 pub use endpoint::{
     Config, ConnId, IcmpAction, KeepaliveConfig, ListenerId, Tcp, TcpError, TcpStats, Transmit,
-    TransmitInfo, DEFAULT_OUT_OF_ORDER_BUDGET, MAX_SUPER_SEGMENT,
+    TransmitInfo, DEFAULT_OUT_OF_ORDER_BUDGET, MAX_SUPER_SEGMENT, MAX_SUPER_SEGMENT6,
 };
 pub use events::{TcpEvent, TcpEventKind};
 pub use recv_buf::RecvBuffer;
