@@ -673,47 +673,60 @@ mod tests {
         assert_eq!(b.recv(&mut [0u8; 4], T0).unwrap().map(|(n, _)| n), Some(1));
     }
 
-    /// Reads the file back with tshark (Wireshark's CLI) when it is installed.
-    #[test]
-    fn tshark_reads_our_file() {
+    /// Writes `packets` to a capture file and returns tshark's `-T fields` output for
+    /// `fields`; None (the test is skipped) when tshark is not installed outside CI.
+    fn tshark_fields(test: &str, packets: &[Vec<u8>], fields: &[&str]) -> Option<String> {
         let tshark = Path::new("/usr/bin/tshark");
         if !tshark.exists() {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "CI is set but tshark is missing"
             );
-            eprintln!("SKIP tshark_reads_our_file: /usr/bin/tshark not installed");
-            return;
+            eprintln!("SKIP {test}: /usr/bin/tshark not installed");
+            return None;
         }
-        let path = std::env::temp_dir().join(format!("tunstack-pcap-{}.pcap", std::process::id()));
-        let a = Ipv4Addr::new(10, 0, 0, 1);
-        let b = Ipv4Addr::new(10, 0, 0, 2);
-        let mut ping = vec![8u8, 0, 0, 0, 0x12, 0x34, 0, 1, b'h', b'i'];
-        let sum = crate::ip::checksum(&ping);
-        ping[2..4].copy_from_slice(&sum.to_be_bytes());
+        let path = std::env::temp_dir().join(format!("{test}-{}.pcap", std::process::id()));
         {
             let mut w = PcapWriter::create(&path).unwrap();
-            w.write_packet(SystemTime::now(), &emit(a, b, PROTO_ICMP, 64, 1, &ping))
-                .unwrap();
-            w.write_packet(SystemTime::now(), &emit(b, a, PROTO_UDP, 64, 2, &[0; 8]))
-                .unwrap();
+            for p in packets {
+                w.write_packet(SystemTime::now(), p).unwrap();
+            }
             w.flush().unwrap();
         }
-        let out = std::process::Command::new(tshark)
-            .args(["-n", "-r"])
-            .arg(&path)
-            .args([
-                "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.proto",
-            ])
-            .output()
-            .unwrap();
+        let mut cmd = std::process::Command::new(tshark);
+        cmd.args(["-n", "-r"]).arg(&path).args(["-T", "fields"]);
+        for f in fields {
+            cmd.args(["-e", f]);
+        }
+        let out = cmd.output().unwrap();
         let _ = std::fs::remove_file(&path);
-        let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
             "tshark failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Reads the file back with tshark (Wireshark's CLI) when it is installed.
+    #[test]
+    fn tshark_reads_our_file() {
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        let b = Ipv4Addr::new(10, 0, 0, 2);
+        let mut ping = vec![8u8, 0, 0, 0, 0x12, 0x34, 0, 1, b'h', b'i'];
+        let sum = crate::ip::checksum(&ping);
+        ping[2..4].copy_from_slice(&sum.to_be_bytes());
+        let packets = [
+            emit(a, b, PROTO_ICMP, 64, 1, &ping),
+            emit(b, a, PROTO_UDP, 64, 2, &[0; 8]),
+        ];
+        let Some(stdout) = tshark_fields(
+            "tshark_reads_our_file",
+            &packets,
+            &["ip.src", "ip.dst", "ip.proto"],
+        ) else {
+            return;
+        };
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(
             lines,
@@ -728,16 +741,6 @@ mod tests {
     fn tshark_reads_ipv6_in_our_file() {
         use crate::ip::ipv6;
         use std::net::Ipv6Addr;
-        let tshark = Path::new("/usr/bin/tshark");
-        if !tshark.exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but tshark is missing"
-            );
-            eprintln!("SKIP tshark_reads_ipv6_in_our_file: /usr/bin/tshark not installed");
-            return;
-        }
-        let path = std::env::temp_dir().join(format!("tunstack-pcap6-{}.pcap", std::process::id()));
         let a = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
         let b = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
         let mut echo = vec![128u8, 0, 0, 0, 0x12, 0x34, 0, 1, b'h', b'i'];
@@ -748,48 +751,21 @@ mod tests {
         echo[2..4].copy_from_slice(&sum.to_be_bytes());
         let mut fragmented = ipv6::fragment_header(ipv6::NEXT_UDP, 8, false, 7).to_vec();
         fragmented.extend_from_slice(&[0; 16]);
-        {
-            let mut w = PcapWriter::create(&path).unwrap();
-            w.write_packet(
-                SystemTime::now(),
-                &ipv6::emit(a, b, ipv6::NEXT_ICMPV6, 64, &echo),
-            )
-            .unwrap();
-            w.write_packet(
-                SystemTime::now(),
-                &ipv6::emit(b, a, ipv6::NEXT_FRAGMENT, 64, &fragmented),
-            )
-            .unwrap();
-            w.flush().unwrap();
-        }
-        let out = std::process::Command::new(tshark)
-            .args(["-n", "-r"])
-            .arg(&path)
-            .args([
-                "-T",
-                "fields",
-                "-e",
-                "ipv6.src",
-                "-e",
-                "ipv6.dst",
-                "-e",
-                "ipv6.hlim",
-                "-e",
-                "icmpv6.type",
-                "-e",
-                "ipv6.fraghdr.offset",
-                "-e",
-                "ipv6.fraghdr.ident",
-            ])
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_file(&path);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "tshark failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let packets = [
+            ipv6::emit(a, b, ipv6::NEXT_ICMPV6, 64, &echo),
+            ipv6::emit(b, a, ipv6::NEXT_FRAGMENT, 64, &fragmented),
+        ];
+        let fields = [
+            "ipv6.src",
+            "ipv6.dst",
+            "ipv6.hlim",
+            "icmpv6.type",
+            "ipv6.fraghdr.offset",
+            "ipv6.fraghdr.ident",
+        ];
+        let Some(stdout) = tshark_fields("tshark_reads_ipv6_in_our_file", &packets, &fields) else {
+            return;
+        };
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(
             lines,
